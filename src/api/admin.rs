@@ -1,0 +1,149 @@
+//! Topic administration: CreateTopics and DeleteTopics.
+
+use std::collections::HashSet;
+
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreateTopicsRequest};
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult, CreateTopicsResponse,
+};
+use kafka_protocol::messages::delete_topics_request::DeleteTopicsRequest;
+use kafka_protocol::messages::delete_topics_response::{DeletableTopicResult, DeleteTopicsResponse};
+use kafka_protocol::messages::TopicName;
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+use uuid::Uuid;
+
+use super::{Api, Request};
+use crate::cluster::{NewTopic, Topic};
+
+/// ConfigSource.DYNAMIC_TOPIC_CONFIG: a value set on the topic itself.
+const TOPIC_CONFIG_SOURCE: i8 = 1;
+
+type Failure = (ResponseError, String);
+
+pub fn create_topics(api: &Api, req: &Request, r: CreateTopicsRequest) -> CreateTopicsResponse {
+    let mut seen = HashSet::new();
+    let duplicated: HashSet<TopicName> = r.topics.iter().filter(|t| !seen.insert(t.name.clone())).map(|t| t.name.clone()).collect();
+    let topics = r
+        .topics
+        .iter()
+        .map(|t| {
+            let result = if duplicated.contains(&t.name) {
+                Err((ResponseError::InvalidRequest, format!("topic {:?} appears more than once in the request", &*t.name)))
+            } else {
+                new_topic(api, t).and_then(|new| {
+                    if r.validate_only {
+                        api.cluster.validate_new_topic(&new).map(|(n, _)| (None, n))
+                    } else {
+                        api.cluster.create_topic(&new).map(|topic| (Some(topic.clone()), topic.partitions.len() as i32))
+                    }
+                })
+            };
+            create_result(req.version, t.name.clone(), result)
+        })
+        .collect();
+    CreateTopicsResponse::default().with_topics(topics)
+}
+
+/// Turns the request's topic into a [`NewTopic`], checking an explicit replica assignment.
+fn new_topic(api: &Api, t: &CreatableTopic) -> Result<NewTopic, Failure> {
+    let configs = t.configs.iter().map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string()))).collect();
+    let mut new = NewTopic {
+        name: t.name.to_string(),
+        num_partitions: t.num_partitions,
+        replication_factor: t.replication_factor,
+        configs,
+    };
+    if t.assignments.is_empty() {
+        return Ok(new);
+    }
+    if t.num_partitions != -1 || t.replication_factor != -1 {
+        let msg = "with a replica assignment, partition count and replication factor must be -1";
+        return Err((ResponseError::InvalidRequest, msg.to_string()));
+    }
+    let node = api.cluster.node().id;
+    for (i, a) in t.assignments.iter().enumerate() {
+        if a.partition_index != i as i32 {
+            return Err((ResponseError::InvalidReplicaAssignment, "partitions must be assigned in order from 0".into()));
+        }
+        if a.broker_ids.len() > 1 {
+            let msg = format!("replication factor {} is larger than the 1 available broker", a.broker_ids.len());
+            return Err((ResponseError::InvalidReplicationFactor, msg));
+        }
+        if a.broker_ids.iter().any(|b| b.0 != node) || a.broker_ids.is_empty() {
+            return Err((ResponseError::InvalidReplicaAssignment, format!("the only broker is {node}")));
+        }
+    }
+    new.num_partitions = t.assignments.len() as i32;
+    new.replication_factor = 1;
+    Ok(new)
+}
+
+fn create_result(version: i16, name: TopicName, result: Result<(Option<std::sync::Arc<Topic>>, i32), Failure>) -> CreatableTopicResult {
+    let response = CreatableTopicResult::default().with_name(name);
+    match result {
+        Ok((topic, partitions)) => {
+            let mut response = response;
+            if version >= 5 {
+                let configs = topic.as_ref().map(|t| {
+                    t.configs
+                        .explicit()
+                        .map(|(k, v)| {
+                            CreatableTopicConfigs::default()
+                                .with_name(StrBytes::from_string(k.clone()))
+                                .with_value(Some(StrBytes::from_string(v.clone())))
+                                .with_config_source(TOPIC_CONFIG_SOURCE)
+                        })
+                        .collect()
+                });
+                response = response.with_num_partitions(partitions).with_replication_factor(1).with_configs(configs.or(Some(vec![])));
+            }
+            if version >= 7 {
+                response.topic_id = topic.map(|t| t.id).unwrap_or(Uuid::nil());
+            }
+            response
+        }
+        Err((e, message)) => {
+            let response = response.with_error_code(e.code()).with_error_message(Some(StrBytes::from_string(message)));
+            if version >= 5 {
+                response.with_num_partitions(-1).with_replication_factor(-1)
+            } else {
+                response
+            }
+        }
+    }
+}
+
+pub fn delete_topics(api: &Api, req: &Request, r: DeleteTopicsRequest) -> DeleteTopicsResponse {
+    // v6 names topics by name or id; older versions by name only.
+    let wanted: Vec<(Option<TopicName>, Uuid)> = if req.version >= 6 {
+        r.topics.into_iter().map(|t| (t.name, t.topic_id)).collect()
+    } else {
+        r.topic_names.into_iter().map(|n| (Some(n), Uuid::nil())).collect()
+    };
+    let responses = wanted
+        .into_iter()
+        .map(|(name, id)| {
+            let topic = match &name {
+                Some(n) => api.cluster.topic(n).ok_or(ResponseError::UnknownTopicOrPartition),
+                None => api.cluster.topic_by_id(id).ok_or(ResponseError::UnknownTopicId),
+            };
+            let result = topic.and_then(|t| api.cluster.delete_topic(&t.name).map(|_| t));
+            let mut response = DeletableTopicResult::default().with_name(name.clone());
+            if req.version >= 6 {
+                response.topic_id = result.as_ref().map(|t| t.id).unwrap_or(id);
+                if response.name.is_none() {
+                    response.name = result.as_ref().ok().map(|t| TopicName(StrBytes::from_string(t.name.clone())));
+                }
+            }
+            if let Err(e) = result {
+                response.error_code = e.code();
+                if req.version >= 5 {
+                    response.error_message = Some(StrBytes::from_string(e.to_string()));
+                }
+            }
+            response
+        })
+        .collect();
+    DeleteTopicsResponse::default().with_responses(responses)
+}

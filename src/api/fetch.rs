@@ -1,0 +1,94 @@
+//! Fetch: whole stored batches, long-polled until `min_bytes` arrive or `max_wait_ms` passes.
+//!
+//! No fetch sessions are kept (KIP-227 allows a broker to decline them): every response is a
+//! full one with session id 0, which clients handle by sending full fetches.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::messages::fetch_request::FetchRequest;
+use kafka_protocol::messages::fetch_response::{FetchResponse, FetchableTopicResponse, PartitionData};
+use kafka_protocol::ResponseError;
+use tokio::time::Instant;
+
+use super::{Api, Request};
+use super::offsets::check_leader_epoch;
+
+/// A long poll never holds a request longer than this, whatever the client asks.
+const MAX_WAIT: Duration = Duration::from_secs(60);
+
+pub async fn handle(api: &Api, req: &Request, r: FetchRequest) -> FetchResponse {
+    if r.session_id != 0 {
+        return FetchResponse::default().with_error_code(ResponseError::FetchSessionIdNotFound.code());
+    }
+    let wait = Duration::from_millis(r.max_wait_ms.max(0) as u64).min(MAX_WAIT);
+    let deadline = Instant::now() + wait;
+    let mut appended = api.log.subscribe();
+    let mut timed_out = false;
+    loop {
+        appended.borrow_and_update();
+        let (responses, bytes, errors) = read_all(api, req, &r);
+        if timed_out || errors || bytes >= r.min_bytes.max(0) as usize || wait.is_zero() {
+            return FetchResponse::default().with_responses(responses);
+        }
+        timed_out = !matches!(tokio::time::timeout_at(deadline, appended.changed()).await, Ok(Ok(())));
+    }
+}
+
+/// Reads every requested partition once. Returns the topics, the record bytes, and whether
+/// any partition has an error (which answers at once rather than waiting).
+fn read_all(api: &Api, req: &Request, r: &FetchRequest) -> (Vec<FetchableTopicResponse>, usize, bool) {
+    // max_bytes bounds the whole response, but the first batch goes out whatever its size (KIP-74).
+    let mut budget = r.max_bytes.max(0) as usize;
+    let mut total = 0;
+    let mut errors = false;
+    let topics = r
+        .topics
+        .iter()
+        .map(|t| {
+            let topic = api.cluster.topic(&t.topic);
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let data = PartitionData::default().with_partition_index(p.partition);
+                    let part = topic.as_ref().and_then(|t| t.partition(p.partition));
+                    let result = match part {
+                        None => Err(ResponseError::UnknownTopicOrPartition),
+                        Some(id) => check_leader_epoch(p.current_leader_epoch).and_then(|_| {
+                            let limit = (p.partition_max_bytes.max(0) as usize).min(budget);
+                            api.log.read(id, p.fetch_offset, limit, total == 0)
+                        }),
+                    };
+                    match result {
+                        Ok(read) => {
+                            total += read.records.len();
+                            budget = budget.saturating_sub(read.records.len());
+                            offsets(data, req.version, read.high_watermark, read.log_start).with_records(Some(read.records))
+                        }
+                        Err(e) => {
+                            errors = true;
+                            let data = data.with_error_code(e.code()).with_high_watermark(-1).with_records(Some(Bytes::new()));
+                            // Out-of-range answers carry the real offsets so clients can reset.
+                            match part.map(|id| api.log.offsets(id)) {
+                                Some(Ok((start, hw))) => offsets(data, req.version, hw, start),
+                                _ => data,
+                            }
+                        }
+                    }
+                })
+                .collect();
+            FetchableTopicResponse::default().with_topic(t.topic.clone()).with_partitions(partitions)
+        })
+        .collect();
+    (topics, total, errors)
+}
+
+fn offsets(data: PartitionData, version: i16, high_watermark: i64, log_start: i64) -> PartitionData {
+    let data = data.with_high_watermark(high_watermark).with_last_stable_offset(high_watermark);
+    if version >= 5 {
+        data.with_log_start_offset(log_start)
+    } else {
+        data
+    }
+}

@@ -1,0 +1,138 @@
+//! Kafka API handlers: protocol structs in, calls on log / cluster, protocol structs out.
+//!
+//! [`SUPPORTED`] is the one table of (api, min, max) versions: ApiVersions answers from it and
+//! [`Api::handle`] refuses anything outside it before decoding.
+
+mod admin;
+mod fetch;
+mod metadata;
+mod offsets;
+mod produce;
+pub use produce::now_ms;
+mod versions;
+
+use std::sync::Arc;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
+use kafka_protocol::protocol::{Decodable, Encodable};
+
+use crate::cluster::Cluster;
+use crate::log::LogStore;
+
+/// Every API Gregor serves, with the versions a real client has been seen to work with.
+pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 11),
+    (ApiKey::Fetch, 4, 12),
+    (ApiKey::ListOffsets, 1, 7),
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::ApiVersions, 0, 4),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::InitProducerId, 0, 4),
+    (ApiKey::OffsetForLeaderEpoch, 2, 4),
+];
+
+fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
+    SUPPORTED.iter().find(|(k, _, _)| *k == key).map(|&(_, min, max)| (min, max))
+}
+
+/// Why a connection is closed instead of answered.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("request of {0} bytes is too short for a request header")]
+    TooShort(usize),
+    #[error("unknown API key {0}")]
+    UnknownApiKey(i16),
+    #[error("{api:?} v{version} is not supported (supported: v{min}-v{max})")]
+    UnsupportedVersion { api: ApiKey, version: i16, min: i16, max: i16 },
+    #[error("malformed {api:?} v{version} request: {reason}")]
+    Malformed { api: ApiKey, version: i16, reason: String },
+    /// A handler built a response its version cannot carry: a bug, logged loudly.
+    #[error("cannot encode the {api:?} v{version} response: {reason}")]
+    Encode { api: ApiKey, version: i16, reason: String },
+}
+
+/// The handlers' view of the broker.
+pub struct Api {
+    pub log: Arc<LogStore>,
+    pub cluster: Arc<Cluster>,
+}
+
+/// The request currently being answered.
+pub struct Request {
+    pub header: RequestHeader,
+    pub version: i16,
+}
+
+impl Api {
+    /// Answers one request frame (without its size prefix). `Ok(None)` means no response is
+    /// sent (Produce with acks=0); `Err` means the connection should be closed.
+    pub async fn handle(&self, mut frame: Bytes) -> Result<Option<BytesMut>, FrameError> {
+        if frame.len() < 8 {
+            return Err(FrameError::TooShort(frame.len()));
+        }
+        let key = i16::from_be_bytes([frame[0], frame[1]]);
+        let version = i16::from_be_bytes([frame[2], frame[3]]);
+        let api = ApiKey::try_from(key).map_err(|_| FrameError::UnknownApiKey(key))?;
+        let Some((min, max)) = supported_range(api) else {
+            return Err(FrameError::UnknownApiKey(key));
+        };
+        if api == ApiKey::ApiVersions && version > max {
+            // KIP-511: answer in v0 so the client can learn our range and downgrade.
+            let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+            let body = versions::unsupported_version_response();
+            return encode_response(api, correlation_id, 0, &ResponseKind::ApiVersions(body), 0).map(Some);
+        }
+        if version < min || version > max {
+            return Err(FrameError::UnsupportedVersion { api, version, min, max });
+        }
+        let malformed = |reason: String| FrameError::Malformed { api, version, reason };
+        let header = RequestHeader::decode(&mut frame, api.request_header_version(version))
+            .map_err(|e| malformed(format!("header: {e}")))?;
+        let body = RequestKind::decode(api, &mut frame, version).map_err(|e| malformed(e.to_string()))?;
+        if frame.has_remaining() {
+            return Err(malformed(format!("{} bytes left over after the request", frame.remaining())));
+        }
+        let correlation_id = header.correlation_id;
+        let req = Request { header, version };
+        let response = match body {
+            RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(versions::handle()),
+            RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(self, &req, r)),
+            RequestKind::Produce(r) => match produce::handle(self, &req, r) {
+                Some(resp) => ResponseKind::Produce(resp),
+                None => return Ok(None),
+            },
+            RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(produce::init_producer_id(self, r)),
+            RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(self, &req, r).await),
+            RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(offsets::list_offsets(self, r)),
+            RequestKind::OffsetForLeaderEpoch(r) => {
+                ResponseKind::OffsetForLeaderEpoch(offsets::offset_for_leader_epoch(self, r))
+            }
+            RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(admin::create_topics(self, &req, r)),
+            RequestKind::DeleteTopics(r) => ResponseKind::DeleteTopics(admin::delete_topics(self, &req, r)),
+            other => unreachable!("{other:?} passed the version table but has no handler"),
+        };
+        encode_response(api, correlation_id, api.response_header_version(version), &response, version).map(Some)
+    }
+}
+
+/// Size prefix, response header, body.
+fn encode_response(
+    api: ApiKey,
+    correlation_id: i32,
+    header_version: i16,
+    body: &ResponseKind,
+    version: i16,
+) -> Result<BytesMut, FrameError> {
+    let mut buf = BytesMut::with_capacity(64);
+    buf.put_i32(0);
+    ResponseHeader::default()
+        .with_correlation_id(correlation_id)
+        .encode(&mut buf, header_version)
+        .and_then(|_| body.encode(&mut buf, version))
+        .map_err(|e| FrameError::Encode { api, version, reason: e.to_string() })?;
+    let size = (buf.len() - 4) as i32;
+    buf[..4].copy_from_slice(&size.to_be_bytes());
+    Ok(buf)
+}

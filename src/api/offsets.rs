@@ -1,0 +1,105 @@
+//! ListOffsets and OffsetForLeaderEpoch.
+
+use kafka_protocol::messages::list_offsets_request::ListOffsetsRequest;
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::offset_for_leader_epoch_request::OffsetForLeaderEpochRequest;
+use kafka_protocol::messages::offset_for_leader_epoch_response::{
+    EpochEndOffset, OffsetForLeaderEpochResponse, OffsetForLeaderTopicResult,
+};
+use kafka_protocol::ResponseError;
+
+use super::Api;
+use crate::cluster::{Topic, LEADER_EPOCH};
+use crate::log::PartitionId;
+
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+
+/// A client's view of the leader epoch (-1: no opinion) against ours.
+pub fn check_leader_epoch(client_epoch: i32) -> Result<(), ResponseError> {
+    if client_epoch > LEADER_EPOCH {
+        Err(ResponseError::UnknownLeaderEpoch)
+    } else if client_epoch >= 0 && client_epoch < LEADER_EPOCH {
+        Err(ResponseError::FencedLeaderEpoch)
+    } else {
+        Ok(())
+    }
+}
+
+fn lookup(api: &Api, topic: Option<&Topic>, index: i32, client_epoch: i32) -> Result<PartitionId, ResponseError> {
+    let id = topic.and_then(|t| t.partition(index)).ok_or(ResponseError::UnknownTopicOrPartition)?;
+    check_leader_epoch(client_epoch)?;
+    api.log.offsets(id)?;
+    Ok(id)
+}
+
+pub fn list_offsets(api: &Api, r: ListOffsetsRequest) -> ListOffsetsResponse {
+    let topics = r
+        .topics
+        .into_iter()
+        .map(|t| {
+            let topic = api.cluster.topic(&t.name);
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let response = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
+                    let found = lookup(api, topic.as_deref(), p.partition_index, p.current_leader_epoch)
+                        .and_then(|id| offset_at(api, id, p.timestamp));
+                    match found {
+                        Ok(Some((offset, timestamp))) => response
+                            .with_offset(offset)
+                            .with_timestamp(timestamp)
+                            .with_leader_epoch(LEADER_EPOCH),
+                        Ok(None) => response.with_offset(-1).with_timestamp(-1),
+                        Err(e) => response.with_error_code(e.code()).with_offset(-1).with_timestamp(-1),
+                    }
+                })
+                .collect();
+            ListOffsetsTopicResponse::default().with_name(t.name).with_partitions(partitions)
+        })
+        .collect();
+    ListOffsetsResponse::default().with_topics(topics)
+}
+
+/// (offset, timestamp) for a ListOffsets target: a special value or a timestamp.
+fn offset_at(api: &Api, id: PartitionId, target: i64) -> Result<Option<(i64, i64)>, ResponseError> {
+    let (log_start, high_watermark) = api.log.offsets(id)?;
+    match target {
+        LATEST => Ok(Some((high_watermark, -1))),
+        EARLIEST => Ok(Some((log_start, -1))),
+        MAX_TIMESTAMP => api.log.max_timestamp_offset(id),
+        ts if ts >= 0 => api.log.offset_for_timestamp(id, ts),
+        _ => Err(ResponseError::InvalidRequest),
+    }
+}
+
+pub fn offset_for_leader_epoch(api: &Api, r: OffsetForLeaderEpochRequest) -> OffsetForLeaderEpochResponse {
+    let topics = r
+        .topics
+        .into_iter()
+        .map(|t| {
+            let topic = api.cluster.topic(&t.topic);
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let response = EpochEndOffset::default().with_partition(p.partition);
+                    match lookup(api, topic.as_deref(), p.partition, p.current_leader_epoch).and_then(|id| api.log.offsets(id)) {
+                        // Every batch was written in epoch 0, which ends at the log end.
+                        Ok((_, high_watermark)) if p.leader_epoch == LEADER_EPOCH => {
+                            response.with_leader_epoch(LEADER_EPOCH).with_end_offset(high_watermark)
+                        }
+                        Ok(_) => response.with_leader_epoch(-1).with_end_offset(-1),
+                        Err(e) => response.with_error_code(e.code()).with_leader_epoch(-1).with_end_offset(-1),
+                    }
+                })
+                .collect();
+            OffsetForLeaderTopicResult::default().with_topic(t.topic).with_partitions(partitions)
+        })
+        .collect();
+    OffsetForLeaderEpochResponse::default().with_topics(topics)
+}

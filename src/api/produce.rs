@@ -1,0 +1,98 @@
+//! Produce and InitProducerId.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use kafka_protocol::messages::init_producer_id_request::InitProducerIdRequest;
+use kafka_protocol::messages::init_producer_id_response::InitProducerIdResponse;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, ProduceRequest};
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, ProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::ProducerId;
+use kafka_protocol::ResponseError;
+
+use super::{Api, Request};
+use crate::cluster::{Topic, LEADER_EPOCH};
+use crate::log::AppendOptions;
+
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// Appends every partition's batches; `None` for acks=0, which gets no response.
+pub fn handle(api: &Api, req: &Request, r: ProduceRequest) -> Option<ProduceResponse> {
+    let acks_valid = matches!(r.acks, -1..=1);
+    let now = now_ms();
+    let responses = r
+        .topic_data
+        .into_iter()
+        .map(|topic_data| {
+            let topic = api.cluster.topic(&topic_data.name);
+            let partitions = topic_data
+                .partition_data
+                .into_iter()
+                .map(|p| {
+                    let result = if acks_valid {
+                        append(api, topic.as_deref(), &p, now)
+                    } else {
+                        Err(ResponseError::InvalidRequiredAcks)
+                    };
+                    partition_response(req.version, p.index, result)
+                })
+                .collect();
+            TopicProduceResponse::default().with_name(topic_data.name).with_partition_responses(partitions)
+        })
+        .collect();
+    if r.acks == 0 {
+        return None;
+    }
+    Some(ProduceResponse::default().with_responses(responses))
+}
+
+/// (base offset, log append time or -1, log start offset)
+type Appended = (i64, i64, i64);
+
+fn append(api: &Api, topic: Option<&Topic>, p: &PartitionProduceData, now: i64) -> Result<Appended, ResponseError> {
+    let topic = topic.ok_or(ResponseError::UnknownTopicOrPartition)?;
+    let partition = topic.partition(p.index).ok_or(ResponseError::UnknownTopicOrPartition)?;
+    let records = p.records.as_ref().ok_or(ResponseError::CorruptMessage)?;
+    let log_append_time = topic.configs.log_append_time().then_some(now);
+    let opts = AppendOptions { max_batch_bytes: topic.configs.max_message_bytes(), leader_epoch: LEADER_EPOCH, log_append_time };
+    let appended = api.log.append(partition, records, opts).inspect_err(|e| {
+        tracing::debug!(topic = %topic.name, partition = p.index, "produce refused: {e:?}");
+    })?;
+    Ok((appended.base_offset, log_append_time.unwrap_or(-1), appended.log_start))
+}
+
+fn partition_response(version: i16, index: i32, result: Result<Appended, ResponseError>) -> PartitionProduceResponse {
+    let response = PartitionProduceResponse::default().with_index(index);
+    match result {
+        Ok((base_offset, append_time, log_start)) => {
+            let response = response.with_base_offset(base_offset).with_log_append_time_ms(append_time);
+            if version >= 5 {
+                response.with_log_start_offset(log_start)
+            } else {
+                response
+            }
+        }
+        Err(e) => response.with_error_code(e.code()).with_base_offset(-1),
+    }
+}
+
+/// Hands out producer ids for idempotent producers. Transactions are not offered yet, so a
+/// transactional id is refused as an invalid request.
+pub fn init_producer_id(api: &Api, r: InitProducerIdRequest) -> InitProducerIdResponse {
+    let response = InitProducerIdResponse::default();
+    if r.transactional_id.is_some() {
+        return response.with_error_code(ResponseError::InvalidRequest.code());
+    }
+    // KIP-360: a known producer asks for an epoch bump to reset its sequences.
+    if r.producer_id.0 >= 0 && r.producer_epoch >= 0 && r.producer_epoch < i16::MAX - 1 {
+        return response.with_producer_id(r.producer_id).with_producer_epoch(r.producer_epoch + 1);
+    }
+    match api.cluster.next_producer_id() {
+        Ok(id) => response.with_producer_id(ProducerId(id)).with_producer_epoch(0),
+        Err(e) => {
+            tracing::error!("cannot allocate a producer id: {e:#}");
+            response.with_error_code(ResponseError::KafkaStorageError.code())
+        }
+    }
+}

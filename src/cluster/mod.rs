@@ -1,0 +1,304 @@
+//! Topics, partitions, their configs, and this node's identity.
+//!
+//! Topics persist in the `meta` column family under `t<name>`; counters under `c...`.
+//! Creating or deleting a topic also creates or deletes its partitions' logs.
+
+mod topic_config;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use anyhow::{Context, Result};
+use indexmap::IndexMap;
+use kafka_protocol::ResponseError;
+use uuid::Uuid;
+
+use crate::config::Config;
+use crate::log::{LogStore, Meta, PartitionId};
+pub use topic_config::TopicConfigs;
+
+/// Gregor has one replica per partition and never changes leaders, so the epoch stays 0.
+pub const LEADER_EPOCH: i32 = 0;
+
+/// Upper bound on a topic's partition count, so one request cannot exhaust the node.
+pub const MAX_PARTITIONS: i32 = 10_000;
+
+const TOPIC_PREFIX: &[u8] = b"t";
+const CLUSTER_ID_KEY: &[u8] = b"c/cluster_id";
+const NEXT_PARTITION_KEY: &[u8] = b"c/next_partition_id";
+const NEXT_PRODUCER_KEY: &[u8] = b"c/next_producer_id";
+
+/// Where clients reach this node.
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub id: i32,
+    pub host: String,
+    pub port: u16,
+}
+
+#[derive(Debug)]
+pub struct Topic {
+    pub name: String,
+    pub id: Uuid,
+    /// Log ids of partitions 0..n, in order.
+    pub partitions: Vec<PartitionId>,
+    pub configs: TopicConfigs,
+}
+
+impl Topic {
+    pub fn partition(&self, index: i32) -> Option<PartitionId> {
+        usize::try_from(index).ok().and_then(|i| self.partitions.get(i).copied())
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let mut text = format!("id={}\npartitions={}\n", self.id, join(&self.partitions));
+        for (k, v) in self.configs.explicit() {
+            text.push_str(&format!("config.{k}={v}\n"));
+        }
+        text.into_bytes()
+    }
+
+    fn decode(name: &str, bytes: &[u8], defaults: &TopicDefaults) -> Result<Topic> {
+        let text = std::str::from_utf8(bytes).context("topic record is not UTF-8")?;
+        let (mut id, mut partitions, mut configs) = (None, Vec::new(), BTreeMap::new());
+        for line in text.lines() {
+            let (k, v) = line.split_once('=').context("bad topic record line")?;
+            match k {
+                "id" => id = Some(Uuid::parse_str(v)?),
+                "partitions" => {
+                    partitions = v.split(',').filter(|s| !s.is_empty()).map(str::parse).collect::<Result<_, _>>()?
+                }
+                _ => {
+                    if let Some(key) = k.strip_prefix("config.") {
+                        configs.insert(key.to_string(), v.to_string());
+                    }
+                }
+            }
+        }
+        Ok(Topic {
+            name: name.to_string(),
+            id: id.context("topic record has no id")?,
+            partitions,
+            configs: TopicConfigs::new(configs, defaults.clone()),
+        })
+    }
+}
+
+fn join(ids: &[PartitionId]) -> String {
+    ids.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(",")
+}
+
+/// Broker-wide defaults that topic configs fall back to.
+#[derive(Debug, Clone)]
+pub struct TopicDefaults {
+    pub num_partitions: i32,
+    pub retention_ms: i64,
+    pub retention_bytes: i64,
+    pub max_message_bytes: usize,
+}
+
+/// What a new topic should look like.
+#[derive(Debug, Clone)]
+pub struct NewTopic {
+    pub name: String,
+    /// -1 means the broker default.
+    pub num_partitions: i32,
+    /// -1 means the broker default (1).
+    pub replication_factor: i16,
+    pub configs: Vec<(String, Option<String>)>,
+}
+
+pub struct Cluster {
+    node: Node,
+    cluster_id: String,
+    defaults: TopicDefaults,
+    pub auto_create_topics: bool,
+    meta: Meta,
+    log: Arc<LogStore>,
+    topics: RwLock<IndexMap<String, Arc<Topic>>>,
+    /// Serialises topic creation and deletion and guards the id counters.
+    admin: Mutex<()>,
+}
+
+/// Topic names as Kafka allows them.
+pub fn validate_topic_name(name: &str) -> Result<(), ResponseError> {
+    let legal = name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
+    if name.is_empty() || name == "." || name == ".." || name.len() > 249 || !legal {
+        return Err(ResponseError::InvalidTopicException);
+    }
+    Ok(())
+}
+
+impl Cluster {
+    /// Loads the node's topics and makes their partitions' logs available.
+    pub fn open(config: &Config, node: Node, log: Arc<LogStore>) -> Result<Cluster> {
+        let meta = log.meta();
+        let cluster_id = match meta.get(CLUSTER_ID_KEY)? {
+            Some(id) => String::from_utf8(id).context("cluster id is not UTF-8")?,
+            None => {
+                let id = Uuid::new_v4().simple().to_string()[..22].to_string();
+                meta.write(&[(CLUSTER_ID_KEY, Some(id.as_bytes()))])?;
+                id
+            }
+        };
+        let defaults = TopicDefaults {
+            num_partitions: config.num_partitions,
+            retention_ms: config.retention_ms,
+            retention_bytes: config.retention_bytes,
+            max_message_bytes: config.message_max_bytes,
+        };
+        let mut topics = IndexMap::new();
+        for (key, value) in meta.scan(TOPIC_PREFIX)? {
+            let name = String::from_utf8_lossy(&key[TOPIC_PREFIX.len()..]).to_string();
+            let topic = Topic::decode(&name, &value, &defaults).with_context(|| format!("topic {name}"))?;
+            for &p in &topic.partitions {
+                log.load_partition(p)?;
+            }
+            topics.insert(name, Arc::new(topic));
+        }
+        Ok(Cluster {
+            node,
+            cluster_id,
+            defaults,
+            auto_create_topics: config.auto_create_topics,
+            meta,
+            log,
+            topics: RwLock::new(topics),
+            admin: Mutex::new(()),
+        })
+    }
+
+    pub fn node(&self) -> &Node {
+        &self.node
+    }
+
+    pub fn cluster_id(&self) -> &str {
+        &self.cluster_id
+    }
+
+    pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
+        self.topics.read().expect("lock").get(name).cloned()
+    }
+
+    pub fn topic_by_id(&self, id: Uuid) -> Option<Arc<Topic>> {
+        self.topics.read().expect("lock").values().find(|t| t.id == id).cloned()
+    }
+
+    pub fn topics(&self) -> Vec<Arc<Topic>> {
+        self.topics.read().expect("lock").values().cloned().collect()
+    }
+
+    /// Checks a topic request without creating anything; returns the partition count.
+    pub fn validate_new_topic(&self, new: &NewTopic) -> Result<(i32, TopicConfigs), (ResponseError, String)> {
+        validate_topic_name(&new.name).map_err(|e| (e, format!("invalid topic name {:?}", new.name)))?;
+        let partitions = if new.num_partitions == -1 { self.defaults.num_partitions } else { new.num_partitions };
+        if partitions < 1 || partitions > MAX_PARTITIONS {
+            return Err((
+                ResponseError::InvalidPartitions,
+                format!("partition count must be between 1 and {MAX_PARTITIONS}, got {partitions}"),
+            ));
+        }
+        if new.replication_factor != -1 && new.replication_factor != 1 {
+            return Err((
+                ResponseError::InvalidReplicationFactor,
+                format!("replication factor {} is larger than the 1 available broker", new.replication_factor),
+            ));
+        }
+        let configs = TopicConfigs::from_request(&new.configs, self.defaults.clone())
+            .map_err(|msg| (ResponseError::InvalidConfig, msg))?;
+        if self.topic(&new.name).is_some() {
+            return Err((ResponseError::TopicAlreadyExists, format!("topic {:?} already exists", new.name)));
+        }
+        Ok((partitions, configs))
+    }
+
+    /// Creates a topic and its partition logs.
+    pub fn create_topic(&self, new: &NewTopic) -> Result<Arc<Topic>, (ResponseError, String)> {
+        let _admin = self.admin.lock().expect("admin lock");
+        let (count, configs) = self.validate_new_topic(new)?;
+        self.create_locked(&new.name, count, configs).map_err(|e| {
+            tracing::error!("creating topic {}: {e:#}", new.name);
+            (ResponseError::KafkaStorageError, format!("could not store topic: {e}"))
+        })
+    }
+
+    fn create_locked(&self, name: &str, count: i32, configs: TopicConfigs) -> Result<Arc<Topic>> {
+        let first = self.meta.get(NEXT_PARTITION_KEY)?.map(|v| decode_u32(&v)).unwrap_or(0);
+        let next = first.checked_add(count as u32).context("partition ids exhausted")?;
+        let topic = Topic { name: name.to_string(), id: Uuid::new_v4(), partitions: (first..next).collect(), configs };
+        let key = [TOPIC_PREFIX, name.as_bytes()].concat();
+        self.meta.write(&[(&key, Some(&topic.encode())), (NEXT_PARTITION_KEY, Some(&next.to_be_bytes()))])?;
+        for &p in &topic.partitions {
+            self.log.load_partition(p)?;
+        }
+        let topic = Arc::new(topic);
+        self.topics.write().expect("lock").insert(name.to_string(), topic.clone());
+        tracing::info!(topic = name, partitions = count, "created topic");
+        Ok(topic)
+    }
+
+    /// Returns the topic, creating it with broker defaults when auto-creation allows it.
+    pub fn topic_or_create(&self, name: &str, allow_create: bool) -> Result<Arc<Topic>, ResponseError> {
+        if let Some(t) = self.topic(name) {
+            return Ok(t);
+        }
+        validate_topic_name(name)?;
+        if !(allow_create && self.auto_create_topics) {
+            return Err(ResponseError::UnknownTopicOrPartition);
+        }
+        let new = NewTopic { name: name.to_string(), num_partitions: -1, replication_factor: -1, configs: vec![] };
+        match self.create_topic(&new) {
+            Ok(t) => Ok(t),
+            // Another request created it in between.
+            Err((ResponseError::TopicAlreadyExists, _)) => self.topic(name).ok_or(ResponseError::UnknownTopicOrPartition),
+            Err((e, _)) => Err(e),
+        }
+    }
+
+    /// Deletes a topic and all its data.
+    pub fn delete_topic(&self, name: &str) -> Result<(), ResponseError> {
+        let _admin = self.admin.lock().expect("admin lock");
+        let topic = self.topic(name).ok_or(ResponseError::UnknownTopicOrPartition)?;
+        let key = [TOPIC_PREFIX, name.as_bytes()].concat();
+        let result = self.meta.write(&[(&key, None)]).and_then(|_| {
+            self.topics.write().expect("lock").shift_remove(name);
+            topic.partitions.iter().try_for_each(|&p| self.log.delete_partition(p))
+        });
+        result.map_err(|e| {
+            tracing::error!("deleting topic {name}: {e:#}");
+            ResponseError::KafkaStorageError
+        })?;
+        tracing::info!(topic = name, "deleted topic");
+        Ok(())
+    }
+
+    /// A fresh producer id for InitProducerId; persisted so ids are never handed out twice.
+    pub fn next_producer_id(&self) -> Result<i64> {
+        let _admin = self.admin.lock().expect("admin lock");
+        let id = match self.meta.get(NEXT_PRODUCER_KEY)? {
+            Some(v) => i64::from_be_bytes(v.as_slice().try_into().context("bad producer id counter")?),
+            None => 0,
+        };
+        self.meta.write(&[(NEXT_PRODUCER_KEY, Some(&(id + 1).to_be_bytes()))])?;
+        Ok(id)
+    }
+
+    /// Runs retention over every partition of every topic.
+    pub fn apply_retention(&self, now_ms: i64) {
+        for topic in self.topics() {
+            let (ms, bytes) = (topic.configs.retention_ms(), topic.configs.retention_bytes());
+            if ms < 0 && bytes < 0 {
+                continue;
+            }
+            for &p in &topic.partitions {
+                if let Err(e) = self.log.apply_retention(p, ms, bytes, now_ms) {
+                    tracing::warn!(topic = %topic.name, "retention failed: {e:?}");
+                }
+            }
+        }
+    }
+}
+
+fn decode_u32(bytes: &[u8]) -> u32 {
+    bytes.try_into().map(u32::from_be_bytes).unwrap_or(0)
+}

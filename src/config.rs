@@ -1,0 +1,222 @@
+//! Broker configuration under the key names Kafka users already know.
+//!
+//! Sources, lowest precedence first: defaults, a `server.properties`-style file, `GREGOR_*`
+//! environment variables, command-line flags. All of them funnel through [`Config::set`].
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address the broker binds.
+    pub listen: SocketAddr,
+    /// Host and port put in Metadata answers; `None` means the bound address.
+    pub advertised: Option<(String, u16)>,
+    pub data_dir: PathBuf,
+    pub node_id: i32,
+    pub num_partitions: i32,
+    pub auto_create_topics: bool,
+    /// Largest record batch a producer may send (`message.max.bytes`).
+    pub message_max_bytes: usize,
+    /// Largest request frame; a bigger size field closes the connection.
+    pub socket_request_max_bytes: usize,
+    /// Default topic retention; -1 keeps data forever.
+    pub retention_ms: i64,
+    pub retention_bytes: i64,
+    /// How often retention runs (`log.retention.check.interval.ms`).
+    pub retention_check_interval_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:9092".parse().expect("valid literal"),
+            advertised: None,
+            data_dir: PathBuf::from("./data"),
+            node_id: 1,
+            num_partitions: 1,
+            auto_create_topics: true,
+            message_max_bytes: 1_048_588,
+            socket_request_max_bytes: 104_857_600,
+            retention_ms: 7 * 24 * 3600 * 1000,
+            retention_bytes: -1,
+            retention_check_interval_ms: 300_000,
+        }
+    }
+}
+
+
+impl Config {
+    /// Applies one Kafka-style key. Unknown keys are reported back as `Ok(false)` so the caller
+    /// can warn about them; bad values are errors.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<bool> {
+        let value = value.trim();
+        match key {
+            "listeners" => self.listen = parse_listener(value)?.to_socket_addr()?,
+            "advertised.listeners" => {
+                let l = parse_listener(value)?;
+                self.advertised = Some((l.host, l.port));
+            }
+            // Kafka allows a comma-separated list; one data directory is all Gregor uses.
+            "log.dirs" | "log.dir" => {
+                let first = value.split(',').next().unwrap_or_default().trim();
+                if first.is_empty() {
+                    bail!("{key} is empty");
+                }
+                self.data_dir = PathBuf::from(first);
+            }
+            "node.id" | "broker.id" => self.node_id = parse_num(key, value)?,
+            "num.partitions" => {
+                self.num_partitions = parse_num(key, value)?;
+                if self.num_partitions < 1 {
+                    bail!("num.partitions must be at least 1, got {value}");
+                }
+            }
+            "auto.create.topics.enable" => self.auto_create_topics = parse_bool(key, value)?,
+            "message.max.bytes" => self.message_max_bytes = parse_num(key, value)?,
+            "socket.request.max.bytes" => self.socket_request_max_bytes = parse_num(key, value)?,
+            "log.retention.ms" => self.retention_ms = parse_num(key, value)?,
+            "log.retention.minutes" => self.retention_ms = parse_num::<i64>(key, value)? * 60_000,
+            "log.retention.hours" => self.retention_ms = parse_num::<i64>(key, value)? * 3_600_000,
+            "log.retention.bytes" => self.retention_bytes = parse_num(key, value)?,
+            "log.retention.check.interval.ms" => {
+                self.retention_check_interval_ms = parse_num(key, value)?
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// Reads a `server.properties`-style file: `key=value` lines, `#` or `!` comments.
+    /// Returns the keys it did not know.
+    pub fn load_file(&mut self, path: &Path) -> Result<Vec<String>> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        let mut unknown = Vec::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+                continue;
+            }
+            let Some((key, value)) = line.split_once(['=', ':']) else {
+                bail!("{}:{}: expected key=value, got {line:?}", path.display(), n + 1);
+            };
+            let key = key.trim();
+            if !self
+                .set(key, value)
+                .with_context(|| format!("{}:{}", path.display(), n + 1))?
+            {
+                unknown.push(key.to_string());
+            }
+        }
+        Ok(unknown)
+    }
+
+    /// The host and port clients are told to connect to.
+    pub fn advertised_for(&self, bound: SocketAddr) -> (String, u16) {
+        match &self.advertised {
+            Some((host, port)) => (host.clone(), *port),
+            None => (bound.ip().to_string(), bound.port()),
+        }
+    }
+}
+
+struct Listener {
+    host: String,
+    port: u16,
+}
+
+impl Listener {
+    fn to_socket_addr(&self) -> Result<SocketAddr> {
+        use std::net::ToSocketAddrs;
+        let host = if self.host.is_empty() { "0.0.0.0" } else { &self.host };
+        (host, self.port)
+            .to_socket_addrs()
+            .with_context(|| format!("cannot resolve listener host {host:?}"))?
+            .next()
+            .with_context(|| format!("listener host {host:?} has no address"))
+    }
+}
+
+/// Accepts `PLAINTEXT://host:port`, `host:port`, and takes the first of a comma-separated list.
+fn parse_listener(value: &str) -> Result<Listener> {
+    let first = value.split(',').next().unwrap_or_default().trim();
+    let addr = match first.split_once("://") {
+        Some((proto, rest)) => {
+            if !proto.eq_ignore_ascii_case("PLAINTEXT") {
+                bail!("listener {first:?}: only PLAINTEXT is supported");
+            }
+            rest
+        }
+        None => first,
+    };
+    let (host, port) = addr
+        .rsplit_once(':')
+        .with_context(|| format!("listener {first:?} needs host:port"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+    let port = port
+        .parse()
+        .with_context(|| format!("listener {first:?} has a bad port"))?;
+    Ok(Listener { host, port })
+}
+
+fn parse_num<T: std::str::FromStr>(key: &str, value: &str) -> Result<T> {
+    value
+        .parse()
+        .map_err(|_| anyhow::anyhow!("{key} must be a number, got {value:?}"))
+}
+
+fn parse_bool(key: &str, value: &str) -> Result<bool> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => bail!("{key} must be true or false, got {value:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listener_forms() {
+        let mut c = Config::default();
+        c.set("listeners", "PLAINTEXT://127.0.0.1:1234").unwrap();
+        assert_eq!(c.listen, "127.0.0.1:1234".parse().unwrap());
+        c.set("listeners", "127.0.0.1:99").unwrap();
+        assert_eq!(c.listen.port(), 99);
+        assert!(c.set("listeners", "SSL://127.0.0.1:1").is_err());
+        c.set("advertised.listeners", "PLAINTEXT://kafka.local:9093").unwrap();
+        assert_eq!(
+            c.advertised_for(c.listen),
+            ("kafka.local".to_string(), 9093)
+        );
+    }
+
+    #[test]
+    fn file_with_unknown_keys_and_comments() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("server.properties");
+        std::fs::write(
+            &path,
+            "# comment\nbroker.id=7\nlog.dirs=/tmp/x,/tmp/y\nzookeeper.connect=localhost:2181\nlog.retention.hours=2\n",
+        )
+        .unwrap();
+        let mut c = Config::default();
+        let unknown = c.load_file(&path).unwrap();
+        assert_eq!(unknown, vec!["zookeeper.connect".to_string()]);
+        assert_eq!(c.node_id, 7);
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(c.retention_ms, 7_200_000);
+    }
+
+    #[test]
+    fn bad_values_are_errors() {
+        let mut c = Config::default();
+        assert!(c.set("num.partitions", "0").is_err());
+        assert!(c.set("auto.create.topics.enable", "yes").is_err());
+        assert!(c.set("message.max.bytes", "lots").is_err());
+    }
+}

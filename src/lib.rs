@@ -1,0 +1,100 @@
+//! Gregor: a Kafka-compatible broker that keeps every partition's log in RocksDB.
+//!
+//! [`Broker::start`] is what both the `gregor` binary and the tests use.
+
+pub mod api;
+pub mod cluster;
+pub mod config;
+pub mod log;
+pub mod server;
+#[doc(hidden)]
+pub mod testkit;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::api::Api;
+use crate::cluster::{Cluster, Node};
+pub use crate::config::Config;
+use crate::log::LogStore;
+
+pub struct Broker;
+
+/// A running broker. Dropping it does not stop it; call [`BrokerHandle::shutdown`].
+pub struct BrokerHandle {
+    local_addr: SocketAddr,
+    advertised: (String, u16),
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Broker {
+    /// Opens the data directory, binds the listener and starts serving. When this returns, a
+    /// client that connects is served.
+    pub async fn start(config: Config) -> Result<BrokerHandle> {
+        let log = Arc::new(LogStore::open(&config.data_dir)?);
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {} (is another broker running there?)", config.listen))?;
+        let local_addr = listener.local_addr()?;
+        let advertised = config.advertised_for(local_addr);
+        if config.advertised.is_none() && local_addr.ip().is_unspecified() {
+            tracing::warn!("listening on all interfaces without advertised.listeners: clients are told {}; set advertised.listeners to an address they can reach", advertised.0);
+        }
+        let node = Node { id: config.node_id, host: advertised.0.clone(), port: advertised.1 };
+        let cluster = Arc::new(Cluster::open(&config, node, log.clone())?);
+        let api = Arc::new(Api { log, cluster: cluster.clone() });
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let mut tasks = vec![tokio::spawn(server::serve(listener, api, config.socket_request_max_bytes, shutdown_rx.clone()))];
+        tasks.push(tokio::spawn(retention_loop(cluster, config.retention_check_interval_ms, shutdown_rx)));
+        tracing::info!(
+            "Gregor listening on {local_addr}, advertised as {}:{}, data in {}",
+            advertised.0,
+            advertised.1,
+            config.data_dir.display()
+        );
+        Ok(BrokerHandle { local_addr, advertised, shutdown, tasks })
+    }
+}
+
+impl BrokerHandle {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The address clients are told to use, as `host:port`.
+    pub fn advertised(&self) -> String {
+        format!("{}:{}", self.advertised.0, self.advertised.1)
+    }
+
+    /// Stops accepting, lets each connection finish its current request, closes the store.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Deletes data past each topic's retention, every `log.retention.check.interval.ms`.
+async fn retention_loop(cluster: Arc<Cluster>, interval_ms: u64, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(interval_ms.max(10)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let cluster = cluster.clone();
+        let now = api::now_ms();
+        if let Err(e) = tokio::task::spawn_blocking(move || cluster.apply_retention(now)).await {
+            tracing::error!("retention pass failed: {e}");
+        }
+    }
+}

@@ -1,0 +1,269 @@
+//! The v2 record batch header: enough to validate a producer's batch and to place it in the log,
+//! without decoding (or decompressing) its records.
+
+use kafka_protocol::ResponseError;
+
+/// Byte offsets of the header fields (Kafka's DefaultRecordBatch layout).
+const BASE_OFFSET: usize = 0;
+const BATCH_LENGTH: usize = 8;
+const LEADER_EPOCH: usize = 12;
+const MAGIC: usize = 16;
+const CRC: usize = 17;
+const ATTRIBUTES: usize = 21;
+const LAST_OFFSET_DELTA: usize = 23;
+const BASE_TIMESTAMP: usize = 27;
+const MAX_TIMESTAMP: usize = 35;
+const PRODUCER_ID: usize = 43;
+const PRODUCER_EPOCH: usize = 51;
+const BASE_SEQUENCE: usize = 53;
+const RECORD_COUNT: usize = 57;
+pub const HEADER_LEN: usize = 61;
+
+/// Bytes before the batch length field ends; `batch_length` counts what follows.
+const LOG_OVERHEAD: usize = 12;
+
+const COMPRESSION_MASK: i16 = 0x07;
+const TIMESTAMP_TYPE_LOG_APPEND: i16 = 0x08;
+const TRANSACTIONAL: i16 = 0x10;
+const CONTROL: i16 = 0x20;
+
+/// A view of one batch's header fields.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchHeader<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> BatchHeader<'a> {
+    /// Reads the header of a batch already known to be at least `HEADER_LEN` long.
+    pub fn new(bytes: &'a [u8]) -> Option<Self> {
+        (bytes.len() >= HEADER_LEN).then_some(BatchHeader { bytes })
+    }
+
+    fn i16_at(&self, at: usize) -> i16 {
+        i16::from_be_bytes([self.bytes[at], self.bytes[at + 1]])
+    }
+    fn i32_at(&self, at: usize) -> i32 {
+        i32::from_be_bytes(self.bytes[at..at + 4].try_into().expect("4 bytes"))
+    }
+    fn i64_at(&self, at: usize) -> i64 {
+        i64::from_be_bytes(self.bytes[at..at + 8].try_into().expect("8 bytes"))
+    }
+
+    pub fn base_offset(&self) -> i64 {
+        self.i64_at(BASE_OFFSET)
+    }
+    pub fn attributes(&self) -> i16 {
+        self.i16_at(ATTRIBUTES)
+    }
+    pub fn is_compressed(&self) -> bool {
+        self.attributes() & COMPRESSION_MASK != 0
+    }
+    pub fn last_offset_delta(&self) -> i32 {
+        self.i32_at(LAST_OFFSET_DELTA)
+    }
+    pub fn last_offset(&self) -> i64 {
+        self.base_offset() + self.last_offset_delta() as i64
+    }
+    pub fn base_timestamp(&self) -> i64 {
+        self.i64_at(BASE_TIMESTAMP)
+    }
+    pub fn max_timestamp(&self) -> i64 {
+        self.i64_at(MAX_TIMESTAMP)
+    }
+    pub fn producer_id(&self) -> i64 {
+        self.i64_at(PRODUCER_ID)
+    }
+    pub fn producer_epoch(&self) -> i16 {
+        self.i16_at(PRODUCER_EPOCH)
+    }
+    pub fn base_sequence(&self) -> i32 {
+        self.i32_at(BASE_SEQUENCE)
+    }
+    pub fn record_count(&self) -> i32 {
+        self.i32_at(RECORD_COUNT)
+    }
+    /// The records section (possibly compressed).
+    pub fn records(&self) -> &'a [u8] {
+        &self.bytes[HEADER_LEN..]
+    }
+}
+
+/// Splits a produce request's record set into batches and checks each one: v2 magic, lengths
+/// that add up, CRC-32C, a record count that matches the offset delta, no control batches.
+/// Nothing is decompressed. Returns the batches in order.
+pub fn split_and_validate(
+    records: &[u8],
+    message_max_bytes: usize,
+) -> Result<Vec<&[u8]>, ResponseError> {
+    let mut batches = Vec::new();
+    let mut rest = records;
+    if rest.is_empty() {
+        return Err(ResponseError::CorruptMessage);
+    }
+    while !rest.is_empty() {
+        if rest.len() < HEADER_LEN {
+            return Err(ResponseError::CorruptMessage);
+        }
+        let length = i32::from_be_bytes(rest[BATCH_LENGTH..LEADER_EPOCH].try_into().expect("4"));
+        let total = usize::try_from(length)
+            .ok()
+            .and_then(|l| l.checked_add(LOG_OVERHEAD))
+            .filter(|&t| t >= HEADER_LEN && t <= rest.len())
+            .ok_or(ResponseError::CorruptMessage)?;
+        let (batch, tail) = rest.split_at(total);
+        if total > message_max_bytes {
+            return Err(ResponseError::MessageTooLarge);
+        }
+        validate(batch)?;
+        batches.push(batch);
+        rest = tail;
+    }
+    Ok(batches)
+}
+
+fn validate(batch: &[u8]) -> Result<(), ResponseError> {
+    if batch[MAGIC] != 2 {
+        // Produce v3+ carries only v2 batches; older formats are not accepted.
+        return Err(ResponseError::UnsupportedForMessageFormat);
+    }
+    let header = BatchHeader { bytes: batch };
+    let stored_crc = u32::from_be_bytes(batch[CRC..ATTRIBUTES].try_into().expect("4"));
+    if crc32c::crc32c(&batch[ATTRIBUTES..]) != stored_crc {
+        return Err(ResponseError::CorruptMessage);
+    }
+    let count = header.record_count();
+    if count <= 0 || header.last_offset_delta() != count - 1 {
+        return Err(ResponseError::InvalidRecord);
+    }
+    // A record takes at least a few bytes even compressed; this stops absurd counts early.
+    if !header.is_compressed() && (count as usize) > header.records().len() {
+        return Err(ResponseError::CorruptMessage);
+    }
+    if header.attributes() & CONTROL != 0 {
+        return Err(ResponseError::InvalidRecord);
+    }
+    if header.attributes() & TRANSACTIONAL != 0 {
+        // Transactions are not offered (no transaction coordinator yet).
+        return Err(ResponseError::InvalidTxnState);
+    }
+    Ok(())
+}
+
+/// Rewrites the fields the broker owns, which lie outside the CRC: base offset and leader epoch.
+pub fn assign(batch: &[u8], base_offset: i64, leader_epoch: i32) -> Vec<u8> {
+    let mut stored = batch.to_vec();
+    stored[BASE_OFFSET..BATCH_LENGTH].copy_from_slice(&base_offset.to_be_bytes());
+    stored[LEADER_EPOCH..MAGIC].copy_from_slice(&leader_epoch.to_be_bytes());
+    stored
+}
+
+/// True if the batch's timestamps are to be replaced by the broker's clock.
+pub fn wants_log_append_time(batch: &[u8]) -> bool {
+    BatchHeader::new(batch).is_some_and(|h| h.attributes() & TIMESTAMP_TYPE_LOG_APPEND != 0)
+}
+
+/// Sets LogAppendTime on a stored batch: both timestamps become `now`, and the CRC (which
+/// covers them) is recomputed.
+pub fn set_log_append_time(stored: &mut [u8], now: i64) {
+    let attributes = i16::from_be_bytes([stored[ATTRIBUTES], stored[ATTRIBUTES + 1]])
+        | TIMESTAMP_TYPE_LOG_APPEND;
+    stored[ATTRIBUTES..LAST_OFFSET_DELTA].copy_from_slice(&attributes.to_be_bytes());
+    stored[BASE_TIMESTAMP..MAX_TIMESTAMP].copy_from_slice(&now.to_be_bytes());
+    stored[MAX_TIMESTAMP..PRODUCER_ID].copy_from_slice(&now.to_be_bytes());
+    let crc = crc32c::crc32c(&stored[ATTRIBUTES..]);
+    stored[CRC..ATTRIBUTES].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// Walks the records of an uncompressed batch and returns (offset, timestamp) of each, stopping
+/// at the first malformed one. Used only by ListOffsets, never on produce or fetch.
+pub fn record_timestamps(header: &BatchHeader) -> Vec<(i64, i64)> {
+    let mut out = Vec::new();
+    let mut buf = header.records();
+    for _ in 0..header.record_count() {
+        let Some((length, n)) = read_varint(buf) else { break };
+        let Ok(length) = usize::try_from(length) else { break };
+        let Some(record) = buf.get(n..n + length) else { break };
+        buf = &buf[n + length..];
+        // attributes (1 byte), timestampDelta (varint), offsetDelta (varint)
+        let Some(body) = record.get(1..) else { break };
+        let Some((ts_delta, m)) = read_varint(body) else { break };
+        let Some((off_delta, _)) = read_varint(&body[m..]) else { break };
+        out.push((
+            header.base_offset() + off_delta,
+            header.base_timestamp() + ts_delta,
+        ));
+    }
+    out
+}
+
+/// A zig-zag varint (Kafka's record encoding); returns the value and the bytes it used.
+fn read_varint(buf: &[u8]) -> Option<(i64, usize)> {
+    let mut raw: u64 = 0;
+    for (i, &b) in buf.iter().enumerate().take(10) {
+        raw |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            return Some((((raw >> 1) as i64) ^ -((raw & 1) as i64), i + 1));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::{encode_batch, BatchSpec};
+
+    fn batch(n: i64, base_ts: i64) -> Vec<u8> {
+        encode_batch(&BatchSpec { base_ts, ..BatchSpec::values(n) })
+    }
+
+    #[test]
+    fn accepts_concatenated_batches() {
+        let mut two = batch(3, 1000);
+        two.extend(batch(2, 2000));
+        let batches = split_and_validate(&two, 1 << 20).unwrap();
+        assert_eq!(batches.len(), 2);
+        assert_eq!(BatchHeader::new(batches[0]).unwrap().record_count(), 3);
+    }
+
+    #[test]
+    fn rejects_bad_crc_magic_length_and_size() {
+        let good = batch(3, 1000);
+        let mut bad_crc = good.clone();
+        *bad_crc.last_mut().unwrap() ^= 1;
+        assert_eq!(split_and_validate(&bad_crc, 1 << 20), Err(ResponseError::CorruptMessage));
+        let mut bad_magic = good.clone();
+        bad_magic[MAGIC] = 1;
+        assert_eq!(
+            split_and_validate(&bad_magic, 1 << 20),
+            Err(ResponseError::UnsupportedForMessageFormat)
+        );
+        assert_eq!(
+            split_and_validate(&good[..good.len() - 1], 1 << 20),
+            Err(ResponseError::CorruptMessage)
+        );
+        let mut huge_len = good.clone();
+        huge_len[BATCH_LENGTH..LEADER_EPOCH].copy_from_slice(&i32::MAX.to_be_bytes());
+        assert_eq!(split_and_validate(&huge_len, 1 << 20), Err(ResponseError::CorruptMessage));
+        assert_eq!(split_and_validate(&good, 10), Err(ResponseError::MessageTooLarge));
+        assert_eq!(split_and_validate(&[], 1 << 20), Err(ResponseError::CorruptMessage));
+    }
+
+    #[test]
+    fn assign_keeps_crc_valid_and_log_append_time_recomputes_it() {
+        let good = batch(3, 1000);
+        let mut stored = assign(&good, 42, 0);
+        assert_eq!(BatchHeader::new(&stored).unwrap().base_offset(), 42);
+        assert!(split_and_validate(&stored, 1 << 20).is_ok());
+        set_log_append_time(&mut stored, 5555);
+        assert_eq!(BatchHeader::new(&stored).unwrap().max_timestamp(), 5555);
+        assert!(split_and_validate(&stored, 1 << 20).is_ok());
+    }
+
+    #[test]
+    fn timestamps_of_uncompressed_records() {
+        let stored = assign(&batch(3, 1000), 10, 0);
+        let h = BatchHeader::new(&stored).unwrap();
+        assert_eq!(record_timestamps(&h), vec![(10, 1000), (11, 1010), (12, 1020)]);
+    }
+}

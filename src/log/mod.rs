@@ -1,0 +1,553 @@
+//! The partition store on RocksDB: append, read, offsets, retention.
+//!
+//! Layout (see DESIGN.md): column family `log` maps (partition id u32 BE, base offset u64 BE) to
+//! the v2 record batch exactly as the producer sent it, with only base offset and leader epoch
+//! rewritten. Column family `meta` holds small state; this module owns the keys starting with
+//! `p` (per-partition state), and hands out [`Meta`] for other modules' keys.
+
+pub mod batch;
+mod meta;
+mod producers;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use anyhow::{Context, Result};
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::ResponseError;
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, Options, ReadOptions,
+    WriteBatch, WriteOptions, DB,
+};
+use tokio::sync::watch;
+
+use batch::BatchHeader;
+pub use meta::Meta;
+use producers::{ProducerState, SeqCheck};
+
+const LOG_CF: &str = "log";
+const META_CF: &str = "meta";
+
+/// Batches at least this large go to blob files, out of compaction's way.
+const MIN_BLOB_SIZE: u64 = 4096;
+
+/// Identifies a partition's log; given once and never reused.
+pub type PartitionId = u32;
+
+pub struct LogStore {
+    db: Arc<DB>,
+    partitions: RwLock<HashMap<PartitionId, Arc<PartitionLog>>>,
+    /// Bumped after every append, so long-polling fetches wake up.
+    appended: watch::Sender<u64>,
+}
+
+struct PartitionLog {
+    id: PartitionId,
+    /// Held while a batch gets its offset and is written: one writer per partition.
+    writer: Mutex<WriterState>,
+    /// Everything below is written and readable.
+    high_watermark: AtomicI64,
+    log_start: AtomicI64,
+}
+
+struct WriterState {
+    next_offset: i64,
+    producers: HashMap<i64, ProducerState>,
+}
+
+/// How a batch is appended, from the topic's configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct AppendOptions {
+    pub max_batch_bytes: usize,
+    pub leader_epoch: i32,
+    /// `Some(now)` when the topic uses LogAppendTime.
+    pub log_append_time: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Appended {
+    pub base_offset: i64,
+    pub log_start: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReadResult {
+    pub records: Bytes,
+    pub high_watermark: i64,
+    pub log_start: i64,
+}
+
+fn log_key(p: PartitionId, offset: i64) -> [u8; 12] {
+    let mut key = [0u8; 12];
+    key[..4].copy_from_slice(&p.to_be_bytes());
+    key[4..].copy_from_slice(&(offset as u64).to_be_bytes());
+    key
+}
+
+/// Every `meta` key of one partition starts with this.
+fn partition_prefix(p: PartitionId) -> [u8; 5] {
+    let mut prefix = [b'p'; 5];
+    prefix[1..].copy_from_slice(&p.to_be_bytes());
+    prefix
+}
+
+fn meta_key(p: PartitionId, kind: u8, suffix: &[u8]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(6 + suffix.len());
+    key.extend_from_slice(&partition_prefix(p));
+    key.push(kind);
+    key.extend_from_slice(suffix);
+    key
+}
+const LOG_START: u8 = b'l';
+const PRODUCER: u8 = b's';
+
+fn storage_error(e: rocksdb::Error) -> ResponseError {
+    tracing::error!("storage write failed: {e}");
+    ResponseError::KafkaStorageError
+}
+
+impl LogStore {
+    /// Opens (or creates) the database in `dir`. Fails at once if another process holds it.
+    pub fn open(dir: &Path) -> Result<LogStore> {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create data directory {}", dir.display()))?;
+        let mut db_opts = Options::default();
+        db_opts.create_if_missing(true);
+        db_opts.create_missing_column_families(true);
+        db_opts.set_max_background_jobs(2);
+        db_opts.set_keep_log_file_num(3);
+        db_opts.set_max_log_file_size(8 << 20);
+        // Memory budget: total memtables capped, one small shared block cache.
+        db_opts.set_db_write_buffer_size(64 << 20);
+        let cache = Cache::new_lru_cache(16 << 20);
+        let mut table = BlockBasedOptions::default();
+        table.set_block_cache(&cache);
+
+        let mut log_opts = Options::default();
+        log_opts.set_write_buffer_size(32 << 20);
+        log_opts.set_max_write_buffer_number(2);
+        log_opts.set_block_based_table_factory(&table);
+        // Producers compress; compressing again buys little and costs CPU on the hot path.
+        log_opts.set_compression_type(DBCompressionType::None);
+        log_opts.set_enable_blob_files(true);
+        log_opts.set_min_blob_size(MIN_BLOB_SIZE);
+        log_opts.set_blob_file_size(64 << 20);
+        log_opts.set_enable_blob_gc(true);
+
+        let mut meta_opts = Options::default();
+        meta_opts.set_write_buffer_size(4 << 20);
+        meta_opts.set_max_write_buffer_number(2);
+        meta_opts.set_block_based_table_factory(&table);
+
+        let db = DB::open_cf_descriptors(
+            &db_opts,
+            dir,
+            vec![
+                ColumnFamilyDescriptor::new(LOG_CF, log_opts),
+                ColumnFamilyDescriptor::new(META_CF, meta_opts),
+            ],
+        )
+        .map_err(|e| {
+            let text = e.to_string();
+            if text.contains("lock") || text.contains("LOCK") {
+                anyhow::anyhow!(
+                    "data directory {} is in use by another Gregor process ({text}); stop that broker or pass a different --log-dirs",
+                    dir.display()
+                )
+            } else {
+                anyhow::anyhow!("cannot open the store in {}: {text}", dir.display())
+            }
+        })?;
+        Ok(LogStore {
+            db: Arc::new(db),
+            partitions: RwLock::new(HashMap::new()),
+            appended: watch::channel(0).0,
+        })
+    }
+
+    /// The `meta` column family, for other modules' small records.
+    pub fn meta(&self) -> Meta {
+        Meta::new(self.db.clone(), META_CF)
+    }
+
+    fn log_cf(&self) -> &rocksdb::ColumnFamily {
+        self.db.cf_handle(LOG_CF).expect("log column family exists")
+    }
+
+    fn meta_cf(&self) -> &rocksdb::ColumnFamily {
+        self.db.cf_handle(META_CF).expect("meta column family exists")
+    }
+
+    /// Makes a partition's log available: rebuilds its next offset from its last batch, and
+    /// loads its log start offset and producer states. A new partition starts empty.
+    pub fn load_partition(&self, id: PartitionId) -> Result<()> {
+        let meta = self.meta();
+        let log_start = meta
+            .get(&meta_key(id, LOG_START, &[]))?
+            .map(|v| decode_i64(&v))
+            .unwrap_or(0);
+        let mut next_offset = log_start;
+        let mut opts = ReadOptions::default();
+        opts.set_iterate_lower_bound(log_key(id, 0).to_vec());
+        opts.set_iterate_upper_bound(log_key(id + 1, 0).to_vec());
+        let mut it = self.db.raw_iterator_cf_opt(self.log_cf(), opts);
+        it.seek_to_last();
+        if let Some(value) = it.value() {
+            let header = BatchHeader::new(value).context("stored batch shorter than a header")?;
+            next_offset = next_offset.max(header.last_offset() + 1);
+        }
+        it.status().context("reading the log")?;
+        let mut producers = HashMap::new();
+        for (key, value) in meta.scan(&meta_key(id, PRODUCER, &[]))? {
+            let pid = key.get(6..14).map(decode_i64);
+            if let (Some(pid), Some(state)) = (pid, ProducerState::decode(&value)) {
+                producers.insert(pid, state);
+            }
+        }
+        let log = PartitionLog {
+            id,
+            writer: Mutex::new(WriterState { next_offset, producers }),
+            high_watermark: AtomicI64::new(next_offset),
+            log_start: AtomicI64::new(log_start),
+        };
+        self.partitions.write().expect("lock").insert(id, Arc::new(log));
+        Ok(())
+    }
+
+    /// Deletes a partition's batches and state for good.
+    pub fn delete_partition(&self, id: PartitionId) -> Result<()> {
+        self.partitions.write().expect("lock").remove(&id);
+        let mut batch = WriteBatch::default();
+        batch.delete_range_cf(self.log_cf(), log_key(id, 0), log_key(id + 1, 0));
+        self.db.write(batch)?;
+        self.meta().delete_prefix(&partition_prefix(id))?;
+        Ok(())
+    }
+
+    fn partition(&self, id: PartitionId) -> Result<Arc<PartitionLog>, ResponseError> {
+        self.partitions
+            .read()
+            .expect("lock")
+            .get(&id)
+            .cloned()
+            .ok_or(ResponseError::UnknownTopicOrPartition)
+    }
+
+    /// Appends a producer's record set (one or more batches), all or nothing.
+    pub fn append(&self, id: PartitionId, records: &[u8], opts: AppendOptions) -> Result<Appended, ResponseError> {
+        let batches = batch::split_and_validate(records, opts.max_batch_bytes)?;
+        let log = self.partition(id)?;
+        let mut writer = log.writer.lock().expect("writer lock");
+        let mut next = writer.next_offset;
+        let mut first_offset = None;
+        let mut write = WriteBatch::default();
+        let mut updated: Vec<(i64, ProducerState)> = Vec::new();
+        for bytes in batches {
+            let header = BatchHeader::new(bytes).expect("validated");
+            let pid = header.producer_id();
+            if pid >= 0 {
+                let state = updated
+                    .iter()
+                    .rev()
+                    .find(|(p, _)| *p == pid)
+                    .map(|(_, s)| s)
+                    .or_else(|| writer.producers.get(&pid));
+                match ProducerState::check(state, &header)? {
+                    SeqCheck::Duplicate(offset) => {
+                        first_offset.get_or_insert(offset);
+                        continue;
+                    }
+                    SeqCheck::Append => {
+                        let after = ProducerState::after_append(state, &header, next);
+                        write.put_cf(
+                            self.meta_cf(),
+                            meta_key(id, PRODUCER, &pid.to_be_bytes()),
+                            after.encode(),
+                        );
+                        updated.push((pid, after));
+                    }
+                }
+            }
+            let mut stored = batch::assign(bytes, next, opts.leader_epoch);
+            if let Some(now) = opts.log_append_time {
+                batch::set_log_append_time(&mut stored, now);
+            }
+            write.put_cf(self.log_cf(), log_key(id, next), stored);
+            first_offset.get_or_insert(next);
+            next += header.last_offset_delta() as i64 + 1;
+        }
+        if next != writer.next_offset {
+            let mut wo = WriteOptions::default();
+            wo.set_sync(false);
+            self.db.write_opt(write, &wo).map_err(storage_error)?;
+            writer.next_offset = next;
+            writer.producers.extend(updated);
+            log.high_watermark.store(next, Ordering::Release);
+            self.appended.send_modify(|n| *n += 1);
+        }
+        Ok(Appended {
+            base_offset: first_offset.expect("at least one batch"),
+            log_start: log.log_start.load(Ordering::Acquire),
+        })
+    }
+
+    /// (log start offset, high watermark) of a partition.
+    pub fn offsets(&self, id: PartitionId) -> Result<(i64, i64), ResponseError> {
+        let log = self.partition(id)?;
+        Ok((log.log_start.load(Ordering::Acquire), log.high_watermark.load(Ordering::Acquire)))
+    }
+
+    /// Reads whole batches from the one holding `offset`, up to `max_bytes`; with `min_one`, at
+    /// least one batch even if it is larger (KIP-74). Clients skip records below `offset`.
+    pub fn read(&self, id: PartitionId, offset: i64, max_bytes: usize, min_one: bool) -> Result<ReadResult, ResponseError> {
+        let log = self.partition(id)?;
+        let high_watermark = log.high_watermark.load(Ordering::Acquire);
+        let log_start = log.log_start.load(Ordering::Acquire);
+        if offset < log_start || offset > high_watermark {
+            return Err(ResponseError::OffsetOutOfRange);
+        }
+        let mut out = BytesMut::new();
+        if offset < high_watermark && (max_bytes > 0 || min_one) {
+            let mut it = self.batches_from(&log, offset, high_watermark);
+            while let Some(value) = it.value() {
+                if out.len() + value.len() > max_bytes && !(out.is_empty() && min_one) {
+                    break;
+                }
+                out.extend_from_slice(value);
+                it.next();
+            }
+            it.status().map_err(storage_error)?;
+        }
+        Ok(ReadResult { records: out.freeze(), high_watermark, log_start })
+    }
+
+    /// An iterator over a partition's batches below `high_watermark`, placed on the batch that
+    /// holds `offset` (or the first one after it).
+    fn batches_from(&self, log: &PartitionLog, offset: i64, high_watermark: i64) -> rocksdb::DBRawIterator<'_> {
+        let mut opts = ReadOptions::default();
+        opts.set_iterate_lower_bound(log_key(log.id, 0).to_vec());
+        opts.set_iterate_upper_bound(log_key(log.id, high_watermark).to_vec());
+        let mut it = self.db.raw_iterator_cf_opt(self.log_cf(), opts);
+        it.seek_for_prev(log_key(log.id, offset));
+        if !it.valid() {
+            it.seek(log_key(log.id, offset));
+        }
+        it
+    }
+
+    /// Iterates from the log start offset up to the high watermark.
+    fn readable_batches(&self, log: &PartitionLog) -> rocksdb::DBRawIterator<'_> {
+        let high_watermark = log.high_watermark.load(Ordering::Acquire);
+        self.batches_from(log, log.log_start.load(Ordering::Acquire), high_watermark)
+    }
+
+    /// Calls `visit` with each batch's header from the log start on, until it returns false.
+    fn scan_headers(&self, id: PartitionId, mut visit: impl FnMut(&BatchHeader) -> bool) -> Result<(), ResponseError> {
+        let log = self.partition(id)?;
+        let mut it = self.readable_batches(&log);
+        while let Some(value) = it.value() {
+            match BatchHeader::new(value) {
+                Some(h) if visit(&h) => it.next(),
+                _ => break,
+            }
+        }
+        it.status().map_err(storage_error)
+    }
+
+    /// The first offset whose record timestamp is at least `ts`, and that timestamp
+    /// (ListOffsets by time). Within a compressed batch, its first offset stands for it.
+    pub fn offset_for_timestamp(&self, id: PartitionId, ts: i64) -> Result<Option<(i64, i64)>, ResponseError> {
+        let mut found = None;
+        self.scan_headers(id, |h| {
+            if h.max_timestamp() < ts {
+                return true;
+            }
+            found = if h.is_compressed() {
+                Some((h.base_offset(), h.max_timestamp()))
+            } else {
+                batch::record_timestamps(h).into_iter().find(|&(_, t)| t >= ts)
+            };
+            false
+        })?;
+        Ok(found)
+    }
+
+    /// The offset and timestamp of the record with the largest timestamp (KIP-734); the earliest
+    /// such record wins ties. Within a compressed batch, its last offset stands for it.
+    pub fn max_timestamp_offset(&self, id: PartitionId) -> Result<Option<(i64, i64)>, ResponseError> {
+        let mut best: Option<(i64, i64)> = None;
+        self.scan_headers(id, |h| {
+            if best.is_none_or(|(_, t)| h.max_timestamp() > t) {
+                best = if h.is_compressed() {
+                    Some((h.last_offset(), h.max_timestamp()))
+                } else {
+                    batch::record_timestamps(h)
+                        .into_iter()
+                        .find(|&(_, t)| t == h.max_timestamp())
+                        .or(Some((h.last_offset(), h.max_timestamp())))
+                };
+            }
+            true
+        })?;
+        Ok(best)
+    }
+
+    /// Drops whole batches that are entirely older than `retention_ms` or that push the
+    /// partition over `retention_bytes` (-1 disables either), advancing the log start offset.
+    /// The active (last) batch is always kept. Returns the new log start offset.
+    pub fn apply_retention(&self, id: PartitionId, retention_ms: i64, retention_bytes: i64, now: i64) -> Result<i64, ResponseError> {
+        let log = self.partition(id)?;
+        let mut sizes: Vec<(i64, i64, u64)> = Vec::new(); // (base, max timestamp, bytes)
+        let mut it = self.readable_batches(&log);
+        while let Some(value) = it.value() {
+            let Some(h) = BatchHeader::new(value) else { break };
+            sizes.push((h.base_offset(), h.max_timestamp(), value.len() as u64));
+            it.next();
+        }
+        it.status().map_err(storage_error)?;
+        let mut total: u64 = sizes.iter().map(|s| s.2).sum();
+        let mut drop = 0;
+        for (i, &(_, max_ts, len)) in sizes.iter().enumerate().take(sizes.len().saturating_sub(1)) {
+            let too_old = retention_ms >= 0 && max_ts < now - retention_ms;
+            let too_big = retention_bytes >= 0 && total > retention_bytes as u64;
+            if !(too_old || too_big) {
+                break;
+            }
+            total -= len;
+            drop = i + 1;
+        }
+        let start = log.log_start.load(Ordering::Acquire);
+        if drop == 0 {
+            return Ok(start);
+        }
+        let new_start = sizes[drop].0;
+        self.truncate_before(&log, new_start)?;
+        Ok(new_start)
+    }
+
+    /// Moves the log start offset to `offset` (DeleteRecords), dropping whole batches below it.
+    pub fn delete_records(&self, id: PartitionId, offset: i64) -> Result<i64, ResponseError> {
+        let log = self.partition(id)?;
+        let high_watermark = log.high_watermark.load(Ordering::Acquire);
+        let target = if offset == -1 { high_watermark } else { offset };
+        if target < 0 || target > high_watermark {
+            return Err(ResponseError::OffsetOutOfRange);
+        }
+        if target > log.log_start.load(Ordering::Acquire) {
+            self.truncate_before(&log, target)?;
+        }
+        Ok(log.log_start.load(Ordering::Acquire))
+    }
+
+    fn truncate_before(&self, log: &PartitionLog, new_start: i64) -> Result<(), ResponseError> {
+        // Keep the batch that holds `new_start`: delete up to its base offset only.
+        let it = self.batches_from(log, new_start, log.high_watermark.load(Ordering::Acquire));
+        let cut = it.key().map(|k| decode_i64(&k[4..12])).unwrap_or(new_start);
+        let mut write = WriteBatch::default();
+        write.delete_range_cf(self.log_cf(), log_key(log.id, 0), log_key(log.id, cut));
+        write.put_cf(self.meta_cf(), meta_key(log.id, LOG_START, &[]), new_start.to_be_bytes());
+        self.db.write(write).map_err(storage_error)?;
+        log.log_start.store(new_start, Ordering::Release);
+        Ok(())
+    }
+
+    /// A receiver that changes after every append.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.appended.subscribe()
+    }
+}
+
+fn decode_i64(bytes: &[u8]) -> i64 {
+    bytes.try_into().map(i64::from_be_bytes).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::{encode_batch, BatchSpec};
+
+    const OPTS: AppendOptions = AppendOptions { max_batch_bytes: 1 << 20, leader_epoch: 0, log_append_time: None };
+
+    #[test]
+    fn append_read_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = LogStore::open(dir.path()).unwrap();
+            store.load_partition(1).unwrap();
+            store.load_partition(2).unwrap();
+            let a = store.append(1, &encode_batch(&BatchSpec::values(3)), OPTS).unwrap();
+            assert_eq!(a.base_offset, 0);
+            let b = store.append(1, &encode_batch(&BatchSpec::values(2)), OPTS).unwrap();
+            assert_eq!(b.base_offset, 3);
+            store.append(2, &encode_batch(&BatchSpec::values(1)), OPTS).unwrap();
+            assert_eq!(store.offsets(1).unwrap(), (0, 5));
+            // Offset 4 lies in the second batch; reading from it returns that batch.
+            let r = store.read(1, 4, 1 << 20, true).unwrap();
+            assert_eq!(BatchHeader::new(&r.records).unwrap().base_offset(), 3);
+            assert_eq!(store.read(1, 6, 100, true).unwrap_err(), ResponseError::OffsetOutOfRange);
+            assert!(store.read(1, 5, 100, true).unwrap().records.is_empty());
+            // max_bytes smaller than a batch still returns one batch when min_one is set.
+            assert!(!store.read(1, 0, 1, true).unwrap().records.is_empty());
+            assert!(store.read(1, 0, 1, false).unwrap().records.is_empty());
+        }
+        let store = LogStore::open(dir.path()).unwrap();
+        store.load_partition(1).unwrap();
+        store.load_partition(2).unwrap();
+        assert_eq!(store.offsets(1).unwrap(), (0, 5));
+        assert_eq!(store.offsets(2).unwrap(), (0, 1));
+        let c = store.append(1, &encode_batch(&BatchSpec::values(1)), OPTS).unwrap();
+        assert_eq!(c.base_offset, 5);
+    }
+
+    #[test]
+    fn second_open_fails_with_clear_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = LogStore::open(dir.path()).unwrap();
+        let err = LogStore::open(dir.path()).err().unwrap().to_string();
+        assert!(err.contains("in use by another Gregor process"), "{err}");
+    }
+
+    #[test]
+    fn idempotent_retry_is_not_written_twice_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let batch = encode_batch(&BatchSpec { producer: Some((9, 0, 0)), ..BatchSpec::values(2) });
+        {
+            let store = LogStore::open(dir.path()).unwrap();
+            store.load_partition(1).unwrap();
+            assert_eq!(store.append(1, &batch, OPTS).unwrap().base_offset, 0);
+            assert_eq!(store.append(1, &batch, OPTS).unwrap().base_offset, 0);
+            assert_eq!(store.offsets(1).unwrap().1, 2);
+        }
+        let store = LogStore::open(dir.path()).unwrap();
+        store.load_partition(1).unwrap();
+        assert_eq!(store.append(1, &batch, OPTS).unwrap().base_offset, 0);
+        let gap = encode_batch(&BatchSpec { producer: Some((9, 0, 5)), ..BatchSpec::values(1) });
+        assert_eq!(store.append(1, &gap, OPTS).unwrap_err(), ResponseError::OutOfOrderSequenceNumber);
+        assert_eq!(store.offsets(1).unwrap().1, 2);
+    }
+
+    #[test]
+    fn timestamps_retention_and_delete_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::open(dir.path()).unwrap();
+        store.load_partition(1).unwrap();
+        for i in 0..4 {
+            let spec = BatchSpec { base_ts: 1000 * (i + 1), ..BatchSpec::values(2) };
+            store.append(1, &encode_batch(&spec), OPTS).unwrap();
+        }
+        // Batches: offsets 0-1 @1000,1010; 2-3 @2000,2010; 4-5 @3000; 6-7 @4000.
+        assert_eq!(store.offset_for_timestamp(1, 2005).unwrap(), Some((3, 2010)));
+        assert_eq!(store.offset_for_timestamp(1, 9999).unwrap(), None);
+        assert_eq!(store.max_timestamp_offset(1).unwrap(), Some((7, 4010)));
+        // Everything older than 2500 ms before now=5000 goes: the first two batches.
+        assert_eq!(store.apply_retention(1, 2500, -1, 5000).unwrap(), 4);
+        assert_eq!(store.read(1, 2, 100, true).unwrap_err(), ResponseError::OffsetOutOfRange);
+        assert_eq!(store.delete_records(1, 5).unwrap(), 5);
+        let r = store.read(1, 5, 1 << 20, true).unwrap();
+        assert_eq!(BatchHeader::new(&r.records).unwrap().base_offset(), 4);
+        // Size retention never drops the last batch.
+        assert_eq!(store.apply_retention(1, -1, 0, 5000).unwrap(), 6);
+    }
+}

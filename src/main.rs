@@ -1,0 +1,127 @@
+//! The `gregor` command: parse flags, start the broker, wait for Ctrl-C or SIGTERM.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use gregor::{Broker, Config};
+
+/// A Kafka-compatible broker that keeps its logs in RocksDB.
+///
+/// Settings use Kafka's names. Precedence: flag, then GREGOR_* environment variable, then the
+/// --config file, then the default.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Cli {
+    /// A server.properties-style file (key=value lines)
+    #[arg(long, env = "GREGOR_CONFIG")]
+    config: Option<PathBuf>,
+    /// listeners: address to listen on, e.g. PLAINTEXT://127.0.0.1:9092 [default: 127.0.0.1:9092]
+    #[arg(long, env = "GREGOR_LISTENERS")]
+    listeners: Option<String>,
+    /// advertised.listeners: address clients are told to connect to [default: the listen address]
+    #[arg(long, env = "GREGOR_ADVERTISED_LISTENERS")]
+    advertised_listeners: Option<String>,
+    /// log.dirs: data directory [default: ./data]
+    #[arg(long, env = "GREGOR_LOG_DIRS")]
+    log_dirs: Option<String>,
+    /// node.id (also broker.id) [default: 1]
+    #[arg(long, env = "GREGOR_NODE_ID")]
+    node_id: Option<String>,
+    /// num.partitions: partitions of auto-created topics [default: 1]
+    #[arg(long, env = "GREGOR_NUM_PARTITIONS")]
+    num_partitions: Option<String>,
+    /// auto.create.topics.enable [default: true]
+    #[arg(long, env = "GREGOR_AUTO_CREATE_TOPICS_ENABLE")]
+    auto_create_topics_enable: Option<String>,
+    /// message.max.bytes: largest record batch [default: 1048588]
+    #[arg(long, env = "GREGOR_MESSAGE_MAX_BYTES")]
+    message_max_bytes: Option<String>,
+    /// socket.request.max.bytes: largest request [default: 104857600]
+    #[arg(long, env = "GREGOR_SOCKET_REQUEST_MAX_BYTES")]
+    socket_request_max_bytes: Option<String>,
+    /// log.retention.ms, -1 for no limit [default: 604800000]
+    #[arg(long, env = "GREGOR_LOG_RETENTION_MS")]
+    log_retention_ms: Option<String>,
+    /// log.retention.bytes per partition, -1 for no limit [default: -1]
+    #[arg(long, env = "GREGOR_LOG_RETENTION_BYTES")]
+    log_retention_bytes: Option<String>,
+    /// log.retention.check.interval.ms [default: 300000]
+    #[arg(long, env = "GREGOR_LOG_RETENTION_CHECK_INTERVAL_MS")]
+    log_retention_check_interval_ms: Option<String>,
+}
+
+impl Cli {
+    fn settings(&self) -> [(&'static str, &Option<String>); 11] {
+        [
+            ("listeners", &self.listeners),
+            ("advertised.listeners", &self.advertised_listeners),
+            ("log.dirs", &self.log_dirs),
+            ("node.id", &self.node_id),
+            ("num.partitions", &self.num_partitions),
+            ("auto.create.topics.enable", &self.auto_create_topics_enable),
+            ("message.max.bytes", &self.message_max_bytes),
+            ("socket.request.max.bytes", &self.socket_request_max_bytes),
+            ("log.retention.ms", &self.log_retention_ms),
+            ("log.retention.bytes", &self.log_retention_bytes),
+            ("log.retention.check.interval.ms", &self.log_retention_check_interval_ms),
+        ]
+    }
+
+    fn to_config(&self) -> anyhow::Result<Config> {
+        let mut config = Config::default();
+        if let Some(path) = &self.config {
+            for key in config.load_file(path)? {
+                tracing::warn!("{}: ignoring unknown key {key:?}", path.display());
+            }
+        }
+        for (key, value) in self.settings() {
+            if let Some(value) = value {
+                config.set(key, value).map_err(|e| anyhow::anyhow!("--{}: {e}", key.replace('.', "-")))?;
+            }
+        }
+        Ok(config)
+    }
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = ctrl_c.await;
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let started = match cli.to_config() {
+        Ok(config) => Broker::start(config).await,
+        Err(e) => Err(e),
+    };
+    let broker = match started {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::error!("cannot start: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    broker.shutdown().await;
+    tracing::info!("stopped");
+    ExitCode::SUCCESS
+}

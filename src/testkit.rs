@@ -1,0 +1,50 @@
+//! Builders for record batches, shared by the unit tests and the protocol tests in `tests/`.
+//! Not used by the broker itself.
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+
+/// What a test batch holds: `count` records with values `value-<i>`, timestamps `base_ts + 10 * i`.
+#[derive(Debug, Clone)]
+pub struct BatchSpec {
+    pub count: i64,
+    pub base_ts: i64,
+    /// (producer id, epoch, base sequence) for an idempotent producer.
+    pub producer: Option<(i64, i16, i32)>,
+}
+
+impl BatchSpec {
+    pub fn values(count: i64) -> BatchSpec {
+        BatchSpec { count, base_ts: 1_700_000_000_000, producer: None }
+    }
+}
+
+/// Encodes one uncompressed v2 batch, as a producer would send it (base offset 0).
+pub fn encode_batch(spec: &BatchSpec) -> Vec<u8> {
+    let (producer_id, producer_epoch, base_seq) = spec.producer.unwrap_or((-1, -1, -1));
+    let records: Vec<Record> = (0..spec.count)
+        .map(|i| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id,
+            producer_epoch,
+            timestamp_type: TimestampType::Creation,
+            offset: i,
+            // The encoder starts a new batch where offset - sequence changes; -1 + i keeps one batch
+            // with base sequence -1 for non-idempotent producers.
+            sequence: base_seq + i as i32,
+            timestamp: spec.base_ts + i * 10,
+            key: None,
+            value: Some(Bytes::from(format!("value-{i}"))),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    let opts = RecordEncodeOptions { version: 2, compression: Compression::None };
+    RecordBatchEncoder::encode(&mut buf, &records, &opts).expect("encodable batch");
+    buf.to_vec()
+}
