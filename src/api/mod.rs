@@ -105,7 +105,7 @@ impl Api {
             },
             RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(produce::init_producer_id(self, r)),
             RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(self, &req, r).await),
-            RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(offsets::list_offsets(self, r)),
+            RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(offsets::list_offsets(self, &req, r)),
             RequestKind::OffsetForLeaderEpoch(r) => {
                 ResponseKind::OffsetForLeaderEpoch(offsets::offset_for_leader_epoch(self, r))
             }

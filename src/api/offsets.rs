@@ -10,7 +10,7 @@ use kafka_protocol::messages::offset_for_leader_epoch_response::{
 };
 use kafka_protocol::ResponseError;
 
-use super::Api;
+use super::{Api, Request};
 use crate::cluster::{Topic, LEADER_EPOCH};
 use crate::log::PartitionId;
 
@@ -36,7 +36,7 @@ fn lookup(api: &Api, topic: Option<&Topic>, index: i32, client_epoch: i32) -> Re
     Ok(id)
 }
 
-pub fn list_offsets(api: &Api, r: ListOffsetsRequest) -> ListOffsetsResponse {
+pub fn list_offsets(api: &Api, req: &Request, r: ListOffsetsRequest) -> ListOffsetsResponse {
     let topics = r
         .topics
         .into_iter()
@@ -50,10 +50,15 @@ pub fn list_offsets(api: &Api, r: ListOffsetsRequest) -> ListOffsetsResponse {
                     let found = lookup(api, topic.as_deref(), p.partition_index, p.current_leader_epoch)
                         .and_then(|id| offset_at(api, id, p.timestamp));
                     match found {
-                        Ok(Some((offset, timestamp))) => response
-                            .with_offset(offset)
-                            .with_timestamp(timestamp)
-                            .with_leader_epoch(LEADER_EPOCH),
+                        Ok(Some((offset, timestamp))) => {
+                            let response = response.with_offset(offset).with_timestamp(timestamp);
+                            // The leader epoch field exists from v4 on.
+                            if req.version >= 4 {
+                                response.with_leader_epoch(LEADER_EPOCH)
+                            } else {
+                                response
+                            }
+                        }
                         Ok(None) => response.with_offset(-1).with_timestamp(-1),
                         Err(e) => response.with_error_code(e.code()).with_offset(-1).with_timestamp(-1),
                     }
