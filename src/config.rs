@@ -27,6 +27,12 @@ pub struct Config {
     pub retention_bytes: i64,
     /// How often retention runs (`log.retention.check.interval.ms`).
     pub retention_check_interval_ms: u64,
+    /// How long a new group waits for more members before its first rebalance completes.
+    pub group_initial_rebalance_delay_ms: u64,
+    pub group_min_session_timeout_ms: u64,
+    pub group_max_session_timeout_ms: u64,
+    /// Largest metadata string on a committed offset.
+    pub offset_metadata_max_bytes: usize,
 }
 
 impl Default for Config {
@@ -43,6 +49,10 @@ impl Default for Config {
             retention_ms: 7 * 24 * 3600 * 1000,
             retention_bytes: -1,
             retention_check_interval_ms: 300_000,
+            group_initial_rebalance_delay_ms: 0,
+            group_min_session_timeout_ms: 6_000,
+            group_max_session_timeout_ms: 1_800_000,
+            offset_metadata_max_bytes: 4096,
         }
     }
 }
@@ -84,6 +94,10 @@ impl Config {
             "log.retention.check.interval.ms" => {
                 self.retention_check_interval_ms = parse_num(key, value)?
             }
+            "group.initial.rebalance.delay.ms" => self.group_initial_rebalance_delay_ms = parse_num(key, value)?,
+            "group.min.session.timeout.ms" => self.group_min_session_timeout_ms = parse_num(key, value)?,
+            "group.max.session.timeout.ms" => self.group_max_session_timeout_ms = parse_num(key, value)?,
+            "offset.metadata.max.bytes" => self.offset_metadata_max_bytes = parse_num(key, value)?,
             _ => return Ok(false),
         }
         Ok(true)

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod cluster;
 pub mod config;
+pub mod group;
 pub mod log;
 pub mod server;
 #[doc(hidden)]
@@ -21,6 +22,7 @@ use tokio::task::JoinHandle;
 
 use crate::api::Api;
 use crate::cluster::{Cluster, Node};
+use crate::group::{GroupConfig, GroupCoordinator};
 pub use crate::config::Config;
 use crate::log::LogStore;
 
@@ -49,9 +51,11 @@ impl Broker {
         }
         let node = Node { id: config.node_id, host: advertised.0.clone(), port: advertised.1 };
         let cluster = Arc::new(Cluster::open(&config, node, log.clone())?);
-        let api = Arc::new(Api { log, cluster: cluster.clone() });
+        let groups = Arc::new(GroupCoordinator::open(log.meta(), group_config(&config))?);
+        let api = Arc::new(Api { log, cluster: cluster.clone(), groups: groups.clone() });
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut tasks = vec![tokio::spawn(server::serve(listener, api, config.socket_request_max_bytes, shutdown_rx.clone()))];
+        tasks.push(tokio::spawn(groups.run_timers(shutdown_rx.clone())));
         tasks.push(tokio::spawn(retention_loop(cluster, config.retention_check_interval_ms, shutdown_rx)));
         tracing::info!(
             "Gregor listening on {local_addr}, advertised as {}:{}, data in {}",
@@ -79,6 +83,15 @@ impl BrokerHandle {
         for task in self.tasks {
             let _ = task.await;
         }
+    }
+}
+
+fn group_config(config: &Config) -> GroupConfig {
+    GroupConfig {
+        initial_rebalance_delay: Duration::from_millis(config.group_initial_rebalance_delay_ms),
+        min_session_timeout: Duration::from_millis(config.group_min_session_timeout_ms),
+        max_session_timeout: Duration::from_millis(config.group_max_session_timeout_ms),
+        max_metadata_bytes: config.offset_metadata_max_bytes,
     }
 }
 

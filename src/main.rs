@@ -49,10 +49,19 @@ struct Cli {
     /// log.retention.check.interval.ms [default: 300000]
     #[arg(long, env = "GREGOR_LOG_RETENTION_CHECK_INTERVAL_MS")]
     log_retention_check_interval_ms: Option<String>,
+    /// group.initial.rebalance.delay.ms: wait for more members before a new group's first rebalance [default: 0]
+    #[arg(long, env = "GREGOR_GROUP_INITIAL_REBALANCE_DELAY_MS")]
+    group_initial_rebalance_delay_ms: Option<String>,
+    /// group.min.session.timeout.ms [default: 6000]
+    #[arg(long, env = "GREGOR_GROUP_MIN_SESSION_TIMEOUT_MS")]
+    group_min_session_timeout_ms: Option<String>,
+    /// group.max.session.timeout.ms [default: 1800000]
+    #[arg(long, env = "GREGOR_GROUP_MAX_SESSION_TIMEOUT_MS")]
+    group_max_session_timeout_ms: Option<String>,
 }
 
 impl Cli {
-    fn settings(&self) -> [(&'static str, &Option<String>); 11] {
+    fn settings(&self) -> [(&'static str, &Option<String>); 14] {
         [
             ("listeners", &self.listeners),
             ("advertised.listeners", &self.advertised_listeners),
@@ -65,6 +74,9 @@ impl Cli {
             ("log.retention.ms", &self.log_retention_ms),
             ("log.retention.bytes", &self.log_retention_bytes),
             ("log.retention.check.interval.ms", &self.log_retention_check_interval_ms),
+            ("group.initial.rebalance.delay.ms", &self.group_initial_rebalance_delay_ms),
+            ("group.min.session.timeout.ms", &self.group_min_session_timeout_ms),
+            ("group.max.session.timeout.ms", &self.group_max_session_timeout_ms),
         ]
     }
 

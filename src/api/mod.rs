@@ -5,12 +5,14 @@
 
 mod admin;
 mod fetch;
+mod groups;
 mod metadata;
 mod offsets;
 mod produce;
 pub use produce::now_ms;
 mod versions;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -18,6 +20,7 @@ use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeade
 use kafka_protocol::protocol::{Decodable, Encodable};
 
 use crate::cluster::Cluster;
+use crate::group::GroupCoordinator;
 use crate::log::LogStore;
 
 /// Every API Gregor serves, with the versions a real client has been seen to work with.
@@ -31,6 +34,17 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteTopics, 1, 6),
     (ApiKey::InitProducerId, 0, 4),
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
+    (ApiKey::FindCoordinator, 0, 5),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::OffsetCommit, 2, 9),
+    (ApiKey::OffsetFetch, 1, 9),
+    (ApiKey::ListGroups, 0, 5),
+    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::OffsetDelete, 0, 0),
 ];
 
 fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
@@ -57,18 +71,26 @@ pub enum FrameError {
 pub struct Api {
     pub log: Arc<LogStore>,
     pub cluster: Arc<Cluster>,
+    pub groups: Arc<GroupCoordinator>,
 }
 
 /// The request currently being answered.
 pub struct Request {
     pub header: RequestHeader,
     pub version: i16,
+    pub peer: SocketAddr,
+}
+
+impl Request {
+    pub fn client_id(&self) -> String {
+        self.header.client_id.as_deref().map(|c| c.to_string()).unwrap_or_default()
+    }
 }
 
 impl Api {
     /// Answers one request frame (without its size prefix). `Ok(None)` means no response is
     /// sent (Produce with acks=0); `Err` means the connection should be closed.
-    pub async fn handle(&self, mut frame: Bytes) -> Result<Option<BytesMut>, FrameError> {
+    pub async fn handle(&self, mut frame: Bytes, peer: SocketAddr) -> Result<Option<BytesMut>, FrameError> {
         if frame.len() < 8 {
             return Err(FrameError::TooShort(frame.len()));
         }
@@ -92,10 +114,12 @@ impl Api {
             .map_err(|e| malformed(format!("header: {e}")))?;
         let body = RequestKind::decode(api, &mut frame, version).map_err(|e| malformed(e.to_string()))?;
         if frame.has_remaining() {
-            return Err(malformed(format!("{} bytes left over after the request", frame.remaining())));
+            // Kafka ignores trailing bytes, and some clients send them (librdkafka's Metadata
+            // v12 carries fields of other versions), so only note it.
+            tracing::debug!("{api:?} v{version}: ignoring {} bytes after the request", frame.remaining());
         }
         let correlation_id = header.correlation_id;
-        let req = Request { header, version };
+        let req = Request { header, version, peer };
         let response = match body {
             RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(versions::handle()),
             RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(self, &req, r)),
@@ -111,6 +135,17 @@ impl Api {
             }
             RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(admin::create_topics(self, &req, r)),
             RequestKind::DeleteTopics(r) => ResponseKind::DeleteTopics(admin::delete_topics(self, &req, r)),
+            RequestKind::FindCoordinator(r) => ResponseKind::FindCoordinator(groups::find_coordinator(self, &req, r)),
+            RequestKind::JoinGroup(r) => ResponseKind::JoinGroup(groups::join_group(self, &req, r).await),
+            RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(groups::sync_group(self, &req, r).await),
+            RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(groups::heartbeat(self, r)),
+            RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(groups::leave_group(self, &req, r)),
+            RequestKind::OffsetCommit(r) => ResponseKind::OffsetCommit(groups::offset_commit(self, r)),
+            RequestKind::OffsetFetch(r) => ResponseKind::OffsetFetch(groups::offset_fetch(self, &req, r)),
+            RequestKind::ListGroups(r) => ResponseKind::ListGroups(groups::list_groups(self, &req, r)),
+            RequestKind::DescribeGroups(r) => ResponseKind::DescribeGroups(groups::describe_groups(self, &req, r)),
+            RequestKind::DeleteGroups(r) => ResponseKind::DeleteGroups(groups::delete_groups(self, r)),
+            RequestKind::OffsetDelete(r) => ResponseKind::OffsetDelete(groups::offset_delete(self, r)),
             other => unreachable!("{other:?} passed the version table but has no handler"),
         };
         encode_response(api, correlation_id, api.response_header_version(version), &response, version).map(Some)

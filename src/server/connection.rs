@@ -48,7 +48,12 @@ impl Connection {
                     break;
                 }
             };
-            match self.api.handle(frame).await {
+            // A request parked in a long poll or a rebalance must not hold up shutdown.
+            let handled = tokio::select! {
+                handled = self.api.handle(frame, peer) => handled,
+                _ = self.shutdown.changed() => break,
+            };
+            match handled {
                 Ok(Some(response)) => {
                     if let Err(e) = write.write_all(&response).await {
                         tracing::debug!(%peer, "cannot write response: {e}");

@@ -1,0 +1,383 @@
+//! Consumer group APIs: coordinator lookup, membership, offsets, and group administration.
+
+use kafka_protocol::messages::delete_groups_request::DeleteGroupsRequest;
+use kafka_protocol::messages::delete_groups_response::{DeletableGroupResult, DeleteGroupsResponse};
+use kafka_protocol::messages::describe_groups_request::DescribeGroupsRequest;
+use kafka_protocol::messages::describe_groups_response::{DescribeGroupsResponse, DescribedGroup, DescribedGroupMember};
+use kafka_protocol::messages::find_coordinator_request::FindCoordinatorRequest;
+use kafka_protocol::messages::find_coordinator_response::{Coordinator, FindCoordinatorResponse};
+use kafka_protocol::messages::heartbeat_request::HeartbeatRequest;
+use kafka_protocol::messages::heartbeat_response::HeartbeatResponse;
+use kafka_protocol::messages::join_group_request::JoinGroupRequest;
+use kafka_protocol::messages::join_group_response::{JoinGroupResponse, JoinGroupResponseMember};
+use kafka_protocol::messages::leave_group_request::LeaveGroupRequest;
+use kafka_protocol::messages::leave_group_response::{LeaveGroupResponse, MemberResponse};
+use kafka_protocol::messages::list_groups_request::ListGroupsRequest;
+use kafka_protocol::messages::list_groups_response::{ListGroupsResponse, ListedGroup};
+use kafka_protocol::messages::offset_commit_request::OffsetCommitRequest;
+use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponse, OffsetCommitResponsePartition, OffsetCommitResponseTopic};
+use kafka_protocol::messages::offset_delete_request::OffsetDeleteRequest;
+use kafka_protocol::messages::offset_delete_response::{OffsetDeleteResponse, OffsetDeleteResponsePartition, OffsetDeleteResponseTopic};
+use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequest;
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponse, OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+};
+use kafka_protocol::messages::sync_group_request::SyncGroupRequest;
+use kafka_protocol::messages::sync_group_response::SyncGroupResponse;
+use kafka_protocol::messages::{BrokerId, GroupId, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+
+use super::{Api, Request};
+use crate::group::{Committed, JoinRequest, TopicPartition};
+
+const GROUP_KEY_TYPE: i8 = 0;
+
+fn s(text: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(text.into())
+}
+
+fn topic_name(text: &str) -> TopicName {
+    TopicName(s(text))
+}
+
+/// Groups (topic, item) pairs into runs of the same topic, keeping their order.
+fn by_topic<T>(items: impl IntoIterator<Item = (String, T)>) -> Vec<(TopicName, Vec<T>)> {
+    let mut out: Vec<(TopicName, Vec<T>)> = Vec::new();
+    for (topic, item) in items {
+        match out.last_mut() {
+            Some((t, list)) if t.as_str() == topic => list.push(item),
+            _ => out.push((topic_name(&topic), vec![item])),
+        }
+    }
+    out
+}
+
+fn error_code(result: &Result<(), ResponseError>) -> i16 {
+    result.as_ref().err().map_or(0, |e| e.code())
+}
+
+pub fn find_coordinator(api: &Api, req: &Request, r: FindCoordinatorRequest) -> FindCoordinatorResponse {
+    let node = api.cluster.node();
+    // Gregor coordinates groups only; transactions have no coordinator yet.
+    let error = (r.key_type != GROUP_KEY_TYPE).then_some(ResponseError::CoordinatorNotAvailable);
+    let message = error.map(|_| s("only consumer groups are coordinated (key type 0)"));
+    if req.version >= 4 {
+        let coordinators = r
+            .coordinator_keys
+            .into_iter()
+            .map(|key| {
+                let c = Coordinator::default().with_key(key).with_error_code(error.map_or(0, |e| e.code())).with_error_message(message.clone());
+                match error {
+                    Some(_) => c.with_node_id(BrokerId(-1)).with_port(-1),
+                    None => c.with_node_id(BrokerId(node.id)).with_host(s(node.host.clone())).with_port(node.port as i32),
+                }
+            })
+            .collect();
+        return FindCoordinatorResponse::default().with_coordinators(coordinators);
+    }
+    let response = FindCoordinatorResponse::default().with_error_code(error.map_or(0, |e| e.code()));
+    let response = if req.version >= 1 { response.with_error_message(message) } else { response };
+    match error {
+        Some(_) => response.with_node_id(BrokerId(-1)).with_port(-1),
+        None => response.with_node_id(BrokerId(node.id)).with_host(s(node.host.clone())).with_port(node.port as i32),
+    }
+}
+
+pub async fn join_group(api: &Api, req: &Request, r: JoinGroupRequest) -> JoinGroupResponse {
+    let version = req.version;
+    let result = if r.group_id.is_empty() {
+        crate::group::JoinResult { error: Some(ResponseError::InvalidGroupId), generation: -1, member_id: r.member_id.to_string(), ..Default::default() }
+    } else {
+        let join = JoinRequest {
+            member_id: r.member_id.to_string(),
+            instance_id: r.group_instance_id.as_ref().map(|i| i.to_string()),
+            client_id: req.client_id(),
+            client_host: format!("/{}", req.peer.ip()),
+            session_timeout_ms: r.session_timeout_ms,
+            rebalance_timeout_ms: if version >= 1 { r.rebalance_timeout_ms } else { -1 },
+            protocol_type: r.protocol_type.to_string(),
+            protocols: r.protocols.iter().map(|p| (p.name.to_string(), p.metadata.clone())).collect(),
+            require_known_member_id: version >= 4,
+        };
+        api.groups.join(&r.group_id, join).await
+    };
+    let members = result
+        .members
+        .into_iter()
+        .map(|(id, instance, metadata)| {
+            let m = JoinGroupResponseMember::default().with_member_id(s(id)).with_metadata(metadata);
+            if version >= 5 {
+                m.with_group_instance_id(instance.map(s))
+            } else {
+                m
+            }
+        })
+        .collect();
+    let mut response = JoinGroupResponse::default()
+        .with_error_code(result.error.map_or(0, |e| e.code()))
+        .with_generation_id(result.generation)
+        .with_protocol_name(Some(s(result.protocol_name.unwrap_or_default())))
+        .with_leader(s(result.leader))
+        .with_member_id(s(result.member_id))
+        .with_members(members);
+    if version >= 7 {
+        response.protocol_type = result.protocol_type.map(s);
+    }
+    response
+}
+
+pub async fn sync_group(api: &Api, req: &Request, r: SyncGroupRequest) -> SyncGroupResponse {
+    let assignments = r.assignments.iter().map(|a| (a.member_id.to_string(), a.assignment.clone())).collect();
+    let protocol = if req.version >= 5 {
+        (r.protocol_type.as_deref(), r.protocol_name.as_deref())
+    } else {
+        (None, None)
+    };
+    let member = (r.member_id.as_str(), r.group_instance_id.as_deref());
+    let result = api.groups.sync(&r.group_id, member, r.generation_id, protocol, assignments).await;
+    match result {
+        Ok((protocol_type, protocol_name, assignment)) => {
+            let response = SyncGroupResponse::default().with_assignment(assignment);
+            if req.version >= 5 {
+                response.with_protocol_type(protocol_type.map(s)).with_protocol_name(protocol_name.map(s))
+            } else {
+                response
+            }
+        }
+        Err(e) => SyncGroupResponse::default().with_error_code(e.code()),
+    }
+}
+
+pub fn heartbeat(api: &Api, r: HeartbeatRequest) -> HeartbeatResponse {
+    let instance = r.group_instance_id.as_deref();
+    let result = api.groups.heartbeat(&r.group_id, &r.member_id, instance, r.generation_id);
+    HeartbeatResponse::default().with_error_code(error_code(&result))
+}
+
+pub fn leave_group(api: &Api, req: &Request, r: LeaveGroupRequest) -> LeaveGroupResponse {
+    // v3 batches members (and names static ones by instance id); before that, one member id.
+    let members: Vec<(String, Option<String>)> = if req.version >= 3 {
+        r.members.iter().map(|m| (m.member_id.to_string(), m.group_instance_id.as_ref().map(|i| i.to_string()))).collect()
+    } else {
+        vec![(r.member_id.to_string(), None)]
+    };
+    match api.groups.leave(&r.group_id, &members) {
+        Err(e) => LeaveGroupResponse::default().with_error_code(e.code()),
+        Ok(results) if req.version >= 3 => {
+            let responses = members
+                .into_iter()
+                .zip(&results)
+                .map(|((id, instance), result)| {
+                    MemberResponse::default().with_member_id(s(id)).with_group_instance_id(instance.map(s)).with_error_code(error_code(result))
+                })
+                .collect();
+            LeaveGroupResponse::default().with_members(responses)
+        }
+        Ok(results) => LeaveGroupResponse::default().with_error_code(results.first().map_or(0, error_code)),
+    }
+}
+
+pub fn offset_commit(api: &Api, r: OffsetCommitRequest) -> OffsetCommitResponse {
+    // Partitions of unknown topics are answered without reaching the coordinator.
+    let mut known = Vec::new();
+    let mut answers: Vec<(TopicName, i32, Option<ResponseError>)> = Vec::new();
+    for t in &r.topics {
+        let topic = api.cluster.topic(&t.name);
+        for p in &t.partitions {
+            if topic.as_ref().and_then(|tp| tp.partition(p.partition_index)).is_none() {
+                answers.push((t.name.clone(), p.partition_index, Some(ResponseError::UnknownTopicOrPartition)));
+                continue;
+            }
+            let committed = Committed {
+                offset: p.committed_offset,
+                leader_epoch: p.committed_leader_epoch,
+                metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
+            };
+            known.push(((t.name.to_string(), p.partition_index), committed));
+            answers.push((t.name.clone(), p.partition_index, None));
+        }
+    }
+    let member = (r.member_id.as_str(), r.group_instance_id.as_deref());
+    let results = if r.group_id.is_empty() {
+        Err(ResponseError::InvalidGroupId)
+    } else {
+        api.groups.commit(&r.group_id, member, r.generation_id_or_member_epoch, known)
+    };
+    let mut stored = match &results {
+        Ok(per_partition) => per_partition.clone().into_iter(),
+        Err(_) => Vec::new().into_iter(),
+    };
+    let answered = answers.into_iter().map(|(name, partition, error)| {
+        let error = error.or_else(|| match &results {
+            Err(e) => Some(*e),
+            Ok(_) => stored.next().and_then(|r| r.err()),
+        });
+        (name.to_string(), OffsetCommitResponsePartition::default().with_partition_index(partition).with_error_code(error.map_or(0, |e| e.code())))
+    });
+    let topics = by_topic(answered.collect::<Vec<_>>())
+        .into_iter()
+        .map(|(name, partitions)| OffsetCommitResponseTopic::default().with_name(name).with_partitions(partitions))
+        .collect();
+    OffsetCommitResponse::default().with_topics(topics)
+}
+
+/// (topic, partition, committed) for one group, grouped by topic in request order.
+fn fetch_group_offsets(api: &Api, group: &str, topics: Option<Vec<(TopicName, Vec<i32>)>>) -> Vec<(TopicName, Vec<(i32, Option<Committed>)>)> {
+    let wanted = topics.as_ref().map(|ts| {
+        ts.iter().flat_map(|(t, ps)| ps.iter().map(move |p| (t.to_string(), *p))).collect::<Vec<TopicPartition>>()
+    });
+    by_topic(api.groups.committed(group, wanted).into_iter().map(|((topic, partition), c)| (topic, (partition, c))))
+}
+
+pub fn offset_fetch(api: &Api, req: &Request, r: OffsetFetchRequest) -> OffsetFetchResponse {
+    let fill = |c: Option<Committed>| match c {
+        Some(c) => (c.offset, c.leader_epoch, c.metadata.unwrap_or_default()),
+        None => (-1, -1, String::new()),
+    };
+    if req.version >= 8 {
+        let groups = r
+            .groups
+            .into_iter()
+            .map(|g| {
+                let wanted = g.topics.map(|ts| ts.into_iter().map(|t| (t.name, t.partition_indexes)).collect());
+                let topics = fetch_group_offsets(api, &g.group_id, wanted)
+                    .into_iter()
+                    .map(|(name, partitions)| {
+                        let partitions = partitions
+                            .into_iter()
+                            .map(|(index, c)| {
+                                let (offset, epoch, metadata) = fill(c);
+                                OffsetFetchResponsePartitions::default()
+                                    .with_partition_index(index)
+                                    .with_committed_offset(offset)
+                                    .with_committed_leader_epoch(epoch)
+                                    .with_metadata(Some(s(metadata)))
+                            })
+                            .collect();
+                        OffsetFetchResponseTopics::default().with_name(name).with_partitions(partitions)
+                    })
+                    .collect();
+                OffsetFetchResponseGroup::default().with_group_id(g.group_id).with_topics(topics)
+            })
+            .collect();
+        return OffsetFetchResponse::default().with_groups(groups);
+    }
+    let wanted = r.topics.map(|ts| ts.into_iter().map(|t| (t.name, t.partition_indexes)).collect());
+    let topics = fetch_group_offsets(api, &r.group_id, wanted)
+        .into_iter()
+        .map(|(name, partitions)| {
+            let partitions = partitions
+                .into_iter()
+                .map(|(index, c)| {
+                    let (offset, epoch, metadata) = fill(c);
+                    let p = OffsetFetchResponsePartition::default()
+                        .with_partition_index(index)
+                        .with_committed_offset(offset)
+                        .with_metadata(Some(s(metadata)));
+                    if req.version >= 5 {
+                        p.with_committed_leader_epoch(epoch)
+                    } else {
+                        p
+                    }
+                })
+                .collect();
+            OffsetFetchResponseTopic::default().with_name(name).with_partitions(partitions)
+        })
+        .collect();
+    OffsetFetchResponse::default().with_topics(topics)
+}
+
+pub fn list_groups(api: &Api, req: &Request, r: ListGroupsRequest) -> ListGroupsResponse {
+    let groups = api
+        .groups
+        .list()
+        .into_iter()
+        .filter(|(_, _, state)| r.states_filter.is_empty() || r.states_filter.iter().any(|f| f.eq_ignore_ascii_case(state.name())))
+        .filter(|_| r.types_filter.is_empty() || r.types_filter.iter().any(|f| f.eq_ignore_ascii_case("classic")))
+        .map(|(id, protocol_type, state)| {
+            let g = ListedGroup::default().with_group_id(GroupId(s(id))).with_protocol_type(s(protocol_type));
+            let g = if req.version >= 4 { g.with_group_state(s(state.name())) } else { g };
+            if req.version >= 5 {
+                g.with_group_type(s("classic"))
+            } else {
+                g
+            }
+        })
+        .collect();
+    ListGroupsResponse::default().with_groups(groups)
+}
+
+pub fn describe_groups(api: &Api, req: &Request, r: DescribeGroupsRequest) -> DescribeGroupsResponse {
+    let groups = r
+        .groups
+        .into_iter()
+        .map(|id| {
+            let described = DescribedGroup::default().with_group_id(id.clone());
+            let Some(d) = api.groups.describe(&id) else {
+                // Kafka describes an unknown group as Dead, without an error.
+                return described.with_group_state(s("Dead"));
+            };
+            let members = d
+                .members
+                .into_iter()
+                .map(|(member_id, instance, client_id, host, metadata, assignment)| {
+                    let m = DescribedGroupMember::default()
+                        .with_member_id(s(member_id))
+                        .with_client_id(s(client_id))
+                        .with_client_host(s(host))
+                        .with_member_metadata(metadata)
+                        .with_member_assignment(assignment);
+                    if req.version >= 4 {
+                        m.with_group_instance_id(instance.map(s))
+                    } else {
+                        m
+                    }
+                })
+                .collect();
+            let described = described
+                .with_group_state(s(d.state.name()))
+                .with_protocol_type(s(d.protocol_type))
+                .with_protocol_data(s(d.protocol))
+                .with_members(members);
+            if req.version >= 3 && r.include_authorized_operations {
+                // READ, DESCRIBE, DELETE: everything, with no authorizer.
+                described.with_authorized_operations((1 << 3) | (1 << 6) | (1 << 8))
+            } else {
+                described
+            }
+        })
+        .collect();
+    DescribeGroupsResponse::default().with_groups(groups)
+}
+
+pub fn delete_groups(api: &Api, r: DeleteGroupsRequest) -> DeleteGroupsResponse {
+    let results = r
+        .groups_names
+        .into_iter()
+        .map(|id| {
+            let result = api.groups.delete(&id);
+            DeletableGroupResult::default().with_group_id(id).with_error_code(error_code(&result))
+        })
+        .collect();
+    DeleteGroupsResponse::default().with_results(results)
+}
+
+pub fn offset_delete(api: &Api, r: OffsetDeleteRequest) -> OffsetDeleteResponse {
+    let partitions: Vec<TopicPartition> =
+        r.topics.iter().flat_map(|t| t.partitions.iter().map(move |p| (t.name.to_string(), p.partition_index))).collect();
+    match api.groups.delete_offsets(&r.group_id, partitions) {
+        Err(e) => OffsetDeleteResponse::default().with_error_code(e.code()),
+        Ok(results) => {
+            let answered = results.into_iter().map(|((topic, partition), result)| {
+                (topic, OffsetDeleteResponsePartition::default().with_partition_index(partition).with_error_code(error_code(&result)))
+            });
+            let topics = by_topic(answered)
+                .into_iter()
+                .map(|(name, partitions)| OffsetDeleteResponseTopic::default().with_name(name).with_partitions(partitions))
+                .collect();
+            OffsetDeleteResponse::default().with_topics(topics)
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! The stored forms of group membership and committed offsets: length-prefixed fields,
+//! big-endian numbers, a version byte first.
+
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes};
+use tokio::time::Instant;
+
+use super::state::{restored_member, Committed, Group};
+use super::TopicPartition;
+
+const VERSION: u8 = 1;
+
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    out.put_u32(b.len() as u32);
+    out.put_slice(b);
+}
+
+/// `None` is stored as an empty string: Kafka forbids empty ids and protocol names.
+fn put_opt(out: &mut Vec<u8>, s: Option<&str>) {
+    put_bytes(out, s.unwrap_or_default().as_bytes());
+}
+
+fn get_bytes(buf: &mut Bytes) -> Option<Bytes> {
+    if buf.remaining() < 4 {
+        return None;
+    }
+    let len = buf.get_u32() as usize;
+    (buf.remaining() >= len).then(|| buf.split_to(len))
+}
+
+fn get_string(buf: &mut Bytes) -> Option<String> {
+    String::from_utf8(get_bytes(buf)?.to_vec()).ok()
+}
+
+fn get_opt(buf: &mut Bytes) -> Option<Option<String>> {
+    get_string(buf).map(|s| (!s.is_empty()).then_some(s))
+}
+
+fn get_u32(buf: &mut Bytes) -> Option<u32> {
+    (buf.remaining() >= 4).then(|| buf.get_u32())
+}
+
+pub fn encode_group(g: &Group) -> Vec<u8> {
+    let mut out = vec![VERSION];
+    out.put_i32(g.generation);
+    put_opt(&mut out, g.protocol_type.as_deref());
+    put_opt(&mut out, g.protocol.as_deref());
+    put_opt(&mut out, g.leader.as_deref());
+    out.put_u32(g.members.len() as u32);
+    for m in g.members.values() {
+        put_bytes(&mut out, m.id.as_bytes());
+        put_opt(&mut out, m.instance_id.as_deref());
+        put_bytes(&mut out, m.client_id.as_bytes());
+        put_bytes(&mut out, m.client_host.as_bytes());
+        out.put_u32(m.session_timeout.as_millis() as u32);
+        out.put_u32(m.rebalance_timeout.as_millis() as u32);
+        out.put_u32(m.protocols.len() as u32);
+        for (name, metadata) in &m.protocols {
+            put_bytes(&mut out, name.as_bytes());
+            put_bytes(&mut out, metadata);
+        }
+        put_bytes(&mut out, &m.assignment);
+    }
+    out
+}
+
+pub fn decode_group(id: &str, bytes: &[u8], now: Instant) -> Option<Group> {
+    let mut buf = Bytes::copy_from_slice(bytes);
+    if buf.remaining() < 5 || buf.get_u8() != VERSION {
+        return None;
+    }
+    let mut g = Group::new(id, now);
+    g.generation = buf.get_i32();
+    g.protocol_type = get_opt(&mut buf)?;
+    g.protocol = get_opt(&mut buf)?;
+    g.leader = get_opt(&mut buf)?;
+    let count = get_u32(&mut buf)?;
+    let mut members = Vec::new();
+    for _ in 0..count {
+        let member_id = get_string(&mut buf)?;
+        let instance_id = get_opt(&mut buf)?;
+        let client = (get_string(&mut buf)?, get_string(&mut buf)?);
+        let session = Duration::from_millis(get_u32(&mut buf)? as u64);
+        let rebalance = Duration::from_millis(get_u32(&mut buf)? as u64);
+        let mut protocols = Vec::new();
+        for _ in 0..get_u32(&mut buf)? {
+            protocols.push((get_string(&mut buf)?, get_bytes(&mut buf)?));
+        }
+        let assignment = get_bytes(&mut buf)?;
+        members.push(restored_member(member_id, instance_id, client, (session, rebalance), protocols, assignment, now));
+    }
+    g.restore(members, now);
+    Some(g)
+}
+
+pub fn encode_committed(c: &Committed) -> Vec<u8> {
+    let mut out = vec![VERSION];
+    out.put_i64(c.offset);
+    out.put_i32(c.leader_epoch);
+    match &c.metadata {
+        Some(m) => {
+            out.put_u8(1);
+            put_bytes(&mut out, m.as_bytes());
+        }
+        None => out.put_u8(0),
+    }
+    out
+}
+
+pub fn decode_committed(bytes: &[u8]) -> Option<Committed> {
+    let mut buf = Bytes::copy_from_slice(bytes);
+    if buf.remaining() < 14 || buf.get_u8() != VERSION {
+        return None;
+    }
+    let offset = buf.get_i64();
+    let leader_epoch = buf.get_i32();
+    let metadata = match buf.get_u8() {
+        0 => None,
+        _ => Some(get_string(&mut buf)?),
+    };
+    Some(Committed { offset, leader_epoch, metadata })
+}
+
+/// Splits `group \0 topic \0 partition(4 bytes)`.
+pub fn decode_offset_key(key: &[u8]) -> Option<(String, TopicPartition)> {
+    let (rest, partition) = key.split_last_chunk::<4>()?;
+    let rest = rest.strip_suffix(b"\0")?;
+    let split = rest.iter().rposition(|&b| b == 0)?;
+    let group = String::from_utf8(rest[..split].to_vec()).ok()?;
+    let topic = String::from_utf8(rest[split + 1..].to_vec()).ok()?;
+    Some((group, (topic, i32::from_be_bytes(*partition))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn committed_round_trip() {
+        for c in [
+            Committed { offset: 42, leader_epoch: 0, metadata: Some("meta data".into()) },
+            Committed { offset: -1, leader_epoch: -1, metadata: None },
+        ] {
+            assert_eq!(decode_committed(&encode_committed(&c)), Some(c));
+        }
+        assert_eq!(decode_committed(&[1, 2, 3]), None);
+    }
+
+    #[test]
+    fn offset_keys_split_back() {
+        let key = [b"my-group\0orders\0".as_slice(), &7i32.to_be_bytes()].concat();
+        assert_eq!(decode_offset_key(&key), Some(("my-group".to_string(), ("orders".to_string(), 7))));
+    }
+}

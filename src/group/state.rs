@@ -1,0 +1,571 @@
+//! One consumer group's membership state machine (Kafka's classic group protocol):
+//! Empty -> PreparingRebalance -> CompletingRebalance -> Stable, back to PreparingRebalance
+//! whenever membership or subscriptions change.
+//!
+//! Pure logic over an explicit clock: the coordinator holds each group behind its own lock and
+//! calls in with `now`; JoinGroup and SyncGroup answers that must wait are delivered through
+//! oneshot channels when the rebalance moves on.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use bytes::Bytes;
+use indexmap::IndexMap;
+use kafka_protocol::ResponseError;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupState {
+    Empty,
+    PreparingRebalance,
+    CompletingRebalance,
+    Stable,
+}
+
+impl GroupState {
+    pub fn name(self) -> &'static str {
+        match self {
+            GroupState::Empty => "Empty",
+            GroupState::PreparingRebalance => "PreparingRebalance",
+            GroupState::CompletingRebalance => "CompletingRebalance",
+            GroupState::Stable => "Stable",
+        }
+    }
+}
+
+/// Coordinator settings that shape every group.
+#[derive(Debug, Clone)]
+pub struct GroupConfig {
+    pub initial_rebalance_delay: Duration,
+    pub min_session_timeout: Duration,
+    pub max_session_timeout: Duration,
+    pub max_metadata_bytes: usize,
+}
+
+#[derive(Debug)]
+pub struct JoinRequest {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub session_timeout_ms: i32,
+    pub rebalance_timeout_ms: i32,
+    pub protocol_type: String,
+    pub protocols: Vec<(String, Bytes)>,
+    /// JoinGroup v4+: an unknown member first gets an id with MEMBER_ID_REQUIRED.
+    pub require_known_member_id: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct JoinResult {
+    pub error: Option<ResponseError>,
+    pub generation: i32,
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+    pub leader: String,
+    pub member_id: String,
+    /// Filled for the leader only: (member id, instance id, metadata for the chosen protocol).
+    pub members: Vec<(String, Option<String>, Bytes)>,
+}
+
+impl JoinResult {
+    fn error(e: ResponseError, member_id: &str) -> JoinResult {
+        JoinResult { error: Some(e), generation: -1, member_id: member_id.to_string(), ..Default::default() }
+    }
+}
+
+pub type SyncResult = Result<Bytes, ResponseError>;
+
+/// Either the answer now, or a channel that delivers it when the rebalance progresses.
+pub enum Reply<T> {
+    Now(T),
+    Later(oneshot::Receiver<T>),
+}
+
+#[derive(Debug)]
+pub struct Member {
+    pub id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub session_timeout: Duration,
+    pub rebalance_timeout: Duration,
+    pub protocols: Vec<(String, Bytes)>,
+    pub assignment: Bytes,
+    last_seen: Instant,
+    join_waiter: Option<oneshot::Sender<JoinResult>>,
+    sync_waiter: Option<oneshot::Sender<SyncResult>>,
+}
+
+impl Member {
+    /// The subscription metadata this member sent for `protocol`.
+    pub fn metadata(&self, protocol: Option<&str>) -> Bytes {
+        self.protocols.iter().find(|(n, _)| Some(n.as_str()) == protocol).map(|(_, m)| m.clone()).unwrap_or_default()
+    }
+}
+
+/// A committed offset.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Committed {
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct Group {
+    pub id: String,
+    pub state: GroupState,
+    pub generation: i32,
+    pub protocol_type: Option<String>,
+    pub protocol: Option<String>,
+    pub leader: Option<String>,
+    pub members: IndexMap<String, Member>,
+    /// Member ids handed out with MEMBER_ID_REQUIRED, until they join or expire.
+    pending: HashMap<String, Instant>,
+    rebalance_deadline: Instant,
+    initial_delay_until: Instant,
+    pub offsets: BTreeMap<(String, i32), Committed>,
+}
+
+fn new_member_id(client_id: &str) -> String {
+    format!("{client_id}-{}", uuid::Uuid::new_v4())
+}
+
+impl Group {
+    pub fn new(id: &str, now: Instant) -> Group {
+        Group {
+            id: id.to_string(),
+            state: GroupState::Empty,
+            generation: 0,
+            protocol_type: None,
+            protocol: None,
+            leader: None,
+            members: IndexMap::new(),
+            pending: HashMap::new(),
+            rebalance_deadline: now,
+            initial_delay_until: now,
+            offsets: BTreeMap::new(),
+        }
+    }
+
+    /// A group restored from disk: members must heartbeat within their session timeout.
+    pub fn restore(&mut self, members: Vec<Member>, now: Instant) {
+        for mut m in members {
+            m.last_seen = now;
+            self.members.insert(m.id.clone(), m);
+        }
+        self.state = if self.members.is_empty() { GroupState::Empty } else { GroupState::Stable };
+    }
+
+    fn static_member(&self, instance_id: &str) -> Option<&str> {
+        self.members.values().find(|m| m.instance_id.as_deref() == Some(instance_id)).map(|m| m.id.as_str())
+    }
+
+    fn supports(&self, req: &JoinRequest) -> bool {
+        if self.members.is_empty() {
+            return true;
+        }
+        self.protocol_type.as_deref() == Some(req.protocol_type.as_str())
+            && req.protocols.iter().any(|(name, _)| self.members.values().all(|m| m.protocols.iter().any(|(n, _)| n == name)))
+    }
+
+    pub fn join(&mut self, req: JoinRequest, now: Instant, cfg: &GroupConfig) -> Reply<JoinResult> {
+        let session = Duration::from_millis(req.session_timeout_ms.max(0) as u64);
+        if session < cfg.min_session_timeout || session > cfg.max_session_timeout {
+            return Reply::Now(JoinResult::error(ResponseError::InvalidSessionTimeout, &req.member_id));
+        }
+        if req.protocol_type.is_empty() || req.protocols.is_empty() || !self.supports(&req) {
+            return Reply::Now(JoinResult::error(ResponseError::InconsistentGroupProtocol, &req.member_id));
+        }
+        if req.member_id.is_empty() {
+            if let Some(old) = req.instance_id.as_deref().and_then(|i| self.static_member(i)).map(str::to_string) {
+                return self.rejoin_static(old, req, now);
+            }
+            let id = new_member_id(&req.client_id);
+            if req.require_known_member_id && req.instance_id.is_none() {
+                self.pending.insert(id.clone(), now + session);
+                return Reply::Now(JoinResult::error(ResponseError::MemberIdRequired, &id));
+            }
+            return self.add_member(id, req, now, cfg.initial_rebalance_delay);
+        }
+        if self.pending.remove(&req.member_id).is_some() {
+            let id = req.member_id.clone();
+            return self.add_member(id, req, now, cfg.initial_rebalance_delay);
+        }
+        let Some(member) = self.members.get_mut(&req.member_id) else {
+            let fenced = req.instance_id.as_deref().is_some_and(|i| self.static_member(i).is_some());
+            let e = if fenced { ResponseError::FencedInstanceId } else { ResponseError::UnknownMemberId };
+            return Reply::Now(JoinResult::error(e, &req.member_id));
+        };
+        if member.instance_id != req.instance_id {
+            return Reply::Now(JoinResult::error(ResponseError::FencedInstanceId, &req.member_id));
+        }
+        let changed = member.protocols != req.protocols;
+        update_member(member, &req, now);
+        let is_leader = self.leader.as_deref() == Some(req.member_id.as_str());
+        match self.state {
+            GroupState::CompletingRebalance | GroupState::Stable if !changed && !(is_leader && self.state == GroupState::Stable) => {
+                // Rejoining with the same subscription: nothing to rebalance.
+                Reply::Now(self.join_result(&req.member_id))
+            }
+            _ => self.rebalance_and_wait(&req.member_id, now, cfg.initial_rebalance_delay),
+        }
+    }
+
+    /// Parks the member's JoinGroup until the rebalance completes (perhaps at once).
+    fn rebalance_and_wait(&mut self, member_id: &str, now: Instant, initial_delay: Duration) -> Reply<JoinResult> {
+        let rx = self.wait_for_join(member_id);
+        if self.state != GroupState::PreparingRebalance {
+            self.prepare_rebalance(now, initial_delay);
+        }
+        self.try_complete_join(now);
+        Reply::Later(rx)
+    }
+
+    /// A static member (group.instance.id) came back without its member id: it takes over its
+    /// old entry and assignment under a new id, fencing the old one.
+    fn rejoin_static(&mut self, old_id: String, req: JoinRequest, now: Instant) -> Reply<JoinResult> {
+        let mut member = self.members.shift_remove(&old_id).expect("static member exists");
+        if let Some(w) = member.join_waiter.take() {
+            let _ = w.send(JoinResult::error(ResponseError::FencedInstanceId, &old_id));
+        }
+        if let Some(w) = member.sync_waiter.take() {
+            let _ = w.send(Err(ResponseError::FencedInstanceId));
+        }
+        let changed = member.protocols != req.protocols;
+        member.id = new_member_id(&req.client_id);
+        update_member(&mut member, &req, now);
+        let id = member.id.clone();
+        let was_leader = self.leader.as_deref() == Some(old_id.as_str());
+        if was_leader {
+            self.leader = Some(id.clone());
+        }
+        self.members.insert(id.clone(), member);
+        if self.state == GroupState::Stable && !changed && !was_leader {
+            return Reply::Now(self.join_result(&id));
+        }
+        // The group has members, so the initial delay (for new groups) does not apply.
+        self.rebalance_and_wait(&id, now, Duration::ZERO)
+    }
+
+    fn add_member(&mut self, id: String, req: JoinRequest, now: Instant, initial_delay: Duration) -> Reply<JoinResult> {
+        let member = Member {
+            id: id.clone(),
+            instance_id: req.instance_id.clone(),
+            client_id: req.client_id.clone(),
+            client_host: req.client_host.clone(),
+            session_timeout: Duration::ZERO,
+            rebalance_timeout: Duration::ZERO,
+            protocols: Vec::new(),
+            assignment: Bytes::new(),
+            last_seen: now,
+            join_waiter: None,
+            sync_waiter: None,
+        };
+        self.members.insert(id.clone(), member);
+        update_member(self.members.get_mut(&id).expect("just inserted"), &req, now);
+        if self.members.len() == 1 {
+            self.protocol_type = Some(req.protocol_type.clone());
+        }
+        self.rebalance_and_wait(&id, now, initial_delay)
+    }
+
+    fn wait_for_join(&mut self, member_id: &str) -> oneshot::Receiver<JoinResult> {
+        let (tx, rx) = oneshot::channel();
+        let member = self.members.get_mut(member_id).expect("member exists");
+        if let Some(old) = member.join_waiter.replace(tx) {
+            let _ = old.send(JoinResult::error(ResponseError::UnknownMemberId, member_id));
+        }
+        rx
+    }
+
+    /// Starts a rebalance: every member must rejoin before the deadline.
+    fn prepare_rebalance(&mut self, now: Instant, initial_delay: Duration) {
+        if self.state == GroupState::CompletingRebalance {
+            for m in self.members.values_mut() {
+                m.assignment = Bytes::new();
+                if let Some(w) = m.sync_waiter.take() {
+                    let _ = w.send(Err(ResponseError::RebalanceInProgress));
+                }
+            }
+        }
+        let timeout = self.members.values().map(|m| m.rebalance_timeout).max().unwrap_or_default();
+        if self.state == GroupState::Empty {
+            self.initial_delay_until = now + initial_delay.min(timeout);
+        }
+        self.rebalance_deadline = now + timeout;
+        self.state = GroupState::PreparingRebalance;
+    }
+
+    /// Completes the join phase once every member has rejoined (after the initial delay for a
+    /// new group), or when the rebalance timeout has passed.
+    fn try_complete_join(&mut self, now: Instant) {
+        if self.state != GroupState::PreparingRebalance {
+            return;
+        }
+        let all_joined = self.pending.is_empty() && self.members.values().all(|m| m.join_waiter.is_some());
+        if !((all_joined && now >= self.initial_delay_until) || now >= self.rebalance_deadline) {
+            return;
+        }
+        // Members that did not rejoin in time are out.
+        self.members.retain(|_, m| m.join_waiter.is_some());
+        self.pending.clear();
+        self.generation += 1;
+        if self.members.is_empty() {
+            // Like Kafka, an emptied group keeps its protocol type ("consumer"), so tools still
+            // list it as a consumer group with committed offsets.
+            self.state = GroupState::Empty;
+            self.protocol = None;
+            self.leader = None;
+            return;
+        }
+        self.protocol = self.choose_protocol();
+        if !self.leader.as_ref().is_some_and(|l| self.members.contains_key(l)) {
+            self.leader = self.members.keys().next().cloned();
+        }
+        self.state = GroupState::CompletingRebalance;
+        let ids: Vec<String> = self.members.keys().cloned().collect();
+        for id in ids {
+            let result = self.join_result(&id);
+            let member = self.members.get_mut(&id).expect("member exists");
+            member.last_seen = now;
+            if let Some(w) = member.join_waiter.take() {
+                let _ = w.send(result);
+            }
+        }
+    }
+
+    /// Each member votes for its most preferred protocol that every member supports.
+    fn choose_protocol(&self) -> Option<String> {
+        let common = |name: &str| self.members.values().all(|m| m.protocols.iter().any(|(n, _)| n == name));
+        let mut votes: IndexMap<&str, usize> = IndexMap::new();
+        for m in self.members.values() {
+            if let Some((name, _)) = m.protocols.iter().find(|(n, _)| common(n)) {
+                *votes.entry(name.as_str()).or_default() += 1;
+            }
+        }
+        let best = votes.values().copied().max()?;
+        votes.into_iter().find(|(_, v)| *v == best).map(|(n, _)| n.to_string())
+    }
+
+    fn join_result(&self, member_id: &str) -> JoinResult {
+        let leader = self.leader.clone().unwrap_or_default();
+        let members = if leader == member_id {
+            self.members.values().map(|m| (m.id.clone(), m.instance_id.clone(), m.metadata(self.protocol.as_deref()))).collect()
+        } else {
+            Vec::new()
+        };
+        JoinResult {
+            error: None,
+            generation: self.generation,
+            protocol_type: self.protocol_type.clone(),
+            protocol_name: self.protocol.clone(),
+            leader,
+            member_id: member_id.to_string(),
+            members,
+        }
+    }
+
+    /// Checks member id, instance id and generation, as SyncGroup, Heartbeat and OffsetCommit do.
+    fn check_member(&self, member_id: &str, instance_id: Option<&str>, generation: i32) -> Result<(), ResponseError> {
+        let Some(member) = self.members.get(member_id) else {
+            let fenced = instance_id.is_some_and(|i| self.static_member(i).is_some());
+            return Err(if fenced { ResponseError::FencedInstanceId } else { ResponseError::UnknownMemberId });
+        };
+        if instance_id.is_some() && member.instance_id.as_deref() != instance_id {
+            return Err(ResponseError::FencedInstanceId);
+        }
+        if generation != self.generation {
+            return Err(ResponseError::IllegalGeneration);
+        }
+        Ok(())
+    }
+
+    /// SyncGroup: the leader hands in every member's assignment; the others wait for theirs.
+    pub fn sync(
+        &mut self,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+        protocol: (Option<&str>, Option<&str>),
+        assignments: Vec<(String, Bytes)>,
+        now: Instant,
+    ) -> Reply<SyncResult> {
+        if let Err(e) = self.check_member(member_id, instance_id, generation) {
+            return Reply::Now(Err(e));
+        }
+        let (protocol_type, protocol_name) = protocol;
+        if protocol_type.is_some_and(|t| Some(t) != self.protocol_type.as_deref())
+            || protocol_name.is_some_and(|n| Some(n) != self.protocol.as_deref())
+        {
+            return Reply::Now(Err(ResponseError::InconsistentGroupProtocol));
+        }
+        self.members.get_mut(member_id).expect("checked").last_seen = now;
+        match self.state {
+            GroupState::Empty => Reply::Now(Err(ResponseError::UnknownMemberId)),
+            GroupState::PreparingRebalance => Reply::Now(Err(ResponseError::RebalanceInProgress)),
+            GroupState::Stable => Reply::Now(Ok(self.members[member_id].assignment.clone())),
+            GroupState::CompletingRebalance => {
+                let (tx, rx) = oneshot::channel();
+                self.members.get_mut(member_id).expect("checked").sync_waiter = Some(tx);
+                if self.leader.as_deref() == Some(member_id) {
+                    let mut assignments: HashMap<String, Bytes> = assignments.into_iter().collect();
+                    for m in self.members.values_mut() {
+                        m.assignment = assignments.remove(&m.id).unwrap_or_default();
+                        if let Some(w) = m.sync_waiter.take() {
+                            let _ = w.send(Ok(m.assignment.clone()));
+                        }
+                    }
+                    self.state = GroupState::Stable;
+                }
+                Reply::Later(rx)
+            }
+        }
+    }
+
+    pub fn heartbeat(&mut self, member_id: &str, instance_id: Option<&str>, generation: i32, now: Instant) -> Result<(), ResponseError> {
+        if self.state == GroupState::Empty {
+            return Err(ResponseError::UnknownMemberId);
+        }
+        self.check_member(member_id, instance_id, generation)?;
+        self.members.get_mut(member_id).expect("checked").last_seen = now;
+        match self.state {
+            GroupState::PreparingRebalance => Err(ResponseError::RebalanceInProgress),
+            _ => Ok(()),
+        }
+    }
+
+    /// OffsetCommit from a group member: current generation, and not mid-assignment.
+    pub fn check_commit(&self, member_id: &str, instance_id: Option<&str>, generation: i32) -> Result<(), ResponseError> {
+        self.check_member(member_id, instance_id, generation)?;
+        if self.state == GroupState::CompletingRebalance {
+            return Err(ResponseError::RebalanceInProgress);
+        }
+        Ok(())
+    }
+
+    /// Topics the members of a consumer group subscribe to (from their subscription metadata).
+    pub fn subscribed_topics(&self) -> Vec<String> {
+        if self.protocol_type.as_deref() != Some("consumer") {
+            return Vec::new();
+        }
+        self.members
+            .values()
+            .flat_map(|m| subscription_topics(m.metadata(self.protocol.as_deref())))
+            .collect()
+    }
+
+    /// LeaveGroup for one member, named by member id, instance id, or both.
+    pub fn leave(&mut self, member_id: &str, instance_id: Option<&str>, now: Instant) -> Result<(), ResponseError> {
+        let id = match instance_id {
+            Some(instance) => {
+                let found = self.static_member(instance).ok_or(ResponseError::UnknownMemberId)?.to_string();
+                if !member_id.is_empty() && member_id != found {
+                    return Err(ResponseError::FencedInstanceId);
+                }
+                found
+            }
+            None => member_id.to_string(),
+        };
+        if self.pending.remove(&id).is_some() {
+            return Ok(());
+        }
+        if !self.members.contains_key(&id) {
+            return Err(ResponseError::UnknownMemberId);
+        }
+        self.remove_member(&id, now);
+        Ok(())
+    }
+
+    fn remove_member(&mut self, id: &str, now: Instant) {
+        if let Some(mut m) = self.members.shift_remove(id) {
+            if let Some(w) = m.join_waiter.take() {
+                let _ = w.send(JoinResult::error(ResponseError::UnknownMemberId, id));
+            }
+            if let Some(w) = m.sync_waiter.take() {
+                let _ = w.send(Err(ResponseError::UnknownMemberId));
+            }
+        }
+        if self.leader.as_deref() == Some(id) {
+            self.leader = None;
+        }
+        if matches!(self.state, GroupState::Stable | GroupState::CompletingRebalance) {
+            self.prepare_rebalance(now, Duration::ZERO);
+        }
+        self.try_complete_join(now);
+    }
+
+    /// Expires members whose session ran out and finishes rebalances whose deadline passed.
+    pub fn tick(&mut self, now: Instant) {
+        self.pending.retain(|_, expires| *expires > now);
+        let expired: Vec<String> = self
+            .members
+            .values()
+            .filter(|m| m.join_waiter.is_none() && m.sync_waiter.is_none() && m.last_seen + m.session_timeout < now)
+            .map(|m| m.id.clone())
+            .collect();
+        for id in expired {
+            tracing::info!(group = %self.id, member = %id, "session timed out; removing member");
+            self.remove_member(&id, now);
+        }
+        self.try_complete_join(now);
+    }
+
+    /// True when nothing time-based can happen to this group (no members, no pending joins).
+    pub fn is_idle(&self) -> bool {
+        self.members.is_empty() && self.pending.is_empty()
+    }
+}
+
+fn update_member(member: &mut Member, req: &JoinRequest, now: Instant) {
+    member.session_timeout = Duration::from_millis(req.session_timeout_ms.max(0) as u64);
+    // JoinGroup v0 has no rebalance timeout; it then equals the session timeout.
+    let rebalance = if req.rebalance_timeout_ms > 0 { req.rebalance_timeout_ms } else { req.session_timeout_ms };
+    member.rebalance_timeout = Duration::from_millis(rebalance.max(0) as u64);
+    member.protocols = req.protocols.clone();
+    member.client_id = req.client_id.clone();
+    member.client_host = req.client_host.clone();
+    member.last_seen = now;
+}
+
+/// A member rebuilt from its persisted form.
+pub fn restored_member(
+    id: String,
+    instance_id: Option<String>,
+    client: (String, String),
+    timeouts: (Duration, Duration),
+    protocols: Vec<(String, Bytes)>,
+    assignment: Bytes,
+    now: Instant,
+) -> Member {
+    Member {
+        id,
+        instance_id,
+        client_id: client.0,
+        client_host: client.1,
+        session_timeout: timeouts.0,
+        rebalance_timeout: timeouts.1,
+        protocols,
+        assignment,
+        last_seen: now,
+        join_waiter: None,
+        sync_waiter: None,
+    }
+}
+
+/// The topics in a consumer protocol subscription (version prefix, then the schema's fields).
+fn subscription_topics(mut metadata: Bytes) -> Vec<String> {
+    use bytes::Buf;
+    use kafka_protocol::messages::ConsumerProtocolSubscription;
+    use kafka_protocol::protocol::Decodable;
+    if metadata.remaining() < 2 {
+        return Vec::new();
+    }
+    // Newer subscription versions only add fields after the topic list; read them as v3.
+    let version = metadata.get_i16().clamp(0, 3);
+    ConsumerProtocolSubscription::decode(&mut metadata, version)
+        .map(|s| s.topics.iter().map(|t| t.to_string()).collect())
+        .unwrap_or_default()
+}
