@@ -1,0 +1,468 @@
+"""Shared fixtures and helpers for the Gregor real-client compatibility suite.
+
+Each test module gets its own Gregor broker (``broker`` fixture, scope="module")
+listening on a free port of 127.0.0.1 with a fresh temporary data directory.
+The binary comes from ``$GREGOR_BIN`` (default:
+``$HOME/.cache/gregor-target/release/gregor``).
+
+Helpers that more than one test module needs live here (import them with
+``from conftest import ...``) so that no code is duplicated across modules.
+"""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import itertools
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections import defaultdict
+
+import pytest
+
+DEFAULT_GREGOR_BIN = os.path.join(
+    os.path.expanduser("~"), ".cache", "gregor-target", "release", "gregor"
+)
+
+STARTUP_TIMEOUT_S = 10.0
+STOP_TIMEOUT_S = 10.0
+# Upper bound for any single client operation in the suite (seconds).
+CLIENT_TIMEOUT_S = 20.0
+LOG_TAIL_LINES = 60
+
+
+# --------------------------------------------------------------------------
+# Generic helpers
+# --------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_accepts(port: int, host: str = "127.0.0.1") -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def wait_until(predicate, timeout: float = CLIENT_TIMEOUT_S, interval: float = 0.1,
+               message: str = "condition"):
+    """Poll ``predicate`` until it returns a truthy value; return that value.
+
+    Raises AssertionError (with ``message``) once ``timeout`` seconds have passed.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        time.sleep(interval)
+
+
+_topic_counter = itertools.count()
+
+
+def unique_topic(prefix: str = "t") -> str:
+    """A topic name that is unique within the test session (and across runs)."""
+    return f"{prefix}-{next(_topic_counter)}-{uuid.uuid4().hex[:8]}"
+
+
+def tail(path: str, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        return f"<cannot read {path}: {e}>"
+    text = data.decode("utf-8", errors="replace")
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def assert_contiguous_offsets(placements, start=0):
+    """``placements``: (partition, offset) pairs in send order, for one topic.
+
+    Asserts that, per partition, offsets are gap-free, in send order, starting
+    at ``start``; returns {partition: [offsets]}.
+    """
+    by_partition = defaultdict(list)
+    for partition, offset in placements:
+        by_partition[partition].append(offset)
+    for partition, offsets in by_partition.items():
+        assert offsets == list(range(start, start + len(offsets))), (
+            f"partition {partition}: offsets not contiguous from {start}: {offsets[:20]}...")
+    return dict(by_partition)
+
+
+# --------------------------------------------------------------------------
+# Broker process management
+# --------------------------------------------------------------------------
+
+
+class BrokerStartError(RuntimeError):
+    pass
+
+
+try:  # Linux: the broker gets SIGKILL if the test runner dies without cleaning up.
+    _LIBC = ctypes.CDLL(None, use_errno=True)
+    _PR_SET_PDEATHSIG = 1
+except OSError:  # pragma: no cover
+    _LIBC = None
+
+
+def _die_with_parent():
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+_LIVE = set()  # brokers started and not yet stopped, for the atexit safety net
+
+
+@atexit.register
+def _kill_leftovers():
+    for b in list(_LIVE):
+        b.kill9()
+
+
+class GregorBroker:
+    """One Gregor broker process bound to 127.0.0.1:<port> with a temp data dir."""
+
+    def __init__(self, binary: str, extra_args=(), port: int | None = None):
+        self.binary = binary
+        self.extra_args = list(extra_args)
+        self.port = port if port is not None else free_port()
+        self.host = "127.0.0.1"
+        self.bootstrap = f"{self.host}:{self.port}"
+        self.localhost_bootstrap = f"localhost:{self.port}"
+        self.base_dir = tempfile.mkdtemp(prefix="gregor-compat-")
+        self.data_dir = os.path.join(self.base_dir, "data")
+        os.makedirs(self.data_dir)
+        self.log_path = os.path.join(self.base_dir, "gregor.stderr.log")
+        self.proc: subprocess.Popen | None = None
+        self.starts = 0
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def command(self):
+        return [
+            self.binary,
+            "--listeners", f"PLAINTEXT://{self.host}:{self.port}",
+            "--log-dirs", self.data_dir,
+            "--num-partitions", "1",
+            *self.extra_args,
+        ]
+
+    def start(self, timeout: float = STARTUP_TIMEOUT_S):
+        if self.proc is not None and self.proc.poll() is None:
+            raise BrokerStartError(f"broker already running (pid {self.proc.pid})")
+        self.starts += 1
+        with open(self.log_path, "ab") as log:
+            log.write(f"\n===== start #{self.starts}: {' '.join(self.command())} =====\n".encode())
+            log.flush()
+            self.proc = subprocess.Popen(
+                self.command(),
+                stdin=subprocess.DEVNULL,
+                # GREGOR_* variables are broker settings: keep the developer's
+                # shell from changing the broker under test.
+                env={k: v for k, v in os.environ.items() if not k.startswith("GREGOR_")},
+                stdout=log,
+                stderr=log,
+                start_new_session=True,  # Ctrl-C goes to pytest, whose teardown stops it
+                preexec_fn=_die_with_parent,
+            )
+        _LIVE.add(self)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise BrokerStartError(
+                    f"gregor exited with code {self.proc.returncode} during startup\n"
+                    f"command: {' '.join(self.command())}\n"
+                    f"--- stderr tail ({self.log_path}) ---\n{self.log_tail()}"
+                )
+            if port_accepts(self.port):
+                return self
+            time.sleep(0.05)
+        self._terminate()
+        raise BrokerStartError(
+            f"gregor did not accept TCP connections on {self.bootstrap} within {timeout}s\n"
+            f"command: {' '.join(self.command())}\n"
+            f"--- stderr tail ({self.log_path}) ---\n{self.log_tail()}"
+        )
+
+    def _terminate(self, sig=signal.SIGTERM, timeout: float = STOP_TIMEOUT_S):
+        proc = self.proc
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            try:
+                os.kill(proc.pid, sig)
+            except ProcessLookupError:
+                pass
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=timeout)
+        _LIVE.discard(self)
+        return proc.returncode
+
+    def stop(self, timeout: float = STOP_TIMEOUT_S):
+        """Graceful stop: SIGTERM, wait, SIGKILL as a fallback. Returns the exit code."""
+        return self._terminate(signal.SIGTERM, timeout)
+
+    def kill9(self):
+        """Crash the broker: SIGKILL, no chance to flush anything."""
+        return self._terminate(signal.SIGKILL, STOP_TIMEOUT_S)
+
+    def restart(self, timeout: float = STARTUP_TIMEOUT_S):
+        """Start again on the same port and data dir (stops it first if running)."""
+        self.stop()
+        # The listening socket of the previous process must be gone before we
+        # can rely on the "port accepts" probe meaning the new process is up.
+        wait_until(lambda: not port_accepts(self.port), timeout=STOP_TIMEOUT_S,
+                   message=f"port {self.port} to be released")
+        return self.start(timeout)
+
+    # -- introspection -----------------------------------------------------
+
+    def is_running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
+        return tail(self.log_path, lines)
+
+    def cleanup(self):
+        try:
+            self.stop()
+        finally:
+            if os.environ.get("GREGOR_KEEP_DATA"):
+                print(f"[gregor compat] keeping {self.base_dir}")
+            else:
+                shutil.rmtree(self.base_dir, ignore_errors=True)
+
+
+def gregor_binary() -> str:
+    return os.environ.get("GREGOR_BIN") or DEFAULT_GREGOR_BIN
+
+
+def start_broker(extra_args=()) -> GregorBroker:
+    binary = gregor_binary()
+    if not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
+        pytest.fail(
+            f"Gregor binary not found or not executable: {binary} "
+            "(build it, or point GREGOR_BIN at it)",
+            pytrace=False,
+        )
+    b = GregorBroker(binary, extra_args)
+    try:
+        b.start()
+    except BrokerStartError as e:
+        b.cleanup()
+        pytest.fail(str(e), pytrace=False)
+    return b
+
+
+@pytest.fixture(scope="module")
+def broker():
+    """A running Gregor broker, one per test module."""
+    b = start_broker()
+    try:
+        yield b
+    finally:
+        died = b.proc is not None and b.proc.poll() is not None
+        code = b.proc.returncode if died else None
+        b.cleanup()
+        if died and code not in (0, -signal.SIGKILL, -signal.SIGTERM):
+            # A crash that happened during the module is worth shouting about.
+            print(f"\n[gregor compat] broker had exited with code {code}; "
+                  f"stderr tail:\n{b.log_tail()}")
+
+
+@pytest.fixture
+def topic():
+    """A fresh, unique topic name for this test."""
+    return unique_topic("compat")
+
+
+def close_client(client):
+    """Close any client of the suite without blocking for long."""
+    if hasattr(client, "purge"):  # confluent_kafka.Producer
+        client.flush(5)
+        client.purge(in_queue=True, in_flight=True, blocking=False)
+        client.close()
+    elif not hasattr(client, "close"):  # confluent_kafka AdminClient: context manager only
+        client.__exit__(None, None, None)
+    else:
+        try:
+            client.close(timeout=5)  # kafka-python producer
+        except TypeError:  # kafka-python consumer/admin, confluent consumer
+            client.close()
+
+
+@pytest.fixture
+def closing():
+    """``closing(client)`` registers a client to be closed at teardown and returns it."""
+    clients = []
+
+    def register(client):
+        clients.append(client)
+        return client
+
+    yield register
+    for client in reversed(clients):
+        try:
+            close_client(client)
+        except Exception as e:  # teardown must go on closing the others
+            print(f"[gregor compat] error closing {client!r}: {e!r}")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Attach the broker's stderr tail (and liveness) to every failing test report."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        b = getattr(item, "funcargs", {}).get("broker")
+        if isinstance(b, GregorBroker):
+            state = "running" if b.is_running() else (
+                f"NOT running (exit code {b.proc.returncode if b.proc else None})")
+            report.sections.append(
+                ("gregor broker", f"broker {b.bootstrap} is {state}\n"
+                                  f"--- stderr tail ({b.log_path}) ---\n{b.log_tail()}"))
+
+
+# --------------------------------------------------------------------------
+# kafka-python helpers (used by test_kafka_python.py; kept here so client
+# construction with bounded timeouts is written once)
+# --------------------------------------------------------------------------
+
+KP_TIMEOUTS = dict(
+    request_timeout_ms=int(CLIENT_TIMEOUT_S * 1000),
+    bootstrap_timeout_ms=10000,
+)
+
+
+def kp_producer(bootstrap, **overrides):
+    from kafka import KafkaProducer
+
+    cfg = dict(KP_TIMEOUTS, max_block_ms=10000, delivery_timeout_ms=int(CLIENT_TIMEOUT_S * 1000) + 5000)
+    cfg.update(overrides)
+    return KafkaProducer(bootstrap_servers=bootstrap, **cfg)
+
+
+def kp_consumer(bootstrap, **overrides):
+    from kafka import KafkaConsumer
+
+    cfg = dict(KP_TIMEOUTS, consumer_timeout_ms=3000, enable_auto_commit=False,
+               fetch_max_wait_ms=100)
+    cfg.update(overrides)
+    return KafkaConsumer(bootstrap_servers=bootstrap, **cfg)
+
+
+def kp_admin(bootstrap, **overrides):
+    from kafka import KafkaAdminClient
+
+    cfg = dict(KP_TIMEOUTS)
+    cfg.update(overrides)
+    return KafkaAdminClient(bootstrap_servers=bootstrap, **cfg)
+
+
+def kp_create_topic(bootstrap, name, partitions, **topic_kwargs):
+    """Create a topic with kafka-python's admin client and wait until it has leaders."""
+    from kafka.admin import NewTopic
+
+    admin = kp_admin(bootstrap)
+    try:
+        admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1,
+                                      **topic_kwargs)],
+                            timeout_ms=10000)
+        admin.wait_for_topics([name], timeout_ms=10000)
+    finally:
+        admin.close()
+
+
+def kp_drain(consumer, expected: int, timeout: float = CLIENT_TIMEOUT_S):
+    """Poll ``consumer`` until ``expected`` records arrived (or timeout); return them.
+
+    It stops as soon as ``expected`` records are in: callers that need to prove
+    there are no extra records check positions / end offsets afterwards.
+    """
+    records = []
+    deadline = time.monotonic() + timeout
+    while len(records) < expected and time.monotonic() < deadline:
+        batch = consumer.poll(timeout_ms=500)
+        for _tp, recs in sorted(batch.items()):
+            records.extend(recs)
+    return records
+
+
+# --------------------------------------------------------------------------
+# confluent-kafka helpers
+# --------------------------------------------------------------------------
+
+
+def ck_producer(bootstrap, **overrides):
+    from confluent_kafka import Producer
+
+    cfg = {
+        "bootstrap.servers": bootstrap,
+        "message.timeout.ms": int(CLIENT_TIMEOUT_S * 1000),
+        "socket.timeout.ms": 10000,
+    }
+    cfg.update(overrides)
+    return Producer(cfg)
+
+
+def ck_consumer(bootstrap, **overrides):
+    """A consumer for manual assignment: group.id is set (librdkafka wants one)
+    but the tests never subscribe or commit."""
+    from confluent_kafka import Consumer
+
+    cfg = {
+        "bootstrap.servers": bootstrap,
+        "group.id": unique_topic("compat-nogroup"),
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "socket.timeout.ms": 10000,
+        "fetch.wait.max.ms": 100,
+    }
+    cfg.update(overrides)
+    return Consumer(cfg)
+
+
+def ck_admin(bootstrap, **overrides):
+    from confluent_kafka.admin import AdminClient
+
+    cfg = {"bootstrap.servers": bootstrap, "socket.timeout.ms": 10000}
+    cfg.update(overrides)
+    return AdminClient(cfg)
+
+
+def ck_drain(consumer, expected: int, timeout: float = CLIENT_TIMEOUT_S):
+    """consume() until ``expected`` messages arrived or timeout; raise on client errors."""
+    from confluent_kafka import KafkaError, KafkaException
+
+    msgs = []
+    deadline = time.monotonic() + timeout
+    while len(msgs) < expected and time.monotonic() < deadline:
+        for m in consumer.consume(num_messages=min(500, expected - len(msgs)), timeout=0.5):
+            err = m.error()
+            if err is None:
+                msgs.append(m)
+            elif err.code() == KafkaError._PARTITION_EOF:
+                continue
+            else:
+                raise KafkaException(err)
+    return msgs

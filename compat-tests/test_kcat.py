@@ -1,0 +1,167 @@
+"""kcat (librdkafka CLI) against a real Gregor broker.
+
+Every kcat invocation runs with a subprocess timeout and, for metadata, -m.
+Consumers always use -e (exit at end of partition) so they stop by themselves.
+"""
+
+import json
+import re
+import shutil
+import subprocess
+from collections import defaultdict
+
+import pytest
+
+from conftest import kp_create_topic, unique_topic
+
+KCAT = shutil.which("kcat")
+pytestmark = pytest.mark.skipif(KCAT is None, reason="kcat is not installed")
+
+RUN_TIMEOUT_S = 30
+
+
+def kcat(broker, *args, stdin=None, check=True):
+    cmd = [KCAT, "-b", broker.bootstrap, "-m", "10", *args]
+    proc = subprocess.run(cmd, input=stdin, capture_output=True, timeout=RUN_TIMEOUT_S)
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(cmd)} exited {proc.returncode}\n"
+            f"stdout: {proc.stdout.decode(errors='replace')[-2000:]}\n"
+            f"stderr: {proc.stderr.decode(errors='replace')[-2000:]}")
+    return proc
+
+
+def produce_lines(broker, topic, lines, *extra, partition=0):
+    """kcat -P with ':' as key delimiter; ``lines`` are "key:value" strings.
+
+    ``partition=None`` leaves the choice to librdkafka's partitioner (by key).
+    """
+    data = ("\n".join(lines) + "\n").encode()
+    where = [] if partition is None else ["-p", str(partition)]
+    return kcat(broker, "-P", "-t", topic, "-K:", *where, *extra, stdin=data)
+
+
+def consume_json(broker, topic, *extra):
+    """kcat -C -J -e: one JSON envelope per message."""
+    out = kcat(broker, "-C", "-t", topic, "-J", "-e", "-q", *extra).stdout.decode()
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def test_metadata_listing(broker):
+    topic = unique_topic("kcat-meta")
+    kp_create_topic(broker.bootstrap, topic, 3)
+
+    text = kcat(broker, "-L").stdout.decode()
+    assert re.search(r"^\s*1 brokers:", text, re.M), text
+    m = re.search(rf"broker (\d+) at 127\.0\.0\.1:{broker.port}\b", text)
+    assert m, text
+    broker_id = int(m.group(1))
+    assert f'topic "{topic}" with 3 partitions:' in text
+    for p in range(3):
+        assert re.search(rf"partition {p}, leader {broker_id}, replicas: {broker_id}, "
+                         rf"isrs: {broker_id}\b", text), text
+
+    md = json.loads(kcat(broker, "-L", "-J").stdout)
+    assert [(b["id"], b["name"]) for b in md["brokers"]] == \
+        [(broker_id, f"127.0.0.1:{broker.port}")]
+    (t,) = [t for t in md["topics"] if t["topic"] == topic]
+    assert sorted(p["partition"] for p in t["partitions"]) == [0, 1, 2]
+
+    only = json.loads(kcat(broker, "-L", "-J", "-t", topic).stdout)
+    assert [t["topic"] for t in only["topics"]] == [topic]
+
+
+def test_produce_with_keys_and_consume_from_beginning(broker):
+    topic = unique_topic("kcat-keys")
+    lines = [f"key{i}:value {i}" for i in range(25)]
+    produce_lines(broker, topic, lines)
+
+    text = kcat(broker, "-C", "-t", topic, "-o", "beginning", "-e", "-q",
+                "-f", "%k|%s|%o|%p\n").stdout.decode()
+    assert text.splitlines() == [f"key{i}|value {i}|{i}|0" for i in range(25)]
+
+    # -K: on the consumer side prints key:value
+    text = kcat(broker, "-C", "-t", topic, "-o", "beginning", "-e", "-q", "-K:").stdout.decode()
+    assert text.splitlines() == lines
+
+
+def test_consume_from_offset_relative_offset_and_partition(broker):
+    topic = unique_topic("kcat-parts")
+    kp_create_topic(broker.bootstrap, topic, 3)
+    for p in range(3):
+        produce_lines(broker, topic, [f"p{p}k{i}:p{p}v{i}" for i in range(10)], partition=p)
+
+    msgs = consume_json(broker, topic, "-p", "1", "-o", "4")
+    assert [(m["partition"], m["offset"], m["key"], m["payload"]) for m in msgs] == \
+        [(1, i, f"p1k{i}", f"p1v{i}") for i in range(4, 10)]
+
+    last_two = consume_json(broker, topic, "-p", "2", "-o", "-2")  # relative to the end
+    assert [(m["offset"], m["payload"]) for m in last_two] == [(8, "p2v8"), (9, "p2v9")]
+
+    everything = consume_json(broker, topic, "-o", "beginning")
+    per_partition = defaultdict(list)
+    for m in everything:
+        per_partition[m["partition"]].append((m["offset"], m["key"]))
+    assert dict(per_partition) == {p: [(i, f"p{p}k{i}") for i in range(10)] for p in range(3)}
+
+    counted = kcat(broker, "-C", "-t", topic, "-p", "0", "-o", "beginning", "-c", "3", "-q",
+                   "-f", "%o\n").stdout.decode()
+    assert counted.split() == ["0", "1", "2"]
+
+
+def test_keyed_messages_stick_to_a_partition(broker):
+    topic = unique_topic("kcat-keyhash")
+    kp_create_topic(broker.bootstrap, topic, 4)
+    keys = [f"key-{i}" for i in range(12)]
+    for rnd in range(3):
+        produce_lines(broker, topic, [f"{k}:{rnd}" for k in keys], partition=None)
+    msgs = consume_json(broker, topic, "-o", "beginning")
+    assert len(msgs) == 36
+    placement = defaultdict(set)
+    for m in msgs:
+        placement[m["key"]].add(m["partition"])
+    assert all(len(p) == 1 for p in placement.values()), placement
+    assert len({next(iter(p)) for p in placement.values()}) > 1
+
+
+@pytest.mark.parametrize("codec", ["gzip", "lz4", "snappy", "zstd"])
+def test_compression(broker, codec):
+    topic = unique_topic(f"kcat-{codec}")
+    lines = [f"k{i}:{codec} payload {i} " + "x" * (i % 50) for i in range(200)]
+    produce_lines(broker, topic, lines, "-z", codec, "-X", "linger.ms=50")
+
+    msgs = consume_json(broker, topic, "-o", "beginning")
+    assert [(m["offset"], m["key"], m["payload"]) for m in msgs] == \
+        [(i, line.split(":", 1)[0], line.split(":", 1)[1]) for i, line in enumerate(lines)]
+
+    mid = consume_json(broker, topic, "-o", "123")
+    assert [m["offset"] for m in mid] == list(range(123, 200))
+
+
+def test_query_offsets_by_timestamp(broker):
+    """kcat -Q (offsets_for_times) and -o s@<ts>; kcat -P stamps records with 'now'."""
+    topic = unique_topic("kcat-query")
+    produce_lines(broker, topic, [f"k{i}:v{i}" for i in range(5)])
+    stamps = [m["ts"] for m in consume_json(broker, topic, "-p", "0", "-o", "beginning")]
+    assert len(stamps) == 5 and all(ts > 0 for ts in stamps)
+
+    out = kcat(broker, "-Q", "-t", f"{topic}:0:1").stdout.decode()
+    assert re.search(rf"{re.escape(topic)} \[0\] offset 0\b", out), out
+    out = kcat(broker, "-Q", "-t", f"{topic}:0:{stamps[-1] + 3_600_000}").stdout.decode()
+    assert re.search(rf"{re.escape(topic)} \[0\] offset -1\b", out), out
+
+    # The first record whose timestamp is >= stamps[2] (records of one batch may share one).
+    first = min(i for i, ts in enumerate(stamps) if ts >= stamps[2])
+    from_ts = consume_json(broker, topic, "-p", "0", "-o", f"s@{stamps[2]}")
+    assert [m["offset"] for m in from_ts] == list(range(first, 5))
+
+
+def test_json_envelope_fields_and_headers(broker):
+    topic = unique_topic("kcat-json")
+    produce_lines(broker, topic, ["alpha:first", "beta:second"], "-H", "h1=v1", "-H", "h2=v2")
+    msgs = consume_json(broker, topic, "-o", "beginning")
+    assert [(m["topic"], m["partition"], m["offset"], m["key"], m["payload"]) for m in msgs] == \
+        [(topic, 0, 0, "alpha", "first"), (topic, 0, 1, "beta", "second")]
+    for m in msgs:
+        assert m["headers"] == ["h1", "v1", "h2", "v2"]
+        assert m["tstype"] == "create" and m["ts"] > 0
