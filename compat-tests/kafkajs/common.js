@@ -1,0 +1,80 @@
+'use strict'
+// Shared helpers for the kafkajs scripts that compat-tests/test_kafkajs.py runs.
+//
+// Every script takes one argument: a JSON object of settings (at least
+// "bootstrap"), prints one JSON object per line on stdout (the test parses
+// those), logs kafkajs warnings/errors to stderr, and exits by itself: at the
+// latest after "maxRuntimeMs" (exit code 3, after printing {"event":"timeout"}).
+
+// The default-partitioner notice of kafkajs 2 is noise here.
+process.env.KAFKAJS_NO_PARTITIONER_WARNING = '1'
+
+const { Kafka, logLevel } = require('kafkajs')
+
+function emit(obj) {
+  process.stdout.write(JSON.stringify(obj) + '\n')
+}
+
+function errorInfo(e) {
+  if (!e) return null
+  return {
+    name: e.name,
+    type: e.type,
+    code: e.code,
+    message: e.message,
+    retriable: e.retriable,
+    cause: e.cause ? errorInfo(e.cause) : undefined,
+    originalError: e.originalError ? errorInfo(e.originalError) : undefined,
+  }
+}
+
+function readConfig() {
+  const raw = process.argv[2]
+  if (!raw) {
+    process.stderr.write('usage: node <script>.js \'{"bootstrap": "127.0.0.1:9092", ...}\'\n')
+    process.exit(2)
+  }
+  const cfg = JSON.parse(raw)
+  const maxRuntimeMs = cfg.maxRuntimeMs || 45000
+  // The hard upper bound of every script: nothing may hang the test suite.
+  setTimeout(() => {
+    emit({ event: 'timeout', afterMs: maxRuntimeMs })
+    process.exit(3)
+  }, maxRuntimeMs).unref()
+  return cfg
+}
+
+// kafkajs logs as JSON lines on stderr (the test shows them on failure).
+const stderrLogCreator = () => ({ namespace, level, label, log }) => {
+  const { message, timestamp, ...extra } = log
+  process.stderr.write(
+    JSON.stringify({ ts: timestamp, level: label, namespace, message, ...extra }) + '\n'
+  )
+}
+
+function makeKafka(cfg, clientId) {
+  return new Kafka({
+    clientId: clientId || cfg.clientId || 'gregor-compat-kafkajs',
+    brokers: String(cfg.bootstrap).split(','),
+    logLevel: cfg.debug ? logLevel.DEBUG : logLevel.WARN,
+    logCreator: stderrLogCreator,
+    connectionTimeout: cfg.connectionTimeout || 3000,
+    requestTimeout: cfg.requestTimeout || 15000,
+    // Small retry settings so that failures show within seconds, not minutes.
+    retry: {
+      retries: cfg.retries != null ? cfg.retries : 3,
+      initialRetryTime: 100,
+      maxRetryTime: 1000,
+      factor: 0.2,
+      multiplier: 2,
+    },
+  })
+}
+
+// A fatal error: print it as an event and exit non-zero.
+function fail(e) {
+  emit({ event: 'error', error: errorInfo(e) })
+  process.exit(1)
+}
+
+module.exports = { emit, errorInfo, readConfig, makeKafka, fail }

@@ -1,0 +1,440 @@
+"""aiokafka (Python asyncio) against a real Gregor broker.
+
+Each test is a coroutine run by ``asyncio.run`` under an overall deadline
+(``arun``); every client call inside is bounded too (``asyncio.wait_for``,
+getmany(timeout_ms=...), request_timeout_ms), and every client started is
+stopped in a ``finally`` (``Clients``), itself under a timeout.
+
+Group consumers use a short heartbeat interval (500 ms) so that a rebalance is
+noticed within a second, session_timeout_ms=10000 (above the broker's
+--group-min-session-timeout-ms default of 6000) and rebalance_timeout_ms=10000.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from conftest import kp_create_topic, unique_topic
+
+TEST_DEADLINE_S = 50  # one whole test (each is well under the pytest timeout)
+STOP_TIMEOUT_S = 10
+REBALANCE_DEADLINE_S = 20
+RECEIVE_DEADLINE_S = 20
+
+COMMON = dict(request_timeout_ms=20000, retry_backoff_ms=100)
+GROUP = dict(
+    auto_offset_reset="earliest",
+    enable_auto_commit=False,
+    session_timeout_ms=10000,
+    heartbeat_interval_ms=500,
+    rebalance_timeout_ms=10000,
+    fetch_max_wait_ms=100,
+    metadata_max_age_ms=5000,
+)
+
+
+def arun(coro, timeout=TEST_DEADLINE_S):
+    """Run ``coro`` to completion on a fresh event loop, failing after ``timeout`` s."""
+    async def main():
+        try:
+            return await asyncio.wait_for(coro, timeout)
+        except asyncio.TimeoutError:
+            raise AssertionError(f"test coroutine did not finish within {timeout}s") from None
+    return asyncio.run(main())
+
+
+async def wait_until(predicate, what, timeout=RECEIVE_DEADLINE_S, interval=0.05):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            what = what() if callable(what) else what
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(interval)
+
+
+class Clients:
+    """``async with Clients() as clients``: ``await clients.start(client)`` starts
+    a producer/consumer/admin and registers it; all are stopped on exit."""
+
+    def __init__(self):
+        self._started = []
+
+    async def __aenter__(self):
+        return self
+
+    async def start(self, client):
+        # Registered first: a client whose start() failed half-way still needs stop().
+        self._started.append(client)
+        await asyncio.wait_for(client.start(), REBALANCE_DEADLINE_S)
+        return client
+
+    async def stop(self, client):
+        """Stop one client now (idempotent with the exit-time stop)."""
+        if client in self._started:
+            self._started.remove(client)
+            await asyncio.wait_for(_stop(client), STOP_TIMEOUT_S)
+
+    async def __aexit__(self, *exc):
+        for client in reversed(self._started):
+            try:
+                await asyncio.wait_for(_stop(client), STOP_TIMEOUT_S)
+            except Exception as e:  # go on stopping the others
+                print(f"[aiokafka] error stopping {client!r}: {e!r}")
+        self._started.clear()
+
+
+async def _stop(client):
+    if isinstance(client, AIOKafkaAdminClient):
+        await client.close()
+    else:
+        await client.stop()
+
+
+def producer(broker, **kw):
+    cfg = dict(COMMON)
+    cfg.update(kw)
+    return AIOKafkaProducer(bootstrap_servers=broker.bootstrap, **cfg)
+
+
+def group_consumer(broker, topic, group, **kw):
+    cfg = dict(COMMON, client_id="gregor-compat-aiokafka")
+    cfg.update(GROUP)
+    cfg.update(kw)
+    return AIOKafkaConsumer(topic, bootstrap_servers=broker.bootstrap, group_id=group, **cfg)
+
+
+async def send_all(prod, topic, messages):
+    """Send (value, partition) pairs concurrently; return RecordMetadata in order."""
+    futures = [await prod.send(topic, value=v.encode(), key=v.encode(), partition=p)
+               for v, p in messages]
+    return [await asyncio.wait_for(f, RECEIVE_DEADLINE_S) for f in futures]
+
+
+def spread(prefix, count, partitions):
+    return [(f"{prefix}-{i}", i % partitions) for i in range(count)]
+
+
+class Pump:
+    """Polls a started consumer in a task, collecting every record it returns."""
+
+    def __init__(self, consumer, name):
+        self.consumer = consumer
+        self.name = name
+        self.records = []
+        self.error = None
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self):
+        try:
+            while True:
+                batch = await self.consumer.getmany(timeout_ms=100)
+                for _tp, recs in sorted(batch.items()):
+                    self.records.extend(recs)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # surfaced by check()
+            self.error = e
+
+    def check(self):
+        if self.error is not None:
+            raise AssertionError(f"consumer {self.name} failed: {self.error!r}") from self.error
+
+    def values(self):
+        return [r.value.decode() for r in self.records]
+
+    def partitions(self):
+        return sorted(tp.partition for tp in self.consumer.assignment())
+
+    async def wait(self, predicate, what, timeout=RECEIVE_DEADLINE_S):
+        def check_then():
+            self.check()
+            return predicate()
+        try:
+            return await wait_until(check_then, what, timeout)
+        except AssertionError as e:
+            raise AssertionError(f"{e} (consumer {self.name}: assignment {self.partitions()}, "
+                                 f"{len(self.records)} records)") from None
+
+    async def cancel(self):
+        self._task.cancel()
+        try:
+            await self._task
+        except asyncio.CancelledError:
+            pass
+        self.check()
+
+
+# ---------------------------------------------------------------------------
+# No consumer groups involved
+# ---------------------------------------------------------------------------
+
+
+def test_produce_and_read_with_assign(broker):
+    topic = unique_topic("aio-plain")
+    kp_create_topic(broker.bootstrap, topic, 3)
+
+    async def body():
+        async with Clients() as clients:
+            prod = await clients.start(producer(broker, acks="all"))
+            metas = await send_all(prod, topic, spread("p", 15, 3))
+            hdr = await prod.send_and_wait(topic, value=b"h", key=b"hk", partition=1,
+                                           headers=[("trace", b"abc")])
+            offsets = Counter()
+            for m in metas:
+                assert m.offset == offsets[m.partition]  # gap-free, in send order
+                offsets[m.partition] += 1
+            assert hdr.offset == 5 and hdr.partition == 1
+
+            cons = await clients.start(AIOKafkaConsumer(
+                bootstrap_servers=broker.bootstrap, enable_auto_commit=False,
+                fetch_max_wait_ms=100, **COMMON))
+            tps = [TopicPartition(topic, p) for p in range(3)]
+            cons.assign(tps)
+            await cons.seek_to_beginning(*tps)
+            assert await cons.end_offsets(tps) == {tps[0]: 5, tps[1]: 6, tps[2]: 5}
+            records = []
+            deadline = time.monotonic() + RECEIVE_DEADLINE_S
+            while len(records) < 16 and time.monotonic() < deadline:
+                batch = await cons.getmany(timeout_ms=200)
+                for recs in batch.values():
+                    records.extend(recs)
+            got = {(r.partition, r.offset): (r.key, r.value, list(r.headers)) for r in records}
+            expected = {(m.partition, m.offset): (f"p-{i}".encode(), f"p-{i}".encode(), [])
+                        for i, m in enumerate(metas)}
+            expected[(1, 5)] = (b"hk", b"h", [("trace", b"abc")])
+            assert got == expected
+
+    arun(body())
+
+
+def test_producer_auto_creates_topic_and_getone(broker):
+    topic = unique_topic("aio-auto")
+
+    async def body():
+        async with Clients() as clients:
+            prod = await clients.start(producer(broker))
+            metas = [await prod.send_and_wait(topic, f"v{i}".encode()) for i in range(3)]
+            assert [(m.partition, m.offset) for m in metas] == [(0, 0), (0, 1), (0, 2)]
+            cons = await clients.start(AIOKafkaConsumer(
+                bootstrap_servers=broker.bootstrap, enable_auto_commit=False,
+                fetch_max_wait_ms=100, **COMMON))
+            tp = TopicPartition(topic, 0)
+            cons.assign([tp])
+            cons.seek(tp, 1)
+            first = await asyncio.wait_for(cons.getone(), RECEIVE_DEADLINE_S)
+            assert (first.offset, first.value) == (1, b"v1")
+
+    arun(body())
+
+
+def test_admin_topics(broker):
+    topic = unique_topic("aio-admin")
+
+    async def body():
+        async with Clients() as clients:
+            adm = await clients.start(AIOKafkaAdminClient(
+                bootstrap_servers=broker.bootstrap, request_timeout_ms=15000))
+            resp = await adm.create_topics([NewTopic(topic, num_partitions=4, replication_factor=1)])
+            errors = [t[1] for t in resp.topic_errors]
+            assert errors == [0], resp
+            assert topic in await adm.list_topics()
+            (desc,) = await adm.describe_topics([topic])
+            assert desc["error_code"] == 0
+            assert sorted(p["partition"] for p in desc["partitions"]) == [0, 1, 2, 3]
+
+    arun(body())
+
+
+# ---------------------------------------------------------------------------
+# Consumer groups
+# ---------------------------------------------------------------------------
+
+
+def test_group_consumer_receives_everything(broker):
+    topic = unique_topic("aio-group")
+    kp_create_topic(broker.bootstrap, topic, 3)
+    sent = spread("m", 30, 3)
+
+    async def body():
+        async with Clients() as clients:
+            prod = await clients.start(producer(broker))
+            metas = await send_all(prod, topic, sent)
+            cons = await clients.start(group_consumer(broker, topic, unique_topic("aio-g")))
+            pump = Pump(cons, "solo")
+            try:
+                await pump.wait(lambda: len(pump.records) >= len(sent), f"{len(sent)} records")
+                await asyncio.sleep(0.5)  # extra (duplicate) records would show up now
+            finally:
+                await pump.cancel()
+            assert pump.partitions() == [0, 1, 2]
+            assert sorted(pump.values()) == sorted(v for v, _ in sent)
+            assert sorted((r.partition, r.offset) for r in pump.records) == \
+                sorted((m.partition, m.offset) for m in metas)
+
+    arun(body())
+
+
+def _split(a, b, partitions):
+    pa, pb = a.partitions(), b.partitions()
+    return bool(pa) and bool(pb) and not set(pa) & set(pb) and sorted(pa + pb) == list(range(partitions))
+
+
+def test_two_consumers_share_partitions_then_one_leaves(broker):
+    topic = unique_topic("aio-share")
+    kp_create_topic(broker.bootstrap, topic, 4)
+    group = unique_topic("aio-g")
+
+    async def body():
+        async with Clients() as clients:
+            prod = await clients.start(producer(broker))
+            ca = await clients.start(group_consumer(broker, topic, group, client_id="aio-a"))
+            a = Pump(ca, "a")
+            cb = b = None
+            try:
+                await a.wait(lambda: a.partitions() == [0, 1, 2, 3], "a to own all 4 partitions",
+                             REBALANCE_DEADLINE_S)
+                cb = await clients.start(group_consumer(broker, topic, group, client_id="aio-b"))
+                b = Pump(cb, "b")
+                await wait_until(lambda: (a.check(), b.check()) and _split(a, b, 4),
+                                 lambda: f"a and b to split the 4 partitions (a={a.partitions()}, "
+                                         f"b={b.partitions()})", REBALANCE_DEADLINE_S)
+                assert a.partitions() and b.partitions()  # each gets some
+
+                sent = spread("s", 40, 4)
+                await send_all(prod, topic, sent)
+                await wait_until(lambda: len(a.records) + len(b.records) >= len(sent),
+                                 "a and b to receive 40 records together")
+                await asyncio.sleep(0.5)
+                # Exactly once overall, each member only from its own partitions.
+                assert sorted(a.values() + b.values()) == sorted(v for v, _ in sent)
+                assert {r.partition for r in a.records} == set(a.partitions())
+                assert {r.partition for r in b.records} == set(b.partitions())
+
+                # --- a leaves cleanly (stop() sends LeaveGroup); b takes over promptly.
+                a_count = len(a.records)
+                await a.cancel()
+                t0 = time.monotonic()
+                await clients.stop(ca)
+                await b.wait(lambda: b.partitions() == [0, 1, 2, 3],
+                             "b to own all 4 partitions after a left", REBALANCE_DEADLINE_S)
+                takeover_s = time.monotonic() - t0
+                # Well under the 10 s session timeout: the LeaveGroup, not an expiry.
+                assert takeover_s < 8, f"takeover took {takeover_s:.1f}s"
+                print(f"[{__name__}] takeover after leave: {takeover_s:.2f}s")
+
+                later = spread("after", 20, 4)
+                await send_all(prod, topic, later)
+                await b.wait(lambda: {v for v, _ in later} <= set(b.values()),
+                             "b to receive every record produced after a left")
+                assert len(a.records) == a_count
+                seen = Counter(v for v in b.values() if v.startswith("after-"))
+                assert all(n == 1 for n in seen.values()), seen
+            finally:
+                await a.cancel()
+                if b is not None:
+                    await b.cancel()
+
+    arun(body())
+
+
+@pytest.mark.parametrize("commit_mode", ["explicit", "auto"])
+def test_resume_from_committed_offsets(broker, commit_mode):
+    topic = unique_topic("aio-resume")
+    kp_create_topic(broker.bootstrap, topic, 2)
+    group = unique_topic("aio-g")
+
+    async def body():
+        async with Clients() as clients:
+            prod = await clients.start(producer(broker))
+            first = spread("first", 10, 2)
+            await send_all(prod, topic, first)
+
+            if commit_mode == "auto":
+                c1 = group_consumer(broker, topic, group, enable_auto_commit=True,
+                                    auto_commit_interval_ms=500)
+            else:
+                c1 = group_consumer(broker, topic, group)
+            await clients.start(c1)
+            p1 = Pump(c1, "c1")
+            try:
+                await p1.wait(lambda: len(p1.records) >= len(first), "c1 to read the first 10")
+            finally:
+                await p1.cancel()
+            assert sorted(p1.values()) == sorted(v for v, _ in first)
+            tps = [TopicPartition(topic, 0), TopicPartition(topic, 1)]
+            if commit_mode == "explicit":
+                await asyncio.wait_for(c1.commit(), RECEIVE_DEADLINE_S)
+                assert {tp: await c1.committed(tp) for tp in tps} == {tps[0]: 5, tps[1]: 5}
+            await clients.stop(c1)  # with auto-commit, stop() commits what was consumed
+
+            adm = await clients.start(AIOKafkaAdminClient(
+                bootstrap_servers=broker.bootstrap, request_timeout_ms=15000))
+            offsets = await adm.list_consumer_group_offsets(group)
+            assert {tp: om.offset for tp, om in offsets.items()} == {tps[0]: 5, tps[1]: 5}
+
+            second = spread("second", 6, 2)
+            await send_all(prod, topic, second)
+            c2 = await clients.start(group_consumer(broker, topic, group))
+            p2 = Pump(c2, "c2")
+            try:
+                await p2.wait(lambda: len(p2.records) >= len(second), "c2 to read 6 new records")
+                await asyncio.sleep(1.0)  # re-reads from offset 0 would show up now
+            finally:
+                await p2.cancel()
+            assert sorted(p2.values()) == sorted(v for v, _ in second)
+            assert all(r.offset >= 5 for r in p2.records), [(r.partition, r.offset) for r in p2.records]
+
+    arun(body())
+
+
+def test_admin_groups(broker):
+    topic = unique_topic("aio-admgrp")
+    kp_create_topic(broker.bootstrap, topic, 2)
+    group = unique_topic("aio-g")
+
+    async def body():
+        async with Clients() as clients:
+            prod = await clients.start(producer(broker))
+            await send_all(prod, topic, spread("x", 4, 2))
+            cons = await clients.start(group_consumer(broker, topic, group, client_id="aio-member"))
+            pump = Pump(cons, "member")
+            try:
+                await pump.wait(lambda: len(pump.records) >= 4, "4 records")
+            finally:
+                await pump.cancel()
+            await asyncio.wait_for(cons.commit(), RECEIVE_DEADLINE_S)
+
+            adm = await clients.start(AIOKafkaAdminClient(
+                bootstrap_servers=broker.bootstrap, request_timeout_ms=15000))
+            groups = await adm.list_consumer_groups()
+            assert (group, "consumer") in groups, groups
+
+            (resp,) = await adm.describe_consumer_groups([group])
+            (desc,) = resp.to_object()["groups"]
+            assert desc["error_code"] == 0, desc
+            assert desc["group"] == group
+            assert desc["state"] == "Stable"
+            assert desc["protocol_type"] == "consumer"
+            assert desc["protocol"] == "roundrobin"  # aiokafka's default assignor
+            (member,) = desc["members"]
+            assert member["client_id"] == "aio-member"
+
+            offsets = await adm.list_consumer_group_offsets(group)
+            assert {tp.partition: om.offset for tp, om in offsets.items()} == {0: 2, 1: 2}
+
+            await clients.stop(cons)
+            (resp,) = await adm.describe_consumer_groups([group])
+            (desc,) = resp.to_object()["groups"]
+            assert desc["state"] == "Empty", desc
+            assert desc["members"] == []
+
+    arun(body())
