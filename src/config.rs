@@ -58,7 +58,71 @@ impl Default for Config {
 }
 
 
+/// Where a config value comes from (Kafka's ConfigSource codes, as DescribeConfigs reports).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigSource {
+    TopicConfig = 1,
+    StaticBrokerConfig = 4,
+    Default = 5,
+}
+
+/// Kafka's ConfigType codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigType {
+    Boolean = 1,
+    String = 2,
+    Int = 3,
+    Long = 5,
+    Double = 6,
+    List = 7,
+}
+
+/// One config as DescribeConfigs shows it.
+#[derive(Debug, Clone)]
+pub struct ConfigEntry {
+    pub name: &'static str,
+    pub value: String,
+    pub source: ConfigSource,
+    pub config_type: ConfigType,
+    pub doc: &'static str,
+    /// Where the value could come from, most specific first: (name, value, source).
+    pub synonyms: Vec<(&'static str, String, ConfigSource)>,
+}
+
+impl ConfigEntry {
+    fn broker(name: &'static str, value: String, default: String, config_type: ConfigType, doc: &'static str) -> ConfigEntry {
+        let source = if value == default { ConfigSource::Default } else { ConfigSource::StaticBrokerConfig };
+        ConfigEntry { name, synonyms: vec![(name, value.clone(), source)], value, source, config_type, doc }
+    }
+}
+
 impl Config {
+    /// The broker's settings as DescribeConfigs reports them for the broker resource.
+    pub fn entries(&self) -> Vec<ConfigEntry> {
+        let d = Config::default();
+        let listener = |a: &SocketAddr| format!("PLAINTEXT://{a}");
+        let advertised = |c: &Config| c.advertised.as_ref().map(|(h, p)| format!("PLAINTEXT://{h}:{p}")).unwrap_or_default();
+        use ConfigType::*;
+        vec![
+            ConfigEntry::broker("listeners", listener(&self.listen), listener(&d.listen), List, "Address the broker listens on."),
+            ConfigEntry::broker("advertised.listeners", advertised(self), advertised(&d), List, "Address given to clients in Metadata; the listen address when empty."),
+            ConfigEntry::broker("log.dirs", self.data_dir.display().to_string(), d.data_dir.display().to_string(), String, "Directory holding the RocksDB store."),
+            ConfigEntry::broker("node.id", self.node_id.to_string(), d.node_id.to_string(), Int, "This broker's id."),
+            ConfigEntry::broker("broker.id", self.node_id.to_string(), d.node_id.to_string(), Int, "Same as node.id."),
+            ConfigEntry::broker("num.partitions", self.num_partitions.to_string(), d.num_partitions.to_string(), Int, "Partitions of auto-created topics."),
+            ConfigEntry::broker("auto.create.topics.enable", self.auto_create_topics.to_string(), d.auto_create_topics.to_string(), Boolean, "Create unknown topics when a Metadata request allows it."),
+            ConfigEntry::broker("message.max.bytes", self.message_max_bytes.to_string(), d.message_max_bytes.to_string(), Int, "Largest record batch accepted."),
+            ConfigEntry::broker("socket.request.max.bytes", self.socket_request_max_bytes.to_string(), d.socket_request_max_bytes.to_string(), Int, "Largest request accepted."),
+            ConfigEntry::broker("log.retention.ms", self.retention_ms.to_string(), d.retention_ms.to_string(), Long, "Delete batches older than this; -1 keeps them."),
+            ConfigEntry::broker("log.retention.bytes", self.retention_bytes.to_string(), d.retention_bytes.to_string(), Long, "Largest size of a partition before old batches are deleted; -1 is no limit."),
+            ConfigEntry::broker("log.retention.check.interval.ms", self.retention_check_interval_ms.to_string(), d.retention_check_interval_ms.to_string(), Long, "How often retention runs."),
+            ConfigEntry::broker("group.initial.rebalance.delay.ms", self.group_initial_rebalance_delay_ms.to_string(), d.group_initial_rebalance_delay_ms.to_string(), Int, "How long a new group waits for more members before its first assignment."),
+            ConfigEntry::broker("group.min.session.timeout.ms", self.group_min_session_timeout_ms.to_string(), d.group_min_session_timeout_ms.to_string(), Int, "Shortest consumer session timeout accepted."),
+            ConfigEntry::broker("group.max.session.timeout.ms", self.group_max_session_timeout_ms.to_string(), d.group_max_session_timeout_ms.to_string(), Int, "Longest consumer session timeout accepted."),
+            ConfigEntry::broker("offset.metadata.max.bytes", self.offset_metadata_max_bytes.to_string(), d.offset_metadata_max_bytes.to_string(), Int, "Largest metadata string on a committed offset."),
+        ]
+    }
+
     /// Applies one Kafka-style key. Unknown keys are reported back as `Ok(false)` so the caller
     /// can warn about them; bad values are errors.
     pub fn set(&mut self, key: &str, value: &str) -> Result<bool> {

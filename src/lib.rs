@@ -52,7 +52,7 @@ impl Broker {
         let node = Node { id: config.node_id, host: advertised.0.clone(), port: advertised.1 };
         let cluster = Arc::new(Cluster::open(&config, node, log.clone())?);
         let groups = Arc::new(GroupCoordinator::open(log.meta(), group_config(&config))?);
-        let api = Arc::new(Api { log, cluster: cluster.clone(), groups: groups.clone() });
+        let api = Arc::new(Api { config: config.clone(), log, cluster: cluster.clone(), groups: groups.clone() });
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut tasks = vec![tokio::spawn(server::serve(listener, api, config.socket_request_max_bytes, shutdown_rx.clone()))];
         tasks.push(tokio::spawn(groups.run_timers(shutdown_rx.clone())));
@@ -97,7 +97,8 @@ fn group_config(config: &Config) -> GroupConfig {
 
 /// Deletes data past each topic's retention, every `log.retention.check.interval.ms`.
 async fn retention_loop(cluster: Arc<Cluster>, interval_ms: u64, mut shutdown: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(Duration::from_millis(interval_ms.max(10)));
+    let period = Duration::from_millis(interval_ms.max(10));
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {

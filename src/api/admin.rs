@@ -11,13 +11,20 @@ use kafka_protocol::messages::delete_topics_response::{DeletableTopicResult, Del
 use kafka_protocol::messages::TopicName;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsRequest;
+use kafka_protocol::messages::create_partitions_response::{CreatePartitionsResponse, CreatePartitionsTopicResult};
+use kafka_protocol::messages::delete_records_request::DeleteRecordsRequest;
+use kafka_protocol::messages::delete_records_response::{DeleteRecordsPartitionResult, DeleteRecordsResponse, DeleteRecordsTopicResult};
+use kafka_protocol::messages::describe_log_dirs_request::DescribeLogDirsRequest;
+use kafka_protocol::messages::describe_log_dirs_response::{
+    DescribeLogDirsPartition, DescribeLogDirsResponse, DescribeLogDirsResult, DescribeLogDirsTopic,
+};
+use kafka_protocol::messages::list_partition_reassignments_request::ListPartitionReassignmentsRequest;
+use kafka_protocol::messages::list_partition_reassignments_response::ListPartitionReassignmentsResponse;
 use uuid::Uuid;
 
 use super::{Api, Request};
 use crate::cluster::{NewTopic, Topic};
-
-/// ConfigSource.DYNAMIC_TOPIC_CONFIG: a value set on the topic itself.
-const TOPIC_CONFIG_SOURCE: i8 = 1;
 
 type Failure = (ResponseError, String);
 
@@ -85,14 +92,16 @@ fn create_result(version: i16, name: TopicName, result: Result<(Option<std::sync
         Ok((topic, partitions)) => {
             let mut response = response;
             if version >= 5 {
+                // Every config of the new topic, as DescribeConfigs would show it.
                 let configs = topic.as_ref().map(|t| {
                     t.configs
-                        .explicit()
-                        .map(|(k, v)| {
+                        .describe()
+                        .into_iter()
+                        .map(|e| {
                             CreatableTopicConfigs::default()
-                                .with_name(StrBytes::from_string(k.clone()))
-                                .with_value(Some(StrBytes::from_string(v.clone())))
-                                .with_config_source(TOPIC_CONFIG_SOURCE)
+                                .with_name(StrBytes::from_static_str(e.name))
+                                .with_value(Some(StrBytes::from_string(e.value)))
+                                .with_config_source(e.source as i8)
                         })
                         .collect()
                 });
@@ -146,4 +155,88 @@ pub fn delete_topics(api: &Api, req: &Request, r: DeleteTopicsRequest) -> Delete
         })
         .collect();
     DeleteTopicsResponse::default().with_responses(responses)
+}
+
+pub fn create_partitions(api: &Api, r: CreatePartitionsRequest) -> CreatePartitionsResponse {
+    let node = api.cluster.node().id;
+    let results = r
+        .topics
+        .into_iter()
+        .map(|t| {
+            let assignment_ok = t.assignments.as_ref().is_none_or(|list| list.iter().all(|a| a.broker_ids.iter().all(|b| b.0 == node) && !a.broker_ids.is_empty()));
+            let result = if assignment_ok {
+                api.cluster.create_partitions(&t.name, t.count, r.validate_only)
+            } else {
+                Err((ResponseError::InvalidReplicaAssignment, format!("the only broker is {node}")))
+            };
+            let response = CreatePartitionsTopicResult::default().with_name(t.name);
+            match result {
+                Ok(()) => response,
+                Err((e, message)) => response.with_error_code(e.code()).with_error_message(Some(StrBytes::from_string(message))),
+            }
+        })
+        .collect();
+    CreatePartitionsResponse::default().with_results(results)
+}
+
+pub fn delete_records(api: &Api, r: DeleteRecordsRequest) -> DeleteRecordsResponse {
+    let topics = r
+        .topics
+        .into_iter()
+        .map(|t| {
+            let topic = api.cluster.topic(&t.name);
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let result = topic
+                        .as_ref()
+                        .and_then(|topic| topic.partition(p.partition_index))
+                        .ok_or(ResponseError::UnknownTopicOrPartition)
+                        .and_then(|id| api.log.delete_records(id, p.offset));
+                    let response = DeleteRecordsPartitionResult::default().with_partition_index(p.partition_index);
+                    match result {
+                        Ok(low_watermark) => response.with_low_watermark(low_watermark),
+                        Err(e) => response.with_low_watermark(-1).with_error_code(e.code()),
+                    }
+                })
+                .collect();
+            DeleteRecordsTopicResult::default().with_name(t.name).with_partitions(partitions)
+        })
+        .collect();
+    DeleteRecordsResponse::default().with_topics(topics)
+}
+
+/// One log directory: the data directory, with every partition's stored bytes.
+pub fn describe_log_dirs(api: &Api, r: DescribeLogDirsRequest) -> DescribeLogDirsResponse {
+    let wanted = |topic: &str, partition: i32| {
+        r.topics.as_ref().is_none_or(|ts| ts.iter().any(|t| t.topic.as_str() == topic && t.partitions.contains(&partition)))
+    };
+    let topics = api
+        .cluster
+        .topics()
+        .into_iter()
+        .filter_map(|t| {
+            let partitions: Vec<_> = (0..t.partitions.len() as i32)
+                .filter(|&i| wanted(&t.name, i))
+                .map(|i| {
+                    let size = t.partition(i).and_then(|id| api.log.size(id).ok()).unwrap_or(0);
+                    DescribeLogDirsPartition::default().with_partition_index(i).with_partition_size(size as i64)
+                })
+                .collect();
+            (!partitions.is_empty()).then(|| DescribeLogDirsTopic::default().with_name(TopicName(StrBytes::from_string(t.name.clone()))).with_partitions(partitions))
+        })
+        .collect();
+    let (total, usable) = api.log.disk_space().unwrap_or((-1, -1));
+    let dir = DescribeLogDirsResult::default()
+        .with_log_dir(StrBytes::from_string(api.config.data_dir.display().to_string()))
+        .with_topics(topics)
+        .with_total_bytes(total)
+        .with_usable_bytes(usable);
+    DescribeLogDirsResponse::default().with_results(vec![dir])
+}
+
+/// Nothing is ever being reassigned on a single node.
+pub fn list_partition_reassignments(_r: ListPartitionReassignmentsRequest) -> ListPartitionReassignmentsResponse {
+    ListPartitionReassignmentsResponse::default()
 }

@@ -5,10 +5,15 @@ use kafka_protocol::messages::metadata_request::MetadataRequest;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponse, MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
+use kafka_protocol::messages::describe_cluster_request::DescribeClusterRequest;
+use kafka_protocol::messages::describe_cluster_response::{DescribeClusterBroker, DescribeClusterResponse};
+use kafka_protocol::messages::describe_topic_partitions_request::DescribeTopicPartitionsRequest;
+use kafka_protocol::messages::describe_topic_partitions_response::{
+    Cursor, DescribeTopicPartitionsResponse, DescribeTopicPartitionsResponsePartition, DescribeTopicPartitionsResponseTopic,
+};
 use kafka_protocol::messages::{BrokerId, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
-use uuid::Uuid;
 
 use super::{Api, Request};
 use crate::cluster::{Topic, LEADER_EPOCH};
@@ -75,11 +80,86 @@ fn describe_topic(t: &Topic, version: i16, node_id: i32, ops: Option<i32>) -> Me
         .with_partitions(partitions);
     if version >= 10 {
         topic.topic_id = t.id;
-    } else {
-        topic.topic_id = Uuid::nil();
     }
     if let Some(ops) = ops {
         topic.topic_authorized_operations = ops;
     }
     topic
+}
+
+pub fn describe_cluster(api: &Api, req: &Request, r: DescribeClusterRequest) -> DescribeClusterResponse {
+    let node = api.cluster.node();
+    let broker = DescribeClusterBroker::default()
+        .with_broker_id(BrokerId(node.id))
+        .with_host(StrBytes::from_string(node.host.clone()))
+        .with_port(node.port as i32);
+    let mut response = DescribeClusterResponse::default()
+        .with_cluster_id(StrBytes::from_string(api.cluster.cluster_id().to_string()))
+        .with_controller_id(BrokerId(node.id))
+        .with_brokers(vec![broker]);
+    if req.version >= 1 {
+        response.endpoint_type = r.endpoint_type;
+    }
+    if r.include_cluster_authorized_operations {
+        response.cluster_authorized_operations = CLUSTER_OPERATIONS;
+    }
+    response
+}
+
+/// DescribeTopicPartitions (KIP-966): the named topics, or all, in name order, paged by
+/// `response_partition_limit` with a cursor.
+pub fn describe_topic_partitions(api: &Api, r: DescribeTopicPartitionsRequest) -> DescribeTopicPartitionsResponse {
+    let node = api.cluster.node().id;
+    let mut names: Vec<String> = if r.topics.is_empty() {
+        api.cluster.topics().iter().map(|t| t.name.clone()).collect()
+    } else {
+        r.topics.iter().map(|t| t.name.to_string()).collect()
+    };
+    names.sort();
+    let (start_topic, start_partition) = match &r.cursor {
+        Some(c) => (c.topic_name.to_string(), c.partition_index.max(0)),
+        None => (String::new(), 0),
+    };
+    let mut budget = r.response_partition_limit.max(1) as usize;
+    let mut topics = Vec::new();
+    let mut next_cursor = None;
+    for name in names.into_iter().filter(|n| *n >= start_topic) {
+        let topic_name = TopicName(StrBytes::from_string(name.clone()));
+        let Some(t) = api.cluster.topic(&name) else {
+            topics.push(DescribeTopicPartitionsResponseTopic::default().with_name(Some(topic_name)).with_error_code(ResponseError::UnknownTopicOrPartition.code()));
+            continue;
+        };
+        if budget == 0 {
+            next_cursor = Some(Cursor::default().with_topic_name(topic_name).with_partition_index(0));
+            break;
+        }
+        let first = if name == start_topic { start_partition } else { 0 };
+        let count = t.partitions.len() as i32;
+        let last = count.min(first + budget as i32);
+        let partitions = (first..last)
+            .map(|index| {
+                DescribeTopicPartitionsResponsePartition::default()
+                    .with_partition_index(index)
+                    .with_leader_id(BrokerId(node))
+                    .with_leader_epoch(LEADER_EPOCH)
+                    .with_replica_nodes(vec![BrokerId(node)])
+                    .with_isr_nodes(vec![BrokerId(node)])
+                    .with_eligible_leader_replicas(Some(vec![]))
+                    .with_last_known_elr(Some(vec![]))
+            })
+            .collect();
+        budget -= (last - first) as usize;
+        topics.push(
+            DescribeTopicPartitionsResponseTopic::default()
+                .with_name(Some(topic_name.clone()))
+                .with_topic_id(t.id)
+                .with_partitions(partitions)
+                .with_topic_authorized_operations(TOPIC_OPERATIONS),
+        );
+        if last < count {
+            next_cursor = Some(Cursor::default().with_topic_name(topic_name).with_partition_index(last));
+            break;
+        }
+    }
+    DescribeTopicPartitionsResponse::default().with_topics(topics).with_next_cursor(next_cursor)
 }

@@ -4,6 +4,7 @@
 //! [`Api::handle`] refuses anything outside it before decoding.
 
 mod admin;
+mod configs;
 mod fetch;
 mod groups;
 mod metadata;
@@ -20,6 +21,7 @@ use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeade
 use kafka_protocol::protocol::{Decodable, Encodable};
 
 use crate::cluster::Cluster;
+use crate::config::Config;
 use crate::group::GroupCoordinator;
 use crate::log::LogStore;
 
@@ -45,6 +47,15 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::DescribeCluster, 0, 1),
+    (ApiKey::DescribeTopicPartitions, 0, 0),
+    (ApiKey::ListPartitionReassignments, 0, 0),
+    (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::DescribeLogDirs, 1, 4),
 ];
 
 fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
@@ -69,6 +80,7 @@ pub enum FrameError {
 
 /// The handlers' view of the broker.
 pub struct Api {
+    pub config: Config,
     pub log: Arc<LogStore>,
     pub cluster: Arc<Cluster>,
     pub groups: Arc<GroupCoordinator>,
@@ -146,6 +158,15 @@ impl Api {
             RequestKind::DescribeGroups(r) => ResponseKind::DescribeGroups(groups::describe_groups(self, &req, r)),
             RequestKind::DeleteGroups(r) => ResponseKind::DeleteGroups(groups::delete_groups(self, r)),
             RequestKind::OffsetDelete(r) => ResponseKind::OffsetDelete(groups::offset_delete(self, r)),
+            RequestKind::DescribeConfigs(r) => ResponseKind::DescribeConfigs(configs::describe_configs(self, &req, r)),
+            RequestKind::AlterConfigs(r) => ResponseKind::AlterConfigs(configs::alter_configs(self, r)),
+            RequestKind::IncrementalAlterConfigs(r) => ResponseKind::IncrementalAlterConfigs(configs::incremental_alter_configs(self, r)),
+            RequestKind::CreatePartitions(r) => ResponseKind::CreatePartitions(admin::create_partitions(self, r)),
+            RequestKind::DescribeCluster(r) => ResponseKind::DescribeCluster(metadata::describe_cluster(self, &req, r)),
+            RequestKind::DescribeTopicPartitions(r) => ResponseKind::DescribeTopicPartitions(metadata::describe_topic_partitions(self, r)),
+            RequestKind::ListPartitionReassignments(r) => ResponseKind::ListPartitionReassignments(admin::list_partition_reassignments(r)),
+            RequestKind::DeleteRecords(r) => ResponseKind::DeleteRecords(admin::delete_records(self, r)),
+            RequestKind::DescribeLogDirs(r) => ResponseKind::DescribeLogDirs(admin::describe_log_dirs(self, r)),
             other => unreachable!("{other:?} passed the version table but has no handler"),
         };
         encode_response(api, correlation_id, api.response_header_version(version), &response, version).map(Some)

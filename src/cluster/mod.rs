@@ -13,9 +13,9 @@ use indexmap::IndexMap;
 use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
-use crate::config::Config;
+use crate::config::{Config, ConfigSource};
 use crate::log::{LogStore, Meta, PartitionId};
-pub use topic_config::TopicConfigs;
+pub use topic_config::{ConfigChange, TopicConfigs};
 
 /// Gregor has one replica per partition and never changes leaders, so the epoch stays 0.
 pub const LEADER_EPOCH: i32 = 0;
@@ -95,6 +95,18 @@ pub struct TopicDefaults {
     pub retention_ms: i64,
     pub retention_bytes: i64,
     pub max_message_bytes: usize,
+    /// Broker keys set away from Kafka's defaults, so DescribeConfigs can name their source.
+    pub static_keys: Vec<&'static str>,
+}
+
+impl TopicDefaults {
+    fn source_of(&self, broker_key: &str) -> ConfigSource {
+        if self.static_keys.contains(&broker_key) {
+            ConfigSource::StaticBrokerConfig
+        } else {
+            ConfigSource::Default
+        }
+    }
 }
 
 /// What a new topic should look like.
@@ -146,6 +158,7 @@ impl Cluster {
             retention_ms: config.retention_ms,
             retention_bytes: config.retention_bytes,
             max_message_bytes: config.message_max_bytes,
+            static_keys: config.entries().into_iter().filter(|e| e.source == ConfigSource::StaticBrokerConfig).map(|e| e.name).collect(),
         };
         let mut topics = IndexMap::new();
         for (key, value) in meta.scan(TOPIC_PREFIX)? {
@@ -235,6 +248,62 @@ impl Cluster {
         self.topics.write().expect("lock").insert(name.to_string(), topic.clone());
         tracing::info!(topic = name, partitions = count, "created topic");
         Ok(topic)
+    }
+
+    /// Replaces a topic's record (configs or partitions changed), keeping its id.
+    fn replace_locked(&self, topic: Topic) -> Result<(), (ResponseError, String)> {
+        let key = [TOPIC_PREFIX, topic.name.as_bytes()].concat();
+        self.meta.write(&[(&key, Some(&topic.encode()))]).map_err(|e| {
+            tracing::error!("storing topic {}: {e:#}", topic.name);
+            (ResponseError::KafkaStorageError, format!("could not store topic: {e}"))
+        })?;
+        self.topics.write().expect("lock").insert(topic.name.clone(), Arc::new(topic));
+        Ok(())
+    }
+
+    fn unknown_topic(name: &str) -> (ResponseError, String) {
+        (ResponseError::UnknownTopicOrPartition, format!("topic {name:?} does not exist"))
+    }
+
+    /// IncrementalAlterConfigs / AlterConfigs on a topic; takes effect at once.
+    pub fn alter_topic_configs(&self, name: &str, changes: &[ConfigChange], replace_all: bool, validate_only: bool) -> Result<(), (ResponseError, String)> {
+        let _admin = self.admin.lock().expect("admin lock");
+        let topic = self.topic(name).ok_or_else(|| Self::unknown_topic(name))?;
+        let configs = topic.configs.altered(changes, replace_all).map_err(|m| (ResponseError::InvalidConfig, m))?;
+        if validate_only {
+            return Ok(());
+        }
+        self.replace_locked(Topic { name: topic.name.clone(), id: topic.id, partitions: topic.partitions.clone(), configs })?;
+        tracing::info!(topic = name, "altered topic configs");
+        Ok(())
+    }
+
+    /// CreatePartitions: grows a topic to `count` partitions (never shrinks).
+    pub fn create_partitions(&self, name: &str, count: i32, validate_only: bool) -> Result<(), (ResponseError, String)> {
+        let _admin = self.admin.lock().expect("admin lock");
+        let topic = self.topic(name).ok_or_else(|| Self::unknown_topic(name))?;
+        let current = topic.partitions.len() as i32;
+        if count <= current {
+            return Err((ResponseError::InvalidPartitions, format!("topic {name:?} has {current} partitions; the new count must be larger, got {count}")));
+        }
+        if count > MAX_PARTITIONS {
+            return Err((ResponseError::InvalidPartitions, format!("at most {MAX_PARTITIONS} partitions per topic")));
+        }
+        if validate_only {
+            return Ok(());
+        }
+        let storage = |e: anyhow::Error| (ResponseError::KafkaStorageError, format!("could not store partitions: {e}"));
+        let first = self.meta.get(NEXT_PARTITION_KEY).map_err(storage)?.map(|v| decode_u32(&v)).unwrap_or(0);
+        let next = first + (count - current) as u32;
+        self.meta.write(&[(NEXT_PARTITION_KEY, Some(&next.to_be_bytes()))]).map_err(storage)?;
+        for p in first..next {
+            self.log.load_partition(p).map_err(storage)?;
+        }
+        let mut partitions = topic.partitions.clone();
+        partitions.extend(first..next);
+        self.replace_locked(Topic { name: topic.name.clone(), id: topic.id, partitions, configs: topic.configs.clone() })?;
+        tracing::info!(topic = name, partitions = count, "added partitions");
+        Ok(())
     }
 
     /// Returns the topic, creating it with broker defaults when auto-creation allows it.

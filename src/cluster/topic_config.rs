@@ -3,6 +3,17 @@
 use std::collections::BTreeMap;
 
 use super::TopicDefaults;
+use crate::config::{ConfigEntry, ConfigSource, ConfigType};
+
+fn config_type(kind: Kind) -> ConfigType {
+    match kind {
+        Kind::Long(_) => ConfigType::Long,
+        Kind::OneOf(_) => ConfigType::String,
+        Kind::ListOf(_) => ConfigType::List,
+        Kind::Bool => ConfigType::Boolean,
+        Kind::Ratio => ConfigType::Double,
+    }
+}
 
 /// How a config value is checked.
 #[derive(Clone, Copy)]
@@ -17,35 +28,52 @@ enum Kind {
     Ratio,
 }
 
+/// A topic config Gregor accepts: how it is checked, its default (a fixed value, or the
+/// broker setting named as its synonym), and its documentation.
+struct Def {
+    name: &'static str,
+    kind: Kind,
+    /// `None`: the default comes from the broker config `synonym`.
+    default: Option<&'static str>,
+    synonym: Option<&'static str>,
+    doc: &'static str,
+}
+
+const fn def(name: &'static str, kind: Kind, default: Option<&'static str>, synonym: Option<&'static str>, doc: &'static str) -> Def {
+    Def { name, kind, default, synonym, doc }
+}
+
+const MAX: Option<&str> = Some("9223372036854775807");
+
 /// Topic configs Gregor accepts. Those it acts on: retention.ms, retention.bytes,
 /// max.message.bytes, message.timestamp.type, cleanup.policy. The rest describe Kafka's segment
 /// files and replication, which this store does not have; they are kept so tools that set them
 /// work, and reported back as set.
-const KNOWN: &[(&str, Kind)] = &[
-    ("retention.ms", Kind::Long(-1)),
-    ("retention.bytes", Kind::Long(-1)),
-    ("max.message.bytes", Kind::Long(0)),
-    ("message.timestamp.type", Kind::OneOf(&["CreateTime", "LogAppendTime"])),
-    ("cleanup.policy", Kind::ListOf(&["delete", "compact"])),
-    ("compression.type", Kind::OneOf(&["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"])),
-    ("segment.bytes", Kind::Long(14)),
-    ("segment.ms", Kind::Long(1)),
-    ("segment.index.bytes", Kind::Long(4)),
-    ("segment.jitter.ms", Kind::Long(0)),
-    ("min.insync.replicas", Kind::Long(1)),
-    ("unclean.leader.election.enable", Kind::Bool),
-    ("min.compaction.lag.ms", Kind::Long(0)),
-    ("max.compaction.lag.ms", Kind::Long(1)),
-    ("min.cleanable.dirty.ratio", Kind::Ratio),
-    ("delete.retention.ms", Kind::Long(0)),
-    ("file.delete.delay.ms", Kind::Long(0)),
-    ("flush.messages", Kind::Long(1)),
-    ("flush.ms", Kind::Long(0)),
-    ("index.interval.bytes", Kind::Long(0)),
-    ("preallocate", Kind::Bool),
-    ("message.timestamp.before.max.ms", Kind::Long(0)),
-    ("message.timestamp.after.max.ms", Kind::Long(0)),
-    ("message.timestamp.difference.max.ms", Kind::Long(0)),
+const KNOWN: &[Def] = &[
+    def("retention.ms", Kind::Long(-1), None, Some("log.retention.ms"), "Delete batches older than this; -1 keeps them."),
+    def("retention.bytes", Kind::Long(-1), None, Some("log.retention.bytes"), "Delete the oldest batches while a partition is larger than this; -1 is no limit."),
+    def("max.message.bytes", Kind::Long(0), None, Some("message.max.bytes"), "Largest record batch accepted."),
+    def("message.timestamp.type", Kind::OneOf(&["CreateTime", "LogAppendTime"]), Some("CreateTime"), None, "CreateTime keeps the producer's timestamps; LogAppendTime stamps batches with the broker's clock."),
+    def("cleanup.policy", Kind::ListOf(&["delete", "compact"]), Some("delete"), None, "With delete, retention removes old data; a compact-only topic is kept whole (Gregor does not compact)."),
+    def("compression.type", Kind::OneOf(&["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"]), Some("producer"), None, "Batches are stored as the producer compressed them."),
+    def("segment.bytes", Kind::Long(14), Some("1073741824"), None, "Kafka segment size; no effect on RocksDB storage."),
+    def("segment.ms", Kind::Long(1), Some("604800000"), None, "Kafka segment roll time; no effect on RocksDB storage."),
+    def("segment.index.bytes", Kind::Long(4), Some("10485760"), None, "Kafka index size; no effect on RocksDB storage."),
+    def("segment.jitter.ms", Kind::Long(0), Some("0"), None, "Kafka segment roll jitter; no effect on RocksDB storage."),
+    def("min.insync.replicas", Kind::Long(1), Some("1"), None, "Gregor keeps one replica per partition."),
+    def("unclean.leader.election.enable", Kind::Bool, Some("false"), None, "Gregor keeps one replica per partition."),
+    def("min.compaction.lag.ms", Kind::Long(0), Some("0"), None, "Compaction setting; Gregor does not compact."),
+    def("max.compaction.lag.ms", Kind::Long(1), MAX, None, "Compaction setting; Gregor does not compact."),
+    def("min.cleanable.dirty.ratio", Kind::Ratio, Some("0.5"), None, "Compaction setting; Gregor does not compact."),
+    def("delete.retention.ms", Kind::Long(0), Some("86400000"), None, "Compaction setting; Gregor does not compact."),
+    def("file.delete.delay.ms", Kind::Long(0), Some("60000"), None, "Kafka file deletion delay; no effect on RocksDB storage."),
+    def("flush.messages", Kind::Long(1), MAX, None, "Kafka flush interval; every append goes to RocksDB's write-ahead log."),
+    def("flush.ms", Kind::Long(0), MAX, None, "Kafka flush interval; every append goes to RocksDB's write-ahead log."),
+    def("index.interval.bytes", Kind::Long(0), Some("4096"), None, "Kafka index density; no effect on RocksDB storage."),
+    def("preallocate", Kind::Bool, Some("false"), None, "Kafka segment preallocation; no effect on RocksDB storage."),
+    def("message.timestamp.before.max.ms", Kind::Long(0), MAX, None, "Accepted timestamp skew into the past; not checked."),
+    def("message.timestamp.after.max.ms", Kind::Long(0), MAX, None, "Accepted timestamp skew into the future; not checked."),
+    def("message.timestamp.difference.max.ms", Kind::Long(0), MAX, None, "Accepted timestamp skew; not checked."),
 ];
 
 #[derive(Debug, Clone)]
@@ -54,11 +82,22 @@ pub struct TopicConfigs {
     defaults: TopicDefaults,
 }
 
+/// One change to a topic's configs (IncrementalAlterConfigs' four operations).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConfigChange {
+    Set(String, String),
+    Delete(String),
+    Append(String, String),
+    Subtract(String, String),
+}
+
+fn check_known(key: &str) -> Result<Kind, String> {
+    KNOWN.iter().find(|d| d.name == key).map(|d| d.kind).ok_or_else(|| format!("unknown topic config {key:?}"))
+}
+
 fn check(key: &str, value: &str) -> Result<(), String> {
-    let Some((_, kind)) = KNOWN.iter().find(|(k, _)| *k == key) else {
-        return Err(format!("unknown topic config {key:?}"));
-    };
-    let ok = match *kind {
+    let kind = check_known(key)?;
+    let ok = match kind {
         Kind::Long(min) => value.trim().parse::<i64>().is_ok_and(|v| v >= min),
         Kind::OneOf(words) => words.contains(&value.trim()),
         Kind::ListOf(words) => value.split(',').all(|w| words.contains(&w.trim())),
@@ -86,6 +125,79 @@ impl TopicConfigs {
             explicit.insert(key.clone(), value.trim().to_string());
         }
         Ok(TopicConfigs { explicit, defaults })
+    }
+
+    /// Applies changes to the explicit configs, validating each value. With `replace_all`
+    /// (AlterConfigs, a ZooKeeper config write) the result holds only what `changes` sets.
+    pub fn altered(&self, changes: &[ConfigChange], replace_all: bool) -> Result<TopicConfigs, String> {
+        let mut explicit = if replace_all { BTreeMap::new() } else { self.explicit.clone() };
+        for change in changes {
+            match change {
+                ConfigChange::Set(key, value) => {
+                    check(key, value)?;
+                    explicit.insert(key.clone(), value.trim().to_string());
+                }
+                ConfigChange::Delete(key) => {
+                    check_known(key)?;
+                    explicit.remove(key);
+                }
+                ConfigChange::Append(key, value) | ConfigChange::Subtract(key, value) => {
+                    let Ok(Kind::ListOf(_)) = check_known(key) else {
+                        return Err(format!("{key:?} is not a list config; APPEND and SUBTRACT apply only to lists"));
+                    };
+                    // Kafka appends to (or subtracts from) the value in effect, default included.
+                    let current = explicit.get(key).cloned().unwrap_or_else(|| self.default_value(key));
+                    let mut items: Vec<String> = current.split(',').map(|w| w.trim().to_string()).filter(|w| !w.is_empty()).collect();
+                    for item in value.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+                        let present = items.iter().any(|i| i == item);
+                        match change {
+                            ConfigChange::Append(..) if !present => items.push(item.to_string()),
+                            ConfigChange::Subtract(..) => items.retain(|i| i != item),
+                            _ => {}
+                        }
+                    }
+                    if items.is_empty() {
+                        explicit.remove(key);
+                    } else {
+                        let joined = items.join(",");
+                        check(key, &joined)?;
+                        explicit.insert(key.clone(), joined);
+                    }
+                }
+            }
+        }
+        Ok(TopicConfigs { explicit, defaults: self.defaults.clone() })
+    }
+
+    /// The value a config has when the topic does not set it.
+    fn default_value(&self, key: &str) -> String {
+        match key {
+            "retention.ms" => self.defaults.retention_ms.to_string(),
+            "retention.bytes" => self.defaults.retention_bytes.to_string(),
+            "max.message.bytes" => self.defaults.max_message_bytes.to_string(),
+            _ => KNOWN.iter().find(|d| d.name == key).and_then(|d| d.default).unwrap_or_default().to_string(),
+        }
+    }
+
+    /// Every topic config with its value and where it comes from (DescribeConfigs).
+    pub fn describe(&self) -> Vec<ConfigEntry> {
+        KNOWN
+            .iter()
+            .map(|d| {
+                let default = self.default_value(d.name);
+                let mut synonyms = Vec::new();
+                if let Some(v) = self.explicit.get(d.name) {
+                    synonyms.push((d.name, v.clone(), ConfigSource::TopicConfig));
+                }
+                if let Some(broker_key) = d.synonym {
+                    synonyms.push((broker_key, default.clone(), self.defaults.source_of(broker_key)));
+                } else {
+                    synonyms.push((d.name, default.clone(), ConfigSource::Default));
+                }
+                let (_, value, source) = synonyms[0].clone();
+                ConfigEntry { name: d.name, value, source, config_type: config_type(d.kind), doc: d.doc, synonyms }
+            })
+            .collect()
     }
 
     /// The configs a user set on this topic.
@@ -132,7 +244,7 @@ mod tests {
     use super::*;
 
     fn defaults() -> TopicDefaults {
-        TopicDefaults { num_partitions: 1, retention_ms: 1000, retention_bytes: -1, max_message_bytes: 100 }
+        TopicDefaults { num_partitions: 1, retention_ms: 1000, retention_bytes: -1, max_message_bytes: 100, static_keys: vec![] }
     }
 
     fn pairs(items: &[(&str, &str)]) -> Vec<(String, Option<String>)> {

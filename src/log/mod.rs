@@ -11,7 +11,7 @@ mod producers;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use anyhow::{Context, Result};
@@ -50,6 +50,8 @@ struct PartitionLog {
     /// Everything below is written and readable.
     high_watermark: AtomicI64,
     log_start: AtomicI64,
+    /// Bytes of the batches in the log, kept with each write (DescribeLogDirs, size retention).
+    bytes: AtomicU64,
 }
 
 struct WriterState {
@@ -101,6 +103,7 @@ fn meta_key(p: PartitionId, kind: u8, suffix: &[u8]) -> Vec<u8> {
     key
 }
 const LOG_START: u8 = b'l';
+const BYTES: u8 = b'b';
 const PRODUCER: u8 = b's';
 
 fn storage_error(e: rocksdb::Error) -> ResponseError {
@@ -188,6 +191,7 @@ impl LogStore {
             .get(&meta_key(id, LOG_START, &[]))?
             .map(|v| decode_i64(&v))
             .unwrap_or(0);
+        let bytes = meta.get(&meta_key(id, BYTES, &[]))?.map(|v| decode_i64(&v) as u64).unwrap_or(0);
         let mut next_offset = log_start;
         let mut opts = ReadOptions::default();
         opts.set_iterate_lower_bound(log_key(id, 0).to_vec());
@@ -211,6 +215,7 @@ impl LogStore {
             writer: Mutex::new(WriterState { next_offset, producers }),
             high_watermark: AtomicI64::new(next_offset),
             log_start: AtomicI64::new(log_start),
+            bytes: AtomicU64::new(bytes),
         };
         self.partitions.write().expect("lock").insert(id, Arc::new(log));
         Ok(())
@@ -244,6 +249,7 @@ impl LogStore {
         let mut first_offset = None;
         let mut write = WriteBatch::default();
         let mut updated: Vec<(i64, ProducerState)> = Vec::new();
+        let mut added = 0u64;
         for bytes in batches {
             let header = BatchHeader::new(bytes).expect("validated");
             let pid = header.producer_id();
@@ -274,16 +280,20 @@ impl LogStore {
             if let Some(now) = opts.log_append_time {
                 batch::set_log_append_time(&mut stored, now);
             }
+            added += stored.len() as u64;
             write.put_cf(self.log_cf(), log_key(id, next), stored);
             first_offset.get_or_insert(next);
             next += header.last_offset_delta() as i64 + 1;
         }
         if next != writer.next_offset {
+            let total = log.bytes.load(Ordering::Acquire) + added;
+            write.put_cf(self.meta_cf(), meta_key(id, BYTES, &[]), total.to_be_bytes());
             let mut wo = WriteOptions::default();
             wo.set_sync(false);
             self.db.write_opt(write, &wo).map_err(storage_error)?;
             writer.next_offset = next;
             writer.producers.extend(updated);
+            log.bytes.store(total, Ordering::Release);
             log.high_watermark.store(next, Ordering::Release);
             self.appended.send_modify(|n| *n += 1);
         }
@@ -291,6 +301,17 @@ impl LogStore {
             base_offset: first_offset.expect("at least one batch"),
             log_start: log.log_start.load(Ordering::Acquire),
         })
+    }
+
+    /// (total, available) bytes of the file system holding the data directory.
+    pub fn disk_space(&self) -> Result<(i64, i64)> {
+        let dir = self.db.path();
+        Ok((fs4::total_space(dir)? as i64, fs4::available_space(dir)? as i64))
+    }
+
+    /// Bytes stored for a partition.
+    pub fn size(&self, id: PartitionId) -> Result<u64, ResponseError> {
+        Ok(self.partition(id)?.bytes.load(Ordering::Acquire))
     }
 
     /// (log start offset, high watermark) of a partition.
@@ -407,7 +428,7 @@ impl LogStore {
             it.next();
         }
         it.status().map_err(storage_error)?;
-        let mut total: u64 = sizes.iter().map(|s| s.2).sum();
+        let mut total = log.bytes.load(Ordering::Acquire);
         let mut drop = 0;
         for (i, &(_, max_ts, len)) in sizes.iter().enumerate().take(sizes.len().saturating_sub(1)) {
             let too_old = retention_ms >= 0 && max_ts < now - retention_ms;
@@ -445,11 +466,26 @@ impl LogStore {
         // Keep the batch that holds `new_start`: delete up to its base offset only.
         let it = self.batches_from(log, new_start, log.high_watermark.load(Ordering::Acquire));
         let cut = it.key().map(|k| decode_i64(&k[4..12])).unwrap_or(new_start);
+        drop(it);
+        let mut dropped = 0u64;
+        let mut it = self.readable_batches(log);
+        while let (Some(key), Some(value)) = (it.key(), it.value()) {
+            if decode_i64(&key[4..12]) >= cut {
+                break;
+            }
+            dropped += value.len() as u64;
+            it.next();
+        }
+        // Appends update the byte count too: hold the writer while this one changes it.
+        let _writer = log.writer.lock().expect("writer lock");
+        let total = log.bytes.load(Ordering::Acquire).saturating_sub(dropped);
         let mut write = WriteBatch::default();
         write.delete_range_cf(self.log_cf(), log_key(log.id, 0), log_key(log.id, cut));
         write.put_cf(self.meta_cf(), meta_key(log.id, LOG_START, &[]), new_start.to_be_bytes());
+        write.put_cf(self.meta_cf(), meta_key(log.id, BYTES, &[]), total.to_be_bytes());
         self.db.write(write).map_err(storage_error)?;
         log.log_start.store(new_start, Ordering::Release);
+        log.bytes.store(total, Ordering::Release);
         Ok(())
     }
 

@@ -1,0 +1,159 @@
+//! DescribeConfigs, AlterConfigs and IncrementalAlterConfigs, for topics and this broker.
+
+use kafka_protocol::messages::alter_configs_request::AlterConfigsRequest;
+use kafka_protocol::messages::alter_configs_response::{AlterConfigsResourceResponse, AlterConfigsResponse};
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsRequest;
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResponse, DescribeConfigsResult, DescribeConfigsSynonym,
+};
+use kafka_protocol::messages::incremental_alter_configs_request::IncrementalAlterConfigsRequest;
+use kafka_protocol::messages::incremental_alter_configs_response::{self, IncrementalAlterConfigsResponse};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+
+use super::{Api, Request};
+use crate::cluster::ConfigChange;
+use crate::config::ConfigEntry;
+
+const TOPIC: i8 = 2;
+const BROKER: i8 = 4;
+
+type Failure = (ResponseError, String);
+
+fn s(text: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(text.into())
+}
+
+/// The configs of one resource, or why there are none.
+fn entries(api: &Api, resource_type: i8, name: &str) -> Result<Vec<ConfigEntry>, Failure> {
+    match resource_type {
+        TOPIC => api
+            .cluster
+            .topic(name)
+            .map(|t| t.configs.describe())
+            .ok_or_else(|| (ResponseError::UnknownTopicOrPartition, format!("topic {name:?} does not exist"))),
+        // An empty name asks for the cluster-wide defaults, which are this broker's.
+        BROKER if name.is_empty() || name == api.cluster.node().id.to_string() => Ok(api.config.entries()),
+        BROKER => Err((ResponseError::InvalidRequest, format!("this is broker {}, not {name:?}", api.cluster.node().id))),
+        other => Err((ResponseError::InvalidRequest, format!("resource type {other} has no configs here"))),
+    }
+}
+
+fn describe_entry(e: ConfigEntry, version: i16, synonyms: bool, documentation: bool) -> DescribeConfigsResourceResult {
+    let mut result = DescribeConfigsResourceResult::default()
+        .with_name(s(e.name))
+        .with_value(Some(s(e.value)))
+        .with_config_source(e.source as i8);
+    if synonyms {
+        result.synonyms = e
+            .synonyms
+            .into_iter()
+            .map(|(name, value, source)| DescribeConfigsSynonym::default().with_name(s(name)).with_value(Some(s(value))).with_source(source as i8))
+            .collect();
+    }
+    if version >= 3 {
+        result.config_type = e.config_type as i8;
+        if documentation {
+            result.documentation = Some(s(e.doc));
+        }
+    }
+    result
+}
+
+pub fn describe_configs(api: &Api, req: &Request, r: DescribeConfigsRequest) -> DescribeConfigsResponse {
+    let documentation = req.version >= 3 && r.include_documentation;
+    let results = r
+        .resources
+        .into_iter()
+        .map(|resource| {
+            let result = DescribeConfigsResult::default()
+                .with_resource_type(resource.resource_type)
+                .with_resource_name(resource.resource_name.clone());
+            match entries(api, resource.resource_type, &resource.resource_name) {
+                Err((e, message)) => result.with_error_code(e.code()).with_error_message(Some(s(message))),
+                Ok(all) => {
+                    let wanted = |name: &str| resource.configuration_keys.as_ref().is_none_or(|keys| keys.iter().any(|k| k.as_str() == name));
+                    let configs = all
+                        .into_iter()
+                        .filter(|e| wanted(e.name))
+                        .map(|e| describe_entry(e, req.version, r.include_synonyms, documentation))
+                        .collect();
+                    result.with_configs(configs)
+                }
+            }
+        })
+        .collect();
+    DescribeConfigsResponse::default().with_results(results)
+}
+
+/// Applies changes to a topic; broker settings come from flags and the config file only.
+fn alter(api: &Api, resource_type: i8, name: &str, changes: Result<Vec<ConfigChange>, Failure>, replace_all: bool, validate_only: bool) -> Result<(), Failure> {
+    match resource_type {
+        TOPIC => api.cluster.alter_topic_configs(name, &changes?, replace_all, validate_only),
+        BROKER => Err((ResponseError::InvalidConfig, "broker configs cannot change at run time; set them with flags or the config file".into())),
+        other => Err((ResponseError::InvalidRequest, format!("resource type {other} has no configs here"))),
+    }
+}
+
+/// Error code and message of an alter result, as both alter responses carry them.
+fn outcome(result: Result<(), Failure>) -> (i16, Option<StrBytes>) {
+    match result {
+        Ok(()) => (0, None),
+        Err((e, message)) => (e.code(), Some(s(message))),
+    }
+}
+
+pub fn alter_configs(api: &Api, r: AlterConfigsRequest) -> AlterConfigsResponse {
+    let responses = r
+        .resources
+        .into_iter()
+        .map(|resource| {
+            // AlterConfigs replaces the whole set: what is not named goes back to its default.
+            let changes = resource
+                .configs
+                .iter()
+                .map(|c| match &c.value {
+                    Some(v) => ConfigChange::Set(c.name.to_string(), v.to_string()),
+                    None => ConfigChange::Delete(c.name.to_string()),
+                })
+                .collect();
+            let (code, message) = outcome(alter(api, resource.resource_type, &resource.resource_name, Ok(changes), true, r.validate_only));
+            AlterConfigsResourceResponse::default()
+                .with_resource_type(resource.resource_type)
+                .with_resource_name(resource.resource_name)
+                .with_error_code(code)
+                .with_error_message(message)
+        })
+        .collect();
+    AlterConfigsResponse::default().with_responses(responses)
+}
+
+pub fn incremental_alter_configs(api: &Api, r: IncrementalAlterConfigsRequest) -> IncrementalAlterConfigsResponse {
+    let responses = r
+        .resources
+        .into_iter()
+        .map(|resource| {
+            let changes = resource
+                .configs
+                .iter()
+                .map(|c| {
+                    let (name, value) = (c.name.to_string(), c.value.as_deref().unwrap_or_default().to_string());
+                    match c.config_operation {
+                        0 => Ok(ConfigChange::Set(name, value)),
+                        1 => Ok(ConfigChange::Delete(name)),
+                        2 => Ok(ConfigChange::Append(name, value)),
+                        3 => Ok(ConfigChange::Subtract(name, value)),
+                        op => Err((ResponseError::InvalidRequest, format!("unknown config operation {op}"))),
+                    }
+                })
+                .collect();
+            let (code, message) = outcome(alter(api, resource.resource_type, &resource.resource_name, changes, false, r.validate_only));
+            incremental_alter_configs_response::AlterConfigsResourceResponse::default()
+                .with_resource_type(resource.resource_type)
+                .with_resource_name(resource.resource_name)
+                .with_error_code(code)
+                .with_error_message(message)
+        })
+        .collect();
+    IncrementalAlterConfigsResponse::default().with_responses(responses)
+}
