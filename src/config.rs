@@ -25,6 +25,8 @@ pub struct Config {
     /// Default topic retention; -1 keeps data forever.
     pub retention_ms: i64,
     pub retention_bytes: i64,
+    /// 1 makes every append durable before it is acknowledged (`log.flush.interval.messages`).
+    pub flush_messages: i64,
     /// How often retention runs (`log.retention.check.interval.ms`).
     pub retention_check_interval_ms: u64,
     /// How long a new group waits for more members before its first rebalance completes.
@@ -49,6 +51,7 @@ impl Default for Config {
             retention_ms: 7 * 24 * 3600 * 1000,
             retention_bytes: -1,
             retention_check_interval_ms: 300_000,
+            flush_messages: i64::MAX,
             group_initial_rebalance_delay_ms: 0,
             group_min_session_timeout_ms: 6_000,
             group_max_session_timeout_ms: 1_800_000,
@@ -115,6 +118,7 @@ impl Config {
             ConfigEntry::broker("socket.request.max.bytes", self.socket_request_max_bytes.to_string(), d.socket_request_max_bytes.to_string(), Int, "Largest request accepted."),
             ConfigEntry::broker("log.retention.ms", self.retention_ms.to_string(), d.retention_ms.to_string(), Long, "Delete batches older than this; -1 keeps them."),
             ConfigEntry::broker("log.retention.bytes", self.retention_bytes.to_string(), d.retention_bytes.to_string(), Long, "Largest size of a partition before old batches are deleted; -1 is no limit."),
+            ConfigEntry::broker("log.flush.interval.messages", self.flush_messages.to_string(), d.flush_messages.to_string(), Long, "1 syncs every append to disk before acknowledging it (group commit across producers)."),
             ConfigEntry::broker("log.retention.check.interval.ms", self.retention_check_interval_ms.to_string(), d.retention_check_interval_ms.to_string(), Long, "How often retention runs."),
             ConfigEntry::broker("group.initial.rebalance.delay.ms", self.group_initial_rebalance_delay_ms.to_string(), d.group_initial_rebalance_delay_ms.to_string(), Int, "How long a new group waits for more members before its first assignment."),
             ConfigEntry::broker("group.min.session.timeout.ms", self.group_min_session_timeout_ms.to_string(), d.group_min_session_timeout_ms.to_string(), Int, "Shortest consumer session timeout accepted."),
@@ -155,6 +159,12 @@ impl Config {
             "log.retention.minutes" => self.retention_ms = parse_num::<i64>(key, value)? * 60_000,
             "log.retention.hours" => self.retention_ms = parse_num::<i64>(key, value)? * 3_600_000,
             "log.retention.bytes" => self.retention_bytes = parse_num(key, value)?,
+            "log.flush.interval.messages" => {
+                self.flush_messages = parse_num(key, value)?;
+                if self.flush_messages < 1 {
+                    bail!("log.flush.interval.messages must be at least 1, got {value}");
+                }
+            }
             "log.retention.check.interval.ms" => {
                 self.retention_check_interval_ms = parse_num(key, value)?
             }

@@ -46,6 +46,9 @@ struct Cli {
     /// log.retention.bytes per partition, -1 for no limit [default: -1]
     #[arg(long, env = "GREGOR_LOG_RETENTION_BYTES")]
     log_retention_bytes: Option<String>,
+    /// log.flush.interval.messages: 1 syncs every append to disk before acknowledging it [default: never]
+    #[arg(long, env = "GREGOR_LOG_FLUSH_INTERVAL_MESSAGES")]
+    log_flush_interval_messages: Option<String>,
     /// log.retention.check.interval.ms [default: 300000]
     #[arg(long, env = "GREGOR_LOG_RETENTION_CHECK_INTERVAL_MS")]
     log_retention_check_interval_ms: Option<String>,
@@ -61,7 +64,7 @@ struct Cli {
 }
 
 impl Cli {
-    fn settings(&self) -> [(&'static str, &Option<String>); 14] {
+    fn settings(&self) -> [(&'static str, &Option<String>); 15] {
         [
             ("listeners", &self.listeners),
             ("advertised.listeners", &self.advertised_listeners),
@@ -73,6 +76,7 @@ impl Cli {
             ("socket.request.max.bytes", &self.socket_request_max_bytes),
             ("log.retention.ms", &self.log_retention_ms),
             ("log.retention.bytes", &self.log_retention_bytes),
+            ("log.flush.interval.messages", &self.log_flush_interval_messages),
             ("log.retention.check.interval.ms", &self.log_retention_check_interval_ms),
             ("group.initial.rebalance.delay.ms", &self.group_initial_rebalance_delay_ms),
             ("group.min.session.timeout.ms", &self.group_min_session_timeout_ms),

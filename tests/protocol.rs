@@ -404,3 +404,29 @@ async fn deleted_topics_lose_their_data_and_recreation_starts_empty() {
     assert_eq!(c.fetch("gone", 0, 0, 0).await.1, 0);
     broker.shutdown().await;
 }
+
+#[tokio::test]
+async fn fsync_mode_acknowledges_concurrent_producers_after_a_shared_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path());
+    config.set("log.flush.interval.messages", "1").unwrap();
+    let broker = Broker::start(config).await.unwrap();
+    let mut c = Client::connect(&broker).await;
+    c.create_topic("durable", 4).await;
+    let mut producers = Vec::new();
+    for partition in 0..4 {
+        let mut p = Client::connect(&broker).await;
+        producers.push(tokio::spawn(async move {
+            for i in 0..20 {
+                assert_eq!(p.produce("durable", partition, encode_batch(&BatchSpec::values(2))).await, (0, i * 2));
+            }
+        }));
+    }
+    for p in producers {
+        p.await.unwrap();
+    }
+    for partition in 0..4 {
+        assert_eq!(c.fetch("durable", partition, 0, 0).await.1, 40);
+    }
+    broker.shutdown().await;
+}

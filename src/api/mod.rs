@@ -135,7 +135,7 @@ impl Api {
         let response = match body {
             RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(versions::handle()),
             RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(self, &req, r)),
-            RequestKind::Produce(r) => match produce::handle(self, &req, r) {
+            RequestKind::Produce(r) => match produce::handle(self, &req, r).await {
                 Some(resp) => ResponseKind::Produce(resp),
                 None => return Ok(None),
             },

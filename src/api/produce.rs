@@ -6,7 +6,7 @@ use kafka_protocol::messages::init_producer_id_request::InitProducerIdRequest;
 use kafka_protocol::messages::init_producer_id_response::InitProducerIdResponse;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, ProduceRequest};
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, ProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::ProducerId;
+use kafka_protocol::messages::{ProducerId, TopicName};
 use kafka_protocol::ResponseError;
 
 use super::{Api, Request};
@@ -17,33 +17,45 @@ pub fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
-/// Appends every partition's batches; `None` for acks=0, which gets no response.
-pub fn handle(api: &Api, req: &Request, r: ProduceRequest) -> Option<ProduceResponse> {
+/// Appends every partition's batches; `None` for acks=0, which gets no response. Topics in
+/// fsync mode are acknowledged only once a group-commit sync covers their appends.
+pub async fn handle(api: &Api, req: &Request, r: ProduceRequest) -> Option<ProduceResponse> {
     let acks_valid = matches!(r.acks, -1..=1);
     let now = now_ms();
-    let responses = r
-        .topic_data
-        .into_iter()
-        .map(|topic_data| {
-            let topic = api.cluster.topic(&topic_data.name);
-            let partitions = topic_data
-                .partition_data
-                .into_iter()
-                .map(|p| {
-                    let result = if acks_valid {
-                        append(api, topic.as_deref(), &p, now)
-                    } else {
-                        Err(ResponseError::InvalidRequiredAcks)
-                    };
-                    partition_response(req.version, p.index, result)
-                })
-                .collect();
-            TopicProduceResponse::default().with_name(topic_data.name).with_partition_responses(partitions)
-        })
-        .collect();
+    let mut needs_sync = false;
+    let mut results: Vec<(TopicName, Vec<(i32, Result<Appended, ResponseError>, bool)>)> = Vec::new();
+    for topic_data in r.topic_data {
+        let topic = api.cluster.topic(&topic_data.name);
+        let fsync = topic.as_ref().is_some_and(|t| t.configs.fsync());
+        let partitions = topic_data
+            .partition_data
+            .iter()
+            .map(|p| {
+                let result = if acks_valid { append(api, topic.as_deref(), p, now) } else { Err(ResponseError::InvalidRequiredAcks) };
+                let durable = fsync && result.is_ok();
+                needs_sync |= durable;
+                (p.index, result, durable)
+            })
+            .collect();
+        results.push((topic_data.name, partitions));
+    }
+    let synced = if needs_sync { api.log.wait_durable(api.log.durable_ticket()).await } else { Ok(()) };
     if r.acks == 0 {
         return None;
     }
+    let responses = results
+        .into_iter()
+        .map(|(name, partitions)| {
+            let partitions = partitions
+                .into_iter()
+                .map(|(index, result, durable)| {
+                    let result = if durable { synced.and(result) } else { result };
+                    partition_response(req.version, index, result)
+                })
+                .collect();
+            TopicProduceResponse::default().with_name(name).with_partition_responses(partitions)
+        })
+        .collect();
     Some(ProduceResponse::default().with_responses(responses))
 }
 

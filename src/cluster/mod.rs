@@ -95,6 +95,7 @@ pub struct TopicDefaults {
     pub retention_ms: i64,
     pub retention_bytes: i64,
     pub max_message_bytes: usize,
+    pub flush_messages: i64,
     /// Broker keys set away from Kafka's defaults, so DescribeConfigs can name their source.
     pub static_keys: Vec<&'static str>,
 }
@@ -158,6 +159,7 @@ impl Cluster {
             retention_ms: config.retention_ms,
             retention_bytes: config.retention_bytes,
             max_message_bytes: config.message_max_bytes,
+            flush_messages: config.flush_messages,
             static_keys: config.entries().into_iter().filter(|e| e.source == ConfigSource::StaticBrokerConfig).map(|e| e.name).collect(),
         };
         let mut topics = IndexMap::new();

@@ -67,7 +67,7 @@ const KNOWN: &[Def] = &[
     def("min.cleanable.dirty.ratio", Kind::Ratio, Some("0.5"), None, "Compaction setting; Gregor does not compact."),
     def("delete.retention.ms", Kind::Long(0), Some("86400000"), None, "Compaction setting; Gregor does not compact."),
     def("file.delete.delay.ms", Kind::Long(0), Some("60000"), None, "Kafka file deletion delay; no effect on RocksDB storage."),
-    def("flush.messages", Kind::Long(1), MAX, None, "Kafka flush interval; every append goes to RocksDB's write-ahead log."),
+    def("flush.messages", Kind::Long(1), None, Some("log.flush.interval.messages"), "1 syncs every append to disk before it is acknowledged (group commit); otherwise appends reach the write-ahead log and the OS writes them back."),
     def("flush.ms", Kind::Long(0), MAX, None, "Kafka flush interval; every append goes to RocksDB's write-ahead log."),
     def("index.interval.bytes", Kind::Long(0), Some("4096"), None, "Kafka index density; no effect on RocksDB storage."),
     def("preallocate", Kind::Bool, Some("false"), None, "Kafka segment preallocation; no effect on RocksDB storage."),
@@ -175,6 +175,7 @@ impl TopicConfigs {
             "retention.ms" => self.defaults.retention_ms.to_string(),
             "retention.bytes" => self.defaults.retention_bytes.to_string(),
             "max.message.bytes" => self.defaults.max_message_bytes.to_string(),
+            "flush.messages" => self.defaults.flush_messages.to_string(),
             _ => KNOWN.iter().find(|d| d.name == key).and_then(|d| d.default).unwrap_or_default().to_string(),
         }
     }
@@ -234,6 +235,11 @@ impl TopicConfigs {
         self.long("max.message.bytes", self.defaults.max_message_bytes as i64).max(0) as usize
     }
 
+    /// Whether appends must be on disk before they are acknowledged.
+    pub fn fsync(&self) -> bool {
+        self.long("flush.messages", self.defaults.flush_messages) == 1
+    }
+
     pub fn log_append_time(&self) -> bool {
         self.explicit.get("message.timestamp.type").is_some_and(|t| t == "LogAppendTime")
     }
@@ -244,7 +250,7 @@ mod tests {
     use super::*;
 
     fn defaults() -> TopicDefaults {
-        TopicDefaults { num_partitions: 1, retention_ms: 1000, retention_bytes: -1, max_message_bytes: 100, static_keys: vec![] }
+        TopicDefaults { num_partitions: 1, retention_ms: 1000, retention_bytes: -1, max_message_bytes: 100, flush_messages: i64::MAX, static_keys: vec![] }
     }
 
     fn pairs(items: &[(&str, &str)]) -> Vec<(String, Option<String>)> {

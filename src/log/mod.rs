@@ -8,6 +8,7 @@
 pub mod batch;
 mod meta;
 mod producers;
+mod syncer;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -26,6 +27,7 @@ use tokio::sync::watch;
 use batch::BatchHeader;
 pub use meta::Meta;
 use producers::{ProducerState, SeqCheck};
+use syncer::Syncer;
 
 const LOG_CF: &str = "log";
 const META_CF: &str = "meta";
@@ -41,6 +43,7 @@ pub struct LogStore {
     partitions: RwLock<HashMap<PartitionId, Arc<PartitionLog>>>,
     /// Bumped after every append, so long-polling fetches wake up.
     appended: watch::Sender<u64>,
+    syncer: Syncer,
 }
 
 struct PartitionLog {
@@ -163,8 +166,10 @@ impl LogStore {
                 anyhow::anyhow!("cannot open the store in {}: {text}", dir.display())
             }
         })?;
+        let db = Arc::new(db);
         Ok(LogStore {
-            db: Arc::new(db),
+            syncer: Syncer::start(db.clone()),
+            db,
             partitions: RwLock::new(HashMap::new()),
             appended: watch::channel(0).0,
         })
@@ -487,6 +492,16 @@ impl LogStore {
         log.log_start.store(new_start, Ordering::Release);
         log.bytes.store(total, Ordering::Release);
         Ok(())
+    }
+
+    /// A ticket covering every append made so far, for [`LogStore::wait_durable`].
+    pub fn durable_ticket(&self) -> u64 {
+        self.syncer.ticket()
+    }
+
+    /// Waits until the appends a ticket covers are synced to disk (group commit).
+    pub async fn wait_durable(&self, ticket: u64) -> Result<(), ResponseError> {
+        self.syncer.wait(ticket).await
     }
 
     /// A receiver that changes after every append.

@@ -1,0 +1,98 @@
+//! Group commit for fsync mode (`flush.messages=1`): appends that must be on disk before they
+//! are acknowledged take a ticket, and one thread syncs the write-ahead log for every ticket
+//! issued so far, so concurrent producers share one fsync. The async runtime never waits on
+//! the disk; it awaits the thread's progress.
+
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+
+use kafka_protocol::ResponseError;
+use rocksdb::DB;
+use tokio::sync::watch;
+
+#[derive(Default)]
+struct Requests {
+    /// The newest ticket handed out.
+    issued: u64,
+    stop: bool,
+}
+
+/// How far syncing has got: every ticket up to `synced` is durable; tickets in
+/// (synced, failed] were covered by a sync that failed.
+#[derive(Debug, Clone, Copy, Default)]
+struct Progress {
+    synced: u64,
+    failed: u64,
+}
+
+pub struct Syncer {
+    requests: Arc<(Mutex<Requests>, Condvar)>,
+    progress: watch::Receiver<Progress>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Syncer {
+    pub fn start(db: Arc<DB>) -> Syncer {
+        let requests = Arc::new((Mutex::new(Requests::default()), Condvar::new()));
+        let (tx, progress) = watch::channel(Progress::default());
+        let shared = requests.clone();
+        let thread = std::thread::Builder::new()
+            .name("gregor-wal-sync".into())
+            .spawn(move || {
+                let (lock, wake) = &*shared;
+                let mut done = 0;
+                loop {
+                    let target = {
+                        let mut r = lock.lock().expect("sync lock");
+                        while r.issued == done && !r.stop {
+                            r = wake.wait(r).expect("sync lock");
+                        }
+                        if r.stop {
+                            return;
+                        }
+                        r.issued
+                    };
+                    match db.flush_wal(true) {
+                        Ok(()) => tx.send_modify(|p| p.synced = target),
+                        Err(e) => {
+                            tracing::error!("syncing the write-ahead log failed: {e}");
+                            tx.send_modify(|p| p.failed = target);
+                        }
+                    }
+                    done = target;
+                }
+            })
+            .expect("spawn the WAL sync thread");
+        Syncer { requests, progress, thread: Some(thread) }
+    }
+
+    /// A ticket for everything written so far; call after the write.
+    pub fn ticket(&self) -> u64 {
+        let (lock, wake) = &*self.requests;
+        let mut r = lock.lock().expect("sync lock");
+        r.issued += 1;
+        wake.notify_one();
+        r.issued
+    }
+
+    /// Waits until the ticket's writes are on disk.
+    pub async fn wait(&self, ticket: u64) -> Result<(), ResponseError> {
+        let mut progress = self.progress.clone();
+        let outcome = progress.wait_for(|p| p.synced >= ticket || p.failed >= ticket).await;
+        match outcome {
+            Ok(p) if p.synced >= ticket => Ok(()),
+            _ => Err(ResponseError::KafkaStorageError),
+        }
+    }
+}
+
+impl Drop for Syncer {
+    fn drop(&mut self) {
+        let (lock, wake) = &*self.requests;
+        lock.lock().expect("sync lock").stop = true;
+        wake.notify_one();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
