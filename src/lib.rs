@@ -54,7 +54,8 @@ impl Broker {
         let groups = Arc::new(GroupCoordinator::open(log.meta(), group_config(&config))?);
         let api = Arc::new(Api { config: config.clone(), log, cluster: cluster.clone(), groups: groups.clone() });
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let mut tasks = vec![tokio::spawn(server::serve(listener, api, config.socket_request_max_bytes, shutdown_rx.clone()))];
+        let limits = Arc::new(server::Limits::new(&config));
+        let mut tasks = vec![tokio::spawn(server::serve(listener, api, limits, shutdown_rx.clone()))];
         tasks.push(tokio::spawn(groups.run_timers(shutdown_rx.clone())));
         tasks.push(tokio::spawn(retention_loop(cluster, config.retention_check_interval_ms, shutdown_rx)));
         tracing::info!(

@@ -40,6 +40,15 @@ struct Cli {
     /// socket.request.max.bytes: largest request [default: 104857600]
     #[arg(long, env = "GREGOR_SOCKET_REQUEST_MAX_BYTES")]
     socket_request_max_bytes: Option<String>,
+    /// connections.max.idle.ms: close connections with no complete request for this long [default: 600000]
+    #[arg(long, env = "GREGOR_CONNECTIONS_MAX_IDLE_MS")]
+    connections_max_idle_ms: Option<String>,
+    /// max.connections [default: 2147483647]
+    #[arg(long, env = "GREGOR_MAX_CONNECTIONS")]
+    max_connections: Option<String>,
+    /// max.connections.per.ip [default: 2147483647]
+    #[arg(long, env = "GREGOR_MAX_CONNECTIONS_PER_IP")]
+    max_connections_per_ip: Option<String>,
     /// log.retention.ms, -1 for no limit [default: 604800000]
     #[arg(long, env = "GREGOR_LOG_RETENTION_MS")]
     log_retention_ms: Option<String>,
@@ -64,7 +73,7 @@ struct Cli {
 }
 
 impl Cli {
-    fn settings(&self) -> [(&'static str, &Option<String>); 15] {
+    fn settings(&self) -> [(&'static str, &Option<String>); 18] {
         [
             ("listeners", &self.listeners),
             ("advertised.listeners", &self.advertised_listeners),
@@ -74,6 +83,9 @@ impl Cli {
             ("auto.create.topics.enable", &self.auto_create_topics_enable),
             ("message.max.bytes", &self.message_max_bytes),
             ("socket.request.max.bytes", &self.socket_request_max_bytes),
+            ("connections.max.idle.ms", &self.connections_max_idle_ms),
+            ("max.connections", &self.max_connections),
+            ("max.connections.per.ip", &self.max_connections_per_ip),
             ("log.retention.ms", &self.log_retention_ms),
             ("log.retention.bytes", &self.log_retention_bytes),
             ("log.flush.interval.messages", &self.log_flush_interval_messages),

@@ -28,7 +28,9 @@ pub async fn handle(api: &Api, req: &Request, r: FetchRequest) -> FetchResponse 
     loop {
         appended.borrow_and_update();
         let (responses, bytes, errors) = read_all(api, req, &r);
-        if timed_out || errors || bytes >= r.min_bytes.max(0) as usize || wait.is_zero() {
+        // Like Kafka, a fetch of nothing (a closing consumer's last one) answers at once.
+        let nothing_asked = r.topics.iter().all(|t| t.partitions.is_empty());
+        if timed_out || errors || nothing_asked || bytes >= r.min_bytes.max(0) as usize || wait.is_zero() {
             return FetchResponse::default().with_responses(responses);
         }
         timed_out = !matches!(tokio::time::timeout_at(deadline, appended.changed()).await, Ok(Ok(())));

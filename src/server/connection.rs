@@ -1,39 +1,46 @@
 //! One client connection: read a frame, answer it, write the response, in request order.
 //!
-//! Requests on one connection are handled one at a time, as Kafka does; the buffered reader
-//! already holds the next pipelined requests while one is being answered.
+//! Requests on one connection are handled one at a time, as Kafka does; bytes of the next
+//! pipelined requests wait in the frame buffer or in the socket, which is the backpressure
+//! on a client that sends without reading.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use super::frame::{read_frame, ReadError};
+use super::frame::{FrameReader, ReadError};
+use super::Limits;
 use crate::api::Api;
 
 pub struct Connection {
-    stream: TcpStream,
-    peer: SocketAddr,
-    api: Arc<Api>,
-    max_request_bytes: usize,
-    shutdown: watch::Receiver<bool>,
+    pub stream: TcpStream,
+    pub peer: SocketAddr,
+    pub api: Arc<Api>,
+    pub limits: Arc<Limits>,
+    pub shutdown: watch::Receiver<bool>,
 }
 
 impl Connection {
-    pub fn new(stream: TcpStream, peer: SocketAddr, api: Arc<Api>, max_request_bytes: usize, shutdown: watch::Receiver<bool>) -> Self {
-        Connection { stream, peer, api, max_request_bytes, shutdown }
-    }
-
     pub async fn run(mut self) {
         let _ = self.stream.set_nodelay(true);
         let peer = self.peer;
-        let (read, mut write) = self.stream.into_split();
-        let mut reader = BufReader::with_capacity(64 * 1024, read);
+        let (mut read, mut write) = self.stream.into_split();
+        let mut frames = FrameReader::default();
         loop {
+            frames.shrink_if_idle();
+            // The idle clock covers the wait for a whole request, so a client trickling bytes
+            // (slowloris) is cut off just like a silent one.
             let frame = tokio::select! {
-                frame = read_frame(&mut reader, self.max_request_bytes) => frame,
+                frame = tokio::time::timeout(self.limits.idle_timeout, frames.next(&mut read, self.limits.max_request_bytes)) => match frame {
+                    Ok(frame) => frame,
+                    Err(_) => {
+                        tracing::info!(%peer, "closing connection: no complete request for {:?} (connections.max.idle.ms)", self.limits.idle_timeout);
+                        break;
+                    }
+                },
                 _ = self.shutdown.changed() => break,
             };
             let frame = match frame {

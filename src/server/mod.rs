@@ -3,29 +3,98 @@
 mod connection;
 mod frame;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::api::Api;
+use crate::config::Config;
+
+/// Per-connection and per-broker limits, from Kafka's config keys.
+pub struct Limits {
+    /// socket.request.max.bytes
+    pub max_request_bytes: usize,
+    /// connections.max.idle.ms
+    pub idle_timeout: Duration,
+    /// max.connections
+    pub max_connections: usize,
+    /// max.connections.per.ip
+    pub max_connections_per_ip: usize,
+    open: Mutex<(usize, HashMap<IpAddr, usize>)>,
+}
+
+impl Limits {
+    pub fn new(config: &Config) -> Limits {
+        Limits {
+            max_request_bytes: config.socket_request_max_bytes,
+            idle_timeout: Duration::from_millis(config.connections_max_idle_ms),
+            max_connections: config.max_connections,
+            max_connections_per_ip: config.max_connections_per_ip,
+            open: Mutex::new((0, HashMap::new())),
+        }
+    }
+
+    /// Counts a new connection, or says which limit it would break.
+    fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<OpenConnection, &'static str> {
+        let mut open = self.open.lock().expect("limits lock");
+        let per_ip = open.1.get(&ip).copied().unwrap_or(0);
+        if open.0 >= self.max_connections {
+            return Err("max.connections");
+        }
+        if per_ip >= self.max_connections_per_ip {
+            return Err("max.connections.per.ip");
+        }
+        open.0 += 1;
+        open.1.insert(ip, per_ip + 1);
+        Ok(OpenConnection { limits: self.clone(), ip })
+    }
+}
+
+/// Uncounts its connection when dropped.
+struct OpenConnection {
+    limits: Arc<Limits>,
+    ip: IpAddr,
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        let mut open = self.limits.open.lock().expect("limits lock");
+        open.0 -= 1;
+        if let Some(n) = open.1.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.1.remove(&self.ip);
+            }
+        }
+    }
+}
 
 /// Accepts connections until `shutdown` turns true, then waits for the open connections to
 /// finish the request they are on.
-pub async fn serve(listener: TcpListener, api: Arc<Api>, max_request_bytes: usize, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(listener: TcpListener, api: Arc<Api>, limits: Arc<Limits>, mut shutdown: watch::Receiver<bool>) {
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let conn = connection::Connection::new(stream, peer, api.clone(), max_request_bytes, shutdown.clone());
-                    connections.spawn(conn.run());
-                }
+                Ok((stream, peer)) => match limits.admit(peer.ip()) {
+                    Ok(counted) => {
+                        let conn = connection::Connection { stream, peer, api: api.clone(), limits: limits.clone(), shutdown: shutdown.clone() };
+                        connections.spawn(async move {
+                            conn.run().await;
+                            drop(counted);
+                        });
+                    }
+                    Err(limit) => tracing::warn!(%peer, "refusing connection: {limit} reached"),
+                },
                 // Out of file descriptors and the like: log, back off briefly, keep serving.
                 Err(e) => {
                     tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
             Some(done) = connections.join_next(), if !connections.is_empty() => {

@@ -46,7 +46,12 @@ impl Client {
 
     /// Writes bytes as they are, no size prefix added.
     pub async fn send_raw(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).await.expect("write");
+        assert!(self.try_send_raw(bytes).await, "write failed");
+    }
+
+    /// Like `send_raw`, but false when the broker has closed the connection.
+    pub async fn try_send_raw(&mut self, bytes: &[u8]) -> bool {
+        self.stream.write_all(bytes).await.is_ok()
     }
 
     /// Encodes and sends a request; returns its correlation id.
