@@ -5,35 +5,47 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use rocksdb::{ReadOptions, WriteBatch, DB};
 
+use super::db::{Db, META_CF};
+
 #[derive(Clone)]
 pub struct Meta {
-    db: Arc<DB>,
-    cf: &'static str,
+    db: Arc<Db>,
+}
+
+fn cf(db: &DB) -> &rocksdb::ColumnFamily {
+    db.cf_handle(META_CF).expect("meta column family exists")
 }
 
 impl Meta {
-    pub(super) fn new(db: Arc<DB>, cf: &'static str) -> Meta {
-        Meta { db, cf }
+    pub(super) fn new(db: Arc<Db>) -> Meta {
+        Meta { db }
     }
 
-    fn cf(&self) -> &rocksdb::ColumnFamily {
-        self.db.cf_handle(self.cf).expect("meta column family exists")
+    fn handle(&self) -> Result<Arc<DB>> {
+        self.db.get().map_err(|_| anyhow::anyhow!("the store is unavailable after a failed reopen"))
+    }
+
+    fn commit(&self, batch: WriteBatch) -> Result<()> {
+        self.db.write(batch).map_err(|_| anyhow::anyhow!("the store refused the write (disk full or failed); see the error logged before"))
     }
 
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.db.get_cf(self.cf(), key).context("reading metadata")
+        let db = self.handle()?;
+        db.get_cf(cf(&db), key).context("reading metadata")
     }
 
     /// Writes all puts (`Some`) and deletes (`None`) atomically.
     pub fn write(&self, changes: &[(&[u8], Option<&[u8]>)]) -> Result<()> {
+        let db = self.handle()?;
         let mut batch = WriteBatch::default();
         for (key, value) in changes {
             match value {
-                Some(v) => batch.put_cf(self.cf(), key, v),
-                None => batch.delete_cf(self.cf(), key),
+                Some(v) => batch.put_cf(cf(&db), key, v),
+                None => batch.delete_cf(cf(&db), key),
             }
         }
-        self.db.write(batch).context("writing metadata")
+        drop(db);
+        self.commit(batch)
     }
 
     /// Every (key, value) whose key starts with `prefix`, in key order.
@@ -43,7 +55,8 @@ impl Meta {
         if let Some(end) = prefix_end(prefix) {
             opts.set_iterate_upper_bound(end);
         }
-        let mut it = self.db.raw_iterator_cf_opt(self.cf(), opts);
+        let db = self.handle()?;
+        let mut it = db.raw_iterator_cf_opt(cf(&db), opts);
         it.seek_to_first();
         let mut out = Vec::new();
         while let (Some(k), Some(v)) = (it.key(), it.value()) {
@@ -57,8 +70,8 @@ impl Meta {
     pub fn delete_prefix(&self, prefix: &[u8]) -> Result<()> {
         let end = prefix_end(prefix).context("cannot delete an all-0xff prefix")?;
         let mut batch = WriteBatch::default();
-        batch.delete_range_cf(self.cf(), prefix.to_vec(), end);
-        self.db.write(batch).context("deleting metadata")
+        batch.delete_range_cf(cf(&*self.handle()?), prefix.to_vec(), end);
+        self.commit(batch)
     }
 }
 

@@ -6,6 +6,7 @@
 //! `p` (per-partition state), and hands out [`Meta`] for other modules' keys.
 
 pub mod batch;
+mod db;
 mod meta;
 mod producers;
 mod syncer;
@@ -18,28 +19,20 @@ use std::sync::{Arc, Mutex, RwLock};
 use anyhow::{Context, Result};
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::ResponseError;
-use rocksdb::{
-    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, Options, ReadOptions,
-    WriteBatch, WriteOptions, DB,
-};
+use rocksdb::{ReadOptions, WriteBatch, DB};
 use tokio::sync::watch;
 
 use batch::BatchHeader;
+use db::{Db, LOG_CF, META_CF};
 pub use meta::Meta;
 use producers::{ProducerState, SeqCheck};
 use syncer::Syncer;
-
-const LOG_CF: &str = "log";
-const META_CF: &str = "meta";
-
-/// Batches at least this large go to blob files, out of compaction's way.
-const MIN_BLOB_SIZE: u64 = 4096;
 
 /// Identifies a partition's log; given once and never reused.
 pub type PartitionId = u32;
 
 pub struct LogStore {
-    db: Arc<DB>,
+    db: Arc<Db>,
     partitions: RwLock<HashMap<PartitionId, Arc<PartitionLog>>>,
     /// Bumped after every append, so long-polling fetches wake up.
     appended: watch::Sender<u64>,
@@ -109,64 +102,43 @@ const LOG_START: u8 = b'l';
 const BYTES: u8 = b'b';
 const PRODUCER: u8 = b's';
 
-fn storage_error(e: rocksdb::Error) -> ResponseError {
-    tracing::error!("storage write failed: {e}");
+fn read_error(e: rocksdb::Error) -> ResponseError {
+    tracing::error!("storage read failed: {e}");
     ResponseError::KafkaStorageError
+}
+
+/// An iterator over a partition's batches below `high_watermark`, placed on the batch that
+/// holds `offset` (or the first one after it).
+fn batches_from<'a>(db: &'a DB, log: &PartitionLog, offset: i64, high_watermark: i64) -> rocksdb::DBRawIterator<'a> {
+    let mut opts = ReadOptions::default();
+    opts.set_iterate_lower_bound(log_key(log.id, 0).to_vec());
+    opts.set_iterate_upper_bound(log_key(log.id, high_watermark).to_vec());
+    let mut it = db.raw_iterator_cf_opt(log_cf(db), opts);
+    it.seek_for_prev(log_key(log.id, offset));
+    if !it.valid() {
+        it.seek(log_key(log.id, offset));
+    }
+    it
+}
+
+/// Iterates from the log start offset up to the high watermark.
+fn readable_batches<'a>(db: &'a DB, log: &PartitionLog) -> rocksdb::DBRawIterator<'a> {
+    let high_watermark = log.high_watermark.load(Ordering::Acquire);
+    batches_from(db, log, log.log_start.load(Ordering::Acquire), high_watermark)
+}
+
+fn log_cf(db: &DB) -> &rocksdb::ColumnFamily {
+    db.cf_handle(LOG_CF).expect("log column family exists")
+}
+
+fn meta_cf(db: &DB) -> &rocksdb::ColumnFamily {
+    db.cf_handle(META_CF).expect("meta column family exists")
 }
 
 impl LogStore {
     /// Opens (or creates) the database in `dir`. Fails at once if another process holds it.
     pub fn open(dir: &Path) -> Result<LogStore> {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create data directory {}", dir.display()))?;
-        let mut db_opts = Options::default();
-        db_opts.create_if_missing(true);
-        db_opts.create_missing_column_families(true);
-        db_opts.set_max_background_jobs(2);
-        db_opts.set_keep_log_file_num(3);
-        db_opts.set_max_log_file_size(8 << 20);
-        // Memory budget: total memtables capped, one small shared block cache.
-        db_opts.set_db_write_buffer_size(64 << 20);
-        let cache = Cache::new_lru_cache(16 << 20);
-        let mut table = BlockBasedOptions::default();
-        table.set_block_cache(&cache);
-
-        let mut log_opts = Options::default();
-        log_opts.set_write_buffer_size(32 << 20);
-        log_opts.set_max_write_buffer_number(2);
-        log_opts.set_block_based_table_factory(&table);
-        // Producers compress; compressing again buys little and costs CPU on the hot path.
-        log_opts.set_compression_type(DBCompressionType::None);
-        log_opts.set_enable_blob_files(true);
-        log_opts.set_min_blob_size(MIN_BLOB_SIZE);
-        log_opts.set_blob_file_size(64 << 20);
-        log_opts.set_enable_blob_gc(true);
-
-        let mut meta_opts = Options::default();
-        meta_opts.set_write_buffer_size(4 << 20);
-        meta_opts.set_max_write_buffer_number(2);
-        meta_opts.set_block_based_table_factory(&table);
-
-        let db = DB::open_cf_descriptors(
-            &db_opts,
-            dir,
-            vec![
-                ColumnFamilyDescriptor::new(LOG_CF, log_opts),
-                ColumnFamilyDescriptor::new(META_CF, meta_opts),
-            ],
-        )
-        .map_err(|e| {
-            let text = e.to_string();
-            if text.contains("lock") || text.contains("LOCK") {
-                anyhow::anyhow!(
-                    "data directory {} is in use by another Gregor process ({text}); stop that broker or pass a different --log-dirs",
-                    dir.display()
-                )
-            } else {
-                anyhow::anyhow!("cannot open the store in {}: {text}", dir.display())
-            }
-        })?;
-        let db = Arc::new(db);
+        let db = Arc::new(Db::open(dir)?);
         Ok(LogStore {
             syncer: Syncer::start(db.clone()),
             db,
@@ -175,17 +147,19 @@ impl LogStore {
         })
     }
 
+    /// True after a failed write, until [`LogStore::recover`] reopens the store.
+    pub fn needs_recovery(&self) -> bool {
+        self.db.needs_recovery()
+    }
+
+    /// Reopens the store after a failed write once disk space allows; true when writable.
+    pub fn recover(&self) -> Result<bool> {
+        self.db.recover()
+    }
+
     /// The `meta` column family, for other modules' small records.
     pub fn meta(&self) -> Meta {
-        Meta::new(self.db.clone(), META_CF)
-    }
-
-    fn log_cf(&self) -> &rocksdb::ColumnFamily {
-        self.db.cf_handle(LOG_CF).expect("log column family exists")
-    }
-
-    fn meta_cf(&self) -> &rocksdb::ColumnFamily {
-        self.db.cf_handle(META_CF).expect("meta column family exists")
+        Meta::new(self.db.clone())
     }
 
     /// Makes a partition's log available: rebuilds its next offset from its last batch, and
@@ -201,13 +175,15 @@ impl LogStore {
         let mut opts = ReadOptions::default();
         opts.set_iterate_lower_bound(log_key(id, 0).to_vec());
         opts.set_iterate_upper_bound(log_key(id + 1, 0).to_vec());
-        let mut it = self.db.raw_iterator_cf_opt(self.log_cf(), opts);
+        let db = self.db.get()?;
+        let mut it = db.raw_iterator_cf_opt(log_cf(&db), opts);
         it.seek_to_last();
         if let Some(value) = it.value() {
             let header = BatchHeader::new(value).context("stored batch shorter than a header")?;
             next_offset = next_offset.max(header.last_offset() + 1);
         }
         it.status().context("reading the log")?;
+        drop(it);
         let mut producers = HashMap::new();
         for (key, value) in meta.scan(&meta_key(id, PRODUCER, &[]))? {
             let pid = key.get(6..14).map(decode_i64);
@@ -230,7 +206,7 @@ impl LogStore {
     pub fn delete_partition(&self, id: PartitionId) -> Result<()> {
         self.partitions.write().expect("lock").remove(&id);
         let mut batch = WriteBatch::default();
-        batch.delete_range_cf(self.log_cf(), log_key(id, 0), log_key(id + 1, 0));
+        batch.delete_range_cf(log_cf(&*self.db.get()?), log_key(id, 0), log_key(id + 1, 0));
         self.db.write(batch)?;
         self.meta().delete_prefix(&partition_prefix(id))?;
         Ok(())
@@ -249,6 +225,7 @@ impl LogStore {
     pub fn append(&self, id: PartitionId, records: &[u8], opts: AppendOptions) -> Result<Appended, ResponseError> {
         let batches = batch::split_and_validate(records, opts.max_batch_bytes)?;
         let log = self.partition(id)?;
+        let db = self.db.get()?;
         let mut writer = log.writer.lock().expect("writer lock");
         let mut next = writer.next_offset;
         let mut first_offset = None;
@@ -272,11 +249,7 @@ impl LogStore {
                     }
                     SeqCheck::Append => {
                         let after = ProducerState::after_append(state, &header, next);
-                        write.put_cf(
-                            self.meta_cf(),
-                            meta_key(id, PRODUCER, &pid.to_be_bytes()),
-                            after.encode(),
-                        );
+                        write.put_cf(meta_cf(&db), meta_key(id, PRODUCER, &pid.to_be_bytes()), after.encode());
                         updated.push((pid, after));
                     }
                 }
@@ -286,16 +259,15 @@ impl LogStore {
                 batch::set_log_append_time(&mut stored, now);
             }
             added += stored.len() as u64;
-            write.put_cf(self.log_cf(), log_key(id, next), stored);
+            write.put_cf(log_cf(&db), log_key(id, next), stored);
             first_offset.get_or_insert(next);
             next += header.last_offset_delta() as i64 + 1;
         }
         if next != writer.next_offset {
             let total = log.bytes.load(Ordering::Acquire) + added;
-            write.put_cf(self.meta_cf(), meta_key(id, BYTES, &[]), total.to_be_bytes());
-            let mut wo = WriteOptions::default();
-            wo.set_sync(false);
-            self.db.write_opt(write, &wo).map_err(storage_error)?;
+            write.put_cf(meta_cf(&db), meta_key(id, BYTES, &[]), total.to_be_bytes());
+            drop(db);
+            self.db.write(write)?;
             writer.next_offset = next;
             writer.producers.extend(updated);
             log.bytes.store(total, Ordering::Release);
@@ -310,7 +282,7 @@ impl LogStore {
 
     /// (total, available) bytes of the file system holding the data directory.
     pub fn disk_space(&self) -> Result<(i64, i64)> {
-        let dir = self.db.path();
+        let dir = self.db.dir();
         Ok((fs4::total_space(dir)? as i64, fs4::available_space(dir)? as i64))
     }
 
@@ -336,7 +308,8 @@ impl LogStore {
         }
         let mut out = BytesMut::new();
         if offset < high_watermark && (max_bytes > 0 || min_one) {
-            let mut it = self.batches_from(&log, offset, high_watermark);
+            let db = self.db.get()?;
+            let mut it = batches_from(&db, &log, offset, high_watermark);
             while let Some(value) = it.value() {
                 if out.len() + value.len() > max_bytes && !(out.is_empty() && min_one) {
                     break;
@@ -344,42 +317,23 @@ impl LogStore {
                 out.extend_from_slice(value);
                 it.next();
             }
-            it.status().map_err(storage_error)?;
+            it.status().map_err(read_error)?;
         }
         Ok(ReadResult { records: out.freeze(), high_watermark, log_start })
-    }
-
-    /// An iterator over a partition's batches below `high_watermark`, placed on the batch that
-    /// holds `offset` (or the first one after it).
-    fn batches_from(&self, log: &PartitionLog, offset: i64, high_watermark: i64) -> rocksdb::DBRawIterator<'_> {
-        let mut opts = ReadOptions::default();
-        opts.set_iterate_lower_bound(log_key(log.id, 0).to_vec());
-        opts.set_iterate_upper_bound(log_key(log.id, high_watermark).to_vec());
-        let mut it = self.db.raw_iterator_cf_opt(self.log_cf(), opts);
-        it.seek_for_prev(log_key(log.id, offset));
-        if !it.valid() {
-            it.seek(log_key(log.id, offset));
-        }
-        it
-    }
-
-    /// Iterates from the log start offset up to the high watermark.
-    fn readable_batches(&self, log: &PartitionLog) -> rocksdb::DBRawIterator<'_> {
-        let high_watermark = log.high_watermark.load(Ordering::Acquire);
-        self.batches_from(log, log.log_start.load(Ordering::Acquire), high_watermark)
     }
 
     /// Calls `visit` with each batch's header from the log start on, until it returns false.
     fn scan_headers(&self, id: PartitionId, mut visit: impl FnMut(&BatchHeader) -> bool) -> Result<(), ResponseError> {
         let log = self.partition(id)?;
-        let mut it = self.readable_batches(&log);
+        let db = self.db.get()?;
+        let mut it = readable_batches(&db, &log);
         while let Some(value) = it.value() {
             match BatchHeader::new(value) {
                 Some(h) if visit(&h) => it.next(),
                 _ => break,
             }
         }
-        it.status().map_err(storage_error)
+        it.status().map_err(read_error)
     }
 
     /// The first offset whose record timestamp is at least `ts`, and that timestamp
@@ -426,15 +380,18 @@ impl LogStore {
     pub fn apply_retention(&self, id: PartitionId, retention_ms: i64, retention_bytes: i64, now: i64) -> Result<i64, ResponseError> {
         let log = self.partition(id)?;
         let mut sizes: Vec<(i64, i64, u64)> = Vec::new(); // (base, max timestamp, bytes)
-        let mut it = self.readable_batches(&log);
+        let db = self.db.get()?;
+        let mut it = readable_batches(&db, &log);
         while let Some(value) = it.value() {
             let Some(h) = BatchHeader::new(value) else { break };
             sizes.push((h.base_offset(), h.max_timestamp(), value.len() as u64));
             it.next();
         }
-        it.status().map_err(storage_error)?;
+        it.status().map_err(read_error)?;
+        drop(it);
+        drop(db);
         let mut total = log.bytes.load(Ordering::Acquire);
-        let mut drop = 0;
+        let mut dropped = 0;
         for (i, &(_, max_ts, len)) in sizes.iter().enumerate().take(sizes.len().saturating_sub(1)) {
             let too_old = retention_ms >= 0 && max_ts < now - retention_ms;
             let too_big = retention_bytes >= 0 && total > retention_bytes as u64;
@@ -442,13 +399,13 @@ impl LogStore {
                 break;
             }
             total -= len;
-            drop = i + 1;
+            dropped = i + 1;
         }
         let start = log.log_start.load(Ordering::Acquire);
-        if drop == 0 {
+        if dropped == 0 {
             return Ok(start);
         }
-        let new_start = sizes[drop].0;
+        let new_start = sizes[dropped].0;
         self.truncate_before(&log, new_start)?;
         Ok(new_start)
     }
@@ -468,12 +425,13 @@ impl LogStore {
     }
 
     fn truncate_before(&self, log: &PartitionLog, new_start: i64) -> Result<(), ResponseError> {
+        let db = self.db.get()?;
         // Keep the batch that holds `new_start`: delete up to its base offset only.
-        let it = self.batches_from(log, new_start, log.high_watermark.load(Ordering::Acquire));
+        let it = batches_from(&db, log, new_start, log.high_watermark.load(Ordering::Acquire));
         let cut = it.key().map(|k| decode_i64(&k[4..12])).unwrap_or(new_start);
         drop(it);
         let mut dropped = 0u64;
-        let mut it = self.readable_batches(log);
+        let mut it = readable_batches(&db, log);
         while let (Some(key), Some(value)) = (it.key(), it.value()) {
             if decode_i64(&key[4..12]) >= cut {
                 break;
@@ -481,14 +439,16 @@ impl LogStore {
             dropped += value.len() as u64;
             it.next();
         }
+        drop(it);
         // Appends update the byte count too: hold the writer while this one changes it.
         let _writer = log.writer.lock().expect("writer lock");
         let total = log.bytes.load(Ordering::Acquire).saturating_sub(dropped);
         let mut write = WriteBatch::default();
-        write.delete_range_cf(self.log_cf(), log_key(log.id, 0), log_key(log.id, cut));
-        write.put_cf(self.meta_cf(), meta_key(log.id, LOG_START, &[]), new_start.to_be_bytes());
-        write.put_cf(self.meta_cf(), meta_key(log.id, BYTES, &[]), total.to_be_bytes());
-        self.db.write(write).map_err(storage_error)?;
+        write.delete_range_cf(log_cf(&db), log_key(log.id, 0), log_key(log.id, cut));
+        write.put_cf(meta_cf(&db), meta_key(log.id, LOG_START, &[]), new_start.to_be_bytes());
+        write.put_cf(meta_cf(&db), meta_key(log.id, BYTES, &[]), total.to_be_bytes());
+        drop(db);
+        self.db.write(write)?;
         log.log_start.store(new_start, Ordering::Release);
         log.bytes.store(total, Ordering::Release);
         Ok(())

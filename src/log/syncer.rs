@@ -7,7 +7,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
 use kafka_protocol::ResponseError;
-use rocksdb::DB;
+
+use super::db::Db;
 use tokio::sync::watch;
 
 #[derive(Default)]
@@ -32,7 +33,7 @@ pub struct Syncer {
 }
 
 impl Syncer {
-    pub fn start(db: Arc<DB>) -> Syncer {
+    pub fn start(db: Arc<Db>) -> Syncer {
         let requests = Arc::new((Mutex::new(Requests::default()), Condvar::new()));
         let (tx, progress) = watch::channel(Progress::default());
         let shared = requests.clone();
@@ -52,12 +53,12 @@ impl Syncer {
                         }
                         r.issued
                     };
-                    match db.flush_wal(true) {
+                    match db.get().and_then(|handle| handle.flush_wal(true).map_err(|e| {
+                        tracing::error!("syncing the write-ahead log failed: {e}");
+                        ResponseError::KafkaStorageError
+                    })) {
                         Ok(()) => tx.send_modify(|p| p.synced = target),
-                        Err(e) => {
-                            tracing::error!("syncing the write-ahead log failed: {e}");
-                            tx.send_modify(|p| p.failed = target);
-                        }
+                        Err(_) => tx.send_modify(|p| p.failed = target),
                     }
                     done = target;
                 }

@@ -1,0 +1,134 @@
+//! The RocksDB database behind the store: how it is opened, and how it is reopened after a
+//! write fails (typically a full disk). RocksDB stops taking writes after such an error until
+//! it is reopened; reads go on meanwhile, and reopening replays the write-ahead log, in which
+//! every acknowledged write is complete.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use kafka_protocol::ResponseError;
+use rocksdb::{BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, Options, WriteBatch, WriteOptions, DB};
+
+pub const LOG_CF: &str = "log";
+pub const META_CF: &str = "meta";
+
+/// Batches at least this large go to blob files, out of compaction's way.
+const MIN_BLOB_SIZE: u64 = 4096;
+
+/// Writes are refused, and recovery waits, while less than this much disk is free.
+const MIN_FREE_BYTES: u64 = 8 << 20;
+
+pub struct Db {
+    /// `None` only if a reopen failed; then every operation reports a storage error.
+    current: RwLock<Option<Arc<DB>>>,
+    dir: PathBuf,
+    /// Set when a write failed; cleared by a successful reopen.
+    failed: AtomicBool,
+}
+
+fn open_rocksdb(dir: &Path) -> Result<DB> {
+    let mut db_opts = Options::default();
+    db_opts.create_if_missing(true);
+    db_opts.create_missing_column_families(true);
+    db_opts.set_max_background_jobs(2);
+    db_opts.set_keep_log_file_num(3);
+    db_opts.set_max_log_file_size(8 << 20);
+    // Memory budget: total memtables capped, one small shared block cache.
+    db_opts.set_db_write_buffer_size(64 << 20);
+    let cache = Cache::new_lru_cache(16 << 20);
+    let mut table = BlockBasedOptions::default();
+    table.set_block_cache(&cache);
+
+    let mut log_opts = Options::default();
+    log_opts.set_write_buffer_size(32 << 20);
+    log_opts.set_max_write_buffer_number(2);
+    log_opts.set_block_based_table_factory(&table);
+    // Producers compress; compressing again buys little and costs CPU on the hot path.
+    log_opts.set_compression_type(DBCompressionType::None);
+    log_opts.set_enable_blob_files(true);
+    log_opts.set_min_blob_size(MIN_BLOB_SIZE);
+    log_opts.set_blob_file_size(64 << 20);
+    log_opts.set_enable_blob_gc(true);
+
+    let mut meta_opts = Options::default();
+    meta_opts.set_write_buffer_size(4 << 20);
+    meta_opts.set_max_write_buffer_number(2);
+    meta_opts.set_block_based_table_factory(&table);
+
+    let families = vec![ColumnFamilyDescriptor::new(LOG_CF, log_opts), ColumnFamilyDescriptor::new(META_CF, meta_opts)];
+    DB::open_cf_descriptors(&db_opts, dir, families).map_err(|e| {
+        let text = e.to_string();
+        if text.contains("lock") || text.contains("LOCK") {
+            anyhow::anyhow!(
+                "data directory {} is in use by another Gregor process ({text}); stop that broker or pass a different --log-dirs",
+                dir.display()
+            )
+        } else {
+            anyhow::anyhow!("cannot open the store in {}: {text}", dir.display())
+        }
+    })
+}
+
+impl Db {
+    pub fn open(dir: &Path) -> Result<Db> {
+        std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("cannot create data directory {}: {e}", dir.display()))?;
+        Ok(Db { current: RwLock::new(Some(Arc::new(open_rocksdb(dir)?))), dir: dir.to_path_buf(), failed: AtomicBool::new(false) })
+    }
+
+    /// The database as it is now; hold it only for the duration of one operation.
+    pub fn get(&self) -> Result<Arc<DB>, ResponseError> {
+        self.current.read().expect("db lock").clone().ok_or(ResponseError::KafkaStorageError)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Writes a batch, or says why not. After a failure, writes are refused at once (instead
+    /// of each failing in RocksDB and flooding the log) until [`Db::recover`] succeeds.
+    pub fn write(&self, batch: WriteBatch) -> Result<(), ResponseError> {
+        if self.failed.load(Ordering::Acquire) {
+            return Err(ResponseError::KafkaStorageError);
+        }
+        let mut opts = WriteOptions::default();
+        opts.set_sync(false);
+        self.get()?.write_opt(batch, &opts).map_err(|e| {
+            if !self.failed.swap(true, Ordering::AcqRel) {
+                tracing::error!("storage write failed: {e}; refusing writes until the store recovers (free disk space if it is full)");
+            }
+            ResponseError::KafkaStorageError
+        })
+    }
+
+    pub fn needs_recovery(&self) -> bool {
+        self.failed.load(Ordering::Acquire)
+    }
+
+    /// Reopens the database once enough disk is free. Returns whether writes are possible.
+    pub fn recover(&self) -> Result<bool> {
+        if !self.needs_recovery() {
+            return Ok(true);
+        }
+        if fs4::available_space(&self.dir)? < MIN_FREE_BYTES {
+            return Ok(false);
+        }
+        let mut current = self.current.write().expect("db lock");
+        // Readers hold the old handle only for one operation; wait for them to finish.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while current.as_ref().is_some_and(|db| Arc::strong_count(db) > 1) {
+            if Instant::now() > deadline {
+                bail!("the store is still in use; will retry");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // The old database must be closed (releasing its lock file) before reopening.
+        current.take();
+        *current = Some(Arc::new(open_rocksdb(&self.dir)?));
+        self.failed.store(false, Ordering::Release);
+        tracing::info!("store reopened after a write failure; accepting writes again");
+        Ok(true)
+    }
+}
