@@ -223,8 +223,11 @@ pub fn offset_commit(api: &Api, r: OffsetCommitRequest) -> OffsetCommitResponse 
     OffsetCommitResponse::default().with_topics(topics)
 }
 
+/// Committed offsets of one topic's partitions.
+type TopicOffsets = (TopicName, Vec<(i32, Option<Committed>)>);
+
 /// (topic, partition, committed) for one group, grouped by topic in request order.
-fn fetch_group_offsets(api: &Api, group: &str, topics: Option<Vec<(TopicName, Vec<i32>)>>) -> Vec<(TopicName, Vec<(i32, Option<Committed>)>)> {
+fn fetch_group_offsets(api: &Api, group: &str, topics: Option<Vec<(TopicName, Vec<i32>)>>) -> Vec<TopicOffsets> {
     let wanted = topics.as_ref().map(|ts| {
         ts.iter().flat_map(|(t, ps)| ps.iter().map(move |p| (t.to_string(), *p))).collect::<Vec<TopicPartition>>()
     });

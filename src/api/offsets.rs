@@ -20,12 +20,13 @@ const MAX_TIMESTAMP: i64 = -3;
 
 /// A client's view of the leader epoch (-1: no opinion) against ours.
 pub fn check_leader_epoch(client_epoch: i32) -> Result<(), ResponseError> {
-    if client_epoch > LEADER_EPOCH {
-        Err(ResponseError::UnknownLeaderEpoch)
-    } else if client_epoch >= 0 && client_epoch < LEADER_EPOCH {
-        Err(ResponseError::FencedLeaderEpoch)
-    } else {
-        Ok(())
+    if client_epoch < 0 {
+        return Ok(());
+    }
+    match client_epoch.cmp(&LEADER_EPOCH) {
+        std::cmp::Ordering::Greater => Err(ResponseError::UnknownLeaderEpoch),
+        std::cmp::Ordering::Less => Err(ResponseError::FencedLeaderEpoch),
+        std::cmp::Ordering::Equal => Ok(()),
     }
 }
 

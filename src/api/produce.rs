@@ -23,7 +23,8 @@ pub async fn handle(api: &Api, req: &Request, r: ProduceRequest) -> Option<Produ
     let acks_valid = matches!(r.acks, -1..=1);
     let now = now_ms();
     let mut needs_sync = false;
-    let mut results: Vec<(TopicName, Vec<(i32, Result<Appended, ResponseError>, bool)>)> = Vec::new();
+    // Per topic: (partition, outcome, whether it waits for a sync).
+    let mut results: Vec<(TopicName, Vec<PartitionOutcome>)> = Vec::new();
     for topic_data in r.topic_data {
         let topic = api.cluster.topic(&topic_data.name);
         let fsync = topic.as_ref().is_some_and(|t| t.configs.fsync());
@@ -61,6 +62,8 @@ pub async fn handle(api: &Api, req: &Request, r: ProduceRequest) -> Option<Produ
 
 /// (base offset, log append time or -1, log start offset)
 type Appended = (i64, i64, i64);
+
+type PartitionOutcome = (i32, Result<Appended, ResponseError>, bool);
 
 fn append(api: &Api, topic: Option<&Topic>, p: &PartitionProduceData, now: i64) -> Result<Appended, ResponseError> {
     let topic = topic.ok_or(ResponseError::UnknownTopicOrPartition)?;

@@ -207,7 +207,7 @@ impl Cluster {
     pub fn validate_new_topic(&self, new: &NewTopic) -> Result<(i32, TopicConfigs), (ResponseError, String)> {
         validate_topic_name(&new.name).map_err(|e| (e, format!("invalid topic name {:?}", new.name)))?;
         let partitions = if new.num_partitions == -1 { self.defaults.num_partitions } else { new.num_partitions };
-        if partitions < 1 || partitions > MAX_PARTITIONS {
+        if !(1..=MAX_PARTITIONS).contains(&partitions) {
             return Err((
                 ResponseError::InvalidPartitions,
                 format!("partition count must be between 1 and {MAX_PARTITIONS}, got {partitions}"),

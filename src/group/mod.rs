@@ -29,6 +29,9 @@ const TICK: Duration = Duration::from_millis(100);
 
 pub type TopicPartition = (String, i32);
 
+/// The outcome of an operation on one partition's committed offset.
+pub type PartitionResult = (TopicPartition, Result<(), ResponseError>);
+
 /// What DescribeGroups reports about one group.
 #[derive(Debug, Clone)]
 pub struct GroupDescription {
@@ -252,7 +255,7 @@ impl GroupCoordinator {
     }
 
     /// OffsetDelete: drops committed offsets, except of topics an active member subscribes to.
-    pub fn delete_offsets(&self, group_id: &str, partitions: Vec<TopicPartition>) -> Result<Vec<(TopicPartition, Result<(), ResponseError>)>, ResponseError> {
+    pub fn delete_offsets(&self, group_id: &str, partitions: Vec<TopicPartition>) -> Result<Vec<PartitionResult>, ResponseError> {
         let group = self.group(group_id).ok_or(ResponseError::GroupIdNotFound)?;
         let mut g = group.lock().expect("group lock");
         let subscribed = g.subscribed_topics();

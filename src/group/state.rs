@@ -206,10 +206,10 @@ impl Group {
         update_member(member, &req, now);
         let is_leader = self.leader.as_deref() == Some(req.member_id.as_str());
         match self.state {
-            GroupState::CompletingRebalance | GroupState::Stable if !changed && !(is_leader && self.state == GroupState::Stable) => {
-                // Rejoining with the same subscription: nothing to rebalance.
-                Reply::Now(self.join_result(&req.member_id))
-            }
+            // Rejoining with the same subscription: nothing to rebalance (except for a Stable
+            // group's leader, which rejoins to reassign).
+            GroupState::CompletingRebalance if !changed => Reply::Now(self.join_result(&req.member_id)),
+            GroupState::Stable if !changed && !is_leader => Reply::Now(self.join_result(&req.member_id)),
             _ => self.rebalance_and_wait(&req.member_id, now, cfg.initial_rebalance_delay),
         }
     }
