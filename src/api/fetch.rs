@@ -3,12 +3,14 @@
 //! No fetch sessions are kept (KIP-227 allows a broker to decline them): every response is a
 //! full one with session id 0, which clients handle by sending full fetches.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_request::FetchRequest;
 use kafka_protocol::messages::fetch_response::{FetchResponse, FetchableTopicResponse, PartitionData};
 use kafka_protocol::ResponseError;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::{Api, Request};
@@ -23,17 +25,24 @@ pub async fn handle(api: &Api, req: &Request, r: FetchRequest) -> FetchResponse 
     }
     let wait = Duration::from_millis(r.max_wait_ms.max(0) as u64).min(MAX_WAIT);
     let deadline = Instant::now() + wait;
-    let mut appended = api.log.subscribe();
+    // Registered before the first read, so an append between the read and the wait still wakes.
+    let appended = Arc::new(Notify::new());
+    let partitions: Vec<_> = r
+        .topics
+        .iter()
+        .filter_map(|t| api.cluster.topic(&t.topic).map(|topic| (topic, t)))
+        .flat_map(|(topic, t)| t.partitions.iter().filter_map(move |p| topic.partition(p.partition)))
+        .collect();
+    api.log.watch(&partitions, &appended);
     let mut timed_out = false;
     loop {
-        appended.borrow_and_update();
         let (responses, bytes, errors) = read_all(api, req, &r);
         // Like Kafka, a fetch of nothing (a closing consumer's last one) answers at once.
         let nothing_asked = r.topics.iter().all(|t| t.partitions.is_empty());
         if timed_out || errors || nothing_asked || bytes >= r.min_bytes.max(0) as usize || wait.is_zero() {
             return FetchResponse::default().with_responses(responses);
         }
-        timed_out = !matches!(tokio::time::timeout_at(deadline, appended.changed()).await, Ok(Ok(())));
+        timed_out = tokio::time::timeout_at(deadline, appended.notified()).await.is_err();
     }
 }
 

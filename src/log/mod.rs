@@ -14,13 +14,13 @@ mod syncer;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use anyhow::{Context, Result};
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::ResponseError;
 use rocksdb::{ReadOptions, WriteBatch, DB};
-use tokio::sync::watch;
+use tokio::sync::Notify;
 
 use batch::BatchHeader;
 use db::{Db, LOG_CF, META_CF};
@@ -34,8 +34,6 @@ pub type PartitionId = u32;
 pub struct LogStore {
     db: Arc<Db>,
     partitions: RwLock<HashMap<PartitionId, Arc<PartitionLog>>>,
-    /// Bumped after every append, so long-polling fetches wake up.
-    appended: watch::Sender<u64>,
     syncer: Syncer,
 }
 
@@ -48,6 +46,8 @@ struct PartitionLog {
     log_start: AtomicI64,
     /// Bytes of the batches in the log, kept with each write (DescribeLogDirs, size retention).
     bytes: AtomicU64,
+    /// Long-polling fetches to wake when this partition grows.
+    waiters: Mutex<Vec<Weak<Notify>>>,
 }
 
 struct WriterState {
@@ -143,7 +143,6 @@ impl LogStore {
             syncer: Syncer::start(db.clone()),
             db,
             partitions: RwLock::new(HashMap::new()),
-            appended: watch::channel(0).0,
         })
     }
 
@@ -197,6 +196,7 @@ impl LogStore {
             high_watermark: AtomicI64::new(next_offset),
             log_start: AtomicI64::new(log_start),
             bytes: AtomicU64::new(bytes),
+            waiters: Mutex::new(Vec::new()),
         };
         self.partitions.write().expect("lock").insert(id, Arc::new(log));
         Ok(())
@@ -272,7 +272,8 @@ impl LogStore {
             writer.producers.extend(updated);
             log.bytes.store(total, Ordering::Release);
             log.high_watermark.store(next, Ordering::Release);
-            self.appended.send_modify(|n| *n += 1);
+            drop(writer);
+            log.waiters.lock().expect("waiters lock").retain(|w| w.upgrade().map(|n| n.notify_one()).is_some());
         }
         Ok(Appended {
             base_offset: first_offset.expect("at least one batch"),
@@ -464,9 +465,16 @@ impl LogStore {
         self.syncer.wait(ticket).await
     }
 
-    /// A receiver that changes after every append.
-    pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.appended.subscribe()
+    /// Has `notify` woken whenever one of these partitions grows, for as long as the caller
+    /// holds it. Unknown partitions are skipped.
+    pub fn watch(&self, ids: &[PartitionId], notify: &Arc<Notify>) {
+        let partitions = self.partitions.read().expect("lock");
+        for log in ids.iter().filter_map(|id| partitions.get(id)) {
+            let mut waiters = log.waiters.lock().expect("waiters lock");
+            // Drop the registrations of fetches that have finished.
+            waiters.retain(|w| w.strong_count() > 0);
+            waiters.push(Arc::downgrade(notify));
+        }
     }
 }
 
