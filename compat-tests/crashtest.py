@@ -1,0 +1,1461 @@
+#!/usr/bin/env python3
+"""Crash-safety test for Gregor: SIGKILL the broker under load, many times, and check that
+nothing acknowledged was lost.
+
+Entry points: ``scripts/crashtest [--cycles N] [--seed S] ...`` (the long form, default 100
+kill cycles) and ``compat-tests/test_crash.py`` (pytest, ~10 cycles). Both call ``run()``.
+
+What runs, each in its own process (``crashtest.py worker <json>``, JSON lines on stdout):
+
+* four producers with acks=all writing numbered records to three topics (3+2+1 partitions):
+  kafka-python idempotent, kafka-python non-idempotent, confluent-kafka idempotent (lz4),
+  confluent-kafka non-idempotent. A record's value is ``<instance>|<seq>|<filler>``; the
+  filler is derived from (instance, seq), so a record is self-checking. A record counts as
+  acknowledged only when its future / delivery callback reported success (with its offset).
+* two group consumers (kafka-python, confluent-kafka; one group each) that consume every
+  topic, report what they saw (offset ranges with a digest of the values) and commit
+  synchronously after every poll; a commit counts only when the client reported success.
+
+The orchestrator (this process) kills the broker with SIGKILL every --min-interval ..
+--max-interval seconds (a fraction --early-kills of the cycles sooner, while clients are still
+reconnecting) and restarts it at once on the same port and data directory; the clients
+reconnect by themselves. Per restart it measures exec -> port accepts and exec ->
+first Metadata answer, and fetches each group's committed offsets. Every --verify-every
+cycles and at the end it reads every partition back (confluent-kafka, check.crcs) and checks:
+
+* offsets start at 0 and are contiguous; nothing below an earlier read's end changed;
+* every value parses and matches its filler (no corruption);
+* every acknowledged record is in the log, at the offset its acknowledgement named;
+  exactly once for idempotent producers (and in sequence order per partition), at least
+  once for the others (their duplicates are counted, not failed);
+* every range a consumer saw is still there, byte for byte, at the same offsets;
+* a group's committed offset fetched at time T is >= every commit acknowledged before T.
+
+Then a clean stop under load: SIGTERM with producers and consumers running; the broker must
+exit 0 within --term-timeout seconds, and in that window clients may only report
+disconnect-type / retriable errors and no delivery may fail. After a restart everything
+acknowledged must be there. Every process started here is killed by PID in a ``finally``
+and the whole run is bounded by --time-limit.
+
+The run fails (exit status 1; the report names the record, partition, offset, broker run and
+the broker's stderr tail) on: a lost, misplaced or corrupt record; a duplicate from an
+idempotent producer; a gap, a rewritten or a truncated offset; a committed offset behind an
+acknowledged commit; a start slower than --max-startup; a failed delivery; a fatal or
+non-retriable client error (e.g. librdkafka's fatal OUT_OF_ORDER_SEQUENCE_NUMBER, which would
+mean the broker lost producer state); a broker panic; a SIGTERM that does not exit 0 in time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import ctypes
+import functools
+import hashlib
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+import zlib
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+# Topics: (name suffix, partitions).
+TOPICS = (("a", 3), ("b", 2), ("c", 1))
+# Producers: name -> (library, idempotent, compression).
+PRODUCERS = {
+    "kp-idem": ("kafka-python", True, None),
+    "kp-plain": ("kafka-python", False, None),
+    "ck-idem": ("confluent-kafka", True, "lz4"),
+    "ck-plain": ("confluent-kafka", False, None),
+}
+# Group consumers that commit: name -> library.
+COMMITTERS = {"kp-group": "kafka-python", "ck-group": "confluent-kafka"}
+
+MAX_OUTSTANDING = 400  # unacknowledged records per producer before it waits
+DELIVERY_TIMEOUT_MS = 60000
+STARTUP_TIMEOUT_S = 10.0
+
+# Client errors that only say "the broker went away / is not there yet". Anything else a
+# client reports during the clean-stop window fails the run (retriable errors are allowed too).
+DISCONNECT_ERRORS = {
+    # librdkafka
+    "_TRANSPORT", "_ALL_BROKERS_DOWN", "_TIMED_OUT", "_TIMED_OUT_QUEUE", "_WAIT_COORD",
+    "NOT_COORDINATOR", "COORDINATOR_NOT_AVAILABLE", "COORDINATOR_LOAD_IN_PROGRESS",
+    "NETWORK_EXCEPTION", "REQUEST_TIMED_OUT", "LEADER_NOT_AVAILABLE",
+    "NOT_LEADER_OR_FOLLOWER", "NOT_LEADER_FOR_PARTITION",
+    # kafka-python
+    "KafkaConnectionError", "NodeNotReadyError", "NoBrokersAvailable", "RequestTimedOutError",
+    "KafkaTimeoutError", "NotCoordinatorError", "CoordinatorNotAvailableError",
+    "CoordinatorLoadInProgressError", "Cancelled", "NetworkExceptionError",
+}
+
+
+def disconnect_log(key: str, msg: str) -> bool:
+    """Is a kafka-python log line only about a lost / refused connection or a retry after one?"""
+    text = f"{key} {msg}"
+    if " kafka.net." in key:
+        return True
+    return any(name in text for name in DISCONNECT_ERRORS) or any(
+        s in text for s in ("Connection", "connection", "disconnect", "Node not ready", "No node available", "coordinator dead",
+                            "Coordinator unknown", "Broker unavailable"))
+
+
+ANSI = __import__("re").compile(r"\x1b\[[0-9;]*m")
+
+
+def now() -> float:
+    """CLOCK_MONOTONIC: the same clock in every process of the machine."""
+    return time.monotonic()
+
+
+# --------------------------------------------------------------------------
+# Record values: self-checking, derived from (instance, seq)
+# --------------------------------------------------------------------------
+
+
+def make_value(inst: str, seq: int) -> bytes:
+    head = f"{inst}|{seq}|"
+    crc = zlib.crc32(head.encode())
+    size = 8 + crc % 300
+    if crc % 61 == 0:  # now and then a big record, so batches reach RocksDB's blob files
+        size = 4000 + crc % 6000
+    unit = f"{crc:08x}"
+    return (head + (unit * (size // 8 + 1))[:size]).encode()
+
+
+def parse_value(value: bytes):
+    """(instance, seq) of a record written here, or None if the bytes are not one."""
+    try:
+        inst, seq, _ = value.decode().split("|", 2)
+        seq = int(seq)
+    except (ValueError, UnicodeDecodeError, AttributeError):
+        return None
+    return (inst, seq) if make_value(inst, seq) == value else None
+
+
+def digest(values) -> str:
+    h = hashlib.sha1()
+    for v in values:
+        h.update(len(v).to_bytes(4, "big"))
+        h.update(v)
+    return h.hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------
+# Worker processes (``crashtest.py worker <json>``)
+# --------------------------------------------------------------------------
+
+
+class Emitter:
+    """JSON lines to stdout, written by a flusher thread every 20 ms."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.buf = []
+        self.closed = False
+        threading.Thread(target=self._flusher, daemon=True).start()
+
+    def emit(self, item):
+        line = json.dumps(item, separators=(",", ":"))
+        with self.lock:
+            self.buf.append(line)
+
+    def flush(self):
+        with self.lock:
+            lines, self.buf = self.buf, []
+        if lines:
+            try:
+                sys.stdout.write("\n".join(lines) + "\n")
+                sys.stdout.flush()
+            except (BrokenPipeError, ValueError):
+                os._exit(3)  # the orchestrator is gone
+
+    def _flusher(self):
+        while True:
+            time.sleep(0.02)
+            self.flush()
+
+
+class KafkaLogForwarder:
+    """Forwards kafka-python WARNING+ log records, so
+    messages like "out of order sequence number ... data loss" reach the report and the
+    clean-stop window can be checked for anything that is not about a lost connection."""
+
+    def __init__(self, out, inst_ref):
+        import logging
+
+        self.out = out
+        self.inst_ref = inst_ref
+        self.counts = collections.Counter()
+        handler = logging.Handler(level=logging.WARNING)
+        handler.emit = self._emit
+        logger = logging.getLogger("kafka")
+        logger.addHandler(handler)
+        logger.setLevel(logging.WARNING)
+        logger.propagate = False
+
+    def _emit(self, record):
+        key = f"{record.levelname} {record.name}: {record.msg}"[:200]
+        self.counts[key] += 1
+        try:
+            msg = record.getMessage()[:300]
+        except Exception:  # a bad format string must not kill the worker
+            msg = str(record.msg)[:300]
+        self.out.emit(["log", self.inst_ref[0], record.levelname, key, msg, now()])
+
+    def summary(self):
+        self.out.emit(["logsum", self.inst_ref[0], dict(self.counts)])
+
+
+def kp_error(e):
+    return type(e).__name__, bool(getattr(e, "retriable", False)), str(e)[:300]
+
+
+def ck_error(err):
+    """(name, retriable, fatal, text) of a confluent_kafka.KafkaError."""
+    return err.name(), bool(err.retriable()), bool(err.fatal()), err.str()[:300]
+
+
+def producer_worker(cfg, out, stop):
+    rng = random.Random(cfg["seed"])
+    topics = cfg["topics"]
+    parts = [(ti, p) for ti, (_, n) in enumerate(topics) for p in range(n)]
+    lib, idem, compression = cfg["lib"], cfg["idempotent"], cfg["compression"]
+    bootstrap = cfg["bootstrap"]
+    inst_ref = [cfg["name"]]
+    forwarder = KafkaLogForwarder(out, inst_ref) if lib == "kafka-python" else None
+    generation = 0
+    while not stop.is_set():
+        inst = f"{cfg['name']}.{generation}"
+        inst_ref[0] = inst
+        generation += 1
+        out.emit(["i", inst, lib, idem, now()])
+        state = {"outstanding": 0, "dead": None}
+        lock = threading.Lock()
+
+        def done(n=1):
+            with lock:
+                state["outstanding"] -= n
+
+        if lib == "kafka-python":
+            from kafka import KafkaProducer
+
+            prod = KafkaProducer(
+                bootstrap_servers=bootstrap, acks="all", enable_idempotence=idem,
+                compression_type=compression, linger_ms=5,
+                delivery_timeout_ms=DELIVERY_TIMEOUT_MS, request_timeout_ms=10000,
+                max_block_ms=DELIVERY_TIMEOUT_MS, retry_backoff_ms=50,
+                reconnect_backoff_ms=20, reconnect_backoff_max_ms=200,
+                max_in_flight_requests_per_connection=5, bootstrap_timeout_ms=30000,
+            )
+
+            def on_ok(inst, seq, ti, md):
+                out.emit(["a", inst, seq, ti, md.partition, md.offset, now()])
+                done()
+
+            def on_err(inst, seq, ti, p, e):
+                name, retriable, text = kp_error(e)
+                out.emit(["f", inst, seq, ti, p, name, retriable, text, now()])
+                done()
+
+            def send(inst, seq, ti, p, value):
+                fut = prod.send(topics[ti][0], value=value, partition=p)
+                fut.add_callback(on_ok, inst, seq, ti)
+                fut.add_errback(on_err, inst, seq, ti, p)
+
+            def service():
+                pass
+
+            def close():
+                prod.flush(timeout=DELIVERY_TIMEOUT_MS / 1000 + 5)
+                prod.close(timeout=5)
+        else:
+            from confluent_kafka import Producer
+
+            def on_error(err, inst=inst):
+                name, retriable, fatal, text = ck_error(err)
+                out.emit(["e", inst, "error_cb", name, retriable, fatal, text, now()])
+                if fatal:
+                    state["dead"] = f"{name}: {text}"
+
+            conf = {
+                "bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": idem,
+                "linger.ms": 5, "message.timeout.ms": DELIVERY_TIMEOUT_MS,
+                "request.timeout.ms": 10000, "socket.timeout.ms": 10000,
+                "reconnect.backoff.ms": 10, "reconnect.backoff.max.ms": 200,
+                "retry.backoff.ms": 50, "retry.backoff.max.ms": 200,
+                # librdkafka 2.16 re-bootstraps (KIP-899) when its only broker goes away and
+                # then waits for its 1 s leader-query timer: ~1.5 s without acks after every
+                # restart, longer than most broker runs here. "none" keeps the broker and
+                # reconnects within ms, so kills land on in-flight idempotent batches. The
+                # confluent group consumer keeps the default, so that path is covered too.
+                "metadata.recovery.strategy": "none",
+                "error_cb": on_error,
+            }
+            if compression:
+                conf["compression.type"] = compression
+            prod = Producer(conf)
+
+            def on_delivery(inst, seq, ti, err, msg):
+                if err is None:
+                    out.emit(["a", inst, seq, ti, msg.partition(), msg.offset(), now()])
+                else:
+                    name, retriable, fatal, text = ck_error(err)
+                    out.emit(["f", inst, seq, ti, msg.partition(), name, retriable, text, now()])
+                done()
+
+            def send(inst, seq, ti, p, value):
+                while True:
+                    try:
+                        prod.produce(topics[ti][0], value=value, partition=p,
+                                     on_delivery=functools.partial(on_delivery, inst, seq, ti))
+                        return
+                    except BufferError:
+                        prod.poll(0.05)
+
+            def service():
+                try:
+                    prod.poll(0)
+                except Exception as e:  # librdkafka raises its fatal error here too
+                    kerr = e.args[0] if e.args and hasattr(e.args[0], "name") else None
+                    if kerr is None or kerr.fatal():
+                        state["dead"] = state["dead"] or f"poll raised {e}"
+
+            def close():
+                if state["dead"]:
+                    prod.purge()
+                    prod.flush(5)
+                else:
+                    prod.flush(DELIVERY_TIMEOUT_MS / 1000 + 5)
+
+        seq = 0
+        while not stop.is_set() and not state["dead"]:
+            service()
+            if state["outstanding"] >= MAX_OUTSTANDING:
+                time.sleep(0.005)
+                continue
+            ti, p = rng.choice(parts)
+            for _ in range(rng.randint(1, 20)):
+                with lock:
+                    state["outstanding"] += 1
+                try:
+                    send(inst, seq, ti, p, make_value(inst, seq))
+                except Exception as e:  # the producer refused the record: it was never sent
+                    done()
+                    if lib == "kafka-python":
+                        name, retriable, text = kp_error(e)
+                        fatal = name != "KafkaTimeoutError"
+                    else:
+                        kerr = e.args[0] if e.args and hasattr(e.args[0], "name") else None
+                        name, retriable, fatal, text = (ck_error(kerr) if kerr else
+                                                        (type(e).__name__, False, True, str(e)[:300]))
+                    out.emit(["e", inst, "send", name, retriable, fatal, text, now()])
+                    out.emit(["f", inst, seq, ti, p, name, retriable, text, now()])
+                    if fatal:
+                        state["dead"] = f"send raised {name}: {text}"
+                seq += 1
+                if state["dead"]:
+                    break
+            time.sleep(rng.uniform(0.01, 0.04))
+        if state["dead"]:
+            out.emit(["dead", inst, state["dead"], now()])
+        try:
+            close()
+        except Exception as e:
+            out.emit(["e", inst, "close", type(e).__name__, False, False, str(e)[:300], now()])
+        out.emit(["closed", inst, state["outstanding"], now()])
+    if forwarder:
+        forwarder.summary()
+
+
+def committer_worker(cfg, out, stop):
+    topics = cfg["topics"]
+    tindex = {name: ti for ti, (name, _) in enumerate(topics)}
+    names = [name for name, _ in topics]
+    inst = cfg["name"]
+    out.emit(["i", inst, cfg["lib"], None, now()])
+
+    def report(by_tp):
+        for (ti, p), recs in sorted(by_tp.items()):
+            offs = [o for o, _ in recs]
+            out.emit(["r", inst, ti, p, offs[0], offs[-1], len(offs), digest(v for _, v in recs), now()])
+
+    if cfg["lib"] == "kafka-python":
+        from kafka import KafkaConsumer, TopicPartition
+        from kafka.errors import KafkaError
+        from kafka.structs import OffsetAndMetadata
+
+        forwarder = KafkaLogForwarder(out, [inst])
+        c = KafkaConsumer(
+            *names, bootstrap_servers=cfg["bootstrap"], group_id=cfg["group"],
+            enable_auto_commit=False, auto_offset_reset="earliest",
+            session_timeout_ms=10000, heartbeat_interval_ms=1000, max_poll_interval_ms=60000,
+            reconnect_backoff_ms=20, reconnect_backoff_max_ms=200, retry_backoff_ms=50,
+            fetch_max_wait_ms=100, max_poll_records=2000, bootstrap_timeout_ms=30000,
+        )
+        try:
+            while not stop.is_set():
+                try:
+                    batch = c.poll(timeout_ms=200)
+                except KafkaError as e:
+                    name, retriable, text = kp_error(e)
+                    out.emit(["e", inst, "poll", name, retriable, False, text, now()])
+                    time.sleep(0.05)
+                    continue
+                by_tp = {}
+                for tp, recs in batch.items():
+                    by_tp[(tindex[tp.topic], tp.partition)] = [(r.offset, r.value) for r in recs]
+                if not by_tp:
+                    continue
+                report(by_tp)
+                offsets = {TopicPartition(names[ti], p): OffsetAndMetadata(recs[-1][0] + 1, "", -1)
+                           for (ti, p), recs in by_tp.items()}
+                t_sent = now()
+                try:
+                    c.commit(offsets, timeout_ms=10000)
+                except KafkaError as e:
+                    name, retriable, text = kp_error(e)
+                    out.emit(["e", inst, "commit", name, retriable, False, text, now()])
+                    continue
+                t_ack = now()
+                for tp, om in offsets.items():
+                    out.emit(["c", inst, tindex[tp.topic], tp.partition, om.offset, t_sent, t_ack])
+        finally:
+            try:
+                c.close(autocommit=False, timeout_ms=5000)
+            except TypeError:
+                c.close(autocommit=False)
+            forwarder.summary()
+    else:
+        from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+
+        def on_error(err):
+            name, retriable, fatal, text = ck_error(err)
+            out.emit(["e", inst, "error_cb", name, retriable, fatal, text, now()])
+
+        c = Consumer({
+            "bootstrap.servers": cfg["bootstrap"], "group.id": cfg["group"],
+            "enable.auto.commit": False, "auto.offset.reset": "earliest",
+            "session.timeout.ms": 10000, "heartbeat.interval.ms": 1000,
+            "reconnect.backoff.ms": 10, "reconnect.backoff.max.ms": 200,
+            "fetch.wait.max.ms": 100, "socket.timeout.ms": 10000, "check.crcs": True,
+            "error_cb": on_error,
+        })
+        c.subscribe(names)
+        try:
+            while not stop.is_set():
+                by_tp = {}
+                for m in c.consume(num_messages=2000, timeout=0.2):
+                    err = m.error()
+                    if err is not None:
+                        if err.code() != KafkaError._PARTITION_EOF:
+                            name, retriable, fatal, text = ck_error(err)
+                            out.emit(["e", inst, "consume", name, retriable, fatal, text, now()])
+                        continue
+                    by_tp.setdefault((tindex[m.topic()], m.partition()), []).append((m.offset(), m.value()))
+                if not by_tp:
+                    continue
+                report(by_tp)
+                offsets = [TopicPartition(names[ti], p, recs[-1][0] + 1) for (ti, p), recs in by_tp.items()]
+                t_sent = now()
+                try:
+                    result = c.commit(offsets=offsets, asynchronous=False)
+                except KafkaException as e:
+                    err = e.args[0]
+                    name, retriable, fatal, text = ck_error(err)
+                    out.emit(["e", inst, "commit", name, retriable, fatal, text, now()])
+                    continue
+                t_ack = now()
+                for tp in result:
+                    if tp.error is not None:
+                        name, retriable, fatal, text = ck_error(tp.error)
+                        out.emit(["e", inst, "commit", name, retriable, fatal, text, now()])
+                    else:
+                        out.emit(["c", inst, tindex[tp.topic], tp.partition, tp.offset, t_sent, t_ack])
+        finally:
+            c.close()
+    out.emit(["closed", inst, 0, now()])
+
+
+def worker_main(cfg):
+    out = Emitter()
+    stop = threading.Event()
+
+    def watch_stdin():  # the orchestrator closes our stdin to stop us (or dies)
+        try:
+            sys.stdin.buffer.read()
+        finally:
+            stop.set()
+
+    threading.Thread(target=watch_stdin, daemon=True).start()
+    # Never outlive a broken run for long.
+    threading.Timer(cfg["max_seconds"], stop.set).start()
+    try:
+        if cfg["kind"] == "producer":
+            producer_worker(cfg, out, stop)
+        else:
+            committer_worker(cfg, out, stop)
+        out.emit(["done", cfg["name"], now()])
+    except Exception as e:
+        import traceback
+
+        out.emit(["crash", cfg["name"], f"{type(e).__name__}: {e}", traceback.format_exc()[-2000:], now()])
+    out.flush()
+    os._exit(0)  # do not wait for client threads
+
+
+# --------------------------------------------------------------------------
+# Processes started by the orchestrator
+# --------------------------------------------------------------------------
+
+try:
+    _LIBC = ctypes.CDLL(None, use_errno=True)
+except OSError:  # pragma: no cover
+    _LIBC = None
+
+
+def _die_with_parent():
+    if _LIBC is not None:
+        _LIBC.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def _metadata_request(corr: int) -> bytes:
+    client = b"crashtest"
+    body = struct.pack(">hhih", 3, 0, corr, len(client)) + client + struct.pack(">i", 0)
+    return struct.pack(">i", len(body)) + body
+
+
+def _recv_exact(sock, n):
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            raise ConnectionError("connection closed")
+        data += chunk
+    return data
+
+
+class Broker:
+    def __init__(self, binary, base_dir, port):
+        self.binary = binary
+        self.port = port
+        self.bootstrap = f"127.0.0.1:{port}"
+        self.data_dir = os.path.join(base_dir, "data")
+        self.log_path = os.path.join(base_dir, "gregor.stderr.log")
+        self.proc = None
+        self.starts = 0
+
+    def command(self):
+        return [self.binary, "--listeners", f"PLAINTEXT://127.0.0.1:{self.port}",
+                "--log-dirs", self.data_dir]
+
+    def start(self):
+        """Starts the broker; returns (seconds to accept, seconds to first Metadata answer)."""
+        assert self.proc is None or self.proc.poll() is not None
+        self.starts += 1
+        with open(self.log_path, "ab") as log:
+            log.write(f"\n===== start #{self.starts} at t={now():.3f}: {' '.join(self.command())} =====\n".encode())
+            log.flush()
+            t0 = now()
+            self.proc = subprocess.Popen(
+                self.command(), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                env=dict({k: v for k, v in os.environ.items() if not k.startswith("GREGOR_")},
+                         NO_COLOR="1"),
+                start_new_session=True, preexec_fn=_die_with_parent,
+            )
+        deadline = t0 + STARTUP_TIMEOUT_S
+        t_accept = None
+        corr = 0
+        while now() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"broker exited with code {self.proc.returncode} during start #{self.starts}")
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.settimeout(2.0)
+            try:
+                s.connect(("127.0.0.1", self.port))
+            except OSError:
+                s.close()
+                time.sleep(0.001)
+                continue
+            try:
+                if t_accept is None:
+                    t_accept = now() - t0
+                corr += 1
+                s.sendall(_metadata_request(corr))
+                size = struct.unpack(">i", _recv_exact(s, 4))[0]
+                body = _recv_exact(s, size)
+                if struct.unpack(">i", body[:4])[0] != corr:
+                    raise RuntimeError("Metadata answer with a wrong correlation id")
+                return t_accept, now() - t0
+            except OSError:
+                time.sleep(0.001)
+            finally:
+                s.close()
+        raise RuntimeError(f"broker start #{self.starts} did not answer Metadata within {STARTUP_TIMEOUT_S}s")
+
+    def kill9(self):
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def terminate(self, timeout):
+        """SIGTERM; returns (exit code or None if still running after timeout, seconds)."""
+        t0 = now()
+        os.kill(self.proc.pid, signal.SIGTERM)
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            rc = None
+        return rc, now() - t0
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_tail(self, lines=40):
+        try:
+            with open(self.log_path, "rb") as f:
+                text = f.read().decode("utf-8", "replace")
+        except OSError as e:
+            return f"<cannot read {self.log_path}: {e}>"
+        return "\n".join(text.splitlines()[-lines:])
+
+
+class Worker:
+    def __init__(self, name, cfg, base_dir, sink):
+        self.name = name
+        self.stderr_path = os.path.join(base_dir, f"{name}.stderr.log")
+        with open(self.stderr_path, "wb") as err:
+            self.proc = subprocess.Popen(
+                [sys.executable, os.path.abspath(__file__), "worker", json.dumps(cfg)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
+                start_new_session=True, preexec_fn=_die_with_parent, cwd=HERE,
+            )
+        self.done = threading.Event()
+        self.reader = threading.Thread(target=self._read, args=(sink,), daemon=True)
+        self.reader.start()
+
+    def _read(self, sink):
+        for line in self.proc.stdout:
+            try:
+                item = json.loads(line)
+            except ValueError:
+                continue
+            sink(self.name, item)
+        self.done.set()
+
+    def stop(self):
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+
+    def kill(self):
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+
+# --------------------------------------------------------------------------
+# The orchestrator
+# --------------------------------------------------------------------------
+
+
+class Failures:
+    """Failure messages, deduplicated by key, with a cap on how many are kept per kind."""
+
+    def __init__(self):
+        self.keys = set()
+        self.items = []
+        self.counts = collections.Counter()
+
+    def add(self, kind, key, message):
+        if (kind, key) in self.keys:
+            return
+        self.keys.add((kind, key))
+        self.counts[kind] += 1
+        if message is not None and self.counts[kind] <= 15:
+            self.items.append(f"[{kind}] {message}")
+
+    def __bool__(self):
+        return bool(self.counts)
+
+
+class State:
+    """Everything the workers reported, fed by their reader threads."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.inst = {}  # instance -> (worker, lib, idempotent)
+        self.acks = {}  # instance -> {seq: (ti, p, offset, t)}
+        self.fails = []  # (worker, inst, seq, ti, p, name, retriable, text, t)
+        self.errors = []  # (worker, inst, where, name, retriable, fatal, text, t)
+        self.logs = []  # (worker, inst, level, key, msg, t)
+        self.logsum = collections.Counter()
+        self.commits = collections.defaultdict(list)  # worker -> [(ti, p, offset, t_sent, t_ack)]
+        self.ranges = []  # (worker, ti, p, first, last, n, digest, t)
+        self.dead = []  # (worker, inst, reason, t)
+        self.crashes = []
+        self.done = set()
+
+    def sink(self, worker, item):
+        kind = item[0]
+        with self.lock:
+            if kind == "a":
+                _, inst, seq, ti, p, off, t = item
+                self.acks[inst][seq] = (ti, p, off, t)
+            elif kind == "r":
+                self.ranges.append((worker, *item[2:]))
+            elif kind == "c":
+                self.commits[worker].append(tuple(item[2:]))
+            elif kind == "i":
+                _, inst, lib, idem, _t = item
+                self.inst[inst] = (worker, lib, idem)
+                if idem is not None:  # a producer
+                    self.acks.setdefault(inst, {})
+            elif kind == "f":
+                self.fails.append((worker, *item[1:]))
+            elif kind == "e":
+                self.errors.append((worker, *item[1:]))
+            elif kind == "log":
+                self.logs.append((worker, *item[1:]))
+            elif kind == "logsum":
+                for key, n in item[2].items():
+                    self.logsum[key] += n
+            elif kind == "dead":
+                self.dead.append((worker, *item[1:]))
+            elif kind == "crash":
+                self.crashes.append((worker, *item[2:]))
+            elif kind == "done":
+                self.done.add(worker)
+
+    def ack_count(self):
+        with self.lock:
+            return sum(len(a) for a in self.acks.values())
+
+
+class Options:
+    def __init__(self, cycles=100, seed=None, min_interval=0.3, max_interval=1.5,
+                 early_kills=0.1, verify_every=20, max_startup_s=1.0, term_timeout_s=2.0, time_limit_s=None,
+                 keep_data=False, sigterm=True, quiet=False):
+        self.cycles = cycles
+        self.seed = seed if seed is not None else random.randrange(1 << 31)
+        self.min_interval = min_interval
+        self.max_interval = max_interval
+        self.early_kills = early_kills
+        self.verify_every = verify_every
+        self.max_startup_s = max_startup_s
+        self.term_timeout_s = term_timeout_s
+        self.time_limit_s = time_limit_s if time_limit_s is not None else 120 + 6 * cycles
+        self.keep_data = keep_data
+        self.sigterm = sigterm
+        self.quiet = quiet
+
+
+class TimeLimit(Exception):
+    pass
+
+
+class CrashTest:
+    def __init__(self, opts: Options, binary: str):
+        self.o = opts
+        self.rng = random.Random(opts.seed)
+        self.base_dir = tempfile.mkdtemp(prefix="gregor-crashtest-")
+        # A private copy: other work may rebuild the binary during the run, and every restart
+        # must run the same broker.
+        self.binary_source = (binary, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(os.path.getmtime(binary))))
+        private = os.path.join(self.base_dir, "gregor")
+        shutil.copy2(binary, private)
+        self.broker = Broker(private, self.base_dir, _free_port())
+        tag = uuid.UUID(int=self.rng.getrandbits(128)).hex[:6]
+        self.topics = [(f"crash-{s}-{tag}", n) for s, n in TOPICS]
+        self.groups = {w: f"crash-{w}-{tag}" for w in COMMITTERS}
+        self.state = State()
+        self.failures = Failures()
+        self.workers = {}
+        self.startups = []  # (start #, accept s, metadata s)
+        self.kills = []  # t of each SIGKILL
+        self.stops = []  # t of each SIGKILL or SIGTERM
+        self.restarts = []  # t of each completed restart
+        self.commit_checks = []  # (worker, t_req, {(ti, p): offset})
+        self.commit_checks_skipped = 0
+        self.commit_comparisons = set()  # (worker, t_req, tp) compared against an acknowledged commit
+        self.verifies = []  # (label, records read, seconds)
+        self.prev_snapshot = {}
+        self.last_index = None
+        self.ranges_checked = 0
+        self.term = None
+        self.t_begin = now()
+        self.deadline = self.t_begin + opts.time_limit_s
+        self.checkers = {}
+
+    # -- helpers --------------------------------------------------------
+
+    def log(self, msg):
+        if not self.o.quiet:
+            print(f"[crashtest {now() - self.t_begin:7.1f}s] {msg}", flush=True)
+
+    def check_time(self, what):
+        if now() > self.deadline:
+            raise TimeLimit(f"time limit of {self.o.time_limit_s:.0f}s reached during {what}")
+
+    def cycle_of(self, t):
+        """Which broker incarnation (1-based start number) was running at time t."""
+        return 1 + sum(1 for k in self.stops if k < t)
+
+    def topic_name(self, ti):
+        return self.topics[ti][0]
+
+    def start_broker(self):
+        acc, meta = self.broker.start()
+        self.startups.append((self.broker.starts, acc, meta))
+
+    # -- setup ------------------------------------------------------------
+
+    def create_topics(self):
+        from confluent_kafka.admin import AdminClient, NewTopic
+
+        admin = AdminClient({"bootstrap.servers": self.broker.bootstrap, "socket.timeout.ms": 10000,
+                             "log_level": 0})
+        futures = admin.create_topics([NewTopic(t, num_partitions=n, replication_factor=1)
+                                       for t, n in self.topics], request_timeout=15)
+        for f in futures.values():
+            f.result(timeout=20)
+
+    def start_workers(self):
+        common = {"bootstrap": self.broker.bootstrap, "topics": self.topics,
+                  "max_seconds": self.o.time_limit_s + 30}
+        for i, (name, (lib, idem, comp)) in enumerate(sorted(PRODUCERS.items())):
+            cfg = dict(common, kind="producer", name=name, lib=lib, idempotent=idem,
+                       compression=comp, seed=self.o.seed * 31 + i)
+            self.workers[name] = Worker(name, cfg, self.base_dir, self.state.sink)
+        for name, lib in sorted(COMMITTERS.items()):
+            cfg = dict(common, kind="committer", name=name, lib=lib, group=self.groups[name])
+            self.workers[name] = Worker(name, cfg, self.base_dir, self.state.sink)
+
+    def wait_for_traffic(self, timeout=60.0):
+        """Until every producer has acknowledged records and every group has committed."""
+        t_end = now() + timeout
+        while now() < t_end:
+            with self.state.lock:
+                acked = {self.state.inst[i][0] for i, a in self.state.acks.items() if a}
+                committed = {w for w, c in self.state.commits.items() if c}
+                crashed = list(self.state.crashes)
+            if crashed:
+                raise RuntimeError(f"worker crashed: {crashed[0]}")
+            if acked >= set(PRODUCERS) and committed >= set(COMMITTERS):
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"no traffic within {timeout}s: producers acked {sorted(acked)}, "
+                           f"groups committed {sorted(committed)}")
+
+    # -- committed offsets ------------------------------------------------
+
+    def fetch_committed(self):
+        """After a restart: each group's committed offsets, with the time the fetch started."""
+        from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+        tps = [TopicPartition(t, p) for t, n in self.topics for p in range(n)]
+        tindex = {t: ti for ti, (t, _) in enumerate(self.topics)}
+        for w, group in self.groups.items():
+            if w not in self.checkers:
+                self.checkers[w] = Consumer({
+                    "bootstrap.servers": self.broker.bootstrap, "group.id": group,
+                    "enable.auto.commit": False, "reconnect.backoff.ms": 10,
+                    "reconnect.backoff.max.ms": 100, "socket.timeout.ms": 5000,
+                    "error_cb": lambda err: None, "log_level": 0,
+                })
+            t_req = now()
+            try:
+                result = self.checkers[w].committed(tps, timeout=5)
+            except KafkaException as e:
+                self.commit_checks_skipped += 1
+                self.log(f"committed-offset fetch for {group} failed: {e}")
+                continue
+            got = {(tindex[tp.topic], tp.partition): tp.offset for tp in result
+                   if tp.error is None and tp.offset >= 0}
+            self.commit_checks.append((w, t_req, got))
+
+    def report_lost(self, lost, where, label):
+        """One failure line per partition and broker run: which acknowledged records are gone."""
+        groups = collections.defaultdict(list)
+        for ti, p, run, off, inst, seq, t in lost:
+            groups[(ti, p, run)].append((off, inst, seq, t))
+        for (ti, p, run), items in sorted(groups.items()):
+            items.sort()
+            offs = [x[0] for x in items]
+            ts = [x[3] for x in items]
+            by_inst = collections.Counter(x[1] for x in items)
+            now_at = collections.Counter()
+            for off in offs:
+                v = where.get((ti, p), {}).get(off)
+                k = parse_value(v) if v is not None else None
+                now_at[k[0] if k else "nothing"] += 1
+            killed = (f"stopped at t={self.stops[run - 1] - self.t_begin:.3f}s" if run <= len(self.stops)
+                      else "still running")
+            first = items[0]
+            self.failures.add(
+                "lost-group", (ti, p, run, label),
+                f"{self.topic_name(ti)}[{p}]: {len(items)} acknowledged records missing (read after {label}): "
+                f"acked at offsets {offs[0]}..{offs[-1]} during broker run #{run} "
+                f"(acks t={min(ts) - self.t_begin:.3f}..{max(ts) - self.t_begin:.3f}s, {killed}); "
+                f"from {dict(by_inst)}; e.g. {first[1]}|{first[2]} at offset {first[0]}; "
+                f"those offsets now hold records of {dict(now_at)}")
+
+    def check_commits(self, t_cut):
+        with self.state.lock:
+            commits = {w: list(c) for w, c in self.state.commits.items()}
+        for w, t_req, got in self.commit_checks:
+            if t_req > t_cut:
+                continue
+            best = {}
+            for ti, p, off, t_sent, t_ack in commits.get(w, ()):
+                if t_ack < t_req and off > best.get((ti, p), (-1,))[0]:
+                    best[(ti, p)] = (off, t_ack)
+            for tp, (off, t_ack) in best.items():
+                self.commit_comparisons.add((w, t_req, tp))
+                have = got.get(tp, -1)
+                if have < off:
+                    self.failures.add(
+                        "commit-regression", (w, tp, t_req),
+                        f"group {self.groups[w]} {self.topic_name(tp[0])}[{tp[1]}]: commit of offset {off} "
+                        f"acknowledged at t={t_ack - self.t_begin:.3f}s (broker run #{self.cycle_of(t_ack)}), "
+                        f"but OffsetFetch at t={t_req - self.t_begin:.3f}s (run #{self.cycle_of(t_req)}) "
+                        f"returned {have}")
+
+    # -- reading the log back ---------------------------------------------
+
+    def read_log(self, timeout=90.0):
+        """Every partition from offset 0 to at least the high watermark seen at the start."""
+        from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+        c = Consumer({
+            "bootstrap.servers": self.broker.bootstrap, "group.id": f"crashtest-verify-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False, "enable.partition.eof": True, "check.crcs": True,
+            "fetch.wait.max.ms": 10, "socket.timeout.ms": 10000, "auto.offset.reset": "error",
+            "error_cb": lambda err: None, "log_level": 0,
+        })
+        try:
+            marks = {}
+            for ti, (t, n) in enumerate(self.topics):
+                for p in range(n):
+                    marks[(ti, p)] = c.get_watermark_offsets(TopicPartition(t, p), timeout=10, cached=False)
+            c.assign([TopicPartition(self.topic_name(ti), p, 0) for ti, p in marks])
+            recs = {tp: [] for tp in marks}
+            eof = set()
+            tindex = {t: ti for ti, (t, _) in enumerate(self.topics)}
+            t_end = now() + timeout
+            while now() < t_end:
+                pending = [tp for tp, (lo, hi) in marks.items()
+                           if (recs[tp][-1][0] + 1 if recs[tp] else 0) < hi]
+                if not pending:
+                    break
+                for m in c.consume(num_messages=5000, timeout=0.5):
+                    err = m.error()
+                    if err is not None:
+                        if err.code() == KafkaError._PARTITION_EOF:
+                            continue
+                        self.failures.add("read-error", (m.topic(), m.partition(), err.name()),
+                                          f"reading {m.topic()}[{m.partition()}] back: {err.name()}: {err.str()}")
+                        continue
+                    recs[(tindex[m.topic()], m.partition())].append((m.offset(), m.value()))
+            else:
+                raise RuntimeError(f"could not read the log back within {timeout}s: "
+                                   f"{[(tp, marks[tp], len(recs[tp])) for tp in pending]}")
+            return marks, recs
+        finally:
+            c.close()
+
+    def verify(self, label, final=False):
+        """Reads the whole log and checks it against everything reported before now."""
+        t_cut = now()
+        time.sleep(0.1)  # acks reported just before t_cut reach the reader threads
+        marks, recs = self.read_log()
+        n_read = sum(len(r) for r in recs.values())
+        f = self.failures
+        index = collections.defaultdict(list)  # (inst, seq) -> [(ti, p, offset)]
+        where = {}  # (ti, p) -> {offset: value}
+        for tp, rs in recs.items():
+            ti, p = tp
+            name = f"{self.topic_name(ti)}[{p}]"
+            lo, hi = marks[tp]
+            if lo != 0:
+                f.add("log-start", tp, f"{name}: log start offset is {lo}, expected 0 (nothing deletes)")
+            expect = 0
+            values = {}
+            prev = self.prev_snapshot.get(tp, {})
+            for off, v in rs:
+                if off != expect:
+                    f.add("gap", (tp, expect),
+                          f"{name}: offsets jump from {expect - 1} to {off} "
+                          f"(read back after {label}; high watermark {hi})")
+                expect = off + 1
+                values[off] = v
+                if off in prev and prev[off] != v:
+                    f.add("rewritten", (tp, off),
+                          f"{name} offset {off}: was {prev[off][:40]!r} in an earlier read, now {v[:40]!r}")
+                key = parse_value(v)
+                if key is None:
+                    f.add("corrupt", (tp, off), f"{name} offset {off}: value is not a record of this test: {v[:60]!r}")
+                    continue
+                index[key].append((ti, p, off))
+            if prev and max(prev) >= expect:
+                f.add("truncated", (tp, max(prev)),
+                      f"{name}: an earlier read reached offset {max(prev)}, now the log ends at {expect - 1}")
+            where[tp] = values
+        self.prev_snapshot = where
+
+        with self.state.lock:
+            acks = {i: dict(a) for i, a in self.state.acks.items()}
+            inst = dict(self.state.inst)
+            ranges = list(self.state.ranges)
+        stats = collections.Counter()
+        new_lost = []
+        for i, a in acks.items():
+            worker, lib, idem = inst[i]
+            for seq, (ti, p, off, t) in a.items():
+                if t >= t_cut:
+                    continue
+                stats["acked"] += 1
+                found = index.get((i, seq), [])
+                if not found:
+                    if ("lost", (i, seq)) not in f.keys:
+                        new_lost.append((ti, p, self.cycle_of(t), off, i, seq, t))
+                    f.add("lost", (i, seq), None)  # reported below, grouped
+                    continue
+                if (ti, p, off) not in found:
+                    f.add("misplaced", (i, seq),
+                          f"{worker} record {i}|{seq} acknowledged at {self.topic_name(ti)}[{p}] offset {off} "
+                          f"(run #{self.cycle_of(t)}) but found at {found}")
+        self.report_lost(new_lost, where, label)
+        dups = collections.Counter()
+        for (i, seq), found in index.items():
+            if len(found) > 1:
+                worker, lib, idem = inst.get(i, ("?", "?", None))
+                dups[i] += len(found) - 1
+                if idem:
+                    f.add("duplicate", (i, seq),
+                          f"{worker} (idempotent {lib}) record {i}|{seq} is in the log {len(found)} times: "
+                          f"{[(self.topic_name(ti), p, o) for ti, p, o in found]}")
+        # Idempotent producers keep their order within a partition.
+        for tp, values in where.items():
+            last = {}
+            for off in sorted(values):
+                key = parse_value(values[off])
+                if key is None or not inst.get(key[0], (0, 0, False))[2]:
+                    continue
+                if key[0] in last and key[1] <= last[key[0]][0]:
+                    f.add("order", (key, tp),
+                          f"{self.topic_name(tp[0])}[{tp[1]}]: idempotent {key[0]} seq {key[1]} at offset {off} "
+                          f"after seq {last[key[0]][0]} at offset {last[key[0]][1]}")
+                last[key[0]] = (key[1], off)
+        # What a consumer saw stays where it saw it.
+        for worker, ti, p, first, last_off, n, dig, t in ranges[self.ranges_checked:]:
+            if t >= t_cut:
+                break
+            self.ranges_checked += 1
+            values = where.get((ti, p), {})
+            name = f"{self.topic_name(ti)}[{p}]"
+            if n != last_off - first + 1:
+                f.add("consumer-gap", (worker, ti, p, first),
+                      f"{worker} consumed {n} records at offsets {first}..{last_off} of {name} in one poll (gap)")
+                continue
+            have = [values.get(o) for o in range(first, last_off + 1)]
+            if any(v is None for v in have):
+                f.add("consumed-lost", (worker, ti, p, first),
+                      f"{worker} consumed {name} offsets {first}..{last_off} at t={t - self.t_begin:.3f}s "
+                      f"(run #{self.cycle_of(t)}); the log now ends at {max(values, default=-1)}")
+            elif digest(have) != dig:
+                f.add("consumed-changed", (worker, ti, p, first),
+                      f"{worker} consumed {name} offsets {first}..{last_off} at t={t - self.t_begin:.3f}s "
+                      f"(run #{self.cycle_of(t)}); those offsets now hold different values")
+        self.check_commits(t_cut)
+        self.last_index = (index, dups, stats, marks, n_read)
+        secs = now() - t_cut
+        self.verifies.append((label, n_read, secs))
+        self.log(f"verify after {label}: {n_read} records in the log, {stats['acked']} acknowledged "
+                 f"checked, {len(self.failures.items)} failures so far ({secs:.1f}s)")
+
+    # -- phases -----------------------------------------------------------
+
+    def kill_cycles(self):
+        for cycle in range(1, self.o.cycles + 1):
+            self.check_time(f"kill cycle {cycle}")
+            if self.rng.random() < self.o.early_kills:
+                # Now and then kill again while clients are still reconnecting and retrying.
+                time.sleep(self.rng.uniform(0.0, self.o.min_interval))
+            else:
+                time.sleep(self.rng.uniform(self.o.min_interval, self.o.max_interval))
+            if not self.broker.running():
+                raise RuntimeError(f"broker died on its own before kill {cycle} (exit code "
+                                   f"{self.broker.proc.returncode})")
+            self.kills.append(now())
+            self.stops.append(self.kills[-1])
+            self.broker.kill9()
+            self.start_broker()
+            self.restarts.append(now())
+            self.fetch_committed()
+            if cycle % 10 == 0:
+                s = self.startups[-10:]
+                self.log(f"cycle {cycle}/{self.o.cycles}: {self.state.ack_count()} records acknowledged; "
+                         f"startup (Metadata answer) of the last 10: max {max(x[2] for x in s) * 1000:.0f} ms")
+            if self.o.verify_every and cycle % self.o.verify_every == 0 and cycle != self.o.cycles:
+                self.verify(f"kill cycle {cycle}")
+
+    def sigterm_phase(self):
+        """A clean stop under load, then a restart."""
+        time.sleep(1.0)  # clients connected and busy again
+        t0 = now()
+        self.stops.append(t0)
+        acked_before = self.state.ack_count()
+        rc, secs = self.broker.terminate(self.o.term_timeout_s)
+        if rc is None:
+            self.broker.kill9()
+            self.failures.add("sigterm", "timeout",
+                              f"broker still running {self.o.term_timeout_s}s after SIGTERM (killed)")
+        elif rc != 0:
+            self.failures.add("sigterm", "rc", f"broker exited with code {rc} after SIGTERM")
+        self.start_broker()
+        self.restarts.append(now())
+        time.sleep(2.0)  # let clients report what they saw
+        t1 = now()
+        self.term = {"rc": rc, "seconds": secs, "t0": t0, "t1": t1, "acked_before": acked_before}
+        self.verify("SIGTERM and restart")
+
+    def stop_workers(self):
+        # Producers flush what they have in flight; bounded by the run's time limit.
+        timeout = min(75.0, max(15.0, self.deadline - now() + 30))
+        for w in self.workers.values():
+            w.stop()
+        t_end = now() + timeout
+        for name, w in self.workers.items():
+            try:
+                w.proc.wait(max(0.1, t_end - now()))
+            except subprocess.TimeoutExpired:
+                self.failures.add("worker", name, f"worker {name} did not finish within {timeout}s of stop (killed)")
+                w.kill()
+            w.reader.join(5)
+
+    def classify_errors(self):
+        """Errors the clients reported: fail on fatal / non-retriable ones where they matter."""
+        with self.state.lock:
+            errors = list(self.state.errors)
+            fails = list(self.state.fails)
+            dead = list(self.state.dead)
+            crashes = list(self.state.crashes)
+        for worker, msg, tb, t in crashes:
+            self.failures.add("worker-crash", worker, f"worker {worker} crashed at t={t - self.t_begin:.1f}s: {msg}\n{tb}")
+        for worker, inst, reason, t in dead:
+            self.failures.add("producer-fatal", inst,
+                              f"{worker} producer {inst} hit a fatal error at t={t - self.t_begin:.3f}s "
+                              f"(broker run #{self.cycle_of(t)}, {self._since_restart(t)}): {reason}")
+        for worker, inst, seq, ti, p, name, retriable, text, t in fails:
+            self.failures.add("delivery-failed", (inst, name),
+                              f"{worker} record {inst}|{seq} to {self.topic_name(ti)}[{p}] failed: {name} "
+                              f"(retriable={retriable}) at t={t - self.t_begin:.3f}s (broker run #{self.cycle_of(t)}, "
+                              f"{self._since_restart(t)}): {text}")
+        for worker, inst, where, name, retriable, fatal, text, t in errors:
+            if fatal:
+                self.failures.add("client-fatal", (inst, name),
+                                  f"{worker} ({inst}) fatal {where} error {name} at t={t - self.t_begin:.3f}s "
+                                  f"(broker run #{self.cycle_of(t)}, {self._since_restart(t)}): {text}")
+            elif self.term and self.term["t0"] <= t <= self.term["t1"] and not (
+                    retriable or name in DISCONNECT_ERRORS):
+                self.failures.add("sigterm-client-error", (inst, name),
+                                  f"{worker} ({inst}) saw {where} error {name} around the SIGTERM stop "
+                                  f"(t={t - self.t_begin:.3f}s): {text}")
+            elif not (retriable or name in DISCONNECT_ERRORS):
+                self.failures.add("client-error", (inst, where, name),
+                                  f"{worker} ({inst}) {where} error {name} (not retriable) at t={t - self.t_begin:.3f}s "
+                                  f"(broker run #{self.cycle_of(t)}, {self._since_restart(t)}): {text}")
+        if self.term:
+            with self.state.lock:
+                logs = [l for l in self.state.logs if self.term["t0"] <= l[5] <= self.term["t1"]]
+            for worker, inst, level, key, msg, t in logs:
+                if not disconnect_log(key, msg):
+                    self.failures.add("sigterm-client-log", (inst, key),
+                                      f"{worker} ({inst}) logged around the SIGTERM stop "
+                                      f"(t={t - self.t_begin:.3f}s): {level} {msg}")
+        return errors, fails
+
+    def scan_broker_log(self):
+        """Panics fail the run; ERROR / WARN lines are listed in the report."""
+        try:
+            with open(self.broker.log_path, "rb") as f:
+                text = f.read().decode("utf-8", "replace")
+        except OSError:
+            return []
+        text = ANSI.sub("", text)
+        notable = []
+        for line in text.splitlines():
+            if "panicked" in line:
+                self.failures.add("broker-panic", line, f"broker log: {line.strip()}")
+            if " ERROR " in line or " WARN " in line:
+                notable.append(line.strip())
+        return notable
+
+    def recovery(self):
+        """Per producer instance: (broker runs with an ack, runs, [s from restart to first ack])."""
+        out = {}
+        ends = self.kills + [float("inf")]
+        runs = list(zip(self.restarts[:len(self.kills)], ends[1:]))
+        with self.state.lock:
+            times = {i: sorted(a[3] for a in acks.values()) for i, acks in self.state.acks.items()}
+        import bisect
+
+        for inst, ts in times.items():
+            delays = []
+            for start, end in runs:
+                k = bisect.bisect_right(ts, start)
+                if k < len(ts) and ts[k] < end:
+                    delays.append(ts[k] - start)
+            out[inst] = (len(delays), len(runs), delays)
+        return out
+
+    def data_summary(self):
+        total = files = sst = 0
+        for root, _dirs, names in os.walk(self.broker.data_dir):
+            for n in names:
+                try:
+                    total += os.path.getsize(os.path.join(root, n))
+                except OSError:
+                    continue
+                files += 1
+                sst += n.endswith(".sst")
+        return f"{total / 1e6:.1f} MB in {files} files ({sst} .sst)"
+
+    def _since_restart(self, t):
+        prior = [r for r in self.restarts if r <= t]
+        if not prior:
+            return "before the first kill"
+        return f"{(t - prior[-1]) * 1000:.0f} ms after restart #{len(prior)}"
+
+    # -- the run ------------------------------------------------------------
+
+    def run(self):
+        self.log(f"seed {self.o.seed}, {self.o.cycles} kill cycles, broker {self.binary_source[0]} "
+                 f"(built {self.binary_source[1]}) "
+                 f"on {self.broker.bootstrap}, data in {self.base_dir}")
+        error = None
+        try:
+            self.start_broker()
+            self.create_topics()
+            self.start_workers()
+            self.wait_for_traffic()
+            self.log("producers and group consumers running; killing the broker")
+            self.kill_cycles()
+            self.verify(f"kill cycle {self.o.cycles}")
+            if self.o.sigterm:
+                self.check_time("SIGTERM phase")
+                self.sigterm_phase()
+            self.stop_workers()
+            self.fetch_committed()
+            self.check_time("final check")
+            self.verify("the end (producers flushed)", final=True)
+            rc, secs = self.broker.terminate(10)
+            if rc != 0:
+                self.failures.add("final-stop", rc, f"final SIGTERM: exit code {rc} after {secs:.1f}s")
+        except Exception as e:  # reported, never hidden: the run fails
+            error = e
+            self.failures.add("run", type(e).__name__, f"run aborted: {type(e).__name__}: {e}")
+        finally:
+            for w in self.workers.values():
+                w.stop()
+            for w in self.workers.values():
+                try:
+                    w.proc.wait(3)
+                except subprocess.TimeoutExpired:
+                    w.kill()
+            for c in self.checkers.values():
+                try:
+                    c.close()
+                except Exception:
+                    pass
+            self.broker.kill9()
+        self.classify_errors()
+        self.check_startups()
+        self.broker_notable = self.scan_broker_log()
+        report = Report(self, error)
+        if not self.o.keep_data and not self.failures:
+            shutil.rmtree(self.base_dir, ignore_errors=True)
+        return report
+
+    def check_startups(self):
+        for n, acc, meta in self.startups:
+            if meta > self.o.max_startup_s:
+                self.failures.add("slow-start", n,
+                                  f"start #{n}: first Metadata answer {meta * 1000:.0f} ms after exec "
+                                  f"(limit {self.o.max_startup_s * 1000:.0f} ms)")
+
+
+def _free_port():
+    sys.path.insert(0, HERE)
+    from conftest import free_port  # one definition for the whole suite
+
+    return free_port()
+
+
+class Report:
+    def __init__(self, t: CrashTest, error):
+        self.t = t
+        self.error = error
+        self.ok = not t.failures
+        self.table = self._table()
+
+    def _table(self):
+        t = self.t
+        st = t.state
+        index, dups, stats, marks, n_read = t.last_index or ({}, collections.Counter(), {}, {}, 0)
+        present = collections.Counter()
+        for (inst, _seq) in index:
+            present[inst] += 1
+        lost = collections.Counter()
+        dup_fail = collections.Counter()
+        for kind, key in t.failures.keys:
+            if kind == "lost":
+                lost[key[0]] += 1
+            elif kind == "duplicate":
+                dup_fail[key[0]] += 1
+        fails = collections.Counter(f[1] for f in st.fails)
+        errs = collections.Counter(e[1] for e in st.errors)
+        lines = []
+        wall = now() - t.t_begin
+        verdict = "PASS" if self.ok else "FAIL"
+        lines.append(f"Gregor crash test: {verdict}  seed={t.o.seed}  kill cycles={len(t.kills)}/{t.o.cycles}  "
+                     f"SIGTERM stops={1 if t.term else 0}  wall={wall:.0f}s")
+        lines.append(f"{'producer instance':<18} {'client':<16} {'idem':<5} {'acked':>8} {'lost':>5} "
+                     f"{'dup':>5} {'in log':>8} {'failed':>6} {'errors':>6}  runs with acks, first ack p50")
+        recovery = t.recovery()
+        tot = collections.Counter()
+        for inst in sorted(st.acks):
+            worker, lib, idem = st.inst[inst]
+            row = dict(acked=len(st.acks[inst]), lost=lost[inst], dup=dups.get(inst, 0),
+                       present=present[inst], failed=fails[inst], errors=errs[inst])
+            tot.update(row)
+            with_acks, runs, delays = recovery.get(inst, (0, 0, []))
+            rec = (f"{with_acks}/{runs}, {statistics.median(delays) * 1000:.0f} ms after restart"
+                   if delays else f"{with_acks}/{runs}")
+            lines.append(f"{inst:<18} {lib:<16} {'yes' if idem else 'no':<5} {row['acked']:>8} {row['lost']:>5} "
+                         f"{row['dup']:>5} {row['present']:>8} {row['failed']:>6} {row['errors']:>6}  {rec}")
+        lines.append(f"{'total':<18} {'':<16} {'':<5} {tot['acked']:>8} {tot['lost']:>5} {tot['dup']:>5} "
+                     f"{tot['present']:>8} {tot['failed']:>6} {tot['errors']:>6}")
+        restarts = t.startups[1:]
+        if t.startups:
+            acc = [s[1] * 1000 for s in restarts] or [t.startups[0][1] * 1000]
+            meta = [s[2] * 1000 for s in restarts] or [t.startups[0][2] * 1000]
+            lines.append(f"startup after restart (n={len(restarts)}): exec->accept p50 {statistics.median(acc):.1f} ms "
+                         f"max {max(acc):.1f} ms; exec->Metadata answer p50 {statistics.median(meta):.1f} ms "
+                         f"max {max(meta):.1f} ms (first start {t.startups[0][2] * 1000:.1f} ms)")
+            if len(meta) >= 20:
+                lines.append(f"  Metadata answer p50 of the first 10 restarts {statistics.median(meta[:10]):.1f} ms, "
+                             f"of the last 10 {statistics.median(meta[-10:]):.1f} ms; data directory at the end: "
+                             f"{t.data_summary()}")
+        for w in sorted(COMMITTERS):
+            c = st.commits.get(w, [])
+            checks = sum(1 for x in t.commit_checks if x[0] == w)
+            compared = sum(1 for x in t.commit_comparisons if x[0] == w)
+            regress = sum(1 for k, key in t.failures.keys if k == "commit-regression" and key[0] == w)
+            lines.append(f"group {w:<9} ({COMMITTERS[w]}): {len(c)} partition commits acknowledged; "
+                         f"{checks} committed-offset fetches after restarts ({compared} partition "
+                         f"comparisons, {t.commit_checks_skipped} fetches failed): {regress} regressions; "
+                         f"{errs[w]} client errors")
+        lines.append(f"log: {len(marks)} partitions, {n_read} records read back; consumer ranges checked "
+                     f"{t.ranges_checked}; verifications {len(t.verifies)} "
+                     f"(gaps {t.failures.counts['gap']}, rewritten {t.failures.counts['rewritten']}, "
+                     f"corrupt {t.failures.counts['corrupt']})")
+        if t.term:
+            lines.append(f"SIGTERM under load: exit code {t.term['rc']} after {t.term['seconds'] * 1000:.0f} ms; "
+                         f"client errors in the window: {self._window_errors()}")
+            t0, t1 = t.term["t0"], t.term["t1"]
+            wl = collections.Counter(l[3] for l in st.logs if t0 <= l[5] <= t1)
+            lines.append("  kafka-python log lines in the window: " +
+                         ("; ".join(f"{k[:70]} x{v}" for k, v in wl.most_common(5)) or "none"))
+        notable = getattr(t, "broker_notable", [])
+        lines.append(f"broker log: {len(notable)} ERROR/WARN lines" +
+                     (": " + " | ".join(x[:160] for x in notable[:3]) if notable else ""))
+        by_name = collections.Counter(e[3] for e in st.errors)
+        if by_name:
+            lines.append("client errors by name (all runs): " +
+                         ", ".join(f"{k} x{v}" for k, v in by_name.most_common(12)))
+        if st.logsum:
+            lines.append("kafka-python warnings: " + "; ".join(
+                f"{k[:90]} x{v}" for k, v in st.logsum.most_common(4)))
+        if t.failures:
+            lines.append(f"FAILURES ({dict(t.failures.counts)}):")
+            lines.extend("  " + x for x in t.failures.items)
+            lines.append(f"broker stderr tail ({t.broker.log_path}):")
+            lines.extend("  " + x for x in t.broker.log_tail(30).splitlines())
+            important = [l for l in st.logs if l[2] in ("ERROR", "CRITICAL")][:10]
+            if important:
+                lines.append("kafka-python ERROR logs:")
+                lines.extend(f"  {l[0]} t={l[5] - t.t_begin:.3f}s {l[4]}" for l in important)
+            lines.append(f"data and logs kept in {t.base_dir}")
+        return "\n".join(lines)
+
+    def _window_errors(self):
+        t0, t1 = self.t.term["t0"], self.t.term["t1"]
+        c = collections.Counter(e[3] for e in self.t.state.errors if t0 <= e[7] <= t1)
+        return ", ".join(f"{k} x{v}" for k, v in c.most_common()) or "none"
+
+
+def run(opts: Options, binary: str | None = None) -> Report:
+    if binary is None:
+        sys.path.insert(0, HERE)
+        from conftest import gregor_binary
+
+        binary = gregor_binary()
+    if not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
+        raise FileNotFoundError(f"Gregor binary not found or not executable: {binary} "
+                                "(build it with scripts/run or scripts/test, or set GREGOR_BIN)")
+    return CrashTest(opts, binary).run()
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["worker"]:
+        worker_main(json.loads(argv[1]))
+        return 0
+    ap = argparse.ArgumentParser(prog="scripts/crashtest", description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cycles", type=int, default=100, help="SIGKILL/restart cycles (default 100)")
+    ap.add_argument("--seed", type=int, default=None, help="random seed (default: random, printed)")
+    ap.add_argument("--min-interval", type=float, default=0.3, help="shortest broker run between kills, s")
+    ap.add_argument("--max-interval", type=float, default=1.5, help="longest broker run between kills, s")
+    ap.add_argument("--early-kills", type=float, default=0.1,
+                    help="fraction of cycles killed sooner, 0..min-interval s after the restart (default 0.1)")
+    ap.add_argument("--verify-every", type=int, default=20, help="read everything back every N cycles (0: only at the end)")
+    ap.add_argument("--max-startup", type=float, default=1.0, help="fail if a start takes longer, s (default 1.0)")
+    ap.add_argument("--term-timeout", type=float, default=2.0, help="SIGTERM must stop the broker within this, s")
+    ap.add_argument("--time-limit", type=float, default=None, help="bound for the whole run, s (default 120 + 6/cycle)")
+    ap.add_argument("--no-sigterm", action="store_true", help="skip the clean-stop-under-load phase")
+    ap.add_argument("--keep-data", action="store_true", help="keep the data directory and logs even on success")
+    ap.add_argument("-q", "--quiet", action="store_true", help="only the report")
+    a = ap.parse_args(argv)
+    opts = Options(cycles=a.cycles, seed=a.seed, min_interval=a.min_interval, max_interval=a.max_interval,
+                   early_kills=a.early_kills,
+                   verify_every=a.verify_every, max_startup_s=a.max_startup, term_timeout_s=a.term_timeout,
+                   time_limit_s=a.time_limit, keep_data=a.keep_data, sigterm=not a.no_sigterm, quiet=a.quiet)
+    # SIGTERM / SIGHUP: unwind through the finally blocks that stop the broker and workers.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda signum, _frame: sys.exit(128 + signum))
+    try:
+        report = run(opts)
+    except FileNotFoundError as e:
+        print(e, file=sys.stderr)
+        return 2
+    print(report.table, flush=True)
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
