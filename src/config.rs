@@ -39,6 +39,8 @@ pub struct Config {
     pub group_max_session_timeout_ms: u64,
     /// Largest metadata string on a committed offset.
     pub offset_metadata_max_bytes: usize,
+    /// Where to serve the ZooKeeper protocol (`zookeeper.listener`); `None` serves none.
+    pub zookeeper_listener: Option<SocketAddr>,
 }
 
 impl Default for Config {
@@ -63,6 +65,7 @@ impl Default for Config {
             group_min_session_timeout_ms: 6_000,
             group_max_session_timeout_ms: 1_800_000,
             offset_metadata_max_bytes: 4096,
+            zookeeper_listener: None,
         }
     }
 }
@@ -133,6 +136,7 @@ impl Config {
             ConfigEntry::broker("group.initial.rebalance.delay.ms", self.group_initial_rebalance_delay_ms.to_string(), d.group_initial_rebalance_delay_ms.to_string(), Int, "How long a new group waits for more members before its first assignment."),
             ConfigEntry::broker("group.min.session.timeout.ms", self.group_min_session_timeout_ms.to_string(), d.group_min_session_timeout_ms.to_string(), Int, "Shortest consumer session timeout accepted."),
             ConfigEntry::broker("group.max.session.timeout.ms", self.group_max_session_timeout_ms.to_string(), d.group_max_session_timeout_ms.to_string(), Int, "Longest consumer session timeout accepted."),
+            ConfigEntry::broker("zookeeper.listener", self.zookeeper_listener.map(|a| a.to_string()).unwrap_or_default(), std::string::String::new(), String, "Where the ZooKeeper-protocol view of topics is served; empty for none."),
             ConfigEntry::broker("offset.metadata.max.bytes", self.offset_metadata_max_bytes.to_string(), d.offset_metadata_max_bytes.to_string(), Int, "Largest metadata string on a committed offset."),
         ]
     }
@@ -185,6 +189,9 @@ impl Config {
             "group.min.session.timeout.ms" => self.group_min_session_timeout_ms = parse_num(key, value)?,
             "group.max.session.timeout.ms" => self.group_max_session_timeout_ms = parse_num(key, value)?,
             "offset.metadata.max.bytes" => self.offset_metadata_max_bytes = parse_num(key, value)?,
+            // Empty turns it off, so an environment variable can undo a config file's setting.
+            "zookeeper.listener" if value.is_empty() => self.zookeeper_listener = None,
+            "zookeeper.listener" => self.zookeeper_listener = Some(parse_listener(value)?.to_socket_addr()?),
             _ => return Ok(false),
         }
         Ok(true)

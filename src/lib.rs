@@ -8,6 +8,7 @@ pub mod config;
 pub mod group;
 pub mod log;
 pub mod server;
+pub mod zookeeper;
 #[doc(hidden)]
 pub mod testkit;
 
@@ -32,6 +33,7 @@ pub struct Broker;
 pub struct BrokerHandle {
     local_addr: SocketAddr,
     advertised: (String, u16),
+    zookeeper_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -52,11 +54,20 @@ impl Broker {
         let node = Node { id: config.node_id, host: advertised.0.clone(), port: advertised.1 };
         let cluster = Arc::new(Cluster::open(&config, node, log.clone())?);
         let groups = Arc::new(GroupCoordinator::open(log.meta(), group_config(&config))?);
+        let api_log = log.clone();
         let api = Arc::new(Api { config: config.clone(), log, cluster: cluster.clone(), groups: groups.clone() });
         let (shutdown, shutdown_rx) = watch::channel(false);
+        let mut zookeeper_addr = None;
+        let mut tasks = Vec::new();
+        if let Some(addr) = config.zookeeper_listener {
+            let (bound, task) = zookeeper::start(addr, cluster.clone(), api.log.meta(), shutdown_rx.clone()).await?;
+            zookeeper_addr = Some(bound);
+            tasks.push(task);
+        }
         let limits = Arc::new(server::Limits::new(&config));
-        let mut tasks = vec![tokio::spawn(server::serve(listener, api, limits, shutdown_rx.clone()))];
+        tasks.push(tokio::spawn(server::serve(listener, api, limits, shutdown_rx.clone())));
         tasks.push(tokio::spawn(groups.run_timers(shutdown_rx.clone())));
+        tasks.push(tokio::spawn(recovery_loop(api_log, shutdown_rx.clone())));
         tasks.push(tokio::spawn(retention_loop(cluster, config.retention_check_interval_ms, shutdown_rx)));
         tracing::info!(
             "Gregor listening on {local_addr}, advertised as {}:{}, data in {}",
@@ -64,13 +75,18 @@ impl Broker {
             advertised.1,
             config.data_dir.display()
         );
-        Ok(BrokerHandle { local_addr, advertised, shutdown, tasks })
+        Ok(BrokerHandle { local_addr, advertised, zookeeper_addr, shutdown, tasks })
     }
 }
 
 impl BrokerHandle {
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Where the ZooKeeper-protocol listener is bound, if `zookeeper.listener` is set.
+    pub fn zookeeper_addr(&self) -> Option<SocketAddr> {
+        self.zookeeper_addr
     }
 
     /// The address clients are told to use, as `host:port`.
@@ -93,6 +109,26 @@ fn group_config(config: &Config) -> GroupConfig {
         min_session_timeout: Duration::from_millis(config.group_min_session_timeout_ms),
         max_session_timeout: Duration::from_millis(config.group_max_session_timeout_ms),
         max_metadata_bytes: config.offset_metadata_max_bytes,
+    }
+}
+
+/// After a failed write (a full disk, typically), reopens the store once space is back, so
+/// producing resumes by itself.
+async fn recovery_loop(log: Arc<LogStore>, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        if log.needs_recovery() {
+            let log = log.clone();
+            match tokio::task::spawn_blocking(move || log.recover()).await {
+                Ok(Err(e)) => tracing::warn!("store recovery: {e:#}"),
+                Err(e) => tracing::error!("store recovery failed: {e}"),
+                Ok(Ok(_)) => {}
+            }
+        }
     }
 }
 

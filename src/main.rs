@@ -70,10 +70,13 @@ struct Cli {
     /// group.max.session.timeout.ms [default: 1800000]
     #[arg(long, env = "GREGOR_GROUP_MAX_SESSION_TIMEOUT_MS")]
     group_max_session_timeout_ms: Option<String>,
+    /// zookeeper.listener: also serve the ZooKeeper protocol here (e.g. 127.0.0.1:2181), for tools that manage Kafka 2.x through ZooKeeper [default: off]
+    #[arg(long, env = "GREGOR_ZOOKEEPER_LISTENER")]
+    zookeeper_listener: Option<String>,
 }
 
 impl Cli {
-    fn settings(&self) -> [(&'static str, &Option<String>); 18] {
+    fn settings(&self) -> [(&'static str, &Option<String>); 19] {
         [
             ("listeners", &self.listeners),
             ("advertised.listeners", &self.advertised_listeners),
@@ -93,6 +96,7 @@ impl Cli {
             ("group.initial.rebalance.delay.ms", &self.group_initial_rebalance_delay_ms),
             ("group.min.session.timeout.ms", &self.group_min_session_timeout_ms),
             ("group.max.session.timeout.ms", &self.group_max_session_timeout_ms),
+            ("zookeeper.listener", &self.zookeeper_listener),
         ]
     }
 

@@ -1,0 +1,361 @@
+//! Gregor's metadata as the znodes Kafka 2.x kept in ZooKeeper, and client writes to those
+//! znodes turned into topic operations.
+//!
+//! The view's nodes live in the tree marked `managed`. [`KafkaView::sync`] keeps them equal to
+//! what the cluster holds: it runs before every request and on a timer, so topics made or
+//! deleted through the Kafka protocol show up (and fire watches) here too.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use kafka_protocol::ResponseError;
+
+use serde_json::{json, Map, Value};
+use super::jute::ErrorCode;
+use super::tree::Txn;
+use crate::cluster::{Cluster, ConfigChange, NewTopic, Topic};
+
+pub const TOPICS: &str = "/brokers/topics";
+pub const TOPIC_CONFIGS: &str = "/config/topics";
+pub const DELETE_TOPICS: &str = "/admin/delete_topics";
+
+/// What a path means to the view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind<'a> {
+    /// A plain znode (possibly one of the view's fixed nodes, which are read-only).
+    Generic,
+    /// `/brokers/topics/<t>`: the partition assignment; creating it creates the topic.
+    Topic(&'a str),
+    /// Below `/brokers/topics/<t>`: partitions and their state, read-only.
+    TopicDetail,
+    /// `/config/topics/<t>`: the topic's configs, or configs waiting for the topic's creation.
+    TopicConfig(&'a str),
+    /// `/admin/delete_topics/<t>`: creating it deletes the topic.
+    DeleteMarker(&'a str),
+}
+
+pub fn classify(path: &str) -> Kind<'_> {
+    let child = |parent: &str| path.strip_prefix(parent).and_then(|rest| rest.strip_prefix('/'));
+    if let Some(rest) = child(TOPICS) {
+        return if rest.contains('/') { Kind::TopicDetail } else { Kind::Topic(rest) };
+    }
+    if let Some(rest) = child(TOPIC_CONFIGS) {
+        // Nothing lives below a config node, so a deeper path is as read-only as a detail.
+        return if rest.contains('/') { Kind::TopicDetail } else { Kind::TopicConfig(rest) };
+    }
+    match child(DELETE_TOPICS) {
+        Some(rest) if !rest.contains('/') => Kind::DeleteMarker(rest),
+        _ => Kind::Generic,
+    }
+}
+
+pub struct KafkaView {
+    /// The fixed nodes: the parents Kafka creates, this broker's registration and so on.
+    fixed: Vec<(String, Vec<u8>)>,
+    /// The topics as last rendered; a topic is re-rendered when the cluster's `Arc` changes.
+    seen: HashMap<String, Arc<Topic>>,
+    /// Set when the tree may no longer match `seen` (a rolled-back transaction).
+    stale: bool,
+}
+
+impl KafkaView {
+    pub fn new(cluster: &Cluster) -> KafkaView {
+        let node = cluster.node();
+        let now = crate::api::now_ms();
+        let broker = json!({
+            "listener_security_protocol_map": {"PLAINTEXT": "PLAINTEXT"},
+            "endpoints": [format!("PLAINTEXT://{}:{}", node.host, node.port)],
+            "jmx_port": -1,
+            "host": node.host,
+            "timestamp": now.to_string(),
+            "port": node.port,
+            "version": 4,
+        })
+        .to_string();
+        let cluster_id = json!({"version": "1", "id": cluster.cluster_id()}).to_string();
+        let controller = json!({"version": 1, "brokerid": node.id, "timestamp": now.to_string()}).to_string();
+        let plain = |p: &str| (p.to_string(), Vec::new());
+        let fixed = vec![
+            plain("/"),
+            plain("/admin"),
+            plain(DELETE_TOPICS),
+            plain("/brokers"),
+            plain("/brokers/ids"),
+            (format!("/brokers/ids/{}", node.id), broker.into_bytes()),
+            plain("/brokers/seqid"),
+            plain(TOPICS),
+            plain("/cluster"),
+            ("/cluster/id".to_string(), cluster_id.into_bytes()),
+            plain("/config"),
+            plain("/config/brokers"),
+            plain("/config/changes"),
+            plain("/config/clients"),
+            plain(TOPIC_CONFIGS),
+            plain("/config/users"),
+            ("/controller".to_string(), controller.into_bytes()),
+            ("/controller_epoch".to_string(), b"1".to_vec()),
+            plain("/zookeeper"),
+            plain("/zookeeper/quota"),
+        ];
+        KafkaView { fixed, seen: HashMap::new(), stale: true }
+    }
+
+    pub fn invalidate(&mut self) {
+        self.stale = true;
+    }
+
+    /// Brings the view's nodes in line with the cluster. Cheap when nothing changed: topics
+    /// are compared by pointer.
+    pub fn sync(&mut self, txn: &mut Txn, cluster: &Cluster) {
+        if self.stale {
+            return self.sync_all(txn, cluster);
+        }
+        let topics = cluster.topics();
+        for topic in &topics {
+            if !self.seen.get(&topic.name).is_some_and(|seen| Arc::ptr_eq(seen, topic)) {
+                let nodes = render_topic(topic, cluster.node().id);
+                for (path, data) in &nodes {
+                    upsert(txn, path, data);
+                }
+                // A topic deleted and re-created in between may have had more partitions.
+                let topic_path = format!("{TOPICS}/{}", topic.name);
+                let wanted: BTreeSet<&str> = nodes.iter().map(|(p, _)| p.as_str()).collect();
+                for path in txn.tree().descendants(&topic_path) {
+                    if !wanted.contains(path.as_str()) {
+                        txn.delete_subtree(&path);
+                    }
+                }
+            }
+        }
+        let live: HashMap<String, Arc<Topic>> = topics.into_iter().map(|t| (t.name.clone(), t)).collect();
+        for name in self.seen.keys().filter(|name| !live.contains_key(*name)) {
+            txn.delete_subtree(&format!("{TOPICS}/{name}"));
+            let config = format!("{TOPIC_CONFIGS}/{name}");
+            if txn.tree().node(&config).is_some_and(|n| n.managed) {
+                txn.delete(&config);
+            }
+        }
+        self.seen = live;
+    }
+
+    /// Renders everything and removes managed nodes that are no longer wanted (at startup,
+    /// where the stored tree may predate topic changes or a new node id).
+    fn sync_all(&mut self, txn: &mut Txn, cluster: &Cluster) {
+        let topics = cluster.topics();
+        let node_id = cluster.node().id;
+        let mut wanted = BTreeSet::new();
+        for (path, data) in self.fixed.iter().cloned().chain(topics.iter().flat_map(|t| render_topic(t, node_id))) {
+            upsert(txn, &path, &data);
+            wanted.insert(path);
+        }
+        let mut unwanted: Vec<String> = txn.tree().managed_paths().into_iter().filter(|p| !wanted.contains(p)).collect();
+        unwanted.sort();
+        for path in unwanted {
+            if txn.tree().node(&path).is_some() {
+                txn.delete_subtree(&path);
+            }
+        }
+        self.seen = topics.into_iter().map(|t| (t.name.clone(), t)).collect();
+        self.stale = false;
+    }
+
+    /// Creating `/brokers/topics/<name>`: creates the topic with the configs waiting at
+    /// `/config/topics/<name>`, as Kafka 2.x writes them first.
+    pub fn create_topic(&mut self, txn: &mut Txn, cluster: &Cluster, name: &str, data: &[u8]) -> Result<(), ErrorCode> {
+        let partitions = parse_assignment(data, cluster.node().id)?;
+        let configs = match txn.tree().node(&format!("{TOPIC_CONFIGS}/{name}")) {
+            Some(pending) => parse_configs(&pending.data)?,
+            None => Vec::new(),
+        };
+        let new = NewTopic {
+            name: name.to_string(),
+            num_partitions: partitions,
+            replication_factor: 1,
+            configs: configs.into_iter().map(|(k, v)| (k, Some(v))).collect(),
+        };
+        cluster.create_topic(&new).map_err(|(e, msg)| refused("create topic", name, e, &msg))?;
+        self.sync(txn, cluster);
+        Ok(())
+    }
+
+    /// setData on `/brokers/topics/<name>`: Kafka 2.x adds partitions this way.
+    pub fn set_assignment(&mut self, txn: &mut Txn, cluster: &Cluster, name: &str, data: &[u8]) -> Result<(), ErrorCode> {
+        let partitions = parse_assignment(data, cluster.node().id)?;
+        let current = cluster.topic(name).ok_or(ErrorCode::NoNode)?.partitions.len() as i32;
+        if partitions < current {
+            tracing::info!("refusing to shrink topic {name} from {current} to {partitions} partitions");
+            return Err(ErrorCode::BadArguments);
+        }
+        if partitions > current {
+            cluster.create_partitions(name, partitions, false).map_err(|(e, msg)| refused("add partitions to", name, e, &msg))?;
+            self.sync(txn, cluster);
+        }
+        Ok(())
+    }
+
+    /// setData on an existing topic's `/config/topics/<name>`: replaces its configs.
+    pub fn set_configs(&mut self, txn: &mut Txn, cluster: &Cluster, name: &str, data: &[u8]) -> Result<(), ErrorCode> {
+        let changes: Vec<ConfigChange> = parse_configs(data)?.into_iter().map(|(k, v)| ConfigChange::Set(k, v)).collect();
+        cluster.alter_topic_configs(name, &changes, true, false).map_err(|(e, msg)| refused("alter configs of", name, e, &msg))?;
+        self.sync(txn, cluster);
+        Ok(())
+    }
+
+    /// Creating `/admin/delete_topics/<name>`: Gregor deletes at once, so the marker never
+    /// stays.
+    pub fn delete_topic(&mut self, txn: &mut Txn, cluster: &Cluster, name: &str) -> Result<(), ErrorCode> {
+        cluster.delete_topic(name).map_err(|e| refused("delete topic", name, e, ""))?;
+        self.sync(txn, cluster);
+        Ok(())
+    }
+}
+
+/// Checks configs written to `/config/topics/<name>` before the topic exists.
+pub fn check_pending_configs(cluster: &Cluster, name: &str, data: &[u8]) -> Result<(), ErrorCode> {
+    let configs = parse_configs(data)?.into_iter().map(|(k, v)| (k, Some(v))).collect();
+    let new = NewTopic { name: name.to_string(), num_partitions: -1, replication_factor: -1, configs };
+    cluster.validate_new_topic(&new).map(|_| ()).map_err(|(e, msg)| refused("store configs for", name, e, &msg))
+}
+
+/// Creates or updates one of the view's nodes; unchanged data keeps its version.
+fn upsert(txn: &mut Txn, path: &str, data: &[u8]) {
+    match txn.tree().node(path) {
+        None => txn.create(path, data.to_vec(), 0, true),
+        Some(node) => {
+            let (managed, same) = (node.managed, node.data == data);
+            if !managed {
+                txn.set_managed(path);
+            }
+            if !same {
+                txn.set_data(path, data.to_vec());
+            }
+        }
+    }
+}
+
+fn refused(action: &str, name: &str, error: ResponseError, msg: &str) -> ErrorCode {
+    tracing::info!("cannot {action} {name}: {error:?} {msg}");
+    match error {
+        ResponseError::TopicAlreadyExists => ErrorCode::NodeExists,
+        ResponseError::UnknownTopicOrPartition => ErrorCode::NoNode,
+        ResponseError::KafkaStorageError => ErrorCode::SystemError,
+        _ => ErrorCode::BadArguments,
+    }
+}
+
+/// The topic's znodes, parents first.
+fn render_topic(topic: &Topic, node_id: i32) -> Vec<(String, Vec<u8>)> {
+    let base = format!("{TOPICS}/{}", topic.name);
+    let count = topic.partitions.len();
+    let assignment: Map<String, Value> = (0..count).map(|p| (p.to_string(), json!([node_id]))).collect();
+    let state = json!({
+        "controller_epoch": 1,
+        "leader": node_id,
+        "version": 1,
+        "leader_epoch": crate::cluster::LEADER_EPOCH,
+        "isr": [node_id],
+    })
+    .to_string();
+    let configs: Map<String, Value> = topic.configs.explicit().map(|(k, v)| (k.clone(), json!(v))).collect();
+    let mut nodes = Vec::with_capacity(3 * count + 3);
+    nodes.push((base.clone(), json!({"version": 1, "partitions": assignment}).to_string().into_bytes()));
+    nodes.push((format!("{base}/partitions"), Vec::new()));
+    for p in 0..count {
+        nodes.push((format!("{base}/partitions/{p}"), Vec::new()));
+        nodes.push((format!("{base}/partitions/{p}/state"), state.clone().into_bytes()));
+    }
+    nodes.push((format!("{TOPIC_CONFIGS}/{}", topic.name), json!({"version": 1, "config": configs}).to_string().into_bytes()));
+    nodes
+}
+
+fn malformed(what: &str, why: &str) -> ErrorCode {
+    tracing::info!("malformed {what}: {why}");
+    ErrorCode::BadArguments
+}
+
+/// `{"version":1,"partitions":{"0":[<id>],...}}` (later versions add fields, which are
+/// ignored): returns the partition count. Every partition must be on this broker alone.
+fn parse_assignment(data: &[u8], node_id: i32) -> Result<i32, ErrorCode> {
+    let what = "partition assignment";
+    let json: Value = serde_json::from_slice(data).map_err(|e| malformed(what, &e.to_string()))?;
+    let Some(Value::Object(partitions)) = json.get("partitions") else {
+        return Err(malformed(what, "no \"partitions\" object"));
+    };
+    let mut seen = BTreeSet::new();
+    for (key, replicas) in partitions {
+        let index: u32 = key.parse().map_err(|_| malformed(what, &format!("partition {key:?} is not a number")))?;
+        let Value::Array(replicas) = replicas else {
+            return Err(malformed(what, &format!("partition {key}: replicas are not a list")));
+        };
+        if replicas.len() != 1 || replicas[0].as_i64() != Some(node_id as i64) {
+            return Err(malformed(what, &format!("partition {key}: replicas must be [{node_id}], this broker")));
+        }
+        if !seen.insert(index) {
+            return Err(malformed(what, &format!("partition {key} is listed twice")));
+        }
+    }
+    let count = seen.len();
+    if count == 0 || seen.last().is_some_and(|&last| last as usize != count - 1) {
+        return Err(malformed(what, "partitions must be numbered 0..n"));
+    }
+    i32::try_from(count).map_err(|_| malformed(what, "too many partitions"))
+}
+
+/// `{"version":1,"config":{"key":"value",...}}`.
+fn parse_configs(data: &[u8]) -> Result<Vec<(String, String)>, ErrorCode> {
+    let what = "topic config";
+    let json: Value = serde_json::from_slice(data).map_err(|e| malformed(what, &e.to_string()))?;
+    let Some(Value::Object(members)) = json.get("config") else {
+        return Err(malformed(what, "no \"config\" object"));
+    };
+    members
+        .iter()
+        .map(|(k, v)| match v {
+            Value::String(s) => Ok((k.clone(), s.clone())),
+            _ => Err(malformed(what, &format!("value of {k:?} is not a string"))),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_classified() {
+        assert_eq!(classify("/brokers/topics/t"), Kind::Topic("t"));
+        assert_eq!(classify("/brokers/topics/t/partitions"), Kind::TopicDetail);
+        assert_eq!(classify("/brokers/topicsx"), Kind::Generic);
+        assert_eq!(classify("/brokers/topics"), Kind::Generic);
+        assert_eq!(classify("/config/topics/t"), Kind::TopicConfig("t"));
+        assert_eq!(classify("/admin/delete_topics/t"), Kind::DeleteMarker("t"));
+        assert_eq!(classify("/admin/delete_topics/t/x"), Kind::Generic);
+        assert_eq!(classify("/config/changes/config_change_0000000001"), Kind::Generic);
+    }
+
+    #[test]
+    fn assignments() {
+        assert_eq!(parse_assignment(br#"{"version":1,"partitions":{"1":[3],"0":[3]}}"#, 3), Ok(2));
+        let v3 = br#"{"version":3,"topic_id":"x","partitions":{"0":[3]},"adding_replicas":{},"removing_replicas":{}}"#;
+        assert_eq!(parse_assignment(v3, 3), Ok(1));
+        for bad in [
+            &br#"{"version":1,"partitions":{"0":[1]}}"#[..],
+            br#"{"version":1,"partitions":{"0":[3,3]}}"#,
+            br#"{"version":1,"partitions":{"1":[3]}}"#,
+            br#"{"version":1,"partitions":{}}"#,
+            br#"{"version":1,"partitions":{"x":[3]}}"#,
+            br#"{"version":1}"#,
+            b"not json",
+        ] {
+            assert_eq!(parse_assignment(bad, 3), Err(ErrorCode::BadArguments), "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn configs() {
+        let parsed = parse_configs(br#"{"version":1,"config":{"retention.ms":"1000"}}"#).unwrap();
+        assert_eq!(parsed, vec![("retention.ms".to_string(), "1000".to_string())]);
+        assert!(parse_configs(br#"{"version":1,"config":{"retention.ms":1000}}"#).is_err());
+        assert!(parse_configs(br#"{"version":1}"#).is_err());
+    }
+}
