@@ -1,0 +1,1012 @@
+#!/usr/bin/env python3
+"""Gregor benchmark driver: run it through scripts/bench, which builds the tools it needs.
+
+All load comes from librdkafka: rdkafka_performance (built from the sources the rdkafka-sys crate
+ships) and gregor-benchtool (bench/benchtool.c, same librdkafka) for per-message end-to-end
+latency and topic creation. Python only starts and stops brokers, reads /proc, times start-up
+with a raw ApiVersions+Metadata probe, and writes the table and chart.
+"""
+import argparse
+import datetime
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.path.join(ROOT, "bench", "results")
+SECTIONS = ["startup", "produce", "latency", "partitions", "consume", "fsync"]
+MiB = 1 << 20
+
+# Apache Kafka 4.1 numbers from the issue (static reference values, not measured here).
+KAFKA = {
+    "cold": (2.1e6, "2.1 M rec/s"),
+    "warm": (3.1e6, "3.1 M rec/s (310 MB/s)"),
+    "1k": (0.49e6, "0.49 M rec/s (500 MB/s)"),
+    "consume": (5.2e6, "5.2 M rec/s (524 MB/s)"),
+    "e2e_avg": (0.7, "avg 0.7 ms"),
+    "e2e_max": (9.8, "max 9.8 ms"),
+    "start_fresh": (3000.0, "~3 s"),
+    "start_1g": (12800.0, "12.8 s"),
+    "rss_idle": (440.0, "440-630 MB"),
+}
+
+# What each mode runs. Counts are fixed so every run does the same work.
+MODES = {
+    "full": dict(
+        fresh_starts=5, restarts=3,  # settle_*: max seconds to wait for RocksDB writes to stop
+        headline_count=5_000_000, warm_runs=3,
+        count_100=2_000_000, count_1k=500_000,
+        fill_bytes=1 << 30, group_bytes=1 << 30,
+        e2e_secs=10, e2e_warmup=1, half_secs=5,
+        p1000_count=2_000_000, p1000_e2e_secs=5,
+        settle_max=15, settle_case=5, group_delay_ms=2000, timeout_scale=1.0,
+    ),
+    "quick": dict(
+        fresh_starts=2, restarts=1,
+        headline_count=200_000, warm_runs=1,
+        count_100=100_000, count_1k=20_000,
+        fill_bytes=32 * MiB, group_bytes=16 * MiB,
+        e2e_secs=2, e2e_warmup=0.5, half_secs=1,
+        p1000_count=100_000, p1000_e2e_secs=1,
+        settle_max=2, settle_case=0, group_delay_ms=1000, timeout_scale=1.0,
+    ),
+}
+
+PRODUCE_SETTINGS = ["-X", "linger.ms=5", "-X", "batch.size=1000000"]
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+# ------------------------------------------------------------------ raw Kafka probe (start-up)
+
+def _request(sock, api_key, version, corr, body):
+    client = b"gregor-bench"
+    header = struct.pack(">hhih", api_key, version, corr, len(client)) + client
+    msg = header + body
+    sock.sendall(struct.pack(">i", len(msg)) + msg)
+    size = struct.unpack(">i", _read(sock, 4))[0]
+    resp = _read(sock, size)
+    if struct.unpack(">i", resp[:4])[0] != corr:
+        raise RuntimeError("correlation id mismatch")
+    return resp
+
+
+def _read(sock, n):
+    buf = b""
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            raise ConnectionError("closed")
+        buf += chunk
+    return buf
+
+
+def probe_until_ready(proc, port, timeout):
+    """Polls until ApiVersions v0 and Metadata v1 (all topics) are answered; returns the time."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"broker exited with code {proc.returncode} before answering")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                resp = _request(s, 18, 0, 1, b"")
+                if struct.unpack(">h", resp[4:6])[0] != 0:
+                    raise RuntimeError("ApiVersions error")
+                _request(s, 3, 1, 2, struct.pack(">i", -1))
+                return time.monotonic()
+        except (ConnectionError, OSError):
+            time.sleep(0.0005)
+    raise RuntimeError(f"broker did not answer Metadata within {timeout} s")
+
+
+# ------------------------------------------------------------------ broker
+
+def proc_field(pid, name, key):
+    try:
+        with open(f"/proc/{pid}/{name}") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+class Broker:
+    def __init__(self, args, datadir, extra=(), label="broker"):
+        self.bin = args.gregor_bin
+        self.datadir = datadir
+        self.extra = list(extra)
+        self.label = label
+        self.proc = None
+        self.port = None
+        self.logf = None
+        self.log_path = os.path.join(args.workdir, f"{label}.log")
+
+    @property
+    def bootstrap(self):
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def start(self, timeout=30):
+        """Starts the broker; returns ms from exec to the first Metadata answer."""
+        self.port = free_port()
+        self.logf = open(self.log_path, "a")
+        cmd = [self.bin, "--listeners", f"PLAINTEXT://127.0.0.1:{self.port}",
+               "--log-dirs", self.datadir] + self.extra
+        env = dict(os.environ)
+        for k in list(env):
+            if k.startswith("GREGOR_") and k != "GREGOR_BIN":
+                del env[k]
+        t0 = time.monotonic()
+        self.proc = subprocess.Popen(cmd, stdout=self.logf, stderr=subprocess.STDOUT, env=env)
+        LIVE.add(self.proc)
+        t1 = probe_until_ready(self.proc, self.port, timeout)
+        return (t1 - t0) * 1000
+
+    def rss_mb(self):
+        kb = proc_field(self.pid, "status", "VmRSS")
+        return kb / 1024 if kb is not None else None
+
+    def hwm_mb(self):
+        kb = proc_field(self.pid, "status", "VmHWM")
+        return kb / 1024 if kb is not None else None
+
+    def write_bytes(self):
+        return proc_field(self.pid, "io", "write_bytes")
+
+    def stop(self):
+        """SIGTERM and wait; returns ms to exit."""
+        if not self.proc or self.proc.poll() is not None:
+            return None
+        t0 = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        LIVE.discard(self.proc)
+        self.logf.close()
+        return (time.monotonic() - t0) * 1000
+
+    def settle(self, max_secs):
+        """Waits until the broker's write_bytes stops growing (RocksDB flush) or max_secs pass."""
+        end = time.monotonic() + max_secs
+        last = self.write_bytes()
+        quiet = 0
+        while time.monotonic() < end:
+            time.sleep(0.5)
+            now = self.write_bytes()
+            quiet = quiet + 1 if now == last else 0
+            last = now
+            if quiet >= 2:
+                break
+        return last
+
+
+LIVE = set()  # every process this run started and has not yet reaped
+
+
+class RssSampler(threading.Thread):
+    """Samples VmRSS of the current broker every 100 ms while `active`; keeps the peak."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.broker = None
+        self.active = False
+        self.peak = 0.0
+        self.stopped = False
+
+    def run(self):
+        while not self.stopped:
+            b = self.broker
+            if self.active and b is not None and b.proc and b.proc.poll() is None:
+                r = b.rss_mb()
+                if r:
+                    self.peak = max(self.peak, r)
+            time.sleep(0.1)
+
+
+# ------------------------------------------------------------------ clients
+
+PROD_RE = re.compile(r"% (\d+) messages produced \((\d+) bytes\), (\d+) delivered \(offset (-?\d+), "
+                     r"(\d+) failed\) in (\d+)ms: (\d+) msgs/s and ([\d.]+) MB/s")
+CONS_RE = re.compile(r"% (\d+) messages \((\d+) bytes\) consumed in (\d+)ms: (\d+) msgs/s "
+                     r"\(([\d.]+) MB/s\)")
+
+
+class CaseError(Exception):
+    pass
+
+
+def run_client(args, cmd, timeout):
+    """Runs one client to completion (killed by PID on timeout); returns (rc, stdout, stderr)."""
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         cwd=args.workdir)
+    LIVE.add(p)
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, err = p.communicate()
+        LIVE.discard(p)
+        raise CaseError(f"timed out after {timeout:.0f} s: {' '.join(cmd)}\n{tail(out, err)}")
+    LIVE.discard(p)
+    return p.returncode, out, err
+
+
+def tail(out, err, n=6):
+    lines = [l for l in (out + "\n" + err).splitlines()
+             if l.strip() and "CONFWARN" not in l]
+    return "\n".join(lines[-n:])
+
+
+def perf(args):
+    return [args.rdkafka_performance]
+
+
+def create_topic(args, broker, topic, partitions):
+    rc, out, err = run_client(args, [args.benchtool, "create", broker.bootstrap, topic,
+                                     str(partitions)], 60)
+    if rc != 0:
+        raise CaseError(f"create topic {topic} ({partitions} partitions) failed: {tail(out, err)}")
+
+
+def produce(args, broker, topic, size, count, acks="all", codec="none", partition=None,
+            extra=(), seed=1, timeout=None):
+    cmd = perf(args) + ["-P", "-b", broker.bootstrap, "-t", topic, "-s", str(size),
+                        "-c", str(count), "-a", "-1" if acks == "all" else str(acks),
+                        "-R", str(seed), "-q"] + PRODUCE_SETTINGS + list(extra)
+    if codec != "none":
+        cmd += ["-z", codec]
+    if partition is not None:
+        cmd += ["-p", str(partition)]
+    if timeout is None:
+        timeout = 60 + count * size / 5e6  # generous: 5 MB/s worst case
+    rc, out, err = run_client(args, cmd, timeout)
+    m = PROD_RE.findall(out)
+    if rc != 0 or not m:
+        raise CaseError(f"rdkafka_performance exited {rc}: {' '.join(cmd)}\n{tail(out, err)}")
+    produced, nbytes, delivered, _off, failed, ms, rate, mbs = m[-1]
+    if int(delivered) != count or int(failed):
+        raise CaseError(f"{delivered}/{count} delivered, {failed} failed: {' '.join(cmd)}")
+    return dict(records=int(delivered), bytes=int(delivered) * size, ms=int(ms),
+                rec_s=float(rate), mb_s=float(mbs))
+
+
+def consume_cmd(args, broker, topic, count, partitions=None, group=None):
+    cmd = perf(args) + ["-b", broker.bootstrap, "-t", topic, "-c", str(count), "-e", "-q",
+                        "-o", "beginning"]
+    cmd += ["-G", group] if group else ["-C"]
+    for p in partitions or []:
+        cmd += ["-p", str(p)]
+    return cmd
+
+
+def parse_consume(cmd, rc, out, err):
+    m = CONS_RE.findall(out)
+    if rc != 0 or not m:
+        raise CaseError(f"rdkafka_performance exited {rc}: {' '.join(cmd)}\n{tail(out, err)}")
+    msgs, nbytes, ms, rate, mbs = m[-1]
+    return dict(records=int(msgs), bytes=int(nbytes), ms=int(ms), rec_s=float(rate),
+                mb_s=float(mbs))
+
+
+E2E_RE = re.compile(r"^e2e (.*)$", re.M)
+
+
+def e2e(args, broker, topic, partitions, rate, secs, warmup):
+    cmd = [args.benchtool, "e2e", "-b", broker.bootstrap, "-t", topic, "-n", str(partitions),
+           "-r", f"{rate:.0f}", "-d", str(secs), "-w", str(warmup), "-s", "100"]
+    rc, out, err = run_client(args, cmd, 60 + (secs + warmup) * 3)
+    m = E2E_RE.search(out)
+    if not m:
+        raise CaseError(f"gregor-benchtool exited {rc}: {' '.join(cmd)}\n{tail(out, err)}")
+    kv = dict(item.split("=", 1) for item in m.group(1).split())
+    res = {k: float(v) for k, v in kv.items()}
+    if rc != 0:
+        raise CaseError(f"gregor-benchtool exited {rc} ({m.group(1)}): {tail('', err)}")
+    return res
+
+
+# ------------------------------------------------------------------ result rows
+
+class Results:
+    def __init__(self):
+        self.rows = []
+        self.failures = []
+        self.data = {}
+
+    def add(self, section, case, gregor, value=None, kind="higher", ref=None, target=None,
+            target_ok=None, **extra):
+        ratio = None
+        if ref is not None and value:
+            ratio = value / ref[0] if kind == "higher" else ref[0] / value
+        row = dict(section=section, case=case, gregor=gregor, value=value, kind=kind,
+                   ref=ref[1] if ref else "", ref_value=ref[0] if ref else None, ratio=ratio,
+                   target=target or "", ok=target_ok, **extra)
+        self.rows.append(row)
+        log(progress(row))
+        return row
+
+    def fail(self, section, case, err):
+        msg = str(err)
+        self.failures.append(dict(section=section, case=case, error=msg))
+        first = msg.splitlines()[0] if msg else "error"
+        self.rows.append(dict(section=section, case=case, gregor=f"FAILED: {first[:120]}",
+                              value=None, kind="higher", ref="", ratio=None, target="",
+                              ok=None))
+        log(f"FAILED [{section}] {case}:\n{msg}")
+
+
+def progress(row):
+    ok = {True: "  [target met]", False: "  [target missed]", None: ""}[row["ok"]]
+    return f"  {row['case']}: {row['gregor']}{ok}"
+
+
+def krate(r):
+    return f"{r / 1e6:.2f} M rec/s" if r >= 1e6 else f"{r / 1e3:.0f} k rec/s"
+
+
+def thr(res, disk=None):
+    s = f"{krate(res['rec_s'])}, {res['mb_s']:.1f} MB/s"
+    if disk is not None:
+        s += f", disk {disk:.2f} B/B"
+    return s
+
+
+def ms(x):
+    return f"{x:.1f} ms" if x >= 10 else f"{x:.2f} ms"
+
+
+# ------------------------------------------------------------------ the cases
+
+def case(results, section, name):
+    """Decorator-ish helper: runs fn, records a failure row instead of raising."""
+    def wrap(fn):
+        try:
+            return fn()
+        except CaseError as e:
+            results.fail(section, name, e)
+        except Exception as e:  # a bug or a dead broker: record it, go on
+            results.fail(section, name, f"{type(e).__name__}: {e}")
+        return None
+    return wrap
+
+
+def new_datadir(args, name):
+    d = os.path.join(args.workdir, name)
+    os.makedirs(d)
+    return d
+
+
+def drop_datadir(path):
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def produce_matrix(args, R, broker, cfg, fsync, sampler):
+    """size x partitions x acks x compression, each on a fresh topic."""
+    section = "fsync" if fsync else "produce"
+    for size in (100, 1024):
+        for parts in (1, 16):
+            for acks in ("1", "all"):
+                for codec in ("none", "lz4"):
+                    fs = "fsync on (group commit)" if fsync else "fsync off"
+                    name = f"produce {size if size == 100 else '1 KiB'}{' B' if size == 100 else ''}, " \
+                           f"{parts} part, acks={acks}, {codec}, {fs}"
+                    topic = f"m-{size}-{parts}-{acks}-{codec}-{'fs' if fsync else 'nofs'}"
+                    count = cfg["count_100"] if size == 100 else cfg["count_1k"]
+
+                    def run():
+                        create_topic(args, broker, topic, parts)
+                        w0 = broker.write_bytes()
+                        sampler.active = True
+                        runs = [produce(args, broker, topic, size, count, acks, codec, seed=1 + i)
+                                for i in range(args.repeat)]
+                        sampler.active = False
+                        w1 = broker.settle(cfg["settle_case"]) if cfg["settle_case"] else \
+                            broker.write_bytes()
+                        disk = (w1 - w0) / sum(r["bytes"] for r in runs)
+                        res = sorted(runs, key=lambda r: r["rec_s"])[len(runs) // 2]
+                        ref = target = ok = None
+                        if (size == 1024 and parts == 1 and acks == "all" and codec == "none"
+                                and not fsync):
+                            ref = KAFKA["1k"]
+                            target = f">= {1.5 * ref[0] / 1e6:.3f} M rec/s"
+                            ok = res["rec_s"] >= 1.5 * ref[0]
+                        R.add(section, name, thr(res, disk), res["rec_s"], ref=ref, target=target,
+                              target_ok=ok, mb_s=res["mb_s"], disk=disk, size=size,
+                              parts=parts, acks=acks, codec=codec, fsync=fsync, raw=res,
+                              runs=[r["rec_s"] for r in runs])
+                    case(R, section, name)(run)
+
+
+def run_all(args, cfg, R):
+    sampler = RssSampler()
+    sampler.start()
+    only = set(args.only)
+    scale = cfg["timeout_scale"]
+
+    # --- start-up, fresh data directory
+    if "startup" in only:
+        def fresh():
+            times = []
+            for i in range(cfg["fresh_starts"]):
+                d = new_datadir(args, f"fresh-start-{i}")
+                b = Broker(args, d, label=f"fresh-start-{i}")
+                try:
+                    times.append(b.start())
+                finally:
+                    b.stop()
+                    drop_datadir(d)
+            med = statistics.median(times)
+            R.add("startup", f"start-up, fresh data dir (median of {len(times)})",
+                  f"{ms(med)} (min {ms(min(times))}, max {ms(max(times))})", med, kind="lower",
+                  ref=KAFKA["start_fresh"], target="< 20 ms", target_ok=med < 20, all=times)
+        case(R, "startup", "start-up, fresh data dir")(fresh)
+
+    # --- broker 1: produce, latency, 1000 partitions
+    headline_warm = None
+    if only & {"startup", "produce", "latency", "partitions"}:
+        d1 = new_datadir(args, "broker1")
+        b1 = Broker(args, d1, label="broker1")
+        try:
+            b1.start()
+            sampler.broker = b1
+            time.sleep(1.0)
+            idle = b1.rss_mb()
+            if "startup" in only:
+                R.add("memory", "RSS idle (fresh broker, 1 s after start)", f"{idle:.1f} MB", idle,
+                      kind="lower", ref=KAFKA["rss_idle"], target="< 20 MB",
+                      target_ok=idle < 20)
+
+            if "produce" in only or "latency" in only:
+                topic = "headline"
+                n = cfg["headline_count"]
+                base = "produce 100 B, 1 part, acks=all, none"
+
+                def cold():
+                    create_topic(args, b1, topic, 1)
+                    w0 = b1.write_bytes()
+                    sampler.active = True
+                    res = produce(args, b1, topic, 100, n)
+                    sampler.active = False
+                    w1 = b1.settle(cfg["settle_case"]) if cfg["settle_case"] else b1.write_bytes()
+                    disk = (w1 - w0) / res["bytes"]
+                    ref = KAFKA["cold"]
+                    R.add("produce", f"{base}: cold (first run, fresh topic)", thr(res, disk),
+                          res["rec_s"], ref=ref, target=f">= {1.5 * ref[0] / 1e6:.2f} M rec/s",
+                          target_ok=res["rec_s"] >= 1.5 * ref[0], mb_s=res["mb_s"], disk=disk,
+                          raw=res)
+                case(R, "produce", f"{base}: cold")(cold)
+
+                def warm():
+                    runs = []
+                    for i in range(cfg["warm_runs"]):
+                        sampler.active = True
+                        runs.append(produce(args, b1, topic, 100, n, seed=2 + i))
+                        sampler.active = False
+                        if cfg["settle_case"]:
+                            b1.settle(cfg["settle_case"])
+                    best = sorted(runs, key=lambda r: r["rec_s"])[len(runs) // 2]
+                    ref = KAFKA["warm"]
+                    label = f"median of {len(runs)}" if len(runs) > 1 else "1 run"
+                    R.add("produce", f"{base}: warm ({label})", thr(best), best["rec_s"],
+                          ref=ref, target=f">= {1.5 * ref[0] / 1e6:.2f} M rec/s",
+                          target_ok=best["rec_s"] >= 1.5 * ref[0], mb_s=best["mb_s"],
+                          runs=[r["rec_s"] for r in runs], raw=best)
+                    return best["rec_s"]
+                headline_warm = case(R, "produce", f"{base}: warm")(warm)
+
+            if "produce" in only:
+                produce_matrix(args, R, b1, cfg, False, sampler)
+
+            if "latency" in only:
+                def lat(name, topic, rate, secs, ref_rows):
+                    def run():
+                        create_topic(args, b1, topic, 1)
+                        b1.settle(cfg["settle_max"])  # no flush/compaction from earlier cases
+                        sampler.active = True
+                        r = e2e(args, b1, topic, 1, rate, secs, cfg["e2e_warmup"])
+                        sampler.active = False
+                        p99, p999 = r["p99_us"] / 1000, r["p999_us"] / 1000
+                        txt = (f"p50 {ms(r['p50_us'] / 1000)}, p99 {ms(p99)}, p99.9 {ms(p999)}, "
+                               f"max {ms(r['max_us'] / 1000)} ({int(r['measured'])} msgs at "
+                               f"{r['rate']:.0f}/s)")
+                        if ref_rows:
+                            R.add("latency", name, txt, p99, kind="lower", target="p99 < 1 ms, p99.9 < 5 ms",
+                                  target_ok=p99 < 1 and p999 < 5, e2e=r)
+                            R.add("latency", name.replace("percentiles", "avg"),
+                                  ms(r["avg_us"] / 1000), r["avg_us"] / 1000, kind="lower",
+                                  ref=KAFKA["e2e_avg"])
+                            R.add("latency", name.replace("percentiles", "max"),
+                                  ms(r["max_us"] / 1000), r["max_us"] / 1000, kind="lower",
+                                  ref=KAFKA["e2e_max"])
+                        else:
+                            R.add("latency", name, txt, p99, kind="lower", e2e=r)
+                    case(R, "latency", name)(run)
+
+                lat("e2e latency percentiles at 1 000 rec/s (100 B, acks=all, linger 0)", "lat-1000",
+                    1000, cfg["e2e_secs"], True)
+                if headline_warm:
+                    half = headline_warm / 2
+                    lat(f"e2e latency percentiles at half max = {krate(half)} (100 B, acks=all, linger 0)",
+                        "lat-half", half, cfg["half_secs"], False)
+                else:
+                    R.fail("latency", "e2e latency at half max", CaseError(
+                        "no warm headline throughput to halve (run the produce section)"))
+
+            if "partitions" in only:
+                def p1000():
+                    t0 = time.monotonic()
+                    create_topic(args, b1, "p1000", 1000)
+                    create_ms = (time.monotonic() - t0) * 1000
+                    n = cfg["p1000_count"]
+                    cmds = []
+                    for seed in (1, 2):
+                        cmds.append(perf(args) + ["-P", "-b", b1.bootstrap, "-t", "p1000", "-s", "100",
+                                                  "-c", str(n // 2), "-a", "-1", "-R", str(seed), "-q",
+                                                  "-X", "sticky.partitioning.linger.ms=0"]
+                                    + PRODUCE_SETTINGS)
+                    sampler.active = True
+                    procs = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                              text=True, cwd=args.workdir) for c in cmds]
+                    LIVE.update(procs)
+                    rates, mbs = [], []
+                    for c, p in zip(cmds, procs):
+                        try:
+                            out, err = p.communicate(timeout=120 * scale)
+                        except subprocess.TimeoutExpired:
+                            for q in procs:
+                                q.kill()
+                                q.communicate()
+                                LIVE.discard(q)
+                            raise CaseError(f"timed out: {' '.join(c)}")
+                        LIVE.discard(p)
+                        m = PROD_RE.findall(out)
+                        if p.returncode != 0 or not m or int(m[-1][2]) != n // 2:
+                            raise CaseError(f"rdkafka_performance exited {p.returncode}: "
+                                            f"{' '.join(c)}\n{tail(out, err)}")
+                        rates.append(float(m[-1][6]))
+                        mbs.append(float(m[-1][7]))
+                    sampler.active = False
+                    total = sum(rates)
+                    R.add("partitions", "1 000 partitions: produce 100 B, 2 producers, acks=all, "
+                          "random partition per record",
+                          f"{krate(total)}, {sum(mbs):.1f} MB/s (sum of 2; create {create_ms:.0f} ms)",
+                          total, mb_s=sum(mbs), rates=rates, create_ms=create_ms)
+                    b1.settle(cfg["settle_max"])
+                    sampler.active = True
+                    r = e2e(args, b1, "p1000", 1000, 1000, cfg["p1000_e2e_secs"], cfg["e2e_warmup"])
+                    sampler.active = False
+                    R.add("partitions", "1 000 partitions: e2e latency at 1 000 rec/s, round-robin",
+                          f"p50 {ms(r['p50_us'] / 1000)}, p99 {ms(r['p99_us'] / 1000)}, "
+                          f"p99.9 {ms(r['p999_us'] / 1000)}, max {ms(r['max_us'] / 1000)}",
+                          r["p99_us"] / 1000, kind="lower", e2e=r)
+                case(R, "partitions", "1 000 partitions")(p1000)
+
+            sampler.active = False
+            time.sleep(2.0)
+            after = b1.rss_mb()
+            R.add("memory", "RSS after the load above (2 s idle)", f"{after:.1f} MB "
+                  f"(peak VmHWM {b1.hwm_mb():.1f} MB)", after, kind="lower")
+        except Exception as e:
+            R.fail("broker1", "broker for produce/latency/partitions", f"{type(e).__name__}: {e}")
+        finally:
+            sampler.broker = None
+            b1.stop()
+            drop_datadir(d1)
+
+    # --- broker 2: 1 GiB consume, restart over it, 4-member group
+    if "consume" in only or "startup" in only:
+        d2 = new_datadir(args, "broker2")
+        extra = ["--group-initial-rebalance-delay-ms", str(cfg["group_delay_ms"])]
+        b2 = Broker(args, d2, extra, label="broker2")
+        try:
+            b2.start()
+            sampler.broker = b2
+            fill_n = cfg["fill_bytes"] // 100
+            gib = cfg["fill_bytes"] / (1 << 30)
+            size_label = f"{gib:g} GiB" if gib >= 1 else f"{cfg['fill_bytes'] // MiB} MiB"
+
+            def fill():
+                create_topic(args, b2, "c1", 1)
+                w0 = b2.write_bytes()
+                sampler.active = True
+                res = produce(args, b2, "c1", 100, fill_n, partition=0)
+                sampler.active = False
+                w1 = b2.settle(cfg["settle_max"])
+                disk = (w1 - w0) / res["bytes"]
+                R.add("disk", f"disk bytes written per payload byte ({size_label} of 100 B, "
+                      "after flush settles)", f"{disk:.2f} B/B ({(w1 - w0) / MiB:.0f} MiB written "
+                      f"for {res['bytes'] / MiB:.0f} MiB; fill ran at {krate(res['rec_s'])})",
+                      disk, kind="lower", fill=res)
+                return True
+            filled = case(R, "disk", "fill consume topic")(fill)
+
+            if filled and "consume" in only:
+                def single():
+                    cmd = consume_cmd(args, b2, "c1", fill_n, partitions=[0])
+                    sampler.active = True
+                    rc, out, err = run_client(args, cmd, 120 * scale + fill_n / 2e5)
+                    sampler.active = False
+                    res = parse_consume(cmd, rc, out, err)
+                    if res["records"] != fill_n:
+                        raise CaseError(f"consumed {res['records']} of {fill_n}")
+                    ref = KAFKA["consume"]
+                    R.add("consume", f"consume {size_label} from beginning, 1 partition, 1 consumer",
+                          thr(res), res["rec_s"], ref=ref, target=f">= {1.5 * ref[0] / 1e6:.1f} M rec/s",
+                          target_ok=res["rec_s"] >= 1.5 * ref[0], mb_s=res["mb_s"], raw=res)
+                case(R, "consume", "consume 1 partition")(single)
+
+            if filled and "startup" in only:
+                def restart():
+                    data_mb = sum(os.path.getsize(os.path.join(dp, f))
+                                  for dp, _, fs in os.walk(d2) for f in fs) / MiB
+                    sampler.broker = None
+                    down = b2.stop()
+                    times = []
+                    for i in range(cfg["restarts"]):
+                        times.append(b2.start())
+                        if i + 1 < cfg["restarts"]:
+                            b2.stop()
+                    sampler.broker = b2
+                    first = times[0]
+                    more = f"; restarts after it: {', '.join(ms(t) for t in times[1:])}" \
+                        if len(times) > 1 else ""
+                    R.add("startup", f"start-up over {size_label} of data ({data_mb:.0f} MiB on "
+                          "disk), first restart after a clean stop",
+                          f"{ms(first)} (clean stop took {ms(down)}{more})", first, kind="lower",
+                          ref=KAFKA["start_1g"], target="< 200 ms", target_ok=first < 200,
+                          all=times)
+                    time.sleep(1.0)
+                    r = b2.rss_mb()
+                    R.add("memory", f"RSS idle after restart over {size_label}", f"{r:.1f} MB", r,
+                          kind="lower", ref=KAFKA["rss_idle"], target="< 20 MB", target_ok=r < 20)
+                case(R, "startup", "restart over data")(restart)
+
+            if "consume" in only:
+                def group():
+                    n = cfg["group_bytes"] // 100 // 16 * 16
+                    create_topic(args, b2, "g16", 16)
+                    for p in range(16):  # equal partitions: every member has n/4 to read
+                        produce(args, b2, "g16", 100, n // 16, acks="1", partition=p, seed=p + 1)
+                    b2.settle(cfg["settle_max"])
+                    gid = "bench-group"
+                    cmds = [consume_cmd(args, b2, "g16", n // 4, partitions=[0, 1, 2, 3], group=gid)
+                            for _ in range(4)]
+                    sampler.active = True
+                    procs = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                              text=True, cwd=args.workdir) for c in cmds]
+                    LIVE.update(procs)
+                    results = []
+                    for c, p in zip(cmds, procs):
+                        try:
+                            out, err = p.communicate(timeout=120 * scale + n / 2e5)
+                        except subprocess.TimeoutExpired:
+                            for q in procs:
+                                if q.poll() is None:
+                                    q.kill()
+                                q.communicate()
+                                LIVE.discard(q)
+                            raise CaseError(f"group member timed out: {' '.join(c)}")
+                        LIVE.discard(p)
+                        results.append(parse_consume(c, p.returncode, out, err))
+                    sampler.active = False
+                    total = sum(r["rec_s"] for r in results)
+                    mbs = sum(r["mb_s"] for r in results)
+                    got = sum(r["records"] for r in results)
+                    gb = cfg["group_bytes"]
+                    gl = f"{gb / (1 << 30):g} GiB" if gb >= (1 << 30) else f"{gb // MiB} MiB"
+                    R.add("consume", f"consume {gl} from beginning, 16 partitions, 4-member group "
+                          "(sum of member rates)",
+                          f"{krate(total)}, {mbs:.1f} MB/s ({got} of {n} records read: a member "
+                          "stops after n/4 records or an EOF on 4 partitions)", total, mb_s=mbs,
+                          members=[r["rec_s"] for r in results])
+                case(R, "consume", "4-member group")(group)
+        except Exception as e:
+            R.fail("broker2", "broker for consume/restart", f"{type(e).__name__}: {e}")
+        finally:
+            sampler.broker = None
+            b2.stop()
+            drop_datadir(d2)
+
+    if "startup" in only or "produce" in only or "consume" in only:
+        R.data["rss_peak_under_load_mb"] = sampler.peak
+        if sampler.peak:
+            R.add("memory", "RSS under load (peak VmRSS, sampled every 100 ms)",
+                  f"{sampler.peak:.1f} MB", sampler.peak, kind="lower")
+
+    # --- broker 3: the produce matrix again with fsync on
+    if "fsync" in only:
+        if not args.flush_flag:
+            for size in ("100 B", "1 KiB"):
+                R.rows.append(dict(section="fsync", case=f"produce {size}, all partitions/acks/"
+                                   "codecs, fsync on", gregor="n/a (flag missing)", value=None,
+                                   kind="higher", ref="", ratio=None, target="", ok=None))
+                log(progress(R.rows[-1]))
+        else:
+            d3 = new_datadir(args, "broker3")
+            b3 = Broker(args, d3, ["--log-flush-interval-messages", "1"], label="broker3")
+            try:
+                b3.start()
+                produce_matrix(args, R, b3, cfg, True, sampler)
+            except Exception as e:
+                R.fail("fsync", "broker with --log-flush-interval-messages 1",
+                       f"{type(e).__name__}: {e}")
+            finally:
+                b3.stop()
+                drop_datadir(d3)
+    sampler.stopped = True
+
+
+# ------------------------------------------------------------------ output
+
+def git_info():
+    def git(*a):
+        try:
+            return subprocess.run(["git", "-C", ROOT] + list(a), capture_output=True, text=True,
+                                  timeout=10).stdout.strip()
+        except Exception:
+            return ""
+    rev = git("rev-parse", "--short", "HEAD")
+    dirty = git("status", "--porcelain", "--", "src", "Cargo.toml", "Cargo.lock")
+    return rev + ("+dirty src" if dirty else "")
+
+
+def bin_info(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    mtime = datetime.datetime.fromtimestamp(os.path.getmtime(path), datetime.timezone.utc)
+    return f"sha256 {h.hexdigest()[:12]}, built {mtime:%Y-%m-%d %H:%M} UTC"
+
+
+def markdown(args, R, meta):
+    out = [f"# Gregor benchmark ({meta['mode']})", ""]
+    out.append(f"{meta['date']} · commit {meta['commit']} · gregor {meta['binary']} · "
+               f"librdkafka {meta['librdkafka']} · {meta['cpus']} CPUs · "
+               f"load avg before/after {meta['load_before']} / {meta['load_after']} · "
+               f"wall time {meta['wall_s']:.0f} s")
+    out.append("")
+    settle = (f"until the broker's writes stop (at most {MODES[meta['mode']]['settle_case']} s "
+              "after the case), so RocksDB's flush of the case is counted"
+              if MODES[meta["mode"]]["settle_case"] else
+              "during the case only (RocksDB flushes asynchronously, so a case can carry some of "
+              "the previous case's flush)")
+    out.append("Kafka 4.1 column: static reference numbers from the issue, not measured here. "
+               "\"vs Kafka\": how many times better (>1) or worse (<1) Gregor is. MB = 10^6 bytes. "
+               "Produce: `rdkafka_performance -P -s SIZE -c COUNT -a ACKS [-z lz4] -X linger.ms=5 "
+               f"-X batch.size=1000000`, {meta['repeat']} run(s) per row on a fresh topic (median; the warm headline row: "
+               "median of the runs after the cold one); part = partitions; lz4 rows compress "
+               "rdkafka_performance's repeated text payload, so they store very little. "
+               "disk B/B: the broker's "
+               f"write_bytes (/proc/PID/io) {settle}, divided by the payload bytes produced. "
+               "Consume: `rdkafka_performance -C`/`-G`, rate from the first record to the last. "
+               "End-to-end latency: gregor-benchtool (bench/benchtool.c, same librdkafka), a "
+               "paced producer (acks=all, linger.ms=0) and a consumer in one process, per-message "
+               f"monotonic timestamps, the first {MODES[meta['mode']]['e2e_warmup']:g} s left out, after the broker's writes "
+               "have settled. Start-up: exec to the first ApiVersions+Metadata answer on a raw "
+               "socket (includes ~1-3 ms of process spawn). Other processes on the machine "
+               "(load average above) make single runs noisy.")
+    out.append("")
+    out.append("| case | Gregor | Kafka 4.1 (reference) | vs Kafka | target | met |")
+    out.append("|---|---|---|---|---|---|")
+    for r in R.rows:
+        ok = {True: "yes", False: "**no**", None: ""}[r["ok"]]
+        ratio = f"{r['ratio']:.2f}x" if r["ratio"] else ""
+        out.append(f"| {r['case']} | {r['gregor']} | {r['ref']} | {ratio} | {r['target']} | {ok} |")
+    if R.failures:
+        out += ["", "## Failures", ""]
+        for f in R.failures:
+            out += [f"- **{f['case']}**:", "", "```", f["error"], "```"]
+    return "\n".join(out) + "\n"
+
+
+def short_label(case):
+    for a, b in (("produce ", ""), (", fsync off", ""), (" (group commit)", ""),
+                 ("from beginning, ", ""), (" (sum of member rates)", ""), ("partitions", "parts"),
+                 ("partition", "part"), (" (first run, fresh topic)", "")):
+        case = case.replace(a, b)
+    return case if len(case) <= 64 else case[:61] + "..."
+
+
+def chart(path, R, meta):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    thr_rows = [r for r in R.rows if r.get("mb_s") is not None and r["value"]]
+    lat_rows = [r for r in R.rows if r.get("e2e")]
+    start_rows = [r for r in R.rows if r["section"] == "startup" and r["value"]]
+    rss_rows = [r for r in R.rows if r["section"] == "memory" and r["value"]]
+    h1 = max(3.0, 0.22 * len(thr_rows) + 1.2)
+    fig = plt.figure(figsize=(15, h1 + 4.5))
+    gs = fig.add_gridspec(2, 3, height_ratios=[h1, 4.0], width_ratios=[1.3, 1, 1])
+
+    ax = fig.add_subplot(gs[0, :])
+    rows = thr_rows[::-1]
+    colors = {"fsync": "#c0504d", "consume": "#9bbb59"}
+    ax.barh(range(len(rows)), [r["mb_s"] for r in rows],
+            color=[colors.get(r["section"], "#4f81bd") for r in rows])
+    for i, r in enumerate(rows):
+        ax.text(r["mb_s"], i, f"  {krate(r['value'])}", va="center", fontsize=7)
+        if r.get("ref_value"):
+            size = 1024 if "1 KiB" in r["case"] else 100
+            ax.plot([r["ref_value"] * size / 1e6], [i], marker="|", color="k", markersize=11,
+                    markeredgewidth=2)
+    ax.set_yticks(range(len(rows)))
+    ax.set_yticklabels([short_label(r["case"]) for r in rows], fontsize=7)
+    ax.set_ylim(-0.6, len(rows) - 0.4)
+    ax.set_xlabel("MB/s (10^6 B/s)   blue: produce, red: produce with fsync on, green: consume;"
+                  "   black tick: Kafka 4.1 reference")
+    ax.set_title(f"Gregor throughput, {meta['mode']} run {meta['date']} ({meta['commit']})")
+
+    ax = fig.add_subplot(gs[1, 0])
+    pcts = [("p50_us", "p50"), ("p90_us", "p90"), ("p99_us", "p99"), ("p999_us", "p99.9"),
+            ("max_us", "max")]
+    width = 0.8 / max(1, len(lat_rows))
+    for j, r in enumerate(lat_rows):
+        xs = [i + j * width for i in range(len(pcts))]
+        ax.bar(xs, [max(r["e2e"][k], 1) / 1000 for k, _ in pcts], width,
+               label=short_label(r["case"].replace("e2e latency percentiles ", "")))
+    ax.set_xticks([i + width * (len(lat_rows) - 1) / 2 for i in range(len(pcts))])
+    ax.set_xticklabels([p for _, p in pcts])
+    ax.set_yscale("log")
+    ax.axhline(1, color="g", ls="--", lw=0.8, label="target p99 < 1 ms (at 1 000 rec/s)")
+    ax.axhline(5, color="orange", ls="--", lw=0.8, label="target p99.9 < 5 ms")
+    ax.set_ylabel("end-to-end latency, ms (log)")
+    ax.set_title("end-to-end latency percentiles", fontsize=10)
+    ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.1))
+
+    for col, rows, unit, title, targets in (
+            (1, start_rows, "ms", "start-up: exec to first Metadata answer", (20, 200)),
+            (2, rss_rows, "MB", "broker RSS (VmRSS)", (20,))):
+        ax = fig.add_subplot(gs[1, col])
+        for t in targets:
+            ax.axvline(t, color="g", ls="--", lw=0.8)
+        ax.barh(range(len(rows)), [r["value"] for r in rows], color="#8064a2")
+        for i, r in enumerate(rows):
+            ax.text(r["value"], i, f" {r['value']:.1f} {unit}", va="center", fontsize=7)
+            if r.get("ref_value"):
+                ax.plot([r["ref_value"]], [i], marker="|", color="k", markersize=11,
+                        markeredgewidth=2)
+        ax.set_yticks(range(len(rows)))
+        ax.set_yticklabels([short_label(r["case"].split(" (")[0]) for r in rows], fontsize=7)
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set_xlabel(f"{unit}, log; |: Kafka 4.1; green: target "
+                      f"({', '.join(str(t) for t in targets)} {unit})", fontsize=7)
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main():
+    ap = argparse.ArgumentParser(prog="scripts/bench", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true",
+                    help="small counts: every case, under a minute (used by scripts/test)")
+    ap.add_argument("--only", default=",".join(SECTIONS),
+                    help=f"comma-separated subset of: {', '.join(SECTIONS)}")
+    ap.add_argument("--keep", action="store_true", help="keep the temp dir (broker logs)")
+    ap.add_argument("--repeat", type=int, default=1, metavar="N",
+                    help="run each produce-matrix case N times on its topic and report the "
+                         "median (default 1)")
+    args = ap.parse_args()
+    args.only = [s.strip() for s in args.only.split(",") if s.strip()]
+    if args.repeat < 1:
+        ap.error("--repeat must be at least 1")
+    bad = set(args.only) - set(SECTIONS)
+    if bad:
+        ap.error(f"unknown section(s): {', '.join(sorted(bad))}")
+    args.gregor_bin = os.environ.get("GREGOR_BIN")
+    args.rdkafka_performance = os.environ.get("RDKAFKA_PERFORMANCE")
+    args.benchtool = os.environ.get("GREGOR_BENCHTOOL")
+    for k in ("gregor_bin", "rdkafka_performance", "benchtool"):
+        if not getattr(args, k) or not os.access(getattr(args, k), os.X_OK):
+            ap.error(f"{k} not found: run through scripts/bench")
+    mode = "quick" if args.quick else "full"
+    cfg = MODES[mode]
+    args.workdir = tempfile.mkdtemp(prefix="gregor-bench-")
+    # Run a private copy: a rebuild of the release binary during the run must not change it.
+    private = os.path.join(args.workdir, "gregor")
+    shutil.copy2(args.gregor_bin, private)
+    args.gregor_bin_source, args.gregor_bin = args.gregor_bin, private
+    helptext = subprocess.run([args.gregor_bin, "--help"], capture_output=True, text=True).stdout
+    args.flush_flag = "--log-flush-interval-messages" in helptext
+
+    def on_term(signum, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, on_term)
+
+    t0 = time.monotonic()
+    meta = dict(mode=mode, repeat=args.repeat, date=datetime.datetime.now(datetime.timezone.utc)
+                .strftime("%Y-%m-%d %H:%M UTC"), commit=git_info(),
+                binary=bin_info(args.gregor_bin), cpus=os.cpu_count(),
+                librdkafka=subprocess.run([args.benchtool, "version"], capture_output=True,
+                                          text=True).stdout.strip()
+                + f" (rdkafka-sys {os.environ.get('RDKAFKA_SYS_VERSION', '?')})",
+                load_before=open("/proc/loadavg").read().split()[0])
+    log(f"gregor-bench {mode}: broker {args.gregor_bin_source} ({meta['binary']}), "
+        f"work dir {args.workdir}")
+    R = Results()
+    interrupted = False
+    try:
+        run_all(args, cfg, R)
+    except KeyboardInterrupt:
+        interrupted = True
+        R.failures.append(dict(section="-", case="interrupted", error="KeyboardInterrupt"))
+    finally:
+        for p in list(LIVE):  # only what this run started, by PID
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+        if not args.keep:
+            shutil.rmtree(args.workdir, ignore_errors=True)
+    meta["wall_s"] = time.monotonic() - t0
+    meta["load_after"] = open("/proc/loadavg").read().split()[0]
+
+    os.makedirs(RESULTS, exist_ok=True)
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    complete = set(args.only) == set(SECTIONS)
+    name = f"{stamp}-{mode}" if complete else f"{stamp}-{mode}-{'+'.join(args.only)}"
+    base = os.path.join(RESULTS, name)
+    md = markdown(args, R, meta)
+    with open(base + ".md", "w") as f:
+        f.write(md)
+    with open(base + ".json", "w") as f:
+        json.dump(dict(meta=meta, rows=R.rows, failures=R.failures, data=R.data), f, indent=1)
+    written = [base + ".md", base + ".json"]
+    try:
+        chart(base + ".png", R, meta)
+        written.append(base + ".png")
+    except Exception as e:
+        R.failures.append(dict(section="-", case="chart", error=f"{type(e).__name__}: {e}"))
+        log(f"chart failed: {e}")
+    for path in written if complete else []:  # a subset run leaves latest-* alone
+        ext = os.path.splitext(path)[1]
+        shutil.copyfile(path, os.path.join(RESULTS, f"latest-{mode}{ext}"))
+    print(md, flush=True)
+    log(f"wrote {', '.join(os.path.relpath(p, ROOT) for p in written)} "
+        f"{f'(and bench/results/latest-{mode}.*) ' if complete else ''}in {meta['wall_s']:.0f} s")
+    if R.failures or interrupted:
+        log(f"{len(R.failures)} case(s) failed")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,338 @@
+/*
+ * gregor-benchtool: the two things the benchmark needs that rdkafka_performance does not do,
+ * built against the same librdkafka (the sources the rdkafka-sys crate ships).
+ *
+ *   gregor-benchtool version
+ *       The librdkafka version it was built with.
+ *
+ *   gregor-benchtool create BROKERS TOPIC PARTITIONS
+ *       CreateTopics through librdkafka's admin API (replication factor 1). An existing topic is
+ *       not an error.
+ *
+ *   gregor-benchtool e2e -b BROKERS -t TOPIC [-n PARTITIONS] [-r RATE] [-d SECONDS]
+ *                        [-w WARMUP_SECONDS] [-s SIZE] [-X prop=val]... [-Y prop=val]... [-A FILE]
+ *       End-to-end latency, per message: a producer paced to RATE records/s (absolute-deadline
+ *       sleeps, every 1 ms or every 1/RATE s, whichever is longer) writes SIZE-byte records to
+ *       partition (seq % PARTITIONS), each stamped with CLOCK_MONOTONIC at its produce() call; a
+ *       consumer in the same process, assigned every partition at its high watermark, stamps
+ *       each record on arrival. Records sent in the first WARMUP_SECONDS are left out of the
+ *       statistics. Prints one line of key=value pairs (latencies in microseconds). -X sets a
+ *       producer property (defaults: acks=all, linger.ms=0), -Y a consumer property, -A writes
+ *       each measured latency (us) to FILE, one a line.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "rdkafka.h"
+
+static const char MAGIC[8] = {'G', 'B', 'L', 'A', 'T', '1', 0, 0};
+#define HDR 24 /* magic, seq, send time */
+
+static uint64_t now_ns(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void die(const char *what, const char *why) {
+        fprintf(stderr, "gregor-benchtool: %s: %s\n", what, why);
+        exit(2);
+}
+
+static void set(rd_kafka_conf_t *conf, const char *name, const char *val) {
+        char errstr[512];
+        if (rd_kafka_conf_set(conf, name, val, errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK)
+                die(name, errstr);
+}
+
+static void set_kv(rd_kafka_conf_t *conf, const char *kv) {
+        char *dup = strdup(kv), *eq = strchr(dup, '=');
+        if (!eq)
+                die("expected prop=value", kv);
+        *eq = '\0';
+        set(conf, dup, eq + 1);
+        free(dup);
+}
+
+/* ---------------------------------------------------------------- create */
+
+static int cmd_create(int argc, char **argv) {
+        char errstr[512];
+        if (argc != 5) {
+                fprintf(stderr, "usage: gregor-benchtool create BROKERS TOPIC PARTITIONS\n");
+                return 2;
+        }
+        rd_kafka_conf_t *conf = rd_kafka_conf_new();
+        set(conf, "bootstrap.servers", argv[2]);
+        rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+        if (!rk)
+                die("rd_kafka_new", errstr);
+        rd_kafka_NewTopic_t *nt =
+            rd_kafka_NewTopic_new(argv[3], atoi(argv[4]), 1, errstr, sizeof(errstr));
+        if (!nt)
+                die("NewTopic", errstr);
+        rd_kafka_AdminOptions_t *opts = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+        rd_kafka_AdminOptions_set_operation_timeout(opts, 30000, errstr, sizeof(errstr));
+        rd_kafka_AdminOptions_set_request_timeout(opts, 30000, errstr, sizeof(errstr));
+        rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+        rd_kafka_CreateTopics(rk, &nt, 1, opts, q);
+        rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 60000);
+        int rc = 0;
+        if (!ev) {
+                fprintf(stderr, "gregor-benchtool: CreateTopics timed out\n");
+                rc = 1;
+        } else if (rd_kafka_event_error(ev)) {
+                fprintf(stderr, "gregor-benchtool: CreateTopics: %s\n", rd_kafka_event_error_string(ev));
+                rc = 1;
+        } else {
+                size_t n;
+                const rd_kafka_topic_result_t **res =
+                    rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &n);
+                for (size_t i = 0; i < n; i++) {
+                        rd_kafka_resp_err_t err = rd_kafka_topic_result_error(res[i]);
+                        if (err && err != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+                                fprintf(stderr, "gregor-benchtool: CreateTopics %s: %s\n",
+                                        rd_kafka_topic_result_name(res[i]),
+                                        rd_kafka_topic_result_error_string(res[i]));
+                                rc = 1;
+                        }
+                }
+        }
+        if (ev)
+                rd_kafka_event_destroy(ev);
+        rd_kafka_queue_destroy(q);
+        rd_kafka_AdminOptions_destroy(opts);
+        rd_kafka_NewTopic_destroy(nt);
+        rd_kafka_destroy(rk);
+        return rc;
+}
+
+/* ---------------------------------------------------------------- e2e */
+
+static uint64_t total;        /* records to send */
+static uint64_t *lat_ns;      /* per seq; 0 = not received */
+static atomic_uint_fast64_t received;
+static atomic_int stop_consumer;
+static atomic_uint_fast64_t consume_errors;
+
+static void *consume_loop(void *arg) {
+        rd_kafka_t *c = arg;
+        while (!atomic_load(&stop_consumer)) {
+                rd_kafka_message_t *m = rd_kafka_consumer_poll(c, 50);
+                if (!m)
+                        continue;
+                uint64_t t = now_ns();
+                if (m->err) {
+                        if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+                                if (atomic_fetch_add(&consume_errors, 1) < 5)
+                                        fprintf(stderr, "gregor-benchtool: consume: %s\n",
+                                                rd_kafka_message_errstr(m));
+                        }
+                } else if (m->len >= HDR && !memcmp(m->payload, MAGIC, 8)) {
+                        uint64_t seq, sent;
+                        memcpy(&seq, (char *)m->payload + 8, 8);
+                        memcpy(&sent, (char *)m->payload + 16, 8);
+                        if (seq < total && !lat_ns[seq]) {
+                                lat_ns[seq] = t > sent ? t - sent : 1;
+                                atomic_fetch_add(&received, 1);
+                        }
+                }
+                rd_kafka_message_destroy(m);
+        }
+        return NULL;
+}
+
+static int cmp_u64(const void *a, const void *b) {
+        uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+        return x < y ? -1 : x > y;
+}
+
+/* nearest-rank percentile of a sorted array */
+static double pct(const uint64_t *v, size_t n, double q) {
+        if (!n)
+                return -1;
+        size_t rank = (size_t)(q * (double)n + 0.999999999);
+        if (rank < 1)
+                rank = 1;
+        if (rank > n)
+                rank = n;
+        return v[rank - 1] / 1000.0;
+}
+
+static atomic_uint_fast64_t dr_errors;
+static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
+        if (m->err && atomic_fetch_add(&dr_errors, 1) < 5)
+                fprintf(stderr, "gregor-benchtool: delivery: %s\n", rd_kafka_err2str(m->err));
+}
+
+static int cmd_e2e(int argc, char **argv) {
+        char errstr[512];
+        const char *brokers = NULL, *topic = NULL, *rawfile = NULL;
+        int partitions = 1, size = 100, opt;
+        double rate = 1000, duration = 10, warmup = 1;
+        rd_kafka_conf_t *pconf = rd_kafka_conf_new(), *cconf = rd_kafka_conf_new();
+        set(pconf, "acks", "all");
+        set(pconf, "linger.ms", "0");
+        set(cconf, "group.id", "gregor-benchtool-e2e");
+        set(cconf, "enable.auto.commit", "false");
+        set(cconf, "enable.partition.eof", "false");
+        optind = 2;
+        while ((opt = getopt(argc, argv, "b:t:n:r:d:w:s:X:Y:A:")) != -1) {
+                switch (opt) {
+                case 'b': brokers = optarg; break;
+                case 't': topic = optarg; break;
+                case 'n': partitions = atoi(optarg); break;
+                case 'r': rate = atof(optarg); break;
+                case 'd': duration = atof(optarg); break;
+                case 'w': warmup = atof(optarg); break;
+                case 's': size = atoi(optarg); break;
+                case 'X': set_kv(pconf, optarg); break;
+                case 'Y': set_kv(cconf, optarg); break;
+                case 'A': rawfile = optarg; break;
+                default: return 2;
+                }
+        }
+        if (!brokers || !topic || partitions < 1 || rate <= 0 || duration <= 0) {
+                fprintf(stderr, "usage: gregor-benchtool e2e -b BROKERS -t TOPIC [-n PARTITIONS] "
+                                "[-r RATE] [-d SECONDS] [-w WARMUP_SECONDS] [-s SIZE] [-X p=v] [-Y p=v] [-A FILE]\n");
+                return 2;
+        }
+        if (size < HDR)
+                size = HDR;
+        set(pconf, "bootstrap.servers", brokers);
+        set(cconf, "bootstrap.servers", brokers);
+        rd_kafka_conf_set_dr_msg_cb(pconf, dr_cb);
+
+        total = (uint64_t)(rate * (duration + warmup));
+        uint64_t warm_n = (uint64_t)(rate * warmup);
+        lat_ns = calloc(total ? total : 1, sizeof(*lat_ns));
+
+        rd_kafka_t *c = rd_kafka_new(RD_KAFKA_CONSUMER, cconf, errstr, sizeof(errstr));
+        if (!c)
+                die("consumer", errstr);
+        rd_kafka_t *p = rd_kafka_new(RD_KAFKA_PRODUCER, pconf, errstr, sizeof(errstr));
+        if (!p)
+                die("producer", errstr);
+        rd_kafka_topic_t *rkt = rd_kafka_topic_new(p, topic, NULL);
+
+        /* Start every partition at its current end, so each record sent below is consumed. */
+        rd_kafka_topic_partition_list_t *tps = rd_kafka_topic_partition_list_new(partitions);
+        for (int i = 0; i < partitions; i++) {
+                int64_t lo, hi;
+                rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+                for (int attempt = 0; attempt < 50; attempt++) {
+                        err = rd_kafka_query_watermark_offsets(c, topic, i, &lo, &hi, 10000);
+                        if (!err)
+                                break;
+                        usleep(100000); /* topic may still be getting created */
+                }
+                if (err)
+                        die("query_watermark_offsets", rd_kafka_err2str(err));
+                rd_kafka_topic_partition_list_add(tps, topic, i)->offset = hi;
+        }
+        rd_kafka_resp_err_t aerr = rd_kafka_assign(c, tps);
+        if (aerr)
+                die("assign", rd_kafka_err2str(aerr));
+        rd_kafka_topic_partition_list_destroy(tps);
+        rd_kafka_poll_set_consumer(c);
+        pthread_t th;
+        pthread_create(&th, NULL, consume_loop, c);
+
+        char *buf = calloc(1, (size_t)size);
+        memcpy(buf, MAGIC, 8);
+        memset(buf + HDR, 'x', (size_t)size - HDR);
+        uint64_t tick = rate >= 1000 ? 1000000ull : (uint64_t)(1e9 / rate);
+        uint64_t start = now_ns(), sent = 0, backpressure = 0, last_send = start;
+        struct timespec next;
+        clock_gettime(CLOCK_MONOTONIC, &next);
+        while (sent < total) {
+                uint64_t due = (uint64_t)((double)(now_ns() - start) * rate / 1e9) + 1;
+                if (due > total)
+                        due = total;
+                while (sent < due) {
+                        uint64_t t = now_ns();
+                        memcpy(buf + 8, &sent, 8);
+                        memcpy(buf + 16, &t, 8);
+                        if (rd_kafka_produce(rkt, (int32_t)(sent % (uint64_t)partitions),
+                                             RD_KAFKA_MSG_F_COPY, buf, (size_t)size, NULL, 0,
+                                             NULL) == -1) {
+                                rd_kafka_resp_err_t err = rd_kafka_last_error();
+                                if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+                                        die("produce", rd_kafka_err2str(err));
+                                backpressure++;
+                                rd_kafka_poll(p, 1);
+                                continue;
+                        }
+                        last_send = t;
+                        sent++;
+                }
+                rd_kafka_poll(p, 0);
+                next.tv_nsec += (long)tick;
+                while (next.tv_nsec >= 1000000000L) {
+                        next.tv_nsec -= 1000000000L;
+                        next.tv_sec++;
+                }
+                while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL) == EINTR)
+                        ;
+        }
+        double send_secs = (double)(last_send - start) / 1e9;
+        rd_kafka_flush(p, 60000);
+        uint64_t deadline = now_ns() + 10000000000ull;
+        while (atomic_load(&received) < total && now_ns() < deadline)
+                usleep(1000);
+        atomic_store(&stop_consumer, 1);
+        pthread_join(th, NULL);
+
+        uint64_t *v = malloc((total ? total : 1) * sizeof(*v));
+        size_t n = 0;
+        double sum = 0;
+        FILE *raw = rawfile ? fopen(rawfile, "w") : NULL;
+        for (uint64_t i = warm_n; i < total; i++) {
+                if (!lat_ns[i])
+                        continue;
+                v[n++] = lat_ns[i];
+                sum += (double)lat_ns[i];
+                if (raw)
+                        fprintf(raw, "%.3f\n", lat_ns[i] / 1000.0);
+        }
+        if (raw)
+                fclose(raw);
+        qsort(v, n, sizeof(*v), cmp_u64);
+        printf("e2e sent=%" PRIu64 " received=%" PRIu64 " measured=%zu lost=%" PRIu64
+               " rate=%.1f backpressure=%" PRIu64 " dr_errors=%" PRIu64
+               " avg_us=%.1f p50_us=%.1f p90_us=%.1f p99_us=%.1f p999_us=%.1f max_us=%.1f\n",
+               sent, (uint64_t)atomic_load(&received), n,
+               (total - warm_n) - (uint64_t)n, send_secs > 0 ? (double)sent / send_secs : 0.0,
+               backpressure, (uint64_t)atomic_load(&dr_errors), n ? sum / (double)n / 1000.0 : -1,
+               pct(v, n, 0.50), pct(v, n, 0.90), pct(v, n, 0.99), pct(v, n, 0.999),
+               n ? v[n - 1] / 1000.0 : -1);
+        fflush(stdout);
+
+        rd_kafka_consumer_close(c);
+        rd_kafka_destroy(c);
+        rd_kafka_topic_destroy(rkt);
+        rd_kafka_destroy(p);
+        return atomic_load(&received) >= total && !atomic_load(&dr_errors) ? 0 : 1;
+}
+
+int main(int argc, char **argv) {
+        if (argc >= 2 && !strcmp(argv[1], "version")) {
+                printf("%s\n", rd_kafka_version_str());
+                return 0;
+        }
+        if (argc >= 2 && !strcmp(argv[1], "create"))
+                return cmd_create(argc, argv);
+        if (argc >= 2 && !strcmp(argv[1], "e2e"))
+                return cmd_e2e(argc, argv);
+        fprintf(stderr, "usage: gregor-benchtool create BROKERS TOPIC PARTITIONS\n"
+                        "       gregor-benchtool e2e -b BROKERS -t TOPIC [options]\n");
+        return 2;
+}
