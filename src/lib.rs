@@ -23,7 +23,6 @@ use tokio::task::JoinHandle;
 
 use crate::api::Api;
 use crate::cluster::{Cluster, Node};
-use crate::group::{GroupConfig, GroupCoordinator};
 pub use crate::config::Config;
 use crate::log::LogStore;
 
@@ -52,10 +51,8 @@ impl Broker {
             tracing::warn!("listening on all interfaces without advertised.listeners: clients are told {}; set advertised.listeners to an address they can reach", advertised.0);
         }
         let node = Node { id: config.node_id, host: advertised.0.clone(), port: advertised.1 };
-        let cluster = Arc::new(Cluster::open(&config, node, log.clone())?);
-        let groups = Arc::new(GroupCoordinator::open(log.meta(), group_config(&config))?);
-        let api_log = log.clone();
-        let api = Arc::new(Api { config: config.clone(), log, cluster: cluster.clone(), groups: groups.clone() });
+        let api = Arc::new(Api::open(&config, node, log)?);
+        let (cluster, groups, api_log) = (api.cluster.clone(), api.groups.clone(), api.log.clone());
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut zookeeper_addr = None;
         let mut tasks = Vec::new();
@@ -100,15 +97,6 @@ impl BrokerHandle {
         for task in self.tasks {
             let _ = task.await;
         }
-    }
-}
-
-fn group_config(config: &Config) -> GroupConfig {
-    GroupConfig {
-        initial_rebalance_delay: Duration::from_millis(config.group_initial_rebalance_delay_ms),
-        min_session_timeout: Duration::from_millis(config.group_min_session_timeout_ms),
-        max_session_timeout: Duration::from_millis(config.group_max_session_timeout_ms),
-        max_metadata_bytes: config.offset_metadata_max_bytes,
     }
 }
 

@@ -15,14 +15,15 @@ mod versions;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{Decodable, Encodable};
 
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, Node};
 use crate::config::Config;
-use crate::group::GroupCoordinator;
+use crate::group::{GroupConfig, GroupCoordinator};
 use crate::log::LogStore;
 
 /// Every API Gregor serves, with the versions a real client has been seen to work with.
@@ -100,6 +101,19 @@ impl Request {
 }
 
 impl Api {
+    /// The broker's state over an opened store: topics and groups loaded from it.
+    pub fn open(config: &Config, node: Node, log: Arc<LogStore>) -> anyhow::Result<Api> {
+        let cluster = Arc::new(Cluster::open(config, node, log.clone())?);
+        let group_config = GroupConfig {
+            initial_rebalance_delay: Duration::from_millis(config.group_initial_rebalance_delay_ms),
+            min_session_timeout: Duration::from_millis(config.group_min_session_timeout_ms),
+            max_session_timeout: Duration::from_millis(config.group_max_session_timeout_ms),
+            max_metadata_bytes: config.offset_metadata_max_bytes,
+        };
+        let groups = Arc::new(GroupCoordinator::open(log.meta(), group_config)?);
+        Ok(Api { config: config.clone(), log, cluster, groups })
+    }
+
     /// Answers one request frame (without its size prefix). `Ok(None)` means no response is
     /// sent (Produce with acks=0); `Err` means the connection should be closed.
     pub async fn handle(&self, mut frame: Bytes, peer: SocketAddr) -> Result<Option<BytesMut>, FrameError> {
