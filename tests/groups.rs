@@ -244,3 +244,42 @@ async fn groups_and_offsets_survive_a_restart() {
     assert_eq!(group_state(&mut c).await, ("Stable".to_string(), 1));
     broker.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_static_leader_coming_back_keeps_the_assignment_without_a_rebalance() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path()).await;
+    let (mut a, mut b) = (Client::connect(&broker).await, Client::connect(&broker).await);
+    let static_join = |member: &str, instance: &str| {
+        join_request(member, 10_000).with_group_instance_id(Some(StrBytes::from_string(instance.to_string())))
+    };
+    let a_joined = a.call(static_join("", "instance-a"), 9).await;
+    let generation = a_joined.generation_id;
+    sync(&mut a, &a_joined.member_id, generation, b"only-a").await;
+    // B joins: A rejoins as leader, assigns both.
+    let b_join = b.send(&static_join("", "instance-b"), 9).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let a_rejoined = a.call(static_join(&a_joined.member_id, "instance-a"), 9).await;
+    let b_joined = b.receive::<JoinGroupRequest>(9, b_join).await;
+    let generation = a_rejoined.generation_id;
+    let b_sync = b.send(&SyncGroupRequest::default().with_group_id(group()).with_generation_id(generation).with_member_id(b_joined.member_id.clone()), 3).await;
+    let assignments = vec![
+        SyncGroupRequestAssignment::default().with_member_id(a_rejoined.member_id.clone()).with_assignment(Bytes::from_static(b"half-a")),
+        SyncGroupRequestAssignment::default().with_member_id(b_joined.member_id.clone()).with_assignment(Bytes::from_static(b"half-b")),
+    ];
+    a.call(SyncGroupRequest::default().with_group_id(group()).with_generation_id(generation).with_member_id(a_rejoined.member_id.clone()).with_assignments(assignments), 3).await;
+    b.receive::<SyncGroupRequest>(3, b_sync).await;
+
+    // The leader restarts: a new connection, no member id, the same instance id.
+    let mut a_again = Client::connect(&broker).await;
+    let back = a_again.call(static_join("", "instance-a"), 9).await;
+    assert_eq!((back.error_code, back.generation_id), (0, generation), "no new generation");
+    assert_ne!(back.member_id, a_rejoined.member_id);
+    assert_eq!(back.leader, back.member_id);
+    assert!(back.skip_assignment, "the returning leader keeps the current assignment");
+    assert_eq!(heartbeat(&mut b, &b_joined.member_id, generation).await, 0, "the follower is not rebalanced");
+    assert_eq!(sync(&mut a_again, &back.member_id, generation, b"").await, (0, Bytes::from_static(b"half-a")));
+    // The old member id is fenced.
+    assert_eq!(heartbeat(&mut a, &a_rejoined.member_id, generation).await, ResponseError::UnknownMemberId.code());
+    broker.shutdown().await;
+}

@@ -125,6 +125,9 @@ pub async fn join_group(api: &Api, req: &Request, r: JoinGroupRequest) -> JoinGr
     if version >= 7 {
         response.protocol_type = result.protocol_type.map(s);
     }
+    if version >= 9 {
+        response.skip_assignment = result.skip_assignment;
+    }
     response
 }
 

@@ -67,6 +67,8 @@ pub struct JoinResult {
     pub member_id: String,
     /// Filled for the leader only: (member id, instance id, metadata for the chosen protocol).
     pub members: Vec<(String, Option<String>, Bytes)>,
+    /// The leader need not compute an assignment: the current one stands (KIP-814).
+    pub skip_assignment: bool,
 }
 
 impl JoinResult {
@@ -243,8 +245,10 @@ impl Group {
             self.leader = Some(id.clone());
         }
         self.members.insert(id.clone(), member);
-        if self.state == GroupState::Stable && !changed && !was_leader {
-            return Reply::Now(self.join_result(&id));
+        // A static member coming back unchanged keeps the current assignment; no one rebalances
+        // (KIP-345). A returning leader gets the members but is told to skip assigning.
+        if self.state == GroupState::Stable && !changed {
+            return Reply::Now(JoinResult { skip_assignment: was_leader, ..self.join_result(&id) });
         }
         // The group has members, so the initial delay (for new groups) does not apply.
         self.rebalance_and_wait(&id, now, Duration::ZERO)
@@ -365,6 +369,7 @@ impl Group {
             leader,
             member_id: member_id.to_string(),
             members,
+            skip_assignment: false,
         }
     }
 
