@@ -39,6 +39,9 @@ pub struct Config {
     pub group_max_session_timeout_ms: u64,
     /// Largest metadata string on a committed offset.
     pub offset_metadata_max_bytes: usize,
+    /// Memory for RocksDB: all memtables together, and the block cache.
+    pub memtable_bytes: usize,
+    pub block_cache_bytes: usize,
     /// Where to serve the ZooKeeper protocol (`zookeeper.listener`); `None` serves none.
     pub zookeeper_listener: Option<SocketAddr>,
 }
@@ -66,6 +69,8 @@ impl Default for Config {
             group_max_session_timeout_ms: 1_800_000,
             offset_metadata_max_bytes: 4096,
             zookeeper_listener: None,
+            memtable_bytes: 64 << 20,
+            block_cache_bytes: 16 << 20,
         }
     }
 }
@@ -137,6 +142,8 @@ impl Config {
             ConfigEntry::broker("group.min.session.timeout.ms", self.group_min_session_timeout_ms.to_string(), d.group_min_session_timeout_ms.to_string(), Int, "Shortest consumer session timeout accepted."),
             ConfigEntry::broker("group.max.session.timeout.ms", self.group_max_session_timeout_ms.to_string(), d.group_max_session_timeout_ms.to_string(), Int, "Longest consumer session timeout accepted."),
             ConfigEntry::broker("zookeeper.listener", self.zookeeper_listener.map(|a| a.to_string()).unwrap_or_default(), std::string::String::new(), String, "Where the ZooKeeper-protocol view of topics is served; empty for none."),
+            ConfigEntry::broker("rocksdb.memtable.bytes", self.memtable_bytes.to_string(), d.memtable_bytes.to_string(), Long, "Memory for all RocksDB memtables together; writes are flushed to disk when they reach it."),
+            ConfigEntry::broker("rocksdb.block.cache.bytes", self.block_cache_bytes.to_string(), d.block_cache_bytes.to_string(), Long, "Memory for RocksDB's block cache (index and small batches)."),
             ConfigEntry::broker("offset.metadata.max.bytes", self.offset_metadata_max_bytes.to_string(), d.offset_metadata_max_bytes.to_string(), Int, "Largest metadata string on a committed offset."),
         ]
     }
@@ -189,6 +196,8 @@ impl Config {
             "group.min.session.timeout.ms" => self.group_min_session_timeout_ms = parse_num(key, value)?,
             "group.max.session.timeout.ms" => self.group_max_session_timeout_ms = parse_num(key, value)?,
             "offset.metadata.max.bytes" => self.offset_metadata_max_bytes = parse_num(key, value)?,
+            "rocksdb.memtable.bytes" => self.memtable_bytes = parse_num(key, value)?,
+            "rocksdb.block.cache.bytes" => self.block_cache_bytes = parse_num(key, value)?,
             // Empty turns it off, so an environment variable can undo a config file's setting.
             "zookeeper.listener" if value.is_empty() => self.zookeeper_listener = None,
             "zookeeper.listener" => self.zookeeper_listener = Some(parse_listener(value)?.to_socket_addr()?),
@@ -309,7 +318,7 @@ mod tests {
         let path = dir.path().join("server.properties");
         std::fs::write(
             &path,
-            "# comment\nbroker.id=7\nlog.dirs=/tmp/x,/tmp/y\nzookeeper.connect=localhost:2181\nlog.retention.hours=2\n",
+            "# comment\nbroker.id=7\nlog.dirs=/tmp/x,/tmp/y\nzookeeper.connect=localhost:2181\nlog.retention.hours=2\nrocksdb.memtable.bytes=8388608\n",
         )
         .unwrap();
         let mut c = Config::default();
@@ -318,6 +327,7 @@ mod tests {
         assert_eq!(c.node_id, 7);
         assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
         assert_eq!(c.retention_ms, 7_200_000);
+        assert_eq!(c.memtable_bytes, 8 << 20);
     }
 
     #[test]

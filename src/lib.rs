@@ -41,7 +41,8 @@ impl Broker {
     /// Opens the data directory, binds the listener and starts serving. When this returns, a
     /// client that connects is served.
     pub async fn start(config: Config) -> Result<BrokerHandle> {
-        let log = Arc::new(LogStore::open(&config.data_dir)?);
+        let budget = log::Budget { memtable_bytes: config.memtable_bytes, block_cache_bytes: config.block_cache_bytes };
+        let log = Arc::new(LogStore::open_with_budget(&config.data_dir, budget)?);
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {} (is another broker running there?)", config.listen))?;

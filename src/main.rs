@@ -73,10 +73,16 @@ struct Cli {
     /// zookeeper.listener: also serve the ZooKeeper protocol here (e.g. 127.0.0.1:2181), for tools that manage Kafka 2.x through ZooKeeper [default: off]
     #[arg(long, env = "GREGOR_ZOOKEEPER_LISTENER")]
     zookeeper_listener: Option<String>,
+    /// rocksdb.memtable.bytes: memory for all memtables together [default: 67108864]
+    #[arg(long, env = "GREGOR_ROCKSDB_MEMTABLE_BYTES")]
+    rocksdb_memtable_bytes: Option<String>,
+    /// rocksdb.block.cache.bytes: memory for the block cache [default: 16777216]
+    #[arg(long, env = "GREGOR_ROCKSDB_BLOCK_CACHE_BYTES")]
+    rocksdb_block_cache_bytes: Option<String>,
 }
 
 impl Cli {
-    fn settings(&self) -> [(&'static str, &Option<String>); 19] {
+    fn settings(&self) -> [(&'static str, &Option<String>); 21] {
         [
             ("listeners", &self.listeners),
             ("advertised.listeners", &self.advertised_listeners),
@@ -97,6 +103,8 @@ impl Cli {
             ("group.min.session.timeout.ms", &self.group_min_session_timeout_ms),
             ("group.max.session.timeout.ms", &self.group_max_session_timeout_ms),
             ("zookeeper.listener", &self.zookeeper_listener),
+            ("rocksdb.memtable.bytes", &self.rocksdb_memtable_bytes),
+            ("rocksdb.block.cache.bytes", &self.rocksdb_block_cache_bytes),
         ]
     }
 

@@ -25,25 +25,39 @@ pub struct Db {
     /// `None` only if a reopen failed; then every operation reports a storage error.
     current: RwLock<Option<Arc<DB>>>,
     dir: PathBuf,
+    budget: Budget,
     /// Set when a write failed; cleared by a successful reopen.
     failed: AtomicBool,
 }
 
-fn open_rocksdb(dir: &Path) -> Result<DB> {
+/// Memory the store may use: explicit budgets, not RocksDB's server-sized defaults.
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    /// All memtables together; a flush starts when they reach it.
+    pub memtable_bytes: usize,
+    pub block_cache_bytes: usize,
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Budget { memtable_bytes: 64 << 20, block_cache_bytes: 16 << 20 }
+    }
+}
+
+fn open_rocksdb(dir: &Path, budget: Budget) -> Result<DB> {
     let mut db_opts = Options::default();
     db_opts.create_if_missing(true);
     db_opts.create_missing_column_families(true);
     db_opts.set_max_background_jobs(2);
     db_opts.set_keep_log_file_num(3);
     db_opts.set_max_log_file_size(8 << 20);
-    // Memory budget: total memtables capped, one small shared block cache.
-    db_opts.set_db_write_buffer_size(64 << 20);
-    let cache = Cache::new_lru_cache(16 << 20);
+    db_opts.set_db_write_buffer_size(budget.memtable_bytes);
+    let cache = Cache::new_lru_cache(budget.block_cache_bytes);
     let mut table = BlockBasedOptions::default();
     table.set_block_cache(&cache);
 
     let mut log_opts = Options::default();
-    log_opts.set_write_buffer_size(32 << 20);
+    log_opts.set_write_buffer_size(budget.memtable_bytes / 2);
     log_opts.set_max_write_buffer_number(2);
     log_opts.set_block_based_table_factory(&table);
     // Producers compress; compressing again buys little and costs CPU on the hot path.
@@ -73,9 +87,10 @@ fn open_rocksdb(dir: &Path) -> Result<DB> {
 }
 
 impl Db {
-    pub fn open(dir: &Path) -> Result<Db> {
+    pub fn open(dir: &Path, budget: Budget) -> Result<Db> {
         std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("cannot create data directory {}: {e}", dir.display()))?;
-        Ok(Db { current: RwLock::new(Some(Arc::new(open_rocksdb(dir)?))), dir: dir.to_path_buf(), failed: AtomicBool::new(false) })
+        let db = open_rocksdb(dir, budget)?;
+        Ok(Db { current: RwLock::new(Some(Arc::new(db))), dir: dir.to_path_buf(), budget, failed: AtomicBool::new(false) })
     }
 
     /// The database as it is now; hold it only for the duration of one operation.
@@ -126,7 +141,7 @@ impl Db {
         }
         // The old database must be closed (releasing its lock file) before reopening.
         current.take();
-        *current = Some(Arc::new(open_rocksdb(&self.dir)?));
+        *current = Some(Arc::new(open_rocksdb(&self.dir, self.budget)?));
         self.failed.store(false, Ordering::Release);
         tracing::info!("store reopened after a write failure; accepting writes again");
         Ok(true)

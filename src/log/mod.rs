@@ -23,6 +23,7 @@ use rocksdb::{ReadOptions, WriteBatch, DB};
 use tokio::sync::Notify;
 
 use batch::BatchHeader;
+pub use db::Budget;
 use db::{Db, LOG_CF, META_CF};
 pub use meta::Meta;
 use producers::{ProducerState, SeqCheck};
@@ -136,9 +137,14 @@ fn meta_cf(db: &DB) -> &rocksdb::ColumnFamily {
 }
 
 impl LogStore {
-    /// Opens (or creates) the database in `dir`. Fails at once if another process holds it.
+    /// Opens (or creates) the database in `dir` with the default memory budget.
     pub fn open(dir: &Path) -> Result<LogStore> {
-        let db = Arc::new(Db::open(dir)?);
+        Self::open_with_budget(dir, Budget::default())
+    }
+
+    /// Opens (or creates) the database in `dir`. Fails at once if another process holds it.
+    pub fn open_with_budget(dir: &Path, budget: Budget) -> Result<LogStore> {
+        let db = Arc::new(Db::open(dir, budget)?);
         Ok(LogStore {
             syncer: Syncer::start(db.clone()),
             db,
