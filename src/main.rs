@@ -139,6 +139,19 @@ async fn wait_for_signal() {
     }
 }
 
+/// Every connection is a file descriptor: lift the soft limit to the hard one, as Kafka's
+/// packaging does, so thousands of clients can connect.
+fn raise_open_files_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        limit.current = limit.maximum;
+        if let Err(e) = setrlimit(Resource::Nofile, limit) {
+            tracing::warn!("cannot raise the open-files limit: {e}");
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -148,6 +161,7 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    raise_open_files_limit();
     let started = match cli.to_config() {
         Ok(config) => Broker::start(config).await,
         Err(e) => Err(e),
