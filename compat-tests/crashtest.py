@@ -68,6 +68,8 @@ import time
 import uuid
 import zlib
 
+from conftest import recv_exactly
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 # Topics: (name suffix, partitions).
@@ -536,16 +538,6 @@ def _metadata_request(corr: int) -> bytes:
     return struct.pack(">i", len(body)) + body
 
 
-def _recv_exact(sock, n):
-    data = b""
-    while len(data) < n:
-        chunk = sock.recv(n - len(data))
-        if not chunk:
-            raise ConnectionError("connection closed")
-        data += chunk
-    return data
-
-
 class Broker:
     def __init__(self, binary, base_dir, port):
         self.binary = binary
@@ -593,8 +585,8 @@ class Broker:
                     t_accept = now() - t0
                 corr += 1
                 s.sendall(_metadata_request(corr))
-                size = struct.unpack(">i", _recv_exact(s, 4))[0]
-                body = _recv_exact(s, size)
+                size = struct.unpack(">i", recv_exactly(s, 4))[0]
+                body = recv_exactly(s, size)
                 if struct.unpack(">i", body[:4])[0] != corr:
                     raise RuntimeError("Metadata answer with a wrong correlation id")
                 return t_accept, now() - t0

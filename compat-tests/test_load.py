@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import ck_admin, ck_consumer, ck_drain, ck_producer, kp_create_topic, unique_topic
+from conftest import ck_admin, ck_consumer, ck_drain, ck_producer, kp_create_topic, recv_exactly, unique_topic
 
 IDLE_CONNECTIONS = 10_000
 LONG_POLLS = 300
@@ -134,16 +134,6 @@ def fetch_frame(topic, offset, max_wait_ms, correlation):
 def read_frame(sock):
     size = struct.unpack(">i", recv_exactly(sock, 4))[0]
     return recv_exactly(sock, size)
-
-
-def recv_exactly(sock, n):
-    data = b""
-    while len(data) < n:
-        chunk = sock.recv(n - len(data))
-        if not chunk:
-            raise AssertionError("broker closed the connection")
-        data += chunk
-    return data
 
 
 def test_hundreds_of_long_polls_are_free_while_idle_and_wake_on_data(broker):
