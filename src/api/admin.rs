@@ -24,7 +24,7 @@ use kafka_protocol::messages::list_partition_reassignments_response::ListPartiti
 use uuid::Uuid;
 
 use super::{Api, Request};
-use crate::cluster::{NewTopic, Topic};
+use crate::cluster::{partition_id, NewTopic, Topic};
 
 type Failure = (ResponseError, String);
 
@@ -189,11 +189,7 @@ pub fn delete_records(api: &Api, r: DeleteRecordsRequest) -> DeleteRecordsRespon
                 .partitions
                 .iter()
                 .map(|p| {
-                    let result = topic
-                        .as_ref()
-                        .and_then(|topic| topic.partition(p.partition_index))
-                        .ok_or(ResponseError::UnknownTopicOrPartition)
-                        .and_then(|id| api.log.delete_records(id, p.offset));
+                    let result = partition_id(topic.as_deref(), p.partition_index).and_then(|id| api.log.delete_records(id, p.offset));
                     let response = DeleteRecordsPartitionResult::default().with_partition_index(p.partition_index);
                     match result {
                         Ok(low_watermark) => response.with_low_watermark(low_watermark),

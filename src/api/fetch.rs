@@ -15,6 +15,7 @@ use tokio::time::Instant;
 
 use super::{Api, Request};
 use super::offsets::check_leader_epoch;
+use crate::cluster::partition_id;
 
 /// A long poll never holds a request longer than this, whatever the client asks.
 const MAX_WAIT: Duration = Duration::from_secs(60);
@@ -63,14 +64,12 @@ fn read_all(api: &Api, req: &Request, r: &FetchRequest) -> (Vec<FetchableTopicRe
                 .iter()
                 .map(|p| {
                     let data = PartitionData::default().with_partition_index(p.partition);
-                    let part = topic.as_ref().and_then(|t| t.partition(p.partition));
-                    let result = match part {
-                        None => Err(ResponseError::UnknownTopicOrPartition),
-                        Some(id) => check_leader_epoch(p.current_leader_epoch).and_then(|_| {
-                            let limit = (p.partition_max_bytes.max(0) as usize).min(budget);
-                            api.log.read(id, p.fetch_offset, limit, total == 0)
-                        }),
-                    };
+                    let part = partition_id(topic.as_deref(), p.partition);
+                    let result = part.and_then(|id| {
+                        check_leader_epoch(p.current_leader_epoch)?;
+                        let limit = (p.partition_max_bytes.max(0) as usize).min(budget);
+                        api.log.read(id, p.fetch_offset, limit, total == 0)
+                    });
                     match result {
                         Ok(read) => {
                             total += read.records.len();
@@ -82,7 +81,7 @@ fn read_all(api: &Api, req: &Request, r: &FetchRequest) -> (Vec<FetchableTopicRe
                             let data = data.with_error_code(e.code()).with_high_watermark(-1).with_records(Some(Bytes::new()));
                             // Out-of-range answers carry the real offsets so clients can reset.
                             match part.map(|id| api.log.offsets(id)) {
-                                Some(Ok((start, hw))) => offsets(data, req.version, hw, start),
+                                Ok(Ok((start, hw))) => offsets(data, req.version, hw, start),
                                 _ => data,
                             }
                         }

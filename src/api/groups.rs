@@ -30,6 +30,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::{Api, Request};
+use crate::cluster::partition_id;
 use crate::group::{Committed, JoinRequest, TopicPartition};
 
 const GROUP_KEY_TYPE: i8 = 0;
@@ -189,7 +190,7 @@ pub fn offset_commit(api: &Api, r: OffsetCommitRequest) -> OffsetCommitResponse 
     for t in &r.topics {
         let topic = api.cluster.topic(&t.name);
         for p in &t.partitions {
-            if topic.as_ref().and_then(|tp| tp.partition(p.partition_index)).is_none() {
+            if partition_id(topic.as_deref(), p.partition_index).is_err() {
                 answers.push((t.name.clone(), p.partition_index, Some(ResponseError::UnknownTopicOrPartition)));
                 continue;
             }

@@ -11,7 +11,7 @@ use kafka_protocol::messages::offset_for_leader_epoch_response::{
 use kafka_protocol::ResponseError;
 
 use super::{Api, Request};
-use crate::cluster::{Topic, LEADER_EPOCH};
+use crate::cluster::{partition_id, Topic, LEADER_EPOCH};
 use crate::log::PartitionId;
 
 const LATEST: i64 = -1;
@@ -31,7 +31,7 @@ pub fn check_leader_epoch(client_epoch: i32) -> Result<(), ResponseError> {
 }
 
 fn lookup(api: &Api, topic: Option<&Topic>, index: i32, client_epoch: i32) -> Result<PartitionId, ResponseError> {
-    let id = topic.and_then(|t| t.partition(index)).ok_or(ResponseError::UnknownTopicOrPartition)?;
+    let id = partition_id(topic, index)?;
     check_leader_epoch(client_epoch)?;
     api.log.offsets(id)?;
     Ok(id)

@@ -10,7 +10,7 @@ use kafka_protocol::messages::{ProducerId, TopicName};
 use kafka_protocol::ResponseError;
 
 use super::{Api, Request};
-use crate::cluster::{Topic, LEADER_EPOCH};
+use crate::cluster::{partition_id, Topic, LEADER_EPOCH};
 use crate::log::AppendOptions;
 
 pub fn now_ms() -> i64 {
@@ -67,7 +67,7 @@ type PartitionOutcome = (i32, Result<Appended, ResponseError>, bool);
 
 fn append(api: &Api, topic: Option<&Topic>, p: &PartitionProduceData, now: i64) -> Result<Appended, ResponseError> {
     let topic = topic.ok_or(ResponseError::UnknownTopicOrPartition)?;
-    let partition = topic.partition(p.index).ok_or(ResponseError::UnknownTopicOrPartition)?;
+    let partition = partition_id(Some(topic), p.index)?;
     let records = p.records.as_ref().ok_or(ResponseError::CorruptMessage)?;
     let log_append_time = topic.configs.log_append_time().then_some(now);
     let opts = AppendOptions { max_batch_bytes: topic.configs.max_message_bytes(), leader_epoch: LEADER_EPOCH, log_append_time };

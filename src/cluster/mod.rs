@@ -133,6 +133,11 @@ pub struct Cluster {
     admin: Mutex<()>,
 }
 
+/// The log of partition `index` of `topic`, as every request that names a partition needs it.
+pub fn partition_id(topic: Option<&Topic>, index: i32) -> Result<PartitionId, ResponseError> {
+    topic.and_then(|t| t.partition(index)).ok_or(ResponseError::UnknownTopicOrPartition)
+}
+
 /// Topic names as Kafka allows them.
 pub fn validate_topic_name(name: &str) -> Result<(), ResponseError> {
     let legal = name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
