@@ -143,7 +143,7 @@ impl Config {
             ConfigEntry::broker("group.max.session.timeout.ms", self.group_max_session_timeout_ms.to_string(), d.group_max_session_timeout_ms.to_string(), Int, "Longest consumer session timeout accepted."),
             ConfigEntry::broker("zookeeper.listener", self.zookeeper_listener.map(|a| a.to_string()).unwrap_or_default(), std::string::String::new(), String, "Where the ZooKeeper-protocol view of topics is served; empty for none."),
             ConfigEntry::broker("rocksdb.memtable.bytes", self.memtable_bytes.to_string(), d.memtable_bytes.to_string(), Long, "Memory for all RocksDB memtables together; writes are flushed to disk when they reach it."),
-            ConfigEntry::broker("rocksdb.block.cache.bytes", self.block_cache_bytes.to_string(), d.block_cache_bytes.to_string(), Long, "Memory for RocksDB's block cache (index and small batches)."),
+            ConfigEntry::broker("rocksdb.block.cache.bytes", self.block_cache_bytes.to_string(), d.block_cache_bytes.to_string(), Long, "Memory for RocksDB's cache: index blocks, small batches, and batches read back for fetches."),
             ConfigEntry::broker("offset.metadata.max.bytes", self.offset_metadata_max_bytes.to_string(), d.offset_metadata_max_bytes.to_string(), Int, "Largest metadata string on a committed offset."),
         ]
     }

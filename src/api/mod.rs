@@ -195,7 +195,12 @@ fn encode_response(
     body: &ResponseKind,
     version: i16,
 ) -> Result<BytesMut, FrameError> {
-    let mut buf = BytesMut::with_capacity(64);
+    // A fetch response is mostly record bytes: size it once rather than copy it while growing.
+    let records: usize = match body {
+        ResponseKind::Fetch(r) => r.responses.iter().flat_map(|t| &t.partitions).filter_map(|p| p.records.as_ref()).map(|b| b.len()).sum(),
+        _ => 0,
+    };
+    let mut buf = BytesMut::with_capacity(256 + records);
     buf.put_i32(0);
     ResponseHeader::default()
         .with_correlation_id(correlation_id)

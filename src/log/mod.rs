@@ -235,7 +235,8 @@ impl LogStore {
         let mut writer = log.writer.lock().expect("writer lock");
         let mut next = writer.next_offset;
         let mut first_offset = None;
-        let mut write = WriteBatch::default();
+        // Sized up front: growing it would copy the batches again.
+        let mut write = WriteBatch::with_capacity_bytes(records.len() + 256);
         let mut updated: Vec<(i64, ProducerState)> = Vec::new();
         let mut added = 0u64;
         for bytes in batches {
