@@ -11,7 +11,8 @@ fuzz_target!(|data: &[u8]| {
         for b in batches {
             let header = BatchHeader::new(b).expect("an accepted batch has a header");
             assert!(header.record_count() > 0);
-            let stored = batch::assign(b, 1 << 40, 0);
+            let mut stored = Vec::new();
+            batch::assign(b, 1 << 40, 0, &mut stored);
             assert!(batch::split_and_validate(&stored, 1 << 20).is_ok(), "rewriting the offset keeps the CRC valid");
             let _ = batch::record_timestamps(&header);
         }

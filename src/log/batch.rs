@@ -149,12 +149,13 @@ fn validate(batch: &[u8]) -> Result<(), ResponseError> {
     Ok(())
 }
 
-/// Rewrites the fields the broker owns, which lie outside the CRC: base offset and leader epoch.
-pub fn assign(batch: &[u8], base_offset: i64, leader_epoch: i32) -> Vec<u8> {
-    let mut stored = batch.to_vec();
+/// Copies a batch into `stored` with the fields the broker owns rewritten: base offset and
+/// leader epoch, which lie outside the CRC.
+pub fn assign(batch: &[u8], base_offset: i64, leader_epoch: i32, stored: &mut Vec<u8>) {
+    stored.clear();
+    stored.extend_from_slice(batch);
     stored[BASE_OFFSET..BATCH_LENGTH].copy_from_slice(&base_offset.to_be_bytes());
     stored[LEADER_EPOCH..MAGIC].copy_from_slice(&leader_epoch.to_be_bytes());
-    stored
 }
 
 /// True if the batch's timestamps are to be replaced by the broker's clock.
@@ -252,7 +253,8 @@ mod tests {
     #[test]
     fn assign_keeps_crc_valid_and_log_append_time_recomputes_it() {
         let good = batch(3, 1000);
-        let mut stored = assign(&good, 42, 0);
+        let mut stored = Vec::new();
+        assign(&good, 42, 0, &mut stored);
         assert_eq!(BatchHeader::new(&stored).unwrap().base_offset(), 42);
         assert!(split_and_validate(&stored, 1 << 20).is_ok());
         set_log_append_time(&mut stored, 5555);
@@ -262,7 +264,8 @@ mod tests {
 
     #[test]
     fn timestamps_of_uncompressed_records() {
-        let stored = assign(&batch(3, 1000), 10, 0);
+        let mut stored = Vec::new();
+        assign(&batch(3, 1000), 10, 0, &mut stored);
         let h = BatchHeader::new(&stored).unwrap();
         assert_eq!(record_timestamps(&h), vec![(10, 1000), (11, 1010), (12, 1020)]);
     }

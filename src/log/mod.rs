@@ -11,6 +11,7 @@ mod meta;
 mod producers;
 mod syncer;
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -77,6 +78,15 @@ pub struct ReadResult {
     pub high_watermark: i64,
     pub log_start: i64,
 }
+
+thread_local! {
+    /// Where a batch gets its offset before RocksDB copies it. Kept between appends: a fresh
+    /// buffer of a batch's size costs page faults on every append.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Scratch buffers above this size are given back after the append that grew them.
+const SCRATCH_KEEP: usize = 4 << 20;
 
 fn log_key(p: PartitionId, offset: i64) -> [u8; 12] {
     let mut key = [0u8; 12];
@@ -261,15 +271,22 @@ impl LogStore {
                     }
                 }
             }
-            let mut stored = batch::assign(bytes, next, opts.leader_epoch);
-            if let Some(now) = opts.log_append_time {
-                batch::set_log_append_time(&mut stored, now);
-            }
-            added += stored.len() as u64;
-            write.put_cf(log_cf(&db), log_key(id, next), stored);
+            SCRATCH.with_borrow_mut(|stored| {
+                batch::assign(bytes, next, opts.leader_epoch, stored);
+                if let Some(now) = opts.log_append_time {
+                    batch::set_log_append_time(stored, now);
+                }
+                write.put_cf(log_cf(&db), log_key(id, next), &stored[..]);
+            });
+            added += bytes.len() as u64;
             first_offset.get_or_insert(next);
             next += header.last_offset_delta() as i64 + 1;
         }
+        SCRATCH.with_borrow_mut(|stored| {
+            if stored.capacity() > SCRATCH_KEEP {
+                *stored = Vec::new();
+            }
+        });
         if next != writer.next_offset {
             let total = log.bytes.load(Ordering::Acquire) + added;
             write.put_cf(meta_cf(&db), meta_key(id, BYTES, &[]), total.to_be_bytes());
