@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -180,6 +181,12 @@ class Broker:
     def write_bytes(self):
         return proc_field(self.pid, "io", "write_bytes")
 
+    def cpu_s(self):
+        """User + system CPU seconds the broker has used so far."""
+        with open(f"/proc/{self.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self):
         """SIGTERM and wait; returns ms to exit."""
         if not self.proc or self.proc.poll() is not None:
@@ -261,6 +268,27 @@ def run_client(args, cmd, timeout):
     return p.returncode, out, err
 
 
+class CpuMeter:
+    """CPU used by the clients run meanwhile (reaped children) and by the broker, in cores over
+    the wall time: shows which side a throughput number is bound by."""
+
+    def __init__(self, broker):
+        self.broker = broker
+        self.t0 = time.monotonic()
+        self.children0 = self._children()
+        self.broker0 = broker.cpu_s()
+
+    @staticmethod
+    def _children():
+        r = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return r.ru_utime + r.ru_stime
+
+    def cores(self):
+        wall = time.monotonic() - self.t0
+        return ((self._children() - self.children0) / wall,
+                (self.broker.cpu_s() - self.broker0) / wall)
+
+
 def tail(out, err, n=6):
     lines = [l for l in (out + "\n" + err).splitlines()
              if l.strip() and "CONFWARN" not in l]
@@ -289,7 +317,9 @@ def produce(args, broker, topic, size, count, acks="all", codec="none", partitio
         cmd += ["-p", str(partition)]
     if timeout is None:
         timeout = 60 + count * size / 5e6  # generous: 5 MB/s worst case
+    meter = CpuMeter(broker)
     rc, out, err = run_client(args, cmd, timeout)
+    client_cores, broker_cores = meter.cores()
     m = PROD_RE.findall(out)
     if rc != 0 or not m:
         raise CaseError(f"rdkafka_performance exited {rc}: {' '.join(cmd)}\n{tail(out, err)}")
@@ -297,7 +327,8 @@ def produce(args, broker, topic, size, count, acks="all", codec="none", partitio
     if int(delivered) != count or int(failed):
         raise CaseError(f"{delivered}/{count} delivered, {failed} failed: {' '.join(cmd)}")
     return dict(records=int(delivered), bytes=int(delivered) * size, ms=int(ms),
-                rec_s=float(rate), mb_s=float(mbs))
+                rec_s=float(rate), mb_s=float(mbs), client_cores=client_cores,
+                broker_cores=broker_cores)
 
 
 def consume_cmd(args, broker, topic, count, partitions=None, group=None):
@@ -378,6 +409,8 @@ def thr(res, disk=None):
     s = f"{krate(res['rec_s'])}, {res['mb_s']:.1f} MB/s"
     if disk is not None:
         s += f", disk {disk:.2f} B/B"
+    if "client_cores" in res:
+        s += f"; CPU client {res['client_cores']:.2f} / broker {res['broker_cores']:.2f} cores"
     return s
 
 
@@ -654,9 +687,11 @@ def run_all(args, cfg, R):
                 def single():
                     cmd = consume_cmd(args, b2, "c1", fill_n, partitions=[0])
                     sampler.active = True
+                    meter = CpuMeter(b2)
                     rc, out, err = run_client(args, cmd, 120 * scale + fill_n / 2e5)
                     sampler.active = False
                     res = parse_consume(cmd, rc, out, err)
+                    res["client_cores"], res["broker_cores"] = meter.cores()
                     if res["records"] != fill_n:
                         raise CaseError(f"consumed {res['records']} of {fill_n}")
                     ref = KAFKA["consume"]
