@@ -74,8 +74,7 @@ fn open_rocksdb(dir: &Path, budget: Budget) -> Result<DB> {
     log_opts.set_min_blob_size(MIN_BLOB_SIZE);
     log_opts.set_blob_file_size(64 << 20);
     log_opts.set_enable_blob_gc(true);
-    // A fetch learns that the next batch does not fit only by reading it; cached, the next
-    // fetch (which starts with it) does not read it again.
+    // Batches read back stay cached for the next reader of the same data.
     log_opts.set_blob_cache(&cache);
 
     let mut meta_opts = Options::default();

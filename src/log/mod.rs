@@ -335,11 +335,19 @@ impl LogStore {
         if offset < high_watermark && (max_bytes > 0 || min_one) {
             let db = self.db.get()?;
             let mut it = batches_from(&db, &log, offset, high_watermark);
+            let mut largest = 0;
             while let Some(value) = it.value() {
                 if out.len() + value.len() > max_bytes && !(out.is_empty() && min_one) {
                     break;
                 }
                 out.extend_from_slice(value);
+                largest = largest.max(value.len());
+                // Only reading the next batch tells its size. When one as large as the largest
+                // so far would not fit, stop rather than read it for nothing (a fetch may return
+                // less than max_bytes; the next fetch starts with it).
+                if out.len() + largest > max_bytes {
+                    break;
+                }
                 it.next();
             }
             it.status().map_err(read_error)?;
@@ -542,6 +550,23 @@ mod tests {
         assert_eq!(store.offsets(2).unwrap(), (0, 1));
         let c = store.append(1, &encode_batch(&BatchSpec::values(1)), OPTS).unwrap();
         assert_eq!(c.base_offset, 5);
+    }
+
+    #[test]
+    fn read_returns_whole_batches_up_to_max_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::open(dir.path()).unwrap();
+        store.load_partition(1).unwrap();
+        let batch = encode_batch(&BatchSpec::values(2));
+        for _ in 0..4 {
+            store.append(1, &batch, OPTS).unwrap();
+        }
+        let n = batch.len();
+        let read = |max| store.read(1, 0, max, true).unwrap().records.len();
+        assert_eq!(read(n * 5 / 2), 2 * n);
+        assert_eq!(read(n * 3), 3 * n);
+        assert_eq!(read(n * 10), 4 * n);
+        assert_eq!(read(n - 1), n);
     }
 
     #[test]
