@@ -165,3 +165,58 @@ def test_hundreds_of_long_polls_are_free_while_idle_and_wake_on_data(broker):
     finally:
         for s in polls:
             s.close()
+
+
+def test_one_request_slot_serves_a_group_and_a_producer():
+    """queued.max.requests=1: JoinGroup/SyncGroup waits and fetch long polls park without a
+    slot, so a 3-member confluent-kafka group and a producer all get through one slot."""
+    from confluent_kafka import Consumer
+    from confluent_kafka.admin import ConfigResource, NewTopic, ResourceType
+
+    from conftest import start_broker
+
+    b = start_broker(["--queued-max-requests", "1"])
+    try:
+        admin = ck_admin(b.bootstrap)
+        broker_configs = admin.describe_configs([ConfigResource(ResourceType.BROKER, "1")])
+        entries = list(broker_configs.values())[0].result(timeout=10)
+        assert entries["queued.max.requests"].value == "1"
+        topic = unique_topic("slot")
+        admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])[topic].result(timeout=10)
+        total = 3000
+        group = unique_topic("slot-group")
+        seen, errors, done = set(), [], threading.Event()
+        lock = threading.Lock()
+
+        def member():
+            c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": group, "auto.offset.reset": "earliest",
+                          "session.timeout.ms": 10000, "socket.timeout.ms": 10000})
+            c.subscribe([topic])
+            try:
+                while not done.is_set():
+                    for m in c.consume(num_messages=500, timeout=0.5):
+                        if m.error():
+                            errors.append(m.error())
+                            continue
+                        with lock:
+                            seen.add(m.value())
+                            if len(seen) == total:
+                                done.set()
+            finally:
+                c.close()
+
+        threads = [threading.Thread(target=member) for _ in range(3)]
+        for t in threads:
+            t.start()
+        p = ck_producer(b.bootstrap)
+        for i in range(total):
+            p.produce(topic, str(i).encode(), partition=i % 3)
+        assert p.flush(30) == 0
+        done.wait(45)
+        done.set()
+        for t in threads:
+            t.join(30)
+        assert not [e for e in errors if e.code() != -191], errors  # -191: partition EOF
+        assert len(seen) == total
+    finally:
+        b.cleanup()

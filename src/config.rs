@@ -26,6 +26,8 @@ pub struct Config {
     pub connections_max_idle_ms: u64,
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
+    /// Requests handled at once across the broker; more wait, each with its frame read.
+    pub queued_max_requests: usize,
     /// Default topic retention; -1 keeps data forever.
     pub retention_ms: i64,
     pub retention_bytes: i64,
@@ -60,6 +62,7 @@ impl Default for Config {
             connections_max_idle_ms: 600_000,
             max_connections: i32::MAX as usize,
             max_connections_per_ip: i32::MAX as usize,
+            queued_max_requests: 500,
             retention_ms: 7 * 24 * 3600 * 1000,
             retention_bytes: -1,
             retention_check_interval_ms: 300_000,
@@ -134,6 +137,7 @@ impl Config {
             ConfigEntry::broker("connections.max.idle.ms", self.connections_max_idle_ms.to_string(), d.connections_max_idle_ms.to_string(), Long, "Close a connection that sends no complete request for this long."),
             ConfigEntry::broker("max.connections", self.max_connections.to_string(), d.max_connections.to_string(), Int, "Most client connections the broker accepts."),
             ConfigEntry::broker("max.connections.per.ip", self.max_connections_per_ip.to_string(), d.max_connections_per_ip.to_string(), Int, "Most connections accepted from one address."),
+            ConfigEntry::broker("queued.max.requests", self.queued_max_requests.to_string(), d.queued_max_requests.to_string(), Int, "Most requests handled at once; further requests wait before being read. Long polls and rebalance waits do not count."),
             ConfigEntry::broker("log.retention.ms", self.retention_ms.to_string(), d.retention_ms.to_string(), Long, "Delete batches older than this; -1 keeps them."),
             ConfigEntry::broker("log.retention.bytes", self.retention_bytes.to_string(), d.retention_bytes.to_string(), Long, "Largest size of a partition before old batches are deleted; -1 is no limit."),
             ConfigEntry::broker("log.flush.interval.messages", self.flush_messages.to_string(), d.flush_messages.to_string(), Long, "1 syncs every append to disk before acknowledging it (group commit across producers)."),
@@ -179,6 +183,12 @@ impl Config {
             "connections.max.idle.ms" => self.connections_max_idle_ms = parse_num(key, value)?,
             "max.connections" => self.max_connections = parse_num(key, value)?,
             "max.connections.per.ip" => self.max_connections_per_ip = parse_num(key, value)?,
+            "queued.max.requests" => {
+                self.queued_max_requests = parse_num(key, value)?;
+                if self.queued_max_requests < 1 {
+                    bail!("queued.max.requests must be at least 1, got {value}");
+                }
+            }
             "log.retention.ms" => self.retention_ms = parse_num(key, value)?,
             "log.retention.minutes" => self.retention_ms = parse_num::<i64>(key, value)? * 60_000,
             "log.retention.hours" => self.retention_ms = parse_num::<i64>(key, value)? * 3_600_000,

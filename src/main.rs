@@ -49,6 +49,9 @@ struct Cli {
     /// max.connections.per.ip [default: 2147483647]
     #[arg(long, env = "GREGOR_MAX_CONNECTIONS_PER_IP")]
     max_connections_per_ip: Option<String>,
+    /// queued.max.requests: most requests handled at once; long polls and rebalance waits do not count [default: 500]
+    #[arg(long, env = "GREGOR_QUEUED_MAX_REQUESTS")]
+    queued_max_requests: Option<String>,
     /// log.retention.ms, -1 for no limit [default: 604800000]
     #[arg(long, env = "GREGOR_LOG_RETENTION_MS")]
     log_retention_ms: Option<String>,
@@ -82,7 +85,7 @@ struct Cli {
 }
 
 impl Cli {
-    fn settings(&self) -> [(&'static str, &Option<String>); 21] {
+    fn settings(&self) -> [(&'static str, &Option<String>); 22] {
         [
             ("listeners", &self.listeners),
             ("advertised.listeners", &self.advertised_listeners),
@@ -95,6 +98,7 @@ impl Cli {
             ("connections.max.idle.ms", &self.connections_max_idle_ms),
             ("max.connections", &self.max_connections),
             ("max.connections.per.ip", &self.max_connections_per_ip),
+            ("queued.max.requests", &self.queued_max_requests),
             ("log.retention.ms", &self.log_retention_ms),
             ("log.retention.bytes", &self.log_retention_bytes),
             ("log.flush.interval.messages", &self.log_flush_interval_messages),

@@ -122,3 +122,70 @@ async fn absurd_request_values_get_error_codes() {
     assert_eq!(c.create_topic("negative", -3).await, ResponseError::InvalidPartitions.code());
     broker.shutdown().await;
 }
+
+#[tokio::test]
+async fn parked_requests_do_not_hold_queue_slots() {
+    use bytes::Bytes;
+    use kafka_protocol::messages::join_group_request::{JoinGroupRequest, JoinGroupRequestProtocol};
+    use kafka_protocol::messages::GroupId;
+    use kafka_protocol::protocol::StrBytes;
+
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start_with(dir.path(), &[("queued.max.requests", "1"), ("group.initial.rebalance.delay.ms", "4000")]).await;
+    let mut producer = Client::connect(&broker).await;
+    assert_eq!(producer.create_topic("parked", 1).await, 0);
+    // A long poll on an empty partition and a join that waits out the rebalance delay: both park.
+    let mut poller = Client::connect(&broker).await;
+    let poll = poller.send(&fetch_request("parked", 0, 0, 8000), 12).await;
+    let mut joiner = Client::connect(&broker).await;
+    let join = JoinGroupRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str("parked-group")))
+        .with_session_timeout_ms(10_000)
+        .with_rebalance_timeout_ms(10_000)
+        .with_protocol_type(StrBytes::from_static_str("consumer"))
+        .with_protocols(vec![JoinGroupRequestProtocol::default().with_name(StrBytes::from_static_str("range")).with_metadata(Bytes::from_static(b"m"))]);
+    let joined = joiner.send(&join, 3).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // With one slot, a parked request that kept it would hold this answer for seconds.
+    let started = Instant::now();
+    still_served(&broker).await;
+    assert!(started.elapsed() < Duration::from_secs(2), "answered in {:?}", started.elapsed());
+    assert_eq!(producer.produce("parked", 0, encode_batch(&BatchSpec::values(3))).await, (0, 0));
+    let fetched = poller.receive::<kafka_protocol::messages::FetchRequest>(12, poll).await;
+    assert_eq!(batch_offsets(fetched.responses[0].partitions[0].records.as_ref().unwrap()), vec![0]);
+    assert_eq!(joiner.receive::<JoinGroupRequest>(3, joined).await.error_code, 0);
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn one_queue_slot_serves_many_pipelining_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start_with(dir.path(), &[("queued.max.requests", "1")]).await;
+    let mut admin = Client::connect(&broker).await;
+    assert_eq!(admin.create_topic("slots", 1).await, 0);
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let mut c = Client::connect(&broker).await;
+        tasks.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for _ in 0..50 {
+                ids.push(c.send(&produce_request("slots", 0, encode_batch(&BatchSpec::values(1)), -1), 9).await);
+            }
+            let mut offsets = Vec::new();
+            for id in ids {
+                let r = c.receive::<kafka_protocol::messages::ProduceRequest>(9, id).await;
+                let p = &r.responses[0].partition_responses[0];
+                assert_eq!(p.error_code, 0);
+                offsets.push(p.base_offset);
+            }
+            offsets
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all.sort();
+    assert_eq!(all, (0..400).collect::<Vec<i64>>());
+    broker.shutdown().await;
+}

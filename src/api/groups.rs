@@ -102,6 +102,8 @@ pub async fn join_group(api: &Api, req: &Request, r: JoinGroupRequest) -> JoinGr
             protocols: r.protocols.iter().map(|p| (p.name.to_string(), p.metadata.clone())).collect(),
             require_known_member_id: version >= 4,
         };
+        // The join may wait for the rest of the group.
+        crate::server::request_parked();
         api.groups.join(&r.group_id, join).await
     };
     let members = result
@@ -140,6 +142,8 @@ pub async fn sync_group(api: &Api, req: &Request, r: SyncGroupRequest) -> SyncGr
         (None, None)
     };
     let member = (r.member_id.as_str(), r.group_instance_id.as_deref());
+    // A follower's sync waits for the leader's.
+    crate::server::request_parked();
     let result = api.groups.sync(&r.group_id, member, r.generation_id, protocol, assignments).await;
     match result {
         Ok((protocol_type, protocol_name, assignment)) => {

@@ -4,6 +4,7 @@
 //! pipelined requests wait in the frame buffer or in the socket, which is the backpressure
 //! on a client that sends without reading.
 
+use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -12,7 +13,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use super::frame::{FrameReader, ReadError};
-use super::Limits;
+use super::{Limits, REQUEST_SLOT};
 use crate::api::Api;
 
 pub struct Connection {
@@ -55,9 +56,13 @@ impl Connection {
                     break;
                 }
             };
+            let slot = tokio::select! {
+                slot = self.limits.request_slot() => slot,
+                _ = self.shutdown.changed() => break,
+            };
             // A request parked in a long poll or a rebalance must not hold up shutdown.
             let handled = tokio::select! {
-                handled = self.api.handle(frame, peer) => handled,
+                handled = REQUEST_SLOT.scope(RefCell::new(Some(slot)), self.api.handle(frame, peer)) => handled,
                 _ = self.shutdown.changed() => break,
             };
             match handled {

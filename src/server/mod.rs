@@ -3,13 +3,14 @@
 mod connection;
 mod frame;
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::api::Api;
@@ -26,6 +27,20 @@ pub struct Limits {
     /// max.connections.per.ip
     pub max_connections_per_ip: usize,
     open: Mutex<(usize, HashMap<IpAddr, usize>)>,
+    /// queued.max.requests: a request holds one while it is handled.
+    request_slots: Arc<Semaphore>,
+}
+
+tokio::task_local! {
+    /// The queue slot of the request this task is handling, until it finishes or parks.
+    static REQUEST_SLOT: RefCell<Option<OwnedSemaphorePermit>>;
+}
+
+/// Says the current request now waits for an event (new data for a long poll, the rest of its
+/// group): like a request in Kafka's purgatory, it stops counting against queued.max.requests,
+/// so parked requests cannot keep the others from being handled.
+pub fn request_parked() {
+    let _ = REQUEST_SLOT.try_with(|slot| slot.borrow_mut().take());
 }
 
 impl Limits {
@@ -36,7 +51,13 @@ impl Limits {
             max_connections: config.max_connections,
             max_connections_per_ip: config.max_connections_per_ip,
             open: Mutex::new((0, HashMap::new())),
+            request_slots: Arc::new(Semaphore::new(config.queued_max_requests.min(Semaphore::MAX_PERMITS))),
         }
+    }
+
+    /// Waits for a queue slot (queued.max.requests).
+    async fn request_slot(&self) -> OwnedSemaphorePermit {
+        self.request_slots.clone().acquire_owned().await.expect("the semaphore is never closed")
     }
 
     /// Counts a new connection, or says which limit it would break.
