@@ -56,6 +56,10 @@ fn open_rocksdb(dir: &Path, budget: Budget) -> Result<DB> {
     // Reused log files overwrite pages already allocated in the page cache and on disk, which
     // made 1 KiB produce about 15% faster than allocating new ones.
     db_opts.set_recycle_log_file_num(4);
+    // With more than one column family, RocksDB fsyncs every closed write-ahead log before each
+    // memtable flush, unless the families flush together. Flushing them together keeps them
+    // consistent without that sync: 1 KiB produce after a few GiB went from ~350k to ~500k+ rec/s.
+    db_opts.set_atomic_flush(true);
     // A file write that fits RocksDB's write buffer is copied into it first. With a buffer smaller
     // than a batch, flushes write batches to blob files straight from the memtable: the flush
     // thread's CPU per byte fell by about half.
