@@ -42,7 +42,9 @@ impl Broker {
     /// client that connects is served.
     pub async fn start(config: Config) -> Result<BrokerHandle> {
         let budget = log::Budget { memtable_bytes: config.memtable_bytes, block_cache_bytes: config.block_cache_bytes };
-        let log = Arc::new(LogStore::open_with_budget(&config.data_dir, budget)?);
+        // Opening reads the store: off the runtime's threads.
+        let dir = config.data_dir.clone();
+        let log = Arc::new(tokio::task::spawn_blocking(move || LogStore::open_with_budget(&dir, budget)).await??);
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {} (is another broker running there?)", config.listen))?;
@@ -52,7 +54,10 @@ impl Broker {
             tracing::warn!("listening on all interfaces without advertised.listeners: clients are told {}; set advertised.listeners to an address they can reach", advertised.0);
         }
         let node = Node { id: config.node_id, host: advertised.0.clone(), port: advertised.1 };
-        let api = Arc::new(Api::open(&config, node, log)?);
+        let api = {
+            let config = config.clone();
+            Arc::new(tokio::task::spawn_blocking(move || Api::open(&config, node, log)).await??)
+        };
         let (cluster, groups, api_log) = (api.cluster.clone(), api.groups.clone(), api.log.clone());
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut zookeeper_addr = None;
@@ -131,10 +136,6 @@ async fn retention_loop(cluster: Arc<Cluster>, interval_ms: u64, mut shutdown: w
             _ = tick.tick() => {}
             _ = shutdown.changed() => return,
         }
-        let cluster = cluster.clone();
-        let now = api::now_ms();
-        if let Err(e) = tokio::task::spawn_blocking(move || cluster.apply_retention(now)).await {
-            tracing::error!("retention pass failed: {e}");
-        }
+        cluster.apply_retention(api::now_ms()).await;
     }
 }

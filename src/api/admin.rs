@@ -28,27 +28,22 @@ use crate::cluster::{partition_id, NewTopic, Topic};
 
 type Failure = (ResponseError, String);
 
-pub fn create_topics(api: &Api, req: &Request, r: CreateTopicsRequest) -> CreateTopicsResponse {
+pub async fn create_topics(api: &Api, req: &Request, r: CreateTopicsRequest) -> CreateTopicsResponse {
     let mut seen = HashSet::new();
     let duplicated: HashSet<TopicName> = r.topics.iter().filter(|t| !seen.insert(t.name.clone())).map(|t| t.name.clone()).collect();
-    let topics = r
-        .topics
-        .iter()
-        .map(|t| {
-            let result = if duplicated.contains(&t.name) {
-                Err((ResponseError::InvalidRequest, format!("topic {:?} appears more than once in the request", &*t.name)))
-            } else {
-                new_topic(api, t).and_then(|new| {
-                    if r.validate_only {
-                        api.cluster.validate_new_topic(&new).map(|(n, _)| (None, n))
-                    } else {
-                        api.cluster.create_topic(&new).map(|topic| (Some(topic.clone()), topic.partitions.len() as i32))
-                    }
-                })
-            };
-            create_result(req.version, t.name.clone(), result)
-        })
-        .collect();
+    let mut topics = Vec::with_capacity(r.topics.len());
+    for t in &r.topics {
+        let result = if duplicated.contains(&t.name) {
+            Err((ResponseError::InvalidRequest, format!("topic {:?} appears more than once in the request", &*t.name)))
+        } else {
+            match new_topic(api, t) {
+                Ok(new) if r.validate_only => api.cluster.validate_new_topic(&new).map(|(n, _)| (None, n)),
+                Ok(new) => api.cluster.create_topic(&new).await.map(|topic| (Some(topic.clone()), topic.partitions.len() as i32)),
+                Err(e) => Err(e),
+            }
+        };
+        topics.push(create_result(req.version, t.name.clone(), result));
+    }
     CreateTopicsResponse::default().with_topics(topics)
 }
 
@@ -123,88 +118,83 @@ fn create_result(version: i16, name: TopicName, result: Result<(Option<std::sync
     }
 }
 
-pub fn delete_topics(api: &Api, req: &Request, r: DeleteTopicsRequest) -> DeleteTopicsResponse {
+pub async fn delete_topics(api: &Api, req: &Request, r: DeleteTopicsRequest) -> DeleteTopicsResponse {
     // v6 names topics by name or id; older versions by name only.
     let wanted: Vec<(Option<TopicName>, Uuid)> = if req.version >= 6 {
         r.topics.into_iter().map(|t| (t.name, t.topic_id)).collect()
     } else {
         r.topic_names.into_iter().map(|n| (Some(n), Uuid::nil())).collect()
     };
-    let responses = wanted
-        .into_iter()
-        .map(|(name, id)| {
-            let topic = match &name {
-                Some(n) => api.cluster.topic(n).ok_or(ResponseError::UnknownTopicOrPartition),
-                None => api.cluster.topic_by_id(id).ok_or(ResponseError::UnknownTopicId),
-            };
-            let result = topic.and_then(|t| api.cluster.delete_topic(&t.name).map(|_| t));
-            let mut response = DeletableTopicResult::default().with_name(name.clone());
-            if req.version >= 6 {
-                response.topic_id = result.as_ref().map(|t| t.id).unwrap_or(id);
-                if response.name.is_none() {
-                    response.name = result.as_ref().ok().map(|t| TopicName(StrBytes::from_string(t.name.clone())));
-                }
+    let mut responses = Vec::with_capacity(wanted.len());
+    for (name, id) in wanted {
+        let topic = match &name {
+            Some(n) => api.cluster.topic(n).ok_or(ResponseError::UnknownTopicOrPartition),
+            None => api.cluster.topic_by_id(id).ok_or(ResponseError::UnknownTopicId),
+        };
+        let result = match topic {
+            Ok(t) => api.cluster.delete_topic(&t.name).await.map(|_| t),
+            Err(e) => Err(e),
+        };
+        let mut response = DeletableTopicResult::default().with_name(name.clone());
+        if req.version >= 6 {
+            response.topic_id = result.as_ref().map(|t| t.id).unwrap_or(id);
+            if response.name.is_none() {
+                response.name = result.as_ref().ok().map(|t| TopicName(StrBytes::from_string(t.name.clone())));
             }
-            if let Err(e) = result {
-                response.error_code = e.code();
-                if req.version >= 5 {
-                    response.error_message = Some(StrBytes::from_string(e.to_string()));
-                }
+        }
+        if let Err(e) = result {
+            response.error_code = e.code();
+            if req.version >= 5 {
+                response.error_message = Some(StrBytes::from_string(e.to_string()));
             }
-            response
-        })
-        .collect();
+        }
+        responses.push(response);
+    }
     DeleteTopicsResponse::default().with_responses(responses)
 }
 
-pub fn create_partitions(api: &Api, r: CreatePartitionsRequest) -> CreatePartitionsResponse {
+pub async fn create_partitions(api: &Api, r: CreatePartitionsRequest) -> CreatePartitionsResponse {
     let node = api.cluster.node().id;
-    let results = r
-        .topics
-        .into_iter()
-        .map(|t| {
-            let assignment_ok = t.assignments.as_ref().is_none_or(|list| list.iter().all(|a| a.broker_ids.iter().all(|b| b.0 == node) && !a.broker_ids.is_empty()));
-            let result = if assignment_ok {
-                api.cluster.create_partitions(&t.name, t.count, r.validate_only)
-            } else {
-                Err((ResponseError::InvalidReplicaAssignment, format!("the only broker is {node}")))
-            };
-            let response = CreatePartitionsTopicResult::default().with_name(t.name);
-            match result {
-                Ok(()) => response,
-                Err((e, message)) => response.with_error_code(e.code()).with_error_message(Some(StrBytes::from_string(message))),
-            }
-        })
-        .collect();
+    let mut results = Vec::with_capacity(r.topics.len());
+    for t in r.topics {
+        let assignment_ok = t.assignments.as_ref().is_none_or(|list| list.iter().all(|a| a.broker_ids.iter().all(|b| b.0 == node) && !a.broker_ids.is_empty()));
+        let result = if assignment_ok {
+            api.cluster.create_partitions(&t.name, t.count, r.validate_only).await
+        } else {
+            Err((ResponseError::InvalidReplicaAssignment, format!("the only broker is {node}")))
+        };
+        let response = CreatePartitionsTopicResult::default().with_name(t.name);
+        results.push(match result {
+            Ok(()) => response,
+            Err((e, message)) => response.with_error_code(e.code()).with_error_message(Some(StrBytes::from_string(message))),
+        });
+    }
     CreatePartitionsResponse::default().with_results(results)
 }
 
-pub fn delete_records(api: &Api, r: DeleteRecordsRequest) -> DeleteRecordsResponse {
-    let topics = r
-        .topics
-        .into_iter()
-        .map(|t| {
-            let topic = api.cluster.topic(&t.name);
-            let partitions = t
-                .partitions
-                .iter()
-                .map(|p| {
-                    let result = partition_id(topic.as_deref(), p.partition_index).and_then(|id| api.log.delete_records(id, p.offset));
-                    let response = DeleteRecordsPartitionResult::default().with_partition_index(p.partition_index);
-                    match result {
-                        Ok(low_watermark) => response.with_low_watermark(low_watermark),
-                        Err(e) => response.with_low_watermark(-1).with_error_code(e.code()),
-                    }
-                })
-                .collect();
-            DeleteRecordsTopicResult::default().with_name(t.name).with_partitions(partitions)
-        })
-        .collect();
+pub async fn delete_records(api: &Api, r: DeleteRecordsRequest) -> DeleteRecordsResponse {
+    let mut topics = Vec::with_capacity(r.topics.len());
+    for t in r.topics {
+        let topic = api.cluster.topic(&t.name);
+        let mut partitions = Vec::with_capacity(t.partitions.len());
+        for p in &t.partitions {
+            let result = match partition_id(topic.as_deref(), p.partition_index) {
+                Ok(id) => api.log.delete_records(id, p.offset).await,
+                Err(e) => Err(e),
+            };
+            let response = DeleteRecordsPartitionResult::default().with_partition_index(p.partition_index);
+            partitions.push(match result {
+                Ok(low_watermark) => response.with_low_watermark(low_watermark),
+                Err(e) => response.with_low_watermark(-1).with_error_code(e.code()),
+            });
+        }
+        topics.push(DeleteRecordsTopicResult::default().with_name(t.name).with_partitions(partitions));
+    }
     DeleteRecordsResponse::default().with_topics(topics)
 }
 
 /// One log directory: the data directory, with every partition's stored bytes.
-pub fn describe_log_dirs(api: &Api, r: DescribeLogDirsRequest) -> DescribeLogDirsResponse {
+pub async fn describe_log_dirs(api: &Api, r: DescribeLogDirsRequest) -> DescribeLogDirsResponse {
     let wanted = |topic: &str, partition: i32| {
         r.topics.as_ref().is_none_or(|ts| ts.iter().any(|t| t.topic.as_str() == topic && t.partitions.contains(&partition)))
     };
@@ -223,7 +213,7 @@ pub fn describe_log_dirs(api: &Api, r: DescribeLogDirsRequest) -> DescribeLogDir
             (!partitions.is_empty()).then(|| DescribeLogDirsTopic::default().with_name(TopicName(StrBytes::from_string(t.name.clone()))).with_partitions(partitions))
         })
         .collect();
-    let (total, usable) = api.log.disk_space().unwrap_or((-1, -1));
+    let (total, usable) = api.log.disk_space().await.unwrap_or((-1, -1));
     let dir = DescribeLogDirsResult::default()
         .with_log_dir(StrBytes::from_string(api.config.data_dir.display().to_string()))
         .with_topics(topics)

@@ -87,9 +87,9 @@ pub fn describe_configs(api: &Api, req: &Request, r: DescribeConfigsRequest) -> 
 }
 
 /// Applies changes to a topic; broker settings come from flags and the config file only.
-fn alter(api: &Api, resource_type: i8, name: &str, changes: Result<Vec<ConfigChange>, Failure>, replace_all: bool, validate_only: bool) -> Result<(), Failure> {
+async fn alter(api: &Api, resource_type: i8, name: &str, changes: Result<Vec<ConfigChange>, Failure>, replace_all: bool, validate_only: bool) -> Result<(), Failure> {
     match resource_type {
-        TOPIC => api.cluster.alter_topic_configs(name, &changes?, replace_all, validate_only),
+        TOPIC => api.cluster.alter_topic_configs(name, &changes?, replace_all, validate_only).await,
         BROKER => Err((ResponseError::InvalidConfig, "broker configs cannot change at run time; set them with flags or the config file".into())),
         other => Err((ResponseError::InvalidRequest, format!("resource type {other} has no configs here"))),
     }
@@ -103,57 +103,55 @@ fn outcome(result: Result<(), Failure>) -> (i16, Option<StrBytes>) {
     }
 }
 
-pub fn alter_configs(api: &Api, r: AlterConfigsRequest) -> AlterConfigsResponse {
-    let responses = r
-        .resources
-        .into_iter()
-        .map(|resource| {
-            // AlterConfigs replaces the whole set: what is not named goes back to its default.
-            let changes = resource
-                .configs
-                .iter()
-                .map(|c| match &c.value {
-                    Some(v) => ConfigChange::Set(c.name.to_string(), v.to_string()),
-                    None => ConfigChange::Delete(c.name.to_string()),
-                })
-                .collect();
-            let (code, message) = outcome(alter(api, resource.resource_type, &resource.resource_name, Ok(changes), true, r.validate_only));
+pub async fn alter_configs(api: &Api, r: AlterConfigsRequest) -> AlterConfigsResponse {
+    let mut responses = Vec::with_capacity(r.resources.len());
+    for resource in r.resources {
+        // AlterConfigs replaces the whole set: what is not named goes back to its default.
+        let changes = resource
+            .configs
+            .iter()
+            .map(|c| match &c.value {
+                Some(v) => ConfigChange::Set(c.name.to_string(), v.to_string()),
+                None => ConfigChange::Delete(c.name.to_string()),
+            })
+            .collect();
+        let (code, message) = outcome(alter(api, resource.resource_type, &resource.resource_name, Ok(changes), true, r.validate_only).await);
+        responses.push(
             AlterConfigsResourceResponse::default()
                 .with_resource_type(resource.resource_type)
                 .with_resource_name(resource.resource_name)
                 .with_error_code(code)
-                .with_error_message(message)
-        })
-        .collect();
+                .with_error_message(message),
+        );
+    }
     AlterConfigsResponse::default().with_responses(responses)
 }
 
-pub fn incremental_alter_configs(api: &Api, r: IncrementalAlterConfigsRequest) -> IncrementalAlterConfigsResponse {
-    let responses = r
-        .resources
-        .into_iter()
-        .map(|resource| {
-            let changes = resource
-                .configs
-                .iter()
-                .map(|c| {
-                    let (name, value) = (c.name.to_string(), c.value.as_deref().unwrap_or_default().to_string());
-                    match c.config_operation {
-                        0 => Ok(ConfigChange::Set(name, value)),
-                        1 => Ok(ConfigChange::Delete(name)),
-                        2 => Ok(ConfigChange::Append(name, value)),
-                        3 => Ok(ConfigChange::Subtract(name, value)),
-                        op => Err((ResponseError::InvalidRequest, format!("unknown config operation {op}"))),
-                    }
-                })
-                .collect();
-            let (code, message) = outcome(alter(api, resource.resource_type, &resource.resource_name, changes, false, r.validate_only));
+pub async fn incremental_alter_configs(api: &Api, r: IncrementalAlterConfigsRequest) -> IncrementalAlterConfigsResponse {
+    let mut responses = Vec::with_capacity(r.resources.len());
+    for resource in r.resources {
+        let changes = resource
+            .configs
+            .iter()
+            .map(|c| {
+                let (name, value) = (c.name.to_string(), c.value.as_deref().unwrap_or_default().to_string());
+                match c.config_operation {
+                    0 => Ok(ConfigChange::Set(name, value)),
+                    1 => Ok(ConfigChange::Delete(name)),
+                    2 => Ok(ConfigChange::Append(name, value)),
+                    3 => Ok(ConfigChange::Subtract(name, value)),
+                    op => Err((ResponseError::InvalidRequest, format!("unknown config operation {op}"))),
+                }
+            })
+            .collect();
+        let (code, message) = outcome(alter(api, resource.resource_type, &resource.resource_name, changes, false, r.validate_only).await);
+        responses.push(
             incremental_alter_configs_response::AlterConfigsResourceResponse::default()
                 .with_resource_type(resource.resource_type)
                 .with_resource_name(resource.resource_name)
                 .with_error_code(code)
-                .with_error_message(message)
-        })
-        .collect();
+                .with_error_message(message),
+        );
+    }
     IncrementalAlterConfigsResponse::default().with_responses(responses)
 }

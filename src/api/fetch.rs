@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use super::{Api, Request};
 use super::offsets::check_leader_epoch;
 use crate::cluster::partition_id;
+use crate::log::ReadRequest;
 
 /// A long poll never holds a request longer than this, whatever the client asks.
 const MAX_WAIT: Duration = Duration::from_secs(60);
@@ -37,7 +38,7 @@ pub async fn handle(api: &Api, req: &Request, r: FetchRequest) -> FetchResponse 
     api.log.watch(&partitions, &appended);
     let mut timed_out = false;
     loop {
-        let (responses, bytes, errors) = read_all(api, req, &r);
+        let (responses, bytes, errors) = read_all(api, req, &r).await;
         // Like Kafka, a fetch of nothing (a closing consumer's last one) answers at once.
         let nothing_asked = r.topics.iter().all(|t| t.partitions.is_empty());
         if timed_out || errors || nothing_asked || bytes >= r.min_bytes.max(0) as usize || wait.is_zero() {
@@ -50,39 +51,52 @@ pub async fn handle(api: &Api, req: &Request, r: FetchRequest) -> FetchResponse 
 
 /// Reads every requested partition once. Returns the topics, the record bytes, and whether
 /// any partition has an error (which answers at once rather than waiting).
-fn read_all(api: &Api, req: &Request, r: &FetchRequest) -> (Vec<FetchableTopicResponse>, usize, bool) {
+async fn read_all(api: &Api, req: &Request, r: &FetchRequest) -> (Vec<FetchableTopicResponse>, usize, bool) {
+    // Each partition: where to read, or why it cannot be read.
+    let wanted: Vec<Vec<Result<ReadRequest, ResponseError>>> = r
+        .topics
+        .iter()
+        .map(|t| {
+            let topic = api.cluster.topic(&t.topic);
+            t.partitions
+                .iter()
+                .map(|p| {
+                    let id = partition_id(topic.as_deref(), p.partition)?;
+                    check_leader_epoch(p.current_leader_epoch)?;
+                    Ok(ReadRequest { id, offset: p.fetch_offset, max_bytes: p.partition_max_bytes.max(0) as usize })
+                })
+                .collect()
+        })
+        .collect();
+    let requests: Vec<ReadRequest> = wanted.iter().flatten().filter_map(|w| w.as_ref().ok().copied()).collect();
     // max_bytes bounds the whole response, but the first batch goes out whatever its size (KIP-74).
-    let mut budget = r.max_bytes.max(0) as usize;
+    let mut reads = api.log.read(&requests, r.max_bytes.max(0) as usize).await.into_iter();
     let mut total = 0;
     let mut errors = false;
     let topics = r
         .topics
         .iter()
-        .map(|t| {
-            let topic = api.cluster.topic(&t.topic);
+        .zip(wanted)
+        .map(|(t, wanted)| {
             let partitions = t
                 .partitions
                 .iter()
-                .map(|p| {
+                .zip(wanted)
+                .map(|(p, w)| {
                     let data = PartitionData::default().with_partition_index(p.partition);
-                    let part = partition_id(topic.as_deref(), p.partition);
-                    let result = part.and_then(|id| {
-                        check_leader_epoch(p.current_leader_epoch)?;
-                        let limit = (p.partition_max_bytes.max(0) as usize).min(budget);
-                        api.log.read(id, p.fetch_offset, limit, total == 0)
-                    });
+                    let result = w.and_then(|_| reads.next().expect("one result per request"));
                     match result {
                         Ok(read) => {
                             total += read.records.len();
-                            budget = budget.saturating_sub(read.records.len());
                             offsets(data, req.version, read.high_watermark, read.log_start).with_records(Some(read.records))
                         }
                         Err(e) => {
                             errors = true;
                             let data = data.with_error_code(e.code()).with_high_watermark(-1).with_records(Some(Bytes::new()));
                             // Out-of-range answers carry the real offsets so clients can reset.
-                            match part.map(|id| api.log.offsets(id)) {
-                                Ok(Ok((start, hw))) => offsets(data, req.version, hw, start),
+                            let topic = api.cluster.topic(&t.topic);
+                            match partition_id(topic.as_deref(), p.partition).and_then(|id| api.log.offsets(id)) {
+                                Ok((start, hw)) => offsets(data, req.version, hw, start),
                                 _ => data,
                             }
                         }

@@ -158,20 +158,20 @@ pub async fn sync_group(api: &Api, req: &Request, r: SyncGroupRequest) -> SyncGr
     }
 }
 
-pub fn heartbeat(api: &Api, r: HeartbeatRequest) -> HeartbeatResponse {
+pub async fn heartbeat(api: &Api, r: HeartbeatRequest) -> HeartbeatResponse {
     let instance = r.group_instance_id.as_deref();
-    let result = api.groups.heartbeat(&r.group_id, &r.member_id, instance, r.generation_id);
+    let result = api.groups.heartbeat(&r.group_id, &r.member_id, instance, r.generation_id).await;
     HeartbeatResponse::default().with_error_code(error_code(&result))
 }
 
-pub fn leave_group(api: &Api, req: &Request, r: LeaveGroupRequest) -> LeaveGroupResponse {
+pub async fn leave_group(api: &Api, req: &Request, r: LeaveGroupRequest) -> LeaveGroupResponse {
     // v3 batches members (and names static ones by instance id); before that, one member id.
     let members: Vec<(String, Option<String>)> = if req.version >= 3 {
         r.members.iter().map(|m| (m.member_id.to_string(), m.group_instance_id.as_ref().map(|i| i.to_string()))).collect()
     } else {
         vec![(r.member_id.to_string(), None)]
     };
-    match api.groups.leave(&r.group_id, &members) {
+    match api.groups.leave(&r.group_id, &members).await {
         Err(e) => LeaveGroupResponse::default().with_error_code(e.code()),
         Ok(results) if req.version >= 3 => {
             let responses = members
@@ -187,7 +187,7 @@ pub fn leave_group(api: &Api, req: &Request, r: LeaveGroupRequest) -> LeaveGroup
     }
 }
 
-pub fn offset_commit(api: &Api, r: OffsetCommitRequest) -> OffsetCommitResponse {
+pub async fn offset_commit(api: &Api, r: OffsetCommitRequest) -> OffsetCommitResponse {
     // Partitions of unknown topics are answered without reaching the coordinator.
     let mut known = Vec::new();
     let mut answers: Vec<(TopicName, i32, Option<ResponseError>)> = Vec::new();
@@ -211,7 +211,7 @@ pub fn offset_commit(api: &Api, r: OffsetCommitRequest) -> OffsetCommitResponse 
     let results = if r.group_id.is_empty() {
         Err(ResponseError::InvalidGroupId)
     } else {
-        api.groups.commit(&r.group_id, member, r.generation_id_or_member_epoch, known)
+        api.groups.commit(&r.group_id, member, r.generation_id_or_member_epoch, known).await
     };
     let mut stored = match &results {
         Ok(per_partition) => per_partition.clone().into_iter(),
@@ -363,22 +363,19 @@ pub fn describe_groups(api: &Api, req: &Request, r: DescribeGroupsRequest) -> De
     DescribeGroupsResponse::default().with_groups(groups)
 }
 
-pub fn delete_groups(api: &Api, r: DeleteGroupsRequest) -> DeleteGroupsResponse {
-    let results = r
-        .groups_names
-        .into_iter()
-        .map(|id| {
-            let result = api.groups.delete(&id);
-            DeletableGroupResult::default().with_group_id(id).with_error_code(error_code(&result))
-        })
-        .collect();
+pub async fn delete_groups(api: &Api, r: DeleteGroupsRequest) -> DeleteGroupsResponse {
+    let mut results = Vec::with_capacity(r.groups_names.len());
+    for id in r.groups_names {
+        let result = api.groups.delete(&id).await;
+        results.push(DeletableGroupResult::default().with_group_id(id).with_error_code(error_code(&result)));
+    }
     DeleteGroupsResponse::default().with_results(results)
 }
 
-pub fn offset_delete(api: &Api, r: OffsetDeleteRequest) -> OffsetDeleteResponse {
+pub async fn offset_delete(api: &Api, r: OffsetDeleteRequest) -> OffsetDeleteResponse {
     let partitions: Vec<TopicPartition> =
         r.topics.iter().flat_map(|t| t.partitions.iter().map(move |p| (t.name.to_string(), p.partition_index))).collect();
-    match api.groups.delete_offsets(&r.group_id, partitions) {
+    match api.groups.delete_offsets(&r.group_id, partitions).await {
         Err(e) => OffsetDeleteResponse::default().with_error_code(e.code()),
         Ok(results) => {
             let answered = results.into_iter().map(|((topic, partition), result)| {

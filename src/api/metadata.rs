@@ -22,7 +22,7 @@ use crate::cluster::{Topic, LEADER_EPOCH};
 const TOPIC_OPERATIONS: i32 = 0b1101_1111_1000;
 const CLUSTER_OPERATIONS: i32 = 0b1_1111_1010_0000;
 
-pub fn handle(api: &Api, req: &Request, r: MetadataRequest) -> MetadataResponse {
+pub async fn handle(api: &Api, req: &Request, r: MetadataRequest) -> MetadataResponse {
     let node = api.cluster.node();
     let broker = MetadataResponseBroker::default()
         .with_node_id(BrokerId(node.id))
@@ -35,19 +35,22 @@ pub fn handle(api: &Api, req: &Request, r: MetadataRequest) -> MetadataResponse 
     let topics = match r.topics {
         None => api.cluster.topics().iter().map(|t| describe(t)).collect(),
         Some(list) if list.is_empty() && req.version == 0 => api.cluster.topics().iter().map(|t| describe(t)).collect(),
-        Some(list) => list
-            .into_iter()
-            .map(|wanted| match (wanted.name, wanted.topic_id) {
-                (Some(name), _) => match api.cluster.topic_or_create(&name, allow_create) {
-                    Ok(t) => describe(&t),
-                    Err(e) => error_topic(e).with_name(Some(name)),
-                },
-                (None, id) => match api.cluster.topic_by_id(id) {
-                    Some(t) => describe(&t),
-                    None => error_topic(ResponseError::UnknownTopicId).with_topic_id(id),
-                },
-            })
-            .collect(),
+        Some(list) => {
+            let mut topics = Vec::with_capacity(list.len());
+            for wanted in list {
+                topics.push(match (wanted.name, wanted.topic_id) {
+                    (Some(name), _) => match api.cluster.topic_or_create(&name, allow_create).await {
+                        Ok(t) => describe(&t),
+                        Err(e) => error_topic(e).with_name(Some(name)),
+                    },
+                    (None, id) => match api.cluster.topic_by_id(id) {
+                        Some(t) => describe(&t),
+                        None => error_topic(ResponseError::UnknownTopicId).with_topic_id(id),
+                    },
+                });
+            }
+            topics
+        }
     };
     let mut response = MetadataResponse::default()
         .with_brokers(vec![broker])

@@ -37,48 +37,44 @@ fn lookup(api: &Api, topic: Option<&Topic>, index: i32, client_epoch: i32) -> Re
     Ok(id)
 }
 
-pub fn list_offsets(api: &Api, req: &Request, r: ListOffsetsRequest) -> ListOffsetsResponse {
-    let topics = r
-        .topics
-        .into_iter()
-        .map(|t| {
-            let topic = api.cluster.topic(&t.name);
-            let partitions = t
-                .partitions
-                .iter()
-                .map(|p| {
-                    let response = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
-                    let found = lookup(api, topic.as_deref(), p.partition_index, p.current_leader_epoch)
-                        .and_then(|id| offset_at(api, id, p.timestamp));
-                    match found {
-                        Ok(Some((offset, timestamp))) => {
-                            let response = response.with_offset(offset).with_timestamp(timestamp);
-                            // The leader epoch field exists from v4 on.
-                            if req.version >= 4 {
-                                response.with_leader_epoch(LEADER_EPOCH)
-                            } else {
-                                response
-                            }
-                        }
-                        Ok(None) => response.with_offset(-1).with_timestamp(-1),
-                        Err(e) => response.with_error_code(e.code()).with_offset(-1).with_timestamp(-1),
+pub async fn list_offsets(api: &Api, req: &Request, r: ListOffsetsRequest) -> ListOffsetsResponse {
+    let mut topics = Vec::with_capacity(r.topics.len());
+    for t in r.topics {
+        let topic = api.cluster.topic(&t.name);
+        let mut partitions = Vec::with_capacity(t.partitions.len());
+        for p in &t.partitions {
+            let response = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
+            let found = match lookup(api, topic.as_deref(), p.partition_index, p.current_leader_epoch) {
+                Ok(id) => offset_at(api, id, p.timestamp).await,
+                Err(e) => Err(e),
+            };
+            partitions.push(match found {
+                Ok(Some((offset, timestamp))) => {
+                    let response = response.with_offset(offset).with_timestamp(timestamp);
+                    // The leader epoch field exists from v4 on.
+                    if req.version >= 4 {
+                        response.with_leader_epoch(LEADER_EPOCH)
+                    } else {
+                        response
                     }
-                })
-                .collect();
-            ListOffsetsTopicResponse::default().with_name(t.name).with_partitions(partitions)
-        })
-        .collect();
+                }
+                Ok(None) => response.with_offset(-1).with_timestamp(-1),
+                Err(e) => response.with_error_code(e.code()).with_offset(-1).with_timestamp(-1),
+            });
+        }
+        topics.push(ListOffsetsTopicResponse::default().with_name(t.name).with_partitions(partitions));
+    }
     ListOffsetsResponse::default().with_topics(topics)
 }
 
 /// (offset, timestamp) for a ListOffsets target: a special value or a timestamp.
-fn offset_at(api: &Api, id: PartitionId, target: i64) -> Result<Option<(i64, i64)>, ResponseError> {
+async fn offset_at(api: &Api, id: PartitionId, target: i64) -> Result<Option<(i64, i64)>, ResponseError> {
     let (log_start, high_watermark) = api.log.offsets(id)?;
     match target {
         LATEST => Ok(Some((high_watermark, -1))),
         EARLIEST => Ok(Some((log_start, -1))),
-        MAX_TIMESTAMP => api.log.max_timestamp_offset(id),
-        ts if ts >= 0 => api.log.offset_for_timestamp(id, ts),
+        MAX_TIMESTAMP => api.log.max_timestamp_offset(id).await,
+        ts if ts >= 0 => api.log.offset_for_timestamp(id, ts).await,
         _ => Err(ResponseError::InvalidRequest),
     }
 }

@@ -5,8 +5,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use kafka_protocol::messages::init_producer_id_request::InitProducerIdRequest;
 use kafka_protocol::messages::init_producer_id_response::InitProducerIdResponse;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, ProduceRequest};
+use futures_util::future::join_all;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, ProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ProducerId, TopicName};
+use kafka_protocol::messages::ProducerId;
 use kafka_protocol::ResponseError;
 
 use super::{Api, Request};
@@ -17,61 +18,42 @@ pub fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
-/// Appends every partition's batches; `None` for acks=0, which gets no response. Topics in
-/// fsync mode are acknowledged only once a group-commit sync covers their appends.
+/// Appends every partition's batches, all partitions at once (so the syncs that fsync-mode
+/// topics wait for are shared); `None` for acks=0, which gets no response.
 pub async fn handle(api: &Api, req: &Request, r: ProduceRequest) -> Option<ProduceResponse> {
     let acks_valid = matches!(r.acks, -1..=1);
     let now = now_ms();
-    let mut needs_sync = false;
-    // Per topic: (partition, outcome, whether it waits for a sync).
-    let mut results: Vec<(TopicName, Vec<PartitionOutcome>)> = Vec::new();
-    for topic_data in r.topic_data {
+    let appends = r.topic_data.iter().map(|topic_data| async move {
         let topic = api.cluster.topic(&topic_data.name);
-        let fsync = topic.as_ref().is_some_and(|t| t.configs.fsync());
-        let partitions = topic_data
-            .partition_data
-            .iter()
-            .map(|p| {
-                let result = if acks_valid { append(api, topic.as_deref(), p, now) } else { Err(ResponseError::InvalidRequiredAcks) };
-                let durable = fsync && result.is_ok();
-                needs_sync |= durable;
-                (p.index, result, durable)
-            })
-            .collect();
-        results.push((topic_data.name, partitions));
-    }
-    let synced = if needs_sync { api.log.wait_durable(api.log.durable_ticket()).await } else { Ok(()) };
-    if r.acks == 0 {
-        return None;
-    }
-    let responses = results
-        .into_iter()
-        .map(|(name, partitions)| {
-            let partitions = partitions
-                .into_iter()
-                .map(|(index, result, durable)| {
-                    let result = if durable { synced.and(result) } else { result };
-                    partition_response(req.version, index, result)
-                })
-                .collect();
-            TopicProduceResponse::default().with_name(name).with_partition_responses(partitions)
-        })
-        .collect();
-    Some(ProduceResponse::default().with_responses(responses))
+        let partitions = join_all(topic_data.partition_data.iter().map(|p| {
+            let topic = topic.as_deref();
+            async move {
+                let result = if acks_valid { append(api, topic, p, now).await } else { Err(ResponseError::InvalidRequiredAcks) };
+                partition_response(req.version, p.index, result)
+            }
+        }))
+        .await;
+        TopicProduceResponse::default().with_name(topic_data.name.clone()).with_partition_responses(partitions)
+    });
+    let responses = join_all(appends).await;
+    (r.acks != 0).then(|| ProduceResponse::default().with_responses(responses))
 }
 
 /// (base offset, log append time or -1, log start offset)
 type Appended = (i64, i64, i64);
 
-type PartitionOutcome = (i32, Result<Appended, ResponseError>, bool);
-
-fn append(api: &Api, topic: Option<&Topic>, p: &PartitionProduceData, now: i64) -> Result<Appended, ResponseError> {
+async fn append(api: &Api, topic: Option<&Topic>, p: &PartitionProduceData, now: i64) -> Result<Appended, ResponseError> {
     let topic = topic.ok_or(ResponseError::UnknownTopicOrPartition)?;
     let partition = partition_id(Some(topic), p.index)?;
     let records = p.records.as_ref().ok_or(ResponseError::CorruptMessage)?;
     let log_append_time = topic.configs.log_append_time().then_some(now);
-    let opts = AppendOptions { max_batch_bytes: topic.configs.max_message_bytes(), leader_epoch: LEADER_EPOCH, log_append_time };
-    let appended = api.log.append(partition, records, opts).inspect_err(|e| {
+    let opts = AppendOptions {
+        max_batch_bytes: topic.configs.max_message_bytes(),
+        leader_epoch: LEADER_EPOCH,
+        log_append_time,
+        flush: topic.configs.flush_policy(),
+    };
+    let appended = api.log.append(partition, records, opts).await.inspect_err(|e| {
         tracing::debug!(topic = %topic.name, partition = p.index, "produce refused: {e:?}");
     })?;
     Ok((appended.base_offset, log_append_time.unwrap_or(-1), appended.log_start))
@@ -94,7 +76,7 @@ fn partition_response(version: i16, index: i32, result: Result<Appended, Respons
 
 /// Hands out producer ids for idempotent producers. Transactions are not offered yet, so a
 /// transactional id is refused as an invalid request.
-pub fn init_producer_id(api: &Api, r: InitProducerIdRequest) -> InitProducerIdResponse {
+pub async fn init_producer_id(api: &Api, r: InitProducerIdRequest) -> InitProducerIdResponse {
     let response = InitProducerIdResponse::default();
     if r.transactional_id.is_some() {
         return response.with_error_code(ResponseError::InvalidRequest.code());
@@ -103,7 +85,7 @@ pub fn init_producer_id(api: &Api, r: InitProducerIdRequest) -> InitProducerIdRe
     if r.producer_id.0 >= 0 && r.producer_epoch >= 0 && r.producer_epoch < i16::MAX - 1 {
         return response.with_producer_id(r.producer_id).with_producer_epoch(r.producer_epoch + 1);
     }
-    match api.cluster.next_producer_id() {
+    match api.cluster.next_producer_id().await {
         Ok(id) => response.with_producer_id(ProducerId(id)).with_producer_epoch(0),
         Err(e) => {
             tracing::error!("cannot allocate a producer id: {e:#}");

@@ -6,7 +6,7 @@
 mod topic_config;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 use anyhow::{Context, Result};
 use indexmap::IndexMap;
@@ -129,8 +129,14 @@ pub struct Cluster {
     meta: Meta,
     log: Arc<LogStore>,
     topics: RwLock<IndexMap<String, Arc<Topic>>>,
-    /// Serialises topic creation and deletion and guards the id counters.
-    admin: Mutex<()>,
+    /// Serialises changes to topics; held while they are written.
+    admin: tokio::sync::Mutex<Counters>,
+}
+
+/// The next ids to hand out, as stored.
+struct Counters {
+    partition: u32,
+    producer: i64,
 }
 
 /// The log of partition `index` of `topic`, as every request that names a partition needs it.
@@ -155,7 +161,7 @@ impl Cluster {
             Some(id) => String::from_utf8(id).context("cluster id is not UTF-8")?,
             None => {
                 let id = Uuid::new_v4().simple().to_string()[..22].to_string();
-                meta.write(&[(CLUSTER_ID_KEY, Some(id.as_bytes()))])?;
+                meta.write_now(&[(CLUSTER_ID_KEY, Some(id.as_bytes()))])?;
                 id
             }
         };
@@ -176,6 +182,13 @@ impl Cluster {
             }
             topics.insert(name, Arc::new(topic));
         }
+        let counters = Counters {
+            partition: meta.get(NEXT_PARTITION_KEY)?.map(|v| decode_u32(&v)).unwrap_or(0),
+            producer: match meta.get(NEXT_PRODUCER_KEY)? {
+                Some(v) => i64::from_be_bytes(v.as_slice().try_into().context("bad producer id counter")?),
+                None => 0,
+            },
+        };
         Ok(Cluster {
             node,
             cluster_id,
@@ -184,7 +197,7 @@ impl Cluster {
             meta,
             log,
             topics: RwLock::new(topics),
-            admin: Mutex::new(()),
+            admin: tokio::sync::Mutex::new(counters),
         })
     }
 
@@ -233,37 +246,34 @@ impl Cluster {
     }
 
     /// Creates a topic and its partition logs.
-    pub fn create_topic(&self, new: &NewTopic) -> Result<Arc<Topic>, (ResponseError, String)> {
-        let _admin = self.admin.lock().expect("admin lock");
+    pub async fn create_topic(&self, new: &NewTopic) -> Result<Arc<Topic>, (ResponseError, String)> {
+        let mut counters = self.admin.lock().await;
         let (count, configs) = self.validate_new_topic(new)?;
-        self.create_locked(&new.name, count, configs).map_err(|e| {
-            tracing::error!("creating topic {}: {e:#}", new.name);
-            (ResponseError::KafkaStorageError, format!("could not store topic: {e}"))
-        })
-    }
-
-    fn create_locked(&self, name: &str, count: i32, configs: TopicConfigs) -> Result<Arc<Topic>> {
-        let first = self.meta.get(NEXT_PARTITION_KEY)?.map(|v| decode_u32(&v)).unwrap_or(0);
-        let next = first.checked_add(count as u32).context("partition ids exhausted")?;
-        let topic = Topic { name: name.to_string(), id: Uuid::new_v4(), partitions: (first..next).collect(), configs };
-        let key = [TOPIC_PREFIX, name.as_bytes()].concat();
-        self.meta.write(&[(&key, Some(&topic.encode())), (NEXT_PARTITION_KEY, Some(&next.to_be_bytes()))])?;
+        let first = counters.partition;
+        let next = first.checked_add(count as u32).ok_or_else(|| storage_failure("create", &new.name, anyhow::anyhow!("partition ids exhausted")))?;
+        let topic = Topic { name: new.name.clone(), id: Uuid::new_v4(), partitions: (first..next).collect(), configs };
+        let key = topic_key(&new.name);
+        self.meta
+            .write(&[(&key, Some(&topic.encode())), (NEXT_PARTITION_KEY, Some(&next.to_be_bytes()))])
+            .await
+            .map_err(|e| storage_failure("create", &new.name, e))?;
+        counters.partition = next;
         for &p in &topic.partitions {
-            self.log.load_partition(p)?;
+            self.log.create_partition(p);
         }
         let topic = Arc::new(topic);
-        self.topics.write().expect("lock").insert(name.to_string(), topic.clone());
-        tracing::info!(topic = name, partitions = count, "created topic");
+        self.topics.write().expect("lock").insert(new.name.clone(), topic.clone());
+        tracing::info!(topic = new.name, partitions = count, "created topic");
         Ok(topic)
     }
 
     /// Replaces a topic's record (configs or partitions changed), keeping its id.
-    fn replace_locked(&self, topic: Topic) -> Result<(), (ResponseError, String)> {
-        let key = [TOPIC_PREFIX, topic.name.as_bytes()].concat();
-        self.meta.write(&[(&key, Some(&topic.encode()))]).map_err(|e| {
-            tracing::error!("storing topic {}: {e:#}", topic.name);
-            (ResponseError::KafkaStorageError, format!("could not store topic: {e}"))
-        })?;
+    async fn replace(&self, topic: Topic, changes: &[(&[u8], Option<&[u8]>)]) -> Result<(), (ResponseError, String)> {
+        let key = topic_key(&topic.name);
+        let record = topic.encode();
+        let mut writes = vec![(key.as_slice(), Some(record.as_slice()))];
+        writes.extend_from_slice(changes);
+        self.meta.write(&writes).await.map_err(|e| storage_failure("store", &topic.name, e))?;
         self.topics.write().expect("lock").insert(topic.name.clone(), Arc::new(topic));
         Ok(())
     }
@@ -273,21 +283,21 @@ impl Cluster {
     }
 
     /// IncrementalAlterConfigs / AlterConfigs on a topic; takes effect at once.
-    pub fn alter_topic_configs(&self, name: &str, changes: &[ConfigChange], replace_all: bool, validate_only: bool) -> Result<(), (ResponseError, String)> {
-        let _admin = self.admin.lock().expect("admin lock");
+    pub async fn alter_topic_configs(&self, name: &str, changes: &[ConfigChange], replace_all: bool, validate_only: bool) -> Result<(), (ResponseError, String)> {
+        let _admin = self.admin.lock().await;
         let topic = self.topic(name).ok_or_else(|| Self::unknown_topic(name))?;
         let configs = topic.configs.altered(changes, replace_all).map_err(|m| (ResponseError::InvalidConfig, m))?;
         if validate_only {
             return Ok(());
         }
-        self.replace_locked(Topic { name: topic.name.clone(), id: topic.id, partitions: topic.partitions.clone(), configs })?;
+        self.replace(Topic { name: topic.name.clone(), id: topic.id, partitions: topic.partitions.clone(), configs }, &[]).await?;
         tracing::info!(topic = name, "altered topic configs");
         Ok(())
     }
 
     /// CreatePartitions: grows a topic to `count` partitions (never shrinks).
-    pub fn create_partitions(&self, name: &str, count: i32, validate_only: bool) -> Result<(), (ResponseError, String)> {
-        let _admin = self.admin.lock().expect("admin lock");
+    pub async fn create_partitions(&self, name: &str, count: i32, validate_only: bool) -> Result<(), (ResponseError, String)> {
+        let mut counters = self.admin.lock().await;
         let topic = self.topic(name).ok_or_else(|| Self::unknown_topic(name))?;
         let current = topic.partitions.len() as i32;
         if count <= current {
@@ -299,22 +309,22 @@ impl Cluster {
         if validate_only {
             return Ok(());
         }
-        let storage = |e: anyhow::Error| (ResponseError::KafkaStorageError, format!("could not store partitions: {e}"));
-        let first = self.meta.get(NEXT_PARTITION_KEY).map_err(storage)?.map(|v| decode_u32(&v)).unwrap_or(0);
-        let next = first + (count - current) as u32;
-        self.meta.write(&[(NEXT_PARTITION_KEY, Some(&next.to_be_bytes()))]).map_err(storage)?;
-        for p in first..next {
-            self.log.load_partition(p).map_err(storage)?;
-        }
+        let first = counters.partition;
+        let next = first.checked_add((count - current) as u32).ok_or_else(|| storage_failure("grow", name, anyhow::anyhow!("partition ids exhausted")))?;
         let mut partitions = topic.partitions.clone();
         partitions.extend(first..next);
-        self.replace_locked(Topic { name: topic.name.clone(), id: topic.id, partitions, configs: topic.configs.clone() })?;
+        for p in first..next {
+            self.log.create_partition(p);
+        }
+        let grown = Topic { name: topic.name.clone(), id: topic.id, partitions, configs: topic.configs.clone() };
+        self.replace(grown, &[(NEXT_PARTITION_KEY, Some(&next.to_be_bytes()))]).await?;
+        counters.partition = next;
         tracing::info!(topic = name, partitions = count, "added partitions");
         Ok(())
     }
 
     /// Returns the topic, creating it with broker defaults when auto-creation allows it.
-    pub fn topic_or_create(&self, name: &str, allow_create: bool) -> Result<Arc<Topic>, ResponseError> {
+    pub async fn topic_or_create(&self, name: &str, allow_create: bool) -> Result<Arc<Topic>, ResponseError> {
         if let Some(t) = self.topic(name) {
             return Ok(t);
         }
@@ -323,7 +333,7 @@ impl Cluster {
             return Err(ResponseError::UnknownTopicOrPartition);
         }
         let new = NewTopic { name: name.to_string(), num_partitions: -1, replication_factor: -1, configs: vec![] };
-        match self.create_topic(&new) {
+        match self.create_topic(&new).await {
             Ok(t) => Ok(t),
             // Another request created it in between.
             Err((ResponseError::TopicAlreadyExists, _)) => self.topic(name).ok_or(ResponseError::UnknownTopicOrPartition),
@@ -331,48 +341,51 @@ impl Cluster {
         }
     }
 
-    /// Deletes a topic and all its data.
-    pub fn delete_topic(&self, name: &str) -> Result<(), ResponseError> {
-        let _admin = self.admin.lock().expect("admin lock");
+    /// Deletes a topic and all its data, in one atomic write: a crash leaves either the whole
+    /// topic or nothing of it.
+    pub async fn delete_topic(&self, name: &str) -> Result<(), ResponseError> {
+        let _admin = self.admin.lock().await;
         let topic = self.topic(name).ok_or(ResponseError::UnknownTopicOrPartition)?;
-        let key = [TOPIC_PREFIX, name.as_bytes()].concat();
-        let result = self.meta.write(&[(&key, None)]).and_then(|_| {
-            self.topics.write().expect("lock").shift_remove(name);
-            topic.partitions.iter().try_for_each(|&p| self.log.delete_partition(p))
-        });
-        result.map_err(|e| {
-            tracing::error!("deleting topic {name}: {e:#}");
-            ResponseError::KafkaStorageError
+        self.log.delete_partitions(&topic.partitions, &[(&topic_key(name), None)]).await.inspect_err(|e| {
+            tracing::error!("deleting topic {name}: {e:?}");
         })?;
+        self.topics.write().expect("lock").shift_remove(name);
         tracing::info!(topic = name, "deleted topic");
         Ok(())
     }
 
     /// A fresh producer id for InitProducerId; persisted so ids are never handed out twice.
-    pub fn next_producer_id(&self) -> Result<i64> {
-        let _admin = self.admin.lock().expect("admin lock");
-        let id = match self.meta.get(NEXT_PRODUCER_KEY)? {
-            Some(v) => i64::from_be_bytes(v.as_slice().try_into().context("bad producer id counter")?),
-            None => 0,
-        };
-        self.meta.write(&[(NEXT_PRODUCER_KEY, Some(&(id + 1).to_be_bytes()))])?;
+    pub async fn next_producer_id(&self) -> Result<i64> {
+        let mut counters = self.admin.lock().await;
+        let id = counters.producer;
+        self.meta.write(&[(NEXT_PRODUCER_KEY, Some(&(id + 1).to_be_bytes()))]).await?;
+        counters.producer = id + 1;
         Ok(id)
     }
 
     /// Runs retention over every partition of every topic.
-    pub fn apply_retention(&self, now_ms: i64) {
+    pub async fn apply_retention(&self, now_ms: i64) {
         for topic in self.topics() {
             let (ms, bytes) = (topic.configs.retention_ms(), topic.configs.retention_bytes());
             if ms < 0 && bytes < 0 {
                 continue;
             }
             for &p in &topic.partitions {
-                if let Err(e) = self.log.apply_retention(p, ms, bytes, now_ms) {
+                if let Err(e) = self.log.apply_retention(p, ms, bytes, now_ms).await {
                     tracing::warn!(topic = %topic.name, "retention failed: {e:?}");
                 }
             }
         }
     }
+}
+
+fn topic_key(name: &str) -> Vec<u8> {
+    [TOPIC_PREFIX, name.as_bytes()].concat()
+}
+
+fn storage_failure(action: &str, topic: &str, e: anyhow::Error) -> (ResponseError, String) {
+    tracing::error!("{action} topic {topic}: {e:#}");
+    (ResponseError::KafkaStorageError, format!("could not {action} topic: {e}"))
 }
 
 fn decode_u32(bytes: &[u8]) -> u32 {

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use super::TopicDefaults;
 use crate::config::{ConfigEntry, ConfigSource, ConfigType};
+use crate::log::FlushPolicy;
 
 fn config_type(kind: Kind) -> ConfigType {
     match kind {
@@ -67,8 +68,8 @@ const KNOWN: &[Def] = &[
     def("min.cleanable.dirty.ratio", Kind::Ratio, Some("0.5"), None, "Compaction setting; Gregor does not compact."),
     def("delete.retention.ms", Kind::Long(0), Some("86400000"), None, "Compaction setting; Gregor does not compact."),
     def("file.delete.delay.ms", Kind::Long(0), Some("60000"), None, "Kafka file deletion delay; no effect on RocksDB storage."),
-    def("flush.messages", Kind::Long(1), None, Some("log.flush.interval.messages"), "1 syncs every append to disk before it is acknowledged (group commit); otherwise appends reach the write-ahead log and the OS writes them back."),
-    def("flush.ms", Kind::Long(0), MAX, None, "Kafka flush interval; every append goes to RocksDB's write-ahead log."),
+    def("flush.messages", Kind::Long(1), None, Some("log.flush.interval.messages"), "Sync a partition's data to disk every this many records; the append that reaches the count is acknowledged after the sync (at 1, every append, and consumers see it only then; concurrent producers share one sync)."),
+    def("flush.ms", Kind::Long(0), MAX, None, "Sync data to disk at most this many milliseconds after it is written, in the background."),
     def("index.interval.bytes", Kind::Long(0), Some("4096"), None, "Kafka index density; no effect on RocksDB storage."),
     def("preallocate", Kind::Bool, Some("false"), None, "Kafka segment preallocation; no effect on RocksDB storage."),
     def("message.timestamp.before.max.ms", Kind::Long(0), MAX, None, "Accepted timestamp skew into the past; not checked."),
@@ -235,9 +236,9 @@ impl TopicConfigs {
         self.long("max.message.bytes", self.defaults.max_message_bytes as i64).max(0) as usize
     }
 
-    /// Whether appends must be on disk before they are acknowledged.
-    pub fn fsync(&self) -> bool {
-        self.long("flush.messages", self.defaults.flush_messages) == 1
+    /// When appends must reach the disk (`flush.messages`, `flush.ms`).
+    pub fn flush_policy(&self) -> FlushPolicy {
+        FlushPolicy { messages: self.long("flush.messages", self.defaults.flush_messages), ms: self.long("flush.ms", i64::MAX) }
     }
 
     pub fn log_append_time(&self) -> bool {

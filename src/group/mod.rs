@@ -93,17 +93,23 @@ impl GroupCoordinator {
     }
 
     /// Runs `f` on the group under its lock, then persists its membership if a rebalance
-    /// settled (Stable) or the group emptied.
-    fn update<R>(&self, group: &Mutex<Group>, f: impl FnOnce(&mut Group, Instant) -> R) -> R {
-        let mut g = group.lock().expect("group lock");
-        let before = snapshot(&g);
-        let result = f(&mut g, Instant::now());
-        let after = snapshot(&g);
-        if after != before && matches!(g.state, GroupState::Stable | GroupState::Empty) {
-            let key = [GROUP_PREFIX, g.id.as_bytes()].concat();
-            let value = codec::encode_group(&g);
-            if let Err(e) = self.meta.write(&[(&key, Some(&value))]) {
-                tracing::error!(group = %g.id, "cannot persist group membership: {e:#}");
+    /// settled (Stable) or the group emptied. The write is queued under the lock, so writes of
+    /// one group land in the order of its changes, and awaited after it.
+    async fn update<R>(&self, group: &Mutex<Group>, f: impl FnOnce(&mut Group, Instant) -> R) -> R {
+        let (result, persisted) = {
+            let mut g = group.lock().expect("group lock");
+            let before = snapshot(&g);
+            let result = f(&mut g, Instant::now());
+            let after = snapshot(&g);
+            let persisted = (after != before && matches!(g.state, GroupState::Stable | GroupState::Empty)).then(|| {
+                let key = [GROUP_PREFIX, g.id.as_bytes()].concat();
+                (g.id.clone(), self.meta.write(&[(&key, Some(&codec::encode_group(&g)))]))
+            });
+            (result, persisted)
+        };
+        if let Some((id, written)) = persisted {
+            if let Err(e) = written.await {
+                tracing::error!(group = %id, "cannot persist group membership: {e:#}");
             }
         }
         result
@@ -112,7 +118,7 @@ impl GroupCoordinator {
     pub async fn join(&self, group_id: &str, req: JoinRequest) -> JoinResult {
         let member_id = req.member_id.clone();
         let group = self.group_or_create(group_id);
-        match self.update(&group, |g, now| g.join(req, now, &self.config)) {
+        match self.update(&group, |g, now| g.join(req, now, &self.config)).await {
             Reply::Now(r) => r,
             Reply::Later(rx) => rx.await.unwrap_or_else(|_| JoinResult {
                 error: Some(ResponseError::UnknownMemberId),
@@ -133,7 +139,7 @@ impl GroupCoordinator {
         assignments: Vec<(String, Bytes)>,
     ) -> Result<(Option<String>, Option<String>, Bytes), ResponseError> {
         let group = self.group(group_id).ok_or(ResponseError::UnknownMemberId)?;
-        let reply = self.update(&group, |g, now| g.sync(member.0, member.1, generation, protocol, assignments, now));
+        let reply = self.update(&group, |g, now| g.sync(member.0, member.1, generation, protocol, assignments, now)).await;
         let assignment = match reply {
             Reply::Now(r) => r?,
             Reply::Later(rx) => rx.await.unwrap_or(Err(ResponseError::UnknownMemberId))?,
@@ -142,20 +148,20 @@ impl GroupCoordinator {
         Ok((g.protocol_type.clone(), g.protocol.clone(), assignment))
     }
 
-    pub fn heartbeat(&self, group_id: &str, member_id: &str, instance_id: Option<&str>, generation: i32) -> Result<(), ResponseError> {
+    pub async fn heartbeat(&self, group_id: &str, member_id: &str, instance_id: Option<&str>, generation: i32) -> Result<(), ResponseError> {
         let group = self.group(group_id).ok_or(ResponseError::UnknownMemberId)?;
-        self.update(&group, |g, now| g.heartbeat(member_id, instance_id, generation, now))
+        self.update(&group, |g, now| g.heartbeat(member_id, instance_id, generation, now)).await
     }
 
     /// LeaveGroup for each (member id, instance id); one result per member.
-    pub fn leave(&self, group_id: &str, members: &[(String, Option<String>)]) -> Result<Vec<Result<(), ResponseError>>, ResponseError> {
+    pub async fn leave(&self, group_id: &str, members: &[(String, Option<String>)]) -> Result<Vec<Result<(), ResponseError>>, ResponseError> {
         let group = self.group(group_id).ok_or(ResponseError::UnknownMemberId)?;
-        Ok(self.update(&group, |g, now| members.iter().map(|(m, i)| g.leave(m, i.as_deref(), now)).collect()))
+        Ok(self.update(&group, |g, now| members.iter().map(|(m, i)| g.leave(m, i.as_deref(), now)).collect()).await)
     }
 
     /// OffsetCommit. A negative generation with no member id is a "simple" commit, allowed
     /// only while the group has no members. Returns one result per partition, in order.
-    pub fn commit(
+    pub async fn commit(
         &self,
         group_id: &str,
         member: (&str, Option<&str>),
@@ -163,24 +169,28 @@ impl GroupCoordinator {
         offsets: Vec<(TopicPartition, Committed)>,
     ) -> Result<Vec<Result<(), ResponseError>>, ResponseError> {
         let group = if generation < 0 { self.group_or_create(group_id) } else { self.group(group_id).ok_or(ResponseError::IllegalGeneration)? };
-        let mut g = group.lock().expect("group lock");
-        if generation >= 0 || !member.0.is_empty() || !g.members.is_empty() {
-            g.check_commit(member.0, member.1, generation)?;
-        }
-        let mut changes: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
-        let results = offsets
-            .into_iter()
-            .map(|(tp, committed)| {
-                if committed.metadata.as_ref().is_some_and(|m| m.len() > self.config.max_metadata_bytes) {
-                    return Err(ResponseError::OffsetMetadataTooLarge);
-                }
-                changes.push((offset_key(group_id, &tp), codec::encode_committed(&committed)));
-                g.offsets.insert(tp, committed);
-                Ok(())
-            })
-            .collect();
-        let writes: Vec<(&[u8], Option<&[u8]>)> = changes.iter().map(|(k, v)| (k.as_slice(), Some(v.as_slice()))).collect();
-        self.meta.write(&writes).map_err(|e| {
+        let (results, written) = {
+            let mut g = group.lock().expect("group lock");
+            if generation >= 0 || !member.0.is_empty() || !g.members.is_empty() {
+                g.check_commit(member.0, member.1, generation)?;
+            }
+            let mut changes: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+            let results: Vec<_> = offsets
+                .into_iter()
+                .map(|(tp, committed)| {
+                    if committed.metadata.as_ref().is_some_and(|m| m.len() > self.config.max_metadata_bytes) {
+                        return Err(ResponseError::OffsetMetadataTooLarge);
+                    }
+                    changes.push((offset_key(group_id, &tp), codec::encode_committed(&committed)));
+                    g.offsets.insert(tp, committed);
+                    Ok(())
+                })
+                .collect();
+            let writes: Vec<(&[u8], Option<&[u8]>)> = changes.iter().map(|(k, v)| (k.as_slice(), Some(v.as_slice()))).collect();
+            // Queued under the lock: the last commit of a partition is the one stored.
+            (results, self.meta.write(&writes))
+        };
+        written.await.map_err(|e| {
             tracing::error!(group = group_id, "cannot persist committed offsets: {e:#}");
             ResponseError::KafkaStorageError
         })?;
@@ -236,43 +246,48 @@ impl GroupCoordinator {
     }
 
     /// DeleteGroups: only a group without members can go; its offsets go with it.
-    pub fn delete(&self, group_id: &str) -> Result<(), ResponseError> {
-        let mut groups = self.groups.lock().expect("groups lock");
-        let group = groups.get(group_id).ok_or(ResponseError::GroupIdNotFound)?.clone();
-        let g = group.lock().expect("group lock");
-        if !g.members.is_empty() {
-            return Err(ResponseError::NonEmptyGroup);
-        }
-        let group_key = [GROUP_PREFIX, group_id.as_bytes()].concat();
-        let result = self.meta.write(&[(&group_key, None)]).and_then(|_| self.meta.delete_prefix(&offset_prefix(group_id)));
-        result.map_err(|e| {
+    pub async fn delete(&self, group_id: &str) -> Result<(), ResponseError> {
+        let written = {
+            let mut groups = self.groups.lock().expect("groups lock");
+            let group = groups.get(group_id).ok_or(ResponseError::GroupIdNotFound)?.clone();
+            let g = group.lock().expect("group lock");
+            if !g.members.is_empty() {
+                return Err(ResponseError::NonEmptyGroup);
+            }
+            let group_key = [GROUP_PREFIX, group_id.as_bytes()].concat();
+            let written = self.meta.delete_prefix(&offset_prefix(group_id), &[(&group_key, None)]);
+            drop(g);
+            groups.remove(group_id);
+            written
+        };
+        written.await.map_err(|e| {
             tracing::error!(group = group_id, "cannot delete group: {e:#}");
             ResponseError::KafkaStorageError
-        })?;
-        drop(g);
-        groups.remove(group_id);
-        Ok(())
+        })
     }
 
     /// OffsetDelete: drops committed offsets, except of topics an active member subscribes to.
-    pub fn delete_offsets(&self, group_id: &str, partitions: Vec<TopicPartition>) -> Result<Vec<PartitionResult>, ResponseError> {
+    pub async fn delete_offsets(&self, group_id: &str, partitions: Vec<TopicPartition>) -> Result<Vec<PartitionResult>, ResponseError> {
         let group = self.group(group_id).ok_or(ResponseError::GroupIdNotFound)?;
-        let mut g = group.lock().expect("group lock");
-        let subscribed = g.subscribed_topics();
-        let mut deletes = Vec::new();
-        let results = partitions
-            .into_iter()
-            .map(|tp| {
-                if subscribed.contains(&tp.0) {
-                    return (tp, Err(ResponseError::GroupSubscribedToTopic));
-                }
-                g.offsets.remove(&tp);
-                deletes.push(offset_key(group_id, &tp));
-                (tp, Ok(()))
-            })
-            .collect();
-        let writes: Vec<(&[u8], Option<&[u8]>)> = deletes.iter().map(|k| (k.as_slice(), None)).collect();
-        self.meta.write(&writes).map_err(|_| ResponseError::KafkaStorageError)?;
+        let (results, written) = {
+            let mut g = group.lock().expect("group lock");
+            let subscribed = g.subscribed_topics();
+            let mut deletes = Vec::new();
+            let results: Vec<_> = partitions
+                .into_iter()
+                .map(|tp| {
+                    if subscribed.contains(&tp.0) {
+                        return (tp, Err(ResponseError::GroupSubscribedToTopic));
+                    }
+                    g.offsets.remove(&tp);
+                    deletes.push(offset_key(group_id, &tp));
+                    (tp, Ok(()))
+                })
+                .collect();
+            let writes: Vec<(&[u8], Option<&[u8]>)> = deletes.iter().map(|k| (k.as_slice(), None)).collect();
+            (results, self.meta.write(&writes))
+        };
+        written.await.map_err(|_| ResponseError::KafkaStorageError)?;
         Ok(results)
     }
 
@@ -287,8 +302,9 @@ impl GroupCoordinator {
             }
             let groups: Vec<_> = self.groups.lock().expect("groups lock").values().cloned().collect();
             for group in groups {
-                if !group.lock().expect("group lock").is_idle() {
-                    self.update(&group, |g, now| g.tick(now));
+                let idle = group.lock().expect("group lock").is_idle();
+                if !idle {
+                    self.update(&group, |g, now| g.tick(now)).await;
                 }
             }
         }

@@ -125,8 +125,9 @@ impl Db {
         &self.dir
     }
 
-    /// Writes a batch, or says why not. After a failure, writes are refused at once (instead
-    /// of each failing in RocksDB and flooding the log) until [`Db::recover`] succeeds.
+    /// Writes a batch, or says why not (blocking: the store's writer threads call it). After a
+    /// failure, writes are refused at once (instead of each failing in RocksDB and flooding
+    /// the log) until [`Db::recover`] succeeds.
     pub fn write(&self, batch: WriteBatch) -> Result<(), ResponseError> {
         if self.failed.load(Ordering::Acquire) {
             return Err(ResponseError::KafkaStorageError);
@@ -153,18 +154,23 @@ impl Db {
         if fs4::available_space(&self.dir)? < MIN_FREE_BYTES {
             return Ok(false);
         }
-        let mut current = self.current.write().expect("db lock");
-        // Readers hold the old handle only for one operation; wait for them to finish.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while current.as_ref().is_some_and(|db| Arc::strong_count(db) > 1) {
-            if Instant::now() > deadline {
-                bail!("the store is still in use; will retry");
+        // Taken out first, so that operations meanwhile fail at once instead of waiting.
+        let old = self.current.write().expect("db lock").take();
+        if let Some(old) = old {
+            // Readers hold the old handle only for one operation; wait for them to finish.
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Arc::strong_count(&old) > 1 {
+                if Instant::now() > deadline {
+                    *self.current.write().expect("db lock") = Some(old);
+                    bail!("the store is still in use; will retry");
+                }
+                std::thread::sleep(Duration::from_millis(5));
             }
-            std::thread::sleep(Duration::from_millis(5));
+            // The old database must be closed (releasing its lock file) before reopening.
+            drop(old);
         }
-        // The old database must be closed (releasing its lock file) before reopening.
-        current.take();
-        *current = Some(Arc::new(open_rocksdb(&self.dir, self.budget)?));
+        let db = open_rocksdb(&self.dir, self.budget)?;
+        *self.current.write().expect("db lock") = Some(Arc::new(db));
         self.failed.store(false, Ordering::Release);
         tracing::info!("store reopened after a write failure; accepting writes again");
         Ok(true)

@@ -4,9 +4,15 @@
 //! the v2 record batch exactly as the producer sent it, with only base offset and leader epoch
 //! rewritten. Column family `meta` holds small state; this module owns the keys starting with
 //! `p` (per-partition state), and hands out [`Meta`] for other modules' keys.
+//!
+//! Every RocksDB call runs on the store's own threads (see [`io`]); the methods here that touch
+//! the disk are `async`, and no lock that a runtime thread could wait for is held across one,
+//! except a partition's own writer lock, which only that partition's appends and truncations
+//! take (asynchronously).
 
 pub mod batch;
 mod db;
+mod io;
 mod meta;
 mod producers;
 mod syncer;
@@ -26,6 +32,7 @@ use tokio::sync::Notify;
 use batch::BatchHeader;
 pub use db::Budget;
 use db::{Db, LOG_CF, META_CF};
+use io::{Io, Lane};
 pub use meta::Meta;
 use producers::{ProducerState, SeqCheck};
 use syncer::Syncer;
@@ -34,16 +41,17 @@ use syncer::Syncer;
 pub type PartitionId = u32;
 
 pub struct LogStore {
-    db: Arc<Db>,
+    io: Io,
     partitions: RwLock<HashMap<PartitionId, Arc<PartitionLog>>>,
     syncer: Syncer,
 }
 
 struct PartitionLog {
     id: PartitionId,
-    /// Held while a batch gets its offset and is written: one writer per partition.
-    writer: Mutex<WriterState>,
-    /// Everything below is written and readable.
+    /// Held while a batch gets its offset and is written, and while the log start moves: one
+    /// change in flight per partition.
+    writer: tokio::sync::Mutex<WriterState>,
+    /// Everything below is written (and synced, where the topic asks for it) and readable.
     high_watermark: AtomicI64,
     log_start: AtomicI64,
     /// Bytes of the batches in the log, kept with each write (DescribeLogDirs, size retention).
@@ -55,6 +63,25 @@ struct PartitionLog {
 struct WriterState {
     next_offset: i64,
     producers: HashMap<i64, ProducerState>,
+    /// Records appended since this partition last asked for a sync (flush.messages).
+    unflushed: i64,
+    /// Set once the partition is deleted: an append that was waiting for the lock fails.
+    deleted: bool,
+}
+
+/// When appended data must reach the disk: Kafka's `flush.messages` and `flush.ms`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FlushPolicy {
+    /// Sync after this many records of a partition; the append that reaches the count is
+    /// acknowledged (and, at 1, becomes readable) only after the sync.
+    pub messages: i64,
+    /// Sync within this many milliseconds of a write, in the background.
+    pub ms: i64,
+}
+
+impl FlushPolicy {
+    /// Leave syncing to RocksDB and the OS (Kafka's default).
+    pub const NEVER: FlushPolicy = FlushPolicy { messages: i64::MAX, ms: i64::MAX };
 }
 
 /// How a batch is appended, from the topic's configuration.
@@ -64,12 +91,21 @@ pub struct AppendOptions {
     pub leader_epoch: i32,
     /// `Some(now)` when the topic uses LogAppendTime.
     pub log_append_time: Option<i64>,
+    pub flush: FlushPolicy,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Appended {
     pub base_offset: i64,
     pub log_start: i64,
+}
+
+/// One partition's part of a fetch.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadRequest {
+    pub id: PartitionId,
+    pub offset: i64,
+    pub max_bytes: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -120,22 +156,16 @@ fn read_error(e: rocksdb::Error) -> ResponseError {
 
 /// An iterator over a partition's batches below `high_watermark`, placed on the batch that
 /// holds `offset` (or the first one after it).
-fn batches_from<'a>(db: &'a DB, log: &PartitionLog, offset: i64, high_watermark: i64) -> rocksdb::DBRawIterator<'a> {
+fn batches_from(db: &DB, id: PartitionId, offset: i64, high_watermark: i64) -> rocksdb::DBRawIterator<'_> {
     let mut opts = ReadOptions::default();
-    opts.set_iterate_lower_bound(log_key(log.id, 0).to_vec());
-    opts.set_iterate_upper_bound(log_key(log.id, high_watermark).to_vec());
+    opts.set_iterate_lower_bound(log_key(id, 0).to_vec());
+    opts.set_iterate_upper_bound(log_key(id, high_watermark).to_vec());
     let mut it = db.raw_iterator_cf_opt(log_cf(db), opts);
-    it.seek_for_prev(log_key(log.id, offset));
+    it.seek_for_prev(log_key(id, offset));
     if !it.valid() {
-        it.seek(log_key(log.id, offset));
+        it.seek(log_key(id, offset));
     }
     it
-}
-
-/// Iterates from the log start offset up to the high watermark.
-fn readable_batches<'a>(db: &'a DB, log: &PartitionLog) -> rocksdb::DBRawIterator<'a> {
-    let high_watermark = log.high_watermark.load(Ordering::Acquire);
-    batches_from(db, log, log.log_start.load(Ordering::Acquire), high_watermark)
 }
 
 fn log_cf(db: &DB) -> &rocksdb::ColumnFamily {
@@ -144,6 +174,25 @@ fn log_cf(db: &DB) -> &rocksdb::ColumnFamily {
 
 fn meta_cf(db: &DB) -> &rocksdb::ColumnFamily {
     db.cf_handle(META_CF).expect("meta column family exists")
+}
+
+impl PartitionLog {
+    fn new(id: PartitionId, next_offset: i64, log_start: i64, bytes: u64, producers: HashMap<i64, ProducerState>) -> PartitionLog {
+        PartitionLog {
+            id,
+            writer: tokio::sync::Mutex::new(WriterState { next_offset, producers, unflushed: 0, deleted: false }),
+            high_watermark: AtomicI64::new(next_offset),
+            log_start: AtomicI64::new(log_start),
+            bytes: AtomicU64::new(bytes),
+            waiters: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Makes everything below `end` readable and wakes the fetches waiting for it.
+    fn publish(&self, end: i64) {
+        self.high_watermark.fetch_max(end, Ordering::AcqRel);
+        self.waiters.lock().expect("waiters lock").retain(|w| w.upgrade().map(|n| n.notify_one()).is_some());
+    }
 }
 
 impl LogStore {
@@ -155,42 +204,37 @@ impl LogStore {
     /// Opens (or creates) the database in `dir`. Fails at once if another process holds it.
     pub fn open_with_budget(dir: &Path, budget: Budget) -> Result<LogStore> {
         let db = Arc::new(Db::open(dir, budget)?);
-        Ok(LogStore {
-            syncer: Syncer::start(db.clone()),
-            db,
-            partitions: RwLock::new(HashMap::new()),
-        })
+        Ok(LogStore { syncer: Syncer::start(db.clone()), io: Io::start(db), partitions: RwLock::new(HashMap::new()) })
     }
 
     /// True after a failed write, until [`LogStore::recover`] reopens the store.
     pub fn needs_recovery(&self) -> bool {
-        self.db.needs_recovery()
+        self.io.db().needs_recovery()
     }
 
     /// Reopens the store after a failed write once disk space allows; true when writable.
+    /// Blocks: call it off the async runtime.
     pub fn recover(&self) -> Result<bool> {
-        self.db.recover()
+        self.io.db().recover()
     }
 
     /// The `meta` column family, for other modules' small records.
     pub fn meta(&self) -> Meta {
-        Meta::new(self.db.clone())
+        Meta::new(self.io.clone())
     }
 
-    /// Makes a partition's log available: rebuilds its next offset from its last batch, and
-    /// loads its log start offset and producer states. A new partition starts empty.
+    /// For start-up: makes a stored partition's log available, rebuilding its next offset from
+    /// its last batch and loading its log start offset and producer states. Reads on the
+    /// calling thread.
     pub fn load_partition(&self, id: PartitionId) -> Result<()> {
         let meta = self.meta();
-        let log_start = meta
-            .get(&meta_key(id, LOG_START, &[]))?
-            .map(|v| decode_i64(&v))
-            .unwrap_or(0);
+        let log_start = meta.get(&meta_key(id, LOG_START, &[]))?.map(|v| decode_i64(&v)).unwrap_or(0);
         let bytes = meta.get(&meta_key(id, BYTES, &[]))?.map(|v| decode_i64(&v) as u64).unwrap_or(0);
         let mut next_offset = log_start;
         let mut opts = ReadOptions::default();
         opts.set_iterate_lower_bound(log_key(id, 0).to_vec());
         opts.set_iterate_upper_bound(log_key(id + 1, 0).to_vec());
-        let db = self.db.get()?;
+        let db = self.io.db().get()?;
         let mut it = db.raw_iterator_cf_opt(log_cf(&db), opts);
         it.seek_to_last();
         if let Some(value) = it.value() {
@@ -206,43 +250,57 @@ impl LogStore {
                 producers.insert(pid, state);
             }
         }
-        let log = PartitionLog {
-            id,
-            writer: Mutex::new(WriterState { next_offset, producers }),
-            high_watermark: AtomicI64::new(next_offset),
-            log_start: AtomicI64::new(log_start),
-            bytes: AtomicU64::new(bytes),
-            waiters: Mutex::new(Vec::new()),
-        };
-        self.partitions.write().expect("lock").insert(id, Arc::new(log));
+        self.insert(PartitionLog::new(id, next_offset, log_start, bytes, producers));
         Ok(())
     }
 
-    /// Deletes a partition's batches and state for good.
-    pub fn delete_partition(&self, id: PartitionId) -> Result<()> {
-        self.partitions.write().expect("lock").remove(&id);
-        let mut batch = WriteBatch::default();
-        batch.delete_range_cf(log_cf(&*self.db.get()?), log_key(id, 0), log_key(id + 1, 0));
-        self.db.write(batch)?;
-        self.meta().delete_prefix(&partition_prefix(id))?;
-        Ok(())
+    /// Makes a new, empty partition log available (its id has never been used).
+    pub fn create_partition(&self, id: PartitionId) {
+        self.insert(PartitionLog::new(id, 0, 0, 0, HashMap::new()));
+    }
+
+    fn insert(&self, log: PartitionLog) {
+        self.partitions.write().expect("lock").insert(log.id, Arc::new(log));
+    }
+
+    /// Deletes partitions' batches and state for good, together with the caller's own `meta`
+    /// changes (the topic record), in one atomic write.
+    pub async fn delete_partitions(&self, ids: &[PartitionId], changes: &[(&[u8], Option<&[u8]>)]) -> Result<(), ResponseError> {
+        for id in ids {
+            let removed = self.partitions.write().expect("lock").remove(id);
+            if let Some(log) = removed {
+                // Waits for an append in flight; an append still waiting for the lock then fails.
+                log.writer.lock().await.deleted = true;
+                // Long polls on it answer now (with an error).
+                log.publish(0);
+            }
+        }
+        let db = self.io.db().get()?;
+        let mut write = WriteBatch::default();
+        for &id in ids {
+            write.delete_range_cf(log_cf(&db), log_key(id, 0), log_key(id + 1, 0));
+            let prefix = partition_prefix(id);
+            write.delete_range_cf(meta_cf(&db), prefix.to_vec(), meta::prefix_end(&prefix).expect("a partition prefix ends"));
+        }
+        meta::put_all(&db, &mut write, changes);
+        drop(db);
+        self.io.write(Lane::Meta, write).await
     }
 
     fn partition(&self, id: PartitionId) -> Result<Arc<PartitionLog>, ResponseError> {
-        self.partitions
-            .read()
-            .expect("lock")
-            .get(&id)
-            .cloned()
-            .ok_or(ResponseError::UnknownTopicOrPartition)
+        self.partitions.read().expect("lock").get(&id).cloned().ok_or(ResponseError::UnknownTopicOrPartition)
     }
 
-    /// Appends a producer's record set (one or more batches), all or nothing.
-    pub fn append(&self, id: PartitionId, records: &[u8], opts: AppendOptions) -> Result<Appended, ResponseError> {
+    /// Appends a producer's record set (one or more batches), all or nothing, and syncs it as
+    /// the topic's flush policy asks.
+    pub async fn append(&self, id: PartitionId, records: &[u8], opts: AppendOptions) -> Result<Appended, ResponseError> {
         let batches = batch::split_and_validate(records, opts.max_batch_bytes)?;
         let log = self.partition(id)?;
-        let db = self.db.get()?;
-        let mut writer = log.writer.lock().expect("writer lock");
+        let mut writer = log.writer.lock().await;
+        if writer.deleted {
+            return Err(ResponseError::UnknownTopicOrPartition);
+        }
+        let db = self.io.db().get()?;
         let mut next = writer.next_offset;
         let mut first_offset = None;
         // Sized up front: growing it would copy the batches again.
@@ -287,28 +345,56 @@ impl LogStore {
                 *stored = Vec::new();
             }
         });
-        if next != writer.next_offset {
-            let total = log.bytes.load(Ordering::Acquire) + added;
-            write.put_cf(meta_cf(&db), meta_key(id, BYTES, &[]), total.to_be_bytes());
-            drop(db);
-            self.db.write(write)?;
-            writer.next_offset = next;
-            writer.producers.extend(updated);
-            log.bytes.store(total, Ordering::Release);
-            log.high_watermark.store(next, Ordering::Release);
-            drop(writer);
-            log.waiters.lock().expect("waiters lock").retain(|w| w.upgrade().map(|n| n.notify_one()).is_some());
-        }
-        Ok(Appended {
+        let appended = |log: &PartitionLog| Appended {
             base_offset: first_offset.expect("at least one batch"),
             log_start: log.log_start.load(Ordering::Acquire),
-        })
+        };
+        if next == writer.next_offset {
+            // Only retries of batches already written: acknowledged once those are as durable
+            // as the topic asks.
+            drop(writer);
+            if opts.flush.messages == 1 {
+                self.syncer.wait(self.syncer.ticket()).await?;
+            }
+            return Ok(appended(&log));
+        }
+        let total = log.bytes.load(Ordering::Acquire) + added;
+        write.put_cf(meta_cf(&db), meta_key(id, BYTES, &[]), total.to_be_bytes());
+        drop(db);
+        self.io.write(Lane::Partition(id), write).await?;
+        writer.unflushed += next - writer.next_offset;
+        writer.next_offset = next;
+        writer.producers.extend(updated);
+        log.bytes.store(total, Ordering::Release);
+        let sync = writer.unflushed >= opts.flush.messages;
+        if sync {
+            writer.unflushed = 0;
+        }
+        // The next append may be written while this one waits for its sync; one sync then
+        // serves both (group commit).
+        drop(writer);
+        if opts.flush.ms != i64::MAX {
+            self.syncer.sync_within(opts.flush.ms);
+        }
+        if sync {
+            self.syncer.wait(self.syncer.ticket()).await?;
+        }
+        log.publish(next);
+        Ok(appended(&log))
     }
 
     /// (total, available) bytes of the file system holding the data directory.
-    pub fn disk_space(&self) -> Result<(i64, i64)> {
-        let dir = self.db.dir();
-        Ok((fs4::total_space(dir)? as i64, fs4::available_space(dir)? as i64))
+    pub async fn disk_space(&self) -> Result<(i64, i64), ResponseError> {
+        let dir = self.io.db().dir().to_path_buf();
+        self.io
+            .read(move |_| {
+                let space = fs4::total_space(&dir).and_then(|total| Ok((total as i64, fs4::available_space(&dir)? as i64)));
+                space.map_err(|e| {
+                    tracing::warn!("cannot read the disk space of {}: {e}", dir.display());
+                    ResponseError::KafkaStorageError
+                })
+            })
+            .await
     }
 
     /// Bytes stored for a partition.
@@ -322,107 +408,117 @@ impl LogStore {
         Ok((log.log_start.load(Ordering::Acquire), log.high_watermark.load(Ordering::Acquire)))
     }
 
-    /// Reads whole batches from the one holding `offset`, up to `max_bytes`; with `min_one`, at
-    /// least one batch even if it is larger (KIP-74). Clients skip records below `offset`.
-    pub fn read(&self, id: PartitionId, offset: i64, max_bytes: usize, min_one: bool) -> Result<ReadResult, ResponseError> {
-        let log = self.partition(id)?;
-        let high_watermark = log.high_watermark.load(Ordering::Acquire);
-        let log_start = log.log_start.load(Ordering::Acquire);
-        if offset < log_start || offset > high_watermark {
-            return Err(ResponseError::OffsetOutOfRange);
-        }
-        let mut out = BytesMut::new();
-        if offset < high_watermark && (max_bytes > 0 || min_one) {
-            let db = self.db.get()?;
-            let mut it = batches_from(&db, &log, offset, high_watermark);
-            let mut largest = 0;
-            while let Some(value) = it.value() {
-                if out.len() + value.len() > max_bytes && !(out.is_empty() && min_one) {
-                    break;
+    /// Reads whole batches for each request, in order, from the batch holding its offset, up to
+    /// its `max_bytes` and to `max_total` for them all. The first batch of the response goes
+    /// out whatever its size (KIP-74). Clients skip records below the offset they asked for.
+    /// One trip to a reader thread serves every partition, and none when nothing is new.
+    pub async fn read(&self, requests: &[ReadRequest], max_total: usize) -> Vec<Result<ReadResult, ResponseError>> {
+        let mut placed = Vec::with_capacity(requests.len());
+        for r in requests {
+            placed.push(self.partition(r.id).and_then(|log| {
+                let high_watermark = log.high_watermark.load(Ordering::Acquire);
+                let log_start = log.log_start.load(Ordering::Acquire);
+                if r.offset < log_start || r.offset > high_watermark {
+                    return Err(ResponseError::OffsetOutOfRange);
                 }
-                out.extend_from_slice(value);
-                largest = largest.max(value.len());
-                // Only reading the next batch tells its size. When one as large as the largest
-                // so far would not fit, stop rather than read it for nothing (a fetch may return
-                // less than max_bytes; the next fetch starts with it).
-                if out.len() + largest > max_bytes {
-                    break;
-                }
-                it.next();
-            }
-            it.status().map_err(read_error)?;
+                Ok((*r, high_watermark, log_start))
+            }));
         }
-        Ok(ReadResult { records: out.freeze(), high_watermark, log_start })
-    }
-
-    /// Calls `visit` with each batch's header from the log start on, until it returns false.
-    fn scan_headers(&self, id: PartitionId, mut visit: impl FnMut(&BatchHeader) -> bool) -> Result<(), ResponseError> {
-        let log = self.partition(id)?;
-        let db = self.db.get()?;
-        let mut it = readable_batches(&db, &log);
-        while let Some(value) = it.value() {
-            match BatchHeader::new(value) {
-                Some(h) if visit(&h) => it.next(),
-                _ => break,
-            }
+        let empty = |&(_, high_watermark, log_start): &(ReadRequest, i64, i64)| ReadResult { records: Bytes::new(), high_watermark, log_start };
+        if !placed.iter().flatten().any(|(r, hw, _)| r.offset < *hw) {
+            return placed.into_iter().map(|p| p.map(|p| empty(&p))).collect();
         }
-        it.status().map_err(read_error)
+        let job = placed.clone();
+        let read = self.io.read(move |db| {
+            let mut budget = max_total;
+            let mut first = true;
+            let mut out = Vec::with_capacity(job.len());
+            for p in job {
+                let Ok((r, high_watermark, log_start)) = p else {
+                    out.push(None);
+                    continue;
+                };
+                let records = read_batches(db, &r, high_watermark, r.max_bytes.min(budget), first)?;
+                budget = budget.saturating_sub(records.len());
+                first &= records.is_empty();
+                out.push(Some(ReadResult { records, high_watermark, log_start }));
+            }
+            Ok(out)
+        });
+        match read.await {
+            Ok(results) => placed.into_iter().zip(results).map(|(p, r)| p.map(|p| r.unwrap_or_else(|| empty(&p)))).collect(),
+            Err(e) => placed.into_iter().map(|p| p.and(Err(e))).collect(),
+        }
     }
 
     /// The first offset whose record timestamp is at least `ts`, and that timestamp
     /// (ListOffsets by time). Within a compressed batch, its first offset stands for it.
-    pub fn offset_for_timestamp(&self, id: PartitionId, ts: i64) -> Result<Option<(i64, i64)>, ResponseError> {
-        let mut found = None;
-        self.scan_headers(id, |h| {
-            if h.max_timestamp() < ts {
-                return true;
-            }
-            found = if h.is_compressed() {
-                Some((h.base_offset(), h.max_timestamp()))
-            } else {
-                batch::record_timestamps(h).into_iter().find(|&(_, t)| t >= ts)
-            };
-            false
-        })?;
-        Ok(found)
+    pub async fn offset_for_timestamp(&self, id: PartitionId, ts: i64) -> Result<Option<(i64, i64)>, ResponseError> {
+        let log = self.partition(id)?;
+        self.io
+            .read(move |db| {
+                let mut found = None;
+                scan_headers(db, &log, |h| {
+                    if h.max_timestamp() < ts {
+                        return true;
+                    }
+                    found = if h.is_compressed() {
+                        Some((h.base_offset(), h.max_timestamp()))
+                    } else {
+                        batch::record_timestamps(h).into_iter().find(|&(_, t)| t >= ts)
+                    };
+                    false
+                })?;
+                Ok(found)
+            })
+            .await
     }
 
     /// The offset and timestamp of the record with the largest timestamp (KIP-734); the earliest
     /// such record wins ties. Within a compressed batch, its last offset stands for it.
-    pub fn max_timestamp_offset(&self, id: PartitionId) -> Result<Option<(i64, i64)>, ResponseError> {
-        let mut best: Option<(i64, i64)> = None;
-        self.scan_headers(id, |h| {
-            if best.is_none_or(|(_, t)| h.max_timestamp() > t) {
-                best = if h.is_compressed() {
-                    Some((h.last_offset(), h.max_timestamp()))
-                } else {
-                    batch::record_timestamps(h)
-                        .into_iter()
-                        .find(|&(_, t)| t == h.max_timestamp())
-                        .or(Some((h.last_offset(), h.max_timestamp())))
-                };
-            }
-            true
-        })?;
-        Ok(best)
+    pub async fn max_timestamp_offset(&self, id: PartitionId) -> Result<Option<(i64, i64)>, ResponseError> {
+        let log = self.partition(id)?;
+        self.io
+            .read(move |db| {
+                let mut best: Option<(i64, i64)> = None;
+                scan_headers(db, &log, |h| {
+                    if best.is_none_or(|(_, t)| h.max_timestamp() > t) {
+                        best = if h.is_compressed() {
+                            Some((h.last_offset(), h.max_timestamp()))
+                        } else {
+                            batch::record_timestamps(h)
+                                .into_iter()
+                                .find(|&(_, t)| t == h.max_timestamp())
+                                .or(Some((h.last_offset(), h.max_timestamp())))
+                        };
+                    }
+                    true
+                })?;
+                Ok(best)
+            })
+            .await
     }
 
     /// Drops whole batches that are entirely older than `retention_ms` or that push the
     /// partition over `retention_bytes` (-1 disables either), advancing the log start offset.
     /// The active (last) batch is always kept. Returns the new log start offset.
-    pub fn apply_retention(&self, id: PartitionId, retention_ms: i64, retention_bytes: i64, now: i64) -> Result<i64, ResponseError> {
+    pub async fn apply_retention(&self, id: PartitionId, retention_ms: i64, retention_bytes: i64, now: i64) -> Result<i64, ResponseError> {
         let log = self.partition(id)?;
-        let mut sizes: Vec<(i64, i64, u64)> = Vec::new(); // (base, max timestamp, bytes)
-        let db = self.db.get()?;
-        let mut it = readable_batches(&db, &log);
-        while let Some(value) = it.value() {
-            let Some(h) = BatchHeader::new(value) else { break };
-            sizes.push((h.base_offset(), h.max_timestamp(), value.len() as u64));
-            it.next();
-        }
-        it.status().map_err(read_error)?;
-        drop(it);
-        drop(db);
+        let scanned = log.clone();
+        let sizes = self
+            .io
+            .read(move |db| {
+                let mut sizes: Vec<(i64, i64, u64)> = Vec::new(); // (base, max timestamp, bytes)
+                let mut it = readable_batches(db, &scanned);
+                while let Some(value) = it.value() {
+                    let Some(h) = BatchHeader::new(value) else { break };
+                    sizes.push((h.base_offset(), h.max_timestamp(), value.len() as u64));
+                    it.next();
+                }
+                it.status().map_err(read_error)?;
+                Ok(sizes)
+            })
+            .await?;
         let mut total = log.bytes.load(Ordering::Acquire);
         let mut dropped = 0;
         for (i, &(_, max_ts, len)) in sizes.iter().enumerate().take(sizes.len().saturating_sub(1)) {
@@ -434,67 +530,68 @@ impl LogStore {
             total -= len;
             dropped = i + 1;
         }
-        let start = log.log_start.load(Ordering::Acquire);
-        if dropped == 0 {
-            return Ok(start);
+        if dropped > 0 {
+            self.truncate_before(&log, sizes[dropped].0).await?;
         }
-        let new_start = sizes[dropped].0;
-        self.truncate_before(&log, new_start)?;
-        Ok(new_start)
+        Ok(log.log_start.load(Ordering::Acquire))
     }
 
     /// Moves the log start offset to `offset` (DeleteRecords), dropping whole batches below it.
-    pub fn delete_records(&self, id: PartitionId, offset: i64) -> Result<i64, ResponseError> {
+    pub async fn delete_records(&self, id: PartitionId, offset: i64) -> Result<i64, ResponseError> {
         let log = self.partition(id)?;
         let high_watermark = log.high_watermark.load(Ordering::Acquire);
         let target = if offset == -1 { high_watermark } else { offset };
         if target < 0 || target > high_watermark {
             return Err(ResponseError::OffsetOutOfRange);
         }
-        if target > log.log_start.load(Ordering::Acquire) {
-            self.truncate_before(&log, target)?;
-        }
+        self.truncate_before(&log, target).await?;
         Ok(log.log_start.load(Ordering::Acquire))
     }
 
-    fn truncate_before(&self, log: &PartitionLog, new_start: i64) -> Result<(), ResponseError> {
-        let db = self.db.get()?;
-        // Keep the batch that holds `new_start`: delete up to its base offset only.
-        let it = batches_from(&db, log, new_start, log.high_watermark.load(Ordering::Acquire));
-        let cut = it.key().map(|k| decode_i64(&k[4..12])).unwrap_or(new_start);
-        drop(it);
-        let mut dropped = 0u64;
-        let mut it = readable_batches(&db, log);
-        while let (Some(key), Some(value)) = (it.key(), it.value()) {
-            if decode_i64(&key[4..12]) >= cut {
-                break;
-            }
-            dropped += value.len() as u64;
-            it.next();
-        }
-        drop(it);
+    /// Moves the log start offset up to `new_start` (never down), dropping the batches that end
+    /// below it.
+    async fn truncate_before(&self, log: &Arc<PartitionLog>, new_start: i64) -> Result<(), ResponseError> {
         // Appends update the byte count too: hold the writer while this one changes it.
-        let _writer = log.writer.lock().expect("writer lock");
+        let writer = log.writer.lock().await;
+        if writer.deleted {
+            return Err(ResponseError::UnknownTopicOrPartition);
+        }
+        if new_start <= log.log_start.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let scanned = log.clone();
+        let (cut, dropped) = self
+            .io
+            .read(move |db| {
+                // Keep the batch that holds `new_start`: delete up to its base offset only.
+                let it = batches_from(db, scanned.id, new_start, scanned.high_watermark.load(Ordering::Acquire));
+                let cut = it.key().map(|k| decode_i64(&k[4..12])).unwrap_or(new_start);
+                drop(it);
+                let mut dropped = 0u64;
+                let mut it = readable_batches(db, &scanned);
+                while let (Some(key), Some(value)) = (it.key(), it.value()) {
+                    if decode_i64(&key[4..12]) >= cut {
+                        break;
+                    }
+                    dropped += value.len() as u64;
+                    it.next();
+                }
+                it.status().map_err(read_error)?;
+                Ok((cut, dropped))
+            })
+            .await?;
         let total = log.bytes.load(Ordering::Acquire).saturating_sub(dropped);
+        let db = self.io.db().get()?;
         let mut write = WriteBatch::default();
         write.delete_range_cf(log_cf(&db), log_key(log.id, 0), log_key(log.id, cut));
         write.put_cf(meta_cf(&db), meta_key(log.id, LOG_START, &[]), new_start.to_be_bytes());
         write.put_cf(meta_cf(&db), meta_key(log.id, BYTES, &[]), total.to_be_bytes());
         drop(db);
-        self.db.write(write)?;
+        self.io.write(Lane::Partition(log.id), write).await?;
         log.log_start.store(new_start, Ordering::Release);
         log.bytes.store(total, Ordering::Release);
+        drop(writer);
         Ok(())
-    }
-
-    /// A ticket covering every append made so far, for [`LogStore::wait_durable`].
-    pub fn durable_ticket(&self) -> u64 {
-        self.syncer.ticket()
-    }
-
-    /// Waits until the appends a ticket covers are synced to disk (group commit).
-    pub async fn wait_durable(&self, ticket: u64) -> Result<(), ResponseError> {
-        self.syncer.wait(ticket).await
     }
 
     /// Has `notify` woken whenever one of these partitions grows, for as long as the caller
@@ -510,6 +607,55 @@ impl LogStore {
     }
 }
 
+/// Iterates from the log start offset up to the high watermark.
+fn readable_batches<'a>(db: &'a DB, log: &PartitionLog) -> rocksdb::DBRawIterator<'a> {
+    batches_from(db, log.id, log.log_start.load(Ordering::Acquire), log.high_watermark.load(Ordering::Acquire))
+}
+
+/// Whole batches of one partition from the one holding `r.offset`, up to `max_bytes`; with
+/// `min_one`, at least one batch even if it is larger.
+fn read_batches(db: &DB, r: &ReadRequest, high_watermark: i64, max_bytes: usize, min_one: bool) -> Result<Bytes, ResponseError> {
+    let mut out = BytesMut::new();
+    if r.offset >= high_watermark || (max_bytes == 0 && !min_one) {
+        return Ok(out.freeze());
+    }
+    let mut it = batches_from(db, r.id, r.offset, high_watermark);
+    let mut largest = 0;
+    while let Some(value) = it.value() {
+        // A batch that ends before the offset holds nothing the client asked for.
+        if BatchHeader::new(value).is_some_and(|h| h.last_offset() < r.offset) {
+            it.next();
+            continue;
+        }
+        if out.len() + value.len() > max_bytes && !(out.is_empty() && min_one) {
+            break;
+        }
+        out.extend_from_slice(value);
+        largest = largest.max(value.len());
+        // Only reading the next batch tells its size. When one as large as the largest so far
+        // would not fit, stop rather than read it for nothing (a fetch may return less than
+        // max_bytes; the next fetch starts with it).
+        if out.len() + largest > max_bytes {
+            break;
+        }
+        it.next();
+    }
+    it.status().map_err(read_error)?;
+    Ok(out.freeze())
+}
+
+/// Calls `visit` with each batch's header from the log start on, until it returns false.
+fn scan_headers(db: &DB, log: &PartitionLog, mut visit: impl FnMut(&BatchHeader) -> bool) -> Result<(), ResponseError> {
+    let mut it = readable_batches(db, log);
+    while let Some(value) = it.value() {
+        match BatchHeader::new(value) {
+            Some(h) if visit(&h) => it.next(),
+            _ => break,
+        }
+    }
+    it.status().map_err(read_error)
+}
+
 fn decode_i64(bytes: &[u8]) -> i64 {
     bytes.try_into().map(i64::from_be_bytes).unwrap_or(0)
 }
@@ -519,54 +665,58 @@ mod tests {
     use super::*;
     use crate::testkit::{encode_batch, BatchSpec};
 
-    const OPTS: AppendOptions = AppendOptions { max_batch_bytes: 1 << 20, leader_epoch: 0, log_append_time: None };
+    const OPTS: AppendOptions = AppendOptions { max_batch_bytes: 1 << 20, leader_epoch: 0, log_append_time: None, flush: FlushPolicy::NEVER };
 
-    #[test]
-    fn append_read_and_reopen() {
+    /// Reads one partition as a fetch of it alone would.
+    async fn read(store: &LogStore, id: PartitionId, offset: i64, max_bytes: usize) -> Result<ReadResult, ResponseError> {
+        store.read(&[ReadRequest { id, offset, max_bytes }], max_bytes).await.pop().unwrap()
+    }
+
+    #[tokio::test]
+    async fn append_read_and_reopen() {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = LogStore::open(dir.path()).unwrap();
             store.load_partition(1).unwrap();
             store.load_partition(2).unwrap();
-            let a = store.append(1, &encode_batch(&BatchSpec::values(3)), OPTS).unwrap();
+            let a = store.append(1, &encode_batch(&BatchSpec::values(3)), OPTS).await.unwrap();
             assert_eq!(a.base_offset, 0);
-            let b = store.append(1, &encode_batch(&BatchSpec::values(2)), OPTS).unwrap();
+            let b = store.append(1, &encode_batch(&BatchSpec::values(2)), OPTS).await.unwrap();
             assert_eq!(b.base_offset, 3);
-            store.append(2, &encode_batch(&BatchSpec::values(1)), OPTS).unwrap();
+            store.append(2, &encode_batch(&BatchSpec::values(1)), OPTS).await.unwrap();
             assert_eq!(store.offsets(1).unwrap(), (0, 5));
             // Offset 4 lies in the second batch; reading from it returns that batch.
-            let r = store.read(1, 4, 1 << 20, true).unwrap();
+            let r = read(&store, 1, 4, 1 << 20).await.unwrap();
             assert_eq!(BatchHeader::new(&r.records).unwrap().base_offset(), 3);
-            assert_eq!(store.read(1, 6, 100, true).unwrap_err(), ResponseError::OffsetOutOfRange);
-            assert!(store.read(1, 5, 100, true).unwrap().records.is_empty());
-            // max_bytes smaller than a batch still returns one batch when min_one is set.
-            assert!(!store.read(1, 0, 1, true).unwrap().records.is_empty());
-            assert!(store.read(1, 0, 1, false).unwrap().records.is_empty());
+            assert_eq!(read(&store, 1, 6, 100).await.unwrap_err(), ResponseError::OffsetOutOfRange);
+            assert!(read(&store, 1, 5, 100).await.unwrap().records.is_empty());
+            // max_bytes smaller than a batch still returns one batch (KIP-74).
+            assert!(!read(&store, 1, 0, 1).await.unwrap().records.is_empty());
         }
         let store = LogStore::open(dir.path()).unwrap();
         store.load_partition(1).unwrap();
         store.load_partition(2).unwrap();
         assert_eq!(store.offsets(1).unwrap(), (0, 5));
         assert_eq!(store.offsets(2).unwrap(), (0, 1));
-        let c = store.append(1, &encode_batch(&BatchSpec::values(1)), OPTS).unwrap();
+        let c = store.append(1, &encode_batch(&BatchSpec::values(1)), OPTS).await.unwrap();
         assert_eq!(c.base_offset, 5);
     }
 
-    #[test]
-    fn read_returns_whole_batches_up_to_max_bytes() {
+    #[tokio::test]
+    async fn read_returns_whole_batches_up_to_max_bytes() {
         let dir = tempfile::tempdir().unwrap();
         let store = LogStore::open(dir.path()).unwrap();
         store.load_partition(1).unwrap();
         let batch = encode_batch(&BatchSpec::values(2));
         for _ in 0..4 {
-            store.append(1, &batch, OPTS).unwrap();
+            store.append(1, &batch, OPTS).await.unwrap();
         }
         let n = batch.len();
-        let read = |max| store.read(1, 0, max, true).unwrap().records.len();
-        assert_eq!(read(n * 5 / 2), 2 * n);
-        assert_eq!(read(n * 3), 3 * n);
-        assert_eq!(read(n * 10), 4 * n);
-        assert_eq!(read(n - 1), n);
+        let len = |r: Result<ReadResult, ResponseError>| r.unwrap().records.len();
+        assert_eq!(len(read(&store, 1, 0, n * 5 / 2).await), 2 * n);
+        assert_eq!(len(read(&store, 1, 0, n * 3).await), 3 * n);
+        assert_eq!(len(read(&store, 1, 0, n * 10).await), 4 * n);
+        assert_eq!(len(read(&store, 1, 0, n - 1).await), n);
     }
 
     #[test]
@@ -577,45 +727,45 @@ mod tests {
         assert!(err.contains("in use by another Gregor process"), "{err}");
     }
 
-    #[test]
-    fn idempotent_retry_is_not_written_twice_and_survives_reopen() {
+    #[tokio::test]
+    async fn idempotent_retry_is_not_written_twice_and_survives_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let batch = encode_batch(&BatchSpec { producer: Some((9, 0, 0)), ..BatchSpec::values(2) });
         {
             let store = LogStore::open(dir.path()).unwrap();
             store.load_partition(1).unwrap();
-            assert_eq!(store.append(1, &batch, OPTS).unwrap().base_offset, 0);
-            assert_eq!(store.append(1, &batch, OPTS).unwrap().base_offset, 0);
+            assert_eq!(store.append(1, &batch, OPTS).await.unwrap().base_offset, 0);
+            assert_eq!(store.append(1, &batch, OPTS).await.unwrap().base_offset, 0);
             assert_eq!(store.offsets(1).unwrap().1, 2);
         }
         let store = LogStore::open(dir.path()).unwrap();
         store.load_partition(1).unwrap();
-        assert_eq!(store.append(1, &batch, OPTS).unwrap().base_offset, 0);
+        assert_eq!(store.append(1, &batch, OPTS).await.unwrap().base_offset, 0);
         let gap = encode_batch(&BatchSpec { producer: Some((9, 0, 5)), ..BatchSpec::values(1) });
-        assert_eq!(store.append(1, &gap, OPTS).unwrap_err(), ResponseError::OutOfOrderSequenceNumber);
+        assert_eq!(store.append(1, &gap, OPTS).await.unwrap_err(), ResponseError::OutOfOrderSequenceNumber);
         assert_eq!(store.offsets(1).unwrap().1, 2);
     }
 
-    #[test]
-    fn timestamps_retention_and_delete_records() {
+    #[tokio::test]
+    async fn timestamps_retention_and_delete_records() {
         let dir = tempfile::tempdir().unwrap();
         let store = LogStore::open(dir.path()).unwrap();
         store.load_partition(1).unwrap();
         for i in 0..4 {
             let spec = BatchSpec { base_ts: 1000 * (i + 1), ..BatchSpec::values(2) };
-            store.append(1, &encode_batch(&spec), OPTS).unwrap();
+            store.append(1, &encode_batch(&spec), OPTS).await.unwrap();
         }
         // Batches: offsets 0-1 @1000,1010; 2-3 @2000,2010; 4-5 @3000; 6-7 @4000.
-        assert_eq!(store.offset_for_timestamp(1, 2005).unwrap(), Some((3, 2010)));
-        assert_eq!(store.offset_for_timestamp(1, 9999).unwrap(), None);
-        assert_eq!(store.max_timestamp_offset(1).unwrap(), Some((7, 4010)));
+        assert_eq!(store.offset_for_timestamp(1, 2005).await.unwrap(), Some((3, 2010)));
+        assert_eq!(store.offset_for_timestamp(1, 9999).await.unwrap(), None);
+        assert_eq!(store.max_timestamp_offset(1).await.unwrap(), Some((7, 4010)));
         // Everything older than 2500 ms before now=5000 goes: the first two batches.
-        assert_eq!(store.apply_retention(1, 2500, -1, 5000).unwrap(), 4);
-        assert_eq!(store.read(1, 2, 100, true).unwrap_err(), ResponseError::OffsetOutOfRange);
-        assert_eq!(store.delete_records(1, 5).unwrap(), 5);
-        let r = store.read(1, 5, 1 << 20, true).unwrap();
+        assert_eq!(store.apply_retention(1, 2500, -1, 5000).await.unwrap(), 4);
+        assert_eq!(read(&store, 1, 2, 100).await.unwrap_err(), ResponseError::OffsetOutOfRange);
+        assert_eq!(store.delete_records(1, 5).await.unwrap(), 5);
+        let r = read(&store, 1, 5, 1 << 20).await.unwrap();
         assert_eq!(BatchHeader::new(&r.records).unwrap().base_offset(), 4);
         // Size retention never drops the last batch.
-        assert_eq!(store.apply_retention(1, -1, 0, 5000).unwrap(), 6);
+        assert_eq!(store.apply_retention(1, -1, 0, 5000).await.unwrap(), 6);
     }
 }

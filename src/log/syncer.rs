@@ -1,10 +1,12 @@
-//! Group commit for fsync mode (`flush.messages=1`): appends that must be on disk before they
-//! are acknowledged take a ticket, and one thread syncs the write-ahead log for every ticket
-//! issued so far, so concurrent producers share one fsync. The async runtime never waits on
-//! the disk; it awaits the thread's progress.
+//! Syncing the write-ahead log for `flush.messages` and `flush.ms`: appends that must be on disk
+//! before they are acknowledged take a ticket, and one thread syncs the write-ahead log for every
+//! ticket issued so far, so concurrent producers share one fsync (group commit). Appends that
+//! must only reach the disk within some time set a deadline the same thread honours. The async
+//! runtime never waits on the disk; it awaits the thread's progress.
 
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use kafka_protocol::ResponseError;
 
@@ -15,6 +17,8 @@ use tokio::sync::watch;
 struct Requests {
     /// The newest ticket handed out.
     issued: u64,
+    /// Sync by then even if no ticket asks for it.
+    deadline: Option<Instant>,
     stop: bool,
 }
 
@@ -45,12 +49,20 @@ impl Syncer {
                 loop {
                     let target = {
                         let mut r = lock.lock().expect("sync lock");
-                        while r.issued == done && !r.stop {
-                            r = wake.wait(r).expect("sync lock");
+                        loop {
+                            if r.stop {
+                                return;
+                            }
+                            let now = Instant::now();
+                            match r.deadline {
+                                _ if r.issued != done => break,
+                                Some(at) if at <= now => break,
+                                Some(at) => r = wake.wait_timeout(r, at - now).expect("sync lock").0,
+                                None => r = wake.wait(r).expect("sync lock"),
+                            }
                         }
-                        if r.stop {
-                            return;
-                        }
+                        // This sync covers everything written so far, whatever asked for it.
+                        r.deadline = None;
                         r.issued
                     };
                     match db.get().and_then(|handle| handle.flush_wal(true).map_err(|e| {
@@ -74,6 +86,18 @@ impl Syncer {
         r.issued += 1;
         wake.notify_one();
         r.issued
+    }
+
+    /// Has everything written so far synced within `ms` milliseconds, without waiting for it.
+    pub fn sync_within(&self, ms: i64) {
+        // A deadline past what the clock can express is never.
+        let Some(at) = Instant::now().checked_add(Duration::from_millis(ms.max(0) as u64)) else { return };
+        let (lock, wake) = &*self.requests;
+        let mut r = lock.lock().expect("sync lock");
+        if r.deadline.is_none_or(|d| at < d) {
+            r.deadline = Some(at);
+            wake.notify_one();
+        }
     }
 
     /// Waits until the ticket's writes are on disk.

@@ -104,10 +104,10 @@ pub(super) async fn run(zk: Arc<ZooKeeper>, stream: TcpStream, peer: SocketAddr,
         Err(e) => return log_read_error(peer, &e),
     };
     let (tx, mut events) = unbounded_channel();
-    let session = match zk.connect(&request, Attachment { connection, frames: tx }) {
+    let session = match zk.connect(&request, Attachment { connection, frames: tx }).await {
         Ok((session, response)) => {
             if !send(&mut write, peer, &response).await {
-                zk.disconnect(session, connection);
+                zk.disconnect(session, connection).await;
                 return;
             }
             session
@@ -130,7 +130,7 @@ pub(super) async fn run(zk: Arc<ZooKeeper>, stream: TcpStream, peer: SocketAddr,
                         break;
                     }
                 };
-                let handled = match zk.handle(session, &frame) {
+                let handled = match zk.handle(session, &frame).await {
                     Ok(handled) => handled,
                     Err(e) => {
                         tracing::warn!(%peer, "closing connection: malformed request: {e}");
@@ -158,7 +158,7 @@ pub(super) async fn run(zk: Arc<ZooKeeper>, stream: TcpStream, peer: SocketAddr,
             _ = shutdown.changed() => break,
         }
     }
-    zk.disconnect(session, connection);
+    zk.disconnect(session, connection).await;
 }
 
 #[cfg(test)]

@@ -161,7 +161,7 @@ impl KafkaView {
 
     /// Creating `/brokers/topics/<name>`: creates the topic with the configs waiting at
     /// `/config/topics/<name>`, as Kafka 2.x writes them first.
-    pub fn create_topic(&mut self, txn: &mut Txn, cluster: &Cluster, name: &str, data: &[u8]) -> Result<(), ErrorCode> {
+    pub async fn create_topic(&mut self, txn: &mut Txn<'_>, cluster: &Cluster, name: &str, data: &[u8]) -> Result<(), ErrorCode> {
         let partitions = parse_assignment(data, cluster.node().id)?;
         let configs = match txn.tree().node(&format!("{TOPIC_CONFIGS}/{name}")) {
             Some(pending) => parse_configs(&pending.data)?,
@@ -173,13 +173,13 @@ impl KafkaView {
             replication_factor: 1,
             configs: configs.into_iter().map(|(k, v)| (k, Some(v))).collect(),
         };
-        cluster.create_topic(&new).map_err(|(e, msg)| refused("create topic", name, e, &msg))?;
+        cluster.create_topic(&new).await.map_err(|(e, msg)| refused("create topic", name, e, &msg))?;
         self.sync(txn, cluster);
         Ok(())
     }
 
     /// setData on `/brokers/topics/<name>`: Kafka 2.x adds partitions this way.
-    pub fn set_assignment(&mut self, txn: &mut Txn, cluster: &Cluster, name: &str, data: &[u8]) -> Result<(), ErrorCode> {
+    pub async fn set_assignment(&mut self, txn: &mut Txn<'_>, cluster: &Cluster, name: &str, data: &[u8]) -> Result<(), ErrorCode> {
         let partitions = parse_assignment(data, cluster.node().id)?;
         let current = cluster.topic(name).ok_or(ErrorCode::NoNode)?.partitions.len() as i32;
         if partitions < current {
@@ -187,24 +187,24 @@ impl KafkaView {
             return Err(ErrorCode::BadArguments);
         }
         if partitions > current {
-            cluster.create_partitions(name, partitions, false).map_err(|(e, msg)| refused("add partitions to", name, e, &msg))?;
+            cluster.create_partitions(name, partitions, false).await.map_err(|(e, msg)| refused("add partitions to", name, e, &msg))?;
             self.sync(txn, cluster);
         }
         Ok(())
     }
 
     /// setData on an existing topic's `/config/topics/<name>`: replaces its configs.
-    pub fn set_configs(&mut self, txn: &mut Txn, cluster: &Cluster, name: &str, data: &[u8]) -> Result<(), ErrorCode> {
+    pub async fn set_configs(&mut self, txn: &mut Txn<'_>, cluster: &Cluster, name: &str, data: &[u8]) -> Result<(), ErrorCode> {
         let changes: Vec<ConfigChange> = parse_configs(data)?.into_iter().map(|(k, v)| ConfigChange::Set(k, v)).collect();
-        cluster.alter_topic_configs(name, &changes, true, false).map_err(|(e, msg)| refused("alter configs of", name, e, &msg))?;
+        cluster.alter_topic_configs(name, &changes, true, false).await.map_err(|(e, msg)| refused("alter configs of", name, e, &msg))?;
         self.sync(txn, cluster);
         Ok(())
     }
 
     /// Creating `/admin/delete_topics/<name>`: Gregor deletes at once, so the marker never
     /// stays.
-    pub fn delete_topic(&mut self, txn: &mut Txn, cluster: &Cluster, name: &str) -> Result<(), ErrorCode> {
-        cluster.delete_topic(name).map_err(|e| refused("delete topic", name, e, ""))?;
+    pub async fn delete_topic(&mut self, txn: &mut Txn<'_>, cluster: &Cluster, name: &str) -> Result<(), ErrorCode> {
+        cluster.delete_topic(name).await.map_err(|e| refused("delete topic", name, e, ""))?;
         self.sync(txn, cluster);
         Ok(())
     }

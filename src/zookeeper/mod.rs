@@ -19,7 +19,9 @@ mod session;
 mod tree;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+
+use tokio::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -48,28 +50,25 @@ pub async fn start(addr: SocketAddr, cluster: Arc<Cluster>, meta: Meta, shutdown
         .await
         .with_context(|| format!("cannot listen for ZooKeeper clients on {addr}"))?;
     let bound = listener.local_addr()?;
-    let zk = Arc::new(ZooKeeper::open(cluster, meta)?);
+    let zk = Arc::new(ZooKeeper::open(cluster, meta).await?);
     tracing::info!("ZooKeeper protocol listening on {bound}");
     Ok((bound, tokio::spawn(serve(zk, listener, shutdown))))
 }
 
 impl ZooKeeper {
-    fn open(cluster: Arc<Cluster>, meta: Meta) -> Result<ZooKeeper> {
-        let tree = tree::Tree::load(meta).context("loading znodes")?;
+    async fn open(cluster: Arc<Cluster>, meta: Meta) -> Result<ZooKeeper> {
+        // Loading reads the store: off the runtime's threads.
+        let tree = tokio::task::spawn_blocking(move || tree::Tree::load(meta)).await?.context("loading znodes")?;
         let view = kafka::KafkaView::new(&cluster);
         let mut state = State { tree, view, sessions: Sessions::new() };
-        state.sync_view(&cluster);
+        state.sync_view(&cluster).await;
         Ok(ZooKeeper { cluster, state: Mutex::new(state) })
-    }
-
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().expect("zookeeper state lock")
     }
 
     /// Opens or resumes the session the connect request asks for. `Err` carries the answer for
     /// a refused connection (an expired session), if it gets one before being closed.
-    fn connect(&self, request: &ConnectRequest, attachment: Attachment) -> Result<(i64, Vec<u8>), Option<Vec<u8>>> {
-        let mut state = self.lock();
+    async fn connect(&self, request: &ConnectRequest, attachment: Attachment) -> Result<(i64, Vec<u8>), Option<Vec<u8>>> {
+        let mut state = self.state.lock().await;
         if request.last_zxid_seen > state.tree.zxid() {
             // The client has seen a newer state than this one (another server's, or a wiped
             // data directory's): ZooKeeper refuses such a client rather than go back in time.
@@ -93,23 +92,23 @@ impl ZooKeeper {
         Err(Some(jute::connect_response(0, 0, &[0; 16], request.read_only)))
     }
 
-    fn handle(&self, session: i64, frame: &[u8]) -> Result<Handled, DecodeError> {
+    async fn handle(&self, session: i64, frame: &[u8]) -> Result<Handled, DecodeError> {
         let (xid, request) = Request::decode(frame)?;
-        Ok(self.lock().handle(&self.cluster, session, xid, request))
+        Ok(self.state.lock().await.handle(&self.cluster, session, xid, request).await)
     }
 
-    fn disconnect(&self, session: i64, connection: u64) {
-        self.lock().sessions.detach(session, connection);
+    async fn disconnect(&self, session: i64, connection: u64) {
+        self.state.lock().await.sessions.detach(session, connection);
     }
 
-    fn tick(&self) {
-        let mut state = self.lock();
-        state.sync_view(&self.cluster);
+    async fn tick(&self) {
+        let mut state = self.state.lock().await;
+        state.sync_view(&self.cluster).await;
         for id in state.sessions.expired(Instant::now()) {
             tracing::info!("session {id:#x} expired");
-            state.close_session(id);
+            state.close_session(id).await;
         }
-        state.expire_ttl_nodes(crate::api::now_ms());
+        state.expire_ttl_nodes(crate::api::now_ms()).await;
     }
 }
 
@@ -131,7 +130,7 @@ async fn serve(zk: Arc<ZooKeeper>, listener: TcpListener, mut shutdown: watch::R
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
-            _ = tick.tick() => zk.tick(),
+            _ = tick.tick() => zk.tick().await,
             Some(done) = connections.join_next(), if !connections.is_empty() => {
                 if let Err(e) = done {
                     if e.is_panic() {

@@ -47,17 +47,17 @@ impl Written {
 }
 
 impl State {
-    pub fn handle(&mut self, cluster: &Cluster, session: i64, xid: i32, request: Request) -> Handled {
+    pub async fn handle(&mut self, cluster: &Cluster, session: i64, xid: i32, request: Request) -> Handled {
         if !self.sessions.touch(session) {
             return Handled { reply: reply(xid, self.tree.zxid(), Err(ErrorCode::SessionExpired)), close: true };
         }
         // Topics made or deleted through Kafka since the last request show up now.
-        self.sync_view(cluster);
+        self.sync_view(cluster).await;
         let mut close = false;
         let result = match request {
             Request::Ping => Ok(Vec::new()),
             Request::Close => {
-                self.close_session(session);
+                self.close_session(session).await;
                 close = true;
                 Ok(Vec::new())
             }
@@ -76,8 +76,8 @@ impl State {
                 w.string(&path);
                 Ok(w.into_inner())
             }
-            Request::Write(op) => self.write(cluster, session, &op),
-            Request::Multi(ops) => Ok(self.multi(cluster, session, &ops)),
+            Request::Write(op) => self.write(cluster, session, &op).await,
+            Request::Multi(ops) => Ok(self.multi(cluster, session, &ops).await),
             Request::SetWatches { relative_zxid, data, exist, child } => {
                 self.set_watches(session, relative_zxid, &data, &exist, &child);
                 Ok(Vec::new())
@@ -91,26 +91,26 @@ impl State {
     }
 
     /// Applies the cluster's topic changes to the view.
-    pub fn sync_view(&mut self, cluster: &Cluster) {
+    pub async fn sync_view(&mut self, cluster: &Cluster) {
         let mut txn = self.tree.begin();
         self.view.sync(&mut txn, cluster);
         // A storage error is logged by finish; there is no client to tell.
-        let _ = finish(txn, &mut self.view, &mut self.sessions, true);
+        let _ = finish(txn, &mut self.view, &mut self.sessions, true).await;
     }
 
     /// Deletes the session's ephemeral nodes and forgets it.
-    pub fn close_session(&mut self, session: i64) {
+    pub async fn close_session(&mut self, session: i64) {
         let mut txn = self.tree.begin();
         for path in txn.tree().ephemerals_of(session) {
             txn.delete(&path);
         }
         // A storage error is logged by finish; there is no client to tell.
-        let _ = finish(txn, &mut self.view, &mut self.sessions, true);
+        let _ = finish(txn, &mut self.view, &mut self.sessions, true).await;
         self.sessions.remove(session);
     }
 
     /// Deletes TTL nodes whose time is up.
-    pub fn expire_ttl_nodes(&mut self, now_ms: i64) {
+    pub async fn expire_ttl_nodes(&mut self, now_ms: i64) {
         let expired = self.tree.expired_ttl_nodes(now_ms);
         if expired.is_empty() {
             return;
@@ -120,7 +120,7 @@ impl State {
             txn.delete(&path);
         }
         // A storage error is logged by finish; there is no client to tell.
-        let _ = finish(txn, &mut self.view, &mut self.sessions, true);
+        let _ = finish(txn, &mut self.view, &mut self.sessions, true).await;
     }
 
     fn read(&mut self, session: i64, kind: ReadKind, path: &str, watch: bool) -> Result<Vec<u8>, ErrorCode> {
@@ -151,10 +151,10 @@ impl State {
         Ok(w.into_inner())
     }
 
-    fn write(&mut self, cluster: &Cluster, session: i64, op: &WriteOp) -> Result<Vec<u8>, ErrorCode> {
+    async fn write(&mut self, cluster: &Cluster, session: i64, op: &WriteOp) -> Result<Vec<u8>, ErrorCode> {
         let mut txn = self.tree.begin();
-        let result = apply(&mut txn, &mut self.view, cluster, session, op, true);
-        finish(txn, &mut self.view, &mut self.sessions, result.is_ok())?;
+        let result = apply(&mut txn, &mut self.view, cluster, session, op, true).await;
+        finish(txn, &mut self.view, &mut self.sessions, result.is_ok()).await?;
         let mut w = Writer::default();
         result?.write(op.opcode(), &mut w);
         Ok(w.into_inner())
@@ -162,12 +162,12 @@ impl State {
 
     /// All or nothing: on the first failing op every change is undone, ops before it report
     /// OK, the failing one its error, the rest RUNTIMEINCONSISTENCY.
-    fn multi(&mut self, cluster: &Cluster, session: i64, ops: &[WriteOp]) -> Vec<u8> {
+    async fn multi(&mut self, cluster: &Cluster, session: i64, ops: &[WriteOp]) -> Vec<u8> {
         let mut txn = self.tree.begin();
         let mut results = Vec::with_capacity(ops.len());
         let mut failed = None;
         for (i, op) in ops.iter().enumerate() {
-            match apply(&mut txn, &mut self.view, cluster, session, op, false) {
+            match apply(&mut txn, &mut self.view, cluster, session, op, false).await {
                 Ok(written) => results.push(written),
                 Err(e) => {
                     failed = Some((i, e));
@@ -175,7 +175,7 @@ impl State {
                 }
             }
         }
-        let committed = finish(txn, &mut self.view, &mut self.sessions, failed.is_none());
+        let committed = finish(txn, &mut self.view, &mut self.sessions, failed.is_none()).await;
         let failed = failed.or(committed.err().map(|e| (0, e)));
         let mut w = Writer::default();
         match failed {
@@ -229,14 +229,14 @@ impl State {
 
 /// Commits (and sends the watch events) or rolls back. A rolled-back change may have been
 /// the view's, so the view re-renders in full next time.
-fn finish(txn: Txn, view: &mut KafkaView, sessions: &mut Sessions, ok: bool) -> Result<(), ErrorCode> {
+async fn finish(txn: Txn<'_>, view: &mut KafkaView, sessions: &mut Sessions, ok: bool) -> Result<(), ErrorCode> {
     if !ok {
         if txn.rollback() {
             view.invalidate();
         }
         return Ok(());
     }
-    match txn.commit() {
+    match txn.commit().await {
         Ok(events) => {
             for event in &events {
                 sessions.notify(event);
@@ -294,9 +294,9 @@ fn not_in_multi(path: &str) -> ErrorCode {
 }
 
 /// One write. `kafka_effects` is false inside a multi, where topic changes are refused.
-fn apply(txn: &mut Txn, view: &mut KafkaView, cluster: &Cluster, session: i64, op: &WriteOp, kafka_effects: bool) -> Result<Written, ErrorCode> {
+async fn apply(txn: &mut Txn<'_>, view: &mut KafkaView, cluster: &Cluster, session: i64, op: &WriteOp, kafka_effects: bool) -> Result<Written, ErrorCode> {
     match op {
-        WriteOp::Create(c) => create(txn, view, cluster, session, c, kafka_effects),
+        WriteOp::Create(c) => create(txn, view, cluster, session, c, kafka_effects).await,
         WriteOp::Delete { path, version } => {
             let node = existing(txn.tree(), path)?;
             check_version(node.version, *version)?;
@@ -320,8 +320,8 @@ fn apply(txn: &mut Txn, view: &mut KafkaView, cluster: &Cluster, session: i64, o
                     txn.set_data(path, data.clone());
                 }
                 Kind::TopicConfig(_) | Kind::Topic(_) if !kafka_effects => return Err(not_in_multi(path)),
-                Kind::TopicConfig(name) => view.set_configs(txn, cluster, name, data)?,
-                Kind::Topic(name) => view.set_assignment(txn, cluster, name, data)?,
+                Kind::TopicConfig(name) => view.set_configs(txn, cluster, name, data).await?,
+                Kind::Topic(name) => view.set_assignment(txn, cluster, name, data).await?,
                 Kind::Generic | Kind::TopicDetail | Kind::DeleteMarker(_) => return Err(read_only(path)),
             }
             Ok(Written::Set(txn.tree().stat(path).ok_or(ErrorCode::NoNode)?))
@@ -333,7 +333,7 @@ fn apply(txn: &mut Txn, view: &mut KafkaView, cluster: &Cluster, session: i64, o
     }
 }
 
-fn create(txn: &mut Txn, view: &mut KafkaView, cluster: &Cluster, session: i64, c: &Create, kafka_effects: bool) -> Result<Written, ErrorCode> {
+async fn create(txn: &mut Txn<'_>, view: &mut KafkaView, cluster: &Cluster, session: i64, c: &Create, kafka_effects: bool) -> Result<Written, ErrorCode> {
     let (mode, sequential) = c.mode().ok_or(ErrorCode::BadArguments)?;
     // A sequential name may end in '/': the suffix completes it.
     let checked = if sequential { format!("{}0", c.path) } else { c.path.clone() };
@@ -370,12 +370,12 @@ fn create(txn: &mut Txn, view: &mut KafkaView, cluster: &Cluster, session: i64, 
             txn.create(&path, c.data.clone(), 0, false);
         }
         Kind::Topic(_) | Kind::DeleteMarker(_) if !kafka_effects => return Err(not_in_multi(&path)),
-        Kind::Topic(name) => view.create_topic(txn, cluster, name, &c.data)?,
+        Kind::Topic(name) => view.create_topic(txn, cluster, name, &c.data).await?,
         Kind::DeleteMarker(name) => {
             if cluster.topic(name).is_none() {
                 return Err(ErrorCode::NoNode);
             }
-            view.delete_topic(txn, cluster, name)?;
+            view.delete_topic(txn, cluster, name).await?;
             // The marker is gone as soon as it is made; report it as created all the same.
             let stat = Stat { czxid: txn.zxid(), mzxid: txn.zxid(), ctime: txn.now(), mtime: txn.now(), pzxid: txn.zxid(), ..Stat::default() };
             return Ok(Written::Created { path, stat });

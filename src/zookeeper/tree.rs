@@ -408,7 +408,7 @@ impl Txn<'_> {
 
     /// Makes the changes durable and returns the events they cause; an empty transaction
     /// uses no zxid. On a storage error the tree is left as it was.
-    pub fn commit(self) -> Result<Vec<Event>> {
+    pub async fn commit(self) -> Result<Vec<Event>> {
         if self.undo.is_empty() {
             return Ok(Vec::new());
         }
@@ -421,7 +421,7 @@ impl Txn<'_> {
         }
         puts.push((ZXID_KEY.to_vec(), Some(self.zxid.to_be_bytes().to_vec())));
         let batch: Vec<(&[u8], Option<&[u8]>)> = puts.iter().map(|(k, v)| (k.as_slice(), v.as_deref())).collect();
-        if let Err(e) = self.tree.meta.write(&batch) {
+        if let Err(e) = self.tree.meta.write(&batch).await {
             self.rollback();
             return Err(e);
         }
@@ -462,15 +462,15 @@ mod tests {
         assert_eq!(parent("/a/b"), "/a");
     }
 
-    #[test]
-    fn commit_persists_and_rollback_restores() {
+    #[tokio::test]
+    async fn commit_persists_and_rollback_restores() {
         let dir = tempfile::tempdir().unwrap();
         let mut tree = open(dir.path());
         let mut txn = tree.begin();
         txn.create("/a", b"x".to_vec(), 0, false);
         txn.create("/a/b", vec![], 0, false);
         txn.create("/e", vec![], 42, false);
-        let events = txn.commit().unwrap();
+        let events = txn.commit().await.unwrap();
         assert_eq!(events.len(), 6);
         assert_eq!(tree.zxid(), 1);
         assert_eq!(tree.stat("/a").unwrap().num_children, 1);
@@ -494,17 +494,17 @@ mod tests {
         assert!(tree.node("/e").is_none(), "ephemeral nodes are not persisted");
     }
 
-    #[test]
-    fn empty_container_goes_with_its_last_child() {
+    #[tokio::test]
+    async fn empty_container_goes_with_its_last_child() {
         let dir = tempfile::tempdir().unwrap();
         let mut tree = open(dir.path());
         let mut txn = tree.begin();
         txn.create("/c", vec![], CONTAINER_OWNER, false);
         txn.create("/c/x", vec![], 0, false);
-        txn.commit().unwrap();
+        txn.commit().await.unwrap();
         let mut txn = tree.begin();
         txn.delete("/c/x");
-        txn.commit().unwrap();
+        txn.commit().await.unwrap();
         assert!(tree.node("/c").is_none());
     }
 }
