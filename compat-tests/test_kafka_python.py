@@ -7,6 +7,8 @@ timeouts.
 """
 
 import json
+import os
+import re
 import time
 from collections import defaultdict
 
@@ -116,6 +118,17 @@ def test_readme_producer_calls_via_localhost(broker, closing):
         (3, None, b"c29tZSB2YWx1ZQ==", [("content-encoding", b"base64")]),
     ]
     assert [(o, k, json.loads(v)) for o, k, v, _ in got["fizzbuzz"]] == [(0, None, {"foo": "bar"})]
+
+
+def test_readme_api_list_is_what_api_versions_answers(broker, closing):
+    with open(os.path.join(os.path.dirname(__file__), "..", "README.md")) as f:
+        readme = f.read()
+    listed = re.search(r"APIs served \(versions\):(.*?)The table is", readme, re.S).group(1)
+    listed = re.sub(r"\([^)]*\)", "", listed)  # "(with the KIP-511 answer ...)"
+    claimed = {name: (int(low), int(high or low))
+               for name, low, high in re.findall(r"(\w+)\s+(\d+)(?:-(\d+))?", listed)}
+    served = {key.name: versions for key, versions in closing(kp_admin(broker.bootstrap)).api_versions().items()}
+    assert claimed == served
 
 
 def test_readme_msgpack_consumer_assign_and_seek(broker, closing):
