@@ -39,6 +39,7 @@ import pytest
 from kafka import TopicPartition
 
 from conftest import (
+    NODE_ID,
     _die_with_parent,
     assert_contiguous_offsets,
     kp_admin,
@@ -598,13 +599,22 @@ def test_alter_configs_like_kafka_configs(java, broker):
 
 def test_add_partitions_like_kafka_topics_alter(java, broker):
     topic = unique_topic("java-grow")
-    _, grow, describe, shrink = admin(
+    node = str(NODE_ID)
+    _, grow, assigned, too_few, unknown_broker, describe, shrink = admin(
         java, broker,
         ("create", topic, "1", "1"),
-        ("add-partitions", topic, "4"),
+        ("add-partitions", topic, "3"),
+        ("add-partitions", topic, "4", node),  # --replica-assignment for the one new partition
+        ("add-partitions", topic, "6", node),
+        ("add-partitions", topic, "5", f"{NODE_ID + 1}"),
         ("describe", topic),
         ("add-partitions", topic, "2"))
-    assert ok(grow)["partitionCount"] == 4
+    assert ok(grow)["partitionCount"] == 3
+    assert ok(assigned)["partitionCount"] == 4
+    assert failed(too_few, "InvalidReplicaAssignmentException")["message"] == \
+        "Attempted to add 2 additional partition(s), but only 1 assignment(s) were specified."
+    assert failed(unknown_broker, "InvalidReplicaAssignmentException")["message"] == \
+        f"The manual partition assignment includes broker {NODE_ID + 1}, but no such broker is registered."
     (td,) = ok(describe)["topics"]
     assert [p["partition"] for p in td["partitions"]] == [0, 1, 2, 3]
     assert all(p["leader"] is not None and p["isr"] for p in td["partitions"]), td["partitions"]

@@ -62,7 +62,9 @@ import org.apache.kafka.common.errors.UnsupportedVersionException;
  *   describe TOPIC...            describeTopics + describeConfigs + describeCluster + listPartitionReassignments
  *   alter-configs TOPIC OP...    OP: set:key=value | delete:key | append:key=value | subtract:key=value
  *   describe-configs TYPE NAME   TYPE: topic | broker
- *   add-partitions TOPIC TOTAL   describeTopics + createPartitions(increaseTo(TOTAL))
+ *   add-partitions TOPIC TOTAL [ASSIGNMENT]
+ *                                describeTopics + createPartitions(increaseTo(TOTAL[, ASSIGNMENT])); ASSIGNMENT
+ *                                as kafka-topics' --replica-assignment, for the new partitions: 1:2,2:3
  *   delete TOPIC...
  *   describe-cluster
  *   delete-records TOPIC PARTITION OFFSET   kafka-delete-records: deleteRecords(beforeOffset(OFFSET))
@@ -458,10 +460,14 @@ public final class TopicsTool {
     private void addPartitions(List<String> args, Steps steps, Map<String, Object> result) throws Exception {
         String topic = args.get(0);
         int total = Integer.parseInt(args.get(1));
+        NewPartitions increase = args.size() < 3 ? NewPartitions.increaseTo(total) : NewPartitions.increaseTo(total,
+                java.util.Arrays.stream(args.get(2).split(","))
+                        .map(replicas -> java.util.Arrays.stream(replicas.split(":")).map(Integer::valueOf).toList())
+                        .toList());
         List<String> topics = getTopics(steps, java.util.Optional.of(topic));
         if (topics.isEmpty()) throw new IllegalArgumentException("Topic '" + topic + "' does not exist as expected");
         steps.run("describeTopics", () -> get(admin.describeTopics(topics).topicNameValues().get(topic)));
-        steps.run("createPartitions", () -> get(admin.createPartitions(Map.of(topic, NewPartitions.increaseTo(total)),
+        steps.run("createPartitions", () -> get(admin.createPartitions(Map.of(topic, increase),
                 new CreatePartitionsOptions().retryOnQuotaViolation(false)).all()));
         TopicDescription td = steps.run("describeTopics", () -> get(admin.describeTopics(topics).topicNameValues().get(topic)));
         result.put("partitionCount", td.partitions().size());
