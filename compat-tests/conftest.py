@@ -30,6 +30,9 @@ DEFAULT_GREGOR_BIN = os.path.join(
     os.path.expanduser("~"), ".cache", "gregor-target", "release", "gregor"
 )
 
+# The broker's node.id: Gregor's default, which the suite's brokers keep.
+NODE_ID = 1
+
 STARTUP_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 10.0
 # Upper bound for any single client operation in the suite (seconds).
@@ -402,6 +405,19 @@ def kp_create_topic(bootstrap, name, partitions, **topic_kwargs):
         admin.wait_for_topics([name], timeout_ms=10000)
     finally:
         admin.close()
+
+
+def kp_stored_bytes(bootstrap, topic):
+    """{partition: bytes the broker stores for it} (DescribeLogDirs). Gregor stores batches
+    as received, so a compression test sees here that its producer really compressed."""
+    admin = kp_admin(bootstrap)
+    try:
+        (per_broker,) = admin.describe_log_dirs([topic])
+    finally:
+        admin.close()
+    (log_dir,) = per_broker["log_dirs"]
+    (t,) = [t for t in log_dir["topics"] if t["name"] == topic]
+    return {p["partition_index"]: p["partition_size"] for p in t["partitions"]}
 
 
 def kp_drain(consumer, expected: int, timeout: float = CLIENT_TIMEOUT_S):

@@ -18,9 +18,11 @@ from collections import Counter
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import InvalidReplicationAssignmentError
 
-from conftest import kp_create_topic, unique_topic
+from conftest import NODE_ID, kp_create_topic, kp_stored_bytes, unique_topic
 
 TEST_DEADLINE_S = 50  # one whole test (each is well under the pytest timeout)
 STOP_TIMEOUT_S = 10
@@ -119,6 +121,23 @@ async def send_all(prod, topic, messages):
     return [await asyncio.wait_for(f, RECEIVE_DEADLINE_S) for f in futures]
 
 
+async def read_all(broker, clients, topic, partitions, expected):
+    """A started consumer without a group, assigned every partition of ``topic`` and sought
+    to the beginning, and the ``expected`` records it read (offset order per partition)."""
+    cons = await clients.start(AIOKafkaConsumer(
+        bootstrap_servers=broker.bootstrap, enable_auto_commit=False, fetch_max_wait_ms=100,
+        **COMMON))
+    tps = [TopicPartition(topic, p) for p in range(partitions)]
+    cons.assign(tps)
+    await cons.seek_to_beginning(*tps)
+    records = []
+    deadline = time.monotonic() + RECEIVE_DEADLINE_S
+    while len(records) < expected and time.monotonic() < deadline:
+        for recs in (await cons.getmany(timeout_ms=200)).values():
+            records.extend(recs)
+    return cons, records
+
+
 def spread(prefix, count, partitions):
     return [(f"{prefix}-{i}", i % partitions) for i in range(count)]
 
@@ -186,32 +205,33 @@ def test_produce_and_read_with_assign(broker):
         async with Clients() as clients:
             prod = await clients.start(producer(broker, acks="all"))
             metas = await send_all(prod, topic, spread("p", 15, 3))
+            # A minute ahead of the others: the one record at or after its time.
             hdr = await prod.send_and_wait(topic, value=b"h", key=b"hk", partition=1,
-                                           headers=[("trace", b"abc")])
+                                           headers=[("trace", b"abc")],
+                                           timestamp_ms=int(time.time() * 1000) + 60_000)
             offsets = Counter()
             for m in metas:
                 assert m.offset == offsets[m.partition]  # gap-free, in send order
                 offsets[m.partition] += 1
             assert hdr.offset == 5 and hdr.partition == 1
 
-            cons = await clients.start(AIOKafkaConsumer(
-                bootstrap_servers=broker.bootstrap, enable_auto_commit=False,
-                fetch_max_wait_ms=100, **COMMON))
+            cons, records = await read_all(broker, clients, topic, 3, 16)
             tps = [TopicPartition(topic, p) for p in range(3)]
-            cons.assign(tps)
-            await cons.seek_to_beginning(*tps)
             assert await cons.end_offsets(tps) == {tps[0]: 5, tps[1]: 6, tps[2]: 5}
-            records = []
-            deadline = time.monotonic() + RECEIVE_DEADLINE_S
-            while len(records) < 16 and time.monotonic() < deadline:
-                batch = await cons.getmany(timeout_ms=200)
-                for recs in batch.values():
-                    records.extend(recs)
             got = {(r.partition, r.offset): (r.key, r.value, list(r.headers)) for r in records}
             expected = {(m.partition, m.offset): (f"p-{i}".encode(), f"p-{i}".encode(), [])
                         for i, m in enumerate(metas)}
             expected[(1, 5)] = (b"hk", b"h", [("trace", b"abc")])
             assert got == expected
+
+            # Offsets by time, then a seek there.
+            found = await cons.offsets_for_times({tps[1]: hdr.timestamp - 1000, tps[2]: hdr.timestamp})
+            assert (found[tps[1]].offset, found[tps[1]].timestamp) == (5, hdr.timestamp)
+            assert found[tps[2]] is None, "no record at or after that time"
+            cons.seek(tps[1], found[tps[1]].offset)
+            again = await asyncio.wait_for(cons.getmany(tps[1], timeout_ms=RECEIVE_DEADLINE_S * 1000),
+                                           RECEIVE_DEADLINE_S + 5)
+            assert [(r.offset, r.value) for r in again[tps[1]]] == [(5, b"h")]
 
     arun(body())
 
@@ -232,6 +252,89 @@ def test_producer_auto_creates_topic_and_getone(broker):
             cons.seek(tp, 1)
             first = await asyncio.wait_for(cons.getone(), RECEIVE_DEADLINE_S)
             assert (first.offset, first.value) == (1, b"v1")
+
+    arun(body())
+
+
+@pytest.mark.parametrize("compression", ["gzip", "snappy", "lz4", "zstd"])
+def test_compressed_produce_and_read_back(broker, compression):
+    topic = unique_topic(f"aio-{compression}")
+    kp_create_topic(broker.bootstrap, topic, 2)
+    values = [(f"{compression} record {i} " * (1 + i % 20), i % 2) for i in range(200)]
+
+    async def body():
+        async with Clients() as clients:
+            prod = await clients.start(producer(broker, compression_type=compression,
+                                                linger_ms=50))
+            metas = await send_all(prod, topic, values)
+            assert sorted((m.partition, m.offset) for m in metas) == \
+                sorted((p, i) for p in range(2) for i in range(100))
+            _, records = await read_all(broker, clients, topic, 2, len(values))
+            got = {(r.partition, r.offset): (r.key, r.value) for r in records}
+            assert got == {(m.partition, m.offset): (v.encode(), v.encode())
+                           for m, (v, _) in zip(metas, values)}
+
+    arun(body())
+    # Stored as sent: far smaller than keys and values, so aiokafka really compressed.
+    stored = sum(kp_stored_bytes(broker.bootstrap, topic).values())
+    assert stored < sum(2 * len(v) for v, _ in values) / 4, stored
+
+
+@pytest.mark.parametrize("acks", [0, 1, "all"])
+def test_acks(broker, acks):
+    topic = unique_topic("aio-acks")
+    values = [(f"a{acks}-{i}", 0) for i in range(20)]
+
+    async def body():
+        async with Clients() as clients:
+            prod = await clients.start(producer(broker, acks=acks))
+            metas = await send_all(prod, topic, values)
+            if acks != 0:  # acks=0 has no response, hence no offsets
+                assert [m.offset for m in metas] == list(range(20))
+            _, records = await read_all(broker, clients, topic, 1, len(values))
+            assert [(r.offset, r.value.decode()) for r in records] == \
+                [(i, v) for i, (v, _) in enumerate(values)]
+
+    arun(body())
+
+
+def test_admin_partitions_configs_and_delete(broker):
+    topic = unique_topic("aio-admin2")
+    resource = ConfigResourceType.TOPIC
+
+    async def body():
+        async with Clients() as clients:
+            adm = await clients.start(AIOKafkaAdminClient(
+                bootstrap_servers=broker.bootstrap, request_timeout_ms=15000))
+            await adm.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
+            await adm.create_partitions({topic: NewPartitions(3)})
+            await adm.create_partitions({topic: NewPartitions(5, [[NODE_ID], [NODE_ID]])})
+            with pytest.raises(InvalidReplicationAssignmentError, match="broker 7, but no such"):
+                await adm.create_partitions({topic: NewPartitions(6, [[7]])})
+            (desc,) = await adm.describe_topics([topic])
+            assert sorted(p["partition"] for p in desc["partitions"]) == [0, 1, 2, 3, 4]
+
+            def entries(responses):
+                (response,) = responses
+                (res,) = response.to_object()["resources"]
+                assert res["error_code"] == 0, res
+                return {e["config_names"]: e["config_value"] for e in res["config_entries"]}
+
+            wanted = {"retention.ms": None, "max.message.bytes": None}
+            before = entries(await adm.describe_configs([ConfigResource(resource, topic, wanted)]))
+            assert before == {"retention.ms": "604800000", "max.message.bytes": "1048588"}
+            (altered,) = await adm.alter_configs([ConfigResource(resource, topic, {"retention.ms": "5000"})])
+            assert [r["error_code"] for r in altered.to_object()["resources"]] == [0]
+            after = entries(await adm.describe_configs([ConfigResource(resource, topic, wanted)]))
+            assert after == {"retention.ms": "5000", "max.message.bytes": "1048588"}
+            broker_cfg = entries(await adm.describe_configs([ConfigResource(
+                ConfigResourceType.BROKER, str(NODE_ID), {"listeners": None})]))
+            assert broker_cfg == {"listeners": f"PLAINTEXT://127.0.0.1:{broker.port}"}
+
+            deleted = await adm.delete_topics([topic])
+            assert [tuple(t) for t in deleted.topic_error_codes] == [(topic, 0)]
+            # list_topics, not describe_topics: aiokafka's metadata request would re-create it.
+            assert topic not in await adm.list_topics()
 
     arun(body())
 

@@ -19,10 +19,19 @@ from confluent_kafka import (
     KafkaException,
     TopicPartition,
 )
-from confluent_kafka.admin import NewTopic
+from confluent_kafka.admin import (
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    ConfigSource,
+    NewPartitions,
+    NewTopic,
+    ResourceType,
+)
 
 from conftest import (
     CLIENT_TIMEOUT_S,
+    NODE_ID,
     assert_contiguous_offsets,
     ck_admin,
     ck_consumer,
@@ -325,3 +334,80 @@ def test_admin_create_list_delete(broker, closing):
     with pytest.raises(KafkaException) as exc:
         gone[missing].result(timeout=CLIENT_TIMEOUT_S)
     assert exc.value.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+
+
+def test_admin_create_partitions_with_and_without_assignments(broker, closing):
+    admin = closing(ck_admin(broker.bootstrap))
+    name = unique_topic("ck-grow")
+    _create_topic(broker.bootstrap, name, 1)
+
+    def grow(total, assignment=None, validate_only=False):
+        new = NewPartitions(name, total) if assignment is None else \
+            NewPartitions(name, total, replica_assignment=assignment)
+        futures = admin.create_partitions([new], validate_only=validate_only,
+                                          operation_timeout=T, request_timeout=T)
+        return futures[name].result(timeout=CLIENT_TIMEOUT_S)
+
+    assert grow(2) is None
+    assert grow(4, [[NODE_ID], [NODE_ID]]) is None
+    wait_until(lambda: _partition_count(admin, name) == 4, timeout=T,
+               message=f"{name} to show 4 partitions in metadata")
+
+    for assignment, message in [
+            ([[NODE_ID]], "Attempted to add 2 additional partition(s), but only 1 assignment(s) "
+                          "were specified."),
+            ([[NODE_ID], [NODE_ID + 1]], f"The manual partition assignment includes broker "
+                                         f"{NODE_ID + 1}, but no such broker is registered.")]:
+        for validate_only in (True, False):
+            with pytest.raises(KafkaException) as exc:
+                grow(6, assignment, validate_only)
+            err = exc.value.args[0]
+            assert (err.code(), err.str()) == (KafkaError.INVALID_REPLICA_ASSIGNMENT, message)
+    assert _partition_count(admin, name) == 4
+
+
+@pytest.mark.filterwarnings("ignore:alter_configs has been deprecated:DeprecationWarning")
+def test_admin_describe_and_alter_configs(broker, closing):
+    admin = closing(ck_admin(broker.bootstrap))
+    name = unique_topic("ck-configs")
+    _create_topic(broker.bootstrap, name, 1)
+
+    def describe(resource):
+        (future,) = admin.describe_configs([resource], request_timeout=T).values()
+        return future.result(timeout=CLIENT_TIMEOUT_S)
+
+    def topic_configs():
+        """{key: (value, source)} of the configs set on the topic."""
+        entries = describe(ConfigResource(ResourceType.TOPIC, name))
+        return {k: (e.value, e.source) for k, e in entries.items()
+                if e.source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value}
+
+    entries = describe(ConfigResource(ResourceType.TOPIC, name))
+    assert entries["retention.ms"].value == "604800000" and entries["retention.ms"].is_default
+    assert topic_configs() == {}
+
+    dynamic = ConfigSource.DYNAMIC_TOPIC_CONFIG.value
+    ops = [ConfigEntry("retention.ms", "5000", incremental_operation=AlterConfigOpType.SET),
+           ConfigEntry("cleanup.policy", "compact", incremental_operation=AlterConfigOpType.SET)]
+    (future,) = admin.incremental_alter_configs(
+        [ConfigResource(ResourceType.TOPIC, name, incremental_configs=ops)],
+        request_timeout=T).values()
+    assert future.result(timeout=CLIENT_TIMEOUT_S) is None
+    assert topic_configs() == {"retention.ms": ("5000", dynamic), "cleanup.policy": ("compact", dynamic)}
+
+    (future,) = admin.incremental_alter_configs([ConfigResource(
+        ResourceType.TOPIC, name, incremental_configs=[
+            ConfigEntry("retention.ms", None, incremental_operation=AlterConfigOpType.DELETE)])],
+        request_timeout=T).values()
+    future.result(timeout=CLIENT_TIMEOUT_S)
+    assert topic_configs() == {"cleanup.policy": ("compact", dynamic)}
+
+    # AlterConfigs replaces the whole set: cleanup.policy goes back to its default.
+    (future,) = admin.alter_configs([ConfigResource(
+        ResourceType.TOPIC, name, set_config={"max.message.bytes": "2000"})],
+        request_timeout=T).values()
+    future.result(timeout=CLIENT_TIMEOUT_S)
+    assert topic_configs() == {"max.message.bytes": ("2000", dynamic)}
+
+    node = describe(ConfigResource(ResourceType.BROKER, str(NODE_ID)))
+    assert node["listeners"].value == f"PLAINTEXT://127.0.0.1:{broker.port}"

@@ -9,11 +9,13 @@ with plain ``javac`` once per session into a temporary directory:
 
 * ``TopicsTool``: the Admin calls of ``kafka-topics`` (create, list, describe =
   describeTopics + describeConfigs + describeCluster + listPartitionReassignments,
-  alter = createPartitions, delete) and ``kafka-configs`` (describeConfigs +
-  incrementalAlterConfigs), one JSON line per operation, each with the Admin calls
-  it made and their outcome.
+  alter = createPartitions, delete), ``kafka-configs`` (describeConfigs +
+  incrementalAlterConfigs) and ``kafka-consumer-groups`` (list, describe, offsets,
+  delete), one JSON line per operation, each with the Admin calls it made and their
+  outcome.
 * ``ProduceConsume``: the producer with its default settings (acks=all, idempotence
-  on), a group consumer (subscribe, commit, leave) and an assign/seek consumer.
+  on) or with acks 0/1, a group consumer (subscribe, commit, leave) and an assign/seek
+  consumer.
 
 Every JVM run is bounded twice: the program's own watchdog (``--max-runtime-ms``) and a
 subprocess timeout after which this module kills it by PID. Without ``java``/``javac``
@@ -30,18 +32,23 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
 from collections import Counter, defaultdict
 
 import pytest
 from kafka import TopicPartition
 
 from conftest import (
+    NODE_ID,
     _die_with_parent,
     assert_contiguous_offsets,
+    kp_admin,
     kp_consumer,
     kp_create_topic,
     kp_drain,
+    kp_producer,
     unique_topic,
+    wait_until,
 )
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -302,9 +309,10 @@ def one(events, kind):
     return found[0]
 
 
-def java_produce(java, broker, topic, count, compression=None, with_log=False):
+def java_produce(java, broker, topic, count, compression=None, with_log=False, acks=None):
     """Returns the config and produced events (and the client's INFO log if ``with_log``)."""
-    args = ["produce", topic, count] + ([compression] if compression else [])
+    args = ["produce", topic, count] + (
+        [compression or "none", acks] if acks else [compression] if compression else [])
     events, err = pc(java, broker, *args, log_level="INFO" if with_log else "WARN")
     if with_log:
         return one(events, "config"), one(events, "produced"), err
@@ -315,6 +323,35 @@ def java_consume_group(java, broker, topic, group, expected):
     events, _ = pc(java, broker, "consume-group", topic, group, expected)
     one(events, "closed")
     return one(events, "config"), one(events, "consumed")
+
+
+class GroupMemberThread(threading.Thread):
+    """A ``consume-group`` JVM run on a thread: a member that stays in the group for
+    ``stay_ms`` (it waits for more records than will come), then commits and leaves."""
+
+    def __init__(self, java, broker, topic, group, stay_ms):
+        super().__init__(daemon=True)
+        self.args = (java, broker, topic, group, stay_ms)
+        self.consumed = self.error = None
+        self.start()
+
+    def run(self):
+        java, broker, topic, group, stay_ms = self.args
+        try:
+            code, events, err = java.run("ProduceConsume", "--bootstrap", broker.bootstrap,
+                                         "--poll-deadline-ms", stay_ms,
+                                         "consume-group", topic, group, 1_000_000)
+            assert code == 0 and one(events, "closed"), f"exit {code}: {events}\n{err[-3000:]}"
+            self.consumed = one(events, "consumed")
+        except BaseException as e:  # re-raised by result()
+            self.error = e
+
+    def result(self):
+        self.join(JVM_TIMEOUT_S)
+        assert not self.is_alive(), "the member JVM did not finish"
+        if self.error:
+            raise self.error
+        return self.consumed
 
 
 def java_consume_assign(java, broker, topic, partition, offset, expected):
@@ -402,6 +439,29 @@ def java_consume_group_short(java, broker, topic, group):
                                  "--poll-deadline-ms", 3000, "consume-group", topic, group, 1)
     assert code == 0, f"exit {code}: {events}\nstderr: {err[-3000:]}"
     return one(events, "config"), one(events, "consumed")
+
+
+def test_producer_auto_creates_topic(java, broker):
+    topic = unique_topic("java-auto")  # never created: the producer's metadata request does it
+    _, produced = java_produce(java, broker, topic, 10)
+    assert produced["partitions"] == 1  # the suite's broker runs with --num-partitions 1
+    assert [tuple(p) for p in produced["placements"]] == [(0, i) for i in range(10)]
+    consumed = java_consume_assign(java, broker, topic, 0, 0, 10)
+    assert [r["value"] for r in consumed["records"]] == [f"v-{i}" for i in range(10)]
+
+
+@pytest.mark.parametrize("acks", ["0", "1"])
+def test_acks_0_and_1(java, broker, acks):
+    topic = unique_topic(f"java-acks{acks}")
+    kp_create_topic(broker.bootstrap, topic, 1)
+    config, produced = java_produce(java, broker, topic, 20, acks=acks)
+    assert (config["acks"], config["enable.idempotence"]) == (acks, False), config
+    # acks=0 gets no response: the client reports offset -1.
+    want = [(0, i) for i in range(20)] if acks == "1" else [(0, -1)] * 20
+    assert [tuple(p) for p in produced["placements"]] == want
+    consumed = java_consume_assign(java, broker, topic, 0, 0, 20)
+    assert [(r["offset"], r["value"]) for r in consumed["records"]] == \
+        [(i, f"v-{i}") for i in range(20)]
 
 
 def test_assign_seek_offsets_for_times(java, broker):
@@ -539,13 +599,22 @@ def test_alter_configs_like_kafka_configs(java, broker):
 
 def test_add_partitions_like_kafka_topics_alter(java, broker):
     topic = unique_topic("java-grow")
-    _, grow, describe, shrink = admin(
+    node = str(NODE_ID)
+    _, grow, assigned, too_few, unknown_broker, describe, shrink = admin(
         java, broker,
         ("create", topic, "1", "1"),
-        ("add-partitions", topic, "4"),
+        ("add-partitions", topic, "3"),
+        ("add-partitions", topic, "4", node),  # --replica-assignment for the one new partition
+        ("add-partitions", topic, "6", node),
+        ("add-partitions", topic, "5", f"{NODE_ID + 1}"),
         ("describe", topic),
         ("add-partitions", topic, "2"))
-    assert ok(grow)["partitionCount"] == 4
+    assert ok(grow)["partitionCount"] == 3
+    assert ok(assigned)["partitionCount"] == 4
+    assert failed(too_few, "InvalidReplicaAssignmentException")["message"] == \
+        "Attempted to add 2 additional partition(s), but only 1 assignment(s) were specified."
+    assert failed(unknown_broker, "InvalidReplicaAssignmentException")["message"] == \
+        f"The manual partition assignment includes broker {NODE_ID + 1}, but no such broker is registered."
     (td,) = ok(describe)["topics"]
     assert [p["partition"] for p in td["partitions"]] == [0, 1, 2, 3]
     assert all(p["leader"] is not None and p["isr"] for p in td["partitions"]), td["partitions"]
@@ -599,3 +668,59 @@ def test_delete_records_like_kafka_delete_records(java, broker):
     assert consumed["beginningOffsets"] == {"0": 10}
     assert consumed["positionAfterSeekToBeginning"] == 10
     assert [r["offset"] for r in consumed["records"]] == list(range(10, 20))
+
+
+# ---------------------------------------------------------------------------
+# Tests: two group members, and kafka-consumer-groups' Admin calls
+# ---------------------------------------------------------------------------
+
+
+def test_two_members_share_partitions_and_kafka_consumer_groups_admin(java, broker):
+    topic = unique_topic("java-share")
+    group = unique_topic("java-grp")
+    kp_create_topic(broker.bootstrap, topic, 2)
+    kp = kp_admin(broker.bootstrap)
+    try:
+        members = [GroupMemberThread(java, broker, topic, group, stay_ms=10_000) for _ in range(2)]
+
+        def stable_with_two():
+            d = kp.describe_groups([group])[group]
+            return d["group_state"] == "Stable" and len(d["members"]) == 2
+
+        wait_until(stable_with_two, timeout=20, message="both Java members in one Stable generation")
+        producer = kp_producer(broker.bootstrap)
+        try:
+            for i in range(40):
+                producer.send(topic, key=f"k-{i}".encode(), value=f"v-{i}".encode(), partition=i % 2)
+            producer.flush(timeout=10)
+        finally:
+            producer.close(timeout=5)
+        listed, described = admin(java, broker, ("list-groups",), ("describe-groups", group))
+
+        (entry,) = [g for g in ok(listed)["groups"] if g["groupId"] == group]
+        assert (entry["state"], entry["type"], entry["protocol"]) == ("Stable", "Classic", "consumer"), entry
+        (desc,) = ok(described)["groups"]
+        assert (desc["state"], desc["type"], desc["partitionAssignor"]) == ("Stable", "Classic", "range"), desc
+        assert sorted(p for m in desc["members"] for p in m["partitions"]) == [0, 1], desc
+        assert {m["clientId"] for m in desc["members"]} == {"gregor-compat-java-consumer"}
+
+        # Each member read exactly the records of its own partition, then committed and left.
+        results = [m.result() for m in members]
+        mine = [set(r["assignments"][-1]) for r in results]
+        assert sorted(map(sorted, mine)) == [[0], [1]], [r["assignments"] for r in results]
+        for r, partitions in zip(results, mine):
+            assert {rec["partition"] for rec in r["records"]} == partitions
+        assert sorted(rec["value"] for r in results for rec in r["records"]) == \
+            sorted(f"v-{i}" for i in range(40))
+
+        offsets, empty, deleted, after, again = admin(
+            java, broker, ("group-offsets", group), ("describe-groups", group),
+            ("delete-groups", group), ("list-groups",), ("delete-groups", group))
+        assert ok(offsets)["offsets"] == {f"{topic}:0": 20, f"{topic}:1": 20}
+        (desc,) = ok(empty)["groups"]
+        assert (desc["state"], desc["members"]) == ("Empty", []), desc
+        assert ok(deleted)["deleted"] == [group]
+        assert group not in [g["groupId"] for g in ok(after)["groups"]]
+        failed(again, "GroupIdNotFoundException")
+    finally:
+        kp.close()

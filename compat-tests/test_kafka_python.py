@@ -7,15 +7,18 @@ timeouts.
 """
 
 import json
+import os
+import re
 import time
 from collections import defaultdict
 
 import msgpack
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.admin import NewTopic
+from kafka.admin import AlterConfigOp, ConfigResource, ConfigResourceType, NewPartitions, NewTopic
 from kafka.errors import (
     InvalidPartitionsError,
+    InvalidReplicationAssignmentError,
     InvalidTopicError,
     KafkaTimeoutError,
     MessageSizeTooLargeError,
@@ -26,6 +29,7 @@ from kafka.errors import (
 
 from conftest import (
     CLIENT_TIMEOUT_S,
+    NODE_ID,
     assert_contiguous_offsets,
     close_client,
     kp_admin,
@@ -114,6 +118,17 @@ def test_readme_producer_calls_via_localhost(broker, closing):
         (3, None, b"c29tZSB2YWx1ZQ==", [("content-encoding", b"base64")]),
     ]
     assert [(o, k, json.loads(v)) for o, k, v, _ in got["fizzbuzz"]] == [(0, None, {"foo": "bar"})]
+
+
+def test_readme_api_list_is_what_api_versions_answers(broker, closing):
+    with open(os.path.join(os.path.dirname(__file__), "..", "README.md")) as f:
+        readme = f.read()
+    listed = re.search(r"APIs served \(versions\):(.*?)The table is", readme, re.S).group(1)
+    listed = re.sub(r"\([^)]*\)", "", listed)  # "(with the KIP-511 answer ...)"
+    claimed = {name: (int(low), int(high or low))
+               for name, low, high in re.findall(r"(\w+)\s+(\d+)(?:-(\d+))?", listed)}
+    served = {key.name: versions for key, versions in closing(kp_admin(broker.bootstrap)).api_versions().items()}
+    assert claimed == served
 
 
 def test_readme_msgpack_consumer_assign_and_seek(broker, closing):
@@ -517,6 +532,75 @@ def test_admin_create_list_delete_topics(broker, closing):
 
     with pytest.raises(UnknownTopicOrPartitionError):
         admin.delete_topics([unique_topic("never-created")], timeout_ms=10000)
+
+
+def test_admin_create_partitions_with_and_without_assignments(broker, closing):
+    admin = closing(kp_admin(broker.bootstrap))
+    name = unique_topic("admin-grow")
+    kp_create_topic(broker.bootstrap, name, 1)
+
+    def partitions():
+        (described,) = admin.describe_topics([name])
+        return sorted(p["partition_index"] for p in described["partitions"])
+
+    admin.create_partitions({name: 2})
+    admin.create_partitions({name: NewPartitions(4, [[NODE_ID], [NODE_ID]])})
+    admin.create_partitions({name: {"count": 5, "assignments": [[NODE_ID]]}})
+    assert partitions() == [0, 1, 2, 3, 4]
+
+    refused = [
+        ({"count": 7, "assignments": [[NODE_ID]]},
+         "Attempted to add 2 additional partition(s), but only 1 assignment(s) were specified."),
+        ({"count": 6, "assignments": [[NODE_ID], [NODE_ID]]},
+         "Attempted to add 1 additional partition(s), but only 2 assignment(s) were specified."),
+        ({"count": 6, "assignments": [[NODE_ID + 1]]},
+         f"The manual partition assignment includes broker {NODE_ID + 1}, but no such broker "
+         "is registered."),
+        ({"count": 6, "assignments": [[NODE_ID, NODE_ID]]},
+         f"The manual partition assignment includes the broker {NODE_ID} more than once."),
+        ({"count": 6, "assignments": [[]]},
+         "The manual partition assignment includes an empty replica list."),
+    ]
+    for spec, message in refused:
+        for validate_only in (True, False):
+            with pytest.raises(InvalidReplicationAssignmentError) as err:
+                admin.create_partitions({name: spec}, validate_only=validate_only)
+            assert f"error_message='{message}'" in str(err.value)
+    with pytest.raises(InvalidPartitionsError):
+        admin.create_partitions({name: 5})
+    assert partitions() == [0, 1, 2, 3, 4]
+
+
+def test_admin_describe_and_alter_configs(broker, closing):
+    admin = closing(kp_admin(broker.bootstrap))
+    name = unique_topic("admin-configs")
+    kp_create_topic(broker.bootstrap, name, 1)
+    topic = ConfigResource(ConfigResourceType.TOPIC, name)
+
+    def modified():
+        """The topic's configs set away from the defaults: {key: (value, source)}."""
+        configs = admin.describe_configs([topic])["topic"][name]
+        return {k: (v["value"], v["config_source"]) for k, v in configs.items()}
+
+    assert modified() == {}
+    # IncrementalAlterConfigs (kafka-python's choice when the broker has it): SET, then DELETE.
+    assert admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, name, {
+        "retention.ms": "5000", "cleanup.policy": (AlterConfigOp.SET, "compact")})]) == \
+        {"topic": {name: "OK"}}
+    assert modified() == {"retention.ms": ("5000", "DYNAMIC_TOPIC_CONFIG"),
+                          "cleanup.policy": ("compact", "DYNAMIC_TOPIC_CONFIG")}
+    admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, name, {
+        "retention.ms": (AlterConfigOp.DELETE, None)})])
+    assert modified() == {"cleanup.policy": ("compact", "DYNAMIC_TOPIC_CONFIG")}
+    # AlterConfigs (the whole set; kafka-python adds the keys already set).
+    admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, name, {"max.message.bytes": "2000"})],
+                        incremental=False)
+    assert modified() == {"cleanup.policy": ("compact", "DYNAMIC_TOPIC_CONFIG"),
+                          "max.message.bytes": ("2000", "DYNAMIC_TOPIC_CONFIG")}
+
+    node = ConfigResource(ConfigResourceType.BROKER, str(NODE_ID), {"listeners": None})
+    listeners = admin.describe_configs([node], config_filter="all")["broker"][str(NODE_ID)]["listeners"]
+    assert listeners["value"] == f"PLAINTEXT://127.0.0.1:{broker.port}"
 
 
 @pytest.mark.parametrize("bad_name", [

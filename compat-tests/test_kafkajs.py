@@ -26,10 +26,13 @@ import pytest
 from kafka import TopicPartition
 
 from conftest import (
+    NODE_ID,
     kp_consumer,
     kp_create_topic,
     kp_drain,
+    kp_stored_bytes,
     unique_topic,
+    wait_until,
 )
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -53,10 +56,17 @@ pytestmark = pytest.mark.skipif(NODE is None, reason="node is not installed (kaf
 # ---------------------------------------------------------------------------
 
 
+def _missing_packages():
+    with open(os.path.join(KAFKAJS_DIR, "package.json")) as f:
+        wanted = json.load(f)["dependencies"]
+    return [name for name in wanted
+            if not os.path.isfile(os.path.join(KAFKAJS_DIR, "node_modules", name, "package.json"))]
+
+
 @pytest.fixture(scope="module", autouse=True)
 def kafkajs_installed():
-    """``npm ci`` in compat-tests/kafkajs when node_modules/kafkajs is missing."""
-    if os.path.isfile(os.path.join(KAFKAJS_DIR, "node_modules", "kafkajs", "package.json")):
+    """``npm ci`` in compat-tests/kafkajs when a package of package.json is missing."""
+    if not _missing_packages():
         return
     if NPM is None:
         pytest.fail("node is installed but npm is not: cannot install kafkajs "
@@ -127,6 +137,30 @@ def produce(broker, topic, messages):
         assert res["errorCode"] == 0, res
         placements.append((res["partition"], int(res["baseOffset"])))
     return placements
+
+
+def produce_batch(broker, topic, messages, **settings):
+    """kafkajs producer: one send() of all ``messages`` (``settings``: acks, compression).
+
+    Returns kafkajs' per-partition results (empty with acks 0: no response).
+    """
+    events = run_script("produce.js", {"bootstrap": broker.bootstrap, "topic": topic,
+                                       "messages": messages, "batch": True, **settings})
+    (produced,) = [e for e in events if e["event"] == "produced"]
+    return produced["result"]
+
+
+def read_back(bootstrap, closing, topic, partitions, expected):
+    """Every record of ``topic`` read with kafka-python, as {(partition, offset): (key, value,
+    headers)} with str keys and values."""
+    consumer = closing(kp_consumer(bootstrap))
+    tps = [TopicPartition(topic, p) for p in range(partitions)]
+    consumer.assign(tps)
+    consumer.seek_to_beginning(*tps)
+    records = kp_drain(consumer, expected)
+    return {(r.partition, r.offset): (r.key and r.key.decode(), r.value.decode(),
+                                      {k: v.decode() for k, v in r.headers})
+            for r in records}
 
 
 def admin(broker, *ops):
@@ -324,6 +358,102 @@ def test_producer_auto_creates_topic(broker):
     assert placements == [(0, 0), (0, 1), (0, 2)]
     (offsets,) = [ok(r) for r in admin(broker, ("fetchTopicOffsets", topic))]
     assert offsets == [{"partition": 0, "offset": "3", "high": "3", "low": "0"}]
+
+
+@pytest.mark.parametrize("compression", ["gzip", "snappy", "lz4", "zstd"])
+def test_compressed_batch_read_back_with_kafka_python(broker, closing, compression):
+    topic = unique_topic(f"kjs-{compression}")
+    kp_create_topic(broker.bootstrap, topic, 2)
+    msgs = [{"key": f"k{i % 10}", "value": f"{compression} record {i} " * (1 + i % 20),
+             "partition": i % 2, "headers": {"i": str(i)}} for i in range(200)]
+    results = produce_batch(broker, topic, msgs, compression=compression)
+    assert sorted((r["partition"], r["errorCode"], r["baseOffset"]) for r in results) == \
+        [(0, 0, "0"), (1, 0, "0")], results
+
+    got = read_back(broker.bootstrap, closing, topic, 2, len(msgs))
+    expected = {}
+    for i, m in enumerate(msgs):
+        expected[(m["partition"], i // 2)] = (m["key"], m["value"], m["headers"])
+    assert got == expected
+    # Stored as sent: far smaller than the values alone, so kafkajs really compressed.
+    stored = sum(kp_stored_bytes(broker.bootstrap, topic).values())
+    assert stored < sum(len(m["value"]) for m in msgs) / 4, stored
+
+
+@pytest.mark.parametrize("acks", [0, 1, -1])
+def test_acks(broker, closing, acks):
+    topic = unique_topic(f"kjs-acks{acks}")
+    kp_create_topic(broker.bootstrap, topic, 1)
+    msgs = [{"value": f"a{acks}-{i}", "partition": 0} for i in range(20)]
+    results = produce_batch(broker, topic, msgs, acks=acks)
+    if acks == 0:
+        assert results == []  # no response to wait for
+    else:
+        assert [(r["partition"], r["errorCode"], r["baseOffset"]) for r in results] == [(0, 0, "0")]
+    consumer = closing(kp_consumer(broker.bootstrap))
+    tp = TopicPartition(topic, 0)
+    wait_until(lambda: consumer.end_offsets([tp], timeout_ms=5000)[tp] == 20, timeout=10,
+               message=f"the acks={acks} records to be visible")
+    got = read_back(broker.bootstrap, closing, topic, 1, 20)
+    assert [got[(0, i)][1] for i in range(20)] == [m["value"] for m in msgs]
+
+
+def test_admin_partitions_configs_and_delete(broker):
+    topic = unique_topic("kjs-admin2")
+    other = unique_topic("kjs-admin2-other")
+    topic_resource = {"type": 2, "name": topic}  # kafkajs ConfigResourceTypes.TOPIC
+    (created, grown, assigned, too_few, unknown_broker, meta, described, altered,
+     described_after, broker_cfg, deleted, listed) = admin(
+        broker,
+        ("createTopics", {"topics": [{"topic": topic, "numPartitions": 1},
+                                     {"topic": other, "numPartitions": 1}],
+                          "waitForLeaders": True}),
+        ("createPartitions", {"topicPartitions": [{"topic": topic, "count": 3}]}),
+        ("createPartitions", {"topicPartitions": [{"topic": topic, "count": 5,
+                                                   "assignments": [[NODE_ID], [NODE_ID]]}]}),
+        ("createPartitions", {"topicPartitions": [{"topic": topic, "count": 8,
+                                                   "assignments": [[NODE_ID]]}]}),
+        ("createPartitions", {"topicPartitions": [{"topic": topic, "count": 6,
+                                                   "assignments": [[NODE_ID + 1]]}]}),
+        ("fetchTopicMetadata", {"topics": [topic]}),
+        ("describeConfigs", {"resources": [dict(topic_resource, configNames=["retention.ms"])],
+                             "includeSynonyms": False}),
+        ("alterConfigs", {"resources": [dict(topic_resource, configEntries=[
+            {"name": "retention.ms", "value": "5000"}])]}),
+        ("describeConfigs", {"resources": [topic_resource], "includeSynonyms": False}),
+        ("describeConfigs", {"resources": [{"type": 4, "name": str(NODE_ID),  # BROKER
+                                            "configNames": ["listeners"]}],
+                             "includeSynonyms": False}),
+        ("deleteTopics", {"topics": [topic]}),
+        ("listTopics",),
+    )
+    assert ok(created) is True
+    ok(grown)
+    ok(assigned)
+    # kafkajs reports the error code only, not the broker's message.
+    for refused in (too_few, unknown_broker):
+        assert not refused["ok"], refused
+        assert refused["error"]["type"] == "INVALID_REPLICA_ASSIGNMENT", refused["error"]
+    (tmeta,) = ok(meta)["topics"]
+    assert sorted(p["partitionId"] for p in tmeta["partitions"]) == [0, 1, 2, 3, 4]
+
+    (before,) = ok(described)["resources"]
+    assert before["errorCode"] == 0
+    assert [(c["configName"], c["configValue"], c["isDefault"]) for c in before["configEntries"]] == \
+        [("retention.ms", "604800000", True)]
+    ok(altered)
+    (after,) = ok(described_after)["resources"]
+    entries = {c["configName"]: c for c in after["configEntries"]}
+    assert (entries["retention.ms"]["configValue"], entries["retention.ms"]["isDefault"]) == \
+        ("5000", False)
+    assert entries["cleanup.policy"]["configValue"] == "delete"
+    (bres,) = ok(broker_cfg)["resources"]
+    assert [(c["configName"], c["configValue"]) for c in bres["configEntries"]] == \
+        [("listeners", f"PLAINTEXT://127.0.0.1:{broker.port}")]
+
+    ok(deleted)
+    names = ok(listed)
+    assert topic not in names and other in names
 
 
 def test_admin_topics(broker):

@@ -12,7 +12,7 @@ from collections import defaultdict
 
 import pytest
 
-from conftest import kp_create_topic, unique_topic
+from conftest import kp_create_topic, unique_topic, wait_until
 
 KCAT = shutil.which("kcat")
 pytestmark = pytest.mark.skipif(KCAT is None, reason="kcat is not installed")
@@ -136,6 +136,18 @@ def test_compression(broker, codec):
 
     mid = consume_json(broker, topic, "-o", "123")
     assert [m["offset"] for m in mid] == list(range(123, 200))
+
+
+@pytest.mark.parametrize("acks", ["0", "1", "all"])
+def test_acks(broker, acks):
+    topic = unique_topic(f"kcat-acks{acks}")
+    lines = [f"k{i}:acks {acks} {i}" for i in range(20)]
+    produce_lines(broker, topic, lines, "-X", f"acks={acks}")
+    # acks=0: kcat is done once the request is written, maybe before the broker appended it.
+    msgs = wait_until(lambda: len(got := consume_json(broker, topic, "-o", "beginning")) >= 20 and got,
+                      timeout=10, message="the 20 records to be readable")
+    assert [(m["offset"], m["key"], m["payload"]) for m in msgs] == \
+        [(i, line.split(":", 1)[0], line.split(":", 1)[1]) for i, line in enumerate(lines)]
 
 
 def test_query_offsets_by_timestamp(broker):

@@ -9,7 +9,9 @@ use common::*;
 use gregor::testkit::{encode_batch, BatchSpec};
 use gregor::Broker;
 use kafka_protocol::messages::alter_configs_request::{AlterConfigsRequest, AlterConfigsResource, AlterableConfig};
-use kafka_protocol::messages::create_partitions_request::{CreatePartitionsRequest, CreatePartitionsTopic};
+use kafka_protocol::messages::create_partitions_request::{CreatePartitionsAssignment, CreatePartitionsRequest, CreatePartitionsTopic};
+use kafka_protocol::messages::metadata_request::{MetadataRequest, MetadataRequestTopic};
+use kafka_protocol::messages::BrokerId;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig, CreateTopicsRequest};
 use kafka_protocol::messages::delete_records_request::{DeleteRecordsPartition, DeleteRecordsRequest, DeleteRecordsTopic};
 use kafka_protocol::messages::describe_cluster_request::DescribeClusterRequest;
@@ -116,7 +118,8 @@ async fn partitions_records_log_dirs_and_cluster() {
     let broker = start(dir.path()).await;
     let mut c = Client::connect(&broker).await;
     c.create_topic("grow", 2).await;
-    let grow = |count: i32| CreatePartitionsRequest::default().with_topics(vec![CreatePartitionsTopic::default().with_name(name("grow")).with_count(count)]);
+    // No assignments (null), as clients send increaseTo(count).
+    let grow = |count: i32| CreatePartitionsRequest::default().with_topics(vec![CreatePartitionsTopic::default().with_name(name("grow")).with_count(count).with_assignments(None)]);
     assert_eq!(c.call(grow(2), 3).await.results[0].error_code, ResponseError::InvalidPartitions.code());
     assert_eq!(c.call(grow(5).with_validate_only(true), 3).await.results[0].error_code, 0);
     assert_eq!(c.call(grow(5), 3).await.results[0].error_code, 0);
@@ -168,6 +171,43 @@ async fn partitions_records_log_dirs_and_cluster() {
     }
     assert_eq!(seen.len(), 7);
     assert_eq!(seen[5], ("more".to_string(), 0));
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn create_partitions_checks_explicit_assignments() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path()).await;
+    let mut c = Client::connect(&broker).await;
+    c.create_topic("assigned", 1).await;
+    let node = 1; // the test config's node.id
+    let grow = |count: i32, assignments: &[&[i32]]| {
+        let assignments = assignments.iter().map(|ids| CreatePartitionsAssignment::default().with_broker_ids(ids.iter().map(|&b| BrokerId(b)).collect())).collect();
+        CreatePartitionsRequest::default().with_topics(vec![CreatePartitionsTopic::default().with_name(name("assigned")).with_count(count).with_assignments(Some(assignments))])
+    };
+    let refused = [
+        (grow(3, &[&[node]]), "Attempted to add 2 additional partition(s), but only 1 assignment(s) were specified."),
+        (grow(2, &[&[node], &[node]]), "Attempted to add 1 additional partition(s), but only 2 assignment(s) were specified."),
+        (grow(2, &[]), "Attempted to add 1 additional partition(s), but only 0 assignment(s) were specified."),
+        (grow(2, &[&[]]), "The manual partition assignment includes an empty replica list."),
+        (grow(2, &[&[7]]), "The manual partition assignment includes broker 7, but no such broker is registered."),
+        (grow(3, &[&[node], &[node, 0]]), "The manual partition assignment includes broker 0, but no such broker is registered."),
+        (grow(2, &[&[node, node]]), "The manual partition assignment includes the broker 1 more than once."),
+    ];
+    for (request, message) in refused {
+        for validate_only in [true, false] {
+            let r = c.call(request.clone().with_validate_only(validate_only), 3).await.results.remove(0);
+            assert_eq!((r.error_code, r.error_message.as_deref()), (ResponseError::InvalidReplicaAssignment.code(), Some(message)));
+        }
+    }
+    // A count that is no increase is reported as such, before the assignments are looked at.
+    let r = c.call(grow(1, &[&[7]]), 3).await.results.remove(0);
+    assert_eq!(r.error_code, ResponseError::InvalidPartitions.code());
+
+    let metadata = MetadataRequest::default().with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(name("assigned")))]));
+    assert_eq!(c.call(metadata.clone(), 12).await.topics[0].partitions.len(), 1, "nothing refused was applied");
+    assert_eq!(c.call(grow(3, &[&[node], &[node]]), 3).await.results[0].error_code, 0);
+    assert_eq!(c.call(metadata, 12).await.topics[0].partitions.len(), 3);
     broker.shutdown().await;
 }
 

@@ -34,8 +34,10 @@ import org.apache.kafka.common.serialization.StringSerializer;
  *
  * <pre>
  * java ProduceConsume --bootstrap HOST:PORT [--max-runtime-ms N] MODE ARGS...
- *   produce TOPIC COUNT [COMPRESSION]     default producer (acks=all, enable.idempotence=true);
- *                                         keys k-i, values v-i, header idx=i; COMPRESSION: none|gzip|snappy|lz4|zstd
+ *   produce TOPIC COUNT [COMPRESSION [ACKS]]
+ *                                         default producer (acks=all, enable.idempotence=true);
+ *                                         keys k-i, values v-i, header idx=i; COMPRESSION: none|gzip|snappy|lz4|zstd;
+ *                                         ACKS 0 or 1 also turns idempotence off (it needs acks=all)
  *   consume-group TOPIC GROUP EXPECTED    subscribe, poll until EXPECTED records, commitSync, committed(), close
  *   consume-assign TOPIC PARTITION OFFSET EXPECTED
  *                                         no group: assign, beginning/end offsets, offsetsForTimes, seekToBeginning,
@@ -71,7 +73,7 @@ public final class ProduceConsume {
         try {
             switch (mode) {
                 case "produce" -> produce(bootstrap, args.get(0), Integer.parseInt(args.get(1)),
-                        args.size() > 2 ? args.get(2) : null);
+                        args.size() > 2 ? args.get(2) : null, args.size() > 3 ? args.get(3) : null);
                 case "consume-group" -> consumeGroup(bootstrap, args.get(0), args.get(1), Integer.parseInt(args.get(2)));
                 case "consume-assign" -> consumeAssign(bootstrap, args.get(0), Integer.parseInt(args.get(1)),
                         Long.parseLong(args.get(2)), Integer.parseInt(args.get(3)));
@@ -94,7 +96,7 @@ public final class ProduceConsume {
 
     // -- producer ----------------------------------------------------------------------------
 
-    static void produce(String bootstrap, String topic, int count, String compression) throws Exception {
+    static void produce(String bootstrap, String topic, int count, String compression, String acks) throws Exception {
         Properties p = new Properties();
         p.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
         p.put(ProducerConfig.CLIENT_ID_CONFIG, "gregor-compat-java-producer");
@@ -107,6 +109,10 @@ public final class ProduceConsume {
         p.put(ProducerConfig.DELIVERY_TIMEOUT_MS_CONFIG, 20_000);
         if (compression != null && !compression.equals("none")) {
             p.put(ProducerConfig.COMPRESSION_TYPE_CONFIG, compression);
+        }
+        if (acks != null && !acks.equals("all")) {
+            p.put(ProducerConfig.ACKS_CONFIG, acks);
+            p.put(ProducerConfig.ENABLE_IDEMPOTENCE_CONFIG, false);
         }
         ProducerConfig effective = new ProducerConfig(p);
         Json.emit(Json.obj("event", "config", "role", "producer",

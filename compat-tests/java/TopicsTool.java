@@ -18,6 +18,7 @@ import org.apache.kafka.clients.admin.AdminClientConfig;
 import org.apache.kafka.clients.admin.AlterConfigOp;
 import org.apache.kafka.clients.admin.Config;
 import org.apache.kafka.clients.admin.ConfigEntry;
+import org.apache.kafka.clients.admin.ConsumerGroupDescription;
 import org.apache.kafka.clients.admin.CreatePartitionsOptions;
 import org.apache.kafka.clients.admin.CreateTopicsOptions;
 import org.apache.kafka.clients.admin.CreateTopicsResult;
@@ -28,12 +29,16 @@ import org.apache.kafka.clients.admin.RecordsToDelete;
 import org.apache.kafka.clients.admin.ReplicaInfo;
 import org.apache.kafka.clients.admin.DescribeClusterResult;
 import org.apache.kafka.clients.admin.DescribeTopicsOptions;
+import org.apache.kafka.clients.admin.GroupListing;
+import org.apache.kafka.clients.admin.ListGroupsOptions;
 import org.apache.kafka.clients.admin.ListTopicsOptions;
+import org.apache.kafka.clients.admin.MemberDescription;
 import org.apache.kafka.clients.admin.NewPartitions;
 import org.apache.kafka.clients.admin.NewTopic;
 import org.apache.kafka.clients.admin.PartitionReassignment;
 import org.apache.kafka.clients.admin.TopicDescription;
 import org.apache.kafka.clients.admin.TopicListing;
+import org.apache.kafka.clients.consumer.OffsetAndMetadata;
 import org.apache.kafka.common.Node;
 import org.apache.kafka.common.TopicCollection;
 import org.apache.kafka.common.TopicPartition;
@@ -44,10 +49,11 @@ import org.apache.kafka.common.errors.ClusterAuthorizationException;
 import org.apache.kafka.common.errors.UnsupportedVersionException;
 
 /**
- * A small kafka-topics / kafka-configs work-alike on the official Java AdminClient.
- * It makes the same Admin calls, with the same options, as Kafka 4.1's TopicCommand
- * (create, list, describe, alter = createPartitions, delete) and ConfigCommand
- * (describeConfigs + incrementalAlterConfigs), and prints one JSON line per operation.
+ * A small kafka-topics / kafka-configs / kafka-consumer-groups work-alike on the official Java
+ * AdminClient. It makes the same Admin calls, with the same options, as Kafka 4.1's TopicCommand
+ * (create, list, describe, alter = createPartitions, delete), ConfigCommand (describeConfigs +
+ * incrementalAlterConfigs) and ConsumerGroupCommand (list, describe, offsets, delete), and prints
+ * one JSON line per operation.
  *
  * <pre>
  * java TopicsTool --bootstrap HOST:PORT [--max-runtime-ms N] [--api-timeout-ms N] OP ARGS... [+ OP ARGS...]
@@ -56,11 +62,17 @@ import org.apache.kafka.common.errors.UnsupportedVersionException;
  *   describe TOPIC...            describeTopics + describeConfigs + describeCluster + listPartitionReassignments
  *   alter-configs TOPIC OP...    OP: set:key=value | delete:key | append:key=value | subtract:key=value
  *   describe-configs TYPE NAME   TYPE: topic | broker
- *   add-partitions TOPIC TOTAL   describeTopics + createPartitions(increaseTo(TOTAL))
+ *   add-partitions TOPIC TOTAL [ASSIGNMENT]
+ *                                describeTopics + createPartitions(increaseTo(TOTAL[, ASSIGNMENT])); ASSIGNMENT
+ *                                as kafka-topics' --replica-assignment, for the new partitions: 1:2,2:3
  *   delete TOPIC...
  *   describe-cluster
  *   delete-records TOPIC PARTITION OFFSET   kafka-delete-records: deleteRecords(beforeOffset(OFFSET))
  *   describe-log-dirs [TOPIC]    kafka-log-dirs: describeCluster + describeLogDirs(all brokers)
+ *   list-groups                  listGroups(forConsumerGroups)
+ *   describe-groups GROUP...     describeConsumerGroups
+ *   group-offsets GROUP          listConsumerGroupOffsets
+ *   delete-groups GROUP...       deleteConsumerGroups
  * </pre>
  *
  * Output lines: {"event":"op","op":...,"args":[...],"ok":true,"result":{...}} or
@@ -190,6 +202,10 @@ public final class TopicsTool {
                 case "describe-cluster" -> describeCluster(steps, result);
                 case "delete-records" -> deleteRecords(args, steps, result);
                 case "describe-log-dirs" -> describeLogDirs(args, steps, result);
+                case "list-groups" -> listGroups(steps, result);
+                case "describe-groups" -> describeGroups(args, steps, result);
+                case "group-offsets" -> groupOffsets(args, steps, result);
+                case "delete-groups" -> deleteGroups(args, steps, result);
                 default -> {
                     Json.emit(Json.obj("event", "op", "op", name, "args", args, "ok", false,
                             "error", Json.obj("type", "usage", "message", "unknown op " + name)));
@@ -444,10 +460,14 @@ public final class TopicsTool {
     private void addPartitions(List<String> args, Steps steps, Map<String, Object> result) throws Exception {
         String topic = args.get(0);
         int total = Integer.parseInt(args.get(1));
+        NewPartitions increase = args.size() < 3 ? NewPartitions.increaseTo(total) : NewPartitions.increaseTo(total,
+                java.util.Arrays.stream(args.get(2).split(","))
+                        .map(replicas -> java.util.Arrays.stream(replicas.split(":")).map(Integer::valueOf).toList())
+                        .toList());
         List<String> topics = getTopics(steps, java.util.Optional.of(topic));
         if (topics.isEmpty()) throw new IllegalArgumentException("Topic '" + topic + "' does not exist as expected");
         steps.run("describeTopics", () -> get(admin.describeTopics(topics).topicNameValues().get(topic)));
-        steps.run("createPartitions", () -> get(admin.createPartitions(Map.of(topic, NewPartitions.increaseTo(total)),
+        steps.run("createPartitions", () -> get(admin.createPartitions(Map.of(topic, increase),
                 new CreatePartitionsOptions().retryOnQuotaViolation(false)).all()));
         TopicDescription td = steps.run("describeTopics", () -> get(admin.describeTopics(topics).topicNameValues().get(topic)));
         result.put("partitionCount", td.partitions().size());
@@ -517,5 +537,50 @@ public final class TopicsTool {
             brokers.add(Json.obj("broker", b.getKey(), "logDirs", dirs));
         }
         result.put("brokers", brokers);
+    }
+    // -- kafka-consumer-groups --list / --describe / --delete ---------------------------------
+
+    private void listGroups(Steps steps, Map<String, Object> result) throws Exception {
+        Collection<GroupListing> groups = steps.run("listGroups",
+                () -> get(admin.listGroups(ListGroupsOptions.forConsumerGroups()).all()));
+        List<Object> out = new ArrayList<>();
+        for (GroupListing g : groups.stream().sorted(Comparator.comparing(GroupListing::groupId)).toList()) {
+            out.add(Json.obj("groupId", g.groupId(), "protocol", g.protocol(),
+                    "state", g.groupState().map(Object::toString).orElse(null),
+                    "type", g.type().map(Object::toString).orElse(null)));
+        }
+        result.put("groups", out);
+    }
+
+    private void describeGroups(List<String> args, Steps steps, Map<String, Object> result) throws Exception {
+        Map<String, ConsumerGroupDescription> descs = steps.run("describeConsumerGroups",
+                () -> get(admin.describeConsumerGroups(args).all()));
+        List<Object> out = new ArrayList<>();
+        for (String id : args) {
+            ConsumerGroupDescription d = descs.get(id);
+            List<Object> members = new ArrayList<>();
+            for (MemberDescription m : d.members()) {
+                members.add(Json.obj("memberId", m.consumerId(), "clientId", m.clientId(), "host", m.host(),
+                        "partitions", m.assignment().topicPartitions().stream()
+                                .map(TopicPartition::partition).sorted().toList()));
+            }
+            out.add(Json.obj("groupId", d.groupId(), "state", String.valueOf(d.groupState()),
+                    "type", String.valueOf(d.type()), "partitionAssignor", d.partitionAssignor(),
+                    "coordinator", d.coordinator() == null ? null : d.coordinator().id(), "members", members));
+        }
+        result.put("groups", out);
+    }
+
+    private void groupOffsets(List<String> args, Steps steps, Map<String, Object> result) throws Exception {
+        Map<TopicPartition, OffsetAndMetadata> offsets = steps.run("listConsumerGroupOffsets",
+                () -> get(admin.listConsumerGroupOffsets(args.get(0)).partitionsToOffsetAndMetadata()));
+        Map<String, Object> out = new TreeMap<>();
+        offsets.forEach((tp, om) -> out.put(tp.topic() + ":" + tp.partition(), om == null ? null : om.offset()));
+        result.put("offsets", out);
+    }
+
+    private void deleteGroups(List<String> args, Steps steps, Map<String, Object> result) throws Exception {
+        steps.run("deleteConsumerGroups", () -> get(admin.deleteConsumerGroups(args).all()));
+        result.put("deleted", args);
     }
 }

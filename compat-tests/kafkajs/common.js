@@ -9,7 +9,24 @@
 // The default-partitioner notice of kafkajs 2 is noise here.
 process.env.KAFKAJS_NO_PARTITIONER_WARNING = '1'
 
-const { Kafka, logLevel } = require('kafkajs')
+const { Kafka, logLevel, CompressionTypes, CompressionCodecs } = require('kafkajs')
+
+// kafkajs ships gzip only; the other codecs are plug-ins registered in CompressionCodecs
+// (packages pinned in package.json). Snappy has kafkajs' own (pure JavaScript). The lz4 and
+// zstd plug-ins kafkajs' docs name compile native addons at install time, so these two are
+// adapters over libraries whose npm packages ship prebuilt binaries. Kafka's lz4 is the frame
+// format.
+CompressionCodecs[CompressionTypes.Snappy] = require('kafkajs-snappy')
+const lz4 = require('lz4-napi')
+CompressionCodecs[CompressionTypes.LZ4] = () => ({
+  compress: encoder => lz4.compressFrame(encoder.buffer),
+  decompress: buffer => lz4.decompressFrame(buffer),
+})
+const zstd = require('@mongodb-js/zstd')
+CompressionCodecs[CompressionTypes.ZSTD] = () => ({
+  compress: encoder => zstd.compress(encoder.buffer),
+  decompress: buffer => zstd.decompress(buffer),
+})
 
 function emit(obj) {
   process.stdout.write(JSON.stringify(obj) + '\n')
@@ -77,4 +94,4 @@ function fail(e) {
   process.exit(1)
 }
 
-module.exports = { emit, errorInfo, readConfig, makeKafka, fail }
+module.exports = { emit, errorInfo, readConfig, makeKafka, fail, CompressionTypes }

@@ -154,15 +154,10 @@ pub async fn delete_topics(api: &Api, req: &Request, r: DeleteTopicsRequest) -> 
 }
 
 pub async fn create_partitions(api: &Api, r: CreatePartitionsRequest) -> CreatePartitionsResponse {
-    let node = api.cluster.node().id;
     let mut results = Vec::with_capacity(r.topics.len());
     for t in r.topics {
-        let assignment_ok = t.assignments.as_ref().is_none_or(|list| list.iter().all(|a| a.broker_ids.iter().all(|b| b.0 == node) && !a.broker_ids.is_empty()));
-        let result = if assignment_ok {
-            api.cluster.create_partitions(&t.name, t.count, r.validate_only).await
-        } else {
-            Err((ResponseError::InvalidReplicaAssignment, format!("the only broker is {node}")))
-        };
+        let assignments: Option<Vec<Vec<i32>>> = t.assignments.as_ref().map(|list| list.iter().map(|a| a.broker_ids.iter().map(|b| b.0).collect()).collect());
+        let result = api.cluster.create_partitions(&t.name, t.count, assignments.as_deref(), r.validate_only).await;
         let response = CreatePartitionsTopicResult::default().with_name(t.name);
         results.push(match result {
             Ok(()) => response,

@@ -153,6 +153,32 @@ pub fn validate_topic_name(name: &str) -> Result<(), ResponseError> {
     Ok(())
 }
 
+/// A CreatePartitions replica assignment, checked in the order and with the messages of Kafka's
+/// controller: one list per added partition, each non-empty, naming registered brokers (only
+/// `node` here) once each.
+fn check_assignments(added: i32, assignments: &[Vec<i32>], node: i32) -> Result<(), (ResponseError, String)> {
+    let invalid = |message: String| Err((ResponseError::InvalidReplicaAssignment, message));
+    if assignments.len() as i64 != added as i64 {
+        return invalid(format!("Attempted to add {added} additional partition(s), but only {} assignment(s) were specified.", assignments.len()));
+    }
+    for replicas in assignments {
+        if replicas.is_empty() {
+            return invalid("The manual partition assignment includes an empty replica list.".into());
+        }
+        let mut sorted = replicas.clone();
+        sorted.sort_unstable();
+        for (i, &broker) in sorted.iter().enumerate() {
+            if broker != node {
+                return invalid(format!("The manual partition assignment includes broker {broker}, but no such broker is registered."));
+            }
+            if i > 0 && sorted[i - 1] == broker {
+                return invalid(format!("The manual partition assignment includes the broker {broker} more than once."));
+            }
+        }
+    }
+    Ok(())
+}
+
 impl Cluster {
     /// Loads the node's topics and makes their partitions' logs available.
     pub fn open(config: &Config, node: Node, log: Arc<LogStore>) -> Result<Cluster> {
@@ -295,8 +321,9 @@ impl Cluster {
         Ok(())
     }
 
-    /// CreatePartitions: grows a topic to `count` partitions (never shrinks).
-    pub async fn create_partitions(&self, name: &str, count: i32, validate_only: bool) -> Result<(), (ResponseError, String)> {
+    /// CreatePartitions: grows a topic to `count` partitions (never shrinks). `assignments`, if
+    /// given, holds the replicas of each new partition, checked as Kafka checks them.
+    pub async fn create_partitions(&self, name: &str, count: i32, assignments: Option<&[Vec<i32>]>, validate_only: bool) -> Result<(), (ResponseError, String)> {
         let mut counters = self.admin.lock().await;
         let topic = self.topic(name).ok_or_else(|| Self::unknown_topic(name))?;
         let current = topic.partitions.len() as i32;
@@ -305,6 +332,9 @@ impl Cluster {
         }
         if count > MAX_PARTITIONS {
             return Err((ResponseError::InvalidPartitions, format!("at most {MAX_PARTITIONS} partitions per topic")));
+        }
+        if let Some(assignments) = assignments {
+            check_assignments(count - current, assignments, self.node.id)?;
         }
         if validate_only {
             return Ok(());

@@ -187,7 +187,7 @@ impl KafkaView {
             return Err(ErrorCode::BadArguments);
         }
         if partitions > current {
-            cluster.create_partitions(name, partitions, false).await.map_err(|(e, msg)| refused("add partitions to", name, e, &msg))?;
+            cluster.create_partitions(name, partitions, None, false).await.map_err(|(e, msg)| refused("add partitions to", name, e, &msg))?;
             self.sync(txn, cluster);
         }
         Ok(())
