@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use gregor::api::Api;
-use gregor::cluster::Node;
+use gregor::cluster::{Endpoint, Node};
 use gregor::log::LogStore;
 use gregor::Config;
 use libfuzzer_sys::fuzz_target;
@@ -30,7 +30,7 @@ impl Harness {
         let mut config = Config::default();
         config.set("log.dirs", dir.path().to_str().expect("utf-8 path")).expect("valid");
         let log = Arc::new(LogStore::open(&config.data_dir).expect("store opens"));
-        let node = Node { id: 1, host: "127.0.0.1".into(), port: 9092 };
+        let node = Node { id: 1, endpoints: vec![Endpoint { listener: "PLAINTEXT".into(), host: "127.0.0.1".into(), port: 9092 }] };
         let api = Arc::new(Api::open(&config, node, log).expect("state opens"));
         Harness { api, runs: 0, _dir: dir }
     }

@@ -32,9 +32,8 @@ fn entries(api: &Api, resource_type: i8, name: &str) -> Result<Vec<ConfigEntry>,
             .topic(name)
             .map(|t| t.configs.describe())
             .ok_or_else(|| (ResponseError::UnknownTopicOrPartition, format!("topic {name:?} does not exist"))),
-        // An empty name asks for the cluster-wide defaults, which are this broker's.
-        BROKER if name.is_empty() || name == api.cluster.node().id.to_string() => Ok(api.config.entries()),
-        BROKER => Err((ResponseError::InvalidRequest, format!("this is broker {}, not {name:?}", api.cluster.node().id))),
+        // The node id describes this broker's settings; an empty name the cluster-wide dynamic ones.
+        BROKER => api.cluster.broker_level(name).map(|level| api.cluster.settings().describe(level)),
         other => Err((ResponseError::InvalidRequest, format!("resource type {other} has no configs here"))),
     }
 }
@@ -42,19 +41,20 @@ fn entries(api: &Api, resource_type: i8, name: &str) -> Result<Vec<ConfigEntry>,
 fn describe_entry(e: ConfigEntry, version: i16, synonyms: bool, documentation: bool) -> DescribeConfigsResourceResult {
     let mut result = DescribeConfigsResourceResult::default()
         .with_name(s(e.name))
-        .with_value(Some(s(e.value)))
+        .with_value(e.value.map(s))
+        .with_read_only(e.read_only)
         .with_config_source(e.source as i8);
     if synonyms {
         result.synonyms = e
             .synonyms
             .into_iter()
-            .map(|(name, value, source)| DescribeConfigsSynonym::default().with_name(s(name)).with_value(Some(s(value))).with_source(source as i8))
+            .map(|syn| DescribeConfigsSynonym::default().with_name(s(syn.name)).with_value(Some(s(syn.value))).with_source(syn.source as i8))
             .collect();
     }
     if version >= 3 {
         result.config_type = e.config_type as i8;
         if documentation {
-            result.documentation = Some(s(e.doc));
+            result.documentation = e.doc.map(s);
         }
     }
     result
@@ -75,7 +75,7 @@ pub fn describe_configs(api: &Api, req: &Request, r: DescribeConfigsRequest) -> 
                     let wanted = |name: &str| resource.configuration_keys.as_ref().is_none_or(|keys| keys.iter().any(|k| k.as_str() == name));
                     let configs = all
                         .into_iter()
-                        .filter(|e| wanted(e.name))
+                        .filter(|e| wanted(&e.name))
                         .map(|e| describe_entry(e, req.version, r.include_synonyms, documentation))
                         .collect();
                     result.with_configs(configs)

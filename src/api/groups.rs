@@ -61,6 +61,7 @@ fn error_code(result: &Result<(), ResponseError>) -> i16 {
 
 pub fn find_coordinator(api: &Api, req: &Request, r: FindCoordinatorRequest) -> FindCoordinatorResponse {
     let node = api.cluster.node();
+    let endpoint = &node.endpoints[0];
     // Gregor coordinates groups only; transactions have no coordinator yet.
     let error = (r.key_type != GROUP_KEY_TYPE).then_some(ResponseError::CoordinatorNotAvailable);
     let message = error.map(|_| s("only consumer groups are coordinated (key type 0)"));
@@ -72,7 +73,7 @@ pub fn find_coordinator(api: &Api, req: &Request, r: FindCoordinatorRequest) -> 
                 let c = Coordinator::default().with_key(key).with_error_code(error.map_or(0, |e| e.code())).with_error_message(message.clone());
                 match error {
                     Some(_) => c.with_node_id(BrokerId(-1)).with_port(-1),
-                    None => c.with_node_id(BrokerId(node.id)).with_host(s(node.host.clone())).with_port(node.port as i32),
+                    None => c.with_node_id(BrokerId(node.id)).with_host(s(endpoint.host.clone())).with_port(endpoint.port as i32),
                 }
             })
             .collect();
@@ -82,7 +83,7 @@ pub fn find_coordinator(api: &Api, req: &Request, r: FindCoordinatorRequest) -> 
     let response = if req.version >= 1 { response.with_error_message(message) } else { response };
     match error {
         Some(_) => response.with_node_id(BrokerId(-1)).with_port(-1),
-        None => response.with_node_id(BrokerId(node.id)).with_host(s(node.host.clone())).with_port(node.port as i32),
+        None => response.with_node_id(BrokerId(node.id)).with_host(s(endpoint.host.clone())).with_port(endpoint.port as i32),
     }
 }
 

@@ -14,7 +14,7 @@ use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::api::Api;
-use crate::config::Config;
+use crate::config::BrokerSettings;
 
 /// Per-connection and per-broker limits, from Kafka's config keys.
 pub struct Limits {
@@ -22,10 +22,8 @@ pub struct Limits {
     pub max_request_bytes: usize,
     /// connections.max.idle.ms
     pub idle_timeout: Duration,
-    /// max.connections
-    pub max_connections: usize,
-    /// max.connections.per.ip
-    pub max_connections_per_ip: usize,
+    /// Read for max.connections and max.connections.per.ip, which may change at run time.
+    settings: Arc<BrokerSettings>,
     open: Mutex<(usize, HashMap<IpAddr, usize>)>,
     /// queued.max.requests: a request holds one while it is handled.
     request_slots: Arc<Semaphore>,
@@ -44,14 +42,14 @@ pub fn request_parked() {
 }
 
 impl Limits {
-    pub fn new(config: &Config) -> Limits {
+    pub fn new(settings: Arc<BrokerSettings>) -> Limits {
+        let config = settings.current();
         Limits {
             max_request_bytes: config.socket_request_max_bytes,
             idle_timeout: Duration::from_millis(config.connections_max_idle_ms),
-            max_connections: config.max_connections,
-            max_connections_per_ip: config.max_connections_per_ip,
             open: Mutex::new((0, HashMap::new())),
             request_slots: Arc::new(Semaphore::new(config.queued_max_requests.min(Semaphore::MAX_PERMITS))),
+            settings,
         }
     }
 
@@ -62,12 +60,13 @@ impl Limits {
 
     /// Counts a new connection, or says which limit it would break.
     fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<OpenConnection, &'static str> {
+        let config = self.settings.current();
         let mut open = self.open.lock().expect("limits lock");
         let per_ip = open.1.get(&ip).copied().unwrap_or(0);
-        if open.0 >= self.max_connections {
+        if open.0 >= config.max_connections {
             return Err("max.connections");
         }
-        if per_ip >= self.max_connections_per_ip {
+        if per_ip >= config.max_connections_per_ip {
             return Err("max.connections.per.ip");
         }
         open.0 += 1;
