@@ -73,7 +73,8 @@ impl Broker {
         let limits = Arc::new(server::Limits::new(cluster.settings().clone()));
         let mut listeners = Vec::new();
         for (name, addr, socket) in bound {
-            tasks.push(tokio::spawn(server::serve(socket, api.clone(), limits.clone(), shutdown_rx.clone())));
+            tracing::info!("listener {name} on {addr}, advertised as {}", api.cluster.node().endpoint(&name).host_port());
+            tasks.push(tokio::spawn(server::serve(socket, name.as_str().into(), api.clone(), limits.clone(), shutdown_rx.clone())));
             listeners.push((name, addr));
         }
         tasks.push(tokio::spawn(groups.run_timers(shutdown_rx.clone())));

@@ -61,7 +61,7 @@ fn error_code(result: &Result<(), ResponseError>) -> i16 {
 
 pub fn find_coordinator(api: &Api, req: &Request, r: FindCoordinatorRequest) -> FindCoordinatorResponse {
     let node = api.cluster.node();
-    let endpoint = &node.endpoints[0];
+    let endpoint = node.endpoint(&req.listener);
     // Gregor coordinates groups only; transactions have no coordinator yet.
     let error = (r.key_type != GROUP_KEY_TYPE).then_some(ResponseError::CoordinatorNotAvailable);
     let message = error.map(|_| s("only consumer groups are coordinated (key type 0)"));
@@ -104,7 +104,7 @@ pub async fn join_group(api: &Api, req: &Request, r: JoinGroupRequest) -> JoinGr
             require_known_member_id: version >= 4,
         };
         // The join may wait for the rest of the group.
-        crate::server::request_parked();
+        req.parked();
         api.groups.join(&r.group_id, join).await
     };
     let members = result
@@ -144,7 +144,7 @@ pub async fn sync_group(api: &Api, req: &Request, r: SyncGroupRequest) -> SyncGr
     };
     let member = (r.member_id.as_str(), r.group_instance_id.as_deref());
     // A follower's sync waits for the leader's.
-    crate::server::request_parked();
+    req.parked();
     let result = api.groups.sync(&r.group_id, member, r.generation_id, protocol, assignments).await;
     match result {
         Ok((protocol_type, protocol_name, assignment)) => {

@@ -24,7 +24,7 @@ const CLUSTER_OPERATIONS: i32 = 0b1_1111_1010_0000;
 
 pub fn handle(api: &Api, req: &Request, r: MetadataRequest) -> MetadataResponse {
     let node = api.cluster.node();
-    let endpoint = &node.endpoints[0];
+    let endpoint = node.endpoint(&req.listener);
     let broker = MetadataResponseBroker::default()
         .with_node_id(BrokerId(node.id))
         .with_host(StrBytes::from_string(endpoint.host.clone()))
@@ -90,7 +90,7 @@ fn describe_topic(t: &Topic, version: i16, node_id: i32, ops: Option<i32>) -> Me
 
 pub fn describe_cluster(api: &Api, req: &Request, r: DescribeClusterRequest) -> DescribeClusterResponse {
     let node = api.cluster.node();
-    let endpoint = &node.endpoints[0];
+    let endpoint = node.endpoint(&req.listener);
     let broker = DescribeClusterBroker::default()
         .with_broker_id(BrokerId(node.id))
         .with_host(StrBytes::from_string(endpoint.host.clone()))

@@ -39,7 +39,7 @@ pub struct Node {
     pub endpoints: Vec<Endpoint>,
 }
 
-/// The address a listener advertises.
+/// The address clients that came in on `listener` are told to use.
 #[derive(Debug, Clone)]
 pub struct Endpoint {
     pub listener: String,
@@ -53,6 +53,13 @@ impl Endpoint {
     }
 }
 
+impl Node {
+    /// The endpoint of `listener`, as Kafka answers a client with the address of the listener
+    /// it connected to; the first listener's for a name this node does not have.
+    pub fn endpoint(&self, listener: &str) -> &Endpoint {
+        self.endpoints.iter().find(|e| e.listener == listener).unwrap_or(&self.endpoints[0])
+    }
+}
 
 #[derive(Debug)]
 pub struct Topic {

@@ -159,7 +159,7 @@ pub const KEYS: &[Key] = &[
         |c, v| listeners::parse_endpoints(v).map(|e| c.bind = e))
         .dynamic(Update::PerBroker).restart(REBIND),
     Key::new("advertised.listeners", ConfigType::String, None,
-        "NAME://host:port per listener: where clients are told to connect (Metadata, FindCoordinator, DescribeCluster).",
+        "NAME://host:port per listener: what Metadata, FindCoordinator and DescribeCluster tell clients that came in on that listener.",
         |c, v| listeners::parse_endpoints(v).map(|e| c.advertise = e))
         .note("each listener's bound address").dynamic(Update::PerBroker).restart(REBIND),
     Key::new("listener.security.protocol.map", ConfigType::String, Some(listeners::DEFAULT_PROTOCOL_MAP),

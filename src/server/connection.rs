@@ -4,8 +4,6 @@
 //! pipelined requests wait in the frame buffer or in the socket, which is the backpressure
 //! on a client that sends without reading.
 
-use std::cell::RefCell;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::io::AsyncWriteExt;
@@ -13,12 +11,12 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use super::frame::{FrameReader, ReadError};
-use super::{Limits, REQUEST_SLOT};
-use crate::api::Api;
+use super::Limits;
+use crate::api::{Api, Origin};
 
 pub struct Connection {
     pub stream: TcpStream,
-    pub peer: SocketAddr,
+    pub origin: Origin,
     pub api: Arc<Api>,
     pub limits: Arc<Limits>,
     pub shutdown: watch::Receiver<bool>,
@@ -27,7 +25,7 @@ pub struct Connection {
 impl Connection {
     pub async fn run(mut self) {
         let _ = self.stream.set_nodelay(true);
-        let peer = self.peer;
+        let peer = self.origin.peer;
         let (mut read, mut write) = self.stream.into_split();
         let mut frames = FrameReader::default();
         loop {
@@ -62,7 +60,7 @@ impl Connection {
             };
             // A request parked in a long poll or a rebalance must not hold up shutdown.
             let handled = tokio::select! {
-                handled = REQUEST_SLOT.scope(RefCell::new(Some(slot)), self.api.handle(frame, peer)) => handled,
+                handled = self.api.handle(frame, &self.origin, Some(slot)) => handled,
                 _ = self.shutdown.changed() => break,
             };
             match handled {

@@ -3,7 +3,6 @@
 mod connection;
 mod frame;
 
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -13,7 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
-use crate::api::Api;
+use crate::api::{Api, Origin};
 use crate::config::BrokerSettings;
 
 /// Per-connection and per-broker limits, from Kafka's config keys.
@@ -27,18 +26,6 @@ pub struct Limits {
     open: Mutex<(usize, HashMap<IpAddr, usize>)>,
     /// queued.max.requests: a request holds one while it is handled.
     request_slots: Arc<Semaphore>,
-}
-
-tokio::task_local! {
-    /// The queue slot of the request this task is handling, until it finishes or parks.
-    static REQUEST_SLOT: RefCell<Option<OwnedSemaphorePermit>>;
-}
-
-/// Says the current request now waits for an event (new data for a long poll, the rest of its
-/// group): like a request in Kafka's purgatory, it stops counting against queued.max.requests,
-/// so parked requests cannot keep the others from being handled.
-pub fn request_parked() {
-    let _ = REQUEST_SLOT.try_with(|slot| slot.borrow_mut().take());
 }
 
 impl Limits {
@@ -94,16 +81,17 @@ impl Drop for OpenConnection {
     }
 }
 
-/// Accepts connections until `shutdown` turns true, then waits for the open connections to
-/// finish the request they are on.
-pub async fn serve(listener: TcpListener, api: Arc<Api>, limits: Arc<Limits>, mut shutdown: watch::Receiver<bool>) {
+/// Accepts connections on the listener called `name` until `shutdown` turns true, then waits
+/// for the open connections to finish the request they are on.
+pub async fn serve(listener: TcpListener, name: Arc<str>, api: Arc<Api>, limits: Arc<Limits>, mut shutdown: watch::Receiver<bool>) {
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => match limits.admit(peer.ip()) {
                     Ok(counted) => {
-                        let conn = connection::Connection { stream, peer, api: api.clone(), limits: limits.clone(), shutdown: shutdown.clone() };
+                        let origin = Origin { peer, listener: name.clone() };
+                        let conn = connection::Connection { stream, origin, api: api.clone(), limits: limits.clone(), shutdown: shutdown.clone() };
                         connections.spawn(async move {
                             conn.run().await;
                             drop(counted);
