@@ -12,8 +12,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::{Api, Request};
-use crate::cluster::ConfigChange;
-use crate::config::ConfigEntry;
+use crate::config::{ConfigChange, ConfigEntry};
 
 const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
@@ -86,11 +85,35 @@ pub fn describe_configs(api: &Api, req: &Request, r: DescribeConfigsRequest) -> 
     DescribeConfigsResponse::default().with_results(results)
 }
 
-/// Applies changes to a topic; broker settings come from flags and the config file only.
-fn alter(api: &Api, resource_type: i8, name: &str, changes: Result<Vec<ConfigChange>, Failure>, replace_all: bool, validate_only: bool) -> Result<(), Failure> {
+/// One resource's changes as requested: the changes, or why they cannot be read, and each
+/// config name with whether it lacks a value it needs.
+struct Requested {
+    changes: Result<Vec<ConfigChange>, Failure>,
+    names: Vec<(String, bool)>,
+}
+
+/// Kafka's first checks of a broker resource's configs (ConfigAdminManager.preprocess).
+fn check_broker_request(names: &[(String, bool)]) -> Result<(), Failure> {
+    let mut seen = std::collections::HashSet::new();
+    if !names.iter().all(|(name, _)| seen.insert(name)) {
+        return Err((ResponseError::InvalidRequest, "Error due to duplicate config keys".into()));
+    }
+    let nulls: Vec<&str> = names.iter().filter(|(_, null)| *null).map(|(name, _)| name.as_str()).collect();
+    if !nulls.is_empty() {
+        return Err((ResponseError::InvalidRequest, format!("Null value not supported for : {}", nulls.join(", "))));
+    }
+    Ok(())
+}
+
+/// Applies changes to a topic or to a dynamic broker level.
+async fn alter(api: &Api, resource_type: i8, name: &str, requested: Requested, replace_all: bool, validate_only: bool) -> Result<(), Failure> {
     match resource_type {
-        TOPIC => api.cluster.alter_topic_configs(name, &changes?, replace_all, validate_only),
-        BROKER => Err((ResponseError::InvalidConfig, "broker configs cannot change at run time; set them with flags or the config file".into())),
+        TOPIC => api.cluster.alter_topic_configs(name, &requested.changes?, replace_all, validate_only),
+        BROKER => {
+            check_broker_request(&requested.names)?;
+            let level = api.cluster.broker_level(name)?;
+            api.cluster.alter_broker_configs(level, &requested.changes?, replace_all, validate_only).await
+        }
         other => Err((ResponseError::InvalidRequest, format!("resource type {other} has no configs here"))),
     }
 }
@@ -103,57 +126,60 @@ fn outcome(result: Result<(), Failure>) -> (i16, Option<StrBytes>) {
     }
 }
 
-pub fn alter_configs(api: &Api, r: AlterConfigsRequest) -> AlterConfigsResponse {
-    let responses = r
-        .resources
-        .into_iter()
-        .map(|resource| {
-            // AlterConfigs replaces the whole set: what is not named goes back to its default.
-            let changes = resource
-                .configs
-                .iter()
-                .map(|c| match &c.value {
-                    Some(v) => ConfigChange::Set(c.name.to_string(), v.to_string()),
-                    None => ConfigChange::Delete(c.name.to_string()),
-                })
-                .collect();
-            let (code, message) = outcome(alter(api, resource.resource_type, &resource.resource_name, Ok(changes), true, r.validate_only));
+pub async fn alter_configs(api: &Api, r: AlterConfigsRequest) -> AlterConfigsResponse {
+    let mut responses = Vec::new();
+    for resource in r.resources {
+        // AlterConfigs replaces the whole set: what is not named goes back to its default.
+        let changes = resource
+            .configs
+            .iter()
+            .map(|c| match &c.value {
+                Some(v) => ConfigChange::Set(c.name.to_string(), v.to_string()),
+                None => ConfigChange::Delete(c.name.to_string()),
+            })
+            .collect();
+        let names = resource.configs.iter().map(|c| (c.name.to_string(), c.value.is_none())).collect();
+        let requested = Requested { changes: Ok(changes), names };
+        let (code, message) = outcome(alter(api, resource.resource_type, &resource.resource_name, requested, true, r.validate_only).await);
+        responses.push(
             AlterConfigsResourceResponse::default()
                 .with_resource_type(resource.resource_type)
                 .with_resource_name(resource.resource_name)
                 .with_error_code(code)
-                .with_error_message(message)
-        })
-        .collect();
+                .with_error_message(message),
+        );
+    }
     AlterConfigsResponse::default().with_responses(responses)
 }
 
-pub fn incremental_alter_configs(api: &Api, r: IncrementalAlterConfigsRequest) -> IncrementalAlterConfigsResponse {
-    let responses = r
-        .resources
-        .into_iter()
-        .map(|resource| {
-            let changes = resource
-                .configs
-                .iter()
-                .map(|c| {
-                    let (name, value) = (c.name.to_string(), c.value.as_deref().unwrap_or_default().to_string());
-                    match c.config_operation {
-                        0 => Ok(ConfigChange::Set(name, value)),
-                        1 => Ok(ConfigChange::Delete(name)),
-                        2 => Ok(ConfigChange::Append(name, value)),
-                        3 => Ok(ConfigChange::Subtract(name, value)),
-                        op => Err((ResponseError::InvalidRequest, format!("unknown config operation {op}"))),
-                    }
-                })
-                .collect();
-            let (code, message) = outcome(alter(api, resource.resource_type, &resource.resource_name, changes, false, r.validate_only));
+pub async fn incremental_alter_configs(api: &Api, r: IncrementalAlterConfigsRequest) -> IncrementalAlterConfigsResponse {
+    const DELETE: i8 = 1;
+    let mut responses = Vec::new();
+    for resource in r.resources {
+        let changes = resource
+            .configs
+            .iter()
+            .map(|c| {
+                let (name, value) = (c.name.to_string(), c.value.as_deref().unwrap_or_default().to_string());
+                match c.config_operation {
+                    0 => Ok(ConfigChange::Set(name, value)),
+                    DELETE => Ok(ConfigChange::Delete(name)),
+                    2 => Ok(ConfigChange::Append(name, value)),
+                    3 => Ok(ConfigChange::Subtract(name, value)),
+                    op => Err((ResponseError::InvalidRequest, format!("unknown config operation {op}"))),
+                }
+            })
+            .collect();
+        let names = resource.configs.iter().map(|c| (c.name.to_string(), c.value.is_none() && c.config_operation != DELETE)).collect();
+        let requested = Requested { changes, names };
+        let (code, message) = outcome(alter(api, resource.resource_type, &resource.resource_name, requested, false, r.validate_only).await);
+        responses.push(
             incremental_alter_configs_response::AlterConfigsResourceResponse::default()
                 .with_resource_type(resource.resource_type)
                 .with_resource_name(resource.resource_name)
                 .with_error_code(code)
-                .with_error_message(message)
-        })
-        .collect();
+                .with_error_message(message),
+        );
+    }
     IncrementalAlterConfigsResponse::default().with_responses(responses)
 }

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use kafka_protocol::ResponseError;
 
 use super::Cluster;
-use crate::config::{BrokerSettings, Config, Layer, Level};
+use crate::config::{BrokerSettings, Config, ConfigChange, Layer, Level};
 use crate::log::Meta;
 
 type Failure = (ResponseError, String);
@@ -48,5 +48,24 @@ impl Cluster {
             return Err((ResponseError::InvalidRequest, format!("Unexpected broker id, expected {} or empty string, but received {name}", self.node.id)));
         }
         Ok(Level::Broker)
+    }
+
+    /// AlterConfigs / IncrementalAlterConfigs on a BROKER resource; takes effect at once.
+    pub async fn alter_broker_configs(&self, level: Level, changes: &[ConfigChange], replace_all: bool, validate_only: bool) -> Result<(), Failure> {
+        let (meta, key) = (self.meta.clone(), record_key(level, self.node.id));
+        let persist = |layer: Layer| async move {
+            let value = serde_json::to_vec(&layer).expect("a map of strings encodes");
+            // An emptied level leaves no record behind.
+            let write = move || meta.write(&[(&key, (!layer.is_empty()).then_some(value.as_slice()))]);
+            match tokio::task::spawn_blocking(write).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => {
+                    tracing::error!("storing dynamic broker configs: {e:#}");
+                    Err((ResponseError::KafkaStorageError, format!("could not store the broker configs: {e}")))
+                }
+                Err(e) => Err((ResponseError::KafkaStorageError, format!("could not store the broker configs: {e}"))),
+            }
+        };
+        self.settings.alter(level, changes, replace_all, validate_only, persist).await
     }
 }
