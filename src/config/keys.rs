@@ -194,7 +194,7 @@ pub const KEYS: &[Key] = &[
         field!(flush_messages))
         .min(1).note("never").dynamic(Update::ClusterWide),
     Key::new("connections.max.idle.ms", ConfigType::Long, Some("600000"),
-        "Close a connection that sends no complete request for this long (also stops clients that trickle bytes).",
+        "Close a connection that sends no complete request, or takes no response bytes, for this long (also stops clients that trickle bytes).",
         field!(connections_max_idle_ms)).min(0),
     Key::new("max.connections", ConfigType::Int, Some("2147483647"), "Most client connections at once.", field!(max_connections))
         .min(0).note("unlimited").dynamic(Update::ClusterWide),

@@ -38,7 +38,7 @@ pub struct Config {
     pub message_max_bytes: usize,
     /// Largest request frame; a bigger size field closes the connection.
     pub socket_request_max_bytes: usize,
-    /// Close a connection that sends no complete request for this long.
+    /// Close a connection that sends no complete request, or takes no response bytes, for this long.
     pub connections_max_idle_ms: u64,
     pub max_connections: usize,
     pub max_connections_per_ip: usize,

@@ -5,8 +5,10 @@
 //! on a client that sends without reading.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
@@ -20,6 +22,29 @@ pub struct Connection {
     pub api: Arc<Api>,
     pub limits: Arc<Limits>,
     pub shutdown: watch::Receiver<bool>,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum WriteError {
+    #[error("the client took no response bytes for {0:?} (connections.max.idle.ms)")]
+    Stalled(Duration),
+    #[error("cannot write response: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Writes one response. Only progress counts: a slow reader that keeps taking bytes is served
+/// to the end, one that takes none for `idle` is given up on, as Kafka closes a connection
+/// idle for connections.max.idle.ms whatever it has left to send.
+async fn write_response(write: &mut OwnedWriteHalf, mut response: &[u8], idle: Duration) -> Result<(), WriteError> {
+    while !response.is_empty() {
+        match tokio::time::timeout(idle, write.write(response)).await {
+            Err(_) => return Err(WriteError::Stalled(idle)),
+            Ok(Ok(0)) => return Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into()),
+            Ok(Ok(n)) => response = &response[n..],
+            Ok(Err(e)) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 impl Connection {
@@ -65,9 +90,20 @@ impl Connection {
             };
             match handled {
                 Ok(Some(response)) => {
-                    if let Err(e) = write.write_all(&response).await {
-                        tracing::debug!(%peer, "cannot write response: {e}");
-                        break;
+                    let written = tokio::select! {
+                        written = write_response(&mut write, &response, self.limits.idle_timeout) => written,
+                        _ = self.shutdown.changed() => break,
+                    };
+                    match written {
+                        Ok(()) => {}
+                        Err(e @ WriteError::Stalled(_)) => {
+                            tracing::info!(%peer, "closing connection: {e}");
+                            break;
+                        }
+                        Err(e) => {
+                            tracing::debug!(%peer, "{e}");
+                            break;
+                        }
                     }
                 }
                 Ok(None) => {}

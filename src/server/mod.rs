@@ -19,7 +19,7 @@ use crate::config::BrokerSettings;
 pub struct Limits {
     /// socket.request.max.bytes
     pub max_request_bytes: usize,
-    /// connections.max.idle.ms
+    /// connections.max.idle.ms, for requests that do not arrive and responses not taken.
     pub idle_timeout: Duration,
     /// Read for max.connections and max.connections.per.ip, which may change at run time.
     settings: Arc<BrokerSettings>,
