@@ -151,13 +151,17 @@ def _kill_leftovers():
 
 
 class GregorBroker:
-    """One Gregor broker process bound to 127.0.0.1:<port> with a temp data dir."""
+    """One Gregor broker process bound to 127.0.0.1:<port> with a temp data dir.
 
-    def __init__(self, binary: str, extra_args=(), port: int | None = None):
+    ``listeners`` replaces the one PLAINTEXT listener on that port; its first listener must
+    still be on ``port``, which start() waits for."""
+
+    def __init__(self, binary: str, extra_args=(), port: int | None = None, listeners: str | None = None):
         self.binary = binary
         self.extra_args = list(extra_args)
         self.port = port if port is not None else free_port()
         self.host = "127.0.0.1"
+        self.listeners = listeners or f"PLAINTEXT://{self.host}:{self.port}"
         self.bootstrap = f"{self.host}:{self.port}"
         self.localhost_bootstrap = f"localhost:{self.port}"
         self.base_dir = tempfile.mkdtemp(prefix="gregor-compat-")
@@ -172,7 +176,7 @@ class GregorBroker:
     def command(self):
         return [
             self.binary,
-            "--listeners", f"PLAINTEXT://{self.host}:{self.port}",
+            "--listeners", self.listeners,
             "--log-dirs", self.data_dir,
             "--num-partitions", "1",
             *self.extra_args,
@@ -271,7 +275,7 @@ def gregor_binary() -> str:
     return os.environ.get("GREGOR_BIN") or DEFAULT_GREGOR_BIN
 
 
-def start_broker(extra_args=()) -> GregorBroker:
+def start_broker(extra_args=(), port: int | None = None, listeners: str | None = None) -> GregorBroker:
     binary = gregor_binary()
     if not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
         pytest.fail(
@@ -279,7 +283,7 @@ def start_broker(extra_args=()) -> GregorBroker:
             "(build it, or point GREGOR_BIN at it)",
             pytrace=False,
         )
-    b = GregorBroker(binary, extra_args)
+    b = GregorBroker(binary, extra_args, port, listeners)
     try:
         b.start()
     except BrokerStartError as e:
@@ -418,6 +422,20 @@ def kp_stored_bytes(bootstrap, topic):
     (log_dir,) = per_broker["log_dirs"]
     (t,) = [t for t in log_dir["topics"] if t["name"] == topic]
     return {p["partition_index"]: p["partition_size"] for p in t["partitions"]}
+def kp_assert_record_size_limit(bootstrap, accepted: int, refused: int):
+    """On a fresh topic, kafka-python's producer gets an ``accepted``-byte record in and an
+    ``refused``-byte one turned away with MESSAGE_TOO_LARGE (the message.max.bytes in force)."""
+    from kafka.errors import MessageSizeTooLargeError
+
+    topic = unique_topic("size-limit")
+    kp_create_topic(bootstrap, topic, 1)
+    producer = kp_producer(bootstrap, linger_ms=0)
+    try:
+        producer.send(topic, b"x" * accepted).get(timeout=CLIENT_TIMEOUT_S)
+        with pytest.raises(MessageSizeTooLargeError):
+            producer.send(topic, b"x" * refused).get(timeout=CLIENT_TIMEOUT_S)
+    finally:
+        producer.close(timeout=5)
 
 
 def kp_drain(consumer, expected: int, timeout: float = CLIENT_TIMEOUT_S):

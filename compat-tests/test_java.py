@@ -43,10 +43,12 @@ from conftest import (
     _die_with_parent,
     assert_contiguous_offsets,
     kp_admin,
+    kp_assert_record_size_limit,
     kp_consumer,
     kp_create_topic,
     kp_drain,
     kp_producer,
+    start_broker,
     unique_topic,
     wait_until,
 )
@@ -595,6 +597,70 @@ def test_alter_configs_like_kafka_configs(java, broker):
     bcfg = ok(broker_cfg)["configs"]
     assert bcfg, "no broker configs"
     assert bcfg["listeners"]["value"] == f"PLAINTEXT://127.0.0.1:{broker.port}", bcfg["listeners"]
+
+
+def layers(entry):
+    """A described config's synonyms as (source, name, value)."""
+    return [(syn["source"], syn["name"], syn["value"]) for syn in entry["synonyms"]]
+
+
+def test_dynamic_broker_configs_like_kafka_configs(java):
+    """kafka-configs --entity-type brokers --entity-name 1 (or --entity-default) --alter, with
+    the calls Kafka 4.1 makes (describeConfigs, incrementalAlterConfigs), on a broker of its
+    own: the change is described with its source and layers, takes effect at once and
+    survives a restart; Kafka's refusals come back as Kafka's exceptions."""
+    b = start_broker()
+    try:
+        per_broker, default, described, cluster, read_only, bad, deleted, missing = admin(
+            java, b,
+            ("alter-broker-configs", "1", "set:log.retention.ms=3600000"),
+            ("alter-broker-configs", "", "set:log.retention.ms=7200000", "set:message.max.bytes=2000"),
+            ("describe-configs", "broker", "1"),
+            ("describe-configs", "broker", ""),
+            ("alter-broker-configs", "1", "set:log.dirs=/elsewhere"),
+            ("alter-broker-configs", "1", "set:log.retention.ms=soon"),
+            ("alter-broker-configs", "1", "delete:log.retention.ms"),
+            ("alter-broker-configs", "1", "delete:log.retention.ms"))
+        retention = ok(per_broker)["configs"]["log.retention.ms"]
+        assert (retention["value"], retention["source"], retention["readOnly"]) == (
+            "3600000", "DYNAMIC_BROKER_CONFIG", False)
+        assert {k: (v["value"], v["source"]) for k, v in ok(default)["configs"].items()} == {
+            "log.retention.ms": ("7200000", "DYNAMIC_DEFAULT_BROKER_CONFIG"),
+            "message.max.bytes": ("2000", "DYNAMIC_DEFAULT_BROKER_CONFIG")}
+
+        configs = ok(described)["configs"]
+        assert layers(configs["log.retention.ms"]) == [
+            ("DYNAMIC_BROKER_CONFIG", "log.retention.ms", "3600000"),
+            ("DYNAMIC_DEFAULT_BROKER_CONFIG", "log.retention.ms", "7200000"),
+            ("DEFAULT_CONFIG", "log.retention.ms", "604800000")]
+        assert (configs["message.max.bytes"]["value"], configs["message.max.bytes"]["source"]) == (
+            "2000", "DYNAMIC_DEFAULT_BROKER_CONFIG")
+        assert configs["listeners"]["value"] == f"PLAINTEXT://127.0.0.1:{b.port}"
+        assert configs["listeners"]["source"] == "STATIC_BROKER_CONFIG"
+        # Kafka's read-only flags: log.dirs cannot change at run time; advertised.listeners can
+        # in Kafka (per broker), which Gregor refuses on alter instead.
+        assert configs["log.dirs"]["readOnly"] and configs["num.partitions"]["readOnly"]
+        assert not configs["advertised.listeners"]["readOnly"]
+        assert set(ok(cluster)["configs"]) == {"log.retention.ms", "message.max.bytes"}
+
+        assert "log.dirs" in failed(read_only, "InvalidRequestException")["message"]
+        failed(bad, "InvalidConfigurationException")
+        after_delete = ok(deleted)["configs"]["log.retention.ms"]
+        assert (after_delete["value"], after_delete["source"]) == ("7200000", "DYNAMIC_DEFAULT_BROKER_CONFIG")
+        # kafka-configs' own check: only a key the level sets can be deleted.
+        assert "Invalid config(s): log.retention.ms" in failed(missing, "InvalidConfigurationException")["message"]
+
+        # message.max.bytes=2000, cluster-wide, holds for the next produce.
+        kp_assert_record_size_limit(b.bootstrap, 100, 5000)
+
+        b.restart()
+        (again,) = admin(java, b, ("describe-configs", "broker", "1"))
+        configs = ok(again)["configs"]
+        assert {k: (configs[k]["value"], configs[k]["source"]) for k in ("log.retention.ms", "message.max.bytes")} == {
+            "log.retention.ms": ("7200000", "DYNAMIC_DEFAULT_BROKER_CONFIG"),
+            "message.max.bytes": ("2000", "DYNAMIC_DEFAULT_BROKER_CONFIG")}
+    finally:
+        b.cleanup()
 
 
 def test_add_partitions_like_kafka_topics_alter(java, broker):

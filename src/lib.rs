@@ -22,7 +22,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::api::Api;
-use crate::cluster::{Cluster, Node};
+use crate::cluster::{Cluster, Endpoint, Node};
 pub use crate::config::Config;
 use crate::log::LogStore;
 
@@ -30,7 +30,8 @@ pub struct Broker;
 
 /// A running broker. Dropping it does not stop it; call [`BrokerHandle::shutdown`].
 pub struct BrokerHandle {
-    local_addr: SocketAddr,
+    /// Each listener's name and bound address, in `listeners` order.
+    listeners: Vec<(String, SocketAddr)>,
     advertised: (String, u16),
     zookeeper_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
@@ -38,22 +39,29 @@ pub struct BrokerHandle {
 }
 
 impl Broker {
-    /// Opens the data directory, binds the listener and starts serving. When this returns, a
-    /// client that connects is served.
+    /// Opens the data directory, binds every listener and starts serving. When this returns,
+    /// a client that connects is served.
     pub async fn start(config: Config) -> Result<BrokerHandle> {
         let budget = log::Budget { memtable_bytes: config.memtable_bytes, block_cache_bytes: config.block_cache_bytes };
         // Opening reads the store: off the runtime's threads.
         let dir = config.data_dir.clone();
         let log = Arc::new(tokio::task::spawn_blocking(move || LogStore::open_with_budget(&dir, budget)).await??);
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("cannot listen on {} (is another broker running there?)", config.listen))?;
-        let local_addr = listener.local_addr()?;
-        let advertised = config.advertised_for(local_addr);
-        if config.advertised.is_none() && local_addr.ip().is_unspecified() {
-            tracing::warn!("listening on all interfaces without advertised.listeners: clients are told {}; set advertised.listeners to an address they can reach", advertised.0);
+        let mut bound = Vec::new();
+        let mut endpoints = Vec::new();
+        for l in &config.listeners {
+            let socket = TcpListener::bind((l.bind_host(), l.port))
+                .await
+                .with_context(|| format!("cannot listen on {}:{} for listener {} (is another broker running there?)", l.bind_host(), l.port, l.name))?;
+            let addr = socket.local_addr()?;
+            let (host, port) = l.advertised_for(addr);
+            if l.advertised.is_none() && addr.ip().is_unspecified() {
+                tracing::warn!("listener {} is on all interfaces without advertised.listeners: clients are told {host}; set advertised.listeners to an address they can reach", l.name);
+            }
+            endpoints.push(Endpoint { listener: l.name.clone(), host, port });
+            bound.push((l.name.clone(), addr, socket));
         }
-        let node = Node { id: config.node_id, host: advertised.0.clone(), port: advertised.1 };
+        let advertised = (endpoints[0].host.clone(), endpoints[0].port);
+        let node = Node { id: config.node_id, endpoints };
         let api = {
             let config = config.clone();
             Arc::new(tokio::task::spawn_blocking(move || Api::open(&config, node, log)).await??)
@@ -67,24 +75,30 @@ impl Broker {
             zookeeper_addr = Some(bound);
             tasks.push(task);
         }
-        let limits = Arc::new(server::Limits::new(&config));
-        tasks.push(tokio::spawn(server::serve(listener, api, limits, shutdown_rx.clone())));
+        let limits = Arc::new(server::Limits::new(cluster.settings().clone()));
+        let mut listeners = Vec::new();
+        for (name, addr, socket) in bound {
+            tracing::info!("listener {name} on {addr}, advertised as {}", api.cluster.node().endpoint(&name).host_port());
+            tasks.push(tokio::spawn(server::serve(socket, name.as_str().into(), api.clone(), limits.clone(), shutdown_rx.clone())));
+            listeners.push((name, addr));
+        }
         tasks.push(tokio::spawn(groups.run_timers(shutdown_rx.clone())));
         tasks.push(tokio::spawn(recovery_loop(api_log, shutdown_rx.clone())));
         tasks.push(tokio::spawn(retention_loop(cluster, config.retention_check_interval_ms, shutdown_rx)));
-        tracing::info!(
-            "Gregor listening on {local_addr}, advertised as {}:{}, data in {}",
-            advertised.0,
-            advertised.1,
-            config.data_dir.display()
-        );
-        Ok(BrokerHandle { local_addr, advertised, zookeeper_addr, shutdown, tasks })
+        tracing::info!("Gregor listening on {}, advertised as {}:{}, data in {}", listeners[0].1, advertised.0, advertised.1, config.data_dir.display());
+        Ok(BrokerHandle { listeners, advertised, zookeeper_addr, shutdown, tasks })
     }
 }
 
 impl BrokerHandle {
+    /// Where the first listener is bound.
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.listeners[0].1
+    }
+
+    /// Where the listener called `name` (upper-case, as in `listeners`) is bound.
+    pub fn listener_addr(&self, name: &str) -> Option<SocketAddr> {
+        self.listeners.iter().find(|(n, _)| n == name).map(|&(_, addr)| addr)
     }
 
     /// Where the ZooKeeper-protocol listener is bound, if `zookeeper.listener` is set.
@@ -92,7 +106,7 @@ impl BrokerHandle {
         self.zookeeper_addr
     }
 
-    /// The address clients are told to use, as `host:port`.
+    /// The address clients of the first listener are told to use, as `host:port`.
     pub fn advertised(&self) -> String {
         format!("{}:{}", self.advertised.0, self.advertised.1)
     }

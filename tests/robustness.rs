@@ -189,3 +189,31 @@ async fn one_queue_slot_serves_many_pipelining_connections() {
     assert_eq!(all, (0..400).collect::<Vec<i64>>());
     broker.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_client_that_stops_reading_responses_is_cut_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start_with(dir.path(), &[("connections.max.idle.ms", "500"), ("max.connections", "1")]).await;
+    let mut admin = Client::connect(&broker).await;
+    assert_eq!(admin.create_topic("unread", 1).await, 0);
+    let batch = encode_batch(&BatchSpec::values(40_000));
+    assert!(batch.len() > 500_000);
+    assert_eq!(admin.produce("unread", 0, batch).await.0, 0);
+    drop(admin);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Far more response bytes than the socket buffers hold, and the client reads none of them.
+    let mut stuck = Client::connect(&broker).await;
+    const FETCHES: usize = 64;
+    for _ in 0..FETCHES {
+        stuck.send(&fetch_request("unread", 0, 0, 0), 12).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The stuck connection no longer holds the one place max.connections allows.
+    still_served(&broker).await;
+    let mut answered = 0;
+    while stuck.read_frame().await.is_some() {
+        answered += 1;
+    }
+    assert!(answered < FETCHES, "the broker kept writing to a client that did not read ({answered} responses)");
+    broker.shutdown().await;
+}

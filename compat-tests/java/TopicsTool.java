@@ -16,6 +16,7 @@ import java.util.stream.Collectors;
 import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.admin.AdminClientConfig;
 import org.apache.kafka.clients.admin.AlterConfigOp;
+import org.apache.kafka.clients.admin.AlterConfigsOptions;
 import org.apache.kafka.clients.admin.Config;
 import org.apache.kafka.clients.admin.ConfigEntry;
 import org.apache.kafka.clients.admin.ConsumerGroupDescription;
@@ -28,6 +29,7 @@ import org.apache.kafka.clients.admin.LogDirDescription;
 import org.apache.kafka.clients.admin.RecordsToDelete;
 import org.apache.kafka.clients.admin.ReplicaInfo;
 import org.apache.kafka.clients.admin.DescribeClusterResult;
+import org.apache.kafka.clients.admin.DescribeConfigsOptions;
 import org.apache.kafka.clients.admin.DescribeTopicsOptions;
 import org.apache.kafka.clients.admin.GroupListing;
 import org.apache.kafka.clients.admin.ListGroupsOptions;
@@ -61,6 +63,9 @@ import org.apache.kafka.common.errors.UnsupportedVersionException;
  *   list
  *   describe TOPIC...            describeTopics + describeConfigs + describeCluster + listPartitionReassignments
  *   alter-configs TOPIC OP...    OP: set:key=value | delete:key | append:key=value | subtract:key=value
+ *   alter-broker-configs ID OP...  kafka-configs --entity-type brokers --entity-name ID --alter
+ *                                (ID "" is --entity-default): describe the level's dynamic
+ *                                configs, check that deleted keys exist, incrementalAlterConfigs
  *   describe-configs TYPE NAME   TYPE: topic | broker
  *   add-partitions TOPIC TOTAL [ASSIGNMENT]
  *                                describeTopics + createPartitions(increaseTo(TOTAL[, ASSIGNMENT])); ASSIGNMENT
@@ -196,6 +201,7 @@ public final class TopicsTool {
                 case "list" -> list(steps, result);
                 case "describe" -> describe(args, steps, result);
                 case "alter-configs" -> alterConfigs(args, steps, result);
+                case "alter-broker-configs" -> alterBrokerConfigs(args, steps, result);
                 case "describe-configs" -> describeConfigs(args, steps, result);
                 case "add-partitions" -> addPartitions(args, steps, result);
                 case "delete" -> delete(args, steps, result);
@@ -423,15 +429,16 @@ public final class TopicsTool {
 
     private void describeConfigs(List<String> args, Steps steps, Map<String, Object> result) throws Exception {
         ConfigResource r = resource(args.get(0), args.get(1));
-        Map<ConfigResource, Config> cfgs = steps.run("describeConfigs", () -> get(admin.describeConfigs(List.of(r)).all()));
+        // kafka-configs --describe asks for synonyms.
+        Map<ConfigResource, Config> cfgs = steps.run("describeConfigs", () -> get(admin.describeConfigs(List.of(r),
+                new DescribeConfigsOptions().includeSynonyms(true)).all()));
         result.put("configs", configMap(cfgs.get(r)));
     }
 
-    private void alterConfigs(List<String> args, Steps steps, Map<String, Object> result) throws Exception {
-        String topic = args.get(0);
-        ConfigResource r = new ConfigResource(ConfigResource.Type.TOPIC, topic);
+    /** OP arguments (set:key=value, delete:key, ...) as Admin operations. */
+    private static List<AlterConfigOp> alterOps(List<String> specs) {
         List<AlterConfigOp> ops = new ArrayList<>();
-        for (String spec : args.subList(1, args.size())) {
+        for (String spec : specs) {
             int colon = spec.indexOf(':');
             String kind = spec.substring(0, colon);
             String kv = spec.substring(colon + 1);
@@ -447,12 +454,45 @@ public final class TopicsTool {
             };
             ops.add(new AlterConfigOp(new ConfigEntry(key, type == AlterConfigOp.OpType.DELETE ? null : value), type));
         }
+        return ops;
+    }
+
+    private void alterConfigs(List<String> args, Steps steps, Map<String, Object> result) throws Exception {
+        String topic = args.get(0);
+        ConfigResource r = new ConfigResource(ConfigResource.Type.TOPIC, topic);
+        List<AlterConfigOp> ops = alterOps(args.subList(1, args.size()));
         // ConfigCommand.alterConfig: describe the current configs first (existence check),
         // then incrementalAlterConfigs.
         steps.run("describeConfigs", () -> get(admin.describeConfigs(List.of(r)).all()));
         steps.run("incrementalAlterConfigs", () -> get(admin.incrementalAlterConfigs(Map.of(r, ops)).all()));
         Map<ConfigResource, Config> after = steps.run("describeConfigs", () -> get(admin.describeConfigs(List.of(r)).all()));
         result.put("configs", configMap(after.get(r)));
+    }
+
+    private void alterBrokerConfigs(List<String> args, Steps steps, Map<String, Object> result) throws Exception {
+        String id = args.get(0);
+        ConfigResource r = new ConfigResource(ConfigResource.Type.BROKER, id);
+        List<AlterConfigOp> ops = alterOps(args.subList(1, args.size()));
+        // ConfigCommand.getResourceConfig: the entries of the level being altered.
+        ConfigEntry.ConfigSource level = id.isEmpty()
+                ? ConfigEntry.ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG
+                : ConfigEntry.ConfigSource.DYNAMIC_BROKER_CONFIG;
+        Config before = steps.run("describeConfigs", () -> get(admin.describeConfigs(List.of(r),
+                new DescribeConfigsOptions().includeSynonyms(false)).all()).get(r));
+        Set<String> old = new HashSet<>();
+        for (ConfigEntry e : before.entries()) {
+            if (e.source() == level) old.add(e.name());
+        }
+        List<String> missing = ops.stream().filter(o -> o.opType() == AlterConfigOp.OpType.DELETE)
+                .map(o -> o.configEntry().name()).filter(k -> !old.contains(k)).toList();
+        if (!missing.isEmpty()) {
+            throw new org.apache.kafka.common.errors.InvalidConfigurationException("Invalid config(s): " + String.join(",", missing));
+        }
+        AlterConfigsOptions options = new AlterConfigsOptions().timeoutMs(30_000).validateOnly(false);
+        steps.run("incrementalAlterConfigs", () -> get(admin.incrementalAlterConfigs(Map.of(r, ops), options).all()));
+        Config after = steps.run("describeConfigs", () -> get(admin.describeConfigs(List.of(r),
+                new DescribeConfigsOptions().includeSynonyms(true)).all()).get(r));
+        result.put("configs", configMap(after));
     }
 
     // -- kafka-topics --alter --partitions ---------------------------------------------------

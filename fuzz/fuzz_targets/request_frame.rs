@@ -4,13 +4,12 @@
 //! answered or refused (the connection would be closed).
 #![no_main]
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use gregor::api::Api;
-use gregor::cluster::Node;
+use gregor::api::{Api, Origin};
+use gregor::cluster::{Endpoint, Node};
 use gregor::log::LogStore;
 use gregor::Config;
 use libfuzzer_sys::fuzz_target;
@@ -30,7 +29,7 @@ impl Harness {
         let mut config = Config::default();
         config.set("log.dirs", dir.path().to_str().expect("utf-8 path")).expect("valid");
         let log = Arc::new(LogStore::open(&config.data_dir).expect("store opens"));
-        let node = Node { id: 1, host: "127.0.0.1".into(), port: 9092 };
+        let node = Node { id: 1, endpoints: vec![Endpoint { listener: "PLAINTEXT".into(), host: "127.0.0.1".into(), port: 9092 }] };
         let api = Arc::new(Api::open(&config, node, log).expect("state opens"));
         Harness { api, runs: 0, _dir: dir }
     }
@@ -48,7 +47,7 @@ fuzz_target!(|data: &[u8]| {
     h.runs += 1;
     // Paused time: long polls and rebalance waits end at once instead of hanging the run.
     let runtime = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().expect("runtime");
-    let peer: SocketAddr = "127.0.0.1:40000".parse().expect("address");
+    let origin = Origin { peer: "127.0.0.1:40000".parse().expect("address"), listener: "PLAINTEXT".into() };
     let frame = Bytes::copy_from_slice(data);
-    let _ = runtime.block_on(async { tokio::time::timeout(Duration::from_secs(600), h.api.handle(frame, peer)).await });
+    let _ = runtime.block_on(async { tokio::time::timeout(Duration::from_secs(600), h.api.handle(frame, &origin, None)).await });
 });

@@ -94,8 +94,8 @@ fn create_result(version: i16, name: TopicName, result: Result<(Option<std::sync
                         .into_iter()
                         .map(|e| {
                             CreatableTopicConfigs::default()
-                                .with_name(StrBytes::from_static_str(e.name))
-                                .with_value(Some(StrBytes::from_string(e.value)))
+                                .with_name(StrBytes::from_string(e.name))
+                                .with_value(e.value.map(StrBytes::from_string))
                                 .with_config_source(e.source as i8)
                         })
                         .collect()

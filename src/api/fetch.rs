@@ -44,7 +44,7 @@ pub async fn handle(api: &Api, req: &Request, r: FetchRequest) -> FetchResponse 
         if timed_out || errors || nothing_asked || bytes >= r.min_bytes.max(0) as usize || wait.is_zero() {
             return FetchResponse::default().with_responses(responses);
         }
-        crate::server::request_parked();
+        req.parked();
         timed_out = tokio::time::timeout_at(deadline, appended.notified()).await.is_err();
     }
 }

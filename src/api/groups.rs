@@ -61,6 +61,7 @@ fn error_code(result: &Result<(), ResponseError>) -> i16 {
 
 pub fn find_coordinator(api: &Api, req: &Request, r: FindCoordinatorRequest) -> FindCoordinatorResponse {
     let node = api.cluster.node();
+    let endpoint = node.endpoint(&req.listener);
     // Gregor coordinates groups only; transactions have no coordinator yet.
     let error = (r.key_type != GROUP_KEY_TYPE).then_some(ResponseError::CoordinatorNotAvailable);
     let message = error.map(|_| s("only consumer groups are coordinated (key type 0)"));
@@ -72,7 +73,7 @@ pub fn find_coordinator(api: &Api, req: &Request, r: FindCoordinatorRequest) -> 
                 let c = Coordinator::default().with_key(key).with_error_code(error.map_or(0, |e| e.code())).with_error_message(message.clone());
                 match error {
                     Some(_) => c.with_node_id(BrokerId(-1)).with_port(-1),
-                    None => c.with_node_id(BrokerId(node.id)).with_host(s(node.host.clone())).with_port(node.port as i32),
+                    None => c.with_node_id(BrokerId(node.id)).with_host(s(endpoint.host.clone())).with_port(endpoint.port as i32),
                 }
             })
             .collect();
@@ -82,7 +83,7 @@ pub fn find_coordinator(api: &Api, req: &Request, r: FindCoordinatorRequest) -> 
     let response = if req.version >= 1 { response.with_error_message(message) } else { response };
     match error {
         Some(_) => response.with_node_id(BrokerId(-1)).with_port(-1),
-        None => response.with_node_id(BrokerId(node.id)).with_host(s(node.host.clone())).with_port(node.port as i32),
+        None => response.with_node_id(BrokerId(node.id)).with_host(s(endpoint.host.clone())).with_port(endpoint.port as i32),
     }
 }
 
@@ -103,7 +104,7 @@ pub async fn join_group(api: &Api, req: &Request, r: JoinGroupRequest) -> JoinGr
             require_known_member_id: version >= 4,
         };
         // The join may wait for the rest of the group.
-        crate::server::request_parked();
+        req.parked();
         api.groups.join(&r.group_id, join).await
     };
     let members = result
@@ -143,7 +144,7 @@ pub async fn sync_group(api: &Api, req: &Request, r: SyncGroupRequest) -> SyncGr
     };
     let member = (r.member_id.as_str(), r.group_instance_id.as_deref());
     // A follower's sync waits for the leader's.
-    crate::server::request_parked();
+    req.parked();
     let result = api.groups.sync(&r.group_id, member, r.generation_id, protocol, assignments).await;
     match result {
         Ok((protocol_type, protocol_name, assignment)) => {

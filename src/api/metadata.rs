@@ -24,10 +24,11 @@ const CLUSTER_OPERATIONS: i32 = 0b1_1111_1010_0000;
 
 pub async fn handle(api: &Api, req: &Request, r: MetadataRequest) -> MetadataResponse {
     let node = api.cluster.node();
+    let endpoint = node.endpoint(&req.listener);
     let broker = MetadataResponseBroker::default()
         .with_node_id(BrokerId(node.id))
-        .with_host(StrBytes::from_string(node.host.clone()))
-        .with_port(node.port as i32);
+        .with_host(StrBytes::from_string(endpoint.host.clone()))
+        .with_port(endpoint.port as i32);
     // Before v4 there is no allow flag and topics are always auto-created.
     let allow_create = req.version < 4 || r.allow_auto_topic_creation;
     let topic_ops = (req.version >= 8 && r.include_topic_authorized_operations).then_some(TOPIC_OPERATIONS);
@@ -92,10 +93,11 @@ fn describe_topic(t: &Topic, version: i16, node_id: i32, ops: Option<i32>) -> Me
 
 pub fn describe_cluster(api: &Api, req: &Request, r: DescribeClusterRequest) -> DescribeClusterResponse {
     let node = api.cluster.node();
+    let endpoint = node.endpoint(&req.listener);
     let broker = DescribeClusterBroker::default()
         .with_broker_id(BrokerId(node.id))
-        .with_host(StrBytes::from_string(node.host.clone()))
-        .with_port(node.port as i32);
+        .with_host(StrBytes::from_string(endpoint.host.clone()))
+        .with_port(endpoint.port as i32);
     let mut response = DescribeClusterResponse::default()
         .with_cluster_id(StrBytes::from_string(api.cluster.cluster_id().to_string()))
         .with_controller_id(BrokerId(node.id))

@@ -14,12 +14,13 @@ pub use produce::now_ms;
 mod versions;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{Decodable, Encodable};
+use tokio::sync::OwnedSemaphorePermit;
 
 use crate::cluster::{Cluster, Node};
 use crate::config::Config;
@@ -87,16 +88,35 @@ pub struct Api {
     pub groups: Arc<GroupCoordinator>,
 }
 
+/// Where requests come from: what a connection knows of its client.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    pub peer: SocketAddr,
+    /// The name of the listener the client connected to; answers carry that listener's address.
+    pub listener: Arc<str>,
+}
+
 /// The request currently being answered.
 pub struct Request {
     pub header: RequestHeader,
     pub version: i16,
     pub peer: SocketAddr,
+    pub listener: Arc<str>,
+    /// The request's place among those handled at once (queued.max.requests), until it
+    /// finishes or parks.
+    queue_slot: Mutex<Option<OwnedSemaphorePermit>>,
 }
 
 impl Request {
     pub fn client_id(&self) -> String {
         self.header.client_id.as_deref().map(|c| c.to_string()).unwrap_or_default()
+    }
+
+    /// Says the request now waits for an event (new data for a long poll, the rest of its
+    /// group): like a request in Kafka's purgatory, it gives its queue slot back, so parked
+    /// requests cannot keep the others from being handled.
+    pub fn parked(&self) {
+        self.queue_slot.lock().expect("queue slot lock").take();
     }
 }
 
@@ -114,9 +134,10 @@ impl Api {
         Ok(Api { config: config.clone(), log, cluster, groups })
     }
 
-    /// Answers one request frame (without its size prefix). `Ok(None)` means no response is
-    /// sent (Produce with acks=0); `Err` means the connection should be closed.
-    pub async fn handle(&self, mut frame: Bytes, peer: SocketAddr) -> Result<Option<BytesMut>, FrameError> {
+    /// Answers one request frame (without its size prefix). `queue_slot` is held while the
+    /// request is handled, and given back when it parks. `Ok(None)` means no response is sent
+    /// (Produce with acks=0); `Err` means the connection should be closed.
+    pub async fn handle(&self, mut frame: Bytes, origin: &Origin, queue_slot: Option<OwnedSemaphorePermit>) -> Result<Option<BytesMut>, FrameError> {
         if frame.len() < 8 {
             return Err(FrameError::TooShort(frame.len()));
         }
@@ -145,7 +166,7 @@ impl Api {
             tracing::debug!("{api:?} v{version}: ignoring {} bytes after the request", frame.remaining());
         }
         let correlation_id = header.correlation_id;
-        let req = Request { header, version, peer };
+        let req = Request { header, version, peer: origin.peer, listener: origin.listener.clone(), queue_slot: Mutex::new(queue_slot) };
         let response = match body {
             RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(versions::handle()),
             RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(self, &req, r).await),

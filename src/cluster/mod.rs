@@ -1,8 +1,10 @@
 //! Topics, partitions, their configs, and this node's identity.
 //!
-//! Topics persist in the `meta` column family under `t<name>`; counters under `c...`.
+//! Topics persist in the `meta` column family under `t<name>`; counters under `c...`;
+//! dynamic broker configs under `b/` (broker_config.rs).
 //! Creating or deleting a topic also creates or deletes its partitions' logs.
 
+mod broker_config;
 mod topic_config;
 
 use std::collections::BTreeMap;
@@ -13,9 +15,10 @@ use indexmap::IndexMap;
 use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
-use crate::config::{Config, ConfigSource};
+pub use crate::config::ConfigChange;
+use crate::config::{BrokerSettings, Config};
 use crate::log::{LogStore, Meta, PartitionId};
-pub use topic_config::{ConfigChange, TopicConfigs};
+pub use topic_config::TopicConfigs;
 
 /// Gregor has one replica per partition and never changes leaders, so the epoch stays 0.
 pub const LEADER_EPOCH: i32 = 0;
@@ -28,12 +31,34 @@ const CLUSTER_ID_KEY: &[u8] = b"c/cluster_id";
 const NEXT_PARTITION_KEY: &[u8] = b"c/next_partition_id";
 const NEXT_PRODUCER_KEY: &[u8] = b"c/next_producer_id";
 
-/// Where clients reach this node.
+/// Where clients reach this node: one advertised address per listener.
 #[derive(Debug, Clone)]
 pub struct Node {
     pub id: i32,
+    /// In `listeners` order; never empty.
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// The address clients that came in on `listener` are told to use.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub listener: String,
     pub host: String,
     pub port: u16,
+}
+
+impl Endpoint {
+    pub fn host_port(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+}
+
+impl Node {
+    /// The endpoint of `listener`, as Kafka answers a client with the address of the listener
+    /// it connected to; the first listener's for a name this node does not have.
+    pub fn endpoint(&self, listener: &str) -> &Endpoint {
+        self.endpoints.iter().find(|e| e.listener == listener).unwrap_or(&self.endpoints[0])
+    }
 }
 
 #[derive(Debug)]
@@ -58,7 +83,7 @@ impl Topic {
         text.into_bytes()
     }
 
-    fn decode(name: &str, bytes: &[u8], defaults: &TopicDefaults) -> Result<Topic> {
+    fn decode(name: &str, bytes: &[u8], settings: &Arc<BrokerSettings>) -> Result<Topic> {
         let text = std::str::from_utf8(bytes).context("topic record is not UTF-8")?;
         let (mut id, mut partitions, mut configs) = (None, Vec::new(), BTreeMap::new());
         for line in text.lines() {
@@ -79,35 +104,13 @@ impl Topic {
             name: name.to_string(),
             id: id.context("topic record has no id")?,
             partitions,
-            configs: TopicConfigs::new(configs, defaults.clone()),
+            configs: TopicConfigs::new(configs, settings.clone()),
         })
     }
 }
 
 fn join(ids: &[PartitionId]) -> String {
     ids.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(",")
-}
-
-/// Broker-wide defaults that topic configs fall back to.
-#[derive(Debug, Clone)]
-pub struct TopicDefaults {
-    pub num_partitions: i32,
-    pub retention_ms: i64,
-    pub retention_bytes: i64,
-    pub max_message_bytes: usize,
-    pub flush_messages: i64,
-    /// Broker keys set away from Kafka's defaults, so DescribeConfigs can name their source.
-    pub static_keys: Vec<&'static str>,
-}
-
-impl TopicDefaults {
-    fn source_of(&self, broker_key: &str) -> ConfigSource {
-        if self.static_keys.contains(&broker_key) {
-            ConfigSource::StaticBrokerConfig
-        } else {
-            ConfigSource::Default
-        }
-    }
 }
 
 /// What a new topic should look like.
@@ -124,7 +127,8 @@ pub struct NewTopic {
 pub struct Cluster {
     node: Node,
     cluster_id: String,
-    defaults: TopicDefaults,
+    /// The broker settings in effect, which topic configs fall back to.
+    settings: Arc<BrokerSettings>,
     pub auto_create_topics: bool,
     meta: Meta,
     log: Arc<LogStore>,
@@ -191,18 +195,11 @@ impl Cluster {
                 id
             }
         };
-        let defaults = TopicDefaults {
-            num_partitions: config.num_partitions,
-            retention_ms: config.retention_ms,
-            retention_bytes: config.retention_bytes,
-            max_message_bytes: config.message_max_bytes,
-            flush_messages: config.flush_messages,
-            static_keys: config.entries().into_iter().filter(|e| e.source == ConfigSource::StaticBrokerConfig).map(|e| e.name).collect(),
-        };
+        let settings = Arc::new(broker_config::load(config, &meta, node.id)?);
         let mut topics = IndexMap::new();
         for (key, value) in meta.scan(TOPIC_PREFIX)? {
             let name = String::from_utf8_lossy(&key[TOPIC_PREFIX.len()..]).to_string();
-            let topic = Topic::decode(&name, &value, &defaults).with_context(|| format!("topic {name}"))?;
+            let topic = Topic::decode(&name, &value, &settings).with_context(|| format!("topic {name}"))?;
             for &p in &topic.partitions {
                 log.load_partition(p)?;
             }
@@ -218,7 +215,7 @@ impl Cluster {
         Ok(Cluster {
             node,
             cluster_id,
-            defaults,
+            settings,
             auto_create_topics: config.auto_create_topics,
             meta,
             log,
@@ -250,7 +247,7 @@ impl Cluster {
     /// Checks a topic request without creating anything; returns the partition count.
     pub fn validate_new_topic(&self, new: &NewTopic) -> Result<(i32, TopicConfigs), (ResponseError, String)> {
         validate_topic_name(&new.name).map_err(|e| (e, format!("invalid topic name {:?}", new.name)))?;
-        let partitions = if new.num_partitions == -1 { self.defaults.num_partitions } else { new.num_partitions };
+        let partitions = if new.num_partitions == -1 { self.settings.current().num_partitions } else { new.num_partitions };
         if !(1..=MAX_PARTITIONS).contains(&partitions) {
             return Err((
                 ResponseError::InvalidPartitions,
@@ -263,7 +260,7 @@ impl Cluster {
                 format!("replication factor {} is larger than the 1 available broker", new.replication_factor),
             ));
         }
-        let configs = TopicConfigs::from_request(&new.configs, self.defaults.clone())
+        let configs = TopicConfigs::from_request(&new.configs, self.settings.clone())
             .map_err(|msg| (ResponseError::InvalidConfig, msg))?;
         if self.topic(&new.name).is_some() {
             return Err((ResponseError::TopicAlreadyExists, format!("topic {:?} already exists", new.name)));

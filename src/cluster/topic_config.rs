@@ -1,9 +1,9 @@
 //! Per-topic configs: the explicit ones a user set, over the broker defaults.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use super::TopicDefaults;
-use crate::config::{ConfigEntry, ConfigSource, ConfigType};
+use crate::config::{edit_list, BrokerSettings, ConfigChange, ConfigEntry, ConfigSource, ConfigType, Synonym};
 use crate::log::FlushPolicy;
 
 fn config_type(kind: Kind) -> ConfigType {
@@ -30,7 +30,8 @@ enum Kind {
 }
 
 /// A topic config Gregor accepts: how it is checked, its default (a fixed value, or the
-/// broker setting named as its synonym), and its documentation.
+/// broker setting named as its synonym, whose value comes from the broker's key table and
+/// dynamic configs), and its documentation.
 struct Def {
     name: &'static str,
     kind: Kind,
@@ -80,16 +81,8 @@ const KNOWN: &[Def] = &[
 #[derive(Debug, Clone)]
 pub struct TopicConfigs {
     explicit: BTreeMap<String, String>,
-    defaults: TopicDefaults,
-}
-
-/// One change to a topic's configs (IncrementalAlterConfigs' four operations).
-#[derive(Debug, Clone, PartialEq)]
-pub enum ConfigChange {
-    Set(String, String),
-    Delete(String),
-    Append(String, String),
-    Subtract(String, String),
+    /// Shared, not copied: a dynamic change of a broker default applies to the topic at once.
+    broker: Arc<BrokerSettings>,
 }
 
 fn check_known(key: &str) -> Result<Kind, String> {
@@ -113,19 +106,19 @@ fn check(key: &str, value: &str) -> Result<(), String> {
 }
 
 impl TopicConfigs {
-    pub fn new(explicit: BTreeMap<String, String>, defaults: TopicDefaults) -> TopicConfigs {
-        TopicConfigs { explicit, defaults }
+    pub fn new(explicit: BTreeMap<String, String>, broker: Arc<BrokerSettings>) -> TopicConfigs {
+        TopicConfigs { explicit, broker }
     }
 
     /// Validates configs from a CreateTopics request; a `None` value means "use the default".
-    pub fn from_request(pairs: &[(String, Option<String>)], defaults: TopicDefaults) -> Result<TopicConfigs, String> {
+    pub fn from_request(pairs: &[(String, Option<String>)], broker: Arc<BrokerSettings>) -> Result<TopicConfigs, String> {
         let mut explicit = BTreeMap::new();
         for (key, value) in pairs {
             let Some(value) = value else { continue };
             check(key, value)?;
             explicit.insert(key.clone(), value.trim().to_string());
         }
-        Ok(TopicConfigs { explicit, defaults })
+        Ok(TopicConfigs { explicit, broker })
     }
 
     /// Applies changes to the explicit configs, validating each value. With `replace_all`
@@ -148,36 +141,27 @@ impl TopicConfigs {
                     };
                     // Kafka appends to (or subtracts from) the value in effect, default included.
                     let current = explicit.get(key).cloned().unwrap_or_else(|| self.default_value(key));
-                    let mut items: Vec<String> = current.split(',').map(|w| w.trim().to_string()).filter(|w| !w.is_empty()).collect();
-                    for item in value.split(',').map(str::trim).filter(|w| !w.is_empty()) {
-                        let present = items.iter().any(|i| i == item);
-                        match change {
-                            ConfigChange::Append(..) if !present => items.push(item.to_string()),
-                            ConfigChange::Subtract(..) => items.retain(|i| i != item),
-                            _ => {}
+                    match edit_list(&current, value, matches!(change, ConfigChange::Append(..))) {
+                        Some(list) => {
+                            check(key, &list)?;
+                            explicit.insert(key.clone(), list);
                         }
-                    }
-                    if items.is_empty() {
-                        explicit.remove(key);
-                    } else {
-                        let joined = items.join(",");
-                        check(key, &joined)?;
-                        explicit.insert(key.clone(), joined);
+                        None => {
+                            explicit.remove(key);
+                        }
                     }
                 }
             }
         }
-        Ok(TopicConfigs { explicit, defaults: self.defaults.clone() })
+        Ok(TopicConfigs { explicit, broker: self.broker.clone() })
     }
 
     /// The value a config has when the topic does not set it.
     fn default_value(&self, key: &str) -> String {
-        match key {
-            "retention.ms" => self.defaults.retention_ms.to_string(),
-            "retention.bytes" => self.defaults.retention_bytes.to_string(),
-            "max.message.bytes" => self.defaults.max_message_bytes.to_string(),
-            "flush.messages" => self.defaults.flush_messages.to_string(),
-            _ => KNOWN.iter().find(|d| d.name == key).and_then(|d| d.default).unwrap_or_default().to_string(),
+        let def = KNOWN.iter().find(|d| d.name == key);
+        match def.and_then(|d| d.synonym) {
+            Some(broker_key) => self.broker.value(broker_key).unwrap_or_default(),
+            None => def.and_then(|d| d.default).unwrap_or_default().to_string(),
         }
     }
 
@@ -186,18 +170,27 @@ impl TopicConfigs {
         KNOWN
             .iter()
             .map(|d| {
-                let default = self.default_value(d.name);
                 let mut synonyms = Vec::new();
                 if let Some(v) = self.explicit.get(d.name) {
-                    synonyms.push((d.name, v.clone(), ConfigSource::TopicConfig));
+                    synonyms.push(Synonym::new(d.name, v, ConfigSource::TopicConfig));
                 }
-                if let Some(broker_key) = d.synonym {
-                    synonyms.push((broker_key, default.clone(), self.defaults.source_of(broker_key)));
-                } else {
-                    synonyms.push((d.name, default.clone(), ConfigSource::Default));
+                match d.synonym {
+                    Some(broker_key) => synonyms.extend(self.broker.synonyms(broker_key)),
+                    None => synonyms.push(Synonym::new(d.name, d.default.unwrap_or_default(), ConfigSource::Default)),
                 }
-                let (_, value, source) = synonyms[0].clone();
-                ConfigEntry { name: d.name, value, source, config_type: config_type(d.kind), doc: d.doc, synonyms }
+                let (value, source) = match synonyms.first() {
+                    Some(s) if s.source == ConfigSource::TopicConfig => (s.value.clone(), s.source),
+                    first => (self.default_value(d.name), first.map_or(ConfigSource::Default, |s| s.source)),
+                };
+                ConfigEntry {
+                    name: d.name.to_string(),
+                    value: Some(value),
+                    source,
+                    config_type: config_type(d.kind),
+                    doc: Some(d.doc),
+                    read_only: false,
+                    synonyms,
+                }
             })
             .collect()
     }
@@ -214,7 +207,7 @@ impl TopicConfigs {
     /// -1 when time retention is off, including for compact-only topics.
     pub fn retention_ms(&self) -> i64 {
         if self.deletes() {
-            self.long("retention.ms", self.defaults.retention_ms)
+            self.long("retention.ms", self.broker.current().retention_ms)
         } else {
             -1
         }
@@ -222,7 +215,7 @@ impl TopicConfigs {
 
     pub fn retention_bytes(&self) -> i64 {
         if self.deletes() {
-            self.long("retention.bytes", self.defaults.retention_bytes)
+            self.long("retention.bytes", self.broker.current().retention_bytes)
         } else {
             -1
         }
@@ -233,12 +226,12 @@ impl TopicConfigs {
     }
 
     pub fn max_message_bytes(&self) -> usize {
-        self.long("max.message.bytes", self.defaults.max_message_bytes as i64).max(0) as usize
+        self.long("max.message.bytes", self.broker.current().message_max_bytes as i64).max(0) as usize
     }
 
     /// When appends must reach the disk (`flush.messages`, `flush.ms`).
     pub fn flush_policy(&self) -> FlushPolicy {
-        FlushPolicy { messages: self.long("flush.messages", self.defaults.flush_messages), ms: self.long("flush.ms", i64::MAX) }
+        FlushPolicy { messages: self.long("flush.messages", self.broker.current().flush_messages), ms: self.long("flush.ms", i64::MAX) }
     }
 
     pub fn log_append_time(&self) -> bool {
@@ -250,8 +243,10 @@ impl TopicConfigs {
 mod tests {
     use super::*;
 
-    fn defaults() -> TopicDefaults {
-        TopicDefaults { num_partitions: 1, retention_ms: 1000, retention_bytes: -1, max_message_bytes: 100, flush_messages: i64::MAX, static_keys: vec![] }
+    fn defaults() -> Arc<BrokerSettings> {
+        let mut config = crate::config::Config::default();
+        config.set_all([("log.retention.ms", "1000"), ("message.max.bytes", "100")]).unwrap();
+        Arc::new(BrokerSettings::new(&config, Default::default(), Default::default()))
     }
 
     fn pairs(items: &[(&str, &str)]) -> Vec<(String, Option<String>)> {
@@ -274,5 +269,18 @@ mod tests {
         assert!(TopicConfigs::from_request(&pairs(&[("retention.ms", "-5")]), defaults()).is_err());
         assert!(TopicConfigs::from_request(&pairs(&[("message.timestamp.type", "Now")]), defaults()).is_err());
         assert!(TopicConfigs::from_request(&pairs(&[("min.cleanable.dirty.ratio", "0.5")]), defaults()).is_ok());
+    }
+
+    #[test]
+    fn broker_defaults_come_from_the_broker_table() {
+        for d in KNOWN {
+            if let Some(broker_key) = d.synonym {
+                assert!(crate::config::find(broker_key).is_some(), "{} falls back to {broker_key}, which the broker table must have", d.name);
+            }
+        }
+        let c = TopicConfigs::from_request(&[], defaults()).unwrap();
+        let retention = c.describe().into_iter().find(|e| e.name == "retention.ms").unwrap();
+        assert_eq!((retention.value.as_deref(), retention.source), (Some("1000"), ConfigSource::StaticBrokerConfig));
+        assert_eq!(retention.synonyms.len(), 2, "the static log.retention.ms, then its default");
     }
 }

@@ -4,30 +4,53 @@
 //! pipelined requests wait in the frame buffer or in the socket, which is the backpressure
 //! on a client that sends without reading.
 
-use std::cell::RefCell;
-use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use super::frame::{FrameReader, ReadError};
-use super::{Limits, REQUEST_SLOT};
-use crate::api::Api;
+use super::Limits;
+use crate::api::{Api, Origin};
 
 pub struct Connection {
     pub stream: TcpStream,
-    pub peer: SocketAddr,
+    pub origin: Origin,
     pub api: Arc<Api>,
     pub limits: Arc<Limits>,
     pub shutdown: watch::Receiver<bool>,
 }
 
+#[derive(Debug, thiserror::Error)]
+enum WriteError {
+    #[error("the client took no response bytes for {0:?} (connections.max.idle.ms)")]
+    Stalled(Duration),
+    #[error("cannot write response: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Writes one response. Only progress counts: a slow reader that keeps taking bytes is served
+/// to the end, one that takes none for `idle` is given up on, as Kafka closes a connection
+/// idle for connections.max.idle.ms whatever it has left to send.
+async fn write_response(write: &mut OwnedWriteHalf, mut response: &[u8], idle: Duration) -> Result<(), WriteError> {
+    while !response.is_empty() {
+        match tokio::time::timeout(idle, write.write(response)).await {
+            Err(_) => return Err(WriteError::Stalled(idle)),
+            Ok(Ok(0)) => return Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into()),
+            Ok(Ok(n)) => response = &response[n..],
+            Ok(Err(e)) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
 impl Connection {
     pub async fn run(mut self) {
         let _ = self.stream.set_nodelay(true);
-        let peer = self.peer;
+        let peer = self.origin.peer;
         let (mut read, mut write) = self.stream.into_split();
         let mut frames = FrameReader::default();
         loop {
@@ -62,14 +85,25 @@ impl Connection {
             };
             // A request parked in a long poll or a rebalance must not hold up shutdown.
             let handled = tokio::select! {
-                handled = REQUEST_SLOT.scope(RefCell::new(Some(slot)), self.api.handle(frame, peer)) => handled,
+                handled = self.api.handle(frame, &self.origin, Some(slot)) => handled,
                 _ = self.shutdown.changed() => break,
             };
             match handled {
                 Ok(Some(response)) => {
-                    if let Err(e) = write.write_all(&response).await {
-                        tracing::debug!(%peer, "cannot write response: {e}");
-                        break;
+                    let written = tokio::select! {
+                        written = write_response(&mut write, &response, self.limits.idle_timeout) => written,
+                        _ = self.shutdown.changed() => break,
+                    };
+                    match written {
+                        Ok(()) => {}
+                        Err(e @ WriteError::Stalled(_)) => {
+                            tracing::info!(%peer, "closing connection: {e}");
+                            break;
+                        }
+                        Err(e) => {
+                            tracing::debug!(%peer, "{e}");
+                            break;
+                        }
                     }
                 }
                 Ok(None) => {}

@@ -3,7 +3,6 @@
 mod connection;
 mod frame;
 
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -13,45 +12,31 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
-use crate::api::Api;
-use crate::config::Config;
+use crate::api::{Api, Origin};
+use crate::config::BrokerSettings;
 
 /// Per-connection and per-broker limits, from Kafka's config keys.
 pub struct Limits {
     /// socket.request.max.bytes
     pub max_request_bytes: usize,
-    /// connections.max.idle.ms
+    /// connections.max.idle.ms, for requests that do not arrive and responses not taken.
     pub idle_timeout: Duration,
-    /// max.connections
-    pub max_connections: usize,
-    /// max.connections.per.ip
-    pub max_connections_per_ip: usize,
+    /// Read for max.connections and max.connections.per.ip, which may change at run time.
+    settings: Arc<BrokerSettings>,
     open: Mutex<(usize, HashMap<IpAddr, usize>)>,
     /// queued.max.requests: a request holds one while it is handled.
     request_slots: Arc<Semaphore>,
 }
 
-tokio::task_local! {
-    /// The queue slot of the request this task is handling, until it finishes or parks.
-    static REQUEST_SLOT: RefCell<Option<OwnedSemaphorePermit>>;
-}
-
-/// Says the current request now waits for an event (new data for a long poll, the rest of its
-/// group): like a request in Kafka's purgatory, it stops counting against queued.max.requests,
-/// so parked requests cannot keep the others from being handled.
-pub fn request_parked() {
-    let _ = REQUEST_SLOT.try_with(|slot| slot.borrow_mut().take());
-}
-
 impl Limits {
-    pub fn new(config: &Config) -> Limits {
+    pub fn new(settings: Arc<BrokerSettings>) -> Limits {
+        let config = settings.current();
         Limits {
             max_request_bytes: config.socket_request_max_bytes,
             idle_timeout: Duration::from_millis(config.connections_max_idle_ms),
-            max_connections: config.max_connections,
-            max_connections_per_ip: config.max_connections_per_ip,
             open: Mutex::new((0, HashMap::new())),
             request_slots: Arc::new(Semaphore::new(config.queued_max_requests.min(Semaphore::MAX_PERMITS))),
+            settings,
         }
     }
 
@@ -62,12 +47,13 @@ impl Limits {
 
     /// Counts a new connection, or says which limit it would break.
     fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<OpenConnection, &'static str> {
+        let config = self.settings.current();
         let mut open = self.open.lock().expect("limits lock");
         let per_ip = open.1.get(&ip).copied().unwrap_or(0);
-        if open.0 >= self.max_connections {
+        if open.0 >= config.max_connections {
             return Err("max.connections");
         }
-        if per_ip >= self.max_connections_per_ip {
+        if per_ip >= config.max_connections_per_ip {
             return Err("max.connections.per.ip");
         }
         open.0 += 1;
@@ -95,16 +81,17 @@ impl Drop for OpenConnection {
     }
 }
 
-/// Accepts connections until `shutdown` turns true, then waits for the open connections to
-/// finish the request they are on.
-pub async fn serve(listener: TcpListener, api: Arc<Api>, limits: Arc<Limits>, mut shutdown: watch::Receiver<bool>) {
+/// Accepts connections on the listener called `name` until `shutdown` turns true, then waits
+/// for the open connections to finish the request they are on.
+pub async fn serve(listener: TcpListener, name: Arc<str>, api: Arc<Api>, limits: Arc<Limits>, mut shutdown: watch::Receiver<bool>) {
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => match limits.admit(peer.ip()) {
                     Ok(counted) => {
-                        let conn = connection::Connection { stream, peer, api: api.clone(), limits: limits.clone(), shutdown: shutdown.clone() };
+                        let origin = Origin { peer, listener: name.clone() };
+                        let conn = connection::Connection { stream, origin, api: api.clone(), limits: limits.clone(), shutdown: shutdown.clone() };
                         connections.spawn(async move {
                             conn.run().await;
                             drop(counted);

@@ -62,13 +62,15 @@ impl KafkaView {
     pub fn new(cluster: &Cluster) -> KafkaView {
         let node = cluster.node();
         let now = crate::api::now_ms();
+        let endpoints: Vec<String> = node.endpoints.iter().map(|e| format!("{}://{}", e.listener, e.host_port())).collect();
+        let protocols: Map<String, Value> = node.endpoints.iter().map(|e| (e.listener.clone(), json!("PLAINTEXT"))).collect();
         let broker = json!({
-            "listener_security_protocol_map": {"PLAINTEXT": "PLAINTEXT"},
-            "endpoints": [format!("PLAINTEXT://{}:{}", node.host, node.port)],
+            "listener_security_protocol_map": protocols,
+            "endpoints": endpoints,
             "jmx_port": -1,
-            "host": node.host,
+            "host": node.endpoints[0].host,
             "timestamp": now.to_string(),
-            "port": node.port,
+            "port": node.endpoints[0].port,
             "version": 4,
         })
         .to_string();

@@ -40,7 +40,11 @@ pub struct Client {
 
 impl Client {
     pub async fn connect(broker: &BrokerHandle) -> Client {
-        let stream = TcpStream::connect(broker.local_addr()).await.expect("connect");
+        Client::connect_to(broker.local_addr()).await
+    }
+
+    pub async fn connect_to(addr: std::net::SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).await.expect("connect");
         Client { stream, next_correlation: 1 }
     }
 

@@ -1,0 +1,222 @@
+//! The one table of broker settings. The command-line flags and `GREGOR_*` variables, the
+//! `server.properties` parser, DescribeConfigs and AlterConfigs on the broker, and README's
+//! configuration table are all derived from [`KEYS`]; a new setting is one row here plus the
+//! `Config` field it fills.
+
+use super::{listeners, Config, ConfigType};
+
+/// Whether a setting may change while the broker runs, in Kafka's classification
+/// (`DynamicBrokerConfig.AllDynamicConfigs` and its per-broker subset).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Update {
+    /// Set by the file, the environment or a flag; DescribeConfigs reports it read-only.
+    ReadOnly,
+    /// Dynamic for one broker (resource name = node id) or as the cluster-wide default (empty name).
+    ClusterWide,
+    /// Dynamic for one broker only.
+    PerBroker,
+}
+
+impl Update {
+    /// As Kafka's documentation names the update mode.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Update::ReadOnly => "read-only",
+            Update::ClusterWide => "cluster-wide",
+            Update::PerBroker => "per-broker",
+        }
+    }
+}
+
+/// Another name for a setting, and the factor that turns its values into the setting's unit.
+#[derive(Debug, Clone, Copy)]
+pub struct Alias {
+    pub name: &'static str,
+    pub factor: i64,
+}
+
+/// One broker setting.
+pub struct Key {
+    /// Kafka's name; also the flag (`--log-retention-ms`) and variable (`GREGOR_LOG_RETENTION_MS`).
+    pub name: &'static str,
+    /// Older or coarser names, in Kafka's precedence after `name` (set in the file only).
+    pub synonyms: &'static [Alias],
+    pub config_type: ConfigType,
+    /// Smallest accepted number, for INT and LONG settings.
+    pub min: Option<i64>,
+    /// `None`: unset unless configured (DescribeConfigs reports a null value).
+    pub default: Option<&'static str>,
+    /// What the default means, for README when the raw value says little.
+    pub default_note: Option<&'static str>,
+    pub update: Update,
+    /// Why Gregor needs a restart for a setting Kafka changes at run time; such changes are
+    /// refused rather than accepted and ignored.
+    pub restart: Option<&'static str>,
+    pub doc: &'static str,
+    /// Stores a value, already checked against `config_type` and `min`, in its `Config` field.
+    apply: fn(&mut Config, &str) -> Result<(), String>,
+}
+
+impl Key {
+    const fn new(name: &'static str, config_type: ConfigType, default: Option<&'static str>, doc: &'static str, apply: fn(&mut Config, &str) -> Result<(), String>) -> Key {
+        Key { name, synonyms: &[], config_type, min: None, default, default_note: None, update: Update::ReadOnly, restart: None, doc, apply }
+    }
+
+    const fn min(mut self, min: i64) -> Key {
+        self.min = Some(min);
+        self
+    }
+
+    const fn synonyms(mut self, synonyms: &'static [Alias]) -> Key {
+        self.synonyms = synonyms;
+        self
+    }
+
+    const fn note(mut self, note: &'static str) -> Key {
+        self.default_note = Some(note);
+        self
+    }
+
+    const fn dynamic(mut self, update: Update) -> Key {
+        self.update = update;
+        self
+    }
+
+    const fn restart(mut self, why: &'static str) -> Key {
+        self.restart = Some(why);
+        self
+    }
+
+    /// Every name of the setting, in precedence order.
+    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        std::iter::once(self.name).chain(self.synonyms.iter().map(|s| s.name))
+    }
+
+    pub fn flag(&self) -> String {
+        self.name.replace('.', "-")
+    }
+
+    pub fn env(&self) -> String {
+        format!("GREGOR_{}", self.name.replace('.', "_").to_ascii_uppercase())
+    }
+
+    /// Gregor applies run-time changes of this setting.
+    pub fn is_live(&self) -> bool {
+        self.update != Update::ReadOnly && self.restart.is_none()
+    }
+
+    /// Checks `value` given under `name` (this key or a synonym) and returns it in this key's unit.
+    pub fn normalize(&self, name: &str, value: &str) -> Result<String, String> {
+        let value = value.trim();
+        let bad = |why: String| format!("invalid value {value:?} for {name}: {why}");
+        let factor = self.synonyms.iter().find(|s| s.name == name).map_or(1, |s| s.factor);
+        match self.config_type {
+            ConfigType::Int | ConfigType::Long => {
+                let (low, high) = if self.config_type == ConfigType::Int && factor == 1 { (i32::MIN as i64, i32::MAX as i64) } else { (i64::MIN, i64::MAX) };
+                let n: i64 = value.parse().ok().filter(|n| (low..=high).contains(n)).ok_or_else(|| bad("not a whole number in range".into()))?;
+                // Kafka reads a negative time in coarser units as "unlimited" (-1).
+                let n = if factor == 1 { n } else if n < 0 { -1 } else { n.checked_mul(factor).ok_or_else(|| bad("too large".into()))? };
+                match self.min {
+                    Some(min) if n < min => Err(bad(format!("must be at least {min}"))),
+                    _ => Ok(n.to_string()),
+                }
+            }
+            ConfigType::Boolean => match value.to_ascii_lowercase().as_str() {
+                b @ ("true" | "false") => Ok(b.to_string()),
+                _ => Err(bad("must be true or false".into())),
+            },
+            _ => Ok(value.to_string()),
+        }
+    }
+
+    /// Stores a value (already normalized) in `config`.
+    pub(super) fn apply(&self, config: &mut Config, value: &str) -> Result<(), String> {
+        (self.apply)(config, value).map_err(|why| format!("invalid value {value:?} for {}: {why}", self.name))
+    }
+}
+
+/// The setting called `name`, by its own name or a synonym.
+pub fn find(name: &str) -> Option<&'static Key> {
+    KEYS.iter().find(|k| k.names().any(|n| n == name))
+}
+
+/// Writes a parsed value into one `Config` field; `normalize` has checked it already.
+macro_rules! field {
+    ($field:ident) => {
+        |c: &mut Config, v: &str| {
+            c.$field = v.parse().map_err(|_| "not a valid number".to_string())?;
+            Ok(())
+        }
+    };
+}
+
+const REBIND: &str = "Gregor cannot rebind or re-advertise a listener while it runs";
+
+/// Every broker setting, in README order.
+pub const KEYS: &[Key] = &[
+    Key::new("listeners", ConfigType::String, Some("PLAINTEXT://127.0.0.1:9092"),
+        "Comma-separated NAME://host:port addresses to bind, one per listener; each name must map to PLAINTEXT in listener.security.protocol.map. An empty host binds all interfaces.",
+        |c, v| listeners::parse_endpoints(v).map(|e| c.bind = e))
+        .dynamic(Update::PerBroker).restart(REBIND),
+    Key::new("advertised.listeners", ConfigType::String, None,
+        "NAME://host:port per listener: what Metadata, FindCoordinator and DescribeCluster tell clients that came in on that listener.",
+        |c, v| listeners::parse_endpoints(v).map(|e| c.advertise = e))
+        .note("each listener's bound address").dynamic(Update::PerBroker).restart(REBIND),
+    Key::new("listener.security.protocol.map", ConfigType::String, Some(listeners::DEFAULT_PROTOCOL_MAP),
+        "NAME:PROTOCOL pairs giving each listener's security protocol; only PLAINTEXT is served so far.",
+        |c, v| listeners::parse_protocol_map(v).map(|m| c.protocols = m))
+        .dynamic(Update::PerBroker).restart(REBIND),
+    Key::new("log.dirs", ConfigType::String, Some("./data"),
+        "Data directory holding the RocksDB store (the first one, if several are listed).",
+        |c, v| v.split(',').next().map(str::trim).filter(|d| !d.is_empty()).map(|dir| c.data_dir = dir.into()).ok_or_else(|| "empty".into()))
+        .synonyms(&[Alias { name: "log.dir", factor: 1 }]),
+    Key::new("node.id", ConfigType::Int, Some("1"), "This broker's id.", field!(node_id))
+        .synonyms(&[Alias { name: "broker.id", factor: 1 }]),
+    Key::new("num.partitions", ConfigType::Int, Some("1"), "Partitions of auto-created topics.", field!(num_partitions)).min(1),
+    Key::new("auto.create.topics.enable", ConfigType::Boolean, Some("true"),
+        "Create unknown topics when a Metadata request allows it.", field!(auto_create_topics)),
+    Key::new("message.max.bytes", ConfigType::Int, Some("1048588"),
+        "Largest record batch accepted (topic override: max.message.bytes).", field!(message_max_bytes))
+        .min(0).dynamic(Update::ClusterWide),
+    Key::new("socket.request.max.bytes", ConfigType::Int, Some("104857600"),
+        "Largest request; a bigger one closes the connection.", field!(socket_request_max_bytes)).min(1),
+    Key::new("log.retention.ms", ConfigType::Long, Some("604800000"),
+        "Delete batches older than this; -1 keeps them (topic override: retention.ms).", field!(retention_ms))
+        .synonyms(&[Alias { name: "log.retention.minutes", factor: 60_000 }, Alias { name: "log.retention.hours", factor: 3_600_000 }])
+        .min(-1).note("7 days").dynamic(Update::ClusterWide),
+    Key::new("log.retention.bytes", ConfigType::Long, Some("-1"),
+        "Per-partition size cap; -1 is none (topic override: retention.bytes).", field!(retention_bytes))
+        .dynamic(Update::ClusterWide),
+    Key::new("log.retention.check.interval.ms", ConfigType::Long, Some("300000"),
+        "How often retention runs.", field!(retention_check_interval_ms)).min(1),
+    Key::new("log.flush.interval.messages", ConfigType::Long, Some("9223372036854775807"),
+        "1: every append is synced to disk before it is acknowledged (group commit: one sync serves all concurrent producers; topic override: flush.messages).",
+        field!(flush_messages))
+        .min(1).note("never").dynamic(Update::ClusterWide),
+    Key::new("connections.max.idle.ms", ConfigType::Long, Some("600000"),
+        "Close a connection that sends no complete request, or takes no response bytes, for this long (also stops clients that trickle bytes).",
+        field!(connections_max_idle_ms)).min(0),
+    Key::new("max.connections", ConfigType::Int, Some("2147483647"), "Most client connections at once.", field!(max_connections))
+        .min(0).note("unlimited").dynamic(Update::ClusterWide),
+    Key::new("max.connections.per.ip", ConfigType::Int, Some("2147483647"), "Most connections from one address.", field!(max_connections_per_ip))
+        .min(0).note("unlimited").dynamic(Update::ClusterWide),
+    Key::new("queued.max.requests", ConfigType::Int, Some("500"),
+        "Most requests handled at once across the broker; the next request of each further connection waits, read but not handled. Fetch long polls and JoinGroup/SyncGroup waits do not count, as in Kafka's purgatory.",
+        field!(queued_max_requests)).min(1),
+    Key::new("group.initial.rebalance.delay.ms", ConfigType::Int, Some("0"),
+        "How long a new group waits for more members before its first assignment.", field!(group_initial_rebalance_delay_ms)).min(0),
+    Key::new("group.min.session.timeout.ms", ConfigType::Int, Some("6000"),
+        "Shortest consumer session timeout accepted.", field!(group_min_session_timeout_ms)).min(0),
+    Key::new("group.max.session.timeout.ms", ConfigType::Int, Some("1800000"),
+        "Longest consumer session timeout accepted.", field!(group_max_session_timeout_ms)).min(0),
+    Key::new("offset.metadata.max.bytes", ConfigType::Int, Some("4096"),
+        "Largest metadata string on a committed offset.", field!(offset_metadata_max_bytes)).min(0),
+    Key::new("rocksdb.memtable.bytes", ConfigType::Long, Some("67108864"),
+        "Memory budget for RocksDB's memtables (writes are flushed to disk when they fill it).", field!(memtable_bytes)).min(0),
+    Key::new("rocksdb.block.cache.bytes", ConfigType::Long, Some("16777216"),
+        "Memory budget for RocksDB's cache: index blocks and batches read back for fetches.", field!(block_cache_bytes)).min(0),
+    Key::new("zookeeper.listener", ConfigType::String, None,
+        "Also serve the ZooKeeper protocol here, e.g. 127.0.0.1:2181, for tools that manage Kafka 2.x through ZooKeeper; empty turns it off.",
+        |c, v| listeners::parse_zookeeper(v).map(|z| c.zookeeper_listener = z))
+        .note("off"),
+];
