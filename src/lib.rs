@@ -84,7 +84,10 @@ impl Broker {
         }
         tasks.push(tokio::spawn(groups.run_timers(shutdown_rx.clone())));
         tasks.push(tokio::spawn(recovery_loop(api_log, shutdown_rx.clone())));
-        tasks.push(tokio::spawn(retention_loop(cluster, config.retention_check_interval_ms, shutdown_rx)));
+        tasks.push(tokio::spawn(retention_loop(cluster.clone(), config.retention_check_interval_ms, shutdown_rx.clone())));
+        if config.cleaner_enable {
+            tasks.push(tokio::spawn(cleaner_loop(cluster, shutdown_rx)));
+        }
         tracing::info!("Gregor listening on {}, advertised as {}:{}, data in {}", listeners[0].1, advertised.0, advertised.1, config.data_dir.display());
         Ok(BrokerHandle { listeners, advertised, zookeeper_addr, shutdown, tasks })
     }
@@ -151,5 +154,21 @@ async fn retention_loop(cluster: Arc<Cluster>, interval_ms: u64, mut shutdown: w
             _ = shutdown.changed() => return,
         }
         cluster.apply_retention(api::now_ms()).await;
+    }
+}
+
+/// The log cleaner: compacts the partitions of compacted topics that are due, and sleeps
+/// `log.cleaner.backoff.ms` whenever none was.
+async fn cleaner_loop(cluster: Arc<Cluster>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let cleaned = tokio::select! {
+            cleaned = cluster.clean(api::now_ms()) => cleaned,
+            _ = shutdown.changed() => return,
+        };
+        let backoff = if cleaned > 0 { Duration::ZERO } else { Duration::from_millis(cluster.settings().current().cleaner_backoff_ms) };
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = shutdown.changed() => return,
+        }
     }
 }

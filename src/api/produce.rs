@@ -6,13 +6,14 @@ use kafka_protocol::messages::init_producer_id_request::InitProducerIdRequest;
 use kafka_protocol::messages::init_producer_id_response::InitProducerIdResponse;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, ProduceRequest};
 use futures_util::future::join_all;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, ProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{BatchIndexAndErrorMessage, PartitionProduceResponse, ProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::ProducerId;
+use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::{Api, Request};
 use crate::cluster::{partition_id, Topic, LEADER_EPOCH};
-use crate::log::AppendOptions;
+use crate::log::{AppendError, AppendOptions};
 
 pub fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
@@ -28,8 +29,8 @@ pub async fn handle(api: &Api, req: &Request, r: ProduceRequest) -> Option<Produ
         let partitions = join_all(topic_data.partition_data.iter().map(|p| {
             let topic = topic.as_deref();
             async move {
-                let result = if acks_valid { append(api, topic, p, now).await } else { Err(ResponseError::InvalidRequiredAcks) };
-                partition_response(req.version, p.index, result)
+                let result = if acks_valid { append(api, topic, p, now).await } else { Err(ResponseError::InvalidRequiredAcks.into()) };
+                partition_response(req.version, &topic_data.name, p.index, result)
             }
         }))
         .await;
@@ -42,7 +43,7 @@ pub async fn handle(api: &Api, req: &Request, r: ProduceRequest) -> Option<Produ
 /// (base offset, log append time or -1, log start offset)
 type Appended = (i64, i64, i64);
 
-async fn append(api: &Api, topic: Option<&Topic>, p: &PartitionProduceData, now: i64) -> Result<Appended, ResponseError> {
+async fn append(api: &Api, topic: Option<&Topic>, p: &PartitionProduceData, now: i64) -> Result<Appended, AppendError> {
     let topic = topic.ok_or(ResponseError::UnknownTopicOrPartition)?;
     let partition = partition_id(Some(topic), p.index)?;
     let records = p.records.as_ref().ok_or(ResponseError::CorruptMessage)?;
@@ -52,6 +53,7 @@ async fn append(api: &Api, topic: Option<&Topic>, p: &PartitionProduceData, now:
         leader_epoch: LEADER_EPOCH,
         log_append_time,
         flush: topic.configs.flush_policy(),
+        require_keys: topic.configs.compaction().is_some(),
     };
     let appended = api.log.append(partition, records, opts).await.inspect_err(|e| {
         tracing::debug!(topic = %topic.name, partition = p.index, "produce refused: {e:?}");
@@ -59,7 +61,7 @@ async fn append(api: &Api, topic: Option<&Topic>, p: &PartitionProduceData, now:
     Ok((appended.base_offset, log_append_time.unwrap_or(-1), appended.log_start))
 }
 
-fn partition_response(version: i16, index: i32, result: Result<Appended, ResponseError>) -> PartitionProduceResponse {
+fn partition_response(version: i16, topic: &str, index: i32, result: Result<Appended, AppendError>) -> PartitionProduceResponse {
     let response = PartitionProduceResponse::default().with_index(index);
     match result {
         Ok((base_offset, append_time, log_start)) => {
@@ -70,7 +72,20 @@ fn partition_response(version: i16, index: i32, result: Result<Appended, Respons
                 response
             }
         }
-        Err(e) => response.with_error_code(e.code()).with_base_offset(-1),
+        Err(AppendError::Refused(e)) => response.with_error_code(e.code()).with_base_offset(-1),
+        // KIP-467: which records were refused, and why, as Kafka words it.
+        Err(AppendError::MissingKeys(indexes)) => {
+            let response = response.with_error_code(ResponseError::InvalidRecord.code()).with_base_offset(-1);
+            if version < 8 {
+                return response;
+            }
+            let message = format!("Compacted topic cannot accept message without key in topic partition {topic}-{index}.");
+            let record_errors = indexes
+                .into_iter()
+                .map(|i| BatchIndexAndErrorMessage::default().with_batch_index(i).with_batch_index_error_message(Some(StrBytes::from_string(message.clone()))))
+                .collect();
+            response.with_record_errors(record_errors).with_error_message(Some(StrBytes::from_string(message)))
+        }
     }
 }
 

@@ -47,8 +47,21 @@ pub struct Config {
     /// Default topic retention; -1 keeps data forever.
     pub retention_ms: i64,
     pub retention_bytes: i64,
-    /// 1 makes every append durable before it is acknowledged (`log.flush.interval.messages`).
+    /// Sync every this many records of a partition (`log.flush.interval.messages`).
     pub flush_messages: i64,
+    /// Sync within this many milliseconds of a write (`log.flush.interval.ms`).
+    pub flush_ms: i64,
+    /// Default `cleanup.policy` of topics: `delete`, `compact` or both.
+    pub cleanup_policy: String,
+    /// The log cleaner (`log.cleaner.*`): compaction of `cleanup.policy=compact` topics.
+    pub cleaner_enable: bool,
+    pub cleaner_backoff_ms: u64,
+    pub cleaner_min_compaction_lag_ms: i64,
+    pub cleaner_max_compaction_lag_ms: i64,
+    pub cleaner_min_cleanable_ratio: f64,
+    pub cleaner_delete_retention_ms: i64,
+    pub cleaner_io_max_bytes_per_second: f64,
+    pub cleaner_dedupe_buffer_size: u64,
     /// How often retention runs (`log.retention.check.interval.ms`).
     pub retention_check_interval_ms: u64,
     /// How long a new group waits for more members before its first rebalance completes.
@@ -202,6 +215,16 @@ impl Config {
             retention_ms: 0,
             retention_bytes: 0,
             flush_messages: 0,
+            flush_ms: 0,
+            cleanup_policy: String::new(),
+            cleaner_enable: false,
+            cleaner_backoff_ms: 0,
+            cleaner_min_compaction_lag_ms: 0,
+            cleaner_max_compaction_lag_ms: 0,
+            cleaner_min_cleanable_ratio: 0.0,
+            cleaner_delete_retention_ms: 0,
+            cleaner_io_max_bytes_per_second: 0.0,
+            cleaner_dedupe_buffer_size: 0,
             retention_check_interval_ms: 0,
             group_initial_rebalance_delay_ms: 0,
             group_min_session_timeout_ms: 0,
