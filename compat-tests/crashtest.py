@@ -12,16 +12,30 @@ What runs, each in its own process (``crashtest.py worker <json>``, JSON lines o
   confluent-kafka non-idempotent. A record's value is ``<instance>|<seq>|<filler>``; the
   filler is derived from (instance, seq), so a record is self-checking. A record counts as
   acknowledged only when its future / delivery callback reported success (with its offset).
-* two group consumers (kafka-python, confluent-kafka; one group each) that consume every
-  topic, report what they saw (offset ranges with a digest of the values) and commit
+* two idempotent producers with acks=all (kafka-python gzip, confluent-kafka zstd) writing
+  keyed records to a compacted topic (2 partitions, 300 keys each, about one record in 8 a
+  tombstone; an "id" header names instance and sequence, from which key and value follow).
+  The broker's cleaner runs back to back on it (min.cleanable.dirty.ratio 0.01,
+  log.cleaner.backoff.ms 50) under a small I/O budget (--cleaner-bytes-per-s), so a pass takes
+  a good part of a broker run and the kills land inside passes; delete.retention.ms is 1 s.
+* two group consumers (kafka-python, confluent-kafka; one group each) that consume the three
+  plain topics, report what they saw (offset ranges with a digest of the values) and commit
   synchronously after every poll; a commit counts only when the client reported success.
+* a topic deleted mid-run (a thread here, confluent-kafka; see ``TopicChurn``): a topic is
+  created, checked to start empty at offset 0 with no committed offsets for two groups, written,
+  committed to, and deleted, round after round under the same name; every other deletion is
+  followed within half a millisecond by the SIGKILL. An acknowledged deletion must hold (also
+  after the next restart); one a kill cut off must leave the topic gone or whole.
 
 The orchestrator (this process) kills the broker with SIGKILL every --min-interval ..
 --max-interval seconds (a fraction --early-kills of the cycles sooner, while clients are still
 reconnecting) and restarts it at once on the same port and data directory; the clients
 reconnect by themselves. Per restart it measures exec -> port accepts and exec ->
-first Metadata answer, and fetches each group's committed offsets. Every --verify-every
-cycles and at the end it reads every partition back (confluent-kafka, check.crcs) and checks:
+first Metadata answer, fetches each group's committed offsets and checks the compacted topic
+(``CompactedCheck``: every key's latest acknowledged write, or a later one, is there at its
+offset; only a tombstone older than delete.retention.ms may be gone; no record twice, none
+never written, offsets increasing, none changed). Every --verify-every cycles and at the end
+it reads every partition back (confluent-kafka, check.crcs) and checks the plain topics:
 
 * offsets start at 0 and are contiguous; nothing below an earlier read's end changed;
 * every value parses and matches its filler (no corruption);
@@ -42,19 +56,24 @@ the broker's stderr tail) on: a lost, misplaced or corrupt record; a duplicate f
 idempotent producer; a gap, a rewritten or a truncated offset; a committed offset behind an
 acknowledged commit; a start slower than --max-startup; a failed delivery; a fatal or
 non-retriable client error (e.g. librdkafka's fatal OUT_OF_ORDER_SEQUENCE_NUMBER, which would
-mean the broker lost producer state); a broker panic; a SIGTERM that does not exit 0 in time.
+mean the broker lost producer state); a broker panic; a SIGTERM that does not exit 0 in time;
+a compacted key whose latest acknowledged write is gone; a deleted topic that comes back, is
+left half there, or whose recreation is not empty or still has committed offsets.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import concurrent.futures
 import ctypes
+import datetime
 import functools
 import hashlib
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -74,17 +93,30 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 # Topics: (name suffix, partitions).
 TOPICS = (("a", 3), ("b", 2), ("c", 1))
-# Producers: name -> (library, idempotent, compression).
+# The compacted topic (its index comes after TOPICS): the cleaner runs back to back on it (the
+# broker gets CLEANER_ARGS) and tombstones expire within a run.
+COMPACTED = ("compact", 2)
+COMPACTED_CONFIGS = {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.01", "delete.retention.ms": "1000"}
+KEYS_PER_PARTITION = 300
+TOMBSTONE_EVERY = 8  # about one keyed record in 8 is a tombstone
+# Producers: name -> (library, idempotent, compression, writes the compacted topic).
 PRODUCERS = {
-    "kp-idem": ("kafka-python", True, None),
-    "kp-plain": ("kafka-python", False, None),
-    "ck-idem": ("confluent-kafka", True, "lz4"),
-    "ck-plain": ("confluent-kafka", False, None),
+    "kp-idem": ("kafka-python", True, None, False),
+    "kp-plain": ("kafka-python", False, None, False),
+    "ck-idem": ("confluent-kafka", True, "lz4", False),
+    "ck-plain": ("confluent-kafka", False, None, False),
+    "kp-keyed": ("kafka-python", True, "gzip", True),
+    "ck-keyed": ("confluent-kafka", True, "zstd", True),
 }
 # Group consumers that commit: name -> library.
 COMMITTERS = {"kp-group": "kafka-python", "ck-group": "confluent-kafka"}
 
 MAX_OUTSTANDING = 400  # unacknowledged records per producer before it waits
+# Records per send burst: the keyed producers write less, so the cleaner can keep up.
+BURST = {False: 20, True: 5}
+# The cleaner's I/O budget (log.cleaner.io.max.bytes.per.second): a pass takes a good part of
+# a broker run, so kills land inside passes, yet most runs finish some.
+CLEANER_BYTES_PER_S = 100_000
 DELIVERY_TIMEOUT_MS = 60000
 STARTUP_TIMEOUT_S = 10.0
 
@@ -113,12 +145,17 @@ def disconnect_log(key: str, msg: str) -> bool:
                             "Coordinator unknown", "Broker unavailable"))
 
 
-ANSI = __import__("re").compile(r"\x1b\[[0-9;]*m")
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def now() -> float:
     """CLOCK_MONOTONIC: the same clock in every process of the machine."""
     return time.monotonic()
+
+
+def wall_ms() -> float:
+    """The wall clock, as record timestamps and the broker's cleaner see it."""
+    return time.time() * 1000
 
 
 # --------------------------------------------------------------------------
@@ -144,6 +181,25 @@ def parse_value(value: bytes):
     except (ValueError, UnicodeDecodeError, AttributeError):
         return None
     return (inst, seq) if make_value(inst, seq) == value else None
+
+
+def keyed_record(inst: str, seq: int, partition: int):
+    """Key and value (None: a tombstone) of a compacted-topic record; its "id" header is
+    ``<instance>|<seq>``, so even a tombstone says who wrote it. Keys live in one partition."""
+    crc = zlib.crc32(f"{inst}|{seq}|key".encode())
+    key = f"k{partition}.{crc % KEYS_PER_PARTITION}".encode()
+    return key, (None if crc % TOMBSTONE_EVERY == 0 else make_value(inst, seq))
+
+
+def parse_keyed(partition: int, key, value, headers):
+    """(instance, seq) of a compacted-topic record written here, or None if it is not one."""
+    ident = dict(headers or ()).get("id")
+    try:
+        inst, seq = ident.decode().split("|")
+        seq = int(seq)
+    except (ValueError, UnicodeDecodeError, AttributeError):
+        return None
+    return (inst, seq) if keyed_record(inst, seq, partition) == (key, value) else None
 
 
 def digest(values) -> str:
@@ -232,8 +288,8 @@ def ck_error(err):
 def producer_worker(cfg, out, stop):
     rng = random.Random(cfg["seed"])
     topics = cfg["topics"]
-    parts = [(ti, p) for ti, (_, n) in enumerate(topics) for p in range(n)]
-    lib, idem, compression = cfg["lib"], cfg["idempotent"], cfg["compression"]
+    parts = [(ti, p) for ti in cfg["writes"] for p in range(topics[ti][1])]
+    lib, idem, compression, keyed = cfg["lib"], cfg["idempotent"], cfg["compression"], cfg["keyed"]
     bootstrap = cfg["bootstrap"]
     inst_ref = [cfg["name"]]
     forwarder = KafkaLogForwarder(out, inst_ref) if lib == "kafka-python" else None
@@ -263,7 +319,8 @@ def producer_worker(cfg, out, stop):
             )
 
             def on_ok(inst, seq, ti, md):
-                out.emit(["a", inst, seq, ti, md.partition, md.offset, now()])
+                # Keyed records also report their timestamp: tombstones expire by it.
+                out.emit(["a", inst, seq, ti, md.partition, md.offset, now()] + ([md.timestamp] if keyed else []))
                 done()
 
             def on_err(inst, seq, ti, p, e):
@@ -271,8 +328,8 @@ def producer_worker(cfg, out, stop):
                 out.emit(["f", inst, seq, ti, p, name, retriable, text, now()])
                 done()
 
-            def send(inst, seq, ti, p, value):
-                fut = prod.send(topics[ti][0], value=value, partition=p)
+            def send(inst, seq, ti, p, key, value, headers):
+                fut = prod.send(topics[ti][0], key=key, value=value, partition=p, headers=headers)
                 fut.add_callback(on_ok, inst, seq, ti)
                 fut.add_errback(on_err, inst, seq, ti, p)
 
@@ -311,16 +368,17 @@ def producer_worker(cfg, out, stop):
 
             def on_delivery(inst, seq, ti, err, msg):
                 if err is None:
-                    out.emit(["a", inst, seq, ti, msg.partition(), msg.offset(), now()])
+                    out.emit(["a", inst, seq, ti, msg.partition(), msg.offset(), now()]
+                             + ([msg.timestamp()[1]] if keyed else []))
                 else:
                     name, retriable, fatal, text = ck_error(err)
                     out.emit(["f", inst, seq, ti, msg.partition(), name, retriable, text, now()])
                 done()
 
-            def send(inst, seq, ti, p, value):
+            def send(inst, seq, ti, p, key, value, headers):
                 while True:
                     try:
-                        prod.produce(topics[ti][0], value=value, partition=p,
+                        prod.produce(topics[ti][0], key=key, value=value, partition=p, headers=headers,
                                      on_delivery=functools.partial(on_delivery, inst, seq, ti))
                         return
                     except BufferError:
@@ -348,11 +406,16 @@ def producer_worker(cfg, out, stop):
                 time.sleep(0.005)
                 continue
             ti, p = rng.choice(parts)
-            for _ in range(rng.randint(1, 20)):
+            for _ in range(rng.randint(1, cfg["burst"])):
                 with lock:
                     state["outstanding"] += 1
+                if keyed:
+                    key, value = keyed_record(inst, seq, p)
+                    headers = [("id", f"{inst}|{seq}".encode())]
+                else:
+                    key, value, headers = None, make_value(inst, seq), None
                 try:
-                    send(inst, seq, ti, p, make_value(inst, seq))
+                    send(inst, seq, ti, p, key, value, headers)
                 except Exception as e:  # the producer refused the record: it was never sent
                     done()
                     if lib == "kafka-python":
@@ -539,8 +602,9 @@ def _metadata_request(corr: int) -> bytes:
 
 
 class Broker:
-    def __init__(self, binary, base_dir, port):
+    def __init__(self, binary, base_dir, port, args):
         self.binary = binary
+        self.args = args
         self.port = port
         self.bootstrap = f"127.0.0.1:{port}"
         self.data_dir = os.path.join(base_dir, "data")
@@ -550,7 +614,7 @@ class Broker:
 
     def command(self):
         return [self.binary, "--listeners", f"PLAINTEXT://127.0.0.1:{self.port}",
-                "--log-dirs", self.data_dir]
+                "--log-dirs", self.data_dir, *self.args]
 
     def start(self):
         """Starts the broker; returns (seconds to accept, seconds to first Metadata answer)."""
@@ -658,6 +722,49 @@ class Worker:
             self.proc.wait(10)
 
 
+def read_partitions(bootstrap, tps, on_error, timeout):
+    """Reads partitions ``{key: (topic, partition)}`` from offset 0 to at least the high
+    watermark seen at the start (confluent-kafka, check.crcs); ``on_error(key, KafkaError)``.
+    Returns {key: (low, high)} and {key: [(offset, value, key, headers)]}."""
+    from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+    c = Consumer({
+        "bootstrap.servers": bootstrap, "group.id": f"crashtest-verify-{uuid.uuid4().hex[:8]}",
+        "enable.auto.commit": False, "enable.partition.eof": True, "check.crcs": True,
+        "fetch.wait.max.ms": 10, "socket.timeout.ms": 10000, "auto.offset.reset": "error",
+        "error_cb": lambda err: None, "log_level": 0,
+    })
+    try:
+        marks = {k: c.get_watermark_offsets(TopicPartition(t, p), timeout=10, cached=False)
+                 for k, (t, p) in tps.items()}
+        c.assign([TopicPartition(t, p, 0) for t, p in tps.values()])
+        recs = {k: [] for k in tps}
+        reached = dict.fromkeys(tps, 0)  # the next offset; compaction leaves gaps before it
+        by_tp = {tp: k for k, tp in tps.items()}
+        t_end = now() + timeout
+        while now() < t_end:
+            pending = [k for k, (lo, hi) in marks.items() if reached[k] < hi]
+            if not pending:
+                break
+            for m in c.consume(num_messages=5000, timeout=0.5):
+                k = by_tp[(m.topic(), m.partition())]
+                err = m.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        reached[k] = max(reached[k], m.offset())
+                    else:
+                        on_error(k, err)
+                    continue
+                recs[k].append((m.offset(), m.value(), m.key(), m.headers()))
+                reached[k] = max(reached[k], m.offset() + 1)
+        else:
+            raise RuntimeError(f"could not read the log back within {timeout}s: "
+                               f"{[(tps[k], marks[k], len(recs[k])) for k in pending]}")
+        return marks, recs
+    finally:
+        c.close()
+
+
 # --------------------------------------------------------------------------
 # The orchestrator
 # --------------------------------------------------------------------------
@@ -667,17 +774,19 @@ class Failures:
     """Failure messages, deduplicated by key, with a cap on how many are kept per kind."""
 
     def __init__(self):
+        self.lock = threading.Lock()  # the topic churn reports from its own thread
         self.keys = set()
         self.items = []
         self.counts = collections.Counter()
 
     def add(self, kind, key, message):
-        if (kind, key) in self.keys:
-            return
-        self.keys.add((kind, key))
-        self.counts[kind] += 1
-        if message is not None and self.counts[kind] <= 15:
-            self.items.append(f"[{kind}] {message}")
+        with self.lock:
+            if (kind, key) in self.keys:
+                return
+            self.keys.add((kind, key))
+            self.counts[kind] += 1
+            if message is not None and self.counts[kind] <= 15:
+                self.items.append(f"[{kind}] {message}")
 
     def __bool__(self):
         return bool(self.counts)
@@ -690,6 +799,7 @@ class State:
         self.lock = threading.Lock()
         self.inst = {}  # instance -> (worker, lib, idempotent)
         self.acks = {}  # instance -> {seq: (ti, p, offset, t)}
+        self.stamps = {}  # (instance, seq) -> record timestamp (ms), of compacted-topic records
         self.fails = []  # (worker, inst, seq, ti, p, name, retriable, text, t)
         self.errors = []  # (worker, inst, where, name, retriable, fatal, text, t)
         self.logs = []  # (worker, inst, level, key, msg, t)
@@ -704,8 +814,10 @@ class State:
         kind = item[0]
         with self.lock:
             if kind == "a":
-                _, inst, seq, ti, p, off, t = item
+                _, inst, seq, ti, p, off, t, *stamp = item
                 self.acks[inst][seq] = (ti, p, off, t)
+                if stamp:
+                    self.stamps[(inst, seq)] = stamp[0]
             elif kind == "r":
                 self.ranges.append((worker, *item[2:]))
             elif kind == "c":
@@ -736,10 +848,471 @@ class State:
             return sum(len(a) for a in self.acks.values())
 
 
+class CompactedCheck:
+    """What compaction promises on the compacted topic, checked after every restart and with
+    every full read: each record in the log is one this test wrote (its "id" header names the
+    producer instance and sequence, from which key and value follow), at most once, at the
+    offset its acknowledgement named, offsets increase, nothing an earlier read saw at an offset
+    changed, and the log start and end never go back. For every key, the latest write
+    acknowledged before the read is still there at its offset, or a later write of the key is;
+    only a tombstone older than delete.retention.ms may be gone with nothing after it. An
+    absence that a write not yet acknowledged might explain (a later tombstone that expired) is
+    decided at the end, when every write is acknowledged."""
+
+    def __init__(self, t):
+        self.t = t
+        self.ti = len(TOPICS)
+        self.retention_ms = int(COMPACTED_CONFIGS["delete.retention.ms"])
+        self.seen = {}  # (ti, p) -> {offset: (inst, seq)} in the last read
+        self.high = {}  # (ti, p) -> high watermark of the last read
+        self.undecided = []  # (label, p, key, latest acked write, wall ms at the end of that read)
+        self.checks = 0
+        self.stats = collections.Counter()  # of the last check
+        self.totals = collections.Counter()  # over all checks
+        self.present = collections.Counter()  # instance -> its records in the log at the last check
+
+    def read_and_check(self, label):
+        """Reads only the compacted topic (it is small) and checks it."""
+        t_cut = now()
+        time.sleep(0.1)  # acks reported just before t_cut reach the reader threads
+        marks, recs = self.t.read_log([self.ti])
+        self.check(label, marks, recs, t_cut, wall_ms())
+
+    def writes(self):
+        """Every acknowledged write of the compacted topic, by (partition, key):
+        [(offset, inst, seq, t_ack, timestamp ms or None if not a tombstone)]."""
+        with self.t.state.lock:
+            acks = {i: dict(a) for i, a in self.t.state.acks.items()}
+            stamps = dict(self.t.state.stamps)
+        out = collections.defaultdict(list)
+        for inst, a in acks.items():
+            for seq, (ti, p, off, t_ack) in a.items():
+                if ti == self.ti:
+                    key, value = keyed_record(inst, seq, p)
+                    out[(p, key)].append((off, inst, seq, t_ack, stamps.get((inst, seq)) if value is None else None))
+        return out
+
+    def expired(self, writes, latest, read_end_ms):
+        """Does a tombstone at or after ``latest`` that outlived delete.retention.ms by the end
+        of the read explain that the key is gone?"""
+        return any(off >= latest[0] and stamp is not None and stamp + self.retention_ms <= read_end_ms
+                   for off, _i, _s, _t, stamp in writes)
+
+    def check(self, label, marks, recs, t_cut, read_end_ms, final=False):
+        f, t = self.t.failures, self.t
+        writes = self.writes()
+        if final:  # first, so a loss is reported with the read that first saw it
+            for label_then, p, key, latest, read_then in self.undecided:
+                if not self.expired(writes[(p, key)], latest, read_then):
+                    self.lost(f"{t.topic_name(self.ti)}[{p}]", key, latest, label_then, read_then,
+                              "nothing of that key was there")
+            self.undecided = []
+        stats = collections.Counter()
+        present = collections.Counter()
+        for p in range(COMPACTED[1]):
+            tp = (self.ti, p)
+            name = f"{t.topic_name(self.ti)}[{p}]"
+            lo, hi = marks[tp]
+            stats["offsets"] += hi
+            if lo != 0:
+                f.add("compacted-log-start", (tp, lo), f"{name}: log start offset {lo} after {label} (compaction keeps it at 0)")
+            if hi < self.high.get(tp, 0):
+                f.add("compacted-truncated", (tp, hi),
+                      f"{name}: high watermark {hi} after {label}, an earlier read saw {self.high[tp]}")
+            prev = self.seen.get(tp, {})
+            seen, at, latest_in_log = {}, {}, {}
+            last = -1
+            for off, value, key, headers in recs[tp]:
+                stats["records"] += 1
+                if off <= last:
+                    f.add("compacted-order", (tp, off), f"{name}: offset {off} read after offset {last} (after {label})")
+                last = max(last, off)
+                ident = parse_keyed(p, key, value, headers)
+                if ident is None:
+                    f.add("compacted-corrupt", (tp, off),
+                          f"{name} offset {off}: not a record this test wrote (key {key!r}, value {(value or b'')[:40]!r}, "
+                          f"headers {headers}) after {label}")
+                    continue
+                if ident in at:
+                    f.add("compacted-duplicate", ident,
+                          f"{name}: {ident[0]}|{ident[1]} at offsets {at[ident]} and {off} after {label}")
+                if off in prev and prev[off] != ident:
+                    f.add("compacted-rewritten", (tp, off),
+                          f"{name} offset {off}: held {prev[off]} in an earlier read, now {ident} (after {label})")
+                at[ident], seen[off], latest_in_log[key] = off, ident, off
+                present[ident[0]] += 1
+            self.seen[tp], self.high[tp] = seen, hi
+            for (wp, key), ws in writes.items():
+                if wp != p:
+                    continue
+                for off, inst, seq, t_ack, _ in ws:
+                    if at.get((inst, seq), off) != off:
+                        f.add("compacted-misplaced", (inst, seq),
+                              f"{name}: {inst}|{seq} acknowledged at offset {off} (broker run #{t.cycle_of(t_ack)}), "
+                              f"found at {at[(inst, seq)]} after {label}")
+                acked = [w for w in ws if w[3] < t_cut]
+                if not acked:
+                    continue
+                latest = max(acked)
+                stats["keys"] += 1
+                have = latest_in_log.get(key, -1)
+                if have == latest[0] and at.get(latest[1:3]) == latest[0]:
+                    stats["at offset"] += 1
+                elif have > latest[0]:
+                    stats["superseded"] += 1
+                elif have < 0 and self.expired(ws, latest, read_end_ms):
+                    stats["expired"] += 1
+                elif have < 0 and not final:
+                    stats["undecided"] += 1
+                    self.undecided.append((label, p, key, latest, read_end_ms))
+                else:
+                    held = f"offset {have} holds {seen[have]}" if have >= 0 else "nothing of that key was there"
+                    self.lost(name, key, latest, label, read_end_ms, held)
+        self.checks += 1
+        self.stats, self.present = stats, present
+        self.totals.update(stats)
+
+    def lost(self, name, key, latest, label, read_end_ms, what):
+        off, inst, seq, t_ack, stamp = latest
+        t = self.t
+        kind = ("value" if stamp is None else
+                f"tombstone (read {read_end_ms - stamp:.0f} ms after its timestamp, delete.retention.ms {self.retention_ms})")
+        self.t.failures.add(
+            "compacted-lost", (name, key, off),
+            f"{name} key {key.decode()}: its latest acknowledged write, {kind} {inst}|{seq} at offset {off} "
+            f"(acked at t={t_ack - t.t_begin:.3f}s, broker run #{t.cycle_of(t_ack)}), is gone after {label}, "
+            f"and {what}")
+
+
+class ChurnError(Exception):
+    pass
+
+
+def transient(err) -> bool:
+    """Is a confluent-kafka error only about a broker that is down or restarting?"""
+    return err.name() in DISCONNECT_ERRORS or err.retriable()
+
+
+class TopicChurn:
+    """A topic deleted mid-run, round after round while the broker is being killed: a topic of
+    one name is created (1-3 partitions) and must start empty at offset 0 with no committed
+    offsets for the two groups that committed to its earlier incarnations; it is written
+    (confluent-kafka, idempotent, acks=all: offsets 0.. exactly), both groups commit to it and to
+    a partition of a topic that stays, and DeleteTopics deletes it; every other deletion is
+    followed within a few ms by the SIGKILL. An acknowledged deletion must hold, right away and
+    after the next restart; one that a kill cut off must leave the topic either gone or whole
+    (every acknowledged record at its offset, the groups' commits) and is then sent again. The
+    groups' offsets of the topic that stays must survive every deletion."""
+
+    ROUND_TIMEOUT_S = 60.0
+
+    def __init__(self, t, tag):
+        self.t = t
+        self.name = f"crash-deleted-{tag}"
+        self.groups = [f"crash-deleted-g{i}-{tag}" for i in (1, 2)]
+        self.stays = (t.topic_name(len(TOPICS) - 1), 0)  # a partition the groups also commit to
+        self.rng = random.Random(t.o.seed * 7 + 1)
+        self.stopping = threading.Event()
+        self.killing = True  # the kill loop runs
+        self.aborted = False  # the run ended early: give up
+        self.rounds = 0
+        self.outcomes = collections.Counter()
+        self.kept = {g: (-1, set()) for g in self.groups}  # group -> (acked offset of self.stays, offsets sent)
+        self.unchecked_deletion = False  # acknowledged, not yet seen to hold after a restart
+        self.thread = None
+        self.admin = None
+        self.consumers = {}
+
+    def start(self):
+        from confluent_kafka import Consumer
+        from confluent_kafka.admin import AdminClient
+
+        common = {"bootstrap.servers": self.t.broker.bootstrap, "socket.timeout.ms": 5000,
+                  "reconnect.backoff.ms": 10, "reconnect.backoff.max.ms": 100,
+                  "error_cb": lambda err: None, "log_level": 0}
+        self.admin = AdminClient(common)
+        for g in self.groups:
+            self.consumers[g] = Consumer(dict(common, **{"group.id": g, "enable.auto.commit": False}))
+        self.thread = threading.Thread(target=self._run, name="topic-churn", daemon=True)
+        self.thread.start()
+
+    def stop(self, timeout):
+        """Ends the kills' part: the round under way finishes, then no more."""
+        self.killing = False
+        self.stopping.set()
+        self.thread.join(timeout)
+        if self.thread.is_alive():
+            self.t.failures.add("churn", "stuck", f"topic churn round {self.rounds + 1} still running {timeout:.0f}s after the kills ended")
+        elif self.rounds == 0:
+            self.t.failures.add("churn", "idle", "no topic churn round finished while the broker was being killed")
+
+    def close(self):
+        for c in self.consumers.values():
+            c.close()
+
+    def _run(self):
+        try:
+            while not self.stopping.is_set():
+                self.round(self.rounds + 1)
+                self.rounds += 1
+                self.stopping.wait(self.rng.uniform(0.3, 1.5))
+        except Exception as e:  # reported, never hidden: the run fails
+            self.t.failures.add("churn", type(e).__name__,
+                                f"topic churn round {self.rounds + 1} ({self.name}) aborted: {type(e).__name__}: {e}")
+
+    def round(self, r):
+        n = 1 + (r - 1) % 3
+        self.create(r, n)
+        self.check_fresh(r, n)
+        acked = self.produce(r, n)
+        commits = self.commit(r, acked)
+        self.delete(r, n, acked, commits)
+
+    # -- one step at a time, through kills ----------------------------------
+
+    def retry(self, what, fn, also=()):
+        """fn() until it gets past a broker that is down or restarting (or errors named in ``also``)."""
+        from confluent_kafka import KafkaError, KafkaException
+
+        deadline = now() + self.ROUND_TIMEOUT_S
+        while True:
+            try:
+                return fn()
+            except KafkaException as e:
+                err = e.args[0] if e.args and isinstance(e.args[0], KafkaError) else None
+                if err is not None and not (transient(err) or err.name() in also):
+                    raise ChurnError(f"{what}: {err.name()}: {err.str()}") from None
+                problem = e
+            if now() > deadline or self.aborted:
+                raise ChurnError(f"{what}: no answer within {self.ROUND_TIMEOUT_S:.0f}s ({problem})")
+            time.sleep(0.05)
+
+    def partitions(self):
+        """The topic's partition count in a Metadata answer, or None if it does not exist."""
+        md = self.retry("Metadata", lambda: self.admin.list_topics(timeout=5))
+        topic = md.topics.get(self.name)
+        return None if topic is None or topic.error is not None else len(topic.partitions)
+
+    def list_offset(self, p, spec):
+        from confluent_kafka import TopicPartition
+
+        tp = TopicPartition(self.name, p)
+        return self.retry("ListOffsets", lambda: self.admin.list_offsets({tp: spec}, request_timeout=5)[tp].result().offset)
+
+    def committed(self, group, n):
+        from confluent_kafka import TopicPartition
+
+        tps = [TopicPartition(self.name, p) for p in range(n)] + [TopicPartition(*self.stays)]
+        got = self.retry(f"OffsetFetch for {group}", lambda: self.consumers[group].committed(tps, timeout=5))
+        return {(tp.topic, tp.partition): tp.offset for tp in got}
+
+    def create(self, r, n):
+        from confluent_kafka import KafkaError, KafkaException
+        from confluent_kafka.admin import NewTopic
+
+        sent = False  # an earlier try may have gone through before a kill
+        deadline = now() + self.ROUND_TIMEOUT_S
+        while True:
+            fut = self.admin.create_topics([NewTopic(self.name, num_partitions=n, replication_factor=1)],
+                                           request_timeout=5, operation_timeout=5)[self.name]
+            try:
+                return fut.result(timeout=15)
+            except KafkaException as e:
+                err = e.args[0]
+                if err.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                    if sent:
+                        return None
+                    self.t.failures.add("churn-undeleted", (r, "create"),
+                                        f"{self.name} exists before round {r} creates it: the deletion that ended "
+                                        f"round {r - 1} came undone")
+                    raise ChurnError("the deleted topic came back") from None
+                if not transient(err):
+                    raise ChurnError(f"CreateTopics: {err.name()}: {err.str()}") from None
+            except concurrent.futures.TimeoutError:
+                pass
+            sent = True
+            if now() > deadline:
+                raise ChurnError(f"CreateTopics: not done within {self.ROUND_TIMEOUT_S:.0f}s")
+            time.sleep(0.05)
+
+    def check_fresh(self, r, n):
+        """A topic created again starts empty at offset 0, and no group has offsets for it."""
+        from confluent_kafka.admin import OffsetSpec
+
+        f = self.t.failures
+        parts = self.partitions()
+        if parts != n:
+            f.add("churn-recreated", r, f"{self.name} created with {n} partitions in round {r}; Metadata shows {parts}")
+        for p in range(n):
+            marks = tuple(self.list_offset(p, spec) for spec in (OffsetSpec.earliest(), OffsetSpec.latest()))
+            if marks != (0, 0):
+                f.add("churn-not-empty", (r, p), f"{self.name}[{p}] created again in round {r} has offsets {marks}, "
+                                                 "expected (0, 0)")
+        for g in self.groups:
+            got = self.committed(g, 3)  # every partition an earlier incarnation had
+            stale = {tp: off for tp, off in got.items() if tp[0] == self.name and off >= 0}
+            if stale:
+                f.add("churn-stale-offsets", (r, g),
+                      f"group {g} still has committed offsets {sorted(stale.items())} for {self.name}, created again "
+                      f"in round {r} after its deletion (committed offsets must go with a deleted topic)")
+            acked, sent = self.kept[g]
+            have = got[self.stays]
+            if sent and (have < acked or have not in sent):
+                f.add("churn-kept-offsets", (r, g),
+                      f"group {g}: committed offset of {self.stays[0]}[{self.stays[1]}] is {have} in round {r}, "
+                      f"expected {acked} (or a later commit) after {self.name} was deleted")
+
+    def produce(self, r, n):
+        """Writes a few dozen records per partition; {p: {offset: seq}} of what was acknowledged."""
+        from confluent_kafka import Producer
+
+        inst = f"deleted.{r}"
+        acked, failed = collections.defaultdict(dict), []
+
+        def on_delivery(seq, err, msg):
+            if err is None:
+                acked[msg.partition()][msg.offset()] = seq
+            else:
+                failed.append((seq, err.name(), err.str()))
+
+        prod = Producer({
+            "bootstrap.servers": self.t.broker.bootstrap, "acks": "all", "enable.idempotence": True,
+            "linger.ms": 5, "message.timeout.ms": 30000, "reconnect.backoff.ms": 10,
+            "reconnect.backoff.max.ms": 200, "retry.backoff.ms": 50, "metadata.recovery.strategy": "none",
+            "error_cb": lambda err: None, "log_level": 0,
+        })
+        counts = {p: self.rng.randint(20, 60) for p in range(n)}
+        seq = 0
+        for p, count in counts.items():
+            for _ in range(count):
+                prod.produce(self.name, value=make_value(inst, seq), partition=p,
+                             on_delivery=functools.partial(on_delivery, seq))
+                seq += 1
+        left = prod.flush(40)
+        del prod  # gone before the deletion: it would refresh the topic's metadata
+        if failed or left:
+            raise ChurnError(f"round {r}: {len(failed)} deliveries to {self.name} failed ({failed[:3]}), "
+                             f"{left} not done")
+        for p, count in counts.items():
+            if sorted(acked[p]) != list(range(count)):
+                self.t.failures.add("churn-offsets", (r, p),
+                                    f"{self.name}[{p}] (round {r}): {count} records acknowledged at offsets "
+                                    f"{sorted(acked[p])[:5]}..., expected 0..{count - 1} in a new topic")
+        return dict(acked)
+
+    def commit(self, r, acked):
+        """Both groups commit the end of each partition, and an offset of the topic that stays."""
+        from confluent_kafka import KafkaException, TopicPartition
+
+        ends = {p: max(offs) + 1 for p, offs in acked.items()}
+        keep = 1000 + r
+        for g in self.groups:
+            offsets = [TopicPartition(self.name, p, end) for p, end in ends.items()] + [TopicPartition(*self.stays, keep)]
+            self.kept[g][1].add(keep)
+
+            def attempt():
+                result = self.consumers[g].commit(offsets=offsets, asynchronous=False)
+                errors = [tp.error for tp in result if tp.error is not None]
+                if errors:
+                    raise KafkaException(errors[0])
+
+            self.retry(f"OffsetCommit for {g}", attempt)
+            self.kept[g] = (keep, self.kept[g][1])
+        return ends
+
+    def delete(self, r, n, acked, ends):
+        from confluent_kafka import KafkaException
+
+        while True:
+            hit = self.killing and self.rng.random() < 0.5
+            fut = self.admin.delete_topics([self.name], request_timeout=5, operation_timeout=5)[self.name]
+            if hit:
+                # A deletion's round trip takes ~0.3 ms: spin (holding the GIL, so no other
+                # thread delays the kill) for up to 0.5 ms.
+                t_kill = now() + self.rng.uniform(0.0, 0.0005)
+                while now() < t_kill:
+                    pass
+                if self.t.kill_now():
+                    self.outcomes["followed by a kill"] += 1
+            try:
+                fut.result(timeout=15)
+                done = True
+            except KafkaException as e:
+                err = e.args[0]
+                if not transient(err):
+                    raise ChurnError(f"DeleteTopics: {err.name()}: {err.str()}") from None
+                done = False
+            except concurrent.futures.TimeoutError:
+                done = False
+            if done:
+                self.outcomes["acknowledged"] += 1
+                restarts = len(self.t.restarts)
+                self.unchecked_deletion = True
+                if not self.check_gone(r, "right after its acknowledgement"):
+                    raise ChurnError("an acknowledged deletion did not hold")
+                t_end = now() + 10
+                while self.killing and len(self.t.restarts) == restarts and now() < t_end:
+                    time.sleep(0.02)
+                if len(self.t.restarts) > restarts and not self.check_gone(r, "after the next restart"):
+                    raise ChurnError("an acknowledged deletion did not hold")
+                return
+            if self.partitions() is None:
+                self.outcomes["cut off and gone"] += 1
+                return
+            self.outcomes["cut off and whole"] += 1
+            self.check_whole(r, n, acked, ends)
+
+    def check_gone(self, r, when):
+        """Is the topic gone, as its acknowledged deletion says?"""
+        parts = self.partitions()
+        if parts is not None:
+            self.t.failures.add("churn-undeleted", (r, when),
+                                f"{self.name}: deletion acknowledged in round {r}, but the topic is there {when} "
+                                f"({parts} partitions)")
+            return False
+        if when != "right after its acknowledgement":
+            self.outcomes["held after a restart"] += 1
+            self.unchecked_deletion = False
+        return True
+
+    def check_whole(self, r, n, acked, ends):
+        """After a deletion a kill cut off, the topic is still there: all of it."""
+        f = self.t.failures
+        parts = self.partitions()
+        problems = []
+        if parts != n:
+            problems.append(f"{parts} partitions, created with {n}")
+        else:
+            def on_error(p, err):
+                problems.append(f"reading [{p}]: {err.name()}")
+
+            marks, recs = read_partitions(self.t.broker.bootstrap, {p: (self.name, p) for p in range(n)}, on_error, 30)
+            for p in range(n):
+                values = {off: v for off, v, *_ in recs[p]}
+                if marks[p] != (0, ends.get(p, 0)):
+                    problems.append(f"[{p}] offsets {marks[p]}, expected (0, {ends.get(p, 0)})")
+                missing = [off for off, seq in acked.get(p, {}).items() if values.get(off) != make_value(f"deleted.{r}", seq)]
+                if missing:
+                    problems.append(f"[{p}] acknowledged records missing at offsets {missing[:5]}")
+            for g in self.groups:
+                got = self.committed(g, n)
+                wrong = {p: got[(self.name, p)] for p in ends if got[(self.name, p)] != ends[p]}
+                if wrong:
+                    problems.append(f"group {g} committed offsets {wrong}, committed {ends}")
+        if problems:
+            f.add("churn-partial", r, f"{self.name} after a deletion cut off by a kill in round {r} is neither gone "
+                                      f"nor whole: {'; '.join(problems)}")
+
+    def check_final(self):
+        """The last acknowledged deletion, after the SIGTERM restart."""
+        if self.unchecked_deletion:
+            self.check_gone(self.rounds, "after the SIGTERM restart")
+
+
 class Options:
     def __init__(self, cycles=100, seed=None, min_interval=0.3, max_interval=1.5,
                  early_kills=0.1, verify_every=20, max_startup_s=1.0, term_timeout_s=2.0, time_limit_s=None,
-                 keep_data=False, sigterm=True, quiet=False):
+                 keep_data=False, sigterm=True, quiet=False, cleaner_bytes_per_s=CLEANER_BYTES_PER_S):
         self.cycles = cycles
         self.seed = seed if seed is not None else random.randrange(1 << 31)
         self.min_interval = min_interval
@@ -752,6 +1325,7 @@ class Options:
         self.keep_data = keep_data
         self.sigterm = sigterm
         self.quiet = quiet
+        self.cleaner_bytes_per_s = cleaner_bytes_per_s
 
 
 class TimeLimit(Exception):
@@ -768,10 +1342,22 @@ class CrashTest:
         self.binary_source = (binary, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(os.path.getmtime(binary))))
         private = os.path.join(self.base_dir, "gregor")
         shutil.copy2(binary, private)
-        self.broker = Broker(private, self.base_dir, _free_port())
+        # Topics exist only when created (the topic churn checks deletions by their absence);
+        # the cleaner runs back to back, under a small I/O budget.
+        self.broker = Broker(private, self.base_dir, _free_port(), [
+            "--auto-create-topics-enable", "false", "--log-cleaner-backoff-ms", "50",
+            "--log-cleaner-io-max-bytes-per-second", str(opts.cleaner_bytes_per_s)])
         tag = uuid.UUID(int=self.rng.getrandbits(128)).hex[:6]
-        self.topics = [(f"crash-{s}-{tag}", n) for s, n in TOPICS]
+        self.topics = [(f"crash-{s}-{tag}", n) for s, n in TOPICS + (COMPACTED,)]
         self.groups = {w: f"crash-{w}-{tag}" for w in COMMITTERS}
+        self.compacted = CompactedCheck(self)
+        self.churn = TopicChurn(self, tag)
+        self.kill_lock = threading.Lock()
+        self.between_kills = False  # the kill loop waits for its next kill
+        self.killed_early = threading.Event()
+        self.early_kill = None
+        self.cleaner_passes = collections.defaultdict(list)  # broker start # -> wall ms of each pass over the compacted topic
+        self.cleaner_removed = 0
         self.state = State()
         self.failures = Failures()
         self.workers = {}
@@ -788,6 +1374,7 @@ class CrashTest:
         self.ranges_checked = 0
         self.term = None
         self.t_begin = now()
+        self.wall_begin = wall_ms()
         self.deadline = self.t_begin + opts.time_limit_s
         self.checkers = {}
 
@@ -812,6 +1399,17 @@ class CrashTest:
         acc, meta = self.broker.start()
         self.startups.append((self.broker.starts, acc, meta))
 
+    def kill_now(self):
+        """SIGKILL at once, from another thread, if the kill loop is between kills (it then
+        restarts the broker as after its own kill). Did it kill?"""
+        with self.kill_lock:
+            if not self.between_kills or self.killed_early.is_set():
+                return False
+            self.early_kill = now()
+            os.kill(self.broker.proc.pid, signal.SIGKILL)
+            self.killed_early.set()
+            return True
+
     # -- setup ------------------------------------------------------------
 
     def create_topics(self):
@@ -819,20 +1417,25 @@ class CrashTest:
 
         admin = AdminClient({"bootstrap.servers": self.broker.bootstrap, "socket.timeout.ms": 10000,
                              "log_level": 0})
-        futures = admin.create_topics([NewTopic(t, num_partitions=n, replication_factor=1)
-                                       for t, n in self.topics], request_timeout=15)
+        futures = admin.create_topics([NewTopic(t, num_partitions=n, replication_factor=1,
+                                                config=COMPACTED_CONFIGS if ti == self.compacted.ti else {})
+                                       for ti, (t, n) in enumerate(self.topics)], request_timeout=15)
         for f in futures.values():
             f.result(timeout=20)
 
     def start_workers(self):
         common = {"bootstrap": self.broker.bootstrap, "topics": self.topics,
                   "max_seconds": self.o.time_limit_s + 30}
-        for i, (name, (lib, idem, comp)) in enumerate(sorted(PRODUCERS.items())):
-            cfg = dict(common, kind="producer", name=name, lib=lib, idempotent=idem,
-                       compression=comp, seed=self.o.seed * 31 + i)
+        plain = list(range(len(TOPICS)))
+        for i, (name, (lib, idem, comp, keyed)) in enumerate(sorted(PRODUCERS.items())):
+            cfg = dict(common, kind="producer", name=name, lib=lib, idempotent=idem, compression=comp,
+                       keyed=keyed, writes=[self.compacted.ti] if keyed else plain, burst=BURST[keyed],
+                       seed=self.o.seed * 31 + i)
             self.workers[name] = Worker(name, cfg, self.base_dir, self.state.sink)
         for name, lib in sorted(COMMITTERS.items()):
-            cfg = dict(common, kind="committer", name=name, lib=lib, group=self.groups[name])
+            # The groups check that consumed ranges stay contiguous: not on the compacted topic.
+            cfg = dict(common, kind="committer", name=name, lib=lib, group=self.groups[name],
+                       topics=self.topics[:len(TOPICS)])
             self.workers[name] = Worker(name, cfg, self.base_dir, self.state.sink)
 
     def wait_for_traffic(self, timeout=60.0):
@@ -857,7 +1460,7 @@ class CrashTest:
         """After a restart: each group's committed offsets, with the time the fetch started."""
         from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-        tps = [TopicPartition(t, p) for t, n in self.topics for p in range(n)]
+        tps = [TopicPartition(t, p) for t, n in self.topics[:len(TOPICS)] for p in range(n)]
         tindex = {t: ti for ti, (t, _) in enumerate(self.topics)}
         for w, group in self.groups.items():
             if w not in self.checkers:
@@ -927,52 +1530,24 @@ class CrashTest:
 
     # -- reading the log back ---------------------------------------------
 
-    def read_log(self, timeout=90.0):
-        """Every partition from offset 0 to at least the high watermark seen at the start."""
-        from confluent_kafka import Consumer, KafkaError, TopicPartition
+    def read_log(self, tis, timeout=90.0):
+        """Every partition of topics ``tis`` from offset 0 to at least the high watermark seen at
+        the start: {(ti, p): (low, high)} and {(ti, p): [(offset, value, key, headers)]}."""
+        tps = {(ti, p): (self.topic_name(ti), p) for ti in tis for p in range(self.topics[ti][1])}
 
-        c = Consumer({
-            "bootstrap.servers": self.broker.bootstrap, "group.id": f"crashtest-verify-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False, "enable.partition.eof": True, "check.crcs": True,
-            "fetch.wait.max.ms": 10, "socket.timeout.ms": 10000, "auto.offset.reset": "error",
-            "error_cb": lambda err: None, "log_level": 0,
-        })
-        try:
-            marks = {}
-            for ti, (t, n) in enumerate(self.topics):
-                for p in range(n):
-                    marks[(ti, p)] = c.get_watermark_offsets(TopicPartition(t, p), timeout=10, cached=False)
-            c.assign([TopicPartition(self.topic_name(ti), p, 0) for ti, p in marks])
-            recs = {tp: [] for tp in marks}
-            eof = set()
-            tindex = {t: ti for ti, (t, _) in enumerate(self.topics)}
-            t_end = now() + timeout
-            while now() < t_end:
-                pending = [tp for tp, (lo, hi) in marks.items()
-                           if (recs[tp][-1][0] + 1 if recs[tp] else 0) < hi]
-                if not pending:
-                    break
-                for m in c.consume(num_messages=5000, timeout=0.5):
-                    err = m.error()
-                    if err is not None:
-                        if err.code() == KafkaError._PARTITION_EOF:
-                            continue
-                        self.failures.add("read-error", (m.topic(), m.partition(), err.name()),
-                                          f"reading {m.topic()}[{m.partition()}] back: {err.name()}: {err.str()}")
-                        continue
-                    recs[(tindex[m.topic()], m.partition())].append((m.offset(), m.value()))
-            else:
-                raise RuntimeError(f"could not read the log back within {timeout}s: "
-                                   f"{[(tp, marks[tp], len(recs[tp])) for tp in pending]}")
-            return marks, recs
-        finally:
-            c.close()
+        def on_error(tp, err):
+            self.failures.add("read-error", (tp, err.name()),
+                              f"reading {self.topic_name(tp[0])}[{tp[1]}] back: {err.name()}: {err.str()}")
+
+        return read_partitions(self.broker.bootstrap, tps, on_error, timeout)
 
     def verify(self, label, final=False):
         """Reads the whole log and checks it against everything reported before now."""
         t_cut = now()
         time.sleep(0.1)  # acks reported just before t_cut reach the reader threads
-        marks, recs = self.read_log()
+        marks, recs = self.read_log(range(len(self.topics)))
+        self.compacted.check(label, marks, recs, t_cut, wall_ms(), final)
+        recs = {tp: rs for tp, rs in recs.items() if tp[0] != self.compacted.ti}
         n_read = sum(len(r) for r in recs.values())
         f = self.failures
         index = collections.defaultdict(list)  # (inst, seq) -> [(ti, p, offset)]
@@ -986,7 +1561,7 @@ class CrashTest:
             expect = 0
             values = {}
             prev = self.prev_snapshot.get(tp, {})
-            for off, v in rs:
+            for off, v, *_ in rs:
                 if off != expect:
                     f.add("gap", (tp, expect),
                           f"{name}: offsets jump from {expect - 1} to {off} "
@@ -1016,7 +1591,7 @@ class CrashTest:
         for i, a in acks.items():
             worker, lib, idem = inst[i]
             for seq, (ti, p, off, t) in a.items():
-                if t >= t_cut:
+                if t >= t_cut or ti == self.compacted.ti:
                     continue
                 stats["acked"] += 1
                 found = index.get((i, seq), [])
@@ -1085,18 +1660,26 @@ class CrashTest:
             self.check_time(f"kill cycle {cycle}")
             if self.rng.random() < self.o.early_kills:
                 # Now and then kill again while clients are still reconnecting and retrying.
-                time.sleep(self.rng.uniform(0.0, self.o.min_interval))
+                delay = self.rng.uniform(0.0, self.o.min_interval)
             else:
-                time.sleep(self.rng.uniform(self.o.min_interval, self.o.max_interval))
-            if not self.broker.running():
+                delay = self.rng.uniform(self.o.min_interval, self.o.max_interval)
+            with self.kill_lock:
+                self.between_kills = True
+            self.killed_early.wait(delay)  # the topic churn may kill sooner
+            with self.kill_lock:
+                self.between_kills = False
+                early = self.killed_early.is_set()
+                self.killed_early.clear()
+            if not early and not self.broker.running():
                 raise RuntimeError(f"broker died on its own before kill {cycle} (exit code "
                                    f"{self.broker.proc.returncode})")
-            self.kills.append(now())
+            self.kills.append(self.early_kill if early else now())
             self.stops.append(self.kills[-1])
             self.broker.kill9()
             self.start_broker()
             self.restarts.append(now())
             self.fetch_committed()
+            self.compacted.read_and_check(f"restart #{len(self.restarts)}")
             if cycle % 10 == 0:
                 s = self.startups[-10:]
                 self.log(f"cycle {cycle}/{self.o.cycles}: {self.state.ack_count()} records acknowledged; "
@@ -1189,11 +1772,20 @@ class CrashTest:
             return []
         text = ANSI.sub("", text)
         notable = []
+        start = 0
+        compacted = f"compacted topic={self.topic_name(self.compacted.ti)} "
+        removed = re.compile(r"records_removed: (\d+)")
         for line in text.splitlines():
+            if line.startswith("===== start #"):
+                start += 1
             if "panicked" in line:
                 self.failures.add("broker-panic", line, f"broker log: {line.strip()}")
             if " ERROR " in line or " WARN " in line:
                 notable.append(line.strip())
+            if compacted in line:
+                stamp = datetime.datetime.fromisoformat(line.split()[0]).timestamp() * 1000
+                self.cleaner_passes[start].append(stamp)
+                self.cleaner_removed += int(removed.search(line).group(1))
         return notable
 
     def recovery(self):
@@ -1244,12 +1836,15 @@ class CrashTest:
             self.create_topics()
             self.start_workers()
             self.wait_for_traffic()
-            self.log("producers and group consumers running; killing the broker")
+            self.churn.start()
+            self.log("producers, group consumers and the topic churn running; killing the broker")
             self.kill_cycles()
+            self.churn.stop(timeout=75)
             self.verify(f"kill cycle {self.o.cycles}")
             if self.o.sigterm:
                 self.check_time("SIGTERM phase")
                 self.sigterm_phase()
+                self.churn.check_final()
             self.stop_workers()
             self.fetch_committed()
             self.check_time("final check")
@@ -1261,6 +1856,10 @@ class CrashTest:
             error = e
             self.failures.add("run", type(e).__name__, f"run aborted: {type(e).__name__}: {e}")
         finally:
+            self.churn.aborted = True
+            self.churn.stopping.set()
+            if self.churn.thread is None or not self.churn.thread.is_alive():
+                self.churn.close()
             for w in self.workers.values():
                 w.stop()
             for w in self.workers.values():
@@ -1308,7 +1907,7 @@ class Report:
         t = self.t
         st = t.state
         index, dups, stats, marks, n_read = t.last_index or ({}, collections.Counter(), {}, {}, 0)
-        present = collections.Counter()
+        present = collections.Counter(t.compacted.present)  # what compaction left, for keyed producers
         for (inst, _seq) in index:
             present[inst] += 1
         lost = collections.Counter()
@@ -1365,6 +1964,16 @@ class Report:
                      f"{t.ranges_checked}; verifications {len(t.verifies)} "
                      f"(gaps {t.failures.counts['gap']}, rewritten {t.failures.counts['rewritten']}, "
                      f"corrupt {t.failures.counts['corrupt']})")
+        cs, ct = t.compacted.stats, t.compacted.totals
+        lines.append(f"compacted topic: {cs['keys']} keys checked {t.compacted.checks} times (after every restart too): "
+                     f"latest acknowledged write at its offset {ct['at offset']}, superseded by a later write "
+                     f"{ct['superseded']}, a tombstone gone after delete.retention.ms {ct['expired']}, decided at the "
+                     f"end {ct['undecided']}; {cs['records']} records left of {cs['offsets']} offsets written")
+        lines.append(self._cleaner())
+        c = t.churn
+        lines.append(f"topic deleted mid-run: {c.rounds} rounds (create, check empty at offset 0 with no committed "
+                     f"offsets, write, commit, delete); deletions: " +
+                     ("; ".join(f"{k} {v}" for k, v in sorted(c.outcomes.items())) or "none"))
         if t.term:
             lines.append(f"SIGTERM under load: exit code {t.term['rc']} after {t.term['seconds'] * 1000:.0f} ms; "
                          f"client errors in the window: {self._window_errors()}")
@@ -1393,6 +2002,22 @@ class Report:
                 lines.extend(f"  {l[0]} t={l[5] - t.t_begin:.3f}s {l[4]}" for l in important)
             lines.append(f"data and logs kept in {t.base_dir}")
         return "\n".join(lines)
+
+    def _cleaner(self):
+        """How busy the cleaner was, and where in its passes the kills came."""
+        t = self.t
+        passes = t.cleaner_passes
+        apart = [b - a for run in passes.values() for a, b in zip(run, run[1:])]
+        since = []  # per killed run: ms from its last completed pass to the kill
+        for run, t_kill in enumerate(t.kills, start=1):
+            if passes[run]:
+                since.append(t.wall_begin + (t_kill - t.t_begin) * 1000 - passes[run][-1])
+        med = lambda xs: f"{statistics.median(xs):.0f} ms" if xs else "-"  # noqa: E731
+        return (f"  cleaner ({t.o.cleaner_bytes_per_s / 1000:.0f} kB/s, back to back): "
+                f"{sum(map(len, passes.values()))} passes completed in {sum(1 for run in passes.values() if run)} "
+                f"of {len(t.startups)} broker runs, a median {med(apart)} apart; {t.cleaner_removed} records removed; "
+                f"kills came a median {med(since)} after the last completed pass "
+                f"({len(t.kills) - len(since)} runs killed before their first pass finished)")
 
     def _window_errors(self):
         t0, t1 = self.t.term["t0"], self.t.term["t1"]
@@ -1429,6 +2054,8 @@ def main(argv=None):
     ap.add_argument("--max-startup", type=float, default=1.0, help="fail if a start takes longer, s (default 1.0)")
     ap.add_argument("--term-timeout", type=float, default=2.0, help="SIGTERM must stop the broker within this, s")
     ap.add_argument("--time-limit", type=float, default=None, help="bound for the whole run, s (default 120 + 6/cycle)")
+    ap.add_argument("--cleaner-bytes-per-s", type=float, default=CLEANER_BYTES_PER_S,
+                    help=f"the broker's log.cleaner.io.max.bytes.per.second (default {CLEANER_BYTES_PER_S})")
     ap.add_argument("--no-sigterm", action="store_true", help="skip the clean-stop-under-load phase")
     ap.add_argument("--keep-data", action="store_true", help="keep the data directory and logs even on success")
     ap.add_argument("-q", "--quiet", action="store_true", help="only the report")
@@ -1436,7 +2063,8 @@ def main(argv=None):
     opts = Options(cycles=a.cycles, seed=a.seed, min_interval=a.min_interval, max_interval=a.max_interval,
                    early_kills=a.early_kills,
                    verify_every=a.verify_every, max_startup_s=a.max_startup, term_timeout_s=a.term_timeout,
-                   time_limit_s=a.time_limit, keep_data=a.keep_data, sigterm=not a.no_sigterm, quiet=a.quiet)
+                   time_limit_s=a.time_limit, keep_data=a.keep_data, sigterm=not a.no_sigterm, quiet=a.quiet,
+                   cleaner_bytes_per_s=a.cleaner_bytes_per_s)
     # SIGTERM / SIGHUP: unwind through the finally blocks that stop the broker and workers.
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda signum, _frame: sys.exit(128 + signum))

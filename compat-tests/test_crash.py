@@ -3,8 +3,11 @@ SIGTERM stop under load (see crashtest.py; ``scripts/crashtest`` runs the long f
 
 Checks: no acknowledged record lost, no duplicates from idempotent producers, contiguous
 offsets, committed group offsets never behind an acknowledged commit, fast restarts, SIGTERM
-exits 0 quickly with only disconnect-type client errors. The seed is random unless
-CRASHTEST_SEED is set; it is printed with the report (run with -s to see it on success).
+exits 0 quickly with only disconnect-type client errors; on a compacted topic the cleaner works
+on throughout, every key's latest acknowledged write stays (only expired tombstones go); a topic
+deleted mid-run stays deleted once acknowledged, is whole or gone after a kill during the
+deletion, and starts empty with no committed offsets when created again. The seed is random
+unless CRASHTEST_SEED is set; it is printed with the report (run with -s to see it on success).
 
 It starts its own broker (on the same binary as the ``broker`` fixture) because it kills it.
 """
