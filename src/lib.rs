@@ -71,7 +71,7 @@ impl Broker {
         let mut zookeeper_addr = None;
         let mut tasks = Vec::new();
         if let Some(addr) = config.zookeeper_listener {
-            let (bound, task) = zookeeper::start(addr, cluster.clone(), api.log.meta(), shutdown_rx.clone()).await?;
+            let (bound, task) = zookeeper::start(addr, cluster.clone(), groups.clone(), api.log.meta(), shutdown_rx.clone()).await?;
             zookeeper_addr = Some(bound);
             tasks.push(task);
         }
@@ -82,7 +82,9 @@ impl Broker {
             tasks.push(tokio::spawn(server::serve(socket, name.as_str().into(), api.clone(), limits.clone(), shutdown_rx.clone())));
             listeners.push((name, addr));
         }
-        tasks.push(tokio::spawn(groups.run_timers(shutdown_rx.clone())));
+        tasks.push(tokio::spawn(groups.clone().run_timers(shutdown_rx.clone())));
+        let offsets_check = Duration::from_millis(config.offsets_retention_check_interval_ms);
+        tasks.push(tokio::spawn(groups.clone().run_offset_expiry(offsets_check, shutdown_rx.clone())));
         tasks.push(tokio::spawn(recovery_loop(api_log, shutdown_rx.clone())));
         tasks.push(tokio::spawn(retention_loop(cluster, config.retention_check_interval_ms, shutdown_rx)));
         tracing::info!("Gregor listening on {}, advertised as {}:{}, data in {}", listeners[0].1, advertised.0, advertised.1, config.data_dir.display());

@@ -15,7 +15,6 @@ mod versions;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
@@ -124,13 +123,8 @@ impl Api {
     /// The broker's state over an opened store: topics and groups loaded from it.
     pub fn open(config: &Config, node: Node, log: Arc<LogStore>) -> anyhow::Result<Api> {
         let cluster = Arc::new(Cluster::open(config, node, log.clone())?);
-        let group_config = GroupConfig {
-            initial_rebalance_delay: Duration::from_millis(config.group_initial_rebalance_delay_ms),
-            min_session_timeout: Duration::from_millis(config.group_min_session_timeout_ms),
-            max_session_timeout: Duration::from_millis(config.group_max_session_timeout_ms),
-            max_metadata_bytes: config.offset_metadata_max_bytes,
-        };
-        let groups = Arc::new(GroupCoordinator::open(log.meta(), group_config)?);
+        let topics = cluster.topics().iter().map(|t| t.name.clone()).collect();
+        let groups = Arc::new(GroupCoordinator::open(log.meta(), GroupConfig::new(config), &topics)?);
         Ok(Api { config: config.clone(), log, cluster, groups })
     }
 

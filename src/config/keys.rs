@@ -211,6 +211,15 @@ pub const KEYS: &[Key] = &[
         "Longest consumer session timeout accepted.", field!(group_max_session_timeout_ms)).min(0),
     Key::new("offset.metadata.max.bytes", ConfigType::Int, Some("4096"),
         "Largest metadata string on a committed offset.", field!(offset_metadata_max_bytes)).min(0),
+    Key::new("group.max.size", ConfigType::Int, Some("2147483647"),
+        "Most members of one group; a new member beyond it gets GROUP_MAX_SIZE_REACHED.", field!(group_max_size))
+        .min(1).note("unlimited"),
+    Key::new("offsets.retention.minutes", ConfigType::Int, Some("10080"),
+        "Committed offsets of a group expire this long after it lost its last member; for a group without members (manual assignment) or of topics a group no longer subscribes to, this long after the commit. An empty group without offsets disappears.",
+        field!(offsets_retention_minutes))
+        .min(1).note("7 days"),
+    Key::new("offsets.retention.check.interval.ms", ConfigType::Long, Some("600000"),
+        "How often offset retention runs.", field!(offsets_retention_check_interval_ms)).min(1),
     Key::new("rocksdb.memtable.bytes", ConfigType::Long, Some("67108864"),
         "Memory budget for RocksDB's memtables (writes are flushed to disk when they fill it).", field!(memtable_bytes)).min(0),
     Key::new("rocksdb.block.cache.bytes", ConfigType::Long, Some("16777216"),

@@ -57,6 +57,11 @@ pub struct Config {
     pub group_max_session_timeout_ms: u64,
     /// Largest metadata string on a committed offset.
     pub offset_metadata_max_bytes: usize,
+    /// Most members of one group (`group.max.size`).
+    pub group_max_size: usize,
+    /// Committed offsets' retention (`offsets.retention.minutes`), and how often it runs.
+    pub offsets_retention_minutes: u64,
+    pub offsets_retention_check_interval_ms: u64,
     /// Memory for RocksDB: all memtables together, and the block cache.
     pub memtable_bytes: usize,
     pub block_cache_bytes: usize,
@@ -207,6 +212,9 @@ impl Config {
             group_min_session_timeout_ms: 0,
             group_max_session_timeout_ms: 0,
             offset_metadata_max_bytes: 0,
+            group_max_size: 0,
+            offsets_retention_minutes: 0,
+            offsets_retention_check_interval_ms: 0,
             memtable_bytes: 0,
             block_cache_bytes: 0,
             zookeeper_listener: None,
