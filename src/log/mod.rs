@@ -17,7 +17,7 @@ mod index;
 mod io;
 mod meta;
 mod producers;
-mod records;
+pub mod records;
 mod syncer;
 
 use std::cell::RefCell;
