@@ -56,7 +56,7 @@ async fn append(api: &Api, topic: Option<&Topic>, p: &PartitionProduceData, now:
     let appended = api.log.append(partition, records, opts).await.inspect_err(|e| {
         tracing::debug!(topic = %topic.name, partition = p.index, "produce refused: {e:?}");
     })?;
-    Ok((appended.base_offset, log_append_time.unwrap_or(-1), appended.log_start))
+    Ok((appended.base_offset, appended.log_append_time, appended.log_start))
 }
 
 fn partition_response(version: i16, index: i32, result: Result<Appended, ResponseError>) -> PartitionProduceResponse {
