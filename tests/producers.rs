@@ -1,6 +1,6 @@
-//! Idempotent producers with hand-built frames: Produce answers every sequence case as Kafka
-//! does, and an idle producer's state expires (`producer.id.expiration.ms`) in memory and in
-//! the store.
+//! Idempotent producers with hand-built frames: InitProducerId hands out a fresh id whatever
+//! producer the request names, Produce answers every sequence case as Kafka does, and an idle
+//! producer's state expires (`producer.id.expiration.ms`) in memory and in the store.
 
 mod common;
 
@@ -57,6 +57,49 @@ async fn set_cluster_config(c: &mut Client, key: &str, value: &str) -> i16 {
     let config = AlterableConfig::default().with_name(s(key)).with_config_operation(0).with_value(Some(s(value)));
     let resource = AlterConfigsResource::default().with_resource_type(4).with_resource_name(s("")).with_configs(vec![config]);
     c.call(IncrementalAlterConfigsRequest::default().with_resources(vec![resource]), 1).await.responses[0].error_code
+}
+
+#[tokio::test]
+async fn init_producer_id_gives_a_fresh_id_whatever_producer_the_request_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path()).await;
+    let mut c = Client::connect(&broker).await;
+    c.create_topic("owned", 1).await;
+    let a = new_producer(&mut c).await;
+    let ts = now_ms();
+    assert_eq!(produce(&mut c, "owned", (a, 0, 0), 3, ts).await, (0, 0, -1));
+
+    // Another client names A's id and epoch (the KIP-360 epoch-bump form), or any id at all:
+    // as Kafka does without a transactional id, it gets a new id at epoch 0.
+    let mut seen = vec![a];
+    for (version, named) in [(4, (a, 0)), (3, (a, 0)), (4, (a, i16::MAX - 1)), (4, (987_654, 7))] {
+        let (error, id, epoch) = init(&mut c, version, None, named).await;
+        assert_eq!((error, epoch), (0, 0), "InitProducerId v{version} naming {named:?}");
+        assert!(!seen.contains(&id), "id {id} handed out twice (naming {named:?})");
+        seen.push(id);
+    }
+    // So nobody took over A's sequences: A goes on where it was.
+    assert_eq!(produce(&mut c, "owned", (a, 0, 3), 2, ts).await, (0, 3, -1));
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn init_producer_id_refusals_are_kafkas_and_transactions_are_unsupported() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path()).await;
+    let mut c = Client::connect(&broker).await;
+    let a = new_producer(&mut c).await;
+    let invalid = (code(ResponseError::InvalidRequest), -1, -1);
+    // An id without an epoch, or an epoch without an id (Kafka's KafkaApis check).
+    assert_eq!(init(&mut c, 4, None, (a, -1)).await, invalid);
+    assert_eq!(init(&mut c, 4, None, (-1, 0)).await, invalid);
+    // Kafka refuses an empty transactional id as an invalid request.
+    assert_eq!(init(&mut c, 4, Some(""), (-1, -1)).await, invalid);
+    // Transactions are not offered yet: every version says "unsupported".
+    for version in [0, 2, 4] {
+        assert_eq!(init(&mut c, version, Some("tx"), (-1, -1)).await, (code(ResponseError::UnsupportedVersion), -1, -1));
+    }
+    broker.shutdown().await;
 }
 
 #[tokio::test]
