@@ -161,10 +161,10 @@ async fn an_idle_producer_is_forgotten_in_memory_and_in_the_store() {
     let ts = now_ms();
     assert_eq!(produce(&mut c, "idle", (p, 0, 0), 3, ts).await.1, 0);
     assert_eq!(produce(&mut c, "idle", (p, 0, 0), 3, ts).await.1, 0, "remembered at first");
-    tokio::time::sleep(Duration::from_millis(1300)).await;
+    tokio::time::sleep(Duration::from_millis(1600)).await;
     assert_eq!(produce(&mut c, "idle", (p, 0, 0), 3, ts).await, (0, 3, -1), "forgotten: the same batch is new again");
     // That state is already old by its timestamp: it goes at the next check, from the store too.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
     broker.shutdown().await;
 
     // Restarted with the default expiration (a day), a state still in the store would come back.
@@ -194,7 +194,7 @@ async fn producer_id_expiration_ms_changes_at_run_time() {
     assert_eq!(produce(&mut c, "dynamic", (p, 0, 0), 1, ts).await.1, 0, "a day has not passed");
     assert_eq!(set_cluster_config(&mut c, "producer.id.expiration.ms", "100").await, 0);
     assert_eq!(set_cluster_config(&mut c, "producer.id.expiration.ms", "0").await, code(ResponseError::InvalidConfig), "at least 1, as in Kafka");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(produce(&mut c, "dynamic", (p, 0, 0), 1, ts).await.1, 1, "forgotten under the new expiration");
     broker.shutdown().await;
 }
