@@ -24,6 +24,7 @@ use tokio::task::JoinHandle;
 use crate::api::Api;
 use crate::cluster::{Cluster, Endpoint, Node};
 pub use crate::config::Config;
+use crate::config::BrokerSettings;
 use crate::log::LogStore;
 
 pub struct Broker;
@@ -83,6 +84,7 @@ impl Broker {
             listeners.push((name, addr));
         }
         tasks.push(tokio::spawn(groups.run_timers(shutdown_rx.clone())));
+        tasks.push(tokio::spawn(producer_expiry_loop(api_log.clone(), cluster.settings().clone(), config.producer_id_expiration_check_interval_ms, shutdown_rx.clone())));
         tasks.push(tokio::spawn(recovery_loop(api_log, shutdown_rx.clone())));
         tasks.push(tokio::spawn(retention_loop(cluster.clone(), config.retention_check_interval_ms, shutdown_rx.clone())));
         if config.cleaner_enable {
@@ -145,14 +147,8 @@ async fn recovery_loop(log: Arc<LogStore>, mut shutdown: watch::Receiver<bool>) 
 
 /// Deletes data past each topic's retention, every `log.retention.check.interval.ms`.
 async fn retention_loop(cluster: Arc<Cluster>, interval_ms: u64, mut shutdown: watch::Receiver<bool>) {
-    let period = Duration::from_millis(interval_ms.max(10));
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = shutdown.changed() => return,
-        }
+    let mut tick = every(interval_ms.max(10));
+    while next_tick(&mut tick, &mut shutdown).await {
         cluster.apply_retention(api::now_ms()).await;
     }
 }
@@ -170,5 +166,31 @@ async fn cleaner_loop(cluster: Arc<Cluster>, mut shutdown: watch::Receiver<bool>
             _ = tokio::time::sleep(backoff) => {}
             _ = shutdown.changed() => return,
         }
+    }
+}
+/// Forgets idle producers' states every `producer.id.expiration.check.interval.ms`, by the
+/// `producer.id.expiration.ms` in effect then (it is dynamic, as in Kafka).
+async fn producer_expiry_loop(log: Arc<LogStore>, settings: Arc<BrokerSettings>, interval_ms: u64, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = every(interval_ms);
+    while next_tick(&mut tick, &mut shutdown).await {
+        if let Err(e) = log.expire_producers(api::now_ms(), settings.current().producer_id_expiration_ms).await {
+            tracing::warn!("producer state expiry failed: {e:?}");
+        }
+    }
+}
+
+/// A background task's period, first due one period from now; a late tick delays the next.
+fn every(interval_ms: u64) -> tokio::time::Interval {
+    let period = Duration::from_millis(interval_ms);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick
+}
+
+/// Waits for the next tick: true when it comes, false once the broker shuts down.
+async fn next_tick(tick: &mut tokio::time::Interval, shutdown: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = tick.tick() => true,
+        _ = shutdown.changed() => false,
     }
 }

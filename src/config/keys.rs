@@ -241,6 +241,12 @@ pub const KEYS: &[Key] = &[
     Key::new("log.cleaner.dedupe.buffer.size", ConfigType::Long, Some("134217728"),
         "Memory one compaction pass may use for the keys it has seen; a partition with more keys is compacted in several passes.", field!(cleaner_dedupe_buffer_size))
         .min(1 << 20).dynamic(Update::ClusterWide),
+    Key::new("producer.id.expiration.ms", ConfigType::Int, Some("86400000"),
+        "Forget an idempotent producer's state on a partition (its last five batches, for duplicate detection) once its last batch's timestamp is this old; its next batch is then taken at any sequence, as in Kafka.",
+        field!(producer_id_expiration_ms))
+        .min(1).note("1 day").dynamic(Update::ClusterWide),
+    Key::new("producer.id.expiration.check.interval.ms", ConfigType::Int, Some("600000"),
+        "How often expired producer states are removed.", field!(producer_id_expiration_check_interval_ms)).min(1),
     Key::new("connections.max.idle.ms", ConfigType::Long, Some("600000"),
         "Close a connection that sends no complete request, or takes no response bytes, for this long (also stops clients that trickle bytes).",
         field!(connections_max_idle_ms)).min(0),

@@ -64,6 +64,10 @@ pub struct Config {
     pub cleaner_dedupe_buffer_size: u64,
     /// How often retention runs (`log.retention.check.interval.ms`).
     pub retention_check_interval_ms: u64,
+    /// How long after its last batch's timestamp an idle producer's state is forgotten.
+    pub producer_id_expiration_ms: i64,
+    /// How often that is checked (`producer.id.expiration.check.interval.ms`).
+    pub producer_id_expiration_check_interval_ms: u64,
     /// How long a new group waits for more members before its first rebalance completes.
     pub group_initial_rebalance_delay_ms: u64,
     pub group_min_session_timeout_ms: u64,
@@ -226,6 +230,8 @@ impl Config {
             cleaner_io_max_bytes_per_second: 0.0,
             cleaner_dedupe_buffer_size: 0,
             retention_check_interval_ms: 0,
+            producer_id_expiration_ms: 0,
+            producer_id_expiration_check_interval_ms: 0,
             group_initial_rebalance_delay_ms: 0,
             group_min_session_timeout_ms: 0,
             group_max_session_timeout_ms: 0,
