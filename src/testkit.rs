@@ -6,19 +6,27 @@ use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 
-/// What a test batch holds: `count` records with values `value-<i>`, timestamps `base_ts + 10 * i`.
+/// What a test batch holds: `count` records with values `value-<i>` (padded to `value_bytes`
+/// if that is longer), timestamps `base_ts + 10 * i`.
 #[derive(Debug, Clone)]
 pub struct BatchSpec {
     pub count: i64,
     pub base_ts: i64,
     /// (producer id, epoch, base sequence) for an idempotent producer.
     pub producer: Option<(i64, i16, i32)>,
+    pub value_bytes: usize,
 }
 
 impl BatchSpec {
     pub fn values(count: i64) -> BatchSpec {
-        BatchSpec { count, base_ts: 1_700_000_000_000, producer: None }
+        BatchSpec { count, base_ts: 1_700_000_000_000, producer: None, value_bytes: 0 }
     }
+}
+
+fn padded(value: String, len: usize) -> Vec<u8> {
+    let mut value = value.into_bytes();
+    value.resize(value.len().max(len), b'-');
+    value
 }
 
 /// Encodes one uncompressed v2 batch, as a producer would send it (base offset 0).
@@ -39,7 +47,7 @@ pub fn encode_batch(spec: &BatchSpec) -> Vec<u8> {
             sequence: base_seq + i as i32,
             timestamp: spec.base_ts + i * 10,
             key: None,
-            value: Some(Bytes::from(format!("value-{i}"))),
+            value: Some(Bytes::from(padded(format!("value-{i}"), spec.value_bytes))),
             headers: Default::default(),
         })
         .collect();
