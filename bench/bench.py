@@ -3,8 +3,9 @@
 
 All load comes from librdkafka: rdkafka_performance (built from the sources the rdkafka-sys crate
 ships) and gregor-benchtool (bench/benchtool.c, same librdkafka) for per-message end-to-end
-latency and topic creation. Python only starts and stops brokers, reads /proc, times start-up
-with a raw ApiVersions+Metadata probe, and writes the table and chart.
+latency and topic creation. Python only starts and stops brokers, reads /proc, sends the few
+raw requests it times or needs (the start-up probe, control-plane round trips, ListOffsets,
+AlterConfigs), and writes the table and chart.
 """
 import argparse
 import datetime
