@@ -37,6 +37,7 @@ pub struct BrokerHandle {
     zookeeper_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    log: Arc<LogStore>,
 }
 
 impl Broker {
@@ -91,7 +92,7 @@ impl Broker {
             tasks.push(tokio::spawn(cleaner_loop(cluster, shutdown_rx)));
         }
         tracing::info!("Gregor listening on {}, advertised as {}:{}, data in {}", listeners[0].1, advertised.0, advertised.1, config.data_dir.display());
-        Ok(BrokerHandle { listeners, advertised, zookeeper_addr, shutdown, tasks })
+        Ok(BrokerHandle { listeners, advertised, zookeeper_addr, shutdown, tasks, log: api.log.clone() })
     }
 }
 
@@ -114,6 +115,12 @@ impl BrokerHandle {
     /// The address clients of the first listener are told to use, as `host:port`.
     pub fn advertised(&self) -> String {
         format!("{}:{}", self.advertised.0, self.advertised.1)
+    }
+
+    /// How many times RocksDB has stalled writes since the broker started (tests/stall.rs).
+    #[doc(hidden)]
+    pub async fn write_stalls(&self) -> u64 {
+        self.log.write_stalls().await.expect("store readable")
     }
 
     /// Stops accepting, lets each connection finish its current request, closes the store.

@@ -455,6 +455,12 @@ impl LogStore {
             .await
     }
 
+    /// RocksDB write stalls since the store was opened (for tests of the facade).
+    #[doc(hidden)]
+    pub async fn write_stalls(&self) -> Result<u64, ResponseError> {
+        self.io.read(db::write_stalls).await
+    }
+
     /// Bytes stored for a partition.
     pub fn size(&self, id: PartitionId) -> Result<u64, ResponseError> {
         Ok(self.partition(id)?.bytes.load(Ordering::Acquire))
