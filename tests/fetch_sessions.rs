@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use gregor::testkit::{encode_batch, BatchSpec};
-use gregor::{Broker, BrokerHandle};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchRequest, FetchTopic, ForgottenTopic};
 use kafka_protocol::messages::fetch_response::FetchResponse;
 use kafka_protocol::messages::metadata_request::{MetadataRequest, MetadataRequestTopic};
@@ -18,14 +17,6 @@ use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
 const VERSION: i16 = 12;
-
-async fn start_with(dir: &std::path::Path, settings: &[(&str, &str)]) -> BrokerHandle {
-    let mut config = config(dir);
-    for (key, value) in settings {
-        config.set(key, value).unwrap();
-    }
-    Broker::start(config).await.unwrap()
-}
 
 /// A fetch of `partitions` (index, offset) of `topic`, with a session id and epoch.
 fn fetch(topic: &str, partitions: &[(i32, i64)], session_id: i32, epoch: i32, max_wait_ms: i32) -> FetchRequest {
