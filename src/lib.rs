@@ -5,6 +5,7 @@
 pub mod api;
 pub mod cluster;
 pub mod config;
+pub mod fetch_session;
 pub mod group;
 pub mod log;
 pub mod server;

@@ -44,6 +44,10 @@ pub struct Config {
     pub max_connections_per_ip: usize,
     /// Requests handled at once across the broker; more wait, each with its frame read.
     pub queued_max_requests: usize,
+    /// Most record bytes in one fetch response (`fetch.max.bytes`).
+    pub fetch_max_bytes: usize,
+    /// Most incremental fetch sessions kept (`max.incremental.fetch.session.cache.slots`).
+    pub fetch_session_cache_slots: usize,
     /// Default topic retention; -1 keeps data forever.
     pub retention_ms: i64,
     pub retention_bytes: i64,
@@ -216,6 +220,8 @@ impl Config {
             max_connections: 0,
             max_connections_per_ip: 0,
             queued_max_requests: 0,
+            fetch_max_bytes: 0,
+            fetch_session_cache_slots: 0,
             retention_ms: 0,
             retention_bytes: 0,
             flush_messages: 0,
