@@ -820,6 +820,46 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn flush_messages_and_flush_ms_sync_as_kafka_documents() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::open(dir.path()).unwrap();
+        store.load_partition(1).unwrap();
+        let syncs = || store.syncer.test_hooks().syncs.load(SeqCst);
+        let one = encode_batch(&BatchSpec::values(1));
+        // Every third record.
+        let every_third = AppendOptions { flush: FlushPolicy { messages: 3, ms: i64::MAX }, ..OPTS };
+        for _ in 0..2 {
+            store.append(1, &one, every_third).await.unwrap();
+        }
+        assert_eq!(syncs(), 0);
+        store.append(1, &one, every_third).await.unwrap();
+        assert_eq!(syncs(), 1, "the third append waited for its sync");
+        // Within 300 ms, in the background.
+        let timed = AppendOptions { flush: FlushPolicy { messages: i64::MAX, ms: 300 }, ..OPTS };
+        store.append(1, &one, timed).await.unwrap();
+        assert_eq!(syncs(), 1);
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        assert_eq!(syncs(), 2);
+    }
+
+    #[tokio::test]
+    async fn at_flush_messages_1_nothing_is_readable_before_its_sync() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::open(dir.path()).unwrap();
+        store.load_partition(1).unwrap();
+        let each = AppendOptions { flush: FlushPolicy { messages: 1, ms: i64::MAX }, ..OPTS };
+        let two = encode_batch(&BatchSpec::values(2));
+        store.syncer.test_hooks().fail.store(true, SeqCst);
+        assert_eq!(store.append(1, &two, each).await.unwrap_err(), AppendError::Refused(ResponseError::KafkaStorageError));
+        assert_eq!(store.offsets(1).unwrap(), (0, 0), "written but not synced: not readable");
+        store.syncer.test_hooks().fail.store(false, SeqCst);
+        assert_eq!(store.append(1, &two, each).await.unwrap().base_offset, 2);
+        assert_eq!(store.offsets(1).unwrap(), (0, 4));
+    }
+
+    #[tokio::test]
     async fn timestamps_inside_compressed_batches_are_exact() {
         let dir = tempfile::tempdir().unwrap();
         let store = LogStore::open(dir.path()).unwrap();
