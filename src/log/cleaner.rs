@@ -107,6 +107,11 @@ impl Pass<'_> {
         let stored = |kind| db.get_cf(meta_cf(db), meta_key(id, kind, &[])).map_err(read_error).map(|v| v.map(|v| decode_i64(&v)));
         let clean_upto = stored(CLEANED)?.unwrap_or(log_start).max(log_start);
         let tombstones_due = stored(TOMBSTONES_DUE)?.is_some_and(|due| due <= self.now);
+        // Nothing new before the head, and no tombstone due: no need to look further.
+        let head = Entries::last(db, id).map_err(read_error)?;
+        if head.is_none_or(|h| h.base_offset <= clean_upto) && !tombstones_due {
+            return Ok(None);
+        }
         let mut entries = Entries::new(db, id, log_start, high_watermark);
         let all: Vec<BatchEntry> = entries.by_ref().collect();
         entries.status().map_err(read_error)?;
