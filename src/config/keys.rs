@@ -241,6 +241,9 @@ pub const KEYS: &[Key] = &[
     Key::new("log.cleaner.dedupe.buffer.size", ConfigType::Long, Some("134217728"),
         "Memory one compaction pass may use for the keys it has seen; a partition with more keys is compacted in several passes.", field!(cleaner_dedupe_buffer_size))
         .min(1 << 20).dynamic(Update::ClusterWide),
+    Key::new("log.cleaner.io.buffer.size", ConfigType::Int, Some("524288"),
+        "Bytes of rewritten batches the cleaner writes at once; each write is atomic, so a crash mid-pass keeps every write before it.", field!(cleaner_io_buffer_size))
+        .min(1).dynamic(Update::ClusterWide),
     Key::new("producer.id.expiration.ms", ConfigType::Int, Some("86400000"),
         "Forget an idempotent producer's state on a partition (its last five batches, for duplicate detection) once its last batch's timestamp is this old; its next batch is then taken at any sequence, as in Kafka.",
         field!(producer_id_expiration_ms))

@@ -66,6 +66,7 @@ pub struct Config {
     pub cleaner_delete_retention_ms: i64,
     pub cleaner_io_max_bytes_per_second: f64,
     pub cleaner_dedupe_buffer_size: u64,
+    pub cleaner_io_buffer_size: usize,
     /// How often retention runs (`log.retention.check.interval.ms`).
     pub retention_check_interval_ms: u64,
     /// How long after its last batch's timestamp an idle producer's state is forgotten.
@@ -235,6 +236,7 @@ impl Config {
             cleaner_delete_retention_ms: 0,
             cleaner_io_max_bytes_per_second: 0.0,
             cleaner_dedupe_buffer_size: 0,
+            cleaner_io_buffer_size: 0,
             retention_check_interval_ms: 0,
             producer_id_expiration_ms: 0,
             producer_id_expiration_check_interval_ms: 0,
