@@ -6,22 +6,39 @@ use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 
-/// What a test batch holds: `count` records with values `value-<i>`, timestamps `base_ts + 10 * i`.
+/// What a test batch holds: `count` records with values `value-<i>` (padded to `value_bytes`
+/// if that is longer), timestamps `base_ts + 10 * i`.
 #[derive(Debug, Clone)]
 pub struct BatchSpec {
     pub count: i64,
     pub base_ts: i64,
     /// (producer id, epoch, base sequence) for an idempotent producer.
     pub producer: Option<(i64, i16, i32)>,
+    /// When not empty, the records instead: (key, value), a `None` value being a tombstone.
+    pub keyed: Vec<(&'static str, Option<&'static str>)>,
+    pub compression: Compression,
+    /// Values are padded to at least this many bytes.
+    pub value_bytes: usize,
 }
 
 impl BatchSpec {
+    /// Keyed records, `None` values being tombstones.
+    pub fn keyed(records: &[(&'static str, Option<&'static str>)]) -> BatchSpec {
+        BatchSpec { count: records.len() as i64, keyed: records.to_vec(), ..BatchSpec::values(0) }
+    }
+
     pub fn values(count: i64) -> BatchSpec {
-        BatchSpec { count, base_ts: 1_700_000_000_000, producer: None }
+        BatchSpec { count, base_ts: 1_700_000_000_000, producer: None, keyed: Vec::new(), compression: Compression::None, value_bytes: 0 }
     }
 }
 
-/// Encodes one uncompressed v2 batch, as a producer would send it (base offset 0).
+fn padded(value: String, len: usize) -> Vec<u8> {
+    let mut value = value.into_bytes();
+    value.resize(value.len().max(len), b'-');
+    value
+}
+
+/// Encodes one v2 batch, as a producer would send it (base offset 0).
 pub fn encode_batch(spec: &BatchSpec) -> Vec<u8> {
     let (producer_id, producer_epoch, base_seq) = spec.producer.unwrap_or((-1, -1, -1));
     let records: Vec<Record> = (0..spec.count)
@@ -38,13 +55,16 @@ pub fn encode_batch(spec: &BatchSpec) -> Vec<u8> {
             // with base sequence -1 for non-idempotent producers.
             sequence: base_seq + i as i32,
             timestamp: spec.base_ts + i * 10,
-            key: None,
-            value: Some(Bytes::from(format!("value-{i}"))),
+            key: spec.keyed.get(i as usize).map(|(k, _)| Bytes::from_static(k.as_bytes())),
+            value: match spec.keyed.get(i as usize) {
+                Some((_, v)) => v.map(|v| Bytes::from_static(v.as_bytes())),
+                None => Some(Bytes::from(padded(format!("value-{i}"), spec.value_bytes))),
+            },
             headers: Default::default(),
         })
         .collect();
     let mut buf = BytesMut::new();
-    let opts = RecordEncodeOptions { version: 2, compression: Compression::None };
+    let opts = RecordEncodeOptions { version: 2, compression: spec.compression };
     RecordBatchEncoder::encode(&mut buf, &records, &opts).expect("encodable batch");
     buf.to_vec()
 }

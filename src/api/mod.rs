@@ -23,13 +23,14 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use crate::cluster::{Cluster, Node};
 use crate::config::Config;
+use crate::fetch_session::FetchSessions;
 use crate::group::{GroupConfig, GroupCoordinator};
 use crate::log::LogStore;
 
 /// Every API Gregor serves, with the versions a real client has been seen to work with.
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 3, 11),
-    (ApiKey::Fetch, 4, 12),
+    (ApiKey::Fetch, 4, 17),
     (ApiKey::ListOffsets, 1, 7),
     (ApiKey::Metadata, 0, 12),
     (ApiKey::ApiVersions, 0, 4),
@@ -85,6 +86,7 @@ pub struct Api {
     pub log: Arc<LogStore>,
     pub cluster: Arc<Cluster>,
     pub groups: Arc<GroupCoordinator>,
+    pub fetch_sessions: FetchSessions,
 }
 
 /// Where requests come from: what a connection knows of its client.
@@ -125,7 +127,8 @@ impl Api {
         let cluster = Arc::new(Cluster::open(config, node, log.clone())?);
         let topics = cluster.topics().iter().map(|t| t.name.clone()).collect();
         let groups = Arc::new(GroupCoordinator::open(log.meta(), GroupConfig::new(config), &topics)?);
-        Ok(Api { config: config.clone(), log, cluster, groups })
+        let fetch_sessions = FetchSessions::new(config.fetch_session_cache_slots);
+        Ok(Api { config: config.clone(), log, cluster, groups, fetch_sessions })
     }
 
     /// Answers one request frame (without its size prefix). `queue_slot` is held while the

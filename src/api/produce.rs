@@ -6,13 +6,14 @@ use kafka_protocol::messages::init_producer_id_request::InitProducerIdRequest;
 use kafka_protocol::messages::init_producer_id_response::InitProducerIdResponse;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, ProduceRequest};
 use futures_util::future::join_all;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, ProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{BatchIndexAndErrorMessage, PartitionProduceResponse, ProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::ProducerId;
+use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::{Api, Request};
 use crate::cluster::{partition_id, Topic, LEADER_EPOCH};
-use crate::log::AppendOptions;
+use crate::log::{AppendError, AppendOptions};
 
 pub fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
@@ -28,8 +29,8 @@ pub async fn handle(api: &Api, req: &Request, r: ProduceRequest) -> Option<Produ
         let partitions = join_all(topic_data.partition_data.iter().map(|p| {
             let topic = topic.as_deref();
             async move {
-                let result = if acks_valid { append(api, topic, p, now).await } else { Err(ResponseError::InvalidRequiredAcks) };
-                partition_response(req.version, p.index, result)
+                let result = if acks_valid { append(api, topic, p, now).await } else { Err(ResponseError::InvalidRequiredAcks.into()) };
+                partition_response(req.version, &topic_data.name, p.index, result)
             }
         }))
         .await;
@@ -42,7 +43,7 @@ pub async fn handle(api: &Api, req: &Request, r: ProduceRequest) -> Option<Produ
 /// (base offset, log append time or -1, log start offset)
 type Appended = (i64, i64, i64);
 
-async fn append(api: &Api, topic: Option<&Topic>, p: &PartitionProduceData, now: i64) -> Result<Appended, ResponseError> {
+async fn append(api: &Api, topic: Option<&Topic>, p: &PartitionProduceData, now: i64) -> Result<Appended, AppendError> {
     let topic = topic.ok_or(ResponseError::UnknownTopicOrPartition)?;
     let partition = partition_id(Some(topic), p.index)?;
     let records = p.records.as_ref().ok_or(ResponseError::CorruptMessage)?;
@@ -52,14 +53,15 @@ async fn append(api: &Api, topic: Option<&Topic>, p: &PartitionProduceData, now:
         leader_epoch: LEADER_EPOCH,
         log_append_time,
         flush: topic.configs.flush_policy(),
+        require_keys: topic.configs.compaction().is_some(),
     };
     let appended = api.log.append(partition, records, opts).await.inspect_err(|e| {
         tracing::debug!(topic = %topic.name, partition = p.index, "produce refused: {e:?}");
     })?;
-    Ok((appended.base_offset, log_append_time.unwrap_or(-1), appended.log_start))
+    Ok((appended.base_offset, appended.log_append_time, appended.log_start))
 }
 
-fn partition_response(version: i16, index: i32, result: Result<Appended, ResponseError>) -> PartitionProduceResponse {
+fn partition_response(version: i16, topic: &str, index: i32, result: Result<Appended, AppendError>) -> PartitionProduceResponse {
     let response = PartitionProduceResponse::default().with_index(index);
     match result {
         Ok((base_offset, append_time, log_start)) => {
@@ -70,26 +72,55 @@ fn partition_response(version: i16, index: i32, result: Result<Appended, Respons
                 response
             }
         }
-        Err(e) => response.with_error_code(e.code()).with_base_offset(-1),
+        Err(AppendError::Refused(e)) => response.with_error_code(e.code()).with_base_offset(-1),
+        // KIP-467: which records were refused, and why, as Kafka words it.
+        Err(AppendError::MissingKeys(indexes)) => {
+            let response = response.with_error_code(ResponseError::InvalidRecord.code()).with_base_offset(-1);
+            if version < 8 {
+                return response;
+            }
+            let message = format!("Compacted topic cannot accept message without key in topic partition {topic}-{index}.");
+            let record_errors = indexes
+                .into_iter()
+                .map(|i| BatchIndexAndErrorMessage::default().with_batch_index(i).with_batch_index_error_message(Some(StrBytes::from_string(message.clone()))))
+                .collect();
+            response.with_record_errors(record_errors).with_error_message(Some(StrBytes::from_string(message)))
+        }
     }
 }
 
-/// Hands out producer ids for idempotent producers. Transactions are not offered yet, so a
-/// transactional id is refused as an invalid request.
+/// Hands out producer ids for idempotent producers, as Kafka's TransactionCoordinator does for
+/// a request without a transactional id: always a fresh id with epoch 0, whatever producer id
+/// and epoch the request names (Kafka bumps an epoch only for a transactional id; trusting a
+/// named id would let a client take over another producer's sequences).
+///
+/// Transactions are not offered yet: a transactional id gets UNSUPPORTED_VERSION, the one code
+/// clients report as "unsupported" (from their source: the Java producer fails with
+/// "Unexpected error in InitProducerIdResponse; The version of API is not supported.",
+/// kafka-python with "...: [Error 35] UnsupportedVersionError", librdkafka retries until its
+/// timeout, then says "Failed to initialize Producer ID: Broker: Unsupported version").
+/// INVALID_REQUEST, handled the same way, reads as a client bug; an authorization error
+/// misleads; COORDINATOR_NOT_AVAILABLE is retried until the client times out.
 pub async fn init_producer_id(api: &Api, r: InitProducerIdRequest) -> InitProducerIdResponse {
-    let response = InitProducerIdResponse::default();
-    if r.transactional_id.is_some() {
-        return response.with_error_code(ResponseError::InvalidRequest.code());
+    let refuse = |e: ResponseError| InitProducerIdResponse::default().with_error_code(e.code()).with_producer_epoch(-1);
+    // Kafka's KafkaApis: a producer id without an epoch, or an epoch without an id, is malformed.
+    if (r.producer_id.0 == -1) != (r.producer_epoch == -1) {
+        return refuse(ResponseError::InvalidRequest);
     }
-    // KIP-360: a known producer asks for an epoch bump to reset its sequences.
-    if r.producer_id.0 >= 0 && r.producer_epoch >= 0 && r.producer_epoch < i16::MAX - 1 {
-        return response.with_producer_id(r.producer_id).with_producer_epoch(r.producer_epoch + 1);
+    match r.transactional_id.as_deref().map(|id| id.is_empty()) {
+        None => {}
+        // Kafka refuses an empty transactional id the same way.
+        Some(true) => return refuse(ResponseError::InvalidRequest),
+        Some(false) => {
+            tracing::debug!("InitProducerId with a transactional id refused: transactions are not supported yet");
+            return refuse(ResponseError::UnsupportedVersion);
+        }
     }
     match api.cluster.next_producer_id().await {
-        Ok(id) => response.with_producer_id(ProducerId(id)).with_producer_epoch(0),
+        Ok(id) => InitProducerIdResponse::default().with_producer_id(ProducerId(id)).with_producer_epoch(0),
         Err(e) => {
             tracing::error!("cannot allocate a producer id: {e:#}");
-            response.with_error_code(ResponseError::KafkaStorageError.code())
+            refuse(ResponseError::KafkaStorageError)
         }
     }
 }

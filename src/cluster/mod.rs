@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 pub use crate::config::ConfigChange;
 use crate::config::{BrokerSettings, Config};
-use crate::log::{LogStore, Meta, PartitionId};
+use crate::log::{CleanerLimits, LogStore, Meta, PartitionId};
 pub use topic_config::TopicConfigs;
 
 /// Gregor has one replica per partition and never changes leaders, so the epoch stays 0.
@@ -403,6 +403,34 @@ impl Cluster {
                 }
             }
         }
+    }
+
+    /// One round of the log cleaner over the partitions of compacted topics; returns how many
+    /// it compacted.
+    pub async fn clean(&self, now_ms: i64) -> usize {
+        let broker = self.settings.current();
+        let limits = CleanerLimits {
+            io_max_bytes_per_second: broker.cleaner_io_max_bytes_per_second,
+            dedupe_buffer_bytes: broker.cleaner_dedupe_buffer_size,
+            io_buffer_bytes: broker.cleaner_io_buffer_size,
+        };
+        let mut cleaned = 0;
+        for topic in self.topics() {
+            let Some(policy) = topic.configs.compaction() else { continue };
+            for (index, &p) in topic.partitions.iter().enumerate() {
+                match self.log.clean(p, policy, limits, now_ms).await {
+                    Ok(Some(pass)) => {
+                        cleaned += 1;
+                        tracing::info!(topic = %topic.name, partition = index, ?pass, "compacted");
+                    }
+                    Ok(None) => {}
+                    // Deleted meanwhile.
+                    Err(ResponseError::UnknownTopicOrPartition) => {}
+                    Err(e) => tracing::warn!(topic = %topic.name, partition = index, "compaction failed: {e:?}"),
+                }
+            }
+        }
+        cleaned
     }
 }
 

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::config::{edit_list, BrokerSettings, ConfigChange, ConfigEntry, ConfigSource, ConfigType, Synonym};
-use crate::log::FlushPolicy;
+use crate::log::{Compaction, FlushPolicy};
 
 fn config_type(kind: Kind) -> ConfigType {
     match kind {
@@ -47,16 +47,16 @@ const fn def(name: &'static str, kind: Kind, default: Option<&'static str>, syno
 
 const MAX: Option<&str> = Some("9223372036854775807");
 
-/// Topic configs Gregor accepts. Those it acts on: retention.ms, retention.bytes,
-/// max.message.bytes, message.timestamp.type, cleanup.policy. The rest describe Kafka's segment
-/// files and replication, which this store does not have; they are kept so tools that set them
-/// work, and reported back as set.
+/// Topic configs Gregor accepts. Those it acts on: retention, max.message.bytes,
+/// message.timestamp.type, cleanup.policy with the compaction settings, flush.messages and
+/// flush.ms. The rest describe Kafka's segment files and replication, which this store does not
+/// have; they are kept so tools that set them work, and reported back as set.
 const KNOWN: &[Def] = &[
     def("retention.ms", Kind::Long(-1), None, Some("log.retention.ms"), "Delete batches older than this; -1 keeps them."),
     def("retention.bytes", Kind::Long(-1), None, Some("log.retention.bytes"), "Delete the oldest batches while a partition is larger than this; -1 is no limit."),
     def("max.message.bytes", Kind::Long(0), None, Some("message.max.bytes"), "Largest record batch accepted."),
     def("message.timestamp.type", Kind::OneOf(&["CreateTime", "LogAppendTime"]), Some("CreateTime"), None, "CreateTime keeps the producer's timestamps; LogAppendTime stamps batches with the broker's clock."),
-    def("cleanup.policy", Kind::ListOf(&["delete", "compact"]), Some("delete"), None, "With delete, retention removes old data; a compact-only topic is kept whole (Gregor does not compact)."),
+    def("cleanup.policy", Kind::ListOf(&["delete", "compact"]), None, Some("log.cleanup.policy"), "delete: retention removes old batches. compact: the log cleaner keeps the latest record of each key (records need keys). compact,delete: both."),
     def("compression.type", Kind::OneOf(&["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"]), Some("producer"), None, "Batches are stored as the producer compressed them."),
     def("segment.bytes", Kind::Long(14), Some("1073741824"), None, "Kafka segment size; no effect on RocksDB storage."),
     def("segment.ms", Kind::Long(1), Some("604800000"), None, "Kafka segment roll time; no effect on RocksDB storage."),
@@ -64,13 +64,13 @@ const KNOWN: &[Def] = &[
     def("segment.jitter.ms", Kind::Long(0), Some("0"), None, "Kafka segment roll jitter; no effect on RocksDB storage."),
     def("min.insync.replicas", Kind::Long(1), Some("1"), None, "Gregor keeps one replica per partition."),
     def("unclean.leader.election.enable", Kind::Bool, Some("false"), None, "Gregor keeps one replica per partition."),
-    def("min.compaction.lag.ms", Kind::Long(0), Some("0"), None, "Compaction setting; Gregor does not compact."),
-    def("max.compaction.lag.ms", Kind::Long(1), MAX, None, "Compaction setting; Gregor does not compact."),
-    def("min.cleanable.dirty.ratio", Kind::Ratio, Some("0.5"), None, "Compaction setting; Gregor does not compact."),
-    def("delete.retention.ms", Kind::Long(0), Some("86400000"), None, "Compaction setting; Gregor does not compact."),
+    def("min.compaction.lag.ms", Kind::Long(0), None, Some("log.cleaner.min.compaction.lag.ms"), "Records younger than this are never compacted."),
+    def("max.compaction.lag.ms", Kind::Long(1), None, Some("log.cleaner.max.compaction.lag.ms"), "A record stays uncompacted at most this long, whatever the dirty ratio."),
+    def("min.cleanable.dirty.ratio", Kind::Ratio, None, Some("log.cleaner.min.cleanable.ratio"), "Compact once this fraction of the cleanable bytes is not yet compacted."),
+    def("delete.retention.ms", Kind::Long(0), None, Some("log.cleaner.delete.retention.ms"), "How long a tombstone (a null value) stays readable before compaction removes it."),
     def("file.delete.delay.ms", Kind::Long(0), Some("60000"), None, "Kafka file deletion delay; no effect on RocksDB storage."),
     def("flush.messages", Kind::Long(1), None, Some("log.flush.interval.messages"), "Sync a partition's data to disk every this many records; the append that reaches the count is acknowledged after the sync (at 1, every append, and consumers see it only then; concurrent producers share one sync)."),
-    def("flush.ms", Kind::Long(0), MAX, None, "Sync data to disk at most this many milliseconds after it is written, in the background."),
+    def("flush.ms", Kind::Long(0), None, Some("log.flush.interval.ms"), "Sync data to disk at most this many milliseconds after it is written, in the background."),
     def("index.interval.bytes", Kind::Long(0), Some("4096"), None, "Kafka index density; no effect on RocksDB storage."),
     def("preallocate", Kind::Bool, Some("false"), None, "Kafka segment preallocation; no effect on RocksDB storage."),
     def("message.timestamp.before.max.ms", Kind::Long(0), MAX, None, "Accepted timestamp skew into the past; not checked."),
@@ -221,8 +221,28 @@ impl TopicConfigs {
         }
     }
 
+    /// The value in effect: the topic's own, or the broker default.
+    fn value(&self, key: &str) -> String {
+        self.explicit.get(key).cloned().unwrap_or_else(|| self.default_value(key))
+    }
+
+    fn policy_has(&self, word: &str) -> bool {
+        self.value("cleanup.policy").split(',').any(|w| w.trim() == word)
+    }
+
     fn deletes(&self) -> bool {
-        self.explicit.get("cleanup.policy").is_none_or(|p| p.split(',').any(|w| w.trim() == "delete"))
+        self.policy_has("delete")
+    }
+
+    /// How the cleaner compacts this topic; `None` unless cleanup.policy includes compact.
+    pub fn compaction(&self) -> Option<Compaction> {
+        let long = |key| self.value(key).parse().unwrap_or(i64::MAX);
+        self.policy_has("compact").then(|| Compaction {
+            min_lag_ms: long("min.compaction.lag.ms"),
+            max_lag_ms: long("max.compaction.lag.ms"),
+            min_dirty_ratio: self.value("min.cleanable.dirty.ratio").parse().unwrap_or(0.5),
+            delete_retention_ms: long("delete.retention.ms"),
+        })
     }
 
     pub fn max_message_bytes(&self) -> usize {
@@ -231,7 +251,8 @@ impl TopicConfigs {
 
     /// When appends must reach the disk (`flush.messages`, `flush.ms`).
     pub fn flush_policy(&self) -> FlushPolicy {
-        FlushPolicy { messages: self.long("flush.messages", self.broker.current().flush_messages), ms: self.long("flush.ms", i64::MAX) }
+        let broker = self.broker.current();
+        FlushPolicy { messages: self.long("flush.messages", broker.flush_messages), ms: self.long("flush.ms", broker.flush_ms) }
     }
 
     pub fn log_append_time(&self) -> bool {

@@ -140,6 +140,19 @@ pub fn find(name: &str) -> Option<&'static Key> {
     KEYS.iter().find(|k| k.names().any(|n| n == name))
 }
 
+/// A cleanup policy: `delete`, `compact`, or both, comma-separated.
+pub fn cleanup_policy(value: &str) -> Result<String, String> {
+    let words: Vec<&str> = value.split(',').map(str::trim).collect();
+    if words.is_empty() || !words.iter().all(|w| matches!(*w, "delete" | "compact")) {
+        return Err("must be delete, compact or compact,delete".into());
+    }
+    Ok(words.join(","))
+}
+
+fn ratio(value: &str) -> Result<f64, String> {
+    value.trim().parse().ok().filter(|r| (0.0..=1.0).contains(r)).ok_or_else(|| "must be a number from 0 to 1".into())
+}
+
 /// Writes a parsed value into one `Config` field; `normalize` has checked it already.
 macro_rules! field {
     ($field:ident) => {
@@ -190,9 +203,53 @@ pub const KEYS: &[Key] = &[
     Key::new("log.retention.check.interval.ms", ConfigType::Long, Some("300000"),
         "How often retention runs.", field!(retention_check_interval_ms)).min(1),
     Key::new("log.flush.interval.messages", ConfigType::Long, Some("9223372036854775807"),
-        "1: every append is synced to disk before it is acknowledged (group commit: one sync serves all concurrent producers; topic override: flush.messages).",
+        "Sync a partition's data to disk every this many records; the append that reaches the count is acknowledged after the sync. At 1 every append is, and consumers see it only then; concurrent producers share one sync (topic override: flush.messages).",
         field!(flush_messages))
         .min(1).note("never").dynamic(Update::ClusterWide),
+    Key::new("log.flush.interval.ms", ConfigType::Long, Some("9223372036854775807"),
+        "Sync data to disk at most this many milliseconds after it is written, in the background (topic override: flush.ms).",
+        field!(flush_ms))
+        .min(0).note("never").dynamic(Update::ClusterWide),
+    Key::new("log.cleanup.policy", ConfigType::List, Some("delete"),
+        "Default cleanup.policy of topics: delete (retention removes old batches), compact (the log cleaner keeps the latest record per key), or compact,delete.",
+        |c, v| cleanup_policy(v).map(|p| c.cleanup_policy = p))
+        .dynamic(Update::ClusterWide),
+    Key::new("log.cleaner.enable", ConfigType::Boolean, Some("true"),
+        "Run the log cleaner, which compacts topics whose cleanup.policy includes compact.", field!(cleaner_enable)),
+    Key::new("log.cleaner.backoff.ms", ConfigType::Long, Some("15000"),
+        "How long the cleaner sleeps when no partition needs cleaning.", field!(cleaner_backoff_ms))
+        .min(0).dynamic(Update::ClusterWide),
+    Key::new("log.cleaner.min.compaction.lag.ms", ConfigType::Long, Some("0"),
+        "Records younger than this are never compacted (topic override: min.compaction.lag.ms).", field!(cleaner_min_compaction_lag_ms))
+        .min(0).dynamic(Update::ClusterWide),
+    Key::new("log.cleaner.max.compaction.lag.ms", ConfigType::Long, Some("9223372036854775807"),
+        "A record stays uncompacted at most this long, whatever the dirty ratio (topic override: max.compaction.lag.ms).", field!(cleaner_max_compaction_lag_ms))
+        .min(1).note("unlimited").dynamic(Update::ClusterWide),
+    Key::new("log.cleaner.min.cleanable.ratio", ConfigType::Double, Some("0.5"),
+        "A partition is compacted once this fraction of its cleanable bytes is not yet compacted (topic override: min.cleanable.dirty.ratio).",
+        |c, v| ratio(v).map(|r| c.cleaner_min_cleanable_ratio = r))
+        .dynamic(Update::ClusterWide),
+    Key::new("log.cleaner.delete.retention.ms", ConfigType::Long, Some("86400000"),
+        "How long a tombstone (a null value) stays readable before compaction removes it (topic override: delete.retention.ms).", field!(cleaner_delete_retention_ms))
+        .min(0).note("1 day").dynamic(Update::ClusterWide),
+    Key::new("log.cleaner.io.max.bytes.per.second", ConfigType::Double, Some("1.7976931348623157E308"),
+        "Most bytes per second the cleaner reads and writes together.", |c, v| {
+            c.cleaner_io_max_bytes_per_second = v.parse().ok().filter(|r: &f64| *r > 0.0).ok_or("must be a positive number")?;
+            Ok(())
+        })
+        .note("unlimited").dynamic(Update::ClusterWide),
+    Key::new("log.cleaner.dedupe.buffer.size", ConfigType::Long, Some("134217728"),
+        "Memory one compaction pass may use for the keys it has seen; a partition with more keys is compacted in several passes.", field!(cleaner_dedupe_buffer_size))
+        .min(1 << 20).dynamic(Update::ClusterWide),
+    Key::new("log.cleaner.io.buffer.size", ConfigType::Int, Some("524288"),
+        "Bytes of rewritten batches the cleaner writes at once; each write is atomic, so a crash mid-pass keeps every write before it.", field!(cleaner_io_buffer_size))
+        .min(1).dynamic(Update::ClusterWide),
+    Key::new("producer.id.expiration.ms", ConfigType::Int, Some("86400000"),
+        "Forget an idempotent producer's state on a partition (its last five batches, for duplicate detection) once its last batch's timestamp is this old; its next batch is then taken at any sequence, as in Kafka.",
+        field!(producer_id_expiration_ms))
+        .min(1).note("1 day").dynamic(Update::ClusterWide),
+    Key::new("producer.id.expiration.check.interval.ms", ConfigType::Int, Some("600000"),
+        "How often expired producer states are removed.", field!(producer_id_expiration_check_interval_ms)).min(1),
     Key::new("connections.max.idle.ms", ConfigType::Long, Some("600000"),
         "Close a connection that sends no complete request, or takes no response bytes, for this long (also stops clients that trickle bytes).",
         field!(connections_max_idle_ms)).min(0),
@@ -203,6 +260,12 @@ pub const KEYS: &[Key] = &[
     Key::new("queued.max.requests", ConfigType::Int, Some("500"),
         "Most requests handled at once across the broker; the next request of each further connection waits, read but not handled. Fetch long polls and JoinGroup/SyncGroup waits do not count, as in Kafka's purgatory.",
         field!(queued_max_requests)).min(1),
+    Key::new("fetch.max.bytes", ConfigType::Int, Some("57671680"),
+        "Most record bytes in one fetch response, whatever the client asks; the first batch goes out whole even if it is larger (KIP-74).",
+        field!(fetch_max_bytes)).min(1024).note("55 MiB"),
+    Key::new("max.incremental.fetch.session.cache.slots", ConfigType::Int, Some("1000"),
+        "Most incremental fetch sessions (KIP-227) kept at once; when all are taken, a new one takes the slot of an idle or less valuable one, as in Kafka. 0 turns sessions off.",
+        field!(fetch_session_cache_slots)).min(0),
     Key::new("group.initial.rebalance.delay.ms", ConfigType::Int, Some("0"),
         "How long a new group waits for more members before its first assignment.", field!(group_initial_rebalance_delay_ms)).min(0),
     Key::new("group.min.session.timeout.ms", ConfigType::Int, Some("6000"),

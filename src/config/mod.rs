@@ -44,13 +44,35 @@ pub struct Config {
     pub max_connections_per_ip: usize,
     /// Requests handled at once across the broker; more wait, each with its frame read.
     pub queued_max_requests: usize,
+    /// Most record bytes in one fetch response (`fetch.max.bytes`).
+    pub fetch_max_bytes: usize,
+    /// Most incremental fetch sessions kept (`max.incremental.fetch.session.cache.slots`).
+    pub fetch_session_cache_slots: usize,
     /// Default topic retention; -1 keeps data forever.
     pub retention_ms: i64,
     pub retention_bytes: i64,
-    /// 1 makes every append durable before it is acknowledged (`log.flush.interval.messages`).
+    /// Sync every this many records of a partition (`log.flush.interval.messages`).
     pub flush_messages: i64,
+    /// Sync within this many milliseconds of a write (`log.flush.interval.ms`).
+    pub flush_ms: i64,
+    /// Default `cleanup.policy` of topics: `delete`, `compact` or both.
+    pub cleanup_policy: String,
+    /// The log cleaner (`log.cleaner.*`): compaction of `cleanup.policy=compact` topics.
+    pub cleaner_enable: bool,
+    pub cleaner_backoff_ms: u64,
+    pub cleaner_min_compaction_lag_ms: i64,
+    pub cleaner_max_compaction_lag_ms: i64,
+    pub cleaner_min_cleanable_ratio: f64,
+    pub cleaner_delete_retention_ms: i64,
+    pub cleaner_io_max_bytes_per_second: f64,
+    pub cleaner_dedupe_buffer_size: u64,
+    pub cleaner_io_buffer_size: usize,
     /// How often retention runs (`log.retention.check.interval.ms`).
     pub retention_check_interval_ms: u64,
+    /// How long after its last batch's timestamp an idle producer's state is forgotten.
+    pub producer_id_expiration_ms: i64,
+    /// How often that is checked (`producer.id.expiration.check.interval.ms`).
+    pub producer_id_expiration_check_interval_ms: u64,
     /// How long a new group waits for more members before its first rebalance completes.
     pub group_initial_rebalance_delay_ms: u64,
     pub group_min_session_timeout_ms: u64,
@@ -204,10 +226,25 @@ impl Config {
             max_connections: 0,
             max_connections_per_ip: 0,
             queued_max_requests: 0,
+            fetch_max_bytes: 0,
+            fetch_session_cache_slots: 0,
             retention_ms: 0,
             retention_bytes: 0,
             flush_messages: 0,
+            flush_ms: 0,
+            cleanup_policy: String::new(),
+            cleaner_enable: false,
+            cleaner_backoff_ms: 0,
+            cleaner_min_compaction_lag_ms: 0,
+            cleaner_max_compaction_lag_ms: 0,
+            cleaner_min_cleanable_ratio: 0.0,
+            cleaner_delete_retention_ms: 0,
+            cleaner_io_max_bytes_per_second: 0.0,
+            cleaner_dedupe_buffer_size: 0,
+            cleaner_io_buffer_size: 0,
             retention_check_interval_ms: 0,
+            producer_id_expiration_ms: 0,
+            producer_id_expiration_check_interval_ms: 0,
             group_initial_rebalance_delay_ms: 0,
             group_min_session_timeout_ms: 0,
             group_max_session_timeout_ms: 0,

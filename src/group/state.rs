@@ -202,8 +202,8 @@ impl Group {
     /// on load: members rejoin, and those beyond the limit are refused and removed.
     pub fn shed_over_capacity(&mut self, max_size: usize, now: Instant) {
         if self.members.len() > max_size {
-            tracing::info!(group = %self.id, members = self.members.len(), max_size, "group over group.max.size; rebalancing");
-            self.prepare_rebalance(now, Duration::ZERO);
+            tracing::info!(group = %self.id, members = self.members.len(), max_size, "group over group.max.size");
+            self.prepare_rebalance(now, Duration::ZERO, "over group.max.size");
         }
     }
 
@@ -300,7 +300,7 @@ impl Group {
     fn rebalance_and_wait(&mut self, member_id: &str, now: Instant, initial_delay: Duration) -> Reply<JoinResult> {
         let rx = self.wait_for_join(member_id);
         if self.state != GroupState::PreparingRebalance {
-            self.prepare_rebalance(now, initial_delay);
+            self.prepare_rebalance(now, initial_delay, &format!("member {member_id} joined or rejoined"));
         }
         self.try_complete_join(now);
         Reply::Later(rx)
@@ -380,7 +380,8 @@ impl Group {
     }
 
     /// Starts a rebalance: every member must rejoin before the deadline.
-    fn prepare_rebalance(&mut self, now: Instant, initial_delay: Duration) {
+    fn prepare_rebalance(&mut self, now: Instant, initial_delay: Duration, reason: &str) {
+        tracing::info!(group = %self.id, state = ?self.state, generation = self.generation, "preparing to rebalance: {reason}");
         if self.state == GroupState::CompletingRebalance {
             for m in self.members.values_mut() {
                 m.assignment = Bytes::new();
@@ -428,6 +429,7 @@ impl Group {
         }
         self.protocol = self.choose_protocol();
         self.set_state(GroupState::CompletingRebalance);
+        tracing::info!(group = %self.id, generation = self.generation, members = self.members.len(), "rebalance joined; waiting for the leader's assignment");
         let ids: Vec<String> = self.members.keys().cloned().collect();
         for id in &ids {
             let result = self.join_result(id);
@@ -548,6 +550,7 @@ impl Group {
                         }
                     }
                     self.set_state(GroupState::Stable);
+                    tracing::info!(group = %self.id, generation = self.generation, "stabilized with the leader's assignment");
                 }
                 Reply::Later(rx)
             }
@@ -672,7 +675,7 @@ impl Group {
             self.leader = None;
         }
         if matches!(self.state, GroupState::Stable | GroupState::CompletingRebalance) {
-            self.prepare_rebalance(now, Duration::ZERO);
+            self.prepare_rebalance(now, Duration::ZERO, &format!("member {id} left"));
         }
         self.try_complete_join(now);
     }

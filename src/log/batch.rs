@@ -52,11 +52,23 @@ impl<'a> BatchHeader<'a> {
     pub fn base_offset(&self) -> i64 {
         self.i64_at(BASE_OFFSET)
     }
+    pub fn partition_leader_epoch(&self) -> i32 {
+        self.i32_at(LEADER_EPOCH)
+    }
     pub fn attributes(&self) -> i16 {
         self.i16_at(ATTRIBUTES)
     }
-    pub fn is_compressed(&self) -> bool {
-        self.attributes() & COMPRESSION_MASK != 0
+    pub fn compression(&self) -> i16 {
+        self.attributes() & COMPRESSION_MASK
+    }
+    pub fn log_append_time(&self) -> bool {
+        self.attributes() & TIMESTAMP_TYPE_LOG_APPEND != 0
+    }
+    pub fn is_control(&self) -> bool {
+        self.attributes() & CONTROL != 0
+    }
+    pub fn is_transactional(&self) -> bool {
+        self.attributes() & TRANSACTIONAL != 0
     }
     pub fn last_offset_delta(&self) -> i32 {
         self.i32_at(LAST_OFFSET_DELTA)
@@ -136,13 +148,13 @@ fn validate(batch: &[u8]) -> Result<(), ResponseError> {
         return Err(ResponseError::InvalidRecord);
     }
     // A record takes at least a few bytes even compressed; this stops absurd counts early.
-    if !header.is_compressed() && (count as usize) > header.records().len() {
+    if header.compression() == 0 && (count as usize) > header.records().len() {
         return Err(ResponseError::CorruptMessage);
     }
-    if header.attributes() & CONTROL != 0 {
+    if header.is_control() {
         return Err(ResponseError::InvalidRecord);
     }
-    if header.attributes() & TRANSACTIONAL != 0 {
+    if header.is_transactional() {
         // Transactions are not offered (no transaction coordinator yet).
         return Err(ResponseError::InvalidTxnState);
     }
@@ -158,11 +170,6 @@ pub fn assign(batch: &[u8], base_offset: i64, leader_epoch: i32, stored: &mut Ve
     stored[LEADER_EPOCH..MAGIC].copy_from_slice(&leader_epoch.to_be_bytes());
 }
 
-/// True if the batch's timestamps are to be replaced by the broker's clock.
-pub fn wants_log_append_time(batch: &[u8]) -> bool {
-    BatchHeader::new(batch).is_some_and(|h| h.attributes() & TIMESTAMP_TYPE_LOG_APPEND != 0)
-}
-
 /// Sets LogAppendTime on a stored batch: both timestamps become `now`, and the CRC (which
 /// covers them) is recomputed.
 pub fn set_log_append_time(stored: &mut [u8], now: i64) {
@@ -175,38 +182,25 @@ pub fn set_log_append_time(stored: &mut [u8], now: i64) {
     stored[CRC..ATTRIBUTES].copy_from_slice(&crc.to_be_bytes());
 }
 
-/// Walks the records of an uncompressed batch and returns (offset, timestamp) of each, stopping
-/// at the first malformed one. Used only by ListOffsets, never on produce or fetch.
-pub fn record_timestamps(header: &BatchHeader) -> Vec<(i64, i64)> {
-    let mut out = Vec::new();
-    let mut buf = header.records();
-    for _ in 0..header.record_count() {
-        let Some((length, n)) = read_varint(buf) else { break };
-        let Ok(length) = usize::try_from(length) else { break };
-        let Some(record) = buf.get(n..n + length) else { break };
-        buf = &buf[n + length..];
-        // attributes (1 byte), timestampDelta (varint), offsetDelta (varint)
-        let Some(body) = record.get(1..) else { break };
-        let Some((ts_delta, m)) = read_varint(body) else { break };
-        let Some((off_delta, _)) = read_varint(&body[m..]) else { break };
-        out.push((
-            header.base_offset() + off_delta,
-            header.base_timestamp() + ts_delta,
-        ));
-    }
+/// A copy of a stored batch's header over new records (`count` of them, possibly compressed):
+/// length, record count, max timestamp and CRC follow; base offset, last offset delta, base
+/// timestamp and the producer fields stay (the cleaner's rewrite).
+pub fn with_records(stored: &[u8], count: i32, max_timestamp: i64, records: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_LEN + records.len());
+    out.extend_from_slice(&stored[..HEADER_LEN]);
+    out.extend_from_slice(records);
+    let length = (out.len() - LOG_OVERHEAD) as i32;
+    out[BATCH_LENGTH..LEADER_EPOCH].copy_from_slice(&length.to_be_bytes());
+    out[MAX_TIMESTAMP..PRODUCER_ID].copy_from_slice(&max_timestamp.to_be_bytes());
+    out[RECORD_COUNT..HEADER_LEN].copy_from_slice(&count.to_be_bytes());
+    let crc = crc32c::crc32c(&out[ATTRIBUTES..]);
+    out[CRC..ATTRIBUTES].copy_from_slice(&crc.to_be_bytes());
     out
 }
 
-/// A zig-zag varint (Kafka's record encoding); returns the value and the bytes it used.
-fn read_varint(buf: &[u8]) -> Option<(i64, usize)> {
-    let mut raw: u64 = 0;
-    for (i, &b) in buf.iter().enumerate().take(10) {
-        raw |= u64::from(b & 0x7f) << (7 * i);
-        if b & 0x80 == 0 {
-            return Some((((raw >> 1) as i64) ^ -((raw & 1) as i64), i + 1));
-        }
-    }
-    None
+/// Whether a stored batch's CRC matches its content.
+pub fn crc_matches(stored: &[u8]) -> bool {
+    stored.len() >= HEADER_LEN && u32::from_be_bytes(stored[CRC..ATTRIBUTES].try_into().expect("4")) == crc32c::crc32c(&stored[ATTRIBUTES..])
 }
 
 #[cfg(test)]
@@ -260,13 +254,5 @@ mod tests {
         set_log_append_time(&mut stored, 5555);
         assert_eq!(BatchHeader::new(&stored).unwrap().max_timestamp(), 5555);
         assert!(split_and_validate(&stored, 1 << 20).is_ok());
-    }
-
-    #[test]
-    fn timestamps_of_uncompressed_records() {
-        let mut stored = Vec::new();
-        assign(&batch(3, 1000), 10, 0, &mut stored);
-        let h = BatchHeader::new(&stored).unwrap();
-        assert_eq!(record_timestamps(&h), vec![(10, 1000), (11, 1010), (12, 1020)]);
     }
 }

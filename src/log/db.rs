@@ -14,6 +14,7 @@ use rocksdb::{BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionTyp
 
 pub const LOG_CF: &str = "log";
 pub const META_CF: &str = "meta";
+pub const INDEX_CF: &str = "index";
 
 /// Batches at least this large go to blob files, out of compaction's way.
 const MIN_BLOB_SIZE: u64 = 4096;
@@ -86,7 +87,18 @@ fn open_rocksdb(dir: &Path, budget: Budget) -> Result<DB> {
     meta_opts.set_max_write_buffer_number(2);
     meta_opts.set_block_based_table_factory(&table);
 
-    let families = vec![ColumnFamilyDescriptor::new(LOG_CF, log_opts), ColumnFamilyDescriptor::new(META_CF, meta_opts)];
+    // Small fixed-size entries, one per batch, scanned in key order.
+    let mut index_opts = Options::default();
+    index_opts.set_write_buffer_size(4 << 20);
+    index_opts.set_max_write_buffer_number(2);
+    index_opts.set_block_based_table_factory(&table);
+    index_opts.set_compression_type(DBCompressionType::Lz4);
+
+    let families = vec![
+        ColumnFamilyDescriptor::new(LOG_CF, log_opts),
+        ColumnFamilyDescriptor::new(META_CF, meta_opts),
+        ColumnFamilyDescriptor::new(INDEX_CF, index_opts),
+    ];
     DB::open_cf_descriptors(&db_opts, dir, families).map_err(|e| {
         let text = e.to_string();
         if text.contains("lock") || text.contains("LOCK") {
@@ -107,6 +119,23 @@ fn shared_cache(bytes: usize) -> Cache {
     opts.set_capacity(bytes);
     opts.set_num_shard_bits((bytes >> 23).max(1).ilog2().min(4) as i32);
     Cache::new_lru_cache_opts(&opts)
+}
+
+/// How many times RocksDB has stopped or slowed writes (memtables full, too many L0 files,
+/// compaction behind) since the store was opened, over both column families.
+pub fn write_stalls(db: &DB) -> Result<u64, ResponseError> {
+    let mut stalls = 0;
+    for name in [LOG_CF, META_CF] {
+        let cf = db.cf_handle(name).ok_or(ResponseError::KafkaStorageError)?;
+        // "Write Stall (count): <cause>: <n>, ..., total-delays: <n>, total-stops: <n>"
+        let text = db.property_value_cf(cf, "rocksdb.cf-write-stall-stats").map_err(|_| ResponseError::KafkaStorageError)?.unwrap_or_default();
+        for item in text.trim().split(", ") {
+            if let Some(n) = item.strip_prefix("total-delays: ").or_else(|| item.strip_prefix("total-stops: ")) {
+                stalls += n.parse::<u64>().map_err(|_| ResponseError::KafkaStorageError)?;
+            }
+        }
+    }
+    Ok(stalls)
 }
 
 impl Db {
@@ -184,8 +213,8 @@ impl Drop for Db {
         if self.needs_recovery() {
             return;
         }
-        // One flush of both families, as atomic_flush does them anyway.
-        let families: Vec<_> = [LOG_CF, META_CF].into_iter().filter_map(|name| db.cf_handle(name)).collect();
+        // One flush of every family, as atomic_flush does them anyway.
+        let families: Vec<_> = [LOG_CF, META_CF, INDEX_CF].into_iter().filter_map(|name| db.cf_handle(name)).collect();
         if let Err(e) = db.flush_cfs_opt(&families, &FlushOptions::default()) {
             tracing::warn!("flushing at shutdown failed: {e}; the next start replays the write-ahead log");
         }

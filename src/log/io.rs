@@ -11,12 +11,15 @@
 //! - Readers: [`READERS`] threads run reads (fetches, index scans, disk statistics). Their
 //!   queue, like the writers', holds at most one job per request being handled, and requests
 //!   are bounded by `queued.max.requests`.
+//! - Housekeeping: one thread runs long jobs (a compaction pass), so they never take a
+//!   reader from fetches; such a job checks [`Io::stopping`] between steps.
 //!
 //! A write is queued when [`Io::write`] is called, not when its future is first polled: a
 //! caller that must keep an order (committed offsets of one group) submits under its own lock
 //! and awaits after releasing it.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -59,6 +62,9 @@ struct Inner {
     meta_writer: Option<Sender<WriteJob>>,
     partition_writers: Vec<Sender<WriteJob>>,
     readers: Option<Sender<ReadJob>>,
+    housekeeping: Option<Sender<ReadJob>>,
+    /// Set when the store closes: long jobs stop at their next step.
+    stopping: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -85,6 +91,12 @@ impl Io {
         let partition_writers = (0..PARTITION_WRITERS).map(|i| start_writer(format!("gregor-log-writer-{i}"))).collect();
         let (readers, jobs) = channel::<ReadJob>();
         let jobs = Arc::new(Mutex::new(jobs));
+        let (housekeeping, long_jobs) = channel::<ReadJob>();
+        threads.push(spawn("gregor-housekeeping".into(), move || {
+            while let Ok(job) = long_jobs.recv() {
+                job();
+            }
+        }));
         for i in 0..READERS {
             let jobs = jobs.clone();
             threads.push(spawn(format!("gregor-reader-{i}"), move || loop {
@@ -96,7 +108,17 @@ impl Io {
                 }
             }));
         }
-        Io { inner: Arc::new(Inner { db, meta_writer: Some(meta_writer), partition_writers, readers: Some(readers), threads }) }
+        Io {
+            inner: Arc::new(Inner {
+                db,
+                meta_writer: Some(meta_writer),
+                partition_writers,
+                readers: Some(readers),
+                housekeeping: Some(housekeeping),
+                stopping: Arc::new(AtomicBool::new(false)),
+                threads,
+            }),
+        }
     }
 
     pub fn db(&self) -> &Db {
@@ -124,25 +146,47 @@ impl Io {
         &self,
         read: impl FnOnce(&DB) -> Result<T, ResponseError> + Send + 'static,
     ) -> Result<T, ResponseError> {
-        let (done, outcome) = oneshot::channel();
         let db = self.inner.db.clone();
-        let job: ReadJob = Box::new(move || {
-            let _ = done.send(db.get().and_then(|handle| read(&handle)));
-        });
-        let queued = self.inner.readers.as_ref().is_some_and(|q| q.send(job).is_ok());
-        if !queued {
-            return Err(ResponseError::KafkaStorageError);
-        }
-        outcome.await.unwrap_or(Err(ResponseError::KafkaStorageError))
+        run(self.inner.readers.as_ref(), move || db.get().and_then(|handle| read(&handle))).await
     }
+
+    /// Runs a long job on the housekeeping thread. It may block (it is not on the runtime) and
+    /// writes through [`Db::write`] itself.
+    pub async fn housekeeping<T: Send + 'static>(&self, job: impl FnOnce() -> Result<T, ResponseError> + Send + 'static) -> Result<T, ResponseError> {
+        run(self.inner.housekeeping.as_ref(), job).await
+    }
+
+    /// Turns true once the store closes. A long job holds this, not the store, which it would
+    /// keep open.
+    pub fn stopping(&self) -> Arc<AtomicBool> {
+        self.inner.stopping.clone()
+    }
+
+    pub fn db_arc(&self) -> Arc<Db> {
+        self.inner.db.clone()
+    }
+}
+
+/// Queues `job` and awaits its outcome.
+async fn run<T: Send + 'static>(queue: Option<&Sender<ReadJob>>, job: impl FnOnce() -> Result<T, ResponseError> + Send + 'static) -> Result<T, ResponseError> {
+    let (done, outcome) = oneshot::channel();
+    let job: ReadJob = Box::new(move || {
+        let _ = done.send(job());
+    });
+    if queue.is_none_or(|q| q.send(job).is_err()) {
+        return Err(ResponseError::KafkaStorageError);
+    }
+    outcome.await.unwrap_or(Err(ResponseError::KafkaStorageError))
 }
 
 impl Drop for Inner {
     /// Closes the queues; the threads finish what was queued, then exit.
     fn drop(&mut self) {
+        self.stopping.store(true, Ordering::Release);
         self.meta_writer.take();
         self.partition_writers.clear();
         self.readers.take();
+        self.housekeeping.take();
         for t in self.threads.drain(..) {
             let _ = t.join();
         }

@@ -11,10 +11,13 @@
 //! take (asynchronously).
 
 pub mod batch;
+mod cleaner;
 mod db;
+mod index;
 mod io;
 mod meta;
 mod producers;
+pub mod records;
 mod syncer;
 
 use std::cell::RefCell;
@@ -22,6 +25,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use bytes::{Bytes, BytesMut};
@@ -30,8 +34,10 @@ use rocksdb::{ReadOptions, WriteBatch, DB};
 use tokio::sync::Notify;
 
 use batch::BatchHeader;
+pub use cleaner::{Cleaned, CleanerLimits, Compaction};
 pub use db::Budget;
 use db::{Db, LOG_CF, META_CF};
+use index::{index_cf, BatchEntry, Entries};
 use io::{Io, Lane};
 pub use meta::Meta;
 use producers::{ProducerState, SeqCheck};
@@ -92,11 +98,30 @@ pub struct AppendOptions {
     /// `Some(now)` when the topic uses LogAppendTime.
     pub log_append_time: Option<i64>,
     pub flush: FlushPolicy,
+    /// Every record needs a key (compacted topics).
+    pub require_keys: bool,
+}
+
+/// Why an append was refused.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AppendError {
+    Refused(ResponseError),
+    /// Records without a key, on a topic that needs them: each one's index in its batch.
+    MissingKeys(Vec<i32>),
+}
+
+impl From<ResponseError> for AppendError {
+    fn from(e: ResponseError) -> Self {
+        AppendError::Refused(e)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Appended {
     pub base_offset: i64,
+    /// What the produce response gives as the log append time: the append time on
+    /// LogAppendTime topics, else -1; for a retried batch, its original timestamp (Kafka's answer).
+    pub log_append_time: i64,
     pub log_start: i64,
 }
 
@@ -230,27 +255,51 @@ impl LogStore {
         let meta = self.meta();
         let log_start = meta.get(&meta_key(id, LOG_START, &[]))?.map(|v| decode_i64(&v)).unwrap_or(0);
         let bytes = meta.get(&meta_key(id, BYTES, &[]))?.map(|v| decode_i64(&v) as u64).unwrap_or(0);
-        let mut next_offset = log_start;
-        let mut opts = ReadOptions::default();
-        opts.set_iterate_lower_bound(log_key(id, 0).to_vec());
-        opts.set_iterate_upper_bound(log_key(id + 1, 0).to_vec());
         let db = self.io.db().get()?;
-        let mut it = db.raw_iterator_cf_opt(log_cf(&db), opts);
-        it.seek_to_last();
-        if let Some(value) = it.value() {
-            let header = BatchHeader::new(value).context("stored batch shorter than a header")?;
-            next_offset = next_offset.max(header.last_offset() + 1);
-        }
-        it.status().context("reading the log")?;
-        drop(it);
+        self.index_unindexed(&db, id)?;
+        let last = Entries::last(&db, id).context("reading the batch index")?;
+        let next_offset = last.map_or(log_start, |e| log_start.max(e.last_offset + 1));
         let mut producers = HashMap::new();
+        let loaded_at = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
         for (key, value) in meta.scan(&meta_key(id, PRODUCER, &[]))? {
             let pid = key.get(6..14).map(decode_i64);
-            if let (Some(pid), Some(state)) = (pid, ProducerState::decode(&value)) {
+            if let (Some(pid), Some(state)) = (pid, ProducerState::decode(&value, loaded_at)) {
                 producers.insert(pid, state);
             }
         }
         self.insert(PartitionLog::new(id, next_offset, log_start, bytes, producers));
+        Ok(())
+    }
+
+    /// Indexes the batches a data directory written before the batch index holds (or whose
+    /// indexing a crash interrupted): those after the last indexed one. Start-up only.
+    fn index_unindexed(&self, db: &DB, id: PartitionId) -> Result<()> {
+        /// Entries per write, so a large log is indexed in bounded steps.
+        const STEP: usize = 10_000;
+        let from = Entries::last(db, id)?.map_or(0, |e| e.base_offset + 1);
+        let mut opts = ReadOptions::default();
+        opts.set_iterate_lower_bound(log_key(id, from).to_vec());
+        opts.set_iterate_upper_bound(log_key(id + 1, 0).to_vec());
+        let mut it = db.raw_iterator_cf_opt(log_cf(db), opts);
+        it.seek_to_first();
+        let mut write = WriteBatch::default();
+        let mut indexed = 0;
+        while let (Some(key), Some(value)) = (it.key(), it.value()) {
+            let entry = BatchEntry::of(value).context("stored batch shorter than a header")?;
+            write.put_cf(index_cf(db), key, entry.encode());
+            indexed += 1;
+            if write.len() == STEP {
+                self.io.db().write(std::mem::take(&mut write)).map_err(|e| anyhow::anyhow!("indexing partition {id}: {e:?}"))?;
+            }
+            it.next();
+        }
+        it.status().context("reading the log")?;
+        if !write.is_empty() {
+            self.io.db().write(write).map_err(|e| anyhow::anyhow!("indexing partition {id}: {e:?}"))?;
+        }
+        if indexed > 0 {
+            tracing::info!(partition = id, batches = indexed, "indexed batches stored before the batch index");
+        }
         Ok(())
     }
 
@@ -279,6 +328,7 @@ impl LogStore {
         let mut write = WriteBatch::default();
         for &id in ids {
             write.delete_range_cf(log_cf(&db), log_key(id, 0), log_key(id + 1, 0));
+            write.delete_range_cf(index_cf(&db), log_key(id, 0), log_key(id + 1, 0));
             let prefix = partition_prefix(id);
             write.delete_range_cf(meta_cf(&db), prefix.to_vec(), meta::prefix_end(&prefix).expect("a partition prefix ends"));
         }
@@ -293,16 +343,23 @@ impl LogStore {
 
     /// Appends a producer's record set (one or more batches), all or nothing, and syncs it as
     /// the topic's flush policy asks.
-    pub async fn append(&self, id: PartitionId, records: &[u8], opts: AppendOptions) -> Result<Appended, ResponseError> {
+    pub async fn append(&self, id: PartitionId, records: &[u8], opts: AppendOptions) -> Result<Appended, AppendError> {
         let batches = batch::split_and_validate(records, opts.max_batch_bytes)?;
+        if opts.require_keys {
+            let missing = batches.iter().map(|b| records::keyless(b)).collect::<Result<Vec<_>, _>>()?.concat();
+            if !missing.is_empty() {
+                return Err(AppendError::MissingKeys(missing));
+            }
+        }
         let log = self.partition(id)?;
         let mut writer = log.writer.lock().await;
         if writer.deleted {
-            return Err(ResponseError::UnknownTopicOrPartition);
+            return Err(ResponseError::UnknownTopicOrPartition.into());
         }
         let db = self.io.db().get()?;
         let mut next = writer.next_offset;
-        let mut first_offset = None;
+        // The first batch's base offset and log append time answer for the request.
+        let mut first = None;
         // Sized up front: growing it would copy the batches again.
         let mut write = WriteBatch::with_capacity_bytes(records.len() + 256);
         let mut updated: Vec<(i64, ProducerState)> = Vec::new();
@@ -318,12 +375,13 @@ impl LogStore {
                     .map(|(_, s)| s)
                     .or_else(|| writer.producers.get(&pid));
                 match ProducerState::check(state, &header)? {
-                    SeqCheck::Duplicate(offset) => {
-                        first_offset.get_or_insert(offset);
+                    SeqCheck::Duplicate { base_offset, timestamp } => {
+                        first.get_or_insert((base_offset, timestamp));
                         continue;
                     }
                     SeqCheck::Append => {
-                        let after = ProducerState::after_append(state, &header, next);
+                        let timestamp = opts.log_append_time.unwrap_or(header.max_timestamp());
+                        let after = ProducerState::after_append(state, &header, next, timestamp);
                         write.put_cf(meta_cf(&db), meta_key(id, PRODUCER, &pid.to_be_bytes()), after.encode());
                         updated.push((pid, after));
                     }
@@ -334,10 +392,12 @@ impl LogStore {
                 if let Some(now) = opts.log_append_time {
                     batch::set_log_append_time(stored, now);
                 }
-                write.put_cf(log_cf(&db), log_key(id, next), &stored[..]);
+                let key = log_key(id, next);
+                write.put_cf(log_cf(&db), key, &stored[..]);
+                write.put_cf(index_cf(&db), key, BatchEntry::of(stored).expect("a validated batch").encode());
             });
             added += bytes.len() as u64;
-            first_offset.get_or_insert(next);
+            first.get_or_insert((next, opts.log_append_time.unwrap_or(-1)));
             next += header.last_offset_delta() as i64 + 1;
         }
         SCRATCH.with_borrow_mut(|stored| {
@@ -345,10 +405,8 @@ impl LogStore {
                 *stored = Vec::new();
             }
         });
-        let appended = |log: &PartitionLog| Appended {
-            base_offset: first_offset.expect("at least one batch"),
-            log_start: log.log_start.load(Ordering::Acquire),
-        };
+        let (base_offset, log_append_time) = first.expect("at least one batch");
+        let appended = |log: &PartitionLog| Appended { base_offset, log_append_time, log_start: log.log_start.load(Ordering::Acquire) };
         if next == writer.next_offset {
             // Only retries of batches already written: acknowledged once those are as durable
             // as the topic asks.
@@ -395,6 +453,12 @@ impl LogStore {
                 })
             })
             .await
+    }
+
+    /// RocksDB write stalls since the store was opened (for tests of the facade).
+    #[doc(hidden)]
+    pub async fn write_stalls(&self) -> Result<u64, ResponseError> {
+        self.io.read(db::write_stalls).await
     }
 
     /// Bytes stored for a partition.
@@ -452,49 +516,36 @@ impl LogStore {
     }
 
     /// The first offset whose record timestamp is at least `ts`, and that timestamp
-    /// (ListOffsets by time). Within a compressed batch, its first offset stands for it.
+    /// (ListOffsets by time): the index finds the batch, which alone is read.
     pub async fn offset_for_timestamp(&self, id: PartitionId, ts: i64) -> Result<Option<(i64, i64)>, ResponseError> {
         let log = self.partition(id)?;
         self.io
             .read(move |db| {
-                let mut found = None;
-                scan_headers(db, &log, |h| {
-                    if h.max_timestamp() < ts {
-                        return true;
-                    }
-                    found = if h.is_compressed() {
-                        Some((h.base_offset(), h.max_timestamp()))
-                    } else {
-                        batch::record_timestamps(h).into_iter().find(|&(_, t)| t >= ts)
-                    };
-                    false
-                })?;
-                Ok(found)
+                let found = readable_entries(db, &log, |entries| entries.find(|e| e.max_timestamp >= ts))?;
+                match found {
+                    Some(e) => record_in(db, &log, &e, |t| t >= ts),
+                    None => Ok(None),
+                }
             })
             .await
     }
 
     /// The offset and timestamp of the record with the largest timestamp (KIP-734); the earliest
-    /// such record wins ties. Within a compressed batch, its last offset stands for it.
+    /// such record wins ties.
     pub async fn max_timestamp_offset(&self, id: PartitionId) -> Result<Option<(i64, i64)>, ResponseError> {
         let log = self.partition(id)?;
         self.io
             .read(move |db| {
-                let mut best: Option<(i64, i64)> = None;
-                scan_headers(db, &log, |h| {
-                    if best.is_none_or(|(_, t)| h.max_timestamp() > t) {
-                        best = if h.is_compressed() {
-                            Some((h.last_offset(), h.max_timestamp()))
-                        } else {
-                            batch::record_timestamps(h)
-                                .into_iter()
-                                .find(|&(_, t)| t == h.max_timestamp())
-                                .or(Some((h.last_offset(), h.max_timestamp())))
-                        };
-                    }
-                    true
+                let found = readable_entries(db, &log, |entries| {
+                    entries.fold(None, |best: Option<BatchEntry>, e| match best {
+                        Some(b) if b.max_timestamp >= e.max_timestamp => Some(b),
+                        _ => Some(e),
+                    })
                 })?;
-                Ok(best)
+                match found {
+                    Some(e) => record_in(db, &log, &e, |t| t == e.max_timestamp),
+                    None => Ok(None),
+                }
             })
             .await
     }
@@ -505,33 +556,28 @@ impl LogStore {
     pub async fn apply_retention(&self, id: PartitionId, retention_ms: i64, retention_bytes: i64, now: i64) -> Result<i64, ResponseError> {
         let log = self.partition(id)?;
         let scanned = log.clone();
-        let sizes = self
+        let new_start = self
             .io
             .read(move |db| {
-                let mut sizes: Vec<(i64, i64, u64)> = Vec::new(); // (base, max timestamp, bytes)
-                let mut it = readable_batches(db, &scanned);
-                while let Some(value) = it.value() {
-                    let Some(h) = BatchHeader::new(value) else { break };
-                    sizes.push((h.base_offset(), h.max_timestamp(), value.len() as u64));
-                    it.next();
-                }
-                it.status().map_err(read_error)?;
-                Ok(sizes)
+                let mut total = scanned.bytes.load(Ordering::Acquire);
+                readable_entries(db, &scanned, |entries| {
+                    let mut entries = entries.peekable();
+                    let mut new_start = None;
+                    while let (Some(e), Some(next)) = (entries.next(), entries.peek()) {
+                        let too_old = retention_ms >= 0 && e.max_timestamp < now - retention_ms;
+                        let too_big = retention_bytes >= 0 && total > retention_bytes as u64;
+                        if !(too_old || too_big) {
+                            break;
+                        }
+                        total = total.saturating_sub(e.bytes as u64);
+                        new_start = Some(next.base_offset);
+                    }
+                    new_start
+                })
             })
             .await?;
-        let mut total = log.bytes.load(Ordering::Acquire);
-        let mut dropped = 0;
-        for (i, &(_, max_ts, len)) in sizes.iter().enumerate().take(sizes.len().saturating_sub(1)) {
-            let too_old = retention_ms >= 0 && max_ts < now - retention_ms;
-            let too_big = retention_bytes >= 0 && total > retention_bytes as u64;
-            if !(too_old || too_big) {
-                break;
-            }
-            total -= len;
-            dropped = i + 1;
-        }
-        if dropped > 0 {
-            self.truncate_before(&log, sizes[dropped].0).await?;
+        if let Some(new_start) = new_start {
+            self.truncate_before(&log, new_start).await?;
         }
         Ok(log.log_start.load(Ordering::Acquire))
     }
@@ -560,30 +606,29 @@ impl LogStore {
             return Ok(());
         }
         let scanned = log.clone();
+        // Batches that end below the new start go; the one holding it stays.
         let (cut, dropped) = self
             .io
             .read(move |db| {
-                // Keep the batch that holds `new_start`: delete up to its base offset only.
-                let it = batches_from(db, scanned.id, new_start, scanned.high_watermark.load(Ordering::Acquire));
-                let cut = it.key().map(|k| decode_i64(&k[4..12])).unwrap_or(new_start);
-                drop(it);
-                let mut dropped = 0u64;
-                let mut it = readable_batches(db, &scanned);
-                while let (Some(key), Some(value)) = (it.key(), it.value()) {
-                    if decode_i64(&key[4..12]) >= cut {
-                        break;
+                readable_entries(db, &scanned, |entries| {
+                    let mut dropped = 0u64;
+                    let mut cut = new_start;
+                    for e in entries {
+                        if e.last_offset >= new_start {
+                            cut = e.base_offset;
+                            break;
+                        }
+                        dropped += e.bytes as u64;
                     }
-                    dropped += value.len() as u64;
-                    it.next();
-                }
-                it.status().map_err(read_error)?;
-                Ok((cut, dropped))
+                    (cut, dropped)
+                })
             })
             .await?;
         let total = log.bytes.load(Ordering::Acquire).saturating_sub(dropped);
         let db = self.io.db().get()?;
         let mut write = WriteBatch::default();
         write.delete_range_cf(log_cf(&db), log_key(log.id, 0), log_key(log.id, cut));
+        write.delete_range_cf(index_cf(&db), log_key(log.id, 0), log_key(log.id, cut));
         write.put_cf(meta_cf(&db), meta_key(log.id, LOG_START, &[]), new_start.to_be_bytes());
         write.put_cf(meta_cf(&db), meta_key(log.id, BYTES, &[]), total.to_be_bytes());
         drop(db);
@@ -591,6 +636,32 @@ impl LogStore {
         log.log_start.store(new_start, Ordering::Release);
         log.bytes.store(total, Ordering::Release);
         drop(writer);
+        Ok(())
+    }
+
+    /// Forgets, in memory and in the store, every partition's producers whose last batch is
+    /// `expiration_ms` old at `now_ms` (`producer.id.expiration.ms`, Kafka's
+    /// removeExpiredProducers).
+    pub async fn expire_producers(&self, now_ms: i64, expiration_ms: i64) -> Result<(), ResponseError> {
+        let logs: Vec<Arc<PartitionLog>> = self.partitions.read().expect("lock").values().cloned().collect();
+        for log in logs {
+            let mut writer = log.writer.lock().await;
+            let expired = producers::expired(&writer.producers, now_ms, expiration_ms);
+            if writer.deleted || expired.is_empty() {
+                continue;
+            }
+            let db = self.io.db().get()?;
+            let mut write = WriteBatch::default();
+            for pid in &expired {
+                write.delete_cf(meta_cf(&db), meta_key(log.id, PRODUCER, &pid.to_be_bytes()));
+            }
+            drop(db);
+            self.io.write(Lane::Partition(log.id), write).await?;
+            for pid in &expired {
+                writer.producers.remove(pid);
+            }
+            tracing::debug!("partition {}: forgot idle producers {expired:?}", log.id);
+        }
         Ok(())
     }
 
@@ -607,9 +678,22 @@ impl LogStore {
     }
 }
 
-/// Iterates from the log start offset up to the high watermark.
-fn readable_batches<'a>(db: &'a DB, log: &PartitionLog) -> rocksdb::DBRawIterator<'a> {
-    batches_from(db, log.id, log.log_start.load(Ordering::Acquire), log.high_watermark.load(Ordering::Acquire))
+/// Runs `scan` over the index entries of a partition's readable batches (log start to high
+/// watermark).
+fn readable_entries<T>(db: &DB, log: &PartitionLog, scan: impl FnOnce(&mut Entries) -> T) -> Result<T, ResponseError> {
+    let mut entries = Entries::new(db, log.id, log.log_start.load(Ordering::Acquire), log.high_watermark.load(Ordering::Acquire));
+    let result = scan(&mut entries);
+    entries.status().map_err(read_error)?;
+    Ok(result)
+}
+
+/// The first record of an indexed batch, at or after the log start, whose timestamp passes
+/// `wanted`: (offset, timestamp).
+fn record_in(db: &DB, log: &PartitionLog, entry: &BatchEntry, wanted: impl Fn(i64) -> bool) -> Result<Option<(i64, i64)>, ResponseError> {
+    let stored = db.get_pinned_cf(log_cf(db), log_key(log.id, entry.base_offset)).map_err(read_error)?;
+    let Some(stored) = stored else { return Ok(None) };
+    let log_start = log.log_start.load(Ordering::Acquire);
+    Ok(records::offsets_and_timestamps(&stored)?.into_iter().find(|&(offset, ts)| offset >= log_start && wanted(ts)))
 }
 
 /// Whole batches of one partition from the one holding `r.offset`, up to `max_bytes`; with
@@ -644,18 +728,6 @@ fn read_batches(db: &DB, r: &ReadRequest, high_watermark: i64, max_bytes: usize,
     Ok(out.freeze())
 }
 
-/// Calls `visit` with each batch's header from the log start on, until it returns false.
-fn scan_headers(db: &DB, log: &PartitionLog, mut visit: impl FnMut(&BatchHeader) -> bool) -> Result<(), ResponseError> {
-    let mut it = readable_batches(db, log);
-    while let Some(value) = it.value() {
-        match BatchHeader::new(value) {
-            Some(h) if visit(&h) => it.next(),
-            _ => break,
-        }
-    }
-    it.status().map_err(read_error)
-}
-
 fn decode_i64(bytes: &[u8]) -> i64 {
     bytes.try_into().map(i64::from_be_bytes).unwrap_or(0)
 }
@@ -664,8 +736,9 @@ fn decode_i64(bytes: &[u8]) -> i64 {
 mod tests {
     use super::*;
     use crate::testkit::{encode_batch, BatchSpec};
+    use kafka_protocol::records::Compression;
 
-    const OPTS: AppendOptions = AppendOptions { max_batch_bytes: 1 << 20, leader_epoch: 0, log_append_time: None, flush: FlushPolicy::NEVER };
+    const OPTS: AppendOptions = AppendOptions { max_batch_bytes: 1 << 20, leader_epoch: 0, log_append_time: None, flush: FlushPolicy::NEVER, require_keys: false };
 
     /// Reads one partition as a fetch of it alone would.
     async fn read(store: &LogStore, id: PartitionId, offset: i64, max_bytes: usize) -> Result<ReadResult, ResponseError> {
@@ -742,8 +815,86 @@ mod tests {
         store.load_partition(1).unwrap();
         assert_eq!(store.append(1, &batch, OPTS).await.unwrap().base_offset, 0);
         let gap = encode_batch(&BatchSpec { producer: Some((9, 0, 5)), ..BatchSpec::values(1) });
-        assert_eq!(store.append(1, &gap, OPTS).await.unwrap_err(), ResponseError::OutOfOrderSequenceNumber);
+        assert_eq!(store.append(1, &gap, OPTS).await.unwrap_err(), AppendError::Refused(ResponseError::OutOfOrderSequenceNumber));
         assert_eq!(store.offsets(1).unwrap().1, 2);
+    }
+
+    #[tokio::test]
+    async fn flush_messages_and_flush_ms_sync_as_kafka_documents() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::open(dir.path()).unwrap();
+        store.load_partition(1).unwrap();
+        let syncs = || store.syncer.test_hooks().syncs.load(SeqCst);
+        let one = encode_batch(&BatchSpec::values(1));
+        // Every third record.
+        let every_third = AppendOptions { flush: FlushPolicy { messages: 3, ms: i64::MAX }, ..OPTS };
+        for _ in 0..2 {
+            store.append(1, &one, every_third).await.unwrap();
+        }
+        assert_eq!(syncs(), 0);
+        store.append(1, &one, every_third).await.unwrap();
+        assert_eq!(syncs(), 1, "the third append waited for its sync");
+        // Within 300 ms, in the background.
+        let timed = AppendOptions { flush: FlushPolicy { messages: i64::MAX, ms: 300 }, ..OPTS };
+        store.append(1, &one, timed).await.unwrap();
+        assert_eq!(syncs(), 1);
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        assert_eq!(syncs(), 2);
+    }
+
+    #[tokio::test]
+    async fn at_flush_messages_1_nothing_is_readable_before_its_sync() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::open(dir.path()).unwrap();
+        store.load_partition(1).unwrap();
+        let each = AppendOptions { flush: FlushPolicy { messages: 1, ms: i64::MAX }, ..OPTS };
+        let two = encode_batch(&BatchSpec::values(2));
+        store.syncer.test_hooks().fail.store(true, SeqCst);
+        assert_eq!(store.append(1, &two, each).await.unwrap_err(), AppendError::Refused(ResponseError::KafkaStorageError));
+        assert_eq!(store.offsets(1).unwrap(), (0, 0), "written but not synced: not readable");
+        store.syncer.test_hooks().fail.store(false, SeqCst);
+        assert_eq!(store.append(1, &two, each).await.unwrap().base_offset, 2);
+        assert_eq!(store.offsets(1).unwrap(), (0, 4));
+    }
+
+    #[tokio::test]
+    async fn timestamps_inside_compressed_batches_are_exact() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::open(dir.path()).unwrap();
+        store.load_partition(1).unwrap();
+        for (i, compression) in [Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd].into_iter().enumerate() {
+            let spec = BatchSpec { base_ts: 1000 * (i as i64 + 1), compression, ..BatchSpec::values(3) };
+            store.append(1, &encode_batch(&spec), OPTS).await.unwrap();
+        }
+        // Batches: offsets 0-2 @1000,1010,1020 (gzip); 3-5 @2000.. (snappy); 6-8 (lz4); 9-11 (zstd).
+        assert_eq!(store.offset_for_timestamp(1, 1015).await.unwrap(), Some((2, 1020)));
+        assert_eq!(store.offset_for_timestamp(1, 2001).await.unwrap(), Some((4, 2010)));
+        assert_eq!(store.offset_for_timestamp(1, 3020).await.unwrap(), Some((8, 3020)));
+        assert_eq!(store.max_timestamp_offset(1).await.unwrap(), Some((11, 4020)));
+    }
+
+    #[tokio::test]
+    async fn a_log_written_before_the_index_is_indexed_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = LogStore::open(dir.path()).unwrap();
+            store.load_partition(1).unwrap();
+            for i in 0..3 {
+                let spec = BatchSpec { base_ts: 1000 * (i + 1), ..BatchSpec::values(2) };
+                store.append(1, &encode_batch(&spec), OPTS).await.unwrap();
+            }
+            // As a data directory from before the index looks: batches, no entries.
+            let db = store.io.db().get().unwrap();
+            db.delete_range_cf(index_cf(&db), log_key(1, 0), log_key(2, 0)).unwrap();
+        }
+        let store = LogStore::open(dir.path()).unwrap();
+        store.load_partition(1).unwrap();
+        assert_eq!(store.offsets(1).unwrap(), (0, 6));
+        assert_eq!(store.offset_for_timestamp(1, 2005).await.unwrap(), Some((3, 2010)));
+        assert_eq!(store.apply_retention(1, 1500, -1, 3100).await.unwrap(), 2);
+        assert_eq!(store.append(1, &encode_batch(&BatchSpec::values(1)), OPTS).await.unwrap().base_offset, 6);
     }
 
     #[tokio::test]

@@ -31,6 +31,15 @@ pub async fn start(dir: &Path) -> BrokerHandle {
     Broker::start(config(dir)).await.expect("broker starts")
 }
 
+/// A broker with these settings over the test defaults.
+pub async fn start_with(dir: &Path, settings: &[(&str, &str)]) -> BrokerHandle {
+    let mut config = config(dir);
+    for (key, value) in settings {
+        config.set(key, value).unwrap();
+    }
+    Broker::start(config).await.expect("broker starts")
+}
+
 pub fn name(s: &str) -> TopicName {
     TopicName(StrBytes::from_string(s.to_string()))
 }

@@ -1,0 +1,227 @@
+//! The records inside a stored batch, for the few features that need them (ListOffsets by
+//! time, the cleaner, the key check of compacted topics); produce and fetch never look inside.
+//!
+//! Records are walked as raw bytes: only their offset and timestamp deltas, key and whether the
+//! value is null are read, and a record the cleaner keeps is copied byte for byte, so headers
+//! (duplicate keys included) and anything a client put there survive compaction exactly. The
+//! codecs are kafka-protocol's.
+
+use bytes::{Buf, Bytes, BytesMut};
+use kafka_protocol::compression::{self as codec, Compressor, Decompressor};
+use kafka_protocol::ResponseError;
+
+use super::batch::{self, BatchHeader};
+
+/// One record, as it lies in the (decompressed) records section.
+#[derive(Debug, Clone, Copy)]
+pub struct RawRecord<'a> {
+    pub offset_delta: i64,
+    pub timestamp_delta: i64,
+    pub key: Option<&'a [u8]>,
+    /// A null value: a tombstone on a compacted topic.
+    pub null_value: bool,
+    /// The whole record, its length prefix included.
+    pub bytes: &'a [u8],
+}
+
+/// Codec ids of the attributes field.
+const NONE: i16 = 0;
+const GZIP: i16 = 1;
+const SNAPPY: i16 = 2;
+const LZ4: i16 = 3;
+const ZSTD: i16 = 4;
+
+fn corrupt(e: impl std::fmt::Display) -> ResponseError {
+    tracing::debug!("undecodable records: {e}");
+    ResponseError::CorruptMessage
+}
+
+/// The batch's records section, decompressed.
+pub fn section(header: &BatchHeader) -> Result<Bytes, ResponseError> {
+    let mut raw = header.records();
+    let keep = |buf: &mut Bytes| Ok(buf.split_off(0));
+    let section = match header.compression() {
+        NONE => return Ok(Bytes::copy_from_slice(raw)),
+        GZIP => codec::Gzip::decompress(&mut raw, keep),
+        SNAPPY => codec::Snappy::decompress(&mut raw, keep),
+        LZ4 => codec::Lz4::decompress(&mut raw, keep),
+        ZSTD => codec::Zstd::decompress(&mut raw, keep),
+        other => return Err(corrupt(format!("unknown compression codec {other}"))),
+    };
+    section.map_err(corrupt)
+}
+
+/// Compresses a records section with the codec of `header`'s batch.
+pub fn compress(header: &BatchHeader, section: &[u8]) -> Result<Vec<u8>, ResponseError> {
+    let mut out = BytesMut::new();
+    let copy = |buf: &mut BytesMut| {
+        buf.extend_from_slice(section);
+        Ok(())
+    };
+    let done = match header.compression() {
+        NONE => {
+            out.extend_from_slice(section);
+            Ok(())
+        }
+        GZIP => codec::Gzip::compress(&mut out, copy),
+        SNAPPY => codec::Snappy::compress(&mut out, copy),
+        LZ4 => codec::Lz4::compress(&mut out, copy),
+        ZSTD => codec::Zstd::compress(&mut out, copy),
+        other => return Err(corrupt(format!("unknown compression codec {other}"))),
+    };
+    done.map_err(corrupt)?;
+    Ok(out.to_vec())
+}
+
+/// The records of a decompressed section, in order; an error at the first malformed one.
+pub fn walk(section: &[u8], count: i32) -> impl Iterator<Item = Result<RawRecord<'_>, ResponseError>> {
+    let mut rest = section;
+    let mut left = count.max(0);
+    std::iter::from_fn(move || {
+        if left == 0 {
+            return None;
+        }
+        left -= 1;
+        let record = next_record(&mut rest);
+        if record.is_err() {
+            left = 0;
+        }
+        Some(record)
+    })
+}
+
+fn next_record<'a>(rest: &mut &'a [u8]) -> Result<RawRecord<'a>, ResponseError> {
+    let whole = *rest;
+    let length = varint(rest)?;
+    let length = usize::try_from(length).map_err(corrupt)?;
+    let prefix = whole.len() - rest.len();
+    let mut body = rest.get(..length).ok_or_else(|| corrupt("record longer than its batch"))?;
+    *rest = &rest[length..];
+    body.get_u8(); // attributes (unused)
+    let timestamp_delta = varint(&mut body)?;
+    let offset_delta = varint(&mut body)?;
+    let key = bytes_field(&mut body)?;
+    let value_length = varint(&mut body)?;
+    Ok(RawRecord { offset_delta, timestamp_delta, key, null_value: value_length < 0, bytes: &whole[..prefix + length] })
+}
+
+/// A length-prefixed field; `None` for length -1.
+fn bytes_field<'a>(buf: &mut &'a [u8]) -> Result<Option<&'a [u8]>, ResponseError> {
+    let length = varint(buf)?;
+    if length < 0 {
+        return Ok(None);
+    }
+    let length = usize::try_from(length).map_err(corrupt)?;
+    let field = buf.get(..length).ok_or_else(|| corrupt("field longer than its record"))?;
+    *buf = &buf[length..];
+    Ok(Some(field))
+}
+
+/// A zig-zag varint (Kafka's record encoding).
+fn varint(buf: &mut &[u8]) -> Result<i64, ResponseError> {
+    let mut raw: u64 = 0;
+    for i in 0..10 {
+        let Some((&b, rest)) = buf.split_first() else { break };
+        *buf = rest;
+        raw |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            return Ok(((raw >> 1) as i64) ^ -((raw & 1) as i64));
+        }
+    }
+    Err(corrupt("bad varint"))
+}
+
+/// (offset, timestamp) of each record of a stored batch. LogAppendTime batches carry the
+/// broker's time for every record, in the batch's max timestamp.
+pub fn offsets_and_timestamps(stored: &[u8]) -> Result<Vec<(i64, i64)>, ResponseError> {
+    let header = BatchHeader::new(stored).ok_or_else(|| corrupt("short batch"))?;
+    let section = section(&header)?;
+    walk(&section, header.record_count())
+        .map(|r| {
+            let r = r?;
+            let timestamp = if header.log_append_time() { header.max_timestamp() } else { header.base_timestamp() + r.timestamp_delta };
+            Ok((header.base_offset() + r.offset_delta, timestamp))
+        })
+        .collect()
+}
+
+/// The index (in the batch) of each record without a key.
+pub fn keyless(batch: &[u8]) -> Result<Vec<i32>, ResponseError> {
+    let header = BatchHeader::new(batch).ok_or_else(|| corrupt("short batch"))?;
+    let section = section(&header)?;
+    let mut missing = Vec::new();
+    for (i, record) in walk(&section, header.record_count()).enumerate() {
+        if record?.key.is_none() {
+            missing.push(i as i32);
+        }
+    }
+    Ok(missing)
+}
+
+/// A copy of a stored batch holding only `kept` (records of its own section, in order), with
+/// the same base offset, last offset delta, producer fields and codec, as Kafka's cleaner writes
+/// it; `None` when nothing is kept.
+pub fn rebuild(stored: &[u8], kept: &[RawRecord]) -> Result<Option<Vec<u8>>, ResponseError> {
+    let header = BatchHeader::new(stored).ok_or_else(|| corrupt("short batch"))?;
+    let Some(max_timestamp) = kept.iter().map(|r| header.base_timestamp() + r.timestamp_delta).max() else {
+        return Ok(None);
+    };
+    let mut section = Vec::with_capacity(kept.iter().map(|r| r.bytes.len()).sum());
+    for r in kept {
+        section.extend_from_slice(r.bytes);
+    }
+    let records = compress(&header, &section)?;
+    let max_timestamp = if header.log_append_time() { header.max_timestamp() } else { max_timestamp };
+    Ok(Some(batch::with_records(stored, kept.len() as i32, max_timestamp, &records)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::{encode_batch, BatchSpec};
+
+    #[test]
+    fn walks_records_and_rebuilds_a_batch_with_some_of_them() {
+        let mut stored = encode_batch(&BatchSpec::keyed(&[("key-0", Some("a")), ("key-1", Some("b")), ("key-2", None), ("key-3", Some("d"))]));
+        stored[..8].copy_from_slice(&100i64.to_be_bytes());
+        assert_eq!(offsets_and_timestamps(&stored).unwrap()[1], (101, 1_700_000_000_010));
+        let header = BatchHeader::new(&stored).unwrap();
+        let section = section(&header).unwrap();
+        let records: Vec<RawRecord> = walk(&section, header.record_count()).collect::<Result<_, _>>().unwrap();
+        assert_eq!(records[2].key, Some(&b"key-2"[..]));
+        assert!(records[2].null_value && !records[1].null_value);
+        let kept = [records[1], records[3]];
+        let rebuilt = rebuild(&stored, &kept).unwrap().unwrap();
+        // Still a valid batch, with the original offsets of the records it kept.
+        assert!(batch::crc_matches(&rebuilt));
+        let h = BatchHeader::new(&rebuilt).unwrap();
+        assert_eq!((h.base_offset(), h.last_offset(), h.record_count()), (100, 103, 2));
+        assert_eq!(offsets_and_timestamps(&rebuilt).unwrap(), vec![(101, 1_700_000_000_010), (103, 1_700_000_000_030)]);
+        assert_eq!(rebuild(&stored, &[]).unwrap(), None);
+    }
+
+    #[test]
+    fn records_inflating_past_the_limit_are_refused() {
+        let mut bomb = encode_batch(&BatchSpec::values(1));
+        bomb.truncate(batch::HEADER_LEN);
+        // Snappy (codec 2) whose raw block claims 4 GiB of output: refused before allocating.
+        let codec_bits = |batch: &mut Vec<u8>, codec: u8| batch[22] = (batch[22] & !7) | codec;
+        codec_bits(&mut bomb, 2);
+        let mut claim = bomb.clone();
+        claim.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f, 0, 0, 0]);
+        assert_eq!(keyless(&claim), Err(ResponseError::CorruptMessage));
+        // Zstd (codec 4): a few kilobytes that really inflate past the limit.
+        codec_bits(&mut bomb, 4);
+        let zeros = vec![0u8; kafka_protocol::compression::MAX_DECOMPRESSED_BYTES + 1];
+        let mut small = BytesMut::new();
+        codec::Zstd::compress(&mut small, |buf| {
+            buf.extend_from_slice(&zeros);
+            Ok(())
+        })
+        .unwrap();
+        assert!(small.len() < 64 << 10);
+        bomb.extend_from_slice(&small);
+        let inflated = section(&BatchHeader::new(&bomb).unwrap());
+        assert!(inflated == Err(ResponseError::CorruptMessage), "inflated {:?} bytes", inflated.map(|s| s.len()));
+    }
+}
