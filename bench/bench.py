@@ -3,8 +3,9 @@
 
 All load comes from librdkafka: rdkafka_performance (built from the sources the rdkafka-sys crate
 ships) and gregor-benchtool (bench/benchtool.c, same librdkafka) for per-message end-to-end
-latency and topic creation. Python only starts and stops brokers, reads /proc, times start-up
-with a raw ApiVersions+Metadata probe, and writes the table and chart.
+latency and topic creation. Python only starts and stops brokers, reads /proc, sends the few
+raw requests it times or needs (the start-up probe, control-plane round trips, ListOffsets,
+AlterConfigs), and writes the table and chart.
 """
 import argparse
 import datetime
@@ -26,7 +27,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "bench", "results")
-SECTIONS = ["startup", "produce", "latency", "partitions", "consume", "fsync"]
+SECTIONS = ["startup", "produce", "latency", "partitions", "consume", "fsync", "control",
+            "listoffsets", "retention"]
 MiB = 1 << 20
 
 # Apache Kafka 4.1 numbers from the issue (static reference values, not measured here).
@@ -52,6 +54,8 @@ MODES = {
         e2e_secs=10, e2e_warmup=1, half_secs=5,
         p1000_count=2_000_000, p1000_e2e_secs=5,
         settle_max=15, settle_case=5, group_delay_ms=2000, timeout_scale=1.0,
+        control_idle_secs=3, flood_count=3_000_000, listoffsets_queries=50,
+        retention_count=500_000,
     ),
     "quick": dict(
         fresh_starts=2, restarts=1,
@@ -61,6 +65,8 @@ MODES = {
         e2e_secs=2, e2e_warmup=0.5, half_secs=1,
         p1000_count=100_000, p1000_e2e_secs=1,
         settle_max=2, settle_case=0, group_delay_ms=1000, timeout_scale=1.0,
+        control_idle_secs=1, flood_count=500_000, listoffsets_queries=10,
+        retention_count=50_000,
     ),
 }
 
@@ -101,6 +107,143 @@ def _read(sock, n):
             raise ConnectionError("closed")
         buf += chunk
     return buf
+
+
+def _str(s):
+    b = s.encode()
+    return struct.pack(">h", len(b)) + b
+
+
+class _Reader:
+    """Reads a non-flexible response after its correlation id."""
+
+    def __init__(self, buf):
+        self.buf, self.pos = buf, 4
+
+    def take(self, fmt):
+        v = struct.unpack_from(fmt, self.buf, self.pos)
+        self.pos += struct.calcsize(fmt)
+        return v[0]
+
+    def str(self):
+        n = self.take(">h")
+        self.pos += max(n, 0)
+        return self.buf[self.pos - max(n, 0):self.pos].decode() if n >= 0 else None
+
+
+def list_offsets(sock, topic, partitions, timestamp):
+    """ListOffsets v1 for `partitions` of `topic`; returns [(error, timestamp, offset)]."""
+    body = struct.pack(">ii", -1, 1) + _str(topic) + struct.pack(">i", len(partitions))
+    body += b"".join(struct.pack(">iq", p, timestamp) for p in partitions)
+    r = _Reader(_request(sock, 2, 1, 1, body))
+    out = []
+    for _ in range(r.take(">i")):
+        r.str()
+        for _ in range(r.take(">i")):
+            r.take(">i")
+            out.append((r.take(">h"), r.take(">q"), r.take(">q")))
+    return out
+
+
+def batch_max_timestamp(sock, topic, partition, offset):
+    """The max timestamp of the batch holding `offset`: Fetch v4 with a 1-byte limit returns
+    that one batch (KIP-74), and its header has the timestamp at byte 35."""
+    body = struct.pack(">iiiib", -1, 0, 0, 1, 0) + struct.pack(">i", 1) + _str(topic)
+    body += struct.pack(">iiqi", 1, partition, offset, 1)
+    r = _Reader(_request(sock, 1, 4, 1, body))
+    r.take(">i"), r.take(">i"), r.str(), r.take(">i"), r.take(">i")
+    error = r.take(">h")
+    r.take(">q"), r.take(">q")
+    aborted = r.take(">i")
+    r.pos += 16 * max(aborted, 0)
+    size = r.take(">i")
+    if error or size < 43:
+        raise CaseError(f"Fetch at offset {offset}: error {error}, {size} bytes")
+    return struct.unpack_from(">q", r.buf, r.pos + 35)[0]
+
+
+def alter_topic_configs(sock, topic, configs):
+    """AlterConfigs v0 on one topic (replacing its configs); raises on an error."""
+    body = struct.pack(">ib", 1, 2) + _str(topic) + struct.pack(">i", len(configs))
+    body += b"".join(_str(k) + _str(v) for k, v in configs.items()) + b"\0"
+    r = _Reader(_request(sock, 33, 0, 1, body))
+    r.take(">i"), r.take(">i")
+    error, message = r.take(">h"), r.str()
+    if error:
+        raise CaseError(f"AlterConfigs {topic} {configs}: error {error} {message}")
+
+
+def connect(port):
+    s = socket.create_connection(("127.0.0.1", port), timeout=30)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return s
+
+
+def join_alone(sock, group):
+    """Joins `group` as its only member (JoinGroup and SyncGroup v0); returns the Heartbeat v0
+    request body for that member."""
+    body = (_str(group) + struct.pack(">i", 30000) + _str("") + _str("consumer")
+            + struct.pack(">i", 1) + _str("range") + struct.pack(">i", 0))
+    r = _Reader(_request(sock, 11, 0, 1, body))
+    error, generation = r.take(">h"), r.take(">i")
+    r.str(), r.str()
+    member = r.str()
+    if error:
+        raise CaseError(f"JoinGroup error {error}")
+    member_gen = _str(group) + struct.pack(">i", generation) + _str(member)
+    r = _Reader(_request(sock, 14, 0, 2, member_gen + struct.pack(">i", 0)))
+    if r.take(">h"):
+        raise CaseError("SyncGroup failed")
+    return member_gen
+
+
+class RoundTrips(threading.Thread):
+    """Times a v0 request whose answer starts with an error code (ApiVersions, Heartbeat) on its
+    own connection every `period` s until stopped, leaving out the first `skip` s. `setup`
+    prepares the connection and returns the request body."""
+
+    def __init__(self, port, api_key, period, skip, setup=lambda sock: b""):
+        super().__init__(daemon=True)
+        self.sock = connect(port)
+        self.body = setup(self.sock)
+        self.api_key, self.period, self.skip = api_key, period, skip
+        self.stop_event = threading.Event()
+        self.times = []
+        self.error = None
+
+    def run(self):
+        start = time.perf_counter()
+        corr = 100
+        try:
+            while not self.stop_event.is_set():
+                corr += 1
+                t0 = time.perf_counter()
+                resp = _request(self.sock, self.api_key, 0, corr, self.body)
+                t1 = time.perf_counter()
+                error = struct.unpack_from(">h", resp, 4)[0]
+                if error:
+                    raise CaseError(f"api key {self.api_key}: error {error}")
+                if t0 - start >= self.skip:
+                    self.times.append((t1 - t0) * 1000)
+                time.sleep(self.period)
+        except Exception as e:  # reported by finish()
+            self.error = e
+
+    def finish(self):
+        """Stops; returns (p50, p99, count) in ms, nearest rank."""
+        self.stop_event.set()
+        self.join()
+        self.sock.close()
+        if self.error:
+            raise self.error
+        if not self.times:
+            raise CaseError(f"no round trips of api {self.api_key} measured")
+        return nearest_rank(self.times, 0.5), nearest_rank(self.times, 0.99), len(self.times)
+
+
+def nearest_rank(values, q):
+    v = sorted(values)
+    return v[max(1, min(len(v), int(q * len(v) + 0.999999))) - 1]
 
 
 def probe_until_ready(proc, port, timeout):
@@ -352,9 +495,9 @@ def parse_consume(cmd, rc, out, err):
 E2E_RE = re.compile(r"^e2e (.*)$", re.M)
 
 
-def e2e(args, broker, topic, partitions, rate, secs, warmup):
+def e2e(args, broker, topic, partitions, rate, secs, warmup, size=100):
     cmd = [args.benchtool, "e2e", "-b", broker.bootstrap, "-t", topic, "-n", str(partitions),
-           "-r", f"{rate:.0f}", "-d", str(secs), "-w", str(warmup), "-s", "100"]
+           "-r", f"{rate:.0f}", "-d", str(secs), "-w", str(warmup), "-s", str(size)]
     rc, out, err = run_client(args, cmd, 60 + (secs + warmup) * 3)
     m = E2E_RE.search(out)
     if not m:
@@ -478,6 +621,131 @@ def produce_matrix(args, R, broker, cfg, fsync, sampler):
                               parts=parts, acks=acks, codec=codec, fsync=fsync, raw=res,
                               runs=[r["rec_s"] for r in runs])
                     case(R, section, name)(run)
+
+
+def rocksdb_stalls(datadir):
+    """Write stalls RocksDB has logged in its info log (each stop or slowdown is one line)."""
+    n = 0
+    for name in os.listdir(datadir):
+        if name == "LOG" or name.startswith("LOG.old"):
+            with open(os.path.join(datadir, name), errors="replace") as f:
+                n += sum(1 for line in f if "Stopping writes" in line or "Stalling writes" in line)
+    return n
+
+
+def control_plane(args, R, cfg):
+    """ApiVersions round trips on one connection and Heartbeats of a group member on another,
+    idle and while rdkafka_performance floods 1 KiB produce: on a broker with the default memtable
+    budget, and on one with the 16 MiB budget of tests/stall.rs, where RocksDB stalls writes."""
+    for budget in (None, 16 * MiB):
+        label = "default memtable budget" if budget is None else \
+            f"{budget // MiB} MiB memtable budget"
+        d = new_datadir(args, f"control-{budget or 'default'}")
+        extra = [] if budget is None else ["--rocksdb-memtable-bytes", str(budget)]
+        b = Broker(args, d, extra, label=f"control-{budget or 'default'}")
+
+        def probes(skip, group):
+            ps = [RoundTrips(b.port, 18, 0.002, skip),
+                  RoundTrips(b.port, 12, 0.01, skip, lambda sock: join_alone(sock, group))]
+            for p in ps:
+                p.start()
+            return ps
+
+        def stop(ps):
+            for p in ps:
+                p.stop_event.set()
+            (a50, a99, an), (h50, h99, hn) = [p.finish() for p in ps]
+            return a99, (f"ApiVersions p50 {ms(a50)}, p99 {ms(a99)} ({an}); "
+                         f"Heartbeat p50 {ms(h50)}, p99 {ms(h99)} ({hn})")
+
+        try:
+            b.start()
+            create_topic(args, b, "flood", 1)
+            if budget is None:
+                def idle():
+                    ps = probes(0, "idle")
+                    time.sleep(cfg["control_idle_secs"])
+                    p99, txt = stop(ps)
+                    R.add("control", "control plane, idle broker: ApiVersions and Heartbeat round "
+                          "trips", txt, p99, kind="lower")
+                case(R, "control", "control plane idle")(idle)
+
+            name = f"control plane under a 1 KiB produce flood (1 part, acks=all), {label}"
+
+            def flood():
+                stalls = rocksdb_stalls(d)
+                # rdkafka_performance connects first: its first 0.3 s are left out.
+                ps = probes(0.3, "flood")
+                try:
+                    res = produce(args, b, "flood", 1024, cfg["flood_count"])
+                finally:
+                    p99, txt = stop(ps)
+                stalls = rocksdb_stalls(d) - stalls
+                R.add("control", name, f"{txt}; flood {krate(res['rec_s'])}, RocksDB stalled "
+                      f"writes {stalls} times", p99, kind="lower", flood=res, stalls=stalls)
+            case(R, "control", name)(flood)
+        except Exception as e:
+            R.fail("control", f"broker with {label}", f"{type(e).__name__}: {e}")
+        finally:
+            b.stop()
+            drop_datadir(d)
+
+
+def retention_pass(args, R, cfg):
+    """A 1 000-partition topic with data and no retention; then AlterConfigs sets retention.ms=1
+    and the next pass deletes all but each partition's last batch. Its duration: from the first
+    partition's log start moving to the last one's, seen by ListOffsets(earliest) every 5 ms."""
+    d = new_datadir(args, "retention")
+    interval_ms = 100
+    b = Broker(args, d, ["--log-retention-ms=-1", "--log-retention-check-interval-ms",
+                         str(interval_ms)], label="retention")
+    parts = list(range(1000))
+    n = cfg["retention_count"]
+    name = f"one retention pass over 1 000 partitions ({n * 1024 // MiB} MiB of 1 KiB records)"
+
+    def run():
+        create_topic(args, b, "r1000", 1000)
+        produce(args, b, "r1000", 1024, n, extra=["-X", "sticky.partitioning.linger.ms=0"])
+        # Two more records per partition, round-robin: every partition then has a batch after
+        # its bulk data, which retention may delete (it keeps a partition's last batch).
+        e2e(args, b, "r1000", 1000, 2000, 1, 0, size=1024)
+        b.settle(cfg["settle_max"])
+        with connect(b.port) as sock:
+            if any(e or o != 0 for e, _, o in list_offsets(sock, "r1000", parts, -2)):
+                raise CaseError("log start offsets moved before retention was set")
+            t_alter = time.perf_counter()
+            alter_topic_configs(sock, "r1000", {"retention.ms": "1"})
+            first = last = None
+            moved = 0
+            while True:
+                starts = list_offsets(sock, "r1000", parts, -2)
+                now = time.perf_counter()
+                if any(e for e, _, _ in starts):
+                    raise CaseError(f"ListOffsets error {next(e for e, _, _ in starts if e)}")
+                count = sum(1 for _, _, o in starts if o > 0)
+                if count > moved:
+                    first = first or now
+                    last, moved = now, count
+                # A partition holding one batch keeps it: stop once nothing moves for 5 s.
+                if moved == len(parts) or (last and now - last > 5):
+                    break
+                if now - t_alter > 300 * cfg["timeout_scale"]:
+                    raise CaseError(f"after 300 s, log start moved on {moved} partitions")
+                time.sleep(0.005)
+        pass_ms = (last - first) * 1000
+        R.add("retention", name, f"{ms(pass_ms)} from the first partition's log start moving to "
+              f"the last's ({moved} of {len(parts)} moved, the last {ms((last - t_alter) * 1000)} "
+              f"after AlterConfigs retention.ms=1; a check every {interval_ms} ms)", pass_ms,
+              kind="lower", moved=moved)
+
+    try:
+        b.start()
+        case(R, "retention", name)(run)
+    except Exception as e:
+        R.fail("retention", "broker for retention", f"{type(e).__name__}: {e}")
+    finally:
+        b.stop()
+        drop_datadir(d)
 
 
 def run_all(args, cfg, R):
@@ -657,7 +925,7 @@ def run_all(args, cfg, R):
             drop_datadir(d1)
 
     # --- broker 2: 1 GiB consume, restart over it, 4-member group
-    if "consume" in only or "startup" in only:
+    if only & {"consume", "startup", "listoffsets"}:
         d2 = new_datadir(args, "broker2")
         extra = ["--group-initial-rebalance-delay-ms", str(cfg["group_delay_ms"])]
         b2 = Broker(args, d2, extra, label="broker2")
@@ -682,6 +950,25 @@ def run_all(args, cfg, R):
                       disk, kind="lower", fill=res)
                 return True
             filled = case(R, "disk", "fill consume topic")(fill)
+
+            if filled and "listoffsets" in only:
+                name = f"ListOffsets by timestamp on a {size_label} partition (a timestamp in the middle)"
+
+                def by_timestamp():
+                    times = []
+                    with connect(b2.port) as sock:
+                        middle = batch_max_timestamp(sock, "c1", 0, fill_n // 2)
+                        for _ in range(cfg["listoffsets_queries"]):
+                            t0 = time.perf_counter()
+                            [(error, _, offset)] = list_offsets(sock, "c1", [0], middle)
+                            times.append((time.perf_counter() - t0) * 1000)
+                            if error or offset < 0:
+                                raise CaseError(f"ListOffsets: error {error}, offset {offset}")
+                    p99, med = nearest_rank(times, 0.99), statistics.median(times)
+                    R.add("listoffsets", name, f"median {ms(med)}, p99 {ms(p99)} ({len(times)} "
+                          f"queries; offset {offset} of {fill_n})", med, kind="lower", p99=p99,
+                          all=times)
+                case(R, "listoffsets", name)(by_timestamp)
 
             if filled and "consume" in only:
                 def single():
@@ -778,6 +1065,11 @@ def run_all(args, cfg, R):
             R.add("memory", "RSS under load (peak VmRSS, sampled every 100 ms)",
                   f"{sampler.peak:.1f} MB", sampler.peak, kind="lower")
 
+    if "control" in only:
+        control_plane(args, R, cfg)
+    if "retention" in only:
+        retention_pass(args, R, cfg)
+
     # --- broker 3: the produce matrix again with fsync on
     if "fsync" in only:
         if not args.flush_flag:
@@ -849,8 +1141,17 @@ def markdown(args, R, meta):
                "paced producer (acks=all, linger.ms=0) and a consumer in one process, per-message "
                f"monotonic timestamps, the first {MODES[meta['mode']]['e2e_warmup']:g} s left out, after the broker's writes "
                "have settled. Start-up: exec to the first ApiVersions+Metadata answer on a raw "
-               "socket (includes ~1-3 ms of process spawn). Other processes on the machine "
-               "(load average above) make single runs noisy.")
+               "socket (includes ~1-3 ms of process spawn). Control plane: raw ApiVersions v0 "
+               "round trips every 2 ms on one connection and Heartbeat v0 every 10 ms from a group "
+               "member that joined alone on another, timed by the Python driver (nearest rank), "
+               f"idle for {MODES[meta['mode']]['control_idle_secs']} s and during "
+               f"`rdkafka_performance -P -s 1024 -c {MODES[meta['mode']]['flood_count']}` (its "
+               "first 0.3 s left out); stalls are the \"Stopping/Stalling writes\" lines of "
+               "RocksDB's LOG. ListOffsets: raw v1 requests one after another on one connection, "
+               "for the max timestamp of the batch holding the middle offset. Retention pass: "
+               "AlterConfigs sets retention.ms=1 on a topic without retention; raw "
+               "ListOffsets(earliest) of all partitions every 5 ms sees the log starts move. "
+               "Other processes on the machine (load average above) make single runs noisy.")
     out.append("")
     out.append("| case | Gregor | Kafka 4.1 (reference) | vs Kafka | target | met |")
     out.append("|---|---|---|---|---|---|")

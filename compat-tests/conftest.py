@@ -15,6 +15,7 @@ import atexit
 import ctypes
 import itertools
 import os
+import re
 import shutil
 import signal
 import socket
@@ -154,11 +155,14 @@ class GregorBroker:
     """One Gregor broker process bound to 127.0.0.1:<port> with a temp data dir.
 
     ``listeners`` replaces the one PLAINTEXT listener on that port; its first listener must
-    still be on ``port``, which start() waits for."""
+    still be on ``port``, which start() waits for. ``env`` adds environment variables (such as
+    RUST_LOG) to the broker's."""
 
-    def __init__(self, binary: str, extra_args=(), port: int | None = None, listeners: str | None = None):
+    def __init__(self, binary: str, extra_args=(), port: int | None = None, listeners: str | None = None,
+                 env: dict | None = None):
         self.binary = binary
         self.extra_args = list(extra_args)
+        self.env = dict(env or {})
         self.port = port if port is not None else free_port()
         self.host = "127.0.0.1"
         self.listeners = listeners or f"PLAINTEXT://{self.host}:{self.port}"
@@ -194,7 +198,7 @@ class GregorBroker:
                 stdin=subprocess.DEVNULL,
                 # GREGOR_* variables are broker settings: keep the developer's
                 # shell from changing the broker under test.
-                env={k: v for k, v in os.environ.items() if not k.startswith("GREGOR_")},
+                env={**{k: v for k, v in os.environ.items() if not k.startswith("GREGOR_")}, **self.env},
                 stdout=log,
                 stderr=log,
                 start_new_session=True,  # Ctrl-C goes to pytest, whose teardown stops it
@@ -275,7 +279,8 @@ def gregor_binary() -> str:
     return os.environ.get("GREGOR_BIN") or DEFAULT_GREGOR_BIN
 
 
-def start_broker(extra_args=(), port: int | None = None, listeners: str | None = None) -> GregorBroker:
+def start_broker(extra_args=(), port: int | None = None, listeners: str | None = None,
+                 env: dict | None = None) -> GregorBroker:
     binary = gregor_binary()
     if not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
         pytest.fail(
@@ -283,7 +288,7 @@ def start_broker(extra_args=(), port: int | None = None, listeners: str | None =
             "(build it, or point GREGOR_BIN at it)",
             pytrace=False,
         )
-    b = GregorBroker(binary, extra_args, port, listeners)
+    b = GregorBroker(binary, extra_args, port, listeners, env)
     try:
         b.start()
     except BrokerStartError as e:
@@ -362,6 +367,61 @@ def pytest_runtest_makereport(item, call):
 
 
 # --------------------------------------------------------------------------
+# Fetch sessions (KIP-227), as the broker's debug log tells them
+# --------------------------------------------------------------------------
+
+# The environment of a broker whose log tells every fetch session event (src/fetch_session.rs).
+FETCH_SESSION_DEBUG = {"RUST_LOG": "info,gregor::fetch_session=debug", "NO_COLOR": "1"}
+
+
+class FetchSessionLog:
+    """What a broker started with ``FETCH_SESSION_DEBUG`` has logged so far about fetch
+    sessions: ``created`` {id: partitions}, ``naming`` {id: "name" or "id" (Fetch v13+ names
+    topics by id)}, ``incremental`` {id: [request epochs]} and ``answered`` {id: [(partitions
+    answered, partitions in the session)]}, in log order."""
+
+    def __init__(self, broker):
+        with open(broker.log_path, encoding="utf-8", errors="replace") as f:
+            text = f.read()
+        created = re.findall(r"fetch session (\d+) created with (\d+) partitions \(topics by (\w+)\)", text)
+        self.created = {int(i): int(n) for i, n, _ in created}
+        self.naming = {int(i): naming for i, _, naming in created}
+        self.incremental = defaultdict(list)
+        for i, epoch in re.findall(r"incremental fetch session (\d+) epoch (\d+):", text):
+            self.incremental[int(i)].append(int(epoch))
+        self.answered = defaultdict(list)
+        for i, k, n in re.findall(r"fetch session (\d+): answering (\d+) of (\d+) partitions", text):
+            self.answered[int(i)].append((int(k), int(n)))
+
+    def idle_session(self, partitions):
+        """The id of a session that answered an incremental fetch of ``partitions``
+        partitions with none of them (the client is caught up), or None."""
+        return next((i for i, answers in self.answered.items() if (0, partitions) in answers), None)
+
+    @staticmethod
+    def wait_for_idle_session(broker, partitions, poll=lambda: None):
+        """Waits for ``idle_session(partitions)``, calling ``poll`` (to keep a client that
+        fetches only when polled fetching) meanwhile; returns the session id."""
+
+        def idle():
+            poll()
+            return FetchSessionLog(broker).idle_session(partitions)
+
+        return wait_until(idle, message=f"an incremental fetch of {partitions} partitions answered with none")
+
+    def assert_used(self, session, partitions):
+        """``session`` was created for ``partitions`` partitions, served incremental fetches
+        with consecutive epochs, and answered one of them with some but not all of its
+        partitions (only those that changed)."""
+        assert self.created.get(session) == partitions, f"created sessions: {self.created}"
+        epochs = self.incremental[session]
+        assert len(epochs) >= 2 and epochs == list(range(1, len(epochs) + 1)), (
+            f"session {session} epochs: {epochs}")
+        assert any(0 < k < n for k, n in self.answered[session]), (
+            f"session {session} answers (partitions answered, in session): {self.answered[session]}")
+
+
+# --------------------------------------------------------------------------
 # kafka-python helpers (used by test_kafka_python.py; kept here so client
 # construction with bounded timeouts is written once)
 # --------------------------------------------------------------------------
@@ -409,6 +469,22 @@ def kp_create_topic(bootstrap, name, partitions, **topic_kwargs):
         admin.wait_for_topics([name], timeout_ms=10000)
     finally:
         admin.close()
+
+
+def kp_produce_to_partitions(bootstrap, topic, partitions, per_partition, tag, padding=0):
+    """Sends ``per_partition`` records ``<tag>-<partition>-<i>`` (then ``padding`` dots) to
+    each of ``partitions``; returns their values."""
+    producer = kp_producer(bootstrap, linger_ms=5)
+    try:
+        sent = [(p, f"{tag}-{p}-{i}".encode() + b"." * padding)
+                for i in range(per_partition) for p in partitions]
+        futures = [producer.send(topic, value=v, partition=p) for p, v in sent]
+        producer.flush(timeout=CLIENT_TIMEOUT_S)
+        for f in futures:
+            f.get(timeout=CLIENT_TIMEOUT_S)
+        return [v for _, v in sent]
+    finally:
+        producer.close(timeout=5)
 
 
 def kp_stored_bytes(bootstrap, topic):

@@ -88,6 +88,24 @@ class Member:
             self.consumer.close(**kwargs)
 
 
+class KpMember(Member):
+    """groups_util adapter around a subscribed KafkaConsumer."""
+
+    def poll(self, timeout_s):
+        got = self.consumer.poll(timeout_ms=int(timeout_s * 1000))
+        return [Rec(r.topic, r.partition, r.offset, r.value)
+                for _tp, recs in sorted(got.items()) for r in recs]
+
+    def assignment(self):
+        return {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
+
+    def stable_generation(self):
+        from kafka.structs import MemberState
+
+        meta = self.consumer.group_metadata()
+        return meta.generation_id if meta.state is MemberState.STABLE else None
+
+
 def same_generation(members) -> bool:
     """Every member is stable in one and the same generation (members that
     expose ``stable_generation()``: the kafka-python adapters)."""

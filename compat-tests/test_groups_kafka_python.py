@@ -24,7 +24,6 @@ from kafka.errors import (
     InvalidSessionTimeoutError,
     NoError,
 )
-from kafka.structs import MemberState
 
 from conftest import (
     CLIENT_TIMEOUT_S,
@@ -38,10 +37,9 @@ from conftest import (
 )
 from groups_util import (
     HEARTBEAT_INTERVAL_MS,
+    KpMember,
     REBALANCE_TIMEOUT_MS,
     SESSION_TIMEOUT_MS,
-    Member,
-    Rec,
     SubprocessMember,
     all_partitions,
     batch,
@@ -56,22 +54,6 @@ from groups_util import (
 pytestmark = pytest.mark.timeout(60)
 
 T_MS = 10000
-
-
-class KpMember(Member):
-    """groups_util adapter around a subscribed KafkaConsumer."""
-
-    def poll(self, timeout_s):
-        got = self.consumer.poll(timeout_ms=int(timeout_s * 1000))
-        return [Rec(r.topic, r.partition, r.offset, r.value)
-                for _tp, recs in sorted(got.items()) for r in recs]
-
-    def assignment(self):
-        return {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
-
-    def stable_generation(self):
-        meta = self.consumer.group_metadata()
-        return meta.generation_id if meta.state is MemberState.STABLE else None
 
 
 def group_consumer(bootstrap, group, **overrides):

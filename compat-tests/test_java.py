@@ -34,12 +34,15 @@ import subprocess
 import tempfile
 import threading
 from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from kafka import TopicPartition
 
 from conftest import (
+    FETCH_SESSION_DEBUG,
     NODE_ID,
+    FetchSessionLog,
     _die_with_parent,
     assert_contiguous_offsets,
     kp_admin,
@@ -47,6 +50,7 @@ from conftest import (
     kp_consumer,
     kp_create_topic,
     kp_drain,
+    kp_produce_to_partitions,
     kp_producer,
     start_broker,
     unique_topic,
@@ -441,6 +445,32 @@ def java_consume_group_short(java, broker, topic, group):
                                  "--poll-deadline-ms", 3000, "consume-group", topic, group, 1)
     assert code == 0, f"exit {code}: {events}\nstderr: {err[-3000:]}"
     return one(events, "config"), one(events, "consumed")
+
+
+def test_group_consumer_of_many_partitions_uses_an_incremental_fetch_session(java):
+    """kafka-clients opens a fetch session (KIP-227) on its first fetch and then sends
+    incremental fetches (Fetch v17, topics named by id); the broker answers those with only
+    the partitions that changed.
+    The broker's debug log (FETCH_SESSION_DEBUG) says which session did what."""
+    partitions = 24
+    b = start_broker(env=FETCH_SESSION_DEBUG)
+    try:
+        topic = unique_topic("java-session")
+        kp_create_topic(b.bootstrap, topic, partitions)
+        first = kp_produce_to_partitions(b.bootstrap, topic, range(partitions), 2, "a")
+        with ThreadPoolExecutor(1) as pool:
+            consuming = pool.submit(java_consume_group, java, b, topic, unique_topic("java-session-grp"),
+                                    len(first) + 3 * 4)
+            # Caught up, the consumer's incremental fetches are answered with no partition.
+            session = FetchSessionLog.wait_for_idle_session(b, partitions)
+            second = kp_produce_to_partitions(b.bootstrap, topic, [2, 9, 17], 4, "b")
+            _, consumed = consuming.result(timeout=JVM_TIMEOUT_S)
+        assert sorted(r["value"] for r in consumed["records"]) == sorted(v.decode() for v in first + second)
+        log = FetchSessionLog(b)
+        log.assert_used(session, partitions)
+        assert log.naming[session] == "id", "kafka-clients 4.1 fetches with topic ids (v13+)"
+    finally:
+        b.cleanup()
 
 
 def test_producer_auto_creates_topic(java, broker):

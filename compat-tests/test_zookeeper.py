@@ -12,7 +12,7 @@ import shutil
 import subprocess
 
 import pytest
-from kafka import TopicPartition
+from kafka import OffsetAndMetadata, TopicPartition
 from kazoo.client import KazooClient
 from kazoo.exceptions import BadArgumentsError, NodeExistsError, NoNodeError, RolledBackError
 
@@ -101,12 +101,19 @@ def test_kafka_2x_create_topic_flow_then_produce_consume_and_delete(broker, zk, 
     consumer.assign(partitions)
     consumer.seek_to_beginning(*partitions)
     assert sorted(r.value for r in kp_drain(consumer, 6)) == [f"v{i}".encode() for i in range(6)]
+    group = unique_topic("zk-group")
+    committer = closing(kp_consumer(broker.bootstrap, group_id=group))
+    committer.commit({tp: OffsetAndMetadata(3, "", -1) for tp in partitions})
 
     # kafka-topics --zookeeper --delete.
     zk.create(f"/admin/delete_topics/{topic}")
     assert zk.exists(f"/brokers/topics/{topic}") is None
     assert zk.get_children("/admin/delete_topics") == []
     wait_until(lambda: topic not in kafka_topics(broker.bootstrap), message=f"{topic} gone from Kafka metadata")
+    # The group's committed offsets went with the topic: recreated, it starts clean.
+    kp_create_topic(broker.bootstrap, topic, 2)
+    admin = closing(kp_admin(broker.bootstrap))
+    assert admin.list_group_offsets(group)[group] == {}
 
 
 def test_bad_assignments_are_refused(broker, zk):

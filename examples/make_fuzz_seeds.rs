@@ -5,7 +5,7 @@
 use bytes::{Bytes, BytesMut};
 use gregor::testkit::{encode_batch, BatchSpec};
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreateTopicsRequest};
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchRequest, FetchTopic};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchRequest, FetchTopic, ForgottenTopic};
 use kafka_protocol::messages::join_group_request::{JoinGroupRequest, JoinGroupRequestProtocol};
 use kafka_protocol::messages::metadata_request::{MetadataRequest, MetadataRequestTopic};
 use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequest, OffsetCommitRequestPartition, OffsetCommitRequestTopic};
@@ -54,6 +54,30 @@ fn main() -> std::io::Result<()> {
                     .with_topic(topic())
                     .with_partitions(vec![FetchPartition::default().with_partition(0).with_partition_max_bytes(1 << 20)])]),
                 12,
+            ),
+        ),
+        (
+            "fetch_v12_new_session",
+            frame(
+                &FetchRequest::default().with_max_wait_ms(100).with_min_bytes(1).with_session_epoch(0).with_topics(vec![FetchTopic::default()
+                    .with_topic(topic())
+                    .with_partitions(vec![FetchPartition::default().with_partition(0).with_partition_max_bytes(1 << 20)])]),
+                12,
+            ),
+        ),
+        (
+            "fetch_v17_incremental",
+            frame(
+                &FetchRequest::default()
+                    .with_max_wait_ms(100)
+                    .with_min_bytes(1)
+                    .with_session_id(1)
+                    .with_session_epoch(1)
+                    .with_topics(vec![FetchTopic::default()
+                        .with_topic_id(uuid::Uuid::from_u128(1))
+                        .with_partitions(vec![FetchPartition::default().with_partition(1).with_fetch_offset(2).with_partition_max_bytes(1 << 20)])])
+                    .with_forgotten_topics_data(vec![ForgottenTopic::default().with_topic_id(uuid::Uuid::from_u128(1)).with_partitions(vec![0])]),
+                17,
             ),
         ),
         (

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod cluster;
 pub mod config;
+pub mod fetch_session;
 pub mod group;
 pub mod log;
 pub mod server;
@@ -24,6 +25,7 @@ use tokio::task::JoinHandle;
 use crate::api::Api;
 use crate::cluster::{Cluster, Endpoint, Node};
 pub use crate::config::Config;
+use crate::config::BrokerSettings;
 use crate::log::LogStore;
 
 pub struct Broker;
@@ -36,6 +38,7 @@ pub struct BrokerHandle {
     zookeeper_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    log: Arc<LogStore>,
 }
 
 impl Broker {
@@ -71,7 +74,7 @@ impl Broker {
         let mut zookeeper_addr = None;
         let mut tasks = Vec::new();
         if let Some(addr) = config.zookeeper_listener {
-            let (bound, task) = zookeeper::start(addr, cluster.clone(), api.log.meta(), shutdown_rx.clone()).await?;
+            let (bound, task) = zookeeper::start(addr, cluster.clone(), groups.clone(), api.log.meta(), shutdown_rx.clone()).await?;
             zookeeper_addr = Some(bound);
             tasks.push(task);
         }
@@ -82,14 +85,17 @@ impl Broker {
             tasks.push(tokio::spawn(server::serve(socket, name.as_str().into(), api.clone(), limits.clone(), shutdown_rx.clone())));
             listeners.push((name, addr));
         }
-        tasks.push(tokio::spawn(groups.run_timers(shutdown_rx.clone())));
+        tasks.push(tokio::spawn(groups.clone().run_timers(shutdown_rx.clone())));
+        let offsets_check = Duration::from_millis(config.offsets_retention_check_interval_ms);
+        tasks.push(tokio::spawn(groups.clone().run_offset_expiry(offsets_check, shutdown_rx.clone())));
+        tasks.push(tokio::spawn(producer_expiry_loop(api_log.clone(), cluster.settings().clone(), config.producer_id_expiration_check_interval_ms, shutdown_rx.clone())));
         tasks.push(tokio::spawn(recovery_loop(api_log, shutdown_rx.clone())));
         tasks.push(tokio::spawn(retention_loop(cluster.clone(), config.retention_check_interval_ms, shutdown_rx.clone())));
         if config.cleaner_enable {
             tasks.push(tokio::spawn(cleaner_loop(cluster, shutdown_rx)));
         }
         tracing::info!("Gregor listening on {}, advertised as {}:{}, data in {}", listeners[0].1, advertised.0, advertised.1, config.data_dir.display());
-        Ok(BrokerHandle { listeners, advertised, zookeeper_addr, shutdown, tasks })
+        Ok(BrokerHandle { listeners, advertised, zookeeper_addr, shutdown, tasks, log: api.log.clone() })
     }
 }
 
@@ -112,6 +118,12 @@ impl BrokerHandle {
     /// The address clients of the first listener are told to use, as `host:port`.
     pub fn advertised(&self) -> String {
         format!("{}:{}", self.advertised.0, self.advertised.1)
+    }
+
+    /// How many times RocksDB has stalled writes since the broker started (tests/stall.rs).
+    #[doc(hidden)]
+    pub async fn write_stalls(&self) -> u64 {
+        self.log.write_stalls().await.expect("store readable")
     }
 
     /// Stops accepting, lets each connection finish its current request, closes the store.
@@ -145,14 +157,8 @@ async fn recovery_loop(log: Arc<LogStore>, mut shutdown: watch::Receiver<bool>) 
 
 /// Deletes data past each topic's retention, every `log.retention.check.interval.ms`.
 async fn retention_loop(cluster: Arc<Cluster>, interval_ms: u64, mut shutdown: watch::Receiver<bool>) {
-    let period = Duration::from_millis(interval_ms.max(10));
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = shutdown.changed() => return,
-        }
+    let mut tick = every(interval_ms.max(10));
+    while next_tick(&mut tick, &mut shutdown).await {
         cluster.apply_retention(api::now_ms()).await;
     }
 }
@@ -170,5 +176,31 @@ async fn cleaner_loop(cluster: Arc<Cluster>, mut shutdown: watch::Receiver<bool>
             _ = tokio::time::sleep(backoff) => {}
             _ = shutdown.changed() => return,
         }
+    }
+}
+/// Forgets idle producers' states every `producer.id.expiration.check.interval.ms`, by the
+/// `producer.id.expiration.ms` in effect then (it is dynamic, as in Kafka).
+async fn producer_expiry_loop(log: Arc<LogStore>, settings: Arc<BrokerSettings>, interval_ms: u64, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = every(interval_ms);
+    while next_tick(&mut tick, &mut shutdown).await {
+        if let Err(e) = log.expire_producers(api::now_ms(), settings.current().producer_id_expiration_ms).await {
+            tracing::warn!("producer state expiry failed: {e:?}");
+        }
+    }
+}
+
+/// A background task's period, first due one period from now; a late tick delays the next.
+fn every(interval_ms: u64) -> tokio::time::Interval {
+    let period = Duration::from_millis(interval_ms);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick
+}
+
+/// Waits for the next tick: true when it comes, false once the broker shuts down.
+async fn next_tick(tick: &mut tokio::time::Interval, shutdown: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = tick.tick() => true,
+        _ = shutdown.changed() => false,
     }
 }

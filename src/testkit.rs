@@ -6,7 +6,8 @@ use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 
-/// What a test batch holds: `count` records with values `value-<i>`, timestamps `base_ts + 10 * i`.
+/// What a test batch holds: `count` records with values `value-<i>` (padded to `value_bytes`
+/// if that is longer), timestamps `base_ts + 10 * i`.
 #[derive(Debug, Clone)]
 pub struct BatchSpec {
     pub count: i64,
@@ -16,6 +17,8 @@ pub struct BatchSpec {
     /// When not empty, the records instead: (key, value), a `None` value being a tombstone.
     pub keyed: Vec<(&'static str, Option<&'static str>)>,
     pub compression: Compression,
+    /// Values are padded to at least this many bytes.
+    pub value_bytes: usize,
 }
 
 impl BatchSpec {
@@ -25,8 +28,14 @@ impl BatchSpec {
     }
 
     pub fn values(count: i64) -> BatchSpec {
-        BatchSpec { count, base_ts: 1_700_000_000_000, producer: None, keyed: Vec::new(), compression: Compression::None }
+        BatchSpec { count, base_ts: 1_700_000_000_000, producer: None, keyed: Vec::new(), compression: Compression::None, value_bytes: 0 }
     }
+}
+
+fn padded(value: String, len: usize) -> Vec<u8> {
+    let mut value = value.into_bytes();
+    value.resize(value.len().max(len), b'-');
+    value
 }
 
 /// Encodes one v2 batch, as a producer would send it (base offset 0).
@@ -49,7 +58,7 @@ pub fn encode_batch(spec: &BatchSpec) -> Vec<u8> {
             key: spec.keyed.get(i as usize).map(|(k, _)| Bytes::from_static(k.as_bytes())),
             value: match spec.keyed.get(i as usize) {
                 Some((_, v)) => v.map(|v| Bytes::from_static(v.as_bytes())),
-                None => Some(Bytes::from(format!("value-{i}"))),
+                None => Some(Bytes::from(padded(format!("value-{i}"), spec.value_bytes))),
             },
             headers: Default::default(),
         })

@@ -8,17 +8,9 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use gregor::testkit::{encode_batch, BatchSpec};
-use gregor::{Broker, BrokerHandle};
+use gregor::BrokerHandle;
 use kafka_protocol::messages::api_versions_request::ApiVersionsRequest;
 use kafka_protocol::ResponseError;
-
-async fn start_with(dir: &std::path::Path, settings: &[(&str, &str)]) -> BrokerHandle {
-    let mut config = config(dir);
-    for (k, v) in settings {
-        config.set(k, v).unwrap();
-    }
-    Broker::start(config).await.unwrap()
-}
 
 async fn still_served(broker: &BrokerHandle) {
     let mut c = Client::connect(broker).await;

@@ -402,6 +402,7 @@ async fn kafka_2x_topic_tool_flow_creates_alters_and_deletes_topics() {
     assert_eq!(zk.exists("/brokers/topics/from-kafka", false).await, Err(NONODE));
     assert_eq!(zk.exists("/config/topics/from-kafka", false).await, Err(NONODE));
 
+    assert_eq!(common::simple_commit(&mut kafka, "readers", "tuzisir", 7, -1).await, 0);
     // kafka-topics --delete: the marker deletes the topic and never stays.
     assert_eq!(zk.create("/admin/delete_topics/tuzisir", b"").await.as_deref(), Ok("/admin/delete_topics/tuzisir"));
     assert_eq!(zk.children("/admin/delete_topics", false).await.unwrap(), Vec::<String>::new());
@@ -409,6 +410,9 @@ async fn kafka_2x_topic_tool_flow_creates_alters_and_deletes_topics() {
     assert_eq!(zk.exists("/config/topics/tuzisir", false).await, Err(NONODE));
     assert_eq!(kafka_topic_partitions(&mut kafka, "tuzisir").await, Err(ResponseError::UnknownTopicOrPartition.code()));
     assert_eq!(zk.create("/admin/delete_topics/tuzisir", b"").await, Err(NONODE));
+    // Its committed offsets went with it: recreated, the topic starts clean for the group.
+    assert_eq!(kafka.create_topic("tuzisir", 1).await, 0);
+    assert_eq!(common::committed(&mut kafka, "readers", "tuzisir").await.0, -1);
     broker.shutdown().await;
 }
 

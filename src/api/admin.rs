@@ -132,7 +132,13 @@ pub async fn delete_topics(api: &Api, req: &Request, r: DeleteTopicsRequest) -> 
             None => api.cluster.topic_by_id(id).ok_or(ResponseError::UnknownTopicId),
         };
         let result = match topic {
-            Ok(t) => api.cluster.delete_topic(&t.name).await.map(|_| t),
+            Ok(t) => match api.cluster.delete_topic(&t.name).await {
+                Ok(()) => {
+                    api.groups.remove_topic_offsets(&t.name).await;
+                    Ok(t)
+                }
+                Err(e) => Err(e),
+            },
             Err(e) => Err(e),
         };
         let mut response = DeletableTopicResult::default().with_name(name.clone());

@@ -1,112 +1,176 @@
-//! Fetch: whole stored batches, long-polled until `min_bytes` arrive or `max_wait_ms` passes.
-//!
-//! No fetch sessions are kept (KIP-227 allows a broker to decline them): every response is a
-//! full one with session id 0, which clients handle by sending full fetches.
+//! Fetch: whole stored batches, long-polled until `min_bytes` arrive or `max_wait_ms` passes,
+//! in incremental fetch sessions when the client asks for one (KIP-227, kept by
+//! [`crate::fetch_session`]). The broker's `fetch.max.bytes` caps every response.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use indexmap::IndexMap;
 use kafka_protocol::messages::fetch_request::FetchRequest;
 use kafka_protocol::messages::fetch_response::{FetchResponse, FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::TopicName;
+use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use tokio::sync::Notify;
 use tokio::time::Instant;
+use uuid::Uuid;
 
-use super::{Api, Request};
 use super::offsets::check_leader_epoch;
-use crate::cluster::partition_id;
-use crate::log::ReadRequest;
+use super::{Api, Request};
+use crate::cluster::{partition_id, Topic};
+use crate::fetch_session::{Answer, FetchContext, FetchPosition, PartitionKey, SessionRequest, TopicKey, NO_SESSION};
+use crate::log::{PartitionId, ReadRequest};
 
 /// A long poll never holds a request longer than this, whatever the client asks.
 const MAX_WAIT: Duration = Duration::from_secs(60);
 
 pub async fn handle(api: &Api, req: &Request, r: FetchRequest) -> FetchResponse {
-    if r.session_id != 0 {
-        return FetchResponse::default().with_error_code(ResponseError::FetchSessionIdNotFound.code());
+    let uses_topic_ids = req.version >= 13;
+    let topic_key = |name: &TopicName, id: Uuid| if uses_topic_ids { TopicKey::Id(id) } else { TopicKey::Name(name.as_str().into()) };
+    // Like Kafka, a partition named twice is fetched once, with the last position given.
+    let mut asked = IndexMap::new();
+    for t in &r.topics {
+        let topic = topic_key(&t.topic, t.topic_id);
+        for p in &t.partitions {
+            let position = FetchPosition { fetch_offset: p.fetch_offset, max_bytes: p.partition_max_bytes, current_leader_epoch: p.current_leader_epoch };
+            asked.insert((topic.clone(), p.partition), position);
+        }
     }
+    let forgotten: Vec<PartitionKey> = r
+        .forgotten_topics_data
+        .iter()
+        .flat_map(|t| {
+            let topic = topic_key(&t.topic, t.topic_id);
+            t.partitions.iter().map(move |p| (topic.clone(), *p))
+        })
+        .collect();
+    let replica_id = if req.version >= 15 { r.replica_state.replica_id } else { r.replica_id };
+    let session = SessionRequest { id: r.session_id, epoch: r.session_epoch, privileged: replica_id.0 >= 0, uses_topic_ids };
+    let mut context = match api.fetch_sessions.context(session, &asked, &forgotten, std::time::Instant::now()) {
+        Ok(context) => context,
+        Err(e) => return FetchResponse::default().with_error_code(e.code()),
+    };
+    let wanted = match &mut context {
+        FetchContext::Incremental { partitions, .. } => std::mem::take(partitions),
+        FetchContext::Full | FetchContext::Sessionless => asked.into_iter().collect(),
+    };
+    let data = long_poll(api, req, &r, &wanted).await;
+    let answers: Vec<Answer> = data.iter().map(answer).collect();
+    let (session_id, sent) = match context {
+        FetchContext::Incremental { id, epoch, .. } => match api.fetch_sessions.respond(id, epoch, &answers) {
+            Ok(sent) => (id, sent),
+            Err(e) => return FetchResponse::default().with_error_code(e.code()).with_session_id(id),
+        },
+        FetchContext::Full => {
+            let answered = wanted.iter().zip(&answers).map(|((key, position), answer)| (key.clone(), *position, *answer));
+            (api.fetch_sessions.create(session, answered, std::time::Instant::now()), vec![true; data.len()])
+        }
+        FetchContext::Sessionless => (NO_SESSION, vec![true; data.len()]),
+    };
+    let partitions = wanted.into_iter().map(|(key, _)| key).zip(data).zip(sent).filter(|(_, sent)| *sent).map(|(p, _)| p);
+    FetchResponse::default().with_session_id(session_id).with_responses(by_topic(partitions))
+}
+
+/// What the session needs to know of a partition's answer.
+fn answer(data: &PartitionData) -> Answer {
+    Answer {
+        has_records: data.records.as_ref().is_some_and(|r| !r.is_empty()),
+        high_watermark: data.high_watermark,
+        log_start: data.log_start_offset,
+        error: data.error_code != 0,
+    }
+}
+
+/// Reads `wanted` until `min_bytes` are there, an error is, or the wait is over. The
+/// response-wide limit is the smaller of the client's `max_bytes` and the broker's
+/// `fetch.max.bytes`; either way the first batch goes out whatever its size (KIP-74).
+async fn long_poll(api: &Api, req: &Request, r: &FetchRequest, wanted: &[(PartitionKey, FetchPosition)]) -> Vec<PartitionData> {
+    let max_bytes = (r.max_bytes.max(0) as usize).min(api.config.fetch_max_bytes);
+    let min_bytes = (r.min_bytes.max(0) as usize).min(max_bytes);
     let wait = Duration::from_millis(r.max_wait_ms.max(0) as u64).min(MAX_WAIT);
     let deadline = Instant::now() + wait;
+    let located = locate(api, wanted);
     // Registered before the first read, so an append between the read and the wait still wakes.
     let appended = Arc::new(Notify::new());
-    let partitions: Vec<_> = r
-        .topics
-        .iter()
-        .filter_map(|t| api.cluster.topic(&t.topic).map(|topic| (topic, t)))
-        .flat_map(|(topic, t)| t.partitions.iter().filter_map(move |p| topic.partition(p.partition)))
-        .collect();
-    api.log.watch(&partitions, &appended);
+    api.log.watch(&located.iter().filter_map(|l| l.as_ref().ok().copied()).collect::<Vec<_>>(), &appended);
     let mut timed_out = false;
     loop {
-        let (responses, bytes, errors) = read_all(api, req, &r).await;
+        let (data, bytes, errors) = read_all(api, req.version, wanted, &located, max_bytes).await;
         // Like Kafka, a fetch of nothing (a closing consumer's last one) answers at once.
-        let nothing_asked = r.topics.iter().all(|t| t.partitions.is_empty());
-        if timed_out || errors || nothing_asked || bytes >= r.min_bytes.max(0) as usize || wait.is_zero() {
-            return FetchResponse::default().with_responses(responses);
+        if timed_out || errors || wanted.is_empty() || bytes >= min_bytes || wait.is_zero() {
+            return data;
         }
         req.parked();
         timed_out = tokio::time::timeout_at(deadline, appended.notified()).await.is_err();
     }
 }
 
-/// Reads every requested partition once. Returns the topics, the record bytes, and whether
-/// any partition has an error (which answers at once rather than waiting).
-async fn read_all(api: &Api, req: &Request, r: &FetchRequest) -> (Vec<FetchableTopicResponse>, usize, bool) {
-    // Each partition: where to read, or why it cannot be read.
-    let wanted: Vec<Vec<Result<ReadRequest, ResponseError>>> = r
-        .topics
+/// Each partition's log, or why there is none (UNKNOWN_TOPIC_ID for an id no topic has).
+fn locate(api: &Api, wanted: &[(PartitionKey, FetchPosition)]) -> Vec<Result<PartitionId, ResponseError>> {
+    let mut topics: HashMap<&TopicKey, Option<Arc<Topic>>> = HashMap::new();
+    wanted
         .iter()
-        .map(|t| {
-            let topic = api.cluster.topic(&t.topic);
-            t.partitions
-                .iter()
-                .map(|p| {
-                    let id = partition_id(topic.as_deref(), p.partition)?;
-                    check_leader_epoch(p.current_leader_epoch)?;
-                    Ok(ReadRequest { id, offset: p.fetch_offset, max_bytes: p.partition_max_bytes.max(0) as usize })
-                })
-                .collect()
+        .map(|((key, index), _)| {
+            let topic = topics.entry(key).or_insert_with(|| match key {
+                TopicKey::Name(name) => api.cluster.topic(name),
+                TopicKey::Id(id) => api.cluster.topic_by_id(*id),
+            });
+            match (key, topic) {
+                (TopicKey::Id(_), None) => Err(ResponseError::UnknownTopicId),
+                (_, topic) => partition_id(topic.as_deref(), *index),
+            }
+        })
+        .collect()
+}
+
+/// Reads every wanted partition once. Returns their answers, the record bytes, and whether
+/// any partition has an error (which answers at once rather than waiting).
+async fn read_all(
+    api: &Api,
+    version: i16,
+    wanted: &[(PartitionKey, FetchPosition)],
+    located: &[Result<PartitionId, ResponseError>],
+    max_bytes: usize,
+) -> (Vec<PartitionData>, usize, bool) {
+    let checked: Vec<Result<ReadRequest, ResponseError>> = wanted
+        .iter()
+        .zip(located)
+        .map(|((_, position), id)| {
+            let id = (*id)?;
+            check_leader_epoch(position.current_leader_epoch)?;
+            Ok(ReadRequest { id, offset: position.fetch_offset, max_bytes: position.max_bytes.max(0) as usize })
         })
         .collect();
-    let requests: Vec<ReadRequest> = wanted.iter().flatten().filter_map(|w| w.as_ref().ok().copied()).collect();
-    // max_bytes bounds the whole response, but the first batch goes out whatever its size (KIP-74).
-    let mut reads = api.log.read(&requests, r.max_bytes.max(0) as usize).await.into_iter();
+    let requests: Vec<ReadRequest> = checked.iter().filter_map(|c| c.as_ref().ok().copied()).collect();
+    let mut reads = api.log.read(&requests, max_bytes).await.into_iter();
     let mut total = 0;
     let mut errors = false;
-    let topics = r
-        .topics
+    let data = wanted
         .iter()
-        .zip(wanted)
-        .map(|(t, wanted)| {
-            let partitions = t
-                .partitions
-                .iter()
-                .zip(wanted)
-                .map(|(p, w)| {
-                    let data = PartitionData::default().with_partition_index(p.partition);
-                    let result = w.and_then(|_| reads.next().expect("one result per request"));
-                    match result {
-                        Ok(read) => {
-                            total += read.records.len();
-                            offsets(data, req.version, read.high_watermark, read.log_start).with_records(Some(read.records))
-                        }
-                        Err(e) => {
-                            errors = true;
-                            let data = data.with_error_code(e.code()).with_high_watermark(-1).with_records(Some(Bytes::new()));
-                            // Out-of-range answers carry the real offsets so clients can reset.
-                            let topic = api.cluster.topic(&t.topic);
-                            match partition_id(topic.as_deref(), p.partition).and_then(|id| api.log.offsets(id)) {
-                                Ok((start, hw)) => offsets(data, req.version, hw, start),
-                                _ => data,
-                            }
-                        }
+        .zip(located)
+        .zip(checked)
+        .map(|((((_, index), _), id), checked)| {
+            let data = PartitionData::default().with_partition_index(*index);
+            match checked.and_then(|_| reads.next().expect("one result per request")) {
+                Ok(read) => {
+                    total += read.records.len();
+                    offsets(data, version, read.high_watermark, read.log_start).with_records(Some(read.records))
+                }
+                Err(e) => {
+                    errors = true;
+                    let data = data.with_error_code(e.code()).with_high_watermark(-1).with_records(Some(Bytes::new()));
+                    // Out-of-range answers carry the real offsets so clients can reset.
+                    match (*id).and_then(|id| api.log.offsets(id)) {
+                        Ok((start, hw)) => offsets(data, version, hw, start),
+                        _ => data,
                     }
-                })
-                .collect();
-            FetchableTopicResponse::default().with_topic(t.topic.clone()).with_partitions(partitions)
+                }
+            }
         })
         .collect();
-    (topics, total, errors)
+    (data, total, errors)
 }
 
 fn offsets(data: PartitionData, version: i16, high_watermark: i64, log_start: i64) -> PartitionData {
@@ -116,4 +180,22 @@ fn offsets(data: PartitionData, version: i16, high_watermark: i64, log_start: i6
     } else {
         data
     }
+}
+
+/// Consecutive partitions of one topic share a topic entry, as in Kafka's responses.
+fn by_topic(partitions: impl Iterator<Item = (PartitionKey, PartitionData)>) -> Vec<FetchableTopicResponse> {
+    let mut topics: Vec<(TopicKey, FetchableTopicResponse)> = Vec::new();
+    for ((key, _), data) in partitions {
+        match topics.last_mut() {
+            Some((last, topic)) if *last == key => topic.partitions.push(data),
+            _ => {
+                let topic = match &key {
+                    TopicKey::Name(name) => FetchableTopicResponse::default().with_topic(TopicName(StrBytes::from_string(name.to_string()))),
+                    TopicKey::Id(id) => FetchableTopicResponse::default().with_topic_id(*id),
+                };
+                topics.push((key, topic.with_partitions(vec![data])));
+            }
+        }
+    }
+    topics.into_iter().map(|(_, topic)| topic).collect()
 }

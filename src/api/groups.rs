@@ -89,9 +89,7 @@ pub fn find_coordinator(api: &Api, req: &Request, r: FindCoordinatorRequest) -> 
 
 pub async fn join_group(api: &Api, req: &Request, r: JoinGroupRequest) -> JoinGroupResponse {
     let version = req.version;
-    let result = if r.group_id.is_empty() {
-        crate::group::JoinResult { error: Some(ResponseError::InvalidGroupId), generation: -1, member_id: r.member_id.to_string(), ..Default::default() }
-    } else {
+    let result = {
         let join = JoinRequest {
             member_id: r.member_id.to_string(),
             instance_id: r.group_instance_id.as_ref().map(|i| i.to_string()),
@@ -102,6 +100,7 @@ pub async fn join_group(api: &Api, req: &Request, r: JoinGroupRequest) -> JoinGr
             protocol_type: r.protocol_type.to_string(),
             protocols: r.protocols.iter().map(|p| (p.name.to_string(), p.metadata.clone())).collect(),
             require_known_member_id: version >= 4,
+            supports_skip_assignment: version >= 9,
         };
         // The join may wait for the rest of the group.
         req.parked();
@@ -190,6 +189,7 @@ pub async fn leave_group(api: &Api, req: &Request, r: LeaveGroupRequest) -> Leav
 
 pub async fn offset_commit(api: &Api, r: OffsetCommitRequest) -> OffsetCommitResponse {
     // Partitions of unknown topics are answered without reaching the coordinator.
+    let now_ms = super::now_ms();
     let mut known = Vec::new();
     let mut answers: Vec<(TopicName, i32, Option<ResponseError>)> = Vec::new();
     for t in &r.topics {
@@ -203,17 +203,16 @@ pub async fn offset_commit(api: &Api, r: OffsetCommitRequest) -> OffsetCommitRes
                 offset: p.committed_offset,
                 leader_epoch: p.committed_leader_epoch,
                 metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
+                commit_timestamp_ms: now_ms,
+                // v2-v4 may give the offset its own retention; -1 (and later versions) is the broker's.
+                expire_timestamp_ms: (r.retention_time_ms != -1).then(|| now_ms.saturating_add(r.retention_time_ms)),
             };
             known.push(((t.name.to_string(), p.partition_index), committed));
             answers.push((t.name.clone(), p.partition_index, None));
         }
     }
     let member = (r.member_id.as_str(), r.group_instance_id.as_deref());
-    let results = if r.group_id.is_empty() {
-        Err(ResponseError::InvalidGroupId)
-    } else {
-        api.groups.commit(&r.group_id, member, r.generation_id_or_member_epoch, known).await
-    };
+    let results = api.groups.commit(&r.group_id, member, r.generation_id_or_member_epoch, known).await;
     let mut stored = match &results {
         Ok(per_partition) => per_partition.clone().into_iter(),
         Err(_) => Vec::new().into_iter(),
@@ -236,11 +235,11 @@ pub async fn offset_commit(api: &Api, r: OffsetCommitRequest) -> OffsetCommitRes
 type TopicOffsets = (TopicName, Vec<(i32, Option<Committed>)>);
 
 /// (topic, partition, committed) for one group, grouped by topic in request order.
-fn fetch_group_offsets(api: &Api, group: &str, topics: Option<Vec<(TopicName, Vec<i32>)>>) -> Vec<TopicOffsets> {
-    let wanted = topics.as_ref().map(|ts| {
+fn fetch_group_offsets(api: &Api, group: &str, topics: Option<&[(TopicName, Vec<i32>)]>) -> Result<Vec<TopicOffsets>, ResponseError> {
+    let wanted = topics.map(|ts| {
         ts.iter().flat_map(|(t, ps)| ps.iter().map(move |p| (t.to_string(), *p))).collect::<Vec<TopicPartition>>()
     });
-    by_topic(api.groups.committed(group, wanted).into_iter().map(|((topic, partition), c)| (topic, (partition, c))))
+    Ok(by_topic(api.groups.committed(group, wanted)?.into_iter().map(|((topic, partition), c)| (topic, (partition, c)))))
 }
 
 pub fn offset_fetch(api: &Api, req: &Request, r: OffsetFetchRequest) -> OffsetFetchResponse {
@@ -253,8 +252,12 @@ pub fn offset_fetch(api: &Api, req: &Request, r: OffsetFetchRequest) -> OffsetFe
             .groups
             .into_iter()
             .map(|g| {
-                let wanted = g.topics.map(|ts| ts.into_iter().map(|t| (t.name, t.partition_indexes)).collect());
-                let topics = fetch_group_offsets(api, &g.group_id, wanted)
+                let wanted: Option<Vec<_>> = g.topics.map(|ts| ts.into_iter().map(|t| (t.name, t.partition_indexes)).collect());
+                let offsets = match fetch_group_offsets(api, &g.group_id, wanted.as_deref()) {
+                    Ok(offsets) => offsets,
+                    Err(e) => return OffsetFetchResponseGroup::default().with_group_id(g.group_id).with_error_code(e.code()),
+                };
+                let topics = offsets
                     .into_iter()
                     .map(|(name, partitions)| {
                         let partitions = partitions
@@ -276,8 +279,17 @@ pub fn offset_fetch(api: &Api, req: &Request, r: OffsetFetchRequest) -> OffsetFe
             .collect();
         return OffsetFetchResponse::default().with_groups(groups);
     }
-    let wanted = r.topics.map(|ts| ts.into_iter().map(|t| (t.name, t.partition_indexes)).collect());
-    let topics = fetch_group_offsets(api, &r.group_id, wanted)
+    let wanted: Option<Vec<_>> = r.topics.map(|ts| ts.into_iter().map(|t| (t.name, t.partition_indexes)).collect());
+    let (offsets, error) = match fetch_group_offsets(api, &r.group_id, wanted.as_deref()) {
+        Ok(offsets) => (offsets, None),
+        // v1 has no top-level error code: every partition asked for carries it, as in Kafka.
+        Err(e) if req.version < 2 => {
+            let asked = wanted.unwrap_or_default().into_iter().map(|(t, ps)| (t, ps.into_iter().map(|p| (p, None)).collect()));
+            (asked.collect(), Some(e))
+        }
+        Err(e) => return OffsetFetchResponse::default().with_error_code(e.code()),
+    };
+    let topics = offsets
         .into_iter()
         .map(|(name, partitions)| {
             let partitions = partitions
@@ -287,7 +299,8 @@ pub fn offset_fetch(api: &Api, req: &Request, r: OffsetFetchRequest) -> OffsetFe
                     let p = OffsetFetchResponsePartition::default()
                         .with_partition_index(index)
                         .with_committed_offset(offset)
-                        .with_metadata(Some(s(metadata)));
+                        .with_metadata(Some(s(metadata)))
+                        .with_error_code(error.map_or(0, |e| e.code()));
                     if req.version >= 5 {
                         p.with_committed_leader_epoch(epoch)
                     } else {
@@ -327,9 +340,11 @@ pub fn describe_groups(api: &Api, req: &Request, r: DescribeGroupsRequest) -> De
         .into_iter()
         .map(|id| {
             let described = DescribedGroup::default().with_group_id(id.clone());
-            let Some(d) = api.groups.describe(&id) else {
+            let d = match api.groups.describe(&id) {
+                Ok(Some(d)) => d,
                 // Kafka describes an unknown group as Dead, without an error.
-                return described.with_group_state(s("Dead"));
+                Ok(None) => return described.with_group_state(s("Dead")),
+                Err(e) => return described.with_error_code(e.code()),
             };
             let members = d
                 .members

@@ -15,7 +15,6 @@ mod versions;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
@@ -24,13 +23,14 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use crate::cluster::{Cluster, Node};
 use crate::config::Config;
+use crate::fetch_session::FetchSessions;
 use crate::group::{GroupConfig, GroupCoordinator};
 use crate::log::LogStore;
 
 /// Every API Gregor serves, with the versions a real client has been seen to work with.
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 3, 11),
-    (ApiKey::Fetch, 4, 12),
+    (ApiKey::Fetch, 4, 17),
     (ApiKey::ListOffsets, 1, 7),
     (ApiKey::Metadata, 0, 12),
     (ApiKey::ApiVersions, 0, 4),
@@ -86,6 +86,7 @@ pub struct Api {
     pub log: Arc<LogStore>,
     pub cluster: Arc<Cluster>,
     pub groups: Arc<GroupCoordinator>,
+    pub fetch_sessions: FetchSessions,
 }
 
 /// Where requests come from: what a connection knows of its client.
@@ -124,14 +125,10 @@ impl Api {
     /// The broker's state over an opened store: topics and groups loaded from it.
     pub fn open(config: &Config, node: Node, log: Arc<LogStore>) -> anyhow::Result<Api> {
         let cluster = Arc::new(Cluster::open(config, node, log.clone())?);
-        let group_config = GroupConfig {
-            initial_rebalance_delay: Duration::from_millis(config.group_initial_rebalance_delay_ms),
-            min_session_timeout: Duration::from_millis(config.group_min_session_timeout_ms),
-            max_session_timeout: Duration::from_millis(config.group_max_session_timeout_ms),
-            max_metadata_bytes: config.offset_metadata_max_bytes,
-        };
-        let groups = Arc::new(GroupCoordinator::open(log.meta(), group_config)?);
-        Ok(Api { config: config.clone(), log, cluster, groups })
+        let topics = cluster.topics().iter().map(|t| t.name.clone()).collect();
+        let groups = Arc::new(GroupCoordinator::open(log.meta(), GroupConfig::new(config), &topics)?);
+        let fetch_sessions = FetchSessions::new(config.fetch_session_cache_slots);
+        Ok(Api { config: config.clone(), log, cluster, groups, fetch_sessions })
     }
 
     /// Answers one request frame (without its size prefix). `queue_slot` is held while the

@@ -58,7 +58,7 @@ async fn append(api: &Api, topic: Option<&Topic>, p: &PartitionProduceData, now:
     let appended = api.log.append(partition, records, opts).await.inspect_err(|e| {
         tracing::debug!(topic = %topic.name, partition = p.index, "produce refused: {e:?}");
     })?;
-    Ok((appended.base_offset, log_append_time.unwrap_or(-1), appended.log_start))
+    Ok((appended.base_offset, appended.log_append_time, appended.log_start))
 }
 
 fn partition_response(version: i16, topic: &str, index: i32, result: Result<Appended, AppendError>) -> PartitionProduceResponse {
@@ -89,22 +89,38 @@ fn partition_response(version: i16, topic: &str, index: i32, result: Result<Appe
     }
 }
 
-/// Hands out producer ids for idempotent producers. Transactions are not offered yet, so a
-/// transactional id is refused as an invalid request.
+/// Hands out producer ids for idempotent producers, as Kafka's TransactionCoordinator does for
+/// a request without a transactional id: always a fresh id with epoch 0, whatever producer id
+/// and epoch the request names (Kafka bumps an epoch only for a transactional id; trusting a
+/// named id would let a client take over another producer's sequences).
+///
+/// Transactions are not offered yet: a transactional id gets UNSUPPORTED_VERSION, the one code
+/// clients report as "unsupported" (from their source: the Java producer fails with
+/// "Unexpected error in InitProducerIdResponse; The version of API is not supported.",
+/// kafka-python with "...: [Error 35] UnsupportedVersionError", librdkafka retries until its
+/// timeout, then says "Failed to initialize Producer ID: Broker: Unsupported version").
+/// INVALID_REQUEST, handled the same way, reads as a client bug; an authorization error
+/// misleads; COORDINATOR_NOT_AVAILABLE is retried until the client times out.
 pub async fn init_producer_id(api: &Api, r: InitProducerIdRequest) -> InitProducerIdResponse {
-    let response = InitProducerIdResponse::default();
-    if r.transactional_id.is_some() {
-        return response.with_error_code(ResponseError::InvalidRequest.code());
+    let refuse = |e: ResponseError| InitProducerIdResponse::default().with_error_code(e.code()).with_producer_epoch(-1);
+    // Kafka's KafkaApis: a producer id without an epoch, or an epoch without an id, is malformed.
+    if (r.producer_id.0 == -1) != (r.producer_epoch == -1) {
+        return refuse(ResponseError::InvalidRequest);
     }
-    // KIP-360: a known producer asks for an epoch bump to reset its sequences.
-    if r.producer_id.0 >= 0 && r.producer_epoch >= 0 && r.producer_epoch < i16::MAX - 1 {
-        return response.with_producer_id(r.producer_id).with_producer_epoch(r.producer_epoch + 1);
+    match r.transactional_id.as_deref().map(|id| id.is_empty()) {
+        None => {}
+        // Kafka refuses an empty transactional id the same way.
+        Some(true) => return refuse(ResponseError::InvalidRequest),
+        Some(false) => {
+            tracing::debug!("InitProducerId with a transactional id refused: transactions are not supported yet");
+            return refuse(ResponseError::UnsupportedVersion);
+        }
     }
     match api.cluster.next_producer_id().await {
-        Ok(id) => response.with_producer_id(ProducerId(id)).with_producer_epoch(0),
+        Ok(id) => InitProducerIdResponse::default().with_producer_id(ProducerId(id)).with_producer_epoch(0),
         Err(e) => {
             tracing::error!("cannot allocate a producer id: {e:#}");
-            response.with_error_code(ResponseError::KafkaStorageError.code())
+            refuse(ResponseError::KafkaStorageError)
         }
     }
 }

@@ -409,7 +409,11 @@ impl Cluster {
     /// it compacted.
     pub async fn clean(&self, now_ms: i64) -> usize {
         let broker = self.settings.current();
-        let limits = CleanerLimits { io_max_bytes_per_second: broker.cleaner_io_max_bytes_per_second, dedupe_buffer_bytes: broker.cleaner_dedupe_buffer_size };
+        let limits = CleanerLimits {
+            io_max_bytes_per_second: broker.cleaner_io_max_bytes_per_second,
+            dedupe_buffer_bytes: broker.cleaner_dedupe_buffer_size,
+            io_buffer_bytes: broker.cleaner_io_buffer_size,
+        };
         let mut cleaned = 0;
         for topic in self.topics() {
             let Some(policy) = topic.configs.compaction() else { continue };

@@ -44,6 +44,10 @@ pub struct Config {
     pub max_connections_per_ip: usize,
     /// Requests handled at once across the broker; more wait, each with its frame read.
     pub queued_max_requests: usize,
+    /// Most record bytes in one fetch response (`fetch.max.bytes`).
+    pub fetch_max_bytes: usize,
+    /// Most incremental fetch sessions kept (`max.incremental.fetch.session.cache.slots`).
+    pub fetch_session_cache_slots: usize,
     /// Default topic retention; -1 keeps data forever.
     pub retention_ms: i64,
     pub retention_bytes: i64,
@@ -62,14 +66,24 @@ pub struct Config {
     pub cleaner_delete_retention_ms: i64,
     pub cleaner_io_max_bytes_per_second: f64,
     pub cleaner_dedupe_buffer_size: u64,
+    pub cleaner_io_buffer_size: usize,
     /// How often retention runs (`log.retention.check.interval.ms`).
     pub retention_check_interval_ms: u64,
+    /// How long after its last batch's timestamp an idle producer's state is forgotten.
+    pub producer_id_expiration_ms: i64,
+    /// How often that is checked (`producer.id.expiration.check.interval.ms`).
+    pub producer_id_expiration_check_interval_ms: u64,
     /// How long a new group waits for more members before its first rebalance completes.
     pub group_initial_rebalance_delay_ms: u64,
     pub group_min_session_timeout_ms: u64,
     pub group_max_session_timeout_ms: u64,
     /// Largest metadata string on a committed offset.
     pub offset_metadata_max_bytes: usize,
+    /// Most members of one group (`group.max.size`).
+    pub group_max_size: usize,
+    /// Committed offsets' retention (`offsets.retention.minutes`), and how often it runs.
+    pub offsets_retention_minutes: u64,
+    pub offsets_retention_check_interval_ms: u64,
     /// Memory for RocksDB: all memtables together, and the block cache.
     pub memtable_bytes: usize,
     pub block_cache_bytes: usize,
@@ -212,6 +226,8 @@ impl Config {
             max_connections: 0,
             max_connections_per_ip: 0,
             queued_max_requests: 0,
+            fetch_max_bytes: 0,
+            fetch_session_cache_slots: 0,
             retention_ms: 0,
             retention_bytes: 0,
             flush_messages: 0,
@@ -225,11 +241,17 @@ impl Config {
             cleaner_delete_retention_ms: 0,
             cleaner_io_max_bytes_per_second: 0.0,
             cleaner_dedupe_buffer_size: 0,
+            cleaner_io_buffer_size: 0,
             retention_check_interval_ms: 0,
+            producer_id_expiration_ms: 0,
+            producer_id_expiration_check_interval_ms: 0,
             group_initial_rebalance_delay_ms: 0,
             group_min_session_timeout_ms: 0,
             group_max_session_timeout_ms: 0,
             offset_metadata_max_bytes: 0,
+            group_max_size: 0,
+            offsets_retention_minutes: 0,
+            offsets_retention_check_interval_ms: 0,
             memtable_bytes: 0,
             block_cache_bytes: 0,
             zookeeper_listener: None,

@@ -1,5 +1,7 @@
 //! The stored forms of group membership and committed offsets: length-prefixed fields,
-//! big-endian numbers, a version byte first.
+//! big-endian numbers, a version byte first. Fields added later go at the end: records
+//! written before them still load (without them), and older builds read the new records
+//! (ignoring them), so a data directory can move either way.
 
 use std::time::Duration;
 
@@ -10,6 +12,8 @@ use super::state::{restored_member, Committed, Group};
 use super::TopicPartition;
 
 const VERSION: u8 = 1;
+/// A timestamp that is not set.
+const NO_TIMESTAMP: i64 = -1;
 
 fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
     out.put_u32(b.len() as u32);
@@ -41,6 +45,11 @@ fn get_u32(buf: &mut Bytes) -> Option<u32> {
     (buf.remaining() >= 4).then(|| buf.get_u32())
 }
 
+/// A timestamp added at the end of a record; `None` when the record predates it or it is unset.
+fn get_trailing_timestamp(buf: &mut Bytes) -> Option<i64> {
+    (buf.remaining() >= 8).then(|| buf.get_i64()).filter(|&t| t != NO_TIMESTAMP)
+}
+
 pub fn encode_group(g: &Group) -> Vec<u8> {
     let mut out = vec![VERSION];
     out.put_i32(g.generation);
@@ -62,6 +71,7 @@ pub fn encode_group(g: &Group) -> Vec<u8> {
         }
         put_bytes(&mut out, &m.assignment);
     }
+    out.put_i64(g.state_timestamp_ms.unwrap_or(NO_TIMESTAMP));
     out
 }
 
@@ -90,6 +100,9 @@ pub fn decode_group(id: &str, bytes: &[u8], now: Instant) -> Option<Group> {
         let assignment = get_bytes(&mut buf)?;
         members.push(restored_member(member_id, instance_id, client, (session, rebalance), protocols, assignment, now));
     }
+    // Records from before it was kept have no state timestamp: as Kafka does for such
+    // records, an Empty group's offsets then expire by their commit times.
+    g.state_timestamp_ms = get_trailing_timestamp(&mut buf);
     g.restore(members, now);
     Some(g)
 }
@@ -105,10 +118,14 @@ pub fn encode_committed(c: &Committed) -> Vec<u8> {
         }
         None => out.put_u8(0),
     }
+    out.put_i64(c.commit_timestamp_ms);
+    out.put_i64(c.expire_timestamp_ms.unwrap_or(NO_TIMESTAMP));
     out
 }
 
-pub fn decode_committed(bytes: &[u8]) -> Option<Committed> {
+/// `now_ms` stands in for the commit time of a record from before it was kept, so such
+/// offsets get a full retention period from the upgrade on.
+pub fn decode_committed(bytes: &[u8], now_ms: i64) -> Option<Committed> {
     let mut buf = Bytes::copy_from_slice(bytes);
     if buf.remaining() < 14 || buf.get_u8() != VERSION {
         return None;
@@ -119,7 +136,9 @@ pub fn decode_committed(bytes: &[u8]) -> Option<Committed> {
         0 => None,
         _ => Some(get_string(&mut buf)?),
     };
-    Some(Committed { offset, leader_epoch, metadata })
+    let commit_timestamp_ms = get_trailing_timestamp(&mut buf).unwrap_or(now_ms);
+    let expire_timestamp_ms = get_trailing_timestamp(&mut buf);
+    Some(Committed { offset, leader_epoch, metadata, commit_timestamp_ms, expire_timestamp_ms })
 }
 
 /// Splits `group \0 topic \0 partition(4 bytes)`.
@@ -139,12 +158,42 @@ mod tests {
     #[test]
     fn committed_round_trip() {
         for c in [
-            Committed { offset: 42, leader_epoch: 0, metadata: Some("meta data".into()) },
-            Committed { offset: -1, leader_epoch: -1, metadata: None },
+            Committed { offset: 42, leader_epoch: 0, metadata: Some("meta data".into()), commit_timestamp_ms: 1_700_000_000_000, expire_timestamp_ms: None },
+            Committed { offset: -1, leader_epoch: -1, metadata: None, commit_timestamp_ms: 5, expire_timestamp_ms: Some(60_005) },
         ] {
-            assert_eq!(decode_committed(&encode_committed(&c)), Some(c));
+            assert_eq!(decode_committed(&encode_committed(&c), 0), Some(c));
         }
-        assert_eq!(decode_committed(&[1, 2, 3]), None);
+        assert_eq!(decode_committed(&[1, 2, 3], 0), None);
+    }
+
+    /// Records written before the timestamps (data directories of older Gregor builds) still
+    /// load, and the new records start as the old ones did, for older builds to read.
+    #[test]
+    fn records_without_timestamps_load() {
+        let mut committed = vec![VERSION];
+        committed.put_i64(42);
+        committed.put_i32(3);
+        committed.put_u8(1);
+        put_bytes(&mut committed, b"meta");
+        let c = decode_committed(&committed, 1_000).unwrap();
+        assert_eq!((c.offset, c.leader_epoch, c.metadata.as_deref()), (42, 3, Some("meta")));
+        assert_eq!((c.commit_timestamp_ms, c.expire_timestamp_ms), (1_000, None), "retention counts from the load");
+        let new = encode_committed(&Committed { commit_timestamp_ms: 7, expire_timestamp_ms: Some(8), ..c });
+        assert_eq!(new[..committed.len()], committed[..]);
+
+        let mut group = vec![VERSION];
+        group.put_i32(7);
+        put_opt(&mut group, Some("consumer"));
+        put_opt(&mut group, None);
+        put_opt(&mut group, None);
+        group.put_u32(0);
+        let mut g = decode_group("old", &group, Instant::now()).unwrap();
+        assert_eq!((g.generation, g.protocol_type.as_deref(), g.state_timestamp_ms), (7, Some("consumer"), None));
+        g.state_timestamp_ms = Some(123);
+        let new = encode_group(&g);
+        assert_eq!(new[..group.len()], group[..]);
+        let again = decode_group("old", &new, Instant::now()).unwrap();
+        assert_eq!((again.generation, again.state_timestamp_ms), (7, Some(123)));
     }
 
     #[test]

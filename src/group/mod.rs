@@ -1,13 +1,15 @@
 //! The group coordinator: consumer group membership, assignments and committed offsets.
 //!
 //! Each group is its own [`Group`] state machine behind its own lock; the map of groups is
-//! locked only to find or add one. Committed offsets and each group's membership (as of its
-//! last Stable or Empty state) persist in the `meta` column family, under `o...` and `g...`.
+//! locked only to find, add or remove one (map lock first, then a group's). Committed offsets
+//! and each group's membership (as of its last Stable or Empty state) persist in the `meta`
+//! column family, under `o...` and `g...`. Offsets past `offsets.retention.minutes` expire,
+//! and Empty groups without offsets go, in a periodic pass.
 
 mod codec;
 mod state;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -42,6 +44,17 @@ pub struct GroupDescription {
     pub members: Vec<(String, Option<String>, String, String, Bytes, Bytes)>,
 }
 
+/// Refuses group ids the stored keys cannot hold: offsets live under
+/// `o<group>\0<topic>\0<partition>`, so a NUL in a group id would let one group's key prefix
+/// cover another group's offsets. Kafka itself refuses only empty ids, and only in the APIs
+/// that act on a group (`allow_empty` is false there).
+pub fn check_group_id(id: &str, allow_empty: bool) -> Result<(), ResponseError> {
+    if id.contains('\0') || (id.is_empty() && !allow_empty) {
+        return Err(ResponseError::InvalidGroupId);
+    }
+    Ok(())
+}
+
 pub struct GroupCoordinator {
     groups: Mutex<HashMap<String, Arc<Mutex<Group>>>>,
     meta: Meta,
@@ -61,23 +74,37 @@ fn snapshot(g: &Group) -> Snapshot {
 }
 
 impl GroupCoordinator {
-    /// Loads every group's membership and committed offsets.
-    pub fn open(meta: Meta, config: GroupConfig) -> Result<GroupCoordinator> {
+    /// Loads every group's membership and committed offsets. Offsets of topics not in
+    /// `topics` (deleted while the broker was down, or before their offsets were removed)
+    /// are deleted, so a topic recreated later starts clean.
+    pub fn open(meta: Meta, config: GroupConfig, topics: &HashSet<String>) -> Result<GroupCoordinator> {
         let now = Instant::now();
+        let now_ms = crate::api::now_ms();
         let mut groups: HashMap<String, Group> = HashMap::new();
         for (key, value) in meta.scan(GROUP_PREFIX)? {
             let id = String::from_utf8_lossy(&key[GROUP_PREFIX.len()..]).to_string();
             match codec::decode_group(&id, &value, now) {
-                Some(g) => {
+                Some(mut g) => {
+                    g.shed_over_capacity(config.max_size, now);
                     groups.insert(id, g);
                 }
                 None => tracing::warn!(group = %id, "ignoring an unreadable group record"),
             }
         }
+        let mut orphans = Vec::new();
         for (key, value) in meta.scan(OFFSET_PREFIX)? {
             let Some((group, tp)) = codec::decode_offset_key(&key[OFFSET_PREFIX.len()..]) else { continue };
-            let Some(committed) = codec::decode_committed(&value) else { continue };
+            if !topics.contains(&tp.0) {
+                orphans.push(key);
+                continue;
+            }
+            let Some(committed) = codec::decode_committed(&value, now_ms) else { continue };
             groups.entry(group.clone()).or_insert_with(|| Group::new(&group, now)).offsets.insert(tp, committed);
+        }
+        if !orphans.is_empty() {
+            tracing::info!(offsets = orphans.len(), "removing committed offsets of deleted topics");
+            let deletes: Vec<(&[u8], Option<&[u8]>)> = orphans.iter().map(|k| (k.as_slice(), None)).collect();
+            meta.write_now(&deletes)?;
         }
         let groups = groups.into_iter().map(|(k, g)| (k, Arc::new(Mutex::new(g)))).collect();
         Ok(GroupCoordinator { groups: Mutex::new(groups), meta, config })
@@ -117,15 +144,22 @@ impl GroupCoordinator {
 
     pub async fn join(&self, group_id: &str, req: JoinRequest) -> JoinResult {
         let member_id = req.member_id.clone();
-        let group = self.group_or_create(group_id);
+        let failed = |e| JoinResult { error: Some(e), member_id: member_id.clone(), generation: -1, ..Default::default() };
+        if let Err(e) = check_group_id(group_id, false) {
+            return failed(e);
+        }
+        // Only a new member (no member id yet) creates the group.
+        let group = if member_id.is_empty() {
+            self.group_or_create(group_id)
+        } else {
+            match self.group(group_id) {
+                Some(g) => g,
+                None => return failed(ResponseError::UnknownMemberId),
+            }
+        };
         match self.update(&group, |g, now| g.join(req, now, &self.config)).await {
             Reply::Now(r) => r,
-            Reply::Later(rx) => rx.await.unwrap_or_else(|_| JoinResult {
-                error: Some(ResponseError::UnknownMemberId),
-                member_id,
-                generation: -1,
-                ..Default::default()
-            }),
+            Reply::Later(rx) => rx.await.unwrap_or_else(|_| failed(ResponseError::UnknownMemberId)),
         }
     }
 
@@ -138,6 +172,7 @@ impl GroupCoordinator {
         protocol: (Option<&str>, Option<&str>),
         assignments: Vec<(String, Bytes)>,
     ) -> Result<(Option<String>, Option<String>, Bytes), ResponseError> {
+        check_group_id(group_id, false)?;
         let group = self.group(group_id).ok_or(ResponseError::UnknownMemberId)?;
         let reply = self.update(&group, |g, now| g.sync(member.0, member.1, generation, protocol, assignments, now)).await;
         let assignment = match reply {
@@ -149,12 +184,14 @@ impl GroupCoordinator {
     }
 
     pub async fn heartbeat(&self, group_id: &str, member_id: &str, instance_id: Option<&str>, generation: i32) -> Result<(), ResponseError> {
+        check_group_id(group_id, false)?;
         let group = self.group(group_id).ok_or(ResponseError::UnknownMemberId)?;
         self.update(&group, |g, now| g.heartbeat(member_id, instance_id, generation, now)).await
     }
 
     /// LeaveGroup for each (member id, instance id); one result per member.
     pub async fn leave(&self, group_id: &str, members: &[(String, Option<String>)]) -> Result<Vec<Result<(), ResponseError>>, ResponseError> {
+        check_group_id(group_id, false)?;
         let group = self.group(group_id).ok_or(ResponseError::UnknownMemberId)?;
         Ok(self.update(&group, |g, now| members.iter().map(|(m, i)| g.leave(m, i.as_deref(), now)).collect()).await)
     }
@@ -168,12 +205,11 @@ impl GroupCoordinator {
         generation: i32,
         offsets: Vec<(TopicPartition, Committed)>,
     ) -> Result<Vec<Result<(), ResponseError>>, ResponseError> {
+        check_group_id(group_id, false)?;
         let group = if generation < 0 { self.group_or_create(group_id) } else { self.group(group_id).ok_or(ResponseError::IllegalGeneration)? };
         let (results, written) = {
             let mut g = group.lock().expect("group lock");
-            if generation >= 0 || !member.0.is_empty() || !g.members.is_empty() {
-                g.check_commit(member.0, member.1, generation)?;
-            }
+            g.check_commit(member.0, member.1, generation)?;
             let mut changes: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
             let results: Vec<_> = offsets
                 .into_iter()
@@ -199,18 +235,19 @@ impl GroupCoordinator {
 
     /// Committed offsets of the given partitions (None where nothing is committed), or of
     /// every partition the group committed when `partitions` is None.
-    pub fn committed(&self, group_id: &str, partitions: Option<Vec<TopicPartition>>) -> Vec<(TopicPartition, Option<Committed>)> {
+    pub fn committed(&self, group_id: &str, partitions: Option<Vec<TopicPartition>>) -> Result<Vec<(TopicPartition, Option<Committed>)>, ResponseError> {
+        check_group_id(group_id, true)?;
         let Some(group) = self.group(group_id) else {
-            return partitions.unwrap_or_default().into_iter().map(|tp| (tp, None)).collect();
+            return Ok(partitions.unwrap_or_default().into_iter().map(|tp| (tp, None)).collect());
         };
         let g = group.lock().expect("group lock");
-        match partitions {
+        Ok(match partitions {
             Some(list) => list.into_iter().map(|tp| {
                 let c = g.offsets.get(&tp).cloned();
                 (tp, c)
             }).collect(),
             None => g.offsets.iter().map(|(tp, c)| (tp.clone(), Some(c.clone()))).collect(),
-        }
+        })
     }
 
     /// (group id, protocol type, state) of every group.
@@ -227,8 +264,10 @@ impl GroupCoordinator {
         out
     }
 
-    pub fn describe(&self, group_id: &str) -> Option<GroupDescription> {
-        let group = self.group(group_id)?;
+    /// DescribeGroups for one group; `None` for a group that does not exist (Kafka: Dead).
+    pub fn describe(&self, group_id: &str) -> Result<Option<GroupDescription>, ResponseError> {
+        check_group_id(group_id, true)?;
+        let Some(group) = self.group(group_id) else { return Ok(None) };
         let g = group.lock().expect("group lock");
         let members = g
             .members
@@ -237,28 +276,36 @@ impl GroupCoordinator {
                 (m.id.clone(), m.instance_id.clone(), m.client_id.clone(), m.client_host.clone(), m.metadata(g.protocol.as_deref()), m.assignment.clone())
             })
             .collect();
-        Some(GroupDescription {
+        Ok(Some(GroupDescription {
             state: g.state,
             protocol_type: g.protocol_type.clone().unwrap_or_default(),
             protocol: if g.state == GroupState::Stable || g.state == GroupState::CompletingRebalance { g.protocol.clone().unwrap_or_default() } else { String::new() },
             members,
-        })
+        }))
+    }
+
+    /// Takes a group out of the map and queues the deletion of its record and offsets.
+    /// Called with the map locked and then the group, so no one finds it half removed; whoever
+    /// still holds it sees it Dead.
+    fn remove_group(&self, groups: &mut HashMap<String, Arc<Mutex<Group>>>, g: &mut Group) -> impl std::future::Future<Output = Result<()>> + Send + 'static {
+        let group_key = [GROUP_PREFIX, g.id.as_bytes()].concat();
+        let written = self.meta.delete_prefix(&offset_prefix(&g.id), &[(&group_key, None)]);
+        groups.remove(&g.id);
+        g.kill();
+        written
     }
 
     /// DeleteGroups: only a group without members can go; its offsets go with it.
     pub async fn delete(&self, group_id: &str) -> Result<(), ResponseError> {
+        check_group_id(group_id, true)?;
         let written = {
             let mut groups = self.groups.lock().expect("groups lock");
             let group = groups.get(group_id).ok_or(ResponseError::GroupIdNotFound)?.clone();
-            let g = group.lock().expect("group lock");
+            let mut g = group.lock().expect("group lock");
             if !g.members.is_empty() {
                 return Err(ResponseError::NonEmptyGroup);
             }
-            let group_key = [GROUP_PREFIX, group_id.as_bytes()].concat();
-            let written = self.meta.delete_prefix(&offset_prefix(group_id), &[(&group_key, None)]);
-            drop(g);
-            groups.remove(group_id);
-            written
+            self.remove_group(&mut groups, &mut g)
         };
         written.await.map_err(|e| {
             tracing::error!(group = group_id, "cannot delete group: {e:#}");
@@ -268,15 +315,15 @@ impl GroupCoordinator {
 
     /// OffsetDelete: drops committed offsets, except of topics an active member subscribes to.
     pub async fn delete_offsets(&self, group_id: &str, partitions: Vec<TopicPartition>) -> Result<Vec<PartitionResult>, ResponseError> {
+        check_group_id(group_id, false)?;
         let group = self.group(group_id).ok_or(ResponseError::GroupIdNotFound)?;
         let (results, written) = {
             let mut g = group.lock().expect("group lock");
-            let subscribed = g.subscribed_topics();
             let mut deletes = Vec::new();
             let results: Vec<_> = partitions
                 .into_iter()
                 .map(|tp| {
-                    if subscribed.contains(&tp.0) {
+                    if g.is_subscribed_to(&tp.0) {
                         return (tp, Err(ResponseError::GroupSubscribedToTopic));
                     }
                     g.offsets.remove(&tp);
@@ -291,7 +338,93 @@ impl GroupCoordinator {
         Ok(results)
     }
 
-    /// Checks session and rebalance timeouts until shutdown.
+    /// Drops every group's committed offsets of a deleted topic (Kafka's onPartitionsDeleted),
+    /// so a topic recreated under the same name starts clean for existing groups.
+    pub async fn remove_topic_offsets(&self, topic: &str) {
+        let groups: Vec<_> = self.groups.lock().expect("groups lock").values().cloned().collect();
+        for group in groups {
+            let written = {
+                let mut g = group.lock().expect("group lock");
+                let gone: Vec<TopicPartition> = g.offsets.range((topic.to_string(), i32::MIN)..=(topic.to_string(), i32::MAX)).map(|(tp, _)| tp.clone()).collect();
+                if gone.is_empty() {
+                    continue;
+                }
+                for tp in &gone {
+                    g.offsets.remove(tp);
+                }
+                self.delete_offset_keys(&g.id, &gone)
+            };
+            if let Err(e) = written.await {
+                // Start-up removes them if this write was lost.
+                tracing::error!(topic, "cannot delete committed offsets of a deleted topic: {e:#}");
+            }
+        }
+    }
+
+    fn delete_offset_keys(&self, group_id: &str, partitions: &[TopicPartition]) -> impl std::future::Future<Output = Result<()>> + Send + 'static {
+        let keys: Vec<Vec<u8>> = partitions.iter().map(|tp| offset_key(group_id, tp)).collect();
+        let writes: Vec<(&[u8], Option<&[u8]>)> = keys.iter().map(|k| (k.as_slice(), None)).collect();
+        self.meta.write(&writes)
+    }
+
+    /// One pass of offset retention at `now_ms`: expired offsets are deleted, and an Empty
+    /// group left without offsets is removed (ListGroups no longer shows it).
+    pub async fn expire_offsets(&self, now_ms: i64) {
+        let groups: Vec<_> = self.groups.lock().expect("groups lock").values().cloned().collect();
+        let (mut expired_offsets, mut removed_groups) = (0, 0);
+        for group in groups {
+            let (written, emptied) = {
+                let mut g = group.lock().expect("group lock");
+                let expired = g.expired_offsets(now_ms, self.config.offsets_retention_ms);
+                for tp in &expired {
+                    g.offsets.remove(tp);
+                }
+                expired_offsets += expired.len();
+                let written = (!expired.is_empty()).then(|| self.delete_offset_keys(&g.id, &expired));
+                (written, g.offsets.is_empty() && g.state == GroupState::Empty && g.is_idle())
+            };
+            if let Some(written) = written {
+                if let Err(e) = written.await {
+                    tracing::error!("cannot delete expired offsets: {e:#}");
+                    continue;
+                }
+            }
+            if !emptied {
+                continue;
+            }
+            let written = {
+                let mut groups = self.groups.lock().expect("groups lock");
+                let mut g = group.lock().expect("group lock");
+                // Checked again under both locks: someone may have joined or committed since.
+                if !(g.offsets.is_empty() && g.state == GroupState::Empty && g.is_idle()) {
+                    continue;
+                }
+                removed_groups += 1;
+                self.remove_group(&mut groups, &mut g)
+            };
+            if let Err(e) = written.await {
+                tracing::error!("cannot delete an expired group: {e:#}");
+            }
+        }
+        if expired_offsets > 0 || removed_groups > 0 {
+            tracing::info!(expired_offsets, removed_groups, "offset retention pass");
+        }
+    }
+
+    /// Runs offset retention every `offsets.retention.check.interval.ms` until shutdown.
+    pub async fn run_offset_expiry(self: Arc<Self>, interval: Duration, mut shutdown: watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval_at(Instant::now() + interval, interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            self.expire_offsets(crate::api::now_ms()).await;
+        }
+    }
+
+    /// Checks session, rebalance and sync timeouts until shutdown.
     pub async fn run_timers(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -317,4 +450,163 @@ fn offset_prefix(group_id: &str) -> Vec<u8> {
 
 fn offset_key(group_id: &str, tp: &TopicPartition) -> Vec<u8> {
     [offset_prefix(group_id).as_slice(), tp.0.as_bytes(), b"\0", &tp.1.to_be_bytes()].concat()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::LogStore;
+
+    const MINUTE_MS: i64 = 60_000;
+    const RETENTION_MS: i64 = 10 * MINUTE_MS;
+
+    fn config() -> GroupConfig {
+        GroupConfig {
+            initial_rebalance_delay: Duration::ZERO,
+            min_session_timeout: Duration::from_millis(1),
+            max_session_timeout: Duration::from_secs(600),
+            max_metadata_bytes: 4096,
+            max_size: usize::MAX,
+            offsets_retention_ms: RETENTION_MS,
+        }
+    }
+
+    fn topics(names: &[&str]) -> HashSet<String> {
+        names.iter().map(|t| t.to_string()).collect()
+    }
+
+    /// A consumer-protocol subscription to `topics`, as a Java client sends it.
+    fn subscription(topics: &[&str]) -> Bytes {
+        use kafka_protocol::messages::ConsumerProtocolSubscription;
+        use kafka_protocol::protocol::{Encodable, StrBytes};
+        let s = ConsumerProtocolSubscription::default().with_topics(topics.iter().map(|t| StrBytes::from_string(t.to_string())).collect());
+        let mut out = bytes::BytesMut::new();
+        bytes::BufMut::put_i16(&mut out, 1);
+        s.encode(&mut out, 1).unwrap();
+        out.freeze()
+    }
+
+    fn join_request(topics: &[&str]) -> JoinRequest {
+        JoinRequest {
+            member_id: String::new(),
+            instance_id: None,
+            client_id: "c".into(),
+            client_host: "/127.0.0.1".into(),
+            session_timeout_ms: 60_000,
+            rebalance_timeout_ms: 60_000,
+            protocol_type: "consumer".into(),
+            protocols: vec![("range".into(), subscription(topics))],
+            require_known_member_id: false,
+            supports_skip_assignment: true,
+        }
+    }
+
+    fn offset(offset: i64, commit_timestamp_ms: i64) -> Committed {
+        Committed { offset, leader_epoch: -1, metadata: None, commit_timestamp_ms, expire_timestamp_ms: None }
+    }
+
+    async fn commit(c: &GroupCoordinator, group: &str, member: (&str, i32), offsets: &[(&str, Committed)]) {
+        let offsets = offsets.iter().map(|(t, o)| ((t.to_string(), 0), o.clone())).collect();
+        let results = c.commit(group, (member.0, None), member.1, offsets).await.unwrap();
+        assert!(results.iter().all(Result::is_ok));
+    }
+
+    fn committed_topics(c: &GroupCoordinator, group: &str) -> Vec<String> {
+        c.committed(group, None).unwrap().into_iter().map(|((t, _), _)| t).collect()
+    }
+
+    /// Joins a one-member consumer group and completes its rebalance; returns (member, generation).
+    async fn stable_member(c: &GroupCoordinator, group: &str, subscribed: &[&str]) -> (String, i32) {
+        let joined = c.join(group, join_request(subscribed)).await;
+        assert_eq!(joined.error, None);
+        c.sync(group, (&joined.member_id, None), joined.generation, (None, None), vec![]).await.unwrap();
+        (joined.member_id, joined.generation)
+    }
+
+    #[tokio::test]
+    async fn an_empty_groups_offsets_expire_a_retention_period_after_it_emptied_even_across_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = LogStore::open(dir.path()).unwrap();
+        let c = GroupCoordinator::open(log.meta(), config(), &topics(&["t"])).unwrap();
+        let (member, generation) = stable_member(&c, "g", &["t"]).await;
+        // Committed long ago: an Empty group's retention counts from when it emptied, not this.
+        let now = crate::api::now_ms();
+        commit(&c, "g", (&member, generation), &[("t", offset(5, now - 30 * MINUTE_MS))]).await;
+        c.expire_offsets(now + RETENTION_MS).await;
+        assert_eq!(committed_topics(&c, "g"), ["t"], "a Stable group keeps offsets of subscribed topics");
+        c.leave("g", &[(member, None)]).await.unwrap().remove(0).unwrap();
+        let emptied = crate::api::now_ms();
+        drop(c);
+
+        // The time it emptied is stored with the group.
+        let c = GroupCoordinator::open(log.meta(), config(), &topics(&["t"])).unwrap();
+        c.expire_offsets(emptied + RETENTION_MS - 1_000).await;
+        assert_eq!(committed_topics(&c, "g"), ["t"]);
+        assert_eq!(c.list().len(), 1);
+        c.expire_offsets(emptied + RETENTION_MS + 1_000).await;
+        assert!(committed_topics(&c, "g").is_empty());
+        assert!(c.list().is_empty(), "an Empty group without offsets disappears");
+        assert!(c.describe("g").unwrap().is_none());
+        drop(c);
+        let c = GroupCoordinator::open(log.meta(), config(), &topics(&["t"])).unwrap();
+        assert!(c.list().is_empty(), "the expiry was stored");
+    }
+
+    #[tokio::test]
+    async fn a_simple_groups_offsets_expire_by_commit_time_or_their_own_retention() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = LogStore::open(dir.path()).unwrap();
+        let c = GroupCoordinator::open(log.meta(), config(), &topics(&["old", "new", "short"])).unwrap();
+        let now = crate::api::now_ms();
+        let short = Committed { expire_timestamp_ms: Some(now + 1_000), ..offset(3, now) };
+        commit(&c, "simple", ("", -1), &[("old", offset(1, now - 9 * MINUTE_MS)), ("new", offset(2, now)), ("short", short)]).await;
+        c.expire_offsets(now + 2_000).await;
+        assert_eq!(committed_topics(&c, "simple"), ["new", "old"], "an offset's own retention time counts");
+        c.expire_offsets(now + MINUTE_MS + 1_000).await;
+        assert_eq!(committed_topics(&c, "simple"), ["new"]);
+        assert_eq!(c.list().len(), 1);
+        c.expire_offsets(now + RETENTION_MS).await;
+        assert!(c.list().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_stable_group_loses_only_offsets_of_topics_it_no_longer_subscribes_to() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = LogStore::open(dir.path()).unwrap();
+        let c = GroupCoordinator::open(log.meta(), config(), &topics(&["kept", "dropped"])).unwrap();
+        let (member, generation) = stable_member(&c, "g", &["kept"]).await;
+        let now = crate::api::now_ms();
+        commit(&c, "g", (&member, generation), &[("kept", offset(1, now)), ("dropped", offset(2, now))]).await;
+        c.expire_offsets(now + RETENTION_MS - 1).await;
+        assert_eq!(committed_topics(&c, "g"), ["dropped", "kept"]);
+        c.expire_offsets(now + RETENTION_MS).await;
+        assert_eq!(committed_topics(&c, "g"), ["kept"]);
+        c.expire_offsets(now + 100 * RETENTION_MS).await;
+        assert_eq!(committed_topics(&c, "g"), ["kept"], "subscribed topics never expire while the group is Stable");
+        assert_eq!(c.list()[0].2, GroupState::Stable);
+    }
+
+    #[tokio::test]
+    async fn offsets_of_deleted_topics_go_at_once_or_at_the_next_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = LogStore::open(dir.path()).unwrap();
+        let c = GroupCoordinator::open(log.meta(), config(), &topics(&["a", "b", "c"])).unwrap();
+        let now = crate::api::now_ms();
+        for group in ["g1", "g2"] {
+            commit(&c, group, ("", -1), &[("a", offset(1, now)), ("b", offset(2, now)), ("c", offset(3, now))]).await;
+        }
+        c.remove_topic_offsets("a").await;
+        assert_eq!(committed_topics(&c, "g1"), ["b", "c"]);
+        assert_eq!(committed_topics(&c, "g2"), ["b", "c"]);
+        drop(c);
+        // "b" was deleted while its offsets stayed (a crash between the two): start-up drops them.
+        let c = GroupCoordinator::open(log.meta(), config(), &topics(&["a", "b", "c"])).unwrap();
+        assert_eq!(committed_topics(&c, "g1"), ["b", "c"], "the removal of a's offsets was stored");
+        drop(c);
+        let c = GroupCoordinator::open(log.meta(), config(), &topics(&["a", "c"])).unwrap();
+        assert_eq!(committed_topics(&c, "g2"), ["c"]);
+        drop(c);
+        let c = GroupCoordinator::open(log.meta(), config(), &topics(&["a", "b", "c"])).unwrap();
+        assert_eq!(committed_topics(&c, "g2"), ["c"], "a recreated b starts clean");
+    }
 }

@@ -6,7 +6,7 @@
 //! calls in with `now`; JoinGroup and SyncGroup answers that must wait are delivered through
 //! oneshot channels when the rebalance moves on.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -21,6 +21,8 @@ pub enum GroupState {
     PreparingRebalance,
     CompletingRebalance,
     Stable,
+    /// Removed (deleted, or expired with its offsets): whoever still holds it must look again.
+    Dead,
 }
 
 impl GroupState {
@@ -30,6 +32,7 @@ impl GroupState {
             GroupState::PreparingRebalance => "PreparingRebalance",
             GroupState::CompletingRebalance => "CompletingRebalance",
             GroupState::Stable => "Stable",
+            GroupState::Dead => "Dead",
         }
     }
 }
@@ -41,6 +44,23 @@ pub struct GroupConfig {
     pub min_session_timeout: Duration,
     pub max_session_timeout: Duration,
     pub max_metadata_bytes: usize,
+    /// `group.max.size`: most members a group admits.
+    pub max_size: usize,
+    /// `offsets.retention.minutes`, in milliseconds.
+    pub offsets_retention_ms: i64,
+}
+
+impl GroupConfig {
+    pub fn new(config: &crate::config::Config) -> GroupConfig {
+        GroupConfig {
+            initial_rebalance_delay: Duration::from_millis(config.group_initial_rebalance_delay_ms),
+            min_session_timeout: Duration::from_millis(config.group_min_session_timeout_ms),
+            max_session_timeout: Duration::from_millis(config.group_max_session_timeout_ms),
+            max_metadata_bytes: config.offset_metadata_max_bytes,
+            max_size: config.group_max_size,
+            offsets_retention_ms: config.offsets_retention_minutes as i64 * 60_000,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -55,6 +75,8 @@ pub struct JoinRequest {
     pub protocols: Vec<(String, Bytes)>,
     /// JoinGroup v4+: an unknown member first gets an id with MEMBER_ID_REQUIRED.
     pub require_known_member_id: bool,
+    /// JoinGroup v9+: the response can tell a returning static leader to skip assigning.
+    pub supports_skip_assignment: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -113,6 +135,10 @@ pub struct Committed {
     pub offset: i64,
     pub leader_epoch: i32,
     pub metadata: Option<String>,
+    /// Wall-clock time of the commit, where offset retention starts for simple groups.
+    pub commit_timestamp_ms: i64,
+    /// OffsetCommit v2-v4 `retention_time_ms`: this offset expires then, whatever the group does.
+    pub expire_timestamp_ms: Option<i64>,
 }
 
 #[derive(Debug)]
@@ -124,8 +150,16 @@ pub struct Group {
     pub protocol: Option<String>,
     pub leader: Option<String>,
     pub members: IndexMap<String, Member>,
+    /// Wall-clock time of the last state change (Kafka's currentStateTimestamp): an Empty
+    /// group's offsets expire a retention period after it. `None` for groups stored before
+    /// Gregor kept it; their offsets expire by commit time, as Kafka treats old records.
+    pub state_timestamp_ms: Option<i64>,
     /// Member ids handed out with MEMBER_ID_REQUIRED, until they join or expire.
     pending: HashMap<String, Instant>,
+    /// Members of this generation that have not sent SyncGroup yet; by `sync_deadline` they
+    /// are removed and the group rebalances, so a member that never syncs cannot stall it.
+    pending_sync: HashSet<String>,
+    sync_deadline: Instant,
     rebalance_deadline: Instant,
     initial_delay_until: Instant,
     pub offsets: BTreeMap<(String, i32), Committed>,
@@ -145,7 +179,10 @@ impl Group {
             protocol: None,
             leader: None,
             members: IndexMap::new(),
+            state_timestamp_ms: Some(crate::api::now_ms()),
             pending: HashMap::new(),
+            pending_sync: HashSet::new(),
+            sync_deadline: now,
             rebalance_deadline: now,
             initial_delay_until: now,
             offsets: BTreeMap::new(),
@@ -161,6 +198,26 @@ impl Group {
         self.state = if self.members.is_empty() { GroupState::Empty } else { GroupState::Stable };
     }
 
+    /// A restored group larger than `group.max.size` (lowered since) rebalances, as Kafka does
+    /// on load: members rejoin, and those beyond the limit are refused and removed.
+    pub fn shed_over_capacity(&mut self, max_size: usize, now: Instant) {
+        if self.members.len() > max_size {
+            tracing::info!(group = %self.id, members = self.members.len(), max_size, "group over group.max.size");
+            self.prepare_rebalance(now, Duration::ZERO, "over group.max.size");
+        }
+    }
+
+    fn set_state(&mut self, state: GroupState) {
+        self.state = state;
+        self.state_timestamp_ms = Some(crate::api::now_ms());
+    }
+
+    /// Marks a group removed from the coordinator.
+    pub fn kill(&mut self) {
+        self.set_state(GroupState::Dead);
+        self.offsets.clear();
+    }
+
     fn static_member(&self, instance_id: &str) -> Option<&str> {
         self.members.values().find(|m| m.instance_id.as_deref() == Some(instance_id)).map(|m| m.id.as_str())
     }
@@ -173,10 +230,37 @@ impl Group {
             && req.protocols.iter().any(|(name, _)| self.members.values().all(|m| m.protocols.iter().any(|(n, _)| n == name)))
     }
 
+    fn awaiting_join(&self) -> usize {
+        self.members.values().filter(|m| m.join_waiter.is_some()).count()
+    }
+
+    /// Kafka's acceptJoiningMember: known members always; new ones up to `group.max.size`,
+    /// counting, while preparing a rebalance, only members that already rejoined (so the last
+    /// to rejoin an oversized group are the ones turned away).
+    fn accepts_joining(&self, member_id: &str, max_size: usize) -> bool {
+        match self.state {
+            GroupState::Empty | GroupState::Dead => true,
+            GroupState::PreparingRebalance => {
+                self.members.get(member_id).is_some_and(|m| m.join_waiter.is_some()) || self.awaiting_join() < max_size
+            }
+            GroupState::CompletingRebalance | GroupState::Stable => self.members.contains_key(member_id) || self.members.len() < max_size,
+        }
+    }
+
     pub fn join(&mut self, req: JoinRequest, now: Instant, cfg: &GroupConfig) -> Reply<JoinResult> {
         let session = Duration::from_millis(req.session_timeout_ms.max(0) as u64);
         if session < cfg.min_session_timeout || session > cfg.max_session_timeout {
             return Reply::Now(JoinResult::error(ResponseError::InvalidSessionTimeout, &req.member_id));
+        }
+        if !self.accepts_joining(&req.member_id, cfg.max_size) {
+            // A known member turned away (the group shrinks to its limit) leaves the group.
+            if self.pending.remove(&req.member_id).is_none() && self.members.contains_key(&req.member_id) {
+                self.remove_member(&req.member_id, now);
+            }
+            return Reply::Now(JoinResult::error(ResponseError::GroupMaxSizeReached, ""));
+        }
+        if self.state == GroupState::Dead {
+            return Reply::Now(JoinResult::error(ResponseError::CoordinatorNotAvailable, &req.member_id));
         }
         if req.protocol_type.is_empty() || req.protocols.is_empty() || !self.supports(&req) {
             return Reply::Now(JoinResult::error(ResponseError::InconsistentGroupProtocol, &req.member_id));
@@ -196,14 +280,10 @@ impl Group {
             let id = req.member_id.clone();
             return self.add_member(id, req, now, cfg.initial_rebalance_delay);
         }
-        let Some(member) = self.members.get_mut(&req.member_id) else {
-            let fenced = req.instance_id.as_deref().is_some_and(|i| self.static_member(i).is_some());
-            let e = if fenced { ResponseError::FencedInstanceId } else { ResponseError::UnknownMemberId };
+        if let Err(e) = self.validate_member(&req.member_id, req.instance_id.as_deref()) {
             return Reply::Now(JoinResult::error(e, &req.member_id));
-        };
-        if member.instance_id != req.instance_id {
-            return Reply::Now(JoinResult::error(ResponseError::FencedInstanceId, &req.member_id));
         }
+        let member = self.members.get_mut(&req.member_id).expect("validated");
         let changed = member.protocols != req.protocols;
         update_member(member, &req, now);
         let is_leader = self.leader.as_deref() == Some(req.member_id.as_str());
@@ -220,15 +300,16 @@ impl Group {
     fn rebalance_and_wait(&mut self, member_id: &str, now: Instant, initial_delay: Duration) -> Reply<JoinResult> {
         let rx = self.wait_for_join(member_id);
         if self.state != GroupState::PreparingRebalance {
-            self.prepare_rebalance(now, initial_delay);
+            self.prepare_rebalance(now, initial_delay, &format!("member {member_id} joined or rejoined"));
         }
         self.try_complete_join(now);
         Reply::Later(rx)
     }
 
     /// A static member (group.instance.id) came back without its member id: it takes over its
-    /// old entry and assignment under a new id, fencing the old one.
+    /// old entry and assignment under a new id, fencing the old one (KIP-345).
     fn rejoin_static(&mut self, old_id: String, req: JoinRequest, now: Instant) -> Reply<JoinResult> {
+        let old_leader = self.leader.clone().unwrap_or_default();
         let mut member = self.members.shift_remove(&old_id).expect("static member exists");
         if let Some(w) = member.join_waiter.take() {
             let _ = w.send(JoinResult::error(ResponseError::FencedInstanceId, &old_id));
@@ -236,21 +317,29 @@ impl Group {
         if let Some(w) = member.sync_waiter.take() {
             let _ = w.send(Err(ResponseError::FencedInstanceId));
         }
-        let changed = member.protocols != req.protocols;
         member.id = new_member_id(&req.client_id);
         update_member(&mut member, &req, now);
         let id = member.id.clone();
-        let was_leader = self.leader.as_deref() == Some(old_id.as_str());
-        if was_leader {
+        if old_leader == old_id {
             self.leader = Some(id.clone());
         }
-        self.members.insert(id.clone(), member);
-        // A static member coming back unchanged keeps the current assignment; no one rebalances
-        // (KIP-345). A returning leader gets the members but is told to skip assigning.
-        if self.state == GroupState::Stable && !changed {
-            return Reply::Now(JoinResult { skip_assignment: was_leader, ..self.join_result(&id) });
+        if self.pending_sync.remove(&old_id) {
+            self.pending_sync.insert(id.clone());
         }
-        // The group has members, so the initial delay (for new groups) does not apply.
+        self.members.insert(id.clone(), member);
+        // In a Stable group whose protocol stays the same, the member keeps its assignment and
+        // no one rebalances. Since v9 a returning leader is told to skip assigning; before, it
+        // is told the old id leads, so it acts as a follower and assigns nothing.
+        if self.state == GroupState::Stable && self.choose_protocol() == self.protocol {
+            let result = self.join_result(&id);
+            return Reply::Now(if req.supports_skip_assignment {
+                JoinResult { skip_assignment: result.leader == id, ..result }
+            } else {
+                JoinResult { leader: old_leader, members: Vec::new(), ..result }
+            });
+        }
+        // Mid-rebalance the leader may already have the old id, so a new round starts (the
+        // group has members, so the initial delay for new groups does not apply).
         self.rebalance_and_wait(&id, now, Duration::ZERO)
     }
 
@@ -285,8 +374,14 @@ impl Group {
         rx
     }
 
+    /// The group's rebalance timeout: the longest of its members'.
+    fn rebalance_timeout(&self) -> Duration {
+        self.members.values().map(|m| m.rebalance_timeout).max().unwrap_or_default()
+    }
+
     /// Starts a rebalance: every member must rejoin before the deadline.
-    fn prepare_rebalance(&mut self, now: Instant, initial_delay: Duration) {
+    fn prepare_rebalance(&mut self, now: Instant, initial_delay: Duration, reason: &str) {
+        tracing::info!(group = %self.id, state = ?self.state, generation = self.generation, "preparing to rebalance: {reason}");
         if self.state == GroupState::CompletingRebalance {
             for m in self.members.values_mut() {
                 m.assignment = Bytes::new();
@@ -295,12 +390,13 @@ impl Group {
                 }
             }
         }
-        let timeout = self.members.values().map(|m| m.rebalance_timeout).max().unwrap_or_default();
+        self.pending_sync.clear();
+        let timeout = self.rebalance_timeout();
         if self.state == GroupState::Empty {
             self.initial_delay_until = now + initial_delay.min(timeout);
         }
         self.rebalance_deadline = now + timeout;
-        self.state = GroupState::PreparingRebalance;
+        self.set_state(GroupState::PreparingRebalance);
     }
 
     /// Completes the join phase once every member has rejoined (after the initial delay for a
@@ -313,32 +409,48 @@ impl Group {
         if !((all_joined && now >= self.initial_delay_until) || now >= self.rebalance_deadline) {
             return;
         }
-        // Members that did not rejoin in time are out.
-        self.members.retain(|_, m| m.join_waiter.is_some());
+        // Dynamic members that did not rejoin in time are out; static ones keep their place
+        // (and assignment) until their session times out (KIP-345).
+        self.members.retain(|_, m| m.join_waiter.is_some() || m.instance_id.is_some());
         self.pending.clear();
+        if !self.members.is_empty() && !self.elect_joined_leader() {
+            tracing::info!(group = %self.id, "no member rejoined; waiting another rebalance timeout");
+            self.rebalance_deadline = now + self.rebalance_timeout();
+            return;
+        }
         self.generation += 1;
         if self.members.is_empty() {
             // Like Kafka, an emptied group keeps its protocol type ("consumer"), so tools still
             // list it as a consumer group with committed offsets.
-            self.state = GroupState::Empty;
+            self.set_state(GroupState::Empty);
             self.protocol = None;
             self.leader = None;
             return;
         }
         self.protocol = self.choose_protocol();
-        if !self.leader.as_ref().is_some_and(|l| self.members.contains_key(l)) {
-            self.leader = self.members.keys().next().cloned();
-        }
-        self.state = GroupState::CompletingRebalance;
+        self.set_state(GroupState::CompletingRebalance);
+        tracing::info!(group = %self.id, generation = self.generation, members = self.members.len(), "rebalance joined; waiting for the leader's assignment");
         let ids: Vec<String> = self.members.keys().cloned().collect();
-        for id in ids {
-            let result = self.join_result(&id);
-            let member = self.members.get_mut(&id).expect("member exists");
+        for id in &ids {
+            let result = self.join_result(id);
+            let member = self.members.get_mut(id).expect("member exists");
             member.last_seen = now;
             if let Some(w) = member.join_waiter.take() {
                 let _ = w.send(result);
             }
         }
+        self.pending_sync = ids.into_iter().collect();
+        self.sync_deadline = now + self.rebalance_timeout();
+    }
+
+    /// Keeps the leader if it rejoined, else makes a member that rejoined the leader; false
+    /// when no member rejoined.
+    fn elect_joined_leader(&mut self) -> bool {
+        let leader_joined = self.leader.as_ref().and_then(|l| self.members.get(l)).is_some_and(|m| m.join_waiter.is_some());
+        if !leader_joined {
+            self.leader = self.members.values().find(|m| m.join_waiter.is_some()).map(|m| m.id.clone());
+        }
+        self.leader.is_some()
     }
 
     /// Each member votes for its most preferred protocol that every member supports.
@@ -373,15 +485,25 @@ impl Group {
         }
     }
 
-    /// Checks member id, instance id and generation, as SyncGroup, Heartbeat and OffsetCommit do.
-    fn check_member(&self, member_id: &str, instance_id: Option<&str>, generation: i32) -> Result<(), ResponseError> {
-        let Some(member) = self.members.get(member_id) else {
-            let fenced = instance_id.is_some_and(|i| self.static_member(i).is_some());
-            return Err(if fenced { ResponseError::FencedInstanceId } else { ResponseError::UnknownMemberId });
-        };
-        if instance_id.is_some() && member.instance_id.as_deref() != instance_id {
-            return Err(ResponseError::FencedInstanceId);
+    /// Kafka's validateMember: a static member is named by its instance id, and an older id
+    /// of that instance is fenced.
+    fn validate_member(&self, member_id: &str, instance_id: Option<&str>) -> Result<(), ResponseError> {
+        if let Some(instance) = instance_id {
+            match self.static_member(instance) {
+                None => return Err(ResponseError::UnknownMemberId),
+                Some(current) if current != member_id => return Err(ResponseError::FencedInstanceId),
+                Some(_) => {}
+            }
         }
+        if !self.members.contains_key(member_id) {
+            return Err(ResponseError::UnknownMemberId);
+        }
+        Ok(())
+    }
+
+    /// Checks member id, instance id and generation, as SyncGroup and Heartbeat do.
+    fn check_member(&self, member_id: &str, instance_id: Option<&str>, generation: i32) -> Result<(), ResponseError> {
+        self.validate_member(member_id, instance_id)?;
         if generation != self.generation {
             return Err(ResponseError::IllegalGeneration);
         }
@@ -409,10 +531,14 @@ impl Group {
         }
         self.members.get_mut(member_id).expect("checked").last_seen = now;
         match self.state {
-            GroupState::Empty => Reply::Now(Err(ResponseError::UnknownMemberId)),
+            GroupState::Empty | GroupState::Dead => Reply::Now(Err(ResponseError::UnknownMemberId)),
             GroupState::PreparingRebalance => Reply::Now(Err(ResponseError::RebalanceInProgress)),
-            GroupState::Stable => Reply::Now(Ok(self.members[member_id].assignment.clone())),
+            GroupState::Stable => {
+                self.pending_sync.remove(member_id);
+                Reply::Now(Ok(self.members[member_id].assignment.clone()))
+            }
             GroupState::CompletingRebalance => {
+                self.pending_sync.remove(member_id);
                 let (tx, rx) = oneshot::channel();
                 self.members.get_mut(member_id).expect("checked").sync_waiter = Some(tx);
                 if self.leader.as_deref() == Some(member_id) {
@@ -423,7 +549,8 @@ impl Group {
                             let _ = w.send(Ok(m.assignment.clone()));
                         }
                     }
-                    self.state = GroupState::Stable;
+                    self.set_state(GroupState::Stable);
+                    tracing::info!(group = %self.id, generation = self.generation, "stabilized with the leader's assignment");
                 }
                 Reply::Later(rx)
             }
@@ -431,7 +558,7 @@ impl Group {
     }
 
     pub fn heartbeat(&mut self, member_id: &str, instance_id: Option<&str>, generation: i32, now: Instant) -> Result<(), ResponseError> {
-        if self.state == GroupState::Empty {
+        if matches!(self.state, GroupState::Empty | GroupState::Dead) {
             return Err(ResponseError::UnknownMemberId);
         }
         self.check_member(member_id, instance_id, generation)?;
@@ -442,23 +569,73 @@ impl Group {
         }
     }
 
-    /// OffsetCommit from a group member: current generation, and not mid-assignment.
+    /// Kafka's validateOffsetCommit. A negative generation with no member is a "simple"
+    /// commit (admin tools, manual assignment), allowed only while the group is Empty.
     pub fn check_commit(&self, member_id: &str, instance_id: Option<&str>, generation: i32) -> Result<(), ResponseError> {
-        self.check_member(member_id, instance_id, generation)?;
+        match self.state {
+            GroupState::Dead => return Err(ResponseError::CoordinatorNotAvailable),
+            GroupState::Empty if generation < 0 => return Ok(()),
+            _ => {}
+        }
+        if generation >= 0 || !member_id.is_empty() || instance_id.is_some() {
+            self.check_member(member_id, instance_id, generation)?;
+        } else if self.state != GroupState::Empty {
+            return Err(ResponseError::UnknownMemberId);
+        }
         if self.state == GroupState::CompletingRebalance {
             return Err(ResponseError::RebalanceInProgress);
         }
         Ok(())
     }
 
-    /// Topics the members of a consumer group subscribe to (from their subscription metadata).
-    pub fn subscribed_topics(&self) -> Vec<String> {
+    /// The topics a consumer group's members subscribe to, from their subscription metadata;
+    /// `None` when that is unknown (not a consumer group, no protocol chosen yet, or metadata
+    /// that does not parse).
+    fn subscribed_topics(&self) -> Option<HashSet<String>> {
         if self.protocol_type.as_deref() != Some("consumer") {
-            return Vec::new();
+            return None;
         }
-        self.members
-            .values()
-            .flat_map(|m| subscription_topics(m.metadata(self.protocol.as_deref())))
+        if self.members.is_empty() {
+            return Some(HashSet::new());
+        }
+        let protocol = self.protocol.as_deref()?;
+        let mut topics = HashSet::new();
+        for m in self.members.values() {
+            topics.extend(subscription_topics(m.metadata(Some(protocol)))?);
+        }
+        Some(topics)
+    }
+
+    /// Kafka's isSubscribedToTopic: when the subscriptions are unknown, a consumer group counts
+    /// as subscribed to everything, any other group to nothing.
+    pub fn is_subscribed_to(&self, topic: &str) -> bool {
+        match self.subscribed_topics() {
+            Some(topics) => topics.contains(topic),
+            None => self.protocol_type.as_deref() == Some("consumer"),
+        }
+    }
+
+    /// Committed offsets past retention, as Kafka 2.1+ decides (KIP-211): in an Empty group a
+    /// retention period after it emptied; in a simple group (no protocol type) a retention
+    /// period after each commit; in a Stable consumer group, only offsets of topics no member
+    /// subscribes to, by commit time. An offset committed with a retention time (OffsetCommit
+    /// v2-v4) expires at that time instead.
+    pub fn expired_offsets(&self, now_ms: i64, retention_ms: i64) -> Vec<(String, i32)> {
+        let base: fn(&Group, &Committed) -> i64 = match (self.state, self.protocol_type.as_deref()) {
+            (_, None) => |_, c| c.commit_timestamp_ms,
+            (GroupState::Empty, Some(_)) => |g, c| g.state_timestamp_ms.unwrap_or(c.commit_timestamp_ms),
+            (GroupState::Stable, Some("consumer")) if self.subscribed_topics().is_some() => |_, c| c.commit_timestamp_ms,
+            _ => return Vec::new(),
+        };
+        let mut subscribed: HashMap<&str, bool> = HashMap::new();
+        self.offsets
+            .iter()
+            .filter(|((topic, _), _)| !*subscribed.entry(topic).or_insert_with(|| self.is_subscribed_to(topic)))
+            .filter(|(_, c)| match c.expire_timestamp_ms {
+                Some(at) => now_ms >= at,
+                None => now_ms - base(self, c) >= retention_ms,
+            })
+            .map(|(tp, _)| tp.clone())
             .collect()
     }
 
@@ -493,16 +670,18 @@ impl Group {
                 let _ = w.send(Err(ResponseError::UnknownMemberId));
             }
         }
+        self.pending_sync.remove(id);
         if self.leader.as_deref() == Some(id) {
             self.leader = None;
         }
         if matches!(self.state, GroupState::Stable | GroupState::CompletingRebalance) {
-            self.prepare_rebalance(now, Duration::ZERO);
+            self.prepare_rebalance(now, Duration::ZERO, &format!("member {id} left"));
         }
         self.try_complete_join(now);
     }
 
-    /// Expires members whose session ran out and finishes rebalances whose deadline passed.
+    /// Expires members whose session ran out, removes members that did not send SyncGroup
+    /// within the rebalance timeout, and finishes rebalances whose deadline passed.
     pub fn tick(&mut self, now: Instant) {
         self.pending.retain(|_, expires| *expires > now);
         let expired: Vec<String> = self
@@ -514,6 +693,14 @@ impl Group {
         for id in expired {
             tracing::info!(group = %self.id, member = %id, "session timed out; removing member");
             self.remove_member(&id, now);
+        }
+        let syncing = matches!(self.state, GroupState::CompletingRebalance | GroupState::Stable);
+        if syncing && !self.pending_sync.is_empty() && now >= self.sync_deadline {
+            let late: Vec<String> = self.pending_sync.drain().collect();
+            tracing::info!(group = %self.id, members = ?late, "no SyncGroup within the rebalance timeout; removing members");
+            for id in late {
+                self.remove_member(&id, now);
+            }
         }
         self.try_complete_join(now);
     }
@@ -561,16 +748,15 @@ pub fn restored_member(
 }
 
 /// The topics in a consumer protocol subscription (version prefix, then the schema's fields).
-fn subscription_topics(mut metadata: Bytes) -> Vec<String> {
+fn subscription_topics(mut metadata: Bytes) -> Option<Vec<String>> {
     use bytes::Buf;
     use kafka_protocol::messages::ConsumerProtocolSubscription;
     use kafka_protocol::protocol::Decodable;
     if metadata.remaining() < 2 {
-        return Vec::new();
+        return None;
     }
-    // Newer subscription versions only add fields after the topic list; read them as v3.
-    let version = metadata.get_i16().clamp(0, 3);
-    ConsumerProtocolSubscription::decode(&mut metadata, version)
-        .map(|s| s.topics.iter().map(|t| t.to_string()).collect())
-        .unwrap_or_default()
+    // Every version starts with v0's fields (the topics, then user data); read them as v0,
+    // as Kafka does.
+    metadata.get_i16();
+    ConsumerProtocolSubscription::decode(&mut metadata, 0).ok().map(|s| s.topics.iter().map(|t| t.to_string()).collect())
 }

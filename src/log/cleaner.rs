@@ -38,9 +38,6 @@ use super::{decode_i64, log_cf, log_key, meta_cf, meta_key, read_error, LogStore
 const CLEANED: u8 = b'c';
 const TOMBSTONES_DUE: u8 = b't';
 
-/// Batches rewritten per atomic write.
-const CHUNK_BYTES: usize = 8 << 20;
-
 /// Bytes a key costs in the dedupe map besides its own: the map's entry and bookkeeping.
 const MAP_OVERHEAD: u64 = 48;
 
@@ -58,6 +55,8 @@ pub struct Compaction {
 pub struct CleanerLimits {
     pub io_max_bytes_per_second: f64,
     pub dedupe_buffer_bytes: u64,
+    /// Rewritten bytes per atomic write (`log.cleaner.io.buffer.size`).
+    pub io_buffer_bytes: usize,
 }
 
 /// What a pass did.
@@ -107,6 +106,11 @@ impl Pass<'_> {
         let stored = |kind| db.get_cf(meta_cf(db), meta_key(id, kind, &[])).map_err(read_error).map(|v| v.map(|v| decode_i64(&v)));
         let clean_upto = stored(CLEANED)?.unwrap_or(log_start).max(log_start);
         let tombstones_due = stored(TOMBSTONES_DUE)?.is_some_and(|due| due <= self.now);
+        // Nothing new before the head, and no tombstone due: no need to look further.
+        let head = Entries::last(db, id).map_err(read_error)?;
+        if head.is_none_or(|h| h.base_offset <= clean_upto) && !tombstones_due {
+            return Ok(None);
+        }
         let mut entries = Entries::new(db, id, log_start, high_watermark);
         let all: Vec<BatchEntry> = entries.by_ref().collect();
         entries.status().map_err(read_error)?;
@@ -146,7 +150,7 @@ impl Pass<'_> {
             };
             chunk.push((*entry, rewrite));
             let last = i + 1 == range.len();
-            if chunk_bytes >= CHUNK_BYTES || last {
+            if chunk_bytes >= self.limits.io_buffer_bytes || last {
                 self.write_chunk(db, std::mem::take(&mut chunk), last.then_some((end, next_tombstone_due)), &mut cleaned)?;
                 throttle.account(chunk_bytes);
                 chunk_bytes = 0;
@@ -309,7 +313,7 @@ mod tests {
     const OPTS: AppendOptions = AppendOptions { max_batch_bytes: 1 << 20, leader_epoch: 0, log_append_time: None, flush: FlushPolicy::NEVER, require_keys: true };
     const NOW: i64 = 1_700_000_100_000;
     const EAGER: Compaction = Compaction { min_lag_ms: 0, max_lag_ms: i64::MAX, min_dirty_ratio: 0.0, delete_retention_ms: 86_400_000 };
-    const LIMITS: CleanerLimits = CleanerLimits { io_max_bytes_per_second: f64::MAX, dedupe_buffer_bytes: 1 << 20 };
+    const LIMITS: CleanerLimits = CleanerLimits { io_max_bytes_per_second: f64::MAX, dedupe_buffer_bytes: 1 << 20, io_buffer_bytes: 512 << 10 };
 
     async fn store_with(batches: &[BatchSpec]) -> (tempfile::TempDir, LogStore) {
         let dir = tempfile::tempdir().unwrap();
@@ -366,6 +370,26 @@ mod tests {
         assert_eq!(store.clean(1, EAGER, LIMITS, NOW).await.unwrap(), None);
         // Offsets go on from the head; start-up finds the same end.
         assert_eq!(store.offsets(1).unwrap(), (0, 8));
+    }
+
+    #[tokio::test]
+    async fn a_pass_written_in_many_chunks_keeps_every_latest_record() {
+        let mut batches: Vec<BatchSpec> = Vec::new();
+        for round in ["1", "2", "3"] {
+            for key in ["a", "b", "c"] {
+                batches.push(keyed(&[(key, Some(round)), ("z", Some(round))], Compression::Snappy));
+            }
+        }
+        batches.push(keyed(&[("head", Some("h"))], Compression::None));
+        let (_dir, store) = store_with(&batches).await;
+        // Every rewritten batch in a write of its own.
+        let one_by_one = CleanerLimits { io_buffer_bytes: 1, ..LIMITS };
+        let pass = store.clean(1, EAGER, one_by_one, NOW).await.unwrap().unwrap();
+        assert_eq!((pass.batches_rewritten, pass.batches_removed), (2, 6));
+        let left: Vec<(i64, String)> = records_from(&store, 0).await.into_iter().map(|(o, k, _)| (o, k)).collect();
+        let expected = [(12, "a"), (14, "b"), (16, "c"), (17, "z"), (18, "head")];
+        assert_eq!(left, expected.map(|(o, k)| (o, k.to_string())));
+        assert_eq!(store.size(1).unwrap(), pass.bytes_after + encode_batch(&batches[9]).len() as u64);
     }
 
     #[tokio::test]

@@ -121,6 +121,23 @@ fn shared_cache(bytes: usize) -> Cache {
     Cache::new_lru_cache_opts(&opts)
 }
 
+/// How many times RocksDB has stopped or slowed writes (memtables full, too many L0 files,
+/// compaction behind) since the store was opened, over both column families.
+pub fn write_stalls(db: &DB) -> Result<u64, ResponseError> {
+    let mut stalls = 0;
+    for name in [LOG_CF, META_CF] {
+        let cf = db.cf_handle(name).ok_or(ResponseError::KafkaStorageError)?;
+        // "Write Stall (count): <cause>: <n>, ..., total-delays: <n>, total-stops: <n>"
+        let text = db.property_value_cf(cf, "rocksdb.cf-write-stall-stats").map_err(|_| ResponseError::KafkaStorageError)?.unwrap_or_default();
+        for item in text.trim().split(", ") {
+            if let Some(n) = item.strip_prefix("total-delays: ").or_else(|| item.strip_prefix("total-stops: ")) {
+                stalls += n.parse::<u64>().map_err(|_| ResponseError::KafkaStorageError)?;
+            }
+        }
+    }
+    Ok(stalls)
+}
+
 impl Db {
     pub fn open(dir: &Path, budget: Budget) -> Result<Db> {
         std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("cannot create data directory {}: {e}", dir.display()))?;

@@ -17,7 +17,7 @@ mod index;
 mod io;
 mod meta;
 mod producers;
-mod records;
+pub mod records;
 mod syncer;
 
 use std::cell::RefCell;
@@ -25,6 +25,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use bytes::{Bytes, BytesMut};
@@ -118,6 +119,9 @@ impl From<ResponseError> for AppendError {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Appended {
     pub base_offset: i64,
+    /// What the produce response gives as the log append time: the append time on
+    /// LogAppendTime topics, else -1; for a retried batch, its original timestamp (Kafka's answer).
+    pub log_append_time: i64,
     pub log_start: i64,
 }
 
@@ -256,9 +260,10 @@ impl LogStore {
         let last = Entries::last(&db, id).context("reading the batch index")?;
         let next_offset = last.map_or(log_start, |e| log_start.max(e.last_offset + 1));
         let mut producers = HashMap::new();
+        let loaded_at = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
         for (key, value) in meta.scan(&meta_key(id, PRODUCER, &[]))? {
             let pid = key.get(6..14).map(decode_i64);
-            if let (Some(pid), Some(state)) = (pid, ProducerState::decode(&value)) {
+            if let (Some(pid), Some(state)) = (pid, ProducerState::decode(&value, loaded_at)) {
                 producers.insert(pid, state);
             }
         }
@@ -353,7 +358,8 @@ impl LogStore {
         }
         let db = self.io.db().get()?;
         let mut next = writer.next_offset;
-        let mut first_offset = None;
+        // The first batch's base offset and log append time answer for the request.
+        let mut first = None;
         // Sized up front: growing it would copy the batches again.
         let mut write = WriteBatch::with_capacity_bytes(records.len() + 256);
         let mut updated: Vec<(i64, ProducerState)> = Vec::new();
@@ -369,12 +375,13 @@ impl LogStore {
                     .map(|(_, s)| s)
                     .or_else(|| writer.producers.get(&pid));
                 match ProducerState::check(state, &header)? {
-                    SeqCheck::Duplicate(offset) => {
-                        first_offset.get_or_insert(offset);
+                    SeqCheck::Duplicate { base_offset, timestamp } => {
+                        first.get_or_insert((base_offset, timestamp));
                         continue;
                     }
                     SeqCheck::Append => {
-                        let after = ProducerState::after_append(state, &header, next);
+                        let timestamp = opts.log_append_time.unwrap_or(header.max_timestamp());
+                        let after = ProducerState::after_append(state, &header, next, timestamp);
                         write.put_cf(meta_cf(&db), meta_key(id, PRODUCER, &pid.to_be_bytes()), after.encode());
                         updated.push((pid, after));
                     }
@@ -390,7 +397,7 @@ impl LogStore {
                 write.put_cf(index_cf(&db), key, BatchEntry::of(stored).expect("a validated batch").encode());
             });
             added += bytes.len() as u64;
-            first_offset.get_or_insert(next);
+            first.get_or_insert((next, opts.log_append_time.unwrap_or(-1)));
             next += header.last_offset_delta() as i64 + 1;
         }
         SCRATCH.with_borrow_mut(|stored| {
@@ -398,10 +405,8 @@ impl LogStore {
                 *stored = Vec::new();
             }
         });
-        let appended = |log: &PartitionLog| Appended {
-            base_offset: first_offset.expect("at least one batch"),
-            log_start: log.log_start.load(Ordering::Acquire),
-        };
+        let (base_offset, log_append_time) = first.expect("at least one batch");
+        let appended = |log: &PartitionLog| Appended { base_offset, log_append_time, log_start: log.log_start.load(Ordering::Acquire) };
         if next == writer.next_offset {
             // Only retries of batches already written: acknowledged once those are as durable
             // as the topic asks.
@@ -448,6 +453,12 @@ impl LogStore {
                 })
             })
             .await
+    }
+
+    /// RocksDB write stalls since the store was opened (for tests of the facade).
+    #[doc(hidden)]
+    pub async fn write_stalls(&self) -> Result<u64, ResponseError> {
+        self.io.read(db::write_stalls).await
     }
 
     /// Bytes stored for a partition.
@@ -628,6 +639,32 @@ impl LogStore {
         Ok(())
     }
 
+    /// Forgets, in memory and in the store, every partition's producers whose last batch is
+    /// `expiration_ms` old at `now_ms` (`producer.id.expiration.ms`, Kafka's
+    /// removeExpiredProducers).
+    pub async fn expire_producers(&self, now_ms: i64, expiration_ms: i64) -> Result<(), ResponseError> {
+        let logs: Vec<Arc<PartitionLog>> = self.partitions.read().expect("lock").values().cloned().collect();
+        for log in logs {
+            let mut writer = log.writer.lock().await;
+            let expired = producers::expired(&writer.producers, now_ms, expiration_ms);
+            if writer.deleted || expired.is_empty() {
+                continue;
+            }
+            let db = self.io.db().get()?;
+            let mut write = WriteBatch::default();
+            for pid in &expired {
+                write.delete_cf(meta_cf(&db), meta_key(log.id, PRODUCER, &pid.to_be_bytes()));
+            }
+            drop(db);
+            self.io.write(Lane::Partition(log.id), write).await?;
+            for pid in &expired {
+                writer.producers.remove(pid);
+            }
+            tracing::debug!("partition {}: forgot idle producers {expired:?}", log.id);
+        }
+        Ok(())
+    }
+
     /// Has `notify` woken whenever one of these partitions grows, for as long as the caller
     /// holds it. Unknown partitions are skipped.
     pub fn watch(&self, ids: &[PartitionId], notify: &Arc<Notify>) {
@@ -780,6 +817,46 @@ mod tests {
         let gap = encode_batch(&BatchSpec { producer: Some((9, 0, 5)), ..BatchSpec::values(1) });
         assert_eq!(store.append(1, &gap, OPTS).await.unwrap_err(), AppendError::Refused(ResponseError::OutOfOrderSequenceNumber));
         assert_eq!(store.offsets(1).unwrap().1, 2);
+    }
+
+    #[tokio::test]
+    async fn flush_messages_and_flush_ms_sync_as_kafka_documents() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::open(dir.path()).unwrap();
+        store.load_partition(1).unwrap();
+        let syncs = || store.syncer.test_hooks().syncs.load(SeqCst);
+        let one = encode_batch(&BatchSpec::values(1));
+        // Every third record.
+        let every_third = AppendOptions { flush: FlushPolicy { messages: 3, ms: i64::MAX }, ..OPTS };
+        for _ in 0..2 {
+            store.append(1, &one, every_third).await.unwrap();
+        }
+        assert_eq!(syncs(), 0);
+        store.append(1, &one, every_third).await.unwrap();
+        assert_eq!(syncs(), 1, "the third append waited for its sync");
+        // Within 300 ms, in the background.
+        let timed = AppendOptions { flush: FlushPolicy { messages: i64::MAX, ms: 300 }, ..OPTS };
+        store.append(1, &one, timed).await.unwrap();
+        assert_eq!(syncs(), 1);
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        assert_eq!(syncs(), 2);
+    }
+
+    #[tokio::test]
+    async fn at_flush_messages_1_nothing_is_readable_before_its_sync() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::open(dir.path()).unwrap();
+        store.load_partition(1).unwrap();
+        let each = AppendOptions { flush: FlushPolicy { messages: 1, ms: i64::MAX }, ..OPTS };
+        let two = encode_batch(&BatchSpec::values(2));
+        store.syncer.test_hooks().fail.store(true, SeqCst);
+        assert_eq!(store.append(1, &two, each).await.unwrap_err(), AppendError::Refused(ResponseError::KafkaStorageError));
+        assert_eq!(store.offsets(1).unwrap(), (0, 0), "written but not synced: not readable");
+        store.syncer.test_hooks().fail.store(false, SeqCst);
+        assert_eq!(store.append(1, &two, each).await.unwrap().base_offset, 2);
+        assert_eq!(store.offsets(1).unwrap(), (0, 4));
     }
 
     #[tokio::test]

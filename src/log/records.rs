@@ -199,4 +199,29 @@ mod tests {
         assert_eq!(offsets_and_timestamps(&rebuilt).unwrap(), vec![(101, 1_700_000_000_010), (103, 1_700_000_000_030)]);
         assert_eq!(rebuild(&stored, &[]).unwrap(), None);
     }
+
+    #[test]
+    fn records_inflating_past_the_limit_are_refused() {
+        let mut bomb = encode_batch(&BatchSpec::values(1));
+        bomb.truncate(batch::HEADER_LEN);
+        // Snappy (codec 2) whose raw block claims 4 GiB of output: refused before allocating.
+        let codec_bits = |batch: &mut Vec<u8>, codec: u8| batch[22] = (batch[22] & !7) | codec;
+        codec_bits(&mut bomb, 2);
+        let mut claim = bomb.clone();
+        claim.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f, 0, 0, 0]);
+        assert_eq!(keyless(&claim), Err(ResponseError::CorruptMessage));
+        // Zstd (codec 4): a few kilobytes that really inflate past the limit.
+        codec_bits(&mut bomb, 4);
+        let zeros = vec![0u8; kafka_protocol::compression::MAX_DECOMPRESSED_BYTES + 1];
+        let mut small = BytesMut::new();
+        codec::Zstd::compress(&mut small, |buf| {
+            buf.extend_from_slice(&zeros);
+            Ok(())
+        })
+        .unwrap();
+        assert!(small.len() < 64 << 10);
+        bomb.extend_from_slice(&small);
+        let inflated = section(&BatchHeader::new(&bomb).unwrap());
+        assert!(inflated == Err(ResponseError::CorruptMessage), "inflated {:?} bytes", inflated.map(|s| s.len()));
+    }
 }

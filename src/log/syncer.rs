@@ -34,6 +34,16 @@ pub struct Syncer {
     requests: Arc<(Mutex<Requests>, Condvar)>,
     progress: watch::Receiver<Progress>,
     thread: Option<JoinHandle<()>>,
+    #[cfg(test)]
+    test: Arc<TestHooks>,
+}
+
+/// Lets tests count syncs and make them fail.
+#[cfg(test)]
+#[derive(Default)]
+pub struct TestHooks {
+    pub syncs: std::sync::atomic::AtomicU64,
+    pub fail: std::sync::atomic::AtomicBool,
 }
 
 impl Syncer {
@@ -41,6 +51,10 @@ impl Syncer {
         let requests = Arc::new((Mutex::new(Requests::default()), Condvar::new()));
         let (tx, progress) = watch::channel(Progress::default());
         let shared = requests.clone();
+        #[cfg(test)]
+        let test = Arc::new(TestHooks::default());
+        #[cfg(test)]
+        let hooks = test.clone();
         let thread = std::thread::Builder::new()
             .name("gregor-wal-sync".into())
             .spawn(move || {
@@ -65,10 +79,19 @@ impl Syncer {
                         r.deadline = None;
                         r.issued
                     };
-                    match db.get().and_then(|handle| handle.flush_wal(true).map_err(|e| {
-                        tracing::error!("syncing the write-ahead log failed: {e}");
-                        ResponseError::KafkaStorageError
-                    })) {
+                    let synced = db.get().and_then(|handle| {
+                        handle.flush_wal(true).map_err(|e| {
+                            tracing::error!("syncing the write-ahead log failed: {e}");
+                            ResponseError::KafkaStorageError
+                        })
+                    });
+                    #[cfg(test)]
+                    let synced = {
+                        use std::sync::atomic::Ordering::SeqCst;
+                        hooks.syncs.fetch_add(1, SeqCst);
+                        synced.and_then(|_| if hooks.fail.load(SeqCst) { Err(ResponseError::KafkaStorageError) } else { Ok(()) })
+                    };
+                    match synced {
                         Ok(()) => tx.send_modify(|p| p.synced = target),
                         Err(_) => tx.send_modify(|p| p.failed = target),
                     }
@@ -76,7 +99,18 @@ impl Syncer {
                 }
             })
             .expect("spawn the WAL sync thread");
-        Syncer { requests, progress, thread: Some(thread) }
+        Syncer {
+            requests,
+            progress,
+            thread: Some(thread),
+            #[cfg(test)]
+            test,
+        }
+    }
+
+    #[cfg(test)]
+    pub fn test_hooks(&self) -> &TestHooks {
+        &self.test
     }
 
     /// A ticket for everything written so far; call after the write.

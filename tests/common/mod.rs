@@ -10,8 +10,10 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use gregor::{Broker, BrokerHandle, Config};
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreateTopicsRequest};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchRequest, FetchTopic};
+use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequest, OffsetCommitRequestPartition, OffsetCommitRequestTopic};
+use kafka_protocol::messages::offset_fetch_request::{OffsetFetchRequest, OffsetFetchRequestTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, ProduceRequest, TopicProduceData};
-use kafka_protocol::messages::{RequestHeader, ResponseHeader, TopicName};
+use kafka_protocol::messages::{GroupId, RequestHeader, ResponseHeader, TopicName};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -27,6 +29,15 @@ pub fn config(dir: &Path) -> Config {
 
 pub async fn start(dir: &Path) -> BrokerHandle {
     Broker::start(config(dir)).await.expect("broker starts")
+}
+
+/// A broker with these settings over the test defaults.
+pub async fn start_with(dir: &Path, settings: &[(&str, &str)]) -> BrokerHandle {
+    let mut config = config(dir);
+    for (key, value) in settings {
+        config.set(key, value).unwrap();
+    }
+    Broker::start(config).await.expect("broker starts")
 }
 
 pub fn name(s: &str) -> TopicName {
@@ -152,4 +163,27 @@ pub fn batch_offsets(mut records: &[u8]) -> Vec<i64> {
         records = &records[len.min(records.len())..];
     }
     out
+}
+
+/// A commit outside group membership (generation -1, no member id) with OffsetCommit v2,
+/// whose `retention_time_ms` may give the offset its own retention (-1: the broker's).
+pub async fn simple_commit(c: &mut Client, group_id: &str, topic: &str, offset: i64, retention_ms: i64) -> i16 {
+    let request = OffsetCommitRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group_id.to_string())))
+        .with_generation_id_or_member_epoch(-1)
+        .with_retention_time_ms(retention_ms)
+        .with_topics(vec![OffsetCommitRequestTopic::default()
+            .with_name(name(topic))
+            .with_partitions(vec![OffsetCommitRequestPartition::default().with_partition_index(0).with_committed_offset(offset)])]);
+    c.call(request, 2).await.topics[0].partitions[0].error_code
+}
+
+/// (offset, metadata) committed for partition 0 of `topic`, via OffsetFetch v7.
+pub async fn committed(c: &mut Client, group_id: &str, topic: &str) -> (i64, String, i16) {
+    let request = OffsetFetchRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group_id.to_string())))
+        .with_topics(Some(vec![OffsetFetchRequestTopic::default().with_name(name(topic)).with_partition_indexes(vec![0])]));
+    let r = c.call(request, 7).await;
+    let p = &r.topics[0].partitions[0];
+    (p.committed_offset, p.metadata.as_deref().unwrap_or_default().to_string(), r.error_code)
 }

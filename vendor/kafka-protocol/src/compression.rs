@@ -26,6 +26,39 @@ pub use snappy::Snappy;
 #[cfg(feature = "zstd")]
 pub use zstd::Zstd;
 
+/// Gregor patch: the most bytes one record batch may inflate to. A few hostile bytes can claim
+/// (or expand to) gigabytes; decompression stops with an error past this.
+pub const MAX_DECOMPRESSED_BYTES: usize = 256 << 20;
+
+/// Gregor patch: a writer that fails once more than [`MAX_DECOMPRESSED_BYTES`] went through it.
+#[allow(dead_code)]
+pub(crate) struct Bounded<W> {
+    inner: W,
+    written: usize,
+}
+
+#[allow(dead_code)]
+impl<W> Bounded<W> {
+    pub(crate) fn new(inner: W) -> Self {
+        Bounded { inner, written: 0 }
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for Bounded<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.written.saturating_add(buf.len()) > MAX_DECOMPRESSED_BYTES {
+            return Err(std::io::Error::other("records inflate past the decompression limit"));
+        }
+        let n = self.inner.write(buf)?;
+        self.written += n;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// A trait for record compression algorithms.
 pub trait Compressor<B: ByteBufMut> {
     /// Target buffer type for compression.
