@@ -117,6 +117,8 @@ BURST = {False: 20, True: 5}
 # The cleaner's I/O budget (log.cleaner.io.max.bytes.per.second): a pass takes a good part of
 # a broker run, so kills land inside passes, yet most runs finish some.
 CLEANER_BYTES_PER_S = 100_000
+# log.cleaner.io.buffer.size: the bytes of one atomic step of a pass.
+CLEANER_IO_BUFFER_BYTES = 4096
 DELIVERY_TIMEOUT_MS = 60000
 STARTUP_TIMEOUT_S = 10.0
 
@@ -1343,10 +1345,12 @@ class CrashTest:
         private = os.path.join(self.base_dir, "gregor")
         shutil.copy2(binary, private)
         # Topics exist only when created (the topic churn checks deletions by their absence);
-        # the cleaner runs back to back, under a small I/O budget.
+        # the cleaner runs back to back, under a small I/O budget, and writes each pass in
+        # many small atomic steps, so kills land between them.
         self.broker = Broker(private, self.base_dir, _free_port(), [
             "--auto-create-topics-enable", "false", "--log-cleaner-backoff-ms", "50",
-            "--log-cleaner-io-max-bytes-per-second", str(opts.cleaner_bytes_per_s)])
+            "--log-cleaner-io-max-bytes-per-second", str(opts.cleaner_bytes_per_s),
+            "--log-cleaner-io-buffer-size", str(CLEANER_IO_BUFFER_BYTES)])
         tag = uuid.UUID(int=self.rng.getrandbits(128)).hex[:6]
         self.topics = [(f"crash-{s}-{tag}", n) for s, n in TOPICS + (COMPACTED,)]
         self.groups = {w: f"crash-{w}-{tag}" for w in COMMITTERS}
