@@ -149,10 +149,14 @@ async fn corrupt_batches_are_refused_and_nothing_is_written() {
     bad_length[8..12].copy_from_slice(&(good.len() as i32).to_be_bytes());
     assert_eq!(c.produce("strict", 0, bad_length).await.0, code(ResponseError::CorruptMessage));
     assert_eq!(c.produce("strict", 0, good[..30].to_vec()).await.0, code(ResponseError::CorruptMessage));
-    // A good batch followed by a bad one: all or nothing.
+    // One batch per partition, as Kafka requires since Produce v3: a second one, whole or
+    // not, gets INVALID_RECORD and nothing is written.
+    let mut two = good.clone();
+    two.extend_from_slice(&good);
+    assert_eq!(c.produce("strict", 0, two).await.0, code(ResponseError::InvalidRecord));
     let mut mixed = good.clone();
     mixed.extend_from_slice(&good[..good.len() - 1]);
-    assert_eq!(c.produce("strict", 0, mixed).await.0, code(ResponseError::CorruptMessage));
+    assert_eq!(c.produce("strict", 0, mixed).await.0, code(ResponseError::InvalidRecord));
     assert_eq!(c.fetch("strict", 0, 0, 0).await.1, 0, "nothing was written");
     assert_eq!(c.produce("strict", 9, good.clone()).await.0, code(ResponseError::UnknownTopicOrPartition));
     assert_eq!(c.produce("nosuch", 0, good).await.0, code(ResponseError::UnknownTopicOrPartition));

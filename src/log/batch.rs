@@ -100,37 +100,28 @@ impl<'a> BatchHeader<'a> {
     }
 }
 
-/// Splits a produce request's record set into batches and checks each one: v2 magic, lengths
-/// that add up, CRC-32C, a record count that matches the offset delta, no control batches.
-/// Nothing is decompressed. Returns the batches in order.
-pub fn split_and_validate(
-    records: &[u8],
-    message_max_bytes: usize,
-) -> Result<Vec<&[u8]>, ResponseError> {
-    let mut batches = Vec::new();
-    let mut rest = records;
-    if rest.is_empty() {
+/// Checks a partition's record set from a produce request: exactly one batch (Kafka refuses
+/// more since Produce v3, with INVALID_RECORD), v2 magic, lengths that add up, CRC-32C, a
+/// record count that matches the offset delta, no control batch. Nothing is decompressed.
+pub fn validate_produced(records: &[u8], message_max_bytes: usize) -> Result<&[u8], ResponseError> {
+    if records.len() < HEADER_LEN {
         return Err(ResponseError::CorruptMessage);
     }
-    while !rest.is_empty() {
-        if rest.len() < HEADER_LEN {
-            return Err(ResponseError::CorruptMessage);
-        }
-        let length = i32::from_be_bytes(rest[BATCH_LENGTH..LEADER_EPOCH].try_into().expect("4"));
-        let total = usize::try_from(length)
-            .ok()
-            .and_then(|l| l.checked_add(LOG_OVERHEAD))
-            .filter(|&t| t >= HEADER_LEN && t <= rest.len())
-            .ok_or(ResponseError::CorruptMessage)?;
-        let (batch, tail) = rest.split_at(total);
-        if total > message_max_bytes {
-            return Err(ResponseError::MessageTooLarge);
-        }
-        validate(batch)?;
-        batches.push(batch);
-        rest = tail;
+    let length = i32::from_be_bytes(records[BATCH_LENGTH..LEADER_EPOCH].try_into().expect("4"));
+    let total = usize::try_from(length)
+        .ok()
+        .and_then(|l| l.checked_add(LOG_OVERHEAD))
+        .filter(|&t| t >= HEADER_LEN && t <= records.len())
+        .ok_or(ResponseError::CorruptMessage)?;
+    if total > message_max_bytes {
+        return Err(ResponseError::MessageTooLarge);
     }
-    Ok(batches)
+    let batch = &records[..total];
+    validate(batch)?;
+    if total < records.len() {
+        return Err(ResponseError::InvalidRecord);
+    }
+    Ok(batch)
 }
 
 fn validate(batch: &[u8]) -> Result<(), ResponseError> {
@@ -213,12 +204,12 @@ mod tests {
     }
 
     #[test]
-    fn accepts_concatenated_batches() {
-        let mut two = batch(3, 1000);
+    fn one_batch_per_partition_as_kafka_requires() {
+        let one = batch(3, 1000);
+        assert_eq!(BatchHeader::new(validate_produced(&one, 1 << 20).unwrap()).unwrap().record_count(), 3);
+        let mut two = one.clone();
         two.extend(batch(2, 2000));
-        let batches = split_and_validate(&two, 1 << 20).unwrap();
-        assert_eq!(batches.len(), 2);
-        assert_eq!(BatchHeader::new(batches[0]).unwrap().record_count(), 3);
+        assert_eq!(validate_produced(&two, 1 << 20), Err(ResponseError::InvalidRecord));
     }
 
     #[test]
@@ -226,22 +217,22 @@ mod tests {
         let good = batch(3, 1000);
         let mut bad_crc = good.clone();
         *bad_crc.last_mut().unwrap() ^= 1;
-        assert_eq!(split_and_validate(&bad_crc, 1 << 20), Err(ResponseError::CorruptMessage));
+        assert_eq!(validate_produced(&bad_crc, 1 << 20), Err(ResponseError::CorruptMessage));
         let mut bad_magic = good.clone();
         bad_magic[MAGIC] = 1;
         assert_eq!(
-            split_and_validate(&bad_magic, 1 << 20),
+            validate_produced(&bad_magic, 1 << 20),
             Err(ResponseError::UnsupportedForMessageFormat)
         );
         assert_eq!(
-            split_and_validate(&good[..good.len() - 1], 1 << 20),
+            validate_produced(&good[..good.len() - 1], 1 << 20),
             Err(ResponseError::CorruptMessage)
         );
         let mut huge_len = good.clone();
         huge_len[BATCH_LENGTH..LEADER_EPOCH].copy_from_slice(&i32::MAX.to_be_bytes());
-        assert_eq!(split_and_validate(&huge_len, 1 << 20), Err(ResponseError::CorruptMessage));
-        assert_eq!(split_and_validate(&good, 10), Err(ResponseError::MessageTooLarge));
-        assert_eq!(split_and_validate(&[], 1 << 20), Err(ResponseError::CorruptMessage));
+        assert_eq!(validate_produced(&huge_len, 1 << 20), Err(ResponseError::CorruptMessage));
+        assert_eq!(validate_produced(&good, 10), Err(ResponseError::MessageTooLarge));
+        assert_eq!(validate_produced(&[], 1 << 20), Err(ResponseError::CorruptMessage));
     }
 
     #[test]
@@ -250,9 +241,9 @@ mod tests {
         let mut stored = Vec::new();
         assign(&good, 42, 0, &mut stored);
         assert_eq!(BatchHeader::new(&stored).unwrap().base_offset(), 42);
-        assert!(split_and_validate(&stored, 1 << 20).is_ok());
+        assert!(validate_produced(&stored, 1 << 20).is_ok());
         set_log_append_time(&mut stored, 5555);
         assert_eq!(BatchHeader::new(&stored).unwrap().max_timestamp(), 5555);
-        assert!(split_and_validate(&stored, 1 << 20).is_ok());
+        assert!(validate_produced(&stored, 1 << 20).is_ok());
     }
 }

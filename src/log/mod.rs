@@ -341,12 +341,12 @@ impl LogStore {
         self.partitions.read().expect("lock").get(&id).cloned().ok_or(ResponseError::UnknownTopicOrPartition)
     }
 
-    /// Appends a producer's record set (one or more batches), all or nothing, and syncs it as
-    /// the topic's flush policy asks.
+    /// Appends a producer's batch (one per partition, as Produce v3+ carries it) and syncs it
+    /// as the topic's flush policy asks.
     pub async fn append(&self, id: PartitionId, records: &[u8], opts: AppendOptions) -> Result<Appended, AppendError> {
-        let batches = batch::split_and_validate(records, opts.max_batch_bytes)?;
+        let bytes = batch::validate_produced(records, opts.max_batch_bytes)?;
         if opts.require_keys {
-            let missing = batches.iter().map(|b| records::keyless(b)).collect::<Result<Vec<_>, _>>()?.concat();
+            let missing = records::keyless(bytes)?;
             if !missing.is_empty() {
                 return Err(AppendError::MissingKeys(missing));
             }
@@ -356,73 +356,53 @@ impl LogStore {
         if writer.deleted {
             return Err(ResponseError::UnknownTopicOrPartition.into());
         }
+        let header = BatchHeader::new(bytes).expect("validated");
+        let base_offset = writer.next_offset;
         let db = self.io.db().get()?;
-        let mut next = writer.next_offset;
-        // The first batch's base offset and log append time answer for the request.
-        let mut first = None;
-        // Sized up front: growing it would copy the batches again.
-        let mut write = WriteBatch::with_capacity_bytes(records.len() + 256);
-        let mut updated: Vec<(i64, ProducerState)> = Vec::new();
-        let mut added = 0u64;
-        for bytes in batches {
-            let header = BatchHeader::new(bytes).expect("validated");
-            let pid = header.producer_id();
-            if pid >= 0 {
-                let state = updated
-                    .iter()
-                    .rev()
-                    .find(|(p, _)| *p == pid)
-                    .map(|(_, s)| s)
-                    .or_else(|| writer.producers.get(&pid));
-                match ProducerState::check(state, &header)? {
-                    SeqCheck::Duplicate { base_offset, timestamp } => {
-                        first.get_or_insert((base_offset, timestamp));
-                        continue;
+        // Sized up front: growing it would copy the batch again.
+        let mut write = WriteBatch::with_capacity_bytes(bytes.len() + 256);
+        let mut producer = None;
+        let pid = header.producer_id();
+        if pid >= 0 {
+            let state = writer.producers.get(&pid);
+            match ProducerState::check(state, &header)? {
+                SeqCheck::Duplicate { base_offset, timestamp } => {
+                    // A retry of a batch already written: acknowledged once that is as durable
+                    // as the topic asks, with the offset and timestamp it got (as Kafka answers).
+                    drop((db, writer));
+                    if opts.flush.messages == 1 {
+                        self.syncer.wait(self.syncer.ticket()).await?;
                     }
-                    SeqCheck::Append => {
-                        let timestamp = opts.log_append_time.unwrap_or(header.max_timestamp());
-                        let after = ProducerState::after_append(state, &header, next, timestamp);
-                        write.put_cf(meta_cf(&db), meta_key(id, PRODUCER, &pid.to_be_bytes()), after.encode());
-                        updated.push((pid, after));
-                    }
+                    return Ok(Appended { base_offset, log_append_time: timestamp, log_start: log.log_start.load(Ordering::Acquire) });
+                }
+                SeqCheck::Append => {
+                    let timestamp = opts.log_append_time.unwrap_or(header.max_timestamp());
+                    let after = ProducerState::after_append(state, &header, base_offset, timestamp);
+                    write.put_cf(meta_cf(&db), meta_key(id, PRODUCER, &pid.to_be_bytes()), after.encode());
+                    producer = Some((pid, after));
                 }
             }
-            SCRATCH.with_borrow_mut(|stored| {
-                batch::assign(bytes, next, opts.leader_epoch, stored);
-                if let Some(now) = opts.log_append_time {
-                    batch::set_log_append_time(stored, now);
-                }
-                let key = log_key(id, next);
-                write.put_cf(log_cf(&db), key, &stored[..]);
-                write.put_cf(index_cf(&db), key, BatchEntry::of(stored).expect("a validated batch").encode());
-            });
-            added += bytes.len() as u64;
-            first.get_or_insert((next, opts.log_append_time.unwrap_or(-1)));
-            next += header.last_offset_delta() as i64 + 1;
         }
         SCRATCH.with_borrow_mut(|stored| {
+            batch::assign(bytes, base_offset, opts.leader_epoch, stored);
+            if let Some(now) = opts.log_append_time {
+                batch::set_log_append_time(stored, now);
+            }
+            let key = log_key(id, base_offset);
+            write.put_cf(log_cf(&db), key, &stored[..]);
+            write.put_cf(index_cf(&db), key, BatchEntry::of(stored).expect("a validated batch").encode());
             if stored.capacity() > SCRATCH_KEEP {
                 *stored = Vec::new();
             }
         });
-        let (base_offset, log_append_time) = first.expect("at least one batch");
-        let appended = |log: &PartitionLog| Appended { base_offset, log_append_time, log_start: log.log_start.load(Ordering::Acquire) };
-        if next == writer.next_offset {
-            // Only retries of batches already written: acknowledged once those are as durable
-            // as the topic asks.
-            drop(writer);
-            if opts.flush.messages == 1 {
-                self.syncer.wait(self.syncer.ticket()).await?;
-            }
-            return Ok(appended(&log));
-        }
-        let total = log.bytes.load(Ordering::Acquire) + added;
+        let next = base_offset + header.last_offset_delta() as i64 + 1;
+        let total = log.bytes.load(Ordering::Acquire) + bytes.len() as u64;
         write.put_cf(meta_cf(&db), meta_key(id, BYTES, &[]), total.to_be_bytes());
         drop(db);
         self.io.write(Lane::Partition(id), write).await?;
-        writer.unflushed += next - writer.next_offset;
+        writer.unflushed += next - base_offset;
         writer.next_offset = next;
-        writer.producers.extend(updated);
+        writer.producers.extend(producer);
         log.bytes.store(total, Ordering::Release);
         let sync = writer.unflushed >= opts.flush.messages;
         if sync {
@@ -438,7 +418,7 @@ impl LogStore {
             self.syncer.wait(self.syncer.ticket()).await?;
         }
         log.publish(next);
-        Ok(appended(&log))
+        Ok(Appended { base_offset, log_append_time: opts.log_append_time.unwrap_or(-1), log_start: log.log_start.load(Ordering::Acquire) })
     }
 
     /// (total, available) bytes of the file system holding the data directory.
