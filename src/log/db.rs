@@ -15,6 +15,8 @@ use rocksdb::{BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionTyp
 pub const LOG_CF: &str = "log";
 pub const META_CF: &str = "meta";
 pub const INDEX_CF: &str = "index";
+/// The controller quorum's Raft log (see `raft.rs`).
+pub const RAFT_CF: &str = "raft";
 
 /// Batches at least this large go to blob files, out of compaction's way.
 const MIN_BLOB_SIZE: u64 = 4096;
@@ -94,10 +96,17 @@ fn open_rocksdb(dir: &Path, budget: Budget) -> Result<DB> {
     index_opts.set_block_based_table_factory(&table);
     index_opts.set_compression_type(DBCompressionType::Lz4);
 
+    // Small metadata records, appended at the end and dropped from the front.
+    let mut raft_opts = Options::default();
+    raft_opts.set_write_buffer_size(4 << 20);
+    raft_opts.set_max_write_buffer_number(2);
+    raft_opts.set_block_based_table_factory(&table);
+
     let families = vec![
         ColumnFamilyDescriptor::new(LOG_CF, log_opts),
         ColumnFamilyDescriptor::new(META_CF, meta_opts),
         ColumnFamilyDescriptor::new(INDEX_CF, index_opts),
+        ColumnFamilyDescriptor::new(RAFT_CF, raft_opts),
     ];
     DB::open_cf_descriptors(&db_opts, dir, families).map_err(|e| {
         let text = e.to_string();
@@ -158,11 +167,17 @@ impl Db {
     /// failure, writes are refused at once (instead of each failing in RocksDB and flooding
     /// the log) until [`Db::recover`] succeeds.
     pub fn write(&self, batch: WriteBatch) -> Result<(), ResponseError> {
+        self.write_opt(batch, false)
+    }
+
+    /// [`Db::write`], and with `sync` the write-ahead log is on disk before it returns (and so
+    /// is every write before it: recovery replays a prefix of the log).
+    pub fn write_opt(&self, batch: WriteBatch, sync: bool) -> Result<(), ResponseError> {
         if self.failed.load(Ordering::Acquire) {
             return Err(ResponseError::KafkaStorageError);
         }
         let mut opts = WriteOptions::default();
-        opts.set_sync(false);
+        opts.set_sync(sync);
         self.get()?.write_opt(batch, &opts).map_err(|e| {
             if !self.failed.swap(true, Ordering::AcqRel) {
                 tracing::error!("storage write failed: {e}; refusing writes until the store recovers (free disk space if it is full)");
@@ -214,7 +229,7 @@ impl Drop for Db {
             return;
         }
         // One flush of every family, as atomic_flush does them anyway.
-        let families: Vec<_> = [LOG_CF, META_CF, INDEX_CF].into_iter().filter_map(|name| db.cf_handle(name)).collect();
+        let families: Vec<_> = [LOG_CF, META_CF, INDEX_CF, RAFT_CF].into_iter().filter_map(|name| db.cf_handle(name)).collect();
         if let Err(e) = db.flush_cfs_opt(&families, &FlushOptions::default()) {
             tracing::warn!("flushing at shutdown failed: {e}; the next start replays the write-ahead log");
         }

@@ -8,6 +8,9 @@
 //!   [`PARTITION_WRITERS`] more threads (each partition always to the same one); a partition
 //!   has at most one append in flight (its writer lock), and RocksDB folds the writes that
 //!   arrive together from these threads into one group commit of its write-ahead log.
+//! - The controller quorum's Raft log and its state go to one more thread of their own
+//!   ([`Lane::Raft`]), in submission order; its synced writes (a vote, appended entries) then
+//!   never hold up the `meta` writes of groups and topics.
 //! - Readers: [`READERS`] threads run reads (fetches, index scans, disk statistics). Their
 //!   queue, like the writers', holds at most one job per request being handled, and requests
 //!   are bounded by `queued.max.requests`.
@@ -42,10 +45,13 @@ pub enum Lane {
     /// Small records: topics, groups, committed offsets, counters.
     Meta,
     Partition(PartitionId),
+    /// The controller quorum's Raft log, vote and state machine.
+    Raft,
 }
 
 struct WriteJob {
     batch: WriteBatch,
+    sync: bool,
     done: oneshot::Sender<Result<(), ResponseError>>,
 }
 
@@ -60,6 +66,7 @@ pub struct Io {
 struct Inner {
     db: Arc<Db>,
     meta_writer: Option<Sender<WriteJob>>,
+    raft_writer: Option<Sender<WriteJob>>,
     partition_writers: Vec<Sender<WriteJob>>,
     readers: Option<Sender<ReadJob>>,
     housekeeping: Option<Sender<ReadJob>>,
@@ -74,7 +81,7 @@ fn spawn(name: String, body: impl FnOnce() + Send + 'static) -> JoinHandle<()> {
 
 fn writer(db: Arc<Db>, jobs: Receiver<WriteJob>) {
     while let Ok(job) = jobs.recv() {
-        let _ = job.done.send(db.write(job.batch));
+        let _ = job.done.send(db.write_opt(job.batch, job.sync));
     }
 }
 
@@ -88,6 +95,7 @@ impl Io {
             tx
         };
         let meta_writer = start_writer("gregor-meta-writer".into());
+        let raft_writer = start_writer("gregor-raft-writer".into());
         let partition_writers = (0..PARTITION_WRITERS).map(|i| start_writer(format!("gregor-log-writer-{i}"))).collect();
         let (readers, jobs) = channel::<ReadJob>();
         let jobs = Arc::new(Mutex::new(jobs));
@@ -112,6 +120,7 @@ impl Io {
             inner: Arc::new(Inner {
                 db,
                 meta_writer: Some(meta_writer),
+                raft_writer: Some(raft_writer),
                 partition_writers,
                 readers: Some(readers),
                 housekeeping: Some(housekeeping),
@@ -127,12 +136,18 @@ impl Io {
 
     /// Queues `batch` now; the future says whether it was written.
     pub fn write(&self, lane: Lane, batch: WriteBatch) -> impl Future<Output = Result<(), ResponseError>> + Send + 'static {
+        self.write_opt(lane, batch, false)
+    }
+
+    /// Queues `batch` now; with `sync`, the future resolves once it is on disk.
+    pub fn write_opt(&self, lane: Lane, batch: WriteBatch, sync: bool) -> impl Future<Output = Result<(), ResponseError>> + Send + 'static {
         let (done, outcome) = oneshot::channel();
         let queue = match lane {
             Lane::Meta => self.inner.meta_writer.as_ref(),
             Lane::Partition(p) => self.inner.partition_writers.get(p as usize % PARTITION_WRITERS),
+            Lane::Raft => self.inner.raft_writer.as_ref(),
         };
-        let queued = queue.is_some_and(|q| q.send(WriteJob { batch, done }).is_ok());
+        let queued = queue.is_some_and(|q| q.send(WriteJob { batch, sync, done }).is_ok());
         async move {
             if !queued {
                 return Err(ResponseError::KafkaStorageError);
@@ -184,6 +199,7 @@ impl Drop for Inner {
     fn drop(&mut self) {
         self.stopping.store(true, Ordering::Release);
         self.meta_writer.take();
+        self.raft_writer.take();
         self.partition_writers.clear();
         self.readers.take();
         self.housekeeping.take();

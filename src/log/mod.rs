@@ -17,6 +17,7 @@ mod index;
 mod io;
 mod meta;
 mod producers;
+mod raft;
 pub mod records;
 mod syncer;
 
@@ -41,6 +42,7 @@ use index::{index_cf, BatchEntry, Entries};
 use io::{Io, Lane};
 pub use meta::Meta;
 use producers::{ProducerState, SeqCheck};
+pub use raft::{RaftLog, RaftWrite};
 use syncer::Syncer;
 
 /// Identifies a partition's log; given once and never reused.
@@ -246,6 +248,11 @@ impl LogStore {
     /// The `meta` column family, for other modules' small records.
     pub fn meta(&self) -> Meta {
         Meta::new(self.io.clone())
+    }
+
+    /// The controller quorum's Raft log and its state.
+    pub fn raft_log(&self) -> RaftLog {
+        RaftLog::new(self.io.clone())
     }
 
     /// For start-up: makes a stored partition's log available, rebuilding its next offset from
