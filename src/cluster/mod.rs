@@ -5,6 +5,8 @@
 //! Creating or deleting a topic also creates or deletes its partitions' logs.
 
 mod broker_config;
+pub mod controller;
+pub mod metadata;
 mod topic_config;
 
 use std::collections::BTreeMap;

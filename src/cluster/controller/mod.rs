@@ -1,0 +1,320 @@
+//! The controller quorum: a KRaft-style metadata log on openraft. The active controller (the
+//! Raft leader) is the only writer of [`MetadataRecord`]s; every node of the Raft group (the
+//! voters of `controller.quorum.voters`, and broker-only nodes as learners) applies them in log
+//! order to its own [`MetadataImage`], persisted in the node's store.
+//!
+//! - `store.rs`: openraft's log storage and state machine over the store's Raft log facade.
+//! - `rpc.rs`: the private RPC between nodes (frames, messages, the listener).
+//! - `network.rs`: openraft's network, one reused connection per peer.
+//!
+//! A one-node cluster is the same code with one voter, which elects itself at once.
+
+mod network;
+mod rpc;
+mod store;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{BasicNode, LogId, Raft, ServerState, SnapshotPolicy};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::cluster::metadata::{MetadataImage, MetadataRecord};
+use crate::log::LogStore;
+
+/// Raft node id: Kafka's `node.id`.
+pub type NodeId = u64;
+
+/// What applying a record gave: `Err` holds why the image refused it.
+pub type Applied = Result<(), String>;
+
+openraft::declare_raft_types!(
+    /// openraft's types for the metadata log.
+    pub TypeConfig:
+        D = MetadataRecord,
+        R = Applied,
+        NodeId = NodeId,
+        Node = BasicNode,
+        SnapshotData = std::io::Cursor<Vec<u8>>,
+);
+
+/// How long [`Controller::write`] waits for a quorum before giving up.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How a node takes part in the controller quorum.
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    pub node_id: NodeId,
+    /// `controller.quorum.voters` as (id, `host:port`). Empty: this node is the lone voter of
+    /// its own cluster.
+    pub voters: Vec<(NodeId, String)>,
+    /// Where this node's controller RPC listens (`host:port`). Only a lone voter may go
+    /// without: nobody needs to reach it.
+    pub address: Option<String>,
+    /// How often the leader sends heartbeats; also the timeout of one AppendEntries call.
+    pub heartbeat_interval_ms: u64,
+    /// A follower that hears no leader for this long (up to twice as long, at random) calls an
+    /// election.
+    pub election_timeout_ms: u64,
+    /// The image is snapshotted after this many log entries, and the log before it dropped.
+    pub snapshot_after_entries: u64,
+}
+
+impl ControllerConfig {
+    pub fn new(node_id: NodeId, voters: Vec<(NodeId, String)>, address: Option<String>) -> ControllerConfig {
+        // Kafka's controller.quorum.election.timeout.ms is 1 s; heartbeats a fifth of it leave
+        // room for a busy machine before a follower gives up on its leader.
+        ControllerConfig { node_id, voters, address, heartbeat_interval_ms: 200, election_timeout_ms: 1000, snapshot_after_entries: 10_000 }
+    }
+}
+
+/// Why a write (or a membership change) did not happen.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum WriteError {
+    #[error("this node is not the active controller (leader: {leader:?} at {address:?})")]
+    NotLeader { leader: Option<NodeId>, address: Option<String> },
+    #[error("the metadata image refused the record: {0}")]
+    Refused(String),
+    /// The record may still be committed later.
+    #[error("no quorum acknowledged the write within {0:?}")]
+    TimedOut(Duration),
+    #[error("the controller is stopped: {0}")]
+    Stopped(String),
+}
+
+/// One node's view of the quorum (what Kafka's DescribeQuorum reports, and what tests check).
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuorumStatus {
+    pub leader: Option<NodeId>,
+    /// The Raft term: Kafka's leader epoch of the metadata log.
+    pub term: u64,
+    pub last_log_index: Option<u64>,
+    pub last_applied_index: Option<u64>,
+    /// The last entry the latest snapshot covers.
+    pub snapshot_index: Option<u64>,
+    /// Entries up to here are gone from the log (covered by a snapshot).
+    pub purged_index: Option<u64>,
+}
+
+/// A running member of the controller quorum. Cheap to clone; it stops when the shutdown
+/// signal given to [`Controller::start`] fires, and the task returned with it then ends.
+#[derive(Clone)]
+pub struct Controller {
+    id: NodeId,
+    raft: Raft<TypeConfig>,
+    image: watch::Receiver<Arc<MetadataImage>>,
+}
+
+impl Controller {
+    /// Opens the metadata log in `store`, binds the controller listener, and joins the quorum:
+    /// on a fresh store a voter initializes the voter set (every voter may; they agree), and a
+    /// lone voter elects itself at once. A learner waits for the leader to add it.
+    pub async fn start(config: ControllerConfig, store: &LogStore, mut shutdown: watch::Receiver<bool>) -> Result<(Controller, JoinHandle<()>)> {
+        let id = config.node_id;
+        let voters: BTreeMap<NodeId, BasicNode> = if config.voters.is_empty() {
+            BTreeMap::from([(id, BasicNode::new(config.address.clone().unwrap_or_default()))])
+        } else {
+            config.voters.iter().map(|(v, addr)| (*v, BasicNode::new(addr))).collect()
+        };
+        if config.voters.len() != voters.len() && !config.voters.is_empty() {
+            bail!("controller.quorum.voters names a node id twice: {:?}", config.voters);
+        }
+        let lone = voters.len() == 1 && voters.contains_key(&id);
+        let address = config.address.clone().or_else(|| voters.get(&id).map(|n| n.addr.clone())).filter(|a| !a.is_empty());
+        let listener = match &address {
+            Some(addr) => Some(TcpListener::bind(addr).await.with_context(|| format!("cannot listen for controller RPCs on {addr}"))?),
+            None if lone => None,
+            None => bail!("node {id} needs a controller address: it is not the only voter"),
+        };
+        let raft_config = openraft::Config {
+            cluster_name: "gregor".into(),
+            heartbeat_interval: config.heartbeat_interval_ms,
+            election_timeout_min: config.election_timeout_ms,
+            election_timeout_max: config.election_timeout_ms * 2,
+            // Each snapshot chunk is one call.
+            install_snapshot_timeout: config.election_timeout_ms,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_after_entries),
+            max_in_snapshot_log_to_keep: 0,
+            snapshot_max_chunk_size: rpc::SNAPSHOT_CHUNK_BYTES,
+            ..Default::default()
+        };
+        let raft_config = Arc::new(raft_config.validate().context("controller settings")?);
+        let log = store.raft_log();
+        let (state_machine, image) = store::StateMachine::open(log.clone()).await?;
+        let network = network::Network::new(id);
+        let raft = Raft::new(id, raft_config, network, store::LogStorage::new(log), state_machine).await.context("starting the controller")?;
+
+        let mut initialized = false;
+        if voters.contains_key(&id) && !raft.is_initialized().await? {
+            // Initializing appends the voter set and starts an election at once.
+            match raft.initialize(voters.clone()).await {
+                Ok(()) => {
+                    initialized = true;
+                    tracing::info!(node = id, voters = ?voters.keys().collect::<Vec<_>>(), "controller quorum initialized");
+                }
+                // Another voter's leader reached this node first.
+                Err(RaftError::APIError(e)) => tracing::debug!(node = id, "not initializing: {e}"),
+                Err(RaftError::Fatal(e)) => return Err(e).context("initializing the controller quorum"),
+            }
+        }
+        let sole_voter = {
+            let metrics = raft.metrics().borrow().clone();
+            let voter_ids: Vec<NodeId> = metrics.membership_config.membership().voter_ids().collect();
+            voter_ids == [id] && metrics.state != ServerState::Leader
+        };
+        if sole_voter && !initialized {
+            // Alone in the quorum (and not restored as leader): no reason to wait out an
+            // election timeout.
+            raft.trigger().elect().await?;
+        }
+
+        let server = listener.map(|l| {
+            tracing::info!(node = id, "controller listener on {}", l.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()));
+            tokio::spawn(rpc::serve(l, raft.clone(), shutdown.clone()))
+        });
+        let task = {
+            let raft = raft.clone();
+            tokio::spawn(async move {
+                while !*shutdown.borrow_and_update() {
+                    if shutdown.changed().await.is_err() {
+                        break;
+                    }
+                }
+                if let Err(e) = raft.shutdown().await {
+                    tracing::warn!(node = id, "controller shutdown: {e}");
+                }
+                if let Some(server) = server {
+                    let _ = server.await;
+                }
+            })
+        };
+        Ok((Controller { id, raft, image }, task))
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// The active controller, as far as this node knows.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.raft.metrics().borrow().current_leader
+    }
+
+    /// Where this node's copy of the metadata log stands.
+    pub fn status(&self) -> QuorumStatus {
+        let metrics = self.raft.metrics().borrow().clone();
+        QuorumStatus {
+            leader: metrics.current_leader,
+            term: metrics.current_term,
+            last_log_index: metrics.last_log_index,
+            last_applied_index: metrics.last_applied.map(|id| id.index),
+            snapshot_index: metrics.snapshot.map(|id| id.index),
+            purged_index: metrics.purged.map(|id| id.index),
+        }
+    }
+
+    /// The applied image; it changes after every batch of records applied.
+    pub fn image(&self) -> watch::Receiver<Arc<MetadataImage>> {
+        self.image.clone()
+    }
+
+    /// Appends a record to the metadata log (leader only) and returns its log id once a
+    /// quorum has it and this node applied it.
+    pub async fn write(&self, record: MetadataRecord) -> Result<LogId<NodeId>, WriteError> {
+        let written = tokio::time::timeout(WRITE_TIMEOUT, self.raft.client_write(record)).await.map_err(|_| WriteError::TimedOut(WRITE_TIMEOUT))?;
+        let response = written.map_err(write_error)?;
+        response.data.map_err(WriteError::Refused)?;
+        Ok(response.log_id)
+    }
+
+    /// Adds a broker-only node as a learner (leader only): the leader replicates the metadata
+    /// log to it from now on, starting with a snapshot when the log it needs is gone.
+    pub async fn add_learner(&self, id: NodeId, address: String) -> Result<(), WriteError> {
+        let added = tokio::time::timeout(WRITE_TIMEOUT, self.raft.add_learner(id, BasicNode::new(address), false)).await.map_err(|_| WriteError::TimedOut(WRITE_TIMEOUT))?;
+        added.map(|_| ()).map_err(write_error)
+    }
+}
+
+fn write_error(e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> WriteError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(to)) => WriteError::NotLeader { leader: to.leader_id, address: to.leader_node.map(|n| n.addr) },
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => WriteError::Refused(e.to_string()),
+        RaftError::Fatal(e) => WriteError::Stopped(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::Mutex;
+
+    use openraft::raft::VoteRequest;
+    use openraft::Vote;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    use super::*;
+    use crate::cluster::metadata::TopicRecord;
+
+    /// Collects log lines (the test runs on one thread, where the subscriber is the default).
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Lines {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Sends `bytes` and expects the node to close the connection.
+    async fn closed_after(addr: &str, bytes: &[u8]) {
+        let mut socket = TcpStream::connect(addr).await.unwrap();
+        socket.write_all(bytes).await.unwrap();
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), socket.read_to_end(&mut rest)).await;
+        assert!(matches!(read, Ok(Ok(0))), "{bytes:?}: {read:?}");
+    }
+
+    #[tokio::test]
+    async fn a_bad_frame_closes_its_connection_and_the_listener_serves_on() {
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::open(dir.path()).unwrap();
+        let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+        let (shutdown, rx) = watch::channel(false);
+        let (controller, task) = Controller::start(ControllerConfig::new(1, vec![], Some(addr.clone())), &store, rx).await.unwrap();
+
+        closed_after(&addr, &u32::MAX.to_be_bytes()).await;
+        closed_after(&addr, &[0, 0, 0, 5, 1, 0xff, 0xff, 0xff, 0xff]).await;
+        closed_after(&addr, &[0, 0, 0, 2, 9, 0]).await;
+        closed_after(&addr, &[0, 0, 0, 0]).await;
+
+        // A well-formed call on a new connection is still answered.
+        let mut socket = TcpStream::connect(&addr).await.unwrap();
+        rpc::write_frame(&mut socket, &rpc::Request::Vote(VoteRequest::new(Vote::new(0, 2), None))).await.unwrap();
+        let answer = tokio::time::timeout(Duration::from_secs(5), rpc::read_frame::<rpc::Response>(&mut socket)).await.unwrap().unwrap();
+        assert!(matches!(answer, Some(rpc::Response::Vote(Ok(_)))), "{answer:?}");
+        let record = MetadataRecord::Topic(TopicRecord { name: "t".into(), id: uuid::Uuid::new_v4(), configs: vec![] });
+        controller.write(record).await.unwrap();
+
+        shutdown.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), task).await.unwrap().unwrap();
+        let logged = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        for reason in ["frame of 4294967295 bytes", "undecodable body", "frame version 9", "frame of 0 bytes"] {
+            assert!(logged.lines().any(|l| l.contains("controller connection closed") && l.contains(reason)), "no log line for {reason:?}:\n{logged}");
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! openraft's network: calls to peers over the private RPC (`rpc.rs`). Each peer has one
+//! connection, opened on first use and reused by every call to it (one at a time); a call that
+//! fails or times out drops it, and the next call connects again.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{anyhow, Result};
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Timeout, Unreachable};
+use openraft::network::{Backoff, RPCOption};
+use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest, VoteResponse};
+use openraft::{BasicNode, RPCTypes, RaftNetwork, RaftNetworkFactory};
+use tokio::io::{BufReader, BufWriter};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+
+use super::rpc::{self, Request, Response};
+use super::{NodeId, TypeConfig};
+
+/// How long to wait before calling an unreachable peer again (openraft's default is 500 ms).
+const UNREACHABLE_BACKOFF: Duration = Duration::from_millis(200);
+
+/// The peers of one node, by id.
+pub(super) struct Network {
+    id: NodeId,
+    peers: Arc<Mutex<HashMap<NodeId, Arc<Peer>>>>,
+}
+
+struct Peer {
+    addr: String,
+    connection: tokio::sync::Mutex<Option<Connection>>,
+}
+
+struct Connection {
+    input: BufReader<OwnedReadHalf>,
+    output: BufWriter<OwnedWriteHalf>,
+}
+
+/// openraft's client for one peer.
+pub(super) struct PeerClient {
+    id: NodeId,
+    target: NodeId,
+    peer: Arc<Peer>,
+}
+
+/// Why a call failed, as openraft tells these apart: back off, or retry at once.
+enum CallError {
+    Unreachable(std::io::Error),
+    Timeout(Duration),
+    Network(anyhow::Error),
+}
+
+impl Network {
+    pub(super) fn new(id: NodeId) -> Network {
+        Network { id, peers: Arc::default() }
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerClient {
+        let mut peers = self.peers.lock().expect("peers lock");
+        let peer = peers.entry(target).or_insert_with(|| Arc::new(Peer { addr: node.addr.clone(), connection: Default::default() }));
+        if peer.addr != node.addr {
+            // The peer moved (a new membership): its old connection goes with the old entry.
+            *peer = Arc::new(Peer { addr: node.addr.clone(), connection: Default::default() });
+        }
+        PeerClient { id: self.id, target, peer: peer.clone() }
+    }
+}
+
+impl Peer {
+    /// One call on the peer's connection; on any failure the connection is dropped, since a
+    /// late answer would otherwise be read as the next call's.
+    async fn call(&self, request: &Request, timeout: Duration) -> Result<Response, CallError> {
+        let mut slot = self.connection.lock().await;
+        let outcome = tokio::time::timeout(timeout, async {
+            if slot.is_none() {
+                let socket = TcpStream::connect(&self.addr).await.map_err(CallError::Unreachable)?;
+                socket.set_nodelay(true).map_err(|e| CallError::Network(e.into()))?;
+                let (input, output) = socket.into_split();
+                *slot = Some(Connection { input: BufReader::new(input), output: BufWriter::new(output) });
+            }
+            let connection = slot.as_mut().expect("connected above");
+            rpc::write_frame(&mut connection.output, request).await.map_err(CallError::Network)?;
+            match rpc::read_frame::<Response>(&mut connection.input).await {
+                Ok(Some(response)) => Ok(response),
+                Ok(None) => Err(CallError::Network(anyhow!("the peer closed the connection"))),
+                Err(e) => Err(CallError::Network(e)),
+            }
+        })
+        .await
+        .unwrap_or(Err(CallError::Timeout(timeout)));
+        if outcome.is_err() {
+            *slot = None;
+        }
+        outcome
+    }
+}
+
+impl PeerClient {
+    async fn call<E: std::error::Error>(&self, action: RPCTypes, request: Request, option: &RPCOption) -> Result<Response, RPCError<NodeId, BasicNode, E>> {
+        self.peer.call(&request, option.hard_ttl()).await.map_err(|e| match e {
+            CallError::Unreachable(e) => RPCError::Unreachable(Unreachable::new(&e)),
+            CallError::Timeout(timeout) => RPCError::Timeout(Timeout { action, id: self.id, target: self.target, timeout }),
+            CallError::Network(e) => RPCError::Network(NetworkError::new(&std::io::Error::other(format!("{} ({}): {e:#}", self.target, self.peer.addr)))),
+        })
+    }
+
+    fn remote<E: std::error::Error>(&self, e: E) -> RPCError<NodeId, BasicNode, E> {
+        RPCError::RemoteError(RemoteError::new(self.target, e))
+    }
+
+    fn mismatch<E: std::error::Error>(&self, action: RPCTypes) -> RPCError<NodeId, BasicNode, E> {
+        let e = std::io::Error::other(format!("{} answered a {action} call with another kind of response", self.target));
+        RPCError::Network(NetworkError::new(&e))
+    }
+}
+
+type RpcResult<T, E = openraft::error::Infallible> = Result<T, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>;
+
+impl RaftNetwork<TypeConfig> for PeerClient {
+    async fn append_entries(&mut self, rpc: AppendEntriesRequest<TypeConfig>, option: RPCOption) -> RpcResult<AppendEntriesResponse<NodeId>> {
+        match self.call(RPCTypes::AppendEntries, Request::AppendEntries(rpc), &option).await? {
+            Response::AppendEntries(answer) => answer.map_err(|e| self.remote(e)),
+            _ => Err(self.mismatch(RPCTypes::AppendEntries)),
+        }
+    }
+
+    async fn install_snapshot(&mut self, rpc: InstallSnapshotRequest<TypeConfig>, option: RPCOption) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
+        match self.call(RPCTypes::InstallSnapshot, Request::InstallSnapshot(rpc), &option).await? {
+            Response::InstallSnapshot(answer) => answer.map_err(|e| self.remote(e)),
+            _ => Err(self.mismatch(RPCTypes::InstallSnapshot)),
+        }
+    }
+
+    async fn vote(&mut self, rpc: VoteRequest<NodeId>, option: RPCOption) -> RpcResult<VoteResponse<NodeId>> {
+        match self.call(RPCTypes::Vote, Request::Vote(rpc), &option).await? {
+            Response::Vote(answer) => answer.map_err(|e| self.remote(e)),
+            _ => Err(self.mismatch(RPCTypes::Vote)),
+        }
+    }
+
+    fn backoff(&self) -> Backoff {
+        Backoff::new(std::iter::repeat(UNREACHABLE_BACKOFF))
+    }
+}

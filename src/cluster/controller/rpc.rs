@@ -1,0 +1,151 @@
+//! The private RPC between Gregor nodes on the controller listener (not the Kafka protocol:
+//! only Gregor nodes speak it, and openraft's messages are serde types already).
+//!
+//! A frame is a u32 big-endian length, then that many bytes: a version byte and a bincode
+//! body. A request frame holds a [`Request`], its answer a [`Response`] of the same kind; one
+//! connection carries one call at a time. A frame above [`MAX_FRAME_BYTES`], of another
+//! version, or that does not decode closes its connection with a logged reason; the listener
+//! serves on.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use bincode::Options;
+use openraft::error::{InstallSnapshotError, RaftError};
+use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest, VoteResponse};
+use openraft::Raft;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+
+use super::{NodeId, TypeConfig};
+
+/// The largest frame either side accepts.
+pub(super) const MAX_FRAME_BYTES: usize = 16 << 20;
+/// Snapshots travel in chunks of this size, well inside a frame.
+pub(super) const SNAPSHOT_CHUNK_BYTES: u64 = 1 << 20;
+/// The frame version this build speaks; a change of [`Request`] or [`Response`] that an
+/// older node cannot read bumps it.
+const VERSION: u8 = 1;
+/// Once a frame has begun, the rest of it must arrive within this time.
+const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
+/// Peers are few; more connections than this at once are refused.
+const MAX_CONNECTIONS: usize = 64;
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) enum Request {
+    AppendEntries(AppendEntriesRequest<TypeConfig>),
+    Vote(VoteRequest<NodeId>),
+    InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) enum Response {
+    AppendEntries(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
+    Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
+    InstallSnapshot(Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>),
+}
+
+fn codec() -> impl Options {
+    bincode::DefaultOptions::new().with_limit(MAX_FRAME_BYTES as u64)
+}
+
+/// `version`, then `value` in bincode.
+pub(super) fn encode<T: Serialize>(version: u8, value: &T) -> Vec<u8> {
+    let mut out = vec![version];
+    codec().serialize_into(&mut out, value).expect("metadata types serialize");
+    out
+}
+
+pub(super) fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
+    codec().deserialize(body).context("undecodable body")
+}
+
+/// Writes one frame holding `value`.
+pub(super) async fn write_frame<T: Serialize>(out: &mut (impl AsyncWriteExt + Unpin), value: &T) -> Result<()> {
+    let frame = encode(VERSION, value);
+    if frame.len() > MAX_FRAME_BYTES {
+        bail!("a {} byte frame is above the limit of {MAX_FRAME_BYTES}", frame.len());
+    }
+    out.write_all(&(frame.len() as u32).to_be_bytes()).await?;
+    out.write_all(&frame).await?;
+    out.flush().await?;
+    Ok(())
+}
+
+/// Reads one frame; `None` when the peer closed the connection between frames.
+pub(super) async fn read_frame<T: DeserializeOwned>(input: &mut (impl AsyncReadExt + Unpin)) -> Result<Option<T>> {
+    let mut size = [0u8; 4];
+    match input.read_exact(&mut size).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let size = u32::from_be_bytes(size) as usize;
+    if size == 0 || size > MAX_FRAME_BYTES {
+        bail!("frame of {size} bytes (the limit is {MAX_FRAME_BYTES})");
+    }
+    let mut frame = vec![0u8; size];
+    tokio::time::timeout(FRAME_TIMEOUT, input.read_exact(&mut frame)).await.context("frame incomplete after the timeout")??;
+    match frame[0] {
+        VERSION => decode(&frame[1..]).map(Some),
+        v => bail!("frame version {v}; this node speaks {VERSION}"),
+    }
+}
+
+/// Accepts peers' connections until shutdown, serving each on its own task.
+pub(super) async fn serve(listener: TcpListener, raft: Raft<TypeConfig>, mut shutdown: watch::Receiver<bool>) {
+    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut connections = JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.changed() => break,
+        };
+        // Reap the finished ones, so the set holds only live connections.
+        while connections.try_join_next().is_some() {}
+        let (socket, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!("controller listener: accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "controller listener: refusing a connection, {MAX_CONNECTIONS} are open");
+            continue;
+        };
+        let (raft, mut shutdown) = (raft.clone(), shutdown.clone());
+        connections.spawn(async move {
+            tokio::select! {
+                served = serve_connection(socket, &raft) => if let Err(e) = served {
+                    tracing::warn!(%peer, "controller connection closed: {e:#}");
+                },
+                _ = shutdown.changed() => {}
+            }
+            drop(permit);
+        });
+    }
+    connections.shutdown().await;
+}
+
+/// Answers one peer's calls, in order, until it closes the connection.
+async fn serve_connection(socket: TcpStream, raft: &Raft<TypeConfig>) -> Result<()> {
+    socket.set_nodelay(true)?;
+    let (input, output) = socket.into_split();
+    let (mut input, mut output) = (BufReader::new(input), BufWriter::new(output));
+    while let Some(request) = read_frame::<Request>(&mut input).await? {
+        let response = match request {
+            Request::AppendEntries(r) => Response::AppendEntries(raft.append_entries(r).await),
+            Request::Vote(r) => Response::Vote(raft.vote(r).await),
+            Request::InstallSnapshot(r) => Response::InstallSnapshot(raft.install_snapshot(r).await),
+        };
+        tokio::time::timeout(FRAME_TIMEOUT, write_frame(&mut output, &response)).await.context("peer not reading")??;
+    }
+    Ok(())
+}

@@ -1,0 +1,258 @@
+//! openraft's storage over the store's Raft log facade ([`RaftLog`]): entries in the `raft`
+//! column family, the vote and the committed and purged log ids in `meta` keys, and the state
+//! machine (the metadata image with its last applied log id and membership) in one `meta` value
+//! written atomically after each batch of entries applied.
+//!
+//! A snapshot is the serialized image of the state machine as it is when asked for: the state
+//! is persisted on every apply, so there is no separate snapshot file to keep.
+
+use std::fmt::Debug;
+use std::io::Cursor;
+use std::ops::{Bound, RangeBounds};
+use std::sync::Arc;
+
+use anyhow::Context;
+use openraft::storage::{LogFlushed, LogState, RaftLogStorage, RaftStateMachine, Snapshot};
+use openraft::{
+    AnyError, Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftLogReader, RaftSnapshotBuilder, SnapshotMeta, StorageError, StorageIOError,
+    StoredMembership, Vote,
+};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use super::{rpc, Applied, NodeId, TypeConfig};
+use crate::cluster::metadata::MetadataImage;
+use crate::log::{RaftLog, RaftWrite};
+
+const VOTE_KEY: &[u8] = b"q/vote";
+const COMMITTED_KEY: &[u8] = b"q/committed";
+const PURGED_KEY: &[u8] = b"q/purged";
+const STATE_KEY: &[u8] = b"q/state";
+
+type Membership = StoredMembership<NodeId, openraft::BasicNode>;
+
+/// Encoded with [`rpc::codec`], as RPCs are, behind one format byte so a later layout can
+/// be told apart.
+const FORMAT: u8 = 1;
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    rpc::encode(FORMAT, value)
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> anyhow::Result<T> {
+    match bytes.split_first() {
+        Some((&FORMAT, body)) => rpc::decode(body),
+        _ => anyhow::bail!("stored controller state in an unknown format"),
+    }
+}
+
+fn storage_error(subject: ErrorSubject<NodeId>, verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError<NodeId> {
+    StorageIOError::new(subject, verb, AnyError::error(format!("{e:#}"))).into()
+}
+
+/// The Raft log, vote and commit point.
+#[derive(Clone)]
+pub(super) struct LogStorage {
+    log: RaftLog,
+}
+
+impl LogStorage {
+    pub(super) fn new(log: RaftLog) -> LogStorage {
+        LogStorage { log }
+    }
+
+    async fn read<T: DeserializeOwned>(&self, key: &[u8], subject: ErrorSubject<NodeId>) -> Result<Option<T>, StorageError<NodeId>> {
+        let read = async { self.log.get(key).await?.map(|v| decode(&v)).transpose() };
+        read.await.map_err(|e| storage_error(subject, ErrorVerb::Read, e))
+    }
+
+    async fn write(&self, write: RaftWrite, subject: ErrorSubject<NodeId>) -> Result<(), StorageError<NodeId>> {
+        self.log.write(write).await.map_err(|e| storage_error(subject, ErrorVerb::Write, e))
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStorage {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(&mut self, range: RB) -> Result<Vec<Entry<TypeConfig>>, StorageError<NodeId>> {
+        let from = match range.start_bound() {
+            Bound::Included(&i) => i,
+            Bound::Excluded(&i) => i.saturating_add(1),
+            Bound::Unbounded => 0,
+        };
+        let to = match range.end_bound() {
+            Bound::Included(&i) => i.saturating_add(1),
+            Bound::Excluded(&i) => i,
+            Bound::Unbounded => u64::MAX,
+        };
+        let entries = self.log.entries(from, to).await.map_err(|e| storage_error(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+        let mut decoded = Vec::with_capacity(entries.len());
+        for (index, bytes) in entries {
+            decoded.push(decode(&bytes).map_err(|e| storage_error(ErrorSubject::LogIndex(index), ErrorVerb::Read, e))?);
+        }
+        Ok(decoded)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStorage {
+    type LogReader = Self;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError<NodeId>> {
+        let last = self.log.last().await.map_err(|e| storage_error(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+        let last = match last {
+            Some((index, bytes)) => Some(decode::<Entry<TypeConfig>>(&bytes).map_err(|e| storage_error(ErrorSubject::LogIndex(index), ErrorVerb::Read, e))?.log_id),
+            None => None,
+        };
+        let last_purged_log_id: Option<LogId<NodeId>> = self.read(PURGED_KEY, ErrorSubject::Logs).await?;
+        // Everything purged: the last entry is the last purged one.
+        Ok(LogState { last_log_id: last.or(last_purged_log_id), last_purged_log_id })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError<NodeId>> {
+        self.write(RaftWrite::durable().meta(VOTE_KEY, Some(encode(vote))), ErrorSubject::Vote).await
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError<NodeId>> {
+        self.read(VOTE_KEY, ErrorSubject::Vote).await
+    }
+
+    /// Only shortens a restart (fewer entries wait for the leader to be re-applied), so it
+    /// need not be synced.
+    async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<(), StorageError<NodeId>> {
+        self.write(RaftWrite::lazy().meta(COMMITTED_KEY, Some(encode(&committed))), ErrorSubject::Store).await
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
+        Ok(self.read::<Option<LogId<NodeId>>>(COMMITTED_KEY, ErrorSubject::Store).await?.flatten())
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError<NodeId>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let write = entries.into_iter().fold(RaftWrite::durable(), |w, entry| w.append(entry.log_id.index, encode(&entry)));
+        let written = self.log.write(write).await;
+        let result = written.as_ref().map(|_| ()).map_err(|e| std::io::Error::other(format!("{e:#}")));
+        callback.log_io_completed(result);
+        written.map_err(|e| storage_error(ErrorSubject::Logs, ErrorVerb::Write, e))
+    }
+
+    async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
+        tracing::debug!("truncating the metadata log from {log_id}");
+        self.write(RaftWrite::durable().truncate_from(log_id.index), ErrorSubject::Log(log_id)).await
+    }
+
+    async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
+        let write = RaftWrite::durable().meta(PURGED_KEY, Some(encode(&log_id))).purge_up_to(log_id.index);
+        self.write(write, ErrorSubject::Log(log_id)).await
+    }
+}
+
+/// What the state machine persists, in one value.
+#[derive(Clone, Default, Serialize, Deserialize)]
+struct State {
+    applied: Option<LogId<NodeId>>,
+    membership: Membership,
+    image: MetadataImage,
+}
+
+/// Applies committed records to the image, persists it, and publishes it.
+pub(super) struct StateMachine {
+    log: RaftLog,
+    state: State,
+    published: watch::Sender<Arc<MetadataImage>>,
+}
+
+impl StateMachine {
+    /// Loads the persisted state; the receiver follows the image from then on.
+    pub(super) async fn open(log: RaftLog) -> anyhow::Result<(StateMachine, watch::Receiver<Arc<MetadataImage>>)> {
+        let state: State = match log.get(STATE_KEY).await? {
+            Some(bytes) => decode(&bytes).context("the stored metadata image")?,
+            None => State::default(),
+        };
+        let (published, image) = watch::channel(Arc::new(state.image.clone()));
+        Ok((StateMachine { log, state, published }, image))
+    }
+
+    async fn persist(&self, durable: bool) -> Result<(), StorageError<NodeId>> {
+        let write = if durable { RaftWrite::durable() } else { RaftWrite::lazy() };
+        let write = write.meta(STATE_KEY, Some(encode(&self.state)));
+        self.log.write(write).await.map_err(|e| storage_error(ErrorSubject::StateMachine, ErrorVerb::Write, e))?;
+        self.published.send_replace(Arc::new(self.state.image.clone()));
+        Ok(())
+    }
+
+    fn snapshot(&self) -> Option<Snapshot<TypeConfig>> {
+        let last = self.state.applied?;
+        let meta = SnapshotMeta {
+            last_log_id: Some(last),
+            last_membership: self.state.membership.clone(),
+            snapshot_id: format!("{}-{}", last.leader_id, last.index),
+        };
+        Some(Snapshot { meta, snapshot: Box::new(Cursor::new(encode(&self.state.image))) })
+    }
+}
+
+/// The snapshot of the state at the time it was asked for.
+pub(super) struct SnapshotBuilder(Option<Snapshot<TypeConfig>>);
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
+        self.0.take().ok_or_else(|| storage_error(ErrorSubject::Snapshot(None), ErrorVerb::Read, "nothing applied yet to snapshot"))
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId<NodeId>>, Membership), StorageError<NodeId>> {
+        Ok((self.state.applied, self.state.membership.clone()))
+    }
+
+    /// Not synced: after a crash, the entries whose effect was lost are applied again from
+    /// the log, which a later durable write (append, vote, purge) has made durable together
+    /// with this.
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Applied>, StorageError<NodeId>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut outcomes = Vec::new();
+        for entry in entries {
+            self.state.applied = Some(entry.log_id);
+            outcomes.push(match entry.payload {
+                EntryPayload::Blank => Ok(()),
+                EntryPayload::Normal(record) => self.state.image.apply(record).inspect_err(|reason| tracing::warn!(log_id = %entry.log_id, "metadata record refused: {reason}")),
+                EntryPayload::Membership(membership) => {
+                    self.state.membership = StoredMembership::new(Some(entry.log_id), membership);
+                    Ok(())
+                }
+            });
+        }
+        self.persist(false).await?;
+        Ok(outcomes)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        SnapshotBuilder(self.snapshot())
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(&mut self, meta: &SnapshotMeta<NodeId, openraft::BasicNode>, snapshot: Box<Cursor<Vec<u8>>>) -> Result<(), StorageError<NodeId>> {
+        let image = decode(snapshot.get_ref()).map_err(|e| storage_error(ErrorSubject::Snapshot(Some(meta.signature())), ErrorVerb::Read, e))?;
+        self.state = State { applied: meta.last_log_id, membership: meta.last_membership.clone(), image };
+        tracing::info!(snapshot = %meta, "installed a metadata snapshot");
+        self.persist(true).await
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
+        Ok(self.snapshot())
+    }
+}

@@ -1,0 +1,274 @@
+//! The metadata image: the cluster state that the metadata log's records add up to (brokers,
+//! topics, partitions with their leaders, ISR and epochs, dynamic configs, producer-id blocks).
+//!
+//! Every node builds the same image by applying the same records in the same order, and
+//! nothing else changes it: each record type has one `apply` function below. A record that does
+//! not fit the image (a partition of an unknown topic, say) is refused without changing anything,
+//! on every node alike, so images never diverge. The active controller checks what it writes,
+//! so a refusal points at a controller bug, and is reported to the writer.
+
+mod records;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+pub use records::*;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MetadataImage {
+    brokers: BTreeMap<BrokerId, BrokerImage>,
+    topics: BTreeMap<Uuid, TopicImage>,
+    /// Topic name to id, kept with `topics`.
+    topic_ids: BTreeMap<String, Uuid>,
+    /// Dynamic broker settings; the key `None` holds the cluster-wide defaults.
+    broker_configs: BTreeMap<Option<BrokerId>, BTreeMap<String, String>>,
+    /// The first producer id no block has covered yet.
+    next_producer_id: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BrokerImage {
+    pub registration: BrokerRegistration,
+    pub fenced: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TopicImage {
+    pub name: String,
+    pub id: Uuid,
+    pub configs: BTreeMap<String, String>,
+    pub partitions: BTreeMap<i32, PartitionRecord>,
+}
+
+impl MetadataImage {
+    pub fn broker(&self, id: BrokerId) -> Option<&BrokerImage> {
+        self.brokers.get(&id)
+    }
+
+    pub fn brokers(&self) -> impl Iterator<Item = &BrokerImage> {
+        self.brokers.values()
+    }
+
+    pub fn topic(&self, name: &str) -> Option<&TopicImage> {
+        self.topic_ids.get(name).and_then(|id| self.topics.get(id))
+    }
+
+    pub fn topic_by_id(&self, id: Uuid) -> Option<&TopicImage> {
+        self.topics.get(&id)
+    }
+
+    /// In topic id order.
+    pub fn topics(&self) -> impl Iterator<Item = &TopicImage> {
+        self.topics.values()
+    }
+
+    pub fn broker_configs(&self, broker: Option<BrokerId>) -> Option<&BTreeMap<String, String>> {
+        self.broker_configs.get(&broker)
+    }
+
+    pub fn next_producer_id(&self) -> i64 {
+        self.next_producer_id
+    }
+
+    /// Applies one record, or refuses it (saying why) and stays as it was.
+    pub fn apply(&mut self, record: MetadataRecord) -> Result<(), String> {
+        match record {
+            MetadataRecord::RegisterBroker(registration) => self.register_broker(registration),
+            MetadataRecord::FenceBroker { id } => self.set_fenced(id, true),
+            MetadataRecord::UnfenceBroker { id } => self.set_fenced(id, false),
+            MetadataRecord::Topic(topic) => self.add_topic(topic),
+            MetadataRecord::Partition(partition) => self.add_partition(partition),
+            MetadataRecord::PartitionChange(change) => self.change_partition(change),
+            MetadataRecord::RemoveTopic { id } => self.remove_topic(id),
+            MetadataRecord::ConfigChange(config) => self.change_config(config),
+            MetadataRecord::ProducerIdBlock(block) => self.add_producer_id_block(block),
+        }
+    }
+
+    fn register_broker(&mut self, registration: BrokerRegistration) -> Result<(), String> {
+        if registration.endpoints.is_empty() {
+            return Err(format!("broker {} registers without endpoints", registration.id));
+        }
+        // A restarted broker registers again; it stays fenced until it has caught up.
+        self.brokers.insert(registration.id, BrokerImage { registration, fenced: true });
+        Ok(())
+    }
+
+    fn set_fenced(&mut self, id: BrokerId, fenced: bool) -> Result<(), String> {
+        let broker = self.brokers.get_mut(&id).ok_or_else(|| format!("broker {id} is not registered"))?;
+        broker.fenced = fenced;
+        Ok(())
+    }
+
+    fn add_topic(&mut self, topic: TopicRecord) -> Result<(), String> {
+        if self.topic_ids.contains_key(&topic.name) || self.topics.contains_key(&topic.id) {
+            return Err(format!("topic {:?} (id {}) exists already", topic.name, topic.id));
+        }
+        self.topic_ids.insert(topic.name.clone(), topic.id);
+        let image = TopicImage { name: topic.name, id: topic.id, configs: topic.configs.into_iter().collect(), partitions: BTreeMap::new() };
+        self.topics.insert(topic.id, image);
+        Ok(())
+    }
+
+    fn add_partition(&mut self, partition: PartitionRecord) -> Result<(), String> {
+        check_assignment(&partition.replicas, &partition.isr, partition.leader)?;
+        let topic = self.topics.get_mut(&partition.topic_id).ok_or_else(|| format!("partition of unknown topic id {}", partition.topic_id))?;
+        if topic.partitions.contains_key(&partition.index) {
+            return Err(format!("partition {}-{} exists already", topic.name, partition.index));
+        }
+        topic.partitions.insert(partition.index, partition);
+        Ok(())
+    }
+
+    fn change_partition(&mut self, change: PartitionChange) -> Result<(), String> {
+        let topic = self.topics.get_mut(&change.topic_id).ok_or_else(|| format!("change of unknown topic id {}", change.topic_id))?;
+        let name = &topic.name;
+        let current = topic.partitions.get_mut(&change.index).ok_or_else(|| format!("change of unknown partition {name}-{}", change.index))?;
+        let replicas = change.replicas.unwrap_or_else(|| current.replicas.clone());
+        let isr = change.isr.unwrap_or_else(|| current.isr.clone());
+        let leader = change.leader.unwrap_or(current.leader);
+        check_assignment(&replicas, &isr, leader).map_err(|e| format!("partition {name}-{}: {e}", change.index))?;
+        if leader != current.leader {
+            current.leader_epoch += 1;
+        }
+        current.partition_epoch += 1;
+        (current.replicas, current.isr, current.leader) = (replicas, isr, leader);
+        Ok(())
+    }
+
+    fn remove_topic(&mut self, id: Uuid) -> Result<(), String> {
+        let topic = self.topics.remove(&id).ok_or_else(|| format!("removal of unknown topic id {id}"))?;
+        self.topic_ids.remove(&topic.name);
+        Ok(())
+    }
+
+    fn change_config(&mut self, config: ConfigRecord) -> Result<(), String> {
+        let configs = match &config.resource {
+            ConfigResource::Topic(name) => {
+                let id = self.topic_ids.get(name).ok_or_else(|| format!("config of unknown topic {name:?}"))?;
+                &mut self.topics.get_mut(id).expect("topic_ids follows topics").configs
+            }
+            ConfigResource::Broker(broker) => self.broker_configs.entry(*broker).or_default(),
+        };
+        match config.value {
+            Some(value) => configs.insert(config.name, value),
+            None => configs.remove(&config.name),
+        };
+        if let ConfigResource::Broker(broker) = config.resource {
+            if self.broker_configs.get(&broker).is_some_and(|c| c.is_empty()) {
+                self.broker_configs.remove(&broker);
+            }
+        }
+        Ok(())
+    }
+
+    fn add_producer_id_block(&mut self, block: ProducerIdBlock) -> Result<(), String> {
+        if block.first != self.next_producer_id || block.size <= 0 {
+            return Err(format!("producer id block {}+{} does not follow {}", block.first, block.size, self.next_producer_id));
+        }
+        self.next_producer_id = block.first.checked_add(block.size).ok_or("producer ids exhausted")?;
+        Ok(())
+    }
+}
+
+/// Replicas distinct and non-empty, the ISR among them, the leader in the ISR (or none).
+fn check_assignment(replicas: &[BrokerId], isr: &[BrokerId], leader: BrokerId) -> Result<(), String> {
+    let mut sorted = replicas.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    if sorted.is_empty() || sorted.len() != replicas.len() {
+        return Err(format!("replicas {replicas:?} must be distinct and not empty"));
+    }
+    if let Some(b) = isr.iter().find(|b| !replicas.contains(b)) {
+        return Err(format!("ISR member {b} is not a replica"));
+    }
+    if leader != NO_LEADER && !isr.contains(&leader) {
+        return Err(format!("leader {leader} is not in the ISR {isr:?}"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn broker(id: BrokerId) -> MetadataRecord {
+        let endpoints = vec![BrokerEndpoint { listener: "PLAINTEXT".into(), host: "127.0.0.1".into(), port: 9092 + id as u16 }];
+        MetadataRecord::RegisterBroker(BrokerRegistration { id, endpoints, rack: None })
+    }
+
+    fn topic(name: &str) -> (Uuid, MetadataRecord) {
+        let id = Uuid::new_v4();
+        (id, MetadataRecord::Topic(TopicRecord { name: name.into(), id, configs: vec![("cleanup.policy".into(), "compact".into())] }))
+    }
+
+    fn partition(topic_id: Uuid, index: i32) -> MetadataRecord {
+        MetadataRecord::Partition(PartitionRecord { topic_id, index, replicas: vec![1, 2, 3], isr: vec![1, 2, 3], leader: 1, leader_epoch: 0, partition_epoch: 0 })
+    }
+
+    #[test]
+    fn brokers_register_fenced_and_are_unfenced() {
+        let mut image = MetadataImage::default();
+        image.apply(broker(1)).unwrap();
+        assert!(image.broker(1).unwrap().fenced);
+        image.apply(MetadataRecord::UnfenceBroker { id: 1 }).unwrap();
+        assert!(!image.broker(1).unwrap().fenced);
+        assert!(image.apply(MetadataRecord::FenceBroker { id: 7 }).is_err());
+    }
+
+    #[test]
+    fn partition_changes_bump_epochs_as_kafka_does() {
+        let mut image = MetadataImage::default();
+        let (id, t) = topic("orders");
+        image.apply(t).unwrap();
+        image.apply(partition(id, 0)).unwrap();
+        // ISR shrink: partition epoch only.
+        image.apply(MetadataRecord::PartitionChange(PartitionChange { topic_id: id, index: 0, leader: None, isr: Some(vec![1, 2]), replicas: None })).unwrap();
+        let p = &image.topic("orders").unwrap().partitions[&0];
+        assert_eq!((p.leader, p.leader_epoch, p.partition_epoch, p.isr.clone()), (1, 0, 1, vec![1, 2]));
+        // New leader: both.
+        image.apply(MetadataRecord::PartitionChange(PartitionChange { topic_id: id, index: 0, leader: Some(2), isr: Some(vec![2]), replicas: None })).unwrap();
+        let p = &image.topic_by_id(id).unwrap().partitions[&0];
+        assert_eq!((p.leader, p.leader_epoch, p.partition_epoch), (2, 1, 2));
+    }
+
+    #[test]
+    fn refused_records_leave_the_image_as_it_was() {
+        let mut image = MetadataImage::default();
+        let (id, t) = topic("orders");
+        image.apply(t.clone()).unwrap();
+        image.apply(partition(id, 0)).unwrap();
+        let before = image.clone();
+        assert!(image.apply(t).is_err(), "same topic twice");
+        assert!(image.apply(partition(Uuid::new_v4(), 0)).is_err(), "unknown topic");
+        assert!(image.apply(partition(id, 0)).is_err(), "same partition twice");
+        let leader_outside_isr = PartitionChange { topic_id: id, index: 0, leader: Some(3), isr: Some(vec![1]), replicas: None };
+        assert!(image.apply(MetadataRecord::PartitionChange(leader_outside_isr)).is_err());
+        let gap = ProducerIdBlock { broker: 1, first: 5, size: 1000 };
+        assert!(image.apply(MetadataRecord::ProducerIdBlock(gap)).is_err());
+        assert_eq!(image, before);
+    }
+
+    #[test]
+    fn topics_configs_and_producer_blocks() {
+        let mut image = MetadataImage::default();
+        let (id, t) = topic("orders");
+        image.apply(t).unwrap();
+        let set = |resource, value: Option<&str>| MetadataRecord::ConfigChange(ConfigRecord { resource, name: "retention.ms".into(), value: value.map(Into::into) });
+        image.apply(set(ConfigResource::Topic("orders".into()), Some("1000"))).unwrap();
+        image.apply(set(ConfigResource::Broker(None), Some("5000"))).unwrap();
+        assert_eq!(image.topic("orders").unwrap().configs["retention.ms"], "1000");
+        assert_eq!(image.topic("orders").unwrap().configs["cleanup.policy"], "compact");
+        assert_eq!(image.broker_configs(None).unwrap()["retention.ms"], "5000");
+        image.apply(set(ConfigResource::Broker(None), None)).unwrap();
+        assert!(image.broker_configs(None).is_none());
+        image.apply(MetadataRecord::ProducerIdBlock(ProducerIdBlock { broker: 1, first: 0, size: 1000 })).unwrap();
+        image.apply(MetadataRecord::ProducerIdBlock(ProducerIdBlock { broker: 2, first: 1000, size: 1000 })).unwrap();
+        assert_eq!(image.next_producer_id(), 2000);
+        image.apply(MetadataRecord::RemoveTopic { id }).unwrap();
+        assert!(image.topic("orders").is_none() && image.topic_by_id(id).is_none());
+        assert!(image.apply(set(ConfigResource::Topic("orders".into()), Some("1"))).is_err());
+    }
+}
