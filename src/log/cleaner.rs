@@ -482,4 +482,27 @@ mod tests {
         assert_eq!(store.append(1, &mixed, OPTS).await.unwrap_err(), AppendError::MissingKeys(vec![0, 1, 2]));
         assert_eq!(store.offsets(1).unwrap(), (0, 0));
     }
+
+    #[tokio::test]
+    async fn a_truncation_below_the_clean_offset_makes_what_follows_dirty_again() {
+        let (_dir, store) = store_with(&[
+            keyed(&[("a", Some("a1"))], Compression::None),
+            keyed(&[("a", Some("a2"))], Compression::None),
+            keyed(&[("a", Some("a3"))], Compression::None),
+            keyed(&[("b", Some("b1"))], Compression::None),
+        ])
+        .await;
+        assert_eq!(store.clean(1, EAGER, LIMITS, NOW).await.unwrap().unwrap().clean_upto, 3);
+        assert_eq!(store.truncate_to(1, 2).await.unwrap(), 2);
+        let stored = store.io.read(|db| clean_upto(db, 1)).await.unwrap();
+        assert_eq!(stored, Some(2), "the checkpoint comes down with the log");
+        // A follower appends the new leader's records there: they get cleaned like any others.
+        for value in ["a4", "a5"] {
+            store.append(1, &encode_batch(&keyed(&[("a", Some(value))], Compression::None)), OPTS).await.unwrap();
+        }
+        store.append(1, &encode_batch(&keyed(&[("c", Some("c1"))], Compression::None)), OPTS).await.unwrap();
+        store.clean(1, EAGER, LIMITS, NOW).await.unwrap().unwrap();
+        let all: Vec<(i64, String)> = records_from(&store, 0).await.into_iter().map(|(o, k, _)| (o, k)).collect();
+        assert_eq!(all, vec![(3, "a".to_string()), (4, "c".to_string())]);
+    }
 }

@@ -68,6 +68,8 @@ struct PartitionLog {
     /// Appends written but not yet published; a truncation waits until none is left, so no
     /// append publishes an end the truncation removed.
     publishing: AtomicUsize,
+    /// Set while a truncation waits for `publishing` to reach 0, so appends notify only then.
+    draining: AtomicBool,
     drained: Notify,
     /// Counts truncations from the end, so a cleaner pass that read the log before one
     /// writes nothing back.
@@ -269,6 +271,7 @@ impl PartitionLog {
             log_end: AtomicI64::new(next_offset),
             hw_by_caller: AtomicBool::new(false),
             publishing: AtomicUsize::new(0),
+            draining: AtomicBool::new(false),
             drained: Notify::new(),
             truncations: AtomicU64::new(0),
             log_start: AtomicI64::new(log_start),
@@ -292,15 +295,19 @@ impl PartitionLog {
     /// Waits until every append written so far is published. Call with the writer held, so
     /// no new one starts.
     async fn drain(&self) {
+        // SeqCst with the count: an append that brings it to 0 after this loop saw it above 0
+        // sees `draining` set and notifies.
+        self.draining.store(true, Ordering::SeqCst);
         loop {
             let drained = self.drained.notified();
             tokio::pin!(drained);
             drained.as_mut().enable();
-            if self.publishing.load(Ordering::Acquire) == 0 {
-                return;
+            if self.publishing.load(Ordering::SeqCst) == 0 {
+                break;
             }
             drained.await;
         }
+        self.draining.store(false, Ordering::SeqCst);
     }
 }
 
@@ -320,7 +327,8 @@ impl<'a> Publishing<'a> {
 
 impl Drop for Publishing<'_> {
     fn drop(&mut self) {
-        if self.0.publishing.fetch_sub(1, Ordering::AcqRel) == 1 {
+        // Notify takes a lock: only when a truncation waits.
+        if self.0.publishing.fetch_sub(1, Ordering::SeqCst) == 1 && self.0.draining.load(Ordering::SeqCst) {
             self.0.drained.notify_waiters();
         }
     }
@@ -1474,5 +1482,32 @@ mod tests {
         assert_eq!(retry(8, 1, 1).await, Ok(6));
         assert_eq!(retry(7, 4, 1).await, Ok(5));
         assert_eq!(retry(7, 0, 2).await, Ok(0));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_truncation_waits_for_appends_in_flight_so_none_publishes_past_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(LogStore::open(dir.path()).unwrap());
+        store.load_partition(1).unwrap();
+        // At flush.messages=1 each append waits for its sync after releasing the writer.
+        let synced = AppendOptions { flush: FlushPolicy { messages: 1, ms: i64::MAX }, ..OPTS };
+        for round in 0..5 {
+            let appends: Vec<_> = (0..20)
+                .map(|_| {
+                    let store = store.clone();
+                    tokio::spawn(async move { store.append(1, &encode_batch(&BatchSpec::values(1)), synced).await.unwrap() })
+                })
+                .collect();
+            tokio::task::yield_now().await;
+            let cut = store.truncate_to(1, 5 * round).await.unwrap();
+            for a in appends {
+                a.await.unwrap();
+            }
+            let end = store.log_end_offset(1).unwrap();
+            let r = read(&store, 1, 0, 1 << 30).await.unwrap();
+            let last = batch_bases(&r.records).last().map_or(0, |&b| b + 1);
+            assert_eq!((end, store.offsets(1).unwrap().1), (last, last), "round {round}, cut at {cut}");
+            assert_eq!(store.size(1).unwrap(), r.records.len() as u64);
+        }
     }
 }
