@@ -4,19 +4,23 @@
 //! answered or refused (the connection would be closed), and every answer encodes.
 //!
 //! A compacted topic exists from the start (a CreateTopics and a Produce cannot share one
-//! frame), so Produce frames to it meet the key check, and after every input the cleaner
-//! compacts it and retention runs, as the broker's background tasks would.
+//! frame), so Produce frames to it meet the key check. While a request runs, the group timers
+//! tick; after it, retention, offset and producer expiry and the cleaner run, as the broker's
+//! background tasks would.
 #![no_main]
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use gregor::api::{now_ms, Api, FrameError, Origin};
 use gregor::cluster::{Endpoint, NewTopic, Node};
+use gregor::group::GroupCoordinator;
 use gregor::log::{CleanerLimits, LogStore};
 use gregor::Config;
 use libfuzzer_sys::fuzz_target;
 use tokio::runtime::Runtime;
+use tokio::sync::watch;
 
 /// Topics and groups that inputs create pile up; start from an empty store this often.
 const RUNS_PER_STORE: u32 = 5_000;
@@ -57,22 +61,24 @@ impl Harness {
         Harness { api, runs: 0, _dir: dir }
     }
 
-    /// The background work the broker would do after this input: retention, and a cleaner pass
-    /// over the compacted topic (without the broker's I/O limit, which inputs may set so low
-    /// that the pass sleeps for an hour).
+    /// The background work the broker would do after this input: retention, offset and
+    /// producer-state expiry, and a cleaner pass over the compacted topic (without the broker's
+    /// I/O limit, which inputs may set so low that the pass sleeps for an hour).
     async fn housekeeping(&self) {
         let now = now_ms();
+        let broker = self.api.cluster.settings().current();
         self.api.cluster.apply_retention(now).await;
+        self.api.groups.expire_offsets(now).await;
+        // Errors here and below are for the broker to log (a partition deleted meanwhile).
+        let _ = self.api.log.expire_producers(now, broker.producer_id_expiration_ms).await;
         let Some(topic) = self.api.cluster.topic(COMPACTED) else { return };
         let Some(policy) = topic.configs.compaction() else { return };
-        let broker = self.api.cluster.settings().current();
         let limits = CleanerLimits {
             io_max_bytes_per_second: f64::INFINITY,
             dedupe_buffer_bytes: broker.cleaner_dedupe_buffer_size,
             io_buffer_bytes: broker.cleaner_io_buffer_size,
         };
         for &p in &topic.partitions {
-            // Errors are for the broker to log (a partition deleted meanwhile, a full disk).
             let _ = self.api.log.clean(p, policy, limits, now).await;
         }
     }
@@ -91,9 +97,29 @@ fuzz_target!(|data: &[u8]| {
     let origin = Origin { peer: "127.0.0.1:40000".parse().expect("address"), listener: "PLAINTEXT".into() };
     let frame = Bytes::copy_from_slice(data);
     let runtime = runtime();
+    let (stop, stopped) = watch::channel(false);
+    let timers = runtime.spawn(group_timers(h.api.groups.clone(), stopped));
+    let answer = runtime.block_on(h.api.handle(frame, &origin, None));
     // A response its version cannot carry is a handler bug, not bad input.
-    if let Err(e @ FrameError::Encode { .. }) = runtime.block_on(h.api.handle(frame, &origin, None)) {
+    if let Err(e @ FrameError::Encode { .. }) = answer {
         panic!("{e}");
     }
+    let _ = stop.send(true);
+    runtime.block_on(timers).expect("group timers");
     runtime.block_on(h.housekeeping());
 });
+
+/// The broker's group timer task, which ends a JoinGroup or SyncGroup waiting for members that
+/// never come. Its period starts at the broker's 100 ms and doubles, so a rebalance timeout of
+/// days (any i32 of milliseconds) comes due in a few dozen ticks of paused time.
+async fn group_timers(groups: Arc<GroupCoordinator>, mut stopped: watch::Receiver<bool>) {
+    let mut period = Duration::from_millis(100);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(period) => {}
+            _ = stopped.changed() => return,
+        }
+        groups.check_timeouts().await;
+        period = (period * 2).min(Duration::from_secs(86_400));
+    }
+}
