@@ -476,6 +476,19 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_record_of_length_zero_is_refused_and_fails_a_pass_without_a_panic() {
+        let (_dir, store) = store_with(&[]).await;
+        let template = encode_batch(&BatchSpec::values(1));
+        // A record whose length varint says 0 (no attributes byte), under a valid CRC.
+        let empty = crate::log::batch::with_records(&template, 1, 1_700_000_000_000, &[0x00]);
+        assert_eq!(store.append(1, &empty, OPTS).await.unwrap_err(), AppendError::from(ResponseError::CorruptMessage));
+        // A topic that was not compacted when it came in stores it; the cleaner meets it later.
+        store.append(1, &empty, AppendOptions { require_keys: false, ..OPTS }).await.unwrap();
+        store.append(1, &encode_batch(&keyed(&[("head", Some("h"))], Compression::None)), OPTS).await.unwrap();
+        assert_eq!(store.clean(1, EAGER, LIMITS, NOW).await, Err(ResponseError::CorruptMessage));
+    }
+
+    #[tokio::test]
     async fn records_without_a_key_are_refused_with_their_index() {
         let (_dir, store) = store_with(&[]).await;
         let mixed = encode_batch(&BatchSpec::values(3));
