@@ -39,6 +39,7 @@ pub struct BrokerHandle {
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     log: Arc<LogStore>,
+    cluster: Arc<Cluster>,
 }
 
 impl Broker {
@@ -92,10 +93,10 @@ impl Broker {
         tasks.push(tokio::spawn(recovery_loop(api_log, shutdown_rx.clone())));
         tasks.push(tokio::spawn(retention_loop(cluster.clone(), config.retention_check_interval_ms, shutdown_rx.clone())));
         if config.cleaner_enable {
-            tasks.push(tokio::spawn(cleaner_loop(cluster, shutdown_rx)));
+            tasks.push(tokio::spawn(cleaner_loop(cluster.clone(), shutdown_rx)));
         }
         tracing::info!("Gregor listening on {}, advertised as {}:{}, data in {}", listeners[0].1, advertised.0, advertised.1, config.data_dir.display());
-        Ok(BrokerHandle { listeners, advertised, zookeeper_addr, shutdown, tasks, log: api.log.clone() })
+        Ok(BrokerHandle { listeners, advertised, zookeeper_addr, shutdown, tasks, log: api.log.clone(), cluster })
     }
 }
 
@@ -124,6 +125,14 @@ impl BrokerHandle {
     #[doc(hidden)]
     pub async fn write_stalls(&self) -> u64 {
         self.log.write_stalls().await.expect("store readable")
+    }
+
+    /// The store and the log id of a topic's partition, for tests that write to it directly
+    /// (e.g. at other leader epochs).
+    #[doc(hidden)]
+    pub fn partition_log(&self, topic: &str, index: i32) -> Option<(Arc<LogStore>, log::PartitionId)> {
+        let id = cluster::partition_id(self.cluster.topic(topic).as_deref(), index).ok()?;
+        Some((self.log.clone(), id))
     }
 
     /// Stops accepting, lets each connection finish its current request, closes the store.

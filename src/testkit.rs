@@ -2,6 +2,7 @@
 //! Not used by the broker itself.
 
 use bytes::{Bytes, BytesMut};
+use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
@@ -19,6 +20,8 @@ pub struct BatchSpec {
     pub compression: Compression,
     /// Values are padded to at least this many bytes.
     pub value_bytes: usize,
+    /// Headers every record carries: (key, value), a `None` value being a null header value.
+    pub headers: Vec<(&'static str, Option<&'static str>)>,
 }
 
 impl BatchSpec {
@@ -28,7 +31,7 @@ impl BatchSpec {
     }
 
     pub fn values(count: i64) -> BatchSpec {
-        BatchSpec { count, base_ts: 1_700_000_000_000, producer: None, keyed: Vec::new(), compression: Compression::None, value_bytes: 0 }
+        BatchSpec { count, base_ts: 1_700_000_000_000, producer: None, keyed: Vec::new(), compression: Compression::None, value_bytes: 0, headers: Vec::new() }
     }
 }
 
@@ -60,7 +63,7 @@ pub fn encode_batch(spec: &BatchSpec) -> Vec<u8> {
                 Some((_, v)) => v.map(|v| Bytes::from_static(v.as_bytes())),
                 None => Some(Bytes::from(padded(format!("value-{i}"), spec.value_bytes))),
             },
-            headers: Default::default(),
+            headers: spec.headers.iter().map(|&(k, v)| (StrBytes::from_static_str(k), v.map(|v| Bytes::from_static(v.as_bytes())))).collect(),
         })
         .collect();
     let mut buf = BytesMut::new();

@@ -372,6 +372,34 @@ async fn list_offsets_and_offset_for_leader_epoch() {
 }
 
 #[tokio::test]
+async fn offset_for_leader_epoch_answers_from_the_epochs_batches_were_written_in() {
+    use gregor::log::{AppendOptions, FlushPolicy};
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path()).await;
+    let mut c = Client::connect(&broker).await;
+    c.create_topic("epochs", 1).await;
+    // Offsets 0-4 in epoch 0 through Produce, then 5-6 in epoch 2 through the store.
+    c.produce("epochs", 0, encode_batch(&BatchSpec::values(3))).await;
+    c.produce("epochs", 0, encode_batch(&BatchSpec::values(2))).await;
+    let (log, id) = broker.partition_log("epochs", 0).unwrap();
+    let at_epoch_2 = AppendOptions { max_batch_bytes: 1 << 20, leader_epoch: 2, log_append_time: None, flush: FlushPolicy::NEVER, require_keys: false };
+    assert_eq!(log.append(id, &encode_batch(&BatchSpec::values(2)), at_epoch_2).await.unwrap().base_offset, 5);
+    let ask = |epochs: &[i32]| {
+        let partitions = epochs.iter().map(|&e| OffsetForLeaderPartition::default().with_partition(0).with_leader_epoch(e).with_current_leader_epoch(-1)).collect();
+        OffsetForLeaderEpochRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_topics(vec![OffsetForLeaderTopic::default().with_topic(name("epochs")).with_partitions(partitions)])
+    };
+    for version in [2, 4] {
+        let r = c.call(ask(&[0, 1, 2, 5, -1]), version).await;
+        let answers: Vec<(i16, i32, i64)> = r.topics[0].partitions.iter().map(|p| (p.error_code, p.leader_epoch, p.end_offset)).collect();
+        // 1 was never used: its floor is 0, which ends where 2 begins; the latest ends at the log end.
+        assert_eq!(answers, vec![(0, 0, 5), (0, 0, 5), (0, 2, 7), (0, 2, 7), (0, -1, -1)], "v{version}");
+    }
+    broker.shutdown().await;
+}
+
+#[tokio::test]
 async fn data_survives_restart_and_a_second_broker_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let broker = start(dir.path()).await;

@@ -175,7 +175,7 @@ impl Api {
             RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(self, &req, r).await),
             RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(offsets::list_offsets(self, &req, r).await),
             RequestKind::OffsetForLeaderEpoch(r) => {
-                ResponseKind::OffsetForLeaderEpoch(offsets::offset_for_leader_epoch(self, r))
+                ResponseKind::OffsetForLeaderEpoch(offsets::offset_for_leader_epoch(self, r).await)
             }
             RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(admin::create_topics(self, &req, r).await),
             RequestKind::DeleteTopics(r) => ResponseKind::DeleteTopics(admin::delete_topics(self, &req, r).await),

@@ -79,29 +79,26 @@ async fn offset_at(api: &Api, id: PartitionId, target: i64) -> Result<Option<(i6
     }
 }
 
-pub fn offset_for_leader_epoch(api: &Api, r: OffsetForLeaderEpochRequest) -> OffsetForLeaderEpochResponse {
-    let topics = r
-        .topics
-        .into_iter()
-        .map(|t| {
-            let topic = api.cluster.topic(&t.topic);
-            let partitions = t
-                .partitions
-                .iter()
-                .map(|p| {
-                    let response = EpochEndOffset::default().with_partition(p.partition);
-                    match lookup(api, topic.as_deref(), p.partition, p.current_leader_epoch).and_then(|id| api.log.offsets(id)) {
-                        // Every batch was written in epoch 0, which ends at the log end.
-                        Ok((_, high_watermark)) if p.leader_epoch == LEADER_EPOCH => {
-                            response.with_leader_epoch(LEADER_EPOCH).with_end_offset(high_watermark)
-                        }
-                        Ok(_) => response.with_leader_epoch(-1).with_end_offset(-1),
-                        Err(e) => response.with_error_code(e.code()).with_leader_epoch(-1).with_end_offset(-1),
-                    }
-                })
-                .collect();
-            OffsetForLeaderTopicResult::default().with_topic(t.topic).with_partitions(partitions)
-        })
-        .collect();
+/// Answers from the batch index's epochs: the largest epoch at most the one asked and where it
+/// ends (the log end for the latest), as Kafka's leader does. Followers use it to find where to
+/// truncate after a leader change; consumers, to detect a truncation (KIP-320).
+pub async fn offset_for_leader_epoch(api: &Api, r: OffsetForLeaderEpochRequest) -> OffsetForLeaderEpochResponse {
+    let mut topics = Vec::with_capacity(r.topics.len());
+    for t in r.topics {
+        let topic = api.cluster.topic(&t.topic);
+        let mut partitions = Vec::with_capacity(t.partitions.len());
+        for p in &t.partitions {
+            let response = EpochEndOffset::default().with_partition(p.partition);
+            let found = match lookup(api, topic.as_deref(), p.partition, p.current_leader_epoch) {
+                Ok(id) => api.log.end_offset_for_epoch(id, p.leader_epoch).await,
+                Err(e) => Err(e),
+            };
+            partitions.push(match found {
+                Ok((epoch, end_offset)) => response.with_leader_epoch(epoch).with_end_offset(end_offset),
+                Err(e) => response.with_error_code(e.code()).with_leader_epoch(-1).with_end_offset(-1),
+            });
+        }
+        topics.push(OffsetForLeaderTopicResult::default().with_topic(t.topic).with_partitions(partitions));
+    }
     OffsetForLeaderEpochResponse::default().with_topics(topics)
 }

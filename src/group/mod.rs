@@ -433,12 +433,18 @@ impl GroupCoordinator {
                 _ = tick.tick() => {}
                 _ = shutdown.changed() => return,
             }
-            let groups: Vec<_> = self.groups.lock().expect("groups lock").values().cloned().collect();
-            for group in groups {
-                let idle = group.lock().expect("group lock").is_idle();
-                if !idle {
-                    self.update(&group, |g, now| g.tick(now)).await;
-                }
+            self.check_timeouts().await;
+        }
+    }
+
+    /// One round of the timers: removes members whose session or sync timed out and ends
+    /// rebalances that are due (a harness without `run_timers` calls it, fuzz/request_frame).
+    pub async fn check_timeouts(&self) {
+        let groups: Vec<_> = self.groups.lock().expect("groups lock").values().cloned().collect();
+        for group in groups {
+            let idle = group.lock().expect("group lock").is_idle();
+            if !idle {
+                self.update(&group, |g, now| g.tick(now)).await;
             }
         }
     }

@@ -98,21 +98,24 @@ impl<'a> BatchHeader<'a> {
     pub fn records(&self) -> &'a [u8] {
         &self.bytes[HEADER_LEN..]
     }
+    /// The header's own bytes, to keep without the records.
+    pub fn header_bytes(&self) -> [u8; HEADER_LEN] {
+        self.bytes[..HEADER_LEN].try_into().expect("a header")
+    }
+}
+
+/// The whole size a batch's length field gives, if the bytes hold a header and the length
+/// covers one.
+fn declared_len(records: &[u8]) -> Option<usize> {
+    let length = i32::from_be_bytes(records.get(BATCH_LENGTH..LEADER_EPOCH)?.try_into().expect("4"));
+    usize::try_from(length).ok()?.checked_add(LOG_OVERHEAD).filter(|&t| t >= HEADER_LEN && records.len() >= HEADER_LEN)
 }
 
 /// Checks a partition's record set from a produce request: exactly one batch (Kafka refuses
 /// more since Produce v3, with INVALID_RECORD), v2 magic, lengths that add up, CRC-32C, a
 /// record count that matches the offset delta, no control batch. Nothing is decompressed.
 pub fn validate_produced(records: &[u8], message_max_bytes: usize) -> Result<&[u8], ResponseError> {
-    if records.len() < HEADER_LEN {
-        return Err(ResponseError::CorruptMessage);
-    }
-    let length = i32::from_be_bytes(records[BATCH_LENGTH..LEADER_EPOCH].try_into().expect("4"));
-    let total = usize::try_from(length)
-        .ok()
-        .and_then(|l| l.checked_add(LOG_OVERHEAD))
-        .filter(|&t| t >= HEADER_LEN && t <= records.len())
-        .ok_or(ResponseError::CorruptMessage)?;
+    let total = declared_len(records).filter(|&t| t <= records.len()).ok_or(ResponseError::CorruptMessage)?;
     if total > message_max_bytes {
         return Err(ResponseError::MessageTooLarge);
     }
@@ -150,6 +153,31 @@ fn validate(batch: &[u8]) -> Result<(), ResponseError> {
         return Err(ResponseError::InvalidTxnState);
     }
     Ok(())
+}
+
+/// Splits what a follower fetched from its leader into batches stored as they are (base
+/// offsets and leader epochs already the leader's), checking each one's magic, length and
+/// CRC-32C. Record counts are not held to the offset range: the cleaner's rewritten batches
+/// keep their range with fewer records. A partial batch at the end (a fetch may stop inside
+/// one) is left for the next fetch, as Kafka's followers do.
+pub fn split_replicated(mut records: &[u8]) -> Result<Vec<&[u8]>, ResponseError> {
+    let mut batches = Vec::new();
+    while records.len() >= HEADER_LEN {
+        let total = declared_len(records).ok_or(ResponseError::CorruptMessage)?;
+        if total > records.len() {
+            break;
+        }
+        let (batch, rest) = records.split_at(total);
+        if batch[MAGIC] != 2 {
+            return Err(ResponseError::UnsupportedForMessageFormat);
+        }
+        if !crc_matches(batch) {
+            return Err(ResponseError::CorruptMessage);
+        }
+        batches.push(batch);
+        records = rest;
+    }
+    Ok(batches)
 }
 
 /// Copies a batch into `stored` with the fields the broker owns rewritten: base offset and

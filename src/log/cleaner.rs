@@ -38,6 +38,16 @@ use super::{decode_i64, log_cf, log_key, meta_cf, meta_key, read_error, LogStore
 const CLEANED: u8 = b'c';
 const TOMBSTONES_DUE: u8 = b't';
 
+/// The stored offset below which a partition is clean.
+pub(super) fn clean_upto(db: &DB, id: PartitionId) -> Result<Option<i64>, ResponseError> {
+    db.get_cf(meta_cf(db), meta_key(id, CLEANED, &[])).map_err(read_error).map(|v| v.map(|v| decode_i64(&v)))
+}
+
+/// Brings the clean offset down to a truncation's cut, so batches appended after it are dirty.
+pub(super) fn put_clean_upto(db: &DB, write: &mut WriteBatch, id: PartitionId, offset: i64) {
+    write.put_cf(meta_cf(db), meta_key(id, CLEANED, &[]), offset.to_be_bytes());
+}
+
 /// Bytes a key costs in the dedupe map besides its own: the map's entry and bookkeeping.
 const MAP_OVERHEAD: u64 = 48;
 
@@ -101,11 +111,12 @@ impl Pass<'_> {
         let handle = self.db.get()?;
         let db: &DB = &handle;
         let id = self.log.id;
+        // Taken with the writer held, so a truncation is wholly before or after it.
+        let truncations = { let _writer = self.log.writer.blocking_lock(); self.log.truncations.load(Ordering::Acquire) };
         let log_start = self.log.log_start.load(Ordering::Acquire);
         let high_watermark = self.log.high_watermark.load(Ordering::Acquire);
-        let stored = |kind| db.get_cf(meta_cf(db), meta_key(id, kind, &[])).map_err(read_error).map(|v| v.map(|v| decode_i64(&v)));
-        let clean_upto = stored(CLEANED)?.unwrap_or(log_start).max(log_start);
-        let tombstones_due = stored(TOMBSTONES_DUE)?.is_some_and(|due| due <= self.now);
+        let clean_upto = clean_upto(db, id)?.unwrap_or(log_start).max(log_start);
+        let tombstones_due = db.get_cf(meta_cf(db), meta_key(id, TOMBSTONES_DUE, &[])).map_err(read_error)?.is_some_and(|due| decode_i64(&due) <= self.now);
         // Nothing new before the head, and no tombstone due: no need to look further.
         let head = Entries::last(db, id).map_err(read_error)?;
         if head.is_none_or(|h| h.base_offset <= clean_upto) && !tombstones_due {
@@ -151,13 +162,15 @@ impl Pass<'_> {
             chunk.push((*entry, rewrite));
             let last = i + 1 == range.len();
             if chunk_bytes >= self.limits.io_buffer_bytes || last {
-                self.write_chunk(db, std::mem::take(&mut chunk), last.then_some((end, next_tombstone_due)), &mut cleaned)?;
+                if !self.write_chunk(db, truncations, std::mem::take(&mut chunk), last.then_some((end, next_tombstone_due)), &mut cleaned)? {
+                    return Ok(None);
+                }
                 throttle.account(chunk_bytes);
                 chunk_bytes = 0;
             }
         }
-        if range.is_empty() {
-            self.write_chunk(db, Vec::new(), Some((end, None)), &mut cleaned)?;
+        if range.is_empty() && !self.write_chunk(db, truncations, Vec::new(), Some((end, None)), &mut cleaned)? {
+            return Ok(None);
         }
         Ok(Some(cleaned))
     }
@@ -234,13 +247,18 @@ impl Pass<'_> {
 
     /// Writes one chunk atomically with the partition's byte count (and, for the last one, how
     /// far the log is clean and when its first tombstone may go), under the partition's writer
-    /// lock so no append or truncation interleaves. Batches a truncation removed meanwhile are
-    /// left alone.
-    fn write_chunk(&self, db: &DB, chunk: Vec<(BatchEntry, Rewrite)>, finish: Option<(i64, Option<i64>)>, cleaned: &mut Cleaned) -> Result<(), ResponseError> {
+    /// lock so no append or truncation interleaves. Batches retention removed meanwhile are
+    /// left alone; after a truncation from the end since the pass began (`truncations`
+    /// changed) nothing is written and the pass stops: false. The batches it read may be gone,
+    /// or replaced by others at the same offsets.
+    fn write_chunk(&self, db: &DB, truncations: u64, chunk: Vec<(BatchEntry, Rewrite)>, finish: Option<(i64, Option<i64>)>, cleaned: &mut Cleaned) -> Result<bool, ResponseError> {
         let id = self.log.id;
         let writer = self.log.writer.blocking_lock();
         if writer.deleted {
             return Err(ResponseError::UnknownTopicOrPartition);
+        }
+        if self.log.truncations.load(Ordering::Acquire) != truncations {
+            return Ok(false);
         }
         let log_start = self.log.log_start.load(Ordering::Acquire);
         let mut write = WriteBatch::default();
@@ -277,7 +295,7 @@ impl Pass<'_> {
         self.log.bytes.store(total, Ordering::Release);
         cleaned.bytes_after = cleaned.bytes_after.saturating_sub(shrunk);
         drop(writer);
-        Ok(())
+        Ok(true)
     }
 }
 
@@ -458,10 +476,46 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_record_of_length_zero_is_refused_and_fails_a_pass_without_a_panic() {
+        let (_dir, store) = store_with(&[]).await;
+        let template = encode_batch(&BatchSpec::values(1));
+        // A record whose length varint says 0 (no attributes byte), under a valid CRC.
+        let empty = crate::log::batch::with_records(&template, 1, 1_700_000_000_000, &[0x00]);
+        assert_eq!(store.append(1, &empty, OPTS).await.unwrap_err(), AppendError::from(ResponseError::CorruptMessage));
+        // A topic that was not compacted when it came in stores it; the cleaner meets it later.
+        store.append(1, &empty, AppendOptions { require_keys: false, ..OPTS }).await.unwrap();
+        store.append(1, &encode_batch(&keyed(&[("head", Some("h"))], Compression::None)), OPTS).await.unwrap();
+        assert_eq!(store.clean(1, EAGER, LIMITS, NOW).await, Err(ResponseError::CorruptMessage));
+    }
+
+    #[tokio::test]
     async fn records_without_a_key_are_refused_with_their_index() {
         let (_dir, store) = store_with(&[]).await;
         let mixed = encode_batch(&BatchSpec::values(3));
         assert_eq!(store.append(1, &mixed, OPTS).await.unwrap_err(), AppendError::MissingKeys(vec![0, 1, 2]));
         assert_eq!(store.offsets(1).unwrap(), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn a_truncation_below_the_clean_offset_makes_what_follows_dirty_again() {
+        let (_dir, store) = store_with(&[
+            keyed(&[("a", Some("a1"))], Compression::None),
+            keyed(&[("a", Some("a2"))], Compression::None),
+            keyed(&[("a", Some("a3"))], Compression::None),
+            keyed(&[("b", Some("b1"))], Compression::None),
+        ])
+        .await;
+        assert_eq!(store.clean(1, EAGER, LIMITS, NOW).await.unwrap().unwrap().clean_upto, 3);
+        assert_eq!(store.truncate_to(1, 2).await.unwrap(), 2);
+        let stored = store.io.read(|db| clean_upto(db, 1)).await.unwrap();
+        assert_eq!(stored, Some(2), "the checkpoint comes down with the log");
+        // A follower appends the new leader's records there: they get cleaned like any others.
+        for value in ["a4", "a5"] {
+            store.append(1, &encode_batch(&keyed(&[("a", Some(value))], Compression::None)), OPTS).await.unwrap();
+        }
+        store.append(1, &encode_batch(&keyed(&[("c", Some("c1"))], Compression::None)), OPTS).await.unwrap();
+        store.clean(1, EAGER, LIMITS, NOW).await.unwrap().unwrap();
+        let all: Vec<(i64, String)> = records_from(&store, 0).await.into_iter().map(|(o, k, _)| (o, k)).collect();
+        assert_eq!(all, vec![(3, "a".to_string()), (4, "c".to_string())]);
     }
 }

@@ -107,6 +107,61 @@ impl<'a> Entries<'a> {
     }
 }
 
+/// Kafka's UNDEFINED_EPOCH and UNDEFINED_EPOCH_OFFSET.
+pub const UNDEFINED_EPOCH_END: (i32, i64) = (-1, -1);
+
+/// OffsetForLeaderEpoch from the index (Kafka's LeaderEpochFileCache.endOffsetFor) over the
+/// batches in `[log_start, log_end)`: the largest epoch at most `epoch`, and where it ends,
+/// which is the base offset of the first batch of a larger epoch, or `log_end` when none is
+/// larger. An epoch below every batch's gets itself and the log's first offset (Kafka's
+/// answer when older epochs are gone); an empty log or epoch -1 gets [`UNDEFINED_EPOCH_END`].
+/// Epochs never decrease along a log, so a binary search finds the boundary in at most 64
+/// seeks whatever the log's length.
+pub fn end_offset_for_epoch(db: &DB, id: PartitionId, log_start: i64, log_end: i64, epoch: i32) -> Result<(i32, i64), rocksdb::Error> {
+    if epoch < 0 || log_end <= log_start {
+        return Ok(UNDEFINED_EPOCH_END);
+    }
+    let mut opts = ReadOptions::default();
+    opts.set_iterate_lower_bound(log_key(id, 0).to_vec());
+    opts.set_iterate_upper_bound(log_key(id, log_end).to_vec());
+    let mut it = db.raw_iterator_cf_opt(index_cf(db), opts);
+    fn entry(it: &rocksdb::DBRawIterator) -> Result<Option<BatchEntry>, rocksdb::Error> {
+        let e = it.key().zip(it.value()).and_then(|(k, v)| BatchEntry::decode(k, v));
+        it.status().map(|_| e)
+    }
+    it.seek_to_last();
+    let Some(last) = entry(&it)? else { return Ok(UNDEFINED_EPOCH_END) };
+    if last.leader_epoch <= epoch {
+        return Ok((last.leader_epoch, log_end));
+    }
+    it.seek_for_prev(log_key(id, log_start));
+    if !it.valid() {
+        it.seek(log_key(id, log_start));
+    }
+    let Some(first) = entry(&it)? else { return Ok(UNDEFINED_EPOCH_END) };
+    if first.leader_epoch > epoch {
+        return Ok((epoch, first.base_offset.max(log_start)));
+    }
+    // The first batch of a larger epoch starts in (first.base_offset, last.base_offset]: find
+    // the smallest offset whose next batch (at or after it) has a larger epoch.
+    let (mut lo, mut hi) = (first.base_offset + 1, last.base_offset);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        it.seek(log_key(id, mid));
+        let e = entry(&it)?.expect("a batch at or after mid: the last one");
+        if e.leader_epoch > epoch {
+            hi = mid;
+        } else {
+            lo = e.base_offset + 1;
+        }
+    }
+    it.seek(log_key(id, lo));
+    let higher = entry(&it)?.expect("the last batch at least");
+    it.seek_for_prev(log_key(id, higher.base_offset - 1));
+    let floor = entry(&it)?.expect("the first batch at least");
+    Ok((floor.leader_epoch, higher.base_offset))
+}
+
 impl Iterator for Entries<'_> {
     type Item = BatchEntry;
 

@@ -24,7 +24,7 @@ mod syncer;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -39,9 +39,10 @@ pub use cleaner::{Cleaned, CleanerLimits, Compaction};
 pub use db::Budget;
 use db::{Db, LOG_CF, META_CF};
 use index::{index_cf, BatchEntry, Entries};
+pub use index::UNDEFINED_EPOCH_END;
 use io::{Io, Lane};
 pub use meta::Meta;
-use producers::{ProducerState, SeqCheck};
+use producers::{ProducerState, Rebuild, SeqCheck};
 pub use raft::{RaftLog, RaftWrite};
 use syncer::Syncer;
 
@@ -56,20 +57,37 @@ pub struct LogStore {
 
 struct PartitionLog {
     id: PartitionId,
-    /// Held while a batch gets its offset and is written, and while the log start moves: one
-    /// change in flight per partition.
+    /// Held while a batch gets its offset and is written, and while the log start moves or the
+    /// log is truncated: one change in flight per partition.
     writer: tokio::sync::Mutex<WriterState>,
-    /// Everything below is written (and synced, where the topic asks for it) and readable.
+    /// Everything below is readable. It follows `log_end` unless `hw_by_caller` is set.
     high_watermark: AtomicI64,
+    /// Everything below is written, and synced where the topic asks for it: the log end
+    /// offset a replica reports.
+    log_end: AtomicI64,
+    /// The replication layer moves the high watermark ([`HighWatermark::Caller`]).
+    hw_by_caller: AtomicBool,
+    /// Appends written but not yet published; a truncation waits until none is left, so no
+    /// append publishes an end the truncation removed.
+    publishing: AtomicUsize,
+    /// Set while a truncation waits for `publishing` to reach 0, so appends notify only then.
+    draining: AtomicBool,
+    drained: Notify,
+    /// Counts truncations from the end, so a cleaner pass that read the log before one
+    /// writes nothing back.
+    truncations: AtomicU64,
     log_start: AtomicI64,
     /// Bytes of the batches in the log, kept with each write (DescribeLogDirs, size retention).
     bytes: AtomicU64,
-    /// Long-polling fetches to wake when this partition grows.
+    /// Long-polling fetches to wake when this partition grows. Its lock also orders the moves
+    /// of `log_end` and `high_watermark`, so the high watermark never passes the log end.
     waiters: Mutex<Vec<Weak<Notify>>>,
 }
 
 struct WriterState {
     next_offset: i64,
+    /// The leader epoch of the last batch, -1 for an empty log.
+    last_epoch: i32,
     producers: HashMap<i64, ProducerState>,
     /// Records appended since this partition last asked for a sync (flush.messages).
     unflushed: i64,
@@ -115,6 +133,44 @@ pub enum AppendError {
 impl From<ResponseError> for AppendError {
     fn from(e: ResponseError) -> Self {
         AppendError::Refused(e)
+    }
+}
+
+/// Who moves a partition's high watermark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HighWatermark {
+    /// It follows the log end, once appends are as durable as the topic asks (one replica;
+    /// the default).
+    LogEnd,
+    /// Only [`LogStore::set_high_watermark`] moves it: a leader's replication layer, which
+    /// keeps it at the minimum log end over the ISR.
+    Caller,
+}
+
+/// How a follower appends what it fetched from its leader.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplicaAppendOptions {
+    pub flush: FlushPolicy,
+    /// Batches may start after the log end or after the batch before them: a compacted
+    /// leader's log has such gaps where the cleaner removed emptied batches.
+    pub allow_gaps: bool,
+}
+
+/// Why a follower's append was refused; nothing of it was written.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReplicaAppendError {
+    /// A batch does not start where the log (or the batch before it) ends: it would overlap,
+    /// or leave a gap the options do not allow.
+    Misplaced { expected: i64, base_offset: i64 },
+    /// A batch's leader epoch is below the log's last one: the follower has data of an epoch
+    /// the leader does not, and must truncate first.
+    EpochRegression { last_epoch: i32, batch_epoch: i32 },
+    Refused(ResponseError),
+}
+
+impl From<ResponseError> for ReplicaAppendError {
+    fn from(e: ResponseError) -> Self {
+        ReplicaAppendError::Refused(e)
     }
 }
 
@@ -176,6 +232,11 @@ const LOG_START: u8 = b'l';
 const BYTES: u8 = b'b';
 const PRODUCER: u8 = b's';
 
+/// A truncation reads at most this many bytes of batches back from its cut to rebuild the
+/// producer states it changes; a producer not found by then is forgotten (its next batch is
+/// accepted at any sequence, as after expiry).
+const REBUILD_SCAN_BYTES: u64 = 64 << 20;
+
 fn read_error(e: rocksdb::Error) -> ResponseError {
     tracing::error!("storage read failed: {e}");
     ResponseError::KafkaStorageError
@@ -204,21 +265,111 @@ fn meta_cf(db: &DB) -> &rocksdb::ColumnFamily {
 }
 
 impl PartitionLog {
-    fn new(id: PartitionId, next_offset: i64, log_start: i64, bytes: u64, producers: HashMap<i64, ProducerState>) -> PartitionLog {
+    fn new(id: PartitionId, next_offset: i64, last_epoch: i32, log_start: i64, bytes: u64, producers: HashMap<i64, ProducerState>) -> PartitionLog {
         PartitionLog {
             id,
-            writer: tokio::sync::Mutex::new(WriterState { next_offset, producers, unflushed: 0, deleted: false }),
+            writer: tokio::sync::Mutex::new(WriterState { next_offset, last_epoch, producers, unflushed: 0, deleted: false }),
             high_watermark: AtomicI64::new(next_offset),
+            log_end: AtomicI64::new(next_offset),
+            hw_by_caller: AtomicBool::new(false),
+            publishing: AtomicUsize::new(0),
+            draining: AtomicBool::new(false),
+            drained: Notify::new(),
+            truncations: AtomicU64::new(0),
             log_start: AtomicI64::new(log_start),
             bytes: AtomicU64::new(bytes),
             waiters: Mutex::new(Vec::new()),
         }
     }
 
-    /// Makes everything below `end` readable and wakes the fetches waiting for it.
+    /// Moves the log end to `end` (and the high watermark with it unless the caller manages
+    /// it), and wakes the fetches waiting: consumers for the high watermark, and (later)
+    /// followers for the log end.
     fn publish(&self, end: i64) {
-        self.high_watermark.fetch_max(end, Ordering::AcqRel);
-        self.waiters.lock().expect("waiters lock").retain(|w| w.upgrade().map(|n| n.notify_one()).is_some());
+        let mut waiters = self.waiters.lock().expect("waiters lock");
+        self.log_end.fetch_max(end, Ordering::AcqRel);
+        if !self.hw_by_caller.load(Ordering::Acquire) {
+            self.high_watermark.fetch_max(end, Ordering::AcqRel);
+        }
+        wake(&mut waiters);
+    }
+
+    /// Waits until every append written so far is published. Call with the writer held, so
+    /// no new one starts.
+    async fn drain(&self) {
+        // SeqCst with the count: an append that brings it to 0 after this loop saw it above 0
+        // sees `draining` set and notifies.
+        self.draining.store(true, Ordering::SeqCst);
+        loop {
+            let drained = self.drained.notified();
+            tokio::pin!(drained);
+            drained.as_mut().enable();
+            if self.publishing.load(Ordering::SeqCst) == 0 {
+                break;
+            }
+            drained.await;
+        }
+        self.draining.store(false, Ordering::SeqCst);
+    }
+}
+
+fn wake(waiters: &mut Vec<Weak<Notify>>) {
+    waiters.retain(|w| w.upgrade().map(|n| n.notify_one()).is_some());
+}
+
+/// Counts an append from its write until it is published (or fails), for [`PartitionLog::drain`].
+struct Publishing<'a>(&'a PartitionLog);
+
+impl<'a> Publishing<'a> {
+    fn start(log: &'a PartitionLog) -> Publishing<'a> {
+        log.publishing.fetch_add(1, Ordering::AcqRel);
+        Publishing(log)
+    }
+}
+
+impl Drop for Publishing<'_> {
+    fn drop(&mut self) {
+        // Notify takes a lock: only when a truncation waits.
+        if self.0.publishing.fetch_sub(1, Ordering::SeqCst) == 1 && self.0.draining.load(Ordering::SeqCst) {
+            self.0.drained.notify_waiters();
+        }
+    }
+}
+
+/// One append in the making, the same for a leader's and a follower's: batches that carry
+/// their final offsets and epochs, staged into one RocksDB write with their index entries and
+/// the producer states they lead to.
+struct Staged {
+    write: WriteBatch,
+    producers: Vec<(i64, ProducerState)>,
+    bytes: u64,
+    next_offset: i64,
+    last_epoch: i32,
+}
+
+impl Staged {
+    fn new(capacity: usize, writer: &WriterState) -> Staged {
+        // Sized up front: growing it would copy the batches again.
+        Staged { write: WriteBatch::with_capacity_bytes(capacity), producers: Vec::new(), bytes: 0, next_offset: writer.next_offset, last_epoch: writer.last_epoch }
+    }
+
+    /// Adds a batch as it is to be stored.
+    fn add(&mut self, db: &DB, id: PartitionId, writer: &WriterState, stored: &[u8]) {
+        let header = BatchHeader::new(stored).expect("a validated batch");
+        let key = log_key(id, header.base_offset());
+        self.write.put_cf(log_cf(db), key, stored);
+        self.write.put_cf(index_cf(db), key, BatchEntry::of(stored).expect("a validated batch").encode());
+        let pid = header.producer_id();
+        if pid >= 0 {
+            let state = self.producers.iter().rev().find(|(p, _)| *p == pid).map(|(_, s)| s).or_else(|| writer.producers.get(&pid));
+            // The stored max timestamp: the append time on LogAppendTime topics.
+            let after = ProducerState::after_append(state, &header, header.base_offset(), header.max_timestamp());
+            self.write.put_cf(meta_cf(db), meta_key(id, PRODUCER, &pid.to_be_bytes()), after.encode());
+            self.producers.push((pid, after));
+        }
+        self.bytes += stored.len() as u64;
+        self.next_offset = header.last_offset() + 1;
+        self.last_epoch = header.partition_leader_epoch();
     }
 }
 
@@ -274,7 +425,7 @@ impl LogStore {
                 producers.insert(pid, state);
             }
         }
-        self.insert(PartitionLog::new(id, next_offset, log_start, bytes, producers));
+        self.insert(PartitionLog::new(id, next_offset, last.map_or(-1, |e| e.leader_epoch), log_start, bytes, producers));
         Ok(())
     }
 
@@ -312,7 +463,7 @@ impl LogStore {
 
     /// Makes a new, empty partition log available (its id has never been used).
     pub fn create_partition(&self, id: PartitionId) {
-        self.insert(PartitionLog::new(id, 0, 0, 0, HashMap::new()));
+        self.insert(PartitionLog::new(id, 0, -1, 0, 0, HashMap::new()));
     }
 
     fn insert(&self, log: PartitionLog) {
@@ -328,7 +479,7 @@ impl LogStore {
                 // Waits for an append in flight; an append still waiting for the lock then fails.
                 log.writer.lock().await.deleted = true;
                 // Long polls on it answer now (with an error).
-                log.publish(0);
+                wake(&mut log.waiters.lock().expect("waiters lock"));
             }
         }
         let db = self.io.db().get()?;
@@ -359,73 +510,101 @@ impl LogStore {
             }
         }
         let log = self.partition(id)?;
-        let mut writer = log.writer.lock().await;
+        let writer = log.writer.lock().await;
         if writer.deleted {
             return Err(ResponseError::UnknownTopicOrPartition.into());
         }
         let header = BatchHeader::new(bytes).expect("validated");
         let base_offset = writer.next_offset;
         let db = self.io.db().get()?;
-        // Sized up front: growing it would copy the batch again.
-        let mut write = WriteBatch::with_capacity_bytes(bytes.len() + 256);
-        let mut producer = None;
         let pid = header.producer_id();
         if pid >= 0 {
-            let state = writer.producers.get(&pid);
-            match ProducerState::check(state, &header)? {
-                SeqCheck::Duplicate { base_offset, timestamp } => {
-                    // A retry of a batch already written: acknowledged once that is as durable
-                    // as the topic asks, with the offset and timestamp it got (as Kafka answers).
-                    drop((db, writer));
-                    if opts.flush.messages == 1 {
-                        self.syncer.wait(self.syncer.ticket()).await?;
-                    }
-                    return Ok(Appended { base_offset, log_append_time: timestamp, log_start: log.log_start.load(Ordering::Acquire) });
+            if let SeqCheck::Duplicate { base_offset, timestamp } = ProducerState::check(writer.producers.get(&pid), &header)? {
+                // A retry of a batch already written: acknowledged once that is as durable as
+                // the topic asks, with the offset and timestamp it got (as Kafka answers).
+                drop((db, writer));
+                if opts.flush.messages == 1 {
+                    self.syncer.wait(self.syncer.ticket()).await?;
                 }
-                SeqCheck::Append => {
-                    let timestamp = opts.log_append_time.unwrap_or(header.max_timestamp());
-                    let after = ProducerState::after_append(state, &header, base_offset, timestamp);
-                    write.put_cf(meta_cf(&db), meta_key(id, PRODUCER, &pid.to_be_bytes()), after.encode());
-                    producer = Some((pid, after));
-                }
+                return Ok(Appended { base_offset, log_append_time: timestamp, log_start: log.log_start.load(Ordering::Acquire) });
             }
         }
+        let mut staged = Staged::new(bytes.len() + 256, &writer);
         SCRATCH.with_borrow_mut(|stored| {
             batch::assign(bytes, base_offset, opts.leader_epoch, stored);
             if let Some(now) = opts.log_append_time {
                 batch::set_log_append_time(stored, now);
             }
-            let key = log_key(id, base_offset);
-            write.put_cf(log_cf(&db), key, &stored[..]);
-            write.put_cf(index_cf(&db), key, BatchEntry::of(stored).expect("a validated batch").encode());
+            staged.add(&db, id, &writer, stored);
             if stored.capacity() > SCRATCH_KEEP {
                 *stored = Vec::new();
             }
         });
-        let next = base_offset + header.last_offset_delta() as i64 + 1;
-        let total = log.bytes.load(Ordering::Acquire) + bytes.len() as u64;
-        write.put_cf(meta_cf(&db), meta_key(id, BYTES, &[]), total.to_be_bytes());
+        self.commit(&log, writer, db, staged, opts.flush).await?;
+        Ok(Appended { base_offset, log_append_time: opts.log_append_time.unwrap_or(-1), log_start: log.log_start.load(Ordering::Acquire) })
+    }
+
+    /// A follower's append: stores batches fetched from the leader exactly as they are, at the
+    /// leader's offsets and epochs (several, as a Fetch returns them), with the same index
+    /// entries, byte count and producer states as the leader's own append (the same code).
+    /// Producer sequences are not checked: the leader did. Returns the new log end.
+    pub async fn append_replicated(&self, id: PartitionId, records: &[u8], opts: ReplicaAppendOptions) -> Result<i64, ReplicaAppendError> {
+        let batches = batch::split_replicated(records)?;
+        let log = self.partition(id)?;
+        let writer = log.writer.lock().await;
+        if writer.deleted {
+            return Err(ResponseError::UnknownTopicOrPartition.into());
+        }
+        if batches.is_empty() {
+            return Ok(writer.next_offset);
+        }
+        let db = self.io.db().get()?;
+        let mut staged = Staged::new(records.len() + 256 * batches.len(), &writer);
+        for stored in batches {
+            let header = BatchHeader::new(stored).expect("validated");
+            let expected = staged.next_offset;
+            let base_offset = header.base_offset();
+            if base_offset < expected || (base_offset > expected && !opts.allow_gaps) {
+                return Err(ReplicaAppendError::Misplaced { expected, base_offset });
+            }
+            if header.partition_leader_epoch() < staged.last_epoch {
+                return Err(ReplicaAppendError::EpochRegression { last_epoch: staged.last_epoch, batch_epoch: header.partition_leader_epoch() });
+            }
+            staged.add(&db, id, &writer, stored);
+        }
+        let end = staged.next_offset;
+        self.commit(&log, writer, db, staged, opts.flush).await?;
+        Ok(end)
+    }
+
+    /// Writes staged batches with the partition's new byte count, then syncs and publishes
+    /// them as the flush policy asks. The writer is released before the sync, so the next
+    /// append is written while this one waits and one sync serves both (group commit).
+    async fn commit(&self, log: &PartitionLog, mut writer: tokio::sync::MutexGuard<'_, WriterState>, db: Arc<DB>, staged: Staged, flush: FlushPolicy) -> Result<(), ResponseError> {
+        let Staged { mut write, producers, bytes, next_offset: next, last_epoch } = staged;
+        let total = log.bytes.load(Ordering::Acquire) + bytes;
+        write.put_cf(meta_cf(&db), meta_key(log.id, BYTES, &[]), total.to_be_bytes());
         drop(db);
-        self.io.write(Lane::Partition(id), write).await?;
-        writer.unflushed += next - base_offset;
+        self.io.write(Lane::Partition(log.id), write).await?;
+        writer.unflushed += next - writer.next_offset;
         writer.next_offset = next;
-        writer.producers.extend(producer);
+        writer.last_epoch = last_epoch;
+        writer.producers.extend(producers);
         log.bytes.store(total, Ordering::Release);
-        let sync = writer.unflushed >= opts.flush.messages;
+        let sync = writer.unflushed >= flush.messages;
         if sync {
             writer.unflushed = 0;
         }
-        // The next append may be written while this one waits for its sync; one sync then
-        // serves both (group commit).
+        let _publishing = Publishing::start(log);
         drop(writer);
-        if opts.flush.ms != i64::MAX {
-            self.syncer.sync_within(opts.flush.ms);
+        if flush.ms != i64::MAX {
+            self.syncer.sync_within(flush.ms);
         }
         if sync {
             self.syncer.wait(self.syncer.ticket()).await?;
         }
         log.publish(next);
-        Ok(Appended { base_offset, log_append_time: opts.log_append_time.unwrap_or(-1), log_start: log.log_start.load(Ordering::Acquire) })
+        Ok(())
     }
 
     /// (total, available) bytes of the file system holding the data directory.
@@ -457,6 +636,117 @@ impl LogStore {
     pub fn offsets(&self, id: PartitionId) -> Result<(i64, i64), ResponseError> {
         let log = self.partition(id)?;
         Ok((log.log_start.load(Ordering::Acquire), log.high_watermark.load(Ordering::Acquire)))
+    }
+
+    /// The log end offset: everything below is written, and synced where the topic asks for it.
+    pub fn log_end_offset(&self, id: PartitionId) -> Result<i64, ResponseError> {
+        Ok(self.partition(id)?.log_end.load(Ordering::Acquire))
+    }
+
+    /// Says who moves the high watermark. Back to [`HighWatermark::LogEnd`], it catches up
+    /// with the log end at once.
+    pub fn set_high_watermark_mode(&self, id: PartitionId, mode: HighWatermark) -> Result<(), ResponseError> {
+        let log = self.partition(id)?;
+        let mut waiters = log.waiters.lock().expect("waiters lock");
+        log.hw_by_caller.store(mode == HighWatermark::Caller, Ordering::Release);
+        if mode == HighWatermark::LogEnd {
+            log.high_watermark.fetch_max(log.log_end.load(Ordering::Acquire), Ordering::AcqRel);
+            wake(&mut waiters);
+        }
+        Ok(())
+    }
+
+    /// Moves the high watermark up to `offset`, never back and never past the log end, and
+    /// wakes the fetches waiting for it. Returns the high watermark now.
+    pub fn set_high_watermark(&self, id: PartitionId, offset: i64) -> Result<i64, ResponseError> {
+        let log = self.partition(id)?;
+        let mut waiters = log.waiters.lock().expect("waiters lock");
+        let target = offset.min(log.log_end.load(Ordering::Acquire));
+        if log.high_watermark.fetch_max(target, Ordering::AcqRel) < target {
+            wake(&mut waiters);
+        }
+        Ok(log.high_watermark.load(Ordering::Acquire))
+    }
+
+    /// OffsetForLeaderEpoch: (the largest leader epoch at most `epoch` among the log's
+    /// batches, the offset where it ends), or [`UNDEFINED_EPOCH_END`]; from the batch index
+    /// alone, in a few seeks (see [`index::end_offset_for_epoch`]).
+    pub async fn end_offset_for_epoch(&self, id: PartitionId, epoch: i32) -> Result<(i32, i64), ResponseError> {
+        let log = self.partition(id)?;
+        let (log_start, log_end) = (log.log_start.load(Ordering::Acquire), log.log_end.load(Ordering::Acquire));
+        self.io.read(move |db| index::end_offset_for_epoch(db, id, log_start, log_end, epoch).map_err(read_error)).await
+    }
+
+    /// Drops every batch at or after `offset`, the one holding it too (Kafka truncates to
+    /// batch boundaries): a follower's truncation after a leader change. One atomic write
+    /// removes the batches with their index entries and updates the byte count, the producer
+    /// states (rebuilt from the batches left, so retries are still deduplicated) and the
+    /// cleaner's checkpoint; a kill leaves the log before or after, never between. The high
+    /// watermark comes down with the log end if it was above. Appends in flight finish first.
+    /// Returns the new log end; refuses to go below the log start (OFFSET_OUT_OF_RANGE).
+    pub async fn truncate_to(&self, id: PartitionId, offset: i64) -> Result<i64, ResponseError> {
+        let log = self.partition(id)?;
+        let mut writer = log.writer.lock().await;
+        if writer.deleted {
+            return Err(ResponseError::UnknownTopicOrPartition);
+        }
+        log.drain().await;
+        let log_start = log.log_start.load(Ordering::Acquire);
+        if offset < log_start {
+            return Err(ResponseError::OffsetOutOfRange);
+        }
+        if offset >= writer.next_offset {
+            return Ok(writer.next_offset);
+        }
+        // A copy for the reader thread; truncations are rare.
+        let producers = writer.producers.clone();
+        let end = writer.next_offset;
+        let plan = self.io.read(move |db| plan_truncation(db, id, log_start, offset, end, producers)).await?;
+        if plan.cut < log_start {
+            // The batch holding `offset` also holds the log start.
+            return Err(ResponseError::OffsetOutOfRange);
+        }
+        let total = log.bytes.load(Ordering::Acquire).saturating_sub(plan.dropped_bytes);
+        let db = self.io.db().get()?;
+        let mut write = WriteBatch::default();
+        write.delete_range_cf(log_cf(&db), log_key(id, plan.cut), log_key(id + 1, 0));
+        write.delete_range_cf(index_cf(&db), log_key(id, plan.cut), log_key(id + 1, 0));
+        write.put_cf(meta_cf(&db), meta_key(id, BYTES, &[]), total.to_be_bytes());
+        for (pid, state) in &plan.producers {
+            let key = meta_key(id, PRODUCER, &pid.to_be_bytes());
+            match state {
+                Some(state) => write.put_cf(meta_cf(&db), key, state.encode()),
+                None => write.delete_cf(meta_cf(&db), key),
+            }
+        }
+        if plan.cleaned_past_cut {
+            cleaner::put_clean_upto(&db, &mut write, id, plan.cut);
+        }
+        drop(db);
+        self.io.write(Lane::Partition(id), write).await?;
+        // Durable before anyone sees the shorter log: a replica must not report a log end a
+        // power loss could take back.
+        self.syncer.wait(self.syncer.ticket()).await?;
+        writer.next_offset = plan.cut;
+        writer.last_epoch = plan.last_epoch;
+        writer.unflushed = 0;
+        for (pid, state) in plan.producers {
+            match state {
+                Some(state) => writer.producers.insert(pid, state),
+                None => writer.producers.remove(&pid),
+            };
+        }
+        log.bytes.store(total, Ordering::Release);
+        {
+            let _order = log.waiters.lock().expect("waiters lock");
+            log.truncations.fetch_add(1, Ordering::AcqRel);
+            log.log_end.store(plan.cut, Ordering::Release);
+            let hw = log.high_watermark.load(Ordering::Acquire);
+            let by_caller = log.hw_by_caller.load(Ordering::Acquire);
+            log.high_watermark.store(if by_caller { hw.min(plan.cut) } else { plan.cut }, Ordering::Release);
+        }
+        tracing::info!(partition = id, offset, log_end = plan.cut, "truncated");
+        Ok(plan.cut)
     }
 
     /// Reads whole batches for each request, in order, from the batch holding its offset, up to
@@ -663,6 +953,69 @@ impl LogStore {
             waiters.push(Arc::downgrade(notify));
         }
     }
+}
+
+/// What a truncation removes and leaves, read before it is written.
+struct TruncationPlan {
+    /// The new log end: the base offset of the first batch that goes.
+    cut: i64,
+    dropped_bytes: u64,
+    /// The leader epoch of the last batch left, -1 if none is.
+    last_epoch: i32,
+    /// The producers whose states change: rebuilt, or forgotten (`None`).
+    producers: Vec<(i64, Option<ProducerState>)>,
+    /// The cleaner's checkpoint lies past the cut and must come down to it.
+    cleaned_past_cut: bool,
+}
+
+/// Plans a truncation at `offset` of a log written up to `end`. Reads the index, and batches
+/// back from the cut only for producers whose state cannot just drop its batches past the cut
+/// (bounded by [`REBUILD_SCAN_BYTES`]).
+fn plan_truncation(db: &DB, id: PartitionId, log_start: i64, offset: i64, end: i64, producers: HashMap<i64, ProducerState>) -> Result<TruncationPlan, ResponseError> {
+    let mut entries = Entries::new(db, id, offset, end);
+    let dropped: Vec<BatchEntry> = entries.by_ref().filter(|e| e.last_offset >= offset).collect();
+    entries.status().map_err(read_error)?;
+    let cut = dropped.first().map_or(offset, |e| e.base_offset.min(offset));
+    let mut kept = Entries::new(db, id, cut - 1, cut);
+    let last_epoch = kept.next().map_or(-1, |e| e.leader_epoch);
+    kept.status().map_err(read_error)?;
+
+    let mut changed = Vec::new();
+    let mut unknown = Vec::new();
+    for (pid, state) in producers.iter().filter(|(_, s)| s.remembers_from(cut)) {
+        match state.truncated(cut) {
+            Some(state) => changed.push((*pid, Some(state))),
+            None => unknown.push(*pid),
+        }
+    }
+    let mut rebuild = Rebuild::new(unknown);
+    let mut opts = ReadOptions::default();
+    opts.set_iterate_lower_bound(log_key(id, 0).to_vec());
+    opts.set_iterate_upper_bound(log_key(id, cut).to_vec());
+    let mut it = db.raw_iterator_cf_opt(log_cf(db), opts);
+    it.seek_to_last();
+    let mut scanned = 0u64;
+    while let Some(value) = it.value() {
+        if rebuild.complete() || scanned >= REBUILD_SCAN_BYTES {
+            break;
+        }
+        let header = BatchHeader::new(value).ok_or(ResponseError::CorruptMessage)?;
+        if header.last_offset() < log_start {
+            break;
+        }
+        rebuild.older(&header);
+        scanned += value.len() as u64;
+        it.prev();
+    }
+    it.status().map_err(read_error)?;
+    changed.extend(rebuild.finish());
+    let producers = changed;
+    let forgotten = producers.iter().filter(|(_, s)| s.is_none()).count();
+    if forgotten > 0 {
+        tracing::debug!(partition = id, forgotten, "truncation: producers with no batch left before the cut are forgotten");
+    }
+    let cleaned_past_cut = cleaner::clean_upto(db, id)?.is_some_and(|c| c > cut);
+    Ok(TruncationPlan { cut, dropped_bytes: dropped.iter().map(|e| e.bytes as u64).sum(), last_epoch, producers, cleaned_past_cut })
 }
 
 /// Runs `scan` over the index entries of a partition's readable batches (log start to high
@@ -905,5 +1258,263 @@ mod tests {
         assert_eq!(BatchHeader::new(&r.records).unwrap().base_offset(), 4);
         // Size retention never drops the last batch.
         assert_eq!(store.apply_retention(1, -1, 0, 5000).await.unwrap(), 6);
+    }
+
+    fn at_epoch(epoch: i32) -> AppendOptions {
+        AppendOptions { leader_epoch: epoch, ..OPTS }
+    }
+
+    const REPLICA: ReplicaAppendOptions = ReplicaAppendOptions { flush: FlushPolicy::NEVER, allow_gaps: false };
+
+    /// A batch as a leader stores it: at `base` in `epoch`.
+    fn placed(spec: &BatchSpec, base: i64, epoch: i32) -> Vec<u8> {
+        let mut out = Vec::new();
+        batch::assign(&encode_batch(spec), base, epoch, &mut out);
+        out
+    }
+
+    fn idempotent(pid: i64, seq: i32, count: i64) -> Vec<u8> {
+        encode_batch(&BatchSpec { producer: Some((pid, 0, seq)), ..BatchSpec::values(count) })
+    }
+
+    #[tokio::test]
+    async fn end_offset_for_epoch_answers_as_kafka() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::open(dir.path()).unwrap();
+        store.load_partition(1).unwrap();
+        // Offsets 0-1 and 2-3 in epoch 0, 4-5 in epoch 1, 6-7 in epoch 3.
+        for epoch in [0, 0, 1, 3] {
+            store.append(1, &encode_batch(&BatchSpec::values(2)), at_epoch(epoch)).await.unwrap();
+        }
+        let ends: Vec<(i32, i64)> = futures_util::future::join_all((0..=4).map(|e| store.end_offset_for_epoch(1, e))).await.into_iter().map(Result::unwrap).collect();
+        // 2 was never used: its floor is 1, which ends where 3 begins. The latest epoch, and any
+        // above it, ends at the log end.
+        assert_eq!(ends, vec![(0, 4), (1, 6), (1, 6), (3, 8), (3, 8)]);
+        assert_eq!(store.end_offset_for_epoch(1, -1).await.unwrap(), UNDEFINED_EPOCH_END);
+
+        store.load_partition(2).unwrap();
+        assert_eq!(store.end_offset_for_epoch(2, 0).await.unwrap(), UNDEFINED_EPOCH_END, "an empty log");
+        store.append(2, &encode_batch(&BatchSpec::values(2)), at_epoch(5)).await.unwrap();
+        assert_eq!(store.end_offset_for_epoch(2, 4).await.unwrap(), (4, 0), "below every epoch: itself, ending at the first offset");
+
+        // Many batches: the binary search over offsets lands on each boundary.
+        store.load_partition(3).unwrap();
+        for i in 0..100 {
+            store.append(3, &encode_batch(&BatchSpec::values(1 + i % 3)), at_epoch(2 * (i as i32 / 7))).await.unwrap();
+        }
+        let mut starts = HashMap::new();
+        let entries: Vec<BatchEntry> = store.io.read(|db| Ok(Entries::new(db, 3, 0, i64::MAX).collect())).await.unwrap();
+        for e in &entries {
+            starts.entry(e.leader_epoch).or_insert(e.base_offset);
+        }
+        let end = store.log_end_offset(3).unwrap();
+        for epoch in 0..=entries.last().unwrap().leader_epoch {
+            let floor = epoch - epoch % 2;
+            let expected = starts.get(&(floor + 2)).copied().unwrap_or(end);
+            assert_eq!(store.end_offset_for_epoch(3, epoch).await.unwrap(), (floor, expected), "epoch {epoch}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_high_watermark_can_be_held_back_by_the_caller() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::open(dir.path()).unwrap();
+        store.load_partition(1).unwrap();
+        store.append(1, &encode_batch(&BatchSpec::values(2)), OPTS).await.unwrap();
+        assert_eq!((store.offsets(1).unwrap().1, store.log_end_offset(1).unwrap()), (2, 2), "by default it follows the log end");
+
+        store.set_high_watermark_mode(1, HighWatermark::Caller).unwrap();
+        store.append(1, &encode_batch(&BatchSpec::values(3)), OPTS).await.unwrap();
+        store.append(1, &encode_batch(&BatchSpec::values(1)), OPTS).await.unwrap();
+        assert_eq!((store.offsets(1).unwrap().1, store.log_end_offset(1).unwrap()), (2, 6));
+        assert!(read(&store, 1, 2, 1 << 20).await.unwrap().records.is_empty(), "nothing above it is readable");
+        assert_eq!(read(&store, 1, 3, 100).await.unwrap_err(), ResponseError::OffsetOutOfRange);
+
+        // A fetch waiting for data is woken when it moves.
+        let woken = Arc::new(Notify::new());
+        store.watch(&[1], &woken);
+        assert_eq!(store.set_high_watermark(1, 5).unwrap(), 5);
+        tokio::time::timeout(std::time::Duration::from_secs(5), woken.notified()).await.unwrap();
+        let r = read(&store, 1, 2, 1 << 20).await.unwrap();
+        assert_eq!((r.high_watermark, batch_bases(&r.records)), (5, vec![2]));
+        assert_eq!(store.set_high_watermark(1, 3).unwrap(), 5, "never back");
+        assert_eq!(store.set_high_watermark(1, 100).unwrap(), 6, "never past the log end");
+
+        store.append(1, &encode_batch(&BatchSpec::values(1)), OPTS).await.unwrap();
+        assert_eq!(store.offsets(1).unwrap().1, 6);
+        store.set_high_watermark_mode(1, HighWatermark::LogEnd).unwrap();
+        assert_eq!(store.offsets(1).unwrap().1, 7, "back to following the log end, at once");
+    }
+
+    /// Base offsets of the batches in a read.
+    fn batch_bases(mut records: &[u8]) -> Vec<i64> {
+        let mut bases = Vec::new();
+        while let Some(h) = BatchHeader::new(records) {
+            bases.push(h.base_offset());
+            records = &records[(i32::from_be_bytes(records[8..12].try_into().unwrap()) as usize + 12)..];
+        }
+        bases
+    }
+
+    #[tokio::test]
+    async fn a_follower_stores_the_leaders_batches_byte_for_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::open(dir.path()).unwrap();
+        let (leader, follower) = (1, 2);
+        store.load_partition(leader).unwrap();
+        store.load_partition(follower).unwrap();
+        store.append(leader, &encode_batch(&BatchSpec::values(3)), at_epoch(0)).await.unwrap();
+        store.append(leader, &idempotent(9, 0, 2), at_epoch(1)).await.unwrap();
+        let gzip = BatchSpec { compression: Compression::Gzip, producer: Some((9, 0, 2)), ..BatchSpec::values(4) };
+        store.append(leader, &encode_batch(&gzip), at_epoch(1)).await.unwrap();
+        let lat = AppendOptions { log_append_time: Some(1_800_000_000_000), ..at_epoch(4) };
+        store.append(leader, &encode_batch(&BatchSpec::values(1)), lat).await.unwrap();
+
+        // Two fetches' worth, the second holding several batches.
+        let first = read(&store, leader, 0, 1).await.unwrap().records;
+        assert_eq!(store.append_replicated(follower, &first, REPLICA).await.unwrap(), 3);
+        let rest = read(&store, leader, 3, 1 << 20).await.unwrap().records;
+        assert_eq!(store.append_replicated(follower, &rest, REPLICA).await.unwrap(), 10);
+
+        assert_eq!(read(&store, follower, 0, 1 << 20).await.unwrap().records, read(&store, leader, 0, 1 << 20).await.unwrap().records);
+        assert_eq!(store.offsets(follower).unwrap(), store.offsets(leader).unwrap());
+        assert_eq!(store.size(follower).unwrap(), store.size(leader).unwrap());
+        for epoch in 0..=5 {
+            assert_eq!(store.end_offset_for_epoch(follower, epoch).await.unwrap(), store.end_offset_for_epoch(leader, epoch).await.unwrap());
+        }
+        // Its producer states are the leader's: after a failover, a retry is still recognised.
+        assert_eq!(store.append(follower, &encode_batch(&gzip), OPTS).await.unwrap().base_offset, 5);
+        assert_eq!(store.append(follower, &idempotent(9, 6, 1), OPTS).await.unwrap().base_offset, 10);
+    }
+
+    #[tokio::test]
+    async fn a_follower_refuses_gaps_overlaps_and_older_epochs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::open(dir.path()).unwrap();
+        store.load_partition(1).unwrap();
+        let two = BatchSpec::values(2);
+        let mut fetched = placed(&two, 0, 1);
+        fetched.extend(placed(&two, 2, 1));
+        assert_eq!(store.append_replicated(1, &fetched, REPLICA).await.unwrap(), 4);
+
+        let refused = |r: Result<i64, ReplicaAppendError>| r.unwrap_err();
+        assert_eq!(refused(store.append_replicated(1, &fetched, REPLICA).await), ReplicaAppendError::Misplaced { expected: 4, base_offset: 0 });
+        assert_eq!(refused(store.append_replicated(1, &placed(&two, 3, 1), REPLICA).await), ReplicaAppendError::Misplaced { expected: 4, base_offset: 3 });
+        assert_eq!(refused(store.append_replicated(1, &placed(&two, 6, 1), REPLICA).await), ReplicaAppendError::Misplaced { expected: 4, base_offset: 6 });
+        // A gap between two batches of one fetch: the first is not written either.
+        let mut gapped = placed(&two, 4, 1);
+        gapped.extend(placed(&two, 7, 1));
+        assert_eq!(refused(store.append_replicated(1, &gapped, REPLICA).await), ReplicaAppendError::Misplaced { expected: 6, base_offset: 7 });
+        assert_eq!(refused(store.append_replicated(1, &placed(&two, 4, 0), REPLICA).await), ReplicaAppendError::EpochRegression { last_epoch: 1, batch_epoch: 0 });
+        let mut corrupt = placed(&two, 4, 1);
+        *corrupt.last_mut().unwrap() ^= 1;
+        assert_eq!(refused(store.append_replicated(1, &corrupt, REPLICA).await), ReplicaAppendError::Refused(ResponseError::CorruptMessage));
+        assert_eq!(store.log_end_offset(1).unwrap(), 4, "nothing refused was written");
+
+        // A compacted leader's log has gaps; allowed, they are kept.
+        let compacted = ReplicaAppendOptions { allow_gaps: true, ..REPLICA };
+        assert_eq!(store.append_replicated(1, &gapped, compacted).await.unwrap(), 9);
+        // A partial batch at the end of a fetch waits for the next one.
+        let mut partial = placed(&two, 9, 2);
+        let whole = partial.clone();
+        partial.extend_from_slice(&placed(&two, 11, 2)[..30]);
+        assert_eq!(store.append_replicated(1, &partial, REPLICA).await.unwrap(), 11);
+        let r = read(&store, 1, 0, 1 << 20).await.unwrap();
+        assert_eq!(batch_bases(&r.records), vec![0, 2, 4, 7, 9]);
+        assert!(r.records.ends_with(&whole));
+    }
+
+    #[tokio::test]
+    async fn truncate_to_drops_whole_batches_from_the_one_holding_the_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::open(dir.path()).unwrap();
+        store.load_partition(1).unwrap();
+        // Offsets 0-2 (epoch 0), 3-5 and 6-7 (epoch 1), 8 (epoch 2).
+        for (count, epoch) in [(3, 0), (3, 1), (2, 1), (1, 2)] {
+            store.append(1, &encode_batch(&BatchSpec::values(count)), at_epoch(epoch)).await.unwrap();
+        }
+        let first_batch = read(&store, 1, 0, 1).await.unwrap().records.len() as u64;
+        store.set_high_watermark_mode(1, HighWatermark::Caller).unwrap();
+        store.set_high_watermark(1, 6).unwrap();
+
+        assert_eq!(store.truncate_to(1, 9).await.unwrap(), 9, "nothing at or after the log end");
+        assert_eq!(store.truncate_to(1, 4).await.unwrap(), 3, "down to the base of the batch holding 4");
+        assert_eq!(store.offsets(1).unwrap(), (0, 3), "the high watermark comes down with it");
+        assert_eq!(store.log_end_offset(1).unwrap(), 3);
+        assert_eq!(store.size(1).unwrap(), first_batch);
+        assert_eq!(store.end_offset_for_epoch(1, 1).await.unwrap(), (0, 3));
+        assert_eq!(store.append(1, &encode_batch(&BatchSpec::values(2)), at_epoch(3)).await.unwrap().base_offset, 3);
+        store.set_high_watermark(1, 5).unwrap();
+        let r = read(&store, 1, 0, 1 << 20).await.unwrap();
+        assert_eq!(batch_bases(&r.records), vec![0, 3]);
+        assert_eq!(store.end_offset_for_epoch(1, 1).await.unwrap(), (0, 3));
+        assert_eq!(store.end_offset_for_epoch(1, 3).await.unwrap(), (3, 5));
+
+        // Never below the log start, not even for a batch that straddles it.
+        assert_eq!(store.delete_records(1, 4).await.unwrap(), 4);
+        assert_eq!(store.truncate_to(1, 3).await.unwrap_err(), ResponseError::OffsetOutOfRange);
+        assert_eq!(store.truncate_to(1, 4).await.unwrap_err(), ResponseError::OffsetOutOfRange);
+        assert_eq!(store.log_end_offset(1).unwrap(), 5);
+    }
+
+    #[tokio::test]
+    async fn producer_retries_are_deduplicated_after_truncation_and_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = [(7, 0, 2), (8, 0, 1), (7, 2, 2), (8, 1, 1), (8, 2, 1), (8, 3, 1), (8, 4, 1), (8, 5, 1), (7, 4, 1)];
+        {
+            let store = LogStore::open(dir.path()).unwrap();
+            store.load_partition(1).unwrap();
+            // Producer 7: offsets 0-1, 3-4 and 10. Producer 8: 2, then 5..=9, so the five it
+            // remembers all lie past the cut at 5 and its batch at 2 must be read back.
+            for (pid, seq, count) in layout {
+                store.append(1, &idempotent(pid, seq, count), OPTS).await.unwrap();
+            }
+            assert_eq!(store.truncate_to(1, 5).await.unwrap(), 5);
+        }
+        // What a kill right after the truncation leaves: one atomic write, all of it or none.
+        let store = LogStore::open(dir.path()).unwrap();
+        store.load_partition(1).unwrap();
+        assert_eq!(store.offsets(1).unwrap(), (0, 5));
+        let r = read(&store, 1, 0, 1 << 20).await.unwrap();
+        assert_eq!(batch_bases(&r.records), vec![0, 2, 3]);
+        assert_eq!(store.size(1).unwrap(), r.records.len() as u64);
+        let retry = |pid, seq, count| {
+            let store = &store;
+            async move { store.append(1, &idempotent(pid, seq, count), OPTS).await.map(|a| a.base_offset) }
+        };
+        assert_eq!(retry(7, 2, 2).await, Ok(3), "a retry of a batch left is a duplicate");
+        assert_eq!(retry(8, 0, 1).await, Ok(2), "found again by reading back");
+        assert_eq!(retry(8, 3, 1).await, Err(AppendError::Refused(ResponseError::OutOfOrderSequenceNumber)));
+        assert_eq!(retry(7, 4, 1).await, Ok(5), "a batch truncated away is written again");
+        assert_eq!(retry(8, 1, 1).await, Ok(6));
+        assert_eq!(retry(7, 4, 1).await, Ok(5));
+        assert_eq!(retry(7, 0, 2).await, Ok(0));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_truncation_waits_for_appends_in_flight_so_none_publishes_past_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(LogStore::open(dir.path()).unwrap());
+        store.load_partition(1).unwrap();
+        // At flush.messages=1 each append waits for its sync after releasing the writer.
+        let synced = AppendOptions { flush: FlushPolicy { messages: 1, ms: i64::MAX }, ..OPTS };
+        for round in 0..5 {
+            let appends: Vec<_> = (0..20)
+                .map(|_| {
+                    let store = store.clone();
+                    tokio::spawn(async move { store.append(1, &encode_batch(&BatchSpec::values(1)), synced).await.unwrap() })
+                })
+                .collect();
+            tokio::task::yield_now().await;
+            let cut = store.truncate_to(1, 5 * round).await.unwrap();
+            for a in appends {
+                a.await.unwrap();
+            }
+            let end = store.log_end_offset(1).unwrap();
+            let r = read(&store, 1, 0, 1 << 30).await.unwrap();
+            let last = batch_bases(&r.records).last().map_or(0, |&b| b + 1);
+            assert_eq!((end, store.offsets(1).unwrap().1), (last, last), "round {round}, cut at {cut}");
+            assert_eq!(store.size(1).unwrap(), r.records.len() as u64);
+        }
     }
 }

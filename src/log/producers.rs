@@ -26,7 +26,7 @@ use std::collections::{HashMap, VecDeque};
 
 use kafka_protocol::ResponseError;
 
-use super::batch::BatchHeader;
+use super::batch::{BatchHeader, HEADER_LEN};
 
 /// How many recent batches per producer are kept for duplicate detection (Kafka's value; it
 /// matches the largest `max.in.flight.requests.per.connection` allowed with idempotence).
@@ -118,6 +118,25 @@ impl ProducerState {
         next
     }
 
+    /// Whether a batch it remembers starts at or after `offset` (a truncation there changes it).
+    pub fn remembers_from(&self, offset: i64) -> bool {
+        self.recent.back().is_some_and(|b| b.base_offset >= offset)
+    }
+
+    /// The state with its batches from `offset` on forgotten, when that needs no reading: a
+    /// batch is left, and the window was never full, so it held every batch of the epoch.
+    /// `None` when the log must be read ([`Rebuild`]).
+    pub fn truncated(&self, offset: i64) -> Option<ProducerState> {
+        if self.recent.len() == RECENT_BATCHES {
+            return None;
+        }
+        let recent: VecDeque<BatchMeta> = self.recent.iter().filter(|b| b.base_offset < offset).copied().collect();
+        let last = recent.back()?.timestamp;
+        // A state of the first stored form has no batch times: it keeps its load time.
+        let last_timestamp = if last == NO_TIMESTAMP { self.last_timestamp } else { last };
+        Some(ProducerState { epoch: self.epoch, last_timestamp, recent })
+    }
+
     /// Kafka's `isProducerExpired` (transactions, which never expire while open, come later).
     fn is_expired(&self, now_ms: i64, expiration_ms: i64) -> bool {
         now_ms.saturating_sub(self.last_timestamp) >= expiration_ms
@@ -162,6 +181,55 @@ impl ProducerState {
         }
         let recent = bytes[2..].chunks_exact(FIRST_FORM_BATCH_META).map(|c| meta(c, Some(NO_TIMESTAMP))).collect::<Option<_>>()?;
         Some(ProducerState { epoch: i16::from_be_bytes(be(bytes, 0)?), last_timestamp: loaded_at, recent })
+    }
+}
+
+/// Rebuilds producers' states from the batches left before a truncation point (Kafka's
+/// truncateAndReload), fed newest first: each producer gets back its last [`RECENT_BATCHES`]
+/// batches of its latest epoch, so retries after a leader change are deduplicated as before.
+pub struct Rebuild {
+    /// Per producer, the headers found so far (newest first) and whether it has all it needs.
+    wanted: HashMap<i64, (Vec<[u8; HEADER_LEN]>, bool)>,
+    open: usize,
+}
+
+impl Rebuild {
+    pub fn new(producers: impl IntoIterator<Item = i64>) -> Rebuild {
+        let wanted: HashMap<_, _> = producers.into_iter().map(|pid| (pid, (Vec::new(), false))).collect();
+        Rebuild { open: wanted.len(), wanted }
+    }
+
+    /// Whether every producer has all it needs (reading further back would change nothing).
+    pub fn complete(&self) -> bool {
+        self.open == 0
+    }
+
+    /// Takes the next older batch.
+    pub fn older(&mut self, header: &BatchHeader) {
+        let Some((found, done)) = self.wanted.get_mut(&header.producer_id()) else { return };
+        // A batch of an older epoch than the newest found: the newer epoch forgot it.
+        let other_epoch = found.first().is_some_and(|h| BatchHeader::new(h).expect("a header").producer_epoch() != header.producer_epoch());
+        if *done || other_epoch {
+            self.open -= usize::from(!*done);
+            *done = true;
+            return;
+        }
+        found.push(header.header_bytes());
+        if found.len() == RECENT_BATCHES {
+            *done = true;
+            self.open -= 1;
+        }
+    }
+
+    /// The rebuilt states; `None` for a producer none of whose batches was found.
+    pub fn finish(self) -> impl Iterator<Item = (i64, Option<ProducerState>)> {
+        self.wanted.into_iter().map(|(pid, (found, _))| {
+            let state = found.iter().rev().fold(None, |state, bytes| {
+                let h = BatchHeader::new(bytes).expect("a header");
+                Some(ProducerState::after_append(state.as_ref(), &h, h.base_offset(), h.max_timestamp()))
+            });
+            (pid, state)
+        })
     }
 }
 

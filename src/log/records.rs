@@ -6,7 +6,7 @@
 //! (duplicate keys included) and anything a client put there survive compaction exactly. The
 //! codecs are kafka-protocol's.
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use kafka_protocol::compression::{self as codec, Compressor, Decompressor};
 use kafka_protocol::ResponseError;
 
@@ -95,9 +95,10 @@ fn next_record<'a>(rest: &mut &'a [u8]) -> Result<RawRecord<'a>, ResponseError> 
     let length = varint(rest)?;
     let length = usize::try_from(length).map_err(corrupt)?;
     let prefix = whole.len() - rest.len();
-    let mut body = rest.get(..length).ok_or_else(|| corrupt("record longer than its batch"))?;
+    let body = rest.get(..length).ok_or_else(|| corrupt("record longer than its batch"))?;
     *rest = &rest[length..];
-    body.get_u8(); // attributes (unused)
+    // A record of length 0 has not even its attributes byte (found by fuzz/record_batch).
+    let (_attributes, mut body) = body.split_first().ok_or_else(|| corrupt("empty record"))?;
     let timestamp_delta = varint(&mut body)?;
     let offset_delta = varint(&mut body)?;
     let key = bytes_field(&mut body)?;
@@ -198,6 +199,23 @@ mod tests {
         assert_eq!((h.base_offset(), h.last_offset(), h.record_count()), (100, 103, 2));
         assert_eq!(offsets_and_timestamps(&rebuilt).unwrap(), vec![(101, 1_700_000_000_010), (103, 1_700_000_000_030)]);
         assert_eq!(rebuild(&stored, &[]).unwrap(), None);
+    }
+
+    #[test]
+    fn a_record_of_length_zero_is_corrupt() {
+        let template = encode_batch(&BatchSpec::values(1));
+        // One record whose length varint says 0: not even the attributes byte follows.
+        let empty = batch::with_records(&template, 1, 1_700_000_000_000, &[0x00]);
+        assert!(batch::validate_produced(&empty, 1 << 20).is_ok());
+        assert_eq!(keyless(&empty), Err(ResponseError::CorruptMessage));
+        assert_eq!(offsets_and_timestamps(&empty), Err(ResponseError::CorruptMessage));
+        // The same after a well-formed record: the walk stops at the bad one.
+        let good = &template[batch::HEADER_LEN..];
+        let second = batch::with_records(&template, 2, 1_700_000_000_000, &[good, &[0x00]].concat());
+        let header = BatchHeader::new(&second).unwrap();
+        let section = section(&header).unwrap();
+        let walked: Vec<_> = walk(&section, 2).collect();
+        assert!(walked[0].is_ok() && matches!(walked[1], Err(ResponseError::CorruptMessage)));
     }
 
     #[test]
