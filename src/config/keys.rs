@@ -3,7 +3,7 @@
 //! configuration table are all derived from [`KEYS`]; a new setting is one row here plus the
 //! `Config` field it fills.
 
-use super::{listeners, Config, ConfigType};
+use super::{listeners, quorum, Config, ConfigType};
 
 /// Whether a setting may change while the broker runs, in Kafka's classification
 /// (`DynamicBrokerConfig.AllDynamicConfigs` and its per-broker subset).
@@ -183,8 +183,33 @@ pub const KEYS: &[Key] = &[
         "Data directory holding the RocksDB store (the first one, if several are listed).",
         |c, v| v.split(',').next().map(str::trim).filter(|d| !d.is_empty()).map(|dir| c.data_dir = dir.into()).ok_or_else(|| "empty".into()))
         .synonyms(&[Alias { name: "log.dir", factor: 1 }]),
-    Key::new("node.id", ConfigType::Int, Some("1"), "This broker's id.", field!(node_id))
+    Key::new("node.id", ConfigType::Int, Some("1"), "This node's id, unique in the cluster and fixed once the data directory is formatted.", field!(node_id)).min(0)
         .synonyms(&[Alias { name: "broker.id", factor: 1 }]),
+    Key::new("process.roles", ConfigType::List, Some("broker,controller"),
+        "What this node does: broker (serves clients), controller (a voter of the metadata quorum), or both.",
+        |c, v| quorum::Roles::parse(v).map(|r| c.process_roles = r)),
+    Key::new("controller.quorum.voters", ConfigType::List, Some(""),
+        "The controller quorum as id@host:port entries (each voter's controller listener); empty: this node is the one voter of its own cluster.",
+        |c, v| quorum::parse_voters(v).map(|voters| c.quorum_voters = voters))
+        .note("this node alone"),
+    Key::new("controller.listener.names", ConfigType::List, Some("CONTROLLER"),
+        "The listener in listeners that serves the controller quorum's RPC (Gregor's own protocol, PLAINTEXT unless listener.security.protocol.map says otherwise).",
+        |c, v| quorum::parse_names(v).map(|names| c.controller_listener_names = names)),
+    Key::new("broker.session.timeout.ms", ConfigType::Int, Some("9000"),
+        "The controller fences a broker whose heartbeats stop for this long, and moves its partition leaderships to other ISR members.",
+        field!(broker_session_timeout_ms)).min(1),
+    Key::new("broker.heartbeat.interval.ms", ConfigType::Int, Some("2000"),
+        "How often a broker sends the controller a heartbeat.", field!(broker_heartbeat_interval_ms)).min(1),
+    Key::new("broker.rack", ConfigType::String, None,
+        "This broker's rack; replicas of a partition are spread over racks when brokers name them.",
+        |c, v| {
+            c.broker_rack = Some(v.to_string()).filter(|r| !r.is_empty());
+            Ok(())
+        })
+        .note("none"),
+    Key::new("default.replication.factor", ConfigType::Int, Some("1"),
+        "Replicas of each partition of a topic created without a replication factor (or with -1), auto-created topics included.",
+        field!(default_replication_factor)).min(1),
     Key::new("num.partitions", ConfigType::Int, Some("1"), "Partitions of auto-created topics.", field!(num_partitions)).min(1),
     Key::new("auto.create.topics.enable", ConfigType::Boolean, Some("true"),
         "Create unknown topics when a Metadata request allows it.", field!(auto_create_topics)),

@@ -9,6 +9,7 @@
 
 mod keys;
 mod listeners;
+pub mod quorum;
 mod settings;
 
 use std::collections::BTreeMap;
@@ -19,6 +20,7 @@ use anyhow::{anyhow, Context, Result};
 
 pub use keys::{find, Alias, Key, Update, KEYS};
 pub use listeners::Listener;
+pub use quorum::{Roles, Voter};
 use listeners::Endpoint;
 pub use settings::{BrokerSettings, Level};
 
@@ -32,6 +34,18 @@ pub struct Config {
     pub listeners: Vec<Listener>,
     pub data_dir: PathBuf,
     pub node_id: i32,
+    /// `process.roles`.
+    pub process_roles: Roles,
+    /// `controller.quorum.voters`; empty: this node is the lone voter.
+    pub quorum_voters: Vec<Voter>,
+    pub controller_listener_names: Vec<String>,
+    /// The entry of `listeners` named in `controller.listener.names`, taken out of `listeners`
+    /// (which keeps the Kafka API's).
+    pub controller_listener: Option<Listener>,
+    pub broker_session_timeout_ms: u64,
+    pub broker_heartbeat_interval_ms: u64,
+    pub broker_rack: Option<String>,
+    pub default_replication_factor: i16,
     pub num_partitions: i32,
     pub auto_create_topics: bool,
     /// Largest record batch a producer may send (`message.max.bytes`).
@@ -207,7 +221,17 @@ impl Config {
                 }
             }
         }
-        config.listeners = listeners::combine(&config.bind, &config.advertise, &config.protocols)?;
+        // Controller listeners speak PLAINTEXT unless the map says otherwise, as in Kafka's
+        // own examples, where CONTROLLER is rarely mapped.
+        let mut protocols = config.protocols.clone();
+        for name in &config.controller_listener_names {
+            if !protocols.iter().any(|(n, _)| n == name) {
+                protocols.push((name.clone(), "PLAINTEXT".into()));
+            }
+        }
+        let all = listeners::combine(&config.bind, &config.advertise, &protocols)?;
+        (config.listeners, config.controller_listener) =
+            quorum::split_and_check(config.process_roles, config.node_id, &config.quorum_voters, &config.controller_listener_names, all)?;
         config.statics = statics;
         Ok(config)
     }
@@ -218,6 +242,14 @@ impl Config {
             listeners: Vec::new(),
             data_dir: PathBuf::new(),
             node_id: 0,
+            process_roles: Roles { broker: true, controller: true },
+            quorum_voters: Vec::new(),
+            controller_listener_names: Vec::new(),
+            controller_listener: None,
+            broker_session_timeout_ms: 0,
+            broker_heartbeat_interval_ms: 0,
+            broker_rack: None,
+            default_replication_factor: 0,
             num_partitions: 0,
             auto_create_topics: false,
             message_max_bytes: 0,
