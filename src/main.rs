@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{value_parser, Arg, ArgAction, ArgMatches, Command};
+use gregor::cluster::identity::{self, Identity};
 use gregor::config::{markdown_table, KEYS};
 use gregor::{Broker, Config};
 
@@ -15,11 +16,17 @@ fn command() -> Command {
         .version(env!("CARGO_PKG_VERSION"))
         .about(env!("CARGO_PKG_DESCRIPTION"))
         .after_help("Settings use Kafka's names. Precedence: flag, then GREGOR_* environment variable, then the --config file, then the default.")
-        .arg(Arg::new("config").long("config").env("GREGOR_CONFIG").value_name("FILE").value_parser(value_parser!(PathBuf)).help("A server.properties-style file (key=value lines)"))
+        .subcommand(
+            Command::new("format")
+                .about("Record the cluster id and this node's id in the data directory (as kafka-storage format); needed once before a node with controller.quorum.voters starts")
+                .arg(Arg::new("cluster-id").long("cluster-id").short('t').required(true).value_name("ID").help("The cluster's id, the same on every node (gregor random-uuid makes one)")),
+        )
+        .subcommand(Command::new("random-uuid").about("Print a new cluster id"))
+        .arg(Arg::new("config").long("config").env("GREGOR_CONFIG").global(true).value_name("FILE").value_parser(value_parser!(PathBuf)).help("A server.properties-style file (key=value lines)"))
         .arg(Arg::new("print-config-table").long("print-config-table").action(ArgAction::SetTrue).help("Print the configuration table of README.md, generated from the key table, and exit"));
     KEYS.iter().fold(command, |command, key| {
         let default = key.default_note.or(key.default).unwrap_or("none");
-        command.arg(Arg::new(key.name).long(key.flag()).env(key.env()).value_name("VALUE").help(format!("{}: {} [default: {default}]", key.name, key.doc)))
+        command.arg(Arg::new(key.name).long(key.flag()).env(key.env()).value_name("VALUE").global(true).help(format!("{}: {} [default: {default}]", key.name, key.doc)))
     })
 }
 
@@ -64,6 +71,25 @@ fn raise_open_files_limit() {
     }
 }
 
+/// `gregor format`: the settings as for a start, then meta.properties in the data directory.
+fn format(matches: &ArgMatches, sub: &ArgMatches) -> ExitCode {
+    let cluster_id = sub.get_one::<String>("cluster-id").expect("required").clone();
+    let formatted = to_config(matches).and_then(|config| {
+        identity::format(&config.data_dir, &Identity { cluster_id, node_id: config.node_id })?;
+        Ok(config.data_dir)
+    });
+    match formatted {
+        Ok(dir) => {
+            println!("Formatted {}", dir.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!("cannot format: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -76,6 +102,14 @@ async fn main() -> ExitCode {
     if matches.get_flag("print-config-table") {
         print!("{}", markdown_table());
         return ExitCode::SUCCESS;
+    }
+    match matches.subcommand() {
+        Some(("random-uuid", _)) => {
+            println!("{}", identity::random_uuid());
+            return ExitCode::SUCCESS;
+        }
+        Some(("format", sub)) => return format(&matches, sub),
+        _ => {}
     }
     raise_open_files_limit();
     let started = match to_config(&matches) {

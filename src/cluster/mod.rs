@@ -6,6 +6,7 @@
 
 mod broker_config;
 pub mod controller;
+pub mod identity;
 pub mod metadata;
 mod topic_config;
 
@@ -189,14 +190,16 @@ impl Cluster {
     /// Loads the node's topics and makes their partitions' logs available.
     pub fn open(config: &Config, node: Node, log: Arc<LogStore>) -> Result<Cluster> {
         let meta = log.meta();
-        let cluster_id = match meta.get(CLUSTER_ID_KEY)? {
-            Some(id) => String::from_utf8(id).context("cluster id is not UTF-8")?,
-            None => {
-                let id = Uuid::new_v4().simple().to_string()[..22].to_string();
-                meta.write_now(&[(CLUSTER_ID_KEY, Some(id.as_bytes()))])?;
-                id
+        // A lone node formats itself: a data directory from before meta.properties keeps the
+        // cluster id it had.
+        let legacy_or_new = || -> Result<String> {
+            match meta.get(CLUSTER_ID_KEY)? {
+                Some(id) => String::from_utf8(id).context("stored cluster id is not UTF-8"),
+                None => Ok(identity::random_uuid()),
             }
         };
+        let auto_format: Option<&dyn Fn() -> Result<String>> = if config.quorum_voters.is_empty() { Some(&legacy_or_new) } else { None };
+        let cluster_id = identity::check_at_start(&config.data_dir, node.id, auto_format)?.cluster_id;
         let settings = Arc::new(broker_config::load(config, &meta, node.id)?);
         let mut topics = IndexMap::new();
         for (key, value) in meta.scan(TOPIC_PREFIX)? {
