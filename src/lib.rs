@@ -23,6 +23,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::api::Api;
+use crate::cluster::controller::{Controller, ControllerClient, ControllerConfig, NodeId, RegisterBroker};
+use crate::cluster::lifecycle::BrokerLifecycle;
+use crate::cluster::metadata::{BrokerEndpoint, BrokerRegistration};
 use crate::cluster::{Cluster, Endpoint, Node};
 pub use crate::config::Config;
 use crate::config::BrokerSettings;
@@ -40,6 +43,8 @@ pub struct BrokerHandle {
     tasks: Vec<JoinHandle<()>>,
     log: Arc<LogStore>,
     cluster: Arc<Cluster>,
+    /// Why the node must stop, when the controller refused it.
+    failure: watch::Receiver<Option<String>>,
 }
 
 impl Broker {
@@ -65,7 +70,7 @@ impl Broker {
             bound.push((l.name.clone(), addr, socket));
         }
         let advertised = (endpoints[0].host.clone(), endpoints[0].port);
-        let node = Node { id: config.node_id, endpoints };
+        let node = Node { id: config.node_id, endpoints, rack: config.broker_rack.clone() };
         let api = {
             let config = config.clone();
             Arc::new(tokio::task::spawn_blocking(move || Api::open(&config, node, log)).await??)
@@ -74,6 +79,8 @@ impl Broker {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut zookeeper_addr = None;
         let mut tasks = Vec::new();
+        let (failure, failure_rx) = watch::channel(None);
+        tasks.extend(start_quorum(&config, &api, failure, shutdown_rx.clone()).await?);
         if let Some(addr) = config.zookeeper_listener {
             let (bound, task) = zookeeper::start(addr, cluster.clone(), groups.clone(), api.log.meta(), shutdown_rx.clone()).await?;
             zookeeper_addr = Some(bound);
@@ -96,7 +103,7 @@ impl Broker {
             tasks.push(tokio::spawn(cleaner_loop(cluster.clone(), shutdown_rx)));
         }
         tracing::info!("Gregor listening on {}, advertised as {}:{}, data in {}", listeners[0].1, advertised.0, advertised.1, config.data_dir.display());
-        Ok(BrokerHandle { listeners, advertised, zookeeper_addr, shutdown, tasks, log: api.log.clone(), cluster })
+        Ok(BrokerHandle { listeners, advertised, zookeeper_addr, shutdown, tasks, log: api.log.clone(), cluster, failure: failure_rx })
     }
 }
 
@@ -135,6 +142,17 @@ impl BrokerHandle {
         Some((self.log.clone(), id))
     }
 
+    /// Waits until the node cannot go on (the controller quorum refused it) and says why.
+    pub async fn failed(&self) -> String {
+        let mut failure = self.failure.clone();
+        let why = failure.wait_for(Option::is_some).await.map(|why| why.clone().unwrap_or_default());
+        match why {
+            Ok(why) => why,
+            // The lifecycle task ended without a failure: the broker is shutting down.
+            Err(_) => std::future::pending().await,
+        }
+    }
+
     /// Stops accepting, lets each connection finish its current request, closes the store.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
@@ -142,6 +160,53 @@ impl BrokerHandle {
             let _ = task.await;
         }
     }
+}
+
+/// A lone voter elects itself at once; this only bounds a wait that never should be long.
+const LONE_ELECTION_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Joins the metadata quorum (as a voter with the controller role, as a learner without) and
+/// starts its named tasks: the quorum itself, the active controller's broker session check, and
+/// this broker's registration and heartbeats. A lone node is registered and unfenced before
+/// this returns, so its first client sees it.
+async fn start_quorum(config: &Config, api: &Api, failure: watch::Sender<Option<String>>, shutdown: watch::Receiver<bool>) -> Result<Vec<JoinHandle<()>>> {
+    let cluster = &api.cluster;
+    let node_id = NodeId::try_from(config.node_id).context("node.id")?;
+    let voters: Vec<(NodeId, String)> = config.quorum_voters.iter().map(|v| (v.id as NodeId, v.address.clone())).collect();
+    let listener = config.controller_listener.as_ref();
+    let mut quorum = ControllerConfig::new(node_id, voters, listener.map(|l| format!("{}:{}", l.bind_host(), l.port)));
+    quorum.cluster_id = cluster.cluster_id().to_string();
+    quorum.broker_session_timeout_ms = config.broker_session_timeout_ms;
+    let (controller, task) = Controller::start(quorum, &api.log, shutdown.clone()).await?;
+    cluster.attach_quorum(controller.clone());
+    let mut tasks = vec![task];
+    if config.process_roles.controller {
+        tasks.push(tokio::spawn(controller.clone().run_broker_sessions(shutdown.clone())));
+    }
+    let node = cluster.node();
+    let registration = BrokerRegistration {
+        id: node.id,
+        endpoints: node.endpoints.iter().map(|e| BrokerEndpoint { listener: e.listener.clone(), host: e.host.clone(), port: e.port }).collect(),
+        rack: node.rack.clone(),
+    };
+    let raft_address = listener.map(|l| {
+        let (host, port) = l.advertised.clone().unwrap_or_else(|| (l.bind_host().to_string(), l.port));
+        format!("{host}:{port}")
+    });
+    let request = RegisterBroker { cluster_id: cluster.cluster_id().to_string(), registration, raft_address };
+    let client = ControllerClient::new(controller.clone(), config.quorum_voters.iter().map(|v| v.address.clone()).collect());
+    let mut lifecycle = BrokerLifecycle::new(client, controller.clone(), request, failure);
+    if config.quorum_voters.is_empty() {
+        // Registers, then unfences: the lone node is its own controller, no network involved.
+        controller.wait_for_leader(LONE_ELECTION_TIMEOUT).await.context("the lone controller did not elect itself")?;
+        for _ in 0..2 {
+            if !lifecycle.step().await {
+                anyhow::bail!("the controller refused this node");
+            }
+        }
+    }
+    tasks.push(tokio::spawn(lifecycle.run(config.broker_heartbeat_interval_ms, shutdown)));
+    Ok(tasks)
 }
 
 /// After a failed write (a full disk, typically), reopens the store once space is back, so

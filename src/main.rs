@@ -94,7 +94,7 @@ fn format(matches: &ArgMatches, sub: &ArgMatches) -> ExitCode {
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,openraft=warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -123,9 +123,15 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    wait_for_signal().await;
+    let code = tokio::select! {
+        _ = wait_for_signal() => ExitCode::SUCCESS,
+        why = broker.failed() => {
+            tracing::error!("stopping: {why}");
+            ExitCode::FAILURE
+        }
+    };
     tracing::info!("shutting down");
     broker.shutdown().await;
     tracing::info!("stopped");
-    ExitCode::SUCCESS
+    code
 }

@@ -47,7 +47,7 @@ impl Harness {
         let mut config = Config::default();
         config.set("log.dirs", dir.path().to_str().expect("utf-8 path")).expect("valid");
         let log = Arc::new(LogStore::open(&config.data_dir).expect("store opens"));
-        let node = Node { id: 1, endpoints: vec![Endpoint { listener: "PLAINTEXT".into(), host: "127.0.0.1".into(), port: 9092 }] };
+        let node = Node { id: 1, endpoints: vec![Endpoint { listener: "PLAINTEXT".into(), host: "127.0.0.1".into(), port: 9092 }], rack: None };
         let api = Arc::new(Api::open(&config, node, log).expect("state opens"));
         let compacted = NewTopic {
             name: COMPACTED.into(),

@@ -1,4 +1,5 @@
-//! Metadata: this node as the only broker and the leader of every partition; topics are
+//! Metadata: the live brokers of the metadata image, with this node the leader of every
+//! partition (topics are not on the image yet); topics are
 //! auto-created on request when the broker and the request both allow it.
 
 use kafka_protocol::messages::metadata_request::MetadataRequest;
@@ -24,11 +25,18 @@ const CLUSTER_OPERATIONS: i32 = 0b1_1111_1010_0000;
 
 pub async fn handle(api: &Api, req: &Request, r: MetadataRequest) -> MetadataResponse {
     let node = api.cluster.node();
-    let endpoint = node.endpoint(&req.listener);
-    let broker = MetadataResponseBroker::default()
-        .with_node_id(BrokerId(node.id))
-        .with_host(StrBytes::from_string(endpoint.host.clone()))
-        .with_port(endpoint.port as i32);
+    let brokers = api
+        .cluster
+        .live_brokers(&req.listener)
+        .into_iter()
+        .map(|b| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(b.id))
+                .with_host(StrBytes::from_string(b.host))
+                .with_port(b.port as i32)
+                .with_rack(b.rack.map(StrBytes::from_string))
+        })
+        .collect();
     // Before v4 there is no allow flag and topics are always auto-created.
     let allow_create = req.version < 4 || r.allow_auto_topic_creation;
     let topic_ops = (req.version >= 8 && r.include_topic_authorized_operations).then_some(TOPIC_OPERATIONS);
@@ -54,9 +62,9 @@ pub async fn handle(api: &Api, req: &Request, r: MetadataRequest) -> MetadataRes
         }
     };
     let mut response = MetadataResponse::default()
-        .with_brokers(vec![broker])
+        .with_brokers(brokers)
         .with_cluster_id(Some(StrBytes::from_string(api.cluster.cluster_id().to_string())))
-        .with_controller_id(BrokerId(node.id))
+        .with_controller_id(BrokerId(api.cluster.controller_id()))
         .with_topics(topics);
     if (8..=10).contains(&req.version) && r.include_cluster_authorized_operations {
         response.cluster_authorized_operations = CLUSTER_OPERATIONS;
@@ -92,16 +100,22 @@ fn describe_topic(t: &Topic, version: i16, node_id: i32, ops: Option<i32>) -> Me
 }
 
 pub fn describe_cluster(api: &Api, req: &Request, r: DescribeClusterRequest) -> DescribeClusterResponse {
-    let node = api.cluster.node();
-    let endpoint = node.endpoint(&req.listener);
-    let broker = DescribeClusterBroker::default()
-        .with_broker_id(BrokerId(node.id))
-        .with_host(StrBytes::from_string(endpoint.host.clone()))
-        .with_port(endpoint.port as i32);
+    let brokers = api
+        .cluster
+        .live_brokers(&req.listener)
+        .into_iter()
+        .map(|b| {
+            DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(b.id))
+                .with_host(StrBytes::from_string(b.host))
+                .with_port(b.port as i32)
+                .with_rack(b.rack.map(StrBytes::from_string))
+        })
+        .collect();
     let mut response = DescribeClusterResponse::default()
         .with_cluster_id(StrBytes::from_string(api.cluster.cluster_id().to_string()))
-        .with_controller_id(BrokerId(node.id))
-        .with_brokers(vec![broker]);
+        .with_controller_id(BrokerId(api.cluster.controller_id()))
+        .with_brokers(brokers);
     if req.version >= 1 {
         response.endpoint_type = r.endpoint_type;
     }

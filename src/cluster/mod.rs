@@ -7,11 +7,12 @@
 mod broker_config;
 pub mod controller;
 pub mod identity;
+pub mod lifecycle;
 pub mod metadata;
 mod topic_config;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use anyhow::{Context, Result};
 use indexmap::IndexMap;
@@ -21,6 +22,7 @@ use uuid::Uuid;
 pub use crate::config::ConfigChange;
 use crate::config::{BrokerSettings, Config};
 use crate::log::{CleanerLimits, LogStore, Meta, PartitionId};
+use controller::Controller;
 pub use topic_config::TopicConfigs;
 
 /// Gregor has one replica per partition and never changes leaders, so the epoch stays 0.
@@ -40,6 +42,17 @@ pub struct Node {
     pub id: i32,
     /// In `listeners` order; never empty.
     pub endpoints: Vec<Endpoint>,
+    /// `broker.rack`.
+    pub rack: Option<String>,
+}
+
+/// A broker as clients are told of it, at the address of one listener.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BrokerAddress {
+    pub id: i32,
+    pub host: String,
+    pub port: u16,
+    pub rack: Option<String>,
 }
 
 /// The address clients that came in on `listener` are told to use.
@@ -138,6 +151,8 @@ pub struct Cluster {
     topics: RwLock<IndexMap<String, Arc<Topic>>>,
     /// Serialises changes to topics; held while they are written.
     admin: tokio::sync::Mutex<Counters>,
+    /// This node's member of the metadata quorum, once the broker started it.
+    quorum: OnceLock<Controller>,
 }
 
 /// The next ids to hand out, as stored.
@@ -226,6 +241,7 @@ impl Cluster {
             log,
             topics: RwLock::new(topics),
             admin: tokio::sync::Mutex::new(counters),
+            quorum: OnceLock::new(),
         })
     }
 
@@ -235,6 +251,42 @@ impl Cluster {
 
     pub fn cluster_id(&self) -> &str {
         &self.cluster_id
+    }
+
+    /// Brokers and the controller are read from `controller`'s metadata image from now on.
+    pub fn attach_quorum(&self, controller: Controller) {
+        if self.quorum.set(controller).is_err() {
+            tracing::warn!("a second metadata quorum attached; keeping the first");
+        }
+    }
+
+    /// The brokers clients may use, at their address on `listener` (or their first one): the
+    /// unfenced brokers of the metadata image, and this one, which is serving.
+    pub fn live_brokers(&self, listener: &str) -> Vec<BrokerAddress> {
+        let me = self.node.endpoint(listener);
+        let mut brokers = vec![BrokerAddress { id: self.node.id, host: me.host.clone(), port: me.port, rack: self.node.rack.clone() }];
+        if let Some(controller) = self.quorum.get() {
+            let image = controller.image().borrow().clone();
+            for broker in image.brokers().filter(|b| !b.fenced && b.registration.id != self.node.id) {
+                let r = &broker.registration;
+                let Some(endpoint) = r.endpoints.iter().find(|e| e.listener == listener).or(r.endpoints.first()) else { continue };
+                brokers.push(BrokerAddress { id: r.id, host: endpoint.host.clone(), port: endpoint.port, rack: r.rack.clone() });
+            }
+            brokers.sort_by_key(|b| b.id);
+        }
+        brokers
+    }
+
+    /// The controller id clients are told: the active controller when it is also a live broker
+    /// (they send it admin requests), else this node, as Kafka's brokers answer in KRaft mode.
+    pub fn controller_id(&self) -> i32 {
+        let Some(controller) = self.quorum.get() else { return self.node.id };
+        let image = controller.image().borrow().clone();
+        controller
+            .leader()
+            .and_then(|l| i32::try_from(l).ok())
+            .filter(|&l| image.broker(l).is_some_and(|b| !b.fenced))
+            .unwrap_or(self.node.id)
     }
 
     pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {

@@ -74,11 +74,15 @@ pub fn split_and_check(roles: Roles, node_id: i32, voters: &[Voter], controller_
     }
     let controller = controller.into_iter().next();
     let is_voter = voters.iter().any(|v| v.id == node_id);
-    if roles.broker && kafka.is_empty() {
+    if !roles.broker {
+        // Every Gregor node serves clients for now; a dedicated controller is a later step.
+        return Err("process.roles=controller alone is not supported yet: use broker,controller for the voters".into());
+    }
+    if kafka.is_empty() {
         return Err("a broker needs a client listener in listeners besides the controller listener".into());
     }
-    if !roles.broker && !kafka.is_empty() {
-        return Err(format!("a controller-only node serves no clients: remove {} from listeners or add broker to process.roles", kafka[0].name));
+    if let Some(l) = controller.as_ref().filter(|l| l.port == 0 && !voters.is_empty()) {
+        return Err(format!("the {} listener needs a fixed port: other nodes reach it at that address", l.name));
     }
     if roles.controller {
         if !voters.is_empty() && !is_voter {
@@ -139,5 +143,8 @@ mod tests {
         assert!(check(broker, 3, &[], vec![listener("PLAINTEXT", 1)]).unwrap_err().contains("needs controller.quorum.voters"));
         assert!(check(broker, 3, &voters, vec![listener("PLAINTEXT", 1), listener("CONTROLLER", 2)]).is_ok());
         assert!(check(both, 1, &voters, vec![listener("CONTROLLER", 2)]).unwrap_err().contains("client listener"));
+        assert!(check(both, 1, &voters, vec![listener("PLAINTEXT", 1), listener("CONTROLLER", 0)]).unwrap_err().contains("fixed port"));
+        let controller_only = Roles { broker: false, controller: true };
+        assert!(check(controller_only, 1, &voters, vec![listener("CONTROLLER", 2)]).unwrap_err().contains("not supported yet"));
     }
 }

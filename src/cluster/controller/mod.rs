@@ -9,9 +9,14 @@
 //!
 //! A one-node cluster is the same code with one voter, which elects itself at once.
 
+mod brokers;
+mod client;
 mod network;
 mod rpc;
 mod store;
+
+pub use brokers::{BrokerHeartbeat, HeartbeatReply, RegisterBroker};
+pub use client::ControllerClient;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -63,18 +68,22 @@ pub struct ControllerConfig {
     pub election_timeout_ms: u64,
     /// The image is snapshotted after this many log entries, and the log before it dropped.
     pub snapshot_after_entries: u64,
+    /// Brokers of another cluster id are refused.
+    pub cluster_id: String,
+    /// `broker.session.timeout.ms`: a broker without heartbeats this long is fenced.
+    pub broker_session_timeout_ms: u64,
 }
 
 impl ControllerConfig {
     pub fn new(node_id: NodeId, voters: Vec<(NodeId, String)>, address: Option<String>) -> ControllerConfig {
         // Kafka's controller.quorum.election.timeout.ms is 1 s; heartbeats a fifth of it leave
         // room for a busy machine before a follower gives up on its leader.
-        ControllerConfig { node_id, voters, address, heartbeat_interval_ms: 200, election_timeout_ms: 1000, snapshot_after_entries: 10_000 }
+        ControllerConfig { node_id, voters, address, heartbeat_interval_ms: 200, election_timeout_ms: 1000, snapshot_after_entries: 10_000, cluster_id: String::new(), broker_session_timeout_ms: 9000 }
     }
 }
 
 /// Why a write (or a membership change) did not happen.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum WriteError {
     #[error("this node is not the active controller (leader: {leader:?} at {address:?})")]
     NotLeader { leader: Option<NodeId>, address: Option<String> },
@@ -85,6 +94,10 @@ pub enum WriteError {
     TimedOut(Duration),
     #[error("the controller is stopped: {0}")]
     Stopped(String),
+    #[error("this node belongs to cluster {broker}, but the controller quorum is cluster {controller}: format its data directory with the quorum's cluster id")]
+    WrongCluster { controller: String, broker: String },
+    #[error("no controller reachable: {0}")]
+    Unreachable(String),
 }
 
 /// One node's view of the quorum (what Kafka's DescribeQuorum reports, and what tests check).
@@ -108,6 +121,9 @@ pub struct Controller {
     id: NodeId,
     raft: Raft<TypeConfig>,
     image: watch::Receiver<Arc<MetadataImage>>,
+    cluster_id: String,
+    session_timeout_ms: u64,
+    sessions: Arc<brokers::Sessions>,
 }
 
 impl Controller {
@@ -173,9 +189,17 @@ impl Controller {
             raft.trigger().elect().await?;
         }
 
+        let controller = Controller {
+            id,
+            raft: raft.clone(),
+            image,
+            cluster_id: config.cluster_id.clone(),
+            session_timeout_ms: config.broker_session_timeout_ms,
+            sessions: Arc::default(),
+        };
         let server = listener.map(|l| {
             tracing::info!(node = id, "controller listener on {}", l.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()));
-            tokio::spawn(rpc::serve(l, raft.clone(), shutdown.clone()))
+            tokio::spawn(rpc::serve(l, controller.clone(), shutdown.clone()))
         });
         let task = {
             let raft = raft.clone();
@@ -193,7 +217,7 @@ impl Controller {
                 }
             })
         };
-        Ok((Controller { id, raft, image }, task))
+        Ok((controller, task))
     }
 
     pub fn id(&self) -> NodeId {
@@ -203,6 +227,37 @@ impl Controller {
     /// The active controller, as far as this node knows.
     pub fn leader(&self) -> Option<NodeId> {
         self.raft.metrics().borrow().current_leader
+    }
+
+    /// Refuses a call meant for the active controller when this node is not it.
+    fn check_leader(&self) -> Result<(), WriteError> {
+        match self.leader() {
+            Some(leader) if leader == self.id => Ok(()),
+            leader => Err(WriteError::NotLeader { leader, address: leader.and_then(|l| self.address_of(l)) }),
+        }
+    }
+
+    /// The controller RPC address of a member (voter or learner) of the quorum.
+    fn address_of(&self, node: NodeId) -> Option<String> {
+        let metrics = self.raft.metrics().borrow().clone();
+        let address = metrics.membership_config.membership().get_node(&node).map(|n| n.addr.clone());
+        address.filter(|a| !a.is_empty())
+    }
+
+    fn is_voter(&self, node: NodeId) -> bool {
+        self.raft.metrics().borrow().membership_config.membership().voter_ids().any(|v| v == node)
+    }
+
+    /// The voters, for DescribeCluster and Metadata's controller id.
+    pub fn voters(&self) -> Vec<NodeId> {
+        self.raft.metrics().borrow().membership_config.membership().voter_ids().collect()
+    }
+
+    /// Waits up to `timeout` for the quorum to have an active controller; returns it.
+    pub async fn wait_for_leader(&self, timeout: Duration) -> Option<NodeId> {
+        let mut metrics = self.raft.metrics();
+        let found = tokio::time::timeout(timeout, metrics.wait_for(|m| m.current_leader.is_some())).await;
+        found.ok().and_then(|m| m.ok().and_then(|m| m.current_leader))
     }
 
     /// Where this node's copy of the metadata log stands.

@@ -27,8 +27,8 @@ pub(super) struct Network {
     peers: Arc<Mutex<HashMap<NodeId, Arc<Peer>>>>,
 }
 
-struct Peer {
-    addr: String,
+pub(super) struct Peer {
+    pub(super) addr: String,
     connection: tokio::sync::Mutex<Option<Connection>>,
 }
 
@@ -62,16 +62,29 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerClient {
         let mut peers = self.peers.lock().expect("peers lock");
-        let peer = peers.entry(target).or_insert_with(|| Arc::new(Peer { addr: node.addr.clone(), connection: Default::default() }));
+        let peer = peers.entry(target).or_insert_with(|| Arc::new(Peer::new(node.addr.clone())));
         if peer.addr != node.addr {
             // The peer moved (a new membership): its old connection goes with the old entry.
-            *peer = Arc::new(Peer { addr: node.addr.clone(), connection: Default::default() });
+            *peer = Arc::new(Peer::new(node.addr.clone()));
         }
         PeerClient { id: self.id, target, peer: peer.clone() }
     }
 }
 
 impl Peer {
+    pub(super) fn new(addr: String) -> Peer {
+        Peer { addr, connection: Default::default() }
+    }
+
+    /// A call outside openraft (a broker's to the controller), its failure as text.
+    pub(super) async fn request(&self, request: &Request, timeout: Duration) -> Result<Response, String> {
+        self.call(request, timeout).await.map_err(|e| match e {
+            CallError::Unreachable(e) => format!("{}: {e}", self.addr),
+            CallError::Timeout(t) => format!("{}: no answer within {t:?}", self.addr),
+            CallError::Network(e) => format!("{}: {e:#}", self.addr),
+        })
+    }
+
     /// One call on the peer's connection; on any failure the connection is dropped, since a
     /// late answer would otherwise be read as the next call's.
     async fn call(&self, request: &Request, timeout: Duration) -> Result<Response, CallError> {

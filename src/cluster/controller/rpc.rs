@@ -14,7 +14,6 @@ use anyhow::{bail, Context, Result};
 use bincode::Options;
 use openraft::error::{InstallSnapshotError, RaftError};
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest, VoteResponse};
-use openraft::Raft;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
@@ -22,7 +21,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
-use super::{NodeId, TypeConfig};
+use super::brokers::{BrokerHeartbeat, HeartbeatReply, RegisterBroker};
+use super::{Controller, NodeId, TypeConfig, WriteError};
 
 /// The largest frame either side accepts.
 pub(super) const MAX_FRAME_BYTES: usize = 16 << 20;
@@ -41,6 +41,8 @@ pub(super) enum Request {
     AppendEntries(AppendEntriesRequest<TypeConfig>),
     Vote(VoteRequest<NodeId>),
     InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
+    RegisterBroker(RegisterBroker),
+    BrokerHeartbeat(BrokerHeartbeat),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -48,6 +50,8 @@ pub(super) enum Response {
     AppendEntries(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
     Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
     InstallSnapshot(Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>),
+    RegisterBroker(Result<(), WriteError>),
+    BrokerHeartbeat(Result<HeartbeatReply, WriteError>),
 }
 
 fn codec() -> impl Options {
@@ -98,7 +102,7 @@ pub(super) async fn read_frame<T: DeserializeOwned>(input: &mut (impl AsyncReadE
 }
 
 /// Accepts peers' connections until shutdown, serving each on its own task.
-pub(super) async fn serve(listener: TcpListener, raft: Raft<TypeConfig>, mut shutdown: watch::Receiver<bool>) {
+pub(super) async fn serve(listener: TcpListener, controller: Controller, mut shutdown: watch::Receiver<bool>) {
     let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut connections = JoinSet::new();
     loop {
@@ -120,10 +124,10 @@ pub(super) async fn serve(listener: TcpListener, raft: Raft<TypeConfig>, mut shu
             tracing::warn!(%peer, "controller listener: refusing a connection, {MAX_CONNECTIONS} are open");
             continue;
         };
-        let (raft, mut shutdown) = (raft.clone(), shutdown.clone());
+        let (controller, mut shutdown) = (controller.clone(), shutdown.clone());
         connections.spawn(async move {
             tokio::select! {
-                served = serve_connection(socket, &raft) => if let Err(e) = served {
+                served = serve_connection(socket, &controller) => if let Err(e) = served {
                     tracing::warn!(%peer, "controller connection closed: {e:#}");
                 },
                 _ = shutdown.changed() => {}
@@ -134,17 +138,26 @@ pub(super) async fn serve(listener: TcpListener, raft: Raft<TypeConfig>, mut shu
     connections.shutdown().await;
 }
 
+impl Controller {
+    /// Answers one call, from a peer or (for broker calls) from this node itself.
+    pub(super) async fn handle(&self, request: Request) -> Response {
+        match request {
+            Request::AppendEntries(r) => Response::AppendEntries(self.raft.append_entries(r).await),
+            Request::Vote(r) => Response::Vote(self.raft.vote(r).await),
+            Request::InstallSnapshot(r) => Response::InstallSnapshot(self.raft.install_snapshot(r).await),
+            Request::RegisterBroker(r) => Response::RegisterBroker(self.register_broker(r).await),
+            Request::BrokerHeartbeat(r) => Response::BrokerHeartbeat(self.broker_heartbeat(r).await),
+        }
+    }
+}
+
 /// Answers one peer's calls, in order, until it closes the connection.
-async fn serve_connection(socket: TcpStream, raft: &Raft<TypeConfig>) -> Result<()> {
+async fn serve_connection(socket: TcpStream, controller: &Controller) -> Result<()> {
     socket.set_nodelay(true)?;
     let (input, output) = socket.into_split();
     let (mut input, mut output) = (BufReader::new(input), BufWriter::new(output));
     while let Some(request) = read_frame::<Request>(&mut input).await? {
-        let response = match request {
-            Request::AppendEntries(r) => Response::AppendEntries(raft.append_entries(r).await),
-            Request::Vote(r) => Response::Vote(raft.vote(r).await),
-            Request::InstallSnapshot(r) => Response::InstallSnapshot(raft.install_snapshot(r).await),
-        };
+        let response = controller.handle(request).await;
         tokio::time::timeout(FRAME_TIMEOUT, write_frame(&mut output, &response)).await.context("peer not reading")??;
     }
     Ok(())

@@ -1,0 +1,79 @@
+//! The broker's side of its lifecycle (Kafka's BrokerLifecycleManager): register with the
+//! active controller, then heartbeat every `broker.heartbeat.interval.ms` with how far this
+//! node has applied the metadata log; the controller unfences the broker once it caught up.
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::controller::{BrokerHeartbeat, Controller, ControllerClient, RegisterBroker, WriteError};
+
+pub struct BrokerLifecycle {
+    client: ControllerClient,
+    local: Controller,
+    request: RegisterBroker,
+    registered: bool,
+    fenced: bool,
+    /// Set when the controller refuses this node for good (another cluster's id).
+    failure: watch::Sender<Option<String>>,
+}
+
+impl BrokerLifecycle {
+    pub fn new(client: ControllerClient, local: Controller, request: RegisterBroker, failure: watch::Sender<Option<String>>) -> BrokerLifecycle {
+        BrokerLifecycle { client, local, request, registered: false, fenced: true, failure }
+    }
+
+    /// One round: registers if not registered yet, then heartbeats. `false` once the node
+    /// must stop.
+    pub async fn step(&mut self) -> bool {
+        let id = self.request.registration.id;
+        if !self.registered {
+            match self.client.register(self.request.clone()).await {
+                Ok(()) => self.registered = true,
+                Err(e @ WriteError::WrongCluster { .. }) => {
+                    tracing::error!(broker = id, "registration refused: {e}");
+                    self.failure.send_replace(Some(e.to_string()));
+                    return false;
+                }
+                Err(e) => {
+                    tracing::debug!(broker = id, "registration not done yet: {e}");
+                    return true;
+                }
+            }
+        }
+        let heartbeat = BrokerHeartbeat { id, applied_index: self.local.status().last_applied_index };
+        match self.client.heartbeat(heartbeat).await {
+            Ok(reply) if reply.unknown => self.registered = false,
+            Ok(reply) => {
+                if self.fenced && !reply.fenced {
+                    tracing::info!(broker = id, "unfenced by the controller");
+                } else if !self.fenced && reply.fenced {
+                    tracing::warn!(broker = id, "fenced by the controller (heartbeats were late)");
+                }
+                self.fenced = reply.fenced;
+            }
+            Err(e) => tracing::debug!(broker = id, "heartbeat not answered: {e}"),
+        }
+        true
+    }
+
+    /// The named background task: a round every `interval_ms` until shutdown.
+    pub async fn run(mut self, interval_ms: u64, mut shutdown: watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(Duration::from_millis(interval_ms));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            // A round may wait on a slow controller; shutdown does not.
+            let stepped = tokio::select! {
+                stepped = self.step() => stepped,
+                _ = shutdown.changed() => return,
+            };
+            if !stepped {
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! The shared cluster harness: N real `gregor` processes on free ports with one formatted
+//! cluster id, each killed (SIGKILL) or restarted at will; every process is killed when the
+//! harness is dropped. Fault tests build on it.
+
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Settings every node gets: quick heartbeats and fencing, so tests wait seconds, not minutes.
+pub const FAST: &[(&str, &str)] = &[("broker.heartbeat.interval.ms", "200"), ("broker.session.timeout.ms", "2000")];
+
+pub struct TestCluster {
+    dir: tempfile::TempDir,
+    pub cluster_id: String,
+    /// Per node (id = index + 1): its client and controller ports, and its process if running.
+    nodes: Vec<NodeSlot>,
+    voters: String,
+    settings: Vec<(String, String)>,
+}
+
+struct NodeSlot {
+    client_port: u16,
+    controller_port: u16,
+    voter: bool,
+    process: Option<Child>,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port()
+}
+
+pub fn gregor() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_gregor"))
+}
+
+impl TestCluster {
+    /// Formats and starts `voters` broker,controller nodes and `brokers` broker-only ones.
+    pub fn start(voters: usize, brokers: usize, settings: &[(&str, &str)]) -> TestCluster {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let nodes: Vec<NodeSlot> = (0..voters + brokers)
+            .map(|i| NodeSlot { client_port: free_port(), controller_port: free_port(), voter: i < voters, process: None })
+            .collect();
+        let voters = nodes.iter().enumerate().filter(|(_, n)| n.voter).map(|(i, n)| format!("{}@127.0.0.1:{}", i + 1, n.controller_port)).collect::<Vec<_>>().join(",");
+        let out = gregor().arg("random-uuid").output().expect("gregor runs");
+        let cluster_id = String::from_utf8(out.stdout).expect("utf-8").trim().to_string();
+        let settings = settings.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut cluster = TestCluster { dir, cluster_id, nodes, voters, settings };
+        for id in 1..=cluster.nodes.len() as i32 {
+            let formatted = cluster.command(id, &["format", "--cluster-id", &cluster.cluster_id.clone()], &[]).output().expect("format runs");
+            assert!(formatted.status.success(), "format node {id}: {}", String::from_utf8_lossy(&formatted.stderr));
+            cluster.start_node(id);
+        }
+        cluster
+    }
+
+    pub fn data_dir(&self, id: i32) -> PathBuf {
+        self.dir.path().join(format!("node-{id}"))
+    }
+
+    fn slot(&mut self, id: i32) -> &mut NodeSlot {
+        &mut self.nodes[id as usize - 1]
+    }
+
+    /// `gregor <subcommand> ...` with node `id`'s settings, the harness's, then `overrides`.
+    pub fn command(&self, id: i32, subcommand: &[&str], overrides: &[(&str, &str)]) -> Command {
+        let slot = &self.nodes[id as usize - 1];
+        let roles = if slot.voter { "broker,controller" } else { "broker" };
+        let listeners = format!("PLAINTEXT://127.0.0.1:{},CONTROLLER://127.0.0.1:{}", slot.client_port, slot.controller_port);
+        let dir = self.data_dir(id).display().to_string();
+        let mut settings: Vec<(String, String)> = [("node.id", id.to_string()), ("process.roles", roles.into()), ("controller.quorum.voters", self.voters.clone()), ("listeners", listeners), ("log.dirs", dir)]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .chain(self.settings.iter().cloned())
+            .collect();
+        for (key, value) in overrides {
+            settings.retain(|(k, _)| k != key);
+            settings.push((key.to_string(), value.to_string()));
+        }
+        let mut command = gregor();
+        command.args(subcommand);
+        for (key, value) in settings {
+            command.arg(format!("--{}", key.replace('.', "-"))).arg(value);
+        }
+        command.env("RUST_LOG", "info,openraft=error");
+        command
+    }
+
+    pub fn start_node(&mut self, id: i32) {
+        let log = std::fs::File::create(self.dir.path().join(format!("node-{id}.log"))).expect("log file");
+        let child = self.command(id, &[], &[]).stdout(Stdio::null()).stderr(log).spawn().expect("gregor starts");
+        self.slot(id).process = Some(child);
+    }
+
+    /// SIGKILL: no shutdown, no last heartbeat.
+    pub fn kill(&mut self, id: i32) {
+        if let Some(mut child) = self.slot(id).process.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn client_addr(&self, id: i32) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.nodes[id as usize - 1].client_port))
+    }
+
+    pub fn ids(&self) -> impl Iterator<Item = i32> {
+        1..=self.nodes.len() as i32
+    }
+
+    pub fn running(&self) -> Vec<i32> {
+        self.ids().filter(|&id| self.nodes[id as usize - 1].process.is_some()).collect()
+    }
+
+    /// What node `id` logged so far.
+    pub fn log(&self, id: i32) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("node-{id}.log"))).unwrap_or_default()
+    }
+
+    /// Waits for node `id`'s process to exit by itself, up to `patience`.
+    pub fn wait_exit(&mut self, id: i32, patience: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + patience;
+        let child = self.slot(id).process.as_mut()?;
+        while Instant::now() < deadline {
+            if let Some(status) = child.try_wait().ok().flatten() {
+                self.slot(id).process = None;
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        for id in self.ids().collect::<Vec<_>>() {
+            self.kill(id);
+        }
+    }
+}
+
+/// Runs `gregor` with `args` to completion (a start that must be refused), up to 10 s.
+pub fn run_to_exit(mut command: Command) -> Output {
+    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("gregor runs");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().expect("waitable").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("output")
+}
+
+/// Polls `check` every 100 ms until it gives `Some`, up to `patience`.
+pub async fn eventually<T, F, Fut>(patience: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + patience;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "gave up waiting for {what} after {patience:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
