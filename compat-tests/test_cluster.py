@@ -1,0 +1,121 @@
+"""A three-node cluster started as `scripts/cluster 3` starts it, seen by kafka-python's admin
+client: every broker and the active controller, from any bootstrap node; a killed node is
+fenced and leaves the broker list; stopping the script stops every node."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+
+import pytest
+from kafka import KafkaAdminClient
+
+from conftest import CLIENT_TIMEOUT_S, DEFAULT_GREGOR_BIN, port_accepts, wait_until
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def free_base(count: int) -> int:
+    """A port such that it and the next `count - 1` are free right now."""
+    for _ in range(100):
+        base = random.randrange(20000, 60000 - count)
+        if not any(port_accepts(base + i) for i in range(count)):
+            return base
+    raise RuntimeError("no free port range")
+
+
+class ScriptCluster:
+    def __init__(self, nodes: int):
+        self.nodes = nodes
+        self.port = free_base(nodes)
+        self.controller_port = free_base(nodes)
+        self.dir = tempfile.mkdtemp(prefix="gregor-cluster-")
+        self.log_path = os.path.join(self.dir, "cluster.log")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GREGOR_")}
+        env.update(
+            GREGOR_BIN=os.environ.get("GREGOR_BIN", DEFAULT_GREGOR_BIN),
+            GREGOR_CLUSTER_DATA=os.path.join(self.dir, "data"),
+            GREGOR_CLUSTER_PORT=str(self.port),
+            GREGOR_CLUSTER_CONTROLLER_PORT=str(self.controller_port),
+        )
+        args = [os.path.join(REPO, "scripts", "cluster"), str(nodes),
+                "--broker-heartbeat-interval-ms", "200", "--broker-session-timeout-ms", "2000"]
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        self.bootstrap = [f"127.0.0.1:{self.port + i}" for i in range(nodes)]
+
+    def node_pid(self, node_id: int) -> int:
+        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout
+        for pid in out.split():
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                args = f.read().split(b"\0")
+            if b"--node-id" in args and args[args.index(b"--node-id") + 1] == str(node_id).encode():
+                return int(pid)
+        raise AssertionError(f"node {node_id} is not running:\n{self.log()}")
+
+    def log(self) -> str:
+        with open(self.log_path, errors="replace") as f:
+            return f.read()[-6000:]
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture
+def cluster():
+    c = ScriptCluster(3)
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+def describe(bootstrap: str):
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+    try:
+        return admin.describe_cluster()
+    finally:
+        admin.close()
+
+
+def brokers_seen(bootstrap: str, expected: set[int]):
+    try:
+        d = describe(bootstrap)
+    except Exception:  # not serving yet
+        return None
+    ids = {b["broker_id"] for b in d["brokers"]}
+    return d if ids == expected and d["controller_id"] in expected else None
+
+
+def test_every_node_sees_the_cluster_and_a_killed_node_is_fenced(cluster):
+    everyone = {1, 2, 3}
+    views = [wait_until(lambda b=b: brokers_seen(b, everyone), timeout=CLIENT_TIMEOUT_S,
+                        message=f"{b} to list brokers 1-3\n{cluster.log()}") for b in cluster.bootstrap]
+    assert len({v["cluster_id"] for v in views}) == 1
+    ports = {b["broker_id"]: b["port"] for b in views[0]["brokers"]}
+    assert ports == {i + 1: cluster.port + i for i in range(3)}
+    controller = views[0]["controller_id"]
+
+    victim = next(i for i in everyone if i != controller)
+    pid = cluster.node_pid(victim)
+    os.kill(pid, signal.SIGKILL)
+    killed = time.monotonic()
+    survivor = cluster.bootstrap[controller - 1]
+    wait_until(lambda: brokers_seen(survivor, everyone - {victim}), timeout=CLIENT_TIMEOUT_S,
+               message=f"broker {victim} to be fenced\n{cluster.log()}")
+    assert time.monotonic() - killed < 10
+
+    cluster.stop()
+    for i in range(3):
+        assert not port_accepts(cluster.port + i), "scripts/cluster stops every node"
