@@ -165,6 +165,18 @@ impl BrokerHandle {
 /// A lone voter elects itself at once; this only bounds a wait that never should be long.
 const LONE_ELECTION_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The longest a stopping broker waits for the controller to fence it.
+const CONTROLLED_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Signals a shutdown when dropped.
+struct StopOnDrop(watch::Sender<bool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.send_replace(true);
+    }
+}
+
 /// Joins the metadata quorum (as a voter with the controller role, as a learner without) and
 /// starts its named tasks: the quorum itself, the active controller's broker session check, and
 /// this broker's registration and heartbeats. A lone node is registered and unfenced before
@@ -177,11 +189,14 @@ async fn start_quorum(config: &Config, api: &Api, failure: watch::Sender<Option<
     let mut quorum = ControllerConfig::new(node_id, voters, listener.map(|l| format!("{}:{}", l.bind_host(), l.port)));
     quorum.cluster_id = cluster.cluster_id().to_string();
     quorum.broker_session_timeout_ms = config.broker_session_timeout_ms;
-    let (controller, task) = Controller::start(quorum, &api.log, shutdown.clone()).await?;
+    // The quorum stops after this broker's last heartbeat, which may need it (controlled
+    // shutdown through this node's own controller).
+    let (quorum_stop, quorum_shutdown) = watch::channel(false);
+    let (controller, task) = Controller::start(quorum, &api.log, quorum_shutdown.clone()).await?;
     cluster.attach_quorum(controller.clone());
     let mut tasks = vec![task];
     if config.process_roles.controller {
-        tasks.push(tokio::spawn(controller.clone().run_broker_sessions(shutdown.clone())));
+        tasks.push(tokio::spawn(controller.clone().run_broker_sessions(quorum_shutdown)));
     }
     let node = cluster.node();
     let registration = BrokerRegistration {
@@ -205,7 +220,16 @@ async fn start_quorum(config: &Config, api: &Api, failure: watch::Sender<Option<
             }
         }
     }
-    tasks.push(tokio::spawn(lifecycle.run(config.broker_heartbeat_interval_ms, shutdown)));
+    let shutdown_timeout = Duration::from_millis(config.broker_session_timeout_ms).min(CONTROLLED_SHUTDOWN_TIMEOUT);
+    let interval_ms = config.broker_heartbeat_interval_ms;
+    tasks.insert(
+        0,
+        tokio::spawn(async move {
+            // Dropped when the task ends, however it ends: the quorum then stops too.
+            let _stop_quorum = StopOnDrop(quorum_stop);
+            lifecycle.run(interval_ms, shutdown_timeout, shutdown).await;
+        }),
+    );
     Ok(tasks)
 }
 

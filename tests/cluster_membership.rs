@@ -1,7 +1,7 @@
 //! Three real nodes on one metadata quorum: every broker sees the others and the active
 //! controller in Metadata; a killed broker is fenced after broker.session.timeout.ms and
 //! disappears from Metadata; a killed active controller is replaced; a restarted node comes
-//! back; misconfigured nodes are refused with a message saying what to fix.
+//! back; a cleanly stopped one is fenced at once; misconfigured nodes are refused with a message saying what to fix.
 
 mod cluster;
 mod common;
@@ -66,6 +66,14 @@ async fn three_nodes_fence_a_dead_broker_and_survive_their_controller() {
     assert!(cluster.log(controller).contains("broker fenced"), "{}", cluster.log(controller));
 
     // It comes back: registered again, unfenced once caught up.
+    cluster.start_node(victim);
+    agreed(&cluster, &[1, 2, 3]).await;
+
+    // A clean stop asks the controller to fence it at once (controlled shutdown).
+    cluster.stop(victim);
+    let rest: Vec<i32> = cluster.ids().filter(|&id| id != victim).collect();
+    agreed(&cluster, &rest).await;
+    assert!(cluster.log(victim).contains("fenced for shutdown"), "{}", cluster.log(victim));
     cluster.start_node(victim);
     agreed(&cluster, &[1, 2, 3]).await;
 

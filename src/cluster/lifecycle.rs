@@ -8,6 +8,9 @@ use tokio::sync::watch;
 
 use super::controller::{BrokerHeartbeat, Controller, ControllerClient, RegisterBroker, WriteError};
 
+/// How often a broker not yet unfenced tries again.
+const STARTING_RETRY: Duration = Duration::from_millis(100);
+
 pub struct BrokerLifecycle {
     client: ControllerClient,
     local: Controller,
@@ -41,7 +44,7 @@ impl BrokerLifecycle {
                 }
             }
         }
-        let heartbeat = BrokerHeartbeat { id, applied_index: self.local.status().last_applied_index };
+        let heartbeat = BrokerHeartbeat { id, applied_index: self.local.status().last_applied_index, want_shutdown: false };
         match self.client.heartbeat(heartbeat).await {
             Ok(reply) if reply.unknown => self.registered = false,
             Ok(reply) => {
@@ -57,22 +60,34 @@ impl BrokerLifecycle {
         true
     }
 
-    /// The named background task: a round every `interval_ms` until shutdown.
-    pub async fn run(mut self, interval_ms: u64, mut shutdown: watch::Receiver<bool>) {
-        let mut tick = tokio::time::interval(Duration::from_millis(interval_ms));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    /// The named background task: a round every `interval_ms` (more often until unfenced) until shutdown, then a last
+    /// heartbeat asking to be fenced, bounded by `shutdown_timeout`.
+    pub async fn run(mut self, interval_ms: u64, shutdown_timeout: Duration, mut shutdown: watch::Receiver<bool>) {
+        let interval = Duration::from_millis(interval_ms);
         loop {
+            // Until unfenced, rounds come quickly: the quorum may just be electing, and
+            // catching up takes milliseconds.
+            let pause = if self.registered && !self.fenced { interval } else { interval.min(STARTING_RETRY) };
             tokio::select! {
-                _ = tick.tick() => {}
-                _ = shutdown.changed() => return,
+                _ = tokio::time::sleep(pause) => {}
+                _ = shutdown.changed() => break,
             }
             // A round may wait on a slow controller; shutdown does not.
             let stepped = tokio::select! {
                 stepped = self.step() => stepped,
-                _ = shutdown.changed() => return,
+                _ = shutdown.changed() => break,
             };
             if !stepped {
                 return;
+            }
+        }
+        if self.registered && !self.fenced {
+            let id = self.request.registration.id;
+            let heartbeat = BrokerHeartbeat { id, applied_index: self.local.status().last_applied_index, want_shutdown: true };
+            match tokio::time::timeout(shutdown_timeout, self.client.heartbeat(heartbeat)).await {
+                Ok(Ok(_)) => tracing::info!(broker = id, "fenced for shutdown"),
+                Ok(Err(e)) => tracing::warn!(broker = id, "controlled shutdown failed, the session will time out instead: {e}"),
+                Err(_) => tracing::warn!(broker = id, "controlled shutdown timed out after {shutdown_timeout:?}; the session will time out instead"),
             }
         }
     }

@@ -102,6 +102,14 @@ impl TestCluster {
         }
     }
 
+    /// SIGTERM, and waits for the process to end: a clean stop (controlled shutdown).
+    pub fn stop(&mut self, id: i32) {
+        if let Some(mut child) = self.slot(id).process.take() {
+            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+            let _ = child.wait();
+        }
+    }
+
     pub fn client_addr(&self, id: i32) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.nodes[id as usize - 1].client_port))
     }

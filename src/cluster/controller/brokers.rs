@@ -27,6 +27,9 @@ pub struct BrokerHeartbeat {
     pub id: BrokerId,
     /// The last metadata log index the broker applied.
     pub applied_index: Option<u64>,
+    /// The broker is stopping: fence it now rather than after its session times out (Kafka's
+    /// controlled shutdown), so its leaderships move at once.
+    pub want_shutdown: bool,
 }
 
 /// The controller's answer to a heartbeat.
@@ -100,6 +103,10 @@ impl Controller {
         let Some(broker) = image.broker(heartbeat.id) else {
             return Ok(HeartbeatReply { fenced: true, unknown: true });
         };
+        if heartbeat.want_shutdown {
+            self.fence(heartbeat.id, "controlled shutdown").await?;
+            return Ok(HeartbeatReply { fenced: true, unknown: false });
+        }
         self.sessions.touch(heartbeat.id);
         if !broker.fenced {
             return Ok(HeartbeatReply { fenced: false, unknown: false });
@@ -142,7 +149,7 @@ impl Controller {
                 continue;
             }
             for id in self.sessions.expired(timeout) {
-                if let Err(e) = self.fence(id).await {
+                if let Err(e) = self.fence(id, "no heartbeat within the session timeout").await {
                     tracing::warn!(broker = id, "fencing failed, will retry: {e}");
                 }
             }
@@ -151,7 +158,7 @@ impl Controller {
 
     /// Fences `id`: it leaves every ISR it is in (the last member stays, for the data is
     /// there), and the partitions it led get another ISR member as leader, or none.
-    async fn fence(&self, id: BrokerId) -> Result<(), WriteError> {
+    async fn fence(&self, id: BrokerId, why: &str) -> Result<(), WriteError> {
         let image = self.image.borrow().clone();
         match image.broker(id) {
             Some(b) if !b.fenced => {}
@@ -169,7 +176,7 @@ impl Controller {
             self.write(MetadataRecord::PartitionChange(change)).await?;
         }
         self.sessions.inner.lock().expect("sessions lock").last_heartbeat.remove(&id);
-        tracing::warn!(broker = id, partitions = moved, "broker fenced: no heartbeat within the session timeout");
+        tracing::warn!(broker = id, partitions = moved, "broker fenced: {why}");
         Ok(())
     }
 }
