@@ -214,9 +214,14 @@ async fn start_quorum(config: &Config, api: &Api, failure: watch::Sender<Option<
     if config.quorum_voters.is_empty() {
         // Registers, then unfences: the lone node is its own controller, no network involved.
         controller.wait_for_leader(LONE_ELECTION_TIMEOUT).await.context("the lone controller did not elect itself")?;
-        for _ in 0..2 {
+        // The applied index a heartbeat reports trails the write by a moment.
+        let deadline = tokio::time::Instant::now() + LONE_ELECTION_TIMEOUT;
+        while !lifecycle.is_unfenced() && tokio::time::Instant::now() < deadline {
             if !lifecycle.step().await {
                 anyhow::bail!("the controller refused this node");
+            }
+            if !lifecycle.is_unfenced() {
+                tokio::time::sleep(Duration::from_millis(1)).await;
             }
         }
     }

@@ -26,6 +26,11 @@ impl BrokerLifecycle {
         BrokerLifecycle { client, local, request, registered: false, fenced: true, failure }
     }
 
+    /// Whether the controller has unfenced this broker.
+    pub fn is_unfenced(&self) -> bool {
+        self.registered && !self.fenced
+    }
+
     /// One round: registers if not registered yet, then heartbeats. `false` once the node
     /// must stop.
     pub async fn step(&mut self) -> bool {
