@@ -10,7 +10,7 @@ mod groups;
 mod metadata;
 mod offsets;
 mod produce;
-pub use produce::now_ms;
+pub use crate::cluster::now_ms;
 mod versions;
 
 use std::net::SocketAddr;
@@ -19,8 +19,9 @@ use std::sync::{Arc, Mutex};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{Decodable, Encodable};
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::{watch, OwnedSemaphorePermit};
 
+use crate::cluster::replication::{AlterPartitionSender, ReplicaManager};
 use crate::cluster::{Cluster, Node};
 use crate::config::Config;
 use crate::fetch_session::FetchSessions;
@@ -87,6 +88,7 @@ pub struct Api {
     pub cluster: Arc<Cluster>,
     pub groups: Arc<GroupCoordinator>,
     pub fetch_sessions: FetchSessions,
+    pub replicas: Arc<ReplicaManager>,
 }
 
 /// Where requests come from: what a connection knows of its client.
@@ -122,13 +124,15 @@ impl Request {
 }
 
 impl Api {
-    /// The broker's state over an opened store: topics and groups loaded from it.
-    pub fn open(config: &Config, node: Node, log: Arc<LogStore>) -> anyhow::Result<Api> {
+    /// The broker's state over an opened store: topics and groups loaded from it. ISR changes
+    /// go to the controller through `alter`; replication tasks stop when `shutdown` turns true.
+    pub fn open(config: &Config, node: Node, log: Arc<LogStore>, alter: Arc<dyn AlterPartitionSender>, shutdown: watch::Receiver<bool>) -> anyhow::Result<Api> {
         let cluster = Arc::new(Cluster::open(config, node, log.clone())?);
         let topics = cluster.topics().iter().map(|t| t.name.clone()).collect();
         let groups = Arc::new(GroupCoordinator::open(log.meta(), GroupConfig::new(config), &topics)?);
         let fetch_sessions = FetchSessions::new(config.fetch_session_cache_slots);
-        Ok(Api { config: config.clone(), log, cluster, groups, fetch_sessions })
+        let replicas = Arc::new(ReplicaManager::new(config, log.clone(), cluster.clone(), alter, shutdown));
+        Ok(Api { config: config.clone(), log, cluster, groups, fetch_sessions, replicas })
     }
 
     /// Answers one request frame (without its size prefix). `queue_slot` is held while the

@@ -324,7 +324,7 @@ impl Throttle {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::log::{AppendError, AppendOptions, FlushPolicy, ReadRequest};
+    use crate::log::{AppendError, AppendOptions, FetchIsolation, FlushPolicy, ReadRequest};
     use crate::testkit::{encode_batch, BatchSpec};
     use kafka_protocol::records::{Compression, RecordBatchDecoder};
 
@@ -345,7 +345,7 @@ mod tests {
 
     /// (offset, key, value) of every record readable from `offset`.
     async fn records_from(store: &LogStore, offset: i64) -> Vec<(i64, String, Option<String>)> {
-        let read = store.read(&[ReadRequest { id: 1, offset, max_bytes: 1 << 20 }], 1 << 20).await.pop().unwrap().unwrap();
+        let read = store.read(&[ReadRequest { id: 1, offset, max_bytes: 1 << 20, isolation: FetchIsolation::HighWatermark }], 1 << 20).await.pop().unwrap().unwrap();
         let mut bytes = read.records;
         let text = |b: Option<bytes::Bytes>| b.map(|b| String::from_utf8(b.to_vec()).unwrap());
         RecordBatchDecoder::decode_all(&mut bytes)
@@ -379,7 +379,7 @@ mod tests {
         let expected = [(3, "d", Some("d1")), (4, "a", Some("a2")), (5, "c", None), (6, "b", Some("b2")), (7, "a", Some("a3"))];
         assert_eq!(all, expected.map(|(o, k, v)| (o, k.to_string(), v.map(String::from))));
         // The rewritten batches kept their codecs.
-        let read = store.read(&[ReadRequest { id: 1, offset: 0, max_bytes: 1 << 20 }], 1 << 20).await.pop().unwrap().unwrap();
+        let read = store.read(&[ReadRequest { id: 1, offset: 0, max_bytes: 1 << 20, isolation: FetchIsolation::HighWatermark }], 1 << 20).await.pop().unwrap().unwrap();
         let codecs: Vec<Compression> = RecordBatchDecoder::decode_batch_info(&mut read.records.clone()).unwrap().into_iter().map(|b| b.compression).collect();
         assert_eq!(codecs, vec![Compression::Lz4, Compression::Gzip, Compression::None, Compression::None]);
         // A consumer inside the removed range moves on to the next record.

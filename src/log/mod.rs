@@ -175,6 +175,8 @@ impl From<ResponseError> for ReplicaAppendError {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Appended {
     pub base_offset: i64,
+    /// The offset after the batch's last record: acks=all waits for the high watermark there.
+    pub end_offset: i64,
     /// What the produce response gives as the log append time: the append time on
     /// LogAppendTime topics, else -1; for a retried batch, its original timestamp (Kafka's answer).
     pub log_append_time: i64,
@@ -187,6 +189,16 @@ pub struct ReadRequest {
     pub id: PartitionId,
     pub offset: i64,
     pub max_bytes: usize,
+    pub isolation: FetchIsolation,
+}
+
+/// How far a fetch may read (Kafka's FetchIsolation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FetchIsolation {
+    /// Consumers: what the high watermark says is committed.
+    HighWatermark,
+    /// Followers: everything written.
+    LogEnd,
 }
 
 #[derive(Debug, Clone)]
@@ -519,7 +531,8 @@ impl LogStore {
                 if opts.flush.messages == 1 {
                     self.syncer.wait(self.syncer.ticket()).await?;
                 }
-                return Ok(Appended { base_offset, log_append_time: timestamp, log_start: log.log_start.load(Ordering::Acquire) });
+                let end_offset = base_offset + i64::from(header.last_offset_delta()) + 1;
+                return Ok(Appended { base_offset, end_offset, log_append_time: timestamp, log_start: log.log_start.load(Ordering::Acquire) });
             }
         }
         let mut staged = Staged::new(bytes.len() + 256, &writer);
@@ -533,8 +546,9 @@ impl LogStore {
                 *stored = Vec::new();
             }
         });
+        let end_offset = staged.next_offset;
         self.commit(&log, writer, db, staged, opts.flush).await?;
-        Ok(Appended { base_offset, log_append_time: opts.log_append_time.unwrap_or(-1), log_start: log.log_start.load(Ordering::Acquire) })
+        Ok(Appended { base_offset, end_offset, log_append_time: opts.log_append_time.unwrap_or(-1), log_start: log.log_start.load(Ordering::Acquire) })
     }
 
     /// A follower's append: stores batches fetched from the leader exactly as they are, at the
@@ -634,6 +648,12 @@ impl LogStore {
     /// The log end offset: everything below is written, and synced where the topic asks for it.
     pub fn log_end_offset(&self, id: PartitionId) -> Result<i64, ResponseError> {
         Ok(self.partition(id)?.log_end.load(Ordering::Acquire))
+    }
+
+    /// The leader epoch of the log's last batch, -1 for an empty log: a follower's last
+    /// fetched epoch.
+    pub async fn latest_epoch(&self, id: PartitionId) -> Result<i32, ResponseError> {
+        Ok(self.partition(id)?.writer.lock().await.last_epoch)
     }
 
     /// Says who moves the high watermark. Back to [`HighWatermark::LogEnd`], it catches up
@@ -751,15 +771,19 @@ impl LogStore {
         for r in requests {
             placed.push(self.partition(r.id).and_then(|log| {
                 let high_watermark = log.high_watermark.load(Ordering::Acquire);
+                let limit = match r.isolation {
+                    FetchIsolation::HighWatermark => high_watermark,
+                    FetchIsolation::LogEnd => log.log_end.load(Ordering::Acquire),
+                };
                 let log_start = log.log_start.load(Ordering::Acquire);
-                if r.offset < log_start || r.offset > high_watermark {
+                if r.offset < log_start || r.offset > limit {
                     return Err(ResponseError::OffsetOutOfRange);
                 }
-                Ok((*r, high_watermark, log_start))
+                Ok((*r, high_watermark, log_start, limit))
             }));
         }
-        let empty = |&(_, high_watermark, log_start): &(ReadRequest, i64, i64)| ReadResult { records: Bytes::new(), high_watermark, log_start };
-        if !placed.iter().flatten().any(|(r, hw, _)| r.offset < *hw) {
+        let empty = |&(_, high_watermark, log_start, _): &(ReadRequest, i64, i64, i64)| ReadResult { records: Bytes::new(), high_watermark, log_start };
+        if !placed.iter().flatten().any(|(r, _, _, limit)| r.offset < *limit) {
             return placed.into_iter().map(|p| p.map(|p| empty(&p))).collect();
         }
         let job = placed.clone();
@@ -768,11 +792,11 @@ impl LogStore {
             let mut first = true;
             let mut out = Vec::with_capacity(job.len());
             for p in job {
-                let Ok((r, high_watermark, log_start)) = p else {
+                let Ok((r, high_watermark, log_start, limit)) = p else {
                     out.push(None);
                     continue;
                 };
-                let records = read_batches(db, &r, high_watermark, r.max_bytes.min(budget), first)?;
+                let records = read_batches(db, &r, limit, r.max_bytes.min(budget), first)?;
                 budget = budget.saturating_sub(records.len());
                 first &= records.is_empty();
                 out.push(Some(ReadResult { records, high_watermark, log_start }));
@@ -1029,14 +1053,14 @@ fn record_in(db: &DB, log: &PartitionLog, entry: &BatchEntry, wanted: impl Fn(i6
     Ok(records::offsets_and_timestamps(&stored)?.into_iter().find(|&(offset, ts)| offset >= log_start && wanted(ts)))
 }
 
-/// Whole batches of one partition from the one holding `r.offset`, up to `max_bytes`; with
+/// Whole batches of one partition below `limit`, from the one holding `r.offset`, up to `max_bytes`; with
 /// `min_one`, at least one batch even if it is larger.
-fn read_batches(db: &DB, r: &ReadRequest, high_watermark: i64, max_bytes: usize, min_one: bool) -> Result<Bytes, ResponseError> {
+fn read_batches(db: &DB, r: &ReadRequest, limit: i64, max_bytes: usize, min_one: bool) -> Result<Bytes, ResponseError> {
     let mut out = BytesMut::new();
-    if r.offset >= high_watermark || (max_bytes == 0 && !min_one) {
+    if r.offset >= limit || (max_bytes == 0 && !min_one) {
         return Ok(out.freeze());
     }
-    let mut it = batches_from(db, r.id, r.offset, high_watermark);
+    let mut it = batches_from(db, r.id, r.offset, limit);
     let mut largest = 0;
     while let Some(value) = it.value() {
         // A batch that ends before the offset holds nothing the client asked for.
@@ -1075,7 +1099,7 @@ mod tests {
 
     /// Reads one partition as a fetch of it alone would.
     async fn read(store: &LogStore, id: PartitionId, offset: i64, max_bytes: usize) -> Result<ReadResult, ResponseError> {
-        store.read(&[ReadRequest { id, offset, max_bytes }], max_bytes).await.pop().unwrap()
+        store.read(&[ReadRequest { id, offset, max_bytes, isolation: FetchIsolation::HighWatermark }], max_bytes).await.pop().unwrap()
     }
 
     #[tokio::test]
