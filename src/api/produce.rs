@@ -49,8 +49,8 @@ async fn append(api: &Api, topic: Option<&Topic>, p: &PartitionProduceData, now:
     let partition = partition_id(Some(topic), p.index)?;
     let records = p.records.as_ref().ok_or(ResponseError::CorruptMessage)?;
     let leader = api.replicas.leader_for_append(partition)?;
-    let min_isr = topic.configs.min_insync_replicas();
-    if acks == -1 && leader.isr_size < min_isr {
+    let min_isr = if acks == -1 { topic.configs.min_insync_replicas() } else { 0 };
+    if leader.isr_size < min_isr {
         return Err(ResponseError::NotEnoughReplicas.into());
     }
     let log_append_time = topic.configs.log_append_time().then_some(now);

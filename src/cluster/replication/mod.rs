@@ -251,18 +251,13 @@ impl ReplicaManager {
     /// A client's request on the leader (consumer Fetch, ListOffsets, OffsetForLeaderEpoch):
     /// this node must lead, and the client's epoch (-1: no opinion) must be the leader's.
     pub fn check_leader(&self, id: PartitionId, client_epoch: i32) -> Result<(), ResponseError> {
-        let epoch = match self.replica(id) {
-            None => INITIAL_LEADER_EPOCH,
-            Some(replica) => {
-                let state = replica.state.lock().expect("replica lock");
-                check_epoch(client_epoch, state.applied.leader_epoch)?;
-                if state.leader.is_none() {
-                    return Err(ResponseError::NotLeaderOrFollower);
-                }
-                state.applied.leader_epoch
-            }
+        let Some(replica) = self.replica(id) else {
+            return check_epoch(client_epoch, INITIAL_LEADER_EPOCH);
         };
-        check_epoch(client_epoch, epoch)
+        let state = replica.state.lock().expect("replica lock");
+        // Kafka checks the epoch first: a stale client learns that before who leads.
+        check_epoch(client_epoch, state.applied.leader_epoch)?;
+        state.leader.as_ref().map(|_| ()).ok_or(ResponseError::NotLeaderOrFollower)
     }
 
     /// The leader epoch to report with offsets.
