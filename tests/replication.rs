@@ -11,7 +11,7 @@ use bytes::Bytes;
 use common::*;
 use futures_util::future::BoxFuture;
 use gregor::cluster::replication::{AlterPartition, AlterPartitionSender, BrokerAddresses, CommittedIsr, PartitionState, TopicPartition};
-use gregor::log::{FetchIsolation, ReadRequest};
+use gregor::log::{AppendOptions, FetchIsolation, FlushPolicy, ReadRequest};
 use gregor::testkit::{encode_batch, BatchSpec};
 use gregor::{Broker, BrokerHandle};
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig, CreateTopicsRequest};
@@ -315,6 +315,26 @@ async fn a_new_leader_makes_the_old_one_truncate_what_was_never_committed() {
     assert_eq!(batch_offsets(&new), vec![0, 2, 4, 6]);
     assert_eq!(batch_epochs(&new), vec![1, 1, 1, 2]);
     eventually("the follower rejoins the ISR", || cluster.controller.isr_changes().last() == Some(&vec![2, 1])).await;
+}
+
+#[tokio::test]
+async fn a_follower_with_epochs_the_leader_lacks_truncates_through_offset_for_leader_epoch() {
+    let cluster = TestCluster::start(2, &[]).await;
+    let id1 = topic_id(cluster.broker(1)).await;
+    let epoch1 = state(1, 1, 1, &[1, 2], &[1, 2]);
+    cluster.apply_to(1, &epoch1, id1).await;
+    let mut c1 = Client::connect(cluster.broker(1)).await;
+    assert_eq!(produce(&mut c1, 1, 5000, values(3)).await, (0, 0));
+    assert_eq!(produce(&mut c1, 1, 5000, values(3)).await, (0, 3));
+    // Broker 2 holds 4 records of epoch 0, which the leader never had: its Fetch is refused
+    // (OFFSET_OUT_OF_RANGE, the leader knows no epoch 0), and OffsetForLeaderEpoch tells it so.
+    let (store, id) = cluster.broker(2).partition_log(TOPIC, 0).unwrap();
+    let opts = AppendOptions { max_batch_bytes: 1 << 20, leader_epoch: 0, log_append_time: None, flush: FlushPolicy::NEVER, require_keys: false };
+    store.append(id, &values(4), opts).await.unwrap();
+    cluster.apply_to(2, &epoch1, id1).await;
+    eventually("the follower has replaced its log with the leader's", || ends(cluster.broker(2)) == (6, 6)).await;
+    assert_eq!(stored_log(cluster.broker(2)).await, stored_log(cluster.broker(1)).await);
+    assert_eq!(batch_epochs(&stored_log(cluster.broker(2)).await), vec![1, 1]);
 }
 
 #[tokio::test]

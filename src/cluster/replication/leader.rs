@@ -117,3 +117,50 @@ pub(super) fn advance_high_watermark(log: &LogStore, id: PartitionId, state: &mu
         let _ = log.set_high_watermark(id, hw);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leader(now_ms: i64) -> LeaderState {
+        let state = PartitionState { leader: 1, leader_epoch: 1, partition_epoch: 1, replicas: vec![1, 2, 3], isr: vec![1, 2, 3] };
+        LeaderState::new(&state, 1, 10, now_ms)
+    }
+
+    #[test]
+    fn a_follower_is_caught_up_when_it_reaches_the_log_end_or_what_it_was_at_its_last_fetch() {
+        let mut l = leader(0);
+        l.record_fetch(2, 10, 10, 100);
+        assert_eq!(l.followers[&2].last_caught_up_ms, 100);
+        // Behind the log end of now, but at the log end of its previous fetch: caught up as of then.
+        l.record_fetch(2, 10, 15, 200);
+        assert_eq!(l.followers[&2].last_caught_up_ms, 100);
+        l.record_fetch(2, 15, 20, 300);
+        assert_eq!(l.followers[&2].last_caught_up_ms, 200);
+        // Behind both: no progress.
+        l.record_fetch(2, 16, 25, 400);
+        assert_eq!(l.followers[&2].last_caught_up_ms, 200);
+        assert_eq!(l.followers[&2].log_end, 16);
+    }
+
+    #[test]
+    fn the_isr_shrinks_by_the_lagging_followers_and_grows_by_those_caught_up() {
+        let mut l = leader(0);
+        l.record_fetch(2, 10, 10, 1000);
+        // 3 never fetched: caught up as of the leader's start, 0.
+        assert_eq!(l.shrink(&[1, 2, 3], 1, 10, 1500, 1000), Some(vec![1, 2]));
+        assert_eq!(l.shrink(&[1, 2, 3], 1, 10, 900, 1000), None, "within the lag");
+        l.pending = Some(vec![1, 2]);
+        assert_eq!(l.shrink(&[1, 2, 3], 1, 10, 1500, 1000), None, "one change at a time");
+        assert_eq!(l.maximal_isr(&[1, 3]), vec![1, 3, 2]);
+        l.pending = None;
+
+        l.record_fetch(3, 9, 12, 1600);
+        assert_eq!(l.expansion(3, &[1, 2], 9), None, "below the leader's epoch start offset (10)");
+        l.record_fetch(3, 12, 12, 1700);
+        assert_eq!(l.expansion(3, &[1, 2], 13), None, "below the high watermark");
+        assert_eq!(l.expansion(3, &[1, 2], 12), Some(vec![1, 2, 3]));
+        assert_eq!(l.expansion(3, &[1, 2, 3], 12), None, "already in");
+        assert_eq!(l.expansion(4, &[1, 2], 12), None, "not a replica");
+    }
+}
