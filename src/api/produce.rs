@@ -48,7 +48,7 @@ async fn append(api: &Api, topic: Option<&Topic>, p: &PartitionProduceData, now:
     let topic = topic.ok_or(ResponseError::UnknownTopicOrPartition)?;
     let partition = partition_id(Some(topic), p.index)?;
     let records = p.records.as_ref().ok_or(ResponseError::CorruptMessage)?;
-    let leader = api.replicas.leader_for_append(partition)?;
+    let mut leader = api.replicas.leader_for_append(partition).await?;
     let min_isr = if acks == -1 { topic.configs.min_insync_replicas() } else { 0 };
     if leader.isr_size < min_isr {
         return Err(ResponseError::NotEnoughReplicas.into());
@@ -64,7 +64,7 @@ async fn append(api: &Api, topic: Option<&Topic>, p: &PartitionProduceData, now:
     let appended = api.log.append(partition, records, opts).await.inspect_err(|e| {
         tracing::debug!(topic = %topic.name, partition = p.index, "produce refused: {e:?}");
     })?;
-    api.replicas.appended(&leader);
+    api.replicas.appended(&mut leader);
     if acks == -1 {
         api.replicas.wait_replicated(&leader, appended.end_offset, min_isr, deadline).await?;
     }

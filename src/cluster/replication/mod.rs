@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use kafka_protocol::ResponseError;
-use tokio::sync::{watch, Notify};
+use tokio::sync::{watch, Notify, OwnedRwLockReadGuard};
 use tokio::time::Instant;
 use uuid::Uuid;
 
@@ -98,12 +98,17 @@ pub struct LeaderAppend {
     pub isr_size: usize,
     /// `None` when no state was applied: led alone, the high watermark follows the log end.
     replica: Option<Arc<Replica>>,
+    /// Keeps the role until the batch is appended.
+    role: Option<OwnedRwLockReadGuard<()>>,
 }
 
 /// One local partition's replica.
 struct Replica {
     id: PartitionId,
     partition: TopicPartition,
+    /// Held for reading by a leader's append, for writing by a change of role: no batch is
+    /// appended at an epoch this node no longer leads (Kafka's leaderIsrUpdateLock).
+    role: Arc<tokio::sync::RwLock<()>>,
     state: Mutex<ReplicaState>,
     /// Woken on every change of role or ISR: produces waiting for acks=all recheck.
     changed: Notify,
@@ -163,10 +168,12 @@ impl ReplicaManager {
                 .entry(id)
                 .or_insert_with(|| {
                     let applied = single_node_state(self.node_id);
-                    Arc::new(Replica { id, partition: partition.clone(), state: Mutex::new(ReplicaState { applied, leader: None }), changed: Notify::new() })
+                    let state = Mutex::new(ReplicaState { applied, leader: None });
+                    Arc::new(Replica { id, partition: partition.clone(), role: Arc::default(), state, changed: Notify::new() })
                 })
                 .clone()
         };
+        let _role = replica.role.write().await;
         {
             let current = replica.state.lock().expect("replica lock");
             let known = &current.applied;
@@ -228,21 +235,24 @@ impl ReplicaManager {
     }
 
     /// Produce: this node must lead the partition; its epoch goes on the batch.
-    pub fn leader_for_append(&self, id: PartitionId) -> Result<LeaderAppend, ResponseError> {
+    pub async fn leader_for_append(&self, id: PartitionId) -> Result<LeaderAppend, ResponseError> {
         let Some(replica) = self.replica(id) else {
-            return Ok(LeaderAppend { leader_epoch: INITIAL_LEADER_EPOCH, isr_size: 1, replica: None });
+            return Ok(LeaderAppend { leader_epoch: INITIAL_LEADER_EPOCH, isr_size: 1, replica: None, role: None });
         };
+        let role = replica.role.clone().read_owned().await;
         let state = replica.state.lock().expect("replica lock");
         if state.leader.is_none() {
             return Err(ResponseError::NotLeaderOrFollower);
         }
         let (leader_epoch, isr_size) = (state.applied.leader_epoch, state.applied.isr.len());
         drop(state);
-        Ok(LeaderAppend { leader_epoch, isr_size, replica: Some(replica) })
+        Ok(LeaderAppend { leader_epoch, isr_size, replica: Some(replica), role: Some(role) })
     }
 
-    /// After a leader's append: with followers, the high watermark may move (an ISR of one).
-    pub fn appended(&self, leader: &LeaderAppend) {
+    /// After a leader's append: lets the role change again, and, with followers, moves the high
+    /// watermark (an ISR of one).
+    pub fn appended(&self, leader: &mut LeaderAppend) {
+        leader.role.take();
         if let Some(replica) = &leader.replica {
             self.advance_high_watermark(replica, &mut replica.state.lock().expect("replica lock"));
         }
