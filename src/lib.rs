@@ -152,7 +152,8 @@ impl BrokerHandle {
         self.replicas.apply(partition, state, addresses).await
     }
 
-    /// Stops accepting, lets each connection finish its current request, closes the store.
+    /// Stops accepting, closes every connection (a request in progress goes unanswered),
+    /// closes the store.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         for task in self.tasks {

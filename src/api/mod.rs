@@ -76,6 +76,10 @@ pub enum FrameError {
     UnsupportedVersion { api: ApiKey, version: i16, min: i16, max: i16 },
     #[error("malformed {api:?} v{version} request: {reason}")]
     Malformed { api: ApiKey, version: i16, reason: String },
+    /// Kafka closes the connection of an acks=0 producer whose write failed: it gets no
+    /// response, and must notice somehow (it then refreshes its metadata).
+    #[error("an acks=0 produce to {topic}-{partition} failed with {error:?}")]
+    UnacknowledgedProduceFailed { topic: String, partition: i32, error: kafka_protocol::ResponseError },
     /// A handler built a response its version cannot carry: a bug, logged loudly.
     #[error("cannot encode the {api:?} v{version} response: {reason}")]
     Encode { api: ApiKey, version: i16, reason: String },
@@ -171,10 +175,14 @@ impl Api {
         let response = match body {
             RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(versions::handle()),
             RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(self, &req, r).await),
-            RequestKind::Produce(r) => match produce::handle(self, &req, r).await {
-                Some(resp) => ResponseKind::Produce(resp),
-                None => return Ok(None),
-            },
+            RequestKind::Produce(r) => {
+                let acks = r.acks;
+                let response = produce::handle(self, &req, r).await;
+                if acks == 0 {
+                    return produce::unacknowledged(&response).map(|()| None);
+                }
+                ResponseKind::Produce(response)
+            }
             RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(produce::init_producer_id(self, r).await),
             RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(self, &req, r).await),
             RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(offsets::list_offsets(self, &req, r).await),

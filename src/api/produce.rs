@@ -11,13 +11,13 @@ use kafka_protocol::messages::ProducerId;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
-use super::{Api, Request};
+use super::{Api, FrameError, Request};
 use crate::cluster::{now_ms, partition_id, Topic};
 use crate::log::{AppendError, AppendOptions};
 
 /// Appends every partition's batches, all partitions at once (so the syncs that fsync-mode
-/// topics wait for are shared); `None` for acks=0, which gets no response.
-pub async fn handle(api: &Api, req: &Request, r: ProduceRequest) -> Option<ProduceResponse> {
+/// topics wait for are shared).
+pub async fn handle(api: &Api, req: &Request, r: ProduceRequest) -> ProduceResponse {
     let acks_valid = matches!(r.acks, -1..=1);
     let now = now_ms();
     let deadline = tokio::time::Instant::now() + Duration::from_millis(r.timeout_ms.max(0) as u64);
@@ -34,8 +34,19 @@ pub async fn handle(api: &Api, req: &Request, r: ProduceRequest) -> Option<Produ
         .await;
         TopicProduceResponse::default().with_name(topic_data.name.clone()).with_partition_responses(partitions)
     });
-    let responses = join_all(appends).await;
-    (r.acks != 0).then(|| ProduceResponse::default().with_responses(responses))
+    ProduceResponse::default().with_responses(join_all(appends).await)
+}
+
+/// What becomes of an acks=0 produce's response: nothing is sent, and a failure closes the
+/// connection.
+pub fn unacknowledged(response: &ProduceResponse) -> Result<(), FrameError> {
+    for topic in &response.responses {
+        if let Some(p) = topic.partition_responses.iter().find(|p| p.error_code != 0) {
+            let error = ResponseError::try_from_code(p.error_code).unwrap_or(ResponseError::UnknownServerError);
+            return Err(FrameError::UnacknowledgedProduceFailed { topic: topic.name.to_string(), partition: p.index, error });
+        }
+    }
+    Ok(())
 }
 
 /// (base offset, log append time or -1, log start offset)

@@ -254,15 +254,15 @@ impl Pass<'_> {
     fn write_chunk(&self, db: &DB, truncations: u64, chunk: Vec<(BatchEntry, Rewrite)>, finish: Option<(i64, Option<i64>)>, cleaned: &mut Cleaned) -> Result<bool, ResponseError> {
         let id = self.log.id;
         let writer = self.log.writer.blocking_lock();
-        if writer.deleted {
-            return Err(ResponseError::UnknownTopicOrPartition);
-        }
+        writer.usable(id)?;
         if self.log.truncations.load(Ordering::Acquire) != truncations {
             return Ok(false);
         }
         let log_start = self.log.log_start.load(Ordering::Acquire);
         let mut write = WriteBatch::default();
-        let mut shrunk = 0u64;
+        // Signed: a rewritten batch can come out larger than it was (the producer compressed
+        // at a higher level than the cleaner does).
+        let mut growth = 0i64;
         for (entry, rewrite) in chunk.iter().filter(|(e, _)| e.last_offset >= log_start) {
             let key = log_key(id, entry.base_offset);
             match rewrite {
@@ -270,19 +270,19 @@ impl Pass<'_> {
                 Rewrite::Remove => {
                     write.delete_cf(log_cf(db), key);
                     write.delete_cf(index_cf(db), key);
-                    shrunk += entry.bytes as u64;
+                    growth -= i64::from(entry.bytes);
                     cleaned.batches_removed += 1;
                 }
                 Rewrite::Replace(rebuilt) => {
                     let new_entry = BatchEntry::of(rebuilt).ok_or(ResponseError::CorruptMessage)?;
                     write.put_cf(log_cf(db), key, rebuilt);
                     write.put_cf(index_cf(db), key, new_entry.encode());
-                    shrunk += (entry.bytes - new_entry.bytes) as u64;
+                    growth += i64::from(new_entry.bytes) - i64::from(entry.bytes);
                     cleaned.batches_rewritten += 1;
                 }
             }
         }
-        let total = self.log.bytes.load(Ordering::Acquire).saturating_sub(shrunk);
+        let total = self.log.bytes.load(Ordering::Acquire).saturating_add_signed(growth);
         write.put_cf(meta_cf(db), meta_key(id, BYTES, &[]), total.to_be_bytes());
         if let Some((clean_upto, tombstone_due)) = finish {
             write.put_cf(meta_cf(db), meta_key(id, CLEANED, &[]), clean_upto.to_be_bytes());
@@ -293,7 +293,7 @@ impl Pass<'_> {
         }
         self.db.write(write)?;
         self.log.bytes.store(total, Ordering::Release);
-        cleaned.bytes_after = cleaned.bytes_after.saturating_sub(shrunk);
+        cleaned.bytes_after = cleaned.bytes_after.saturating_add_signed(growth);
         drop(writer);
         Ok(true)
     }

@@ -91,6 +91,24 @@ struct WriterState {
     unflushed: i64,
     /// Set once the partition is deleted: an append that was waiting for the lock fails.
     deleted: bool,
+    /// Set while a write is queued and not yet answered. Still set afterwards only when that
+    /// append was cancelled (shutdown drops requests): its write may land, so nothing else
+    /// may be written here until a restart reads the store again.
+    in_doubt: bool,
+}
+
+impl WriterState {
+    /// Whether the partition takes changes.
+    fn usable(&self, id: PartitionId) -> Result<(), ResponseError> {
+        if self.deleted {
+            return Err(ResponseError::UnknownTopicOrPartition);
+        }
+        if self.in_doubt {
+            tracing::warn!(partition = id, "an append was cancelled while being written; the partition takes no changes until a restart");
+            return Err(ResponseError::KafkaStorageError);
+        }
+        Ok(())
+    }
 }
 
 /// When appended data must reach the disk: Kafka's `flush.messages` and `flush.ms`.
@@ -278,7 +296,7 @@ impl PartitionLog {
     fn new(id: PartitionId, next_offset: i64, last_epoch: i32, log_start: i64, bytes: u64, producers: HashMap<i64, ProducerState>) -> PartitionLog {
         PartitionLog {
             id,
-            writer: tokio::sync::Mutex::new(WriterState { next_offset, last_epoch, producers, unflushed: 0, deleted: false }),
+            writer: tokio::sync::Mutex::new(WriterState { next_offset, last_epoch, producers, unflushed: 0, deleted: false, in_doubt: false }),
             high_watermark: AtomicI64::new(next_offset),
             log_end: AtomicI64::new(next_offset),
             hw_by_caller: AtomicBool::new(false),
@@ -516,9 +534,7 @@ impl LogStore {
         }
         let log = self.partition(id)?;
         let writer = log.writer.lock().await;
-        if writer.deleted {
-            return Err(ResponseError::UnknownTopicOrPartition.into());
-        }
+        writer.usable(id)?;
         let header = BatchHeader::new(bytes).expect("validated");
         let base_offset = writer.next_offset;
         let db = self.io.db().get()?;
@@ -559,9 +575,7 @@ impl LogStore {
         let batches = batch::split_replicated(records)?;
         let log = self.partition(id)?;
         let writer = log.writer.lock().await;
-        if writer.deleted {
-            return Err(ResponseError::UnknownTopicOrPartition.into());
-        }
+        writer.usable(id)?;
         if batches.is_empty() {
             return Ok(writer.next_offset);
         }
@@ -592,7 +606,10 @@ impl LogStore {
         let total = log.bytes.load(Ordering::Acquire) + bytes;
         write.put_cf(meta_cf(&db), meta_key(log.id, BYTES, &[]), total.to_be_bytes());
         drop(db);
-        self.io.write(Lane::Partition(log.id), write).await?;
+        writer.in_doubt = true;
+        let written = self.io.write(Lane::Partition(log.id), write).await;
+        writer.in_doubt = false;
+        written?;
         writer.unflushed += next - writer.next_offset;
         writer.next_offset = next;
         writer.last_epoch = last_epoch;
@@ -700,9 +717,7 @@ impl LogStore {
     pub async fn truncate_to(&self, id: PartitionId, offset: i64) -> Result<i64, ResponseError> {
         let log = self.partition(id)?;
         let mut writer = log.writer.lock().await;
-        if writer.deleted {
-            return Err(ResponseError::UnknownTopicOrPartition);
-        }
+        writer.usable(id)?;
         log.drain().await;
         let log_start = log.log_start.load(Ordering::Acquire);
         if offset < log_start {
@@ -893,9 +908,7 @@ impl LogStore {
     async fn truncate_before(&self, log: &Arc<PartitionLog>, new_start: i64) -> Result<(), ResponseError> {
         // Appends update the byte count too: hold the writer while this one changes it.
         let writer = log.writer.lock().await;
-        if writer.deleted {
-            return Err(ResponseError::UnknownTopicOrPartition);
-        }
+        writer.usable(log.id)?;
         if new_start <= log.log_start.load(Ordering::Acquire) {
             return Ok(());
         }
@@ -941,7 +954,7 @@ impl LogStore {
         for log in logs {
             let mut writer = log.writer.lock().await;
             let expired = producers::expired(&writer.producers, now_ms, expiration_ms);
-            if writer.deleted || expired.is_empty() {
+            if writer.usable(log.id).is_err() || expired.is_empty() {
                 continue;
             }
             let db = self.io.db().get()?;
@@ -1174,6 +1187,39 @@ mod tests {
         let gap = encode_batch(&BatchSpec { producer: Some((9, 0, 5)), ..BatchSpec::values(1) });
         assert_eq!(store.append(1, &gap, OPTS).await.unwrap_err(), AppendError::Refused(ResponseError::OutOfOrderSequenceNumber));
         assert_eq!(store.offsets(1).unwrap().1, 2);
+    }
+
+    #[tokio::test]
+    async fn an_append_cancelled_mid_write_stops_the_partition_until_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let batch = encode_batch(&BatchSpec { producer: Some((9, 0, 0)), ..BatchSpec::values(2) });
+        {
+            let store = LogStore::open(dir.path()).unwrap();
+            store.load_partition(1).unwrap();
+            // Polled once, an append queues its write and waits for it: dropped there, as
+            // shutdown drops a request. One that finishes within its first poll counts on.
+            let mut done = 0;
+            loop {
+                let next = encode_batch(&BatchSpec { producer: Some((9, 0, 2 * done)), ..BatchSpec::values(2) });
+                use std::future::Future;
+                let mut append = std::pin::pin!(store.append(1, &next, OPTS));
+                match append.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop())) {
+                    std::task::Poll::Ready(appended) => assert_eq!(appended.unwrap().base_offset, 2 * i64::from(done)),
+                    std::task::Poll::Pending => break,
+                }
+                done += 1;
+                assert!(done < 1000, "no append was ever cancelled mid-write");
+            }
+            // Its write may land: nothing may be written at the same offsets.
+            assert_eq!(store.append(1, &batch, OPTS).await, Err(ResponseError::KafkaStorageError.into()));
+            assert_eq!(store.truncate_to(1, 0).await, Err(ResponseError::KafkaStorageError));
+        }
+        let store = LogStore::open(dir.path()).unwrap();
+        store.load_partition(1).unwrap();
+        // The cancelled batch landed; the producer's next batch follows it.
+        let end = store.offsets(1).unwrap().1;
+        let after = encode_batch(&BatchSpec { producer: Some((9, 0, end as i32)), ..BatchSpec::values(1) });
+        assert_eq!(store.append(1, &after, OPTS).await.unwrap().base_offset, end);
     }
 
     #[tokio::test]
