@@ -53,6 +53,8 @@ pub struct FetchPosition {
     pub fetch_offset: i64,
     pub max_bytes: i32,
     pub current_leader_epoch: i32,
+    /// A follower's (Fetch v12+): where its log diverges is checked against it; -1 if unknown.
+    pub last_fetched_epoch: i32,
 }
 
 /// What a response said about one partition, as far as sessions care.
@@ -299,7 +301,7 @@ mod tests {
     }
 
     fn position(offset: i64) -> FetchPosition {
-        FetchPosition { fetch_offset: offset, max_bytes: 1 << 20, current_leader_epoch: -1 }
+        FetchPosition { fetch_offset: offset, max_bytes: 1 << 20, current_leader_epoch: -1, last_fetched_epoch: -1 }
     }
 
     fn quiet(high_watermark: i64) -> Answer {

@@ -26,6 +26,7 @@ use crate::api::Api;
 use crate::cluster::controller::{Controller, ControllerClient, ControllerConfig, NodeId, RegisterBroker};
 use crate::cluster::lifecycle::BrokerLifecycle;
 use crate::cluster::metadata::{BrokerEndpoint, BrokerRegistration};
+use crate::cluster::replication::{AlterPartitionSender, BrokerAddresses, LocalAlterPartition, PartitionState, ReplicaManager, TopicPartition};
 use crate::cluster::{Cluster, Endpoint, Node};
 pub use crate::config::Config;
 use crate::config::BrokerSettings;
@@ -45,12 +46,18 @@ pub struct BrokerHandle {
     cluster: Arc<Cluster>,
     /// Why the node must stop, when the controller refused it.
     failure: watch::Receiver<Option<String>>,
+    replicas: Arc<ReplicaManager>,
 }
 
 impl Broker {
     /// Opens the data directory, binds every listener and starts serving. When this returns,
-    /// a client that connects is served.
+    /// a client that connects is served. Without a controller, ISR changes are applied here.
     pub async fn start(config: Config) -> Result<BrokerHandle> {
+        Self::start_with(config, Arc::new(LocalAlterPartition)).await
+    }
+
+    /// [`Broker::start`], with ISR changes sent to the controller through `alter`.
+    pub async fn start_with(config: Config, alter: Arc<dyn AlterPartitionSender>) -> Result<BrokerHandle> {
         let budget = log::Budget { memtable_bytes: config.memtable_bytes, block_cache_bytes: config.block_cache_bytes };
         // Opening reads the store: off the runtime's threads.
         let dir = config.data_dir.clone();
@@ -71,12 +78,12 @@ impl Broker {
         }
         let advertised = (endpoints[0].host.clone(), endpoints[0].port);
         let node = Node { id: config.node_id, endpoints, rack: config.broker_rack.clone() };
-        let api = {
-            let config = config.clone();
-            Arc::new(tokio::task::spawn_blocking(move || Api::open(&config, node, log)).await??)
-        };
-        let (cluster, groups, api_log) = (api.cluster.clone(), api.groups.clone(), api.log.clone());
         let (shutdown, shutdown_rx) = watch::channel(false);
+        let api = {
+            let (config, shutdown_rx) = (config.clone(), shutdown_rx.clone());
+            Arc::new(tokio::task::spawn_blocking(move || Api::open(&config, node, log, alter, shutdown_rx)).await??)
+        };
+        let (cluster, groups, api_log, replicas) = (api.cluster.clone(), api.groups.clone(), api.log.clone(), api.replicas.clone());
         let mut zookeeper_addr = None;
         let mut tasks = Vec::new();
         let (failure, failure_rx) = watch::channel(None);
@@ -94,6 +101,8 @@ impl Broker {
             listeners.push((name, addr));
         }
         tasks.push(tokio::spawn(groups.clone().run_timers(shutdown_rx.clone())));
+        // The ISR checker also stops the follower fetchers, which `apply` starts.
+        tasks.push(tokio::spawn(replicas.clone().run_isr_checker(shutdown_rx.clone())));
         let offsets_check = Duration::from_millis(config.offsets_retention_check_interval_ms);
         tasks.push(tokio::spawn(groups.clone().run_offset_expiry(offsets_check, shutdown_rx.clone())));
         tasks.push(tokio::spawn(producer_expiry_loop(api_log.clone(), cluster.settings().clone(), config.producer_id_expiration_check_interval_ms, shutdown_rx.clone())));
@@ -103,7 +112,7 @@ impl Broker {
             tasks.push(tokio::spawn(cleaner_loop(cluster.clone(), shutdown_rx)));
         }
         tracing::info!("Gregor listening on {}, advertised as {}:{}, data in {}", listeners[0].1, advertised.0, advertised.1, config.data_dir.display());
-        Ok(BrokerHandle { listeners, advertised, zookeeper_addr, shutdown, tasks, log: api.log.clone(), cluster, failure: failure_rx })
+        Ok(BrokerHandle { listeners, advertised, zookeeper_addr, shutdown, tasks, log: api.log.clone(), cluster, failure: failure_rx, replicas })
     }
 }
 
@@ -153,7 +162,16 @@ impl BrokerHandle {
         }
     }
 
-    /// Stops accepting, lets each connection finish its current request, closes the store.
+    /// Makes this broker leader or follower of a partition, as the metadata publisher will with
+    /// [`ReplicaManager::apply`] once the controller's metadata image is wired in; until then
+    /// tests play the controller through this.
+    #[doc(hidden)]
+    pub async fn apply_partition_state(&self, partition: &TopicPartition, state: PartitionState, addresses: &BrokerAddresses) -> Result<(), kafka_protocol::ResponseError> {
+        self.replicas.apply(partition, state, addresses).await
+    }
+
+    /// Stops accepting, closes every connection (a request in progress goes unanswered),
+    /// closes the store.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         for task in self.tasks {

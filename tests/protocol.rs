@@ -133,6 +133,16 @@ async fn acks_zero_gets_no_response_and_the_next_answer_is_in_order() {
 }
 
 #[tokio::test]
+async fn a_failed_acks_zero_produce_closes_the_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path()).await;
+    let mut c = Client::connect(&broker).await;
+    c.send(&produce_request("missing", 0, encode_batch(&BatchSpec::values(2)), 0), 9).await;
+    assert!(c.read_frame().await.is_none(), "the connection is closed, as Kafka closes it");
+    broker.shutdown().await;
+}
+
+#[tokio::test]
 async fn corrupt_batches_are_refused_and_nothing_is_written() {
     let dir = tempfile::tempdir().unwrap();
     let broker = start(dir.path()).await;

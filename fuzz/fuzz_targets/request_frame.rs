@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use gregor::api::{now_ms, Api, FrameError, Origin};
+use gregor::cluster::replication::LocalAlterPartition;
 use gregor::cluster::{Endpoint, NewTopic, Node};
 use gregor::group::GroupCoordinator;
 use gregor::log::{CleanerLimits, LogStore};
@@ -32,6 +33,8 @@ struct Harness {
     api: Arc<Api>,
     runs: u32,
     _dir: tempfile::TempDir,
+    /// Kept so the broker's state does not see a shutdown.
+    _shutdown: watch::Sender<bool>,
 }
 
 /// Paused time: long polls and rebalance waits end at once instead of hanging the run. No
@@ -48,7 +51,8 @@ impl Harness {
         config.set("log.dirs", dir.path().to_str().expect("utf-8 path")).expect("valid");
         let log = Arc::new(LogStore::open(&config.data_dir).expect("store opens"));
         let node = Node { id: 1, endpoints: vec![Endpoint { listener: "PLAINTEXT".into(), host: "127.0.0.1".into(), port: 9092 }], rack: None };
-        let api = Arc::new(Api::open(&config, node, log).expect("state opens"));
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let api = Arc::new(Api::open(&config, node, log, Arc::new(LocalAlterPartition), shutdown_rx).expect("state opens"));
         let compacted = NewTopic {
             name: COMPACTED.into(),
             num_partitions: 2,
@@ -58,7 +62,7 @@ impl Harness {
                 .to_vec(),
         };
         runtime().block_on(api.cluster.create_topic(&compacted)).expect("compacted topic");
-        Harness { api, runs: 0, _dir: dir }
+        Harness { api, runs: 0, _dir: dir, _shutdown: shutdown }
     }
 
     /// The background work the broker would do after this input: retention, offset and

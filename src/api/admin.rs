@@ -135,6 +135,7 @@ pub async fn delete_topics(api: &Api, req: &Request, r: DeleteTopicsRequest) -> 
             Ok(t) => match api.cluster.delete_topic(&t.name).await {
                 Ok(()) => {
                     api.groups.remove_topic_offsets(&t.name).await;
+                    api.replicas.remove(&t.partitions).await;
                     Ok(t)
                 }
                 Err(e) => Err(e),

@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use indexmap::IndexMap;
 use kafka_protocol::messages::fetch_request::FetchRequest;
-use kafka_protocol::messages::fetch_response::{FetchResponse, FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::fetch_response::{EpochEndOffset, FetchResponse, FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::TopicName;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
@@ -17,11 +17,10 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::offsets::check_leader_epoch;
 use super::{Api, Request};
 use crate::cluster::{partition_id, Topic};
 use crate::fetch_session::{Answer, FetchContext, FetchPosition, PartitionKey, SessionRequest, TopicKey, NO_SESSION};
-use crate::log::{PartitionId, ReadRequest};
+use crate::log::{FetchIsolation, PartitionId, ReadRequest};
 
 /// A long poll never holds a request longer than this, whatever the client asks.
 const MAX_WAIT: Duration = Duration::from_secs(60);
@@ -34,7 +33,8 @@ pub async fn handle(api: &Api, req: &Request, r: FetchRequest) -> FetchResponse 
     for t in &r.topics {
         let topic = topic_key(&t.topic, t.topic_id);
         for p in &t.partitions {
-            let position = FetchPosition { fetch_offset: p.fetch_offset, max_bytes: p.partition_max_bytes, current_leader_epoch: p.current_leader_epoch };
+            let last_fetched_epoch = if req.version >= 12 { p.last_fetched_epoch } else { -1 };
+            let position = FetchPosition { fetch_offset: p.fetch_offset, max_bytes: p.partition_max_bytes, current_leader_epoch: p.current_leader_epoch, last_fetched_epoch };
             asked.insert((topic.clone(), p.partition), position);
         }
     }
@@ -56,7 +56,7 @@ pub async fn handle(api: &Api, req: &Request, r: FetchRequest) -> FetchResponse 
         FetchContext::Incremental { partitions, .. } => std::mem::take(partitions),
         FetchContext::Full | FetchContext::Sessionless => asked.into_iter().collect(),
     };
-    let data = long_poll(api, req, &r, &wanted).await;
+    let data = long_poll(api, req, &r, replica_id.0, &wanted).await;
     let answers: Vec<Answer> = data.iter().map(answer).collect();
     let (session_id, sent) = match context {
         FetchContext::Incremental { id, epoch, .. } => match api.fetch_sessions.respond(id, epoch, &answers) {
@@ -79,25 +79,43 @@ fn answer(data: &PartitionData) -> Answer {
         has_records: data.records.as_ref().is_some_and(|r| !r.is_empty()),
         high_watermark: data.high_watermark,
         log_start: data.log_start_offset,
-        error: data.error_code != 0,
+        error: data.error_code != 0 || data.diverging_epoch.end_offset >= 0,
     }
 }
 
 /// Reads `wanted` until `min_bytes` are there, an error is, or the wait is over. The
 /// response-wide limit is the smaller of the client's `max_bytes` and the broker's
 /// `fetch.max.bytes`; either way the first batch goes out whatever its size (KIP-74).
-async fn long_poll(api: &Api, req: &Request, r: &FetchRequest, wanted: &[(PartitionKey, FetchPosition)]) -> Vec<PartitionData> {
+/// A follower (`replica_id` >= 0) reads up to the log end, and its fetch offsets are recorded
+/// as its log ends once, before the first read.
+async fn long_poll(api: &Api, req: &Request, r: &FetchRequest, replica_id: i32, wanted: &[(PartitionKey, FetchPosition)]) -> Vec<PartitionData> {
     let max_bytes = (r.max_bytes.max(0) as usize).min(api.config.fetch_max_bytes);
     let min_bytes = (r.min_bytes.max(0) as usize).min(max_bytes);
     let wait = Duration::from_millis(r.max_wait_ms.max(0) as u64).min(MAX_WAIT);
     let deadline = Instant::now() + wait;
-    let located = locate(api, wanted);
+    let mut located = locate(api, wanted);
+    let mut diverging = vec![None; wanted.len()];
+    for (((_, position), id), diverging) in wanted.iter().zip(&mut located).zip(&mut diverging) {
+        let Ok(partition) = *id else { continue };
+        let checked = if replica_id >= 0 {
+            api.replicas
+                .follower_fetch(partition, replica_id, position.current_leader_epoch, position.fetch_offset, position.last_fetched_epoch)
+                .await
+                .map(|d| *diverging = d)
+        } else {
+            api.replicas.check_leader(partition, position.current_leader_epoch)
+        };
+        if let Err(e) = checked {
+            *id = Err(e);
+        }
+    }
+    let isolation = if replica_id >= 0 { FetchIsolation::LogEnd } else { FetchIsolation::HighWatermark };
     // Registered before the first read, so an append between the read and the wait still wakes.
     let appended = Arc::new(Notify::new());
     api.log.watch(&located.iter().filter_map(|l| l.as_ref().ok().copied()).collect::<Vec<_>>(), &appended);
     let mut timed_out = false;
     loop {
-        let (data, bytes, errors) = read_all(api, req.version, wanted, &located, max_bytes).await;
+        let (data, bytes, errors) = read_all(api, req.version, wanted, &located, &diverging, isolation, max_bytes).await;
         // Like Kafka, a fetch of nothing (a closing consumer's last one) answers at once.
         if timed_out || errors || wanted.is_empty() || bytes >= min_bytes || wait.is_zero() {
             return data;
@@ -125,22 +143,35 @@ fn locate(api: &Api, wanted: &[(PartitionKey, FetchPosition)]) -> Vec<Result<Par
         .collect()
 }
 
-/// Reads every wanted partition once. Returns their answers, the record bytes, and whether
-/// any partition has an error (which answers at once rather than waiting).
+/// Why a partition is answered without a read.
+enum Unread {
+    Refused(ResponseError),
+    /// The follower's log diverges from the leader's: (epoch, end offset) where (KIP-320).
+    Diverging(i32, i64),
+}
+
+/// Reads every wanted partition once (but those whose follower diverges, which get where).
+/// Returns their answers, the record bytes, and whether any partition has an error or a
+/// diverging epoch (which answers at once rather than waiting).
 async fn read_all(
     api: &Api,
     version: i16,
     wanted: &[(PartitionKey, FetchPosition)],
     located: &[Result<PartitionId, ResponseError>],
+    diverging: &[Option<(i32, i64)>],
+    isolation: FetchIsolation,
     max_bytes: usize,
 ) -> (Vec<PartitionData>, usize, bool) {
-    let checked: Vec<Result<ReadRequest, ResponseError>> = wanted
+    let checked: Vec<Result<ReadRequest, Unread>> = wanted
         .iter()
         .zip(located)
-        .map(|((_, position), id)| {
-            let id = (*id)?;
-            check_leader_epoch(position.current_leader_epoch)?;
-            Ok(ReadRequest { id, offset: position.fetch_offset, max_bytes: position.max_bytes.max(0) as usize })
+        .zip(diverging)
+        .map(|(((_, position), id), diverging)| {
+            let id = (*id).map_err(Unread::Refused)?;
+            if let Some((epoch, end_offset)) = *diverging {
+                return Err(Unread::Diverging(epoch, end_offset));
+            }
+            Ok(ReadRequest { id, offset: position.fetch_offset, max_bytes: position.max_bytes.max(0) as usize, isolation })
         })
         .collect();
     let requests: Vec<ReadRequest> = checked.iter().filter_map(|c| c.as_ref().ok().copied()).collect();
@@ -153,14 +184,18 @@ async fn read_all(
         .zip(checked)
         .map(|((((_, index), _), id), checked)| {
             let data = PartitionData::default().with_partition_index(*index);
-            match checked.and_then(|_| reads.next().expect("one result per request")) {
+            match checked.and_then(|_| reads.next().expect("one result per request").map_err(Unread::Refused)) {
                 Ok(read) => {
                     total += read.records.len();
                     offsets(data, version, read.high_watermark, read.log_start).with_records(Some(read.records))
                 }
-                Err(e) => {
+                Err(unread) => {
                     errors = true;
-                    let data = data.with_error_code(e.code()).with_high_watermark(-1).with_records(Some(Bytes::new()));
+                    let data = match unread {
+                        Unread::Refused(e) => data.with_error_code(e.code()).with_high_watermark(-1),
+                        Unread::Diverging(epoch, end_offset) => data.with_diverging_epoch(EpochEndOffset::default().with_epoch(epoch).with_end_offset(end_offset)),
+                    }
+                    .with_records(Some(Bytes::new()));
                     // Out-of-range answers carry the real offsets so clients can reset.
                     match (*id).and_then(|id| api.log.offsets(id)) {
                         Ok((start, hw)) => offsets(data, version, hw, start),

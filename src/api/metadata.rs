@@ -17,14 +17,14 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::{Api, Request};
-use crate::cluster::{Topic, LEADER_EPOCH};
+use crate::cluster::replication::ReplicaManager;
+use crate::cluster::Topic;
 
 /// ACL operation bits (READ..ALTER_CONFIGS, IDEMPOTENT_WRITE): with no authorizer, all allowed.
 const TOPIC_OPERATIONS: i32 = 0b1101_1111_1000;
 const CLUSTER_OPERATIONS: i32 = 0b1_1111_1010_0000;
 
 pub async fn handle(api: &Api, req: &Request, r: MetadataRequest) -> MetadataResponse {
-    let node = api.cluster.node();
     let brokers = api
         .cluster
         .live_brokers(&req.listener)
@@ -40,7 +40,7 @@ pub async fn handle(api: &Api, req: &Request, r: MetadataRequest) -> MetadataRes
     // Before v4 there is no allow flag and topics are always auto-created.
     let allow_create = req.version < 4 || r.allow_auto_topic_creation;
     let topic_ops = (req.version >= 8 && r.include_topic_authorized_operations).then_some(TOPIC_OPERATIONS);
-    let describe = |t: &Topic| describe_topic(t, req.version, node.id, topic_ops);
+    let describe = |t: &Topic| describe_topic(t, req.version, &api.replicas, topic_ops);
     let topics = match r.topics {
         None => api.cluster.topics().iter().map(|t| describe(t)).collect(),
         Some(list) if list.is_empty() && req.version == 0 => api.cluster.topics().iter().map(|t| describe(t)).collect(),
@@ -76,15 +76,24 @@ fn error_topic(e: ResponseError) -> MetadataResponseTopic {
     MetadataResponseTopic::default().with_error_code(e.code())
 }
 
-fn describe_topic(t: &Topic, version: i16, node_id: i32, ops: Option<i32>) -> MetadataResponseTopic {
-    let partitions = (0..t.partitions.len() as i32)
-        .map(|index| {
+/// Brokers by id, as Metadata lists them.
+fn brokers(ids: &[i32]) -> Vec<BrokerId> {
+    ids.iter().map(|&id| BrokerId(id)).collect()
+}
+
+fn describe_topic(t: &Topic, version: i16, replicas: &ReplicaManager, ops: Option<i32>) -> MetadataResponseTopic {
+    let partitions = t
+        .partitions
+        .iter()
+        .enumerate()
+        .map(|(index, &id)| {
+            let state = replicas.describe(id);
             MetadataResponsePartition::default()
-                .with_partition_index(index)
-                .with_leader_id(BrokerId(node_id))
-                .with_leader_epoch(LEADER_EPOCH)
-                .with_replica_nodes(vec![BrokerId(node_id)])
-                .with_isr_nodes(vec![BrokerId(node_id)])
+                .with_partition_index(index as i32)
+                .with_leader_id(BrokerId(state.leader))
+                .with_leader_epoch(state.leader_epoch)
+                .with_replica_nodes(brokers(&state.replicas))
+                .with_isr_nodes(brokers(&state.isr))
         })
         .collect();
     let mut topic = MetadataResponseTopic::default()
@@ -128,7 +137,6 @@ pub fn describe_cluster(api: &Api, req: &Request, r: DescribeClusterRequest) -> 
 /// DescribeTopicPartitions (KIP-966): the named topics, or all, in name order, paged by
 /// `response_partition_limit` with a cursor.
 pub fn describe_topic_partitions(api: &Api, r: DescribeTopicPartitionsRequest) -> DescribeTopicPartitionsResponse {
-    let node = api.cluster.node().id;
     let mut names: Vec<String> = if r.topics.is_empty() {
         api.cluster.topics().iter().map(|t| t.name.clone()).collect()
     } else {
@@ -157,12 +165,14 @@ pub fn describe_topic_partitions(api: &Api, r: DescribeTopicPartitionsRequest) -
         let last = count.min(first + budget as i32);
         let partitions = (first..last)
             .map(|index| {
+                // `index` is below the partition count.
+                let state = api.replicas.describe(t.partitions[index as usize]);
                 DescribeTopicPartitionsResponsePartition::default()
                     .with_partition_index(index)
-                    .with_leader_id(BrokerId(node))
-                    .with_leader_epoch(LEADER_EPOCH)
-                    .with_replica_nodes(vec![BrokerId(node)])
-                    .with_isr_nodes(vec![BrokerId(node)])
+                    .with_leader_id(BrokerId(state.leader))
+                    .with_leader_epoch(state.leader_epoch)
+                    .with_replica_nodes(brokers(&state.replicas))
+                    .with_isr_nodes(brokers(&state.isr))
                     .with_eligible_leader_replicas(Some(vec![]))
                     .with_last_known_elr(Some(vec![]))
             })

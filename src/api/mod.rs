@@ -10,7 +10,7 @@ mod groups;
 mod metadata;
 mod offsets;
 mod produce;
-pub use produce::now_ms;
+pub use crate::cluster::now_ms;
 mod versions;
 
 use std::net::SocketAddr;
@@ -19,8 +19,9 @@ use std::sync::{Arc, Mutex};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{Decodable, Encodable};
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::{watch, OwnedSemaphorePermit};
 
+use crate::cluster::replication::{AlterPartitionSender, ReplicaManager};
 use crate::cluster::{Cluster, Node};
 use crate::config::Config;
 use crate::fetch_session::FetchSessions;
@@ -75,6 +76,10 @@ pub enum FrameError {
     UnsupportedVersion { api: ApiKey, version: i16, min: i16, max: i16 },
     #[error("malformed {api:?} v{version} request: {reason}")]
     Malformed { api: ApiKey, version: i16, reason: String },
+    /// Kafka closes the connection of an acks=0 producer whose write failed: it gets no
+    /// response, and must notice somehow (it then refreshes its metadata).
+    #[error("an acks=0 produce to {topic}-{partition} failed with {error:?}")]
+    UnacknowledgedProduceFailed { topic: String, partition: i32, error: kafka_protocol::ResponseError },
     /// A handler built a response its version cannot carry: a bug, logged loudly.
     #[error("cannot encode the {api:?} v{version} response: {reason}")]
     Encode { api: ApiKey, version: i16, reason: String },
@@ -87,6 +92,7 @@ pub struct Api {
     pub cluster: Arc<Cluster>,
     pub groups: Arc<GroupCoordinator>,
     pub fetch_sessions: FetchSessions,
+    pub replicas: Arc<ReplicaManager>,
 }
 
 /// Where requests come from: what a connection knows of its client.
@@ -122,13 +128,15 @@ impl Request {
 }
 
 impl Api {
-    /// The broker's state over an opened store: topics and groups loaded from it.
-    pub fn open(config: &Config, node: Node, log: Arc<LogStore>) -> anyhow::Result<Api> {
+    /// The broker's state over an opened store: topics and groups loaded from it. ISR changes
+    /// go to the controller through `alter`; replication tasks stop when `shutdown` turns true.
+    pub fn open(config: &Config, node: Node, log: Arc<LogStore>, alter: Arc<dyn AlterPartitionSender>, shutdown: watch::Receiver<bool>) -> anyhow::Result<Api> {
         let cluster = Arc::new(Cluster::open(config, node, log.clone())?);
         let topics = cluster.topics().iter().map(|t| t.name.clone()).collect();
         let groups = Arc::new(GroupCoordinator::open(log.meta(), GroupConfig::new(config), &topics)?);
         let fetch_sessions = FetchSessions::new(config.fetch_session_cache_slots);
-        Ok(Api { config: config.clone(), log, cluster, groups, fetch_sessions })
+        let replicas = Arc::new(ReplicaManager::new(config, log.clone(), cluster.clone(), alter, shutdown));
+        Ok(Api { config: config.clone(), log, cluster, groups, fetch_sessions, replicas })
     }
 
     /// Answers one request frame (without its size prefix). `queue_slot` is held while the
@@ -167,10 +175,14 @@ impl Api {
         let response = match body {
             RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(versions::handle()),
             RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(self, &req, r).await),
-            RequestKind::Produce(r) => match produce::handle(self, &req, r).await {
-                Some(resp) => ResponseKind::Produce(resp),
-                None => return Ok(None),
-            },
+            RequestKind::Produce(r) => {
+                let acks = r.acks;
+                let response = produce::handle(self, &req, r).await;
+                if acks == 0 {
+                    return produce::unacknowledged(&response).map(|()| None);
+                }
+                ResponseKind::Produce(response)
+            }
             RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(produce::init_producer_id(self, r).await),
             RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(self, &req, r).await),
             RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(offsets::list_offsets(self, &req, r).await),

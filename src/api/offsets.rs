@@ -11,28 +11,17 @@ use kafka_protocol::messages::offset_for_leader_epoch_response::{
 use kafka_protocol::ResponseError;
 
 use super::{Api, Request};
-use crate::cluster::{partition_id, Topic, LEADER_EPOCH};
+use crate::cluster::{partition_id, Topic};
 use crate::log::PartitionId;
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 
-/// A client's view of the leader epoch (-1: no opinion) against ours.
-pub fn check_leader_epoch(client_epoch: i32) -> Result<(), ResponseError> {
-    if client_epoch < 0 {
-        return Ok(());
-    }
-    match client_epoch.cmp(&LEADER_EPOCH) {
-        std::cmp::Ordering::Greater => Err(ResponseError::UnknownLeaderEpoch),
-        std::cmp::Ordering::Less => Err(ResponseError::FencedLeaderEpoch),
-        std::cmp::Ordering::Equal => Ok(()),
-    }
-}
-
+/// The partition's log, if this node leads it at the client's epoch (-1: no opinion).
 fn lookup(api: &Api, topic: Option<&Topic>, index: i32, client_epoch: i32) -> Result<PartitionId, ResponseError> {
     let id = partition_id(topic, index)?;
-    check_leader_epoch(client_epoch)?;
+    api.replicas.check_leader(id, client_epoch)?;
     api.log.offsets(id)?;
     Ok(id)
 }
@@ -45,15 +34,15 @@ pub async fn list_offsets(api: &Api, req: &Request, r: ListOffsetsRequest) -> Li
         for p in &t.partitions {
             let response = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
             let found = match lookup(api, topic.as_deref(), p.partition_index, p.current_leader_epoch) {
-                Ok(id) => offset_at(api, id, p.timestamp).await,
+                Ok(id) => offset_at(api, id, p.timestamp).await.map(|found| found.map(|(offset, timestamp)| (offset, timestamp, api.replicas.leader_epoch(id)))),
                 Err(e) => Err(e),
             };
             partitions.push(match found {
-                Ok(Some((offset, timestamp))) => {
+                Ok(Some((offset, timestamp, leader_epoch))) => {
                     let response = response.with_offset(offset).with_timestamp(timestamp);
                     // The leader epoch field exists from v4 on.
                     if req.version >= 4 {
-                        response.with_leader_epoch(LEADER_EPOCH)
+                        response.with_leader_epoch(leader_epoch)
                     } else {
                         response
                     }

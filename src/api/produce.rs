@@ -1,6 +1,6 @@
 //! Produce and InitProducerId.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use kafka_protocol::messages::init_producer_id_request::InitProducerIdRequest;
 use kafka_protocol::messages::init_producer_id_response::InitProducerIdResponse;
@@ -11,46 +11,63 @@ use kafka_protocol::messages::ProducerId;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
-use super::{Api, Request};
-use crate::cluster::{partition_id, Topic, LEADER_EPOCH};
+use super::{Api, FrameError, Request};
+use crate::cluster::{now_ms, partition_id, Topic};
 use crate::log::{AppendError, AppendOptions};
 
-pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
-
 /// Appends every partition's batches, all partitions at once (so the syncs that fsync-mode
-/// topics wait for are shared); `None` for acks=0, which gets no response.
-pub async fn handle(api: &Api, req: &Request, r: ProduceRequest) -> Option<ProduceResponse> {
+/// topics wait for are shared).
+pub async fn handle(api: &Api, req: &Request, r: ProduceRequest) -> ProduceResponse {
     let acks_valid = matches!(r.acks, -1..=1);
     let now = now_ms();
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(r.timeout_ms.max(0) as u64);
+    let acks = r.acks;
     let appends = r.topic_data.iter().map(|topic_data| async move {
         let topic = api.cluster.topic(&topic_data.name);
         let partitions = join_all(topic_data.partition_data.iter().map(|p| {
             let topic = topic.as_deref();
             async move {
-                let result = if acks_valid { append(api, topic, p, now).await } else { Err(ResponseError::InvalidRequiredAcks.into()) };
+                let result = if acks_valid { append(api, topic, p, now, acks, deadline).await } else { Err(ResponseError::InvalidRequiredAcks.into()) };
                 partition_response(req.version, &topic_data.name, p.index, result)
             }
         }))
         .await;
         TopicProduceResponse::default().with_name(topic_data.name.clone()).with_partition_responses(partitions)
     });
-    let responses = join_all(appends).await;
-    (r.acks != 0).then(|| ProduceResponse::default().with_responses(responses))
+    ProduceResponse::default().with_responses(join_all(appends).await)
+}
+
+/// What becomes of an acks=0 produce's response: nothing is sent, and a failure closes the
+/// connection.
+pub fn unacknowledged(response: &ProduceResponse) -> Result<(), FrameError> {
+    for topic in &response.responses {
+        if let Some(p) = topic.partition_responses.iter().find(|p| p.error_code != 0) {
+            let error = ResponseError::try_from_code(p.error_code).unwrap_or(ResponseError::UnknownServerError);
+            return Err(FrameError::UnacknowledgedProduceFailed { topic: topic.name.to_string(), partition: p.index, error });
+        }
+    }
+    Ok(())
 }
 
 /// (base offset, log append time or -1, log start offset)
 type Appended = (i64, i64, i64);
 
-async fn append(api: &Api, topic: Option<&Topic>, p: &PartitionProduceData, now: i64) -> Result<Appended, AppendError> {
+/// Appends on the leader; with acks=all, answers once the high watermark passes the batch
+/// (REQUEST_TIMED_OUT at the request's timeout), refusing at once when the ISR is smaller than
+/// `min.insync.replicas`, as Kafka's Partition.appendRecordsToLeader does.
+async fn append(api: &Api, topic: Option<&Topic>, p: &PartitionProduceData, now: i64, acks: i16, deadline: tokio::time::Instant) -> Result<Appended, AppendError> {
     let topic = topic.ok_or(ResponseError::UnknownTopicOrPartition)?;
     let partition = partition_id(Some(topic), p.index)?;
     let records = p.records.as_ref().ok_or(ResponseError::CorruptMessage)?;
+    let mut leader = api.replicas.leader_for_append(partition).await?;
+    let min_isr = if acks == -1 { topic.configs.min_insync_replicas() } else { 0 };
+    if leader.isr_size < min_isr {
+        return Err(ResponseError::NotEnoughReplicas.into());
+    }
     let log_append_time = topic.configs.log_append_time().then_some(now);
     let opts = AppendOptions {
         max_batch_bytes: topic.configs.max_message_bytes(),
-        leader_epoch: LEADER_EPOCH,
+        leader_epoch: leader.leader_epoch,
         log_append_time,
         flush: topic.configs.flush_policy(),
         require_keys: topic.configs.compaction().is_some(),
@@ -58,6 +75,10 @@ async fn append(api: &Api, topic: Option<&Topic>, p: &PartitionProduceData, now:
     let appended = api.log.append(partition, records, opts).await.inspect_err(|e| {
         tracing::debug!(topic = %topic.name, partition = p.index, "produce refused: {e:?}");
     })?;
+    api.replicas.appended(&mut leader);
+    if acks == -1 {
+        api.replicas.wait_replicated(&leader, appended.end_offset, min_isr, deadline).await?;
+    }
     Ok((appended.base_offset, appended.log_append_time, appended.log_start))
 }
 

@@ -9,10 +9,12 @@ pub mod controller;
 pub mod identity;
 pub mod lifecycle;
 pub mod metadata;
+pub mod replication;
 mod topic_config;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use indexmap::IndexMap;
@@ -25,8 +27,10 @@ use crate::log::{CleanerLimits, LogStore, Meta, PartitionId};
 use controller::Controller;
 pub use topic_config::TopicConfigs;
 
-/// Gregor has one replica per partition and never changes leaders, so the epoch stays 0.
-pub const LEADER_EPOCH: i32 = 0;
+/// Milliseconds since the Unix epoch, as Kafka's timestamps count them.
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
 
 /// Upper bound on a topic's partition count, so one request cannot exhaust the node.
 pub const MAX_PARTITIONS: i32 = 10_000;

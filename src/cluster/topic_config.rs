@@ -48,9 +48,10 @@ const fn def(name: &'static str, kind: Kind, default: Option<&'static str>, syno
 const MAX: Option<&str> = Some("9223372036854775807");
 
 /// Topic configs Gregor accepts. Those it acts on: retention, max.message.bytes,
-/// message.timestamp.type, cleanup.policy with the compaction settings, flush.messages and
-/// flush.ms. The rest describe Kafka's segment files and replication, which this store does not
-/// have; they are kept so tools that set them work, and reported back as set.
+/// message.timestamp.type, cleanup.policy with the compaction settings, flush.messages,
+/// flush.ms and min.insync.replicas. The rest describe Kafka's segment files and unclean
+/// elections, which this broker does not have; they are kept so tools that set them work, and
+/// reported back as set.
 const KNOWN: &[Def] = &[
     def("retention.ms", Kind::Long(-1), None, Some("log.retention.ms"), "Delete batches older than this; -1 keeps them."),
     def("retention.bytes", Kind::Long(-1), None, Some("log.retention.bytes"), "Delete the oldest batches while a partition is larger than this; -1 is no limit."),
@@ -62,8 +63,8 @@ const KNOWN: &[Def] = &[
     def("segment.ms", Kind::Long(1), Some("604800000"), None, "Kafka segment roll time; no effect on RocksDB storage."),
     def("segment.index.bytes", Kind::Long(4), Some("10485760"), None, "Kafka index size; no effect on RocksDB storage."),
     def("segment.jitter.ms", Kind::Long(0), Some("0"), None, "Kafka segment roll jitter; no effect on RocksDB storage."),
-    def("min.insync.replicas", Kind::Long(1), Some("1"), None, "Gregor keeps one replica per partition."),
-    def("unclean.leader.election.enable", Kind::Bool, Some("false"), None, "Gregor keeps one replica per partition."),
+    def("min.insync.replicas", Kind::Long(1), None, Some("min.insync.replicas"), "Fewest ISR members for an acks=all produce (NOT_ENOUGH_REPLICAS with fewer)."),
+    def("unclean.leader.election.enable", Kind::Bool, Some("false"), None, "Gregor elects no out-of-sync replica leader."),
     def("min.compaction.lag.ms", Kind::Long(0), None, Some("log.cleaner.min.compaction.lag.ms"), "Records younger than this are never compacted."),
     def("max.compaction.lag.ms", Kind::Long(1), None, Some("log.cleaner.max.compaction.lag.ms"), "A record stays uncompacted at most this long, whatever the dirty ratio."),
     def("min.cleanable.dirty.ratio", Kind::Ratio, None, Some("log.cleaner.min.cleanable.ratio"), "Compact once this fraction of the cleanable bytes is not yet compacted."),
@@ -253,6 +254,11 @@ impl TopicConfigs {
     pub fn flush_policy(&self) -> FlushPolicy {
         let broker = self.broker.current();
         FlushPolicy { messages: self.long("flush.messages", broker.flush_messages), ms: self.long("flush.ms", broker.flush_ms) }
+    }
+
+    /// Fewest ISR members for an acks=all produce.
+    pub fn min_insync_replicas(&self) -> usize {
+        self.long("min.insync.replicas", self.broker.current().min_insync_replicas).max(1) as usize
     }
 
     pub fn log_append_time(&self) -> bool {

@@ -101,6 +101,16 @@ pub struct Config {
     /// Memory for RocksDB: all memtables together, and the block cache.
     pub memtable_bytes: usize,
     pub block_cache_bytes: usize,
+    /// Fewest ISR members for acks=all (`min.insync.replicas`, the topic default).
+    pub min_insync_replicas: i64,
+    /// Followers not caught up for this long leave the ISR (`replica.lag.time.max.ms`).
+    pub replica_lag_time_max_ms: i64,
+    /// How followers fetch: `replica.fetch.wait.max.ms`, `.max.bytes`, `.response.max.bytes`,
+    /// `.backoff.ms`.
+    pub replica_fetch_wait_max_ms: i32,
+    pub replica_fetch_max_bytes: i32,
+    pub replica_fetch_response_max_bytes: i32,
+    pub replica_fetch_backoff_ms: u64,
     /// Where to serve the ZooKeeper protocol (`zookeeper.listener`); `None` serves none.
     pub zookeeper_listener: Option<SocketAddr>,
     /// The three listener settings as parsed, until `resolve` checks them together.
@@ -286,6 +296,12 @@ impl Config {
             offsets_retention_check_interval_ms: 0,
             memtable_bytes: 0,
             block_cache_bytes: 0,
+            min_insync_replicas: 0,
+            replica_lag_time_max_ms: 0,
+            replica_fetch_wait_max_ms: 0,
+            replica_fetch_max_bytes: 0,
+            replica_fetch_response_max_bytes: 0,
+            replica_fetch_backoff_ms: 0,
             zookeeper_listener: None,
             bind: Vec::new(),
             advertise: Vec::new(),

@@ -254,15 +254,15 @@ impl Pass<'_> {
     fn write_chunk(&self, db: &DB, truncations: u64, chunk: Vec<(BatchEntry, Rewrite)>, finish: Option<(i64, Option<i64>)>, cleaned: &mut Cleaned) -> Result<bool, ResponseError> {
         let id = self.log.id;
         let writer = self.log.writer.blocking_lock();
-        if writer.deleted {
-            return Err(ResponseError::UnknownTopicOrPartition);
-        }
+        writer.usable(id)?;
         if self.log.truncations.load(Ordering::Acquire) != truncations {
             return Ok(false);
         }
         let log_start = self.log.log_start.load(Ordering::Acquire);
         let mut write = WriteBatch::default();
-        let mut shrunk = 0u64;
+        // Signed: a rewritten batch can come out larger than it was (the producer compressed
+        // at a higher level than the cleaner does).
+        let mut growth = 0i64;
         for (entry, rewrite) in chunk.iter().filter(|(e, _)| e.last_offset >= log_start) {
             let key = log_key(id, entry.base_offset);
             match rewrite {
@@ -270,19 +270,19 @@ impl Pass<'_> {
                 Rewrite::Remove => {
                     write.delete_cf(log_cf(db), key);
                     write.delete_cf(index_cf(db), key);
-                    shrunk += entry.bytes as u64;
+                    growth -= i64::from(entry.bytes);
                     cleaned.batches_removed += 1;
                 }
                 Rewrite::Replace(rebuilt) => {
                     let new_entry = BatchEntry::of(rebuilt).ok_or(ResponseError::CorruptMessage)?;
                     write.put_cf(log_cf(db), key, rebuilt);
                     write.put_cf(index_cf(db), key, new_entry.encode());
-                    shrunk += (entry.bytes - new_entry.bytes) as u64;
+                    growth += i64::from(new_entry.bytes) - i64::from(entry.bytes);
                     cleaned.batches_rewritten += 1;
                 }
             }
         }
-        let total = self.log.bytes.load(Ordering::Acquire).saturating_sub(shrunk);
+        let total = self.log.bytes.load(Ordering::Acquire).saturating_add_signed(growth);
         write.put_cf(meta_cf(db), meta_key(id, BYTES, &[]), total.to_be_bytes());
         if let Some((clean_upto, tombstone_due)) = finish {
             write.put_cf(meta_cf(db), meta_key(id, CLEANED, &[]), clean_upto.to_be_bytes());
@@ -293,7 +293,7 @@ impl Pass<'_> {
         }
         self.db.write(write)?;
         self.log.bytes.store(total, Ordering::Release);
-        cleaned.bytes_after = cleaned.bytes_after.saturating_sub(shrunk);
+        cleaned.bytes_after = cleaned.bytes_after.saturating_add_signed(growth);
         drop(writer);
         Ok(true)
     }
@@ -324,7 +324,7 @@ impl Throttle {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::log::{AppendError, AppendOptions, FlushPolicy, ReadRequest};
+    use crate::log::{AppendError, AppendOptions, FetchIsolation, FlushPolicy, ReadRequest};
     use crate::testkit::{encode_batch, BatchSpec};
     use kafka_protocol::records::{Compression, RecordBatchDecoder};
 
@@ -345,7 +345,7 @@ mod tests {
 
     /// (offset, key, value) of every record readable from `offset`.
     async fn records_from(store: &LogStore, offset: i64) -> Vec<(i64, String, Option<String>)> {
-        let read = store.read(&[ReadRequest { id: 1, offset, max_bytes: 1 << 20 }], 1 << 20).await.pop().unwrap().unwrap();
+        let read = store.read(&[ReadRequest { id: 1, offset, max_bytes: 1 << 20, isolation: FetchIsolation::HighWatermark }], 1 << 20).await.pop().unwrap().unwrap();
         let mut bytes = read.records;
         let text = |b: Option<bytes::Bytes>| b.map(|b| String::from_utf8(b.to_vec()).unwrap());
         RecordBatchDecoder::decode_all(&mut bytes)
@@ -379,7 +379,7 @@ mod tests {
         let expected = [(3, "d", Some("d1")), (4, "a", Some("a2")), (5, "c", None), (6, "b", Some("b2")), (7, "a", Some("a3"))];
         assert_eq!(all, expected.map(|(o, k, v)| (o, k.to_string(), v.map(String::from))));
         // The rewritten batches kept their codecs.
-        let read = store.read(&[ReadRequest { id: 1, offset: 0, max_bytes: 1 << 20 }], 1 << 20).await.pop().unwrap().unwrap();
+        let read = store.read(&[ReadRequest { id: 1, offset: 0, max_bytes: 1 << 20, isolation: FetchIsolation::HighWatermark }], 1 << 20).await.pop().unwrap().unwrap();
         let codecs: Vec<Compression> = RecordBatchDecoder::decode_batch_info(&mut read.records.clone()).unwrap().into_iter().map(|b| b.compression).collect();
         assert_eq!(codecs, vec![Compression::Lz4, Compression::Gzip, Compression::None, Compression::None]);
         // A consumer inside the removed range moves on to the next record.

@@ -134,7 +134,7 @@ fn shared_cache(bytes: usize) -> Cache {
 /// compaction behind) since the store was opened, over both column families.
 pub fn write_stalls(db: &DB) -> Result<u64, ResponseError> {
     let mut stalls = 0;
-    for name in [LOG_CF, META_CF] {
+    for name in [LOG_CF, META_CF, INDEX_CF] {
         let cf = db.cf_handle(name).ok_or(ResponseError::KafkaStorageError)?;
         // "Write Stall (count): <cause>: <n>, ..., total-delays: <n>, total-stops: <n>"
         let text = db.property_value_cf(cf, "rocksdb.cf-write-stall-stats").map_err(|_| ResponseError::KafkaStorageError)?.unwrap_or_default();

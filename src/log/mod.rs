@@ -93,6 +93,24 @@ struct WriterState {
     unflushed: i64,
     /// Set once the partition is deleted: an append that was waiting for the lock fails.
     deleted: bool,
+    /// Set while a write is queued and not yet answered. Still set afterwards only when that
+    /// append was cancelled (shutdown drops requests): its write may land, so nothing else
+    /// may be written here until a restart reads the store again.
+    in_doubt: bool,
+}
+
+impl WriterState {
+    /// Whether the partition takes changes.
+    fn usable(&self, id: PartitionId) -> Result<(), ResponseError> {
+        if self.deleted {
+            return Err(ResponseError::UnknownTopicOrPartition);
+        }
+        if self.in_doubt {
+            tracing::warn!(partition = id, "an append was cancelled while being written; the partition takes no changes until a restart");
+            return Err(ResponseError::KafkaStorageError);
+        }
+        Ok(())
+    }
 }
 
 /// When appended data must reach the disk: Kafka's `flush.messages` and `flush.ms`.
@@ -177,6 +195,8 @@ impl From<ResponseError> for ReplicaAppendError {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Appended {
     pub base_offset: i64,
+    /// The offset after the batch's last record: acks=all waits for the high watermark there.
+    pub end_offset: i64,
     /// What the produce response gives as the log append time: the append time on
     /// LogAppendTime topics, else -1; for a retried batch, its original timestamp (Kafka's answer).
     pub log_append_time: i64,
@@ -189,6 +209,16 @@ pub struct ReadRequest {
     pub id: PartitionId,
     pub offset: i64,
     pub max_bytes: usize,
+    pub isolation: FetchIsolation,
+}
+
+/// How far a fetch may read (Kafka's FetchIsolation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FetchIsolation {
+    /// Consumers: what the high watermark says is committed.
+    HighWatermark,
+    /// Followers: everything written.
+    LogEnd,
 }
 
 #[derive(Debug, Clone)]
@@ -268,7 +298,7 @@ impl PartitionLog {
     fn new(id: PartitionId, next_offset: i64, last_epoch: i32, log_start: i64, bytes: u64, producers: HashMap<i64, ProducerState>) -> PartitionLog {
         PartitionLog {
             id,
-            writer: tokio::sync::Mutex::new(WriterState { next_offset, last_epoch, producers, unflushed: 0, deleted: false }),
+            writer: tokio::sync::Mutex::new(WriterState { next_offset, last_epoch, producers, unflushed: 0, deleted: false, in_doubt: false }),
             high_watermark: AtomicI64::new(next_offset),
             log_end: AtomicI64::new(next_offset),
             hw_by_caller: AtomicBool::new(false),
@@ -511,9 +541,7 @@ impl LogStore {
         }
         let log = self.partition(id)?;
         let writer = log.writer.lock().await;
-        if writer.deleted {
-            return Err(ResponseError::UnknownTopicOrPartition.into());
-        }
+        writer.usable(id)?;
         let header = BatchHeader::new(bytes).expect("validated");
         let base_offset = writer.next_offset;
         let db = self.io.db().get()?;
@@ -526,7 +554,8 @@ impl LogStore {
                 if opts.flush.messages == 1 {
                     self.syncer.wait(self.syncer.ticket()).await?;
                 }
-                return Ok(Appended { base_offset, log_append_time: timestamp, log_start: log.log_start.load(Ordering::Acquire) });
+                let end_offset = base_offset + i64::from(header.last_offset_delta()) + 1;
+                return Ok(Appended { base_offset, end_offset, log_append_time: timestamp, log_start: log.log_start.load(Ordering::Acquire) });
             }
         }
         let mut staged = Staged::new(bytes.len() + 256, &writer);
@@ -540,8 +569,9 @@ impl LogStore {
                 *stored = Vec::new();
             }
         });
+        let end_offset = staged.next_offset;
         self.commit(&log, writer, db, staged, opts.flush).await?;
-        Ok(Appended { base_offset, log_append_time: opts.log_append_time.unwrap_or(-1), log_start: log.log_start.load(Ordering::Acquire) })
+        Ok(Appended { base_offset, end_offset, log_append_time: opts.log_append_time.unwrap_or(-1), log_start: log.log_start.load(Ordering::Acquire) })
     }
 
     /// A follower's append: stores batches fetched from the leader exactly as they are, at the
@@ -552,9 +582,7 @@ impl LogStore {
         let batches = batch::split_replicated(records)?;
         let log = self.partition(id)?;
         let writer = log.writer.lock().await;
-        if writer.deleted {
-            return Err(ResponseError::UnknownTopicOrPartition.into());
-        }
+        writer.usable(id)?;
         if batches.is_empty() {
             return Ok(writer.next_offset);
         }
@@ -585,7 +613,10 @@ impl LogStore {
         let total = log.bytes.load(Ordering::Acquire) + bytes;
         write.put_cf(meta_cf(&db), meta_key(log.id, BYTES, &[]), total.to_be_bytes());
         drop(db);
-        self.io.write(Lane::Partition(log.id), write).await?;
+        writer.in_doubt = true;
+        let written = self.io.write(Lane::Partition(log.id), write).await;
+        writer.in_doubt = false;
+        written?;
         writer.unflushed += next - writer.next_offset;
         writer.next_offset = next;
         writer.last_epoch = last_epoch;
@@ -643,6 +674,12 @@ impl LogStore {
         Ok(self.partition(id)?.log_end.load(Ordering::Acquire))
     }
 
+    /// The leader epoch of the log's last batch, -1 for an empty log: a follower's last
+    /// fetched epoch.
+    pub async fn latest_epoch(&self, id: PartitionId) -> Result<i32, ResponseError> {
+        Ok(self.partition(id)?.writer.lock().await.last_epoch)
+    }
+
     /// Says who moves the high watermark. Back to [`HighWatermark::LogEnd`], it catches up
     /// with the log end at once.
     pub fn set_high_watermark_mode(&self, id: PartitionId, mode: HighWatermark) -> Result<(), ResponseError> {
@@ -687,9 +724,7 @@ impl LogStore {
     pub async fn truncate_to(&self, id: PartitionId, offset: i64) -> Result<i64, ResponseError> {
         let log = self.partition(id)?;
         let mut writer = log.writer.lock().await;
-        if writer.deleted {
-            return Err(ResponseError::UnknownTopicOrPartition);
-        }
+        writer.usable(id)?;
         log.drain().await;
         let log_start = log.log_start.load(Ordering::Acquire);
         if offset < log_start {
@@ -758,15 +793,19 @@ impl LogStore {
         for r in requests {
             placed.push(self.partition(r.id).and_then(|log| {
                 let high_watermark = log.high_watermark.load(Ordering::Acquire);
+                let limit = match r.isolation {
+                    FetchIsolation::HighWatermark => high_watermark,
+                    FetchIsolation::LogEnd => log.log_end.load(Ordering::Acquire),
+                };
                 let log_start = log.log_start.load(Ordering::Acquire);
-                if r.offset < log_start || r.offset > high_watermark {
+                if r.offset < log_start || r.offset > limit {
                     return Err(ResponseError::OffsetOutOfRange);
                 }
-                Ok((*r, high_watermark, log_start))
+                Ok((*r, high_watermark, log_start, limit))
             }));
         }
-        let empty = |&(_, high_watermark, log_start): &(ReadRequest, i64, i64)| ReadResult { records: Bytes::new(), high_watermark, log_start };
-        if !placed.iter().flatten().any(|(r, hw, _)| r.offset < *hw) {
+        let empty = |&(_, high_watermark, log_start, _): &(ReadRequest, i64, i64, i64)| ReadResult { records: Bytes::new(), high_watermark, log_start };
+        if !placed.iter().flatten().any(|(r, _, _, limit)| r.offset < *limit) {
             return placed.into_iter().map(|p| p.map(|p| empty(&p))).collect();
         }
         let job = placed.clone();
@@ -775,11 +814,11 @@ impl LogStore {
             let mut first = true;
             let mut out = Vec::with_capacity(job.len());
             for p in job {
-                let Ok((r, high_watermark, log_start)) = p else {
+                let Ok((r, high_watermark, log_start, limit)) = p else {
                     out.push(None);
                     continue;
                 };
-                let records = read_batches(db, &r, high_watermark, r.max_bytes.min(budget), first)?;
+                let records = read_batches(db, &r, limit, r.max_bytes.min(budget), first)?;
                 budget = budget.saturating_sub(records.len());
                 first &= records.is_empty();
                 out.push(Some(ReadResult { records, high_watermark, log_start }));
@@ -876,9 +915,7 @@ impl LogStore {
     async fn truncate_before(&self, log: &Arc<PartitionLog>, new_start: i64) -> Result<(), ResponseError> {
         // Appends update the byte count too: hold the writer while this one changes it.
         let writer = log.writer.lock().await;
-        if writer.deleted {
-            return Err(ResponseError::UnknownTopicOrPartition);
-        }
+        writer.usable(log.id)?;
         if new_start <= log.log_start.load(Ordering::Acquire) {
             return Ok(());
         }
@@ -924,7 +961,7 @@ impl LogStore {
         for log in logs {
             let mut writer = log.writer.lock().await;
             let expired = producers::expired(&writer.producers, now_ms, expiration_ms);
-            if writer.deleted || expired.is_empty() {
+            if writer.usable(log.id).is_err() || expired.is_empty() {
                 continue;
             }
             let db = self.io.db().get()?;
@@ -1036,14 +1073,14 @@ fn record_in(db: &DB, log: &PartitionLog, entry: &BatchEntry, wanted: impl Fn(i6
     Ok(records::offsets_and_timestamps(&stored)?.into_iter().find(|&(offset, ts)| offset >= log_start && wanted(ts)))
 }
 
-/// Whole batches of one partition from the one holding `r.offset`, up to `max_bytes`; with
+/// Whole batches of one partition below `limit`, from the one holding `r.offset`, up to `max_bytes`; with
 /// `min_one`, at least one batch even if it is larger.
-fn read_batches(db: &DB, r: &ReadRequest, high_watermark: i64, max_bytes: usize, min_one: bool) -> Result<Bytes, ResponseError> {
+fn read_batches(db: &DB, r: &ReadRequest, limit: i64, max_bytes: usize, min_one: bool) -> Result<Bytes, ResponseError> {
     let mut out = BytesMut::new();
-    if r.offset >= high_watermark || (max_bytes == 0 && !min_one) {
+    if r.offset >= limit || (max_bytes == 0 && !min_one) {
         return Ok(out.freeze());
     }
-    let mut it = batches_from(db, r.id, r.offset, high_watermark);
+    let mut it = batches_from(db, r.id, r.offset, limit);
     let mut largest = 0;
     while let Some(value) = it.value() {
         // A batch that ends before the offset holds nothing the client asked for.
@@ -1082,7 +1119,7 @@ mod tests {
 
     /// Reads one partition as a fetch of it alone would.
     async fn read(store: &LogStore, id: PartitionId, offset: i64, max_bytes: usize) -> Result<ReadResult, ResponseError> {
-        store.read(&[ReadRequest { id, offset, max_bytes }], max_bytes).await.pop().unwrap()
+        store.read(&[ReadRequest { id, offset, max_bytes, isolation: FetchIsolation::HighWatermark }], max_bytes).await.pop().unwrap()
     }
 
     #[tokio::test]
@@ -1157,6 +1194,39 @@ mod tests {
         let gap = encode_batch(&BatchSpec { producer: Some((9, 0, 5)), ..BatchSpec::values(1) });
         assert_eq!(store.append(1, &gap, OPTS).await.unwrap_err(), AppendError::Refused(ResponseError::OutOfOrderSequenceNumber));
         assert_eq!(store.offsets(1).unwrap().1, 2);
+    }
+
+    #[tokio::test]
+    async fn an_append_cancelled_mid_write_stops_the_partition_until_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let batch = encode_batch(&BatchSpec { producer: Some((9, 0, 0)), ..BatchSpec::values(2) });
+        {
+            let store = LogStore::open(dir.path()).unwrap();
+            store.load_partition(1).unwrap();
+            // Polled once, an append queues its write and waits for it: dropped there, as
+            // shutdown drops a request. One that finishes within its first poll counts on.
+            let mut done = 0;
+            loop {
+                let next = encode_batch(&BatchSpec { producer: Some((9, 0, 2 * done)), ..BatchSpec::values(2) });
+                use std::future::Future;
+                let mut append = std::pin::pin!(store.append(1, &next, OPTS));
+                match append.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop())) {
+                    std::task::Poll::Ready(appended) => assert_eq!(appended.unwrap().base_offset, 2 * i64::from(done)),
+                    std::task::Poll::Pending => break,
+                }
+                done += 1;
+                assert!(done < 1000, "no append was ever cancelled mid-write");
+            }
+            // Its write may land: nothing may be written at the same offsets.
+            assert_eq!(store.append(1, &batch, OPTS).await, Err(ResponseError::KafkaStorageError.into()));
+            assert_eq!(store.truncate_to(1, 0).await, Err(ResponseError::KafkaStorageError));
+        }
+        let store = LogStore::open(dir.path()).unwrap();
+        store.load_partition(1).unwrap();
+        // The cancelled batch landed; the producer's next batch follows it.
+        let end = store.offsets(1).unwrap().1;
+        let after = encode_batch(&BatchSpec { producer: Some((9, 0, end as i32)), ..BatchSpec::values(1) });
+        assert_eq!(store.append(1, &after, OPTS).await.unwrap().base_offset, end);
     }
 
     #[tokio::test]

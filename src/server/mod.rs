@@ -82,7 +82,8 @@ impl Drop for OpenConnection {
 }
 
 /// Accepts connections on the listener called `name` until `shutdown` turns true, then waits
-/// for the open connections to finish the request they are on.
+/// for the open connections to close: each drops the request it is on unanswered (a parked
+/// long poll would otherwise hold the stop up), so its client retries elsewhere or later.
 pub async fn serve(listener: TcpListener, name: Arc<str>, api: Arc<Api>, limits: Arc<Limits>, mut shutdown: watch::Receiver<bool>) {
     let mut connections = JoinSet::new();
     loop {

@@ -258,7 +258,7 @@ fn render_topic(topic: &Topic, node_id: i32) -> Vec<(String, Vec<u8>)> {
         "controller_epoch": 1,
         "leader": node_id,
         "version": 1,
-        "leader_epoch": crate::cluster::LEADER_EPOCH,
+        "leader_epoch": crate::cluster::replication::INITIAL_LEADER_EPOCH,
         "isr": [node_id],
     })
     .to_string();

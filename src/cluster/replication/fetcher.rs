@@ -1,0 +1,508 @@
+//! Follower fetchers (Kafka's ReplicaFetcherThread): one task per leader broker fetches every
+//! partition this node follows there, with real Fetch requests carrying its replica id, and
+//! appends what comes back with the store's follower append. It truncates where the leader's
+//! log diverges: from the Fetch answer's diverging epoch (v12+), or by asking OffsetForLeaderEpoch
+//! (an older leader, or an append the log refused).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use bytes::{Buf, BufMut, BytesMut};
+use kafka_protocol::messages::api_versions_request::ApiVersionsRequest;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchRequest, FetchTopic, ReplicaState};
+use kafka_protocol::messages::offset_for_leader_epoch_request::{OffsetForLeaderEpochRequest, OffsetForLeaderPartition, OffsetForLeaderTopic};
+use kafka_protocol::messages::{ApiKey, BrokerId, RequestHeader, ResponseHeader, TopicName};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Message, Request, StrBytes};
+use kafka_protocol::ResponseError;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{watch, Mutex, Notify};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::{PartitionState, TopicPartition};
+use crate::cluster::Cluster;
+use crate::log::{LogStore, PartitionId, ReplicaAppendError, ReplicaAppendOptions, UNDEFINED_EPOCH_END};
+
+/// How followers fetch (the broker's `replica.fetch.*` settings).
+pub(super) struct FetcherSettings {
+    pub node_id: i32,
+    pub wait_max_ms: i32,
+    pub max_bytes: i32,
+    pub response_max_bytes: i32,
+    /// After an error, a partition (or a failed connection) waits this long.
+    pub backoff: Duration,
+}
+
+/// A partition a fetcher replicates.
+struct Fetched {
+    partition: TopicPartition,
+    leader_epoch: i32,
+    /// Ask the leader where our log diverges before fetching.
+    truncate_first: Option<Ask>,
+    retry_at: Option<Instant>,
+}
+
+/// When to ask OffsetForLeaderEpoch before fetching.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ask {
+    /// Newly followed: only a leader whose Fetch lacks diverging epochs (before v12) needs it.
+    IfNoDivergingEpoch,
+    /// The log refused the leader's batches, or the leader our fetch offset.
+    Always,
+}
+
+/// The partitions one fetcher replicates. Its lock is held while a response is applied, so a
+/// partition removed from it gets no append after [`Fetchers::remove`] returns.
+struct Assigned {
+    partitions: Mutex<HashMap<PartitionId, Fetched>>,
+    changed: Notify,
+}
+
+struct Fetcher {
+    assigned: Arc<Assigned>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+/// The fetcher tasks by leader (node id and address): at most one per broker this node follows.
+pub(super) struct Fetchers {
+    settings: Arc<FetcherSettings>,
+    log: Arc<LogStore>,
+    cluster: Arc<Cluster>,
+    shutdown: watch::Receiver<bool>,
+    by_leader: Mutex<HashMap<(i32, String), Fetcher>>,
+}
+
+/// How long a leader may take to answer, beyond a fetch's own wait.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl FetcherSettings {
+    fn request_timeout(&self) -> Duration {
+        REQUEST_TIMEOUT + Duration::from_millis(self.wait_max_ms.max(0) as u64)
+    }
+}
+
+impl Fetchers {
+    pub(super) fn new(settings: FetcherSettings, log: Arc<LogStore>, cluster: Arc<Cluster>, shutdown: watch::Receiver<bool>) -> Fetchers {
+        Fetchers { settings: Arc::new(settings), log, cluster, shutdown, by_leader: Mutex::new(HashMap::new()) }
+    }
+
+    /// Fetches `id` from `state.leader` at `address`, moving it off any other fetcher.
+    pub(super) async fn add(&self, id: PartitionId, partition: &TopicPartition, state: &PartitionState, address: &str) {
+        let key = (state.leader, address.to_string());
+        let mut by_leader = self.by_leader.lock().await;
+        remove_from(&mut by_leader, id, Some(&key)).await;
+        let fetcher = by_leader.entry(key.clone()).or_insert_with(|| {
+            let assigned = Arc::new(Assigned { partitions: Mutex::new(HashMap::new()), changed: Notify::new() });
+            let (stop, stopped) = watch::channel(false);
+            let task = FetcherTask {
+                leader: key.0,
+                address: key.1.clone(),
+                settings: self.settings.clone(),
+                log: self.log.clone(),
+                cluster: self.cluster.clone(),
+                assigned: assigned.clone(),
+                stopped,
+                shutdown: self.shutdown.clone(),
+            };
+            Fetcher { assigned, stop, task: tokio::spawn(task.run()) }
+        });
+        let fetched = Fetched { partition: partition.clone(), leader_epoch: state.leader_epoch, truncate_first: Some(Ask::IfNoDivergingEpoch), retry_at: None };
+        fetcher.assigned.partitions.lock().await.insert(id, fetched);
+        fetcher.assigned.changed.notify_one();
+    }
+
+    /// Stops fetching `id`; returns once no fetcher will append to it.
+    pub(super) async fn remove(&self, id: PartitionId) {
+        remove_from(&mut *self.by_leader.lock().await, id, None).await;
+    }
+
+    /// Stops every fetcher and waits for them (broker shutdown).
+    pub(super) async fn stop_all(&self) {
+        let fetchers: Vec<Fetcher> = self.by_leader.lock().await.drain().map(|(_, f)| f).collect();
+        for f in fetchers {
+            let _ = f.stop.send(true);
+            let _ = f.task.await;
+        }
+    }
+}
+
+/// Takes `id` off every fetcher but `keep`; a fetcher left with nothing stops.
+async fn remove_from(by_leader: &mut HashMap<(i32, String), Fetcher>, id: PartitionId, keep: Option<&(i32, String)>) {
+    let mut idle = Vec::new();
+    for (key, fetcher) in by_leader.iter() {
+        if Some(key) == keep {
+            continue;
+        }
+        let mut partitions = fetcher.assigned.partitions.lock().await;
+        if partitions.remove(&id).is_some() && partitions.is_empty() {
+            idle.push(key.clone());
+        }
+    }
+    for key in idle {
+        if let Some(f) = by_leader.remove(&key) {
+            let _ = f.stop.send(true);
+        }
+    }
+}
+
+/// One fetcher's loop and what it needs.
+struct FetcherTask {
+    leader: i32,
+    address: String,
+    settings: Arc<FetcherSettings>,
+    log: Arc<LogStore>,
+    cluster: Arc<Cluster>,
+    assigned: Arc<Assigned>,
+    stopped: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// What was asked of one partition in a Fetch, to match the answer.
+struct Asked {
+    id: PartitionId,
+    key: (TopicKey, i32),
+    leader_epoch: i32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum TopicKey {
+    Id(uuid::Uuid),
+    Name(String),
+}
+
+impl FetcherTask {
+    /// Fetch rounds until the fetcher is stopped. Only waits (for the network, or a pause) are
+    /// cut short by a stop: an append or truncation always completes.
+    async fn run(self) {
+        let span = tracing::info_span!("replica-fetcher", leader = self.leader, address = %self.address);
+        let _ = tracing::Instrument::instrument(
+            async {
+                let mut peer: Option<Peer> = None;
+                while !self.is_stopped() {
+                    if let Some(pause) = self.round(&mut peer).await {
+                        tokio::select! {
+                            _ = tokio::time::sleep(pause) => {}
+                            _ = self.assigned.changed.notified() => {}
+                            _ = self.stop_requested() => {}
+                        }
+                    }
+                }
+            },
+            span,
+        )
+        .await;
+    }
+
+    fn is_stopped(&self) -> bool {
+        *self.stopped.borrow() || *self.shutdown.borrow()
+    }
+
+    /// Returns once this fetcher is to stop (or the broker shuts down).
+    async fn stop_requested(&self) {
+        let (mut stopped, mut shutdown) = (self.stopped.clone(), self.shutdown.clone());
+        tokio::select! {
+            _ = stopped.wait_for(|s| *s) => {}
+            _ = shutdown.wait_for(|s| *s) => {}
+        }
+    }
+
+    /// One request to the leader, given up when the fetcher stops.
+    async fn call<R: Request>(&self, peer: &mut Peer, request: &R, version: i16) -> Result<R::Response> {
+        tokio::select! {
+            response = peer.call(request, version, self.settings.request_timeout()) => response,
+            _ = self.stop_requested() => bail!("stopping"),
+        }
+    }
+
+    /// One fetch round; returns how long to pause before the next (`None`: go on at once).
+    async fn round(&self, peer: &mut Option<Peer>) -> Option<Duration> {
+        let ready = self.ready().await;
+        if ready.is_empty() {
+            return Some(self.settings.backoff);
+        }
+        if peer.is_none() {
+            let connected = tokio::select! {
+                connected = Peer::connect(&self.address, self.settings.node_id) => connected,
+                _ = self.stop_requested() => return None,
+            };
+            match connected {
+                Ok(p) => *peer = Some(p),
+                Err(e) => {
+                    tracing::warn!("cannot reach the leader: {e:#}");
+                    return Some(self.settings.backoff);
+                }
+            }
+        }
+        let conn = peer.as_mut().expect("connected above");
+        let result = match self.truncate_first(conn, &ready).await {
+            Ok(()) => self.fetch(conn).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(true) => None,
+            // Every partition waits out an error.
+            Ok(false) => Some(self.settings.backoff),
+            Err(e) => {
+                tracing::warn!("fetch failed: {e:#}");
+                *peer = None;
+                Some(self.settings.backoff)
+            }
+        }
+    }
+
+    /// The partitions not waiting out a backoff.
+    async fn ready(&self) -> Vec<PartitionId> {
+        let now = Instant::now();
+        let partitions = self.assigned.partitions.lock().await;
+        partitions.iter().filter(|(_, f)| f.retry_at.is_none_or(|t| t <= now)).map(|(id, _)| *id).collect()
+    }
+
+    /// For partitions just assigned (or whose append was refused): against a leader without
+    /// diverging epochs in Fetch, or after a refused append, asks OffsetForLeaderEpoch for the
+    /// end of our last epoch and truncates there.
+    async fn truncate_first(&self, peer: &mut Peer, ready: &[PartitionId]) -> Result<()> {
+        let mut partitions = self.assigned.partitions.lock().await;
+        for id in ready {
+            let Some(f) = partitions.get_mut(id) else { continue };
+            match f.truncate_first {
+                None => continue,
+                Some(Ask::IfNoDivergingEpoch) if peer.fetch_version >= 12 => {
+                    f.truncate_first = None;
+                    continue;
+                }
+                Some(_) => {}
+            }
+            let latest = match self.log.latest_epoch(*id).await {
+                Ok(epoch) => epoch,
+                Err(e) => {
+                    f.delay(self.settings.backoff, e);
+                    continue;
+                }
+            };
+            if latest < 0 {
+                f.truncate_first = None;
+                continue;
+            }
+            let request = OffsetForLeaderEpochRequest::default().with_replica_id(BrokerId(self.settings.node_id)).with_topics(vec![OffsetForLeaderTopic::default()
+                .with_topic(TopicName(StrBytes::from_string(f.partition.topic.clone())))
+                .with_partitions(vec![OffsetForLeaderPartition::default()
+                    .with_partition(f.partition.partition)
+                    .with_current_leader_epoch(f.leader_epoch)
+                    .with_leader_epoch(latest)])]);
+            let version = peer.offset_for_leader_epoch_version;
+            let response = self.call(peer, &request, version).await?;
+            let answer = response.topics.first().and_then(|t| t.partitions.first()).context("OffsetForLeaderEpoch answer without the partition")?;
+            match ResponseError::try_from_code(answer.error_code) {
+                Some(e) => f.delay(self.settings.backoff, e),
+                None => match truncate(&self.log, *id, answer.leader_epoch, answer.end_offset).await {
+                    Ok(()) => f.truncate_first = None,
+                    Err(e) => f.delay(self.settings.backoff, e),
+                },
+            }
+        }
+        Ok(())
+    }
+
+    /// One Fetch for the partitions ready; false if none was.
+    async fn fetch(&self, peer: &mut Peer) -> Result<bool> {
+        let (request, asked) = self.request(peer.fetch_version).await;
+        if asked.is_empty() {
+            return Ok(false);
+        }
+        let response = self.call(peer, &request, peer.fetch_version).await?;
+        if let Some(e) = ResponseError::try_from_code(response.error_code) {
+            bail!("the leader refused the fetch: {e:?}");
+        }
+        let mut answers = HashMap::new();
+        for topic in response.responses {
+            let key = if peer.fetch_version >= 13 { TopicKey::Id(topic.topic_id) } else { TopicKey::Name(topic.topic.to_string()) };
+            for p in topic.partitions {
+                answers.insert((key.clone(), p.partition_index), p);
+            }
+        }
+        let mut partitions = self.assigned.partitions.lock().await;
+        for a in asked {
+            let Some(p) = answers.remove(&a.key) else { continue };
+            // Reassigned, or moved to another epoch, while the fetch was out.
+            let Some(f) = partitions.get_mut(&a.id).filter(|f| f.leader_epoch == a.leader_epoch) else { continue };
+            if let Some(e) = ResponseError::try_from_code(p.error_code) {
+                if e == ResponseError::OffsetOutOfRange {
+                    f.truncate_first = Some(Ask::Always);
+                }
+                f.delay(self.settings.backoff, e);
+                continue;
+            }
+            let diverging = &p.diverging_epoch;
+            let applied = if diverging.epoch >= 0 || diverging.end_offset >= 0 {
+                truncate(&self.log, a.id, diverging.epoch, diverging.end_offset).await.map_err(ReplicaAppendError::Refused)
+            } else {
+                self.append(a.id, &f.partition, p.records.as_deref().unwrap_or_default()).await
+            };
+            match applied {
+                Ok(()) => {
+                    // Fails only for a deleted partition.
+                    let _ = self.log.set_high_watermark(a.id, p.high_watermark);
+                }
+                Err(ReplicaAppendError::Refused(e)) => f.delay(self.settings.backoff, e),
+                Err(misplaced) => {
+                    tracing::info!(partition = ?f.partition, "the leader's batches do not follow our log ({misplaced:?}): asking where it diverges");
+                    f.truncate_first = Some(Ask::Always);
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// A Fetch for the ready partitions, each from its log end.
+    async fn request(&self, version: i16) -> (FetchRequest, Vec<Asked>) {
+        let now = Instant::now();
+        let partitions = self.assigned.partitions.lock().await;
+        let mut topics: Vec<FetchTopic> = Vec::new();
+        let mut asked = Vec::new();
+        for (&id, f) in partitions.iter() {
+            if f.truncate_first.is_some() || f.retry_at.is_some_and(|t| t > now) {
+                continue;
+            }
+            let (Ok((log_start, _)), Ok(log_end), Ok(last_epoch)) = (self.log.offsets(id), self.log.log_end_offset(id), self.log.latest_epoch(id).await) else { continue };
+            let key = if version >= 13 { TopicKey::Id(f.partition.topic_id) } else { TopicKey::Name(f.partition.topic.clone()) };
+            let partition = FetchPartition::default()
+                .with_partition(f.partition.partition)
+                .with_current_leader_epoch(f.leader_epoch)
+                .with_fetch_offset(log_end)
+                .with_last_fetched_epoch(if version >= 12 { last_epoch } else { -1 })
+                .with_log_start_offset(log_start)
+                .with_partition_max_bytes(self.settings.max_bytes);
+            let topic = FetchTopic::default().with_topic(TopicName(StrBytes::from_string(f.partition.topic.clone()))).with_topic_id(f.partition.topic_id);
+            match topics.iter_mut().find(|t| t.topic_id == topic.topic_id && t.topic == topic.topic) {
+                Some(t) => t.partitions.push(partition),
+                None => topics.push(topic.with_partitions(vec![partition])),
+            }
+            asked.push(Asked { id, key: (key, f.partition.partition), leader_epoch: f.leader_epoch });
+        }
+        let request = FetchRequest::default()
+            .with_replica_id(BrokerId(if version < 15 { self.settings.node_id } else { -1 }))
+            .with_replica_state(ReplicaState::default().with_replica_id(BrokerId(if version >= 15 { self.settings.node_id } else { -1 })))
+            .with_max_wait_ms(self.settings.wait_max_ms)
+            .with_min_bytes(1)
+            .with_max_bytes(self.settings.response_max_bytes)
+            // Sessionless: every fetch names all its partitions.
+            .with_session_id(0)
+            .with_session_epoch(-1)
+            .with_topics(topics);
+        (request, asked)
+    }
+
+    /// Appends fetched batches as the topic's configs ask.
+    async fn append(&self, id: PartitionId, partition: &TopicPartition, records: &[u8]) -> Result<(), ReplicaAppendError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let topic = self.cluster.topic(&partition.topic).ok_or(ResponseError::UnknownTopicOrPartition)?;
+        let opts = ReplicaAppendOptions { flush: topic.configs.flush_policy(), allow_gaps: topic.configs.compaction().is_some() };
+        self.log.append_replicated(id, records, opts).await.map(|_| ())
+    }
+}
+
+impl Fetched {
+    fn delay(&mut self, backoff: Duration, e: ResponseError) {
+        tracing::debug!(partition = ?self.partition, "fetch error {e:?}: retrying in {backoff:?}");
+        self.retry_at = Some(Instant::now() + backoff);
+    }
+}
+
+/// Truncates where the leader's log diverges from ours (KIP-101/279): the leader's last epoch at
+/// most ours ends at `leader_end`; our own log's part of that epoch ends at some offset too, and
+/// the log keeps what both have.
+async fn truncate(log: &LogStore, id: PartitionId, leader_epoch: i32, leader_end: i64) -> Result<(), ResponseError> {
+    let (log_start, _) = log.offsets(id)?;
+    let target = if (leader_epoch, leader_end) == UNDEFINED_EPOCH_END {
+        // The leader has no epoch as old as ours: nothing of our log is on it.
+        log_start
+    } else {
+        let (epoch, end) = log.end_offset_for_epoch(id, leader_epoch).await?;
+        if (epoch, end) == UNDEFINED_EPOCH_END {
+            log_start
+        } else {
+            end.min(leader_end)
+        }
+    };
+    if target < log.log_end_offset(id)? {
+        log.truncate_to(id, target.max(log_start)).await?;
+    }
+    Ok(())
+}
+
+/// A connection to the leader, with the versions both sides speak.
+struct Peer {
+    stream: TcpStream,
+    client_id: StrBytes,
+    correlation: i32,
+    fetch_version: i16,
+    offset_for_leader_epoch_version: i16,
+}
+
+impl Peer {
+    async fn connect(address: &str, node_id: i32) -> Result<Peer> {
+        let connecting = tokio::time::timeout(REQUEST_TIMEOUT, TcpStream::connect(address));
+        let stream = connecting.await.map_err(|_| anyhow!("no connection within {REQUEST_TIMEOUT:?}"))?.with_context(|| format!("connecting to {address}"))?;
+        stream.set_nodelay(true)?;
+        let client_id = StrBytes::from_string(format!("broker-{node_id}-fetcher"));
+        let mut peer = Peer { stream, client_id, correlation: 0, fetch_version: 0, offset_for_leader_epoch_version: 0 };
+        let versions = peer.call(&ApiVersionsRequest::default(), 3, REQUEST_TIMEOUT).await?;
+        if let Some(e) = ResponseError::try_from_code(versions.error_code) {
+            bail!("ApiVersions refused: {e:?}");
+        }
+        let highest = |key: ApiKey, ours: (i16, i16)| -> Result<i16> {
+            let theirs = versions.api_keys.iter().find(|k| k.api_key == key as i16).ok_or_else(|| anyhow!("the leader does not serve {key:?}"))?;
+            let version = theirs.max_version.min(ours.1);
+            if version < ours.0.max(theirs.min_version) {
+                bail!("no {key:?} version in common");
+            }
+            Ok(version)
+        };
+        peer.fetch_version = highest(ApiKey::Fetch, (FetchRequest::VERSIONS.min, FetchRequest::VERSIONS.max))?;
+        peer.offset_for_leader_epoch_version =
+            highest(ApiKey::OffsetForLeaderEpoch, (OffsetForLeaderEpochRequest::VERSIONS.min.max(3), OffsetForLeaderEpochRequest::VERSIONS.max))?;
+        Ok(peer)
+    }
+
+    /// Sends one request and reads its answer, within `timeout`; any failure leaves the
+    /// connection unusable (the caller drops it).
+    async fn call<R: Request>(&mut self, request: &R, version: i16, timeout: Duration) -> Result<R::Response> {
+        tokio::time::timeout(timeout, self.exchange(request, version)).await.map_err(|_| anyhow!("no {:?} answer within {timeout:?}", R::KEY))?
+    }
+
+    async fn exchange<R: Request>(&mut self, request: &R, version: i16) -> Result<R::Response> {
+        self.correlation = self.correlation.wrapping_add(1);
+        let mut buf = BytesMut::new();
+        buf.put_i32(0);
+        RequestHeader::default()
+            .with_request_api_key(R::KEY)
+            .with_request_api_version(version)
+            .with_correlation_id(self.correlation)
+            .with_client_id(Some(self.client_id.clone()))
+            .encode(&mut buf, R::header_version(version))?;
+        request.encode(&mut buf, version)?;
+        let size = (buf.len() - 4) as i32;
+        buf[..4].copy_from_slice(&size.to_be_bytes());
+        self.stream.write_all(&buf).await?;
+        let size = self.stream.read_i32().await?;
+        let size = usize::try_from(size).map_err(|_| anyhow!("negative response size {size}"))?;
+        let mut frame = vec![0u8; size];
+        self.stream.read_exact(&mut frame).await?;
+        let mut frame = bytes::Bytes::from(frame);
+        let header = ResponseHeader::decode(&mut frame, R::Response::header_version(version))?;
+        if header.correlation_id != self.correlation {
+            bail!("response {} to request {}", header.correlation_id, self.correlation);
+        }
+        let response = R::Response::decode(&mut frame, version)?;
+        if frame.has_remaining() {
+            tracing::debug!("{} bytes after a {:?} response", frame.remaining(), R::KEY);
+        }
+        Ok(response)
+    }
+}
