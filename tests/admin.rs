@@ -232,3 +232,19 @@ async fn retention_deletes_old_batches() {
     assert_eq!((err, batch_offsets(&records)), (0, vec![4]));
     broker.shutdown().await;
 }
+
+#[tokio::test]
+async fn default_replication_factor_applies_to_topics_created_without_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start_with(dir.path(), &[("default.replication.factor", "3")]).await;
+    let mut c = Client::connect(&broker).await;
+    let create = |name: &str, replication_factor: i16| {
+        CreateTopicsRequest::default()
+            .with_topics(vec![CreatableTopic::default().with_name(common::name(name)).with_num_partitions(1).with_replication_factor(replication_factor)])
+            .with_timeout_ms(5000)
+    };
+    // Three replicas asked for by default, one broker: refused, as Kafka refuses it.
+    assert_eq!(c.call(create("defaulted", -1), 7).await.topics[0].error_code, ResponseError::InvalidReplicationFactor.code());
+    assert_eq!(c.call(create("explicit", 1), 7).await.topics[0].error_code, 0);
+    broker.shutdown().await;
+}

@@ -150,6 +150,8 @@ pub struct Cluster {
     /// The broker settings in effect, which topic configs fall back to.
     settings: Arc<BrokerSettings>,
     pub auto_create_topics: bool,
+    /// `default.replication.factor`: what a topic created without one (-1) asks for.
+    default_replication_factor: i16,
     meta: Meta,
     log: Arc<LogStore>,
     topics: RwLock<IndexMap<String, Arc<Topic>>>,
@@ -241,6 +243,7 @@ impl Cluster {
             cluster_id,
             settings,
             auto_create_topics: config.auto_create_topics,
+            default_replication_factor: config.default_replication_factor,
             meta,
             log,
             topics: RwLock::new(topics),
@@ -315,10 +318,12 @@ impl Cluster {
                 format!("partition count must be between 1 and {MAX_PARTITIONS}, got {partitions}"),
             ));
         }
-        if new.replication_factor != -1 && new.replication_factor != 1 {
+        let replication_factor = if new.replication_factor == -1 { self.default_replication_factor } else { new.replication_factor };
+        // Until topics live in the metadata image, each node keeps its own: one replica.
+        if replication_factor != 1 {
             return Err((
                 ResponseError::InvalidReplicationFactor,
-                format!("replication factor {} is larger than the 1 available broker", new.replication_factor),
+                format!("replication factor {replication_factor} is larger than the 1 available broker"),
             ));
         }
         let configs = TopicConfigs::from_request(&new.configs, self.settings.clone())
