@@ -102,11 +102,13 @@ impl TestCluster {
         }
     }
 
-    /// SIGTERM, and waits for the process to end: a clean stop (controlled shutdown).
+    /// SIGTERM, and waits for the process to end: a clean stop (controlled shutdown). One
+    /// that hangs is killed after 15 s, so no test outlives its bound.
     pub fn stop(&mut self, id: i32) {
-        if let Some(mut child) = self.slot(id).process.take() {
-            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-            let _ = child.wait();
+        let Some(child) = self.slot(id).process.as_ref() else { return };
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        if self.wait_exit(id, Duration::from_secs(15)).is_none() {
+            self.kill(id);
         }
     }
 
