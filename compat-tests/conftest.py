@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import signal
+import random
 import socket
 import subprocess
 import tempfile
@@ -46,11 +47,32 @@ LOG_TAIL_LINES = 60
 # --------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that is free right now."""
+def free_port(count: int = 1) -> int:
+    """A TCP port on 127.0.0.1 that is free right now, with the ``count - 1`` after it.
+
+    The ports lie below the kernel's ephemeral range, so a broker restarted on its port cannot
+    find it taken by some client connection's source port in between.
+    """
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            ephemeral = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral = 32768
+    low, high = 10000, max(ephemeral, 11000) - count
+    for _ in range(1000):
+        base = random.randrange(low, high)
+        if all(_bindable(base + i) for i in range(count)):
+            return base
+    raise RuntimeError(f"no {count} free consecutive ports in {low}-{high}")
+
+
+def _bindable(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 def recv_exactly(sock, n: int) -> bytes:
@@ -73,10 +95,11 @@ def port_accepts(port: int, host: str = "127.0.0.1") -> bool:
 
 
 def wait_until(predicate, timeout: float = CLIENT_TIMEOUT_S, interval: float = 0.1,
-               message: str = "condition"):
+               message="condition"):
     """Poll ``predicate`` until it returns a truthy value; return that value.
 
-    Raises AssertionError (with ``message``) once ``timeout`` seconds have passed.
+    Raises AssertionError (with ``message``, or what it returns if it is callable, so logs are
+    read when the wait fails) once ``timeout`` seconds have passed.
     """
     deadline = time.monotonic() + timeout
     while True:
@@ -84,7 +107,8 @@ def wait_until(predicate, timeout: float = CLIENT_TIMEOUT_S, interval: float = 0
         if value:
             return value
         if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+            text = message() if callable(message) else message
+            raise AssertionError(f"timed out after {timeout}s waiting for {text}")
         time.sleep(interval)
 
 

@@ -5,7 +5,6 @@ fenced and leaves the broker list; stopping the script stops every node."""
 from __future__ import annotations
 
 import os
-import random
 import shutil
 import signal
 import subprocess
@@ -15,25 +14,18 @@ import time
 import pytest
 from kafka import KafkaAdminClient
 
-from conftest import CLIENT_TIMEOUT_S, DEFAULT_GREGOR_BIN, port_accepts, wait_until
+from conftest import CLIENT_TIMEOUT_S, DEFAULT_GREGOR_BIN, free_port, port_accepts, wait_until
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def free_base(count: int) -> int:
-    """A port such that it and the next `count - 1` are free right now."""
-    for _ in range(100):
-        base = random.randrange(20000, 60000 - count)
-        if not any(port_accepts(base + i) for i in range(count)):
-            return base
-    raise RuntimeError("no free port range")
 
 
 class ScriptCluster:
     def __init__(self, nodes: int):
         self.nodes = nodes
-        self.port = free_base(nodes)
-        self.controller_port = free_base(nodes)
+        self.port = free_port(nodes)
+        self.controller_port = self.port
+        while abs(self.controller_port - self.port) < nodes:
+            self.controller_port = free_port(nodes)
         self.dir = tempfile.mkdtemp(prefix="gregor-cluster-")
         self.log_path = os.path.join(self.dir, "cluster.log")
         env = {k: v for k, v in os.environ.items() if not k.startswith("GREGOR_")}
@@ -101,7 +93,7 @@ def brokers_seen(bootstrap: str, expected: set[int]):
 def test_every_node_sees_the_cluster_and_a_killed_node_is_fenced(cluster):
     everyone = {1, 2, 3}
     views = [wait_until(lambda b=b: brokers_seen(b, everyone), timeout=CLIENT_TIMEOUT_S,
-                        message=f"{b} to list brokers 1-3\n{cluster.log()}") for b in cluster.bootstrap]
+                        message=lambda b=b: f"{b} to list brokers 1-3\n{cluster.log()}") for b in cluster.bootstrap]
     assert len({v["cluster_id"] for v in views}) == 1
     ports = {b["broker_id"]: b["port"] for b in views[0]["brokers"]}
     assert ports == {i + 1: cluster.port + i for i in range(3)}
@@ -113,7 +105,7 @@ def test_every_node_sees_the_cluster_and_a_killed_node_is_fenced(cluster):
     killed = time.monotonic()
     survivor = cluster.bootstrap[controller - 1]
     wait_until(lambda: brokers_seen(survivor, everyone - {victim}), timeout=CLIENT_TIMEOUT_S,
-               message=f"broker {victim} to be fenced\n{cluster.log()}")
+               message=lambda: f"broker {victim} to be fenced\n{cluster.log()}")
     assert time.monotonic() - killed < 10
 
     cluster.stop()

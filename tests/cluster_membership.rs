@@ -5,6 +5,7 @@
 
 mod cluster;
 mod common;
+mod ports;
 
 use std::time::{Duration, Instant};
 

@@ -3,6 +3,8 @@
 //! every image, fail over when the leader stops and let a restarted voter catch up; a learner
 //! receives the image from a snapshot.
 
+mod ports;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -65,8 +67,7 @@ impl Node {
 }
 
 fn free_address() -> String {
-    let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    socket.local_addr().unwrap().to_string()
+    format!("127.0.0.1:{}", ports::free_port())
 }
 
 fn fast(mut config: ControllerConfig) -> ControllerConfig {

@@ -20,17 +20,22 @@ pub struct Identity {
 }
 
 /// A random cluster id as Kafka writes one (`kafka-storage random-uuid`): 16 random bytes in
-/// URL-safe base64 without padding, 22 characters.
+/// URL-safe base64 without padding, 22 characters. Like Kafka's, it never starts with `-`,
+/// which a command line would take for an option.
 pub fn random_uuid() -> String {
-    let bytes = Uuid::new_v4().into_bytes();
-    let mut out = String::with_capacity(22);
-    for chunk in bytes.chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |n, (i, &b)| n | (b as u32) << (16 - 8 * i));
-        for i in 0..=chunk.len() {
-            out.push(BASE64URL[(n >> (18 - 6 * i) & 63) as usize] as char);
+    loop {
+        let bytes = Uuid::new_v4().into_bytes();
+        let mut out = String::with_capacity(22);
+        for chunk in bytes.chunks(3) {
+            let n = chunk.iter().enumerate().fold(0u32, |n, (i, &b)| n | (b as u32) << (16 - 8 * i));
+            for i in 0..=chunk.len() {
+                out.push(BASE64URL[(n >> (18 - 6 * i) & 63) as usize] as char);
+            }
+        }
+        if !out.starts_with('-') {
+            return out;
         }
     }
-    out
 }
 
 /// A cluster id Kafka would accept: 22 URL-safe base64 characters.
@@ -121,6 +126,8 @@ mod tests {
         let id = random_uuid();
         check_cluster_id(&id).unwrap();
         assert_ne!(id, random_uuid());
+        // One in 64 would start with '-' if drawn plainly.
+        assert!((0..2000).all(|_| !random_uuid().starts_with('-')));
         assert!(check_cluster_id("not-an-id").is_err());
     }
 

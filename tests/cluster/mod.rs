@@ -4,10 +4,12 @@
 
 #![allow(dead_code)]
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+use crate::ports::free_port;
 
 /// Settings every node gets: quick heartbeats and fencing, so tests wait seconds, not minutes.
 pub const FAST: &[(&str, &str)] = &[("broker.heartbeat.interval.ms", "200"), ("broker.session.timeout.ms", "2000")];
@@ -26,10 +28,6 @@ struct NodeSlot {
     controller_port: u16,
     voter: bool,
     process: Option<Child>,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port()
 }
 
 pub fn gregor() -> Command {
