@@ -1996,14 +1996,15 @@ class Report:
             lines.append("kafka-python warnings: " + "; ".join(
                 f"{k[:90]} x{v}" for k, v in st.logsum.most_common(4)))
         if t.failures:
-            lines.append(f"FAILURES ({dict(t.failures.counts)}):")
-            lines.extend("  " + x for x in t.failures.items)
             lines.append(f"broker stderr tail ({t.broker.log_path}):")
             lines.extend("  " + x for x in t.broker.log_tail(30).splitlines())
             important = [l for l in st.logs if l[2] in ("ERROR", "CRITICAL")][:10]
             if important:
                 lines.append("kafka-python ERROR logs:")
                 lines.extend(f"  {l[0]} t={l[5] - t.t_begin:.3f}s {l[4]}" for l in important)
+            # Last, so that a log cut in the middle (as CI shows long output) still ends with them.
+            lines.append(f"FAILURES ({dict(t.failures.counts)}):")
+            lines.extend("  " + x for x in t.failures.items)
             lines.append(f"data and logs kept in {t.base_dir}")
         return "\n".join(lines)
 

@@ -111,3 +111,63 @@ def test_every_node_sees_the_cluster_and_a_killed_node_is_fenced(cluster):
     cluster.stop()
     for i in range(3):
         assert not port_accepts(cluster.port + i), "scripts/cluster stops every node"
+
+
+def test_replicated_topic_survives_its_leader_with_confluent_kafka(cluster):
+    """kafka-topics' path through librdkafka: a topic with replication factor 3 created through
+    one node, acks=all writes, the partition leader's node killed, every acknowledged record
+    read back from the new leader."""
+    from confluent_kafka import Consumer, Producer, TopicPartition
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    bootstrap = ",".join(cluster.bootstrap)
+    wait_until(lambda: brokers_seen(cluster.bootstrap[0], {1, 2, 3}), timeout=CLIENT_TIMEOUT_S,
+               message=lambda: f"brokers 1-3\n{cluster.log()}")
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic("replicated", num_partitions=2, replication_factor=3)])["replicated"].result(30)
+    too_many = admin.create_topics([NewTopic("too-many", num_partitions=1, replication_factor=4)])["too-many"]
+    with pytest.raises(Exception, match="INVALID_REPLICATION_FACTOR|replication factor"):
+        too_many.result(30)
+
+    def partition0():
+        t = admin.list_topics("replicated", timeout=10).topics["replicated"]
+        p = t.partitions.get(0)
+        return p if p is not None and p.error is None and sorted(p.isrs) == [1, 2, 3] else None
+
+    p0 = wait_until(partition0, timeout=CLIENT_TIMEOUT_S, message="partition 0 with its three replicas in sync")
+    assert sorted(p0.replicas) == [1, 2, 3]
+
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True})
+    acked = []
+    for i in range(200):
+        producer.produce("replicated", value=f"v{i}".encode(), partition=0,
+                         on_delivery=lambda err, msg: acked.append(msg.value()) if err is None else None)
+    assert producer.flush(30) == 0
+    assert len(acked) == 200
+
+    os.kill(cluster.node_pid(p0.leader), signal.SIGKILL)
+
+    def new_leader():
+        t = admin.list_topics("replicated", timeout=10).topics["replicated"]
+        p = t.partitions.get(0)
+        return p.leader if p is not None and p.leader not in (-1, p0.leader) else None
+
+    wait_until(new_leader, timeout=CLIENT_TIMEOUT_S, message=lambda: f"a new leader\n{cluster.log()}")
+    # The producer carries on against the new leader.
+    for i in range(200, 250):
+        producer.produce("replicated", value=f"v{i}".encode(), partition=0,
+                         on_delivery=lambda err, msg: acked.append(msg.value()) if err is None else None)
+    assert producer.flush(30) == 0
+    assert len(acked) == 250
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "replicated-reader",
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    consumer.assign([TopicPartition("replicated", 0, 0)])
+    seen = []
+    deadline = time.monotonic() + CLIENT_TIMEOUT_S
+    while len(seen) < 250 and time.monotonic() < deadline:
+        msg = consumer.poll(1.0)
+        if msg is not None and msg.error() is None:
+            seen.append(msg.value())
+    consumer.close()
+    assert seen == acked, f"read {len(seen)} of {len(acked)} acknowledged records"

@@ -26,7 +26,8 @@ use crate::api::Api;
 use crate::cluster::controller::{Controller, ControllerClient, ControllerConfig, NodeId, RegisterBroker};
 use crate::cluster::lifecycle::BrokerLifecycle;
 use crate::cluster::metadata::{BrokerEndpoint, BrokerRegistration};
-use crate::cluster::replication::{AlterPartitionSender, BrokerAddresses, LocalAlterPartition, PartitionState, ReplicaManager, TopicPartition};
+use crate::cluster::publisher::{self, QuorumAlterPartition};
+use crate::cluster::replication::{AlterPartitionSender, BrokerAddresses, PartitionState, ReplicaManager, TopicPartition};
 use crate::cluster::{Cluster, Endpoint, Node};
 pub use crate::config::Config;
 use crate::config::BrokerSettings;
@@ -53,11 +54,16 @@ impl Broker {
     /// Opens the data directory, binds every listener and starts serving. When this returns,
     /// a client that connects is served. Without a controller, ISR changes are applied here.
     pub async fn start(config: Config) -> Result<BrokerHandle> {
-        Self::start_with(config, Arc::new(LocalAlterPartition)).await
+        let alter = Arc::new(QuorumAlterPartition::default());
+        Self::start_inner(config, alter.clone(), Some(alter)).await
     }
 
-    /// [`Broker::start`], with ISR changes sent to the controller through `alter`.
+    /// [`Broker::start`], with ISR changes sent through `alter` (tests that play the controller).
     pub async fn start_with(config: Config, alter: Arc<dyn AlterPartitionSender>) -> Result<BrokerHandle> {
+        Self::start_inner(config, alter, None).await
+    }
+
+    async fn start_inner(config: Config, alter: Arc<dyn AlterPartitionSender>, quorum_alter: Option<Arc<QuorumAlterPartition>>) -> Result<BrokerHandle> {
         let budget = log::Budget { memtable_bytes: config.memtable_bytes, block_cache_bytes: config.block_cache_bytes };
         // Opening reads the store: off the runtime's threads.
         let dir = config.data_dir.clone();
@@ -87,7 +93,7 @@ impl Broker {
         let mut zookeeper_addr = None;
         let mut tasks = Vec::new();
         let (failure, failure_rx) = watch::channel(None);
-        tasks.extend(start_quorum(&config, &api, failure, shutdown_rx.clone()).await?);
+        tasks.extend(start_quorum(&config, &api, quorum_alter, failure, shutdown_rx.clone()).await?);
         if let Some(addr) = config.zookeeper_listener {
             let (bound, task) = zookeeper::start(addr, cluster.clone(), groups.clone(), api.log.meta(), shutdown_rx.clone()).await?;
             zookeeper_addr = Some(bound);
@@ -199,7 +205,7 @@ impl Drop for StopOnDrop {
 /// starts its named tasks: the quorum itself, the active controller's broker session check, and
 /// this broker's registration and heartbeats. A lone node is registered and unfenced before
 /// this returns, so its first client sees it.
-async fn start_quorum(config: &Config, api: &Api, failure: watch::Sender<Option<String>>, shutdown: watch::Receiver<bool>) -> Result<Vec<JoinHandle<()>>> {
+async fn start_quorum(config: &Config, api: &Api, alter: Option<Arc<QuorumAlterPartition>>, failure: watch::Sender<Option<String>>, shutdown: watch::Receiver<bool>) -> Result<Vec<JoinHandle<()>>> {
     let cluster = &api.cluster;
     let node_id = NodeId::try_from(config.node_id).context("node.id")?;
     let voters: Vec<(NodeId, String)> = config.quorum_voters.iter().map(|v| (v.id as NodeId, v.address.clone())).collect();
@@ -211,7 +217,11 @@ async fn start_quorum(config: &Config, api: &Api, failure: watch::Sender<Option<
     // shutdown through this node's own controller).
     let (quorum_stop, quorum_shutdown) = watch::channel(false);
     let (controller, task) = Controller::start(quorum, &api.log, quorum_shutdown.clone()).await?;
-    cluster.attach_quorum(controller.clone());
+    let client = Arc::new(ControllerClient::new(controller.clone(), config.quorum_voters.iter().map(|v| v.address.clone()).collect()));
+    cluster.attach_quorum(controller.clone(), client.clone());
+    if let Some(alter) = &alter {
+        alter.attach(client.clone());
+    }
     let mut tasks = vec![task];
     if config.process_roles.controller {
         tasks.push(tokio::spawn(controller.clone().run_broker_sessions(quorum_shutdown)));
@@ -227,8 +237,9 @@ async fn start_quorum(config: &Config, api: &Api, failure: watch::Sender<Option<
         format!("{host}:{port}")
     });
     let request = RegisterBroker { cluster_id: cluster.cluster_id().to_string(), registration, raft_address };
-    let client = ControllerClient::new(controller.clone(), config.quorum_voters.iter().map(|v| v.address.clone()).collect());
-    let mut lifecycle = BrokerLifecycle::new(client, controller.clone(), request, failure);
+    // Heartbeats have a connection of their own, never queued behind an admin call.
+    let heartbeats = ControllerClient::new(controller.clone(), config.quorum_voters.iter().map(|v| v.address.clone()).collect());
+    let mut lifecycle = BrokerLifecycle::new(heartbeats, controller.clone(), request, failure);
     if config.quorum_voters.is_empty() {
         // Registers, then unfences: the lone node is its own controller, no network involved.
         controller.wait_for_leader(LONE_ELECTION_TIMEOUT).await.context("the lone controller did not elect itself")?;
@@ -243,6 +254,13 @@ async fn start_quorum(config: &Config, api: &Api, failure: watch::Sender<Option<
             }
         }
     }
+    // The lone node's old topics join the metadata log before it serves (a cluster node's
+    // join once its controller answers, in the publisher).
+    if config.quorum_voters.is_empty() {
+        publisher::migrate(cluster, &controller.image().borrow().clone()).await.context("registering this node's topics with its controller")?;
+    }
+    let replicas = alter.is_some().then(|| api.replicas.clone());
+    tasks.push(tokio::spawn(publisher::run(cluster.clone(), replicas, controller.image(), shutdown.clone())));
     let shutdown_timeout = Duration::from_millis(config.broker_session_timeout_ms).min(CONTROLLED_SHUTDOWN_TIMEOUT);
     let interval_ms = config.broker_heartbeat_interval_ms;
     tasks.insert(

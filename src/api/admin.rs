@@ -36,24 +36,25 @@ pub async fn create_topics(api: &Api, req: &Request, r: CreateTopicsRequest) -> 
         let result = if duplicated.contains(&t.name) {
             Err((ResponseError::InvalidRequest, format!("topic {:?} appears more than once in the request", &*t.name)))
         } else {
-            match new_topic(api, t) {
-                Ok(new) if r.validate_only => api.cluster.validate_new_topic(&new).map(|(n, _)| (None, n)),
+            match new_topic(t) {
+                Ok(new) if r.validate_only => api.cluster.check_new_topic(&new).await.map(|n| (None, n)),
                 Ok(new) => api.cluster.create_topic(&new).await.map(|topic| (Some(topic.clone()), topic.partitions.len() as i32)),
                 Err(e) => Err(e),
             }
         };
-        topics.push(create_result(req.version, t.name.clone(), result));
+        topics.push(create_result(api, req.version, t.name.clone(), result));
     }
     CreateTopicsResponse::default().with_topics(topics)
 }
 
 /// Turns the request's topic into a [`NewTopic`], checking an explicit replica assignment.
-fn new_topic(api: &Api, t: &CreatableTopic) -> Result<NewTopic, Failure> {
+fn new_topic(t: &CreatableTopic) -> Result<NewTopic, Failure> {
     let configs = t.configs.iter().map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string()))).collect();
-    let mut new = NewTopic {
+    let new = NewTopic {
         name: t.name.to_string(),
         num_partitions: t.num_partitions,
         replication_factor: t.replication_factor,
+        assignments: None,
         configs,
     };
     if t.assignments.is_empty() {
@@ -63,25 +64,17 @@ fn new_topic(api: &Api, t: &CreatableTopic) -> Result<NewTopic, Failure> {
         let msg = "with a replica assignment, partition count and replication factor must be -1";
         return Err((ResponseError::InvalidRequest, msg.to_string()));
     }
-    let node = api.cluster.node().id;
     for (i, a) in t.assignments.iter().enumerate() {
         if a.partition_index != i as i32 {
             return Err((ResponseError::InvalidReplicaAssignment, "partitions must be assigned in order from 0".into()));
         }
-        if a.broker_ids.len() > 1 {
-            let msg = format!("replication factor {} is larger than the 1 available broker", a.broker_ids.len());
-            return Err((ResponseError::InvalidReplicationFactor, msg));
-        }
-        if a.broker_ids.iter().any(|b| b.0 != node) || a.broker_ids.is_empty() {
-            return Err((ResponseError::InvalidReplicaAssignment, format!("the only broker is {node}")));
-        }
     }
-    new.num_partitions = t.assignments.len() as i32;
-    new.replication_factor = 1;
-    Ok(new)
+    // The controller checks the brokers named.
+    let assignments = t.assignments.iter().map(|a| a.broker_ids.iter().map(|b| b.0).collect()).collect();
+    Ok(NewTopic { assignments: Some(assignments), ..new })
 }
 
-fn create_result(version: i16, name: TopicName, result: Result<(Option<std::sync::Arc<Topic>>, i32), Failure>) -> CreatableTopicResult {
+fn create_result(api: &Api, version: i16, name: TopicName, result: Result<(Option<std::sync::Arc<Topic>>, i32), Failure>) -> CreatableTopicResult {
     let response = CreatableTopicResult::default().with_name(name);
     match result {
         Ok((topic, partitions)) => {
@@ -100,7 +93,8 @@ fn create_result(version: i16, name: TopicName, result: Result<(Option<std::sync
                         })
                         .collect()
                 });
-                response = response.with_num_partitions(partitions).with_replication_factor(1).with_configs(configs.or(Some(vec![])));
+                let replication_factor = topic.as_ref().map_or(-1, |t| api.cluster.replication_factor(&t.name));
+                response = response.with_num_partitions(partitions).with_replication_factor(replication_factor).with_configs(configs.or(Some(vec![])));
             }
             if version >= 7 {
                 response.topic_id = topic.map(|t| t.id).unwrap_or(Uuid::nil());
@@ -128,14 +122,13 @@ pub async fn delete_topics(api: &Api, req: &Request, r: DeleteTopicsRequest) -> 
     let mut responses = Vec::with_capacity(wanted.len());
     for (name, id) in wanted {
         let topic = match &name {
-            Some(n) => api.cluster.topic(n).ok_or(ResponseError::UnknownTopicOrPartition),
-            None => api.cluster.topic_by_id(id).ok_or(ResponseError::UnknownTopicId),
+            Some(n) => api.cluster.topic(n).ok_or((ResponseError::UnknownTopicOrPartition, format!("topic {:?} does not exist", &**n))),
+            None => api.cluster.topic_by_id(id).ok_or((ResponseError::UnknownTopicId, format!("no topic has id {id}"))),
         };
         let result = match topic {
             Ok(t) => match api.cluster.delete_topic(&t.name).await {
                 Ok(()) => {
                     api.groups.remove_topic_offsets(&t.name).await;
-                    api.replicas.remove(&t.partitions).await;
                     Ok(t)
                 }
                 Err(e) => Err(e),
@@ -149,10 +142,10 @@ pub async fn delete_topics(api: &Api, req: &Request, r: DeleteTopicsRequest) -> 
                 response.name = result.as_ref().ok().map(|t| TopicName(StrBytes::from_string(t.name.clone())));
             }
         }
-        if let Err(e) = result {
+        if let Err((e, message)) = result {
             response.error_code = e.code();
             if req.version >= 5 {
-                response.error_message = Some(StrBytes::from_string(e.to_string()));
+                response.error_message = Some(StrBytes::from_string(message));
             }
         }
         responses.push(response);

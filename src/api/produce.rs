@@ -139,9 +139,9 @@ pub async fn init_producer_id(api: &Api, r: InitProducerIdRequest) -> InitProduc
     }
     match api.cluster.next_producer_id().await {
         Ok(id) => InitProducerIdResponse::default().with_producer_id(ProducerId(id)).with_producer_epoch(0),
-        Err(e) => {
-            tracing::error!("cannot allocate a producer id: {e:#}");
-            refuse(ResponseError::KafkaStorageError)
+        Err((e, message)) => {
+            tracing::warn!("cannot allocate a producer id: {message}");
+            refuse(e)
         }
     }
 }

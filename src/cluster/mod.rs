@@ -1,20 +1,24 @@
 //! Topics, partitions, their configs, and this node's identity.
 //!
-//! Topics persist in the `meta` column family under `t<name>`; counters under `c...`;
-//! dynamic broker configs under `b/` (broker_config.rs).
-//! Creating or deleting a topic also creates or deletes its partitions' logs.
+//! Topics live in the controller's metadata image: admin requests become controller calls,
+//! and the metadata publisher (publisher.rs) makes the local topics follow the image, creating
+//! and deleting partition logs. Locally a topic persists in the `meta` column family under
+//! `t<name>` with the log ids of its partitions; counters under `c...`; dynamic broker configs
+//! under `b/` (broker_config.rs).
 
 mod broker_config;
 pub mod controller;
 pub mod identity;
 pub mod lifecycle;
 pub mod metadata;
+pub mod publisher;
 pub mod replication;
 mod topic_config;
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::sync::{Arc, OnceLock, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use indexmap::IndexMap;
@@ -24,7 +28,8 @@ use uuid::Uuid;
 pub use crate::config::ConfigChange;
 use crate::config::{BrokerSettings, Config};
 use crate::log::{CleanerLimits, LogStore, Meta, PartitionId};
-use controller::Controller;
+use controller::{AlterTopicConfigs, Controller, ControllerClient, CreatePartitions, CreateTopic, WriteError};
+use metadata::MetadataImage;
 pub use topic_config::TopicConfigs;
 
 /// Milliseconds since the Unix epoch, as Kafka's timestamps count them.
@@ -139,10 +144,19 @@ pub struct NewTopic {
     pub name: String,
     /// -1 means the broker default.
     pub num_partitions: i32,
-    /// -1 means the broker default (1).
+    /// -1 means the broker default (`default.replication.factor`).
     pub replication_factor: i16,
+    /// The replicas of each partition, when the request names them (then the two above are
+    /// taken from them).
+    pub assignments: Option<Vec<Vec<i32>>>,
     pub configs: Vec<(String, Option<String>)>,
 }
+
+/// An admin request's failure: the error code and message for the client.
+pub type Failure = (ResponseError, String);
+
+/// How long an admin request waits for the controller's change to reach this node's topics.
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct Cluster {
     node: Node,
@@ -155,16 +169,23 @@ pub struct Cluster {
     meta: Meta,
     log: Arc<LogStore>,
     topics: RwLock<IndexMap<String, Arc<Topic>>>,
-    /// Serialises changes to topics; held while they are written.
-    admin: tokio::sync::Mutex<Counters>,
+    /// Serialises changes to local topics; held while they are written. Holds the next
+    /// partition log id, as stored.
+    admin: tokio::sync::Mutex<u32>,
     /// This node's member of the metadata quorum, once the broker started it.
-    quorum: OnceLock<Controller>,
+    quorum: OnceLock<Quorum>,
+    /// Counts the metadata images published into the local topics; admin requests wait on it.
+    published: tokio::sync::watch::Sender<u64>,
+    /// The producer ids this broker may still hand out, from its current block.
+    producer_ids: tokio::sync::Mutex<Range<i64>>,
+    /// Producer ids a data directory from before the metadata log handed out: blocks start
+    /// above them.
+    legacy_producer_ids: i64,
 }
 
-/// The next ids to hand out, as stored.
-struct Counters {
-    partition: u32,
-    producer: i64,
+struct Quorum {
+    controller: Controller,
+    client: Arc<ControllerClient>,
 }
 
 /// The log of partition `index` of `topic`, as every request that names a partition needs it.
@@ -177,32 +198,6 @@ pub fn validate_topic_name(name: &str) -> Result<(), ResponseError> {
     let legal = name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
     if name.is_empty() || name == "." || name == ".." || name.len() > 249 || !legal {
         return Err(ResponseError::InvalidTopicException);
-    }
-    Ok(())
-}
-
-/// A CreatePartitions replica assignment, checked in the order and with the messages of Kafka's
-/// controller: one list per added partition, each non-empty, naming registered brokers (only
-/// `node` here) once each.
-fn check_assignments(added: i32, assignments: &[Vec<i32>], node: i32) -> Result<(), (ResponseError, String)> {
-    let invalid = |message: String| Err((ResponseError::InvalidReplicaAssignment, message));
-    if assignments.len() as i64 != added as i64 {
-        return invalid(format!("Attempted to add {added} additional partition(s), but only {} assignment(s) were specified.", assignments.len()));
-    }
-    for replicas in assignments {
-        if replicas.is_empty() {
-            return invalid("The manual partition assignment includes an empty replica list.".into());
-        }
-        let mut sorted = replicas.clone();
-        sorted.sort_unstable();
-        for (i, &broker) in sorted.iter().enumerate() {
-            if broker != node {
-                return invalid(format!("The manual partition assignment includes broker {broker}, but no such broker is registered."));
-            }
-            if i > 0 && sorted[i - 1] == broker {
-                return invalid(format!("The manual partition assignment includes the broker {broker} more than once."));
-            }
-        }
     }
     Ok(())
 }
@@ -231,12 +226,10 @@ impl Cluster {
             }
             topics.insert(name, Arc::new(topic));
         }
-        let counters = Counters {
-            partition: meta.get(NEXT_PARTITION_KEY)?.map(|v| decode_u32(&v)).unwrap_or(0),
-            producer: match meta.get(NEXT_PRODUCER_KEY)? {
-                Some(v) => i64::from_be_bytes(v.as_slice().try_into().context("bad producer id counter")?),
-                None => 0,
-            },
+        let next_partition = meta.get(NEXT_PARTITION_KEY)?.map(|v| decode_u32(&v)).unwrap_or(0);
+        let legacy_producer_ids = match meta.get(NEXT_PRODUCER_KEY)? {
+            Some(v) => i64::from_be_bytes(v.as_slice().try_into().context("bad producer id counter")?),
+            None => 0,
         };
         Ok(Cluster {
             node,
@@ -247,8 +240,11 @@ impl Cluster {
             meta,
             log,
             topics: RwLock::new(topics),
-            admin: tokio::sync::Mutex::new(counters),
+            admin: tokio::sync::Mutex::new(next_partition),
             quorum: OnceLock::new(),
+            published: tokio::sync::watch::Sender::new(0),
+            producer_ids: tokio::sync::Mutex::new(0..0),
+            legacy_producer_ids,
         })
     }
 
@@ -260,11 +256,32 @@ impl Cluster {
         &self.cluster_id
     }
 
-    /// Brokers and the controller are read from `controller`'s metadata image from now on.
-    pub fn attach_quorum(&self, controller: Controller) {
-        if self.quorum.set(controller).is_err() {
+    /// Brokers and the controller are read from `controller`'s metadata image from now on,
+    /// and admin changes go to the active controller through `client`.
+    pub fn attach_quorum(&self, controller: Controller, client: Arc<ControllerClient>) {
+        if self.quorum.set(Quorum { controller, client }).is_err() {
             tracing::warn!("a second metadata quorum attached; keeping the first");
         }
+    }
+
+    pub fn controller_client(&self) -> Option<Arc<ControllerClient>> {
+        self.quorum.get().map(|q| q.client.clone())
+    }
+
+    fn client(&self) -> Result<&ControllerClient, Failure> {
+        let quorum = self.quorum.get().ok_or_else(|| (ResponseError::NotController, "the controller quorum is not started yet".to_string()))?;
+        Ok(&quorum.client)
+    }
+
+    /// The metadata image this node applied; empty before the quorum is attached.
+    pub fn image(&self) -> Arc<MetadataImage> {
+        self.quorum.get().map(|q| q.controller.image().borrow().clone()).unwrap_or_default()
+    }
+
+    /// The replication factor of a topic, as its first partition has it.
+    pub fn replication_factor(&self, name: &str) -> i16 {
+        let image = self.image();
+        image.topic(name).and_then(|t| t.partitions.values().next()).map_or(1, |p| p.replicas.len() as i16)
     }
 
     /// The brokers clients may use, at their address on `listener` (or their first one): the
@@ -272,7 +289,7 @@ impl Cluster {
     pub fn live_brokers(&self, listener: &str) -> Vec<BrokerAddress> {
         let me = self.node.endpoint(listener);
         let mut brokers = vec![BrokerAddress { id: self.node.id, host: me.host.clone(), port: me.port, rack: self.node.rack.clone() }];
-        if let Some(controller) = self.quorum.get() {
+        if let Some(Quorum { controller, .. }) = self.quorum.get() {
             let image = controller.image().borrow().clone();
             for broker in image.brokers().filter(|b| !b.fenced && b.registration.id != self.node.id) {
                 let r = &broker.registration;
@@ -287,7 +304,7 @@ impl Cluster {
     /// The controller id clients are told: the active controller when it is also a live broker
     /// (they send it admin requests), else this node, as Kafka's brokers answer in KRaft mode.
     pub fn controller_id(&self) -> i32 {
-        let Some(controller) = self.quorum.get() else { return self.node.id };
+        let Some(Quorum { controller, .. }) = self.quorum.get() else { return self.node.id };
         let image = controller.image().borrow().clone();
         controller
             .leader()
@@ -308,22 +325,19 @@ impl Cluster {
         self.topics.read().expect("lock").values().cloned().collect()
     }
 
-    /// Checks a topic request without creating anything; returns the partition count.
-    pub fn validate_new_topic(&self, new: &NewTopic) -> Result<(i32, TopicConfigs), (ResponseError, String)> {
+    /// Checks what this broker can check of a new topic (name, partition count, configs);
+    /// returns the partition count and the explicit configs.
+    pub fn validate_new_topic(&self, new: &NewTopic) -> Result<(i32, TopicConfigs), Failure> {
         validate_topic_name(&new.name).map_err(|e| (e, format!("invalid topic name {:?}", new.name)))?;
-        let partitions = if new.num_partitions == -1 { self.settings.current().num_partitions } else { new.num_partitions };
+        let partitions = match &new.assignments {
+            Some(assignments) => assignments.len() as i32,
+            None if new.num_partitions == -1 => self.settings.current().num_partitions,
+            None => new.num_partitions,
+        };
         if !(1..=MAX_PARTITIONS).contains(&partitions) {
             return Err((
                 ResponseError::InvalidPartitions,
                 format!("partition count must be between 1 and {MAX_PARTITIONS}, got {partitions}"),
-            ));
-        }
-        let replication_factor = if new.replication_factor == -1 { self.default_replication_factor } else { new.replication_factor };
-        // Until topics live in the metadata image, each node keeps its own: one replica.
-        if replication_factor != 1 {
-            return Err((
-                ResponseError::InvalidReplicationFactor,
-                format!("replication factor {replication_factor} is larger than the 1 available broker"),
             ));
         }
         let configs = TopicConfigs::from_request(&new.configs, self.settings.clone())
@@ -334,60 +348,80 @@ impl Cluster {
         Ok((partitions, configs))
     }
 
-    /// Creates a topic and its partition logs.
-    pub async fn create_topic(&self, new: &NewTopic) -> Result<Arc<Topic>, (ResponseError, String)> {
-        let mut counters = self.admin.lock().await;
-        let (count, configs) = self.validate_new_topic(new)?;
-        let first = counters.partition;
-        let next = first.checked_add(count as u32).ok_or_else(|| storage_failure("create", &new.name, anyhow::anyhow!("partition ids exhausted")))?;
-        let topic = Topic { name: new.name.clone(), id: Uuid::new_v4(), partitions: (first..next).collect(), configs };
-        let key = topic_key(&new.name);
-        self.meta
-            .write(&[(&key, Some(&topic.encode())), (NEXT_PARTITION_KEY, Some(&next.to_be_bytes()))])
-            .await
-            .map_err(|e| storage_failure("create", &new.name, e))?;
-        counters.partition = next;
-        for &p in &topic.partitions {
-            self.log.create_partition(p);
+    fn create_request(&self, new: &NewTopic, validate_only: bool) -> Result<CreateTopic, Failure> {
+        let (partitions, configs) = self.validate_new_topic(new)?;
+        let replication_factor = match &new.assignments {
+            Some(a) => a.first().map_or(0, Vec::len) as i16,
+            None if new.replication_factor == -1 => self.default_replication_factor,
+            None => new.replication_factor,
+        };
+        let configs = explicit_configs(&configs).into_iter().collect();
+        Ok(CreateTopic { name: new.name.clone(), id: None, partitions, replication_factor, assignments: new.assignments.clone(), configs, validate_only })
+    }
+
+    /// Checks a new topic as creating it would, controller included, without creating it;
+    /// returns its partition count.
+    pub async fn check_new_topic(&self, new: &NewTopic) -> Result<i32, Failure> {
+        let request = self.create_request(new, true)?;
+        let partitions = request.partitions;
+        self.client()?.create_topic(request).await.map_err(failure)?;
+        Ok(partitions)
+    }
+
+    /// Creates a topic through the controller; returns it once this node has it.
+    pub async fn create_topic(&self, new: &NewTopic) -> Result<Arc<Topic>, Failure> {
+        let request = self.create_request(new, false)?;
+        let id = self.client()?.create_topic(request).await.map_err(failure)?;
+        self.published(|c| c.topic(&new.name).filter(|t| t.id == id)).await
+    }
+
+    /// Waits until the published topics satisfy `check`; REQUEST_TIMED_OUT when they do not in
+    /// time (the controller made the change; this node has not caught up).
+    async fn published<T>(&self, check: impl Fn(&Self) -> Option<T>) -> Result<T, Failure> {
+        let mut published = self.published.subscribe();
+        let waited = tokio::time::timeout(PUBLISH_TIMEOUT, async {
+            loop {
+                if let Some(found) = check(self) {
+                    return Some(found);
+                }
+                if published.changed().await.is_err() {
+                    return None;
+                }
+            }
+        });
+        match waited.await {
+            Ok(Some(found)) => Ok(found),
+            _ => Err((ResponseError::RequestTimedOut, "the controller made the change, but this broker has not caught up with it yet".into())),
         }
-        let topic = Arc::new(topic);
-        self.topics.write().expect("lock").insert(new.name.clone(), topic.clone());
-        tracing::info!(topic = new.name, partitions = count, "created topic");
-        Ok(topic)
     }
 
-    /// Replaces a topic's record (configs or partitions changed), keeping its id.
-    async fn replace(&self, topic: Topic, changes: &[(&[u8], Option<&[u8]>)]) -> Result<(), (ResponseError, String)> {
-        let key = topic_key(&topic.name);
-        let record = topic.encode();
-        let mut writes = vec![(key.as_slice(), Some(record.as_slice()))];
-        writes.extend_from_slice(changes);
-        self.meta.write(&writes).await.map_err(|e| storage_failure("store", &topic.name, e))?;
-        self.topics.write().expect("lock").insert(topic.name.clone(), Arc::new(topic));
-        Ok(())
-    }
-
-    fn unknown_topic(name: &str) -> (ResponseError, String) {
+    fn unknown_topic(name: &str) -> Failure {
         (ResponseError::UnknownTopicOrPartition, format!("topic {name:?} does not exist"))
     }
 
-    /// IncrementalAlterConfigs / AlterConfigs on a topic; takes effect at once.
-    pub async fn alter_topic_configs(&self, name: &str, changes: &[ConfigChange], replace_all: bool, validate_only: bool) -> Result<(), (ResponseError, String)> {
-        let _admin = self.admin.lock().await;
+    /// IncrementalAlterConfigs / AlterConfigs on a topic; takes effect once published.
+    pub async fn alter_topic_configs(&self, name: &str, changes: &[ConfigChange], replace_all: bool, validate_only: bool) -> Result<(), Failure> {
         let topic = self.topic(name).ok_or_else(|| Self::unknown_topic(name))?;
         let configs = topic.configs.altered(changes, replace_all).map_err(|m| (ResponseError::InvalidConfig, m))?;
         if validate_only {
             return Ok(());
         }
-        self.replace(Topic { name: topic.name.clone(), id: topic.id, partitions: topic.partitions.clone(), configs }, &[]).await?;
+        let (before, after) = (explicit_configs(&topic.configs), explicit_configs(&configs));
+        let mut changes: Vec<(String, Option<String>)> = before.keys().filter(|k| !after.contains_key(*k)).map(|k| (k.clone(), None)).collect();
+        changes.extend(after.iter().filter(|(k, v)| before.get(*k) != Some(*v)).map(|(k, v)| (k.clone(), Some(v.clone()))));
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let request = AlterTopicConfigs { topic: name.to_string(), changes };
+        self.client()?.alter_topic_configs(request).await.map_err(failure)?;
+        self.published(|c| c.topic(name).filter(|t| explicit_configs(&t.configs) == after)).await?;
         tracing::info!(topic = name, "altered topic configs");
         Ok(())
     }
 
     /// CreatePartitions: grows a topic to `count` partitions (never shrinks). `assignments`, if
-    /// given, holds the replicas of each new partition, checked as Kafka checks them.
-    pub async fn create_partitions(&self, name: &str, count: i32, assignments: Option<&[Vec<i32>]>, validate_only: bool) -> Result<(), (ResponseError, String)> {
-        let mut counters = self.admin.lock().await;
+    /// given, holds the replicas of each new partition, checked by the controller as Kafka's.
+    pub async fn create_partitions(&self, name: &str, count: i32, assignments: Option<&[Vec<i32>]>, validate_only: bool) -> Result<(), Failure> {
         let topic = self.topic(name).ok_or_else(|| Self::unknown_topic(name))?;
         let current = topic.partitions.len() as i32;
         if count <= current {
@@ -396,23 +430,11 @@ impl Cluster {
         if count > MAX_PARTITIONS {
             return Err((ResponseError::InvalidPartitions, format!("at most {MAX_PARTITIONS} partitions per topic")));
         }
-        if let Some(assignments) = assignments {
-            check_assignments(count - current, assignments, self.node.id)?;
+        let request = CreatePartitions { topic: name.to_string(), count, assignments: assignments.map(<[_]>::to_vec), validate_only };
+        self.client()?.create_partitions(request).await.map_err(failure)?;
+        if !validate_only {
+            self.published(|c| c.topic(name).filter(|t| t.partitions.len() as i32 >= count)).await?;
         }
-        if validate_only {
-            return Ok(());
-        }
-        let first = counters.partition;
-        let next = first.checked_add((count - current) as u32).ok_or_else(|| storage_failure("grow", name, anyhow::anyhow!("partition ids exhausted")))?;
-        let mut partitions = topic.partitions.clone();
-        partitions.extend(first..next);
-        for p in first..next {
-            self.log.create_partition(p);
-        }
-        let grown = Topic { name: topic.name.clone(), id: topic.id, partitions, configs: topic.configs.clone() };
-        self.replace(grown, &[(NEXT_PARTITION_KEY, Some(&next.to_be_bytes()))]).await?;
-        counters.partition = next;
-        tracing::info!(topic = name, partitions = count, "added partitions");
         Ok(())
     }
 
@@ -425,35 +447,106 @@ impl Cluster {
         if !(allow_create && self.auto_create_topics) {
             return Err(ResponseError::UnknownTopicOrPartition);
         }
-        let new = NewTopic { name: name.to_string(), num_partitions: -1, replication_factor: -1, configs: vec![] };
+        let new = NewTopic { name: name.to_string(), num_partitions: -1, replication_factor: -1, assignments: None, configs: vec![] };
         match self.create_topic(&new).await {
             Ok(t) => Ok(t),
             // Another request created it in between.
-            Err((ResponseError::TopicAlreadyExists, _)) => self.topic(name).ok_or(ResponseError::UnknownTopicOrPartition),
+            Err((ResponseError::TopicAlreadyExists, _)) => self.published(|c| c.topic(name)).await.map_err(|(e, _)| e),
             Err((e, _)) => Err(e),
         }
     }
 
-    /// Deletes a topic and all its data, in one atomic write: a crash leaves either the whole
-    /// topic or nothing of it.
-    pub async fn delete_topic(&self, name: &str) -> Result<(), ResponseError> {
-        let _admin = self.admin.lock().await;
-        let topic = self.topic(name).ok_or(ResponseError::UnknownTopicOrPartition)?;
-        self.log.delete_partitions(&topic.partitions, &[(&topic_key(name), None)]).await.inspect_err(|e| {
-            tracing::error!("deleting topic {name}: {e:?}");
-        })?;
-        self.topics.write().expect("lock").shift_remove(name);
-        tracing::info!(topic = name, "deleted topic");
-        Ok(())
+    /// Deletes a topic through the controller; returns once this node has deleted its data.
+    pub async fn delete_topic(&self, name: &str) -> Result<(), Failure> {
+        let topic = self.topic(name).ok_or_else(|| Self::unknown_topic(name))?;
+        self.client()?.delete_topic(name.to_string()).await.map_err(failure)?;
+        self.published(|c| c.topic(name).is_none_or(|t| t.id != topic.id).then_some(())).await
     }
 
-    /// A fresh producer id for InitProducerId; persisted so ids are never handed out twice.
-    pub async fn next_producer_id(&self) -> Result<i64> {
-        let mut counters = self.admin.lock().await;
-        let id = counters.producer;
-        self.meta.write(&[(NEXT_PRODUCER_KEY, Some(&(id + 1).to_be_bytes()))]).await?;
-        counters.producer = id + 1;
+    /// A fresh producer id for InitProducerId, from this broker's block of ids (a new block
+    /// from the controller when it is used up), so ids are never handed out twice.
+    pub async fn next_producer_id(&self) -> Result<i64, Failure> {
+        let mut ids = self.producer_ids.lock().await;
+        if ids.is_empty() {
+            let block = self.client()?.allocate_producer_ids(self.node.id, self.legacy_producer_ids).await.map_err(failure)?;
+            *ids = block.first..block.first + block.size;
+        }
+        let id = ids.start;
+        ids.start += 1;
         Ok(id)
+    }
+
+    /// Local topics the metadata image does not have: topics of a data directory from before
+    /// the metadata log, which [`publisher`] registers with this node as their only replica.
+    pub fn unregistered_topics(&self, image: &MetadataImage) -> Vec<CreateTopic> {
+        self.topics()
+            .into_iter()
+            .filter(|t| image.topic(&t.name).is_none() && image.topic_by_id(t.id).is_none())
+            .map(|t| CreateTopic {
+                name: t.name.clone(),
+                id: Some(t.id),
+                partitions: t.partitions.len() as i32,
+                replication_factor: 1,
+                assignments: Some(vec![vec![self.node.id]; t.partitions.len()]),
+                configs: explicit_configs(&t.configs).into_iter().collect(),
+                validate_only: false,
+            })
+            .collect()
+    }
+
+    /// Makes the local topics what `image` says: creates the logs of new topics and partitions
+    /// (every broker keeps a log id for every partition; only replicas write to theirs), takes
+    /// config changes, and deletes the topics the image no longer has, each in one atomic write.
+    /// Returns the log ids of the partitions deleted.
+    pub async fn publish(&self, image: &MetadataImage) -> Vec<PartitionId> {
+        let mut next_partition = self.admin.lock().await;
+        let mut removed = Vec::new();
+        for topic in self.topics() {
+            if image.topic_by_id(topic.id).is_some_and(|t| t.name == topic.name) {
+                continue;
+            }
+            match self.log.delete_partitions(&topic.partitions, &[(&topic_key(&topic.name), None)]).await {
+                Ok(()) => {
+                    self.topics.write().expect("lock").shift_remove(&topic.name);
+                    removed.extend_from_slice(&topic.partitions);
+                    tracing::info!(topic = topic.name, "deleted topic");
+                }
+                Err(e) => tracing::error!(topic = topic.name, "deleting topic: {e:?}; retrying with the next metadata change"),
+            }
+        }
+        for wanted in image.topics() {
+            let local = self.topic(&wanted.name);
+            let mut partitions = local.as_ref().map(|t| t.partitions.clone()).unwrap_or_default();
+            let explicit = local.as_ref().map(|t| explicit_configs(&t.configs)).unwrap_or_default();
+            let grow = wanted.partitions.len().saturating_sub(partitions.len()) as u32;
+            if local.is_some() && grow == 0 && explicit == wanted.configs {
+                continue;
+            }
+            let Some(next) = next_partition.checked_add(grow) else {
+                tracing::error!(topic = wanted.name, "partition log ids exhausted");
+                continue;
+            };
+            partitions.extend(*next_partition..next);
+            let configs = TopicConfigs::new(wanted.configs.clone(), self.settings.clone());
+            let topic = Topic { name: wanted.name.clone(), id: wanted.id, partitions, configs };
+            let written = self.meta.write(&[(&topic_key(&topic.name), Some(&topic.encode())), (NEXT_PARTITION_KEY, Some(&next.to_be_bytes()))]).await;
+            if let Err(e) = written {
+                tracing::error!(topic = wanted.name, "storing topic: {e:#}; retrying with the next metadata change");
+                continue;
+            }
+            for &p in &topic.partitions[topic.partitions.len() - grow as usize..] {
+                self.log.create_partition(p);
+            }
+            *next_partition = next;
+            match &local {
+                None => tracing::info!(topic = wanted.name, partitions = topic.partitions.len(), "created topic"),
+                Some(_) if grow > 0 => tracing::info!(topic = wanted.name, partitions = topic.partitions.len(), "added partitions"),
+                Some(_) => {}
+            }
+            self.topics.write().expect("lock").insert(topic.name.clone(), Arc::new(topic));
+        }
+        self.published.send_modify(|n| *n += 1);
+        removed
     }
 
     /// Runs retention over every partition of every topic.
@@ -504,9 +597,13 @@ fn topic_key(name: &str) -> Vec<u8> {
     [TOPIC_PREFIX, name.as_bytes()].concat()
 }
 
-fn storage_failure(action: &str, topic: &str, e: anyhow::Error) -> (ResponseError, String) {
-    tracing::error!("{action} topic {topic}: {e:#}");
-    (ResponseError::KafkaStorageError, format!("could not {action} topic: {e}"))
+fn explicit_configs(configs: &TopicConfigs) -> BTreeMap<String, String> {
+    configs.explicit().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+/// What the controller's refusal means to a client.
+fn failure(e: WriteError) -> Failure {
+    (e.response_error(), e.to_string())
 }
 
 fn decode_u32(bytes: &[u8]) -> u32 {

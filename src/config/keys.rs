@@ -201,7 +201,7 @@ pub const KEYS: &[Key] = &[
     Key::new("broker.heartbeat.interval.ms", ConfigType::Int, Some("2000"),
         "How often a broker sends the controller a heartbeat.", field!(broker_heartbeat_interval_ms)).min(1),
     Key::new("broker.rack", ConfigType::String, None,
-        "This broker's rack, reported to clients in Metadata and DescribeCluster.",
+        "This broker's rack: reported to clients in Metadata and DescribeCluster, and replicas of a new partition go to different racks when there are enough.",
         |c, v| {
             c.broker_rack = Some(v.to_string()).filter(|r| !r.is_empty());
             Ok(())

@@ -176,6 +176,7 @@ impl KafkaView {
             name: name.to_string(),
             num_partitions: partitions,
             replication_factor: 1,
+            assignments: None,
             configs: configs.into_iter().map(|(k, v)| (k, Some(v))).collect(),
         };
         cluster.create_topic(&new).await.map_err(|(e, msg)| refused("create topic", name, e, &msg))?;
@@ -209,7 +210,7 @@ impl KafkaView {
     /// Creating `/admin/delete_topics/<name>`: Gregor deletes at once, so the marker never
     /// stays.
     pub async fn delete_topic(&mut self, txn: &mut Txn<'_>, cluster: &Cluster, name: &str) -> Result<(), ErrorCode> {
-        cluster.delete_topic(name).await.map_err(|e| refused("delete topic", name, e, ""))?;
+        cluster.delete_topic(name).await.map_err(|(e, msg)| refused("delete topic", name, e, &msg))?;
         self.groups.remove_topic_offsets(name).await;
         self.sync(txn, cluster);
         Ok(())
@@ -219,7 +220,7 @@ impl KafkaView {
 /// Checks configs written to `/config/topics/<name>` before the topic exists.
 pub fn check_pending_configs(cluster: &Cluster, name: &str, data: &[u8]) -> Result<(), ErrorCode> {
     let configs = parse_configs(data)?.into_iter().map(|(k, v)| (k, Some(v))).collect();
-    let new = NewTopic { name: name.to_string(), num_partitions: -1, replication_factor: -1, configs };
+    let new = NewTopic { name: name.to_string(), num_partitions: -1, replication_factor: -1, assignments: None, configs };
     cluster.validate_new_topic(&new).map(|_| ()).map_err(|(e, msg)| refused("store configs for", name, e, &msg))
 }
 

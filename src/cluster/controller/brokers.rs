@@ -117,13 +117,13 @@ impl Controller {
         if heartbeat.applied_index < needed {
             return Ok(HeartbeatReply { fenced: true, unknown: false });
         }
-        self.write(MetadataRecord::UnfenceBroker { id: heartbeat.id }).await?;
-        tracing::info!(broker = heartbeat.id, "broker unfenced");
+        let _writes = self.writes.lock().await;
         // Partitions left without a leader come back with it, if it is in their ISR.
         let image = self.image.borrow().clone();
-        for change in leaderless_partitions_for(&image, heartbeat.id) {
-            self.write(MetadataRecord::PartitionChange(change)).await?;
-        }
+        let mut records = vec![MetadataRecord::UnfenceBroker { id: heartbeat.id }];
+        records.extend(leaderless_partitions_for(&image, heartbeat.id).into_iter().map(MetadataRecord::PartitionChange));
+        self.write(MetadataRecord::Batch(records)).await?;
+        tracing::info!(broker = heartbeat.id, "broker unfenced");
         Ok(HeartbeatReply { fenced: false, unknown: false })
     }
 
@@ -159,6 +159,7 @@ impl Controller {
     /// Fences `id`: it leaves every ISR it is in (the last member stays, for the data is
     /// there), and the partitions it led get another ISR member as leader, or none.
     async fn fence(&self, id: BrokerId, why: &str) -> Result<(), WriteError> {
+        let _writes = self.writes.lock().await;
         let image = self.image.borrow().clone();
         match image.broker(id) {
             Some(b) if !b.fenced => {}
@@ -168,13 +169,13 @@ impl Controller {
                 return Ok(());
             }
         }
-        self.write(MetadataRecord::FenceBroker { id }).await?;
-        let image = self.image.borrow().clone();
+        let mut image = (*image).clone();
+        image.apply(MetadataRecord::FenceBroker { id }).map_err(WriteError::Refused)?;
         let changes = partitions_without(&image, id);
         let moved = changes.len();
-        for change in changes {
-            self.write(MetadataRecord::PartitionChange(change)).await?;
-        }
+        let mut records = vec![MetadataRecord::FenceBroker { id }];
+        records.extend(changes.into_iter().map(MetadataRecord::PartitionChange));
+        self.write(MetadataRecord::Batch(records)).await?;
         self.sessions.inner.lock().expect("sessions lock").last_heartbeat.remove(&id);
         tracing::warn!(broker = id, partitions = moved, "broker fenced: {why}");
         Ok(())

@@ -5,8 +5,12 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use uuid::Uuid;
+
 use super::brokers::{BrokerHeartbeat, HeartbeatReply, RegisterBroker};
 use super::network::Peer;
+use super::topics::{AlterTopicConfigs, CommittedPartition, CreatePartitions, CreateTopic, IsrChange};
+use crate::cluster::metadata::{BrokerId, ProducerIdBlock};
 use super::rpc::{Request, Response};
 use super::{Controller, WriteError};
 
@@ -41,6 +45,48 @@ impl ControllerClient {
         }
     }
 
+    pub async fn create_topic(&self, request: CreateTopic) -> Result<Uuid, WriteError> {
+        match self.call(Request::CreateTopic(request)).await? {
+            Response::CreateTopic(answer) => answer,
+            other => Err(mismatch(other)),
+        }
+    }
+
+    pub async fn delete_topic(&self, name: String) -> Result<(), WriteError> {
+        match self.call(Request::DeleteTopic(name)).await? {
+            Response::DeleteTopic(answer) => answer,
+            other => Err(mismatch(other)),
+        }
+    }
+
+    pub async fn create_partitions(&self, request: CreatePartitions) -> Result<(), WriteError> {
+        match self.call(Request::CreatePartitions(request)).await? {
+            Response::CreatePartitions(answer) => answer,
+            other => Err(mismatch(other)),
+        }
+    }
+
+    pub async fn alter_topic_configs(&self, request: AlterTopicConfigs) -> Result<(), WriteError> {
+        match self.call(Request::AlterTopicConfigs(request)).await? {
+            Response::AlterTopicConfigs(answer) => answer,
+            other => Err(mismatch(other)),
+        }
+    }
+
+    pub async fn alter_partition(&self, change: IsrChange) -> Result<CommittedPartition, WriteError> {
+        match self.call(Request::AlterPartition(change)).await? {
+            Response::AlterPartition(answer) => answer,
+            other => Err(mismatch(other)),
+        }
+    }
+
+    pub async fn allocate_producer_ids(&self, broker: BrokerId, at_least: i64) -> Result<ProducerIdBlock, WriteError> {
+        match self.call(Request::AllocateProducerIds(broker, at_least)).await? {
+            Response::AllocateProducerIds(answer) => answer,
+            other => Err(mismatch(other)),
+        }
+    }
+
     /// One call to the active controller, redirected once if the node called is not it.
     async fn call(&self, request: Request) -> Result<Response, WriteError> {
         let local_leader = self.local.leader();
@@ -59,8 +105,8 @@ impl ControllerClient {
                 *peer = Some(Peer::new(target));
             }
             let response = peer.as_ref().expect("set above").request(&request, CALL_TIMEOUT).await.map_err(WriteError::Unreachable)?;
-            let not_leader = match &response {
-                Response::RegisterBroker(Err(WriteError::NotLeader { address, .. })) | Response::BrokerHeartbeat(Err(WriteError::NotLeader { address, .. })) => Some(address.clone()),
+            let not_leader = match response.error() {
+                Some(WriteError::NotLeader { address, .. }) => Some(address.clone()),
                 _ => None,
             };
             match not_leader {

@@ -14,8 +14,10 @@ mod client;
 mod network;
 mod rpc;
 mod store;
+mod topics;
 
 pub use brokers::{BrokerHeartbeat, HeartbeatReply, RegisterBroker};
+pub use topics::{AlterTopicConfigs, CommittedPartition, CreatePartitions, CreateTopic, IsrChange, PRODUCER_ID_BLOCK_SIZE};
 pub use client::ControllerClient;
 
 use std::collections::BTreeMap;
@@ -98,6 +100,23 @@ pub enum WriteError {
     WrongCluster { controller: String, broker: String },
     #[error("no controller reachable: {0}")]
     Unreachable(String),
+    /// Refused as Kafka's controller refuses it, with its error code and message.
+    #[error("{message}")]
+    Rejected { code: i16, message: String },
+}
+
+impl WriteError {
+    /// The Kafka error a client is answered with.
+    pub fn response_error(&self) -> kafka_protocol::ResponseError {
+        use kafka_protocol::ResponseError;
+        match self {
+            WriteError::Rejected { code, .. } => ResponseError::try_from_code(*code).unwrap_or(ResponseError::UnknownServerError),
+            // Retriable: the client asks again, by then of the new active controller.
+            WriteError::NotLeader { .. } | WriteError::Unreachable(_) | WriteError::Stopped(_) => ResponseError::NotController,
+            WriteError::TimedOut(_) => ResponseError::RequestTimedOut,
+            WriteError::Refused(_) | WriteError::WrongCluster { .. } => ResponseError::UnknownServerError,
+        }
+    }
 }
 
 /// One node's view of the quorum (what Kafka's DescribeQuorum reports, and what tests check).
@@ -124,6 +143,9 @@ pub struct Controller {
     cluster_id: String,
     session_timeout_ms: u64,
     sessions: Arc<brokers::Sessions>,
+    /// Held from reading the image to writing what follows from it, so that no two such
+    /// changes interleave.
+    writes: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Controller {
@@ -196,6 +218,7 @@ impl Controller {
             cluster_id: config.cluster_id.clone(),
             session_timeout_ms: config.broker_session_timeout_ms,
             sessions: Arc::default(),
+            writes: Arc::default(),
         };
         let server = listener.map(|l| {
             tracing::info!(node = id, "controller listener on {}", l.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()));

@@ -21,8 +21,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
+use uuid::Uuid;
+
 use super::brokers::{BrokerHeartbeat, HeartbeatReply, RegisterBroker};
+use super::topics::{AlterTopicConfigs, CommittedPartition, CreatePartitions, CreateTopic, IsrChange};
 use super::{Controller, NodeId, TypeConfig, WriteError};
+use crate::cluster::metadata::{BrokerId, ProducerIdBlock};
 
 /// The largest frame either side accepts.
 pub(super) const MAX_FRAME_BYTES: usize = 16 << 20;
@@ -43,6 +47,13 @@ pub(super) enum Request {
     InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
     RegisterBroker(RegisterBroker),
     BrokerHeartbeat(BrokerHeartbeat),
+    CreateTopic(CreateTopic),
+    DeleteTopic(String),
+    CreatePartitions(CreatePartitions),
+    AlterTopicConfigs(AlterTopicConfigs),
+    AlterPartition(IsrChange),
+    /// Producer ids for this broker, from at least the given one.
+    AllocateProducerIds(BrokerId, i64),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -52,6 +63,26 @@ pub(super) enum Response {
     InstallSnapshot(Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>),
     RegisterBroker(Result<(), WriteError>),
     BrokerHeartbeat(Result<HeartbeatReply, WriteError>),
+    CreateTopic(Result<Uuid, WriteError>),
+    DeleteTopic(Result<(), WriteError>),
+    CreatePartitions(Result<(), WriteError>),
+    AlterTopicConfigs(Result<(), WriteError>),
+    AlterPartition(Result<CommittedPartition, WriteError>),
+    AllocateProducerIds(Result<ProducerIdBlock, WriteError>),
+}
+
+impl Response {
+    /// The error of a call the active controller refused, if it did.
+    pub(super) fn error(&self) -> Option<&WriteError> {
+        match self {
+            Response::AppendEntries(_) | Response::Vote(_) | Response::InstallSnapshot(_) => None,
+            Response::RegisterBroker(r) | Response::DeleteTopic(r) | Response::CreatePartitions(r) | Response::AlterTopicConfigs(r) => r.as_ref().err(),
+            Response::BrokerHeartbeat(r) => r.as_ref().err(),
+            Response::CreateTopic(r) => r.as_ref().err(),
+            Response::AlterPartition(r) => r.as_ref().err(),
+            Response::AllocateProducerIds(r) => r.as_ref().err(),
+        }
+    }
 }
 
 fn codec() -> impl Options {
@@ -147,6 +178,12 @@ impl Controller {
             Request::InstallSnapshot(r) => Response::InstallSnapshot(self.raft.install_snapshot(r).await),
             Request::RegisterBroker(r) => Response::RegisterBroker(self.register_broker(r).await),
             Request::BrokerHeartbeat(r) => Response::BrokerHeartbeat(self.broker_heartbeat(r).await),
+            Request::CreateTopic(r) => Response::CreateTopic(self.create_topic(r).await),
+            Request::DeleteTopic(name) => Response::DeleteTopic(self.delete_topic(name).await),
+            Request::CreatePartitions(r) => Response::CreatePartitions(self.create_partitions(r).await),
+            Request::AlterTopicConfigs(r) => Response::AlterTopicConfigs(self.alter_topic_configs(r).await),
+            Request::AlterPartition(r) => Response::AlterPartition(self.alter_partition(r).await),
+            Request::AllocateProducerIds(broker, at_least) => Response::AllocateProducerIds(self.allocate_producer_ids(broker, at_least).await),
         }
     }
 }

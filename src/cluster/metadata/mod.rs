@@ -84,6 +84,15 @@ impl MetadataImage {
             MetadataRecord::RemoveTopic { id } => self.remove_topic(id),
             MetadataRecord::ConfigChange(config) => self.change_config(config),
             MetadataRecord::ProducerIdBlock(block) => self.add_producer_id_block(block),
+            MetadataRecord::Batch(records) => {
+                // Rare and small (admin changes): a copy to fall back on is cheap enough.
+                let before = self.clone();
+                let applied = records.into_iter().try_for_each(|r| self.apply(r));
+                if applied.is_err() {
+                    *self = before;
+                }
+                applied
+            }
         }
     }
 
@@ -165,7 +174,9 @@ impl MetadataImage {
     }
 
     fn add_producer_id_block(&mut self, block: ProducerIdBlock) -> Result<(), String> {
-        if block.first != self.next_producer_id || block.size <= 0 {
+        // Blocks only move forward; one may skip ids (a data directory from before the
+        // metadata log had handed some out already).
+        if block.first < self.next_producer_id || block.size <= 0 {
             return Err(format!("producer id block {}+{} does not follow {}", block.first, block.size, self.next_producer_id));
         }
         self.next_producer_id = block.first.checked_add(block.size).ok_or("producer ids exhausted")?;
@@ -246,8 +257,10 @@ mod tests {
         assert!(image.apply(partition(id, 0)).is_err(), "same partition twice");
         let leader_outside_isr = PartitionChange { topic_id: id, index: 0, leader: Some(3), isr: Some(vec![1]), replicas: None };
         assert!(image.apply(MetadataRecord::PartitionChange(leader_outside_isr)).is_err());
-        let gap = ProducerIdBlock { broker: 1, first: 5, size: 1000 };
-        assert!(image.apply(MetadataRecord::ProducerIdBlock(gap)).is_err());
+        let empty = ProducerIdBlock { broker: 1, first: 5, size: 0 };
+        assert!(image.apply(MetadataRecord::ProducerIdBlock(empty)).is_err());
+        let (other, t2) = topic("payments");
+        assert!(image.apply(MetadataRecord::Batch(vec![t2, partition(other, 0), partition(other, 0)])).is_err(), "a batch is applied whole or not at all");
         assert_eq!(image, before);
     }
 
@@ -265,8 +278,9 @@ mod tests {
         image.apply(set(ConfigResource::Broker(None), None)).unwrap();
         assert!(image.broker_configs(None).is_none());
         image.apply(MetadataRecord::ProducerIdBlock(ProducerIdBlock { broker: 1, first: 0, size: 1000 })).unwrap();
-        image.apply(MetadataRecord::ProducerIdBlock(ProducerIdBlock { broker: 2, first: 1000, size: 1000 })).unwrap();
-        assert_eq!(image.next_producer_id(), 2000);
+        image.apply(MetadataRecord::ProducerIdBlock(ProducerIdBlock { broker: 2, first: 1500, size: 1000 })).unwrap();
+        assert_eq!(image.next_producer_id(), 2500);
+        assert!(image.apply(MetadataRecord::ProducerIdBlock(ProducerIdBlock { broker: 1, first: 2000, size: 10 })).is_err(), "backwards");
         image.apply(MetadataRecord::RemoveTopic { id }).unwrap();
         assert!(image.topic("orders").is_none() && image.topic_by_id(id).is_none());
         assert!(image.apply(set(ConfigResource::Topic("orders".into()), Some("1"))).is_err());

@@ -28,6 +28,8 @@ pub enum MetadataRecord {
     RemoveTopic { id: Uuid },
     ConfigChange(ConfigRecord),
     ProducerIdBlock(ProducerIdBlock),
+    /// Records applied together or not at all (a topic with its partitions, say).
+    Batch(Vec<MetadataRecord>),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -131,6 +131,10 @@ pub struct ReplicaManager {
     fetchers: Fetchers,
     /// `replica.lag.time.max.ms`: an ISR member not caught up for this long is removed.
     lag_time_max_ms: i64,
+    /// A lone node leads every partition it has no state for; a cluster node leads none until
+    /// the metadata publisher applies one (a restarted node must not take writes for a
+    /// partition another broker leads now).
+    lone: bool,
 }
 
 impl ReplicaManager {
@@ -150,6 +154,7 @@ impl ReplicaManager {
             alter,
             replicas: RwLock::new(HashMap::new()),
             lag_time_max_ms: config.replica_lag_time_max_ms,
+            lone: config.quorum_voters.is_empty(),
         }
     }
 
@@ -230,13 +235,17 @@ impl ReplicaManager {
     pub fn describe(&self, id: PartitionId) -> PartitionState {
         match self.replica(id) {
             Some(replica) => replica.state.lock().expect("replica lock").applied.clone(),
-            None => single_node_state(self.node_id),
+            None if self.lone => single_node_state(self.node_id),
+            None => PartitionState { leader: -1, leader_epoch: INITIAL_LEADER_EPOCH, partition_epoch: 0, replicas: vec![], isr: vec![] },
         }
     }
 
     /// Produce: this node must lead the partition; its epoch goes on the batch.
     pub async fn leader_for_append(&self, id: PartitionId) -> Result<LeaderAppend, ResponseError> {
         let Some(replica) = self.replica(id) else {
+            if !self.lone {
+                return Err(ResponseError::NotLeaderOrFollower);
+            }
             return Ok(LeaderAppend { leader_epoch: INITIAL_LEADER_EPOCH, isr_size: 1, replica: None, role: None });
         };
         let role = replica.role.clone().read_owned().await;
@@ -262,6 +271,9 @@ impl ReplicaManager {
     /// this node must lead, and the client's epoch (-1: no opinion) must be the leader's.
     pub fn check_leader(&self, id: PartitionId, client_epoch: i32) -> Result<(), ResponseError> {
         let Some(replica) = self.replica(id) else {
+            if !self.lone {
+                return Err(ResponseError::NotLeaderOrFollower);
+            }
             return check_epoch(client_epoch, INITIAL_LEADER_EPOCH);
         };
         let state = replica.state.lock().expect("replica lock");
