@@ -160,7 +160,7 @@ impl Controller {
         if change.partition_epoch != current.partition_epoch {
             return Err(rejected(ResponseError::InvalidUpdateVersion, format!("partition epoch {} is not the current {}", change.partition_epoch, current.partition_epoch)));
         }
-        let joining_fenced = change.isr.iter().find(|b| !current.isr.contains(b) && !image.broker(**b).is_some_and(|b| !b.fenced));
+        let joining_fenced = change.isr.iter().find(|b| !current.isr.contains(b) && image.broker(**b).is_none_or(|b| b.fenced));
         if let Some(b) = joining_fenced {
             return Err(rejected(ResponseError::IneligibleReplica, format!("broker {b} is fenced and cannot join the ISR")));
         }
