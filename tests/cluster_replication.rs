@@ -1,7 +1,7 @@
 //! Topics across three real nodes: a topic created on any node is in the metadata image with
 //! its replicas spread over the brokers, every node serves the same Metadata for it, followers
 //! copy the leader's log, and when a leader is killed another ISR member leads with every
-//! acknowledged record.
+//! acknowledged record; a partition whose only replica is gone has no leader.
 
 mod cluster;
 mod common;
@@ -12,7 +12,9 @@ use std::time::Duration;
 use cluster::{eventually, TestCluster, FAST};
 use common::{batch_offsets, name, produce_request, Client};
 use gregor::testkit::{encode_batch, BatchSpec};
-use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreateTopicsRequest};
+use kafka_protocol::messages::create_topics_request::{CreatableReplicaAssignment, CreatableTopic, CreateTopicsRequest};
+use kafka_protocol::messages::describe_log_dirs_request::DescribeLogDirsRequest;
+use kafka_protocol::messages::BrokerId;
 use kafka_protocol::messages::metadata_request::{MetadataRequest, MetadataRequestTopic};
 use kafka_protocol::ResponseError;
 
@@ -38,6 +40,15 @@ async fn connect(cluster: &TestCluster, id: i32) -> Option<Client> {
     let addr = cluster.client_addr(id);
     tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(addr)).await.ok()?.ok()?;
     Some(Client::connect_to(addr).await)
+}
+
+/// The topics node `id` lists in DescribeLogDirs, by name.
+async fn log_dir_topics(cluster: &TestCluster, id: i32) -> Vec<String> {
+    let mut c = Client::connect_to(cluster.client_addr(id)).await;
+    let r = c.call(DescribeLogDirsRequest::default().with_topics(None), 1).await;
+    let mut names: Vec<String> = r.results[0].topics.iter().map(|t| t.name.to_string()).collect();
+    names.sort();
+    names
 }
 
 fn sorted(ids: impl Iterator<Item = i32>) -> Vec<i32> {
@@ -95,6 +106,19 @@ async fn replicated_topics_survive_their_leader() {
     let r = wrong.call(produce_request(TOPIC, 0, encode_batch(&BatchSpec::values(1)), 1), 9).await;
     assert_eq!(r.responses[0].partition_responses[0].error_code, ResponseError::NotLeaderOrFollower.code());
 
+    // A topic on the leader's broker alone, named there by a manual assignment; only that
+    // broker lists it among its log directories.
+    let mut admin = Client::connect_to(cluster.client_addr(follower)).await;
+    let lonely = CreatableTopic::default()
+        .with_name(name("lonely"))
+        .with_num_partitions(-1)
+        .with_replication_factor(-1)
+        .with_assignments(vec![CreatableReplicaAssignment::default().with_partition_index(0).with_broker_ids(vec![BrokerId(leader)])]);
+    let r = admin.call(CreateTopicsRequest::default().with_topics(vec![lonely]).with_timeout_ms(10_000), 7).await;
+    assert_eq!(r.topics[0].error_code, 0);
+    eventually(PATIENCE, "the leader to hold the lonely topic", || async { (log_dir_topics(&cluster, leader).await == ["lonely", TOPIC]).then_some(()) }).await;
+    assert_eq!(log_dir_topics(&cluster, follower).await, [TOPIC]);
+
     // The leader dies: another ISR member leads, at the next epoch, with every acked record.
     cluster.kill(leader);
     let survivor = follower;
@@ -104,6 +128,11 @@ async fn replicated_topics_survive_their_leader() {
     })
     .await;
     assert!(new_epoch > epoch, "leader epoch {epoch} -> {new_epoch}");
+    // The lonely topic has no replica left: no leader, its replica offline.
+    let mut c = Client::connect_to(cluster.client_addr(survivor)).await;
+    let request = MetadataRequest::default().with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(name("lonely")))]));
+    let p = c.call(request, 12).await.topics[0].partitions[0].clone();
+    assert_eq!((p.error_code, p.leader_id.0, p.offline_replicas), (ResponseError::LeaderNotAvailable.code(), -1, vec![BrokerId(leader)]));
     // Its high watermark moves up to its log end once the other follower fetches from it.
     let records = eventually(PATIENCE, "the new leader's high watermark to cover every acked record", || async {
         let (code, high_watermark, records) = connect(&cluster, new_leader).await?.fetch(TOPIC, 0, 0, 0).await;

@@ -188,21 +188,26 @@ pub async fn delete_records(api: &Api, r: DeleteRecordsRequest) -> DeleteRecords
     DeleteRecordsResponse::default().with_topics(topics)
 }
 
-/// One log directory: the data directory, with every partition's stored bytes.
+/// One log directory: the data directory, with the stored bytes of every partition this
+/// broker holds a replica of.
 pub async fn describe_log_dirs(api: &Api, r: DescribeLogDirsRequest) -> DescribeLogDirsResponse {
     let wanted = |topic: &str, partition: i32| {
         r.topics.as_ref().is_none_or(|ts| ts.iter().any(|t| t.topic.as_str() == topic && t.partitions.contains(&partition)))
     };
+    let node = api.cluster.node().id;
     let topics = api
         .cluster
         .topics()
         .into_iter()
         .filter_map(|t| {
-            let partitions: Vec<_> = (0..t.partitions.len() as i32)
-                .filter(|&i| wanted(&t.name, i))
-                .map(|i| {
-                    let size = t.partition(i).and_then(|id| api.log.size(id).ok()).unwrap_or(0);
-                    DescribeLogDirsPartition::default().with_partition_index(i).with_partition_size(size as i64)
+            let partitions: Vec<_> = t
+                .partitions
+                .iter()
+                .enumerate()
+                .filter(|&(i, &id)| wanted(&t.name, i as i32) && api.replicas.describe(id).replicas.contains(&node))
+                .map(|(i, &id)| {
+                    let size = api.log.size(id).unwrap_or(0);
+                    DescribeLogDirsPartition::default().with_partition_index(i as i32).with_partition_size(size as i64)
                 })
                 .collect();
             (!partitions.is_empty()).then(|| DescribeLogDirsTopic::default().with_name(TopicName(StrBytes::from_string(t.name.clone()))).with_partitions(partitions))

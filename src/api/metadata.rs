@@ -1,6 +1,8 @@
-//! Metadata: the live brokers of the metadata image, with this node the leader of every
-//! partition (topics are not on the image yet); topics are
-//! auto-created on request when the broker and the request both allow it.
+//! Metadata, DescribeCluster and DescribeTopicPartitions: the live brokers of the metadata
+//! image, and each partition's leader, epoch, replicas and ISR as this node applied them;
+//! topics are auto-created on request when the broker and the request both allow it.
+
+use std::collections::HashSet;
 
 use kafka_protocol::messages::metadata_request::MetadataRequest;
 use kafka_protocol::messages::metadata_response::{
@@ -17,7 +19,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::{Api, Request};
-use crate::cluster::replication::ReplicaManager;
+use crate::cluster::replication::{PartitionState, ReplicaManager};
 use crate::cluster::Topic;
 
 /// ACL operation bits (READ..ALTER_CONFIGS, IDEMPOTENT_WRITE): with no authorizer, all allowed.
@@ -40,7 +42,8 @@ pub async fn handle(api: &Api, req: &Request, r: MetadataRequest) -> MetadataRes
     // Before v4 there is no allow flag and topics are always auto-created.
     let allow_create = req.version < 4 || r.allow_auto_topic_creation;
     let topic_ops = (req.version >= 8 && r.include_topic_authorized_operations).then_some(TOPIC_OPERATIONS);
-    let describe = |t: &Topic| describe_topic(t, req.version, &api.replicas, topic_ops);
+    let live = live_brokers(api);
+    let describe = |t: &Topic| describe_topic(t, req.version, &api.replicas, &live, topic_ops);
     let topics = match r.topics {
         None => api.cluster.topics().iter().map(|t| describe(t)).collect(),
         Some(list) if list.is_empty() && req.version == 0 => api.cluster.topics().iter().map(|t| describe(t)).collect(),
@@ -81,7 +84,28 @@ fn brokers(ids: &[i32]) -> Vec<BrokerId> {
     ids.iter().map(|&id| BrokerId(id)).collect()
 }
 
-fn describe_topic(t: &Topic, version: i16, replicas: &ReplicaManager, ops: Option<i32>) -> MetadataResponseTopic {
+/// The unfenced brokers; the others' replicas are offline.
+fn live_brokers(api: &Api) -> HashSet<i32> {
+    let image = api.cluster.image();
+    let mut live: HashSet<i32> = image.brokers().filter(|b| !b.fenced).map(|b| b.registration.id).collect();
+    live.insert(api.cluster.node().id);
+    live
+}
+
+/// LEADER_NOT_AVAILABLE for a partition without a leader (all its ISR is gone), as Kafka says.
+fn leader_error(state: &PartitionState) -> i16 {
+    if state.leader < 0 {
+        ResponseError::LeaderNotAvailable.code()
+    } else {
+        0
+    }
+}
+
+fn offline(state: &PartitionState, live: &HashSet<i32>) -> Vec<BrokerId> {
+    state.replicas.iter().filter(|b| !live.contains(b)).map(|&b| BrokerId(b)).collect()
+}
+
+fn describe_topic(t: &Topic, version: i16, replicas: &ReplicaManager, live: &HashSet<i32>, ops: Option<i32>) -> MetadataResponseTopic {
     let partitions = t
         .partitions
         .iter()
@@ -89,11 +113,13 @@ fn describe_topic(t: &Topic, version: i16, replicas: &ReplicaManager, ops: Optio
         .map(|(index, &id)| {
             let state = replicas.describe(id);
             MetadataResponsePartition::default()
+                .with_error_code(leader_error(&state))
                 .with_partition_index(index as i32)
                 .with_leader_id(BrokerId(state.leader))
                 .with_leader_epoch(state.leader_epoch)
                 .with_replica_nodes(brokers(&state.replicas))
                 .with_isr_nodes(brokers(&state.isr))
+                .with_offline_replicas(offline(&state, live))
         })
         .collect();
     let mut topic = MetadataResponseTopic::default()
@@ -137,6 +163,7 @@ pub fn describe_cluster(api: &Api, req: &Request, r: DescribeClusterRequest) -> 
 /// DescribeTopicPartitions (KIP-966): the named topics, or all, in name order, paged by
 /// `response_partition_limit` with a cursor.
 pub fn describe_topic_partitions(api: &Api, r: DescribeTopicPartitionsRequest) -> DescribeTopicPartitionsResponse {
+    let live = live_brokers(api);
     let mut names: Vec<String> = if r.topics.is_empty() {
         api.cluster.topics().iter().map(|t| t.name.clone()).collect()
     } else {
@@ -168,6 +195,8 @@ pub fn describe_topic_partitions(api: &Api, r: DescribeTopicPartitionsRequest) -
                 // `index` is below the partition count.
                 let state = api.replicas.describe(t.partitions[index as usize]);
                 DescribeTopicPartitionsResponsePartition::default()
+                    .with_error_code(leader_error(&state))
+                    .with_offline_replicas(offline(&state, &live))
                     .with_partition_index(index)
                     .with_leader_id(BrokerId(state.leader))
                     .with_leader_epoch(state.leader_epoch)
