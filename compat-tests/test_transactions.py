@@ -224,3 +224,43 @@ def test_a_timeout_above_the_maximum_is_refused(broker):
     with pytest.raises(KafkaException) as refused:
         p.init_transactions(T)
     assert refused.value.args[0].code() == KafkaError.INVALID_TRANSACTION_TIMEOUT
+
+
+def test_kill_9_mid_transaction_leaves_no_aborted_record_visible():
+    """A broker killed with a transaction open and one committed: after the restart the
+    committed one is whole, and the open one is aborted when the producer's next instance
+    fences it, its records never visible to read_committed."""
+    from conftest import start_broker
+
+    b = start_broker()
+    try:
+        topic = unique_topic("txn-kill")
+        _create_topic(b.bootstrap, topic, partitions=2)
+        txn_id = unique_topic("txn-id")
+        p = _txn_producer(b.bootstrap, txn_id)
+        p.init_transactions(T)
+        p.begin_transaction()
+        for i in range(6):
+            p.produce(topic, value=f"kept-{i}", partition=i % 2)
+        p.commit_transaction(T)
+        p.begin_transaction()
+        for i in range(4):
+            p.produce(topic, value=f"lost-{i}", partition=i % 2)
+        p.flush(T)
+        b.kill9()
+        p.purge(in_queue=True, in_flight=True, blocking=False)
+        b.restart()
+
+        # Until the open transaction ends, read_committed stops at its first offset.
+        assert sorted(_values(b.bootstrap, topic, "read_committed", partitions=2, expect=6)) == [f"kept-{i}" for i in range(6)]
+        fresh = _txn_producer(b.bootstrap, txn_id)
+        fresh.init_transactions(T)
+        fresh.begin_transaction()
+        fresh.produce(topic, value="after", partition=0)
+        fresh.commit_transaction(T)
+        committed = _values(b.bootstrap, topic, "read_committed", partitions=2, expect=7)
+        assert sorted(committed) == sorted([f"kept-{i}" for i in range(6)] + ["after"])
+        everything = _values(b.bootstrap, topic, "read_uncommitted", partitions=2, expect=11)
+        assert sorted(everything) == sorted([f"kept-{i}" for i in range(6)] + [f"lost-{i}" for i in range(4)] + ["after"])
+    finally:
+        b.cleanup()
