@@ -11,7 +11,9 @@ use gregor::testkit::{encode_batch, BatchSpec};
 use gregor::txn::state::{TxnMeta, TxnState};
 use kafka_protocol::messages::add_offsets_to_txn_request::AddOffsetsToTxnRequest;
 use kafka_protocol::messages::add_partitions_to_txn_request::{AddPartitionsToTxnRequest, AddPartitionsToTxnTopic};
+use kafka_protocol::messages::describe_transactions_request::DescribeTransactionsRequest;
 use kafka_protocol::messages::end_txn_request::EndTxnRequest;
+use kafka_protocol::messages::list_transactions_request::ListTransactionsRequest;
 use kafka_protocol::messages::fetch_response::AbortedTransaction;
 use kafka_protocol::messages::find_coordinator_request::FindCoordinatorRequest;
 use kafka_protocol::messages::init_producer_id_request::InitProducerIdRequest;
@@ -199,6 +201,39 @@ async fn txn_offsets_become_visible_only_on_commit() {
     assert_eq!(commit_offset(&mut c, p, 7).await, 0);
     assert_eq!(end_txn(&mut c, 3, "o", p, true).await, 0);
     assert_eq!(committed(&mut c, "g", "src").await.0, 7);
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn describe_and_list_transactions_as_kafka() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path()).await;
+    let mut c = Client::connect(&broker).await;
+    c.create_topic("d", 2).await;
+    let a = init_ok(&mut c, "d-a").await;
+    let b = init_ok(&mut c, "d-b").await;
+    assert_eq!(add_partitions(&mut c, "d-a", a, "d", vec![1, 0]).await, vec![0, 0]);
+
+    let described = c.call(DescribeTransactionsRequest::default().with_transactional_ids(vec![txn_id("d-a"), txn_id("nope")]), 0).await;
+    let open = &described.transaction_states[0];
+    assert_eq!((open.error_code, open.transaction_state.as_str(), open.producer_id.0, open.transaction_timeout_ms), (0, "Ongoing", a.0, 60_000));
+    assert_eq!(open.topics.len(), 1);
+    assert_eq!((open.topics[0].topic.as_str(), open.topics[0].partitions.clone()), ("d", vec![0, 1]));
+    assert!(open.transaction_start_time_ms > 0);
+    assert_eq!(described.transaction_states[1].error_code, code(ResponseError::TransactionalIdNotFound));
+
+    let list = |filters: Vec<&str>, pids: Vec<i64>| {
+        ListTransactionsRequest::default()
+            .with_state_filters(filters.into_iter().map(s).collect())
+            .with_producer_id_filters(pids.into_iter().map(ProducerId).collect())
+            .with_duration_filter(-1)
+    };
+    let ids = |r: &kafka_protocol::messages::list_transactions_response::ListTransactionsResponse| r.transaction_states.iter().map(|t| t.transactional_id.to_string()).collect::<Vec<_>>();
+    let all = c.call(list(vec![], vec![]), 1).await;
+    assert_eq!(ids(&all), vec!["d-a", "d-b"]);
+    let ongoing = c.call(list(vec!["Ongoing", "Bogus"], vec![]), 1).await;
+    assert_eq!((ids(&ongoing), ongoing.unknown_state_filters.iter().map(|f| f.to_string()).collect::<Vec<_>>()), (vec!["d-a".to_string()], vec!["Bogus".to_string()]));
+    assert_eq!(ids(&c.call(list(vec![], vec![b.0]), 0).await), vec!["d-b"]);
     broker.shutdown().await;
 }
 

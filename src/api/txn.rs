@@ -9,9 +9,16 @@ use kafka_protocol::messages::end_txn_request::EndTxnRequest;
 use kafka_protocol::messages::end_txn_response::EndTxnResponse;
 use kafka_protocol::messages::txn_offset_commit_request::TxnOffsetCommitRequest;
 use kafka_protocol::messages::txn_offset_commit_response::{TxnOffsetCommitResponse, TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic};
+use kafka_protocol::messages::describe_transactions_request::DescribeTransactionsRequest;
+use kafka_protocol::messages::describe_transactions_response::{DescribeTransactionsResponse, TopicData, TransactionState};
+use kafka_protocol::messages::list_transactions_request::ListTransactionsRequest;
+use kafka_protocol::messages::list_transactions_response::{self, ListTransactionsResponse};
+use kafka_protocol::messages::{ProducerId, TopicName};
+use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
-use super::{Api, Request};
+use super::{now_ms, Api, Request};
+use crate::txn::state::TxnState;
 
 /// KIP-588 gave PRODUCER_FENCED its own code; clients of the request versions before it know
 /// only INVALID_PRODUCER_EPOCH (Kafka's KafkaApis translates the same way).
@@ -87,6 +94,60 @@ pub async fn txn_offset_commit(api: &Api, req: &Request, r: TxnOffsetCommitReque
         })
         .collect();
     TxnOffsetCommitResponse::default().with_topics(topics)
+}
+
+/// DescribeTransactions v0: each id's state, producer, timeout, start time and partitions;
+/// TRANSACTIONAL_ID_NOT_FOUND for an id the coordinator does not know.
+pub fn describe_transactions(api: &Api, r: DescribeTransactionsRequest) -> DescribeTransactionsResponse {
+    let states = r
+        .transactional_ids
+        .into_iter()
+        .map(|id| {
+            let Some(meta) = api.txns.describe(&id) else {
+                return TransactionState::default().with_transactional_id(id).with_error_code(ResponseError::TransactionalIdNotFound.code()).with_producer_id(ProducerId(-1)).with_producer_epoch(-1);
+            };
+            let mut topics: Vec<TopicData> = Vec::new();
+            for (topic, partition) in &meta.partitions {
+                match topics.last_mut() {
+                    Some(t) if t.topic.as_str() == topic => t.partitions.push(*partition),
+                    _ => topics.push(TopicData::default().with_topic(TopicName(StrBytes::from_string(topic.clone()))).with_partitions(vec![*partition])),
+                }
+            }
+            TransactionState::default()
+                .with_transactional_id(id)
+                .with_transaction_state(StrBytes::from_static_str(meta.state.name()))
+                .with_transaction_timeout_ms(meta.timeout_ms)
+                .with_transaction_start_time_ms(meta.txn_start_ms)
+                .with_producer_id(ProducerId(meta.producer_id))
+                .with_producer_epoch(meta.producer_epoch)
+                .with_topics(topics)
+        })
+        .collect();
+    DescribeTransactionsResponse::default().with_transaction_states(states)
+}
+
+/// ListTransactions v0-1: filtered by state names (unknown ones returned as such), producer
+/// ids, and (v1) how long the transaction has been open, as Kafka's coordinator filters.
+pub fn list_transactions(api: &Api, req: &Request, r: ListTransactionsRequest) -> ListTransactionsResponse {
+    let known = |name: &str| TxnState::ALL.iter().any(|s| s.name() == name);
+    let unknown: Vec<StrBytes> = r.state_filters.iter().filter(|f| !known(f)).cloned().collect();
+    let duration = if req.version >= 1 { r.duration_filter } else { -1 };
+    let now = now_ms();
+    let states = api
+        .txns
+        .list()
+        .into_iter()
+        .filter(|(_, m)| r.state_filters.is_empty() || r.state_filters.iter().any(|f| f.as_str() == m.state.name()))
+        .filter(|(_, m)| r.producer_id_filters.is_empty() || r.producer_id_filters.contains(&ProducerId(m.producer_id)))
+        .filter(|(_, m)| duration < 0 || now.saturating_sub(m.txn_start_ms) >= duration)
+        .map(|(id, m)| {
+            list_transactions_response::TransactionState::default()
+                .with_transactional_id(StrBytes::from_string(id).into())
+                .with_producer_id(ProducerId(m.producer_id))
+                .with_transaction_state(StrBytes::from_static_str(m.state.name()))
+        })
+        .collect();
+    ListTransactionsResponse::default().with_unknown_state_filters(unknown).with_transaction_states(states)
 }
 
 pub async fn end_txn(api: &Api, req: &Request, r: EndTxnRequest) -> EndTxnResponse {

@@ -294,6 +294,18 @@ impl TxnCoordinator {
         txns.by_id.values().any(|m| m.offsets.get(group).is_some_and(|o| o.iter().any(|p| p.topic == topic && p.partition == partition)))
     }
 
+    /// A transactional id's state (DescribeTransactions).
+    pub fn describe(&self, id: &str) -> Option<TxnMeta> {
+        self.txns.lock().expect("txns lock").by_id.get(id).cloned()
+    }
+
+    /// Every transactional id with its state (ListTransactions), in id order.
+    pub fn list(&self) -> Vec<(String, TxnMeta)> {
+        let mut all: Vec<(String, TxnMeta)> = self.txns.lock().expect("txns lock").by_id.iter().map(|(id, m)| (id.clone(), m.clone())).collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
     /// EndTxn: writes the markers and, for a commit, stores the offsets; answers once done.
     /// A retry of an end already done succeeds; one still being written waits for it.
     pub async fn end_txn(self: &Arc<Self>, id: &str, producer: ProducerIdAndEpoch, commit: bool) -> Result<(), ResponseError> {
