@@ -541,3 +541,49 @@ def test_admin_groups(broker):
             assert desc["members"] == []
 
     arun(body())
+
+
+async def _read_values(broker, clients, topic, isolation, expected, settle_s=1.0):
+    """Values an assigned consumer with ``isolation`` reads from partition 0: until
+    ``expected`` arrived, then ``settle_s`` more (so wrongly visible records show up)."""
+    cons = await clients.start(AIOKafkaConsumer(
+        bootstrap_servers=broker.bootstrap, enable_auto_commit=False, fetch_max_wait_ms=100,
+        isolation_level=isolation, **COMMON))
+    tp = TopicPartition(topic, 0)
+    cons.assign([tp])
+    await cons.seek_to_beginning(tp)
+    values = []
+    deadline = time.monotonic() + RECEIVE_DEADLINE_S
+    settled = None
+    while time.monotonic() < deadline:
+        for recs in (await cons.getmany(timeout_ms=200)).values():
+            values.extend(r.value.decode() for r in recs)
+        if len(values) >= expected:
+            settled = settled or time.monotonic() + settle_s
+            if time.monotonic() >= settled:
+                break
+    await clients.stop(cons)
+    return values
+
+
+def test_transactional_producer_commit_abort_and_read_committed(broker):
+    topic = unique_topic("aio-txn")
+    kp_create_topic(broker.bootstrap, topic, 1)
+
+    async def run():
+        async with Clients() as clients:
+            prod = await clients.start(producer(broker, transactional_id=unique_topic("aio-txn-id")))
+            async with prod.transaction():
+                await send_all(prod, topic, [(f"c-{i}", 0) for i in range(3)])
+            await prod.begin_transaction()
+            await send_all(prod, topic, [("a-0", 0), ("a-1", 0)])
+            await prod.abort_transaction()
+            async with prod.transaction():
+                await send_all(prod, topic, [("c-3", 0)])
+            committed = await _read_values(broker, clients, topic, "read_committed", 4)
+            everything = await _read_values(broker, clients, topic, "read_uncommitted", 6)
+            return committed, everything
+
+    committed, everything = arun(run())
+    assert committed == ["c-0", "c-1", "c-2", "c-3"]
+    assert everything == ["c-0", "c-1", "c-2", "a-0", "a-1", "c-3"]

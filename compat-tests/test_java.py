@@ -16,6 +16,9 @@ with plain ``javac`` once per session into a temporary directory:
 * ``ProduceConsume``: the producer with its default settings (acks=all, idempotence
   on) or with acks 0/1, a group consumer (subscribe, commit, leave) and an assign/seek
   consumer.
+* ``Transactions``: a transactional producer committing and aborting, read_committed and
+  read_uncommitted consumers, a zombie fenced by a second instance, and
+  ``sendOffsetsToTransaction`` with the consumer's group metadata.
 
 Every JVM run is bounded twice: the program's own watchdog (``--max-runtime-ms``) and a
 subprocess timeout after which this module kills it by PID. Without ``java``/``javac``
@@ -820,3 +823,49 @@ def test_two_members_share_partitions_and_kafka_consumer_groups_admin(java, brok
         failed(again, "GroupIdNotFoundException")
     finally:
         kp.close()
+
+
+# ---------------------------------------------------------------------------
+# Transactions (compat-tests/java/Transactions.java)
+# ---------------------------------------------------------------------------
+
+
+def txn(java, broker, *args):
+    code, events, err = java.run("Transactions", "--bootstrap", broker.bootstrap, *args)
+    errors = [e for e in events if e.get("event") == "error"]
+    assert code == 0 and not errors, f"Transactions {args} exited {code}: {errors}\nstderr: {err[-4000:]}"
+    return events
+
+
+def test_java_transactions_commit_abort_and_read_committed(java, broker):
+    topic = unique_topic("jtxn")
+    kp_create_topic(broker.bootstrap, topic, 1)
+    events = txn(java, broker, "commit-abort", topic, unique_topic("jtxn-id"))
+    reads = {e["isolation"]: e for e in events if e.get("event") == "read"}
+    assert reads["read_committed"]["values"] == ["c-0", "c-1", "c-2", "c-3"]
+    assert reads["read_uncommitted"]["values"] == ["c-0", "c-1", "c-2", "a-0", "a-1", "c-3"]
+    # Three markers take offsets too: 6 records + 3 markers.
+    assert reads["read_committed"]["end_offset"] == 9
+
+
+def test_java_transactions_zombie_is_fenced(java, broker):
+    topic = unique_topic("jtxn-fence")
+    kp_create_topic(broker.bootstrap, topic, 1)
+    events = txn(java, broker, "fence", topic, unique_topic("jtxn-id"))
+    fenced = one(events, "fenced")
+    assert fenced["refused"] is True and fenced["type"] in ("ProducerFencedException", "InvalidProducerEpochException"), events
+    assert one(events, "read")["values"] == ["fresh"]
+
+
+def test_java_send_offsets_to_transaction_with_group_metadata(java, broker):
+    source, sink = unique_topic("jtxn-src"), unique_topic("jtxn-sink")
+    kp_create_topic(broker.bootstrap, source, 1)
+    kp_create_topic(broker.bootstrap, sink, 1)
+    producer = kp_producer(broker.bootstrap)
+    for i in range(4):
+        producer.send(source, value=f"in-{i}".encode(), partition=0)
+    producer.flush(10)
+    producer.close()
+    events = txn(java, broker, "eos", source, sink, unique_topic("jtxn-group"), unique_topic("jtxn-id"))
+    assert one(events, "committed") == {"event": "committed", "copied": 4, "offset": 4}
+    assert one(events, "read")["values"] == [f"out-{i}" for i in range(4)]

@@ -667,3 +667,31 @@ def test_data_survives_graceful_restart(broker, closing):
 
 def test_data_survives_kill9_and_restart(broker, closing):
     _produce_restart_consume(broker, closing, crash=True)
+
+
+def test_transactional_producer_commit_abort_and_read_committed(broker, closing):
+    topic = unique_topic("kp-txn")
+    kp_create_topic(broker.bootstrap, topic, 1)
+    p = closing(kp_producer(broker.bootstrap, transactional_id=unique_topic("kp-txn-id")))
+    p.init_transactions()
+    p.begin_transaction()
+    for i in range(3):
+        p.send(topic, value=f"c-{i}".encode(), partition=0)
+    p.commit_transaction()
+    p.begin_transaction()
+    for i in range(2):
+        p.send(topic, value=f"a-{i}".encode(), partition=0)
+    p.flush()
+    p.abort_transaction()
+
+    def values(isolation, expected):
+        c = closing(kp_consumer(broker.bootstrap, isolation_level=isolation))
+        c.assign([TopicPartition(topic, 0)])
+        c.seek_to_beginning()
+        got = [r.value.decode() for r in kp_drain(c, expected)]
+        # Nothing more (no aborted record, no control record) within a short wait.
+        got += [r.value.decode() for recs in c.poll(timeout_ms=1000).values() for r in recs]
+        return got
+
+    assert values("read_committed", 3) == ["c-0", "c-1", "c-2"]
+    assert values("read_uncommitted", 5) == ["c-0", "c-1", "c-2", "a-0", "a-1"]

@@ -667,3 +667,24 @@ def test_admin_groups(broker, consumers):
     assert sorted((p["partition"], p["offset"]) for p in entry["partitions"]) == [(0, "2"), (1, "2")]
     assert [d["groupId"] for d in ok(deleted)] == [group]
     assert group not in {g["groupId"] for g in ok(listed)["groups"]}
+
+
+def test_transactional_producer_commit_and_abort(broker, closing):
+    topic = unique_topic("kjs-txn")
+    kp_create_topic(broker.bootstrap, topic, 1)
+    transactions = [{"values": ["c-0", "c-1"], "commit": True},
+                    {"values": ["a-0", "a-1"], "commit": False},
+                    {"values": ["c-2"], "commit": True}]
+    events = run_script("txn.js", {"bootstrap": broker.bootstrap, "topic": topic,
+                                   "transactionalId": unique_topic("kjs-txn-id"),
+                                   "transactions": transactions})
+    assert [e["commit"] for e in events if e["event"] == "ended"] == [True, False, True]
+
+    def values(isolation, expected):
+        c = closing(kp_consumer(broker.bootstrap, isolation_level=isolation))
+        c.assign([TopicPartition(topic, 0)])
+        c.seek_to_beginning()
+        return [r.value.decode() for r in kp_drain(c, expected)]
+
+    assert values("read_committed", 3) == ["c-0", "c-1", "c-2"]
+    assert values("read_uncommitted", 5) == ["c-0", "c-1", "a-0", "a-1", "c-2"]

@@ -9,6 +9,7 @@ pub mod fetch_session;
 pub mod group;
 pub mod log;
 pub mod server;
+pub mod txn;
 pub mod zookeeper;
 #[doc(hidden)]
 pub mod testkit;
@@ -107,6 +108,7 @@ impl Broker {
             listeners.push((name, addr));
         }
         tasks.push(tokio::spawn(groups.clone().run_timers(shutdown_rx.clone())));
+        tasks.push(tokio::spawn(api.txns.clone().run(shutdown_rx.clone())));
         // The ISR checker also stops the follower fetchers, which `apply` starts.
         tasks.push(tokio::spawn(replicas.clone().run_isr_checker(shutdown_rx.clone())));
         let offsets_check = Duration::from_millis(config.offsets_retention_check_interval_ms);

@@ -22,6 +22,8 @@ pub struct BatchSpec {
     pub value_bytes: usize,
     /// Headers every record carries: (key, value), a `None` value being a null header value.
     pub headers: Vec<(&'static str, Option<&'static str>)>,
+    /// A transactional producer's batch (the producer must be set).
+    pub transactional: bool,
 }
 
 impl BatchSpec {
@@ -31,7 +33,7 @@ impl BatchSpec {
     }
 
     pub fn values(count: i64) -> BatchSpec {
-        BatchSpec { count, base_ts: 1_700_000_000_000, producer: None, keyed: Vec::new(), compression: Compression::None, value_bytes: 0, headers: Vec::new() }
+        BatchSpec { count, base_ts: 1_700_000_000_000, producer: None, keyed: Vec::new(), compression: Compression::None, value_bytes: 0, headers: Vec::new(), transactional: false }
     }
 }
 
@@ -46,7 +48,7 @@ pub fn encode_batch(spec: &BatchSpec) -> Vec<u8> {
     let (producer_id, producer_epoch, base_seq) = spec.producer.unwrap_or((-1, -1, -1));
     let records: Vec<Record> = (0..spec.count)
         .map(|i| Record {
-            transactional: false,
+            transactional: spec.transactional,
             control: false,
             delete_horizon: false,
             partition_leader_epoch: -1,

@@ -84,7 +84,7 @@ async fn init_producer_id_gives_a_fresh_id_whatever_producer_the_request_names()
 }
 
 #[tokio::test]
-async fn init_producer_id_refusals_are_kafkas_and_transactions_are_unsupported() {
+async fn init_producer_id_refusals_are_kafkas() {
     let dir = tempfile::tempdir().unwrap();
     let broker = start(dir.path()).await;
     let mut c = Client::connect(&broker).await;
@@ -95,10 +95,6 @@ async fn init_producer_id_refusals_are_kafkas_and_transactions_are_unsupported()
     assert_eq!(init(&mut c, 4, None, (-1, 0)).await, invalid);
     // Kafka refuses an empty transactional id as an invalid request.
     assert_eq!(init(&mut c, 4, Some(""), (-1, -1)).await, invalid);
-    // Transactions are not offered yet: every version says "unsupported".
-    for version in [0, 2, 4] {
-        assert_eq!(init(&mut c, version, Some("tx"), (-1, -1)).await, (code(ResponseError::UnsupportedVersion), -1, -1));
-    }
     broker.shutdown().await;
 }
 

@@ -9,8 +9,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use indexmap::IndexMap;
 use kafka_protocol::messages::fetch_request::FetchRequest;
-use kafka_protocol::messages::fetch_response::{EpochEndOffset, FetchResponse, FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::TopicName;
+use kafka_protocol::messages::fetch_response::{AbortedTransaction, EpochEndOffset, FetchResponse, FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{ProducerId, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use tokio::sync::Notify;
@@ -109,7 +109,11 @@ async fn long_poll(api: &Api, req: &Request, r: &FetchRequest, replica_id: i32, 
             *id = Err(e);
         }
     }
-    let isolation = if replica_id >= 0 { FetchIsolation::LogEnd } else { FetchIsolation::HighWatermark };
+    let isolation = match (replica_id >= 0, r.isolation_level) {
+        (true, _) => FetchIsolation::LogEnd,
+        (false, 1) => FetchIsolation::TxnCommitted,
+        (false, _) => FetchIsolation::HighWatermark,
+    };
     // Registered before the first read, so an append between the read and the wait still wakes.
     let appended = Arc::new(Notify::new());
     api.log.watch(&located.iter().filter_map(|l| l.as_ref().ok().copied()).collect::<Vec<_>>(), &appended);
@@ -187,7 +191,10 @@ async fn read_all(
             match checked.and_then(|_| reads.next().expect("one result per request").map_err(Unread::Refused)) {
                 Ok(read) => {
                     total += read.records.len();
-                    offsets(data, version, read.high_watermark, read.log_start).with_records(Some(read.records))
+                    // Kafka sends the list (possibly empty) to read_committed fetches only.
+                    let aborted = (isolation == FetchIsolation::TxnCommitted)
+                        .then(|| read.aborted.iter().map(|&(pid, first)| AbortedTransaction::default().with_producer_id(ProducerId(pid)).with_first_offset(first)).collect());
+                    offsets(data, version, read.high_watermark, read.last_stable_offset, read.log_start).with_records(Some(read.records)).with_aborted_transactions(aborted)
                 }
                 Err(unread) => {
                     errors = true;
@@ -197,8 +204,8 @@ async fn read_all(
                     }
                     .with_records(Some(Bytes::new()));
                     // Out-of-range answers carry the real offsets so clients can reset.
-                    match (*id).and_then(|id| api.log.offsets(id)) {
-                        Ok((start, hw)) => offsets(data, version, hw, start),
+                    match (*id).and_then(|id| Ok((api.log.offsets(id)?, api.log.last_stable_offset(id)?))) {
+                        Ok(((start, hw), lso)) => offsets(data, version, hw, lso, start),
                         _ => data,
                     }
                 }
@@ -208,8 +215,8 @@ async fn read_all(
     (data, total, errors)
 }
 
-fn offsets(data: PartitionData, version: i16, high_watermark: i64, log_start: i64) -> PartitionData {
-    let data = data.with_high_watermark(high_watermark).with_last_stable_offset(high_watermark);
+fn offsets(data: PartitionData, version: i16, high_watermark: i64, last_stable_offset: i64, log_start: i64) -> PartitionData {
+    let data = data.with_high_watermark(high_watermark).with_last_stable_offset(last_stable_offset);
     if version >= 5 {
         data.with_log_start_offset(log_start)
     } else {

@@ -34,6 +34,7 @@ use crate::cluster::partition_id;
 use crate::group::{Committed, JoinRequest, TopicPartition};
 
 const GROUP_KEY_TYPE: i8 = 0;
+const TRANSACTION_KEY_TYPE: i8 = 1;
 
 fn s(text: impl Into<String>) -> StrBytes {
     StrBytes::from_string(text.into())
@@ -62,9 +63,9 @@ fn error_code(result: &Result<(), ResponseError>) -> i16 {
 pub fn find_coordinator(api: &Api, req: &Request, r: FindCoordinatorRequest) -> FindCoordinatorResponse {
     let node = api.cluster.node();
     let endpoint = node.endpoint(&req.listener);
-    // Gregor coordinates groups only; transactions have no coordinator yet.
-    let error = (r.key_type != GROUP_KEY_TYPE).then_some(ResponseError::CoordinatorNotAvailable);
-    let message = error.map(|_| s("only consumer groups are coordinated (key type 0)"));
+    // This node coordinates every group and every transactional id.
+    let error = (r.key_type != GROUP_KEY_TYPE && r.key_type != TRANSACTION_KEY_TYPE).then_some(ResponseError::InvalidRequest);
+    let message = error.map(|_| s("unknown coordinator key type (0: group, 1: transaction)"));
     if req.version >= 4 {
         let coordinators = r
             .coordinator_keys
@@ -247,6 +248,10 @@ pub fn offset_fetch(api: &Api, req: &Request, r: OffsetFetchRequest) -> OffsetFe
         Some(c) => (c.offset, c.leader_epoch, c.metadata.unwrap_or_default()),
         None => (-1, -1, String::new()),
     };
+    // KIP-447: a client that asks for stable offsets is told to retry while a transaction
+    // holds offsets for the partition, rather than read one about to change.
+    let require_stable = req.version >= 7 && r.require_stable;
+    let unstable = |group: &str, topic: &str, index: i32| require_stable && api.txns.has_pending_offsets(group, topic, index);
     if req.version >= 8 {
         let groups = r
             .groups
@@ -263,12 +268,12 @@ pub fn offset_fetch(api: &Api, req: &Request, r: OffsetFetchRequest) -> OffsetFe
                         let partitions = partitions
                             .into_iter()
                             .map(|(index, c)| {
+                                let response = OffsetFetchResponsePartitions::default().with_partition_index(index);
+                                if unstable(&g.group_id, &name, index) {
+                                    return response.with_committed_offset(-1).with_committed_leader_epoch(-1).with_error_code(ResponseError::UnstableOffsetCommit.code());
+                                }
                                 let (offset, epoch, metadata) = fill(c);
-                                OffsetFetchResponsePartitions::default()
-                                    .with_partition_index(index)
-                                    .with_committed_offset(offset)
-                                    .with_committed_leader_epoch(epoch)
-                                    .with_metadata(Some(s(metadata)))
+                                response.with_committed_offset(offset).with_committed_leader_epoch(epoch).with_metadata(Some(s(metadata)))
                             })
                             .collect();
                         OffsetFetchResponseTopics::default().with_name(name).with_partitions(partitions)
@@ -295,6 +300,7 @@ pub fn offset_fetch(api: &Api, req: &Request, r: OffsetFetchRequest) -> OffsetFe
             let partitions = partitions
                 .into_iter()
                 .map(|(index, c)| {
+                    let (c, error) = if error.is_none() && unstable(&r.group_id, &name, index) { (None, Some(ResponseError::UnstableOffsetCommit)) } else { (c, error) };
                     let (offset, epoch, metadata) = fill(c);
                     let p = OffsetFetchResponsePartition::default()
                         .with_partition_index(index)

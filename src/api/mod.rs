@@ -10,6 +10,7 @@ mod groups;
 mod metadata;
 mod offsets;
 mod produce;
+mod txn;
 pub use crate::cluster::now_ms;
 mod versions;
 
@@ -27,6 +28,7 @@ use crate::config::Config;
 use crate::fetch_session::FetchSessions;
 use crate::group::{GroupConfig, GroupCoordinator};
 use crate::log::LogStore;
+use crate::txn::{TxnConfig, TxnCoordinator};
 
 /// Every API Gregor serves, with the versions a real client has been seen to work with.
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
@@ -59,6 +61,14 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ListPartitionReassignments, 0, 0),
     (ApiKey::DeleteRecords, 0, 2),
     (ApiKey::DescribeLogDirs, 1, 4),
+    // Transactions v1 (KIP-98); the versions of KIP-890 part 2 (TV2) are not offered, so
+    // clients add partitions explicitly and end with EndTxn below v5.
+    (ApiKey::AddPartitionsToTxn, 0, 3),
+    (ApiKey::AddOffsetsToTxn, 0, 3),
+    (ApiKey::EndTxn, 0, 4),
+    (ApiKey::TxnOffsetCommit, 0, 4),
+    (ApiKey::DescribeTransactions, 0, 0),
+    (ApiKey::ListTransactions, 0, 1),
 ];
 
 fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
@@ -91,6 +101,7 @@ pub struct Api {
     pub log: Arc<LogStore>,
     pub cluster: Arc<Cluster>,
     pub groups: Arc<GroupCoordinator>,
+    pub txns: Arc<TxnCoordinator>,
     pub fetch_sessions: FetchSessions,
     pub replicas: Arc<ReplicaManager>,
 }
@@ -135,8 +146,9 @@ impl Api {
         let topics = cluster.topics().iter().map(|t| t.name.clone()).collect();
         let groups = Arc::new(GroupCoordinator::open(log.meta(), GroupConfig::new(config), &topics)?);
         let fetch_sessions = FetchSessions::new(config.fetch_session_cache_slots);
-        let replicas = Arc::new(ReplicaManager::new(config, log.clone(), cluster.clone(), alter, shutdown));
-        Ok(Api { config: config.clone(), log, cluster, groups, fetch_sessions, replicas })
+        let replicas = Arc::new(ReplicaManager::new(config, log.clone(), cluster.clone(), alter, shutdown.clone()));
+        let txns = Arc::new(TxnCoordinator::open(log.meta(), log.clone(), cluster.clone(), replicas.clone(), groups.clone(), TxnConfig::new(config), shutdown)?);
+        Ok(Api { config: config.clone(), log, cluster, groups, txns, fetch_sessions, replicas })
     }
 
     /// Answers one request frame (without its size prefix). `queue_slot` is held while the
@@ -183,7 +195,7 @@ impl Api {
                 }
                 ResponseKind::Produce(response)
             }
-            RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(produce::init_producer_id(self, r).await),
+            RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(produce::init_producer_id(self, &req, r).await),
             RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(self, &req, r).await),
             RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(offsets::list_offsets(self, &req, r).await),
             RequestKind::OffsetForLeaderEpoch(r) => {
@@ -211,6 +223,12 @@ impl Api {
             RequestKind::ListPartitionReassignments(r) => ResponseKind::ListPartitionReassignments(admin::list_partition_reassignments(r)),
             RequestKind::DeleteRecords(r) => ResponseKind::DeleteRecords(admin::delete_records(self, r).await),
             RequestKind::DescribeLogDirs(r) => ResponseKind::DescribeLogDirs(admin::describe_log_dirs(self, r).await),
+            RequestKind::AddPartitionsToTxn(r) => ResponseKind::AddPartitionsToTxn(txn::add_partitions(self, &req, r).await),
+            RequestKind::AddOffsetsToTxn(r) => ResponseKind::AddOffsetsToTxn(txn::add_offsets(self, &req, r).await),
+            RequestKind::TxnOffsetCommit(r) => ResponseKind::TxnOffsetCommit(txn::txn_offset_commit(self, &req, r).await),
+            RequestKind::EndTxn(r) => ResponseKind::EndTxn(txn::end_txn(self, &req, r).await),
+            RequestKind::DescribeTransactions(r) => ResponseKind::DescribeTransactions(txn::describe_transactions(self, r)),
+            RequestKind::ListTransactions(r) => ResponseKind::ListTransactions(txn::list_transactions(self, &req, r)),
             other => unreachable!("{other:?} passed the version table but has no handler"),
         };
         encode_response(api, correlation_id, api.response_header_version(version), &response, version).map(Some)

@@ -34,7 +34,7 @@ pub async fn list_offsets(api: &Api, req: &Request, r: ListOffsetsRequest) -> Li
         for p in &t.partitions {
             let response = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
             let found = match lookup(api, topic.as_deref(), p.partition_index, p.current_leader_epoch) {
-                Ok(id) => offset_at(api, id, p.timestamp).await.map(|found| found.map(|(offset, timestamp)| (offset, timestamp, api.replicas.leader_epoch(id)))),
+                Ok(id) => offset_at(api, id, p.timestamp, r.isolation_level == 1).await.map(|found| found.map(|(offset, timestamp)| (offset, timestamp, api.replicas.leader_epoch(id)))),
                 Err(e) => Err(e),
             };
             partitions.push(match found {
@@ -56,10 +56,12 @@ pub async fn list_offsets(api: &Api, req: &Request, r: ListOffsetsRequest) -> Li
     ListOffsetsResponse::default().with_topics(topics)
 }
 
-/// (offset, timestamp) for a ListOffsets target: a special value or a timestamp.
-async fn offset_at(api: &Api, id: PartitionId, target: i64) -> Result<Option<(i64, i64)>, ResponseError> {
+/// (offset, timestamp) for a ListOffsets target: a special value or a timestamp. The latest
+/// offset of a read_committed client is the last stable offset, as in Kafka.
+async fn offset_at(api: &Api, id: PartitionId, target: i64, read_committed: bool) -> Result<Option<(i64, i64)>, ResponseError> {
     let (log_start, high_watermark) = api.log.offsets(id)?;
     match target {
+        LATEST if read_committed => Ok(Some((api.log.last_stable_offset(id)?, -1))),
         LATEST => Ok(Some((high_watermark, -1))),
         EARLIEST => Ok(Some((log_start, -1))),
         MAX_TIMESTAMP => api.log.max_timestamp_offset(id).await,

@@ -13,6 +13,7 @@ use kafka_protocol::ResponseError;
 
 use super::{Api, FrameError, Request};
 use crate::cluster::{now_ms, partition_id, Topic};
+use crate::log::batch::BatchHeader;
 use crate::log::{AppendError, AppendOptions};
 
 /// Appends every partition's batches, all partitions at once (so the syncs that fsync-mode
@@ -59,6 +60,10 @@ async fn append(api: &Api, topic: Option<&Topic>, p: &PartitionProduceData, now:
     let topic = topic.ok_or(ResponseError::UnknownTopicOrPartition)?;
     let partition = partition_id(Some(topic), p.index)?;
     let records = p.records.as_ref().ok_or(ResponseError::CorruptMessage)?;
+    let verified = match BatchHeader::new(records).filter(|h| h.is_transactional()) {
+        Some(header) => Some(api.txns.verify_produce(header.producer_id(), header.producer_epoch(), &topic.name, p.index).await?),
+        None => None,
+    };
     let mut leader = api.replicas.leader_for_append(partition).await?;
     let min_isr = if acks == -1 { topic.configs.min_insync_replicas() } else { 0 };
     if leader.isr_size < min_isr {
@@ -74,7 +79,9 @@ async fn append(api: &Api, topic: Option<&Topic>, p: &PartitionProduceData, now:
     };
     let appended = api.log.append(partition, records, opts).await.inspect_err(|e| {
         tracing::debug!(topic = %topic.name, partition = p.index, "produce refused: {e:?}");
-    })?;
+    });
+    drop(verified);
+    let appended = appended?;
     api.replicas.appended(&mut leader);
     if acks == -1 {
         api.replicas.wait_replicated(&leader, appended.end_offset, min_isr, deadline).await?;
@@ -110,19 +117,12 @@ fn partition_response(version: i16, topic: &str, index: i32, result: Result<Appe
     }
 }
 
-/// Hands out producer ids for idempotent producers, as Kafka's TransactionCoordinator does for
+/// Hands out producer ids. For idempotent producers, as Kafka's TransactionCoordinator does for
 /// a request without a transactional id: always a fresh id with epoch 0, whatever producer id
 /// and epoch the request names (Kafka bumps an epoch only for a transactional id; trusting a
-/// named id would let a client take over another producer's sequences).
-///
-/// Transactions are not offered yet: a transactional id gets UNSUPPORTED_VERSION, the one code
-/// clients report as "unsupported" (from their source: the Java producer fails with
-/// "Unexpected error in InitProducerIdResponse; The version of API is not supported.",
-/// kafka-python with "...: [Error 35] UnsupportedVersionError", librdkafka retries until its
-/// timeout, then says "Failed to initialize Producer ID: Broker: Unsupported version").
-/// INVALID_REQUEST, handled the same way, reads as a client bug; an authorization error
-/// misleads; COORDINATOR_NOT_AVAILABLE is retried until the client times out.
-pub async fn init_producer_id(api: &Api, r: InitProducerIdRequest) -> InitProducerIdResponse {
+/// named id would let a client take over another producer's sequences). A transactional id
+/// goes to the transaction coordinator.
+pub async fn init_producer_id(api: &Api, req: &Request, r: InitProducerIdRequest) -> InitProducerIdResponse {
     let refuse = |e: ResponseError| InitProducerIdResponse::default().with_error_code(e.code()).with_producer_epoch(-1);
     // Kafka's KafkaApis: a producer id without an epoch, or an epoch without an id, is malformed.
     if (r.producer_id.0 == -1) != (r.producer_epoch == -1) {
@@ -133,8 +133,13 @@ pub async fn init_producer_id(api: &Api, r: InitProducerIdRequest) -> InitProduc
         // Kafka refuses an empty transactional id the same way.
         Some(true) => return refuse(ResponseError::InvalidRequest),
         Some(false) => {
-            tracing::debug!("InitProducerId with a transactional id refused: transactions are not supported yet");
-            return refuse(ResponseError::UnsupportedVersion);
+            let named = (r.producer_id.0 != -1).then_some((r.producer_id.0, r.producer_epoch));
+            let id = r.transactional_id.as_deref().map_or("", |id| id.as_str());
+            return match api.txns.init_producer_id(id, r.transaction_timeout_ms, named).await {
+                Ok((pid, epoch)) => InitProducerIdResponse::default().with_producer_id(ProducerId(pid)).with_producer_epoch(epoch),
+                // PRODUCER_FENCED is known from v4 (KIP-588).
+                Err(e) => refuse(super::txn::fenced_for(req.version, 4, e)),
+            };
         }
     }
     match api.cluster.next_producer_id().await {

@@ -87,6 +87,14 @@ pub struct Config {
     pub producer_id_expiration_ms: i64,
     /// How often that is checked (`producer.id.expiration.check.interval.ms`).
     pub producer_id_expiration_check_interval_ms: u64,
+    /// Largest transaction timeout a producer may ask for (`transaction.max.timeout.ms`).
+    pub transaction_max_timeout_ms: i64,
+    /// How long an idle transactional id is kept (`transactional.id.expiration.ms`).
+    pub transactional_id_expiration_ms: i64,
+    /// How often timed-out transactions are aborted.
+    pub transaction_abort_interval_ms: u64,
+    /// How often expired transactional ids are removed.
+    pub transaction_expiry_interval_ms: u64,
     /// How long a new group waits for more members before its first rebalance completes.
     pub group_initial_rebalance_delay_ms: u64,
     pub group_min_session_timeout_ms: u64,
@@ -287,6 +295,10 @@ impl Config {
             retention_check_interval_ms: 0,
             producer_id_expiration_ms: 0,
             producer_id_expiration_check_interval_ms: 0,
+            transaction_max_timeout_ms: 0,
+            transactional_id_expiration_ms: 0,
+            transaction_abort_interval_ms: 0,
+            transaction_expiry_interval_ms: 0,
             group_initial_rebalance_delay_ms: 0,
             group_min_session_timeout_ms: 0,
             group_max_session_timeout_ms: 0,

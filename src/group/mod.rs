@@ -207,9 +207,40 @@ impl GroupCoordinator {
     ) -> Result<Vec<Result<(), ResponseError>>, ResponseError> {
         check_group_id(group_id, false)?;
         let group = if generation < 0 { self.group_or_create(group_id) } else { self.group(group_id).ok_or(ResponseError::IllegalGeneration)? };
+        self.store_offsets(&group, group_id, offsets, |g| g.check_commit(member.0, member.1, generation)).await
+    }
+
+    /// TxnOffsetCommit's check of the committing member (KIP-447): a producer that names no
+    /// generation and no member (an older client) is not checked, as in Kafka.
+    pub fn check_txn_member(&self, group_id: &str, member: (&str, Option<&str>), generation: i32) -> Result<(), ResponseError> {
+        check_group_id(group_id, false)?;
+        if generation < 0 && member.0.is_empty() && member.1.is_none() {
+            return Ok(());
+        }
+        let group = self.group(group_id).ok_or(ResponseError::IllegalGeneration)?;
+        let g = group.lock().expect("group lock");
+        g.check_member(member.0, member.1, generation)
+    }
+
+    /// Stores the offsets a transaction committed, once its COMMIT is decided: the members
+    /// were checked when the transaction took them (TxnOffsetCommit), not now.
+    pub async fn commit_transactional(&self, group_id: &str, offsets: Vec<(TopicPartition, Committed)>) -> Result<(), ResponseError> {
+        check_group_id(group_id, false)?;
+        let group = self.group_or_create(group_id);
+        self.store_offsets(&group, group_id, offsets, |_| Ok(())).await?.into_iter().collect()
+    }
+
+    /// Stores offsets in the group (in memory and durably) once `check` passes on it.
+    async fn store_offsets(
+        &self,
+        group: &Arc<Mutex<Group>>,
+        group_id: &str,
+        offsets: Vec<(TopicPartition, Committed)>,
+        check: impl FnOnce(&Group) -> Result<(), ResponseError>,
+    ) -> Result<Vec<Result<(), ResponseError>>, ResponseError> {
         let (results, written) = {
             let mut g = group.lock().expect("group lock");
-            g.check_commit(member.0, member.1, generation)?;
+            check(&g)?;
             let mut changes: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
             let results: Vec<_> = offsets
                 .into_iter()

@@ -502,7 +502,7 @@ impl Group {
     }
 
     /// Checks member id, instance id and generation, as SyncGroup and Heartbeat do.
-    fn check_member(&self, member_id: &str, instance_id: Option<&str>, generation: i32) -> Result<(), ResponseError> {
+    pub fn check_member(&self, member_id: &str, instance_id: Option<&str>, generation: i32) -> Result<(), ResponseError> {
         self.validate_member(member_id, instance_id)?;
         if generation != self.generation {
             return Err(ResponseError::IllegalGeneration);

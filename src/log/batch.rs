@@ -145,12 +145,9 @@ fn validate(batch: &[u8]) -> Result<(), ResponseError> {
     if header.compression() == 0 && (count as usize) > header.records().len() {
         return Err(ResponseError::CorruptMessage);
     }
+    // Only the transaction coordinator writes control batches (markers).
     if header.is_control() {
         return Err(ResponseError::InvalidRecord);
-    }
-    if header.is_transactional() {
-        // Transactions are not offered (no transaction coordinator yet).
-        return Err(ResponseError::InvalidTxnState);
     }
     Ok(())
 }

@@ -22,7 +22,7 @@ pub mod records;
 mod syncer;
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
@@ -79,6 +79,12 @@ struct PartitionLog {
     log_start: AtomicI64,
     /// Bytes of the batches in the log, kept with each write (DescribeLogDirs, size retention).
     bytes: AtomicU64,
+    /// The first offset of the earliest transaction still open here (i64::MAX when none is):
+    /// the last stable offset is the smaller of it and the high watermark.
+    first_unstable: AtomicI64,
+    /// Aborted transactions by the offset of their ABORT marker: (producer id, first offset),
+    /// for read_committed fetches (Kafka's aborted transaction index).
+    aborted: Mutex<BTreeMap<i64, (i64, i64)>>,
     /// Long-polling fetches to wake when this partition grows. Its lock also orders the moves
     /// of `log_end` and `high_watermark`, so the high watermark never passes the log end.
     waiters: Mutex<Vec<Weak<Notify>>>,
@@ -89,6 +95,8 @@ struct WriterState {
     /// The leader epoch of the last batch, -1 for an empty log.
     last_epoch: i32,
     producers: HashMap<i64, ProducerState>,
+    /// Producers with a transaction open here, and its first offset.
+    open_txns: HashMap<i64, i64>,
     /// Records appended since this partition last asked for a sync (flush.messages).
     unflushed: i64,
     /// Set once the partition is deleted: an append that was waiting for the lock fails.
@@ -152,6 +160,15 @@ impl From<ResponseError> for AppendError {
     fn from(e: ResponseError) -> Self {
         AppendError::Refused(e)
     }
+}
+
+/// A transaction marker to append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Marker {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub coordinator_epoch: i32,
+    pub commit: bool,
 }
 
 /// Who moves a partition's high watermark.
@@ -219,13 +236,19 @@ pub enum FetchIsolation {
     HighWatermark,
     /// Followers: everything written.
     LogEnd,
+    /// read_committed consumers: up to the last stable offset.
+    TxnCommitted,
 }
 
 #[derive(Debug, Clone)]
 pub struct ReadResult {
     pub records: Bytes,
     pub high_watermark: i64,
+    pub last_stable_offset: i64,
     pub log_start: i64,
+    /// For [`FetchIsolation::TxnCommitted`]: the aborted transactions (producer id, first
+    /// offset) that overlap the records returned, so the client can drop their records.
+    pub aborted: Vec<(i64, i64)>,
 }
 
 thread_local! {
@@ -261,6 +284,10 @@ fn meta_key(p: PartitionId, kind: u8, suffix: &[u8]) -> Vec<u8> {
 const LOG_START: u8 = b'l';
 const BYTES: u8 = b'b';
 const PRODUCER: u8 = b's';
+/// An open transaction: producer id -> first offset.
+const OPEN_TXN: u8 = b'x';
+/// An aborted transaction: ABORT marker offset -> (producer id, first offset).
+const ABORTED_TXN: u8 = b'a';
 
 /// A truncation reads at most this many bytes of batches back from its cut to rebuild the
 /// producer states it changes; a producer not found by then is forgotten (its next batch is
@@ -295,10 +322,11 @@ fn meta_cf(db: &DB) -> &rocksdb::ColumnFamily {
 }
 
 impl PartitionLog {
-    fn new(id: PartitionId, next_offset: i64, last_epoch: i32, log_start: i64, bytes: u64, producers: HashMap<i64, ProducerState>) -> PartitionLog {
+    fn new(id: PartitionId, next_offset: i64, last_epoch: i32, log_start: i64, bytes: u64, producers: HashMap<i64, ProducerState>, txns: Txns) -> PartitionLog {
+        let first_unstable = txns.open.values().copied().min().unwrap_or(i64::MAX);
         PartitionLog {
             id,
-            writer: tokio::sync::Mutex::new(WriterState { next_offset, last_epoch, producers, unflushed: 0, deleted: false, in_doubt: false }),
+            writer: tokio::sync::Mutex::new(WriterState { next_offset, last_epoch, producers, open_txns: txns.open, unflushed: 0, deleted: false, in_doubt: false }),
             high_watermark: AtomicI64::new(next_offset),
             log_end: AtomicI64::new(next_offset),
             hw_by_caller: AtomicBool::new(false),
@@ -308,8 +336,22 @@ impl PartitionLog {
             truncations: AtomicU64::new(0),
             log_start: AtomicI64::new(log_start),
             bytes: AtomicU64::new(bytes),
+            first_unstable: AtomicI64::new(first_unstable),
+            aborted: Mutex::new(txns.aborted),
             waiters: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The last stable offset: read_committed consumers read below it.
+    fn last_stable_offset(&self) -> i64 {
+        self.high_watermark.load(Ordering::Acquire).min(self.first_unstable.load(Ordering::Acquire))
+    }
+
+    /// The aborted transactions that overlap `[from, to)`: those whose marker is at or after
+    /// `from` and that began before `to`.
+    fn aborted_between(&self, from: i64, to: i64) -> Vec<(i64, i64)> {
+        let aborted = self.aborted.lock().expect("aborted lock");
+        aborted.range(from..).filter(|(_, (_, first))| *first < to).map(|(_, &txn)| txn).collect()
     }
 
     /// Moves the log end to `end` (and the high watermark with it unless the caller manages
@@ -366,12 +408,30 @@ impl Drop for Publishing<'_> {
     }
 }
 
+/// A partition's transactions as stored: the open ones and the aborted ones.
+#[derive(Default)]
+struct Txns {
+    open: HashMap<i64, i64>,
+    aborted: BTreeMap<i64, (i64, i64)>,
+}
+
+/// What an append does to a producer's transaction on the partition.
+#[derive(Debug, Clone, Copy)]
+enum TxnChange {
+    /// Its first transactional batch: the transaction opens at this offset.
+    Opened(i64),
+    Committed,
+    /// Aborted: (first offset, marker offset).
+    Aborted(i64, i64),
+}
+
 /// One append in the making, the same for a leader's and a follower's: batches that carry
 /// their final offsets and epochs, staged into one RocksDB write with their index entries and
 /// the producer states they lead to.
 struct Staged {
     write: WriteBatch,
     producers: Vec<(i64, ProducerState)>,
+    txns: Vec<(i64, TxnChange)>,
     bytes: u64,
     next_offset: i64,
     last_epoch: i32,
@@ -380,7 +440,7 @@ struct Staged {
 impl Staged {
     fn new(capacity: usize, writer: &WriterState) -> Staged {
         // Sized up front: growing it would copy the batches again.
-        Staged { write: WriteBatch::with_capacity_bytes(capacity), producers: Vec::new(), bytes: 0, next_offset: writer.next_offset, last_epoch: writer.last_epoch }
+        Staged { write: WriteBatch::with_capacity_bytes(capacity), producers: Vec::new(), txns: Vec::new(), bytes: 0, next_offset: writer.next_offset, last_epoch: writer.last_epoch }
     }
 
     /// Adds a batch as it is to be stored.
@@ -393,13 +453,54 @@ impl Staged {
         if pid >= 0 {
             let state = self.producers.iter().rev().find(|(p, _)| *p == pid).map(|(_, s)| s).or_else(|| writer.producers.get(&pid));
             // The stored max timestamp: the append time on LogAppendTime topics.
-            let after = ProducerState::after_append(state, &header, header.base_offset(), header.max_timestamp());
+            let after = if header.is_control() {
+                ProducerState::after_marker(state, header.producer_epoch(), header.max_timestamp())
+            } else {
+                ProducerState::after_append(state, &header, header.base_offset(), header.max_timestamp())
+            };
             self.write.put_cf(meta_cf(db), meta_key(id, PRODUCER, &pid.to_be_bytes()), after.encode());
             self.producers.push((pid, after));
+            if header.is_transactional() {
+                self.track_txn(db, id, writer, &header, stored);
+            }
         }
         self.bytes += stored.len() as u64;
         self.next_offset = header.last_offset() + 1;
         self.last_epoch = header.partition_leader_epoch();
+    }
+
+    /// Opens the producer's transaction at its first transactional batch, and closes it at a
+    /// marker (recording an abort), in the same write as the batch. Only a marker's one
+    /// control record is read; data batches are never decoded.
+    fn track_txn(&mut self, db: &DB, id: PartitionId, writer: &WriterState, header: &BatchHeader, stored: &[u8]) {
+        let pid = header.producer_id();
+        let open = match self.txns.iter().rev().find(|(p, _)| *p == pid) {
+            Some((_, TxnChange::Opened(first))) => Some(*first),
+            Some(_) => None,
+            None => writer.open_txns.get(&pid).copied(),
+        };
+        let key = meta_key(id, OPEN_TXN, &pid.to_be_bytes());
+        if !header.is_control() {
+            if open.is_none() {
+                self.write.put_cf(meta_cf(db), key, header.base_offset().to_be_bytes());
+                self.txns.push((pid, TxnChange::Opened(header.base_offset())));
+            }
+            return;
+        }
+        let Some(first) = open else { return };
+        // A control record of another kind than COMMIT/ABORT (or an unreadable one) ends
+        // nothing: as Kafka, only markers close a transaction.
+        let Ok(Some(commit)) = records::marker_commits(stored) else { return };
+        self.write.delete_cf(meta_cf(db), key);
+        if commit {
+            self.txns.push((pid, TxnChange::Committed));
+        } else {
+            let mut value = [0u8; 16];
+            value[..8].copy_from_slice(&pid.to_be_bytes());
+            value[8..].copy_from_slice(&first.to_be_bytes());
+            self.write.put_cf(meta_cf(db), meta_key(id, ABORTED_TXN, &header.base_offset().to_be_bytes()), value);
+            self.txns.push((pid, TxnChange::Aborted(first, header.base_offset())));
+        }
     }
 }
 
@@ -455,7 +556,18 @@ impl LogStore {
                 producers.insert(pid, state);
             }
         }
-        self.insert(PartitionLog::new(id, next_offset, last.map_or(-1, |e| e.leader_epoch), log_start, bytes, producers));
+        let mut txns = Txns::default();
+        for (key, value) in meta.scan(&meta_key(id, OPEN_TXN, &[]))? {
+            if let (Some(pid), Some(first)) = (key.get(6..14), value.get(..8)) {
+                txns.open.insert(decode_i64(pid), decode_i64(first));
+            }
+        }
+        for (key, value) in meta.scan(&meta_key(id, ABORTED_TXN, &[]))? {
+            if let (Some(marker), Some(pid), Some(first)) = (key.get(6..14), value.get(..8), value.get(8..16)) {
+                txns.aborted.insert(decode_i64(marker), (decode_i64(pid), decode_i64(first)));
+            }
+        }
+        self.insert(PartitionLog::new(id, next_offset, last.map_or(-1, |e| e.leader_epoch), log_start, bytes, producers, txns));
         Ok(())
     }
 
@@ -493,7 +605,7 @@ impl LogStore {
 
     /// Makes a new, empty partition log available (its id has never been used).
     pub fn create_partition(&self, id: PartitionId) {
-        self.insert(PartitionLog::new(id, 0, -1, 0, 0, HashMap::new()));
+        self.insert(PartitionLog::new(id, 0, -1, 0, 0, HashMap::new(), Txns::default()));
     }
 
     fn insert(&self, log: PartitionLog) {
@@ -574,6 +686,35 @@ impl LogStore {
         Ok(Appended { base_offset, end_offset, log_append_time: opts.log_append_time.unwrap_or(-1), log_start: log.log_start.load(Ordering::Acquire) })
     }
 
+    /// Appends a transaction marker (COMMIT or ABORT) for `producer_id`, through the same
+    /// write as a produced batch. Written only while the producer has a transaction open here,
+    /// so a marker repeated after a coordinator restart is not written twice (and a partition
+    /// the transaction never wrote to gets none). Returns the marker's offset, if written.
+    pub async fn write_marker(&self, id: PartitionId, marker: &Marker, opts: AppendOptions) -> Result<Option<i64>, ResponseError> {
+        let log = self.partition(id)?;
+        let writer = log.writer.lock().await;
+        writer.usable(id)?;
+        if !writer.open_txns.contains_key(&marker.producer_id) {
+            return Ok(None);
+        }
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        let batch = records::marker(marker.producer_id, marker.producer_epoch, marker.coordinator_epoch, marker.commit, now);
+        let base_offset = writer.next_offset;
+        let db = self.io.db().get()?;
+        let mut staged = Staged::new(batch.len() + 256, &writer);
+        let mut stored = Vec::with_capacity(batch.len());
+        batch::assign(&batch, base_offset, opts.leader_epoch, &mut stored);
+        staged.add(&db, id, &writer, &stored);
+        self.commit(&log, writer, db, staged, opts.flush).await?;
+        Ok(Some(base_offset))
+    }
+
+    /// The producers with a transaction open on a partition (a transaction coordinator's
+    /// check at start-up).
+    pub async fn open_transactions(&self, id: PartitionId) -> Result<Vec<i64>, ResponseError> {
+        Ok(self.partition(id)?.writer.lock().await.open_txns.keys().copied().collect())
+    }
+
     /// A follower's append: stores batches fetched from the leader exactly as they are, at the
     /// leader's offsets and epochs (several, as a Fetch returns them), with the same index
     /// entries, byte count and producer states as the leader's own append (the same code).
@@ -609,7 +750,7 @@ impl LogStore {
     /// them as the flush policy asks. The writer is released before the sync, so the next
     /// append is written while this one waits and one sync serves both (group commit).
     async fn commit(&self, log: &PartitionLog, mut writer: tokio::sync::MutexGuard<'_, WriterState>, db: Arc<DB>, staged: Staged, flush: FlushPolicy) -> Result<(), ResponseError> {
-        let Staged { mut write, producers, bytes, next_offset: next, last_epoch } = staged;
+        let Staged { mut write, producers, txns, bytes, next_offset: next, last_epoch } = staged;
         let total = log.bytes.load(Ordering::Acquire) + bytes;
         write.put_cf(meta_cf(&db), meta_key(log.id, BYTES, &[]), total.to_be_bytes());
         drop(db);
@@ -621,6 +762,24 @@ impl LogStore {
         writer.next_offset = next;
         writer.last_epoch = last_epoch;
         writer.producers.extend(producers);
+        if !txns.is_empty() {
+            let mut aborted = log.aborted.lock().expect("aborted lock");
+            for (pid, change) in txns {
+                match change {
+                    TxnChange::Opened(first) => {
+                        writer.open_txns.insert(pid, first);
+                    }
+                    TxnChange::Committed => {
+                        writer.open_txns.remove(&pid);
+                    }
+                    TxnChange::Aborted(first, marker) => {
+                        writer.open_txns.remove(&pid);
+                        aborted.insert(marker, (pid, first));
+                    }
+                }
+            }
+            log.first_unstable.store(writer.open_txns.values().copied().min().unwrap_or(i64::MAX), Ordering::Release);
+        }
         log.bytes.store(total, Ordering::Release);
         let sync = writer.unflushed >= flush.messages;
         if sync {
@@ -667,6 +826,12 @@ impl LogStore {
     pub fn offsets(&self, id: PartitionId) -> Result<(i64, i64), ResponseError> {
         let log = self.partition(id)?;
         Ok((log.log_start.load(Ordering::Acquire), log.high_watermark.load(Ordering::Acquire)))
+    }
+
+    /// The last stable offset: the first offset of the earliest open transaction, or the high
+    /// watermark when that is lower (or no transaction is open).
+    pub fn last_stable_offset(&self, id: PartitionId) -> Result<i64, ResponseError> {
+        Ok(self.partition(id)?.last_stable_offset())
     }
 
     /// The log end offset: everything below is written, and synced where the topic asks for it.
@@ -757,6 +922,25 @@ impl LogStore {
         if plan.cleaned_past_cut {
             cleaner::put_clean_upto(&db, &mut write, id, plan.cut);
         }
+        // Transactions begun past the cut are gone; one whose ABORT marker is cut is open again.
+        // (One whose COMMIT marker is cut stays closed: only aborts are indexed.)
+        let mut open_txns = writer.open_txns.clone();
+        open_txns.retain(|_, first| *first < plan.cut);
+        let reopened: Vec<(i64, (i64, i64))> = log.aborted.lock().expect("aborted lock").range(plan.cut..).map(|(&m, &t)| (m, t)).collect();
+        for (marker, (pid, first)) in &reopened {
+            write.delete_cf(meta_cf(&db), meta_key(id, ABORTED_TXN, &marker.to_be_bytes()));
+            if *first < plan.cut {
+                open_txns.insert(*pid, *first);
+            }
+        }
+        for (pid, first) in &writer.open_txns {
+            if open_txns.get(pid) != Some(first) {
+                write.delete_cf(meta_cf(&db), meta_key(id, OPEN_TXN, &pid.to_be_bytes()));
+            }
+        }
+        for (pid, first) in &open_txns {
+            write.put_cf(meta_cf(&db), meta_key(id, OPEN_TXN, &pid.to_be_bytes()), first.to_be_bytes());
+        }
         drop(db);
         self.io.write(Lane::Partition(id), write).await?;
         // Durable before anyone sees the shorter log: a replica must not report a log end a
@@ -771,6 +955,9 @@ impl LogStore {
                 None => writer.producers.remove(&pid),
             };
         }
+        log.first_unstable.store(open_txns.values().copied().min().unwrap_or(i64::MAX), Ordering::Release);
+        writer.open_txns = open_txns;
+        log.aborted.lock().expect("aborted lock").split_off(&plan.cut);
         log.bytes.store(total, Ordering::Release);
         {
             let _order = log.waiters.lock().expect("waiters lock");
@@ -793,19 +980,29 @@ impl LogStore {
         for r in requests {
             placed.push(self.partition(r.id).and_then(|log| {
                 let high_watermark = log.high_watermark.load(Ordering::Acquire);
+                let last_stable = log.last_stable_offset();
                 let limit = match r.isolation {
                     FetchIsolation::HighWatermark => high_watermark,
                     FetchIsolation::LogEnd => log.log_end.load(Ordering::Acquire),
+                    FetchIsolation::TxnCommitted => last_stable,
                 };
                 let log_start = log.log_start.load(Ordering::Acquire);
-                if r.offset < log_start || r.offset > limit {
+                // A read_committed consumer may stand between the LSO and the high watermark
+                // (it read there before): nothing for it yet, but no error either.
+                if r.offset < log_start || r.offset > high_watermark.max(limit) {
                     return Err(ResponseError::OffsetOutOfRange);
                 }
-                Ok((*r, high_watermark, log_start, limit))
+                Ok((*r, high_watermark, log_start, limit, last_stable))
             }));
         }
-        let empty = |&(_, high_watermark, log_start, _): &(ReadRequest, i64, i64, i64)| ReadResult { records: Bytes::new(), high_watermark, log_start };
-        if !placed.iter().flatten().any(|(r, _, _, limit)| r.offset < *limit) {
+        let empty = |&(_, high_watermark, log_start, _, last_stable_offset): &(ReadRequest, i64, i64, i64, i64)| ReadResult {
+            records: Bytes::new(),
+            high_watermark,
+            last_stable_offset,
+            log_start,
+            aborted: Vec::new(),
+        };
+        if !placed.iter().flatten().any(|(r, _, _, limit, _)| r.offset < *limit) {
             return placed.into_iter().map(|p| p.map(|p| empty(&p))).collect();
         }
         let job = placed.clone();
@@ -814,19 +1011,28 @@ impl LogStore {
             let mut first = true;
             let mut out = Vec::with_capacity(job.len());
             for p in job {
-                let Ok((r, high_watermark, log_start, limit)) = p else {
+                let Ok((r, high_watermark, log_start, limit, last_stable_offset)) = p else {
                     out.push(None);
                     continue;
                 };
-                let records = read_batches(db, &r, limit, r.max_bytes.min(budget), first)?;
+                let (records, end) = read_batches(db, &r, limit, r.max_bytes.min(budget), first)?;
                 budget = budget.saturating_sub(records.len());
                 first &= records.is_empty();
-                out.push(Some(ReadResult { records, high_watermark, log_start }));
+                out.push(Some((ReadResult { records, high_watermark, last_stable_offset, log_start, aborted: Vec::new() }, end)));
             }
             Ok(out)
         });
+        // The aborted transactions come from memory, for the offsets the records span.
+        let with_aborted = |r: &ReadRequest, (mut result, end): (ReadResult, i64)| {
+            if r.isolation == FetchIsolation::TxnCommitted && !result.records.is_empty() {
+                if let Ok(log) = self.partition(r.id) {
+                    result.aborted = log.aborted_between(r.offset, end);
+                }
+            }
+            result
+        };
         match read.await {
-            Ok(results) => placed.into_iter().zip(results).map(|(p, r)| p.map(|p| r.unwrap_or_else(|| empty(&p)))).collect(),
+            Ok(results) => placed.into_iter().zip(results).map(|(p, r)| p.map(|p| r.map_or_else(|| empty(&p), |r| with_aborted(&p.0, r)))).collect(),
             Err(e) => placed.into_iter().map(|p| p.and(Err(e))).collect(),
         }
     }
@@ -960,7 +1166,8 @@ impl LogStore {
         let logs: Vec<Arc<PartitionLog>> = self.partitions.read().expect("lock").values().cloned().collect();
         for log in logs {
             let mut writer = log.writer.lock().await;
-            let expired = producers::expired(&writer.producers, now_ms, expiration_ms);
+            // A producer with a transaction open here is kept until its marker (as Kafka does).
+            let expired: Vec<i64> = producers::expired(&writer.producers, now_ms, expiration_ms).into_iter().filter(|pid| !writer.open_txns.contains_key(pid)).collect();
             if writer.usable(log.id).is_err() || expired.is_empty() {
                 continue;
             }
@@ -1075,10 +1282,12 @@ fn record_in(db: &DB, log: &PartitionLog, entry: &BatchEntry, wanted: impl Fn(i6
 
 /// Whole batches of one partition below `limit`, from the one holding `r.offset`, up to `max_bytes`; with
 /// `min_one`, at least one batch even if it is larger.
-fn read_batches(db: &DB, r: &ReadRequest, limit: i64, max_bytes: usize, min_one: bool) -> Result<Bytes, ResponseError> {
+/// Also returns the offset after the last batch read.
+fn read_batches(db: &DB, r: &ReadRequest, limit: i64, max_bytes: usize, min_one: bool) -> Result<(Bytes, i64), ResponseError> {
     let mut out = BytesMut::new();
+    let mut end = r.offset;
     if r.offset >= limit || (max_bytes == 0 && !min_one) {
-        return Ok(out.freeze());
+        return Ok((out.freeze(), end));
     }
     let mut it = batches_from(db, r.id, r.offset, limit);
     let mut largest = 0;
@@ -1092,6 +1301,7 @@ fn read_batches(db: &DB, r: &ReadRequest, limit: i64, max_bytes: usize, min_one:
             break;
         }
         out.extend_from_slice(value);
+        end = BatchHeader::new(value).map_or(end, |h| h.last_offset() + 1);
         largest = largest.max(value.len());
         // Only reading the next batch tells its size. When one as large as the largest so far
         // would not fit, stop rather than read it for nothing (a fetch may return less than
@@ -1102,7 +1312,7 @@ fn read_batches(db: &DB, r: &ReadRequest, limit: i64, max_bytes: usize, min_one:
         it.next();
     }
     it.status().map_err(read_error)?;
-    Ok(out.freeze())
+    Ok((out.freeze(), end))
 }
 
 fn decode_i64(bytes: &[u8]) -> i64 {
@@ -1345,6 +1555,58 @@ mod tests {
 
     fn idempotent(pid: i64, seq: i32, count: i64) -> Vec<u8> {
         encode_batch(&BatchSpec { producer: Some((pid, 0, seq)), ..BatchSpec::values(count) })
+    }
+
+    fn txn_batch(pid: i64, epoch: i16, seq: i32, count: i64) -> Vec<u8> {
+        encode_batch(&BatchSpec { producer: Some((pid, epoch, seq)), transactional: true, ..BatchSpec::values(count) })
+    }
+
+    fn marker(pid: i64, epoch: i16, commit: bool) -> Marker {
+        Marker { producer_id: pid, producer_epoch: epoch, coordinator_epoch: 0, commit }
+    }
+
+    async fn read_committed(store: &LogStore, id: PartitionId, offset: i64) -> ReadResult {
+        store.read(&[ReadRequest { id, offset, max_bytes: 1 << 20, isolation: FetchIsolation::TxnCommitted }], 1 << 20).await.pop().unwrap().unwrap()
+    }
+
+    #[tokio::test]
+    async fn transactions_hold_the_lso_and_aborts_are_indexed_across_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = LogStore::open(dir.path()).unwrap();
+            store.load_partition(1).unwrap();
+            // Producer 7: 0-1 then 3 (one transaction), producer 8: 2, plain 4.
+            store.append(1, &txn_batch(7, 0, 0, 2), OPTS).await.unwrap();
+            store.append(1, &txn_batch(8, 0, 0, 1), OPTS).await.unwrap();
+            store.append(1, &txn_batch(7, 0, 2, 1), OPTS).await.unwrap();
+            store.append(1, &encode_batch(&BatchSpec::values(1)), OPTS).await.unwrap();
+            assert_eq!(store.last_stable_offset(1).unwrap(), 0);
+            let r = read_committed(&store, 1, 0).await;
+            assert_eq!((r.high_watermark, r.last_stable_offset, r.records.len()), (5, 0, 0));
+            assert_eq!(store.write_marker(1, &marker(7, 0, false), OPTS).await.unwrap(), Some(5));
+            assert_eq!(store.write_marker(1, &marker(7, 0, false), OPTS).await.unwrap(), None, "a repeated marker is not written");
+            assert_eq!(store.write_marker(1, &marker(9, 0, true), OPTS).await.unwrap(), None, "no transaction of 9 here");
+            assert_eq!(store.last_stable_offset(1).unwrap(), 2, "8's transaction is still open");
+            // 7 goes on in its next transaction with its next sequence.
+            assert_eq!(store.append(1, &txn_batch(7, 0, 3, 1), OPTS).await.unwrap().base_offset, 6);
+            assert_eq!(store.write_marker(1, &marker(8, 1, true), OPTS).await.unwrap(), Some(7));
+            assert_eq!(store.last_stable_offset(1).unwrap(), 6);
+        }
+        let store = LogStore::open(dir.path()).unwrap();
+        store.load_partition(1).unwrap();
+        assert_eq!(store.last_stable_offset(1).unwrap(), 6, "the open transaction is found again");
+        let r = read_committed(&store, 1, 0).await;
+        assert_eq!((r.last_stable_offset, batch_bases(&r.records)), (6, vec![0, 2, 3, 4, 5]));
+        assert_eq!(r.aborted, vec![(7, 0)]);
+        assert!(read_committed(&store, 1, 6).await.aborted.is_empty(), "the abort lies before the fetch");
+        // The commit marker of epoch 1 fenced 8's epoch 0.
+        assert_eq!(store.append(1, &txn_batch(8, 0, 1, 1), OPTS).await.unwrap_err(), AppendError::Refused(ResponseError::InvalidProducerEpoch));
+        assert_eq!(store.write_marker(1, &marker(7, 0, true), OPTS).await.unwrap(), Some(8));
+        assert_eq!(store.last_stable_offset(1).unwrap(), 9);
+        // A truncation that cuts the ABORT marker opens its transaction again.
+        assert_eq!(store.truncate_to(1, 5).await.unwrap(), 5);
+        assert_eq!(store.last_stable_offset(1).unwrap(), 0);
+        assert_eq!(read_committed(&store, 1, 0).await.records.len(), 0);
     }
 
     #[tokio::test]

@@ -118,6 +118,16 @@ impl ProducerState {
         next
     }
 
+    /// The state after a transaction marker of `epoch`: a marker is no batch of the producer's
+    /// sequence (its next batch follows the last data batch), but a newer epoch (the
+    /// coordinator's bump when it aborts a timed-out transaction) fences the older one here too.
+    pub fn after_marker(state: Option<&ProducerState>, epoch: i16, timestamp: i64) -> ProducerState {
+        match state {
+            Some(s) if s.epoch >= epoch => ProducerState { last_timestamp: s.last_timestamp.max(timestamp), ..s.clone() },
+            _ => ProducerState { epoch, last_timestamp: timestamp, recent: VecDeque::new() },
+        }
+    }
+
     /// Whether a batch it remembers starts at or after `offset` (a truncation there changes it).
     pub fn remembers_from(&self, offset: i64) -> bool {
         self.recent.back().is_some_and(|b| b.base_offset >= offset)
@@ -137,7 +147,7 @@ impl ProducerState {
         Some(ProducerState { epoch: self.epoch, last_timestamp, recent })
     }
 
-    /// Kafka's `isProducerExpired` (transactions, which never expire while open, come later).
+    /// Kafka's `isProducerExpired` (the store keeps producers with an open transaction).
     fn is_expired(&self, now_ms: i64, expiration_ms: i64) -> bool {
         now_ms.saturating_sub(self.last_timestamp) >= expiration_ms
     }

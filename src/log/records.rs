@@ -8,6 +8,7 @@
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::compression::{self as codec, Compressor, Decompressor};
+use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType, NO_PARTITION_LEADER_EPOCH, NO_SEQUENCE};
 use kafka_protocol::ResponseError;
 
 use super::batch::{self, BatchHeader};
@@ -157,6 +158,51 @@ pub fn keyless(batch: &[u8]) -> Result<Vec<i32>, ResponseError> {
         }
     }
     Ok(missing)
+}
+
+/// Whether a control batch is a transaction's COMMIT marker (`false`: ABORT); `None` for a
+/// control record of another kind. Its key is the control type (version i16, type i16).
+pub fn marker_commits(stored: &[u8]) -> Result<Option<bool>, ResponseError> {
+    let header = BatchHeader::new(stored).ok_or_else(|| corrupt("short batch"))?;
+    let section = section(&header)?;
+    let Some(record) = walk(&section, header.record_count()).next().transpose()? else { return Ok(None) };
+    Ok(match record.key.and_then(|k| k.get(2..4)) {
+        Some([0, 0]) => Some(false),
+        Some([0, 1]) => Some(true),
+        _ => None,
+    })
+}
+
+/// A transaction marker as the coordinator appends it (Kafka's EndTransactionMarker): one
+/// control record in a transactional control batch of the producer's id and epoch, whose key
+/// says COMMIT or ABORT and whose value carries the coordinator epoch. The codec is
+/// kafka-protocol's.
+pub fn marker(producer_id: i64, producer_epoch: i16, coordinator_epoch: i32, commit: bool, timestamp: i64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(4);
+    key.extend_from_slice(&0i16.to_be_bytes());
+    key.extend_from_slice(&i16::from(commit).to_be_bytes());
+    let mut value = Vec::with_capacity(6);
+    value.extend_from_slice(&0i16.to_be_bytes());
+    value.extend_from_slice(&coordinator_epoch.to_be_bytes());
+    let record = Record {
+        transactional: true,
+        control: true,
+        delete_horizon: false,
+        partition_leader_epoch: NO_PARTITION_LEADER_EPOCH,
+        producer_id,
+        producer_epoch,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        sequence: NO_SEQUENCE,
+        timestamp,
+        key: Some(Bytes::from(key)),
+        value: Some(Bytes::from(value)),
+        headers: Default::default(),
+    };
+    let mut out = BytesMut::new();
+    RecordBatchEncoder::encode(&mut out, [&record], &RecordEncodeOptions { version: 2, compression: Compression::None })
+        .expect("a control record always encodes");
+    out.to_vec()
 }
 
 /// A copy of a stored batch holding only `kept` (records of its own section, in order), with

@@ -1,0 +1,158 @@
+//! Transaction APIs: AddPartitionsToTxn, AddOffsetsToTxn, TxnOffsetCommit, EndTxn (the
+//! transactional half of InitProducerId is in `produce`). The coordinator is [`crate::txn`].
+
+use kafka_protocol::messages::add_offsets_to_txn_request::AddOffsetsToTxnRequest;
+use kafka_protocol::messages::add_offsets_to_txn_response::AddOffsetsToTxnResponse;
+use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnRequest;
+use kafka_protocol::messages::add_partitions_to_txn_response::{AddPartitionsToTxnPartitionResult, AddPartitionsToTxnResponse, AddPartitionsToTxnTopicResult};
+use kafka_protocol::messages::end_txn_request::EndTxnRequest;
+use kafka_protocol::messages::end_txn_response::EndTxnResponse;
+use kafka_protocol::messages::txn_offset_commit_request::TxnOffsetCommitRequest;
+use kafka_protocol::messages::txn_offset_commit_response::{TxnOffsetCommitResponse, TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic};
+use kafka_protocol::messages::describe_transactions_request::DescribeTransactionsRequest;
+use kafka_protocol::messages::describe_transactions_response::{DescribeTransactionsResponse, TopicData, TransactionState};
+use kafka_protocol::messages::list_transactions_request::ListTransactionsRequest;
+use kafka_protocol::messages::list_transactions_response::{self, ListTransactionsResponse};
+use kafka_protocol::messages::{ProducerId, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+
+use super::{now_ms, Api, Request};
+use crate::txn::state::TxnState;
+
+/// KIP-588 gave PRODUCER_FENCED its own code; clients of the request versions before it know
+/// only INVALID_PRODUCER_EPOCH (Kafka's KafkaApis translates the same way).
+pub fn fenced_for(version: i16, first_fenced_version: i16, e: ResponseError) -> ResponseError {
+    if e == ResponseError::ProducerFenced && version < first_fenced_version {
+        ResponseError::InvalidProducerEpoch
+    } else {
+        e
+    }
+}
+
+fn code(result: Result<(), ResponseError>) -> i16 {
+    result.err().map_or(0, |e| e.code())
+}
+
+/// v0-v3, the producer's form (v4+ is the brokers' batched form, KIP-890, which no client sends).
+pub async fn add_partitions(api: &Api, req: &Request, r: AddPartitionsToTxnRequest) -> AddPartitionsToTxnResponse {
+    let partitions: Vec<(String, i32)> = r.v3_and_below_topics.iter().flat_map(|t| t.partitions.iter().map(|p| (t.name.to_string(), *p))).collect();
+    let producer = (r.v3_and_below_producer_id.0, r.v3_and_below_producer_epoch);
+    let result = api.txns.add_partitions(&r.v3_and_below_transactional_id, producer, &partitions).await.map_err(|e| fenced_for(req.version, 2, e));
+    let results = r
+        .v3_and_below_topics
+        .iter()
+        .map(|t| {
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|&p| {
+                    // As Kafka: unknown partitions carry their error, the others OPERATION_NOT_ATTEMPTED.
+                    let error = match result {
+                        Ok(()) => 0,
+                        Err(ResponseError::UnknownTopicOrPartition) if api.cluster.topic(&t.name).and_then(|topic| topic.partition(p)).is_some() => ResponseError::OperationNotAttempted.code(),
+                        Err(e) => e.code(),
+                    };
+                    AddPartitionsToTxnPartitionResult::default().with_partition_index(p).with_partition_error_code(error)
+                })
+                .collect();
+            AddPartitionsToTxnTopicResult::default().with_name(t.name.clone()).with_results_by_partition(partitions)
+        })
+        .collect();
+    AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(results)
+}
+
+pub async fn add_offsets(api: &Api, req: &Request, r: AddOffsetsToTxnRequest) -> AddOffsetsToTxnResponse {
+    let result = api.txns.add_offsets(&r.transactional_id, (r.producer_id.0, r.producer_epoch), &r.group_id).await;
+    AddOffsetsToTxnResponse::default().with_error_code(code(result.map_err(|e| fenced_for(req.version, 2, e))))
+}
+
+pub async fn txn_offset_commit(api: &Api, req: &Request, r: TxnOffsetCommitRequest) -> TxnOffsetCommitResponse {
+    let member = (r.member_id.as_str(), r.group_instance_id.as_deref());
+    let generation = if req.version >= 3 { r.generation_id } else { -1 };
+    let mut result = api.groups.check_txn_member(&r.group_id, member, generation);
+    if result.is_ok() {
+        let offsets = r
+            .topics
+            .iter()
+            .flat_map(|t| {
+                t.partitions.iter().map(|p| {
+                    let leader_epoch = if req.version >= 2 { p.committed_leader_epoch } else { -1 };
+                    (t.name.to_string(), p.partition_index, p.committed_offset, leader_epoch, p.committed_metadata.as_ref().map(|m| m.to_string()))
+                })
+            })
+            .collect();
+        result = api.txns.commit_offsets(&r.transactional_id, (r.producer_id.0, r.producer_epoch), &r.group_id, offsets).await;
+    }
+    let error = code(result.map_err(|e| fenced_for(req.version, 3, e)));
+    let topics = r
+        .topics
+        .iter()
+        .map(|t| {
+            let partitions = t.partitions.iter().map(|p| TxnOffsetCommitResponsePartition::default().with_partition_index(p.partition_index).with_error_code(error)).collect();
+            TxnOffsetCommitResponseTopic::default().with_name(t.name.clone()).with_partitions(partitions)
+        })
+        .collect();
+    TxnOffsetCommitResponse::default().with_topics(topics)
+}
+
+/// DescribeTransactions v0: each id's state, producer, timeout, start time and partitions;
+/// TRANSACTIONAL_ID_NOT_FOUND for an id the coordinator does not know.
+pub fn describe_transactions(api: &Api, r: DescribeTransactionsRequest) -> DescribeTransactionsResponse {
+    let states = r
+        .transactional_ids
+        .into_iter()
+        .map(|id| {
+            let Some(meta) = api.txns.describe(&id) else {
+                return TransactionState::default().with_transactional_id(id).with_error_code(ResponseError::TransactionalIdNotFound.code()).with_producer_id(ProducerId(-1)).with_producer_epoch(-1);
+            };
+            let mut topics: Vec<TopicData> = Vec::new();
+            for (topic, partition) in &meta.partitions {
+                match topics.last_mut() {
+                    Some(t) if t.topic.as_str() == topic => t.partitions.push(*partition),
+                    _ => topics.push(TopicData::default().with_topic(TopicName(StrBytes::from_string(topic.clone()))).with_partitions(vec![*partition])),
+                }
+            }
+            TransactionState::default()
+                .with_transactional_id(id)
+                .with_transaction_state(StrBytes::from_static_str(meta.state.name()))
+                .with_transaction_timeout_ms(meta.timeout_ms)
+                .with_transaction_start_time_ms(meta.txn_start_ms)
+                .with_producer_id(ProducerId(meta.producer_id))
+                .with_producer_epoch(meta.producer_epoch)
+                .with_topics(topics)
+        })
+        .collect();
+    DescribeTransactionsResponse::default().with_transaction_states(states)
+}
+
+/// ListTransactions v0-1: filtered by state names (unknown ones returned as such), producer
+/// ids, and (v1) how long the transaction has been open, as Kafka's coordinator filters.
+pub fn list_transactions(api: &Api, req: &Request, r: ListTransactionsRequest) -> ListTransactionsResponse {
+    let known = |name: &str| TxnState::ALL.iter().any(|s| s.name() == name);
+    let unknown: Vec<StrBytes> = r.state_filters.iter().filter(|f| !known(f)).cloned().collect();
+    let duration = if req.version >= 1 { r.duration_filter } else { -1 };
+    let now = now_ms();
+    let states = api
+        .txns
+        .list()
+        .into_iter()
+        .filter(|(_, m)| r.state_filters.is_empty() || r.state_filters.iter().any(|f| f.as_str() == m.state.name()))
+        .filter(|(_, m)| r.producer_id_filters.is_empty() || r.producer_id_filters.contains(&ProducerId(m.producer_id)))
+        .filter(|(_, m)| duration < 0 || now.saturating_sub(m.txn_start_ms) >= duration)
+        .map(|(id, m)| {
+            list_transactions_response::TransactionState::default()
+                .with_transactional_id(StrBytes::from_string(id).into())
+                .with_producer_id(ProducerId(m.producer_id))
+                .with_transaction_state(StrBytes::from_static_str(m.state.name()))
+        })
+        .collect();
+    ListTransactionsResponse::default().with_unknown_state_filters(unknown).with_transaction_states(states)
+}
+
+pub async fn end_txn(api: &Api, req: &Request, r: EndTxnRequest) -> EndTxnResponse {
+    // The markers may take a moment: like a parked request, this one frees its queue slot.
+    req.parked();
+    let result = api.txns.end_txn(&r.transactional_id, (r.producer_id.0, r.producer_epoch), r.committed).await;
+    EndTxnResponse::default().with_error_code(code(result.map_err(|e| fenced_for(req.version, 2, e))))
+}
