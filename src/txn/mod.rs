@@ -213,9 +213,9 @@ impl TxnCoordinator {
     }
 
     async fn new_producer_id(&self) -> Result<i64, ResponseError> {
-        self.cluster.next_producer_id().await.map_err(|e| {
-            tracing::error!("cannot allocate a producer id: {e:#}");
-            ResponseError::KafkaStorageError
+        self.cluster.next_producer_id().await.map_err(|(e, message)| {
+            tracing::warn!("cannot allocate a producer id: {message}");
+            e
         })
     }
 
