@@ -73,3 +73,12 @@ pub fn encode_batch(spec: &BatchSpec) -> Vec<u8> {
     RecordBatchEncoder::encode(&mut buf, &records, &opts).expect("encodable batch");
     buf.to_vec()
 }
+
+/// Starts the lone controller quorum an [`crate::api::Api`] made without [`crate::Broker`]
+/// needs (the fuzz harness): this node registered and unfenced, its topics published.
+/// Partition states are left alone, so every partition is led by this node. The tasks run on
+/// the runtime this is called on, until `shutdown` fires.
+pub async fn start_lone_quorum(config: &crate::Config, api: &crate::api::Api, shutdown: tokio::sync::watch::Receiver<bool>) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+    let (failure, _) = tokio::sync::watch::channel(None);
+    crate::start_quorum(config, api, None, failure, shutdown).await
+}

@@ -35,6 +35,10 @@ struct Harness {
     _dir: tempfile::TempDir,
     /// Kept so the broker's state does not see a shutdown.
     _shutdown: watch::Sender<bool>,
+    /// Runs the controller quorum in real time: under the inputs' paused clock its writes
+    /// would time out at once. Admin requests still do (REQUEST_TIMED_OUT) when an input's
+    /// runtime idles before the controller answers; their checks before that are exercised.
+    _quorum: Runtime,
 }
 
 /// Paused time: long polls and rebalance waits end at once instead of hanging the run. No
@@ -52,17 +56,20 @@ impl Harness {
         let log = Arc::new(LogStore::open(&config.data_dir).expect("store opens"));
         let node = Node { id: 1, endpoints: vec![Endpoint { listener: "PLAINTEXT".into(), host: "127.0.0.1".into(), port: 9092 }], rack: None };
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let api = Arc::new(Api::open(&config, node, log, Arc::new(LocalAlterPartition), shutdown_rx).expect("state opens"));
+        let api = Arc::new(Api::open(&config, node, log, Arc::new(LocalAlterPartition), shutdown_rx.clone()).expect("state opens"));
+        let quorum = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("quorum runtime");
+        quorum.block_on(gregor::testkit::start_lone_quorum(&config, &api, shutdown_rx.clone())).expect("lone quorum starts");
         let compacted = NewTopic {
             name: COMPACTED.into(),
             num_partitions: 2,
             replication_factor: 1,
+            assignments: None,
             configs: [("cleanup.policy", "compact"), ("min.cleanable.dirty.ratio", "0"), ("delete.retention.ms", "0")]
                 .map(|(k, v)| (k.to_string(), Some(v.to_string())))
                 .to_vec(),
         };
-        runtime().block_on(api.cluster.create_topic(&compacted)).expect("compacted topic");
-        Harness { api, runs: 0, _dir: dir, _shutdown: shutdown }
+        quorum.block_on(api.cluster.create_topic(&compacted)).expect("compacted topic");
+        Harness { api, runs: 0, _dir: dir, _shutdown: shutdown, _quorum: quorum }
     }
 
     /// The background work the broker would do after this input: retention, offset and
