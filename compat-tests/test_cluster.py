@@ -121,8 +121,10 @@ def test_replicated_topic_survives_its_leader_with_confluent_kafka(cluster):
     from confluent_kafka.admin import AdminClient, NewTopic
 
     bootstrap = ",".join(cluster.bootstrap)
-    wait_until(lambda: brokers_seen(cluster.bootstrap[0], {1, 2, 3}), timeout=CLIENT_TIMEOUT_S,
-               message=lambda: f"brokers 1-3\n{cluster.log()}")
+    # Every node lists the other two: all three are unfenced in the metadata log.
+    for b in cluster.bootstrap:
+        wait_until(lambda b=b: brokers_seen(b, {1, 2, 3}), timeout=CLIENT_TIMEOUT_S,
+                   message=lambda b=b: f"{b} to list brokers 1-3\n{cluster.log()}")
     admin = AdminClient({"bootstrap.servers": bootstrap})
     admin.create_topics([NewTopic("replicated", num_partitions=2, replication_factor=3)])["replicated"].result(30)
     too_many = admin.create_topics([NewTopic("too-many", num_partitions=1, replication_factor=4)])["too-many"]
