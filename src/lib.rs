@@ -257,12 +257,14 @@ async fn start_quorum(config: &Config, api: &Api, alter: Option<Arc<QuorumAlterP
         }
     }
     // The lone node's old topics join the metadata log before it serves (a cluster node's
-    // join once its controller answers, in the publisher).
+    // join once its controller answers); when that fails, the publisher retries first.
     if config.quorum_voters.is_empty() {
-        publisher::migrate(cluster, &controller.image().borrow().clone()).await.context("registering this node's topics with its controller")?;
+        if let Err(e) = publisher::migrate(cluster, &controller.image().borrow().clone()).await {
+            tracing::warn!("registering this node's topics with its controller: {e}; retrying in the background");
+        }
     }
     let replicas = alter.is_some().then(|| api.replicas.clone());
-    tasks.push(tokio::spawn(publisher::run(cluster.clone(), replicas, controller.image(), shutdown.clone())));
+    tasks.push(tokio::spawn(publisher::run(cluster.clone(), replicas, api.groups.clone(), controller.image(), shutdown.clone())));
     let shutdown_timeout = Duration::from_millis(config.broker_session_timeout_ms).min(CONTROLLED_SHUTDOWN_TIMEOUT);
     let interval_ms = config.broker_heartbeat_interval_ms;
     tasks.insert(

@@ -152,7 +152,8 @@ async fn replicated_topics_survive_their_leader() {
 
 /// Kafka's first fault test: the partition leader killed with SIGKILL again and again under
 /// acks=all writes (min.insync.replicas=2), restarted each time; no acknowledged record is lost
-/// or moved. `GREGOR_FAULT_CYCLES` sets the kills (CI: 4; `scripts/test` passes more on demand).
+/// or moved. `GREGOR_FAULT_CYCLES` sets the kills: 4 by default, `GREGOR_FAULT_CYCLES=20
+/// scripts/test` for the long form.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_leader_again_and_again_loses_no_acknowledged_record() {
     let cycles: usize = std::env::var("GREGOR_FAULT_CYCLES").ok().and_then(|v| v.parse().ok()).unwrap_or(4);

@@ -44,6 +44,9 @@ const TOPIC_PREFIX: &[u8] = b"t";
 const CLUSTER_ID_KEY: &[u8] = b"c/cluster_id";
 const NEXT_PARTITION_KEY: &[u8] = b"c/next_partition_id";
 const NEXT_PRODUCER_KEY: &[u8] = b"c/next_producer_id";
+/// Set once this node's topics are in the metadata log: from then on a local topic the image
+/// lacks was deleted (a crash cut its local deletion short), never one to register.
+const MIGRATED_KEY: &[u8] = b"c/topics_in_metadata_log";
 
 /// Where clients reach this node: one advertised address per listener.
 #[derive(Debug, Clone)]
@@ -478,8 +481,12 @@ impl Cluster {
 
     /// Local topics the metadata image does not have: topics of a data directory from before
     /// the metadata log, which [`publisher`] registers with this node as their only replica.
-    pub fn unregistered_topics(&self, image: &MetadataImage) -> Vec<CreateTopic> {
-        self.topics()
+    pub fn unregistered_topics(&self, image: &MetadataImage) -> Result<Vec<CreateTopic>> {
+        if self.meta.get(MIGRATED_KEY)?.is_some() {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .topics()
             .into_iter()
             .filter(|t| image.topic(&t.name).is_none() && image.topic_by_id(t.id).is_none())
             .map(|t| CreateTopic {
@@ -491,14 +498,19 @@ impl Cluster {
                 configs: explicit_configs(&t.configs).into_iter().collect(),
                 validate_only: false,
             })
-            .collect()
+            .collect())
+    }
+
+    /// Records that this node's topics are in the metadata log (see [`Self::unregistered_topics`]).
+    pub async fn mark_migrated(&self) -> Result<()> {
+        self.meta.write(&[(MIGRATED_KEY, Some(b"1".as_slice()))]).await
     }
 
     /// Makes the local topics what `image` says: creates the logs of new topics and partitions
     /// (every broker keeps a log id for every partition; only replicas write to theirs), takes
     /// config changes, and deletes the topics the image no longer has, each in one atomic write.
-    /// Returns the log ids of the partitions deleted.
-    pub async fn publish(&self, image: &MetadataImage) -> Vec<PartitionId> {
+    /// Returns the topics deleted, with their partitions' log ids.
+    pub async fn publish(&self, image: &MetadataImage) -> Vec<(String, Vec<PartitionId>)> {
         let mut next_partition = self.admin.lock().await;
         let mut removed = Vec::new();
         for topic in self.topics() {
@@ -508,7 +520,7 @@ impl Cluster {
             match self.log.delete_partitions(&topic.partitions, &[(&topic_key(&topic.name), None)]).await {
                 Ok(()) => {
                     self.topics.write().expect("lock").shift_remove(&topic.name);
-                    removed.extend_from_slice(&topic.partitions);
+                    removed.push((topic.name.clone(), topic.partitions.clone()));
                     tracing::info!(topic = topic.name, "deleted topic");
                 }
                 Err(e) => tracing::error!(topic = topic.name, "deleting topic: {e:?}; retrying with the next metadata change"),

@@ -19,6 +19,7 @@ use super::controller::{ControllerClient, IsrChange, WriteError};
 use super::metadata::{MetadataImage, PartitionRecord};
 use super::replication::{AlterPartition, AlterPartitionSender, BrokerAddresses, CommittedIsr, PartitionState, ReplicaManager, TopicPartition};
 use super::Cluster;
+use crate::group::GroupCoordinator;
 
 /// How long to wait before asking the controller again to register this node's old topics.
 const MIGRATION_RETRY: Duration = Duration::from_secs(1);
@@ -27,7 +28,7 @@ const MIGRATION_RETRY: Duration = Duration::from_secs(1);
 /// publishing does not delete them; then publishes every image until shutdown. Without
 /// `replicas`, partition states are left to whoever plays the controller (tests of the
 /// replication layer).
-pub async fn run(cluster: Arc<Cluster>, replicas: Option<Arc<ReplicaManager>>, mut image: watch::Receiver<Arc<MetadataImage>>, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(cluster: Arc<Cluster>, replicas: Option<Arc<ReplicaManager>>, groups: Arc<GroupCoordinator>, mut image: watch::Receiver<Arc<MetadataImage>>, mut shutdown: watch::Receiver<bool>) {
     loop {
         let current = image.borrow().clone();
         let Err(e) = migrate(&cluster, &current).await else { break };
@@ -37,7 +38,7 @@ pub async fn run(cluster: Arc<Cluster>, replicas: Option<Arc<ReplicaManager>>, m
             _ = shutdown.changed() => return,
         }
     }
-    let mut publisher = Publisher { cluster, replicas, applied: HashMap::new(), addresses: BrokerAddresses::new() };
+    let mut publisher = Publisher { cluster, replicas, groups, applied: HashMap::new(), addresses: BrokerAddresses::new() };
     loop {
         let current = image.borrow_and_update().clone();
         publisher.publish(&current).await;
@@ -51,7 +52,8 @@ pub async fn run(cluster: Arc<Cluster>, replicas: Option<Arc<ReplicaManager>>, m
 /// Topics of a data directory from before the metadata log join it, this node their only
 /// replica, under the ids they have. A name the image has under another id is the image's.
 pub async fn migrate(cluster: &Cluster, image: &MetadataImage) -> Result<(), WriteError> {
-    for request in cluster.unregistered_topics(image) {
+    let unregistered = cluster.unregistered_topics(image).map_err(|e| WriteError::Stopped(format!("reading this node's topics: {e:#}")))?;
+    for request in unregistered {
         let name = request.name.clone();
         let Some(client) = cluster.controller_client() else { return Err(WriteError::Stopped("no controller client".into())) };
         match client.create_topic(request).await {
@@ -62,12 +64,13 @@ pub async fn migrate(cluster: &Cluster, image: &MetadataImage) -> Result<(), Wri
             Err(e) => return Err(e),
         }
     }
-    Ok(())
+    cluster.mark_migrated().await.map_err(|e| WriteError::Stopped(format!("storing that this node's topics are registered: {e:#}")))
 }
 
 struct Publisher {
     cluster: Arc<Cluster>,
     replicas: Option<Arc<ReplicaManager>>,
+    groups: Arc<GroupCoordinator>,
     /// Each partition's record as last handed to the replica manager.
     applied: HashMap<(Uuid, i32), PartitionRecord>,
     addresses: BrokerAddresses,
@@ -76,8 +79,15 @@ struct Publisher {
 impl Publisher {
     async fn publish(&mut self, image: &MetadataImage) {
         let removed = self.cluster.publish(image).await;
+        for (topic, partitions) in &removed {
+            // Committed offsets go with their topic, also when a crash cut the deletion short
+            // and it finishes here at the next start.
+            self.groups.remove_topic_offsets(topic).await;
+            if let Some(replicas) = &self.replicas {
+                replicas.remove(partitions).await;
+            }
+        }
         let Some(replicas) = &self.replicas else { return };
-        replicas.remove(&removed).await;
         let addresses = replication_addresses(&self.cluster, image);
         // A broker that moved makes every partition's state worth applying again.
         let moved = addresses != self.addresses;
