@@ -55,10 +55,17 @@ class ScriptCluster:
             return f.read()[-6000:]
 
     def stop(self):
+        nodes = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout.split()
         self.proc.send_signal(signal.SIGTERM)
         try:
             self.proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
+            # The script did not stop its nodes in time: no node outlives the test.
+            for pid in nodes:
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
             self.proc.kill()
             self.proc.wait()
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -96,7 +96,7 @@ impl Broker {
         let (failure, failure_rx) = watch::channel(None);
         tasks.extend(start_quorum(&config, &api, quorum_alter, failure, shutdown_rx.clone()).await?);
         if let Some(addr) = config.zookeeper_listener {
-            let (bound, task) = zookeeper::start(addr, cluster.clone(), groups.clone(), api.log.meta(), shutdown_rx.clone()).await?;
+            let (bound, task) = zookeeper::start(addr, cluster.clone(), api.log.meta(), shutdown_rx.clone()).await?;
             zookeeper_addr = Some(bound);
             tasks.push(task);
         }

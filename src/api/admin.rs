@@ -125,14 +125,9 @@ pub async fn delete_topics(api: &Api, req: &Request, r: DeleteTopicsRequest) -> 
             Some(n) => api.cluster.topic(n).ok_or((ResponseError::UnknownTopicOrPartition, format!("topic {:?} does not exist", &**n))),
             None => api.cluster.topic_by_id(id).ok_or((ResponseError::UnknownTopicId, format!("no topic has id {id}"))),
         };
+        // The publisher drops the topic's committed offsets before the deletion is answered.
         let result = match topic {
-            Ok(t) => match api.cluster.delete_topic(&t.name).await {
-                Ok(()) => {
-                    api.groups.remove_topic_offsets(&t.name).await;
-                    Ok(t)
-                }
-                Err(e) => Err(e),
-            },
+            Ok(t) => api.cluster.delete_topic(&t.name).await.map(|()| t),
             Err(e) => Err(e),
         };
         let mut response = DeletableTopicResult::default().with_name(name.clone());

@@ -481,11 +481,12 @@ impl Cluster {
 
     /// Local topics the metadata image does not have: topics of a data directory from before
     /// the metadata log, which [`publisher`] registers with this node as their only replica.
-    pub fn unregistered_topics(&self, image: &MetadataImage) -> Result<Vec<CreateTopic>> {
+    /// `None` once they are all registered (see [`Self::mark_migrated`]).
+    pub fn unregistered_topics(&self, image: &MetadataImage) -> Result<Option<Vec<CreateTopic>>> {
         if self.meta.get(MIGRATED_KEY)?.is_some() {
-            return Ok(Vec::new());
+            return Ok(None);
         }
-        Ok(self
+        Ok(Some(self
             .topics()
             .into_iter()
             .filter(|t| image.topic(&t.name).is_none() && image.topic_by_id(t.id).is_none())
@@ -498,7 +499,7 @@ impl Cluster {
                 configs: explicit_configs(&t.configs).into_iter().collect(),
                 validate_only: false,
             })
-            .collect())
+            .collect()))
     }
 
     /// Records that this node's topics are in the metadata log (see [`Self::unregistered_topics`]).
@@ -557,8 +558,13 @@ impl Cluster {
             }
             self.topics.write().expect("lock").insert(topic.name.clone(), Arc::new(topic));
         }
-        self.published.send_modify(|n| *n += 1);
         removed
+    }
+
+    /// The publisher has applied an image whole (topics, committed offsets of deleted ones,
+    /// partition states): admin requests waiting for their change look again.
+    pub fn published_image(&self) {
+        self.published.send_modify(|n| *n += 1);
     }
 
     /// Runs retention over every partition of every topic.

@@ -53,6 +53,7 @@ pub async fn run(cluster: Arc<Cluster>, replicas: Option<Arc<ReplicaManager>>, g
 /// replica, under the ids they have. A name the image has under another id is the image's.
 pub async fn migrate(cluster: &Cluster, image: &MetadataImage) -> Result<(), WriteError> {
     let unregistered = cluster.unregistered_topics(image).map_err(|e| WriteError::Stopped(format!("reading this node's topics: {e:#}")))?;
+    let Some(unregistered) = unregistered else { return Ok(()) };
     for request in unregistered {
         let name = request.name.clone();
         let Some(client) = cluster.controller_client() else { return Err(WriteError::Stopped("no controller client".into())) };
@@ -78,6 +79,11 @@ struct Publisher {
 
 impl Publisher {
     async fn publish(&mut self, image: &MetadataImage) {
+        self.apply(image).await;
+        self.cluster.published_image();
+    }
+
+    async fn apply(&mut self, image: &MetadataImage) {
         let removed = self.cluster.publish(image).await;
         for (topic, partitions) in &removed {
             // Committed offsets go with their topic, also when a crash cut the deletion short

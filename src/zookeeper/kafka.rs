@@ -14,7 +14,6 @@ use serde_json::{json, Map, Value};
 use super::jute::ErrorCode;
 use super::tree::Txn;
 use crate::cluster::{Cluster, ConfigChange, NewTopic, Topic};
-use crate::group::GroupCoordinator;
 
 pub const TOPICS: &str = "/brokers/topics";
 pub const TOPIC_CONFIGS: &str = "/config/topics";
@@ -57,12 +56,10 @@ pub struct KafkaView {
     seen: HashMap<String, Arc<Topic>>,
     /// Set when the tree may no longer match `seen` (a rolled-back transaction).
     stale: bool,
-    /// Told when a topic is deleted, to drop its committed offsets.
-    groups: Arc<GroupCoordinator>,
 }
 
 impl KafkaView {
-    pub fn new(cluster: &Cluster, groups: Arc<GroupCoordinator>) -> KafkaView {
+    pub fn new(cluster: &Cluster) -> KafkaView {
         let node = cluster.node();
         let now = crate::api::now_ms();
         let endpoints: Vec<String> = node.endpoints.iter().map(|e| format!("{}://{}", e.listener, e.host_port())).collect();
@@ -102,7 +99,7 @@ impl KafkaView {
             plain("/zookeeper"),
             plain("/zookeeper/quota"),
         ];
-        KafkaView { fixed, seen: HashMap::new(), stale: true, groups }
+        KafkaView { fixed, seen: HashMap::new(), stale: true }
     }
 
     pub fn invalidate(&mut self) {
@@ -211,7 +208,6 @@ impl KafkaView {
     /// stays.
     pub async fn delete_topic(&mut self, txn: &mut Txn<'_>, cluster: &Cluster, name: &str) -> Result<(), ErrorCode> {
         cluster.delete_topic(name).await.map_err(|(e, msg)| refused("delete topic", name, e, &msg))?;
-        self.groups.remove_topic_offsets(name).await;
         self.sync(txn, cluster);
         Ok(())
     }

@@ -30,7 +30,6 @@ use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::cluster::Cluster;
-use crate::group::GroupCoordinator;
 use crate::log::Meta;
 use jute::{ConnectRequest, DecodeError, Request};
 use ops::{Handled, State};
@@ -46,21 +45,21 @@ struct ZooKeeper {
 }
 
 /// Binds the listener and starts serving; the task ends when `shutdown` turns true.
-pub async fn start(addr: SocketAddr, cluster: Arc<Cluster>, groups: Arc<GroupCoordinator>, meta: Meta, shutdown: watch::Receiver<bool>) -> Result<(SocketAddr, JoinHandle<()>)> {
+pub async fn start(addr: SocketAddr, cluster: Arc<Cluster>, meta: Meta, shutdown: watch::Receiver<bool>) -> Result<(SocketAddr, JoinHandle<()>)> {
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen for ZooKeeper clients on {addr}"))?;
     let bound = listener.local_addr()?;
-    let zk = Arc::new(ZooKeeper::open(cluster, groups, meta).await?);
+    let zk = Arc::new(ZooKeeper::open(cluster, meta).await?);
     tracing::info!("ZooKeeper protocol listening on {bound}");
     Ok((bound, tokio::spawn(serve(zk, listener, shutdown))))
 }
 
 impl ZooKeeper {
-    async fn open(cluster: Arc<Cluster>, groups: Arc<GroupCoordinator>, meta: Meta) -> Result<ZooKeeper> {
+    async fn open(cluster: Arc<Cluster>, meta: Meta) -> Result<ZooKeeper> {
         // Loading reads the store: off the runtime's threads.
         let tree = tokio::task::spawn_blocking(move || tree::Tree::load(meta)).await?.context("loading znodes")?;
-        let view = kafka::KafkaView::new(&cluster, groups);
+        let view = kafka::KafkaView::new(&cluster);
         let mut state = State { tree, view, sessions: Sessions::new() };
         state.sync_view(&cluster).await;
         Ok(ZooKeeper { cluster, state: Mutex::new(state) })

@@ -26,58 +26,31 @@ pub struct ControllerClient {
     peer: tokio::sync::Mutex<Option<Peer>>,
 }
 
+/// One method per controller call: the request variant out, the same response variant back.
+macro_rules! calls {
+    ($($name:ident($arg:ident: $input:ty) -> $output:ty = $variant:ident;)*) => {$(
+        pub async fn $name(&self, $arg: $input) -> Result<$output, WriteError> {
+            match self.call(Request::$variant($arg)).await? {
+                Response::$variant(answer) => answer,
+                other => Err(mismatch(other)),
+            }
+        }
+    )*};
+}
+
 impl ControllerClient {
     pub fn new(local: Controller, voters: Vec<String>) -> ControllerClient {
         ControllerClient { local, voters, next_voter: AtomicUsize::new(0), peer: Default::default() }
     }
 
-    pub async fn register(&self, request: RegisterBroker) -> Result<(), WriteError> {
-        match self.call(Request::RegisterBroker(request)).await? {
-            Response::RegisterBroker(answer) => answer,
-            other => Err(mismatch(other)),
-        }
-    }
-
-    pub async fn heartbeat(&self, heartbeat: BrokerHeartbeat) -> Result<HeartbeatReply, WriteError> {
-        match self.call(Request::BrokerHeartbeat(heartbeat)).await? {
-            Response::BrokerHeartbeat(answer) => answer,
-            other => Err(mismatch(other)),
-        }
-    }
-
-    pub async fn create_topic(&self, request: CreateTopic) -> Result<Uuid, WriteError> {
-        match self.call(Request::CreateTopic(request)).await? {
-            Response::CreateTopic(answer) => answer,
-            other => Err(mismatch(other)),
-        }
-    }
-
-    pub async fn delete_topic(&self, name: String) -> Result<(), WriteError> {
-        match self.call(Request::DeleteTopic(name)).await? {
-            Response::DeleteTopic(answer) => answer,
-            other => Err(mismatch(other)),
-        }
-    }
-
-    pub async fn create_partitions(&self, request: CreatePartitions) -> Result<(), WriteError> {
-        match self.call(Request::CreatePartitions(request)).await? {
-            Response::CreatePartitions(answer) => answer,
-            other => Err(mismatch(other)),
-        }
-    }
-
-    pub async fn alter_topic_configs(&self, request: AlterTopicConfigs) -> Result<(), WriteError> {
-        match self.call(Request::AlterTopicConfigs(request)).await? {
-            Response::AlterTopicConfigs(answer) => answer,
-            other => Err(mismatch(other)),
-        }
-    }
-
-    pub async fn alter_partition(&self, change: IsrChange) -> Result<CommittedPartition, WriteError> {
-        match self.call(Request::AlterPartition(change)).await? {
-            Response::AlterPartition(answer) => answer,
-            other => Err(mismatch(other)),
-        }
+    calls! {
+        register(request: RegisterBroker) -> () = RegisterBroker;
+        heartbeat(heartbeat: BrokerHeartbeat) -> HeartbeatReply = BrokerHeartbeat;
+        create_topic(request: CreateTopic) -> Uuid = CreateTopic;
+        delete_topic(name: String) -> () = DeleteTopic;
+        create_partitions(request: CreatePartitions) -> () = CreatePartitions;
+        alter_topic_configs(request: AlterTopicConfigs) -> () = AlterTopicConfigs;
+        alter_partition(change: IsrChange) -> CommittedPartition = AlterPartition;
     }
 
     pub async fn allocate_producer_ids(&self, broker: BrokerId, at_least: i64) -> Result<ProducerIdBlock, WriteError> {
