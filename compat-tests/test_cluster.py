@@ -180,3 +180,78 @@ def test_replicated_topic_survives_its_leader_with_confluent_kafka(cluster):
             seen.append(msg.value())
     consumer.close()
     assert seen == acked, f"read {len(seen)} of {len(acked)} acknowledged records"
+
+
+def test_committed_offsets_survive_their_group_coordinator_with_confluent_kafka(cluster):
+    """Groups live in the replicated __consumer_offsets: a group commits, its coordinator's node
+    is killed, kafka-python's admin client reads the commit from the new coordinator, and the
+    group's next member finds it and resumes exactly where the commit left off."""
+    from confluent_kafka import Consumer, Producer
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    bootstrap = ",".join(cluster.bootstrap)
+    for b in cluster.bootstrap:
+        wait_until(lambda b=b: brokers_seen(b, {1, 2, 3}), timeout=CLIENT_TIMEOUT_S,
+                   message=lambda b=b: f"{b} to list brokers 1-3\n{cluster.log()}")
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic("orders", num_partitions=3, replication_factor=3)])["orders"].result(30)
+
+    def in_sync():
+        t = admin.list_topics("orders", timeout=10).topics["orders"]
+        return all(p.error is None and sorted(p.isrs) == [1, 2, 3] for p in t.partitions.values()) or None
+
+    wait_until(in_sync, timeout=CLIENT_TIMEOUT_S, message="every partition with its three replicas in sync")
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
+    for i in range(300):
+        producer.produce("orders", value=f"v{i}".encode(), partition=i % 3)
+    assert producer.flush(30) == 0
+
+    def consume(consumer, count, timeout=CLIENT_TIMEOUT_S):
+        seen = []
+        deadline = time.monotonic() + timeout
+        while len(seen) < count and time.monotonic() < deadline:
+            msg = consumer.poll(1.0)
+            if msg is not None and msg.error() is None:
+                seen.append(msg.value())
+        return seen
+
+    settings = {"bootstrap.servers": bootstrap, "group.id": "survivor", "enable.auto.commit": False,
+                "auto.offset.reset": "earliest", "session.timeout.ms": 6000}
+    first = Consumer(settings)
+    first.subscribe(["orders"])
+    before = consume(first, 150)
+    assert len(before) == 150, f"read {len(before)} of 150 before the kill\n{cluster.log()}"
+    first.commit(asynchronous=False)
+    first.close()
+
+    group = admin.describe_consumer_groups(["survivor"])["survivor"].result(30)
+    coordinator = group.coordinator.id
+    assert coordinator in (1, 2, 3)
+    os.kill(cluster.node_pid(coordinator), signal.SIGKILL)
+    survivors = [b for i, b in enumerate(cluster.bootstrap) if i + 1 != coordinator]
+
+    survivors_admin = AdminClient({"bootstrap.servers": ",".join(survivors)})
+
+    def moved():
+        try:
+            g = survivors_admin.describe_consumer_groups(["survivor"])["survivor"].result(10)
+        except Exception:  # no coordinator yet
+            return None
+        return g.coordinator.id if g.coordinator.id not in (-1, coordinator) else None
+
+    wait_until(moved, timeout=CLIENT_TIMEOUT_S, message=lambda: f"a new coordinator for the group\n{cluster.log()}")
+    # kafka-python's admin client reads the commit from the new coordinator too.
+    kp_admin = KafkaAdminClient(bootstrap_servers=survivors, request_timeout_ms=10000)
+    try:
+        offsets = kp_admin.list_group_offsets("survivor")["survivor"]
+    finally:
+        kp_admin.close()
+    assert sum(o.offset for o in offsets.values()) == 150, offsets
+    second = Consumer({**settings, "bootstrap.servers": ",".join(survivors)})
+    second.subscribe(["orders"])
+    after = consume(second, 150)
+    extra = consume(second, 1, timeout=3)
+    second.close()
+    assert not set(before) & set(after), "records read again: the commit was lost"
+    assert sorted(before + after + extra) == sorted(f"v{i}".encode() for i in range(300)), \
+        f"read {len(after)} after the kill\n{cluster.log()}"

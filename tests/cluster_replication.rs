@@ -1,7 +1,8 @@
 //! Topics across three real nodes: a topic created on any node is in the metadata image with
 //! its replicas spread over the brokers, every node serves the same Metadata for it, followers
 //! copy the leader's log, and when a leader is killed another ISR member leads with every
-//! acknowledged record; a partition whose only replica is gone has no leader.
+//! acknowledged record; a partition whose only replica is gone has no leader. Groups live in
+//! the replicated `__consumer_offsets` and move with its leaders.
 
 mod cluster;
 mod common;
@@ -10,10 +11,11 @@ mod ports;
 use std::time::Duration;
 
 use cluster::{eventually, TestCluster, FAST};
-use common::{batch_offsets, name, produce_request, Client};
+use common::{batch_offsets, committed, name, produce_request, simple_commit, Client};
 use gregor::testkit::{encode_batch, BatchSpec};
 use kafka_protocol::messages::create_topics_request::{CreatableReplicaAssignment, CreatableTopic, CreateTopicsRequest};
 use kafka_protocol::messages::describe_log_dirs_request::DescribeLogDirsRequest;
+use kafka_protocol::messages::find_coordinator_request::FindCoordinatorRequest;
 use kafka_protocol::messages::BrokerId;
 use kafka_protocol::messages::metadata_request::{MetadataRequest, MetadataRequestTopic};
 use kafka_protocol::ResponseError;
@@ -212,6 +214,63 @@ async fn killing_the_leader_again_and_again_loses_no_acknowledged_record() {
     for (offset, stamp) in &acked {
         assert_eq!(logged.get(offset), Some(stamp), "acknowledged batch at offset {offset} after {cycles} leader kills");
     }
+}
+
+/// FindCoordinator v3 for a group at node `id`: (error code, coordinator id).
+async fn find_coordinator(cluster: &TestCluster, id: i32, group: &str) -> Option<(i16, i32)> {
+    let request = FindCoordinatorRequest::default().with_key(kafka_protocol::protocol::StrBytes::from_string(group.to_string()));
+    let r = connect(cluster, id).await?.call(request, 3).await;
+    Some((r.error_code, r.node_id.0))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_groups_offsets_move_with_the_leader_of_its_offsets_partition() {
+    let mut cluster = TestCluster::start(3, 0, &[FAST, &[("offsets.topic.num.partitions", "4")]].concat());
+    all_live(&cluster).await;
+    create_replicated(&cluster, 1, 1).await;
+    // The first FindCoordinator creates __consumer_offsets; every node then names the same broker.
+    let coordinator = eventually(PATIENCE, "a coordinator for the group", || async {
+        let (code, id) = find_coordinator(&cluster, 1, "g").await?;
+        (code == 0).then_some(id)
+    })
+    .await;
+    for id in cluster.ids() {
+        assert_eq!(find_coordinator(&cluster, id, "g").await, Some((0, coordinator)));
+    }
+    let mut c = Client::connect_to(cluster.client_addr(1)).await;
+    let request = MetadataRequest::default().with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(name("__consumer_offsets")))]));
+    let topic = c.call(request, 12).await.topics.remove(0);
+    assert!(topic.is_internal && topic.partitions.len() == 4, "{topic:?}");
+    assert!(topic.partitions.iter().all(|p| p.replica_nodes.len() == 3), "offsets.topic.replication.factor is 3");
+
+    let other = cluster.ids().find(|&id| id != coordinator).unwrap();
+    let mut elsewhere = Client::connect_to(cluster.client_addr(other)).await;
+    assert_eq!(simple_commit(&mut elsewhere, "g", TOPIC, 7, -1).await, ResponseError::NotCoordinator.code());
+    // Once it has loaded the partition (COORDINATOR_LOAD_IN_PROGRESS until then).
+    eventually(PATIENCE, "a commit at the coordinator", || async {
+        (simple_commit(&mut connect(&cluster, coordinator).await?, "g", TOPIC, 42, -1).await == 0).then_some(())
+    })
+    .await;
+    let mut at_coordinator = Client::connect_to(cluster.client_addr(coordinator)).await;
+    assert_eq!(committed(&mut at_coordinator, "g", TOPIC).await, (42, String::new(), 0));
+    // Only the coordinator writes the internal topic.
+    let r = at_coordinator.call(produce_request("__consumer_offsets", 0, encode_batch(&BatchSpec::values(1)), -1), 9).await;
+    assert_eq!(r.responses[0].partition_responses[0].error_code, ResponseError::InvalidTopicException.code());
+
+    // The coordinator dies: a survivor leads the partition, loads it, and has the commit.
+    cluster.kill(coordinator);
+    let survivor = other;
+    let moved = eventually(PATIENCE, "a new coordinator", || async {
+        let (code, id) = find_coordinator(&cluster, survivor, "g").await?;
+        (code == 0 && id != coordinator).then_some(id)
+    })
+    .await;
+    let offset = eventually(PATIENCE, "the commit at the new coordinator", || async {
+        let (offset, _, code) = committed(&mut connect(&cluster, moved).await?, "g", TOPIC).await;
+        (code == 0).then_some(offset)
+    })
+    .await;
+    assert_eq!(offset, 42, "the committed offset survives its coordinator");
 }
 
 /// Waits until every node lists all three brokers: each is then unfenced in the others'

@@ -60,32 +60,49 @@ fn error_code(result: &Result<(), ResponseError>) -> i16 {
     result.as_ref().err().map_or(0, |e| e.code())
 }
 
-pub fn find_coordinator(api: &Api, req: &Request, r: FindCoordinatorRequest) -> FindCoordinatorResponse {
-    let node = api.cluster.node();
-    let endpoint = node.endpoint(&req.listener);
-    // This node coordinates every group and every transactional id.
-    let error = (r.key_type != GROUP_KEY_TYPE && r.key_type != TRANSACTION_KEY_TYPE).then_some(ResponseError::InvalidRequest);
-    let message = error.map(|_| s("unknown coordinator key type (0: group, 1: transaction)"));
+pub async fn find_coordinator(api: &Api, req: &Request, r: FindCoordinatorRequest) -> FindCoordinatorResponse {
+    let keys: Vec<StrBytes> = if req.version >= 4 { r.coordinator_keys } else { vec![r.key] };
+    let mut coordinators = Vec::with_capacity(keys.len());
+    for key in keys {
+        let found = match r.key_type {
+            GROUP_KEY_TYPE => coordinator_address(api, req, &key).await,
+            // This node coordinates every transactional id it is asked about.
+            TRANSACTION_KEY_TYPE => broker_address(api, req, api.cluster.node().id),
+            _ => Err((ResponseError::InvalidRequest, "unknown coordinator key type (0: group, 1: transaction)".to_string())),
+        };
+        let c = Coordinator::default().with_key(key);
+        coordinators.push(match found {
+            Ok((id, host, port)) => c.with_node_id(BrokerId(id)).with_host(s(host)).with_port(port as i32),
+            Err((e, message)) => c.with_node_id(BrokerId(-1)).with_port(-1).with_error_code(e.code()).with_error_message(Some(s(message))),
+        });
+    }
     if req.version >= 4 {
-        let coordinators = r
-            .coordinator_keys
-            .into_iter()
-            .map(|key| {
-                let c = Coordinator::default().with_key(key).with_error_code(error.map_or(0, |e| e.code())).with_error_message(message.clone());
-                match error {
-                    Some(_) => c.with_node_id(BrokerId(-1)).with_port(-1),
-                    None => c.with_node_id(BrokerId(node.id)).with_host(s(endpoint.host.clone())).with_port(endpoint.port as i32),
-                }
-            })
-            .collect();
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
-    let response = FindCoordinatorResponse::default().with_error_code(error.map_or(0, |e| e.code()));
-    let response = if req.version >= 1 { response.with_error_message(message) } else { response };
-    match error {
-        Some(_) => response.with_node_id(BrokerId(-1)).with_port(-1),
-        None => response.with_node_id(BrokerId(node.id)).with_host(s(endpoint.host.clone())).with_port(endpoint.port as i32),
+    let c = coordinators.remove(0);
+    let response = FindCoordinatorResponse::default().with_error_code(c.error_code).with_node_id(c.node_id).with_host(c.host).with_port(c.port);
+    if req.version >= 1 {
+        response.with_error_message(c.error_message)
+    } else {
+        response
     }
+}
+
+type Located = Result<(i32, String, u16), (ResponseError, String)>;
+
+/// The broker coordinating a group, at its address on the request's listener.
+async fn coordinator_address(api: &Api, req: &Request, group_id: &str) -> Located {
+    match api.groups.coordinator(group_id).await {
+        Ok(Some(id)) => broker_address(api, req, id),
+        Ok(None) => broker_address(api, req, api.cluster.node().id),
+        Err(e) => Err((e, "the group's coordinator is not available yet".into())),
+    }
+}
+
+fn broker_address(api: &Api, req: &Request, id: i32) -> Located {
+    let broker = api.cluster.live_brokers(&req.listener).into_iter().find(|b| b.id == id);
+    let broker = broker.ok_or_else(|| (ResponseError::CoordinatorNotAvailable, "the coordinator is not a live broker".to_string()))?;
+    Ok((broker.id, broker.host, broker.port))
 }
 
 pub async fn join_group(api: &Api, req: &Request, r: JoinGroupRequest) -> JoinGroupResponse {

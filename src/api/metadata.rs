@@ -124,6 +124,7 @@ fn describe_topic(t: &Topic, version: i16, replicas: &ReplicaManager, live: &Has
         .collect();
     let mut topic = MetadataResponseTopic::default()
         .with_name(Some(TopicName(StrBytes::from_string(t.name.clone()))))
+        .with_is_internal(t.name == crate::group::OFFSETS_TOPIC)
         .with_partitions(partitions);
     if version >= 10 {
         topic.topic_id = t.id;
@@ -211,6 +212,7 @@ pub fn describe_topic_partitions(api: &Api, r: DescribeTopicPartitionsRequest) -
             DescribeTopicPartitionsResponseTopic::default()
                 .with_name(Some(topic_name.clone()))
                 .with_topic_id(t.id)
+                .with_is_internal(t.name == crate::group::OFFSETS_TOPIC)
                 .with_partitions(partitions)
                 .with_topic_authorized_operations(TOPIC_OPERATIONS),
         );

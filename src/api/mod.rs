@@ -26,7 +26,7 @@ use crate::cluster::replication::{AlterPartitionSender, ReplicaManager};
 use crate::cluster::{Cluster, Node};
 use crate::config::Config;
 use crate::fetch_session::FetchSessions;
-use crate::group::{GroupConfig, GroupCoordinator};
+use crate::group::{GroupConfig, GroupCoordinator, GroupStore, OffsetsTopic};
 use crate::log::LogStore;
 use crate::txn::{TxnConfig, TxnCoordinator};
 
@@ -144,9 +144,14 @@ impl Api {
     pub fn open(config: &Config, node: Node, log: Arc<LogStore>, alter: Arc<dyn AlterPartitionSender>, shutdown: watch::Receiver<bool>) -> anyhow::Result<Api> {
         let cluster = Arc::new(Cluster::open(config, node, log.clone())?);
         let topics = cluster.topics().iter().map(|t| t.name.clone()).collect();
-        let groups = Arc::new(GroupCoordinator::open(log.meta(), GroupConfig::new(config), &topics)?);
-        let fetch_sessions = FetchSessions::new(config.fetch_session_cache_slots);
         let replicas = Arc::new(ReplicaManager::new(config, log.clone(), cluster.clone(), alter, shutdown.clone()));
+        let store = if config.quorum_voters.is_empty() {
+            GroupStore::Local(log.meta())
+        } else {
+            GroupStore::Replicated(Arc::new(OffsetsTopic::new(config, log.clone(), cluster.clone(), replicas.clone())))
+        };
+        let groups = Arc::new(GroupCoordinator::open(store, GroupConfig::new(config), &topics)?);
+        let fetch_sessions = FetchSessions::new(config.fetch_session_cache_slots);
         let txns = Arc::new(TxnCoordinator::open(log.meta(), log.clone(), cluster.clone(), replicas.clone(), groups.clone(), TxnConfig::new(config), shutdown)?);
         Ok(Api { config: config.clone(), log, cluster, groups, txns, fetch_sessions, replicas })
     }
@@ -203,7 +208,7 @@ impl Api {
             }
             RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(admin::create_topics(self, &req, r).await),
             RequestKind::DeleteTopics(r) => ResponseKind::DeleteTopics(admin::delete_topics(self, &req, r).await),
-            RequestKind::FindCoordinator(r) => ResponseKind::FindCoordinator(groups::find_coordinator(self, &req, r)),
+            RequestKind::FindCoordinator(r) => ResponseKind::FindCoordinator(groups::find_coordinator(self, &req, r).await),
             RequestKind::JoinGroup(r) => ResponseKind::JoinGroup(groups::join_group(self, &req, r).await),
             RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(groups::sync_group(self, &req, r).await),
             RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(groups::heartbeat(self, r).await),

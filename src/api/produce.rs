@@ -58,6 +58,10 @@ type Appended = (i64, i64, i64);
 /// `min.insync.replicas`, as Kafka's Partition.appendRecordsToLeader does.
 async fn append(api: &Api, topic: Option<&Topic>, p: &PartitionProduceData, now: i64, acks: i16, deadline: tokio::time::Instant) -> Result<Appended, AppendError> {
     let topic = topic.ok_or(ResponseError::UnknownTopicOrPartition)?;
+    if topic.name == crate::group::OFFSETS_TOPIC {
+        // Only the group coordinator writes there, as in Kafka.
+        return Err(ResponseError::InvalidTopicException.into());
+    }
     let partition = partition_id(Some(topic), p.index)?;
     let records = p.records.as_ref().ok_or(ResponseError::CorruptMessage)?;
     let verified = match BatchHeader::new(records).filter(|h| h.is_transactional()) {

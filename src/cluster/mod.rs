@@ -451,11 +451,19 @@ impl Cluster {
             return Err(ResponseError::UnknownTopicOrPartition);
         }
         let new = NewTopic { name: name.to_string(), num_partitions: -1, replication_factor: -1, assignments: None, configs: vec![] };
-        match self.create_topic(&new).await {
+        self.topic_or_create_as(&new).await.map_err(|(e, _)| e)
+    }
+
+    /// Returns the topic, creating it as `new` says when it does not exist.
+    pub async fn topic_or_create_as(&self, new: &NewTopic) -> Result<Arc<Topic>, Failure> {
+        if let Some(t) = self.topic(&new.name) {
+            return Ok(t);
+        }
+        match self.create_topic(new).await {
             Ok(t) => Ok(t),
             // Another request created it in between.
-            Err((ResponseError::TopicAlreadyExists, _)) => self.published(|c| c.topic(name)).await.map_err(|(e, _)| e),
-            Err((e, _)) => Err(e),
+            Err((ResponseError::TopicAlreadyExists, _)) => self.published(|c| c.topic(&new.name)).await,
+            Err(e) => Err(e),
         }
     }
 

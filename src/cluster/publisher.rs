@@ -19,7 +19,7 @@ use super::controller::{ControllerClient, IsrChange, WriteError};
 use super::metadata::{MetadataImage, PartitionRecord};
 use super::replication::{AlterPartition, AlterPartitionSender, BrokerAddresses, CommittedIsr, PartitionState, ReplicaManager, TopicPartition};
 use super::Cluster;
-use crate::group::GroupCoordinator;
+use crate::group::{GroupCoordinator, OFFSETS_TOPIC};
 
 /// How long to wait before asking the controller again to register this node's old topics.
 const MIGRATION_RETRY: Duration = Duration::from_secs(1);
@@ -115,6 +115,12 @@ impl Publisher {
                 }
             }
         }
+        let me = self.cluster.node().id;
+        let led: Vec<(i32, i32)> = image
+            .topic(OFFSETS_TOPIC)
+            .map(|t| t.partitions.iter().filter(|(_, p)| p.leader == me).map(|(&index, p)| (index, p.leader_epoch)).collect())
+            .unwrap_or_default();
+        self.groups.follow_partitions(&led);
     }
 }
 

@@ -106,6 +106,9 @@ pub struct Config {
     /// Committed offsets' retention (`offsets.retention.minutes`), and how often it runs.
     pub offsets_retention_minutes: u64,
     pub offsets_retention_check_interval_ms: u64,
+    pub offsets_topic_num_partitions: i32,
+    pub offsets_topic_replication_factor: i16,
+    pub offsets_commit_timeout_ms: u64,
     /// Memory for RocksDB: all memtables together, and the block cache.
     pub memtable_bytes: usize,
     pub block_cache_bytes: usize,
@@ -306,6 +309,9 @@ impl Config {
             group_max_size: 0,
             offsets_retention_minutes: 0,
             offsets_retention_check_interval_ms: 0,
+            offsets_topic_num_partitions: 0,
+            offsets_topic_replication_factor: 0,
+            offsets_commit_timeout_ms: 0,
             memtable_bytes: 0,
             block_cache_bytes: 0,
             min_insync_replicas: 0,

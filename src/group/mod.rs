@@ -2,11 +2,14 @@
 //!
 //! Each group is its own [`Group`] state machine behind its own lock; the map of groups is
 //! locked only to find, add or remove one (map lock first, then a group's). Committed offsets
-//! and each group's membership (as of its last Stable or Empty state) persist in the `meta`
-//! column family, under `o...` and `g...`. Offsets past `offsets.retention.minutes` expire,
-//! and Empty groups without offsets go, in a periodic pass.
+//! and each group's membership (as of its last Stable or Empty state) persist under keys
+//! `o...` and `g...`: in the `meta` column family on a lone node, in the replicated
+//! `__consumer_offsets` in a cluster ([`OffsetsTopic`]), where this broker coordinates the
+//! groups of the partitions it leads. Offsets past `offsets.retention.minutes` expire, and
+//! Empty groups without offsets go, in a periodic pass.
 
 mod codec;
+mod offsets_topic;
 mod state;
 
 use std::collections::{HashMap, HashSet};
@@ -15,11 +18,14 @@ use std::time::Duration;
 
 use anyhow::Result;
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
 use kafka_protocol::ResponseError;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::log::Meta;
+use offsets_topic::Changes;
+pub use offsets_topic::{OffsetsTopic, TOPIC as OFFSETS_TOPIC};
 pub use state::{Committed, GroupConfig, GroupState, JoinRequest, JoinResult};
 use state::{Group, Reply};
 
@@ -28,6 +34,9 @@ const OFFSET_PREFIX: &[u8] = b"o";
 
 /// How often session and rebalance timeouts are checked.
 const TICK: Duration = Duration::from_millis(100);
+
+/// How long to wait before reading a partition again after a failed load.
+const LOAD_RETRY: Duration = Duration::from_secs(1);
 
 pub type TopicPartition = (String, i32);
 
@@ -55,10 +64,96 @@ pub fn check_group_id(id: &str, allow_empty: bool) -> Result<(), ResponseError> 
     Ok(())
 }
 
+/// Where the coordinator persists groups and offsets.
+pub enum GroupStore {
+    /// A lone node's `meta` column family.
+    Local(Meta),
+    /// A cluster's `__consumer_offsets`.
+    Replicated(Arc<OffsetsTopic>),
+}
+
+impl GroupStore {
+    /// Whether this broker answers for the group (NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS).
+    fn check(&self, group_id: &str) -> Result<(), ResponseError> {
+        match self {
+            GroupStore::Local(_) => Ok(()),
+            GroupStore::Replicated(topic) => topic.check(group_id),
+        }
+    }
+
+    /// Queues a group's changes (in the order of calls) and returns the wait for them.
+    fn write(&self, group_id: &str, changes: Changes) -> BoxFuture<'static, Result<(), ResponseError>> {
+        match self {
+            GroupStore::Local(meta) => {
+                let writes: Vec<(&[u8], Option<&[u8]>)> = changes.iter().map(|(k, v)| (k.as_slice(), v.as_deref())).collect();
+                let written = meta.write(&writes);
+                let group_id = group_id.to_string();
+                Box::pin(async move {
+                    written.await.map_err(|e| {
+                        tracing::error!(group = group_id, "cannot persist group changes: {e:#}");
+                        ResponseError::KafkaStorageError
+                    })
+                })
+            }
+            GroupStore::Replicated(topic) => Box::pin(topic.write(group_id, changes)),
+        }
+    }
+
+    /// Removes a group's record and its committed offsets (`offsets`, those it has in memory;
+    /// locally, any other under its prefix too).
+    fn remove(&self, group_id: &str, offsets: &[TopicPartition]) -> BoxFuture<'static, Result<(), ResponseError>> {
+        let group_key = [GROUP_PREFIX, group_id.as_bytes()].concat();
+        match self {
+            GroupStore::Local(meta) => {
+                let written = meta.delete_prefix(&offset_prefix(group_id), &[(&group_key, None)]);
+                Box::pin(async move { written.await.map_err(|_| ResponseError::KafkaStorageError) })
+            }
+            GroupStore::Replicated(topic) => {
+                let mut changes: Changes = offsets.iter().map(|tp| (offset_key(group_id, tp), None)).collect();
+                changes.push((group_key, None));
+                Box::pin(topic.write(group_id, changes))
+            }
+        }
+    }
+}
+
 pub struct GroupCoordinator {
     groups: Mutex<HashMap<String, Arc<Mutex<Group>>>>,
-    meta: Meta,
+    store: GroupStore,
     config: GroupConfig,
+}
+
+/// Groups decoded from stored (key, value) pairs, and the keys of offsets whose topic is gone.
+fn decode_groups(entries: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>, topics: &HashSet<String>, config: &GroupConfig) -> (HashMap<String, Group>, Vec<Vec<u8>>) {
+    let now = Instant::now();
+    let now_ms = crate::api::now_ms();
+    let mut groups: HashMap<String, Group> = HashMap::new();
+    let mut offsets = Vec::new();
+    for (key, value) in entries {
+        if let Some(id) = key.strip_prefix(GROUP_PREFIX) {
+            let id = String::from_utf8_lossy(id).to_string();
+            match codec::decode_group(&id, &value, now) {
+                Some(mut g) => {
+                    g.shed_over_capacity(config.max_size, now);
+                    groups.insert(id, g);
+                }
+                None => tracing::warn!(group = %id, "ignoring an unreadable group record"),
+            }
+        } else if key.starts_with(OFFSET_PREFIX) {
+            offsets.push((key, value));
+        }
+    }
+    let mut orphans = Vec::new();
+    for (key, value) in offsets {
+        let Some((group, tp)) = codec::decode_offset_key(&key[OFFSET_PREFIX.len()..]) else { continue };
+        if !topics.contains(&tp.0) {
+            orphans.push(key);
+            continue;
+        }
+        let Some(committed) = codec::decode_committed(&value, now_ms) else { continue };
+        groups.entry(group.clone()).or_insert_with(|| Group::new(&group, now)).offsets.insert(tp, committed);
+    }
+    (groups, orphans)
 }
 
 /// What a group looked like before an operation, to know whether to persist it after.
@@ -74,40 +169,95 @@ fn snapshot(g: &Group) -> Snapshot {
 }
 
 impl GroupCoordinator {
-    /// Loads every group's membership and committed offsets. Offsets of topics not in
-    /// `topics` (deleted while the broker was down, or before their offsets were removed)
-    /// are deleted, so a topic recreated later starts clean.
-    pub fn open(meta: Meta, config: GroupConfig, topics: &HashSet<String>) -> Result<GroupCoordinator> {
-        let now = Instant::now();
-        let now_ms = crate::api::now_ms();
-        let mut groups: HashMap<String, Group> = HashMap::new();
-        for (key, value) in meta.scan(GROUP_PREFIX)? {
-            let id = String::from_utf8_lossy(&key[GROUP_PREFIX.len()..]).to_string();
-            match codec::decode_group(&id, &value, now) {
-                Some(mut g) => {
-                    g.shed_over_capacity(config.max_size, now);
-                    groups.insert(id, g);
+    /// Opens the coordinator on its store. A lone node loads every group's membership and
+    /// committed offsets; offsets of topics not in `topics` (deleted while the broker was down,
+    /// or before their offsets were removed) are deleted, so a topic recreated later starts
+    /// clean. In a cluster, groups load as this broker comes to lead their partitions.
+    pub fn open(store: GroupStore, config: GroupConfig, topics: &HashSet<String>) -> Result<GroupCoordinator> {
+        let mut groups = HashMap::new();
+        match &store {
+            GroupStore::Local(meta) => {
+                let entries = meta.scan(GROUP_PREFIX)?.into_iter().chain(meta.scan(OFFSET_PREFIX)?);
+                let (loaded, orphans) = decode_groups(entries, topics, &config);
+                if !orphans.is_empty() {
+                    tracing::info!(offsets = orphans.len(), "removing committed offsets of deleted topics");
+                    let deletes: Vec<(&[u8], Option<&[u8]>)> = orphans.iter().map(|k| (k.as_slice(), None)).collect();
+                    meta.write_now(&deletes)?;
                 }
-                None => tracing::warn!(group = %id, "ignoring an unreadable group record"),
+                groups = loaded.into_iter().map(|(k, g)| (k, Arc::new(Mutex::new(g)))).collect();
+            }
+            GroupStore::Replicated(_) => {}
+        }
+        Ok(GroupCoordinator { groups: Mutex::new(groups), store, config })
+    }
+
+    /// FindCoordinator for a group: the broker that coordinates it, `None` for this lone node.
+    pub async fn coordinator(&self, group_id: &str) -> Result<Option<i32>, ResponseError> {
+        match &self.store {
+            GroupStore::Local(_) => Ok(None),
+            GroupStore::Replicated(topic) => topic.coordinator(group_id).await.map(Some),
+        }
+    }
+
+    /// Follows the `__consumer_offsets` partitions this broker leads (index, leader epoch), as
+    /// the metadata publisher sees them: loads the groups of new ones in the background, and
+    /// forgets those of partitions it no longer leads.
+    pub fn follow_partitions(self: &Arc<Self>, led: &[(i32, i32)]) {
+        let GroupStore::Replicated(topic) = &self.store else { return };
+        let (load, forget) = topic.follow(led);
+        for index in forget {
+            let mut groups = self.groups.lock().expect("groups lock");
+            let gone: Vec<String> = groups.keys().filter(|id| topic.partition_of(id).is_none_or(|p| p == index)).cloned().collect();
+            for id in &gone {
+                if let Some(group) = groups.remove(id) {
+                    // Waiting members get NOT_COORDINATOR and look for the new coordinator.
+                    let mut g = group.lock().expect("group lock");
+                    g.kill();
+                    g.members.clear();
+                }
+            }
+            tracing::info!(partition = index, groups = gone.len(), "no longer coordinating the groups of {OFFSETS_TOPIC}-{index}");
+        }
+        for (index, epoch) in load {
+            tokio::spawn(self.clone().load_partition(topic.clone(), index, epoch));
+        }
+    }
+
+    /// Replays a partition this broker now leads and takes its groups; retried while the
+    /// partition is still this broker's to load.
+    async fn load_partition(self: Arc<Self>, topic: Arc<OffsetsTopic>, index: i32, epoch: i32) {
+        let started = std::time::Instant::now();
+        let entries = loop {
+            if !topic.loading(index, epoch) {
+                return;
+            }
+            match topic.read(index).await {
+                Ok(entries) => break entries,
+                Err(e) => {
+                    tracing::warn!(partition = index, "loading {OFFSETS_TOPIC}-{index}: {e:?}; retrying");
+                    tokio::time::sleep(LOAD_RETRY).await;
+                }
+            }
+        };
+        let (loaded, orphans) = decode_groups(entries, &topic.topic_names(), &self.config);
+        let count = loaded.len();
+        {
+            // Under the map lock: no request finds the partition served before its groups are in.
+            let mut groups = self.groups.lock().expect("groups lock");
+            if !topic.loaded(index, epoch) {
+                return;
+            }
+            for (id, g) in loaded {
+                groups.insert(id, Arc::new(Mutex::new(g)));
             }
         }
-        let mut orphans = Vec::new();
-        for (key, value) in meta.scan(OFFSET_PREFIX)? {
-            let Some((group, tp)) = codec::decode_offset_key(&key[OFFSET_PREFIX.len()..]) else { continue };
-            if !topics.contains(&tp.0) {
-                orphans.push(key);
-                continue;
-            }
-            let Some(committed) = codec::decode_committed(&value, now_ms) else { continue };
-            groups.entry(group.clone()).or_insert_with(|| Group::new(&group, now)).offsets.insert(tp, committed);
-        }
+        tracing::info!(partition = index, epoch, groups = count, elapsed = ?started.elapsed(), "coordinating the groups of {OFFSETS_TOPIC}-{index}");
         if !orphans.is_empty() {
-            tracing::info!(offsets = orphans.len(), "removing committed offsets of deleted topics");
-            let deletes: Vec<(&[u8], Option<&[u8]>)> = orphans.iter().map(|k| (k.as_slice(), None)).collect();
-            meta.write_now(&deletes)?;
+            let deletes = orphans.into_iter().map(|k| (k, None)).collect();
+            if let Err(e) = topic.write_partition(index, deletes).await {
+                tracing::warn!(partition = index, "removing offsets of deleted topics: {e:?}");
+            }
         }
-        let groups = groups.into_iter().map(|(k, g)| (k, Arc::new(Mutex::new(g)))).collect();
-        Ok(GroupCoordinator { groups: Mutex::new(groups), meta, config })
     }
 
     fn group(&self, id: &str) -> Option<Arc<Mutex<Group>>> {
@@ -130,13 +280,13 @@ impl GroupCoordinator {
             let after = snapshot(&g);
             let persisted = (after != before && matches!(g.state, GroupState::Stable | GroupState::Empty)).then(|| {
                 let key = [GROUP_PREFIX, g.id.as_bytes()].concat();
-                (g.id.clone(), self.meta.write(&[(&key, Some(&codec::encode_group(&g)))]))
+                (g.id.clone(), self.store.write(&g.id, vec![(key, Some(codec::encode_group(&g)))]))
             });
             (result, persisted)
         };
         if let Some((id, written)) = persisted {
             if let Err(e) = written.await {
-                tracing::error!(group = %id, "cannot persist group membership: {e:#}");
+                tracing::warn!(group = %id, "group membership not persisted: {e:?}");
             }
         }
         result
@@ -145,7 +295,7 @@ impl GroupCoordinator {
     pub async fn join(&self, group_id: &str, req: JoinRequest) -> JoinResult {
         let member_id = req.member_id.clone();
         let failed = |e| JoinResult { error: Some(e), member_id: member_id.clone(), generation: -1, ..Default::default() };
-        if let Err(e) = check_group_id(group_id, false) {
+        if let Err(e) = check_group_id(group_id, false).and_then(|()| self.store.check(group_id)) {
             return failed(e);
         }
         // Only a new member (no member id yet) creates the group.
@@ -159,7 +309,7 @@ impl GroupCoordinator {
         };
         match self.update(&group, |g, now| g.join(req, now, &self.config)).await {
             Reply::Now(r) => r,
-            Reply::Later(rx) => rx.await.unwrap_or_else(|_| failed(ResponseError::UnknownMemberId)),
+            Reply::Later(rx) => rx.await.unwrap_or_else(|_| failed(self.gone(group_id))),
         }
     }
 
@@ -172,26 +322,26 @@ impl GroupCoordinator {
         protocol: (Option<&str>, Option<&str>),
         assignments: Vec<(String, Bytes)>,
     ) -> Result<(Option<String>, Option<String>, Bytes), ResponseError> {
-        check_group_id(group_id, false)?;
+        self.check(group_id, false)?;
         let group = self.group(group_id).ok_or(ResponseError::UnknownMemberId)?;
         let reply = self.update(&group, |g, now| g.sync(member.0, member.1, generation, protocol, assignments, now)).await;
         let assignment = match reply {
             Reply::Now(r) => r?,
-            Reply::Later(rx) => rx.await.unwrap_or(Err(ResponseError::UnknownMemberId))?,
+            Reply::Later(rx) => rx.await.unwrap_or_else(|_| Err(self.gone(group_id)))?,
         };
         let g = group.lock().expect("group lock");
         Ok((g.protocol_type.clone(), g.protocol.clone(), assignment))
     }
 
     pub async fn heartbeat(&self, group_id: &str, member_id: &str, instance_id: Option<&str>, generation: i32) -> Result<(), ResponseError> {
-        check_group_id(group_id, false)?;
+        self.check(group_id, false)?;
         let group = self.group(group_id).ok_or(ResponseError::UnknownMemberId)?;
         self.update(&group, |g, now| g.heartbeat(member_id, instance_id, generation, now)).await
     }
 
     /// LeaveGroup for each (member id, instance id); one result per member.
     pub async fn leave(&self, group_id: &str, members: &[(String, Option<String>)]) -> Result<Vec<Result<(), ResponseError>>, ResponseError> {
-        check_group_id(group_id, false)?;
+        self.check(group_id, false)?;
         let group = self.group(group_id).ok_or(ResponseError::UnknownMemberId)?;
         Ok(self.update(&group, |g, now| members.iter().map(|(m, i)| g.leave(m, i.as_deref(), now)).collect()).await)
     }
@@ -205,7 +355,7 @@ impl GroupCoordinator {
         generation: i32,
         offsets: Vec<(TopicPartition, Committed)>,
     ) -> Result<Vec<Result<(), ResponseError>>, ResponseError> {
-        check_group_id(group_id, false)?;
+        self.check(group_id, false)?;
         let group = if generation < 0 { self.group_or_create(group_id) } else { self.group(group_id).ok_or(ResponseError::IllegalGeneration)? };
         self.store_offsets(&group, group_id, offsets, |g| g.check_commit(member.0, member.1, generation)).await
     }
@@ -213,7 +363,7 @@ impl GroupCoordinator {
     /// TxnOffsetCommit's check of the committing member (KIP-447): a producer that names no
     /// generation and no member (an older client) is not checked, as in Kafka.
     pub fn check_txn_member(&self, group_id: &str, member: (&str, Option<&str>), generation: i32) -> Result<(), ResponseError> {
-        check_group_id(group_id, false)?;
+        self.check(group_id, false)?;
         if generation < 0 && member.0.is_empty() && member.1.is_none() {
             return Ok(());
         }
@@ -225,7 +375,7 @@ impl GroupCoordinator {
     /// Stores the offsets a transaction committed, once its COMMIT is decided: the members
     /// were checked when the transaction took them (TxnOffsetCommit), not now.
     pub async fn commit_transactional(&self, group_id: &str, offsets: Vec<(TopicPartition, Committed)>) -> Result<(), ResponseError> {
-        check_group_id(group_id, false)?;
+        self.check(group_id, false)?;
         let group = self.group_or_create(group_id);
         self.store_offsets(&group, group_id, offsets, |_| Ok(())).await?.into_iter().collect()
     }
@@ -241,33 +391,29 @@ impl GroupCoordinator {
         let (results, written) = {
             let mut g = group.lock().expect("group lock");
             check(&g)?;
-            let mut changes: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+            let mut changes: Changes = Vec::new();
             let results: Vec<_> = offsets
                 .into_iter()
                 .map(|(tp, committed)| {
                     if committed.metadata.as_ref().is_some_and(|m| m.len() > self.config.max_metadata_bytes) {
                         return Err(ResponseError::OffsetMetadataTooLarge);
                     }
-                    changes.push((offset_key(group_id, &tp), codec::encode_committed(&committed)));
+                    changes.push((offset_key(group_id, &tp), Some(codec::encode_committed(&committed))));
                     g.offsets.insert(tp, committed);
                     Ok(())
                 })
                 .collect();
-            let writes: Vec<(&[u8], Option<&[u8]>)> = changes.iter().map(|(k, v)| (k.as_slice(), Some(v.as_slice()))).collect();
             // Queued under the lock: the last commit of a partition is the one stored.
-            (results, self.meta.write(&writes))
+            (results, self.store.write(group_id, changes))
         };
-        written.await.map_err(|e| {
-            tracing::error!(group = group_id, "cannot persist committed offsets: {e:#}");
-            ResponseError::KafkaStorageError
-        })?;
+        written.await?;
         Ok(results)
     }
 
     /// Committed offsets of the given partitions (None where nothing is committed), or of
     /// every partition the group committed when `partitions` is None.
     pub fn committed(&self, group_id: &str, partitions: Option<Vec<TopicPartition>>) -> Result<Vec<(TopicPartition, Option<Committed>)>, ResponseError> {
-        check_group_id(group_id, true)?;
+        self.check(group_id, true)?;
         let Some(group) = self.group(group_id) else {
             return Ok(partitions.unwrap_or_default().into_iter().map(|tp| (tp, None)).collect());
         };
@@ -297,7 +443,7 @@ impl GroupCoordinator {
 
     /// DescribeGroups for one group; `None` for a group that does not exist (Kafka: Dead).
     pub fn describe(&self, group_id: &str) -> Result<Option<GroupDescription>, ResponseError> {
-        check_group_id(group_id, true)?;
+        self.check(group_id, true)?;
         let Some(group) = self.group(group_id) else { return Ok(None) };
         let g = group.lock().expect("group lock");
         let members = g
@@ -318,9 +464,9 @@ impl GroupCoordinator {
     /// Takes a group out of the map and queues the deletion of its record and offsets.
     /// Called with the map locked and then the group, so no one finds it half removed; whoever
     /// still holds it sees it Dead.
-    fn remove_group(&self, groups: &mut HashMap<String, Arc<Mutex<Group>>>, g: &mut Group) -> impl std::future::Future<Output = Result<()>> + Send + 'static {
-        let group_key = [GROUP_PREFIX, g.id.as_bytes()].concat();
-        let written = self.meta.delete_prefix(&offset_prefix(&g.id), &[(&group_key, None)]);
+    fn remove_group(&self, groups: &mut HashMap<String, Arc<Mutex<Group>>>, g: &mut Group) -> BoxFuture<'static, Result<(), ResponseError>> {
+        let offsets: Vec<TopicPartition> = g.offsets.keys().cloned().collect();
+        let written = self.store.remove(&g.id, &offsets);
         groups.remove(&g.id);
         g.kill();
         written
@@ -328,7 +474,7 @@ impl GroupCoordinator {
 
     /// DeleteGroups: only a group without members can go; its offsets go with it.
     pub async fn delete(&self, group_id: &str) -> Result<(), ResponseError> {
-        check_group_id(group_id, true)?;
+        self.check(group_id, true)?;
         let written = {
             let mut groups = self.groups.lock().expect("groups lock");
             let group = groups.get(group_id).ok_or(ResponseError::GroupIdNotFound)?.clone();
@@ -338,15 +484,12 @@ impl GroupCoordinator {
             }
             self.remove_group(&mut groups, &mut g)
         };
-        written.await.map_err(|e| {
-            tracing::error!(group = group_id, "cannot delete group: {e:#}");
-            ResponseError::KafkaStorageError
-        })
+        written.await.inspect_err(|e| tracing::error!(group = group_id, "cannot delete group: {e:?}"))
     }
 
     /// OffsetDelete: drops committed offsets, except of topics an active member subscribes to.
     pub async fn delete_offsets(&self, group_id: &str, partitions: Vec<TopicPartition>) -> Result<Vec<PartitionResult>, ResponseError> {
-        check_group_id(group_id, false)?;
+        self.check(group_id, false)?;
         let group = self.group(group_id).ok_or(ResponseError::GroupIdNotFound)?;
         let (results, written) = {
             let mut g = group.lock().expect("group lock");
@@ -358,14 +501,13 @@ impl GroupCoordinator {
                         return (tp, Err(ResponseError::GroupSubscribedToTopic));
                     }
                     g.offsets.remove(&tp);
-                    deletes.push(offset_key(group_id, &tp));
+                    deletes.push((offset_key(group_id, &tp), None));
                     (tp, Ok(()))
                 })
                 .collect();
-            let writes: Vec<(&[u8], Option<&[u8]>)> = deletes.iter().map(|k| (k.as_slice(), None)).collect();
-            (results, self.meta.write(&writes))
+            (results, self.store.write(group_id, deletes))
         };
-        written.await.map_err(|_| ResponseError::KafkaStorageError)?;
+        written.await?;
         Ok(results)
     }
 
@@ -387,15 +529,24 @@ impl GroupCoordinator {
             };
             if let Err(e) = written.await {
                 // Start-up removes them if this write was lost.
-                tracing::error!(topic, "cannot delete committed offsets of a deleted topic: {e:#}");
+                tracing::error!(topic, "cannot delete committed offsets of a deleted topic: {e:?}");
             }
         }
     }
 
-    fn delete_offset_keys(&self, group_id: &str, partitions: &[TopicPartition]) -> impl std::future::Future<Output = Result<()>> + Send + 'static {
-        let keys: Vec<Vec<u8>> = partitions.iter().map(|tp| offset_key(group_id, tp)).collect();
-        let writes: Vec<(&[u8], Option<&[u8]>)> = keys.iter().map(|k| (k.as_slice(), None)).collect();
-        self.meta.write(&writes)
+    fn delete_offset_keys(&self, group_id: &str, partitions: &[TopicPartition]) -> BoxFuture<'static, Result<(), ResponseError>> {
+        self.store.write(group_id, partitions.iter().map(|tp| (offset_key(group_id, tp), None)).collect())
+    }
+
+    /// The group id is valid and this broker coordinates the group.
+    fn check(&self, group_id: &str, allow_empty: bool) -> Result<(), ResponseError> {
+        check_group_id(group_id, allow_empty)?;
+        self.store.check(group_id)
+    }
+
+    /// Why a member's wait ended without an answer: the group moved away, or it was removed.
+    fn gone(&self, group_id: &str) -> ResponseError {
+        self.store.check(group_id).err().unwrap_or(ResponseError::UnknownMemberId)
     }
 
     /// One pass of offset retention at `now_ms`: expired offsets are deleted, and an Empty
@@ -416,7 +567,7 @@ impl GroupCoordinator {
             };
             if let Some(written) = written {
                 if let Err(e) = written.await {
-                    tracing::error!("cannot delete expired offsets: {e:#}");
+                    tracing::error!("cannot delete expired offsets: {e:?}");
                     continue;
                 }
             }
@@ -434,7 +585,7 @@ impl GroupCoordinator {
                 self.remove_group(&mut groups, &mut g)
             };
             if let Err(e) = written.await {
-                tracing::error!("cannot delete an expired group: {e:#}");
+                tracing::error!("cannot delete an expired group: {e:?}");
             }
         }
         if expired_offsets > 0 || removed_groups > 0 {
@@ -564,7 +715,7 @@ mod tests {
     async fn an_empty_groups_offsets_expire_a_retention_period_after_it_emptied_even_across_a_restart() {
         let dir = tempfile::tempdir().unwrap();
         let log = LogStore::open(dir.path()).unwrap();
-        let c = GroupCoordinator::open(log.meta(), config(), &topics(&["t"])).unwrap();
+        let c = GroupCoordinator::open(GroupStore::Local(log.meta()), config(), &topics(&["t"])).unwrap();
         let (member, generation) = stable_member(&c, "g", &["t"]).await;
         // Committed long ago: an Empty group's retention counts from when it emptied, not this.
         let now = crate::api::now_ms();
@@ -576,7 +727,7 @@ mod tests {
         drop(c);
 
         // The time it emptied is stored with the group.
-        let c = GroupCoordinator::open(log.meta(), config(), &topics(&["t"])).unwrap();
+        let c = GroupCoordinator::open(GroupStore::Local(log.meta()), config(), &topics(&["t"])).unwrap();
         c.expire_offsets(emptied + RETENTION_MS - 1_000).await;
         assert_eq!(committed_topics(&c, "g"), ["t"]);
         assert_eq!(c.list().len(), 1);
@@ -585,7 +736,7 @@ mod tests {
         assert!(c.list().is_empty(), "an Empty group without offsets disappears");
         assert!(c.describe("g").unwrap().is_none());
         drop(c);
-        let c = GroupCoordinator::open(log.meta(), config(), &topics(&["t"])).unwrap();
+        let c = GroupCoordinator::open(GroupStore::Local(log.meta()), config(), &topics(&["t"])).unwrap();
         assert!(c.list().is_empty(), "the expiry was stored");
     }
 
@@ -593,7 +744,7 @@ mod tests {
     async fn a_simple_groups_offsets_expire_by_commit_time_or_their_own_retention() {
         let dir = tempfile::tempdir().unwrap();
         let log = LogStore::open(dir.path()).unwrap();
-        let c = GroupCoordinator::open(log.meta(), config(), &topics(&["old", "new", "short"])).unwrap();
+        let c = GroupCoordinator::open(GroupStore::Local(log.meta()), config(), &topics(&["old", "new", "short"])).unwrap();
         let now = crate::api::now_ms();
         let short = Committed { expire_timestamp_ms: Some(now + 1_000), ..offset(3, now) };
         commit(&c, "simple", ("", -1), &[("old", offset(1, now - 9 * MINUTE_MS)), ("new", offset(2, now)), ("short", short)]).await;
@@ -610,7 +761,7 @@ mod tests {
     async fn a_stable_group_loses_only_offsets_of_topics_it_no_longer_subscribes_to() {
         let dir = tempfile::tempdir().unwrap();
         let log = LogStore::open(dir.path()).unwrap();
-        let c = GroupCoordinator::open(log.meta(), config(), &topics(&["kept", "dropped"])).unwrap();
+        let c = GroupCoordinator::open(GroupStore::Local(log.meta()), config(), &topics(&["kept", "dropped"])).unwrap();
         let (member, generation) = stable_member(&c, "g", &["kept"]).await;
         let now = crate::api::now_ms();
         commit(&c, "g", (&member, generation), &[("kept", offset(1, now)), ("dropped", offset(2, now))]).await;
@@ -627,7 +778,7 @@ mod tests {
     async fn offsets_of_deleted_topics_go_at_once_or_at_the_next_start() {
         let dir = tempfile::tempdir().unwrap();
         let log = LogStore::open(dir.path()).unwrap();
-        let c = GroupCoordinator::open(log.meta(), config(), &topics(&["a", "b", "c"])).unwrap();
+        let c = GroupCoordinator::open(GroupStore::Local(log.meta()), config(), &topics(&["a", "b", "c"])).unwrap();
         let now = crate::api::now_ms();
         for group in ["g1", "g2"] {
             commit(&c, group, ("", -1), &[("a", offset(1, now)), ("b", offset(2, now)), ("c", offset(3, now))]).await;
@@ -637,13 +788,13 @@ mod tests {
         assert_eq!(committed_topics(&c, "g2"), ["b", "c"]);
         drop(c);
         // "b" was deleted while its offsets stayed (a crash between the two): start-up drops them.
-        let c = GroupCoordinator::open(log.meta(), config(), &topics(&["a", "b", "c"])).unwrap();
+        let c = GroupCoordinator::open(GroupStore::Local(log.meta()), config(), &topics(&["a", "b", "c"])).unwrap();
         assert_eq!(committed_topics(&c, "g1"), ["b", "c"], "the removal of a's offsets was stored");
         drop(c);
-        let c = GroupCoordinator::open(log.meta(), config(), &topics(&["a", "c"])).unwrap();
+        let c = GroupCoordinator::open(GroupStore::Local(log.meta()), config(), &topics(&["a", "c"])).unwrap();
         assert_eq!(committed_topics(&c, "g2"), ["c"]);
         drop(c);
-        let c = GroupCoordinator::open(log.meta(), config(), &topics(&["a", "b", "c"])).unwrap();
+        let c = GroupCoordinator::open(GroupStore::Local(log.meta()), config(), &topics(&["a", "b", "c"])).unwrap();
         assert_eq!(committed_topics(&c, "g2"), ["c"], "a recreated b starts clean");
     }
 }

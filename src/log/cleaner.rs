@@ -224,7 +224,7 @@ impl Pass<'_> {
                 let Some(key) = r.key else { return true };
                 let offset = header.base_offset() + r.offset_delta;
                 let superseded = latest.get(key).is_some_and(|&last| offset < last);
-                let expired_tombstone = r.null_value && header.base_timestamp() + r.timestamp_delta < tombstone_horizon;
+                let expired_tombstone = r.value.is_none() && header.base_timestamp() + r.timestamp_delta < tombstone_horizon;
                 !superseded && !expired_tombstone
             })
             .copied()
@@ -232,7 +232,7 @@ impl Pass<'_> {
         let removed = all.len() - kept.len();
         let tombstone_due = kept
             .iter()
-            .filter(|r| r.null_value)
+            .filter(|r| r.value.is_none())
             .map(|r| (header.base_timestamp() + r.timestamp_delta).saturating_add(self.policy.delete_retention_ms))
             .min();
         let rewrite = match removed {

@@ -8,7 +8,7 @@
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::compression::{self as codec, Compressor, Decompressor};
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType, NO_PARTITION_LEADER_EPOCH, NO_SEQUENCE};
+use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType, NO_PARTITION_LEADER_EPOCH, NO_PRODUCER_EPOCH, NO_PRODUCER_ID, NO_SEQUENCE};
 use kafka_protocol::ResponseError;
 
 use super::batch::{self, BatchHeader};
@@ -19,8 +19,8 @@ pub struct RawRecord<'a> {
     pub offset_delta: i64,
     pub timestamp_delta: i64,
     pub key: Option<&'a [u8]>,
-    /// A null value: a tombstone on a compacted topic.
-    pub null_value: bool,
+    /// `None` is a null value: a tombstone on a compacted topic.
+    pub value: Option<&'a [u8]>,
     /// The whole record, its length prefix included.
     pub bytes: &'a [u8],
 }
@@ -103,8 +103,8 @@ fn next_record<'a>(rest: &mut &'a [u8]) -> Result<RawRecord<'a>, ResponseError> 
     let timestamp_delta = varint(&mut body)?;
     let offset_delta = varint(&mut body)?;
     let key = bytes_field(&mut body)?;
-    let value_length = varint(&mut body)?;
-    Ok(RawRecord { offset_delta, timestamp_delta, key, null_value: value_length < 0, bytes: &whole[..prefix + length] })
+    let value = bytes_field(&mut body)?;
+    Ok(RawRecord { offset_delta, timestamp_delta, key, value, bytes: &whole[..prefix + length] })
 }
 
 /// A length-prefixed field; `None` for length -1.
@@ -205,6 +205,58 @@ pub fn marker(producer_id: i64, producer_epoch: i16, coordinator_epoch: i32, com
     out.to_vec()
 }
 
+/// A batch of keyed records, `None` values being tombstones, as a non-idempotent producer
+/// sends it (the group coordinator's writes to its compacted topic).
+pub fn keyed_batch(records: &[(Vec<u8>, Option<Vec<u8>>)], timestamp: i64) -> Vec<u8> {
+    let records: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(i, (key, value))| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: NO_PARTITION_LEADER_EPOCH,
+            producer_id: NO_PRODUCER_ID,
+            producer_epoch: NO_PRODUCER_EPOCH,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            // The encoder keeps records in one batch while offset minus sequence stays the same;
+            // the batch's base sequence is the first one's, NO_SEQUENCE.
+            sequence: NO_SEQUENCE.wrapping_add(i as i32),
+            timestamp,
+            key: Some(Bytes::copy_from_slice(key)),
+            value: value.as_deref().map(Bytes::copy_from_slice),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut out = BytesMut::new();
+    RecordBatchEncoder::encode(&mut out, &records, &RecordEncodeOptions { version: 2, compression: Compression::None })
+        .expect("keyed records always encode");
+    out.to_vec()
+}
+
+/// Each (key, value) of the data batches in `stored` (whole batches, as a read returns them),
+/// in log order; control batches and keyless records are skipped. Returns the offset after the
+/// last batch, `None` when `stored` holds no whole batch.
+pub fn keyed_records(stored: &[u8], mut each: impl FnMut(&[u8], Option<&[u8]>)) -> Result<Option<i64>, ResponseError> {
+    let mut next = None;
+    for stored in batch::split_replicated(stored)? {
+        let header = BatchHeader::new(stored).ok_or_else(|| corrupt("short batch"))?;
+        next = Some(header.last_offset() + 1);
+        if header.is_control() {
+            continue;
+        }
+        let section = section(&header)?;
+        for record in walk(&section, header.record_count()) {
+            let record = record?;
+            if let Some(key) = record.key {
+                each(key, record.value);
+            }
+        }
+    }
+    Ok(next)
+}
+
 /// A copy of a stored batch holding only `kept` (records of its own section, in order), with
 /// the same base offset, last offset delta, producer fields and codec, as Kafka's cleaner writes
 /// it; `None` when nothing is kept.
@@ -228,6 +280,19 @@ mod tests {
     use crate::testkit::{encode_batch, BatchSpec};
 
     #[test]
+    fn a_keyed_batch_is_one_valid_batch_and_reads_back_with_its_tombstones() {
+        let changes = vec![(b"k1".to_vec(), Some(b"v1".to_vec())), (b"k2".to_vec(), None), (b"k1".to_vec(), Some(b"v3".to_vec()))];
+        let mut stored = keyed_batch(&changes, 1_700_000_000_000);
+        assert_eq!(batch::validate_produced(&stored, 1 << 20).map(<[u8]>::len), Ok(stored.len()));
+        stored[..8].copy_from_slice(&40i64.to_be_bytes());
+        let mut seen = Vec::new();
+        let next = keyed_records(&stored, |k, v| seen.push((k.to_vec(), v.map(<[u8]>::to_vec)))).unwrap();
+        assert_eq!(seen, changes);
+        assert_eq!(next, Some(43));
+        assert_eq!(keyed_records(&stored[..10], |_, _| {}).unwrap(), None);
+    }
+
+    #[test]
     fn walks_records_and_rebuilds_a_batch_with_some_of_them() {
         let mut stored = encode_batch(&BatchSpec::keyed(&[("key-0", Some("a")), ("key-1", Some("b")), ("key-2", None), ("key-3", Some("d"))]));
         stored[..8].copy_from_slice(&100i64.to_be_bytes());
@@ -236,7 +301,7 @@ mod tests {
         let section = section(&header).unwrap();
         let records: Vec<RawRecord> = walk(&section, header.record_count()).collect::<Result<_, _>>().unwrap();
         assert_eq!(records[2].key, Some(&b"key-2"[..]));
-        assert!(records[2].null_value && !records[1].null_value);
+        assert!(records[2].value.is_none() && records[1].value == Some(&b"b"[..]));
         let kept = [records[1], records[3]];
         let rebuilt = rebuild(&stored, &kept).unwrap().unwrap();
         // Still a valid batch, with the original offsets of the records it kept.

@@ -1,0 +1,287 @@
+//! Where a cluster keeps groups and committed offsets: `__consumer_offsets`, a compacted topic
+//! replicated like any other, as Kafka keeps them. Group `g` lives in partition
+//! `abs(hash(g)) % partitions` (Java's String hash, so a group maps where it would in Kafka), and
+//! the broker leading that partition coordinates it.
+//!
+//! Every change the coordinator persists is a keyed record (the key a lone node uses in `meta`,
+//! its value or a tombstone), appended by the leader and acknowledged once the ISR has it. A
+//! broker that becomes leader replays the partition before it answers for its groups
+//! (COORDINATOR_LOAD_IN_PROGRESS meanwhile); one that stops leading forgets them
+//! (NOT_COORDINATOR), and their clients find the new coordinator.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kafka_protocol::ResponseError;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::cluster::replication::ReplicaManager;
+use crate::cluster::{partition_id, Cluster, NewTopic, Topic};
+use crate::log::{records, AppendError, AppendOptions, FetchIsolation, LogStore, ReadRequest};
+
+pub const TOPIC: &str = "__consumer_offsets";
+
+/// Keys and values (`None`: a tombstone) to persist, in order.
+pub type Changes = Vec<(Vec<u8>, Option<Vec<u8>>)>;
+
+/// How much of the partition one read brings while loading.
+const LOAD_READ_BYTES: usize = 1 << 20;
+
+/// What the cluster's group coordinators share: the topic's settings and the log.
+pub struct OffsetsTopic {
+    log: Arc<LogStore>,
+    cluster: Arc<Cluster>,
+    replicas: Arc<ReplicaManager>,
+    partitions: i32,
+    replication_factor: i16,
+    commit_timeout: Duration,
+    owned: Mutex<HashMap<i32, Ownership>>,
+}
+
+/// This broker's hold on a partition it leads.
+enum Ownership {
+    /// Replaying the partition, at this leader epoch.
+    Loading(i32),
+    /// Serving its groups; changes go through `writes`, appended in the order they are sent.
+    Loaded { epoch: i32, writes: mpsc::UnboundedSender<Write> },
+}
+
+struct Write {
+    changes: Changes,
+    done: oneshot::Sender<Result<(), ResponseError>>,
+}
+
+/// Kafka's `Utils.abs(groupId.hashCode) % partitions`.
+pub fn partition_for(group_id: &str, partitions: i32) -> i32 {
+    let hash = group_id.encode_utf16().fold(0i32, |h, unit| h.wrapping_mul(31).wrapping_add(i32::from(unit)));
+    let abs = if hash == i32::MIN { 0 } else { hash.abs() };
+    abs % partitions.max(1)
+}
+
+/// A failed append as the coordinator answers it (Kafka's GroupMetadataManager mapping).
+fn coordinator_error(e: ResponseError) -> ResponseError {
+    use ResponseError::*;
+    match e {
+        UnknownTopicOrPartition | NotEnoughReplicas | NotEnoughReplicasAfterAppend | RequestTimedOut => CoordinatorNotAvailable,
+        NotLeaderOrFollower | KafkaStorageError => NotCoordinator,
+        MessageTooLarge | RecordListTooLarge | InvalidFetchSize => InvalidCommitOffsetSize,
+        other => other,
+    }
+}
+
+impl OffsetsTopic {
+    pub fn new(config: &crate::config::Config, log: Arc<LogStore>, cluster: Arc<Cluster>, replicas: Arc<ReplicaManager>) -> OffsetsTopic {
+        OffsetsTopic {
+            log,
+            cluster,
+            replicas,
+            partitions: config.offsets_topic_num_partitions,
+            replication_factor: config.offsets_topic_replication_factor,
+            commit_timeout: Duration::from_millis(config.offsets_commit_timeout_ms),
+            owned: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn topic(&self) -> Option<Arc<Topic>> {
+        self.cluster.topic(TOPIC)
+    }
+
+    /// The partition of a group, once the topic exists.
+    pub fn partition_of(&self, group_id: &str) -> Option<i32> {
+        self.topic().map(|t| partition_for(group_id, t.partitions.len() as i32))
+    }
+
+    /// Whether this broker answers for the group now.
+    pub fn check(&self, group_id: &str) -> Result<(), ResponseError> {
+        let index = self.partition_of(group_id).ok_or(ResponseError::NotCoordinator)?;
+        match self.owned.lock().expect("owned lock").get(&index) {
+            Some(Ownership::Loaded { .. }) => Ok(()),
+            Some(Ownership::Loading(_)) => Err(ResponseError::CoordinatorLoadInProgress),
+            None => Err(ResponseError::NotCoordinator),
+        }
+    }
+
+    /// FindCoordinator: the broker leading the group's partition. The topic is created the first
+    /// time it is asked for, as Kafka does.
+    pub async fn coordinator(&self, group_id: &str) -> Result<i32, ResponseError> {
+        let topic = match self.topic() {
+            Some(topic) => topic,
+            None => {
+                let new = NewTopic {
+                    name: TOPIC.to_string(),
+                    num_partitions: self.partitions,
+                    replication_factor: self.replication_factor,
+                    assignments: None,
+                    configs: vec![("cleanup.policy".into(), Some("compact".into()))],
+                };
+                self.cluster.topic_or_create_as(&new).await.map_err(|(e, message)| {
+                    tracing::warn!("cannot create {TOPIC}: {message} ({e:?}); groups wait for it (offsets.topic.replication.factor is {})", self.replication_factor);
+                    ResponseError::CoordinatorNotAvailable
+                })?
+            }
+        };
+        let index = partition_for(group_id, topic.partitions.len() as i32);
+        let image = self.cluster.image();
+        let leader = image.topic(TOPIC).and_then(|t| t.partitions.get(&index)).map_or(-1, |p| p.leader);
+        if leader < 0 {
+            return Err(ResponseError::CoordinatorNotAvailable);
+        }
+        Ok(leader)
+    }
+
+    /// Queues a group's changes; they are appended in the order queued (callers queue under the
+    /// group's lock) and the future ends once the ISR has them.
+    pub fn write(&self, group_id: &str, changes: Changes) -> impl Future<Output = Result<(), ResponseError>> + Send + 'static {
+        let queued = self.partition_of(group_id).ok_or(ResponseError::NotCoordinator).and_then(|index| self.queue(index, changes));
+        async move { queued?.await.unwrap_or(Err(ResponseError::NotCoordinator)) }
+    }
+
+    /// [`Self::write`] to a partition by its index.
+    pub fn write_partition(&self, index: i32, changes: Changes) -> impl Future<Output = Result<(), ResponseError>> + Send + 'static {
+        let queued = self.queue(index, changes);
+        async move { queued?.await.unwrap_or(Err(ResponseError::NotCoordinator)) }
+    }
+
+    /// The topics that exist: offsets of others are dropped at load.
+    pub fn topic_names(&self) -> std::collections::HashSet<String> {
+        self.cluster.topics().iter().map(|t| t.name.clone()).collect()
+    }
+
+    fn queue(&self, index: i32, changes: Changes) -> Result<oneshot::Receiver<Result<(), ResponseError>>, ResponseError> {
+        let owned = self.owned.lock().expect("owned lock");
+        let writes = match owned.get(&index) {
+            Some(Ownership::Loaded { writes, .. }) => writes,
+            Some(Ownership::Loading(_)) => return Err(ResponseError::CoordinatorLoadInProgress),
+            None => return Err(ResponseError::NotCoordinator),
+        };
+        let (done, rx) = oneshot::channel();
+        writes.send(Write { changes, done }).map_err(|_| ResponseError::NotCoordinator)?;
+        Ok(rx)
+    }
+
+    /// Given the partitions this broker leads now (index, leader epoch): the ones to load, each
+    /// marked as loading, and the ones to forget, no longer held.
+    pub fn follow(&self, led: &[(i32, i32)]) -> (Vec<(i32, i32)>, Vec<i32>) {
+        let mut owned = self.owned.lock().expect("owned lock");
+        let held_epoch = |o: &Ownership| match o {
+            Ownership::Loading(epoch) | Ownership::Loaded { epoch, .. } => *epoch,
+        };
+        let led: HashMap<i32, i32> = led.iter().copied().collect();
+        // A partition led again at another epoch may have changed meanwhile: it is reloaded.
+        let forget: Vec<i32> = owned.iter().filter(|(index, o)| led.get(index) != Some(&held_epoch(o))).map(|(&index, _)| index).collect();
+        for index in &forget {
+            owned.remove(index);
+        }
+        let load: Vec<(i32, i32)> = led.into_iter().filter(|(index, _)| !owned.contains_key(index)).collect();
+        for &(index, epoch) in &load {
+            owned.insert(index, Ownership::Loading(epoch));
+        }
+        (load, forget)
+    }
+
+    /// Whether the partition is still being loaded at `epoch` (not lost meanwhile).
+    pub fn loading(&self, index: i32, epoch: i32) -> bool {
+        matches!(self.owned.lock().expect("owned lock").get(&index), Some(Ownership::Loading(e)) if *e == epoch)
+    }
+
+    /// Every key's latest value in the partition, from its start to its log end.
+    pub async fn read(&self, index: i32) -> Result<BTreeMap<Vec<u8>, Vec<u8>>, ResponseError> {
+        let id = partition_id(self.topic().as_deref(), index)?;
+        let (mut offset, _) = self.log.offsets(id)?;
+        let end = self.log.log_end_offset(id)?;
+        let mut entries = BTreeMap::new();
+        while offset < end {
+            let request = ReadRequest { id, offset, max_bytes: LOAD_READ_BYTES, isolation: FetchIsolation::LogEnd };
+            let read = self.log.read(&[request], LOAD_READ_BYTES).await.remove(0)?;
+            let next = records::keyed_records(&read.records, |key, value| match value {
+                Some(value) => {
+                    entries.insert(key.to_vec(), value.to_vec());
+                }
+                None => {
+                    entries.remove(key);
+                }
+            })?;
+            let Some(next) = next else { break };
+            offset = next;
+        }
+        Ok(entries)
+    }
+
+    /// Marks a loaded partition as serving and starts its writer, unless it was lost meanwhile.
+    pub fn loaded(self: &Arc<Self>, index: i32, epoch: i32) -> bool {
+        let mut owned = self.owned.lock().expect("owned lock");
+        if !matches!(owned.get(&index), Some(Ownership::Loading(e)) if *e == epoch) {
+            return false;
+        }
+        let (writes, queued) = mpsc::unbounded_channel();
+        owned.insert(index, Ownership::Loaded { epoch, writes });
+        tokio::spawn(self.clone().run_writer(index, epoch, queued));
+        true
+    }
+
+    /// Appends a partition's queued changes in order, all those waiting in one batch, until the
+    /// partition is forgotten (its sender dropped).
+    async fn run_writer(self: Arc<Self>, index: i32, epoch: i32, mut queued: mpsc::UnboundedReceiver<Write>) {
+        while let Some(first) = queued.recv().await {
+            let mut writes = vec![first];
+            while let Ok(more) = queued.try_recv() {
+                writes.push(more);
+            }
+            let changes: Changes = writes.iter_mut().flat_map(|w| std::mem::take(&mut w.changes)).collect();
+            let result = self.append(index, epoch, &changes).await.map_err(coordinator_error);
+            if let Err(e) = &result {
+                tracing::warn!(partition = index, "writing group changes to {TOPIC}: {e:?}");
+            }
+            for w in writes {
+                let _ = w.done.send(result);
+            }
+        }
+    }
+
+    /// One batch on the leader at `epoch`, acknowledged by the ISR (acks=all).
+    async fn append(&self, index: i32, epoch: i32, changes: &Changes) -> Result<(), ResponseError> {
+        let topic = self.topic().ok_or(ResponseError::UnknownTopicOrPartition)?;
+        let id = partition_id(Some(&topic), index)?;
+        let deadline = tokio::time::Instant::now() + self.commit_timeout;
+        let mut leader = self.replicas.leader_for_append(id).await?;
+        if leader.leader_epoch != epoch {
+            return Err(ResponseError::NotLeaderOrFollower);
+        }
+        let min_isr = topic.configs.min_insync_replicas();
+        if leader.isr_size < min_isr {
+            return Err(ResponseError::NotEnoughReplicas);
+        }
+        let batch = records::keyed_batch(changes, crate::api::now_ms());
+        let opts = AppendOptions {
+            max_batch_bytes: topic.configs.max_message_bytes(),
+            leader_epoch: epoch,
+            log_append_time: None,
+            flush: topic.configs.flush_policy(),
+            require_keys: false,
+        };
+        let appended = self.log.append(id, &batch, opts).await;
+        self.replicas.appended(&mut leader);
+        let appended = appended.map_err(|e| match e {
+            AppendError::Refused(e) => e,
+            AppendError::MissingKeys(_) => ResponseError::InvalidRecord,
+        })?;
+        self.replicas.wait_replicated(&leader, appended.end_offset, min_isr, deadline).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_map_to_the_partitions_kafka_gives_them() {
+        // String.hashCode in Java: -1906497762, 158455506 and Integer.MIN_VALUE (abs gives 0).
+        assert_eq!(partition_for("my-group", 50), 12);
+        assert_eq!(partition_for("console-consumer-12345", 50), 6);
+        assert_eq!(partition_for("polygenelubricants", 50), 0);
+        assert_eq!(partition_for("", 50), 0);
+        assert!((0..1000).all(|i| (0..7).contains(&partition_for(&format!("group-{i}"), 7))));
+    }
+}
