@@ -299,6 +299,29 @@ class GregorBroker:
                 shutil.rmtree(self.base_dir, ignore_errors=True)
 
 
+JAVA = shutil.which("java")
+KAFKA_TOOL_TIMEOUT_S = 60
+
+
+@pytest.fixture(scope="session")
+def tools_classpath():
+    """The classpath of Apache Kafka's command-line tools, as scripts/kafka-tools resolves them."""
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts", "kafka-tools")
+    done = subprocess.run([script], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, f"scripts/kafka-tools failed:\n{done.stderr[-4000:]}"
+    with open(done.stdout.strip()) as f:
+        return f.read().strip()
+
+
+def kafka_tool(classpath, main_class, bootstrap, *args):
+    """Runs one of Kafka's command-line tools; returns (exit code, stdout, stderr)."""
+    cmd = [JAVA, "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-cp", classpath,
+           main_class, "--bootstrap-server", bootstrap, *args]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=KAFKA_TOOL_TIMEOUT_S,
+                          stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+    return done.returncode, done.stdout, done.stderr
+
+
 def gregor_binary() -> str:
     return os.environ.get("GREGOR_BIN") or DEFAULT_GREGOR_BIN
 

@@ -1,6 +1,8 @@
 """A three-node cluster started as `scripts/cluster 3` starts it, seen by kafka-python's admin
 client: every broker and the active controller, from any bootstrap node; a killed node is
-fenced and leaves the broker list; stopping the script stops every node."""
+fenced and leaves the broker list; stopping the script stops every node. Replicated topics and
+groups survive a killed leader or coordinator; Kafka's own kafka-topics and
+kafka-consumer-groups work against the cluster."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import time
 import pytest
 from kafka import KafkaAdminClient
 
-from conftest import CLIENT_TIMEOUT_S, DEFAULT_GREGOR_BIN, free_port, port_accepts, wait_until
+from conftest import CLIENT_TIMEOUT_S, DEFAULT_GREGOR_BIN, JAVA, free_port, kafka_tool, port_accepts, wait_until
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -255,3 +257,62 @@ def test_committed_offsets_survive_their_group_coordinator_with_confluent_kafka(
     assert not set(before) & set(after), "records read again: the commit was lost"
     assert sorted(before + after + extra) == sorted(f"v{i}".encode() for i in range(300)), \
         f"read {len(after)} after the kill\n{cluster.log()}"
+
+
+@pytest.mark.skipif(JAVA is None, reason="java is not installed")
+def test_kafka_topics_and_kafka_consumer_groups_against_the_cluster(cluster, tools_classpath):
+    """Kafka 4.1's own kafka-topics creates a replicated topic through the cluster and describes
+    its leaders spread over the brokers; kafka-consumer-groups lists and describes a group that
+    the cluster coordinates on one of them."""
+    from confluent_kafka import Consumer, Producer
+
+    bootstrap = ",".join(cluster.bootstrap)
+    for b in cluster.bootstrap:
+        wait_until(lambda b=b: brokers_seen(b, {1, 2, 3}), timeout=CLIENT_TIMEOUT_S,
+                   message=lambda b=b: f"{b} to list brokers 1-3\n{cluster.log()}")
+
+    def topics(*args):
+        return kafka_tool(tools_classpath, "org.apache.kafka.tools.TopicCommand", bootstrap, *args)
+
+    code, out, err = topics("--create", "--topic", "tooled", "--partitions", "3", "--replication-factor", "3")
+    assert code == 0 and "Created topic tooled." in out, out + err
+
+    def described():
+        code, out, _ = topics("--describe", "--topic", "tooled")
+        rows = [line for line in out.splitlines() if "Partition:" in line and "Leader:" in line]
+        fields = [dict(zip(*[iter(line.replace(":", "").split())] * 2)) for line in rows]
+        in_sync = code == 0 and len(fields) == 3 and all(len(f["Isr"].split(",")) == 3 for f in fields)
+        return fields if in_sync else None
+
+    fields = wait_until(described, timeout=CLIENT_TIMEOUT_S, message="kafka-topics to describe three partitions in sync")
+    assert {f["Leader"] for f in fields} == {"1", "2", "3"}, fields
+    assert all(sorted(f["Replicas"].split(",")) == ["1", "2", "3"] for f in fields), fields
+    code, out, err = topics("--list")
+    assert code == 0 and "tooled" in out.split(), out + err
+
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
+    for i in range(30):
+        producer.produce("tooled", value=f"v{i}".encode(), partition=i % 3)
+    assert producer.flush(30) == 0
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "tooled-group",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer.subscribe(["tooled"])
+    seen = 0
+    deadline = time.monotonic() + CLIENT_TIMEOUT_S
+    while seen < 30 and time.monotonic() < deadline:
+        msg = consumer.poll(1.0)
+        seen += msg is not None and msg.error() is None
+    assert seen == 30
+    consumer.commit(asynchronous=False)
+    consumer.close()
+
+    def groups(*args):
+        return kafka_tool(tools_classpath, "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand", bootstrap, *args)
+
+    code, out, err = groups("--list")
+    assert code == 0 and "tooled-group" in out.split(), out + err
+    code, out, err = groups("--describe", "--group", "tooled-group")
+    assert code == 0, out + err
+    rows = [line.split() for line in out.splitlines() if line.startswith("tooled-group ")]
+    # GROUP TOPIC PARTITION CURRENT-OFFSET LOG-END-OFFSET LAG ...
+    assert sorted((r[1], r[2], r[3], r[4], r[5]) for r in rows) == [("tooled", str(p), "10", "10", "0") for p in range(3)], out

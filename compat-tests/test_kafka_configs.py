@@ -5,34 +5,17 @@ and Kafka's refusals as the tool prints them.
 
 The tool's jars come from Maven Central: ``scripts/kafka-tools`` resolves the versions pinned
 in ``compat-tests/kafka-tools/pom.xml`` with Maven into ``~/.cache/gregor-kafka-tools`` once
-and prints the classpath file (a few seconds when cached; each tool run is one JVM start, about
+and prints the tools_classpath file (a few seconds when cached; each tool run is one JVM start, about
 1.5 s). Without ``java`` the module is skipped; without ``mvn`` it fails.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-
 import pytest
 
-from conftest import _die_with_parent, kp_assert_record_size_limit, start_broker
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-JAVA = shutil.which("java")
-TOOL_TIMEOUT_S = 60
+from conftest import JAVA, kafka_tool, kp_assert_record_size_limit, start_broker
 
 pytestmark = pytest.mark.skipif(JAVA is None, reason="java is not installed")
-
-
-@pytest.fixture(scope="module")
-def classpath():
-    script = os.path.join(HERE, "..", "scripts", "kafka-tools")
-    done = subprocess.run([script], capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, f"scripts/kafka-tools failed:\n{done.stderr[-4000:]}"
-    with open(done.stdout.strip()) as f:
-        return f.read().strip()
 
 
 @pytest.fixture(scope="module")
@@ -44,28 +27,24 @@ def own_broker():
         b.cleanup()
 
 
-def kafka_configs(classpath, broker, *args):
+def kafka_configs(tools_classpath, broker, *args):
     """Runs kafka-configs; returns (exit code, stdout, stderr)."""
-    cmd = [JAVA, "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-cp", classpath,
-           "kafka.admin.ConfigCommand", "--bootstrap-server", broker.bootstrap, *args]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=TOOL_TIMEOUT_S,
-                          stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
-    return done.returncode, done.stdout, done.stderr
+    return kafka_tool(tools_classpath, "kafka.admin.ConfigCommand", broker.bootstrap, *args)
 
 
-def alter(classpath, broker, entity, *args):
-    return kafka_configs(classpath, broker, "--entity-type", "brokers", *entity, "--alter", *args)
+def alter(tools_classpath, broker, entity, *args):
+    return kafka_configs(tools_classpath, broker, "--entity-type", "brokers", *entity, "--alter", *args)
 
 
-def test_kafka_configs_alters_and_describes_broker_configs(classpath, own_broker):
+def test_kafka_configs_alters_and_describes_broker_configs(tools_classpath, own_broker):
     b = own_broker
     one, default = ("--entity-name", "1"), ("--entity-default",)
-    code, out, err = alter(classpath, b, one, "--add-config", "log.retention.ms=3600000")
+    code, out, err = alter(tools_classpath, b, one, "--add-config", "log.retention.ms=3600000")
     assert (code, out.strip()) == (0, "Completed updating config for broker 1."), err
-    code, out, err = alter(classpath, b, default, "--add-config", "message.max.bytes=2000,log.retention.ms=7200000")
+    code, out, err = alter(tools_classpath, b, default, "--add-config", "message.max.bytes=2000,log.retention.ms=7200000")
     assert (code, out.strip()) == (0, "Completed updating default config for brokers in the cluster."), err
 
-    code, out, err = kafka_configs(classpath, b, "--entity-type", "brokers", "--describe")
+    code, out, err = kafka_configs(tools_classpath, b, "--entity-type", "brokers", "--describe")
     assert code == 0, err
     assert out.splitlines() == [
         "Dynamic configs for broker 1 are:",
@@ -75,7 +54,7 @@ def test_kafka_configs_alters_and_describes_broker_configs(classpath, own_broker
         "  log.retention.ms=7200000 sensitive=false synonyms={DYNAMIC_DEFAULT_BROKER_CONFIG:log.retention.ms=7200000}",
         "  message.max.bytes=2000 sensitive=false synonyms={DYNAMIC_DEFAULT_BROKER_CONFIG:message.max.bytes=2000}",
     ]
-    code, out, err = kafka_configs(classpath, b, "--entity-type", "brokers", "--entity-name", "1", "--describe", "--all")
+    code, out, err = kafka_configs(tools_classpath, b, "--entity-type", "brokers", "--entity-name", "1", "--describe", "--all")
     assert code == 0, err
     assert f"  listeners=PLAINTEXT://127.0.0.1:{b.port} sensitive=false synonyms={{STATIC_BROKER_CONFIG:listeners=PLAINTEXT://127.0.0.1:{b.port}, " \
         "DEFAULT_CONFIG:listeners=PLAINTEXT://127.0.0.1:9092}" in out.splitlines()
@@ -86,14 +65,14 @@ def test_kafka_configs_alters_and_describes_broker_configs(classpath, own_broker
     kp_assert_record_size_limit(b.bootstrap, 100, 5000)
 
     # Kafka's refusals, as the tool reports them.
-    code, _, err = alter(classpath, b, one, "--add-config", "log.dirs=/elsewhere")
+    code, _, err = alter(tools_classpath, b, one, "--add-config", "log.dirs=/elsewhere")
     assert code != 0 and "InvalidRequestException: Cannot update these configs dynamically: log.dirs" in err, err
-    code, _, err = alter(classpath, b, one, "--add-config", "log.retention.ms=soon")
+    code, _, err = alter(tools_classpath, b, one, "--add-config", "log.retention.ms=soon")
     assert code != 0 and "InvalidConfigurationException" in err, err
 
-    code, _, err = alter(classpath, b, one, "--delete-config", "log.retention.ms")
+    code, _, err = alter(tools_classpath, b, one, "--delete-config", "log.retention.ms")
     assert code == 0, err
-    code, _, err = alter(classpath, b, one, "--delete-config", "log.retention.ms")
+    code, _, err = alter(tools_classpath, b, one, "--delete-config", "log.retention.ms")
     assert code != 0 and "Invalid config(s): log.retention.ms" in err, err
-    code, out, err = kafka_configs(classpath, b, "--entity-type", "brokers", "--entity-name", "1", "--describe")
+    code, out, err = kafka_configs(tools_classpath, b, "--entity-type", "brokers", "--entity-name", "1", "--describe")
     assert (code, out.splitlines()) == (0, ["Dynamic configs for broker 1 are:"]), err
