@@ -1099,7 +1099,9 @@ class TopicChurn:
         from confluent_kafka import TopicPartition
 
         tp = TopicPartition(self.name, p)
-        return self.retry("ListOffsets", lambda: self.admin.list_offsets({tp: spec}, request_timeout=5)[tp].result().offset)
+        # _NOENT: librdkafka found no leader because the broker was down while it looked.
+        return self.retry("ListOffsets", lambda: self.admin.list_offsets({tp: spec}, request_timeout=5)[tp].result().offset,
+                          also=("_NOENT",))
 
     def committed(self, group, n):
         from confluent_kafka import TopicPartition
@@ -1223,8 +1225,9 @@ class TopicChurn:
         return ends
 
     def delete(self, r, n, acked, ends):
-        from confluent_kafka import KafkaException
+        from confluent_kafka import KafkaError, KafkaException
 
+        resent = False
         while True:
             hit = self.killing and self.rng.random() < 0.5
             fut = self.admin.delete_topics([self.name], request_timeout=5, operation_timeout=5)[self.name]
@@ -1241,6 +1244,11 @@ class TopicChurn:
                 done = True
             except KafkaException as e:
                 err = e.args[0]
+                if resent and err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART and self.partitions() is None:
+                    # An earlier attempt timed out in the client but was still sent after the
+                    # restart (librdkafka keeps queued requests): that deletion went through.
+                    self.outcomes["cut off and gone"] += 1
+                    return
                 if not transient(err):
                     raise ChurnError(f"DeleteTopics: {err.name()}: {err.str()}") from None
                 done = False
@@ -1262,7 +1270,10 @@ class TopicChurn:
                 self.outcomes["cut off and gone"] += 1
                 return
             self.outcomes["cut off and whole"] += 1
-            self.check_whole(r, n, acked, ends)
+            if not self.check_whole(r, n, acked, ends):
+                self.outcomes["cut off, whole, then gone"] += 1
+                return
+            resent = True
 
     def check_gone(self, r, when, restarted=False):
         """Is the topic gone, as its acknowledged deletion says?"""
@@ -1278,9 +1289,12 @@ class TopicChurn:
         return True
 
     def check_whole(self, r, n, acked, ends):
-        """After a deletion a kill cut off, the topic is still there: all of it."""
+        """After a deletion a kill cut off, the topic is still there: all of it. False when it is
+        gone meanwhile: the client sent the timed-out request again after the restart."""
         f = self.t.failures
         parts = self.partitions()
+        if parts is None:
+            return False
         problems = []
         if parts != n:
             problems.append(f"{parts} partitions, created with {n}")
@@ -1301,9 +1315,12 @@ class TopicChurn:
                 wrong = {p: got[(self.name, p)] for p in ends if got[(self.name, p)] != ends[p]}
                 if wrong:
                     problems.append(f"group {g} committed offsets {wrong}, committed {ends}")
+        if problems and self.partitions() is None:
+            return False
         if problems:
             f.add("churn-partial", r, f"{self.name} after a deletion cut off by a kill in round {r} is neither gone "
                                       f"nor whole: {'; '.join(problems)}")
+        return True
 
     def check_final(self):
         """The last acknowledged deletion, after the SIGTERM restart."""

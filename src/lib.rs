@@ -265,6 +265,11 @@ async fn start_quorum(config: &Config, api: &Api, alter: Option<Arc<QuorumAlterP
     }
     let replicas = alter.is_some().then(|| api.replicas.clone());
     tasks.push(tokio::spawn(publisher::run(cluster.clone(), replicas, api.groups.clone(), controller.image(), shutdown.clone())));
+    // The lone node serves its metadata log's topics from the first request: a topic whose
+    // deletion a kill cut short must not be seen whole and then vanish.
+    if config.quorum_voters.is_empty() && !cluster.first_published(LONE_ELECTION_TIMEOUT).await {
+        tracing::warn!("the first metadata image was not applied within {LONE_ELECTION_TIMEOUT:?}; serving anyway");
+    }
     let shutdown_timeout = Duration::from_millis(config.broker_session_timeout_ms).min(CONTROLLED_SHUTDOWN_TIMEOUT);
     let interval_ms = config.broker_heartbeat_interval_ms;
     tasks.insert(

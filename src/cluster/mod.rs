@@ -575,6 +575,13 @@ impl Cluster {
         self.published.send_modify(|n| *n += 1);
     }
 
+    /// Waits until the publisher has applied an image at least once, so the local topics are
+    /// the metadata log's (a deletion a crash cut short is finished); false after `timeout`.
+    pub async fn first_published(&self, timeout: Duration) -> bool {
+        let mut published = self.published.subscribe();
+        tokio::time::timeout(timeout, published.wait_for(|&n| n > 0)).await.is_ok_and(|r| r.is_ok())
+    }
+
     /// Runs retention over every partition of every topic.
     pub async fn apply_retention(&self, now_ms: i64) {
         for topic in self.topics() {
