@@ -52,6 +52,15 @@ class ScriptCluster:
                 return int(pid)
         raise AssertionError(f"node {node_id} is not running:\n{self.log()}")
 
+    def all_live(self) -> str:
+        """Waits until every node lists every broker (all are unfenced in the metadata log);
+        returns the bootstrap list."""
+        everyone = set(range(1, self.nodes + 1))
+        for b in self.bootstrap:
+            wait_until(lambda b=b: brokers_seen(b, everyone), timeout=CLIENT_TIMEOUT_S,
+                       message=lambda b=b: f"{b} to list brokers {sorted(everyone)}\n{self.log()}")
+        return ",".join(self.bootstrap)
+
     def log(self) -> str:
         with open(self.log_path, errors="replace") as f:
             return f.read()[-6000:]
@@ -71,6 +80,15 @@ class ScriptCluster:
             self.proc.kill()
             self.proc.wait()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def offsets_partition(group: str, partitions: int = 50) -> int:
+    """The partition of __consumer_offsets a group lives in: Kafka's abs(String.hashCode) % 50."""
+    h = 0
+    for unit in group.encode("utf-16-be").hex(" ", 2).split():
+        h = (h * 31 + int(unit, 16)) & 0xFFFFFFFF
+    h = h - (1 << 32) if h >= 1 << 31 else h
+    return (0 if h == -(1 << 31) else abs(h)) % partitions
 
 
 @pytest.fixture
@@ -129,11 +147,7 @@ def test_replicated_topic_survives_its_leader_with_confluent_kafka(cluster):
     from confluent_kafka import Consumer, Producer, TopicPartition
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    bootstrap = ",".join(cluster.bootstrap)
-    # Every node lists the other two: all three are unfenced in the metadata log.
-    for b in cluster.bootstrap:
-        wait_until(lambda b=b: brokers_seen(b, {1, 2, 3}), timeout=CLIENT_TIMEOUT_S,
-                   message=lambda b=b: f"{b} to list brokers 1-3\n{cluster.log()}")
+    bootstrap = cluster.all_live()
     admin = AdminClient({"bootstrap.servers": bootstrap})
     admin.create_topics([NewTopic("replicated", num_partitions=2, replication_factor=3)])["replicated"].result(30)
     too_many = admin.create_topics([NewTopic("too-many", num_partitions=1, replication_factor=4)])["too-many"]
@@ -191,10 +205,7 @@ def test_committed_offsets_survive_their_group_coordinator_with_confluent_kafka(
     from confluent_kafka import Consumer, Producer
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    bootstrap = ",".join(cluster.bootstrap)
-    for b in cluster.bootstrap:
-        wait_until(lambda b=b: brokers_seen(b, {1, 2, 3}), timeout=CLIENT_TIMEOUT_S,
-                   message=lambda b=b: f"{b} to list brokers 1-3\n{cluster.log()}")
+    bootstrap = cluster.all_live()
     admin = AdminClient({"bootstrap.servers": bootstrap})
     admin.create_topics([NewTopic("orders", num_partitions=3, replication_factor=3)])["orders"].result(30)
 
@@ -225,6 +236,13 @@ def test_committed_offsets_survive_their_group_coordinator_with_confluent_kafka(
     assert len(before) == 150, f"read {len(before)} of 150 before the kill\n{cluster.log()}"
     first.commit(asynchronous=False)
     first.close()
+    # A member of another group in the same partition of __consumer_offsets (so with the same
+    # coordinator) stays up through the kill.
+    live_group = next(g for g in (f"live-{i}" for i in range(1000)) if offsets_partition(g) == offsets_partition("survivor"))
+    live = Consumer({**settings, "group.id": live_group})
+    live.subscribe(["orders"])
+    live_seen = consume(live, 100)
+    live.commit(asynchronous=False)
 
     group = admin.describe_consumer_groups(["survivor"])["survivor"].result(30)
     coordinator = group.coordinator.id
@@ -258,6 +276,18 @@ def test_committed_offsets_survive_their_group_coordinator_with_confluent_kafka(
     assert sorted(before + after + extra) == sorted(f"v{i}".encode() for i in range(300)), \
         f"read {len(after)} after the kill\n{cluster.log()}"
 
+    # The live member found the new coordinator by itself, read the rest (at least once) and
+    # commits there.
+    live_seen += consume(live, 300 - len(set(live_seen)))
+    assert set(live_seen) == {f"v{i}".encode() for i in range(300)}, f"the live member read {len(set(live_seen))}"
+    live.commit(asynchronous=False)
+    live.close()
+    kp_admin = KafkaAdminClient(bootstrap_servers=survivors, request_timeout_ms=10000)
+    try:
+        assert sum(o.offset for o in kp_admin.list_group_offsets(live_group)[live_group].values()) == 300
+    finally:
+        kp_admin.close()
+
 
 @pytest.mark.skipif(JAVA is None, reason="java is not installed")
 def test_kafka_topics_and_kafka_consumer_groups_against_the_cluster(cluster, tools_classpath):
@@ -266,10 +296,7 @@ def test_kafka_topics_and_kafka_consumer_groups_against_the_cluster(cluster, too
     the cluster coordinates on one of them."""
     from confluent_kafka import Consumer, Producer
 
-    bootstrap = ",".join(cluster.bootstrap)
-    for b in cluster.bootstrap:
-        wait_until(lambda b=b: brokers_seen(b, {1, 2, 3}), timeout=CLIENT_TIMEOUT_S,
-                   message=lambda b=b: f"{b} to list brokers 1-3\n{cluster.log()}")
+    bootstrap = cluster.all_live()
 
     def topics(*args):
         return kafka_tool(tools_classpath, "org.apache.kafka.tools.TopicCommand", bootstrap, *args)
