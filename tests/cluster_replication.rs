@@ -11,7 +11,7 @@ mod ports;
 use std::time::Duration;
 
 use cluster::{eventually, TestCluster, FAST};
-use common::{batch_offsets, committed, name, produce_request, simple_commit, Client};
+use common::{batch_offsets, committed, fetch_request, name, produce_request, simple_commit, Client};
 use gregor::testkit::{encode_batch, BatchSpec};
 use kafka_protocol::messages::create_topics_request::{CreatableReplicaAssignment, CreatableTopic, CreateTopicsRequest};
 use kafka_protocol::messages::describe_log_dirs_request::DescribeLogDirsRequest;
@@ -103,6 +103,15 @@ async fn replicated_topics_survive_their_leader() {
     let mut wrong = Client::connect_to(cluster.client_addr(follower)).await;
     let r = wrong.call(produce_request(TOPIC, 0, encode_batch(&BatchSpec::values(1)), 1), 9).await;
     assert_eq!(r.responses[0].partition_responses[0].error_code, ResponseError::NotLeaderOrFollower.code());
+    // KIP-951: newer clients are told where the leader is, with its address.
+    let r = wrong.call(produce_request(TOPIC, 0, encode_batch(&BatchSpec::values(1)), 1), 11).await;
+    let p = &r.responses[0].partition_responses[0];
+    assert_eq!((p.error_code, p.current_leader.leader_id.0, p.current_leader.leader_epoch), (ResponseError::NotLeaderOrFollower.code(), leader, epoch));
+    let endpoints: Vec<(i32, i32)> = r.node_endpoints.iter().map(|e| (e.node_id.0, e.port)).collect();
+    assert_eq!(endpoints, [(leader, i32::from(cluster.client_addr(leader).port()))]);
+    let r = wrong.call(fetch_request(TOPIC, 0, 0, 0), 12).await;
+    let p = &r.responses[0].partitions[0];
+    assert_eq!((p.error_code, p.current_leader.leader_id.0, p.current_leader.leader_epoch), (ResponseError::NotLeaderOrFollower.code(), leader, epoch), "{r:?}");
 
     // A topic on the leader's broker alone, named there by a manual assignment; only that
     // broker lists it among its log directories.

@@ -2,15 +2,15 @@
 //! in incremental fetch sessions when the client asks for one (KIP-227, kept by
 //! [`crate::fetch_session`]). The broker's `fetch.max.bytes` caps every response.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use indexmap::IndexMap;
 use kafka_protocol::messages::fetch_request::FetchRequest;
-use kafka_protocol::messages::fetch_response::{AbortedTransaction, EpochEndOffset, FetchResponse, FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{ProducerId, TopicName};
+use kafka_protocol::messages::fetch_response::{AbortedTransaction, EpochEndOffset, FetchResponse, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData};
+use kafka_protocol::messages::{BrokerId, ProducerId, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use tokio::sync::Notify;
@@ -56,7 +56,14 @@ pub async fn handle(api: &Api, req: &Request, r: FetchRequest) -> FetchResponse 
         FetchContext::Incremental { partitions, .. } => std::mem::take(partitions),
         FetchContext::Full | FetchContext::Sessionless => asked.into_iter().collect(),
     };
-    let data = long_poll(api, req, &r, replica_id.0, &wanted).await;
+    let mut data = long_poll(api, req, &r, replica_id.0, &wanted).await;
+    if req.version >= 12 {
+        for (d, id) in data.iter_mut().zip(locate(api, &wanted)) {
+            if let Some((leader, epoch)) = api.current_leader(id.ok(), d.error_code) {
+                d.current_leader = LeaderIdAndEpoch::default().with_leader_id(BrokerId(leader)).with_leader_epoch(epoch);
+            }
+        }
+    }
     let answers: Vec<Answer> = data.iter().map(answer).collect();
     let (session_id, sent) = match context {
         FetchContext::Incremental { id, epoch, .. } => match api.fetch_sessions.respond(id, epoch, &answers) {
@@ -69,8 +76,14 @@ pub async fn handle(api: &Api, req: &Request, r: FetchRequest) -> FetchResponse 
         }
         FetchContext::Sessionless => (NO_SESSION, vec![true; data.len()]),
     };
+    let leaders: BTreeSet<i32> = data.iter().map(|d| d.current_leader.leader_id.0).filter(|&id| id >= 0 && req.version >= 16).collect();
+    let endpoints = api
+        .broker_addresses(req, &leaders)
+        .into_iter()
+        .map(|b| NodeEndpoint::default().with_node_id(BrokerId(b.id)).with_host(StrBytes::from_string(b.host)).with_port(i32::from(b.port)).with_rack(b.rack.map(StrBytes::from_string)))
+        .collect();
     let partitions = wanted.into_iter().map(|(key, _)| key).zip(data).zip(sent).filter(|(_, sent)| *sent).map(|(p, _)| p);
-    FetchResponse::default().with_session_id(session_id).with_responses(by_topic(partitions))
+    FetchResponse::default().with_session_id(session_id).with_responses(by_topic(partitions)).with_node_endpoints(endpoints)
 }
 
 /// What the session needs to know of a partition's answer.

@@ -1,13 +1,14 @@
 //! Produce and InitProducerId.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use kafka_protocol::messages::init_producer_id_request::InitProducerIdRequest;
 use kafka_protocol::messages::init_producer_id_response::InitProducerIdResponse;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, ProduceRequest};
 use futures_util::future::join_all;
-use kafka_protocol::messages::produce_response::{BatchIndexAndErrorMessage, PartitionProduceResponse, ProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::ProducerId;
+use kafka_protocol::messages::produce_response::{BatchIndexAndErrorMessage, LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, ProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{BrokerId, ProducerId};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
@@ -29,13 +30,24 @@ pub async fn handle(api: &Api, req: &Request, r: ProduceRequest) -> ProduceRespo
             let topic = topic.as_deref();
             async move {
                 let result = if acks_valid { append(api, topic, p, now, acks, deadline).await } else { Err(ResponseError::InvalidRequiredAcks.into()) };
-                partition_response(req.version, &topic_data.name, p.index, result)
+                let mut response = partition_response(req.version, &topic_data.name, p.index, result);
+                if let Some((leader, epoch)) = api.current_leader(partition_id(topic, p.index).ok(), response.error_code).filter(|_| req.version >= 10) {
+                    response.current_leader = LeaderIdAndEpoch::default().with_leader_id(BrokerId(leader)).with_leader_epoch(epoch);
+                }
+                response
             }
         }))
         .await;
         TopicProduceResponse::default().with_name(topic_data.name.clone()).with_partition_responses(partitions)
     });
-    ProduceResponse::default().with_responses(join_all(appends).await)
+    let responses = join_all(appends).await;
+    let leaders: BTreeSet<i32> = responses.iter().flat_map(|t| &t.partition_responses).map(|p| p.current_leader.leader_id.0).filter(|&id| id >= 0).collect();
+    let endpoints = api
+        .broker_addresses(req, &leaders)
+        .into_iter()
+        .map(|b| NodeEndpoint::default().with_node_id(BrokerId(b.id)).with_host(StrBytes::from_string(b.host)).with_port(i32::from(b.port)).with_rack(b.rack.map(StrBytes::from_string)))
+        .collect();
+    ProduceResponse::default().with_responses(responses).with_node_endpoints(endpoints)
 }
 
 /// What becomes of an acks=0 produce's response: nothing is sent, and a failure closes the
