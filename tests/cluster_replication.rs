@@ -172,25 +172,9 @@ async fn killing_the_leader_again_and_again_loses_no_acknowledged_record() {
     let mut cluster = TestCluster::start(3, 0, &settings);
     all_live(&cluster).await;
     create_replicated(&cluster, 1, 1).await;
-    // Acknowledged batches: base offset -> the batch's first timestamp, which tells batches apart.
-    let mut acked = std::collections::BTreeMap::new();
-    let mut stamp = 1_700_000_000_000i64;
+    let mut acked = Acked::default();
     for cycle in 0..cycles {
-        for _ in 0..20 {
-            stamp += 1000;
-            let batch = encode_batch(&BatchSpec { base_ts: stamp, ..BatchSpec::values(2) });
-            // As a client does: to the leader, again after NOT_LEADER_OR_FOLLOWER or
-            // NOT_ENOUGH_REPLICAS while the cluster settles.
-            let offset = eventually(PATIENCE, &format!("cycle {cycle}: an acks=all write"), || async {
-                let leader = leader_by_its_own_word(&cluster).await?;
-                let request = produce_request(TOPIC, 0, batch.clone(), -1).with_timeout_ms(10_000);
-                let r = connect(&cluster, leader).await?.call(request, 9).await;
-                let p = &r.responses[0].partition_responses[0];
-                (p.error_code == 0).then_some(p.base_offset)
-            })
-            .await;
-            acked.insert(offset, stamp);
-        }
+        acked.write(&cluster, 20, &format!("cycle {cycle}")).await;
         // Killed once every replica is in sync again, so each kill finds the data on two others.
         let leader = eventually(PATIENCE, &format!("cycle {cycle}: the full ISR"), || async {
             let leader = leader_by_its_own_word(&cluster).await?;
@@ -206,22 +190,120 @@ async fn killing_the_leader_again_and_again_loses_no_acknowledged_record() {
         .await;
         cluster.start_node(leader);
     }
-    // Every acknowledged batch is in the final leader's log, at its offset.
-    let logged = eventually(PATIENCE, "the final leader to expose every acknowledged batch", || async {
-        for id in cluster.running() {
-            let Some(p) = partitions(&cluster, id).await else { continue };
-            if p[0].0 <= 0 {
-                continue;
-            }
-            let (code, high_watermark, records) = connect(&cluster, p[0].0).await?.fetch(TOPIC, 0, 0, 0).await;
-            let last = acked.keys().last().copied().unwrap_or(0);
-            return (code == 0 && high_watermark > last).then(|| batch_timestamps(&records));
-        }
-        None
+    acked.check(&cluster, &format!("{cycles} leader kills")).await;
+}
+
+/// Kafka's controller fault test: the active controller killed while acks=all writes go on
+/// (min.insync.replicas=2, so the ISR changes it must decide are needed); writes and topic
+/// creation carry on under the next controller, and no acknowledged record is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_active_controller_under_load_loses_no_acknowledged_record() {
+    let settings = [FAST, &[("replica.lag.time.max.ms", "2000"), ("min.insync.replicas", "2")]].concat();
+    let mut cluster = TestCluster::start(3, 0, &settings);
+    all_live(&cluster).await;
+    create_replicated(&cluster, 1, 1).await;
+    let mut acked = Acked::default();
+    acked.write(&cluster, 20, "before the kill").await;
+    let controller = eventually(PATIENCE, "an active controller", || async {
+        let id = connect(&cluster, 1).await?.call(MetadataRequest::default().with_topics(Some(vec![])), 12).await.controller_id.0;
+        (id > 0).then_some(id)
     })
     .await;
-    for (offset, stamp) in &acked {
-        assert_eq!(logged.get(offset), Some(stamp), "acknowledged batch at offset {offset} after {cycles} leader kills");
+    cluster.kill(controller);
+    acked.write(&cluster, 20, "after the controller's kill").await;
+    // Admin requests reach the next controller.
+    let survivor = cluster.running()[0];
+    eventually(PATIENCE, "a topic created under the next controller", || async {
+        let code = connect(&cluster, survivor).await?.create_topic("after-the-kill", 1).await;
+        // A try that timed out waiting for its publication may have created it.
+        (code == 0 || code == ResponseError::TopicAlreadyExists.code()).then_some(())
+    })
+    .await;
+    cluster.start_node(controller);
+    all_live(&cluster).await;
+    acked.write(&cluster, 10, "after the restart").await;
+    acked.check(&cluster, "the controller's kill").await;
+}
+
+/// Kafka's disk-loss fault test: a broker whose data directory is wiped is formatted again
+/// and rejoins; it copies the partition back from the leader, returns to the ISR, and leads
+/// with every acknowledged record once the other replica dies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_with_a_wiped_disk_copies_its_replicas_back() {
+    let mut cluster = TestCluster::start(3, 1, &[FAST, &[("replica.lag.time.max.ms", "2000")]].concat());
+    all_live(&cluster).await;
+    // Partition 0 on the broker-only node 4 and voter 1, led by 4.
+    let topic = CreatableTopic::default()
+        .with_name(name(TOPIC))
+        .with_num_partitions(-1)
+        .with_replication_factor(-1)
+        .with_assignments(vec![CreatableReplicaAssignment::default().with_partition_index(0).with_broker_ids(vec![BrokerId(4), BrokerId(1)])]);
+    let r = Client::connect_to(cluster.client_addr(2)).await.call(CreateTopicsRequest::default().with_topics(vec![topic]).with_timeout_ms(10_000), 7).await;
+    assert_eq!(r.topics[0].error_code, 0);
+    let mut acked = Acked::default();
+    acked.write(&cluster, 20, "before the wipe").await;
+
+    cluster.kill(4);
+    std::fs::remove_dir_all(cluster.data_dir(4)).expect("wipe node 4");
+    let formatted = cluster.command(4, &["format", "--cluster-id", &cluster.cluster_id.clone()], &[]).output().expect("format runs");
+    assert!(formatted.status.success(), "{}", String::from_utf8_lossy(&formatted.stderr));
+    acked.write(&cluster, 10, "while node 4 is gone").await;
+    cluster.start_node(4);
+    eventually(PATIENCE, "the wiped broker back in the ISR", || async {
+        let p = partitions(&cluster, 2).await?;
+        (p[0].3 == [1, 4]).then_some(())
+    })
+    .await;
+    cluster.kill(1);
+    eventually(PATIENCE, "the wiped broker leading", || async { (partitions(&cluster, 2).await?[0].0 == 4).then_some(()) }).await;
+    acked.check(&cluster, "the wipe").await;
+}
+
+/// Acknowledged batches of partition 0: base offset -> the batch's first timestamp, which
+/// tells batches apart.
+#[derive(Default)]
+struct Acked {
+    batches: std::collections::BTreeMap<i64, i64>,
+    stamp: i64,
+}
+
+impl Acked {
+    /// Writes `count` batches with acks=all, as a client does: to the leader, again after
+    /// NOT_LEADER_OR_FOLLOWER or NOT_ENOUGH_REPLICAS while the cluster settles.
+    async fn write(&mut self, cluster: &TestCluster, count: usize, when: &str) {
+        for _ in 0..count {
+            self.stamp = self.stamp.max(1_700_000_000_000) + 1000;
+            let batch = encode_batch(&BatchSpec { base_ts: self.stamp, ..BatchSpec::values(2) });
+            let offset = eventually(PATIENCE, &format!("{when}: an acks=all write"), || async {
+                let leader = leader_by_its_own_word(cluster).await?;
+                let request = produce_request(TOPIC, 0, batch.clone(), -1).with_timeout_ms(10_000);
+                let r = connect(cluster, leader).await?.call(request, 9).await;
+                let p = &r.responses[0].partition_responses[0];
+                (p.error_code == 0).then_some(p.base_offset)
+            })
+            .await;
+            self.batches.insert(offset, self.stamp);
+        }
+    }
+
+    /// Every acknowledged batch is in the final leader's log, at its offset.
+    async fn check(&self, cluster: &TestCluster, after: &str) {
+        let logged = eventually(PATIENCE, "the final leader to expose every acknowledged batch", || async {
+            for id in cluster.running() {
+                let Some(p) = partitions(cluster, id).await else { continue };
+                if p[0].0 <= 0 {
+                    continue;
+                }
+                let (code, high_watermark, records) = connect(cluster, p[0].0).await?.fetch(TOPIC, 0, 0, 0).await;
+                let last = self.batches.keys().last().copied().unwrap_or(0);
+                return (code == 0 && high_watermark > last).then(|| batch_timestamps(&records));
+            }
+            None
+        })
+        .await;
+        for (offset, stamp) in &self.batches {
+            assert_eq!(logged.get(offset), Some(stamp), "acknowledged batch at offset {offset} after {after}");
+        }
     }
 }
 
@@ -282,13 +364,14 @@ async fn a_groups_offsets_move_with_the_leader_of_its_offsets_partition() {
     assert_eq!(offset, 42, "the committed offset survives its coordinator");
 }
 
-/// Waits until every node lists all three brokers: each is then unfenced in the others'
-/// images, so in the metadata log.
+/// Waits until every node lists every broker: each is then unfenced in the others' images,
+/// so in the metadata log.
 async fn all_live(cluster: &TestCluster) {
-    eventually(PATIENCE, "three live brokers on every node", || async {
+    let count = cluster.ids().count();
+    eventually(PATIENCE, "every broker live on every node", || async {
         for id in cluster.ids() {
             let mut c = connect(cluster, id).await?;
-            if c.call(MetadataRequest::default().with_topics(None), 12).await.brokers.len() != 3 {
+            if c.call(MetadataRequest::default().with_topics(None), 12).await.brokers.len() != count {
                 return None;
             }
         }
