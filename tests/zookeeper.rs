@@ -1,8 +1,11 @@
 //! The ZooKeeper listener with hand-built jute frames: the handshake, the znodes Kafka 2.x
 //! tools read and write (and the topics they become), plain znodes with ZooKeeper's
-//! semantics, watches, and bad input that gets an error code or closes only its connection.
+//! semantics, watches, and bad input that gets an error code or closes only its connection;
+//! on a node of a cluster, the cluster's brokers, controller and partition states.
 
+mod cluster;
 mod common;
+mod ports;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -659,4 +662,68 @@ async fn garbage_and_oversized_frames_close_only_their_connection() {
 
     assert_eq!(healthy.children("/", false).await.unwrap(), vec!["admin", "brokers", "cluster", "config", "controller", "controller_epoch", "zookeeper"]);
     broker.shutdown().await;
+}
+
+/// A node of a three-node cluster serves the cluster in its ZooKeeper view: every live broker,
+/// the active controller, and each partition's replicas, leader and ISR, which follow a change
+/// of leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_node_shows_the_cluster_in_its_zookeeper_view() {
+    use cluster::{eventually, TestCluster, FAST};
+    use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreateTopicsRequest};
+
+    let patience = Duration::from_secs(20);
+    let mut cluster = TestCluster::start(3, 0, &[FAST, &[("replica.lag.time.max.ms", "2000")]].concat());
+    let zk_port = ports::free_port();
+    cluster.kill(1);
+    cluster.start_node_with(1, &[("zookeeper.listener", &format!("127.0.0.1:{zk_port}"))]);
+    let zk_addr: SocketAddr = ([127, 0, 0, 1], zk_port).into();
+    let brokers = eventually(patience, "node 1 to list three brokers under /brokers/ids", || async {
+        tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(zk_addr)).await.ok()?.ok()?;
+        let mut zk = Zk::connect(zk_addr).await;
+        let mut ids = zk.children("/brokers/ids", false).await.ok()?;
+        ids.sort();
+        (ids == ["1", "2", "3"]).then_some(ids)
+    })
+    .await;
+    assert_eq!(brokers.len(), 3);
+    let mut zk = Zk::connect(zk_addr).await;
+    let controller: serde_json::Value = serde_json::from_str(&zk.get_string("/controller").await).unwrap();
+    assert!((1..=3).contains(&controller["brokerid"].as_i64().unwrap()), "{controller}");
+
+    // Again while node 2 still has node 1 fenced from before its restart.
+    eventually(patience, "the topic created through node 2", || async {
+        let topic = CreatableTopic::default().with_name(name("spread")).with_num_partitions(1).with_replication_factor(3);
+        let r = Client::connect_to(cluster.client_addr(2)).await.call(CreateTopicsRequest::default().with_topics(vec![topic]).with_timeout_ms(10_000), 7).await;
+        let code = r.topics[0].error_code;
+        (code == 0 || code == ResponseError::TopicAlreadyExists.code()).then_some(())
+    })
+    .await;
+    let state = |zk_addr| async move {
+        let mut zk = Zk::connect(zk_addr).await;
+        // Not there until node 1 has published the topic.
+        let assignment: serde_json::Value = serde_json::from_slice(&zk.get("/brokers/topics/spread", false).await.ok()?.0).ok()?;
+        let state: serde_json::Value = serde_json::from_slice(&zk.get("/brokers/topics/spread/partitions/0/state", false).await.ok()?.0).ok()?;
+        let mut replicas: Vec<i64> = assignment["partitions"]["0"].as_array()?.iter().filter_map(|v| v.as_i64()).collect();
+        replicas.sort();
+        Some((replicas, state["leader"].as_i64()?, state["isr"].as_array()?.len()))
+    };
+    let (replicas, leader, _) = eventually(patience, "the topic's three replicas in sync in the view", || async {
+        state(zk_addr).await.filter(|(_, _, isr)| *isr == 3)
+    })
+    .await;
+    assert_eq!(replicas, [1, 2, 3]);
+    // A broker dies (the leader, unless node 1 leads: it serves the view): the view shows the
+    // partition's new leader or smaller ISR, and the broker's registration goes.
+    let victim = if leader != 1 { leader } else { 2 };
+    cluster.kill(victim as i32);
+    eventually(patience, "the partition without the dead broker in the view", || async {
+        state(zk_addr).await.filter(|(_, l, isr)| *l != victim && *l > 0 && *isr == 2)
+    })
+    .await;
+    eventually(patience, "the dead broker gone from /brokers/ids", || async {
+        let ids = Zk::connect(zk_addr).await.children("/brokers/ids", false).await.ok()?;
+        (ids.len() == 2 && !ids.contains(&victim.to_string())).then_some(())
+    })
+    .await;
 }

@@ -3,7 +3,9 @@
 //!
 //! The view's nodes live in the tree marked `managed`. [`KafkaView::sync`] keeps them equal to
 //! what the cluster holds: it runs before every request and on a timer, so topics made or
-//! deleted through the Kafka protocol show up (and fire watches) here too.
+//! deleted through the Kafka protocol show up (and fire watches) here too. Live brokers, the
+//! active controller and each partition's replicas, leader and ISR come from the metadata image,
+//! so in a cluster the view shows the cluster.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -13,11 +15,15 @@ use kafka_protocol::ResponseError;
 use serde_json::{json, Map, Value};
 use super::jute::ErrorCode;
 use super::tree::Txn;
+use crate::cluster::metadata::MetadataImage;
 use crate::cluster::{Cluster, ConfigChange, NewTopic, Topic};
 
 pub const TOPICS: &str = "/brokers/topics";
 pub const TOPIC_CONFIGS: &str = "/config/topics";
 pub const DELETE_TOPICS: &str = "/admin/delete_topics";
+
+/// (listener, host, port)
+type Endpoint = (String, String, u16);
 
 /// What a path means to the view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,8 +56,12 @@ pub fn classify(path: &str) -> Kind<'_> {
 }
 
 pub struct KafkaView {
-    /// The fixed nodes: the parents Kafka creates, this broker's registration and so on.
+    /// The fixed nodes: the parents Kafka creates, the cluster id and so on.
     fixed: Vec<(String, Vec<u8>)>,
+    /// When the view was made: the registration time its broker znodes show.
+    started_ms: i64,
+    /// The metadata image last rendered; a new one renders everything again.
+    image: Option<Arc<MetadataImage>>,
     /// The topics as last rendered; a topic is re-rendered when the cluster's `Arc` changes.
     seen: HashMap<String, Arc<Topic>>,
     /// Set when the tree may no longer match `seen` (a rolled-back transaction).
@@ -60,22 +70,8 @@ pub struct KafkaView {
 
 impl KafkaView {
     pub fn new(cluster: &Cluster) -> KafkaView {
-        let node = cluster.node();
         let now = crate::api::now_ms();
-        let endpoints: Vec<String> = node.endpoints.iter().map(|e| format!("{}://{}", e.listener, e.host_port())).collect();
-        let protocols: Map<String, Value> = node.endpoints.iter().map(|e| (e.listener.clone(), json!("PLAINTEXT"))).collect();
-        let broker = json!({
-            "listener_security_protocol_map": protocols,
-            "endpoints": endpoints,
-            "jmx_port": -1,
-            "host": node.endpoints[0].host,
-            "timestamp": now.to_string(),
-            "port": node.endpoints[0].port,
-            "version": 4,
-        })
-        .to_string();
         let cluster_id = json!({"version": "1", "id": cluster.cluster_id()}).to_string();
-        let controller = json!({"version": 1, "brokerid": node.id, "timestamp": now.to_string()}).to_string();
         let plain = |p: &str| (p.to_string(), Vec::new());
         let fixed = vec![
             plain("/"),
@@ -83,7 +79,6 @@ impl KafkaView {
             plain(DELETE_TOPICS),
             plain("/brokers"),
             plain("/brokers/ids"),
-            (format!("/brokers/ids/{}", node.id), broker.into_bytes()),
             plain("/brokers/seqid"),
             plain(TOPICS),
             plain("/cluster"),
@@ -94,12 +89,42 @@ impl KafkaView {
             plain("/config/clients"),
             plain(TOPIC_CONFIGS),
             plain("/config/users"),
-            ("/controller".to_string(), controller.into_bytes()),
             ("/controller_epoch".to_string(), b"1".to_vec()),
             plain("/zookeeper"),
             plain("/zookeeper/quota"),
         ];
-        KafkaView { fixed, seen: HashMap::new(), stale: true }
+        KafkaView { fixed, started_ms: now, image: None, seen: HashMap::new(), stale: true }
+    }
+
+    /// `/brokers/ids/<id>` of every live broker (as Kafka's ephemeral registrations), and
+    /// `/controller`.
+    fn render_brokers(&self, cluster: &Cluster) -> Vec<(String, Vec<u8>)> {
+        let node = cluster.node();
+        let image = cluster.image();
+        let mut brokers: Vec<(i32, Vec<Endpoint>)> = vec![(node.id, node.endpoints.iter().map(|e| (e.listener.clone(), e.host.clone(), e.port)).collect())];
+        for b in image.brokers().filter(|b| !b.fenced && b.registration.id != node.id) {
+            brokers.push((b.registration.id, b.registration.endpoints.iter().map(|e| (e.listener.clone(), e.host.clone(), e.port)).collect()));
+        }
+        let mut nodes: Vec<(String, Vec<u8>)> = brokers
+            .into_iter()
+            .filter(|(_, endpoints)| !endpoints.is_empty())
+            .map(|(id, endpoints)| {
+                let protocols: Map<String, Value> = endpoints.iter().map(|(l, _, _)| (l.clone(), json!("PLAINTEXT"))).collect();
+                let broker = json!({
+                    "listener_security_protocol_map": protocols,
+                    "endpoints": endpoints.iter().map(|(l, h, p)| format!("{l}://{h}:{p}")).collect::<Vec<_>>(),
+                    "jmx_port": -1,
+                    "host": endpoints[0].1,
+                    "timestamp": self.started_ms.to_string(),
+                    "port": endpoints[0].2,
+                    "version": 4,
+                });
+                (format!("/brokers/ids/{id}"), broker.to_string().into_bytes())
+            })
+            .collect();
+        let controller = json!({"version": 1, "brokerid": cluster.controller_id(), "timestamp": self.started_ms.to_string()});
+        nodes.push(("/controller".to_string(), controller.to_string().into_bytes()));
+        nodes
     }
 
     pub fn invalidate(&mut self) {
@@ -109,13 +134,13 @@ impl KafkaView {
     /// Brings the view's nodes in line with the cluster. Cheap when nothing changed: topics
     /// are compared by pointer.
     pub fn sync(&mut self, txn: &mut Txn, cluster: &Cluster) {
-        if self.stale {
+        if self.stale || !self.image.as_ref().is_some_and(|seen| Arc::ptr_eq(seen, &cluster.image())) {
             return self.sync_all(txn, cluster);
         }
         let topics = cluster.topics();
         for topic in &topics {
             if !self.seen.get(&topic.name).is_some_and(|seen| Arc::ptr_eq(seen, topic)) {
-                let nodes = render_topic(topic, cluster.node().id);
+                let nodes = render_topic(topic, &cluster.image(), cluster.node().id);
                 for (path, data) in &nodes {
                     upsert(txn, path, data);
                 }
@@ -145,8 +170,10 @@ impl KafkaView {
     fn sync_all(&mut self, txn: &mut Txn, cluster: &Cluster) {
         let topics = cluster.topics();
         let node_id = cluster.node().id;
+        let image = cluster.image();
         let mut wanted = BTreeSet::new();
-        for (path, data) in self.fixed.iter().cloned().chain(topics.iter().flat_map(|t| render_topic(t, node_id))) {
+        let rendered = self.fixed.iter().cloned().chain(self.render_brokers(cluster)).chain(topics.iter().flat_map(|t| render_topic(t, &image, node_id)));
+        for (path, data) in rendered.collect::<Vec<_>>() {
             upsert(txn, &path, &data);
             wanted.insert(path);
         }
@@ -158,6 +185,7 @@ impl KafkaView {
             }
         }
         self.seen = topics.into_iter().map(|t| (t.name.clone(), t)).collect();
+        self.image = Some(image);
         self.stale = false;
     }
 
@@ -246,26 +274,26 @@ fn refused(action: &str, name: &str, error: ResponseError, msg: &str) -> ErrorCo
     }
 }
 
-/// The topic's znodes, parents first.
-fn render_topic(topic: &Topic, node_id: i32) -> Vec<(String, Vec<u8>)> {
+/// The topic's znodes, parents first: replicas, leader and ISR as the image has them (this
+/// node alone for a topic the image does not hold yet).
+fn render_topic(topic: &Topic, image: &MetadataImage, node_id: i32) -> Vec<(String, Vec<u8>)> {
     let base = format!("{TOPICS}/{}", topic.name);
     let count = topic.partitions.len();
-    let assignment: Map<String, Value> = (0..count).map(|p| (p.to_string(), json!([node_id]))).collect();
-    let state = json!({
-        "controller_epoch": 1,
-        "leader": node_id,
-        "version": 1,
-        "leader_epoch": crate::cluster::replication::INITIAL_LEADER_EPOCH,
-        "isr": [node_id],
-    })
-    .to_string();
+    let published = image.topic(&topic.name).filter(|t| t.id == topic.id);
+    let state_of = |p: usize| match published.and_then(|t| t.partitions.get(&(p as i32))) {
+        Some(r) => (r.replicas.clone(), r.leader, r.leader_epoch, r.isr.clone()),
+        None => (vec![node_id], node_id, crate::cluster::replication::INITIAL_LEADER_EPOCH, vec![node_id]),
+    };
+    let states: Vec<_> = (0..count).map(state_of).collect();
+    let assignment: Map<String, Value> = states.iter().enumerate().map(|(p, (replicas, ..))| (p.to_string(), json!(replicas))).collect();
     let configs: Map<String, Value> = topic.configs.explicit().map(|(k, v)| (k.clone(), json!(v))).collect();
     let mut nodes = Vec::with_capacity(3 * count + 3);
     nodes.push((base.clone(), json!({"version": 1, "partitions": assignment}).to_string().into_bytes()));
     nodes.push((format!("{base}/partitions"), Vec::new()));
-    for p in 0..count {
+    for (p, (_, leader, leader_epoch, isr)) in states.iter().enumerate() {
+        let state = json!({"controller_epoch": 1, "leader": leader, "version": 1, "leader_epoch": leader_epoch, "isr": isr});
         nodes.push((format!("{base}/partitions/{p}"), Vec::new()));
-        nodes.push((format!("{base}/partitions/{p}/state"), state.clone().into_bytes()));
+        nodes.push((format!("{base}/partitions/{p}/state"), state.to_string().into_bytes()));
     }
     nodes.push((format!("{TOPIC_CONFIGS}/{}", topic.name), json!({"version": 1, "config": configs}).to_string().into_bytes()));
     nodes

@@ -87,8 +87,13 @@ impl TestCluster {
     }
 
     pub fn start_node(&mut self, id: i32) {
+        self.start_node_with(id, &[]);
+    }
+
+    /// Starts node `id` with settings of its own on top of the harness's.
+    pub fn start_node_with(&mut self, id: i32, overrides: &[(&str, &str)]) {
         let log = std::fs::File::create(self.dir.path().join(format!("node-{id}.log"))).expect("log file");
-        let child = self.command(id, &[], &[]).stdout(Stdio::null()).stderr(log).spawn().expect("gregor starts");
+        let child = self.command(id, &[], overrides).stdout(Stdio::null()).stderr(log).spawn().expect("gregor starts");
         self.slot(id).process = Some(child);
     }
 
