@@ -678,15 +678,14 @@ async fn a_cluster_node_shows_the_cluster_in_its_zookeeper_view() {
     cluster.kill(1);
     cluster.start_node_with(1, &[("zookeeper.listener", &format!("127.0.0.1:{zk_port}"))]);
     let zk_addr: SocketAddr = ([127, 0, 0, 1], zk_port).into();
-    let brokers = eventually(patience, "node 1 to list three brokers under /brokers/ids", || async {
+    eventually(patience, "node 1 to list three brokers under /brokers/ids", || async {
         tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(zk_addr)).await.ok()?.ok()?;
         let mut zk = Zk::connect(zk_addr).await;
         let mut ids = zk.children("/brokers/ids", false).await.ok()?;
         ids.sort();
-        (ids == ["1", "2", "3"]).then_some(ids)
+        (ids == ["1", "2", "3"]).then_some(())
     })
     .await;
-    assert_eq!(brokers.len(), 3);
     let mut zk = Zk::connect(zk_addr).await;
     let controller: serde_json::Value = serde_json::from_str(&zk.get_string("/controller").await).unwrap();
     assert!((1..=3).contains(&controller["brokerid"].as_i64().unwrap()), "{controller}");

@@ -58,8 +58,8 @@ pub async fn handle(api: &Api, req: &Request, r: FetchRequest) -> FetchResponse 
     };
     let mut data = long_poll(api, req, &r, replica_id.0, &wanted).await;
     if req.version >= 12 {
-        for (d, id) in data.iter_mut().zip(locate(api, &wanted)) {
-            if let Some((leader, epoch)) = api.current_leader(id.ok(), d.error_code) {
+        for (d, wanted) in data.iter_mut().zip(&wanted) {
+            if let Some((leader, epoch)) = api.current_leader(d.error_code, || locate(api, std::slice::from_ref(wanted)).remove(0).ok()) {
                 d.current_leader = LeaderIdAndEpoch::default().with_leader_id(BrokerId(leader)).with_leader_epoch(epoch);
             }
         }

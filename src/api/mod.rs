@@ -110,15 +110,19 @@ impl Api {
     /// KIP-951: the current leader and epoch of a partition this node answered
     /// NOT_LEADER_OR_FOLLOWER or FENCED_LEADER_EPOCH for, so the client goes there without
     /// waiting for a Metadata refresh; `None` for other answers or an unknown leader.
-    pub fn current_leader(&self, id: Option<crate::log::PartitionId>, error: i16) -> Option<(i32, i32)> {
+    /// `id` is looked up only for those answers: answers without them (the hot path) cost nothing.
+    pub fn current_leader(&self, error: i16, id: impl FnOnce() -> Option<crate::log::PartitionId>) -> Option<(i32, i32)> {
         let moved = error == kafka_protocol::ResponseError::NotLeaderOrFollower.code() || error == kafka_protocol::ResponseError::FencedLeaderEpoch.code();
-        let state = self.replicas.describe(id.filter(|_| moved)?);
+        let state = self.replicas.describe(id().filter(|_| moved)?);
         (state.leader >= 0).then_some((state.leader, state.leader_epoch))
     }
 
     /// The live brokers among `ids`, at their address on the request's listener (KIP-951's
     /// node endpoints).
     pub fn broker_addresses(&self, req: &Request, ids: &std::collections::BTreeSet<i32>) -> Vec<crate::cluster::BrokerAddress> {
+        if ids.is_empty() {
+            return Vec::new();
+        }
         self.cluster.live_brokers(&req.listener).into_iter().filter(|b| ids.contains(&b.id)).collect()
     }
 }

@@ -31,7 +31,7 @@ pub async fn handle(api: &Api, req: &Request, r: ProduceRequest) -> ProduceRespo
             async move {
                 let result = if acks_valid { append(api, topic, p, now, acks, deadline).await } else { Err(ResponseError::InvalidRequiredAcks.into()) };
                 let mut response = partition_response(req.version, &topic_data.name, p.index, result);
-                if let Some((leader, epoch)) = api.current_leader(partition_id(topic, p.index).ok(), response.error_code).filter(|_| req.version >= 10) {
+                if let Some((leader, epoch)) = api.current_leader(response.error_code, || partition_id(topic, p.index).ok()).filter(|_| req.version >= 10) {
                     response.current_leader = LeaderIdAndEpoch::default().with_leader_id(BrokerId(leader)).with_leader_epoch(epoch);
                 }
                 response

@@ -254,7 +254,7 @@ impl GroupCoordinator {
         tracing::info!(partition = index, epoch, groups = count, elapsed = ?started.elapsed(), "coordinating the groups of {OFFSETS_TOPIC}-{index}");
         if !orphans.is_empty() {
             let deletes = orphans.into_iter().map(|k| (k, None)).collect();
-            if let Err(e) = topic.write_partition(index, deletes).await {
+            if let Err(e) = topic.write_partition(Some(index), deletes).await {
                 tracing::warn!(partition = index, "removing offsets of deleted topics: {e:?}");
             }
         }

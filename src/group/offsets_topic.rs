@@ -134,13 +134,12 @@ impl OffsetsTopic {
     /// Queues a group's changes; they are appended in the order queued (callers queue under the
     /// group's lock) and the future ends once the ISR has them.
     pub fn write(&self, group_id: &str, changes: Changes) -> impl Future<Output = Result<(), ResponseError>> + Send + 'static {
-        let queued = self.partition_of(group_id).ok_or(ResponseError::NotCoordinator).and_then(|index| self.queue(index, changes));
-        async move { queued?.await.unwrap_or(Err(ResponseError::NotCoordinator)) }
+        self.write_partition(self.partition_of(group_id), changes)
     }
 
-    /// [`Self::write`] to a partition by its index.
-    pub fn write_partition(&self, index: i32, changes: Changes) -> impl Future<Output = Result<(), ResponseError>> + Send + 'static {
-        let queued = self.queue(index, changes);
+    /// [`Self::write`] to a partition by its index (`None`: the topic does not exist).
+    pub fn write_partition(&self, index: Option<i32>, changes: Changes) -> impl Future<Output = Result<(), ResponseError>> + Send + 'static {
+        let queued = index.ok_or(ResponseError::NotCoordinator).and_then(|index| self.queue(index, changes));
         async move { queued?.await.unwrap_or(Err(ResponseError::NotCoordinator)) }
     }
 
