@@ -226,6 +226,10 @@ async fn start_quorum(config: &Config, api: &Api, alter: Option<Arc<QuorumAlterP
     }
     let mut tasks = vec![task];
     if config.process_roles.controller {
+        if config.auto_leader_rebalance {
+            let interval = Duration::from_secs(config.leader_imbalance_check_interval_seconds);
+            tasks.push(tokio::spawn(controller.clone().run_leader_rebalance(interval, quorum_shutdown.clone())));
+        }
         tasks.push(tokio::spawn(controller.clone().run_broker_sessions(quorum_shutdown)));
     }
     let node = cluster.node();

@@ -14,7 +14,10 @@ use cluster::{eventually, TestCluster, FAST};
 use common::{batch_offsets, committed, fetch_request, name, produce_request, simple_commit, Client};
 use gregor::testkit::{encode_batch, BatchSpec};
 use kafka_protocol::messages::create_topics_request::{CreatableReplicaAssignment, CreatableTopic, CreateTopicsRequest};
+use kafka_protocol::messages::alter_partition_reassignments_request::{AlterPartitionReassignmentsRequest, ReassignablePartition, ReassignableTopic};
 use kafka_protocol::messages::describe_log_dirs_request::DescribeLogDirsRequest;
+use kafka_protocol::messages::elect_leaders_request::{ElectLeadersRequest, TopicPartitions};
+use kafka_protocol::messages::list_partition_reassignments_request::ListPartitionReassignmentsRequest;
 use kafka_protocol::messages::find_coordinator_request::FindCoordinatorRequest;
 use kafka_protocol::messages::BrokerId;
 use kafka_protocol::messages::metadata_request::{MetadataRequest, MetadataRequestTopic};
@@ -259,6 +262,80 @@ async fn a_broker_with_a_wiped_disk_copies_its_replicas_back() {
     acked.check(&cluster, "the wipe").await;
 }
 
+/// Kafka's add-a-broker operation: a fourth broker joins, partition 0 is reassigned to it
+/// (away from its leader) while acks=all writes go on, the old replica's copy is deleted, and
+/// a rolling restart of all four brokers loses nothing; a preferred election then puts the
+/// new broker, first in the target, in the lead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_broker_takes_a_partition_by_reassignment_and_a_rolling_restart_loses_nothing() {
+    let settings = [FAST, &[("replica.lag.time.max.ms", "2000"), ("min.insync.replicas", "2")]].concat();
+    let mut cluster = TestCluster::formatted(3, 1, &settings);
+    for id in 1..=3 {
+        cluster.start_node(id);
+    }
+    all_live(&cluster).await;
+    create_replicated(&cluster, 1, 1).await;
+    let mut acked = Acked::default();
+    acked.write(&cluster, 20, "before the new broker").await;
+
+    cluster.start_node(4);
+    all_live(&cluster).await;
+    let old_leader = leader_by_its_own_word(&cluster).await.expect("a leader");
+    let mut target = vec![4];
+    target.extend((1..=3).filter(|&b| b != old_leader));
+    let mut c = Client::connect_to(cluster.client_addr(2)).await;
+    let errors = reassign(&mut c, Some(target.clone())).await;
+    assert_eq!(errors, [(0, None)]);
+    acked.write(&cluster, 20, "during the reassignment").await;
+    eventually(PATIENCE, "the reassignment to complete", || async {
+        let mut c = connect(&cluster, 3).await?;
+        let ongoing = c.call(ListPartitionReassignmentsRequest::default().with_topics(None), 0).await;
+        let p = partitions(&cluster, 3).await?;
+        (ongoing.topics.is_empty() && p[0].2 == sorted(target.iter().copied()) && p[0].3 == p[0].2).then_some(())
+    })
+    .await;
+    assert_ne!(leader_by_its_own_word(&cluster).await, Some(old_leader), "the removed leader handed over");
+    eventually(PATIENCE, "the old replica's copy deleted", || async {
+        (log_dir_topics(&cluster, old_leader).await.is_empty() && cluster.log(old_leader).contains("no longer a replica here: deleted its local copy")).then_some(())
+    })
+    .await;
+    // Nothing to cancel any more; a broker nobody registered is refused.
+    let mut c = Client::connect_to(cluster.client_addr(1)).await;
+    assert_eq!(reassign(&mut c, None).await[0].0, ResponseError::NoReassignmentInProgress.code());
+    assert_eq!(reassign(&mut c, Some(vec![1, 2, 9])).await[0].0, ResponseError::InvalidReplicaAssignment.code());
+    acked.check(&cluster, "the reassignment").await;
+
+    for id in 1..=4 {
+        cluster.stop(id);
+        acked.write(&cluster, 5, &format!("while broker {id} restarts")).await;
+        cluster.start_node(id);
+        all_live(&cluster).await;
+        eventually(PATIENCE, "a full ISR again", || async {
+            let p = partitions(&cluster, 1).await?;
+            (p[0].3 == p[0].2).then_some(())
+        })
+        .await;
+    }
+    acked.check(&cluster, "the rolling restart").await;
+
+    let request = ElectLeadersRequest::default().with_election_type(0).with_topic_partitions(Some(vec![TopicPartitions::default().with_topic(name(TOPIC)).with_partitions(vec![0])]));
+    let r = Client::connect_to(cluster.client_addr(1)).await.call(request, 2).await;
+    let code = r.replica_election_results[0].partition_result[0].error_code;
+    assert!(code == 0 || code == ResponseError::ElectionNotNeeded.code(), "{r:?}");
+    eventually(PATIENCE, "the preferred replica leading", || async { (leader_by_its_own_word(&cluster).await? == 4).then_some(()) }).await;
+    acked.write(&cluster, 5, "after the election").await;
+    acked.check(&cluster, "the election").await;
+}
+
+/// AlterPartitionReassignments of partition 0 (`None` cancels): (error code, message).
+async fn reassign(c: &mut Client, target: Option<Vec<i32>>) -> Vec<(i16, Option<String>)> {
+    let partition = ReassignablePartition::default().with_partition_index(0).with_replicas(target.map(|t| t.into_iter().map(BrokerId).collect()));
+    let request = AlterPartitionReassignmentsRequest::default().with_topics(vec![ReassignableTopic::default().with_name(name(TOPIC)).with_partitions(vec![partition])]);
+    let r = c.call(request, 0).await;
+    assert_eq!(r.error_code, 0, "{r:?}");
+    r.responses[0].partitions.iter().map(|p| (p.error_code, p.error_message.as_ref().map(|m| m.to_string()))).collect()
+}
+
 /// Acknowledged batches of partition 0: base offset -> the batch's first timestamp, which
 /// tells batches apart.
 #[derive(Default)]
@@ -364,12 +441,12 @@ async fn a_groups_offsets_move_with_the_leader_of_its_offsets_partition() {
     assert_eq!(offset, 42, "the committed offset survives its coordinator");
 }
 
-/// Waits until every node lists every broker: each is then unfenced in the others' images,
-/// so in the metadata log.
+/// Waits until every running node lists every running broker: each is then unfenced in the
+/// others' images, so in the metadata log.
 async fn all_live(cluster: &TestCluster) {
-    let count = cluster.ids().count();
+    let count = cluster.running().len();
     eventually(PATIENCE, "every broker live on every node", || async {
-        for id in cluster.ids() {
+        for id in cluster.running() {
             let mut c = connect(cluster, id).await?;
             if c.call(MetadataRequest::default().with_topics(None), 12).await.brokers.len() != count {
                 return None;

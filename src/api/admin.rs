@@ -19,8 +19,6 @@ use kafka_protocol::messages::describe_log_dirs_request::DescribeLogDirsRequest;
 use kafka_protocol::messages::describe_log_dirs_response::{
     DescribeLogDirsPartition, DescribeLogDirsResponse, DescribeLogDirsResult, DescribeLogDirsTopic,
 };
-use kafka_protocol::messages::list_partition_reassignments_request::ListPartitionReassignmentsRequest;
-use kafka_protocol::messages::list_partition_reassignments_response::ListPartitionReassignmentsResponse;
 use uuid::Uuid;
 
 use super::{Api, Request};
@@ -215,9 +213,4 @@ pub async fn describe_log_dirs(api: &Api, r: DescribeLogDirsRequest) -> Describe
         .with_total_bytes(total)
         .with_usable_bytes(usable);
     DescribeLogDirsResponse::default().with_results(vec![dir])
-}
-
-/// Nothing is ever being reassigned on a single node.
-pub fn list_partition_reassignments(_r: ListPartitionReassignmentsRequest) -> ListPartitionReassignmentsResponse {
-    ListPartitionReassignmentsResponse::default()
 }

@@ -9,6 +9,7 @@ mod fetch;
 mod groups;
 mod metadata;
 mod offsets;
+mod partitions;
 mod produce;
 mod txn;
 pub use crate::cluster::now_ms;
@@ -58,7 +59,9 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::DescribeCluster, 0, 1),
     (ApiKey::DescribeTopicPartitions, 0, 0),
+    (ApiKey::AlterPartitionReassignments, 0, 1),
     (ApiKey::ListPartitionReassignments, 0, 0),
+    (ApiKey::ElectLeaders, 0, 2),
     (ApiKey::DeleteRecords, 0, 2),
     (ApiKey::DescribeLogDirs, 1, 4),
     // Transactions v1 (KIP-98); the versions of KIP-890 part 2 (TV2) are not offered, so
@@ -246,7 +249,9 @@ impl Api {
             RequestKind::CreatePartitions(r) => ResponseKind::CreatePartitions(admin::create_partitions(self, r).await),
             RequestKind::DescribeCluster(r) => ResponseKind::DescribeCluster(metadata::describe_cluster(self, &req, r)),
             RequestKind::DescribeTopicPartitions(r) => ResponseKind::DescribeTopicPartitions(metadata::describe_topic_partitions(self, r)),
-            RequestKind::ListPartitionReassignments(r) => ResponseKind::ListPartitionReassignments(admin::list_partition_reassignments(r)),
+            RequestKind::AlterPartitionReassignments(r) => ResponseKind::AlterPartitionReassignments(partitions::alter_reassignments(self, r).await),
+            RequestKind::ListPartitionReassignments(r) => ResponseKind::ListPartitionReassignments(partitions::list_reassignments(self, r)),
+            RequestKind::ElectLeaders(r) => ResponseKind::ElectLeaders(partitions::elect_leaders(self, &req, r).await),
             RequestKind::DeleteRecords(r) => ResponseKind::DeleteRecords(admin::delete_records(self, r).await),
             RequestKind::DescribeLogDirs(r) => ResponseKind::DescribeLogDirs(admin::describe_log_dirs(self, r).await),
             RequestKind::AddPartitionsToTxn(r) => ResponseKind::AddPartitionsToTxn(txn::add_partitions(self, &req, r).await),

@@ -29,6 +29,7 @@ pub use crate::config::ConfigChange;
 use crate::config::{BrokerSettings, Config};
 use crate::log::{CleanerLimits, LogStore, Meta, PartitionId};
 use controller::{AlterTopicConfigs, Controller, ControllerClient, CreatePartitions, CreateTopic, WriteError};
+pub use controller::{AlterReassignments, ElectLeaders, ElectionType, PartitionResults, Reassign};
 use metadata::MetadataImage;
 pub use topic_config::TopicConfigs;
 
@@ -439,6 +440,16 @@ impl Cluster {
             self.published(|c| c.topic(name).filter(|t| t.partitions.len() as i32 >= count)).await?;
         }
         Ok(())
+    }
+
+    /// AlterPartitionReassignments: starts, replaces or cancels reassignments on the controller.
+    pub async fn alter_reassignments(&self, request: AlterReassignments) -> Result<PartitionResults, Failure> {
+        self.client()?.alter_reassignments(request).await.map_err(failure)
+    }
+
+    /// ElectLeaders, on the controller.
+    pub async fn elect_leaders(&self, request: ElectLeaders) -> Result<PartitionResults, Failure> {
+        self.client()?.elect_leaders(request).await.map_err(failure)
     }
 
     /// Returns the topic, creating it with broker defaults when auto-creation allows it.

@@ -46,6 +46,8 @@ pub struct Config {
     pub broker_heartbeat_interval_ms: u64,
     pub broker_rack: Option<String>,
     pub default_replication_factor: i16,
+    pub auto_leader_rebalance: bool,
+    pub leader_imbalance_check_interval_seconds: u64,
     pub num_partitions: i32,
     pub auto_create_topics: bool,
     /// Largest record batch a producer may send (`message.max.bytes`).
@@ -271,6 +273,8 @@ impl Config {
             broker_heartbeat_interval_ms: 0,
             broker_rack: None,
             default_replication_factor: 0,
+            auto_leader_rebalance: false,
+            leader_imbalance_check_interval_seconds: 0,
             num_partitions: 0,
             auto_create_topics: false,
             message_max_bytes: 0,

@@ -637,6 +637,14 @@ impl LogStore {
         self.io.write(Lane::Meta, write).await
     }
 
+    /// Drops everything a partition holds and starts it over empty, as a new one (its replica
+    /// moved to other brokers).
+    pub async fn empty_partition(&self, id: PartitionId) -> Result<(), ResponseError> {
+        self.delete_partitions(&[id], &[]).await?;
+        self.create_partition(id);
+        Ok(())
+    }
+
     fn partition(&self, id: PartitionId) -> Result<Arc<PartitionLog>, ResponseError> {
         self.partitions.read().expect("lock").get(&id).cloned().ok_or(ResponseError::UnknownTopicOrPartition)
     }

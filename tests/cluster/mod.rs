@@ -37,6 +37,15 @@ pub fn gregor() -> Command {
 impl TestCluster {
     /// Formats and starts `voters` broker,controller nodes and `brokers` broker-only ones.
     pub fn start(voters: usize, brokers: usize, settings: &[(&str, &str)]) -> TestCluster {
+        let mut cluster = TestCluster::formatted(voters, brokers, settings);
+        for id in cluster.ids().collect::<Vec<_>>() {
+            cluster.start_node(id);
+        }
+        cluster
+    }
+
+    /// Formats the nodes' data directories without starting any (a broker added later).
+    pub fn formatted(voters: usize, brokers: usize, settings: &[(&str, &str)]) -> TestCluster {
         let dir = tempfile::tempdir().expect("temporary directory");
         let nodes: Vec<NodeSlot> = (0..voters + brokers)
             .map(|i| NodeSlot { client_port: free_port(), controller_port: free_port(), voter: i < voters, process: None })
@@ -45,11 +54,10 @@ impl TestCluster {
         let out = gregor().arg("random-uuid").output().expect("gregor runs");
         let cluster_id = String::from_utf8(out.stdout).expect("utf-8").trim().to_string();
         let settings = settings.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let mut cluster = TestCluster { dir, cluster_id, nodes, voters, settings };
+        let cluster = TestCluster { dir, cluster_id, nodes, voters, settings };
         for id in 1..=cluster.nodes.len() as i32 {
             let formatted = cluster.command(id, &["format", "--cluster-id", &cluster.cluster_id.clone()], &[]).output().expect("format runs");
             assert!(formatted.status.success(), "format node {id}: {}", String::from_utf8_lossy(&formatted.stderr));
-            cluster.start_node(id);
         }
         cluster
     }

@@ -11,6 +11,7 @@ use super::brokers::{BrokerHeartbeat, HeartbeatReply, RegisterBroker};
 use super::network::Peer;
 use super::topics::{AlterTopicConfigs, CommittedPartition, CreatePartitions, CreateTopic, IsrChange};
 use crate::cluster::metadata::{BrokerId, ProducerIdBlock};
+use super::replicas::{AlterReassignments, ElectLeaders, PartitionResults};
 use super::rpc::{Request, Response};
 use super::{Controller, WriteError};
 
@@ -51,6 +52,8 @@ impl ControllerClient {
         create_partitions(request: CreatePartitions) -> () = CreatePartitions;
         alter_topic_configs(request: AlterTopicConfigs) -> () = AlterTopicConfigs;
         alter_partition(change: IsrChange) -> CommittedPartition = AlterPartition;
+        alter_reassignments(request: AlterReassignments) -> PartitionResults = AlterReassignments;
+        elect_leaders(request: ElectLeaders) -> PartitionResults = ElectLeaders;
     }
 
     pub async fn allocate_producer_ids(&self, broker: BrokerId, at_least: i64) -> Result<ProducerIdBlock, WriteError> {

@@ -12,6 +12,7 @@
 mod brokers;
 mod client;
 mod network;
+mod replicas;
 mod rpc;
 mod store;
 mod topics;
@@ -19,6 +20,7 @@ mod topics;
 pub use brokers::{BrokerHeartbeat, HeartbeatReply, RegisterBroker};
 pub use topics::{AlterTopicConfigs, CommittedPartition, CreatePartitions, CreateTopic, IsrChange, PRODUCER_ID_BLOCK_SIZE};
 pub use client::ControllerClient;
+pub use replicas::{AlterReassignments, ElectLeaders, ElectionType, PartitionResults, Reassign};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -25,6 +25,7 @@ use uuid::Uuid;
 
 use super::brokers::{BrokerHeartbeat, HeartbeatReply, RegisterBroker};
 use super::topics::{AlterTopicConfigs, CommittedPartition, CreatePartitions, CreateTopic, IsrChange};
+use super::replicas::{AlterReassignments, ElectLeaders, PartitionResults};
 use super::{Controller, NodeId, TypeConfig, WriteError};
 use crate::cluster::metadata::{BrokerId, ProducerIdBlock};
 
@@ -54,6 +55,8 @@ pub(super) enum Request {
     AlterPartition(IsrChange),
     /// Producer ids for this broker, from at least the given one.
     AllocateProducerIds(BrokerId, i64),
+    AlterReassignments(AlterReassignments),
+    ElectLeaders(ElectLeaders),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -69,6 +72,8 @@ pub(super) enum Response {
     AlterTopicConfigs(Result<(), WriteError>),
     AlterPartition(Result<CommittedPartition, WriteError>),
     AllocateProducerIds(Result<ProducerIdBlock, WriteError>),
+    AlterReassignments(Result<PartitionResults, WriteError>),
+    ElectLeaders(Result<PartitionResults, WriteError>),
 }
 
 impl Response {
@@ -81,6 +86,7 @@ impl Response {
             Response::CreateTopic(r) => r.as_ref().err(),
             Response::AlterPartition(r) => r.as_ref().err(),
             Response::AllocateProducerIds(r) => r.as_ref().err(),
+            Response::AlterReassignments(r) | Response::ElectLeaders(r) => r.as_ref().err(),
         }
     }
 }
@@ -184,6 +190,8 @@ impl Controller {
             Request::AlterTopicConfigs(r) => Response::AlterTopicConfigs(self.alter_topic_configs(r).await),
             Request::AlterPartition(r) => Response::AlterPartition(self.alter_partition(r).await),
             Request::AllocateProducerIds(broker, at_least) => Response::AllocateProducerIds(self.allocate_producer_ids(broker, at_least).await),
+            Request::AlterReassignments(r) => Response::AlterReassignments(self.alter_reassignments(r).await),
+            Request::ElectLeaders(r) => Response::ElectLeaders(self.elect_leaders(r).await),
         }
     }
 }

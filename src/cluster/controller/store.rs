@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::{rpc, Applied, NodeId, TypeConfig};
-use crate::cluster::metadata::MetadataImage;
+use crate::cluster::metadata::{MetadataImage, MetadataImageV1};
 use crate::log::{RaftLog, RaftWrite};
 
 const VOTE_KEY: &[u8] = b"q/vote";
@@ -33,8 +33,10 @@ const STATE_KEY: &[u8] = b"q/state";
 type Membership = StoredMembership<NodeId, openraft::BasicNode>;
 
 /// Encoded with [`rpc::codec`], as RPCs are, behind one format byte so a later layout can
-/// be told apart.
-const FORMAT: u8 = 1;
+/// be told apart. Format 2 added reassignments to the image; every other value reads the same
+/// in format 1.
+const FORMAT: u8 = 2;
+const FORMAT_V1: u8 = 1;
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     rpc::encode(FORMAT, value)
@@ -42,8 +44,16 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 
 fn decode<T: DeserializeOwned>(bytes: &[u8]) -> anyhow::Result<T> {
     match bytes.split_first() {
-        Some((&FORMAT, body)) => rpc::decode(body),
+        Some((&(FORMAT | FORMAT_V1), body)) => rpc::decode(body),
         _ => anyhow::bail!("stored controller state in an unknown format"),
+    }
+}
+
+/// A metadata image (a snapshot's), in either format.
+fn decode_image(bytes: &[u8]) -> anyhow::Result<MetadataImage> {
+    match bytes.first() {
+        Some(&FORMAT_V1) => decode::<MetadataImageV1>(bytes).map(Into::into),
+        _ => decode(bytes),
     }
 }
 
@@ -160,6 +170,23 @@ struct State {
     image: MetadataImage,
 }
 
+/// [`State`] as format 1 stored it.
+#[derive(Deserialize)]
+struct StateV1 {
+    applied: Option<LogId<NodeId>>,
+    membership: Membership,
+    image: MetadataImageV1,
+}
+
+impl State {
+    fn decode(bytes: &[u8]) -> anyhow::Result<State> {
+        match bytes.first() {
+            Some(&FORMAT_V1) => decode::<StateV1>(bytes).map(|v1| State { applied: v1.applied, membership: v1.membership, image: v1.image.into() }),
+            _ => decode(bytes),
+        }
+    }
+}
+
 /// Applies committed records to the image, persists it, and publishes it.
 pub(super) struct StateMachine {
     log: RaftLog,
@@ -171,7 +198,7 @@ impl StateMachine {
     /// Loads the persisted state; the receiver follows the image from then on.
     pub(super) async fn open(log: RaftLog) -> anyhow::Result<(StateMachine, watch::Receiver<Arc<MetadataImage>>)> {
         let state: State = match log.get(STATE_KEY).await? {
-            Some(bytes) => decode(&bytes).context("the stored metadata image")?,
+            Some(bytes) => State::decode(&bytes).context("the stored metadata image")?,
             None => State::default(),
         };
         let (published, image) = watch::channel(Arc::new(state.image.clone()));
@@ -246,7 +273,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn install_snapshot(&mut self, meta: &SnapshotMeta<NodeId, openraft::BasicNode>, snapshot: Box<Cursor<Vec<u8>>>) -> Result<(), StorageError<NodeId>> {
-        let image = decode(snapshot.get_ref()).map_err(|e| storage_error(ErrorSubject::Snapshot(Some(meta.signature())), ErrorVerb::Read, e))?;
+        let image = decode_image(snapshot.get_ref()).map_err(|e| storage_error(ErrorSubject::Snapshot(Some(meta.signature())), ErrorVerb::Read, e))?;
         self.state = State { applied: meta.last_log_id, membership: meta.last_membership.clone(), image };
         tracing::info!(snapshot = %meta, "installed a metadata snapshot");
         self.persist(true).await
@@ -254,5 +281,32 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
         Ok(self.snapshot())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::cluster::metadata::{BrokerId, BrokerImage, PartitionRecord};
+
+    #[test]
+    fn a_state_stored_in_format_1_is_read() {
+        // Format 1's image had the same fields, and topics without reassignments; bincode lays a
+        // struct out as the tuple of its fields.
+        let id = Uuid::new_v4();
+        let partition = PartitionRecord { topic_id: id, index: 0, replicas: vec![1], isr: vec![1], leader: 1, leader_epoch: 3, partition_epoch: 4 };
+        let topics = BTreeMap::from([(id, ("t".to_string(), id, BTreeMap::<String, String>::new(), BTreeMap::from([(0, partition.clone())])))]);
+        let image = (BTreeMap::<BrokerId, BrokerImage>::new(), topics, BTreeMap::from([("t".to_string(), id)]), BTreeMap::<Option<BrokerId>, BTreeMap<String, String>>::new(), 1000i64);
+        let bytes = rpc::encode(FORMAT_V1, &(None::<LogId<NodeId>>, Membership::default(), image));
+        let state = State::decode(&bytes).expect("format 1 reads");
+        let topic = state.image.topic("t").expect("the topic");
+        assert_eq!(topic.partitions[&0], partition);
+        assert!(topic.reassignments.is_empty());
+        assert_eq!(state.image.next_producer_id(), 1000);
+        assert_eq!(State::decode(&encode(&state)).expect("format 2 reads").image, state.image);
     }
 }

@@ -167,8 +167,21 @@ impl Controller {
         if change.isr.iter().any(|b| !current.replicas.contains(b)) || !change.isr.contains(&change.leader) {
             return Err(rejected(ResponseError::InvalidRequest, format!("ISR {:?} must hold the leader and only replicas {:?}", change.isr, current.replicas)));
         }
-        let record = PartitionChange { topic_id: change.topic_id, index: change.index, leader: None, isr: Some(change.isr), replicas: None };
-        self.write(MetadataRecord::PartitionChange(record)).await?;
+        let record = MetadataRecord::PartitionChange(PartitionChange { topic_id: change.topic_id, index: change.index, leader: None, isr: Some(change.isr), replicas: None });
+        // The ISR change that brings in a reassignment's last new replica completes it.
+        let mut after = (*image).clone();
+        after.apply(record.clone()).map_err(WriteError::Refused)?;
+        let topic = after.topic_by_id(change.topic_id).expect("checked above");
+        let completed = topic.reassignments.get(&change.index).and_then(|r| super::replicas::completion(&after, change.topic_id, &topic.partitions[&change.index], r));
+        match completed {
+            Some(done) => {
+                self.write(MetadataRecord::Batch([record].into_iter().chain(done).collect())).await?;
+                tracing::info!(topic = topic.name, partition = change.index, "reassignment completed");
+            }
+            None => {
+                self.write(record).await?;
+            }
+        }
         let image = self.image.borrow().clone();
         let committed = &image.topic_by_id(change.topic_id).expect("just changed").partitions[&change.index];
         Ok((committed.leader_epoch, committed.partition_epoch, committed.isr.clone()))

@@ -40,6 +40,57 @@ pub struct TopicImage {
     pub id: Uuid,
     pub configs: BTreeMap<String, String>,
     pub partitions: BTreeMap<i32, PartitionRecord>,
+    /// The partitions being reassigned.
+    pub reassignments: BTreeMap<i32, Reassignment>,
+}
+
+/// A reassignment in progress: the partition's replicas are the target ones plus `removing`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reassignment {
+    pub adding: Vec<BrokerId>,
+    pub removing: Vec<BrokerId>,
+}
+
+impl Reassignment {
+    /// The replicas the partition will have once the reassignment completes.
+    pub fn target(&self, replicas: &[BrokerId]) -> Vec<BrokerId> {
+        replicas.iter().copied().filter(|r| !self.removing.contains(r)).collect()
+    }
+
+    /// The replicas it had before.
+    pub fn original(&self, replicas: &[BrokerId]) -> Vec<BrokerId> {
+        replicas.iter().copied().filter(|r| !self.adding.contains(r)).collect()
+    }
+}
+
+/// The image as store format 1 kept it, before reassignments: read once from a data directory
+/// written by an older build.
+#[derive(Deserialize)]
+pub struct MetadataImageV1 {
+    brokers: BTreeMap<BrokerId, BrokerImage>,
+    topics: BTreeMap<Uuid, TopicImageV1>,
+    topic_ids: BTreeMap<String, Uuid>,
+    broker_configs: BTreeMap<Option<BrokerId>, BTreeMap<String, String>>,
+    next_producer_id: i64,
+}
+
+#[derive(Deserialize)]
+struct TopicImageV1 {
+    name: String,
+    id: Uuid,
+    configs: BTreeMap<String, String>,
+    partitions: BTreeMap<i32, PartitionRecord>,
+}
+
+impl From<MetadataImageV1> for MetadataImage {
+    fn from(v1: MetadataImageV1) -> MetadataImage {
+        let topics = v1
+            .topics
+            .into_iter()
+            .map(|(id, t)| (id, TopicImage { name: t.name, id: t.id, configs: t.configs, partitions: t.partitions, reassignments: BTreeMap::new() }))
+            .collect();
+        MetadataImage { brokers: v1.brokers, topics, topic_ids: v1.topic_ids, broker_configs: v1.broker_configs, next_producer_id: v1.next_producer_id }
+    }
 }
 
 impl MetadataImage {
@@ -84,6 +135,7 @@ impl MetadataImage {
             MetadataRecord::RemoveTopic { id } => self.remove_topic(id),
             MetadataRecord::ConfigChange(config) => self.change_config(config),
             MetadataRecord::ProducerIdBlock(block) => self.add_producer_id_block(block),
+            MetadataRecord::Reassignment(reassignment) => self.reassign(reassignment),
             MetadataRecord::Batch(records) => {
                 // Rare and small (admin changes): a copy to fall back on is cheap enough.
                 let before = self.clone();
@@ -116,7 +168,7 @@ impl MetadataImage {
             return Err(format!("topic {:?} (id {}) exists already", topic.name, topic.id));
         }
         self.topic_ids.insert(topic.name.clone(), topic.id);
-        let image = TopicImage { name: topic.name, id: topic.id, configs: topic.configs.into_iter().collect(), partitions: BTreeMap::new() };
+        let image = TopicImage { name: topic.name, id: topic.id, configs: topic.configs.into_iter().collect(), partitions: BTreeMap::new(), reassignments: BTreeMap::new() };
         self.topics.insert(topic.id, image);
         Ok(())
     }
@@ -144,6 +196,26 @@ impl MetadataImage {
         }
         current.partition_epoch += 1;
         (current.replicas, current.isr, current.leader) = (replicas, isr, leader);
+        Ok(())
+    }
+
+    fn reassign(&mut self, record: ReassignmentRecord) -> Result<(), String> {
+        let topic = self.topics.get_mut(&record.topic_id).ok_or_else(|| format!("reassignment of unknown topic id {}", record.topic_id))?;
+        let name = &topic.name;
+        let current = topic.partitions.get(&record.index).ok_or_else(|| format!("reassignment of unknown partition {name}-{}", record.index))?;
+        if record.adding.is_empty() && record.removing.is_empty() {
+            topic.reassignments.remove(&record.index);
+            return Ok(());
+        }
+        let reassignment = Reassignment { adding: record.adding, removing: record.removing };
+        let outside = reassignment.adding.iter().chain(&reassignment.removing).find(|r| !current.replicas.contains(r));
+        if let Some(r) = outside {
+            return Err(format!("partition {name}-{}: reassigned replica {r} is not among the replicas {:?}", record.index, current.replicas));
+        }
+        if reassignment.adding.iter().any(|r| reassignment.removing.contains(r)) || reassignment.target(&current.replicas).is_empty() {
+            return Err(format!("partition {name}-{}: adding {:?} and removing {:?} leave no target", record.index, reassignment.adding, reassignment.removing));
+        }
+        topic.reassignments.insert(record.index, reassignment);
         Ok(())
     }
 
@@ -262,6 +334,24 @@ mod tests {
         let (other, t2) = topic("payments");
         assert!(image.apply(MetadataRecord::Batch(vec![t2, partition(other, 0), partition(other, 0)])).is_err(), "a batch is applied whole or not at all");
         assert_eq!(image, before);
+    }
+
+    #[test]
+    fn reassignments_stay_within_the_replicas_and_go_with_their_topic() {
+        let mut image = MetadataImage::default();
+        let (id, t) = topic("orders");
+        image.apply(t).unwrap();
+        image.apply(partition(id, 0)).unwrap();
+        let record = |adding: Vec<BrokerId>, removing: Vec<BrokerId>| MetadataRecord::Reassignment(ReassignmentRecord { topic_id: id, index: 0, adding, removing });
+        assert!(image.apply(record(vec![4], vec![1])).is_err(), "4 is not a replica yet");
+        assert!(image.apply(record(vec![], vec![1, 2, 3])).is_err(), "nothing left");
+        image.apply(record(vec![3], vec![1])).unwrap();
+        assert_eq!(image.topic("orders").unwrap().reassignments[&0].target(&[2, 3, 1]), vec![2, 3]);
+        image.apply(MetadataRecord::RemoveTopic { id }).unwrap();
+        let (id, t) = topic("orders");
+        image.apply(t).unwrap();
+        image.apply(partition(id, 0)).unwrap();
+        assert!(image.topic("orders").unwrap().reassignments.is_empty());
     }
 
     #[test]

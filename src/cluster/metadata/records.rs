@@ -30,6 +30,9 @@ pub enum MetadataRecord {
     ProducerIdBlock(ProducerIdBlock),
     /// Records applied together or not at all (a topic with its partitions, say).
     Batch(Vec<MetadataRecord>),
+    /// A partition's reassignment starts (or is replaced), or ends with both lists empty
+    /// (Kafka's adding/removing replicas of a PartitionChangeRecord).
+    Reassignment(ReassignmentRecord),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -102,4 +105,13 @@ pub struct ProducerIdBlock {
     pub broker: BrokerId,
     pub first: i64,
     pub size: i64,
+}
+
+/// The replicas a reassignment adds and removes; the partition's replicas hold both meanwhile.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReassignmentRecord {
+    pub topic_id: Uuid,
+    pub index: i32,
+    pub adding: Vec<BrokerId>,
+    pub removing: Vec<BrokerId>,
 }

@@ -210,10 +210,16 @@ impl ReplicaManager {
                 current.applied = state.clone();
             }
             self.log.set_high_watermark_mode(id, HighWatermark::Caller)?;
-            let source = addresses.get(&state.leader).filter(|_| state.replicas.contains(&self.node_id));
-            match source {
+            let replica_here = state.replicas.contains(&self.node_id);
+            match addresses.get(&state.leader).filter(|_| replica_here) {
                 Some(address) => self.fetchers.add(id, partition, &state, address).await,
                 None => self.fetchers.remove(id).await,
+            }
+            // Reassigned away (maybe while this node was down): its copy goes, as Kafka deletes it.
+            if !replica_here && self.log.log_end_offset(id)? > 0 {
+                self.log.empty_partition(id).await?;
+                self.log.set_high_watermark_mode(id, HighWatermark::Caller)?;
+                tracing::info!(?partition, "no longer a replica here: deleted its local copy");
             }
             tracing::info!(?partition, leader = state.leader, epoch = state.leader_epoch, "following");
         }
