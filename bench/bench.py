@@ -8,6 +8,7 @@ raw requests it times or needs (the start-up probe, control-plane round trips, L
 AlterConfigs), and writes the table and chart.
 """
 import argparse
+import bisect
 import datetime
 import hashlib
 import json
@@ -28,7 +29,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "bench", "results")
 SECTIONS = ["startup", "produce", "latency", "partitions", "consume", "fsync", "control",
-            "listoffsets", "retention"]
+            "listoffsets", "retention", "cluster"]
 MiB = 1 << 20
 
 # Apache Kafka 4.1 numbers from the issue (static reference values, not measured here).
@@ -56,6 +57,7 @@ MODES = {
         settle_max=15, settle_case=5, group_delay_ms=2000, timeout_scale=1.0,
         control_idle_secs=3, flood_count=3_000_000, listoffsets_queries=50,
         retention_count=500_000,
+        cluster_count_100=2_000_000, cluster_count_1k=500_000, failover_kills=10,
     ),
     "quick": dict(
         fresh_starts=2, restarts=1,
@@ -67,6 +69,7 @@ MODES = {
         settle_max=2, settle_case=0, group_delay_ms=1000, timeout_scale=1.0,
         control_idle_secs=1, flood_count=500_000, listoffsets_queries=10,
         retention_count=50_000,
+        cluster_count_100=200_000, cluster_count_1k=50_000, failover_kills=3,
     ),
 }
 
@@ -143,6 +146,33 @@ def list_offsets(sock, topic, partitions, timestamp):
             r.take(">i")
             out.append((r.take(">h"), r.take(">q"), r.take(">q")))
     return out
+
+
+def metadata(port, topic=None):
+    """Metadata v1 from the node at `port`: (sorted broker ids, controller id, {partition:
+    (leader, sorted ISR)} of `topic`), or None when the node does not answer."""
+    body = struct.pack(">i", -1) if topic is None else struct.pack(">i", 1) + _str(topic)
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            r = _Reader(_request(sock, 3, 1, 1, body))
+    except OSError:
+        return None
+    brokers = []
+    for _ in range(r.take(">i")):
+        brokers.append(r.take(">i"))
+        r.str(), r.take(">i"), r.str()
+    controller = r.take(">i")
+    partitions = {}
+    for _ in range(r.take(">i")):
+        r.take(">h"), r.str(), r.take(">b")
+        for _ in range(r.take(">i")):
+            r.take(">h")
+            index, leader = r.take(">i"), r.take(">i")
+            replicas = r.take(">i")
+            r.pos += 4 * replicas
+            isr = [r.take(">i") for _ in range(r.take(">i"))]
+            partitions[index] = (leader, tuple(sorted(isr)))
+    return sorted(brokers), controller, partitions
 
 
 def batch_max_timestamp(sock, topic, partition, offset):
@@ -279,13 +309,17 @@ def proc_field(pid, name, key):
 
 
 class Broker:
-    def __init__(self, args, datadir, extra=(), label="broker"):
+    """One gregor process; its port is picked at the first start and kept across restarts.
+    With `controller_port` it also has a CONTROLLER listener (a cluster node)."""
+
+    def __init__(self, args, datadir, extra=(), label="broker", port=None, controller_port=None):
         self.bin = args.gregor_bin
         self.datadir = datadir
         self.extra = list(extra)
         self.label = label
         self.proc = None
-        self.port = None
+        self.port = port
+        self.controller_port = controller_port
         self.logf = None
         self.log_path = os.path.join(args.workdir, f"{label}.log")
 
@@ -297,19 +331,40 @@ class Broker:
     def pid(self):
         return self.proc.pid
 
-    def start(self, timeout=30):
-        """Starts the broker; returns ms from exec to the first Metadata answer."""
-        self.port = free_port()
+    def command(self, *subcommand):
+        if self.port is None:
+            self.port = free_port()
+        listeners = f"PLAINTEXT://127.0.0.1:{self.port}"
+        if self.controller_port:
+            listeners += f",CONTROLLER://127.0.0.1:{self.controller_port}"
+        return [self.bin, *subcommand, "--listeners", listeners, "--log-dirs", self.datadir,
+                *self.extra]
+
+    @staticmethod
+    def env():
+        """Without the caller's GREGOR_* settings: only the flags count."""
+        return {k: v for k, v in os.environ.items()
+                if not k.startswith("GREGOR_") or k == "GREGOR_BIN"}
+
+    def format(self, cluster_id):
+        p = subprocess.run(self.command("format", "--cluster-id", cluster_id), capture_output=True,
+                           text=True, env=self.env(), timeout=30)
+        if p.returncode != 0:
+            raise CaseError(f"gregor format ({self.label}) exited {p.returncode}: "
+                            f"{p.stderr.strip()}")
+
+    def spawn(self):
+        """Starts the process without waiting for it to answer; returns the time of exec."""
+        cmd, env = self.command(), self.env()
         self.logf = open(self.log_path, "a")
-        cmd = [self.bin, "--listeners", f"PLAINTEXT://127.0.0.1:{self.port}",
-               "--log-dirs", self.datadir] + self.extra
-        env = dict(os.environ)
-        for k in list(env):
-            if k.startswith("GREGOR_") and k != "GREGOR_BIN":
-                del env[k]
         t0 = time.monotonic()
         self.proc = subprocess.Popen(cmd, stdout=self.logf, stderr=subprocess.STDOUT, env=env)
         LIVE.add(self.proc)
+        return t0
+
+    def start(self, timeout=30):
+        """Starts the broker; returns ms from exec to the first Metadata answer."""
+        t0 = self.spawn()
         t1 = probe_until_ready(self.proc, self.port, timeout)
         return (t1 - t0) * 1000
 
@@ -345,6 +400,13 @@ class Broker:
         self.logf.close()
         return (time.monotonic() - t0) * 1000
 
+    def kill(self):
+        """SIGKILL: no controlled shutdown, no last heartbeat."""
+        self.proc.kill()
+        self.proc.wait()
+        LIVE.discard(self.proc)
+        self.logf.close()
+
     def settle(self, max_secs):
         """Waits until the broker's write_bytes stops growing (RocksDB flush) or max_secs pass."""
         end = time.monotonic() + max_secs
@@ -361,6 +423,82 @@ class Broker:
 
 
 LIVE = set()  # every process this run started and has not yet reaped
+
+
+def wait_for(what, check, timeout, period=0.01):
+    """Polls `check` until it returns something true, and returns that."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = check()
+        if got:
+            return got
+        time.sleep(period)
+    raise CaseError(f"{what}: not within {timeout:.0f} s")
+
+
+class Cluster:
+    """Three broker,controller nodes as scripts/cluster starts them: one formatted cluster id,
+    voters 1..3, each node with its own client and controller port on 127.0.0.1 and its own
+    data dir. Stands in for a Broker where produce(), e2e() and settle() take one."""
+
+    def __init__(self, args, settings):
+        self.args = args
+        ports = {k: (free_port(), free_port()) for k in (1, 2, 3)}
+        voters = ",".join(f"{k}@127.0.0.1:{c}" for k, (_, c) in ports.items())
+        self.nodes = {k: Broker(args, new_datadir(args, f"cluster-node-{k}"),
+                                ["--node-id", str(k), "--controller-quorum-voters", voters]
+                                + settings, label=f"cluster-node-{k}", port=p, controller_port=c)
+                      for k, (p, c) in ports.items()}
+
+    @property
+    def bootstrap(self):
+        return ",".join(n.bootstrap for n in self.nodes.values())
+
+    def running(self):
+        return [k for k, n in self.nodes.items() if n.proc and n.proc.poll() is None]
+
+    def start(self, timeout=60):
+        """Formats and starts every node; returns ms until each one's Metadata lists all three."""
+        cluster_id = subprocess.run([self.args.gregor_bin, "random-uuid"], capture_output=True,
+                                    text=True, check=True).stdout.strip()
+        for n in self.nodes.values():
+            n.format(cluster_id)
+        # Spawned together: a node registers only once a quorum of voters runs.
+        t0 = min(n.spawn() for n in self.nodes.values())
+        for n in self.nodes.values():
+            probe_until_ready(n.proc, n.port, timeout)
+        everyone = sorted(self.nodes)
+        wait_for("every node's Metadata lists 3 brokers", lambda: all(
+            (metadata(n.port) or [None])[0] == everyone for n in self.nodes.values()), timeout)
+        ready = (time.monotonic() - t0) * 1000
+        # The first FindCoordinator creates __consumer_offsets (50 partitions, 3 replicas each):
+        # done here, not by the e2e consumer while it measures.
+        with connect(self.nodes[1].port) as sock:
+            wait_for("a group coordinator", lambda: _Reader(
+                _request(sock, 10, 0, 1, _str("gregor-bench"))).take(">h") == 0, timeout, 0.05)
+        return ready
+
+    def partition(self, topic, nodes=None):
+        """(leader, ISR) of partition 0 of `topic` when every running node (or every one of
+        `nodes`) reports the same, else None."""
+        views = {(metadata(self.nodes[k].port, topic) or (None, None, {}))[2].get(0)
+                 for k in nodes or self.running()}
+        return views.pop() if len(views) == 1 else None
+
+    def cpu_s(self):
+        return sum(n.cpu_s() for n in self.nodes.values())
+
+    def write_bytes(self):
+        return sum(n.write_bytes() for n in self.nodes.values())
+
+    settle = Broker.settle  # on the sum of the nodes' writes
+
+    def stop(self):
+        """Stops every node (the last one takes 2 s: its controlled shutdown needs a quorum, it
+        waits out the session timeout) and removes the data dirs."""
+        for n in self.nodes.values():
+            n.stop()
+            drop_datadir(n.datadir)
 
 
 class RssSampler(threading.Thread):
@@ -442,11 +580,13 @@ def perf(args):
     return [args.rdkafka_performance]
 
 
-def create_topic(args, broker, topic, partitions):
+def create_topic(args, broker, topic, partitions, replication=1, configs=None):
+    configs = [f"{k}={v}" for k, v in (configs or {}).items()]
     rc, out, err = run_client(args, [args.benchtool, "create", broker.bootstrap, topic,
-                                     str(partitions)], 60)
+                                     str(partitions), str(replication)] + configs, 60)
     if rc != 0:
-        raise CaseError(f"create topic {topic} ({partitions} partitions) failed: {tail(out, err)}")
+        raise CaseError(f"create topic {topic} ({partitions} partitions, RF={replication}) "
+                        f"failed: {tail(out, err)}")
 
 
 def produce(args, broker, topic, size, count, acks="all", codec="none", partition=None,
@@ -559,6 +699,12 @@ def thr(res, disk=None):
 
 def ms(x):
     return f"{x:.1f} ms" if x >= 10 else f"{x:.2f} ms"
+
+
+def e2e_text(r):
+    return (f"p50 {ms(r['p50_us'] / 1000)}, p99 {ms(r['p99_us'] / 1000)}, "
+            f"p99.9 {ms(r['p999_us'] / 1000)}, max {ms(r['max_us'] / 1000)} "
+            f"({int(r['measured'])} msgs at {r['rate']:.0f}/s)")
 
 
 # ------------------------------------------------------------------ the cases
@@ -748,6 +894,160 @@ def retention_pass(args, R, cfg):
         drop_datadir(d)
 
 
+# The fault tests' heartbeat and session timeout (FAST in tests/cluster): a killed leader is
+# fenced, and its partitions move, 2 s after its last heartbeat instead of Kafka's default 9 s.
+CLUSTER_SETTINGS = ["--broker-session-timeout-ms", "2000", "--broker-heartbeat-interval-ms", "200"]
+MIN_ISR_2 = {"min.insync.replicas": "2"}
+
+
+def cluster_cases(args, R, cfg):
+    """RF=3 (min.insync.replicas=2) beside RF=1 on a local 3-node cluster: acks=all produce,
+    end-to-end latency, and failover when a partition's leader is killed."""
+    cl = Cluster(args, CLUSTER_SETTINGS)
+    try:
+        R.data["cluster_start_ms"] = cl.start()
+        log(f"  cluster: 3 nodes registered {R.data['cluster_start_ms']:.0f} ms after exec")
+        for size in (100, 1024):
+            cluster_produce(args, R, cfg, cl, size)
+        cluster_latency(args, R, cfg, cl)
+        cluster_failover(args, R, cfg, cl)
+    except Exception as e:
+        R.fail("cluster", "3-node cluster", f"{type(e).__name__}: {e}")
+    finally:
+        cl.stop()
+
+
+def cluster_produce(args, R, cfg, cl, size):
+    """The same records to an RF=1 topic, then to an RF=3 one; the RF=3 row gives the ratio."""
+    label = "100 B" if size == 100 else "1 KiB"
+    count = cfg["cluster_count_100"] if size == 100 else cfg["cluster_count_1k"]
+    rates = {}
+    for rf in (1, 3):
+        name = f"cluster: produce {label}, 1 part, acks=all, RF={rf}"
+        if rf == 3:
+            name += ", min.insync.replicas=2"
+
+        def run():
+            topic = f"c-{size}-rf{rf}"
+            create_topic(args, cl, topic, 1, rf, MIN_ISR_2 if rf == 3 else None)
+            w0 = cl.write_bytes()
+            res = produce(args, cl, topic, size, count)
+            w1 = cl.settle(cfg["settle_case"]) if cfg["settle_case"] else cl.write_bytes()
+            disk = (w1 - w0) / res["bytes"]
+            rates[rf] = res["rec_s"]
+            txt, target, ok = thr(res, disk), None, None
+            if rf == 3:
+                target = "RF=3 >= 60 % of RF=1"
+                if rates.get(1):
+                    ratio = res["rec_s"] / rates[1]
+                    txt += f"; {ratio:.0%} of RF=1"
+                    ok = ratio >= 0.6
+            R.add("cluster", name, txt, res["rec_s"], target=target, target_ok=ok,
+                  mb_s=res["mb_s"], disk=disk, size=size, rf=rf, raw=res)
+        case(R, "cluster", name)(run)
+
+
+def cluster_latency(args, R, cfg, cl):
+    name = ("cluster: e2e latency percentiles at 1 000 rec/s, RF=3, min.insync.replicas=2 "
+            "(100 B, acks=all, linger 0)")
+
+    def run():
+        create_topic(args, cl, "c-e2e", 1, 3, MIN_ISR_2)
+        cl.settle(cfg["settle_max"])
+        r = e2e(args, cl, "c-e2e", 1, 1000, cfg["e2e_secs"], cfg["e2e_warmup"])
+        p99 = r["p99_us"] / 1000
+        R.add("cluster", name, e2e_text(r), p99, kind="lower", target="p99 < 5 ms",
+              target_ok=p99 < 5, e2e=r)
+    case(R, "cluster", name)(run)
+
+
+def cluster_failover(args, R, cfg, cl):
+    """An idempotent acks=all producer writes 1 000 rec/s to an RF=3 partition while its leader
+    is killed (SIGKILL) and restarted, again and again; each kill's failover time is the longest
+    pause between two acks from the last one before the kill to the first one the new leader
+    gave (the old leader's last answers may still arrive just after the kill)."""
+    kills = cfg["failover_kills"]
+    topic = "c-failover"
+    name = (f"cluster: failover, the leader of an RF=3 partition (min.insync.replicas=2) killed "
+            f"{kills} times under idempotent acks=all writes at 1 000 rec/s")
+
+    def run():
+        create_topic(args, cl, topic, 1, 3, MIN_ISR_2)
+        cmd = [args.benchtool, "acks", "-b", cl.bootstrap, "-t", topic, "-r", "1000"]
+        # A file, not a pipe: librdkafka logs every refused connection while a node is down.
+        err_path = os.path.join(args.workdir, "acks.stderr")
+        with open(err_path, "w") as errf:
+            p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errf, text=True,
+                                 cwd=args.workdir)
+        LIVE.add(p)
+        acks, summary = [], []  # ack times on CLOCK_MONOTONIC, which time.monotonic() reads
+
+        def read():
+            for line in p.stdout:
+                if line[0].isdigit():
+                    acks.append(int(line) / 1e6)
+                else:
+                    summary.append(line.strip())
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+
+        def acked_after(t):
+            if p.poll() is not None:
+                raise CaseError(f"gregor-benchtool acks exited {p.returncode}: "
+                                f"{tail('', open(err_path).read())}")
+            return acks and acks[-1] > t
+
+        def in_sync():
+            view = cl.partition(topic)
+            return view and view[1] == (1, 2, 3) and acked_after(time.monotonic() - 0.05) \
+                and view[0]
+
+        gaps, moved, controllers = [], [], []
+        try:
+            for i in range(kills):
+                leader = wait_for(f"kill {i + 1}: 3 replicas in sync and acks coming", in_sync, 60)
+                survivor = next(k for k in cl.nodes if k != leader)
+                # A leader that is also the active controller is fenced only after the next
+                # controller's election (and a full session): count those kills.
+                controller = (metadata(cl.nodes[survivor].port) or (None, None))[1]
+                controllers.append(controller == leader)
+                t_kill = time.monotonic()
+                cl.nodes[leader].kill()
+                wait_for(f"kill {i + 1}: a new leader", lambda: (cl.partition(
+                    topic, [survivor]) or (leader,))[0] not in (-1, leader), 60)
+                t_moved = time.monotonic()
+                wait_for(f"kill {i + 1}: an ack from the new leader", lambda: acked_after(t_moved),
+                         60)
+                around = acks[bisect.bisect_right(acks, t_kill) - 1:]
+                gaps.append(max(b - a for a, b in zip(around, around[1:])))
+                moved.append(t_moved - t_kill)
+                role = ", the controller" if controllers[-1] else ""
+                log(f"    kill {i + 1} (node {leader}{role}): {gaps[-1]:.3f} s without acks, "
+                    f"new leader seen {moved[-1]:.3f} s after")
+                cl.nodes[leader].start()
+        finally:
+            p.send_signal(signal.SIGTERM)  # the tool stops producing, flushes and sums up
+            try:
+                p.wait(60)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+            LIVE.discard(p)
+            reader.join()
+            p.stdout.close()
+        if p.returncode != 0:
+            raise CaseError(f"gregor-benchtool acks exited {p.returncode} ({' '.join(summary)}): "
+                            f"{tail('', open(err_path).read())}")
+        p50, p99 = nearest_rank(gaps, 0.5), nearest_rank(gaps, 0.99)
+        R.add("cluster", name, f"longest pause between acks p50 {p50:.2f} s, p99 {p99:.2f} s, "
+              f"max {max(gaps):.2f} s; new leader in Metadata p50 {nearest_rank(moved, 0.5):.2f} s "
+              f"after the kill; {sum(controllers)} of {kills} killed leaders were the active "
+              f"controller ({' '.join(summary)})", p99, kind="lower",
+              target="p99 < 2 s (broker.session.timeout.ms=2000, heartbeat 200 ms)",
+              target_ok=p99 < 2, gaps=gaps, moved=moved, controller_killed=controllers)
+    case(R, "cluster", name)(run)
+
+
 def run_all(args, cfg, R):
     sampler = RssSampler()
     sampler.start()
@@ -837,9 +1137,7 @@ def run_all(args, cfg, R):
                         r = e2e(args, b1, topic, 1, rate, secs, cfg["e2e_warmup"])
                         sampler.active = False
                         p99, p999 = r["p99_us"] / 1000, r["p999_us"] / 1000
-                        txt = (f"p50 {ms(r['p50_us'] / 1000)}, p99 {ms(p99)}, p99.9 {ms(p999)}, "
-                               f"max {ms(r['max_us'] / 1000)} ({int(r['measured'])} msgs at "
-                               f"{r['rate']:.0f}/s)")
+                        txt = e2e_text(r)
                         if ref_rows:
                             R.add("latency", name, txt, p99, kind="lower", target="p99 < 1 ms, p99.9 < 5 ms",
                                   target_ok=p99 < 1 and p999 < 5, e2e=r)
@@ -1090,6 +1388,9 @@ def run_all(args, cfg, R):
             finally:
                 b3.stop()
                 drop_datadir(d3)
+
+    if "cluster" in only:
+        cluster_cases(args, R, cfg)
     sampler.stopped = True
 
 
@@ -1151,6 +1452,13 @@ def markdown(args, R, meta):
                "for the max timestamp of the batch holding the middle offset. Retention pass: "
                "AlterConfigs sets retention.ms=1 on a topic without retention; raw "
                "ListOffsets(earliest) of all partitions every 5 ms sees the log starts move. "
+               "Cluster: three broker,controller nodes on 127.0.0.1 with "
+               "broker.session.timeout.ms=2000 and broker.heartbeat.interval.ms=200 (the fault "
+               "tests' settings); produce and e2e as above, to 1-partition topics of RF=1 or RF=3 "
+               "with min.insync.replicas=2, CPU and disk summed over the nodes; failover: "
+               "gregor-benchtool acks (idempotent, acks=all, 1 000 rec/s) while the partition's "
+               "leader is killed with SIGKILL and restarted once the ISR is full again, the "
+               "longest pause between acks around each kill. "
                "Other processes on the machine (load average above) make single runs noisy.")
     out.append("")
     out.append("| case | Gregor | Kafka 4.1 (reference) | vs Kafka | target | met |")
@@ -1190,7 +1498,7 @@ def chart(path, R, meta):
 
     ax = fig.add_subplot(gs[0, :])
     rows = thr_rows[::-1]
-    colors = {"fsync": "#c0504d", "consume": "#9bbb59"}
+    colors = {"fsync": "#c0504d", "consume": "#9bbb59", "cluster": "#f79646"}
     ax.barh(range(len(rows)), [r["mb_s"] for r in rows],
             color=[colors.get(r["section"], "#4f81bd") for r in rows])
     for i, r in enumerate(rows):
@@ -1202,8 +1510,8 @@ def chart(path, R, meta):
     ax.set_yticks(range(len(rows)))
     ax.set_yticklabels([short_label(r["case"]) for r in rows], fontsize=7)
     ax.set_ylim(-0.6, len(rows) - 0.4)
-    ax.set_xlabel("MB/s (10^6 B/s)   blue: produce, red: produce with fsync on, green: consume;"
-                  "   black tick: Kafka 4.1 reference")
+    ax.set_xlabel("MB/s (10^6 B/s)   blue: produce, red: produce with fsync on, green: consume, "
+                  "orange: 3-node cluster;   black tick: Kafka 4.1 reference")
     ax.set_title(f"Gregor throughput, {meta['mode']} run {meta['date']} ({meta['commit']})")
 
     ax = fig.add_subplot(gs[1, 0])

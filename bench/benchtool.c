@@ -1,13 +1,13 @@
 /*
- * gregor-benchtool: the two things the benchmark needs that rdkafka_performance does not do,
- * built against the same librdkafka (the sources the rdkafka-sys crate ships).
+ * gregor-benchtool: what the benchmark needs that rdkafka_performance does not do, built
+ * against the same librdkafka (the sources the rdkafka-sys crate ships).
  *
  *   gregor-benchtool version
  *       The librdkafka version it was built with.
  *
- *   gregor-benchtool create BROKERS TOPIC PARTITIONS
- *       CreateTopics through librdkafka's admin API (replication factor 1). An existing topic is
- *       not an error.
+ *   gregor-benchtool create BROKERS TOPIC PARTITIONS [REPLICATION_FACTOR [prop=val]...]
+ *       CreateTopics through librdkafka's admin API (replication factor 1 unless given, with
+ *       the given topic configs). An existing topic is not an error.
  *
  *   gregor-benchtool e2e -b BROKERS -t TOPIC [-n PARTITIONS] [-r RATE] [-d SECONDS]
  *                        [-w WARMUP_SECONDS] [-s SIZE] [-X prop=val]... [-Y prop=val]... [-A FILE]
@@ -19,11 +19,18 @@
  *       statistics. Prints one line of key=value pairs (latencies in microseconds). -X sets a
  *       producer property (defaults: acks=all, linger.ms=0), -Y a consumer property, -A writes
  *       each measured latency (us) to FILE, one a line.
+ *
+ *   gregor-benchtool acks -b BROKERS -t TOPIC [-r RATE] [-s SIZE] [-X prop=val]...
+ *       An idempotent acks=all producer (linger.ms=0) paced to RATE records/s (paced as e2e
+ *       does) to partition 0 until SIGTERM or SIGINT; prints the CLOCK_MONOTONIC time (us) of
+ *       each acknowledgement as it is delivered, one a line, then flushes and prints one line
+ *       "acks sent=N acked=N failed=N". Failed deliveries go to stderr (the first 5).
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,21 +60,30 @@ static void set(rd_kafka_conf_t *conf, const char *name, const char *val) {
                 die(name, errstr);
 }
 
-static void set_kv(rd_kafka_conf_t *conf, const char *kv) {
+/* Splits "prop=value": returns a copy holding the name (to free) and points *val at the value. */
+static char *split_kv(const char *kv, const char **val) {
         char *dup = strdup(kv), *eq = strchr(dup, '=');
         if (!eq)
                 die("expected prop=value", kv);
         *eq = '\0';
-        set(conf, dup, eq + 1);
-        free(dup);
+        *val = eq + 1;
+        return dup;
+}
+
+static void set_kv(rd_kafka_conf_t *conf, const char *kv) {
+        const char *val;
+        char *name = split_kv(kv, &val);
+        set(conf, name, val);
+        free(name);
 }
 
 /* ---------------------------------------------------------------- create */
 
 static int cmd_create(int argc, char **argv) {
         char errstr[512];
-        if (argc != 5) {
-                fprintf(stderr, "usage: gregor-benchtool create BROKERS TOPIC PARTITIONS\n");
+        if (argc < 5) {
+                fprintf(stderr, "usage: gregor-benchtool create BROKERS TOPIC PARTITIONS "
+                                "[REPLICATION_FACTOR [prop=val]...]\n");
                 return 2;
         }
         rd_kafka_conf_t *conf = rd_kafka_conf_new();
@@ -76,9 +92,17 @@ static int cmd_create(int argc, char **argv) {
         if (!rk)
                 die("rd_kafka_new", errstr);
         rd_kafka_NewTopic_t *nt =
-            rd_kafka_NewTopic_new(argv[3], atoi(argv[4]), 1, errstr, sizeof(errstr));
+            rd_kafka_NewTopic_new(argv[3], atoi(argv[4]), argc > 5 ? atoi(argv[5]) : 1, errstr,
+                                  sizeof(errstr));
         if (!nt)
                 die("NewTopic", errstr);
+        for (int i = 6; i < argc; i++) {
+                const char *val;
+                char *name = split_kv(argv[i], &val);
+                if (rd_kafka_NewTopic_set_config(nt, name, val))
+                        die("NewTopic config", argv[i]);
+                free(name);
+        }
         rd_kafka_AdminOptions_t *opts = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
         rd_kafka_AdminOptions_set_operation_timeout(opts, 30000, errstr, sizeof(errstr));
         rd_kafka_AdminOptions_set_request_timeout(opts, 30000, errstr, sizeof(errstr));
@@ -113,6 +137,66 @@ static int cmd_create(int argc, char **argv) {
         rd_kafka_NewTopic_destroy(nt);
         rd_kafka_destroy(rk);
         return rc;
+}
+
+/* ---------------------------------------------------------------- paced producer */
+
+static volatile sig_atomic_t stop_producing; /* set by SIGTERM/SIGINT in acks mode */
+
+struct paced {
+        uint64_t sent, backpressure;
+        double secs; /* from the start to the last produce() call */
+};
+
+/* Produces SIZE-byte records (at least HDR) to partition (seq % PARTITIONS) at RATE records/s
+ * until TOTAL are sent or stop_producing is set. Absolute-deadline sleeps, every 1 ms or every
+ * 1/RATE s, whichever is longer, keep the rate whatever a produce() call costs. Each record
+ * carries MAGIC, its sequence number and the CLOCK_MONOTONIC time of its produce() call. */
+static struct paced produce_paced(rd_kafka_t *p, rd_kafka_topic_t *rkt, int partitions, int size,
+                                  double rate, uint64_t total) {
+        if (size < HDR)
+                size = HDR;
+        char *buf = calloc(1, (size_t)size);
+        memcpy(buf, MAGIC, 8);
+        memset(buf + HDR, 'x', (size_t)size - HDR);
+        uint64_t tick = rate >= 1000 ? 1000000ull : (uint64_t)(1e9 / rate);
+        uint64_t start = now_ns(), last_send = start;
+        struct paced r = {0};
+        struct timespec next;
+        clock_gettime(CLOCK_MONOTONIC, &next);
+        while (r.sent < total && !stop_producing) {
+                uint64_t due = (uint64_t)((double)(now_ns() - start) * rate / 1e9) + 1;
+                if (due > total)
+                        due = total;
+                while (r.sent < due) {
+                        uint64_t t = now_ns();
+                        memcpy(buf + 8, &r.sent, 8);
+                        memcpy(buf + 16, &t, 8);
+                        if (rd_kafka_produce(rkt, (int32_t)(r.sent % (uint64_t)partitions),
+                                             RD_KAFKA_MSG_F_COPY, buf, (size_t)size, NULL, 0,
+                                             NULL) == -1) {
+                                rd_kafka_resp_err_t err = rd_kafka_last_error();
+                                if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+                                        die("produce", rd_kafka_err2str(err));
+                                r.backpressure++;
+                                rd_kafka_poll(p, 1);
+                                continue;
+                        }
+                        last_send = t;
+                        r.sent++;
+                }
+                rd_kafka_poll(p, 0);
+                next.tv_nsec += (long)tick;
+                while (next.tv_nsec >= 1000000000L) {
+                        next.tv_nsec -= 1000000000L;
+                        next.tv_sec++;
+                }
+                while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL) == EINTR)
+                        ;
+        }
+        free(buf);
+        r.secs = (double)(last_send - start) / 1e9;
+        return r;
 }
 
 /* ---------------------------------------------------------------- e2e */
@@ -205,8 +289,6 @@ static int cmd_e2e(int argc, char **argv) {
                                 "[-r RATE] [-d SECONDS] [-w WARMUP_SECONDS] [-s SIZE] [-X p=v] [-Y p=v] [-A FILE]\n");
                 return 2;
         }
-        if (size < HDR)
-                size = HDR;
         set(pconf, "bootstrap.servers", brokers);
         set(cconf, "bootstrap.servers", brokers);
         rd_kafka_conf_set_dr_msg_cb(pconf, dr_cb);
@@ -246,44 +328,7 @@ static int cmd_e2e(int argc, char **argv) {
         pthread_t th;
         pthread_create(&th, NULL, consume_loop, c);
 
-        char *buf = calloc(1, (size_t)size);
-        memcpy(buf, MAGIC, 8);
-        memset(buf + HDR, 'x', (size_t)size - HDR);
-        uint64_t tick = rate >= 1000 ? 1000000ull : (uint64_t)(1e9 / rate);
-        uint64_t start = now_ns(), sent = 0, backpressure = 0, last_send = start;
-        struct timespec next;
-        clock_gettime(CLOCK_MONOTONIC, &next);
-        while (sent < total) {
-                uint64_t due = (uint64_t)((double)(now_ns() - start) * rate / 1e9) + 1;
-                if (due > total)
-                        due = total;
-                while (sent < due) {
-                        uint64_t t = now_ns();
-                        memcpy(buf + 8, &sent, 8);
-                        memcpy(buf + 16, &t, 8);
-                        if (rd_kafka_produce(rkt, (int32_t)(sent % (uint64_t)partitions),
-                                             RD_KAFKA_MSG_F_COPY, buf, (size_t)size, NULL, 0,
-                                             NULL) == -1) {
-                                rd_kafka_resp_err_t err = rd_kafka_last_error();
-                                if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
-                                        die("produce", rd_kafka_err2str(err));
-                                backpressure++;
-                                rd_kafka_poll(p, 1);
-                                continue;
-                        }
-                        last_send = t;
-                        sent++;
-                }
-                rd_kafka_poll(p, 0);
-                next.tv_nsec += (long)tick;
-                while (next.tv_nsec >= 1000000000L) {
-                        next.tv_nsec -= 1000000000L;
-                        next.tv_sec++;
-                }
-                while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL) == EINTR)
-                        ;
-        }
-        double send_secs = (double)(last_send - start) / 1e9;
+        struct paced run = produce_paced(p, rkt, partitions, size, rate, total);
         rd_kafka_flush(p, 60000);
         uint64_t deadline = now_ns() + 10000000000ull;
         while (atomic_load(&received) < total && now_ns() < deadline)
@@ -309,9 +354,9 @@ static int cmd_e2e(int argc, char **argv) {
         printf("e2e sent=%" PRIu64 " received=%" PRIu64 " measured=%zu lost=%" PRIu64
                " rate=%.1f backpressure=%" PRIu64 " dr_errors=%" PRIu64
                " avg_us=%.1f p50_us=%.1f p90_us=%.1f p99_us=%.1f p999_us=%.1f max_us=%.1f\n",
-               sent, (uint64_t)atomic_load(&received), n,
-               (total - warm_n) - (uint64_t)n, send_secs > 0 ? (double)sent / send_secs : 0.0,
-               backpressure, (uint64_t)atomic_load(&dr_errors), n ? sum / (double)n / 1000.0 : -1,
+               run.sent, (uint64_t)atomic_load(&received), n, (total - warm_n) - (uint64_t)n,
+               run.secs > 0 ? (double)run.sent / run.secs : 0.0, run.backpressure,
+               (uint64_t)atomic_load(&dr_errors), n ? sum / (double)n / 1000.0 : -1,
                pct(v, n, 0.50), pct(v, n, 0.90), pct(v, n, 0.99), pct(v, n, 0.999),
                n ? v[n - 1] / 1000.0 : -1);
         fflush(stdout);
@@ -323,6 +368,66 @@ static int cmd_e2e(int argc, char **argv) {
         return atomic_load(&received) >= total && !atomic_load(&dr_errors) ? 0 : 1;
 }
 
+/* ---------------------------------------------------------------- acks */
+
+static uint64_t acked; /* delivery reports run on the thread that polls: this one */
+
+static void ack_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
+        if (m->err) {
+                dr_cb(rk, m, opaque);
+                return;
+        }
+        acked++;
+        printf("%" PRIu64 "\n", now_ns() / 1000);
+}
+
+static void on_stop(int sig) {
+        stop_producing = 1;
+}
+
+static int cmd_acks(int argc, char **argv) {
+        char errstr[512];
+        const char *brokers = NULL, *topic = NULL;
+        int size = 100, opt;
+        double rate = 1000;
+        rd_kafka_conf_t *conf = rd_kafka_conf_new();
+        set(conf, "enable.idempotence", "true");
+        set(conf, "acks", "all");
+        set(conf, "linger.ms", "0");
+        optind = 2;
+        while ((opt = getopt(argc, argv, "b:t:r:s:X:")) != -1) {
+                switch (opt) {
+                case 'b': brokers = optarg; break;
+                case 't': topic = optarg; break;
+                case 'r': rate = atof(optarg); break;
+                case 's': size = atoi(optarg); break;
+                case 'X': set_kv(conf, optarg); break;
+                default: return 2;
+                }
+        }
+        if (!brokers || !topic || rate <= 0) {
+                fprintf(stderr, "usage: gregor-benchtool acks -b BROKERS -t TOPIC [-r RATE] [-s SIZE] "
+                                "[-X p=v]\n");
+                return 2;
+        }
+        set(conf, "bootstrap.servers", brokers);
+        rd_kafka_conf_set_dr_msg_cb(conf, ack_cb);
+        rd_kafka_t *p = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+        if (!p)
+                die("producer", errstr);
+        rd_kafka_topic_t *rkt = rd_kafka_topic_new(p, topic, NULL);
+        setvbuf(stdout, NULL, _IOLBF, 0); /* the reader sees each ack when it happens */
+        signal(SIGTERM, on_stop);
+        signal(SIGINT, on_stop);
+        struct paced run = produce_paced(p, rkt, 1, size, rate, UINT64_MAX);
+        rd_kafka_flush(p, 30000);
+        printf("acks sent=%" PRIu64 " acked=%" PRIu64 " failed=%" PRIu64 "\n", run.sent, acked,
+               (uint64_t)atomic_load(&dr_errors));
+        rd_kafka_topic_destroy(rkt);
+        rd_kafka_destroy(p);
+        return acked == run.sent ? 0 : 1;
+}
+
 int main(int argc, char **argv) {
         if (argc >= 2 && !strcmp(argv[1], "version")) {
                 printf("%s\n", rd_kafka_version_str());
@@ -332,7 +437,10 @@ int main(int argc, char **argv) {
                 return cmd_create(argc, argv);
         if (argc >= 2 && !strcmp(argv[1], "e2e"))
                 return cmd_e2e(argc, argv);
-        fprintf(stderr, "usage: gregor-benchtool create BROKERS TOPIC PARTITIONS\n"
-                        "       gregor-benchtool e2e -b BROKERS -t TOPIC [options]\n");
+        if (argc >= 2 && !strcmp(argv[1], "acks"))
+                return cmd_acks(argc, argv);
+        fprintf(stderr, "usage: gregor-benchtool create BROKERS TOPIC PARTITIONS [RF [p=v]...]\n"
+                        "       gregor-benchtool e2e -b BROKERS -t TOPIC [options]\n"
+                        "       gregor-benchtool acks -b BROKERS -t TOPIC [options]\n");
         return 2;
 }
