@@ -343,3 +343,117 @@ def test_kafka_topics_and_kafka_consumer_groups_against_the_cluster(cluster, too
     rows = [line.split() for line in out.splitlines() if line.startswith("tooled-group ")]
     # GROUP TOPIC PARTITION CURRENT-OFFSET LOG-END-OFFSET LAG ...
     assert sorted((r[1], r[2], r[3], r[4], r[5]) for r in rows) == [("tooled", str(p), "10", "10", "0") for p in range(3)], out
+
+
+@pytest.mark.skipif(JAVA is None, reason="java is not installed")
+def test_kafka_reassign_partitions_moves_a_topic_onto_a_new_broker_under_load(tools_classpath):
+    """Kafka's add-a-broker runbook with Kafka 4.1's own tools: a topic on brokers 1-3 is moved
+    by kafka-reassign-partitions (--execute, then --verify until done) so that broker 4 holds a
+    replica of every partition and leads one, while an idempotent acks=all producer writes and
+    a group consumes; kafka-leader-election then elects the preferred leaders. The application
+    sees no error, and every acknowledged record is read exactly once."""
+    import json
+    import threading
+
+    from confluent_kafka import Consumer, Producer
+
+    cluster = ScriptCluster(4)
+    try:
+        bootstrap = cluster.all_live()
+
+        def tool(main_class, *args):
+            return kafka_tool(tools_classpath, main_class, bootstrap, *args)
+
+        topics = "org.apache.kafka.tools.TopicCommand"
+        code, out, err = tool(topics, "--create", "--topic", "moving", "--replica-assignment", "1:2:3,2:3:1,3:1:2",
+                              "--config", "min.insync.replicas=2")
+        assert code == 0, out + err
+
+        errors, acked, stop = [], [], threading.Event()
+
+        def produce():
+            producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True, "linger.ms": 5})
+
+            def delivered(err, msg):
+                (errors.append(str(err)) if err is not None else acked.append(msg.value()))
+            i = 0
+            while not stop.is_set():
+                producer.produce("moving", value=f"m{i}".encode(), partition=i % 3, on_delivery=delivered)
+                producer.poll(0)
+                i += 1
+                time.sleep(0.002)
+            assert producer.flush(30) == 0
+
+        consumed = []
+
+        def consume():
+            consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "moving-group", "auto.offset.reset": "earliest"})
+            consumer.subscribe(["moving"])
+            while not stop.is_set():
+                msg = consumer.poll(0.2)
+                if msg is not None:
+                    (errors.append(f"consumer: {msg.error()}") if msg.error() else consumed.append(msg.value()))
+            consumer.close()
+
+        threads = [threading.Thread(target=produce), threading.Thread(target=consume)]
+        for t in threads:
+            t.start()
+        try:
+            wait_until(lambda: len(acked) > 300, timeout=CLIENT_TIMEOUT_S, message="the producer to get going")
+            target = {0: [4, 2, 3], 1: [2, 4, 1], 2: [3, 1, 4]}
+            plan = os.path.join(cluster.dir, "reassignment.json")
+            with open(plan, "w") as f:
+                json.dump({"version": 1, "partitions": [{"topic": "moving", "partition": p, "replicas": r} for p, r in target.items()]}, f)
+            reassign = "org.apache.kafka.tools.reassign.ReassignPartitionsCommand"
+            # Throttled as operators do; --verify clears the throttle once done.
+            code, out, err = tool(reassign, "--execute", "--reassignment-json-file", plan, "--throttle", "20000000")
+            assert code == 0 and "Successfully started partition reassignments" in out and "throttle" in out, out + err
+
+            def verified():
+                code, out, err = tool(reassign, "--verify", "--reassignment-json-file", plan)
+                assert code == 0, out + err
+                done = all(f"Reassignment of partition moving-{p} is completed." in out for p in target)
+                return out if done else None
+            out = wait_until(verified, timeout=CLIENT_TIMEOUT_S, message=lambda: f"the reassignment to complete\n{cluster.log()}")
+            assert "Clearing topic-level throttles on topic moving" in out, out
+            code, out, err = tool("kafka.admin.ConfigCommand", "--describe", "--entity-type", "topics", "--entity-name", "moving")
+            assert code == 0 and "throttled" not in out and "min.insync.replicas=2" in out, out + err
+
+            def described():
+                code, out, _ = tool(topics, "--describe", "--topic", "moving")
+                rows = [dict(zip(*[iter(line.replace(":", "").split())] * 2)) for line in out.splitlines() if "Partition:" in line]
+                view = {int(r["Partition"]): ([int(b) for b in r["Replicas"].split(",")], r["Leader"], sorted(r["Isr"].split(","))) for r in rows}
+                done = len(view) == 3 and all(view[p][0] == target[p] and view[p][2] == sorted(map(str, target[p])) for p in target)
+                return view if done else None
+            wait_until(described, timeout=CLIENT_TIMEOUT_S, message="kafka-topics to show the new replicas in sync")
+
+            election = "org.apache.kafka.tools.LeaderElectionCommand"
+            code, out, err = tool(election, "--election-type", "PREFERRED", "--all-topic-partitions")
+            assert code == 0, out + err
+            leaders = wait_until(lambda: (lambda v: v if v and all(v[p][1] == str(target[p][0]) for p in target) else None)(described()),
+                                 timeout=CLIENT_TIMEOUT_S, message="the preferred replicas to lead")
+            assert leaders[0][1] == "4", leaders
+            # Already preferred everywhere: nothing left to elect.
+            code, out, err = tool(election, "--election-type", "PREFERRED", "--topic", "moving", "--partition", "0")
+            assert code == 0 and "Valid replica already elected" in out, out + err
+            settled = len(acked)
+            wait_until(lambda: len(acked) > settled + 300, timeout=CLIENT_TIMEOUT_S, message="writes to go on after the election")
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(60)
+        assert errors == [], errors[:10]
+
+        reader = Consumer({"bootstrap.servers": bootstrap, "group.id": "moving-check", "auto.offset.reset": "earliest", "enable.auto.commit": False})
+        reader.subscribe(["moving"])
+        seen = []
+        deadline = time.monotonic() + CLIENT_TIMEOUT_S
+        while len(seen) < len(acked) and time.monotonic() < deadline:
+            msg = reader.poll(1.0)
+            if msg is not None and msg.error() is None:
+                seen.append(msg.value())
+        reader.close()
+        assert sorted(seen) == sorted(acked), f"read {len(seen)} records, {len(set(seen))} distinct, of {len(acked)} acknowledged"
+        assert set(consumed) <= set(acked)
+    finally:
+        cluster.stop()

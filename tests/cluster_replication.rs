@@ -19,6 +19,7 @@ use kafka_protocol::messages::describe_log_dirs_request::DescribeLogDirsRequest;
 use kafka_protocol::messages::elect_leaders_request::{ElectLeadersRequest, TopicPartitions};
 use kafka_protocol::messages::list_partition_reassignments_request::ListPartitionReassignmentsRequest;
 use kafka_protocol::messages::find_coordinator_request::FindCoordinatorRequest;
+use kafka_protocol::messages::incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig, IncrementalAlterConfigsRequest};
 use kafka_protocol::messages::BrokerId;
 use kafka_protocol::messages::metadata_request::{MetadataRequest, MetadataRequestTopic};
 use kafka_protocol::ResponseError;
@@ -326,6 +327,55 @@ async fn a_new_broker_takes_a_partition_by_reassignment_and_a_rolling_restart_lo
     acked.write(&cluster, 5, "after the election").await;
     acked.check(&cluster, "the election").await;
 }
+
+/// Kafka's replication quota: with `leader.replication.throttled.rate` on the leader and
+/// partition 0's new replica listed in `leader.replication.throttled.replicas`, partition 0's
+/// copy takes seconds while partition 1's, unthrottled, completes at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_reassignment_copies_at_the_throttled_rate() {
+    let cluster = TestCluster::start(3, 0, FAST);
+    all_live(&cluster).await;
+    let on_broker_1 = |i| CreatableReplicaAssignment::default().with_partition_index(i).with_broker_ids(vec![BrokerId(1)]);
+    let topic = CreatableTopic::default().with_name(name(TOPIC)).with_num_partitions(-1).with_replication_factor(-1).with_assignments(vec![on_broker_1(0), on_broker_1(1)]);
+    let mut c = Client::connect_to(cluster.client_addr(1)).await;
+    let r = c.call(CreateTopicsRequest::default().with_topics(vec![topic]).with_timeout_ms(10_000), 7).await;
+    assert_eq!(r.topics[0].error_code, 0, "{r:?}");
+    // 1.5 MB in each partition.
+    for partition in [0, 1] {
+        for _ in 0..15 {
+            let batch = encode_batch(&BatchSpec { value_bytes: 100_000, ..BatchSpec::values(1) });
+            let r = c.call(produce_request(TOPIC, partition, batch, -1), 9).await;
+            assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+        }
+    }
+    assert_eq!(alter_configs(&mut c, BROKER_RESOURCE, "1", "leader.replication.throttled.rate", "300000").await, 0);
+    assert_eq!(alter_configs(&mut c, TOPIC_RESOURCE, TOPIC, "leader.replication.throttled.replicas", "0:2").await, 0);
+    let started = std::time::Instant::now();
+    let partitions: Vec<ReassignablePartition> = [0, 1].into_iter().map(|i| ReassignablePartition::default().with_partition_index(i).with_replicas(Some(vec![BrokerId(1), BrokerId(2)]))).collect();
+    let request = AlterPartitionReassignmentsRequest::default().with_topics(vec![ReassignableTopic::default().with_name(name(TOPIC)).with_partitions(partitions)]);
+    let r = c.call(request, 0).await;
+    assert!(r.responses[0].partitions.iter().all(|p| p.error_code == 0), "{r:?}");
+    let ongoing = || async {
+        let r = Client::connect_to(cluster.client_addr(1)).await.call(ListPartitionReassignmentsRequest::default().with_topics(None), 0).await;
+        r.topics.iter().flat_map(|t| t.partitions.iter().map(|p| p.partition_index)).collect::<Vec<_>>()
+    };
+    eventually(PATIENCE, "partition 1 copied while partition 0 is still being copied", || async { (ongoing().await == [0]).then_some(()) }).await;
+    eventually(Duration::from_secs(30), "partition 0 copied", || async { ongoing().await.is_empty().then_some(()) }).await;
+    // 1.5 MB at 300 kB/s: the first read (up to 1 MiB) is let through, the rest waits for it.
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(2500), "the throttled copy took only {took:?}");
+}
+
+/// IncrementalAlterConfigs SET of one config; the error code.
+async fn alter_configs(c: &mut Client, resource_type: i8, resource: &str, key: &str, value: &str) -> i16 {
+    let s = |v: &str| kafka_protocol::protocol::StrBytes::from_string(v.to_string());
+    let config = AlterableConfig::default().with_name(s(key)).with_config_operation(0).with_value(Some(s(value)));
+    let resource = AlterConfigsResource::default().with_resource_type(resource_type).with_resource_name(s(resource)).with_configs(vec![config]);
+    c.call(IncrementalAlterConfigsRequest::default().with_resources(vec![resource]), 1).await.responses[0].error_code
+}
+
+const TOPIC_RESOURCE: i8 = 2;
+const BROKER_RESOURCE: i8 = 4;
 
 /// AlterPartitionReassignments of partition 0 (`None` cancels): (error code, message).
 async fn reassign(c: &mut Client, target: Option<Vec<i32>>) -> Vec<(i16, Option<String>)> {

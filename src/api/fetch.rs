@@ -18,6 +18,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::{Api, Request};
+use crate::cluster::replication::FollowerFetch;
 use crate::cluster::{partition_id, Topic};
 use crate::fetch_session::{Answer, FetchContext, FetchPosition, PartitionKey, SessionRequest, TopicKey, NO_SESSION};
 use crate::log::{FetchIsolation, PartitionId, ReadRequest};
@@ -107,14 +108,14 @@ async fn long_poll(api: &Api, req: &Request, r: &FetchRequest, replica_id: i32, 
     let wait = Duration::from_millis(r.max_wait_ms.max(0) as u64).min(MAX_WAIT);
     let deadline = Instant::now() + wait;
     let mut located = locate(api, wanted);
-    let mut diverging = vec![None; wanted.len()];
-    for (((_, position), id), diverging) in wanted.iter().zip(&mut located).zip(&mut diverging) {
+    let mut reads = vec![FollowerFetch::Read { throttled: false }; wanted.len()];
+    for (((_, position), id), read) in wanted.iter().zip(&mut located).zip(&mut reads) {
         let Ok(partition) = *id else { continue };
         let checked = if replica_id >= 0 {
             api.replicas
                 .follower_fetch(partition, replica_id, position.current_leader_epoch, position.fetch_offset, position.last_fetched_epoch)
                 .await
-                .map(|d| *diverging = d)
+                .map(|r| *read = r)
         } else {
             api.replicas.check_leader(partition, position.current_leader_epoch)
         };
@@ -132,9 +133,10 @@ async fn long_poll(api: &Api, req: &Request, r: &FetchRequest, replica_id: i32, 
     api.log.watch(&located.iter().filter_map(|l| l.as_ref().ok().copied()).collect::<Vec<_>>(), &appended);
     let mut timed_out = false;
     loop {
-        let (data, bytes, errors) = read_all(api, req.version, wanted, &located, &diverging, isolation, max_bytes).await;
+        let (data, bytes, errors) = read_all(api, req.version, wanted, &located, &reads, isolation, max_bytes).await;
         // Like Kafka, a fetch of nothing (a closing consumer's last one) answers at once.
-        if timed_out || errors || wanted.is_empty() || bytes >= min_bytes || wait.is_zero() {
+        if timed_out || errors || wanted.is_empty() || bytes.total >= min_bytes || wait.is_zero() {
+            api.replicas.leader_throttled_sent(bytes.throttled);
             return data;
         }
         req.parked();
@@ -165,55 +167,70 @@ enum Unread {
     Refused(ResponseError),
     /// The follower's log diverges from the leader's: (epoch, end offset) where (KIP-320).
     Diverging(i32, i64),
+    /// A throttled follower, with the rate used up: no records, no error.
+    Held,
 }
 
-/// Reads every wanted partition once (but those whose follower diverges, which get where).
-/// Returns their answers, the record bytes, and whether any partition has an error or a
-/// diverging epoch (which answers at once rather than waiting).
+/// The record bytes a read gave: in all, and to throttled followers.
+#[derive(Default)]
+struct ReadBytes {
+    total: usize,
+    throttled: usize,
+}
+
+/// Reads every wanted partition once (but those whose follower diverges, which get where, and
+/// throttled ones over their rate). Returns their answers, the record bytes, and whether any
+/// partition has an error or a diverging epoch (which answers at once rather than waiting).
 async fn read_all(
     api: &Api,
     version: i16,
     wanted: &[(PartitionKey, FetchPosition)],
     located: &[Result<PartitionId, ResponseError>],
-    diverging: &[Option<(i32, i64)>],
+    follower: &[FollowerFetch],
     isolation: FetchIsolation,
     max_bytes: usize,
-) -> (Vec<PartitionData>, usize, bool) {
+) -> (Vec<PartitionData>, ReadBytes, bool) {
     let checked: Vec<Result<ReadRequest, Unread>> = wanted
         .iter()
         .zip(located)
-        .zip(diverging)
-        .map(|(((_, position), id), diverging)| {
+        .zip(follower)
+        .map(|(((_, position), id), follower)| {
             let id = (*id).map_err(Unread::Refused)?;
-            if let Some((epoch, end_offset)) = *diverging {
-                return Err(Unread::Diverging(epoch, end_offset));
+            match *follower {
+                FollowerFetch::Diverging(epoch, end_offset) => Err(Unread::Diverging(epoch, end_offset)),
+                FollowerFetch::Held => Err(Unread::Held),
+                FollowerFetch::Read { .. } => Ok(ReadRequest { id, offset: position.fetch_offset, max_bytes: position.max_bytes.max(0) as usize, isolation }),
             }
-            Ok(ReadRequest { id, offset: position.fetch_offset, max_bytes: position.max_bytes.max(0) as usize, isolation })
         })
         .collect();
     let requests: Vec<ReadRequest> = checked.iter().filter_map(|c| c.as_ref().ok().copied()).collect();
     let mut reads = api.log.read(&requests, max_bytes).await.into_iter();
-    let mut total = 0;
+    let mut bytes = ReadBytes::default();
     let mut errors = false;
     let data = wanted
         .iter()
         .zip(located)
         .zip(checked)
-        .map(|((((_, index), _), id), checked)| {
+        .zip(follower)
+        .map(|(((((_, index), _), id), checked), follower)| {
             let data = PartitionData::default().with_partition_index(*index);
             match checked.and_then(|_| reads.next().expect("one result per request").map_err(Unread::Refused)) {
                 Ok(read) => {
-                    total += read.records.len();
+                    bytes.total += read.records.len();
+                    if let FollowerFetch::Read { throttled: true } = follower {
+                        bytes.throttled += read.records.len();
+                    }
                     // Kafka sends the list (possibly empty) to read_committed fetches only.
                     let aborted = (isolation == FetchIsolation::TxnCommitted)
                         .then(|| read.aborted.iter().map(|&(pid, first)| AbortedTransaction::default().with_producer_id(ProducerId(pid)).with_first_offset(first)).collect());
                     offsets(data, version, read.high_watermark, read.last_stable_offset, read.log_start).with_records(Some(read.records)).with_aborted_transactions(aborted)
                 }
                 Err(unread) => {
-                    errors = true;
+                    errors |= !matches!(unread, Unread::Held);
                     let data = match unread {
                         Unread::Refused(e) => data.with_error_code(e.code()).with_high_watermark(-1),
                         Unread::Diverging(epoch, end_offset) => data.with_diverging_epoch(EpochEndOffset::default().with_epoch(epoch).with_end_offset(end_offset)),
+                        Unread::Held => data,
                     }
                     .with_records(Some(Bytes::new()));
                     // Out-of-range answers carry the real offsets so clients can reset.
@@ -225,7 +242,7 @@ async fn read_all(
             }
         })
         .collect();
-    (data, total, errors)
+    (data, bytes, errors)
 }
 
 fn offsets(data: PartitionData, version: i16, high_watermark: i64, last_stable_offset: i64, log_start: i64) -> PartitionData {

@@ -256,6 +256,11 @@ impl Cluster {
         &self.node
     }
 
+    /// The broker settings in effect now (dynamic changes included).
+    pub fn broker_settings(&self) -> Arc<Config> {
+        self.settings.current()
+    }
+
     pub fn cluster_id(&self) -> &str {
         &self.cluster_id
     }

@@ -13,6 +13,7 @@ fn config_type(kind: Kind) -> ConfigType {
         Kind::ListOf(_) => ConfigType::List,
         Kind::Bool => ConfigType::Boolean,
         Kind::Ratio => ConfigType::Double,
+        Kind::Replicas => ConfigType::List,
     }
 }
 
@@ -27,6 +28,8 @@ enum Kind {
     Bool,
     /// A fraction from 0 to 1.
     Ratio,
+    /// `*`, or a comma-separated list of `partition:broker` pairs (Kafka's throttled replicas).
+    Replicas,
 }
 
 /// A topic config Gregor accepts: how it is checked, its default (a fixed value, or the
@@ -76,6 +79,8 @@ const KNOWN: &[Def] = &[
     def("preallocate", Kind::Bool, Some("false"), None, "Kafka segment preallocation; no effect on RocksDB storage."),
     def("message.timestamp.before.max.ms", Kind::Long(0), MAX, None, "Accepted timestamp skew into the past; not checked."),
     def("message.timestamp.after.max.ms", Kind::Long(0), MAX, None, "Accepted timestamp skew into the future; not checked."),
+    def("leader.replication.throttled.replicas", Kind::Replicas, Some(""), None, "Replicas (partition:broker pairs, or * for all) whose fetches from this topic's leaders count against the leader's leader.replication.throttled.rate while they are out of the ISR (as kafka-reassign-partitions --throttle sets it)."),
+    def("follower.replication.throttled.replicas", Kind::Replicas, Some(""), None, "Replicas (partition:broker pairs, or * for all) that fetch this topic within their broker's follower.replication.throttled.rate while they are out of the ISR."),
     def("message.timestamp.difference.max.ms", Kind::Long(0), MAX, None, "Accepted timestamp skew; not checked."),
 ];
 
@@ -98,6 +103,7 @@ fn check(key: &str, value: &str) -> Result<(), String> {
         Kind::ListOf(words) => value.split(',').all(|w| words.contains(&w.trim())),
         Kind::Bool => matches!(value.trim(), "true" | "false"),
         Kind::Ratio => value.trim().parse::<f64>().is_ok_and(|v| (0.0..=1.0).contains(&v)),
+        Kind::Replicas => replicas_listed(value).is_some(),
     };
     if ok {
         Ok(())
@@ -137,7 +143,7 @@ impl TopicConfigs {
                     explicit.remove(key);
                 }
                 ConfigChange::Append(key, value) | ConfigChange::Subtract(key, value) => {
-                    let Ok(Kind::ListOf(_)) = check_known(key) else {
+                    let Ok(Kind::ListOf(_) | Kind::Replicas) = check_known(key) else {
                         return Err(format!("{key:?} is not a list config; APPEND and SUBTRACT apply only to lists"));
                     };
                     // Kafka appends to (or subtracts from) the value in effect, default included.
@@ -264,6 +270,37 @@ impl TopicConfigs {
     pub fn log_append_time(&self) -> bool {
         self.explicit.get("message.timestamp.type").is_some_and(|t| t == "LogAppendTime")
     }
+
+    /// Whether `leader.replication.throttled.replicas` lists broker `broker`'s replica of `partition`.
+    pub fn leader_throttled(&self, partition: i32, broker: i32) -> bool {
+        self.throttled("leader.replication.throttled.replicas", partition, broker)
+    }
+
+    /// Whether `follower.replication.throttled.replicas` lists broker `broker`'s replica of `partition`.
+    pub fn follower_throttled(&self, partition: i32, broker: i32) -> bool {
+        self.throttled("follower.replication.throttled.replicas", partition, broker)
+    }
+
+    fn throttled(&self, key: &str, partition: i32, broker: i32) -> bool {
+        self.explicit.get(key).and_then(|v| replicas_listed(v)).is_some_and(|listed| listed.is_none_or(|pairs| pairs.contains(&(partition, broker))))
+    }
+}
+
+/// A throttled-replicas value: `Some(None)` for `*` (every replica), `Some(Some(pairs))` for a
+/// list of `partition:broker` pairs (empty for ""), `None` when it is neither.
+fn replicas_listed(value: &str) -> Option<Option<Vec<(i32, i32)>>> {
+    let value = value.trim();
+    if value == "*" {
+        return Some(None);
+    }
+    if value.is_empty() {
+        return Some(Some(vec![]));
+    }
+    let pair = |p: &str| {
+        let (partition, broker) = p.trim().split_once(':')?;
+        Some((partition.trim().parse().ok()?, broker.trim().parse().ok()?))
+    };
+    value.split(',').map(pair).collect::<Option<Vec<_>>>().map(Some)
 }
 
 #[cfg(test)]
@@ -296,6 +333,19 @@ mod tests {
         assert!(TopicConfigs::from_request(&pairs(&[("retention.ms", "-5")]), defaults()).is_err());
         assert!(TopicConfigs::from_request(&pairs(&[("message.timestamp.type", "Now")]), defaults()).is_err());
         assert!(TopicConfigs::from_request(&pairs(&[("min.cleanable.dirty.ratio", "0.5")]), defaults()).is_ok());
+    }
+
+    #[test]
+    fn throttled_replicas_are_a_list_of_pairs_or_every_one() {
+        let c = TopicConfigs::from_request(&pairs(&[("leader.replication.throttled.replicas", "0:2, 1:3"), ("follower.replication.throttled.replicas", "*")]), defaults()).unwrap();
+        assert!(c.leader_throttled(0, 2) && c.leader_throttled(1, 3));
+        assert!(!c.leader_throttled(0, 3) && !c.leader_throttled(2, 2));
+        assert!(c.follower_throttled(7, 9));
+        let none = TopicConfigs::from_request(&pairs(&[]), defaults()).unwrap();
+        assert!(!none.leader_throttled(0, 1) && !none.follower_throttled(0, 1));
+        for bad in ["0", "0:x", "0:1,", "**"] {
+            assert!(TopicConfigs::from_request(&pairs(&[("leader.replication.throttled.replicas", bad)]), defaults()).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -118,6 +118,9 @@ pub struct Config {
     pub min_insync_replicas: i64,
     /// Followers not caught up for this long leave the ISR (`replica.lag.time.max.ms`).
     pub replica_lag_time_max_ms: i64,
+    /// Bytes per second for throttled replicas (Kafka's replication quotas).
+    pub leader_replication_throttled_rate: i64,
+    pub follower_replication_throttled_rate: i64,
     /// How followers fetch: `replica.fetch.wait.max.ms`, `.max.bytes`, `.response.max.bytes`,
     /// `.backoff.ms`.
     pub replica_fetch_wait_max_ms: i32,
@@ -320,6 +323,8 @@ impl Config {
             block_cache_bytes: 0,
             min_insync_replicas: 0,
             replica_lag_time_max_ms: 0,
+            leader_replication_throttled_rate: 0,
+            follower_replication_throttled_rate: 0,
             replica_fetch_wait_max_ms: 0,
             replica_fetch_max_bytes: 0,
             replica_fetch_response_max_bytes: 0,

@@ -22,6 +22,7 @@ use tokio::sync::{watch, Mutex, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use super::throttle::Quota;
 use super::{PartitionState, TopicPartition};
 use crate::cluster::Cluster;
 use crate::log::{LogStore, PartitionId, ReplicaAppendError, ReplicaAppendOptions, UNDEFINED_EPOCH_END};
@@ -40,6 +41,8 @@ pub(super) struct FetcherSettings {
 struct Fetched {
     partition: TopicPartition,
     leader_epoch: i32,
+    /// This replica is in the ISR: never throttled.
+    in_sync: bool,
     /// Ask the leader where our log diverges before fetching.
     truncate_first: Option<Ask>,
     retry_at: Option<Instant>,
@@ -70,6 +73,8 @@ struct Fetcher {
 /// The fetcher tasks by leader (node id and address): at most one per broker this node follows.
 pub(super) struct Fetchers {
     settings: Arc<FetcherSettings>,
+    /// What this node fetches for throttled replicas, across its fetchers.
+    quota: Arc<Quota>,
     log: Arc<LogStore>,
     cluster: Arc<Cluster>,
     shutdown: watch::Receiver<bool>,
@@ -86,8 +91,8 @@ impl FetcherSettings {
 }
 
 impl Fetchers {
-    pub(super) fn new(settings: FetcherSettings, log: Arc<LogStore>, cluster: Arc<Cluster>, shutdown: watch::Receiver<bool>) -> Fetchers {
-        Fetchers { settings: Arc::new(settings), log, cluster, shutdown, by_leader: Mutex::new(HashMap::new()) }
+    pub(super) fn new(settings: FetcherSettings, log: Arc<LogStore>, cluster: Arc<Cluster>, quota: Arc<Quota>, shutdown: watch::Receiver<bool>) -> Fetchers {
+        Fetchers { settings: Arc::new(settings), quota, log, cluster, shutdown, by_leader: Mutex::new(HashMap::new()) }
     }
 
     /// Fetches `id` from `state.leader` at `address`, moving it off any other fetcher.
@@ -102,6 +107,7 @@ impl Fetchers {
                 leader: key.0,
                 address: key.1.clone(),
                 settings: self.settings.clone(),
+                quota: self.quota.clone(),
                 log: self.log.clone(),
                 cluster: self.cluster.clone(),
                 assigned: assigned.clone(),
@@ -110,7 +116,8 @@ impl Fetchers {
             };
             Fetcher { assigned, stop, task: tokio::spawn(task.run()) }
         });
-        let fetched = Fetched { partition: partition.clone(), leader_epoch: state.leader_epoch, truncate_first: Some(Ask::IfNoDivergingEpoch), retry_at: None };
+        let in_sync = state.isr.contains(&self.settings.node_id);
+        let fetched = Fetched { partition: partition.clone(), leader_epoch: state.leader_epoch, in_sync, truncate_first: Some(Ask::IfNoDivergingEpoch), retry_at: None };
         fetcher.assigned.partitions.lock().await.insert(id, fetched);
         fetcher.assigned.changed.notify_one();
     }
@@ -154,6 +161,7 @@ struct FetcherTask {
     leader: i32,
     address: String,
     settings: Arc<FetcherSettings>,
+    quota: Arc<Quota>,
     log: Arc<LogStore>,
     cluster: Arc<Cluster>,
     assigned: Arc<Assigned>,
@@ -166,6 +174,8 @@ struct Asked {
     id: PartitionId,
     key: (TopicKey, i32),
     leader_epoch: i32,
+    /// Its bytes count against `follower.replication.throttled.rate`.
+    throttled: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -340,7 +350,11 @@ impl FetcherTask {
             let applied = if diverging.epoch >= 0 || diverging.end_offset >= 0 {
                 truncate(&self.log, a.id, diverging.epoch, diverging.end_offset).await.map_err(ReplicaAppendError::Refused)
             } else {
-                self.append(a.id, &f.partition, p.records.as_deref().unwrap_or_default()).await
+                let records = p.records.as_deref().unwrap_or_default();
+                if a.throttled {
+                    self.quota.record(self.cluster.broker_settings().follower_replication_throttled_rate, records.len());
+                }
+                self.append(a.id, &f.partition, records).await
             };
             match applied {
                 Ok(()) => {
@@ -363,8 +377,13 @@ impl FetcherTask {
         let partitions = self.assigned.partitions.lock().await;
         let mut topics: Vec<FetchTopic> = Vec::new();
         let mut asked = Vec::new();
+        let quota_used_up = self.quota.exceeded(self.cluster.broker_settings().follower_replication_throttled_rate);
         for (&id, f) in partitions.iter() {
             if f.truncate_first.is_some() || f.retry_at.is_some_and(|t| t > now) {
+                continue;
+            }
+            let throttled = !f.in_sync && self.cluster.topic(&f.partition.topic).is_some_and(|t| t.configs.follower_throttled(f.partition.partition, self.settings.node_id));
+            if throttled && quota_used_up {
                 continue;
             }
             let (Ok((log_start, _)), Ok(log_end), Ok(last_epoch)) = (self.log.offsets(id), self.log.log_end_offset(id), self.log.latest_epoch(id).await) else { continue };
@@ -381,7 +400,7 @@ impl FetcherTask {
                 Some(t) => t.partitions.push(partition),
                 None => topics.push(topic.with_partitions(vec![partition])),
             }
-            asked.push(Asked { id, key: (key, f.partition.partition), leader_epoch: f.leader_epoch });
+            asked.push(Asked { id, key: (key, f.partition.partition), leader_epoch: f.leader_epoch, throttled });
         }
         let request = FetchRequest::default()
             .with_replica_id(BrokerId(if version < 15 { self.settings.node_id } else { -1 }))

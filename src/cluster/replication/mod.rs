@@ -11,6 +11,7 @@
 
 mod fetcher;
 mod leader;
+mod throttle;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -27,6 +28,7 @@ use crate::config::Config;
 use crate::log::{HighWatermark, LogStore, PartitionId, UNDEFINED_EPOCH_END};
 use fetcher::{FetcherSettings, Fetchers};
 use leader::LeaderState;
+use throttle::Quota;
 
 /// The leader epoch of a partition no state was applied to.
 pub const INITIAL_LEADER_EPOCH: i32 = 0;
@@ -91,6 +93,17 @@ impl AlterPartitionSender for LocalAlterPartition {
     }
 }
 
+/// How a leader answers a follower's fetch of one partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FollowerFetch {
+    /// Read from its fetch offset; `throttled` bytes count against `leader.replication.throttled.rate`.
+    Read { throttled: bool },
+    /// Its log diverges from the leader's: (epoch, end offset) where (KIP-320).
+    Diverging(i32, i64),
+    /// A throttled replica, with the rate used up: nothing this time.
+    Held,
+}
+
 /// What a produce needs to know of the partition's leader.
 pub struct LeaderAppend {
     pub leader_epoch: i32,
@@ -135,6 +148,8 @@ pub struct ReplicaManager {
     /// the metadata publisher applies one (a restarted node must not take writes for a
     /// partition another broker leads now).
     lone: bool,
+    /// What this node sends, as leader, to throttled followers.
+    leader_quota: Quota,
 }
 
 impl ReplicaManager {
@@ -148,13 +163,14 @@ impl ReplicaManager {
         };
         ReplicaManager {
             node_id: config.node_id,
-            fetchers: Fetchers::new(settings, log.clone(), cluster.clone(), shutdown),
+            fetchers: Fetchers::new(settings, log.clone(), cluster.clone(), Arc::new(Quota::new()), shutdown),
             log,
             cluster,
             alter,
             replicas: RwLock::new(HashMap::new()),
             lag_time_max_ms: config.replica_lag_time_max_ms,
             lone: config.quorum_voters.is_empty(),
+            leader_quota: Quota::new(),
         }
     }
 
@@ -295,10 +311,11 @@ impl ReplicaManager {
 
     /// A follower's Fetch on the leader, before its read: checks that this node leads at the
     /// follower's epoch and knows the follower, and finds where the follower's log diverges
-    /// from the leader's (KIP-320: `Some((epoch, end offset))` when its last fetched epoch ends
-    /// earlier here). Otherwise records the fetch offset as the follower's log end, moving the
-    /// high watermark and proposing to add it to the ISR once it has caught up.
-    pub async fn follower_fetch(&self, id: PartitionId, follower: i32, current_epoch: i32, fetch_offset: i64, last_fetched_epoch: i32) -> Result<Option<(i32, i64)>, ResponseError> {
+    /// from the leader's (KIP-320: when its last fetched epoch ends earlier here). Otherwise
+    /// records the fetch offset as the follower's log end, moving the high watermark and
+    /// proposing to add it to the ISR once it has caught up; a follower out of the ISR that the
+    /// topic throttles is held while `leader.replication.throttled.rate` is used up.
+    pub async fn follower_fetch(&self, id: PartitionId, follower: i32, current_epoch: i32, fetch_offset: i64, last_fetched_epoch: i32) -> Result<FollowerFetch, ResponseError> {
         let replica = self.replica(id).ok_or(ResponseError::NotLeaderOrFollower)?;
         let leader_epoch = {
             let state = replica.state.lock().expect("replica lock");
@@ -316,7 +333,7 @@ impl ReplicaManager {
                 return Err(ResponseError::OffsetOutOfRange);
             }
             if epoch < last_fetched_epoch || end < fetch_offset {
-                return Ok(Some((epoch, end)));
+                return Ok(FollowerFetch::Diverging(epoch, end));
             }
         }
         let leader_end = self.log.log_end_offset(id)?;
@@ -335,7 +352,18 @@ impl ReplicaManager {
             self.propose_isr(&replica, state, isr);
         }
         self.advance_high_watermark(&replica, state);
-        Ok(None)
+        let out_of_sync = !state.applied.isr.contains(&follower);
+        drop(guard);
+        let throttled = out_of_sync && self.cluster.topic(&replica.partition.topic).is_some_and(|t| t.configs.leader_throttled(replica.partition.partition, follower));
+        if throttled && self.leader_quota.exceeded(self.cluster.broker_settings().leader_replication_throttled_rate) {
+            return Ok(FollowerFetch::Held);
+        }
+        Ok(FollowerFetch::Read { throttled })
+    }
+
+    /// Counts what a read sent to throttled followers.
+    pub fn leader_throttled_sent(&self, bytes: usize) {
+        self.leader_quota.record(self.cluster.broker_settings().leader_replication_throttled_rate, bytes);
     }
 
     /// acks=all: waits until the high watermark reaches `end_offset` (the offset after the
