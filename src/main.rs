@@ -1,12 +1,16 @@
-//! The `gregor` command: parse flags, start the broker, wait for Ctrl-C or SIGTERM.
+//! The `gregor` command: parse flags, start the broker, wait for Ctrl-C or SIGTERM; or one of
+//! the tools (format, random-uuid, dump-log).
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{value_parser, Arg, ArgAction, ArgMatches, Command};
 use gregor::cluster::identity::{self, Identity};
+use gregor::cluster;
 use gregor::config::{markdown_table, KEYS};
+use gregor::log::{describe_batch, PartitionId, ReadOnlyStore};
 use gregor::{Broker, Config};
 
 /// The command line: `--config`, `--print-config-table`, and one flag (with its `GREGOR_*`
@@ -22,6 +26,12 @@ fn command() -> Command {
                 .arg(Arg::new("cluster-id").long("cluster-id").short('t').required(true).value_name("ID").help("The cluster's id, the same on every node (gregor random-uuid makes one)")),
         )
         .subcommand(Command::new("random-uuid").about("Print a new cluster id"))
+        .subcommand(
+            Command::new("dump-log")
+                .about("Print every record batch of a topic in the data directory (--log-dirs), one line per batch, as kafka-dump-log does; the store is opened read-only, so a running broker's directory can be read too")
+                .arg(Arg::new("topic").long("topic").required(true).value_name("TOPIC"))
+                .arg(Arg::new("partition").long("partition").value_name("P").value_parser(value_parser!(i32)).help("Only this partition (default: all)")),
+        )
         .arg(Arg::new("config").long("config").env("GREGOR_CONFIG").global(true).value_name("FILE").value_parser(value_parser!(PathBuf)).help("A server.properties-style file (key=value lines)"))
         .arg(Arg::new("print-config-table").long("print-config-table").action(ArgAction::SetTrue).help("Print the configuration table of README.md, generated from the key table, and exit"));
     KEYS.iter().fold(command, |command, key| {
@@ -90,6 +100,36 @@ fn format(matches: &ArgMatches, sub: &ArgMatches) -> ExitCode {
     }
 }
 
+/// `gregor dump-log`: each batch this node stores for a topic, as `partition: P <batch fields>`.
+fn dump_log(matches: &ArgMatches, sub: &ArgMatches) -> ExitCode {
+    let topic = sub.get_one::<String>("topic").expect("required");
+    let only = sub.get_one::<i32>("partition").copied();
+    let dumped = to_config(matches).and_then(|config| {
+        let store = ReadOnlyStore::open(&config.data_dir)?;
+        let partitions = cluster::stored_partitions(&store, topic)?.with_context(|| format!("no topic {topic:?} in {}", config.data_dir.display()))?;
+        let chosen: Vec<(usize, PartitionId)> = match only {
+            None => partitions.into_iter().enumerate().collect(),
+            Some(p) => {
+                let index = usize::try_from(p).ok().filter(|&i| i < partitions.len());
+                let index = index.with_context(|| format!("topic {topic:?} has {} partition(s), no partition {p}", partitions.len()))?;
+                vec![(index, partitions[index])]
+            }
+        };
+        let mut out = std::io::stdout().lock();
+        for (index, id) in chosen {
+            store.for_each_batch(id, |batch| Ok(writeln!(out, "partition: {index} {}", describe_batch(batch))?))?;
+        }
+        Ok(())
+    });
+    match dumped {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("cannot dump the log: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -109,6 +149,7 @@ async fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Some(("format", sub)) => return format(&matches, sub),
+        Some(("dump-log", sub)) => return dump_log(&matches, sub),
         _ => {}
     }
     raise_open_files_limit();

@@ -30,7 +30,7 @@ const TOPIC: &str = "replicated";
 /// Per partition (leader, leader epoch, replicas, ISR) as node `id` answers Metadata; `None`
 /// while it does not serve or does not know the topic.
 async fn partitions(cluster: &TestCluster, id: i32) -> Option<Vec<(i32, i32, Vec<i32>, Vec<i32>)>> {
-    let mut c = connect(cluster, id).await?;
+    let mut c = cluster.client(id).await?;
     let request = MetadataRequest::default().with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(name(TOPIC)))]));
     let topic = c.call(request, 12).await.topics.into_iter().next()?;
     if topic.error_code != 0 {
@@ -39,13 +39,6 @@ async fn partitions(cluster: &TestCluster, id: i32) -> Option<Vec<(i32, i32, Vec
     let mut out: Vec<_> = topic.partitions.iter().map(|p| (p.partition_index, (p.leader_id.0, p.leader_epoch, sorted(p.replica_nodes.iter().map(|b| b.0)), sorted(p.isr_nodes.iter().map(|b| b.0))))).collect();
     out.sort_by_key(|(i, _)| *i);
     Some(out.into_iter().map(|(_, p)| p).collect())
-}
-
-/// A client of node `id`, or `None` while it does not serve.
-async fn connect(cluster: &TestCluster, id: i32) -> Option<Client> {
-    let addr = cluster.client_addr(id);
-    tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(addr)).await.ok()?.ok()?;
-    Some(Client::connect_to(addr).await)
 }
 
 /// The topics node `id` lists in DescribeLogDirs, by name.
@@ -146,7 +139,7 @@ async fn replicated_topics_survive_their_leader() {
     assert_eq!((p.error_code, p.leader_id.0, p.offline_replicas), (ResponseError::LeaderNotAvailable.code(), -1, vec![BrokerId(leader)]));
     // Its high watermark moves up to its log end once the other follower fetches from it.
     let records = eventually(PATIENCE, "the new leader's high watermark to cover every acked record", || async {
-        let (code, high_watermark, records) = connect(&cluster, new_leader).await?.fetch(TOPIC, 0, 0, 0).await;
+        let (code, high_watermark, records) = cluster.client(new_leader).await?.fetch(TOPIC, 0, 0, 0).await;
         (code == 0 && high_watermark == acked).then_some(records)
     })
     .await;
@@ -209,7 +202,7 @@ async fn killing_the_active_controller_under_load_loses_no_acknowledged_record()
     let mut acked = Acked::default();
     acked.write(&cluster, 20, "before the kill").await;
     let controller = eventually(PATIENCE, "an active controller", || async {
-        let id = connect(&cluster, 1).await?.call(MetadataRequest::default().with_topics(Some(vec![])), 12).await.controller_id.0;
+        let id = cluster.client(1).await?.call(MetadataRequest::default().with_topics(Some(vec![])), 12).await.controller_id.0;
         (id > 0).then_some(id)
     })
     .await;
@@ -218,7 +211,7 @@ async fn killing_the_active_controller_under_load_loses_no_acknowledged_record()
     // Admin requests reach the next controller.
     let survivor = cluster.running()[0];
     eventually(PATIENCE, "a topic created under the next controller", || async {
-        let code = connect(&cluster, survivor).await?.create_topic("after-the-kill", 1).await;
+        let code = cluster.client(survivor).await?.create_topic("after-the-kill", 1).await;
         // A try that timed out waiting for its publication may have created it.
         (code == 0 || code == ResponseError::TopicAlreadyExists.code()).then_some(())
     })
@@ -289,7 +282,7 @@ async fn a_new_broker_takes_a_partition_by_reassignment_and_a_rolling_restart_lo
     assert_eq!(errors, [(0, None)]);
     acked.write(&cluster, 20, "during the reassignment").await;
     eventually(PATIENCE, "the reassignment to complete", || async {
-        let mut c = connect(&cluster, 3).await?;
+        let mut c = cluster.client(3).await?;
         let ongoing = c.call(ListPartitionReassignmentsRequest::default().with_topics(None), 0).await;
         let p = partitions(&cluster, 3).await?;
         (ongoing.topics.is_empty() && p[0].2 == sorted(target.iter().copied()) && p[0].3 == p[0].2).then_some(())
@@ -404,7 +397,7 @@ impl Acked {
             let offset = eventually(PATIENCE, &format!("{when}: an acks=all write"), || async {
                 let leader = leader_by_its_own_word(cluster).await?;
                 let request = produce_request(TOPIC, 0, batch.clone(), -1).with_timeout_ms(10_000);
-                let r = connect(cluster, leader).await?.call(request, 9).await;
+                let r = cluster.client(leader).await?.call(request, 9).await;
                 let p = &r.responses[0].partition_responses[0];
                 (p.error_code == 0).then_some(p.base_offset)
             })
@@ -421,7 +414,7 @@ impl Acked {
                 if p[0].0 <= 0 {
                     continue;
                 }
-                let (code, high_watermark, records) = connect(cluster, p[0].0).await?.fetch(TOPIC, 0, 0, 0).await;
+                let (code, high_watermark, records) = cluster.client(p[0].0).await?.fetch(TOPIC, 0, 0, 0).await;
                 let last = self.batches.keys().last().copied().unwrap_or(0);
                 return (code == 0 && high_watermark > last).then(|| batch_timestamps(&records));
             }
@@ -437,7 +430,7 @@ impl Acked {
 /// FindCoordinator v3 for a group at node `id`: (error code, coordinator id).
 async fn find_coordinator(cluster: &TestCluster, id: i32, group: &str) -> Option<(i16, i32)> {
     let request = FindCoordinatorRequest::default().with_key(kafka_protocol::protocol::StrBytes::from_string(group.to_string()));
-    let r = connect(cluster, id).await?.call(request, 3).await;
+    let r = cluster.client(id).await?.call(request, 3).await;
     Some((r.error_code, r.node_id.0))
 }
 
@@ -466,7 +459,7 @@ async fn a_groups_offsets_move_with_the_leader_of_its_offsets_partition() {
     assert_eq!(simple_commit(&mut elsewhere, "g", TOPIC, 7, -1).await, ResponseError::NotCoordinator.code());
     // Once it has loaded the partition (COORDINATOR_LOAD_IN_PROGRESS until then).
     eventually(PATIENCE, "a commit at the coordinator", || async {
-        (simple_commit(&mut connect(&cluster, coordinator).await?, "g", TOPIC, 42, -1).await == 0).then_some(())
+        (simple_commit(&mut cluster.client(coordinator).await?, "g", TOPIC, 42, -1).await == 0).then_some(())
     })
     .await;
     let mut at_coordinator = Client::connect_to(cluster.client_addr(coordinator)).await;
@@ -484,7 +477,7 @@ async fn a_groups_offsets_move_with_the_leader_of_its_offsets_partition() {
     })
     .await;
     let offset = eventually(PATIENCE, "the commit at the new coordinator", || async {
-        let (offset, _, code) = committed(&mut connect(&cluster, moved).await?, "g", TOPIC).await;
+        let (offset, _, code) = committed(&mut cluster.client(moved).await?, "g", TOPIC).await;
         (code == 0).then_some(offset)
     })
     .await;
@@ -497,7 +490,7 @@ async fn all_live(cluster: &TestCluster) {
     let count = cluster.running().len();
     eventually(PATIENCE, "every broker live on every node", || async {
         for id in cluster.running() {
-            let mut c = connect(cluster, id).await?;
+            let mut c = cluster.client(id).await?;
             if c.call(MetadataRequest::default().with_topics(None), 12).await.brokers.len() != count {
                 return None;
             }

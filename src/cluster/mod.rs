@@ -27,7 +27,7 @@ use uuid::Uuid;
 
 pub use crate::config::ConfigChange;
 use crate::config::{BrokerSettings, Config};
-use crate::log::{CleanerLimits, LogStore, Meta, PartitionId};
+use crate::log::{CleanerLimits, LogStore, Meta, PartitionId, ReadOnlyStore};
 use controller::{AlterTopicConfigs, Controller, ControllerClient, CreatePartitions, CreateTopic, WriteError};
 pub use controller::{AlterReassignments, ElectLeaders, ElectionType, PartitionResults, Reassign};
 use metadata::MetadataImage;
@@ -113,6 +113,20 @@ impl Topic {
     }
 
     fn decode(name: &str, bytes: &[u8], settings: &Arc<BrokerSettings>) -> Result<Topic> {
+        let record = TopicRecord::parse(bytes)?;
+        Ok(Topic { name: name.to_string(), id: record.id, partitions: record.partitions, configs: TopicConfigs::new(record.configs, settings.clone()) })
+    }
+}
+
+/// A topic as its `meta` record holds it, before its configs meet the broker's settings.
+struct TopicRecord {
+    id: Uuid,
+    partitions: Vec<PartitionId>,
+    configs: BTreeMap<String, String>,
+}
+
+impl TopicRecord {
+    fn parse(bytes: &[u8]) -> Result<TopicRecord> {
         let text = std::str::from_utf8(bytes).context("topic record is not UTF-8")?;
         let (mut id, mut partitions, mut configs) = (None, Vec::new(), BTreeMap::new());
         for line in text.lines() {
@@ -129,13 +143,15 @@ impl Topic {
                 }
             }
         }
-        Ok(Topic {
-            name: name.to_string(),
-            id: id.context("topic record has no id")?,
-            partitions,
-            configs: TopicConfigs::new(configs, settings.clone()),
-        })
+        Ok(TopicRecord { id: id.context("topic record has no id")?, partitions, configs })
     }
+}
+
+/// The local log ids of a topic's partitions 0..n in a data directory opened read-only
+/// (`gregor dump-log`); `None` when it holds no such topic.
+pub fn stored_partitions(store: &ReadOnlyStore, topic: &str) -> Result<Option<Vec<PartitionId>>> {
+    let Some(record) = store.meta(&topic_key(topic))? else { return Ok(None) };
+    Ok(Some(TopicRecord::parse(&record).with_context(|| format!("topic {topic}"))?.partitions))
 }
 
 fn join(ids: &[PartitionId]) -> String {

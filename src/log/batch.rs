@@ -55,6 +55,10 @@ impl<'a> BatchHeader<'a> {
     pub fn partition_leader_epoch(&self) -> i32 {
         self.i32_at(LEADER_EPOCH)
     }
+    /// The CRC-32C the batch carries (over attributes to the end), as stored.
+    pub fn crc(&self) -> u32 {
+        self.i32_at(CRC) as u32
+    }
     pub fn attributes(&self) -> i16 {
         self.i16_at(ATTRIBUTES)
     }

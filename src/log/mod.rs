@@ -13,6 +13,7 @@
 pub mod batch;
 mod cleaner;
 mod db;
+mod dump;
 mod index;
 mod io;
 mod meta;
@@ -38,6 +39,7 @@ use batch::BatchHeader;
 pub use cleaner::{Cleaned, CleanerLimits, Compaction};
 pub use db::Budget;
 use db::{Db, LOG_CF, META_CF};
+pub use dump::{describe_batch, ReadOnlyStore};
 use index::{index_cf, BatchEntry, Entries};
 pub use index::UNDEFINED_EPOCH_END;
 use io::{Io, Lane};

@@ -26,11 +26,11 @@ pub struct RawRecord<'a> {
 }
 
 /// Codec ids of the attributes field.
-const NONE: i16 = 0;
-const GZIP: i16 = 1;
-const SNAPPY: i16 = 2;
-const LZ4: i16 = 3;
-const ZSTD: i16 = 4;
+pub(super) const NONE: i16 = 0;
+pub(super) const GZIP: i16 = 1;
+pub(super) const SNAPPY: i16 = 2;
+pub(super) const LZ4: i16 = 3;
+pub(super) const ZSTD: i16 = 4;
 
 fn corrupt(e: impl std::fmt::Display) -> ResponseError {
     tracing::debug!("undecodable records: {e}");

@@ -1,15 +1,19 @@
 //! The shared cluster harness: N real `gregor` processes on free ports with one formatted
 //! cluster id, each killed (SIGKILL) or restarted at will; every process is killed when the
-//! harness is dropped. Fault tests build on it.
+//! harness is dropped. Fault tests build on it. With [`TestCluster::start_in_namespaces`] each
+//! node runs in a network namespace of its own ([`netns`]), and the test can cut links.
 
 #![allow(dead_code)]
 
-use std::net::SocketAddr;
+pub mod netns;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::ports::free_port;
+use netns::Network;
 
 /// Settings every node gets: quick heartbeats and fencing, so tests wait seconds, not minutes.
 pub const FAST: &[(&str, &str)] = &[("broker.heartbeat.interval.ms", "200"), ("broker.session.timeout.ms", "2000")];
@@ -21,9 +25,13 @@ pub struct TestCluster {
     nodes: Vec<NodeSlot>,
     voters: String,
     settings: Vec<(String, String)>,
+    /// Dropped after the nodes are killed (the `Drop` impl runs before the fields drop).
+    network: Option<Network>,
 }
 
 struct NodeSlot {
+    /// The node's listeners bind this address: loopback, or its namespace's.
+    host: IpAddr,
     client_port: u16,
     controller_port: u16,
     voter: bool,
@@ -37,24 +45,40 @@ pub fn gregor() -> Command {
 impl TestCluster {
     /// Formats and starts `voters` broker,controller nodes and `brokers` broker-only ones.
     pub fn start(voters: usize, brokers: usize, settings: &[(&str, &str)]) -> TestCluster {
-        let mut cluster = TestCluster::formatted(voters, brokers, settings);
+        Self::started(Self::formatted(voters, brokers, settings))
+    }
+
+    /// [`TestCluster::start`] with each node in a network namespace of its own, so the test
+    /// can cut links ([`TestCluster::network`]); `None`, said loudly, where this process may
+    /// not create namespaces (not root).
+    pub fn start_in_namespaces(voters: usize, brokers: usize, settings: &[(&str, &str)]) -> Option<TestCluster> {
+        let network = Network::create(voters + brokers)?;
+        Some(Self::started(Self::formatted_on(Some(network), voters, brokers, settings)))
+    }
+
+    /// Formats the nodes' data directories without starting any (a broker added later).
+    pub fn formatted(voters: usize, brokers: usize, settings: &[(&str, &str)]) -> TestCluster {
+        Self::formatted_on(None, voters, brokers, settings)
+    }
+
+    fn started(mut cluster: TestCluster) -> TestCluster {
         for id in cluster.ids().collect::<Vec<_>>() {
             cluster.start_node(id);
         }
         cluster
     }
 
-    /// Formats the nodes' data directories without starting any (a broker added later).
-    pub fn formatted(voters: usize, brokers: usize, settings: &[(&str, &str)]) -> TestCluster {
+    fn formatted_on(network: Option<Network>, voters: usize, brokers: usize, settings: &[(&str, &str)]) -> TestCluster {
         let dir = tempfile::tempdir().expect("temporary directory");
+        let host = |id: i32| network.as_ref().map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |n| n.address(id));
         let nodes: Vec<NodeSlot> = (0..voters + brokers)
-            .map(|i| NodeSlot { client_port: free_port(), controller_port: free_port(), voter: i < voters, process: None })
+            .map(|i| NodeSlot { host: host(i as i32 + 1), client_port: free_port(), controller_port: free_port(), voter: i < voters, process: None })
             .collect();
-        let voters = nodes.iter().enumerate().filter(|(_, n)| n.voter).map(|(i, n)| format!("{}@127.0.0.1:{}", i + 1, n.controller_port)).collect::<Vec<_>>().join(",");
+        let voters = nodes.iter().enumerate().filter(|(_, n)| n.voter).map(|(i, n)| format!("{}@{}:{}", i + 1, n.host, n.controller_port)).collect::<Vec<_>>().join(",");
         let out = gregor().arg("random-uuid").output().expect("gregor runs");
         let cluster_id = String::from_utf8(out.stdout).expect("utf-8").trim().to_string();
         let settings = settings.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let cluster = TestCluster { dir, cluster_id, nodes, voters, settings };
+        let cluster = TestCluster { dir, cluster_id, nodes, voters, settings, network };
         for id in 1..=cluster.nodes.len() as i32 {
             let formatted = cluster.command(id, &["format", "--cluster-id", &cluster.cluster_id.clone()], &[]).output().expect("format runs");
             assert!(formatted.status.success(), "format node {id}: {}", String::from_utf8_lossy(&formatted.stderr));
@@ -74,7 +98,7 @@ impl TestCluster {
     pub fn command(&self, id: i32, subcommand: &[&str], overrides: &[(&str, &str)]) -> Command {
         let slot = &self.nodes[id as usize - 1];
         let roles = if slot.voter { "broker,controller" } else { "broker" };
-        let listeners = format!("PLAINTEXT://127.0.0.1:{},CONTROLLER://127.0.0.1:{}", slot.client_port, slot.controller_port);
+        let listeners = format!("PLAINTEXT://{host}:{},CONTROLLER://{host}:{}", slot.client_port, slot.controller_port, host = slot.host);
         let dir = self.data_dir(id).display().to_string();
         let mut settings: Vec<(String, String)> = [("node.id", id.to_string()), ("process.roles", roles.into()), ("controller.quorum.voters", self.voters.clone()), ("listeners", listeners), ("log.dirs", dir)]
             .into_iter()
@@ -85,7 +109,10 @@ impl TestCluster {
             settings.retain(|(k, _)| k != key);
             settings.push((key.to_string(), value.to_string()));
         }
-        let mut command = gregor();
+        let mut command = match &self.network {
+            Some(network) => network.command(id, env!("CARGO_BIN_EXE_gregor")),
+            None => gregor(),
+        };
         command.args(subcommand);
         for (key, value) in settings {
             command.arg(format!("--{}", key.replace('.', "-"))).arg(value);
@@ -123,8 +150,21 @@ impl TestCluster {
         }
     }
 
+    /// A client of node `id`, or `None` while it does not accept connections.
+    pub async fn client(&self, id: i32) -> Option<crate::common::Client> {
+        let addr = self.client_addr(id);
+        tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(addr)).await.ok()?.ok()?;
+        Some(crate::common::Client::connect_to(addr).await)
+    }
+
     pub fn client_addr(&self, id: i32) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.nodes[id as usize - 1].client_port))
+        let slot = &self.nodes[id as usize - 1];
+        SocketAddr::new(slot.host, slot.client_port)
+    }
+
+    /// The namespaces' network, for cuts; panics for a cluster on loopback.
+    pub fn network(&mut self) -> &mut Network {
+        self.network.as_mut().expect("a cluster started in namespaces")
     }
 
     pub fn ids(&self) -> impl Iterator<Item = i32> {

@@ -12,6 +12,7 @@ use kafka_protocol::ResponseError;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::topics::rejected;
 use super::{Controller, WriteError};
 use crate::cluster::metadata::{BrokerId, MetadataImage, MetadataRecord, PartitionChange, PartitionRecord, Reassignment, ReassignmentRecord, NO_LEADER};
 
@@ -48,10 +49,6 @@ pub struct ElectLeaders {
 
 /// Per partition, in request order: `Ok` or Kafka's error.
 pub type PartitionResults = Vec<((String, i32), Result<(), WriteError>)>;
-
-fn rejected(error: ResponseError, message: impl Into<String>) -> WriteError {
-    WriteError::Rejected { code: error.code(), message: message.into() }
-}
 
 impl Controller {
     /// Starts, replaces or cancels partitions' reassignments; all changes in one batch.

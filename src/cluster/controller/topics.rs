@@ -58,7 +58,8 @@ pub struct IsrChange {
 /// The partition as the controller committed it: (leader epoch, partition epoch, ISR).
 pub type CommittedPartition = (i32, i32, Vec<BrokerId>);
 
-fn rejected(error: ResponseError, message: impl Into<String>) -> WriteError {
+/// A refusal with Kafka's error code and message.
+pub(super) fn rejected(error: ResponseError, message: impl Into<String>) -> WriteError {
     WriteError::Rejected { code: error.code(), message: message.into() }
 }
 
