@@ -13,15 +13,15 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::{Api, FrameError, Request};
-use crate::cluster::{now_ms, partition_id, Topic};
+use crate::cluster::{partition_id, Topic};
 use crate::log::batch::BatchHeader;
-use crate::log::{AppendError, AppendOptions};
+use crate::cluster::replication::LeaderWrite;
+use crate::log::AppendError;
 
 /// Appends every partition's batches, all partitions at once (so the syncs that fsync-mode
 /// topics wait for are shared).
 pub async fn handle(api: &Api, req: &Request, r: ProduceRequest) -> ProduceResponse {
     let acks_valid = matches!(r.acks, -1..=1);
-    let now = now_ms();
     let deadline = tokio::time::Instant::now() + Duration::from_millis(r.timeout_ms.max(0) as u64);
     let acks = r.acks;
     let appends = r.topic_data.iter().map(|topic_data| async move {
@@ -29,7 +29,7 @@ pub async fn handle(api: &Api, req: &Request, r: ProduceRequest) -> ProduceRespo
         let partitions = join_all(topic_data.partition_data.iter().map(|p| {
             let topic = topic.as_deref();
             async move {
-                let result = if acks_valid { append(api, topic, p, now, acks, deadline).await } else { Err(ResponseError::InvalidRequiredAcks.into()) };
+                let result = if acks_valid { append(api, topic, p, acks, deadline).await } else { Err(ResponseError::InvalidRequiredAcks.into()) };
                 let mut response = partition_response(req.version, &topic_data.name, p.index, result);
                 if let Some((leader, epoch)) = api.current_leader(response.error_code, || partition_id(topic, p.index).ok()).filter(|_| req.version >= 10) {
                     response.current_leader = LeaderIdAndEpoch::default().with_leader_id(BrokerId(leader)).with_leader_epoch(epoch);
@@ -68,7 +68,7 @@ type Appended = (i64, i64, i64);
 /// Appends on the leader; with acks=all, answers once the high watermark passes the batch
 /// (REQUEST_TIMED_OUT at the request's timeout), refusing at once when the ISR is smaller than
 /// `min.insync.replicas`, as Kafka's Partition.appendRecordsToLeader does.
-async fn append(api: &Api, topic: Option<&Topic>, p: &PartitionProduceData, now: i64, acks: i16, deadline: tokio::time::Instant) -> Result<Appended, AppendError> {
+async fn append(api: &Api, topic: Option<&Topic>, p: &PartitionProduceData, acks: i16, deadline: tokio::time::Instant) -> Result<Appended, AppendError> {
     let topic = topic.ok_or(ResponseError::UnknownTopicOrPartition)?;
     if topic.name == crate::group::OFFSETS_TOPIC {
         // Only the group coordinator writes there, as in Kafka.
@@ -80,29 +80,17 @@ async fn append(api: &Api, topic: Option<&Topic>, p: &PartitionProduceData, now:
         Some(header) => Some(api.txns.verify_produce(header.producer_id(), header.producer_epoch(), &topic.name, p.index).await?),
         None => None,
     };
-    let mut leader = api.replicas.leader_for_append(partition).await?;
-    let min_isr = if acks == -1 { topic.configs.min_insync_replicas() } else { 0 };
-    if leader.isr_size < min_isr {
-        return Err(ResponseError::NotEnoughReplicas.into());
-    }
-    let log_append_time = topic.configs.log_append_time().then_some(now);
-    let opts = AppendOptions {
-        max_batch_bytes: topic.configs.max_message_bytes(),
-        leader_epoch: leader.leader_epoch,
-        log_append_time,
-        flush: topic.configs.flush_policy(),
-        require_keys: topic.configs.compaction().is_some(),
-    };
-    let appended = api.log.append(partition, records, opts).await.inspect_err(|e| {
-        tracing::debug!(topic = %topic.name, partition = p.index, "produce refused: {e:?}");
-    });
-    drop(verified);
-    let appended = appended?;
-    api.replicas.appended(&mut leader);
-    if acks == -1 {
-        api.replicas.wait_replicated(&leader, appended.end_offset, min_isr, deadline).await?;
-    }
-    Ok((appended.base_offset, appended.log_append_time, appended.log_start))
+    let how = LeaderWrite { epoch: None, acks_all: acks == -1, deadline };
+    api.replicas
+        .append_as_leader(topic, partition, how, |opts| async move {
+            let appended = api.log.append(partition, records, opts).await.inspect_err(|e| {
+                tracing::debug!(topic = %topic.name, partition = p.index, "produce refused: {e:?}");
+            });
+            // The transaction's check holds only until the batch is written, not while it replicates.
+            drop(verified);
+            appended.map(|a| ((a.base_offset, a.log_append_time, a.log_start), a.end_offset))
+        })
+        .await
 }
 
 fn partition_response(version: i16, topic: &str, index: i32, result: Result<Appended, AppendError>) -> PartitionProduceResponse {

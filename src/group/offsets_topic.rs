@@ -17,9 +17,9 @@ use std::time::Duration;
 use kafka_protocol::ResponseError;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::cluster::replication::ReplicaManager;
+use crate::cluster::replication::{LeaderWrite, ReplicaManager};
 use crate::cluster::{partition_id, Cluster, NewTopic, Topic};
-use crate::log::{records, AppendError, AppendOptions, FetchIsolation, LogStore, ReadRequest};
+use crate::log::{records, AppendError, FetchIsolation, LogStore, ReadRequest};
 
 pub const TOPIC: &str = "__consumer_offsets";
 
@@ -243,30 +243,17 @@ impl OffsetsTopic {
     async fn append(&self, index: i32, epoch: i32, changes: &Changes) -> Result<(), ResponseError> {
         let topic = self.topic().ok_or(ResponseError::UnknownTopicOrPartition)?;
         let id = partition_id(Some(&topic), index)?;
-        let deadline = tokio::time::Instant::now() + self.commit_timeout;
-        let mut leader = self.replicas.leader_for_append(id).await?;
-        if leader.leader_epoch != epoch {
-            return Err(ResponseError::NotLeaderOrFollower);
-        }
-        let min_isr = topic.configs.min_insync_replicas();
-        if leader.isr_size < min_isr {
-            return Err(ResponseError::NotEnoughReplicas);
-        }
+        let how = LeaderWrite { epoch: Some(epoch), acks_all: true, deadline: tokio::time::Instant::now() + self.commit_timeout };
         let batch = records::keyed_batch(changes, crate::api::now_ms());
-        let opts = AppendOptions {
-            max_batch_bytes: topic.configs.max_message_bytes(),
-            leader_epoch: epoch,
-            log_append_time: None,
-            flush: topic.configs.flush_policy(),
-            require_keys: false,
-        };
-        let appended = self.log.append(id, &batch, opts).await;
-        self.replicas.appended(&mut leader);
-        let appended = appended.map_err(|e| match e {
-            AppendError::Refused(e) => e,
-            AppendError::MissingKeys(_) => ResponseError::InvalidRecord,
-        })?;
-        self.replicas.wait_replicated(&leader, appended.end_offset, min_isr, deadline).await
+        self.replicas
+            .append_as_leader(&topic, id, how, |opts| async move {
+                let appended = self.log.append(id, &batch, opts).await.map_err(|e| match e {
+                    AppendError::Refused(e) => e,
+                    AppendError::MissingKeys(_) => ResponseError::InvalidRecord,
+                })?;
+                Ok(((), appended.end_offset))
+            })
+            .await
     }
 }
 

@@ -21,11 +21,11 @@ use kafka_protocol::ResponseError;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::cluster::replication::ReplicaManager;
+use crate::cluster::replication::{LeaderWrite, ReplicaManager};
 use crate::cluster::{now_ms, partition_id, Cluster};
 use crate::config::Config;
 use crate::group::{Committed, GroupCoordinator, TopicPartition};
-use crate::log::{AppendOptions, LogStore, Marker, Meta};
+use crate::log::{LogStore, Marker, Meta};
 use state::{PendingOffset, TxnMeta, TxnState};
 
 const TXN_PREFIX: &[u8] = b"x/";
@@ -35,6 +35,8 @@ const COORDINATOR_EPOCH: i32 = 0;
 
 /// A failed marker write is tried again after this long.
 const MARKER_RETRY: Duration = Duration::from_millis(200);
+/// How long a marker may wait for its partition's ISR before it is written again.
+const MARKER_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn txn_key(id: &str) -> Vec<u8> {
     [TXN_PREFIX, id.as_bytes()].concat()
@@ -427,17 +429,18 @@ impl TxnCoordinator {
     async fn write_marker(&self, topic: &str, index: i32, marker: &Marker) -> Result<(), ResponseError> {
         let Some(topic) = self.cluster.topic(topic) else { return Ok(()) };
         let Ok(partition) = partition_id(Some(&topic), index) else { return Ok(()) };
-        let mut leader = self.replicas.leader_for_append(partition).await?;
-        let opts = AppendOptions {
-            max_batch_bytes: usize::MAX,
-            leader_epoch: leader.leader_epoch,
-            log_append_time: None,
-            flush: topic.configs.flush_policy(),
-            require_keys: false,
-        };
-        let written = self.log.write_marker(partition, marker, opts).await;
-        self.replicas.appended(&mut leader);
-        written.map(|_| ())
+        // Like Kafka's markers, acks=all: a marker the ISR lacks could vanish with its leader.
+        let how = LeaderWrite { epoch: None, acks_all: true, deadline: tokio::time::Instant::now() + MARKER_TIMEOUT };
+        self.replicas
+            .append_as_leader(&topic, partition, how, |opts| async move {
+                // Written before (a retry): it waits for what the log holds now.
+                let end = match self.log.write_marker(partition, marker, opts).await? {
+                    Some(offset) => offset + 1,
+                    None => self.log.log_end_offset(partition)?,
+                };
+                Ok(((), end))
+            })
+            .await
     }
 
     /// Produce's check of a transactional batch: its producer must be the transactional id's

@@ -81,6 +81,9 @@ pub(super) struct Fetchers {
     by_leader: Mutex<HashMap<(i32, String), Fetcher>>,
 }
 
+/// The retry delay while a leader change is in flight (see [`Fetched::delay`]).
+const LEADER_CHANGE_BACKOFF: Duration = Duration::from_millis(20);
+
 /// How long a leader may take to answer, beyond a fetch's own wait.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -230,9 +233,9 @@ impl FetcherTask {
 
     /// One fetch round; returns how long to pause before the next (`None`: go on at once).
     async fn round(&self, peer: &mut Option<Peer>) -> Option<Duration> {
-        let ready = self.ready().await;
+        let (ready, next_retry) = self.ready().await;
         if ready.is_empty() {
-            return Some(self.settings.backoff);
+            return Some(next_retry.map_or(self.settings.backoff, |at| at.saturating_duration_since(Instant::now())));
         }
         if peer.is_none() {
             let connected = tokio::select! {
@@ -264,11 +267,12 @@ impl FetcherTask {
         }
     }
 
-    /// The partitions not waiting out a backoff.
-    async fn ready(&self) -> Vec<PartitionId> {
+    /// The partitions not waiting out a backoff, and when the next of the others may go.
+    async fn ready(&self) -> (Vec<PartitionId>, Option<Instant>) {
         let now = Instant::now();
         let partitions = self.assigned.partitions.lock().await;
-        partitions.iter().filter(|(_, f)| f.retry_at.is_none_or(|t| t <= now)).map(|(id, _)| *id).collect()
+        let ready = partitions.iter().filter(|(_, f)| f.retry_at.is_none_or(|t| t <= now)).map(|(id, _)| *id).collect();
+        (ready, partitions.values().filter_map(|f| f.retry_at).filter(|&t| t > now).min())
     }
 
     /// For partitions just assigned (or whose append was refused): against a leader without
@@ -428,6 +432,12 @@ impl FetcherTask {
 
 impl Fetched {
     fn delay(&mut self, backoff: Duration, e: ResponseError) {
+        // A new leader answers these until it has applied the metadata that made it leader,
+        // which takes milliseconds: waiting out the whole backoff would stall acks=all writes.
+        let backoff = match e {
+            ResponseError::NotLeaderOrFollower | ResponseError::UnknownLeaderEpoch => backoff.min(LEADER_CHANGE_BACKOFF),
+            _ => backoff,
+        };
         tracing::debug!(partition = ?self.partition, "fetch error {e:?}: retrying in {backoff:?}");
         self.retry_at = Some(Instant::now() + backoff);
     }

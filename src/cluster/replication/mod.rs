@@ -14,6 +14,7 @@ mod leader;
 mod throttle;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -23,9 +24,9 @@ use tokio::sync::{watch, Notify, OwnedRwLockReadGuard};
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use crate::cluster::{now_ms, Cluster};
+use crate::cluster::{now_ms, Cluster, Topic};
 use crate::config::Config;
-use crate::log::{HighWatermark, LogStore, PartitionId, UNDEFINED_EPOCH_END};
+use crate::log::{AppendOptions, HighWatermark, LogStore, PartitionId, UNDEFINED_EPOCH_END};
 use fetcher::{FetcherSettings, Fetchers};
 use leader::LeaderState;
 use throttle::Quota;
@@ -104,8 +105,20 @@ pub enum FollowerFetch {
     Held,
 }
 
-/// What a produce needs to know of the partition's leader.
-pub struct LeaderAppend {
+/// How a write on a partition's leader is checked and answered.
+pub struct LeaderWrite {
+    /// The leader epoch the writer expects (a coordinator's, from when it loaded the
+    /// partition); `None`: whichever this node leads at.
+    pub epoch: Option<i32>,
+    /// acks=all: refused while the ISR is smaller than `min.insync.replicas`, answered once the
+    /// ISR has the write.
+    pub acks_all: bool,
+    /// An acks=all write not replicated by then is answered REQUEST_TIMED_OUT.
+    pub deadline: Instant,
+}
+
+/// What a leader write needs to know of the partition's leader.
+struct LeaderAppend {
     pub leader_epoch: i32,
     /// The ISR the controller committed, which `min.insync.replicas` is checked against.
     pub isr_size: usize,
@@ -262,8 +275,43 @@ impl ReplicaManager {
         }
     }
 
-    /// Produce: this node must lead the partition; its epoch goes on the batch.
-    pub async fn leader_for_append(&self, id: PartitionId) -> Result<LeaderAppend, ResponseError> {
+    /// A write on this partition's leader, as Kafka's Partition.appendRecordsToLeader makes
+    /// it (produce, transaction markers, a group coordinator's records): refused unless this
+    /// node leads (at `how.epoch`, if given) and, for acks=all, the ISR has
+    /// `min.insync.replicas`; `write` appends with the options the topic's configs give at the
+    /// leader's epoch and returns its value with the offset after what it wrote; with acks=all
+    /// the answer waits for the ISR. The role cannot change between the checks and the write.
+    pub async fn append_as_leader<T, E, Fut>(&self, topic: &Topic, id: PartitionId, how: LeaderWrite, write: impl FnOnce(AppendOptions) -> Fut) -> Result<T, E>
+    where
+        Fut: Future<Output = Result<(T, i64), E>>,
+        E: From<ResponseError>,
+    {
+        let mut leader = self.leader_for_append(id).await?;
+        if how.epoch.is_some_and(|epoch| epoch != leader.leader_epoch) {
+            return Err(ResponseError::NotLeaderOrFollower.into());
+        }
+        let min_isr = if how.acks_all { topic.configs.min_insync_replicas() } else { 0 };
+        if leader.isr_size < min_isr {
+            return Err(ResponseError::NotEnoughReplicas.into());
+        }
+        let opts = AppendOptions {
+            max_batch_bytes: topic.configs.max_message_bytes(),
+            leader_epoch: leader.leader_epoch,
+            log_append_time: topic.configs.log_append_time().then(now_ms),
+            flush: topic.configs.flush_policy(),
+            require_keys: topic.configs.compaction().is_some(),
+        };
+        let written = write(opts).await;
+        self.appended(&mut leader);
+        let (value, end_offset) = written?;
+        if how.acks_all {
+            self.wait_replicated(&leader, end_offset, min_isr, how.deadline).await?;
+        }
+        Ok(value)
+    }
+
+    /// This node must lead the partition; its epoch goes on the batch.
+    async fn leader_for_append(&self, id: PartitionId) -> Result<LeaderAppend, ResponseError> {
         let Some(replica) = self.replica(id) else {
             if !self.lone {
                 return Err(ResponseError::NotLeaderOrFollower);
@@ -282,7 +330,7 @@ impl ReplicaManager {
 
     /// After a leader's append: lets the role change again, and, with followers, moves the high
     /// watermark (an ISR of one).
-    pub fn appended(&self, leader: &mut LeaderAppend) {
+    fn appended(&self, leader: &mut LeaderAppend) {
         leader.role.take();
         if let Some(replica) = &leader.replica {
             self.advance_high_watermark(replica, &mut replica.state.lock().expect("replica lock"));
@@ -370,7 +418,7 @@ impl ReplicaManager {
     /// batch), then checks the ISR still has `min_isr` members (else
     /// NOT_ENOUGH_REPLICAS_AFTER_APPEND). REQUEST_TIMED_OUT at `deadline`; NOT_LEADER_OR_FOLLOWER
     /// if this node stops leading at `leader_epoch` meanwhile.
-    pub async fn wait_replicated(&self, leader: &LeaderAppend, end_offset: i64, min_isr: usize, deadline: Instant) -> Result<(), ResponseError> {
+    async fn wait_replicated(&self, leader: &LeaderAppend, end_offset: i64, min_isr: usize, deadline: Instant) -> Result<(), ResponseError> {
         let Some(replica) = &leader.replica else {
             // Led alone: the high watermark follows the log end, which the append has passed.
             return Ok(());
