@@ -134,7 +134,8 @@ fn dump_log(matches: &ArgMatches, sub: &ArgMatches) -> ExitCode {
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,openraft=warn".into()),
+            // openraft warns several times a second while a voter is down; the broker logs the fencing.
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,openraft=error".into()),
         )
         .with_writer(std::io::stderr)
         .init();
