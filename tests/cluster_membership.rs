@@ -125,3 +125,23 @@ async fn misconfigured_nodes_are_refused_saying_what_to_fix() {
     assert!(!status.success());
     assert!(cluster.log(2).contains("format its data directory with the quorum's cluster id"), "{}", cluster.log(2));
 }
+
+/// A voter formatted for another cluster is refused at the first call on every connection
+/// (the cluster id in the RPC's Hello): it gets no vote from the others and none of theirs,
+/// so the two right voters form the quorum, and it stops saying what to fix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_voter_of_another_cluster_is_cut_off_from_the_quorum() {
+    let mut cluster = TestCluster::formatted(3, 0, FAST);
+    std::fs::remove_dir_all(cluster.data_dir(3)).unwrap();
+    let other = String::from_utf8(cluster::gregor().arg("random-uuid").output().unwrap().stdout).unwrap();
+    assert!(cluster.command(3, &["format", "--cluster-id", other.trim()], &[]).output().unwrap().status.success());
+    for id in 1..=3 {
+        cluster.start_node(id);
+    }
+    let status = cluster.wait_exit(3, PATIENCE).expect("the voter of another cluster stops by itself");
+    assert!(!status.success());
+    agreed(&cluster, &[1, 2]).await;
+    let log = cluster.log(3);
+    assert!(log.contains("refused this node") && log.contains("format its data directory with the quorum's cluster id"), "{log}");
+    assert!(cluster.log(1).contains(other.trim()) || cluster.log(2).contains(other.trim()), "the right voters say whom they refused");
+}

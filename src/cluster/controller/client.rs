@@ -78,9 +78,9 @@ impl ControllerClient {
             };
             let mut peer = self.peer.lock().await;
             if peer.as_ref().is_none_or(|p| p.addr != target) {
-                *peer = Some(Peer::new(target));
+                *peer = Some(Peer::new(target, self.local.cluster_id().to_string()));
             }
-            let response = peer.as_ref().expect("set above").request(&request, CALL_TIMEOUT).await.map_err(WriteError::Unreachable)?;
+            let response = peer.as_ref().expect("set above").request(&request, CALL_TIMEOUT).await?;
             let not_leader = match response.error() {
                 Some(WriteError::NotLeader { address, .. }) => Some(address.clone()),
                 _ => None,

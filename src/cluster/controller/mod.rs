@@ -186,7 +186,7 @@ impl Controller {
         let raft_config = Arc::new(raft_config.validate().context("controller settings")?);
         let log = store.raft_log();
         let (state_machine, image) = store::StateMachine::open(log.clone()).await?;
-        let network = network::Network::new(id);
+        let network = network::Network::new(id, config.cluster_id.clone());
         let raft = Raft::new(id, raft_config, network, store::LogStorage::new(log), state_machine).await.context("starting the controller")?;
 
         let mut initialized = false;
@@ -249,9 +249,21 @@ impl Controller {
         self.id
     }
 
+    pub fn cluster_id(&self) -> &str {
+        &self.cluster_id
+    }
+
     /// The active controller, as far as this node knows.
     pub fn leader(&self) -> Option<NodeId> {
         self.raft.metrics().borrow().current_leader
+    }
+
+    /// A peer's Hello: it must belong to this node's cluster.
+    fn check_cluster(&self, cluster_id: String) -> Result<(), WriteError> {
+        if cluster_id == self.cluster_id {
+            return Ok(());
+        }
+        Err(WriteError::WrongCluster { controller: self.cluster_id.clone(), broker: cluster_id })
     }
 
     /// Refuses a call meant for the active controller when this node is not it.

@@ -1,6 +1,7 @@
 //! openraft's network: calls to peers over the private RPC (`rpc.rs`). Each peer has one
-//! connection, opened on first use and reused by every call to it (one at a time); a call that
-//! fails or times out drops it, and the next call connects again.
+//! connection, opened on first use (with a Hello naming this node's cluster) and reused by
+//! every call to it (one at a time); a call that fails or times out drops it, and the next
+//! call connects again.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -16,7 +17,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
 use super::rpc::{self, Request, Response};
-use super::{NodeId, TypeConfig};
+use super::{NodeId, TypeConfig, WriteError};
 
 /// How long to wait before calling an unreachable peer again (openraft's default is 500 ms).
 const UNREACHABLE_BACKOFF: Duration = Duration::from_millis(200);
@@ -24,12 +25,16 @@ const UNREACHABLE_BACKOFF: Duration = Duration::from_millis(200);
 /// The peers of one node, by id.
 pub(super) struct Network {
     id: NodeId,
+    cluster_id: String,
     peers: Arc<Mutex<HashMap<NodeId, Arc<Peer>>>>,
 }
 
 pub(super) struct Peer {
     pub(super) addr: String,
+    cluster_id: String,
     connection: tokio::sync::Mutex<Option<Connection>>,
+    /// The peer refused this node's cluster already: said once, not at every retry.
+    refusal_logged: std::sync::atomic::AtomicBool,
 }
 
 struct Connection {
@@ -49,11 +54,13 @@ enum CallError {
     Unreachable(std::io::Error),
     Timeout(Duration),
     Network(anyhow::Error),
+    /// The peer belongs to another cluster.
+    Refused(WriteError),
 }
 
 impl Network {
-    pub(super) fn new(id: NodeId) -> Network {
-        Network { id, peers: Arc::default() }
+    pub(super) fn new(id: NodeId, cluster_id: String) -> Network {
+        Network { id, cluster_id, peers: Arc::default() }
     }
 }
 
@@ -62,27 +69,46 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerClient {
         let mut peers = self.peers.lock().expect("peers lock");
-        let peer = peers.entry(target).or_insert_with(|| Arc::new(Peer::new(node.addr.clone())));
+        let peer = peers.entry(target).or_insert_with(|| Arc::new(Peer::new(node.addr.clone(), self.cluster_id.clone())));
         if peer.addr != node.addr {
             // The peer moved (a new membership): its old connection goes with the old entry.
-            *peer = Arc::new(Peer::new(node.addr.clone()));
+            *peer = Arc::new(Peer::new(node.addr.clone(), self.cluster_id.clone()));
         }
         PeerClient { id: self.id, target, peer: peer.clone() }
     }
 }
 
 impl Peer {
-    pub(super) fn new(addr: String) -> Peer {
-        Peer { addr, connection: Default::default() }
+    pub(super) fn new(addr: String, cluster_id: String) -> Peer {
+        Peer { addr, cluster_id, connection: Default::default(), refusal_logged: Default::default() }
     }
 
-    /// A call outside openraft (a broker's to the controller), its failure as text.
-    pub(super) async fn request(&self, request: &Request, timeout: Duration) -> Result<Response, String> {
+    /// A call outside openraft (a broker's to the controller).
+    pub(super) async fn request(&self, request: &Request, timeout: Duration) -> Result<Response, WriteError> {
         self.call(request, timeout).await.map_err(|e| match e {
-            CallError::Unreachable(e) => format!("{}: {e}", self.addr),
-            CallError::Timeout(t) => format!("{}: no answer within {t:?}", self.addr),
-            CallError::Network(e) => format!("{}: {e:#}", self.addr),
+            CallError::Unreachable(e) => WriteError::Unreachable(format!("{}: {e}", self.addr)),
+            CallError::Timeout(t) => WriteError::Unreachable(format!("{}: no answer within {t:?}", self.addr)),
+            CallError::Network(e) => WriteError::Unreachable(format!("{}: {e:#}", self.addr)),
+            CallError::Refused(e) => e,
         })
+    }
+
+    /// A new connection, greeted with this node's cluster id.
+    async fn connect(&self) -> Result<Connection, CallError> {
+        let socket = TcpStream::connect(&self.addr).await.map_err(CallError::Unreachable)?;
+        socket.set_nodelay(true).map_err(|e| CallError::Network(e.into()))?;
+        let (input, output) = socket.into_split();
+        let mut connection = Connection { input: BufReader::new(input), output: BufWriter::new(output) };
+        match connection.exchange(&Request::Hello { cluster_id: self.cluster_id.clone() }).await? {
+            Response::Hello(Ok(())) => Ok(connection),
+            Response::Hello(Err(refused)) => {
+                if !self.refusal_logged.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    tracing::error!(peer = %self.addr, "the controller quorum peer refused this node: {refused}");
+                }
+                Err(CallError::Refused(refused))
+            }
+            other => Err(CallError::Network(anyhow!("the peer answered Hello with {other:?}"))),
+        }
     }
 
     /// One call on the peer's connection; on any failure the connection is dropped, since a
@@ -91,18 +117,9 @@ impl Peer {
         let mut slot = self.connection.lock().await;
         let outcome = tokio::time::timeout(timeout, async {
             if slot.is_none() {
-                let socket = TcpStream::connect(&self.addr).await.map_err(CallError::Unreachable)?;
-                socket.set_nodelay(true).map_err(|e| CallError::Network(e.into()))?;
-                let (input, output) = socket.into_split();
-                *slot = Some(Connection { input: BufReader::new(input), output: BufWriter::new(output) });
+                *slot = Some(self.connect().await?);
             }
-            let connection = slot.as_mut().expect("connected above");
-            rpc::write_frame(&mut connection.output, request).await.map_err(CallError::Network)?;
-            match rpc::read_frame::<Response>(&mut connection.input).await {
-                Ok(Some(response)) => Ok(response),
-                Ok(None) => Err(CallError::Network(anyhow!("the peer closed the connection"))),
-                Err(e) => Err(CallError::Network(e)),
-            }
+            slot.as_mut().expect("connected above").exchange(request).await
         })
         .await
         .unwrap_or(Err(CallError::Timeout(timeout)));
@@ -113,12 +130,25 @@ impl Peer {
     }
 }
 
+impl Connection {
+    /// One request and its answer.
+    async fn exchange(&mut self, request: &Request) -> Result<Response, CallError> {
+        rpc::write_frame(&mut self.output, request).await.map_err(CallError::Network)?;
+        match rpc::read_frame::<Response>(&mut self.input).await {
+            Ok(Some(response)) => Ok(response),
+            Ok(None) => Err(CallError::Network(anyhow!("the peer closed the connection"))),
+            Err(e) => Err(CallError::Network(e)),
+        }
+    }
+}
+
 impl PeerClient {
     async fn call<E: std::error::Error>(&self, action: RPCTypes, request: Request, option: &RPCOption) -> Result<Response, RPCError<NodeId, BasicNode, E>> {
         self.peer.call(&request, option.hard_ttl()).await.map_err(|e| match e {
             CallError::Unreachable(e) => RPCError::Unreachable(Unreachable::new(&e)),
             CallError::Timeout(timeout) => RPCError::Timeout(Timeout { action, id: self.id, target: self.target, timeout }),
             CallError::Network(e) => RPCError::Network(NetworkError::new(&std::io::Error::other(format!("{} ({}): {e:#}", self.target, self.peer.addr)))),
+            CallError::Refused(e) => RPCError::Network(NetworkError::new(&std::io::Error::other(format!("{} ({}): {e}", self.target, self.peer.addr)))),
         })
     }
 

@@ -5,7 +5,9 @@
 //! body. A request frame holds a [`Request`], its answer a [`Response`] of the same kind; one
 //! connection carries one call at a time. A frame above [`MAX_FRAME_BYTES`], of another
 //! version, or that does not decode closes its connection with a logged reason; the listener
-//! serves on.
+//! serves on. Every connection begins with [`Request::Hello`] naming the caller's cluster id
+//! (Kafka's KRaft checks it on every Vote and Fetch): a node formatted for another cluster is
+//! answered so and cut off, so it can neither vote in this quorum nor join it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,7 +37,7 @@ pub(super) const MAX_FRAME_BYTES: usize = 16 << 20;
 pub(super) const SNAPSHOT_CHUNK_BYTES: u64 = 1 << 20;
 /// The frame version this build speaks; a change of [`Request`] or [`Response`] that an
 /// older node cannot read bumps it.
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 /// Once a frame has begun, the rest of it must arrive within this time.
 const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
 /// Peers are few; more connections than this at once are refused.
@@ -57,6 +59,8 @@ pub(super) enum Request {
     AllocateProducerIds(BrokerId, i64),
     AlterReassignments(AlterReassignments),
     ElectLeaders(ElectLeaders),
+    /// The first call on a connection: the caller's cluster id.
+    Hello { cluster_id: String },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -74,6 +78,7 @@ pub(super) enum Response {
     AllocateProducerIds(Result<ProducerIdBlock, WriteError>),
     AlterReassignments(Result<PartitionResults, WriteError>),
     ElectLeaders(Result<PartitionResults, WriteError>),
+    Hello(Result<(), WriteError>),
 }
 
 impl Response {
@@ -81,7 +86,7 @@ impl Response {
     pub(super) fn error(&self) -> Option<&WriteError> {
         match self {
             Response::AppendEntries(_) | Response::Vote(_) | Response::InstallSnapshot(_) => None,
-            Response::RegisterBroker(r) | Response::DeleteTopic(r) | Response::CreatePartitions(r) | Response::AlterTopicConfigs(r) => r.as_ref().err(),
+            Response::RegisterBroker(r) | Response::DeleteTopic(r) | Response::CreatePartitions(r) | Response::AlterTopicConfigs(r) | Response::Hello(r) => r.as_ref().err(),
             Response::BrokerHeartbeat(r) => r.as_ref().err(),
             Response::CreateTopic(r) => r.as_ref().err(),
             Response::AlterPartition(r) => r.as_ref().err(),
@@ -192,17 +197,33 @@ impl Controller {
             Request::AllocateProducerIds(broker, at_least) => Response::AllocateProducerIds(self.allocate_producer_ids(broker, at_least).await),
             Request::AlterReassignments(r) => Response::AlterReassignments(self.alter_reassignments(r).await),
             Request::ElectLeaders(r) => Response::ElectLeaders(self.elect_leaders(r).await),
+            Request::Hello { cluster_id } => Response::Hello(self.check_cluster(cluster_id)),
         }
     }
 }
 
-/// Answers one peer's calls, in order, until it closes the connection.
+/// Answers one peer's calls, in order, until it closes the connection; the first must be a
+/// Hello from this cluster.
 async fn serve_connection(socket: TcpStream, controller: &Controller) -> Result<()> {
     socket.set_nodelay(true)?;
     let (input, output) = socket.into_split();
     let (mut input, mut output) = (BufReader::new(input), BufWriter::new(output));
+    let mut greeted = false;
     while let Some(request) = read_frame::<Request>(&mut input).await? {
+        let hello = matches!(request, Request::Hello { .. });
+        if !greeted && !hello {
+            bail!("the peer did not begin with Hello");
+        }
         let response = controller.handle(request).await;
+        if hello {
+            if let Some(refused) = response.error() {
+                let refused = refused.to_string();
+                // Told why before the connection closes, so the peer can say what to fix.
+                tokio::time::timeout(FRAME_TIMEOUT, write_frame(&mut output, &response)).await.context("peer not reading")??;
+                bail!("{refused}");
+            }
+            greeted = true;
+        }
         tokio::time::timeout(FRAME_TIMEOUT, write_frame(&mut output, &response)).await.context("peer not reading")??;
     }
     Ok(())
