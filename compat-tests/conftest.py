@@ -366,6 +366,23 @@ def topic():
     return unique_topic("compat")
 
 
+def stop_through_stdin(proc: subprocess.Popen, timeout: float, describe):
+    """Writes "stop" to the stdin of a client program that stops cleanly on that line (the
+    kafkajs and franz-go ones) and waits for it to exit; AssertionError with ``describe()`` if it
+    has not within ``timeout`` seconds."""
+    if proc.poll() is not None:
+        return
+    try:
+        proc.stdin.write("stop\n")
+        proc.stdin.flush()
+    except (BrokenPipeError, OSError):  # it is exiting already
+        pass
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"did not stop within {timeout}s\n{describe()}") from None
+
+
 def close_client(client):
     """Close any client of the suite without blocking for long."""
     if hasattr(client, "purge"):  # confluent_kafka.Producer
