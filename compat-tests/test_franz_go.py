@@ -325,6 +325,14 @@ def test_keys_headers_and_timestamps_round_trip(broker, franz):
     assert ok(after_1_7) == {"0": 2, "1": 1}
     assert ok(after_future) == {"0": 4, "1": 2}
 
+    # DeleteRecords moves partition 0's start into its one batch; reads begin there.
+    deleted, starts = admin(franz, broker.bootstrap, {"op": "deleteRecords", "topic": topic, "partition": 0, "offset": 2},
+                            {"op": "listStartOffsets", "topic": topic})
+    assert ok(deleted) == {"lowWatermark": 2}
+    assert ok(starts) == {"0": 2, "1": 0}
+    after_delete = consume(franz, broker.bootstrap, topic, len(records) - 2)
+    assert by_position(after_delete) == {k: r for k, r in by_position(produced).items() if k not in {(0, 0), (0, 1)}}
+
 
 @pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])
 def test_compression(broker, franz, codec):
@@ -488,8 +496,9 @@ def test_transactions_commit_and_abort_with_read_committed(broker, franz):
     transactions = [{"values": ["c-0", "c-1"], "commit": True},
                     {"values": ["a-0", "a-1"], "commit": False},
                     {"values": ["c-2"], "commit": True}]
+    transactional_id = unique_topic("franz-txn-id")
     events = run(franz, "txn", {"bootstrap": broker.bootstrap, "topic": topic,
-                                "transactionalId": unique_topic("franz-txn-id"), "transactions": transactions})
+                                "transactionalId": transactional_id, "transactions": transactions})
     assert [(e["values"], e["commit"]) for e in events if e["event"] == "ended"] == \
         [(t["values"], t["commit"]) for t in transactions]
 
@@ -499,9 +508,18 @@ def test_transactions_commit_and_abort_with_read_committed(broker, franz):
     everything = consume(franz, broker.bootstrap, topic, 5)
     assert [(r["offset"], r["value"]) for r in everything] == \
         [(0, "c-0"), (1, "c-1"), (3, "a-0"), (4, "a-1"), (6, "c-2")]
-    stable, end = admin(franz, broker.bootstrap, {"op": "listCommittedOffsets", "topic": topic},
-                        {"op": "listEndOffsets", "topic": topic})
+    stable, end, described, listed = admin(
+        franz, broker.bootstrap,
+        {"op": "listCommittedOffsets", "topic": topic},
+        {"op": "listEndOffsets", "topic": topic},
+        {"op": "describeTransactions", "transactionalId": transactional_id},
+        {"op": "listTransactions"},
+    )
     assert ok(stable) == ok(end) == {"0": 8}
+    described = ok(described)
+    assert described == {"state": "CompleteCommit", "producerId": described["producerId"], "producerEpoch": 0,
+                         "timeoutMs": 40_000, "topics": {}}  # kgo's default transaction timeout
+    assert ok(listed)[transactional_id] == {"state": "CompleteCommit", "producerId": described["producerId"]}
 
 
 def test_group_transact_session_reads_and_writes_exactly_once(broker, franz):
@@ -589,3 +607,44 @@ def test_cluster_producer_and_group_go_on_when_the_leader_and_coordinator_node_i
     consumer.stop("closed")
     assert ok(*admin(franz, survivors, {"op": "fetchOffsets", "group": "franz-failover"})) == \
         {topic: {str(p): o for p, o in ends.items()}}
+
+
+def test_cluster_kadm_lists_a_reassignment_in_progress_and_cancels_it(franz, cluster):
+    """kadm moves a partition onto a third broker that was killed first, so the reassignment
+    stays in progress: ListPartitionReassignments shows it, and cancelling it restores the
+    replicas."""
+    bootstrap = cluster.all_live()
+    topic = "franz-moving"
+    create_topic(franz, bootstrap, topic, 1, replication_factor=2)
+
+    def partition_0(via):
+        error, result = admin(franz, via, {"op": "metadata", "topic": topic})[0]
+        p = result["partitions"].get("0") if error == "" else None
+        return p if p and sorted(p["isr"]) == sorted(p["replicas"]) and len(p["replicas"]) == 2 else None
+
+    replicas = wait_until(lambda: partition_0(bootstrap), message="partition 0 with its two replicas in sync")["replicas"]
+    (outsider,) = {1, 2, 3} - set(replicas)
+    os.kill(cluster.node_pid(outsider), signal.SIGKILL)
+    survivors = ",".join(b for i, b in enumerate(cluster.bootstrap) if i + 1 != outsider)
+    target = replicas + [outsider]
+
+    refused, moved, listed = admin(
+        franz, survivors,
+        {"op": "alterPartitionAssignments", "topic": topic, "partition": 0, "replicas": [replicas[0], 9]},
+        {"op": "alterPartitionAssignments", "topic": topic, "partition": 0, "replicas": target},
+        {"op": "listPartitionReassignments", "topic": topic, "partitions": 1},
+    )
+    assert refused[0] == "INVALID_REPLICA_ASSIGNMENT"
+    ok(moved)
+    assert ok(listed) == {"0": {"replicas": target, "adding": [outsider], "removing": None}}
+
+    cancelled, listed, cancelled_again = admin(
+        franz, survivors,
+        {"op": "alterPartitionAssignments", "topic": topic, "partition": 0, "replicas": None},
+        {"op": "listPartitionReassignments", "topic": topic, "partitions": 1},
+        {"op": "alterPartitionAssignments", "topic": topic, "partition": 0, "replicas": None},
+    )
+    ok(cancelled)
+    assert ok(listed) == {}
+    assert cancelled_again[0] == "NO_REASSIGNMENT_IN_PROGRESS"
+    assert wait_until(lambda: partition_0(survivors), message="partition 0 back on its two replicas")["replicas"] == replicas

@@ -20,6 +20,11 @@ type adminOp struct {
 	Millis            int64              `json:"millis"`
 	Group             string             `json:"group"`
 	Groups            []string           `json:"groups"`
+	Partition         int32              `json:"partition"`
+	Offset            int64              `json:"offset"`
+	// Replicas is a partition's new replicas; null cancels its reassignment.
+	Replicas        []int32 `json:"replicas"`
+	TransactionalID string  `json:"transactionalId"`
 }
 
 // adminCalls maps each op name to its kadm call; a call returns what the tests
@@ -162,6 +167,49 @@ var adminCalls = map[string]func(context.Context, *kadm.Client, adminOp) (any, e
 		listed := map[int32]fields{}
 		for p, r := range rs[o.Topic] {
 			listed[p] = fields{"replicas": r.Replicas, "adding": r.AddingReplicas, "removing": r.RemovingReplicas}
+		}
+		return listed, err
+	},
+	"alterPartitionAssignments": func(ctx context.Context, adm *kadm.Client, o adminOp) (any, error) {
+		var req kadm.AlterPartitionAssignmentsReq
+		req.Assign(o.Topic, o.Partition, o.Replicas)
+		rs, err := adm.AlterPartitionAssignments(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		return nil, rs.Error()
+	},
+	"deleteRecords": func(ctx context.Context, adm *kadm.Client, o adminOp) (any, error) {
+		var before kadm.Offsets
+		before.AddOffset(o.Topic, o.Partition, o.Offset, -1)
+		rs, err := adm.DeleteRecords(ctx, before)
+		if err != nil {
+			return nil, err
+		}
+		r := rs[o.Topic][o.Partition]
+		return fields{"lowWatermark": r.LowWatermark}, r.Err
+	},
+	"describeTransactions": func(ctx context.Context, adm *kadm.Client, o adminOp) (any, error) {
+		ds, err := adm.DescribeTransactions(ctx, o.TransactionalID)
+		if err != nil {
+			return nil, err
+		}
+		d, err := ds.On(o.TransactionalID, nil)
+		if err == nil {
+			err = d.Err
+		}
+		topics := map[string][]int32{}
+		for _, t := range d.Topics.Sorted() {
+			topics[t.Topic] = t.Partitions
+		}
+		return fields{"state": d.State, "producerId": d.ProducerID, "producerEpoch": d.ProducerEpoch,
+			"timeoutMs": d.TimeoutMillis, "topics": topics}, err
+	},
+	"listTransactions": func(ctx context.Context, adm *kadm.Client, _ adminOp) (any, error) {
+		ls, err := adm.ListTransactions(ctx, nil, nil)
+		listed := fields{}
+		for id, l := range ls {
+			listed[id] = fields{"state": l.State, "producerId": l.ProducerID}
 		}
 		return listed, err
 	},
