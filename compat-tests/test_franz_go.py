@@ -210,7 +210,8 @@ class Running:
             os.kill(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=10)
         self._reader.join(timeout=5)
-        self._stderr.close()
+        for stream in (self.proc.stdin, self.proc.stdout, self._stderr):
+            stream.close()
 
     # -- a group member's view ------------------------------------------------
 
