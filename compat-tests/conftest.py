@@ -366,6 +366,23 @@ def topic():
     return unique_topic("compat")
 
 
+def stop_through_stdin(proc: subprocess.Popen, timeout: float, describe):
+    """Writes "stop" to the stdin of a client program that stops cleanly on that line (the
+    kafkajs and franz-go ones) and waits for it to exit; AssertionError with ``describe()`` if it
+    has not within ``timeout`` seconds."""
+    if proc.poll() is not None:
+        return
+    try:
+        proc.stdin.write("stop\n")
+        proc.stdin.flush()
+    except (BrokenPipeError, OSError):  # it is exiting already
+        pass
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"did not stop within {timeout}s\n{describe()}") from None
+
+
 def close_client(client):
     """Close any client of the suite without blocking for long."""
     if hasattr(client, "purge"):  # confluent_kafka.Producer
@@ -411,6 +428,109 @@ def pytest_runtest_makereport(item, call):
             report.sections.append(
                 ("gregor broker", f"broker {b.bootstrap} is {state}\n"
                                   f"--- stderr tail ({b.log_path}) ---\n{b.log_tail()}"))
+
+
+# --------------------------------------------------------------------------
+# A local cluster, as scripts/cluster starts it
+# --------------------------------------------------------------------------
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class ScriptCluster:
+    """``scripts/cluster N`` on free ports with a temporary data directory: nodes 1..N on
+    ``bootstrap`` (127.0.0.1, consecutive ports), fenced 2 s after their heartbeats stop."""
+
+    def __init__(self, nodes: int):
+        self.nodes = nodes
+        self.port = free_port(nodes)
+        self.controller_port = self.port
+        while abs(self.controller_port - self.port) < nodes:
+            self.controller_port = free_port(nodes)
+        self.dir = tempfile.mkdtemp(prefix="gregor-cluster-")
+        self.log_path = os.path.join(self.dir, "cluster.log")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GREGOR_")}
+        env.update(
+            GREGOR_BIN=os.environ.get("GREGOR_BIN", DEFAULT_GREGOR_BIN),
+            GREGOR_CLUSTER_DATA=os.path.join(self.dir, "data"),
+            GREGOR_CLUSTER_PORT=str(self.port),
+            GREGOR_CLUSTER_CONTROLLER_PORT=str(self.controller_port),
+        )
+        args = [os.path.join(REPO, "scripts", "cluster"), str(nodes),
+                "--broker-heartbeat-interval-ms", "200", "--broker-session-timeout-ms", "2000"]
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        self.bootstrap = [f"127.0.0.1:{self.port + i}" for i in range(nodes)]
+
+    def node_pid(self, node_id: int) -> int:
+        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout
+        for pid in out.split():
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                args = f.read().split(b"\0")
+            if b"--node-id" in args and args[args.index(b"--node-id") + 1] == str(node_id).encode():
+                return int(pid)
+        raise AssertionError(f"node {node_id} is not running:\n{self.log()}")
+
+    def all_live(self) -> str:
+        """Waits until every node lists every broker (all are unfenced in the metadata log);
+        returns the bootstrap list."""
+        everyone = set(range(1, self.nodes + 1))
+        for b in self.bootstrap:
+            wait_until(lambda b=b: brokers_seen(b, everyone), timeout=CLIENT_TIMEOUT_S,
+                       message=lambda b=b: f"{b} to list brokers {sorted(everyone)}\n{self.log()}")
+        return ",".join(self.bootstrap)
+
+    def log(self) -> str:
+        with open(self.log_path, errors="replace") as f:
+            return f.read()[-6000:]
+
+    def stop(self):
+        nodes = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout.split()
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            # The script did not stop its nodes in time: no node outlives the test.
+            for pid in nodes:
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            self.proc.kill()
+            self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture
+def cluster():
+    """A three-node ScriptCluster, stopped at teardown."""
+    c = ScriptCluster(3)
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+def describe_cluster(bootstrap: str):
+    """kafka-python's DescribeCluster answer from ``bootstrap``."""
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+    try:
+        return admin.describe_cluster()
+    finally:
+        admin.close()
+
+
+def brokers_seen(bootstrap: str, expected: set[int]):
+    """The DescribeCluster answer of ``bootstrap`` once it lists exactly the brokers ``expected``
+    and a controller among them, else None."""
+    try:
+        d = describe_cluster(bootstrap)
+    except Exception:  # not serving yet
+        return None
+    ids = {b["broker_id"] for b in d["brokers"]}
+    return d if ids == expected and d["controller_id"] in expected else None
 
 
 # --------------------------------------------------------------------------

@@ -7,79 +7,13 @@ kafka-consumer-groups work against the cluster."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import subprocess
-import tempfile
 import time
 
 import pytest
 from kafka import KafkaAdminClient
 
-from conftest import CLIENT_TIMEOUT_S, DEFAULT_GREGOR_BIN, JAVA, free_port, kafka_tool, port_accepts, wait_until
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-class ScriptCluster:
-    def __init__(self, nodes: int):
-        self.nodes = nodes
-        self.port = free_port(nodes)
-        self.controller_port = self.port
-        while abs(self.controller_port - self.port) < nodes:
-            self.controller_port = free_port(nodes)
-        self.dir = tempfile.mkdtemp(prefix="gregor-cluster-")
-        self.log_path = os.path.join(self.dir, "cluster.log")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GREGOR_")}
-        env.update(
-            GREGOR_BIN=os.environ.get("GREGOR_BIN", DEFAULT_GREGOR_BIN),
-            GREGOR_CLUSTER_DATA=os.path.join(self.dir, "data"),
-            GREGOR_CLUSTER_PORT=str(self.port),
-            GREGOR_CLUSTER_CONTROLLER_PORT=str(self.controller_port),
-        )
-        args = [os.path.join(REPO, "scripts", "cluster"), str(nodes),
-                "--broker-heartbeat-interval-ms", "200", "--broker-session-timeout-ms", "2000"]
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
-        self.bootstrap = [f"127.0.0.1:{self.port + i}" for i in range(nodes)]
-
-    def node_pid(self, node_id: int) -> int:
-        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout
-        for pid in out.split():
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                args = f.read().split(b"\0")
-            if b"--node-id" in args and args[args.index(b"--node-id") + 1] == str(node_id).encode():
-                return int(pid)
-        raise AssertionError(f"node {node_id} is not running:\n{self.log()}")
-
-    def all_live(self) -> str:
-        """Waits until every node lists every broker (all are unfenced in the metadata log);
-        returns the bootstrap list."""
-        everyone = set(range(1, self.nodes + 1))
-        for b in self.bootstrap:
-            wait_until(lambda b=b: brokers_seen(b, everyone), timeout=CLIENT_TIMEOUT_S,
-                       message=lambda b=b: f"{b} to list brokers {sorted(everyone)}\n{self.log()}")
-        return ",".join(self.bootstrap)
-
-    def log(self) -> str:
-        with open(self.log_path, errors="replace") as f:
-            return f.read()[-6000:]
-
-    def stop(self):
-        nodes = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout.split()
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            # The script did not stop its nodes in time: no node outlives the test.
-            for pid in nodes:
-                try:
-                    os.kill(int(pid), signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            self.proc.kill()
-            self.proc.wait()
-        shutil.rmtree(self.dir, ignore_errors=True)
+from conftest import CLIENT_TIMEOUT_S, JAVA, ScriptCluster, brokers_seen, kafka_tool, port_accepts, wait_until
 
 
 def offsets_partition(group: str, partitions: int = 50) -> int:
@@ -89,32 +23,6 @@ def offsets_partition(group: str, partitions: int = 50) -> int:
         h = (h * 31 + int(unit, 16)) & 0xFFFFFFFF
     h = h - (1 << 32) if h >= 1 << 31 else h
     return (0 if h == -(1 << 31) else abs(h)) % partitions
-
-
-@pytest.fixture
-def cluster():
-    c = ScriptCluster(3)
-    try:
-        yield c
-    finally:
-        c.stop()
-
-
-def describe(bootstrap: str):
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
-    try:
-        return admin.describe_cluster()
-    finally:
-        admin.close()
-
-
-def brokers_seen(bootstrap: str, expected: set[int]):
-    try:
-        d = describe(bootstrap)
-    except Exception:  # not serving yet
-        return None
-    ids = {b["broker_id"] for b in d["brokers"]}
-    return d if ids == expected and d["controller_id"] in expected else None
 
 
 def test_every_node_sees_the_cluster_and_a_killed_node_is_fenced(cluster):

@@ -31,6 +31,7 @@ from conftest import (
     kp_create_topic,
     kp_drain,
     kp_stored_bytes,
+    stop_through_stdin,
     unique_topic,
     wait_until,
 )
@@ -266,16 +267,7 @@ class NodeConsumer:
 
     def stop(self, timeout=15):
         """Clean stop: "stop" on stdin -> consumer.disconnect() -> exit 0."""
-        if self.proc.poll() is None:
-            try:
-                self.proc.stdin.write("stop\n")
-                self.proc.stdin.flush()
-            except (BrokenPipeError, OSError):
-                pass
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                raise AssertionError(f"did not stop within {timeout}s\n{self.describe()}") from None
+        stop_through_stdin(self.proc, timeout, self.describe)
         for t in self._threads:
             t.join(timeout=2)
         assert self.proc.returncode == 0, f"exit code {self.proc.returncode}\n{self.describe()}"
