@@ -62,7 +62,12 @@ async fn configs_are_described_altered_persisted_and_validated() {
     let topic = CreatableTopic::default().with_name(name("cfg")).with_num_partitions(1).with_replication_factor(1).with_configs(vec![
         CreatableTopicConfig::default().with_name("retention.ms".into()).with_value(Some("60000".into())),
     ]);
+    // Validate-only answers as the creation would, with nothing created (Kafka does the same).
+    let validated = c.call(CreateTopicsRequest::default().with_topics(vec![topic.clone().with_num_partitions(3)]).with_validate_only(true), 7).await.topics.remove(0);
+    assert_eq!((validated.error_code, validated.num_partitions, validated.replication_factor), (0, 3, 1));
+    assert!(validated.configs.as_ref().unwrap().iter().any(|e| e.name.as_str() == "retention.ms" && e.value.as_deref() == Some("60000")));
     let created = c.call(CreateTopicsRequest::default().with_topics(vec![topic]), 7).await;
+    assert_eq!(created.topics[0].num_partitions, 1, "the validation created nothing");
     let configs = created.topics[0].configs.as_ref().unwrap();
     assert!(configs.iter().any(|e| e.name.as_str() == "retention.ms" && e.value.as_deref() == Some("60000") && e.config_source == 1));
 

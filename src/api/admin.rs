@@ -22,7 +22,7 @@ use kafka_protocol::messages::describe_log_dirs_response::{
 use uuid::Uuid;
 
 use super::{Api, Request};
-use crate::cluster::{partition_id, NewTopic, Topic};
+use crate::cluster::{partition_id, NewTopic, TopicConfigs};
 
 type Failure = (ResponseError, String);
 
@@ -35,12 +35,17 @@ pub async fn create_topics(api: &Api, req: &Request, r: CreateTopicsRequest) -> 
             Err((ResponseError::InvalidRequest, format!("topic {:?} appears more than once in the request", &*t.name)))
         } else {
             match new_topic(t) {
-                Ok(new) if r.validate_only => api.cluster.check_new_topic(&new).await.map(|n| (None, n)),
-                Ok(new) => api.cluster.create_topic(&new).await.map(|topic| (Some(topic.clone()), topic.partitions.len() as i32)),
+                Ok(new) if r.validate_only => api.cluster.check_new_topic(&new).await.map(|(partitions, replication_factor, configs)| NewTopicResult { id: Uuid::nil(), partitions, replication_factor, configs }),
+                Ok(new) => api.cluster.create_topic(&new).await.map(|topic| NewTopicResult {
+                    id: topic.id,
+                    partitions: topic.partitions.len() as i32,
+                    replication_factor: api.cluster.replication_factor(&topic.name),
+                    configs: topic.configs.clone(),
+                }),
                 Err(e) => Err(e),
             }
         };
-        topics.push(create_result(api, req.version, t.name.clone(), result));
+        topics.push(create_result(req.version, t.name.clone(), result));
     }
     CreateTopicsResponse::default().with_topics(topics)
 }
@@ -72,30 +77,32 @@ fn new_topic(t: &CreatableTopic) -> Result<NewTopic, Failure> {
     Ok(NewTopic { assignments: Some(assignments), ..new })
 }
 
-fn create_result(api: &Api, version: i16, name: TopicName, result: Result<(Option<std::sync::Arc<Topic>>, i32), Failure>) -> CreatableTopicResult {
+/// A topic created, or one a validate-only request would create, as CreateTopics reports it.
+struct NewTopicResult {
+    /// Nil when only validated.
+    id: Uuid,
+    partitions: i32,
+    replication_factor: i16,
+    configs: TopicConfigs,
+}
+
+fn create_result(version: i16, name: TopicName, result: Result<NewTopicResult, Failure>) -> CreatableTopicResult {
     let response = CreatableTopicResult::default().with_name(name);
     match result {
-        Ok((topic, partitions)) => {
+        Ok(topic) => {
             let mut response = response;
             if version >= 5 {
-                // Every config of the new topic, as DescribeConfigs would show it.
-                let configs = topic.as_ref().map(|t| {
-                    t.configs
-                        .describe()
-                        .into_iter()
-                        .map(|e| {
-                            CreatableTopicConfigs::default()
-                                .with_name(StrBytes::from_string(e.name))
-                                .with_value(e.value.map(StrBytes::from_string))
-                                .with_config_source(e.source as i8)
-                        })
-                        .collect()
-                });
-                let replication_factor = topic.as_ref().map_or(-1, |t| api.cluster.replication_factor(&t.name));
-                response = response.with_num_partitions(partitions).with_replication_factor(replication_factor).with_configs(configs.or(Some(vec![])));
+                // Every config of the topic, as DescribeConfigs would show it.
+                let configs = topic
+                    .configs
+                    .describe()
+                    .into_iter()
+                    .map(|e| CreatableTopicConfigs::default().with_name(StrBytes::from_string(e.name)).with_value(e.value.map(StrBytes::from_string)).with_config_source(e.source as i8))
+                    .collect();
+                response = response.with_num_partitions(topic.partitions).with_replication_factor(topic.replication_factor).with_configs(Some(configs));
             }
             if version >= 7 {
-                response.topic_id = topic.map(|t| t.id).unwrap_or(Uuid::nil());
+                response.topic_id = topic.id;
             }
             response
         }

@@ -373,29 +373,31 @@ impl Cluster {
         Ok((partitions, configs))
     }
 
-    fn create_request(&self, new: &NewTopic, validate_only: bool) -> Result<CreateTopic, Failure> {
+    /// The controller's request for a new topic, and the configs it will have.
+    fn create_request(&self, new: &NewTopic, validate_only: bool) -> Result<(CreateTopic, TopicConfigs), Failure> {
         let (partitions, configs) = self.validate_new_topic(new)?;
         let replication_factor = match &new.assignments {
             Some(a) => a.first().map_or(0, Vec::len) as i16,
             None if new.replication_factor == -1 => self.default_replication_factor,
             None => new.replication_factor,
         };
-        let configs = explicit_configs(&configs).into_iter().collect();
-        Ok(CreateTopic { name: new.name.clone(), id: None, partitions, replication_factor, assignments: new.assignments.clone(), configs, validate_only })
+        let explicit = explicit_configs(&configs).into_iter().collect();
+        let request = CreateTopic { name: new.name.clone(), id: None, partitions, replication_factor, assignments: new.assignments.clone(), configs: explicit, validate_only };
+        Ok((request, configs))
     }
 
     /// Checks a new topic as creating it would, controller included, without creating it;
-    /// returns its partition count.
-    pub async fn check_new_topic(&self, new: &NewTopic) -> Result<i32, Failure> {
-        let request = self.create_request(new, true)?;
-        let partitions = request.partitions;
+    /// returns its partition count, replication factor and configs.
+    pub async fn check_new_topic(&self, new: &NewTopic) -> Result<(i32, i16, TopicConfigs), Failure> {
+        let (request, configs) = self.create_request(new, true)?;
+        let (partitions, replication_factor) = (request.partitions, request.replication_factor);
         self.client()?.create_topic(request).await.map_err(failure)?;
-        Ok(partitions)
+        Ok((partitions, replication_factor, configs))
     }
 
     /// Creates a topic through the controller; returns it once this node has it.
     pub async fn create_topic(&self, new: &NewTopic) -> Result<Arc<Topic>, Failure> {
-        let request = self.create_request(new, false)?;
+        let (request, _) = self.create_request(new, false)?;
         let id = self.client()?.create_topic(request).await.map_err(failure)?;
         self.published(|c| c.topic(&new.name).filter(|t| t.id == id)).await
     }
