@@ -245,6 +245,21 @@ async fn start_quorum(config: &Config, api: &Api, alter: Option<Arc<QuorumAlterP
     let request = RegisterBroker { cluster_id: cluster.cluster_id().to_string(), registration, raft_address };
     // Heartbeats have a connection of their own, never queued behind an admin call.
     let heartbeats = ControllerClient::new(controller.clone(), config.quorum_voters.iter().map(|v| v.address.clone()).collect());
+    // Kafka halts a node whose metadata log cannot be written; a supervisor restarts it once the
+    // cause (a full disk, say) is gone. Going on without a quorum member would leave it blind.
+    tasks.push(tokio::spawn({
+        let (controller, failure, mut shutdown) = (controller.clone(), failure.clone(), shutdown.clone());
+        async move {
+            tokio::select! {
+                why = controller.halted() => {
+                    let why = format!("the controller quorum member stopped: {why}; restart this node once that is fixed (a full disk: free space)");
+                    tracing::error!("{why}");
+                    failure.send_replace(Some(why));
+                }
+                _ = shutdown.changed() => {}
+            }
+        }
+    }));
     let mut lifecycle = BrokerLifecycle::new(heartbeats, controller.clone(), request, failure);
     if config.quorum_voters.is_empty() {
         // Registers, then unfences: the lone node is its own controller, no network involved.

@@ -370,6 +370,105 @@ async fn alter_configs(c: &mut Client, resource_type: i8, resource: &str, key: &
 const TOPIC_RESOURCE: i8 = 2;
 const BROKER_RESOURCE: i8 = 4;
 
+/// A follower whose disk fills: its appends fail, it leaves the ISR and acks=all writes go on
+/// through the other two (min.insync.replicas=2); once space is free it reopens its store (or,
+/// if its metadata log write failed and it halted, is restarted), catches up and rejoins, and
+/// its log is the leader's batch for batch. Node 3's data
+/// directory is a small tmpfs, so this needs root; it says so and returns otherwise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_whose_disk_fills_catches_up_once_space_is_free() {
+    let settings = [FAST, &[("replica.lag.time.max.ms", "2000"), ("min.insync.replicas", "2")]].concat();
+    let mut cluster = TestCluster::formatted(3, 0, &settings);
+    let Some(_disk) = SmallDisk::mount(&cluster.data_dir(3), 48) else { return };
+    for id in 1..=3 {
+        cluster.start_node(id);
+    }
+    all_live(&cluster).await;
+    let on_all = CreatableReplicaAssignment::default().with_partition_index(0).with_broker_ids(vec![BrokerId(1), BrokerId(2), BrokerId(3)]);
+    let topic = CreatableTopic::default().with_name(name(TOPIC)).with_num_partitions(-1).with_replication_factor(-1).with_assignments(vec![on_all]);
+    let mut c = Client::connect_to(cluster.client_addr(1)).await;
+    assert_eq!(c.call(CreateTopicsRequest::default().with_topics(vec![topic]).with_timeout_ms(10_000), 7).await.topics[0].error_code, 0);
+    eventually(PATIENCE, "three replicas in sync", || async { (partitions(&cluster, 1).await?[0].3 == [1, 2, 3]).then_some(()) }).await;
+
+    // 64 MB through leader 1: more than node 3's 48 MB disk holds.
+    let mut acked = 0;
+    for _ in 0..512 {
+        let batch = encode_batch(&BatchSpec { value_bytes: 128 << 10, ..BatchSpec::values(1) });
+        let code = eventually(PATIENCE, "an acks=all write while node 3's disk is full", || async {
+            let r = cluster.client(1).await?.call(produce_request(TOPIC, 0, batch.clone(), -1).with_timeout_ms(10_000), 9).await;
+            let code = r.responses[0].partition_responses[0].error_code;
+            // REQUEST_TIMED_OUT: the ISR still held node 3 when its disk filled.
+            (code == 0 || code != ResponseError::RequestTimedOut.code()).then_some(code)
+        })
+        .await;
+        assert_eq!(code, 0, "acks=all writes go on with two in sync");
+        acked += 1;
+    }
+    assert_eq!(acked, 512);
+    eventually(PATIENCE, "node 3 out of the ISR", || async { (partitions(&cluster, 1).await?[0].3 == [1, 2]).then_some(()) }).await;
+    assert!(cluster.log(3).contains("No space left on device"), "node 3 ran out of space: {}", cluster.log(3));
+
+    _disk.grow(512);
+    // A voter's metadata log write fails too once the disk is full, and a node whose quorum
+    // member fails halts, as Kafka's does: restarted, as a supervisor would.
+    if cluster.wait_exit(3, Duration::from_secs(2)).is_some() {
+        assert!(cluster.log(3).contains("restart this node once that is fixed"), "{}", cluster.log(3));
+        cluster.start_node(3);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while partitions(&cluster, 1).await.is_none_or(|p| p[0].3 != [1, 2, 3]) {
+        let log = cluster.log(3);
+        assert!(std::time::Instant::now() < deadline, "node 3 not back in the ISR after 60 s; its log ends:\n{}", &log[log.len().saturating_sub(6000)..]);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for id in 1..=3 {
+        cluster.stop(id);
+    }
+    let dump = |id| cluster.command(id, &["dump-log", "--topic", TOPIC], &[]).output().expect("dump-log runs").stdout;
+    let (leader, caught_up) = (dump(1), dump(3));
+    assert_eq!(String::from_utf8_lossy(&leader).lines().count(), 512);
+    assert!(leader == caught_up, "node 3's log is the leader's, batch for batch");
+}
+
+/// A tmpfs of a given size mounted over a directory (its contents kept), unmounted on drop.
+struct SmallDisk {
+    dir: std::path::PathBuf,
+}
+
+impl SmallDisk {
+    /// `None`, said loudly, where this process may not mount (not root).
+    fn mount(dir: &std::path::Path, size_mb: u32) -> Option<SmallDisk> {
+        let kept = tempfile::tempdir().expect("temporary directory");
+        copy_dir(dir, kept.path());
+        let mounted = std::process::Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size_mb}m"), "tmpfs"]).arg(dir).output().expect("mount runs");
+        if !mounted.status.success() {
+            eprintln!("*** SKIPPED: cannot mount a tmpfs (needs root): {}", String::from_utf8_lossy(&mounted.stderr));
+            return None;
+        }
+        copy_dir(kept.path(), dir);
+        Some(SmallDisk { dir: dir.to_path_buf() })
+    }
+
+    fn grow(&self, size_mb: u32) {
+        let remounted = std::process::Command::new("mount").args(["-o", &format!("remount,size={size_mb}m")]).arg(&self.dir).status().expect("mount runs");
+        assert!(remounted.success(), "remount {}", self.dir.display());
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        // Lazy: a node still holding files there (a failed test) does not keep it mounted.
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.dir).status();
+    }
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    for entry in std::fs::read_dir(from).expect("readable directory") {
+        let entry = entry.expect("directory entry");
+        std::fs::copy(entry.path(), to.join(entry.file_name())).expect("copy");
+    }
+}
+
 /// AlterPartitionReassignments of partition 0 (`None` cancels): (error code, message).
 async fn reassign(c: &mut Client, target: Option<Vec<i32>>) -> Vec<(i16, Option<String>)> {
     let partition = ReassignablePartition::default().with_partition_index(0).with_replicas(target.map(|t| t.into_iter().map(BrokerId).collect()));

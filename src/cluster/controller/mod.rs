@@ -253,6 +253,20 @@ impl Controller {
         &self.cluster_id
     }
 
+    /// Waits until the quorum member stops by itself (a fatal error, such as a metadata log
+    /// write the disk refused) and says why; never returns while it runs or after a normal stop.
+    pub async fn halted(&self) -> String {
+        let mut metrics = self.raft.metrics();
+        let why = match metrics.wait_for(|m| matches!(m.running_state, Err(ref e) if !matches!(e, openraft::error::Fatal::Stopped))).await {
+            Ok(m) => m.running_state.as_ref().err().map(ToString::to_string),
+            Err(_) => None,
+        };
+        match why {
+            Some(why) => why,
+            None => std::future::pending().await,
+        }
+    }
+
     /// The active controller, as far as this node knows.
     pub fn leader(&self) -> Option<NodeId> {
         self.raft.metrics().borrow().current_leader
