@@ -404,14 +404,26 @@ mod tests {
         let (controller, task) = Controller::start(ControllerConfig::new(1, vec![], Some(addr.clone())), &store, rx).await.unwrap();
 
         closed_after(&addr, &u32::MAX.to_be_bytes()).await;
-        closed_after(&addr, &[0, 0, 0, 5, 1, 0xff, 0xff, 0xff, 0xff]).await;
+        closed_after(&addr, &[0, 0, 0, 5, 2, 0xff, 0xff, 0xff, 0xff]).await;
         closed_after(&addr, &[0, 0, 0, 2, 9, 0]).await;
         closed_after(&addr, &[0, 0, 0, 0]).await;
-
-        // A well-formed call on a new connection is still answered.
+        let vote = || rpc::Request::Vote(VoteRequest::new(Vote::new(0, 2), None));
+        async fn call(socket: &mut TcpStream, request: rpc::Request) -> Option<rpc::Response> {
+            rpc::write_frame(socket, &request).await.unwrap();
+            tokio::time::timeout(Duration::from_secs(5), rpc::read_frame::<rpc::Response>(socket)).await.unwrap().unwrap()
+        }
+        // A call before the Hello, and a Hello of another cluster (told why), close the connection.
         let mut socket = TcpStream::connect(&addr).await.unwrap();
-        rpc::write_frame(&mut socket, &rpc::Request::Vote(VoteRequest::new(Vote::new(0, 2), None))).await.unwrap();
-        let answer = tokio::time::timeout(Duration::from_secs(5), rpc::read_frame::<rpc::Response>(&mut socket)).await.unwrap().unwrap();
+        assert!(call(&mut socket, vote()).await.is_none());
+        let mut socket = TcpStream::connect(&addr).await.unwrap();
+        let answer = call(&mut socket, rpc::Request::Hello { cluster_id: "another".into() }).await;
+        assert!(matches!(answer, Some(rpc::Response::Hello(Err(WriteError::WrongCluster { .. })))), "{answer:?}");
+        assert!(matches!(rpc::read_frame::<rpc::Response>(&mut socket).await, Ok(None)));
+
+        // A well-formed call after a Hello of this cluster, on a new connection, is still answered.
+        let mut socket = TcpStream::connect(&addr).await.unwrap();
+        assert!(matches!(call(&mut socket, rpc::Request::Hello { cluster_id: String::new() }).await, Some(rpc::Response::Hello(Ok(())))));
+        let answer = call(&mut socket, vote()).await;
         assert!(matches!(answer, Some(rpc::Response::Vote(Ok(_)))), "{answer:?}");
         let record = MetadataRecord::Topic(TopicRecord { name: "t".into(), id: uuid::Uuid::new_v4(), configs: vec![] });
         controller.write(record).await.unwrap();
@@ -419,7 +431,7 @@ mod tests {
         shutdown.send(true).unwrap();
         tokio::time::timeout(Duration::from_secs(10), task).await.unwrap().unwrap();
         let logged = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
-        for reason in ["frame of 4294967295 bytes", "undecodable body", "frame version 9", "frame of 0 bytes"] {
+        for reason in ["frame of 4294967295 bytes", "undecodable body", "frame version 9", "frame of 0 bytes", "did not begin with Hello", "belongs to cluster another"] {
             assert!(logged.lines().any(|l| l.contains("controller connection closed") && l.contains(reason)), "no log line for {reason:?}:\n{logged}");
         }
     }
