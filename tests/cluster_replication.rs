@@ -483,17 +483,44 @@ async fn find_coordinator(cluster: &TestCluster, id: i32, group: &str) -> Option
     Some((r.error_code, r.node_id.0))
 }
 
+/// The broker coordinating `group`, once node 1's FindCoordinator names one.
+async fn coordinator_of(cluster: &TestCluster, group: &str) -> i32 {
+    eventually(PATIENCE, "a coordinator for the group", || async {
+        let (code, id) = find_coordinator(cluster, 1, group).await?;
+        (code == 0).then_some(id)
+    })
+    .await
+}
+
+/// OffsetFetch shows a commit only once the ISR has it: one the coordinator could not
+/// replicate (a replica of the group's `__consumer_offsets` partition down, with
+/// min.insync.replicas=3) fails and leaves the previous commit in place, as Kafka's coordinator
+/// keeps a commit pending until its append completes. A failover would otherwise take back an
+/// offset clients were shown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_the_isr_did_not_take_is_not_shown() {
+    let settings = [FAST, &[("offsets.topic.num.partitions", "1"), ("min.insync.replicas", "3"), ("offsets.commit.timeout.ms", "1000")]].concat();
+    let mut cluster = TestCluster::start(3, 0, &settings);
+    all_live(&cluster).await;
+    create_replicated(&cluster, 1, 1).await;
+    let coordinator = coordinator_of(&cluster, "g").await;
+    eventually(PATIENCE, "a first commit", || async { (simple_commit(&mut cluster.client(coordinator).await?, "g", TOPIC, 42, -1).await == 0).then_some(()) }).await;
+
+    cluster.kill(cluster.ids().find(|&id| id != coordinator).expect("another node"));
+    let mut c = cluster.client(coordinator).await.expect("the coordinator serves");
+    let code = simple_commit(&mut c, "g", TOPIC, 99, -1).await;
+    assert_ne!(code, 0, "a commit with a replica of its __consumer_offsets partition down (min.insync.replicas=3)");
+    let (offset, _, code) = committed(&mut c, "g", TOPIC).await;
+    assert_eq!((offset, code), (42, 0), "OffsetFetch after a failed commit shows the last one written");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_groups_offsets_move_with_the_leader_of_its_offsets_partition() {
     let mut cluster = TestCluster::start(3, 0, &[FAST, &[("offsets.topic.num.partitions", "4")]].concat());
     all_live(&cluster).await;
     create_replicated(&cluster, 1, 1).await;
     // The first FindCoordinator creates __consumer_offsets; every node then names the same broker.
-    let coordinator = eventually(PATIENCE, "a coordinator for the group", || async {
-        let (code, id) = find_coordinator(&cluster, 1, "g").await?;
-        (code == 0).then_some(id)
-    })
-    .await;
+    let coordinator = coordinator_of(&cluster, "g").await;
     for id in cluster.ids() {
         assert_eq!(find_coordinator(&cluster, id, "g").await, Some((0, coordinator)));
     }
