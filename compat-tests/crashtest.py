@@ -4,6 +4,8 @@ nothing acknowledged was lost.
 
 Entry points: ``scripts/crashtest [--cycles N] [--seed S] ...`` (the long form, default 100
 kill cycles) and ``compat-tests/test_crash.py`` (pytest, ~10 cycles). Both call ``run()``.
+The cluster form, ``scripts/crashtest --cluster`` (clustercrash.py), shares the checks of the
+log (``LoadRun``), the workers and the report's pieces.
 
 What runs, each in its own process (``crashtest.py worker <json>``, JSON lines on stdout):
 
@@ -1486,12 +1488,22 @@ class LoadRun:
                     "reconnect.backoff.max.ms": 100, "socket.timeout.ms": 5000,
                     "error_cb": lambda err: None, "log_level": 0,
                 })
-            t_req = now()
-            try:
-                result = self.checkers[group].committed(tps, timeout=5)
-            except KafkaException as e:
-                self.commit_checks_skipped += 1
-                self.log(f"committed-offset fetch for {group} failed: {e}")
+            # A coordinator that just moved answers NOT_COORDINATOR until the client finds the next.
+            t_end = now() + 10
+            while True:
+                t_req = now()
+                try:
+                    result = self.checkers[group].committed(tps, timeout=5)
+                    break
+                except KafkaException as e:
+                    if transient(e.args[0]) and now() < t_end:
+                        time.sleep(0.1)
+                        continue
+                    result = None
+                    self.commit_checks_skipped += 1
+                    self.log(f"committed-offset fetch for {group} failed: {e}")
+                    break
+            if result is None:
                 continue
             got = {(tindex[tp.topic], tp.partition): tp.offset for tp in result
                    if tp.error is None and tp.offset >= 0}
