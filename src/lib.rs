@@ -260,7 +260,8 @@ async fn start_quorum(config: &Config, api: &Api, alter: Option<Arc<QuorumAlterP
             }
         }
     }));
-    let mut lifecycle = BrokerLifecycle::new(heartbeats, controller.clone(), request, failure);
+    let (caught_up, caught_up_rx) = watch::channel(false);
+    let mut lifecycle = BrokerLifecycle::new(heartbeats, controller.clone(), request, failure, caught_up);
     if config.quorum_voters.is_empty() {
         // Registers, then unfences: the lone node is its own controller, no network involved.
         controller.wait_for_leader(LONE_ELECTION_TIMEOUT).await.context("the lone controller did not elect itself")?;
@@ -283,7 +284,7 @@ async fn start_quorum(config: &Config, api: &Api, alter: Option<Arc<QuorumAlterP
         }
     }
     let replicas = alter.is_some().then(|| api.replicas.clone());
-    tasks.push(tokio::spawn(publisher::run(cluster.clone(), replicas, api.groups.clone(), controller.image(), shutdown.clone())));
+    tasks.push(tokio::spawn(publisher::run(cluster.clone(), replicas, api.groups.clone(), controller.image(), caught_up_rx, shutdown.clone())));
     // The lone node serves its metadata log's topics from the first request: a topic whose
     // deletion a kill cut short must not be seen whole and then vanish.
     if config.quorum_voters.is_empty() && !cluster.first_published(LONE_ELECTION_TIMEOUT).await {

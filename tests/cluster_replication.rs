@@ -17,6 +17,7 @@ use kafka_protocol::messages::create_topics_request::{CreatableReplicaAssignment
 use kafka_protocol::messages::alter_partition_reassignments_request::{AlterPartitionReassignmentsRequest, ReassignablePartition, ReassignableTopic};
 use kafka_protocol::messages::describe_log_dirs_request::DescribeLogDirsRequest;
 use kafka_protocol::messages::elect_leaders_request::{ElectLeadersRequest, TopicPartitions};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic};
 use kafka_protocol::messages::list_partition_reassignments_request::ListPartitionReassignmentsRequest;
 use kafka_protocol::messages::find_coordinator_request::FindCoordinatorRequest;
 use kafka_protocol::messages::incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig, IncrementalAlterConfigsRequest};
@@ -188,6 +189,54 @@ async fn killing_the_leader_again_and_again_loses_no_acknowledged_record() {
         cluster.start_node(leader);
     }
     acked.check(&cluster, &format!("{cycles} leader kills")).await;
+}
+
+/// A restarted leader acts on no partition state before it has caught up with the metadata
+/// log: the image it starts with is the one it had when it was killed, in which it still leads
+/// at the old epoch. From its first answer until it follows the leader elected meanwhile, it
+/// serves the partition to no consumer (who would read records it alone has, about to be
+/// truncated) and names no stale leader in Metadata.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_leader_waits_to_catch_up_before_it_serves_the_partition() {
+    let settings = [FAST, &[("min.insync.replicas", "2")]].concat();
+    let mut cluster = TestCluster::start(3, 0, &settings);
+    all_live(&cluster).await;
+    create_replicated(&cluster, 1, 1).await;
+    let mut acked = Acked::default();
+    acked.write(&cluster, 10, "before the kill").await;
+    let old = eventually(PATIENCE, "the full ISR", || async {
+        let leader = leader_by_its_own_word(&cluster).await?;
+        (partitions(&cluster, leader).await?[0].3 == [1, 2, 3]).then_some(leader)
+    })
+    .await;
+    cluster.kill(old);
+    let survivor = cluster.running()[0];
+    let new = eventually(PATIENCE, "another leader", || async {
+        let leader = partitions(&cluster, survivor).await?[0].0;
+        (leader > 0 && leader != old).then_some(leader)
+    })
+    .await;
+    acked.write(&cluster, 10, "under the new leader").await;
+
+    cluster.start_node(old);
+    let latest = ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![ListOffsetsTopic::default()
+        .with_name(name(TOPIC))
+        .with_partitions(vec![ListOffsetsPartition::default().with_partition_index(0).with_timestamp(-1)])]);
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let mut answers = 0;
+    loop {
+        assert!(std::time::Instant::now() < deadline, "node {old} did not follow node {new} within {PATIENCE:?} ({answers} answers)");
+        let Some(mut c) = cluster.client(old).await else { continue };
+        let p = c.call(latest.clone(), 7).await.topics[0].partitions[0].clone();
+        assert_ne!(p.error_code, 0, "the restarted node {old} served ListOffsets (offset {}) as the leader it was before it was killed", p.offset);
+        answers += 1;
+        let Some(view) = partitions(&cluster, old).await else { continue };
+        assert_ne!(view[0].0, old, "the restarted node {old} names itself the leader (epoch {}) in Metadata", view[0].1);
+        if view[0].0 == new {
+            break;
+        }
+    }
+    acked.check(&cluster, "the old leader's restart").await;
 }
 
 /// Kafka's controller fault test: the active controller killed while acks=all writes go on
@@ -533,17 +582,44 @@ async fn find_coordinator(cluster: &TestCluster, id: i32, group: &str) -> Option
     Some((r.error_code, r.node_id.0))
 }
 
+/// The broker coordinating `group`, once node 1's FindCoordinator names one.
+async fn coordinator_of(cluster: &TestCluster, group: &str) -> i32 {
+    eventually(PATIENCE, "a coordinator for the group", || async {
+        let (code, id) = find_coordinator(cluster, 1, group).await?;
+        (code == 0).then_some(id)
+    })
+    .await
+}
+
+/// OffsetFetch shows a commit only once the ISR has it: one the coordinator could not
+/// replicate (a replica of the group's `__consumer_offsets` partition down, with
+/// min.insync.replicas=3) fails and leaves the previous commit in place, as Kafka's coordinator
+/// keeps a commit pending until its append completes. A failover would otherwise take back an
+/// offset clients were shown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_the_isr_did_not_take_is_not_shown() {
+    let settings = [FAST, &[("offsets.topic.num.partitions", "1"), ("min.insync.replicas", "3"), ("offsets.commit.timeout.ms", "1000")]].concat();
+    let mut cluster = TestCluster::start(3, 0, &settings);
+    all_live(&cluster).await;
+    create_replicated(&cluster, 1, 1).await;
+    let coordinator = coordinator_of(&cluster, "g").await;
+    eventually(PATIENCE, "a first commit", || async { (simple_commit(&mut cluster.client(coordinator).await?, "g", TOPIC, 42, -1).await == 0).then_some(()) }).await;
+
+    cluster.kill(cluster.ids().find(|&id| id != coordinator).expect("another node"));
+    let mut c = cluster.client(coordinator).await.expect("the coordinator serves");
+    let code = simple_commit(&mut c, "g", TOPIC, 99, -1).await;
+    assert_ne!(code, 0, "a commit with a replica of its __consumer_offsets partition down (min.insync.replicas=3)");
+    let (offset, _, code) = committed(&mut c, "g", TOPIC).await;
+    assert_eq!((offset, code), (42, 0), "OffsetFetch after a failed commit shows the last one written");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_groups_offsets_move_with_the_leader_of_its_offsets_partition() {
     let mut cluster = TestCluster::start(3, 0, &[FAST, &[("offsets.topic.num.partitions", "4")]].concat());
     all_live(&cluster).await;
     create_replicated(&cluster, 1, 1).await;
     // The first FindCoordinator creates __consumer_offsets; every node then names the same broker.
-    let coordinator = eventually(PATIENCE, "a coordinator for the group", || async {
-        let (code, id) = find_coordinator(&cluster, 1, "g").await?;
-        (code == 0).then_some(id)
-    })
-    .await;
+    let coordinator = coordinator_of(&cluster, "g").await;
     for id in cluster.ids() {
         assert_eq!(find_coordinator(&cluster, id, "g").await, Some((0, coordinator)));
     }

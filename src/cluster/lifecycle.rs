@@ -1,6 +1,8 @@
 //! The broker's side of its lifecycle (Kafka's BrokerLifecycleManager): register with the
 //! active controller, then heartbeat every `broker.heartbeat.interval.ms` with how far this
 //! node has applied the metadata log; the controller unfences the broker once it caught up.
+//! The first unfencing since the start is the broker's initial catch-up: only then does its
+//! metadata image say who leads now, rather than what it last knew before it stopped.
 
 use std::time::Duration;
 
@@ -19,11 +21,19 @@ pub struct BrokerLifecycle {
     fenced: bool,
     /// Set when the controller refuses this node for good (another cluster's id).
     failure: watch::Sender<Option<String>>,
+    /// Set at the first unfencing: the metadata image has caught up with the log.
+    caught_up: watch::Sender<bool>,
 }
 
 impl BrokerLifecycle {
-    pub fn new(client: ControllerClient, local: Controller, request: RegisterBroker, failure: watch::Sender<Option<String>>) -> BrokerLifecycle {
-        BrokerLifecycle { client, local, request, registered: false, fenced: true, failure }
+    pub fn new(
+        client: ControllerClient,
+        local: Controller,
+        request: RegisterBroker,
+        failure: watch::Sender<Option<String>>,
+        caught_up: watch::Sender<bool>,
+    ) -> BrokerLifecycle {
+        BrokerLifecycle { client, local, request, registered: false, fenced: true, failure, caught_up }
     }
 
     /// Whether the controller has unfenced this broker.
@@ -55,6 +65,7 @@ impl BrokerLifecycle {
             Ok(reply) => {
                 if self.fenced && !reply.fenced {
                     tracing::info!(broker = id, "unfenced by the controller");
+                    self.caught_up.send_replace(true);
                 } else if !self.fenced && reply.fenced {
                     tracing::warn!(broker = id, "fenced by the controller (heartbeats were late)");
                 }

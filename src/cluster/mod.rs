@@ -27,7 +27,7 @@ use uuid::Uuid;
 
 pub use crate::config::ConfigChange;
 use crate::config::{BrokerSettings, Config};
-use crate::log::{CleanerLimits, LogStore, Meta, PartitionId, ReadOnlyStore};
+use crate::log::{CleanerLimits, HighWatermark, LogStore, Meta, PartitionId, ReadOnlyStore};
 use controller::{AlterTopicConfigs, Controller, ControllerClient, CreatePartitions, CreateTopic, WriteError};
 pub use controller::{AlterReassignments, ElectLeaders, ElectionType, PartitionResults, Reassign};
 use metadata::MetadataImage;
@@ -238,11 +238,13 @@ impl Cluster {
         let cluster_id = identity::check_at_start(&config.data_dir, node.id, auto_format)?.cluster_id;
         let settings = Arc::new(broker_config::load(config, &meta, node.id)?);
         let mut topics = IndexMap::new();
+        // A cluster node's high watermarks are learned again from leaders and ISRs.
+        let high_watermark = if config.quorum_voters.is_empty() { HighWatermark::LogEnd } else { HighWatermark::Caller };
         for (key, value) in meta.scan(TOPIC_PREFIX)? {
             let name = String::from_utf8_lossy(&key[TOPIC_PREFIX.len()..]).to_string();
             let topic = Topic::decode(&name, &value, &settings).with_context(|| format!("topic {name}"))?;
             for &p in &topic.partitions {
-                log.load_partition(p)?;
+                log.load_partition_in(p, high_watermark)?;
             }
             topics.insert(name, Arc::new(topic));
         }

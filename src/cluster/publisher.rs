@@ -3,6 +3,12 @@
 //! the local topics and partition logs follow it, and hands each changed partition's leader,
 //! ISR and epochs to the [`ReplicaManager`], which leads or follows accordingly.
 //!
+//! Partition states (and the `__consumer_offsets` partitions the group coordinator serves) are
+//! handed on only once the broker has caught up with the metadata log (its first unfencing), as
+//! Kafka's broker waits for its initial catch-up: a restarted node's image is the one it had
+//! when it stopped, and acting on it would make it lead partitions it no longer leads, serving
+//! its unreplicated records and stale committed offsets until the log caught up.
+//!
 //! Also here: [`QuorumAlterPartition`], which sends the leaders' ISR changes to the active
 //! controller.
 
@@ -25,10 +31,17 @@ use crate::group::{GroupCoordinator, OFFSETS_TOPIC};
 const MIGRATION_RETRY: Duration = Duration::from_secs(1);
 
 /// Registers the topics this node kept before the metadata log with the controller, so that
-/// publishing does not delete them; then publishes every image until shutdown. Without
-/// `replicas`, partition states are left to whoever plays the controller (tests of the
-/// replication layer).
-pub async fn run(cluster: Arc<Cluster>, replicas: Option<Arc<ReplicaManager>>, groups: Arc<GroupCoordinator>, mut image: watch::Receiver<Arc<MetadataImage>>, mut shutdown: watch::Receiver<bool>) {
+/// publishing does not delete them; then publishes every image until shutdown, partition states
+/// once `caught_up`. Without `replicas`, partition states are left to whoever plays the
+/// controller (tests of the replication layer).
+pub async fn run(
+    cluster: Arc<Cluster>,
+    replicas: Option<Arc<ReplicaManager>>,
+    groups: Arc<GroupCoordinator>,
+    mut image: watch::Receiver<Arc<MetadataImage>>,
+    mut caught_up: watch::Receiver<bool>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         let current = image.borrow().clone();
         let Err(e) = migrate(&cluster, &current).await else { break };
@@ -41,9 +54,11 @@ pub async fn run(cluster: Arc<Cluster>, replicas: Option<Arc<ReplicaManager>>, g
     let mut publisher = Publisher { cluster, replicas, groups, applied: HashMap::new(), addresses: BrokerAddresses::new() };
     loop {
         let current = image.borrow_and_update().clone();
-        publisher.publish(&current).await;
+        let partitions_too = *caught_up.borrow_and_update();
+        publisher.publish(&current, partitions_too).await;
         tokio::select! {
             changed = image.changed() => if changed.is_err() { return },
+            changed = caught_up.changed(), if !partitions_too => if changed.is_err() { return },
             _ = shutdown.changed() => return,
         }
     }
@@ -78,12 +93,12 @@ struct Publisher {
 }
 
 impl Publisher {
-    async fn publish(&mut self, image: &MetadataImage) {
-        self.apply(image).await;
+    async fn publish(&mut self, image: &MetadataImage, partitions_too: bool) {
+        self.apply(image, partitions_too).await;
         self.cluster.published_image();
     }
 
-    async fn apply(&mut self, image: &MetadataImage) {
+    async fn apply(&mut self, image: &MetadataImage, partitions_too: bool) {
         let removed = self.cluster.publish(image).await;
         for (topic, partitions) in &removed {
             // Committed offsets go with their topic, also when a crash cut the deletion short
@@ -94,6 +109,9 @@ impl Publisher {
             }
         }
         let Some(replicas) = &self.replicas else { return };
+        if !partitions_too {
+            return;
+        }
         let addresses = replication_addresses(&self.cluster, image);
         // A broker that moved makes every partition's state worth applying again.
         let moved = addresses != self.addresses;

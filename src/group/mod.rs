@@ -380,7 +380,8 @@ impl GroupCoordinator {
         self.store_offsets(&group, group_id, offsets, |_| Ok(())).await?.into_iter().collect()
     }
 
-    /// Stores offsets in the group (in memory and durably) once `check` passes on it.
+    /// Stores offsets durably once `check` passes on the group, then in the group: OffsetFetch
+    /// shows a commit only once it is written, as Kafka's cache does, never one a failover loses.
     async fn store_offsets(
         &self,
         group: &Arc<Mutex<Group>>,
@@ -388,10 +389,11 @@ impl GroupCoordinator {
         offsets: Vec<(TopicPartition, Committed)>,
         check: impl FnOnce(&Group) -> Result<(), ResponseError>,
     ) -> Result<Vec<Result<(), ResponseError>>, ResponseError> {
-        let (results, written) = {
+        let (results, queued, written) = {
             let mut g = group.lock().expect("group lock");
             check(&g)?;
             let mut changes: Changes = Vec::new();
+            let mut queued = Vec::new();
             let results: Vec<_> = offsets
                 .into_iter()
                 .map(|(tp, committed)| {
@@ -399,14 +401,19 @@ impl GroupCoordinator {
                         return Err(ResponseError::OffsetMetadataTooLarge);
                     }
                     changes.push((offset_key(group_id, &tp), Some(codec::encode_committed(&committed))));
-                    g.offsets.insert(tp, committed);
+                    queued.push((g.queue_commit(&tp), tp, committed));
                     Ok(())
                 })
                 .collect();
-            // Queued under the lock: the last commit of a partition is the one stored.
-            (results, self.store.write(group_id, changes))
+            // Queued under the lock: commits are written in the order they are numbered.
+            (results, queued, self.store.write(group_id, changes))
         };
-        written.await?;
+        let written = written.await;
+        let mut g = group.lock().expect("group lock");
+        for (number, tp, committed) in queued {
+            g.commit_done(tp, number, written.is_ok().then_some(committed));
+        }
+        written?;
         Ok(results)
     }
 
@@ -500,7 +507,7 @@ impl GroupCoordinator {
                     if g.is_subscribed_to(&tp.0) {
                         return (tp, Err(ResponseError::GroupSubscribedToTopic));
                     }
-                    g.offsets.remove(&tp);
+                    g.remove_offset(&tp);
                     deletes.push((offset_key(group_id, &tp), None));
                     (tp, Ok(()))
                 })
@@ -518,12 +525,12 @@ impl GroupCoordinator {
         for group in groups {
             let written = {
                 let mut g = group.lock().expect("group lock");
-                let gone: Vec<TopicPartition> = g.offsets.range((topic.to_string(), i32::MIN)..=(topic.to_string(), i32::MAX)).map(|(tp, _)| tp.clone()).collect();
+                let gone = g.committed_partitions(topic);
                 if gone.is_empty() {
                     continue;
                 }
                 for tp in &gone {
-                    g.offsets.remove(tp);
+                    g.remove_offset(tp);
                 }
                 self.delete_offset_keys(&g.id, &gone)
             };
@@ -559,7 +566,7 @@ impl GroupCoordinator {
                 let mut g = group.lock().expect("group lock");
                 let expired = g.expired_offsets(now_ms, self.config.offsets_retention_ms);
                 for tp in &expired {
-                    g.offsets.remove(tp);
+                    g.remove_offset(tp);
                 }
                 expired_offsets += expired.len();
                 let written = (!expired.is_empty()).then(|| self.delete_offset_keys(&g.id, &expired));

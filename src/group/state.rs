@@ -6,7 +6,7 @@
 //! calls in with `now`; JoinGroup and SyncGroup answers that must wait are delivered through
 //! oneshot channels when the rebalance moves on.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -162,7 +162,15 @@ pub struct Group {
     sync_deadline: Instant,
     rebalance_deadline: Instant,
     initial_delay_until: Instant,
+    /// The committed offsets, as OffsetFetch shows them: a commit enters only once written.
     pub offsets: BTreeMap<(String, i32), Committed>,
+    /// Per partition, the commit queued last and not yet written (Kafka's pending commits).
+    pending_commits: HashMap<(String, i32), u64>,
+    /// Per partition, the change `offsets` shows: writes complete in the order their changes
+    /// were numbered, but their requests may come back to the group in another.
+    shown: HashMap<(String, i32), u64>,
+    /// The number of the latest change to a committed offset.
+    changes: u64,
 }
 
 fn new_member_id(client_id: &str) -> String {
@@ -186,7 +194,46 @@ impl Group {
             rebalance_deadline: now,
             initial_delay_until: now,
             offsets: BTreeMap::new(),
+            pending_commits: HashMap::new(),
+            shown: HashMap::new(),
+            changes: 0,
         }
+    }
+
+    /// Numbers a commit of `tp` about to be written.
+    pub fn queue_commit(&mut self, tp: &(String, i32)) -> u64 {
+        self.changes += 1;
+        self.pending_commits.insert(tp.clone(), self.changes);
+        self.changes
+    }
+
+    /// Commit `number` of `tp` was written (`committed`) or failed (`None`). A written one is
+    /// the committed offset now, unless a later change of the partition is shown already.
+    pub fn commit_done(&mut self, tp: (String, i32), number: u64, committed: Option<Committed>) {
+        if self.pending_commits.get(&tp) == Some(&number) {
+            self.pending_commits.remove(&tp);
+        }
+        let Some(committed) = committed else { return };
+        if self.shown.get(&tp).is_none_or(|&shown| shown < number) {
+            self.shown.insert(tp.clone(), number);
+            self.offsets.insert(tp, committed);
+        }
+    }
+
+    /// The partitions of `topic` with a committed offset or a commit being written.
+    pub fn committed_partitions(&self, topic: &str) -> Vec<(String, i32)> {
+        let range = (topic.to_string(), i32::MIN)..=(topic.to_string(), i32::MAX);
+        let mut tps: BTreeSet<(String, i32)> = self.offsets.range(range).map(|(tp, _)| tp.clone()).collect();
+        tps.extend(self.pending_commits.keys().filter(|(t, _)| t == topic).cloned());
+        tps.into_iter().collect()
+    }
+
+    /// Drops a partition's committed offset; a commit of it still being written stays out.
+    pub fn remove_offset(&mut self, tp: &(String, i32)) {
+        self.changes += 1;
+        self.shown.insert(tp.clone(), self.changes);
+        self.pending_commits.remove(tp);
+        self.offsets.remove(tp);
     }
 
     /// A group restored from disk: members must heartbeat within their session timeout.
@@ -216,6 +263,7 @@ impl Group {
     pub fn kill(&mut self) {
         self.set_state(GroupState::Dead);
         self.offsets.clear();
+        self.pending_commits.clear();
     }
 
     fn static_member(&self, instance_id: &str) -> Option<&str> {

@@ -324,7 +324,7 @@ impl Throttle {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::log::{AppendError, AppendOptions, FetchIsolation, FlushPolicy, ReadRequest};
+    use crate::log::{AppendError, AppendOptions, FetchIsolation, FlushPolicy, HighWatermark, ReadRequest};
     use crate::testkit::{encode_batch, BatchSpec};
     use kafka_protocol::records::{Compression, RecordBatchDecoder};
 
@@ -359,6 +359,24 @@ mod tests {
 
     fn keyed(records: &[(&'static str, Option<&'static str>)], compression: Compression) -> BatchSpec {
         BatchSpec { compression, ..BatchSpec::keyed(records) }
+    }
+
+    /// A replica restarted after it led: a2 it appended but never replicated (its new leader
+    /// lacks it), a1 acknowledged. Reopened as a replicated log, nothing counts as committed
+    /// until its leader says so, so no pass removes a1 for a2, and a1 survives the truncation.
+    #[tokio::test]
+    async fn a_reopened_replicated_log_keeps_writes_hidden_only_by_records_past_its_high_watermark() {
+        let none = Compression::None;
+        let (dir, store) = store_with(&[keyed(&[("a", Some("a1"))], none), keyed(&[("b", Some("b1"))], none), keyed(&[("a", Some("a2"))], none), keyed(&[("c", Some("c1"))], none)]).await;
+        drop(store);
+        let store = LogStore::open(dir.path()).unwrap();
+        store.load_partition_in(1, HighWatermark::Caller).unwrap();
+        assert_eq!(store.offsets(1).unwrap(), (0, 0));
+        assert!(store.clean(1, EAGER, LIMITS, NOW).await.unwrap().is_none(), "nothing to clean below the high watermark");
+        assert_eq!(store.truncate_to(1, 2).await.unwrap(), 2);
+        store.set_high_watermark(1, 2).unwrap();
+        let all = records_from(&store, 0).await;
+        assert_eq!(all, [(0, "a".to_string(), Some("a1".to_string())), (1, "b".to_string(), Some("b1".to_string()))]);
     }
 
     #[tokio::test]

@@ -324,14 +324,15 @@ fn meta_cf(db: &DB) -> &rocksdb::ColumnFamily {
 }
 
 impl PartitionLog {
-    fn new(id: PartitionId, next_offset: i64, last_epoch: i32, log_start: i64, bytes: u64, producers: HashMap<i64, ProducerState>, txns: Txns) -> PartitionLog {
+    fn new(id: PartitionId, next_offset: i64, last_epoch: i32, log_start: i64, bytes: u64, producers: HashMap<i64, ProducerState>, txns: Txns, mode: HighWatermark) -> PartitionLog {
         let first_unstable = txns.open.values().copied().min().unwrap_or(i64::MAX);
+        let by_caller = mode == HighWatermark::Caller;
         PartitionLog {
             id,
             writer: tokio::sync::Mutex::new(WriterState { next_offset, last_epoch, producers, open_txns: txns.open, unflushed: 0, deleted: false, in_doubt: false }),
-            high_watermark: AtomicI64::new(next_offset),
+            high_watermark: AtomicI64::new(if by_caller { log_start } else { next_offset }),
             log_end: AtomicI64::new(next_offset),
-            hw_by_caller: AtomicBool::new(false),
+            hw_by_caller: AtomicBool::new(by_caller),
             publishing: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
             drained: Notify::new(),
@@ -541,8 +542,17 @@ impl LogStore {
 
     /// For start-up: makes a stored partition's log available, rebuilding its next offset from
     /// its last batch and loading its log start offset and producer states. Reads on the
-    /// calling thread.
+    /// calling thread. Its high watermark starts at the log end.
     pub fn load_partition(&self, id: PartitionId) -> Result<()> {
+        self.load_partition_in(id, HighWatermark::LogEnd)
+    }
+
+    /// [`LogStore::load_partition`], its high watermark in `mode`. A replicated log's starts at
+    /// the log start, moved by its replication layer (`Caller`): its log end may hold records
+    /// the ISR never had (Kafka restores a checkpointed high watermark instead), and nothing
+    /// past the high watermark is served or compacted (a compaction against records about to
+    /// be truncated would remove the acknowledged writes they hid).
+    pub fn load_partition_in(&self, id: PartitionId, mode: HighWatermark) -> Result<()> {
         let meta = self.meta();
         let log_start = meta.get(&meta_key(id, LOG_START, &[]))?.map(|v| decode_i64(&v)).unwrap_or(0);
         let bytes = meta.get(&meta_key(id, BYTES, &[]))?.map(|v| decode_i64(&v) as u64).unwrap_or(0);
@@ -569,7 +579,7 @@ impl LogStore {
                 txns.aborted.insert(decode_i64(marker), (decode_i64(pid), decode_i64(first)));
             }
         }
-        self.insert(PartitionLog::new(id, next_offset, last.map_or(-1, |e| e.leader_epoch), log_start, bytes, producers, txns));
+        self.insert(PartitionLog::new(id, next_offset, last.map_or(-1, |e| e.leader_epoch), log_start, bytes, producers, txns, mode));
         Ok(())
     }
 
@@ -607,7 +617,7 @@ impl LogStore {
 
     /// Makes a new, empty partition log available (its id has never been used).
     pub fn create_partition(&self, id: PartitionId) {
-        self.insert(PartitionLog::new(id, 0, -1, 0, 0, HashMap::new(), Txns::default()));
+        self.insert(PartitionLog::new(id, 0, -1, 0, 0, HashMap::new(), Txns::default(), HighWatermark::LogEnd));
     }
 
     fn insert(&self, log: PartitionLog) {
@@ -997,9 +1007,11 @@ impl LogStore {
                     FetchIsolation::TxnCommitted => last_stable,
                 };
                 let log_start = log.log_start.load(Ordering::Acquire);
-                // A read_committed consumer may stand between the LSO and the high watermark
-                // (it read there before): nothing for it yet, but no error either.
-                if r.offset < log_start || r.offset > high_watermark.max(limit) {
+                // Out of range only outside the log, as in Kafka. A consumer may stand past the
+                // high watermark (a new leader's trails what its predecessor had shown) or a
+                // read_committed one past the LSO: nothing for it yet, but no error either; an
+                // error would make it reset its position, to the start or past records.
+                if r.offset < log_start || r.offset > log.log_end.load(Ordering::Acquire) {
                     return Err(ResponseError::OffsetOutOfRange);
                 }
                 Ok((*r, high_watermark, log_start, limit, last_stable))
@@ -1670,7 +1682,7 @@ mod tests {
         store.append(1, &encode_batch(&BatchSpec::values(1)), OPTS).await.unwrap();
         assert_eq!((store.offsets(1).unwrap().1, store.log_end_offset(1).unwrap()), (2, 6));
         assert!(read(&store, 1, 2, 1 << 20).await.unwrap().records.is_empty(), "nothing above it is readable");
-        assert_eq!(read(&store, 1, 3, 100).await.unwrap_err(), ResponseError::OffsetOutOfRange);
+        assert!(read(&store, 1, 3, 100).await.unwrap().records.is_empty(), "nor from within the log past it");
 
         // A fetch waiting for data is woken when it moves.
         let woken = Arc::new(Notify::new());
@@ -1764,6 +1776,23 @@ mod tests {
         let r = read(&store, 1, 0, 1 << 20).await.unwrap();
         assert_eq!(batch_bases(&r.records), vec![0, 2, 4, 7, 9]);
         assert!(r.records.ends_with(&whole));
+    }
+
+    #[tokio::test]
+    async fn a_consumer_past_the_high_watermark_but_within_the_log_waits_without_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::open(dir.path()).unwrap();
+        store.load_partition(1).unwrap();
+        // A new leader: its high watermark (2) trails the offsets its predecessor had shown.
+        store.set_high_watermark_mode(1, HighWatermark::Caller).unwrap();
+        store.append(1, &encode_batch(&BatchSpec::values(5)), OPTS).await.unwrap();
+        store.set_high_watermark(1, 2).unwrap();
+        for offset in 2..=5 {
+            let r = read(&store, 1, offset, 1 << 20).await.unwrap();
+            assert!(r.records.is_empty(), "offset {offset}: nothing past the high watermark yet");
+            assert_eq!(r.high_watermark, 2);
+        }
+        assert_eq!(read(&store, 1, 6, 1 << 20).await.unwrap_err(), ResponseError::OffsetOutOfRange, "past the log end");
     }
 
     #[tokio::test]
