@@ -439,14 +439,16 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 class ScriptCluster:
     """``scripts/cluster N`` on free ports with a temporary data directory: nodes 1..N on
-    ``bootstrap`` (127.0.0.1, consecutive ports), fenced 2 s after their heartbeats stop."""
+    ``bootstrap`` (127.0.0.1, consecutive ports), fenced 2 s after their heartbeats stop. With
+    ``controllers`` M, nodes 1..M are dedicated controllers and the brokers are M+1..M+N."""
 
-    def __init__(self, nodes: int):
+    def __init__(self, nodes: int, controllers: int = 0):
         self.nodes = nodes
+        self.controllers = controllers
         self.port = free_port(nodes)
         self.controller_port = self.port
-        while abs(self.controller_port - self.port) < nodes:
-            self.controller_port = free_port(nodes)
+        while abs(self.controller_port - self.port) < nodes + controllers:
+            self.controller_port = free_port(nodes + controllers)
         self.dir = tempfile.mkdtemp(prefix="gregor-cluster-")
         self.log_path = os.path.join(self.dir, "cluster.log")
         env = {k: v for k, v in os.environ.items() if not k.startswith("GREGOR_")}
@@ -455,6 +457,7 @@ class ScriptCluster:
             GREGOR_CLUSTER_DATA=os.path.join(self.dir, "data"),
             GREGOR_CLUSTER_PORT=str(self.port),
             GREGOR_CLUSTER_CONTROLLER_PORT=str(self.controller_port),
+            GREGOR_CLUSTER_CONTROLLERS=str(controllers),
         )
         args = [os.path.join(REPO, "scripts", "cluster"), str(nodes),
                 "--broker-heartbeat-interval-ms", "200", "--broker-session-timeout-ms", "2000"]
@@ -474,7 +477,7 @@ class ScriptCluster:
     def all_live(self) -> str:
         """Waits until every node lists every broker (all are unfenced in the metadata log);
         returns the bootstrap list."""
-        everyone = set(range(1, self.nodes + 1))
+        everyone = set(range(self.controllers + 1, self.controllers + self.nodes + 1))
         for b in self.bootstrap:
             wait_until(lambda b=b: brokers_seen(b, everyone), timeout=CLIENT_TIMEOUT_S,
                        message=lambda b=b: f"{b} to list brokers {sorted(everyone)}\n{self.log()}")

@@ -423,3 +423,77 @@ def test_kafka_reassign_partitions_moves_a_topic_onto_a_new_broker_under_load(to
         assert set(consumed) <= set(acked)
     finally:
         cluster.stop()
+
+
+@pytest.mark.skipif(JAVA is None, reason="java is not installed")
+def test_dedicated_controllers_with_kafka_metadata_quorum_and_real_clients(tools_classpath):
+    """Three dedicated controllers (process.roles=controller) and three brokers, as
+    `GREGOR_CLUSTER_CONTROLLERS=3 scripts/cluster 3` starts them. Kafka 4.1's
+    kafka-metadata-quorum describes the quorum through a broker: a controller leads, the three
+    controllers vote, the brokers observe and follow the metadata log. Clients see only the
+    brokers; kafka-topics creates a replicated topic; confluent-kafka writes with acks=all and
+    reads back, through the kill of the active controller, after which another one leads."""
+    from confluent_kafka import Consumer, Producer
+
+    c = ScriptCluster(3, controllers=3)
+    try:
+        bootstrap = c.all_live()
+        view = brokers_seen(c.bootstrap[0], {4, 5, 6})
+        assert {b["broker_id"] for b in view["brokers"]} == {4, 5, 6}, view
+
+        def quorum(*args):
+            return kafka_tool(tools_classpath, "org.apache.kafka.tools.MetadataQuorumCommand", bootstrap, "describe", *args)
+
+        def status():
+            code, out, err = quorum("--status")
+            fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
+            return {k.strip(): v.strip() for k, v in fields.items()} if code == 0 else None
+
+        s = wait_until(status, timeout=CLIENT_TIMEOUT_S, message=lambda: f"kafka-metadata-quorum --status\n{c.log()}")
+        leader = int(s["LeaderId"])
+        assert leader in (1, 2, 3), s
+        assert int(s["HighWatermark"]) > 0 and int(s["LeaderEpoch"]) >= 1, s
+        assert ['"id": 1', '"id": 2', '"id": 3'] == [f'"id": {i}' for i in (1, 2, 3) if f'"id": {i}' in s["CurrentVoters"]], s
+        assert all(f'"id": {i}' in s["CurrentObservers"] for i in (4, 5, 6)), s
+        code, out, err = quorum("--replication")
+        assert code == 0, out + err
+        rows = {int(r.split()[0]): r.split() for r in out.splitlines()[1:] if r.strip()}
+        assert rows[leader][-1] == "Leader" and {rows[i][-1] for i in (1, 2, 3) if i != leader} == {"Follower"}, out
+        assert {rows[i][-1] for i in (4, 5, 6)} == {"Observer"}, out
+
+        code, out, err = kafka_tool(tools_classpath, "org.apache.kafka.tools.TopicCommand", bootstrap,
+                                    "--create", "--topic", "dedicated", "--partitions", "3", "--replication-factor", "3")
+        assert code == 0 and "Created topic dedicated." in out, out + err
+        producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True})
+        for i in range(30):
+            producer.produce("dedicated", value=f"before-{i}".encode(), partition=i % 3)
+        assert producer.flush(30) == 0
+
+        os.kill(c.node_pid(leader), signal.SIGKILL)
+
+        def new_leader():
+            s = status()
+            return s if s and int(s["LeaderId"]) not in (0, leader, -1) else None
+
+        s = wait_until(new_leader, timeout=CLIENT_TIMEOUT_S, message=lambda: f"another controller to lead\n{c.log()}")
+        assert int(s["LeaderId"]) in (1, 2, 3), s
+        for i in range(30):
+            producer.produce("dedicated", value=f"after-{i}".encode(), partition=i % 3)
+        assert producer.flush(30) == 0
+        code, out, err = kafka_tool(tools_classpath, "org.apache.kafka.tools.TopicCommand", bootstrap,
+                                    "--create", "--topic", "after-the-kill", "--partitions", "1", "--replication-factor", "3")
+        assert code == 0 and "Created topic after-the-kill." in out, out + err
+
+        consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "dedicated-group",
+                             "auto.offset.reset": "earliest", "enable.auto.commit": False})
+        consumer.subscribe(["dedicated"])
+        seen = set()
+        deadline = time.monotonic() + CLIENT_TIMEOUT_S
+        while len(seen) < 60 and time.monotonic() < deadline:
+            msg = consumer.poll(1.0)
+            if msg is not None and msg.error() is None:
+                seen.add(msg.value().decode())
+        consumer.close()
+        assert seen == {f"{w}-{i}" for w in ("before", "after") for i in range(30)}
+    finally:
+        c.stop()

@@ -36,25 +36,30 @@ use crate::log::LogStore;
 
 pub struct Broker;
 
-/// A running broker. Dropping it does not stop it; call [`BrokerHandle::shutdown`].
+/// A running node: a broker, or a dedicated controller (`process.roles=controller`). Dropping
+/// it does not stop it; call [`BrokerHandle::shutdown`].
 pub struct BrokerHandle {
-    /// Each listener's name and bound address, in `listeners` order.
+    /// Each listener's name and bound address, in `listeners` order (a dedicated controller's:
+    /// its controller listener).
     listeners: Vec<(String, SocketAddr)>,
     advertised: (String, u16),
     zookeeper_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     log: Arc<LogStore>,
-    cluster: Arc<Cluster>,
     /// Why the node must stop, when the controller refused it.
     failure: watch::Receiver<Option<String>>,
-    replicas: Arc<ReplicaManager>,
+    /// The broker's parts; a dedicated controller has none.
+    broker: Option<(Arc<Cluster>, Arc<ReplicaManager>)>,
 }
 
 impl Broker {
     /// Opens the data directory, binds every listener and starts serving. When this returns,
     /// a client that connects is served. Without a controller, ISR changes are applied here.
     pub async fn start(config: Config) -> Result<BrokerHandle> {
+        if !config.process_roles.broker {
+            return start_controller_only(config).await;
+        }
         let alter = Arc::new(QuorumAlterPartition::default());
         Self::start_inner(config, alter.clone(), Some(alter)).await
     }
@@ -120,7 +125,7 @@ impl Broker {
             tasks.push(tokio::spawn(cleaner_loop(cluster.clone(), shutdown_rx)));
         }
         tracing::info!("Gregor listening on {}, advertised as {}:{}, data in {}", listeners[0].1, advertised.0, advertised.1, config.data_dir.display());
-        Ok(BrokerHandle { listeners, advertised, zookeeper_addr, shutdown, tasks, log: api.log.clone(), cluster, failure: failure_rx, replicas })
+        Ok(BrokerHandle { listeners, advertised, zookeeper_addr, shutdown, tasks, log: api.log.clone(), failure: failure_rx, broker: Some((cluster, replicas)) })
     }
 }
 
@@ -155,7 +160,8 @@ impl BrokerHandle {
     /// (e.g. at other leader epochs).
     #[doc(hidden)]
     pub fn partition_log(&self, topic: &str, index: i32) -> Option<(Arc<LogStore>, log::PartitionId)> {
-        let id = cluster::partition_id(self.cluster.topic(topic).as_deref(), index).ok()?;
+        let (cluster, _) = self.broker.as_ref()?;
+        let id = cluster::partition_id(cluster.topic(topic).as_deref(), index).ok()?;
         Some((self.log.clone(), id))
     }
 
@@ -175,7 +181,8 @@ impl BrokerHandle {
     /// tests play the controller through this.
     #[doc(hidden)]
     pub async fn apply_partition_state(&self, partition: &TopicPartition, state: PartitionState, addresses: &BrokerAddresses) -> Result<(), kafka_protocol::ResponseError> {
-        self.replicas.apply(partition, state, addresses).await
+        let (_, replicas) = self.broker.as_ref().ok_or(kafka_protocol::ResponseError::BrokerNotAvailable)?;
+        replicas.apply(partition, state, addresses).await
     }
 
     /// Stops accepting, closes every connection (a request in progress goes unanswered),
@@ -203,52 +210,51 @@ impl Drop for StopOnDrop {
     }
 }
 
+/// Starts a dedicated controller: a voter of the metadata quorum and, while it is the active
+/// controller, the brokers' sessions and leader balance; it opens no client listener.
+async fn start_controller_only(config: Config) -> Result<BrokerHandle> {
+    if config.zookeeper_listener.is_some() {
+        anyhow::bail!("zookeeper.listener shows a broker's view: set it on a broker, not on a controller-only node");
+    }
+    let dir = config.data_dir.clone();
+    let budget = log::Budget { memtable_bytes: config.memtable_bytes, block_cache_bytes: config.block_cache_bytes };
+    let log = Arc::new(tokio::task::spawn_blocking(move || LogStore::open_with_budget(&dir, budget)).await??);
+    let cluster_id = cluster::identity::check_at_start(&config.data_dir, config.node_id, None)?.cluster_id;
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let (failure, failure_rx) = watch::channel(None);
+    let (_, tasks) = join_quorum(&config, &log, &cluster_id, &failure, shutdown_rx).await?;
+    let listener = config.controller_listener.as_ref().context("a controller-only node needs a controller listener")?;
+    let bound = format!("{}:{}", listener.bind_host(), listener.port);
+    let addr = tokio::net::lookup_host(&bound).await?.next().with_context(|| format!("{bound} resolves to no address"))?;
+    let advertised = listener.advertised_for(addr);
+    tracing::info!("Gregor controller {} of cluster {cluster_id} listening on {addr} for the quorum and the brokers (no client listener: process.roles=controller), data in {}", config.node_id, config.data_dir.display());
+    Ok(BrokerHandle { listeners: vec![(listener.name.clone(), addr)], advertised, zookeeper_addr: None, shutdown, tasks, log, failure: failure_rx, broker: None })
+}
+
 /// Joins the metadata quorum (as a voter with the controller role, as a learner without) and
-/// starts its named tasks: the quorum itself, the active controller's broker session check, and
-/// this broker's registration and heartbeats. A lone node is registered and unfenced before
-/// this returns, so its first client sees it.
-async fn start_quorum(config: &Config, api: &Api, alter: Option<Arc<QuorumAlterPartition>>, failure: watch::Sender<Option<String>>, shutdown: watch::Receiver<bool>) -> Result<Vec<JoinHandle<()>>> {
-    let cluster = &api.cluster;
+/// starts its tasks: the quorum itself, the active controller's broker session check and
+/// leader balance, and the watch that stops the node when its quorum member fails. It all
+/// stops when `shutdown` fires.
+async fn join_quorum(config: &Config, store: &LogStore, cluster_id: &str, failure: &watch::Sender<Option<String>>, shutdown: watch::Receiver<bool>) -> Result<(Controller, Vec<JoinHandle<()>>)> {
     let node_id = NodeId::try_from(config.node_id).context("node.id")?;
     let voters: Vec<(NodeId, String)> = config.quorum_voters.iter().map(|v| (v.id as NodeId, v.address.clone())).collect();
     let listener = config.controller_listener.as_ref();
     let mut quorum = ControllerConfig::new(node_id, voters, listener.map(|l| format!("{}:{}", l.bind_host(), l.port)));
-    quorum.cluster_id = cluster.cluster_id().to_string();
+    quorum.cluster_id = cluster_id.to_string();
     quorum.broker_session_timeout_ms = config.broker_session_timeout_ms;
-    // The quorum stops after this broker's last heartbeat, which may need it (controlled
-    // shutdown through this node's own controller).
-    let (quorum_stop, quorum_shutdown) = watch::channel(false);
-    let (controller, task) = Controller::start(quorum, &api.log, quorum_shutdown.clone()).await?;
-    let client = Arc::new(ControllerClient::new(controller.clone(), config.quorum_voters.iter().map(|v| v.address.clone()).collect()));
-    cluster.attach_quorum(controller.clone(), client.clone());
-    if let Some(alter) = &alter {
-        alter.attach(client.clone());
-    }
+    let (controller, task) = Controller::start(quorum, store, shutdown.clone()).await?;
     let mut tasks = vec![task];
     if config.process_roles.controller {
         if config.auto_leader_rebalance {
             let interval = Duration::from_secs(config.leader_imbalance_check_interval_seconds);
-            tasks.push(tokio::spawn(controller.clone().run_leader_rebalance(interval, quorum_shutdown.clone())));
+            tasks.push(tokio::spawn(controller.clone().run_leader_rebalance(interval, shutdown.clone())));
         }
-        tasks.push(tokio::spawn(controller.clone().run_broker_sessions(quorum_shutdown)));
+        tasks.push(tokio::spawn(controller.clone().run_broker_sessions(shutdown.clone())));
     }
-    let node = cluster.node();
-    let registration = BrokerRegistration {
-        id: node.id,
-        endpoints: node.endpoints.iter().map(|e| BrokerEndpoint { listener: e.listener.clone(), host: e.host.clone(), port: e.port }).collect(),
-        rack: node.rack.clone(),
-    };
-    let raft_address = listener.map(|l| {
-        let (host, port) = l.advertised.clone().unwrap_or_else(|| (l.bind_host().to_string(), l.port));
-        format!("{host}:{port}")
-    });
-    let request = RegisterBroker { cluster_id: cluster.cluster_id().to_string(), registration, raft_address };
-    // Heartbeats have a connection of their own, never queued behind an admin call.
-    let heartbeats = ControllerClient::new(controller.clone(), config.quorum_voters.iter().map(|v| v.address.clone()).collect());
     // Kafka halts a node whose metadata log cannot be written; a supervisor restarts it once the
     // cause (a full disk, say) is gone. Going on without a quorum member would leave it blind.
     tasks.push(tokio::spawn({
-        let (controller, failure, mut shutdown) = (controller.clone(), failure.clone(), shutdown.clone());
+        let (controller, failure, mut shutdown) = (controller.clone(), failure.clone(), shutdown);
         async move {
             tokio::select! {
                 why = controller.halted() => {
@@ -260,6 +266,36 @@ async fn start_quorum(config: &Config, api: &Api, alter: Option<Arc<QuorumAlterP
             }
         }
     }));
+    Ok((controller, tasks))
+}
+
+/// Joins the metadata quorum ([`join_quorum`]) and starts this broker's part: its
+/// registration and heartbeats, and the publisher applying the metadata image. A lone node is
+/// registered and unfenced before this returns, so its first client sees it.
+async fn start_quorum(config: &Config, api: &Api, alter: Option<Arc<QuorumAlterPartition>>, failure: watch::Sender<Option<String>>, shutdown: watch::Receiver<bool>) -> Result<Vec<JoinHandle<()>>> {
+    let cluster = &api.cluster;
+    // The quorum stops after this broker's last heartbeat, which may need it (controlled
+    // shutdown through this node's own controller).
+    let (quorum_stop, quorum_shutdown) = watch::channel(false);
+    let (controller, mut tasks) = join_quorum(config, &api.log, cluster.cluster_id(), &failure, quorum_shutdown).await?;
+    let client = Arc::new(ControllerClient::new(controller.clone(), config.quorum_voters.iter().map(|v| v.address.clone()).collect()));
+    cluster.attach_quorum(controller.clone(), client.clone());
+    if let Some(alter) = &alter {
+        alter.attach(client.clone());
+    }
+    let node = cluster.node();
+    let registration = BrokerRegistration {
+        id: node.id,
+        endpoints: node.endpoints.iter().map(|e| BrokerEndpoint { listener: e.listener.clone(), host: e.host.clone(), port: e.port }).collect(),
+        rack: node.rack.clone(),
+    };
+    let raft_address = config.controller_listener.as_ref().map(|l| {
+        let (host, port) = l.advertised.clone().unwrap_or_else(|| (l.bind_host().to_string(), l.port));
+        format!("{host}:{port}")
+    });
+    let request = RegisterBroker { cluster_id: cluster.cluster_id().to_string(), registration, raft_address };
+    // Heartbeats have a connection of their own, never queued behind an admin call.
+    let heartbeats = ControllerClient::new(controller.clone(), config.quorum_voters.iter().map(|v| v.address.clone()).collect());
     let (caught_up, caught_up_rx) = watch::channel(false);
     let mut lifecycle = BrokerLifecycle::new(heartbeats, controller.clone(), request, failure, caught_up);
     if config.quorum_voters.is_empty() {

@@ -15,6 +15,7 @@ use kafka_protocol::messages::BrokerId;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig, CreateTopicsRequest};
 use kafka_protocol::messages::delete_records_request::{DeleteRecordsPartition, DeleteRecordsRequest, DeleteRecordsTopic};
 use kafka_protocol::messages::describe_cluster_request::DescribeClusterRequest;
+use kafka_protocol::messages::describe_quorum_request::{self, DescribeQuorumRequest};
 use kafka_protocol::messages::describe_configs_request::{DescribeConfigsRequest, DescribeConfigsResource};
 use kafka_protocol::messages::describe_configs_response::DescribeConfigsResult;
 use kafka_protocol::messages::describe_log_dirs_request::DescribeLogDirsRequest;
@@ -156,6 +157,23 @@ async fn partitions_records_log_dirs_and_cluster() {
     let r = c.call(DescribeClusterRequest::default(), 1).await;
     assert_eq!((r.error_code, r.brokers.len(), r.controller_id.0), (0, 1, 1));
     assert_eq!(r.brokers[0].port, broker.local_addr().port() as i32);
+    // Controller endpoints (KIP-919) are not a broker's to list.
+    let r = c.call(DescribeClusterRequest::default().with_endpoint_type(2), 1).await;
+    assert_eq!((r.error_code, r.brokers.len()), (ResponseError::UnsupportedEndpointType.code(), 0));
+
+    // DescribeQuorum: the lone node leads its metadata log and is its only voter.
+    let metadata_log = |topic: &str, partition: i32| {
+        let p = describe_quorum_request::PartitionData::default().with_partition_index(partition);
+        DescribeQuorumRequest::default().with_topics(vec![describe_quorum_request::TopicData::default().with_topic_name(name(topic)).with_partitions(vec![p])])
+    };
+    let r = c.call(metadata_log("__cluster_metadata", 0), 2).await;
+    assert_eq!(r.error_code, 0);
+    let p = &r.topics[0].partitions[0];
+    assert_eq!((p.leader_id.0, p.current_voters.len(), p.observers.len()), (1, 1, 0));
+    assert!(p.high_watermark > 0 && p.current_voters[0].log_end_offset >= p.high_watermark, "{p:?}");
+    for (topic, partition) in [("__cluster_metadata", 1), ("grow", 0)] {
+        assert_eq!(c.call(metadata_log(topic, partition), 2).await.error_code, ResponseError::UnknownTopicOrPartition.code());
+    }
     assert!(c.call(ListPartitionReassignmentsRequest::default().with_topics(None), 0).await.topics.is_empty());
 
     // Paging: a limit of 3 partitions over "grow" (5) and "more" (2).

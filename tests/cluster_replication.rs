@@ -271,6 +271,44 @@ async fn killing_the_active_controller_under_load_loses_no_acknowledged_record()
     acked.check(&cluster, "the controller's kill").await;
 }
 
+/// Dedicated controllers (`process.roles=controller`): three controllers that serve no client
+/// and three broker-only nodes. Metadata lists the brokers alone, and names one of them as the
+/// controller (clients cannot reach a dedicated one, so brokers forward, as in Kafka). Under
+/// acks=all writes each controller in turn is killed (one of them the active one) and topics
+/// are still created; a broker leading the partition is killed too; nothing acknowledged is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dedicated_controllers_run_the_cluster_through_their_own_and_a_brokers_kill() {
+    let settings = [FAST, &[("replica.lag.time.max.ms", "2000"), ("min.insync.replicas", "2")]].concat();
+    let mut cluster = TestCluster::start_dedicated(3, 3, &settings);
+    assert_eq!(cluster.running(), [4, 5, 6]);
+    all_live(&cluster).await;
+    let metadata = cluster.client(4).await.unwrap().call(MetadataRequest::default().with_topics(None), 12).await;
+    assert_eq!(sorted(metadata.brokers.iter().map(|b| b.node_id.0)), [4, 5, 6]);
+    assert!([4, 5, 6].contains(&metadata.controller_id.0), "controller id {:?}", metadata.controller_id);
+    assert!(cluster.log(1).contains("no client listener"), "{}", cluster.log(1));
+    create_replicated(&cluster, 4, 1).await;
+    let mut acked = Acked::default();
+    acked.write(&cluster, 10, "before any kill").await;
+    for controller in 1..=3 {
+        cluster.kill(controller);
+        acked.write(&cluster, 10, &format!("controller {controller} killed")).await;
+        let topic = format!("after-controller-{controller}");
+        eventually(PATIENCE, &format!("{topic} created"), || async {
+            let code = cluster.client(5).await?.create_topic(&topic, 1).await;
+            (code == 0 || code == ResponseError::TopicAlreadyExists.code()).then_some(())
+        })
+        .await;
+        cluster.start_node(controller);
+    }
+    let leader = eventually(PATIENCE, "a leader", || leader_by_its_own_word(&cluster)).await;
+    cluster.kill(leader);
+    acked.write(&cluster, 10, &format!("broker {leader} killed")).await;
+    cluster.start_node(leader);
+    all_live(&cluster).await;
+    acked.write(&cluster, 10, "after the restarts").await;
+    acked.check(&cluster, "the kills of every controller and a broker").await;
+}
+
 /// Kafka's disk-loss fault test: a broker whose data directory is wiped is formatted again
 /// and rejoins; it copies the partition back from the leader, returns to the ISR, and leads
 /// with every acknowledged record once the other replica dies.

@@ -1,6 +1,7 @@
 //! Metadata, DescribeCluster and DescribeTopicPartitions: the live brokers of the metadata
 //! image, and each partition's leader, epoch, replicas and ISR as this node applied them;
 //! topics are auto-created on request when the broker and the request both allow it.
+//! DescribeQuorum: the controller quorum, as the active controller describes it.
 
 use std::collections::HashSet;
 
@@ -10,6 +11,8 @@ use kafka_protocol::messages::metadata_response::{
 };
 use kafka_protocol::messages::describe_cluster_request::DescribeClusterRequest;
 use kafka_protocol::messages::describe_cluster_response::{DescribeClusterBroker, DescribeClusterResponse};
+use kafka_protocol::messages::describe_quorum_request::DescribeQuorumRequest;
+use kafka_protocol::messages::describe_quorum_response::{self as quorum, DescribeQuorumResponse, PartitionData, ReplicaState, TopicData};
 use kafka_protocol::messages::describe_topic_partitions_request::DescribeTopicPartitionsRequest;
 use kafka_protocol::messages::describe_topic_partitions_response::{
     Cursor, DescribeTopicPartitionsResponse, DescribeTopicPartitionsResponsePartition, DescribeTopicPartitionsResponseTopic,
@@ -20,7 +23,10 @@ use kafka_protocol::ResponseError;
 
 use super::{Api, Request};
 use crate::cluster::replication::{PartitionState, ReplicaManager};
-use crate::cluster::Topic;
+use crate::cluster::{ReplicaProgress, Topic};
+
+/// The metadata log's name, as DescribeQuorum asks for it.
+const METADATA_TOPIC: &str = "__cluster_metadata";
 
 /// ACL operation bits (READ..ALTER_CONFIGS, IDEMPOTENT_WRITE): with no authorizer, all allowed.
 const TOPIC_OPERATIONS: i32 = 0b1101_1111_1000;
@@ -154,6 +160,10 @@ pub fn describe_cluster(api: &Api, req: &Request, r: DescribeClusterRequest) -> 
         .with_brokers(brokers);
     if req.version >= 1 {
         response.endpoint_type = r.endpoint_type;
+        // 2 asks for the controllers (KIP-919), which a broker does not list.
+        if r.endpoint_type != 1 {
+            return response.with_brokers(vec![]).with_error_code(ResponseError::UnsupportedEndpointType.code()).with_error_message(Some(StrBytes::from_static_str("brokers list brokers only: ask with --bootstrap-server")));
+        }
     }
     if r.include_cluster_authorized_operations {
         response.cluster_authorized_operations = CLUSTER_OPERATIONS;
@@ -222,4 +232,48 @@ pub fn describe_topic_partitions(api: &Api, r: DescribeTopicPartitionsRequest) -
         }
     }
     DescribeTopicPartitionsResponse::default().with_topics(topics).with_next_cursor(next_cursor)
+}
+
+/// DescribeQuorum (`kafka-metadata-quorum describe`): the leader, epoch and high watermark of
+/// the metadata log, and how far each voter and observer has it, from the active controller.
+pub async fn describe_quorum(api: &Api, req: &Request, r: DescribeQuorumRequest) -> DescribeQuorumResponse {
+    let asks_metadata_log = matches!(&r.topics[..], [t] if t.topic_name.as_str() == METADATA_TOPIC && matches!(&t.partitions[..], [p] if p.partition_index == 0));
+    if !asks_metadata_log {
+        return quorum_error(ResponseError::UnknownTopicOrPartition, format!("the metadata log is {METADATA_TOPIC} partition 0"));
+    }
+    let q = match api.cluster.describe_quorum().await {
+        Ok(q) => q,
+        Err((error, message)) => return quorum_error(error, message),
+    };
+    let state = |p: &ReplicaProgress| {
+        ReplicaState::default()
+            .with_replica_id(BrokerId(p.id as i32))
+            .with_log_end_offset(p.log_end_offset)
+            .with_last_fetch_timestamp(p.last_fetch_ms)
+            .with_last_caught_up_timestamp(p.last_caught_up_ms)
+    };
+    let partition = PartitionData::default()
+        .with_leader_id(BrokerId(q.leader as i32))
+        .with_leader_epoch(q.term as i32)
+        .with_high_watermark(q.high_watermark)
+        .with_current_voters(q.voters.iter().map(state).collect())
+        .with_observers(q.observers.iter().map(state).collect());
+    let mut response = DescribeQuorumResponse::default().with_topics(vec![TopicData::default().with_topic_name(TopicName(StrBytes::from_static_str(METADATA_TOPIC))).with_partitions(vec![partition])]);
+    if req.version >= 2 {
+        let name = api.config.controller_listener_names.first().cloned().unwrap_or_default();
+        response.nodes = q
+            .addresses
+            .iter()
+            .filter_map(|(id, address)| {
+                let (host, port) = address.rsplit_once(':')?;
+                let listener = quorum::Listener::default().with_name(StrBytes::from_string(name.clone())).with_host(StrBytes::from_string(host.to_string())).with_port(port.parse().ok()?);
+                Some(quorum::Node::default().with_node_id(BrokerId(*id as i32)).with_listeners(vec![listener]))
+            })
+            .collect();
+    }
+    response
+}
+
+fn quorum_error(error: ResponseError, message: String) -> DescribeQuorumResponse {
+    DescribeQuorumResponse::default().with_error_code(error.code()).with_error_message(Some(StrBytes::from_string(message)))
 }

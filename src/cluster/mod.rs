@@ -29,7 +29,7 @@ pub use crate::config::ConfigChange;
 use crate::config::{BrokerSettings, Config};
 use crate::log::{CleanerLimits, HighWatermark, LogStore, Meta, PartitionId, ReadOnlyStore};
 use controller::{AlterTopicConfigs, Controller, ControllerClient, CreatePartitions, CreateTopic, WriteError};
-pub use controller::{AlterReassignments, ElectLeaders, ElectionType, PartitionResults, Reassign};
+pub use controller::{AlterReassignments, ElectLeaders, ElectionType, PartitionResults, QuorumDescription, Reassign, ReplicaProgress};
 use metadata::MetadataImage;
 pub use topic_config::TopicConfigs;
 
@@ -470,6 +470,11 @@ impl Cluster {
     /// AlterPartitionReassignments: starts, replaces or cancels reassignments on the controller.
     pub async fn alter_reassignments(&self, request: AlterReassignments) -> Result<PartitionResults, Failure> {
         self.client()?.alter_reassignments(request).await.map_err(failure)
+    }
+
+    /// The controller quorum as the active controller describes it (DescribeQuorum).
+    pub async fn describe_quorum(&self) -> Result<QuorumDescription, Failure> {
+        self.client()?.describe_quorum().await.map_err(failure)
     }
 
     /// ElectLeaders, on the controller.

@@ -75,10 +75,14 @@ pub fn split_and_check(roles: Roles, node_id: i32, voters: &[Voter], controller_
     let controller = controller.into_iter().next();
     let is_voter = voters.iter().any(|v| v.id == node_id);
     if !roles.broker {
-        // Every Gregor node serves clients for now; a dedicated controller is a later step.
-        return Err("process.roles=controller alone is not supported yet: use broker,controller for the voters".into());
-    }
-    if kafka.is_empty() {
+        // A dedicated controller serves no clients, as in Kafka: its only listener is the quorum's.
+        if voters.is_empty() {
+            return Err("a controller-only node needs controller.quorum.voters (itself among them): a lone node is process.roles=broker,controller".into());
+        }
+        if let Some(l) = kafka.first() {
+            return Err(format!("a controller-only node serves no clients: remove the {} listener from listeners, or add broker to process.roles", l.name));
+        }
+    } else if kafka.is_empty() {
         return Err("a broker needs a client listener in listeners besides the controller listener".into());
     }
     if let Some(l) = controller.as_ref().filter(|l| l.port == 0 && !voters.is_empty()) {
@@ -88,8 +92,8 @@ pub fn split_and_check(roles: Roles, node_id: i32, voters: &[Voter], controller_
         if !voters.is_empty() && !is_voter {
             return Err(format!("node.id {node_id} has the controller role but is not in controller.quorum.voters: add {node_id}@host:port there, or make it process.roles=broker"));
         }
-        if voters.len() > 1 && controller.is_none() {
-            return Err(format!("a controller with other voters needs a listener for them: add {}://host:port to listeners", controller_names[0]));
+        if (voters.len() > 1 || !roles.broker) && controller.is_none() {
+            return Err(format!("a controller with other voters or brokers needs a listener for them: add {}://host:port to listeners", controller_names[0]));
         }
     } else {
         if voters.is_empty() {
@@ -145,6 +149,10 @@ mod tests {
         assert!(check(both, 1, &voters, vec![listener("CONTROLLER", 2)]).unwrap_err().contains("client listener"));
         assert!(check(both, 1, &voters, vec![listener("PLAINTEXT", 1), listener("CONTROLLER", 0)]).unwrap_err().contains("fixed port"));
         let controller_only = Roles { broker: false, controller: true };
-        assert!(check(controller_only, 1, &voters, vec![listener("CONTROLLER", 2)]).unwrap_err().contains("not supported yet"));
+        assert_eq!(check(controller_only, 1, &voters, vec![listener("CONTROLLER", 2)]).unwrap().0.len(), 0);
+        assert!(check(controller_only, 1, &voters, vec![listener("PLAINTEXT", 1), listener("CONTROLLER", 2)]).unwrap_err().contains("serves no clients"));
+        assert!(check(controller_only, 1, &[], vec![listener("CONTROLLER", 2)]).unwrap_err().contains("needs controller.quorum.voters"));
+        assert!(check(controller_only, 3, &voters, vec![listener("CONTROLLER", 2)]).unwrap_err().contains("not in controller.quorum.voters"));
+        assert!(check(controller_only, 1, &voters, vec![]).unwrap_err().contains("needs a listener"));
     }
 }

@@ -324,15 +324,14 @@ fn meta_cf(db: &DB) -> &rocksdb::ColumnFamily {
 }
 
 impl PartitionLog {
-    fn new(id: PartitionId, next_offset: i64, last_epoch: i32, log_start: i64, bytes: u64, producers: HashMap<i64, ProducerState>, txns: Txns, mode: HighWatermark) -> PartitionLog {
+    fn new(id: PartitionId, next_offset: i64, last_epoch: i32, log_start: i64, bytes: u64, producers: HashMap<i64, ProducerState>, txns: Txns) -> PartitionLog {
         let first_unstable = txns.open.values().copied().min().unwrap_or(i64::MAX);
-        let by_caller = mode == HighWatermark::Caller;
         PartitionLog {
             id,
             writer: tokio::sync::Mutex::new(WriterState { next_offset, last_epoch, producers, open_txns: txns.open, unflushed: 0, deleted: false, in_doubt: false }),
-            high_watermark: AtomicI64::new(if by_caller { log_start } else { next_offset }),
+            high_watermark: AtomicI64::new(next_offset),
             log_end: AtomicI64::new(next_offset),
-            hw_by_caller: AtomicBool::new(by_caller),
+            hw_by_caller: AtomicBool::new(false),
             publishing: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
             drained: Notify::new(),
@@ -579,7 +578,12 @@ impl LogStore {
                 txns.aborted.insert(decode_i64(marker), (decode_i64(pid), decode_i64(first)));
             }
         }
-        self.insert(PartitionLog::new(id, next_offset, last.map_or(-1, |e| e.leader_epoch), log_start, bytes, producers, txns, mode));
+        let log = PartitionLog::new(id, next_offset, last.map_or(-1, |e| e.leader_epoch), log_start, bytes, producers, txns);
+        if mode == HighWatermark::Caller {
+            log.high_watermark.store(log_start, Ordering::Release);
+            log.hw_by_caller.store(true, Ordering::Release);
+        }
+        self.insert(log);
         Ok(())
     }
 
@@ -617,7 +621,7 @@ impl LogStore {
 
     /// Makes a new, empty partition log available (its id has never been used).
     pub fn create_partition(&self, id: PartitionId) {
-        self.insert(PartitionLog::new(id, 0, -1, 0, 0, HashMap::new(), Txns::default(), HighWatermark::LogEnd));
+        self.insert(PartitionLog::new(id, 0, -1, 0, 0, HashMap::new(), Txns::default()));
     }
 
     fn insert(&self, log: PartitionLog) {

@@ -34,7 +34,8 @@ struct NodeSlot {
     host: IpAddr,
     client_port: u16,
     controller_port: u16,
-    voter: bool,
+    /// `process.roles`.
+    roles: &'static str,
     process: Option<Child>,
 }
 
@@ -48,17 +49,23 @@ impl TestCluster {
         Self::started(Self::formatted(voters, brokers, settings))
     }
 
+    /// Formats and starts `controllers` dedicated controllers (`process.roles=controller`,
+    /// nodes 1..) and `brokers` broker-only nodes after them.
+    pub fn start_dedicated(controllers: usize, brokers: usize, settings: &[(&str, &str)]) -> TestCluster {
+        Self::started(Self::formatted_as(None, &[("controller", controllers), ("broker", brokers)], settings))
+    }
+
     /// [`TestCluster::start`] with each node in a network namespace of its own, so the test
     /// can cut links ([`TestCluster::network`]); `None`, said loudly, where this process may
     /// not create namespaces (not root).
     pub fn start_in_namespaces(voters: usize, brokers: usize, settings: &[(&str, &str)]) -> Option<TestCluster> {
         let network = Network::create(voters + brokers)?;
-        Some(Self::started(Self::formatted_on(Some(network), voters, brokers, settings)))
+        Some(Self::started(Self::formatted_as(Some(network), &[("broker,controller", voters), ("broker", brokers)], settings)))
     }
 
     /// Formats the nodes' data directories without starting any (a broker added later).
     pub fn formatted(voters: usize, brokers: usize, settings: &[(&str, &str)]) -> TestCluster {
-        Self::formatted_on(None, voters, brokers, settings)
+        Self::formatted_as(None, &[("broker,controller", voters), ("broker", brokers)], settings)
     }
 
     fn started(mut cluster: TestCluster) -> TestCluster {
@@ -68,13 +75,14 @@ impl TestCluster {
         cluster
     }
 
-    fn formatted_on(network: Option<Network>, voters: usize, brokers: usize, settings: &[(&str, &str)]) -> TestCluster {
+    /// Formats nodes with the given (`process.roles`, count), numbered from 1 in that order.
+    fn formatted_as(network: Option<Network>, roles: &[(&'static str, usize)], settings: &[(&str, &str)]) -> TestCluster {
         let dir = tempfile::tempdir().expect("temporary directory");
         let host = |id: i32| network.as_ref().map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |n| n.address(id));
-        let nodes: Vec<NodeSlot> = (0..voters + brokers)
-            .map(|i| NodeSlot { host: host(i as i32 + 1), client_port: free_port(), controller_port: free_port(), voter: i < voters, process: None })
-            .collect();
-        let voters = nodes.iter().enumerate().filter(|(_, n)| n.voter).map(|(i, n)| format!("{}@{}:{}", i + 1, n.host, n.controller_port)).collect::<Vec<_>>().join(",");
+        let roles = roles.iter().flat_map(|&(roles, count)| std::iter::repeat_n(roles, count));
+        let nodes: Vec<NodeSlot> =
+            roles.enumerate().map(|(i, roles)| NodeSlot { host: host(i as i32 + 1), client_port: free_port(), controller_port: free_port(), roles, process: None }).collect();
+        let voters = nodes.iter().enumerate().filter(|(_, n)| n.roles.contains("controller")).map(|(i, n)| format!("{}@{}:{}", i + 1, n.host, n.controller_port)).collect::<Vec<_>>().join(",");
         let out = gregor().arg("random-uuid").output().expect("gregor runs");
         let cluster_id = String::from_utf8(out.stdout).expect("utf-8").trim().to_string();
         let settings = settings.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
@@ -97,10 +105,10 @@ impl TestCluster {
     /// `gregor <subcommand> ...` with node `id`'s settings, the harness's, then `overrides`.
     pub fn command(&self, id: i32, subcommand: &[&str], overrides: &[(&str, &str)]) -> Command {
         let slot = &self.nodes[id as usize - 1];
-        let roles = if slot.voter { "broker,controller" } else { "broker" };
-        let listeners = format!("PLAINTEXT://{host}:{},CONTROLLER://{host}:{}", slot.client_port, slot.controller_port, host = slot.host);
+        let controller = format!("CONTROLLER://{}:{}", slot.host, slot.controller_port);
+        let listeners = if slot.roles == "controller" { controller } else { format!("PLAINTEXT://{}:{},{controller}", slot.host, slot.client_port) };
         let dir = self.data_dir(id).display().to_string();
-        let mut settings: Vec<(String, String)> = [("node.id", id.to_string()), ("process.roles", roles.into()), ("controller.quorum.voters", self.voters.clone()), ("listeners", listeners), ("log.dirs", dir)]
+        let mut settings: Vec<(String, String)> = [("node.id", id.to_string()), ("process.roles", slot.roles.into()), ("controller.quorum.voters", self.voters.clone()), ("listeners", listeners), ("log.dirs", dir)]
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))
             .chain(self.settings.iter().cloned())
@@ -171,8 +179,9 @@ impl TestCluster {
         1..=self.nodes.len() as i32
     }
 
+    /// The running brokers (the nodes that serve clients).
     pub fn running(&self) -> Vec<i32> {
-        self.ids().filter(|&id| self.nodes[id as usize - 1].process.is_some()).collect()
+        self.ids().filter(|&id| self.nodes[id as usize - 1].process.is_some() && self.nodes[id as usize - 1].roles != "controller").collect()
     }
 
     /// What node `id` logged so far.

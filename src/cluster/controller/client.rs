@@ -13,7 +13,7 @@ use super::topics::{AlterTopicConfigs, CommittedPartition, CreatePartitions, Cre
 use crate::cluster::metadata::{BrokerId, ProducerIdBlock};
 use super::replicas::{AlterReassignments, ElectLeaders, PartitionResults};
 use super::rpc::{Request, Response};
-use super::{Controller, WriteError};
+use super::{Controller, QuorumDescription, WriteError};
 
 /// How long one call to a remote controller may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -59,6 +59,13 @@ impl ControllerClient {
     pub async fn allocate_producer_ids(&self, broker: BrokerId, at_least: i64) -> Result<ProducerIdBlock, WriteError> {
         match self.call(Request::AllocateProducerIds(broker, at_least)).await? {
             Response::AllocateProducerIds(answer) => answer,
+            other => Err(mismatch(other)),
+        }
+    }
+
+    pub async fn describe_quorum(&self) -> Result<QuorumDescription, WriteError> {
+        match self.call(Request::DescribeQuorum).await? {
+            Response::DescribeQuorum(answer) => answer,
             other => Err(mismatch(other)),
         }
     }

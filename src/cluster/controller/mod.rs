@@ -135,6 +135,34 @@ pub struct QuorumStatus {
     pub purged_index: Option<u64>,
 }
 
+/// The quorum as the active controller sees it: what DescribeQuorum reports. Offsets count
+/// entries of the metadata log, as Kafka's offsets of `__cluster_metadata` do.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct QuorumDescription {
+    pub leader: NodeId,
+    /// The Raft term: Kafka's leader epoch of the metadata log.
+    pub term: u64,
+    /// Entries committed: Kafka's high watermark.
+    pub high_watermark: i64,
+    pub voters: Vec<ReplicaProgress>,
+    /// Learners: the broker-only nodes.
+    pub observers: Vec<ReplicaProgress>,
+    /// Each voter's controller address (`host:port`).
+    pub addresses: Vec<(NodeId, String)>,
+}
+
+/// How far one member's copy of the metadata log reaches.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ReplicaProgress {
+    pub id: NodeId,
+    /// Entries it holds, or -1 when the leader has not heard from it.
+    pub log_end_offset: i64,
+    /// Epoch milliseconds, -1 when unknown. openraft 0.9 keeps no time per follower, so a
+    /// follower's is the quorum's last acknowledgement, once it holds every committed entry.
+    pub last_fetch_ms: i64,
+    pub last_caught_up_ms: i64,
+}
+
 /// A running member of the controller quorum. Cheap to clone; it stops when the shutdown
 /// signal given to [`Controller::start`] fires, and the task returned with it then ends.
 #[derive(Clone)]
@@ -324,6 +352,36 @@ impl Controller {
         }
     }
 
+    /// The quorum's members and how far each has the metadata log (active controller only).
+    pub(super) fn describe_quorum(&self) -> Result<QuorumDescription, WriteError> {
+        self.check_leader()?;
+        let metrics = self.raft.metrics().borrow().clone();
+        let now = crate::cluster::now_ms();
+        let high_watermark = metrics.last_applied.map_or(0, |id| id.index as i64 + 1);
+        let acked = metrics.millis_since_quorum_ack.map_or(-1, |ago| now - ago as i64);
+        let matched = metrics.replication.unwrap_or_default();
+        let progress = |id: NodeId| {
+            if id == self.id {
+                let log_end_offset = metrics.last_log_index.map_or(0, |i| i as i64 + 1);
+                return ReplicaProgress { id, log_end_offset, last_fetch_ms: now, last_caught_up_ms: now };
+            }
+            let log_end_offset = matched.get(&id).copied().flatten().map_or(-1, |l| l.index as i64 + 1);
+            let caught_up = if log_end_offset >= high_watermark { acked } else { -1 };
+            ReplicaProgress { id, log_end_offset, last_fetch_ms: if log_end_offset >= 0 { acked } else { -1 }, last_caught_up_ms: caught_up }
+        };
+        let membership = metrics.membership_config.membership();
+        let voters: Vec<NodeId> = membership.voter_ids().collect();
+        let addresses = voters.iter().filter_map(|&v| Some((v, self.address_of(v)?))).collect();
+        Ok(QuorumDescription {
+            leader: self.id,
+            term: metrics.current_term,
+            high_watermark,
+            voters: voters.into_iter().map(progress).collect(),
+            observers: membership.learner_ids().map(progress).collect(),
+            addresses,
+        })
+    }
+
     /// The applied image; it changes after every batch of records applied.
     pub fn image(&self) -> watch::Receiver<Arc<MetadataImage>> {
         self.image.clone()
@@ -404,7 +462,7 @@ mod tests {
         let (controller, task) = Controller::start(ControllerConfig::new(1, vec![], Some(addr.clone())), &store, rx).await.unwrap();
 
         closed_after(&addr, &u32::MAX.to_be_bytes()).await;
-        closed_after(&addr, &[0, 0, 0, 5, 2, 0xff, 0xff, 0xff, 0xff]).await;
+        closed_after(&addr, &[0, 0, 0, 5, rpc::VERSION, 0xff, 0xff, 0xff, 0xff]).await;
         closed_after(&addr, &[0, 0, 0, 2, 9, 0]).await;
         closed_after(&addr, &[0, 0, 0, 0]).await;
         let vote = || rpc::Request::Vote(VoteRequest::new(Vote::new(0, 2), None));

@@ -28,7 +28,7 @@ use uuid::Uuid;
 use super::brokers::{BrokerHeartbeat, HeartbeatReply, RegisterBroker};
 use super::topics::{AlterTopicConfigs, CommittedPartition, CreatePartitions, CreateTopic, IsrChange};
 use super::replicas::{AlterReassignments, ElectLeaders, PartitionResults};
-use super::{Controller, NodeId, TypeConfig, WriteError};
+use super::{Controller, NodeId, QuorumDescription, TypeConfig, WriteError};
 use crate::cluster::metadata::{BrokerId, ProducerIdBlock};
 
 /// The largest frame either side accepts.
@@ -37,7 +37,7 @@ pub(super) const MAX_FRAME_BYTES: usize = 16 << 20;
 pub(super) const SNAPSHOT_CHUNK_BYTES: u64 = 1 << 20;
 /// The frame version this build speaks; a change of [`Request`] or [`Response`] that an
 /// older node cannot read bumps it.
-const VERSION: u8 = 2;
+pub(super) const VERSION: u8 = 3;
 /// Once a frame has begun, the rest of it must arrive within this time.
 const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
 /// Peers are few; more connections than this at once are refused.
@@ -59,6 +59,7 @@ pub(super) enum Request {
     AllocateProducerIds(BrokerId, i64),
     AlterReassignments(AlterReassignments),
     ElectLeaders(ElectLeaders),
+    DescribeQuorum,
     /// The first call on a connection: the caller's cluster id.
     Hello { cluster_id: String },
 }
@@ -78,6 +79,7 @@ pub(super) enum Response {
     AllocateProducerIds(Result<ProducerIdBlock, WriteError>),
     AlterReassignments(Result<PartitionResults, WriteError>),
     ElectLeaders(Result<PartitionResults, WriteError>),
+    DescribeQuorum(Result<QuorumDescription, WriteError>),
     Hello(Result<(), WriteError>),
 }
 
@@ -92,6 +94,7 @@ impl Response {
             Response::AlterPartition(r) => r.as_ref().err(),
             Response::AllocateProducerIds(r) => r.as_ref().err(),
             Response::AlterReassignments(r) | Response::ElectLeaders(r) => r.as_ref().err(),
+            Response::DescribeQuorum(r) => r.as_ref().err(),
         }
     }
 }
@@ -197,6 +200,7 @@ impl Controller {
             Request::AllocateProducerIds(broker, at_least) => Response::AllocateProducerIds(self.allocate_producer_ids(broker, at_least).await),
             Request::AlterReassignments(r) => Response::AlterReassignments(self.alter_reassignments(r).await),
             Request::ElectLeaders(r) => Response::ElectLeaders(self.elect_leaders(r).await),
+            Request::DescribeQuorum => Response::DescribeQuorum(self.describe_quorum()),
             Request::Hello { cluster_id } => Response::Hello(self.check_cluster(cluster_id)),
         }
     }
