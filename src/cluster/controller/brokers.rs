@@ -41,10 +41,13 @@ pub struct HeartbeatReply {
 }
 
 /// What the active controller knows of live brokers, in memory: a new active controller starts
-/// with every broker's session fresh, as Kafka's does.
+/// with every broker's session fresh, as Kafka's does, but the previous active controller's
+/// node's from the last time it was heard from (its broker heartbeated itself).
 #[derive(Default)]
 pub(super) struct Sessions {
     inner: Mutex<SessionsInner>,
+    /// The leader of the last AppendEntries this node received, and when.
+    leader_contact: Mutex<Option<(NodeId, Instant)>>,
 }
 
 #[derive(Default)]
@@ -64,8 +67,21 @@ impl Sessions {
     fn restart(&self, brokers: impl Iterator<Item = BrokerId>) {
         let mut inner = self.inner.lock().expect("sessions lock");
         let now = Instant::now();
-        inner.last_heartbeat = brokers.map(|id| (id, now)).collect();
+        let last_leader = *self.leader_contact.lock().expect("contact lock");
+        inner.last_heartbeat = brokers
+            .map(|id| match last_leader {
+                // A node that led until it went silent is fenced a session after its silence
+                // began, not after this election: a killed leader's partitions move sooner.
+                Some((leader, at)) if leader == id as NodeId => (id, at),
+                _ => (id, now),
+            })
+            .collect();
         inner.registered_at.clear();
+    }
+
+    /// Notes an AppendEntries (or heartbeat) from `leader`.
+    pub(super) fn heard_from_leader(&self, leader: NodeId) {
+        *self.leader_contact.lock().expect("contact lock") = Some((leader, Instant::now()));
     }
 
     fn expired(&self, timeout: Duration) -> Vec<BrokerId> {

@@ -187,7 +187,12 @@ impl Controller {
     /// Answers one call, from a peer or (for broker calls) from this node itself.
     pub(super) async fn handle(&self, request: Request) -> Response {
         match request {
-            Request::AppendEntries(r) => Response::AppendEntries(self.raft.append_entries(r).await),
+            Request::AppendEntries(r) => {
+                if let Some(&leader) = r.vote.leader_id().voted_for().as_ref() {
+                    self.sessions.heard_from_leader(leader);
+                }
+                Response::AppendEntries(self.raft.append_entries(r).await)
+            }
             Request::Vote(r) => Response::Vote(self.raft.vote(r).await),
             Request::InstallSnapshot(r) => Response::InstallSnapshot(self.raft.install_snapshot(r).await),
             Request::RegisterBroker(r) => Response::RegisterBroker(self.register_broker(r).await),
