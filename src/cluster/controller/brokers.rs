@@ -236,6 +236,15 @@ mod tests {
     use super::*;
     use crate::cluster::metadata::{BrokerEndpoint, PartitionRecord, TopicRecord};
 
+    #[test]
+    fn a_new_controller_times_the_previous_leaders_session_from_its_last_append() {
+        let sessions = Sessions::default();
+        sessions.heard_from_leader(2);
+        std::thread::sleep(Duration::from_millis(60));
+        sessions.restart([1, 2, 3].into_iter());
+        assert_eq!(sessions.expired(Duration::from_millis(50)), [2], "the others' sessions begin now");
+    }
+
     fn image(brokers: &[BrokerId], partitions: &[(Vec<BrokerId>, BrokerId)]) -> (MetadataImage, Uuid) {
         let mut image = MetadataImage::default();
         for &id in brokers {
