@@ -29,7 +29,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "bench", "results")
 SECTIONS = ["startup", "produce", "latency", "partitions", "consume", "fsync", "control",
-            "listoffsets", "retention", "cluster"]
+            "listoffsets", "retention", "transactions", "cluster"]
 MiB = 1 << 20
 
 # Apache Kafka 4.1 numbers from the issue (static reference values, not measured here).
@@ -58,6 +58,7 @@ MODES = {
         control_idle_secs=3, flood_count=3_000_000, listoffsets_queries=50,
         retention_count=500_000,
         cluster_count_100=2_000_000, cluster_count_1k=500_000, failover_kills=10,
+        transactions=1000,
     ),
     "quick": dict(
         fresh_starts=2, restarts=1,
@@ -70,6 +71,7 @@ MODES = {
         control_idle_secs=1, flood_count=500_000, listoffsets_queries=10,
         retention_count=50_000,
         cluster_count_100=200_000, cluster_count_1k=50_000, failover_kills=3,
+        transactions=50,
     ),
 }
 
@@ -900,6 +902,64 @@ CLUSTER_SETTINGS = ["--broker-session-timeout-ms", "2000", "--broker-heartbeat-i
 MIN_ISR_2 = {"min.insync.replicas": "2"}
 
 
+TXN_RE = re.compile(r"^txn (.*)$", re.M)
+TXN_RECORDS = 1000
+
+
+def transaction_cases(args, R, cfg):
+    """A transactional producer (1 000 records of 100 B per transaction) beside an idempotent
+    one, and read_committed consume beside read_uncommitted over what it wrote."""
+    d = new_datadir(args, "transactions")
+    b = Broker(args, d, label="transactions")
+    try:
+        b.start()
+        n = cfg["transactions"]
+        records = n * TXN_RECORDS
+
+        def producer(idempotent):
+            topic = "idem" if idempotent else "txn"
+            create_topic(args, b, topic, 1)
+            cmd = [args.benchtool, "txn", "-b", b.bootstrap, "-t", topic, "-n", str(n),
+                   "-m", str(TXN_RECORDS), "-s", "100"] + (["-i"] if idempotent else [])
+            meter = CpuMeter(b)
+            rc, out, err = run_client(args, cmd, 120 + records / 2e4)
+            m = TXN_RE.search(out)
+            if rc != 0 or not m:
+                raise CaseError(f"gregor-benchtool txn exited {rc}: {' '.join(cmd)}\n{tail(out, err)}")
+            f = dict(kv.split("=") for kv in m.group(1).split())
+            res = dict(rec_s=float(f["rec_s"]), mb_s=float(f["mb_s"]))
+            res["client_cores"], res["broker_cores"] = meter.cores()
+            if idempotent:
+                R.add("transactions", f"idempotent produce 100 B, no transaction, the same {records} records",
+                      thr(res), res["rec_s"], raw=f)
+                return True
+            p50, p99 = float(f["commit_p50_ms"]), float(f["commit_p99_ms"])
+            R.add("transactions", f"transactional produce 100 B, {TXN_RECORDS} rec/txn, {n} txns",
+                  f"{thr(res)}; commit p50 {ms(p50)}, p99 {ms(p99)}", res["rec_s"],
+                  commit_p50_ms=p50, commit_p99_ms=p99, raw=f)
+            return True
+        written = case(R, "transactions", "transactional produce")(lambda: producer(False))
+        case(R, "transactions", "idempotent produce")(lambda: producer(True))
+
+        for isolation in ("read_uncommitted", "read_committed"):
+            def consume():
+                cmd = consume_cmd(args, b, "txn", records, partitions=[0]) + \
+                    ["-X", f"isolation.level={isolation}"]
+                rc, out, err = run_client(args, cmd, 120 + records / 2e5)
+                res = parse_consume(cmd, rc, out, err)
+                if res["records"] != records:
+                    raise CaseError(f"consumed {res['records']} of {records}")
+                R.add("transactions", f"consume the transactional topic, {isolation}", thr(res),
+                      res["rec_s"], raw=res)
+            if written:
+                case(R, "transactions", f"consume {isolation}")(consume)
+    except Exception as e:
+        R.fail("transactions", "transactions broker", f"{type(e).__name__}: {e}")
+    finally:
+        b.stop()
+        drop_datadir(d)
+
+
 def cluster_cases(args, R, cfg):
     """RF=3 (min.insync.replicas=2) beside RF=1 on a local 3-node cluster: acks=all produce,
     end-to-end latency, and failover when a partition's leader is killed."""
@@ -1389,6 +1449,8 @@ def run_all(args, cfg, R):
                 b3.stop()
                 drop_datadir(d3)
 
+    if "transactions" in only:
+        transaction_cases(args, R, cfg)
     if "cluster" in only:
         cluster_cases(args, R, cfg)
     sampler.stopped = True
@@ -1459,6 +1521,11 @@ def markdown(args, R, meta):
                "gregor-benchtool acks (idempotent, acks=all, 1 000 rec/s) while the partition's "
                "leader is killed with SIGKILL and restarted once the ISR is full again, the "
                "longest pause between acks around each kill. "
+               "Transactions: gregor-benchtool txn, one transactional producer committing "
+               "1 000-record transactions one after another (commit latency: the "
+               "commit_transaction() call), beside the same records from an idempotent producer; "
+               "consume: rdkafka_performance -C over the transactional topic with each isolation "
+               "level. "
                "Other processes on the machine (load average above) make single runs noisy.")
     out.append("")
     out.append("| case | Gregor | Kafka 4.1 (reference) | vs Kafka | target | met |")

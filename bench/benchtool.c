@@ -428,6 +428,94 @@ static int cmd_acks(int argc, char **argv) {
         return acked == run.sent ? 0 : 1;
 }
 
+/* ---------------------------------------------------------------- txn */
+
+/* One transactional producer: N transactions of M records each, committed one after another.
+ * Prints the throughput and each commit_transaction() call's latency percentiles; the call
+ * includes the delivery of the transaction's records still in flight, then EndTxn and the
+ * markers, as an application that commits after each batch waits for it. With -i, the same
+ * records from an idempotent producer without transactions (the baseline). */
+static int cmd_txn(int argc, char **argv) {
+        char errstr[512];
+        const char *brokers = NULL, *topic = NULL;
+        int size = 100, transactions = 100, per_txn = 1000, idempotent = 0, opt;
+        rd_kafka_conf_t *conf = rd_kafka_conf_new();
+        set(conf, "linger.ms", "5");
+        optind = 2;
+        while ((opt = getopt(argc, argv, "b:t:n:m:s:iX:")) != -1) {
+                switch (opt) {
+                case 'i': idempotent = 1; break;
+                case 'b': brokers = optarg; break;
+                case 't': topic = optarg; break;
+                case 'n': transactions = atoi(optarg); break;
+                case 'm': per_txn = atoi(optarg); break;
+                case 's': size = atoi(optarg); break;
+                case 'X': set_kv(conf, optarg); break;
+                default: return 2;
+                }
+        }
+        if (!brokers || !topic || transactions <= 0 || per_txn <= 0 || size <= 0) {
+                fprintf(stderr, "usage: gregor-benchtool txn -b BROKERS -t TOPIC [-n TRANSACTIONS] "
+                                "[-m RECORDS_PER_TXN] [-s SIZE] [-i] [-X p=v]\n");
+                return 2;
+        }
+        set(conf, "bootstrap.servers", brokers);
+        set(conf, idempotent ? "enable.idempotence" : "transactional.id", idempotent ? "true" : "gregor-bench-txn");
+        rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
+        rd_kafka_t *p = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+        if (!p)
+                die("producer", errstr);
+        rd_kafka_error_t *error = idempotent ? NULL : rd_kafka_init_transactions(p, 30000);
+        if (error)
+                die("init_transactions", rd_kafka_error_string(error));
+        char *payload = malloc(size);
+        uint64_t *commits = calloc(transactions, sizeof(*commits));
+        if (!payload || !commits)
+                die("malloc", "out of memory");
+        memset(payload, 'x', size);
+        if (idempotent) {
+                /* Its producer id first, as init_transactions gets the transactional one. */
+                if (rd_kafka_producev(p, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_VALUE(payload, size),
+                                      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END) ||
+                    rd_kafka_flush(p, 30000))
+                        die("idempotent producer", "its first record was not acknowledged");
+        }
+        uint64_t start = now_ns();
+        for (int t = 0; t < transactions; t++) {
+                if (!idempotent && (error = rd_kafka_begin_transaction(p)))
+                        die("begin_transaction", rd_kafka_error_string(error));
+                for (int i = 0; i < per_txn; i++) {
+                        rd_kafka_resp_err_t err;
+                        while ((err = rd_kafka_producev(p, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_VALUE(payload, size),
+                                                        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END)) ==
+                               RD_KAFKA_RESP_ERR__QUEUE_FULL)
+                                rd_kafka_poll(p, 1);
+                        if (err)
+                                die("produce", rd_kafka_err2str(err));
+                }
+                uint64_t t0 = now_ns();
+                if (idempotent)
+                        continue;
+                if ((error = rd_kafka_commit_transaction(p, 60000)))
+                        die("commit_transaction", rd_kafka_error_string(error));
+                commits[t] = now_ns() - t0;
+        }
+        if (idempotent && rd_kafka_flush(p, 60000))
+                die("flush", "records still unacknowledged after 60 s");
+        double secs = (now_ns() - start) / 1e9;
+        uint64_t records = (uint64_t)transactions * per_txn;
+        qsort(commits, transactions, sizeof(*commits), cmp_u64);
+        printf("txn transactions=%d records=%" PRIu64 " secs=%.3f rec_s=%.0f mb_s=%.2f commit_p50_ms=%.3f "
+               "commit_p99_ms=%.3f failed=%" PRIu64 "\n",
+               transactions, records, secs, records / secs, records * size / secs / 1e6,
+               pct(commits, transactions, 0.50) / 1e3, pct(commits, transactions, 0.99) / 1e3,
+               (uint64_t)atomic_load(&dr_errors));
+        free(commits);
+        free(payload);
+        rd_kafka_destroy(p);
+        return atomic_load(&dr_errors) ? 1 : 0;
+}
+
 int main(int argc, char **argv) {
         if (argc >= 2 && !strcmp(argv[1], "version")) {
                 printf("%s\n", rd_kafka_version_str());
@@ -439,8 +527,11 @@ int main(int argc, char **argv) {
                 return cmd_e2e(argc, argv);
         if (argc >= 2 && !strcmp(argv[1], "acks"))
                 return cmd_acks(argc, argv);
+        if (argc >= 2 && !strcmp(argv[1], "txn"))
+                return cmd_txn(argc, argv);
         fprintf(stderr, "usage: gregor-benchtool create BROKERS TOPIC PARTITIONS [RF [p=v]...]\n"
                         "       gregor-benchtool e2e -b BROKERS -t TOPIC [options]\n"
-                        "       gregor-benchtool acks -b BROKERS -t TOPIC [options]\n");
+                        "       gregor-benchtool acks -b BROKERS -t TOPIC [options]\n"
+                        "       gregor-benchtool txn -b BROKERS -t TOPIC [options]\n");
         return 2;
 }
