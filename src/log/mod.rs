@@ -1143,7 +1143,8 @@ impl LogStore {
     }
 
     /// Moves the log start offset up to `new_start` (never down), dropping the batches that end
-    /// below it.
+    /// below it, and the aborted transactions whose ABORT marker lies below it (no fetch from
+    /// the log start on needs them, as Kafka drops them with their segment).
     async fn truncate_before(&self, log: &Arc<PartitionLog>, new_start: i64) -> Result<(), ResponseError> {
         // Appends update the byte count too: hold the writer while this one changes it.
         let writer = log.writer.lock().await;
@@ -1177,10 +1178,15 @@ impl LogStore {
         write.delete_range_cf(index_cf(&db), log_key(log.id, 0), log_key(log.id, cut));
         write.put_cf(meta_cf(&db), meta_key(log.id, LOG_START, &[]), new_start.to_be_bytes());
         write.put_cf(meta_cf(&db), meta_key(log.id, BYTES, &[]), total.to_be_bytes());
+        write.delete_range_cf(meta_cf(&db), meta_key(log.id, ABORTED_TXN, &0i64.to_be_bytes()), meta_key(log.id, ABORTED_TXN, &new_start.to_be_bytes()));
         drop(db);
         self.io.write(Lane::Partition(log.id), write).await?;
         log.log_start.store(new_start, Ordering::Release);
         log.bytes.store(total, Ordering::Release);
+        {
+            let mut aborted = log.aborted.lock().expect("aborted lock");
+            *aborted = aborted.split_off(&new_start);
+        }
         drop(writer);
         Ok(())
     }
@@ -1633,6 +1639,29 @@ mod tests {
         assert_eq!(store.truncate_to(1, 5).await.unwrap(), 5);
         assert_eq!(store.last_stable_offset(1).unwrap(), 0);
         assert_eq!(read_committed(&store, 1, 0).await.records.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn deleting_records_past_an_abort_marker_forgets_the_aborted_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = LogStore::open(dir.path()).unwrap();
+            store.load_partition(1).unwrap();
+            // Producer 7 aborts 0-1 (marker 2), then 8 aborts 3 (marker 4); a plain record at 5.
+            store.append(1, &txn_batch(7, 0, 0, 2), OPTS).await.unwrap();
+            assert_eq!(store.write_marker(1, &marker(7, 0, false), OPTS).await.unwrap(), Some(2));
+            store.append(1, &txn_batch(8, 0, 0, 1), OPTS).await.unwrap();
+            assert_eq!(store.write_marker(1, &marker(8, 0, false), OPTS).await.unwrap(), Some(4));
+            store.append(1, &encode_batch(&BatchSpec::values(1)), OPTS).await.unwrap();
+            assert_eq!(read_committed(&store, 1, 0).await.aborted, vec![(7, 0), (8, 3)]);
+            assert_eq!(store.delete_records(1, 3).await.unwrap(), 3);
+            assert_eq!(store.partition(1).unwrap().aborted.lock().unwrap().len(), 1, "the first abort's marker is gone with its records");
+            assert_eq!(read_committed(&store, 1, 3).await.aborted, vec![(8, 3)]);
+        }
+        let store = LogStore::open(dir.path()).unwrap();
+        store.load_partition(1).unwrap();
+        assert_eq!(store.partition(1).unwrap().aborted.lock().unwrap().len(), 1, "and from the store");
+        assert_eq!(read_committed(&store, 1, 3).await.aborted, vec![(8, 3)]);
     }
 
     #[tokio::test]
