@@ -1,6 +1,33 @@
 //! Gregor: a Kafka-compatible broker that keeps every partition's log in RocksDB.
 //!
-//! [`Broker::start`] is what both the `gregor` binary and the tests use.
+//! [`Broker::start`] is what both the `gregor` binary and the tests use, and what a Rust test
+//! suite can use as an in-process broker: a free port, a temporary data directory, any Kafka
+//! client (rdkafka, rskafka) pointed at [`BrokerHandle::advertised`].
+//!
+//! ```
+//! # #[tokio::main]
+//! # async fn main() -> anyhow::Result<()> {
+//! use gregor::{Broker, Config};
+//! use rskafka::client::{partition::UnknownTopicHandling, ClientBuilder};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let mut config = Config::default();
+//! config.set("listeners", "127.0.0.1:0")?; // any free port
+//! config.set("log.dirs", dir.path().to_str().unwrap())?;
+//! let broker = Broker::start(config).await?; // serving when this returns
+//!
+//! let client = ClientBuilder::new(vec![broker.advertised()]).build().await?;
+//! client.controller_client()?.create_topic("events", 1, 1, 5_000).await?;
+//! let partition = client.partition_client("events", 0, UnknownTopicHandling::Retry).await?;
+//! let record = rskafka::record::Record { key: None, value: Some(b"hi".to_vec()), headers: Default::default(), timestamp: chrono::Utc::now() };
+//! partition.produce(vec![record], rskafka::client::partition::Compression::NoCompression).await?;
+//! let (records, _) = partition.fetch_records(0, 1..1_000_000, 1_000).await?;
+//! assert_eq!(records[0].record.value.as_deref(), Some(&b"hi"[..]));
+//!
+//! broker.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod api;
 pub mod cluster;
