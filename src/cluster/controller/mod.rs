@@ -67,8 +67,8 @@ pub struct ControllerConfig {
     pub address: Option<String>,
     /// How often the leader sends heartbeats; also the timeout of one AppendEntries call.
     pub heartbeat_interval_ms: u64,
-    /// A follower that hears no leader for this long (up to twice as long, at random) calls an
-    /// election.
+    /// A follower that hears no leader for twice this long (the leader's lease), then this long
+    /// again up to twice as long at random, calls an election.
     pub election_timeout_ms: u64,
     /// The image is snapshotted after this many log entries, and the log before it dropped.
     pub snapshot_after_entries: u64,
@@ -80,9 +80,11 @@ pub struct ControllerConfig {
 
 impl ControllerConfig {
     pub fn new(node_id: NodeId, voters: Vec<(NodeId, String)>, address: Option<String>) -> ControllerConfig {
-        // Kafka's controller.quorum.election.timeout.ms is 1 s; heartbeats a fifth of it leave
-        // room for a busy machine before a follower gives up on its leader.
-        ControllerConfig { node_id, voters, address, heartbeat_interval_ms: 200, election_timeout_ms: 1000, snapshot_after_entries: 10_000, cluster_id: String::new(), broker_session_timeout_ms: 9000 }
+        // openraft waits out the leader's lease (the longest election timeout) before its own
+        // timeout, so 500 ms means an election 1.5-2 s after the last heartbeat, near Kafka's
+        // controller.quorum.election.timeout.ms of 1 s plus its random backoff; heartbeats
+        // every 200 ms leave room for a busy machine before a follower gives up on its leader.
+        ControllerConfig { node_id, voters, address, heartbeat_interval_ms: 200, election_timeout_ms: 500, snapshot_after_entries: 10_000, cluster_id: String::new(), broker_session_timeout_ms: 9000 }
     }
 }
 
@@ -205,7 +207,7 @@ impl Controller {
             election_timeout_min: config.election_timeout_ms,
             election_timeout_max: config.election_timeout_ms * 2,
             // Each snapshot chunk is one call.
-            install_snapshot_timeout: config.election_timeout_ms,
+            install_snapshot_timeout: config.election_timeout_ms * 2,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_after_entries),
             max_in_snapshot_log_to_keep: 0,
             snapshot_max_chunk_size: rpc::SNAPSHOT_CHUNK_BYTES,
