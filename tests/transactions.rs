@@ -11,7 +11,6 @@ use gregor::testkit::{encode_batch, BatchSpec};
 use gregor::txn::state::{TxnMeta, TxnState};
 use kafka_protocol::messages::add_offsets_to_txn_request::AddOffsetsToTxnRequest;
 use kafka_protocol::messages::add_partitions_to_txn_request::{AddPartitionsToTxnRequest, AddPartitionsToTxnTopic};
-use kafka_protocol::messages::describe_producers_request::{DescribeProducersRequest, TopicRequest};
 use kafka_protocol::messages::describe_transactions_request::DescribeTransactionsRequest;
 use kafka_protocol::messages::end_txn_request::EndTxnRequest;
 use kafka_protocol::messages::list_transactions_request::ListTransactionsRequest;
@@ -19,7 +18,6 @@ use kafka_protocol::messages::fetch_response::AbortedTransaction;
 use kafka_protocol::messages::find_coordinator_request::FindCoordinatorRequest;
 use kafka_protocol::messages::init_producer_id_request::InitProducerIdRequest;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic};
-use kafka_protocol::messages::write_txn_markers_request::{WritableTxnMarker, WritableTxnMarkerTopic, WriteTxnMarkersRequest};
 use kafka_protocol::messages::txn_offset_commit_request::{TxnOffsetCommitRequest, TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic};
 use kafka_protocol::messages::{GroupId, ProducerId, TransactionalId};
 use kafka_protocol::protocol::StrBytes;
@@ -302,29 +300,6 @@ async fn a_commit_prepared_before_a_crash_is_completed_at_restart_with_one_marke
     broker.shutdown().await;
 }
 
-/// WriteTxnMarkers v1 of one marker to `partitions` of `topic`; each partition's error code.
-async fn write_marker(c: &mut Client, topic: &str, partitions: Vec<i32>, (pid, epoch): (i64, i16), coordinator_epoch: i32, commit: bool) -> Vec<i16> {
-    let marker = WritableTxnMarker::default()
-        .with_producer_id(ProducerId(pid))
-        .with_producer_epoch(epoch)
-        .with_coordinator_epoch(coordinator_epoch)
-        .with_transaction_result(commit)
-        .with_topics(vec![WritableTxnMarkerTopic::default().with_name(name(topic)).with_partition_indexes(partitions)]);
-    let r = c.call(WriteTxnMarkersRequest::default().with_markers(vec![marker]), 1).await;
-    assert_eq!(r.markers[0].producer_id.0, pid);
-    r.markers[0].topics[0].partitions.iter().map(|p| p.error_code).collect()
-}
-
-/// DescribeProducers of partition 0: (error code, producers as (id, epoch, last sequence,
-/// coordinator epoch, transaction start offset)).
-async fn producers(c: &mut Client, topic: &str) -> (i16, Vec<(i64, i32, i32, i32, i64)>) {
-    let request = DescribeProducersRequest::default().with_topics(vec![TopicRequest::default().with_name(name(topic)).with_partition_indexes(vec![0])]);
-    let r = c.call(request, 0).await;
-    let p = &r.topics[0].partitions[0];
-    assert!(p.active_producers.iter().all(|s| s.last_timestamp > 0));
-    (p.error_code, p.active_producers.iter().map(|s| (s.producer_id.0, s.producer_epoch, s.last_sequence, s.coordinator_epoch, s.current_txn_start_offset)).collect())
-}
-
 /// An idempotent producer id (InitProducerId without a transactional id).
 async fn idempotent_pid(c: &mut Client) -> i64 {
     let r = c.call(InitProducerIdRequest::default().with_transactional_id(None).with_transaction_timeout_ms(-1).with_producer_id(ProducerId(-1)).with_producer_epoch(-1), 4).await;
@@ -339,10 +314,10 @@ async fn write_txn_markers_ends_a_transaction_the_coordinator_never_knew_once() 
     let broker = start_with(dir.path(), &[("transaction.partition.verification.enable", "false")]).await;
     let mut c = Client::connect(&broker).await;
     c.create_topic("hang", 1).await;
-    assert_eq!(producers(&mut c, "hang").await, (0, vec![]), "an idle partition has none");
+    assert_eq!(producers(&mut c, "hang", 0).await, (0, vec![]), "an idle partition has none");
     let pid = idempotent_pid(&mut c).await;
     assert_eq!(produce_txn(&mut c, "hang", (pid, 0), 0, 3).await, (0, 0));
-    assert_eq!(producers(&mut c, "hang").await, (0, vec![(pid, 0, 2, -1, 0)]), "open at 0, no marker yet");
+    assert_eq!(producers(&mut c, "hang", 0).await, (0, vec![(pid, 0, 2, -1, 0)]), "open at 0, no marker yet");
     assert_eq!(latest(&mut c, "hang", true).await, 0, "the open transaction holds the last stable offset");
 
     assert_eq!(write_marker(&mut c, "hang", vec![0], (pid, 0), 0, false).await, vec![0]);
@@ -350,7 +325,7 @@ async fn write_txn_markers_ends_a_transaction_the_coordinator_never_knew_once() 
     let (error, hw, lso, list, batches) = fetch(&mut c, "hang", 0, true).await;
     assert_eq!((error, hw, lso, batches), (0, 4, 4, vec![0, 3]), "one ABORT marker, written once");
     assert_eq!(list, Some(vec![aborted(pid, 0)]));
-    assert_eq!(producers(&mut c, "hang").await, (0, vec![(pid, 0, 2, 0, -1)]));
+    assert_eq!(producers(&mut c, "hang", 0).await, (0, vec![(pid, 0, 2, 0, -1)]));
 
     // A second transaction at epoch 1: a marker of epoch 0 is stale.
     assert_eq!(produce_txn(&mut c, "hang", (pid, 1), 0, 2).await, (0, 4));
@@ -359,7 +334,7 @@ async fn write_txn_markers_ends_a_transaction_the_coordinator_never_knew_once() 
     assert_eq!(write_marker(&mut c, "hang", vec![0], (pid, 1), 5, true).await, vec![0]);
     assert_eq!(produce_txn(&mut c, "hang", (pid, 1), 2, 1).await, (0, 7));
     assert_eq!(write_marker(&mut c, "hang", vec![0], (pid, 1), 4, false).await, vec![code(ResponseError::TransactionCoordinatorFenced)]);
-    assert_eq!(producers(&mut c, "hang").await, (0, vec![(pid, 1, 2, 5, 7)]), "still open at 7");
+    assert_eq!(producers(&mut c, "hang", 0).await, (0, vec![(pid, 1, 2, 5, 7)]), "still open at 7");
     assert_eq!(write_marker(&mut c, "hang", vec![0], (pid, 1), 5, false).await, vec![0]);
     let (_, hw, lso, list, batches) = fetch(&mut c, "hang", 4, true).await;
     assert_eq!((hw, lso, batches), (9, 9, vec![4, 6, 7, 8]), "committed 4-5, COMMIT at 6, aborted 7, ABORT at 8");
@@ -368,7 +343,7 @@ async fn write_txn_markers_ends_a_transaction_the_coordinator_never_knew_once() 
     // Unknown topics and partitions, each answered on its own.
     assert_eq!(write_marker(&mut c, "hang", vec![9, 0], (pid, 1), 5, false).await, vec![code(ResponseError::UnknownTopicOrPartition), 0]);
     assert_eq!(write_marker(&mut c, "nope", vec![0], (pid, 1), 5, false).await, vec![code(ResponseError::UnknownTopicOrPartition)]);
-    assert_eq!(producers(&mut c, "nope").await.0, code(ResponseError::UnknownTopicOrPartition));
+    assert_eq!(producers(&mut c, "nope", 0).await.0, code(ResponseError::UnknownTopicOrPartition));
     assert_eq!(fetch(&mut c, "hang", 0, false).await.2, 9, "nothing more was written");
     broker.shutdown().await;
 }
@@ -383,9 +358,9 @@ async fn the_coordinators_own_markers_show_in_describe_producers() {
     assert_eq!(add_partitions(&mut c, "busy", p, "busy", vec![0]).await, vec![0]);
     assert_eq!(produce_txn(&mut c, "busy", p, 0, 2).await, (0, 0));
     assert_eq!(produce_txn(&mut c, "busy", p, 2, 3).await, (0, 2));
-    assert_eq!(producers(&mut c, "busy").await, (0, vec![(p.0, 0, 4, -1, 0)]));
+    assert_eq!(producers(&mut c, "busy", 0).await, (0, vec![(p.0, 0, 4, -1, 0)]));
     assert_eq!(end_txn(&mut c, 3, "busy", p, true).await, 0);
-    assert_eq!(producers(&mut c, "busy").await, (0, vec![(p.0, 0, 4, 0, -1)]), "closed by the coordinator's COMMIT (epoch 0)");
+    assert_eq!(producers(&mut c, "busy", 0).await, (0, vec![(p.0, 0, 4, 0, -1)]), "closed by the coordinator's COMMIT (epoch 0)");
     // With verification on (the default), a batch of a producer the coordinator does not
     // know is refused, so no transaction can hang.
     let pid = idempotent_pid(&mut c).await;

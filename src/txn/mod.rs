@@ -405,7 +405,9 @@ impl TxnCoordinator {
             }
         }
         if commit {
-            for (group, offsets) in &meta.offsets {
+            // A group with nothing left to store (none committed, or a marker completed them)
+            // gets no write: an empty batch would be refused.
+            for (group, offsets) in meta.offsets.iter().filter(|(_, o)| !o.is_empty()) {
                 let offsets = committed(offsets);
                 while let Err(e) = self.groups.commit_transactional(group, offsets.clone()).await {
                     tracing::warn!(transactional_id = id, group, "storing a transaction's offsets failed ({e:?}); retrying");
