@@ -200,7 +200,12 @@ async fn write_txn_marker(api: &Api, topic: Option<&Topic>, index: i32, marker: 
     let partition = partition_id(Some(topic), index)?;
     api.txns.write_marker(topic, partition, marker).await?;
     if topic.name == crate::group::OFFSETS_TOPIC {
-        api.txns.complete_offsets(index, topic.partitions.len() as i32, marker).await?;
+        // A group coordinator not ready yet: a transaction coordinator retries only what a
+        // partition leader would answer (Kafka 4's KafkaApis translates the same way).
+        api.txns.complete_offsets(index, topic.partitions.len() as i32, marker).await.map_err(|e| match e {
+            ResponseError::CoordinatorNotAvailable | ResponseError::CoordinatorLoadInProgress | ResponseError::NotCoordinator => ResponseError::NotLeaderOrFollower,
+            other => other,
+        })?;
     }
     Ok(())
 }
