@@ -1,5 +1,6 @@
 //! WriteTxnMarkers and DescribeProducers on a cluster of two nodes (a voter and a broker): a
-//! partition led by the other node is NOT_LEADER_OR_FOLLOWER, and a marker on a
+//! partition this node follows, or holds no replica of, is answered as Kafka answers it, and a
+//! marker on a
 //! `__consumer_offsets` partition commits or drops the producer's transactional offsets of
 //! that partition's groups, as Kafka's group coordinator completes them.
 
@@ -16,6 +17,7 @@ use kafka_protocol::messages::create_topics_request::{CreatableReplicaAssignment
 use kafka_protocol::messages::end_txn_request::EndTxnRequest;
 use kafka_protocol::messages::find_coordinator_request::FindCoordinatorRequest;
 use kafka_protocol::messages::init_producer_id_request::InitProducerIdRequest;
+use kafka_protocol::messages::metadata_request::{MetadataRequest, MetadataRequestTopic};
 use kafka_protocol::messages::txn_offset_commit_request::{TxnOffsetCommitRequest, TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic};
 use kafka_protocol::messages::{BrokerId, GroupId, ProducerId, TransactionalId};
 use kafka_protocol::protocol::StrBytes;
@@ -45,20 +47,38 @@ async fn txn_offset_commit(c: &mut Client, (pid, epoch): (i64, i16), offset: i64
 async fn markers_answer_for_partitions_led_here_and_complete_transactional_offsets() {
     let settings = [FAST, &[("offsets.topic.num.partitions", "1"), ("offsets.topic.replication.factor", "1")]].concat();
     let cluster = TestCluster::start(1, 1, &settings);
-    // Topic m: partition 0 on node 1, partition 1 on node 2.
-    eventually(PATIENCE, "topic m to be created", || async {
-        let mut c = cluster.client(1).await?;
-        let assignments = (0..2).map(|p| CreatableReplicaAssignment::default().with_partition_index(p).with_broker_ids(vec![BrokerId(p + 1)])).collect();
-        let topic = CreatableTopic::default().with_name(name("m")).with_num_partitions(-1).with_replication_factor(-1).with_assignments(assignments);
-        let error = c.call(CreateTopicsRequest::default().with_topics(vec![topic]).with_timeout_ms(5000), 7).await.topics[0].error_code;
-        (error == 0 || error == ResponseError::TopicAlreadyExists.code()).then_some(())
-    })
-    .await;
+    // Topic m: partition 0 on node 1, partition 1 on node 2 only; topic f led by node 2 and
+    // followed by node 1.
+    for (topic, replicas) in [("m", vec![vec![1], vec![2]]), ("f", vec![vec![2, 1]])] {
+        eventually(PATIENCE, "the topics to be created", || async {
+            let mut c = cluster.client(1).await?;
+            let assignments = replicas.iter().enumerate().map(|(p, r)| CreatableReplicaAssignment::default().with_partition_index(p as i32).with_broker_ids(r.iter().copied().map(BrokerId).collect())).collect();
+            let topic = CreatableTopic::default().with_name(name(topic)).with_num_partitions(-1).with_replication_factor(-1).with_assignments(assignments);
+            let error = c.call(CreateTopicsRequest::default().with_topics(vec![topic]).with_timeout_ms(5000), 7).await.topics[0].error_code;
+            (error == 0 || error == ResponseError::TopicAlreadyExists.code()).then_some(())
+        })
+        .await;
+    }
     let mut one = cluster.client(1).await.expect("node 1 serves");
     let not_leader = ResponseError::NotLeaderOrFollower.code();
     eventually(PATIENCE, "node 1 to lead m-0", || async { (producers(&mut cluster.client(1).await?, "m", 0).await == (0, vec![])).then_some(()) }).await;
     assert_eq!(producers(&mut one, "m", 1).await.0, not_leader, "no replica of m-1 here");
-    assert_eq!(write_marker(&mut one, "m", vec![1, 0], (1000, 0), 0, false).await, vec![not_leader, 0]);
+    let unknown = ResponseError::UnknownTopicOrPartition.code();
+    assert_eq!(write_marker(&mut one, "m", vec![1, 0], (1000, 0), 0, false).await, vec![unknown, 0]);
+    // f-0's follower: whichever node does not lead it, once it knows that.
+    let follower = eventually(PATIENCE, "f-0 to have a leader and a follower", || async {
+        let request = MetadataRequest::default().with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(name("f")))]));
+        let leader = cluster.client(1).await?.call(request, 12).await.topics.first()?.partitions.first()?.leader_id.0;
+        let follower = match leader {
+            1 => 2,
+            2 => 1,
+            _ => return None,
+        };
+        (producers(&mut cluster.client(follower).await?, "f", 0).await == (0, vec![])).then_some(follower)
+    })
+    .await;
+    let mut f = cluster.client(follower).await.expect("the follower serves");
+    assert_eq!(write_marker(&mut f, "f", vec![0], (1000, 0), 0, false).await, vec![not_leader], "a follower");
 
     // The group's coordinator leads __consumer_offsets-0; the transaction coordinator there
     // holds the offsets until a marker.

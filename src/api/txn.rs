@@ -198,6 +198,10 @@ pub async fn write_txn_markers(api: &Api, req: &Request, r: WriteTxnMarkersReque
 async fn write_txn_marker(api: &Api, topic: Option<&Topic>, index: i32, marker: &Marker) -> Result<(), ResponseError> {
     let topic = topic.ok_or(ResponseError::UnknownTopicOrPartition)?;
     let partition = partition_id(Some(topic), index)?;
+    // As Kafka: no replica here is UNKNOWN_TOPIC_OR_PARTITION, a follower's NOT_LEADER_OR_FOLLOWER.
+    if !api.replicas.hosts(partition) {
+        return Err(ResponseError::UnknownTopicOrPartition);
+    }
     api.txns.write_marker(topic, partition, marker).await?;
     if topic.name == crate::group::OFFSETS_TOPIC {
         // A group coordinator not ready yet: a transaction coordinator retries only what a
