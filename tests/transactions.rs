@@ -299,3 +299,71 @@ async fn a_commit_prepared_before_a_crash_is_completed_at_restart_with_one_marke
     assert_eq!((hw, lso, batches), (committed_log_end, committed_log_end, vec![0, 3]));
     broker.shutdown().await;
 }
+
+/// An idempotent producer id (InitProducerId without a transactional id).
+async fn idempotent_pid(c: &mut Client) -> i64 {
+    let r = c.call(InitProducerIdRequest::default().with_transactional_id(None).with_transaction_timeout_ms(-1).with_producer_id(ProducerId(-1)).with_producer_epoch(-1), 4).await;
+    assert_eq!(r.error_code, 0);
+    r.producer_id.0
+}
+
+#[tokio::test]
+async fn write_txn_markers_ends_a_transaction_the_coordinator_never_knew_once() {
+    let dir = tempfile::tempdir().unwrap();
+    // Without the coordinator's check, a transactional batch opens a transaction nobody ends.
+    let broker = start_with(dir.path(), &[("transaction.partition.verification.enable", "false")]).await;
+    let mut c = Client::connect(&broker).await;
+    c.create_topic("hang", 1).await;
+    assert_eq!(producers(&mut c, "hang", 0).await, (0, vec![]), "an idle partition has none");
+    let pid = idempotent_pid(&mut c).await;
+    assert_eq!(produce_txn(&mut c, "hang", (pid, 0), 0, 3).await, (0, 0));
+    assert_eq!(producers(&mut c, "hang", 0).await, (0, vec![(pid, 0, 2, -1, 0)]), "open at 0, no marker yet");
+    assert_eq!(latest(&mut c, "hang", true).await, 0, "the open transaction holds the last stable offset");
+
+    assert_eq!(write_marker(&mut c, "hang", vec![0], (pid, 0), 0, false).await, vec![0]);
+    assert_eq!(write_marker(&mut c, "hang", vec![0], (pid, 0), 0, false).await, vec![0], "a retry succeeds");
+    let (error, hw, lso, list, batches) = fetch(&mut c, "hang", 0, true).await;
+    assert_eq!((error, hw, lso, batches), (0, 4, 4, vec![0, 3]), "one ABORT marker, written once");
+    assert_eq!(list, Some(vec![aborted(pid, 0)]));
+    assert_eq!(producers(&mut c, "hang", 0).await, (0, vec![(pid, 0, 2, 0, -1)]));
+
+    // A second transaction at epoch 1: a marker of epoch 0 is stale.
+    assert_eq!(produce_txn(&mut c, "hang", (pid, 1), 0, 2).await, (0, 4));
+    assert_eq!(write_marker(&mut c, "hang", vec![0], (pid, 0), 0, true).await, vec![code(ResponseError::InvalidProducerEpoch)]);
+    // A coordinator epoch older than the last marker's is fenced.
+    assert_eq!(write_marker(&mut c, "hang", vec![0], (pid, 1), 5, true).await, vec![0]);
+    assert_eq!(produce_txn(&mut c, "hang", (pid, 1), 2, 1).await, (0, 7));
+    assert_eq!(write_marker(&mut c, "hang", vec![0], (pid, 1), 4, false).await, vec![code(ResponseError::TransactionCoordinatorFenced)]);
+    assert_eq!(producers(&mut c, "hang", 0).await, (0, vec![(pid, 1, 2, 5, 7)]), "still open at 7");
+    assert_eq!(write_marker(&mut c, "hang", vec![0], (pid, 1), 5, false).await, vec![0]);
+    let (_, hw, lso, list, batches) = fetch(&mut c, "hang", 4, true).await;
+    assert_eq!((hw, lso, batches), (9, 9, vec![4, 6, 7, 8]), "committed 4-5, COMMIT at 6, aborted 7, ABORT at 8");
+    assert_eq!(list, Some(vec![aborted(pid, 7)]));
+
+    // Unknown topics and partitions, each answered on its own.
+    assert_eq!(write_marker(&mut c, "hang", vec![9, 0], (pid, 1), 5, false).await, vec![code(ResponseError::UnknownTopicOrPartition), 0]);
+    assert_eq!(write_marker(&mut c, "nope", vec![0], (pid, 1), 5, false).await, vec![code(ResponseError::UnknownTopicOrPartition)]);
+    assert_eq!(producers(&mut c, "nope", 0).await.0, code(ResponseError::UnknownTopicOrPartition));
+    assert_eq!(fetch(&mut c, "hang", 0, false).await.2, 9, "nothing more was written");
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_coordinators_own_markers_show_in_describe_producers() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path()).await;
+    let mut c = Client::connect(&broker).await;
+    c.create_topic("busy", 1).await;
+    let p = init_ok(&mut c, "busy").await;
+    assert_eq!(add_partitions(&mut c, "busy", p, "busy", vec![0]).await, vec![0]);
+    assert_eq!(produce_txn(&mut c, "busy", p, 0, 2).await, (0, 0));
+    assert_eq!(produce_txn(&mut c, "busy", p, 2, 3).await, (0, 2));
+    assert_eq!(producers(&mut c, "busy", 0).await, (0, vec![(p.0, 0, 4, -1, 0)]));
+    assert_eq!(end_txn(&mut c, 3, "busy", p, true).await, 0);
+    assert_eq!(producers(&mut c, "busy", 0).await, (0, vec![(p.0, 0, 4, 0, -1)]), "closed by the coordinator's COMMIT (epoch 0)");
+    // With verification on (the default), a batch of a producer the coordinator does not
+    // know is refused, so no transaction can hang.
+    let pid = idempotent_pid(&mut c).await;
+    assert_eq!(produce_txn(&mut c, "busy", (pid, 0), 0, 1).await.0, code(ResponseError::InvalidProducerIdMapping));
+    broker.shutdown().await;
+}

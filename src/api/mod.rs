@@ -73,6 +73,10 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::TxnOffsetCommit, 0, 4),
     (ApiKey::DescribeTransactions, 0, 0),
     (ApiKey::ListTransactions, 0, 1),
+    // What `kafka-transactions` needs to find and abort a hanging transaction. WriteTxnMarkers
+    // v2 carries TV2's transaction version, not offered.
+    (ApiKey::WriteTxnMarkers, 0, 1),
+    (ApiKey::DescribeProducers, 0, 0),
 ];
 
 fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
@@ -262,6 +266,8 @@ impl Api {
             RequestKind::EndTxn(r) => ResponseKind::EndTxn(txn::end_txn(self, &req, r).await),
             RequestKind::DescribeTransactions(r) => ResponseKind::DescribeTransactions(txn::describe_transactions(self, r)),
             RequestKind::ListTransactions(r) => ResponseKind::ListTransactions(txn::list_transactions(self, &req, r)),
+            RequestKind::WriteTxnMarkers(r) => ResponseKind::WriteTxnMarkers(txn::write_txn_markers(self, &req, r).await),
+            RequestKind::DescribeProducers(r) => ResponseKind::DescribeProducers(txn::describe_producers(self, r).await),
             other => unreachable!("{other:?} passed the version table but has no handler"),
         };
         encode_response(api, correlation_id, api.response_header_version(version), &response, version).map(Some)

@@ -1,5 +1,7 @@
 //! Transaction APIs: AddPartitionsToTxn, AddOffsetsToTxn, TxnOffsetCommit, EndTxn (the
-//! transactional half of InitProducerId is in `produce`). The coordinator is [`crate::txn`].
+//! transactional half of InitProducerId is in `produce`), their admin side (Describe- and
+//! ListTransactions), and the partitions' side: WriteTxnMarkers and DescribeProducers. The
+//! coordinator is [`crate::txn`].
 
 use kafka_protocol::messages::add_offsets_to_txn_request::AddOffsetsToTxnRequest;
 use kafka_protocol::messages::add_offsets_to_txn_response::AddOffsetsToTxnResponse;
@@ -13,11 +15,18 @@ use kafka_protocol::messages::describe_transactions_request::DescribeTransaction
 use kafka_protocol::messages::describe_transactions_response::{DescribeTransactionsResponse, TopicData, TransactionState};
 use kafka_protocol::messages::list_transactions_request::ListTransactionsRequest;
 use kafka_protocol::messages::list_transactions_response::{self, ListTransactionsResponse};
+use futures_util::future::join_all;
+use kafka_protocol::messages::describe_producers_request::DescribeProducersRequest;
+use kafka_protocol::messages::describe_producers_response::{self, DescribeProducersResponse};
+use kafka_protocol::messages::write_txn_markers_request::WriteTxnMarkersRequest;
+use kafka_protocol::messages::write_txn_markers_response::{WritableTxnMarkerPartitionResult, WritableTxnMarkerResult, WritableTxnMarkerTopicResult, WriteTxnMarkersResponse};
 use kafka_protocol::messages::{ProducerId, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::{now_ms, Api, Request};
+use crate::cluster::{partition_id, Topic};
+use crate::log::{ActiveProducer, Marker};
 use crate::txn::state::TxnState;
 
 /// KIP-588 gave PRODUCER_FENCED its own code; clients of the request versions before it know
@@ -155,4 +164,92 @@ pub async fn end_txn(api: &Api, req: &Request, r: EndTxnRequest) -> EndTxnRespon
     req.parked();
     let result = api.txns.end_txn(&r.transactional_id, (r.producer_id.0, r.producer_epoch), r.committed).await;
     EndTxnResponse::default().with_error_code(code(result.map_err(|e| fenced_for(req.version, 2, e))))
+}
+
+/// WriteTxnMarkers v0-1 (Kafka's handleWriteTxnMarkersRequest): each marker goes to every
+/// partition it names through the coordinator's own marker path (acks=all), each partition
+/// answered on its own. A marker on a `__consumer_offsets` partition then completes the
+/// producer's transactional offsets of that partition's groups.
+pub async fn write_txn_markers(api: &Api, req: &Request, r: WriteTxnMarkersRequest) -> WriteTxnMarkersResponse {
+    // Markers wait for the ISR: like a parked request, this one frees its queue slot.
+    req.parked();
+    let mut results = Vec::with_capacity(r.markers.len());
+    // One marker after the other: a later one for the same producer must land after.
+    for m in &r.markers {
+        let marker = Marker { producer_id: m.producer_id.0, producer_epoch: m.producer_epoch, coordinator_epoch: m.coordinator_epoch, commit: m.transaction_result };
+        let topics = join_all(m.topics.iter().map(|t| async move {
+            let topic = api.cluster.topic(&t.name);
+            let partitions = join_all(t.partition_indexes.iter().map(|&index| {
+                let topic = topic.as_deref();
+                async move {
+                    let error = code(write_txn_marker(api, topic, index, &marker).await);
+                    WritableTxnMarkerPartitionResult::default().with_partition_index(index).with_error_code(error)
+                }
+            }))
+            .await;
+            WritableTxnMarkerTopicResult::default().with_name(t.name.clone()).with_partitions(partitions)
+        }))
+        .await;
+        results.push(WritableTxnMarkerResult::default().with_producer_id(m.producer_id).with_topics(topics));
+    }
+    WriteTxnMarkersResponse::default().with_markers(results)
+}
+
+async fn write_txn_marker(api: &Api, topic: Option<&Topic>, index: i32, marker: &Marker) -> Result<(), ResponseError> {
+    let topic = topic.ok_or(ResponseError::UnknownTopicOrPartition)?;
+    let partition = partition_id(Some(topic), index)?;
+    // As Kafka: no replica here is UNKNOWN_TOPIC_OR_PARTITION, a follower's NOT_LEADER_OR_FOLLOWER.
+    if !api.replicas.hosts(partition) {
+        return Err(ResponseError::UnknownTopicOrPartition);
+    }
+    api.txns.write_marker(topic, partition, marker).await?;
+    if topic.name == crate::group::OFFSETS_TOPIC {
+        // A group coordinator not ready yet: a transaction coordinator retries only what a
+        // partition leader would answer (Kafka 4's KafkaApis translates the same way).
+        api.txns.complete_offsets(index, topic.partitions.len() as i32, marker).await.map_err(|e| match e {
+            ResponseError::CoordinatorNotAvailable | ResponseError::CoordinatorLoadInProgress | ResponseError::NotCoordinator => ResponseError::NotLeaderOrFollower,
+            other => other,
+        })?;
+    }
+    Ok(())
+}
+
+/// DescribeProducers v0: the producers each partition remembers, from any replica of it, as
+/// Kafka's Partition.activeProducerState answers.
+pub async fn describe_producers(api: &Api, r: DescribeProducersRequest) -> DescribeProducersResponse {
+    let topics = join_all(r.topics.iter().map(|t| async move {
+        let topic = api.cluster.topic(&t.name);
+        let partitions = join_all(t.partition_indexes.iter().map(|&index| {
+            let topic = topic.as_deref();
+            async move {
+                let response = describe_producers_response::PartitionResponse::default().with_partition_index(index);
+                match producers_of(api, topic, index).await {
+                    Ok(producers) => response.with_active_producers(producers.iter().map(producer_state).collect()),
+                    Err(e) => response.with_error_code(e.code()),
+                }
+            }
+        }))
+        .await;
+        describe_producers_response::TopicResponse::default().with_name(t.name.clone()).with_partitions(partitions)
+    }))
+    .await;
+    DescribeProducersResponse::default().with_topics(topics)
+}
+
+async fn producers_of(api: &Api, topic: Option<&Topic>, index: i32) -> Result<Vec<ActiveProducer>, ResponseError> {
+    let partition = partition_id(topic, index)?;
+    if !api.replicas.hosts(partition) {
+        return Err(ResponseError::NotLeaderOrFollower);
+    }
+    api.log.producers(partition).await
+}
+
+fn producer_state(p: &ActiveProducer) -> describe_producers_response::ProducerState {
+    describe_producers_response::ProducerState::default()
+        .with_producer_id(ProducerId(p.producer_id))
+        .with_producer_epoch(i32::from(p.epoch))
+        .with_last_sequence(p.last_sequence)
+        .with_last_timestamp(p.last_timestamp)
+        .with_coordinator_epoch(p.coordinator_epoch)
+        .with_current_txn_start_offset(p.txn_start_offset)
 }

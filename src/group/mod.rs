@@ -25,7 +25,7 @@ use tokio::time::Instant;
 
 use crate::log::Meta;
 use offsets_topic::Changes;
-pub use offsets_topic::{OffsetsTopic, TOPIC as OFFSETS_TOPIC};
+pub use offsets_topic::{partition_for, OffsetsTopic, TOPIC as OFFSETS_TOPIC};
 pub use state::{Committed, GroupConfig, GroupState, JoinRequest, JoinResult};
 use state::{Group, Reply};
 

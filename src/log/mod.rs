@@ -173,6 +173,21 @@ pub struct Marker {
     pub commit: bool,
 }
 
+/// A producer as a partition remembers it (Kafka's ProducerStateEntry, as DescribeProducers
+/// shows it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActiveProducer {
+    pub producer_id: i64,
+    pub epoch: i16,
+    /// -1 when no batch of its epoch is remembered.
+    pub last_sequence: i32,
+    pub last_timestamp: i64,
+    /// -1 before its first marker here.
+    pub coordinator_epoch: i32,
+    /// The first offset of its transaction open here, -1 when none is.
+    pub txn_start_offset: i64,
+}
+
 /// Who moves a partition's high watermark.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HighWatermark {
@@ -454,16 +469,19 @@ impl Staged {
         let pid = header.producer_id();
         if pid >= 0 {
             let state = self.producers.iter().rev().find(|(p, _)| *p == pid).map(|(_, s)| s).or_else(|| writer.producers.get(&pid));
+            // A control record of another kind than COMMIT/ABORT (or an unreadable one) is no
+            // marker: as in Kafka, it ends no transaction.
+            let marker = if header.is_control() { records::read_marker(stored).ok().flatten() } else { None };
             // The stored max timestamp: the append time on LogAppendTime topics.
             let after = if header.is_control() {
-                ProducerState::after_marker(state, header.producer_epoch(), header.max_timestamp())
+                ProducerState::after_marker(state, header.producer_epoch(), marker.map(|(_, c)| c), header.max_timestamp())
             } else {
                 ProducerState::after_append(state, &header, header.base_offset(), header.max_timestamp())
             };
             self.write.put_cf(meta_cf(db), meta_key(id, PRODUCER, &pid.to_be_bytes()), after.encode());
             self.producers.push((pid, after));
             if header.is_transactional() {
-                self.track_txn(db, id, writer, &header, stored);
+                self.track_txn(db, id, writer, &header, marker.map(|(commit, _)| commit));
             }
         }
         self.bytes += stored.len() as u64;
@@ -472,9 +490,9 @@ impl Staged {
     }
 
     /// Opens the producer's transaction at its first transactional batch, and closes it at a
-    /// marker (recording an abort), in the same write as the batch. Only a marker's one
-    /// control record is read; data batches are never decoded.
-    fn track_txn(&mut self, db: &DB, id: PartitionId, writer: &WriterState, header: &BatchHeader, stored: &[u8]) {
+    /// marker (`marker`: whether it commits), recording an abort, in the same write as the batch.
+    /// Only a marker's one control record is read; data batches are never decoded.
+    fn track_txn(&mut self, db: &DB, id: PartitionId, writer: &WriterState, header: &BatchHeader, marker: Option<bool>) {
         let pid = header.producer_id();
         let open = match self.txns.iter().rev().find(|(p, _)| *p == pid) {
             Some((_, TxnChange::Opened(first))) => Some(*first),
@@ -489,10 +507,7 @@ impl Staged {
             }
             return;
         }
-        let Some(first) = open else { return };
-        // A control record of another kind than COMMIT/ABORT (or an unreadable one) ends
-        // nothing: as Kafka, only markers close a transaction.
-        let Ok(Some(commit)) = records::marker_commits(stored) else { return };
+        let (Some(first), Some(commit)) = (open, marker) else { return };
         self.write.delete_cf(meta_cf(db), key);
         if commit {
             self.txns.push((pid, TxnChange::Committed));
@@ -711,13 +726,16 @@ impl LogStore {
     }
 
     /// Appends a transaction marker (COMMIT or ABORT) for `producer_id`, through the same
-    /// write as a produced batch. Written only while the producer has a transaction open here,
-    /// so a marker repeated after a coordinator restart is not written twice (and a partition
-    /// the transaction never wrote to gets none). Returns the marker's offset, if written.
+    /// write as a produced batch. A marker of an older producer or coordinator epoch is refused
+    /// as Kafka refuses it. Written only while the producer has a transaction open here, so a
+    /// marker repeated (a coordinator's after a restart, a retried WriteTxnMarkers) is not
+    /// written twice, and a partition the transaction never wrote to gets none. Returns the
+    /// marker's offset, if written.
     pub async fn write_marker(&self, id: PartitionId, marker: &Marker, opts: AppendOptions) -> Result<Option<i64>, ResponseError> {
         let log = self.partition(id)?;
         let writer = log.writer.lock().await;
         writer.usable(id)?;
+        ProducerState::check_marker(writer.producers.get(&marker.producer_id), marker.producer_epoch, marker.coordinator_epoch)?;
         if !writer.open_txns.contains_key(&marker.producer_id) {
             return Ok(None);
         }
@@ -737,6 +755,23 @@ impl LogStore {
     /// check at start-up).
     pub async fn open_transactions(&self, id: PartitionId) -> Result<Vec<i64>, ResponseError> {
         Ok(self.partition(id)?.writer.lock().await.open_txns.keys().copied().collect())
+    }
+
+    /// The producers a partition remembers, in producer id order (DescribeProducers).
+    pub async fn producers(&self, id: PartitionId) -> Result<Vec<ActiveProducer>, ResponseError> {
+        let log = self.partition(id)?;
+        let writer = log.writer.lock().await;
+        let mut all: Vec<ActiveProducer> = writer
+            .producers
+            .iter()
+            .map(|(&producer_id, state)| {
+                let (epoch, last_sequence, last_timestamp, coordinator_epoch) = state.describe();
+                let txn_start_offset = writer.open_txns.get(&producer_id).copied().unwrap_or(-1);
+                ActiveProducer { producer_id, epoch, last_sequence, last_timestamp, coordinator_epoch, txn_start_offset }
+            })
+            .collect();
+        all.sort_by_key(|p| p.producer_id);
+        Ok(all)
     }
 
     /// A follower's append: stores batches fetched from the leader exactly as they are, at the

@@ -36,12 +36,17 @@ const RECENT_BATCHES: usize = 5;
 const NO_EPOCH: i16 = -1;
 const NO_SEQUENCE: i32 = -1;
 const NO_TIMESTAMP: i64 = -1;
+/// Kafka's RecordBatch.NO_PARTITION_LEADER_EPOCH, the coordinator epoch before any marker.
+const NO_COORDINATOR_EPOCH: i32 = -1;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProducerState {
     epoch: i16,
     /// The last batch's max timestamp (Kafka's lastTimestamp); expiry counts from it.
     last_timestamp: i64,
+    /// The coordinator epoch of the last transaction marker, -1 before any (Kafka's
+    /// coordinatorEpoch): a marker from an older coordinator is refused.
+    coordinator_epoch: i32,
     recent: VecDeque<BatchMeta>,
 }
 
@@ -108,7 +113,7 @@ impl ProducerState {
         let epoch = header.producer_epoch();
         let mut next = match state {
             Some(s) if s.epoch == epoch => s.clone(),
-            _ => ProducerState { epoch, last_timestamp: timestamp, recent: VecDeque::new() },
+            _ => ProducerState { epoch, last_timestamp: timestamp, coordinator_epoch: state.map_or(NO_COORDINATOR_EPOCH, |s| s.coordinator_epoch), recent: VecDeque::new() },
         };
         if next.recent.len() == RECENT_BATCHES {
             next.recent.pop_front();
@@ -118,14 +123,38 @@ impl ProducerState {
         next
     }
 
-    /// The state after a transaction marker of `epoch`: a marker is no batch of the producer's
-    /// sequence (its next batch follows the last data batch), but a newer epoch (the
+    /// The state after a transaction marker of `epoch` from coordinator epoch
+    /// `coordinator_epoch` (`None`: an unreadable control record): a marker is no batch of the
+    /// producer's sequence (its next batch follows the last data batch), but a newer epoch (the
     /// coordinator's bump when it aborts a timed-out transaction) fences the older one here too.
-    pub fn after_marker(state: Option<&ProducerState>, epoch: i16, timestamp: i64) -> ProducerState {
-        match state {
+    pub fn after_marker(state: Option<&ProducerState>, epoch: i16, coordinator_epoch: Option<i32>, timestamp: i64) -> ProducerState {
+        let mut next = match state {
             Some(s) if s.epoch >= epoch => ProducerState { last_timestamp: s.last_timestamp.max(timestamp), ..s.clone() },
-            _ => ProducerState { epoch, last_timestamp: timestamp, recent: VecDeque::new() },
+            _ => ProducerState { epoch, last_timestamp: timestamp, coordinator_epoch: state.map_or(NO_COORDINATOR_EPOCH, |s| s.coordinator_epoch), recent: VecDeque::new() },
+        };
+        if let Some(c) = coordinator_epoch {
+            next.coordinator_epoch = c;
         }
+        next
+    }
+
+    /// A leader's check of a marker before it is written (Kafka's appendEndTxnMarker): an
+    /// epoch older than the producer's is INVALID_PRODUCER_EPOCH, a coordinator epoch older
+    /// than the last marker's TRANSACTION_COORDINATOR_FENCED.
+    pub fn check_marker(state: Option<&ProducerState>, epoch: i16, coordinator_epoch: i32) -> Result<(), ResponseError> {
+        let Some(s) = state else { return Ok(()) };
+        if epoch < s.epoch {
+            return Err(ResponseError::InvalidProducerEpoch);
+        }
+        if coordinator_epoch < s.coordinator_epoch {
+            return Err(ResponseError::TransactionCoordinatorFenced);
+        }
+        Ok(())
+    }
+
+    /// DescribeProducers' view: (epoch, last sequence or -1, last timestamp, coordinator epoch).
+    pub fn describe(&self) -> (i16, i32, i64, i32) {
+        (self.epoch, self.recent.back().map_or(NO_SEQUENCE, |b| b.last_seq), self.last_timestamp, self.coordinator_epoch)
     }
 
     /// Whether a batch it remembers starts at or after `offset` (a truncation there changes it).
@@ -144,7 +173,7 @@ impl ProducerState {
         let last = recent.back()?.timestamp;
         // A state of the first stored form has no batch times: it keeps its load time.
         let last_timestamp = if last == NO_TIMESTAMP { self.last_timestamp } else { last };
-        Some(ProducerState { epoch: self.epoch, last_timestamp, recent })
+        Some(ProducerState { epoch: self.epoch, last_timestamp, coordinator_epoch: self.coordinator_epoch, recent })
     }
 
     /// Kafka's `isProducerExpired` (the store keeps producers with an open transaction).
@@ -152,15 +181,17 @@ impl ProducerState {
         now_ms.saturating_sub(self.last_timestamp) >= expiration_ms
     }
 
-    /// Stored form: a format byte, the epoch, the last timestamp, then per recent batch its
-    /// first and last sequence, base offset and timestamp. Its length is 3 more than a
-    /// multiple of 8; the first form (epoch, then first and last sequence and base offset per
-    /// batch, no times) is 2 more, so [`ProducerState::decode`] tells them apart.
+    /// Stored form: a format byte, the epoch, the last timestamp, the coordinator epoch, then
+    /// per recent batch its first and last sequence, base offset and timestamp. Its length is
+    /// 15 more than a multiple of 24. The earlier forms: format 1 had no coordinator epoch (11
+    /// more), the first form (epoch, then first and last sequence and base offset per batch,
+    /// no times) is 2 more than a multiple of 16, so [`ProducerState::decode`] tells them apart.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(STATE_HEADER + self.recent.len() * BATCH_META);
         out.push(FORMAT);
         out.extend_from_slice(&self.epoch.to_be_bytes());
         out.extend_from_slice(&self.last_timestamp.to_be_bytes());
+        out.extend_from_slice(&self.coordinator_epoch.to_be_bytes());
         for b in &self.recent {
             out.extend_from_slice(&b.first_seq.to_be_bytes());
             out.extend_from_slice(&b.last_seq.to_be_bytes());
@@ -182,15 +213,18 @@ impl ProducerState {
                 timestamp: timestamp.or_else(|| be(c, 16).map(i64::from_be_bytes))?,
             })
         };
-        if bytes.first() == Some(&FORMAT) && bytes.len() % BATCH_META == STATE_HEADER {
-            let recent = bytes[STATE_HEADER..].chunks_exact(BATCH_META).map(|c| meta(c, None)).collect::<Option<_>>()?;
-            return Some(ProducerState { epoch: i16::from_be_bytes(be(bytes, 1)?), last_timestamp: i64::from_be_bytes(be(bytes, 3)?), recent });
+        for (format, header) in [(FORMAT, STATE_HEADER), (FORMAT_1, FORMAT_1_HEADER)] {
+            if bytes.first() == Some(&format) && bytes.len() % BATCH_META == header {
+                let recent = bytes[header..].chunks_exact(BATCH_META).map(|c| meta(c, None)).collect::<Option<_>>()?;
+                let coordinator_epoch = if format == FORMAT { i32::from_be_bytes(be(bytes, 11)?) } else { NO_COORDINATOR_EPOCH };
+                return Some(ProducerState { epoch: i16::from_be_bytes(be(bytes, 1)?), last_timestamp: i64::from_be_bytes(be(bytes, 3)?), coordinator_epoch, recent });
+            }
         }
         if bytes.len() % FIRST_FORM_BATCH_META != 2 {
             return None;
         }
         let recent = bytes[2..].chunks_exact(FIRST_FORM_BATCH_META).map(|c| meta(c, Some(NO_TIMESTAMP))).collect::<Option<_>>()?;
-        Some(ProducerState { epoch: i16::from_be_bytes(be(bytes, 0)?), last_timestamp: loaded_at, recent })
+        Some(ProducerState { epoch: i16::from_be_bytes(be(bytes, 0)?), last_timestamp: loaded_at, coordinator_epoch: NO_COORDINATOR_EPOCH, recent })
     }
 }
 
@@ -249,8 +283,11 @@ fn be<const N: usize>(bytes: &[u8], at: usize) -> Option<[u8; N]> {
 }
 
 /// The stored form's first byte, its header length, and the length of one batch in it.
-const FORMAT: u8 = 1;
-const STATE_HEADER: usize = 1 + 2 + 8;
+const FORMAT: u8 = 2;
+const STATE_HEADER: usize = 1 + 2 + 8 + 4;
+/// Format 1: no coordinator epoch.
+const FORMAT_1: u8 = 1;
+const FORMAT_1_HEADER: usize = 1 + 2 + 8;
 const BATCH_META: usize = 4 + 4 + 8 + 8;
 /// One batch in the first stored form.
 const FIRST_FORM_BATCH_META: usize = 4 + 4 + 8;
@@ -340,6 +377,20 @@ mod tests {
     }
 
     #[test]
+    fn a_marker_of_an_older_producer_or_coordinator_epoch_is_refused() {
+        assert_eq!(ProducerState::check_marker(None, 0, 0), Ok(()), "an unknown producer takes any marker");
+        let s = ProducerState::after_marker(Some(&state_after(&[(1, 0, 3)])), 1, Some(4), 5000);
+        assert_eq!(s.describe(), (1, 2, 5000, 4));
+        assert_eq!(ProducerState::check_marker(Some(&s), 0, 4), Err(ResponseError::InvalidProducerEpoch));
+        assert_eq!(ProducerState::check_marker(Some(&s), 1, 3), Err(ResponseError::TransactionCoordinatorFenced));
+        assert_eq!(ProducerState::check_marker(Some(&s), 1, 4), Ok(()));
+        assert_eq!(ProducerState::check_marker(Some(&s), 2, 5), Ok(()));
+        // A data batch keeps the coordinator epoch; a new epoch's batch too.
+        let next = ProducerState::after_append(Some(&s), &BatchHeader::new(&batch(2, 0, 1)).unwrap(), 10, 6000);
+        assert_eq!(next.describe(), (2, 0, 6000, 4));
+    }
+
+    #[test]
     fn a_producer_expires_when_its_last_batch_is_old_enough() {
         let s = state_after(&[(0, 0, 1), (0, 1, 1)]);
         assert_eq!(s.last_timestamp, 2000);
@@ -352,11 +403,16 @@ mod tests {
     }
 
     #[test]
-    fn both_stored_forms_decode() {
+    fn every_stored_form_decodes() {
         let s = state_after(&[(0, 0, 3), (0, 3, 2)]);
         assert_eq!(ProducerState::decode(&s.encode(), 0), Some(s.clone()));
-        let empty = ProducerState { epoch: 2, last_timestamp: 9, recent: VecDeque::new() };
-        assert_eq!(ProducerState::decode(&empty.encode(), 0), Some(empty));
+        let empty = ProducerState { epoch: 2, last_timestamp: 9, coordinator_epoch: 3, recent: VecDeque::new() };
+        assert_eq!(ProducerState::decode(&empty.encode(), 0), Some(empty.clone()));
+        // Format 1 had no coordinator epoch: read as none yet.
+        let mut format_1 = vec![FORMAT_1];
+        format_1.extend_from_slice(&2i16.to_be_bytes());
+        format_1.extend_from_slice(&9i64.to_be_bytes());
+        assert_eq!(ProducerState::decode(&format_1, 0), Some(ProducerState { coordinator_epoch: NO_COORDINATOR_EPOCH, ..empty }));
 
         // What data directories written before expiry hold: epoch, then (first, last, offset).
         let mut first_form = 0i16.to_be_bytes().to_vec();

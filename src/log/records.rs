@@ -160,17 +160,20 @@ pub fn keyless(batch: &[u8]) -> Result<Vec<i32>, ResponseError> {
     Ok(missing)
 }
 
-/// Whether a control batch is a transaction's COMMIT marker (`false`: ABORT); `None` for a
-/// control record of another kind. Its key is the control type (version i16, type i16).
-pub fn marker_commits(stored: &[u8]) -> Result<Option<bool>, ResponseError> {
+/// A control batch's transaction marker: whether it COMMITs (`false`: ABORT) and its
+/// coordinator epoch; `None` for a control record of another kind. Its key is the control type
+/// (version i16, type i16), its value (version i16, coordinator epoch i32).
+pub fn read_marker(stored: &[u8]) -> Result<Option<(bool, i32)>, ResponseError> {
     let header = BatchHeader::new(stored).ok_or_else(|| corrupt("short batch"))?;
     let section = section(&header)?;
     let Some(record) = walk(&section, header.record_count()).next().transpose()? else { return Ok(None) };
-    Ok(match record.key.and_then(|k| k.get(2..4)) {
-        Some([0, 0]) => Some(false),
-        Some([0, 1]) => Some(true),
-        _ => None,
-    })
+    let commit = match record.key.and_then(|k| k.get(2..4)) {
+        Some([0, 0]) => false,
+        Some([0, 1]) => true,
+        _ => return Ok(None),
+    };
+    let coordinator_epoch = record.value.and_then(|v| v.get(2..6)).map(|e| i32::from_be_bytes(e.try_into().expect("4 bytes")));
+    Ok(coordinator_epoch.map(|c| (commit, c)))
 }
 
 /// A transaction marker as the coordinator appends it (Kafka's EndTransactionMarker): one

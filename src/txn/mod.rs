@@ -22,10 +22,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::cluster::replication::{LeaderWrite, ReplicaManager};
-use crate::cluster::{now_ms, partition_id, Cluster};
+use crate::cluster::{now_ms, partition_id, Cluster, Topic};
 use crate::config::Config;
 use crate::group::{Committed, GroupCoordinator, TopicPartition};
-use crate::log::{LogStore, Marker, Meta};
+use crate::log::{LogStore, Marker, Meta, PartitionId};
 use state::{PendingOffset, TxnMeta, TxnState};
 
 const TXN_PREFIX: &[u8] = b"x/";
@@ -42,6 +42,17 @@ fn txn_key(id: &str) -> Vec<u8> {
     [TXN_PREFIX, id.as_bytes()].concat()
 }
 
+/// A transaction's pending offsets as the group stores them once committed.
+fn committed(pending: &[PendingOffset]) -> Vec<(TopicPartition, Committed)> {
+    pending
+        .iter()
+        .map(|p| {
+            let committed = Committed { offset: p.offset, leader_epoch: p.leader_epoch, metadata: p.metadata.clone(), commit_timestamp_ms: now_ms(), expire_timestamp_ms: None };
+            ((p.topic.clone(), p.partition), committed)
+        })
+        .collect()
+}
+
 /// The coordinator's settings, from the broker configuration.
 #[derive(Debug, Clone, Copy)]
 pub struct TxnConfig {
@@ -49,6 +60,8 @@ pub struct TxnConfig {
     pub id_expiration_ms: i64,
     pub abort_interval_ms: u64,
     pub expiry_interval_ms: u64,
+    /// `transaction.partition.verification.enable`.
+    pub verify_partitions: bool,
 }
 
 impl TxnConfig {
@@ -58,6 +71,7 @@ impl TxnConfig {
             id_expiration_ms: config.transactional_id_expiration_ms,
             abort_interval_ms: config.transaction_abort_interval_ms,
             expiry_interval_ms: config.transaction_expiry_interval_ms,
+            verify_partitions: config.transaction_partition_verification,
         }
     }
 }
@@ -371,22 +385,30 @@ impl TxnCoordinator {
         };
         let marker = Marker { producer_id: meta.producer_id, producer_epoch: meta.producer_epoch, coordinator_epoch: COORDINATOR_EPOCH, commit };
         for (topic, index) in &meta.partitions {
-            while let Err(e) = self.write_marker(topic, *index, &marker).await {
-                tracing::warn!(transactional_id = id, topic, partition = index, "writing a transaction marker failed ({e:?}); retrying");
+            // A deleted topic needs no marker.
+            let Some(topic) = self.cluster.topic(topic) else { continue };
+            let Ok(partition) = partition_id(Some(&topic), *index) else { continue };
+            loop {
+                match self.write_marker(&topic, partition, &marker).await {
+                    Ok(()) => break,
+                    // A newer producer or coordinator epoch wrote there: this marker is moot, as
+                    // Kafka's coordinator drops it.
+                    Err(e @ (ResponseError::InvalidProducerEpoch | ResponseError::TransactionCoordinatorFenced)) => {
+                        tracing::warn!(transactional_id = id, topic = topic.name, partition = index, "transaction marker refused ({e:?}); not retried");
+                        break;
+                    }
+                    Err(e) => tracing::warn!(transactional_id = id, topic = topic.name, partition = index, "writing a transaction marker failed ({e:?}); retrying"),
+                }
                 if !self.pause().await {
                     return false;
                 }
             }
         }
         if commit {
-            for (group, offsets) in &meta.offsets {
-                let offsets: Vec<(TopicPartition, Committed)> = offsets
-                    .iter()
-                    .map(|p| {
-                        let committed = Committed { offset: p.offset, leader_epoch: p.leader_epoch, metadata: p.metadata.clone(), commit_timestamp_ms: now_ms(), expire_timestamp_ms: None };
-                        ((p.topic.clone(), p.partition), committed)
-                    })
-                    .collect();
+            // A group with nothing left to store (none committed, or a marker completed them)
+            // gets no write: an empty batch would be refused.
+            for (group, offsets) in meta.offsets.iter().filter(|(_, o)| !o.is_empty()) {
+                let offsets = committed(offsets);
                 while let Err(e) = self.groups.commit_transactional(group, offsets.clone()).await {
                     tracing::warn!(transactional_id = id, group, "storing a transaction's offsets failed ({e:?}); retrying");
                     if !self.pause().await {
@@ -425,14 +447,13 @@ impl TxnCoordinator {
         }
     }
 
-    /// One partition's marker, through the leader's append path. A deleted topic needs none.
-    async fn write_marker(&self, topic: &str, index: i32, marker: &Marker) -> Result<(), ResponseError> {
-        let Some(topic) = self.cluster.topic(topic) else { return Ok(()) };
-        let Ok(partition) = partition_id(Some(&topic), index) else { return Ok(()) };
+    /// One partition's marker, through the leader's append path: the coordinator's own and
+    /// WriteTxnMarkers' (an admin's abort, another coordinator's markers).
+    pub async fn write_marker(&self, topic: &Topic, partition: PartitionId, marker: &Marker) -> Result<(), ResponseError> {
         // Like Kafka's markers, acks=all: a marker the ISR lacks could vanish with its leader.
         let how = LeaderWrite { epoch: None, acks_all: true, deadline: tokio::time::Instant::now() + MARKER_TIMEOUT };
         self.replicas
-            .append_as_leader(&topic, partition, how, |opts| async move {
+            .append_as_leader(topic, partition, how, |opts| async move {
                 // Written before (a retry): it waits for what the log holds now.
                 let end = match self.log.write_marker(partition, marker, opts).await? {
                     Some(offset) => offset + 1,
@@ -443,12 +464,54 @@ impl TxnCoordinator {
             .await
     }
 
+    /// A marker on a `__consumer_offsets` partition (WriteTxnMarkers): the offsets the
+    /// producer's open transaction holds for the groups of that partition are stored (COMMIT)
+    /// or dropped (ABORT), as Kafka's group coordinator completes them. Here they wait in the
+    /// transaction's state, not the group's; a producer with none has nothing to complete.
+    pub async fn complete_offsets(&self, offsets_partition: i32, partitions: i32, marker: &Marker) -> Result<(), ResponseError> {
+        let on_partition = |group: &str| crate::group::partition_for(group, partitions) == offsets_partition;
+        let (id, pending) = {
+            let txns = self.txns.lock().expect("txns lock");
+            let Some((id, meta)) = txns.by_pid.get(&marker.producer_id).and_then(|id| txns.by_id.get(id).map(|m| (id.clone(), m))) else { return Ok(()) };
+            if marker.producer_epoch < meta.producer_epoch {
+                return Err(ResponseError::InvalidProducerEpoch);
+            }
+            let pending: Vec<(String, Vec<PendingOffset>)> = meta.offsets.iter().filter(|(g, o)| on_partition(g) && !o.is_empty()).map(|(g, o)| (g.clone(), o.clone())).collect();
+            (id, pending)
+        };
+        if pending.is_empty() {
+            return Ok(());
+        }
+        if marker.commit {
+            for (group, offsets) in &pending {
+                self.groups.commit_transactional(group, committed(offsets)).await?;
+            }
+        }
+        let written = {
+            let mut txns = self.txns.lock().expect("txns lock");
+            let Some(meta) = txns.by_id.get_mut(&id).filter(|m| m.producer_id == marker.producer_id) else { return Ok(()) };
+            for (group, offsets) in &pending {
+                if let Some(held) = meta.offsets.get_mut(group) {
+                    held.retain(|p| !offsets.contains(p));
+                }
+            }
+            let meta = meta.clone();
+            self.persist(&id, Some(&meta))
+        };
+        tracing::info!(transactional_id = id, commit = marker.commit, groups = pending.len(), "a transaction marker completed the transaction's offsets");
+        written.await
+    }
+
     /// Produce's check of a transactional batch: its producer must be the transactional id's
     /// current one, with a transaction open that holds the partition (Kafka's verification,
     /// KIP-890 part 1), so no batch can open a transaction the coordinator would never end.
-    /// The guard returned is held until the batch is written.
+    /// The guard returned is held until the batch is written. With
+    /// `transaction.partition.verification.enable` off, every batch passes, as in Kafka.
     pub async fn verify_produce(&self, producer_id: i64, producer_epoch: i16, topic: &str, partition: i32) -> Result<tokio::sync::RwLockReadGuard<'_, ()>, ResponseError> {
         let gate = self.appends.read().await;
+        if !self.config.verify_partitions {
+            return Ok(gate);
+        }
         let txns = self.txns.lock().expect("txns lock");
         let meta = txns.by_pid.get(&producer_id).and_then(|id| txns.by_id.get(id)).ok_or(ResponseError::InvalidProducerIdMapping)?;
         if producer_epoch < meta.producer_epoch {

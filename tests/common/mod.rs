@@ -9,11 +9,13 @@ use std::time::Duration;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use gregor::{Broker, BrokerHandle, Config};
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreateTopicsRequest};
+use kafka_protocol::messages::describe_producers_request::{DescribeProducersRequest, TopicRequest};
+use kafka_protocol::messages::write_txn_markers_request::{WritableTxnMarker, WritableTxnMarkerTopic, WriteTxnMarkersRequest};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchRequest, FetchTopic};
 use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequest, OffsetCommitRequestPartition, OffsetCommitRequestTopic};
 use kafka_protocol::messages::offset_fetch_request::{OffsetFetchRequest, OffsetFetchRequestTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, ProduceRequest, TopicProduceData};
-use kafka_protocol::messages::{GroupId, RequestHeader, ResponseHeader, TopicName};
+use kafka_protocol::messages::{GroupId, ProducerId, RequestHeader, ResponseHeader, TopicName};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -186,4 +188,27 @@ pub async fn committed(c: &mut Client, group_id: &str, topic: &str) -> (i64, Str
     let r = c.call(request, 7).await;
     let p = &r.topics[0].partitions[0];
     (p.committed_offset, p.metadata.as_deref().unwrap_or_default().to_string(), r.error_code)
+}
+
+/// WriteTxnMarkers v1 of one marker to `partitions` of `topic`; each partition's error code.
+pub async fn write_marker(c: &mut Client, topic: &str, partitions: Vec<i32>, (pid, epoch): (i64, i16), coordinator_epoch: i32, commit: bool) -> Vec<i16> {
+    let marker = WritableTxnMarker::default()
+        .with_producer_id(ProducerId(pid))
+        .with_producer_epoch(epoch)
+        .with_coordinator_epoch(coordinator_epoch)
+        .with_transaction_result(commit)
+        .with_topics(vec![WritableTxnMarkerTopic::default().with_name(name(topic)).with_partition_indexes(partitions)]);
+    let r = c.call(WriteTxnMarkersRequest::default().with_markers(vec![marker]), 1).await;
+    assert_eq!(r.markers[0].producer_id.0, pid);
+    r.markers[0].topics[0].partitions.iter().map(|p| p.error_code).collect()
+}
+
+/// DescribeProducers of one partition: (error code, producers as (id, epoch, last sequence,
+/// coordinator epoch, transaction start offset)).
+pub async fn producers(c: &mut Client, topic: &str, partition: i32) -> (i16, Vec<(i64, i32, i32, i32, i64)>) {
+    let request = DescribeProducersRequest::default().with_topics(vec![TopicRequest::default().with_name(name(topic)).with_partition_indexes(vec![partition])]);
+    let r = c.call(request, 0).await;
+    let p = &r.topics[0].partitions[0];
+    assert!(p.active_producers.iter().all(|s| s.last_timestamp > 0));
+    (p.error_code, p.active_producers.iter().map(|s| (s.producer_id.0, s.producer_epoch, s.last_sequence, s.coordinator_epoch, s.current_txn_start_offset)).collect())
 }

@@ -275,6 +275,12 @@ impl ReplicaManager {
         }
     }
 
+    /// Whether this node holds a replica of the partition, leader or follower (Kafka's
+    /// DescribeProducers answers from either).
+    pub fn hosts(&self, id: PartitionId) -> bool {
+        self.describe(id).replicas.contains(&self.node_id)
+    }
+
     /// A write on this partition's leader, as Kafka's Partition.appendRecordsToLeader makes
     /// it (produce, transaction markers, a group coordinator's records): refused unless this
     /// node leads (at `how.epoch`, if given) and, for acks=all, the ISR has

@@ -1,0 +1,110 @@
+//! WriteTxnMarkers and DescribeProducers on a cluster of two nodes (a voter and a broker): a
+//! partition this node follows, or holds no replica of, is answered as Kafka answers it, and a
+//! marker on a
+//! `__consumer_offsets` partition commits or drops the producer's transactional offsets of
+//! that partition's groups, as Kafka's group coordinator completes them.
+
+mod cluster;
+mod common;
+mod ports;
+
+use std::time::Duration;
+
+use cluster::{eventually, TestCluster, FAST};
+use common::{committed, name, producers, write_marker, Client};
+use kafka_protocol::messages::add_offsets_to_txn_request::AddOffsetsToTxnRequest;
+use kafka_protocol::messages::create_topics_request::{CreatableReplicaAssignment, CreatableTopic, CreateTopicsRequest};
+use kafka_protocol::messages::end_txn_request::EndTxnRequest;
+use kafka_protocol::messages::find_coordinator_request::FindCoordinatorRequest;
+use kafka_protocol::messages::init_producer_id_request::InitProducerIdRequest;
+use kafka_protocol::messages::metadata_request::{MetadataRequest, MetadataRequestTopic};
+use kafka_protocol::messages::txn_offset_commit_request::{TxnOffsetCommitRequest, TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic};
+use kafka_protocol::messages::{BrokerId, GroupId, ProducerId, TransactionalId};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+
+const PATIENCE: Duration = Duration::from_secs(20);
+const OFFSETS: &str = "__consumer_offsets";
+
+fn s(text: &str) -> StrBytes {
+    StrBytes::from_string(text.to_string())
+}
+
+async fn txn_offset_commit(c: &mut Client, (pid, epoch): (i64, i16), offset: i64) -> i16 {
+    let request = TxnOffsetCommitRequest::default()
+        .with_transactional_id(TransactionalId(s("o")))
+        .with_group_id(GroupId(s("g")))
+        .with_producer_id(ProducerId(pid))
+        .with_producer_epoch(epoch)
+        .with_generation_id(-1)
+        .with_topics(vec![TxnOffsetCommitRequestTopic::default()
+            .with_name(name("m"))
+            .with_partitions(vec![TxnOffsetCommitRequestPartition::default().with_partition_index(0).with_committed_offset(offset)])]);
+    c.call(request, 3).await.topics[0].partitions[0].error_code
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn markers_answer_for_partitions_led_here_and_complete_transactional_offsets() {
+    let settings = [FAST, &[("offsets.topic.num.partitions", "1"), ("offsets.topic.replication.factor", "1")]].concat();
+    let cluster = TestCluster::start(1, 1, &settings);
+    // Topic m: partition 0 on node 1, partition 1 on node 2 only; topic f led by node 2 and
+    // followed by node 1.
+    for (topic, replicas) in [("m", vec![vec![1], vec![2]]), ("f", vec![vec![2, 1]])] {
+        eventually(PATIENCE, "the topics to be created", || async {
+            let mut c = cluster.client(1).await?;
+            let assignments = replicas.iter().enumerate().map(|(p, r)| CreatableReplicaAssignment::default().with_partition_index(p as i32).with_broker_ids(r.iter().copied().map(BrokerId).collect())).collect();
+            let topic = CreatableTopic::default().with_name(name(topic)).with_num_partitions(-1).with_replication_factor(-1).with_assignments(assignments);
+            let error = c.call(CreateTopicsRequest::default().with_topics(vec![topic]).with_timeout_ms(5000), 7).await.topics[0].error_code;
+            (error == 0 || error == ResponseError::TopicAlreadyExists.code()).then_some(())
+        })
+        .await;
+    }
+    let mut one = cluster.client(1).await.expect("node 1 serves");
+    let not_leader = ResponseError::NotLeaderOrFollower.code();
+    eventually(PATIENCE, "node 1 to lead m-0", || async { (producers(&mut cluster.client(1).await?, "m", 0).await == (0, vec![])).then_some(()) }).await;
+    assert_eq!(producers(&mut one, "m", 1).await.0, not_leader, "no replica of m-1 here");
+    let unknown = ResponseError::UnknownTopicOrPartition.code();
+    assert_eq!(write_marker(&mut one, "m", vec![1, 0], (1000, 0), 0, false).await, vec![unknown, 0]);
+    // f-0's follower: whichever node does not lead it, once it knows that.
+    let follower = eventually(PATIENCE, "f-0 to have a leader and a follower", || async {
+        let request = MetadataRequest::default().with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(name("f")))]));
+        let leader = cluster.client(1).await?.call(request, 12).await.topics.first()?.partitions.first()?.leader_id.0;
+        let follower = match leader {
+            1 => 2,
+            2 => 1,
+            _ => return None,
+        };
+        (producers(&mut cluster.client(follower).await?, "f", 0).await == (0, vec![])).then_some(follower)
+    })
+    .await;
+    let mut f = cluster.client(follower).await.expect("the follower serves");
+    assert_eq!(write_marker(&mut f, "f", vec![0], (1000, 0), 0, false).await, vec![not_leader], "a follower");
+
+    // The group's coordinator leads __consumer_offsets-0; the transaction coordinator there
+    // holds the offsets until a marker.
+    let coordinator = eventually(PATIENCE, "a coordinator for group g", || async {
+        let r = cluster.client(1).await?.call(FindCoordinatorRequest::default().with_key(s("g")).with_key_type(0), 3).await;
+        (r.error_code == 0).then_some(r.node_id.0)
+    })
+    .await;
+    let mut c = cluster.client(coordinator).await.expect("the coordinator serves");
+    let init = InitProducerIdRequest::default().with_transactional_id(Some(TransactionalId(s("o")))).with_transaction_timeout_ms(60_000).with_producer_id(ProducerId(-1)).with_producer_epoch(-1);
+    let r = c.call(init, 4).await;
+    assert_eq!(r.error_code, 0);
+    let p = (r.producer_id.0, r.producer_epoch);
+    let add = AddOffsetsToTxnRequest::default().with_transactional_id(TransactionalId(s("o"))).with_producer_id(ProducerId(p.0)).with_producer_epoch(p.1).with_group_id(GroupId(s("g")));
+    assert_eq!(c.call(add, 3).await.error_code, 0);
+    eventually(PATIENCE, "the group's coordinator to take transactional offsets", || async { (txn_offset_commit(&mut cluster.client(coordinator).await?, p, 7).await == 0).then_some(()) }).await;
+    assert_eq!(committed(&mut c, "g", "m").await.0, -1, "held until a marker");
+
+    assert_eq!(write_marker(&mut c, OFFSETS, vec![0], p, 0, true).await, vec![0]);
+    assert_eq!(committed(&mut c, "g", "m").await.0, 7, "committed by the COMMIT marker");
+    assert_eq!(write_marker(&mut c, OFFSETS, vec![0], p, 0, true).await, vec![0], "a retry");
+    assert_eq!(txn_offset_commit(&mut c, p, 9).await, 0);
+    assert_eq!(write_marker(&mut c, OFFSETS, vec![0], (p.0, p.1 - 1), 0, false).await, vec![ResponseError::InvalidProducerEpoch.code()], "a stale epoch");
+    assert_eq!(write_marker(&mut c, OFFSETS, vec![0], p, 0, false).await, vec![0]);
+    assert_eq!(committed(&mut c, "g", "m").await.0, 7, "9 dropped by the ABORT marker");
+    let end = EndTxnRequest::default().with_transactional_id(TransactionalId(s("o"))).with_producer_id(ProducerId(p.0)).with_producer_epoch(p.1).with_committed(true);
+    assert_eq!(c.call(end, 3).await.error_code, 0);
+    assert_eq!(committed(&mut c, "g", "m").await.0, 7, "the coordinator's commit has nothing left of 9");
+}
