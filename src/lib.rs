@@ -97,10 +97,7 @@ impl Broker {
     }
 
     async fn start_inner(config: Config, alter: Arc<dyn AlterPartitionSender>, quorum_alter: Option<Arc<QuorumAlterPartition>>) -> Result<BrokerHandle> {
-        let budget = log::Budget { memtable_bytes: config.memtable_bytes, block_cache_bytes: config.block_cache_bytes };
-        // Opening reads the store: off the runtime's threads.
-        let dir = config.data_dir.clone();
-        let log = Arc::new(tokio::task::spawn_blocking(move || LogStore::open_with_budget(&dir, budget)).await??);
+        let log = open_store(&config).await?;
         let mut bound = Vec::new();
         let mut endpoints = Vec::new();
         for l in &config.listeners {
@@ -243,19 +240,24 @@ async fn start_controller_only(config: Config) -> Result<BrokerHandle> {
     if config.zookeeper_listener.is_some() {
         anyhow::bail!("zookeeper.listener shows a broker's view: set it on a broker, not on a controller-only node");
     }
-    let dir = config.data_dir.clone();
-    let budget = log::Budget { memtable_bytes: config.memtable_bytes, block_cache_bytes: config.block_cache_bytes };
-    let log = Arc::new(tokio::task::spawn_blocking(move || LogStore::open_with_budget(&dir, budget)).await??);
+    let log = open_store(&config).await?;
     let cluster_id = cluster::identity::check_at_start(&config.data_dir, config.node_id, None)?.cluster_id;
     let (shutdown, shutdown_rx) = watch::channel(false);
     let (failure, failure_rx) = watch::channel(None);
-    let (_, tasks) = join_quorum(&config, &log, &cluster_id, &failure, shutdown_rx).await?;
+    let (controller, tasks) = join_quorum(&config, &log, &cluster_id, &failure, shutdown_rx).await?;
     let listener = config.controller_listener.as_ref().context("a controller-only node needs a controller listener")?;
-    let bound = format!("{}:{}", listener.bind_host(), listener.port);
-    let addr = tokio::net::lookup_host(&bound).await?.next().with_context(|| format!("{bound} resolves to no address"))?;
+    let addr = controller.local_addr().context("a controller-only node listens for the quorum")?;
     let advertised = listener.advertised_for(addr);
     tracing::info!("Gregor controller {} of cluster {cluster_id} listening on {addr} for the quorum and the brokers (no client listener: process.roles=controller), data in {}", config.node_id, config.data_dir.display());
     Ok(BrokerHandle { listeners: vec![(listener.name.clone(), addr)], advertised, zookeeper_addr: None, shutdown, tasks, log, failure: failure_rx, broker: None })
+}
+
+/// Opens the data directory's store with the configured memory budget, off the runtime's
+/// threads (opening reads it).
+async fn open_store(config: &Config) -> Result<Arc<LogStore>> {
+    let dir = config.data_dir.clone();
+    let budget = log::Budget { memtable_bytes: config.memtable_bytes, block_cache_bytes: config.block_cache_bytes };
+    Ok(Arc::new(tokio::task::spawn_blocking(move || LogStore::open_with_budget(&dir, budget)).await??))
 }
 
 /// Joins the metadata quorum (as a voter with the controller role, as a learner without) and

@@ -175,6 +175,8 @@ pub struct Controller {
     cluster_id: String,
     session_timeout_ms: u64,
     sessions: Arc<brokers::Sessions>,
+    /// Where the controller RPC listens, if it does.
+    local_addr: Option<std::net::SocketAddr>,
     /// Held from reading the image to writing what follows from it, so that no two such
     /// changes interleave.
     writes: Arc<tokio::sync::Mutex<()>>,
@@ -250,6 +252,7 @@ impl Controller {
             cluster_id: config.cluster_id.clone(),
             session_timeout_ms: config.broker_session_timeout_ms,
             sessions: Arc::default(),
+            local_addr: listener.as_ref().map(TcpListener::local_addr).transpose()?,
             writes: Arc::default(),
         };
         let server = listener.map(|l| {
@@ -277,6 +280,11 @@ impl Controller {
 
     pub fn id(&self) -> NodeId {
         self.id
+    }
+
+    /// Where this node's controller RPC listens (none for a lone voter without a listener).
+    pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
+        self.local_addr
     }
 
     pub fn cluster_id(&self) -> &str {
