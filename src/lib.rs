@@ -349,7 +349,7 @@ async fn start_quorum(config: &Config, api: &Api, alter: Option<Arc<QuorumAlterP
         }
     }
     let replicas = alter.is_some().then(|| api.replicas.clone());
-    tasks.push(tokio::spawn(publisher::run(cluster.clone(), replicas, api.groups.clone(), controller.image(), caught_up_rx, shutdown.clone())));
+    tasks.push(tokio::spawn(publisher::run(cluster.clone(), replicas, api.groups.clone(), api.txns.clone(), controller.image(), caught_up_rx, shutdown.clone())));
     // The lone node serves its metadata log's topics from the first request: a topic whose
     // deletion a kill cut short must not be seen whole and then vanish.
     if config.quorum_voters.is_empty() && !cluster.first_published(LONE_ELECTION_TIMEOUT).await {

@@ -45,7 +45,7 @@ async fn txn_offset_commit(c: &mut Client, (pid, epoch): (i64, i16), offset: i64
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn markers_answer_for_partitions_led_here_and_complete_transactional_offsets() {
-    let settings = [FAST, &[("offsets.topic.num.partitions", "1"), ("offsets.topic.replication.factor", "1")]].concat();
+    let settings = [FAST, &[("offsets.topic.num.partitions", "1"), ("offsets.topic.replication.factor", "1"), ("transaction.state.log.num.partitions", "1"), ("transaction.state.log.replication.factor", "1")]].concat();
     let cluster = TestCluster::start(1, 1, &settings);
     // Topic m: partition 0 on node 1, partition 1 on node 2 only; topic f led by node 2 and
     // followed by node 1.
@@ -80,20 +80,24 @@ async fn markers_answer_for_partitions_led_here_and_complete_transactional_offse
     let mut f = cluster.client(follower).await.expect("the follower serves");
     assert_eq!(write_marker(&mut f, "f", vec![0], (1000, 0), 0, false).await, vec![not_leader], "a follower");
 
-    // The group's coordinator leads __consumer_offsets-0; the transaction coordinator there
-    // holds the offsets until a marker.
-    let coordinator = eventually(PATIENCE, "a coordinator for group g", || async {
-        let r = cluster.client(1).await?.call(FindCoordinatorRequest::default().with_key(s("g")).with_key_type(0), 3).await;
-        (r.error_code == 0).then_some(r.node_id.0)
-    })
-    .await;
-    let mut c = cluster.client(coordinator).await.expect("the coordinator serves");
+    // Group g's coordinator leads __consumer_offsets-0, and transactional id o's
+    // __transaction_state-0: the same node or not, as the controller placed them.
+    let find = |key: &'static str, key_type: i8| {
+        let cluster = &cluster;
+        eventually(PATIENCE, "a coordinator", move || async move {
+            let r = cluster.client(1).await?.call(FindCoordinatorRequest::default().with_key(s(key)).with_key_type(key_type), 3).await;
+            (r.error_code == 0).then_some(r.node_id.0)
+        })
+    };
+    let coordinator = find("g", 0).await;
+    let mut c = cluster.client(coordinator).await.expect("the group coordinator serves");
+    let mut t = cluster.client(find("o", 1).await).await.expect("the transaction coordinator serves");
     let init = InitProducerIdRequest::default().with_transactional_id(Some(TransactionalId(s("o")))).with_transaction_timeout_ms(60_000).with_producer_id(ProducerId(-1)).with_producer_epoch(-1);
-    let r = c.call(init, 4).await;
+    let r = t.call(init, 4).await;
     assert_eq!(r.error_code, 0);
     let p = (r.producer_id.0, r.producer_epoch);
     let add = AddOffsetsToTxnRequest::default().with_transactional_id(TransactionalId(s("o"))).with_producer_id(ProducerId(p.0)).with_producer_epoch(p.1).with_group_id(GroupId(s("g")));
-    assert_eq!(c.call(add, 3).await.error_code, 0);
+    assert_eq!(t.call(add.clone(), 3).await.error_code, 0);
     eventually(PATIENCE, "the group's coordinator to take transactional offsets", || async { (txn_offset_commit(&mut cluster.client(coordinator).await?, p, 7).await == 0).then_some(()) }).await;
     assert_eq!(committed(&mut c, "g", "m").await.0, -1, "held until a marker");
 
@@ -105,6 +109,13 @@ async fn markers_answer_for_partitions_led_here_and_complete_transactional_offse
     assert_eq!(write_marker(&mut c, OFFSETS, vec![0], p, 0, false).await, vec![0]);
     assert_eq!(committed(&mut c, "g", "m").await.0, 7, "9 dropped by the ABORT marker");
     let end = EndTxnRequest::default().with_transactional_id(TransactionalId(s("o"))).with_producer_id(ProducerId(p.0)).with_producer_epoch(p.1).with_committed(true);
-    assert_eq!(c.call(end, 3).await.error_code, 0);
+    assert_eq!(t.call(end.clone(), 3).await.error_code, 0);
     assert_eq!(committed(&mut c, "g", "m").await.0, 7, "the coordinator's commit has nothing left of 9");
+
+    // The coordinator's own markers reach the group's partition, wherever it is led.
+    assert_eq!(t.call(add, 3).await.error_code, 0);
+    assert_eq!(txn_offset_commit(&mut c, p, 11).await, 0);
+    assert_eq!(committed(&mut c, "g", "m").await.0, 7, "held until the transaction ends");
+    assert_eq!(t.call(end, 3).await.error_code, 0);
+    assert_eq!(committed(&mut c, "g", "m").await.0, 11, "committed with the transaction");
 }

@@ -66,8 +66,10 @@ pub async fn find_coordinator(api: &Api, req: &Request, r: FindCoordinatorReques
     for key in keys {
         let found = match r.key_type {
             GROUP_KEY_TYPE => coordinator_address(api, req, &key).await,
-            // This node coordinates every transactional id it is asked about.
-            TRANSACTION_KEY_TYPE => broker_address(api, req, api.cluster.node().id),
+            TRANSACTION_KEY_TYPE => match api.txns.coordinator(&key).await {
+                Ok(id) => broker_address(api, req, id.unwrap_or(api.cluster.node().id)),
+                Err(e) => Err((e, "the transaction's coordinator is not available yet".into())),
+            },
             _ => Err((ResponseError::InvalidRequest, "unknown coordinator key type (0: group, 1: transaction)".to_string())),
         };
         let c = Coordinator::default().with_key(key);
@@ -268,7 +270,7 @@ pub fn offset_fetch(api: &Api, req: &Request, r: OffsetFetchRequest) -> OffsetFe
     // KIP-447: a client that asks for stable offsets is told to retry while a transaction
     // holds offsets for the partition, rather than read one about to change.
     let require_stable = req.version >= 7 && r.require_stable;
-    let unstable = |group: &str, topic: &str, index: i32| require_stable && api.txns.has_pending_offsets(group, topic, index);
+    let unstable = |group: &str, topic: &str, index: i32| require_stable && api.groups.has_txn_offsets(group, &(topic.to_string(), index));
     if req.version >= 8 {
         let groups = r
             .groups

@@ -27,9 +27,10 @@ use crate::cluster::replication::{AlterPartitionSender, ReplicaManager};
 use crate::cluster::{Cluster, Node};
 use crate::config::Config;
 use crate::fetch_session::FetchSessions;
-use crate::group::{GroupConfig, GroupCoordinator, GroupStore, OffsetsTopic};
+use crate::cluster::state_topic::StateTopic;
+use crate::group::{GroupConfig, GroupCoordinator, GroupStore};
 use crate::log::LogStore;
-use crate::txn::{TxnConfig, TxnCoordinator};
+use crate::txn::{TxnConfig, TxnCoordinator, TxnStore};
 
 /// Every API Gregor serves, with the versions a real client has been seen to work with.
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
@@ -174,14 +175,16 @@ impl Api {
         let cluster = Arc::new(Cluster::open(config, node, log.clone())?);
         let topics = cluster.topics().iter().map(|t| t.name.clone()).collect();
         let replicas = Arc::new(ReplicaManager::new(config, log.clone(), cluster.clone(), alter, shutdown.clone()));
-        let store = if config.quorum_voters.is_empty() {
-            GroupStore::Local(log.meta())
+        // A cluster keeps groups and transactions in replicated topics, a lone node locally.
+        let (group_store, txn_store) = if config.quorum_voters.is_empty() {
+            (GroupStore::Local(log.meta()), TxnStore::Local(log.meta()))
         } else {
-            GroupStore::Replicated(Arc::new(OffsetsTopic::new(config, log.clone(), cluster.clone(), replicas.clone())))
+            let topic = |spec| Arc::new(StateTopic::new(spec, log.clone(), cluster.clone(), replicas.clone()));
+            (GroupStore::Replicated(topic(crate::group::offsets_topic(config))), TxnStore::Replicated(topic(crate::txn::transaction_state_topic(config))))
         };
-        let groups = Arc::new(GroupCoordinator::open(store, GroupConfig::new(config), &topics)?);
+        let groups = Arc::new(GroupCoordinator::open(group_store, GroupConfig::new(config), &topics)?);
         let fetch_sessions = FetchSessions::new(config.fetch_session_cache_slots);
-        let txns = Arc::new(TxnCoordinator::open(log.meta(), log.clone(), cluster.clone(), replicas.clone(), groups.clone(), TxnConfig::new(config), shutdown)?);
+        let txns = Arc::new(TxnCoordinator::open(txn_store, log.clone(), cluster.clone(), replicas.clone(), groups.clone(), TxnConfig::new(config), shutdown)?);
         Ok(Api { config: config.clone(), log, cluster, groups, txns, fetch_sessions, replicas })
     }
 

@@ -79,7 +79,8 @@ pub async fn add_offsets(api: &Api, req: &Request, r: AddOffsetsToTxnRequest) ->
 pub async fn txn_offset_commit(api: &Api, req: &Request, r: TxnOffsetCommitRequest) -> TxnOffsetCommitResponse {
     let member = (r.member_id.as_str(), r.group_instance_id.as_deref());
     let generation = if req.version >= 3 { r.generation_id } else { -1 };
-    let mut result = api.groups.check_txn_member(&r.group_id, member, generation);
+    let producer = (r.producer_id.0, r.producer_epoch);
+    let mut result = api.groups.check_txn_member(&r.group_id, member, generation).and_then(|()| api.txns.check_offset_commit(&r.transactional_id, producer, &r.group_id));
     if result.is_ok() {
         let offsets = r
             .topics
@@ -91,7 +92,7 @@ pub async fn txn_offset_commit(api: &Api, req: &Request, r: TxnOffsetCommitReque
                 })
             })
             .collect();
-        result = api.txns.commit_offsets(&r.transactional_id, (r.producer_id.0, r.producer_epoch), &r.group_id, offsets).await;
+        result = api.groups.hold_txn_offsets(&r.group_id, producer, crate::txn::held_offsets(offsets)).await;
     }
     let error = code(result.map_err(|e| fenced_for(req.version, 3, e)));
     let topics = r
@@ -112,8 +113,10 @@ pub fn describe_transactions(api: &Api, r: DescribeTransactionsRequest) -> Descr
         .transactional_ids
         .into_iter()
         .map(|id| {
-            let Some(meta) = api.txns.describe(&id) else {
-                return TransactionState::default().with_transactional_id(id).with_error_code(ResponseError::TransactionalIdNotFound.code()).with_producer_id(ProducerId(-1)).with_producer_epoch(-1);
+            let meta = match api.txns.describe(&id) {
+                Ok(Some(meta)) => meta,
+                Ok(None) => return TransactionState::default().with_transactional_id(id).with_error_code(ResponseError::TransactionalIdNotFound.code()).with_producer_id(ProducerId(-1)).with_producer_epoch(-1),
+                Err(e) => return TransactionState::default().with_transactional_id(id).with_error_code(e.code()).with_producer_id(ProducerId(-1)).with_producer_epoch(-1),
             };
             let mut topics: Vec<TopicData> = Vec::new();
             for (topic, partition) in &meta.partitions {
@@ -202,16 +205,7 @@ async fn write_txn_marker(api: &Api, topic: Option<&Topic>, index: i32, marker: 
     if !api.replicas.hosts(partition) {
         return Err(ResponseError::UnknownTopicOrPartition);
     }
-    api.txns.write_marker(topic, partition, marker).await?;
-    if topic.name == crate::group::OFFSETS_TOPIC {
-        // A group coordinator not ready yet: a transaction coordinator retries only what a
-        // partition leader would answer (Kafka 4's KafkaApis translates the same way).
-        api.txns.complete_offsets(index, topic.partitions.len() as i32, marker).await.map_err(|e| match e {
-            ResponseError::CoordinatorNotAvailable | ResponseError::CoordinatorLoadInProgress | ResponseError::NotCoordinator => ResponseError::NotLeaderOrFollower,
-            other => other,
-        })?;
-    }
-    Ok(())
+    api.txns.write_marker(topic, partition, index, marker).await
 }
 
 /// DescribeProducers v0: the producers each partition remembers, from any replica of it, as

@@ -7,12 +7,14 @@
 //! under `b/` (broker_config.rs).
 
 mod broker_config;
+pub mod broker_client;
 pub mod controller;
 pub mod identity;
 pub mod lifecycle;
 pub mod metadata;
 pub mod publisher;
 pub mod replication;
+pub mod state_topic;
 mod topic_config;
 
 use std::collections::BTreeMap;
@@ -313,6 +315,20 @@ impl Cluster {
 
     /// The brokers clients may use, at their address on `listener` (or their first one): the
     /// unfenced brokers of the metadata image, and this one, which is serving.
+    /// Where this node reaches each broker (replication, markers): its endpoint on this
+    /// node's first listener, or the broker's first.
+    pub fn broker_addresses(&self, image: &MetadataImage) -> replication::BrokerAddresses {
+        let listener = &self.node().endpoints[0].listener;
+        image
+            .brokers()
+            .filter_map(|b| {
+                let r = &b.registration;
+                let e = r.endpoints.iter().find(|e| &e.listener == listener).or(r.endpoints.first())?;
+                Some((r.id, format!("{}:{}", e.host, e.port)))
+            })
+            .collect()
+    }
+
     pub fn live_brokers(&self, listener: &str) -> Vec<BrokerAddress> {
         let me = self.node.endpoint(listener);
         let mut brokers = vec![BrokerAddress { id: self.node.id, host: me.host.clone(), port: me.port, rack: self.node.rack.clone() }];

@@ -26,6 +26,7 @@ use super::metadata::{MetadataImage, PartitionRecord};
 use super::replication::{AlterPartition, AlterPartitionSender, BrokerAddresses, CommittedIsr, PartitionState, ReplicaManager, TopicPartition};
 use super::Cluster;
 use crate::group::{GroupCoordinator, OFFSETS_TOPIC};
+use crate::txn::{TxnCoordinator, TXN_STATE_TOPIC};
 
 /// How long to wait before asking the controller again to register this node's old topics.
 const MIGRATION_RETRY: Duration = Duration::from_secs(1);
@@ -38,6 +39,7 @@ pub async fn run(
     cluster: Arc<Cluster>,
     replicas: Option<Arc<ReplicaManager>>,
     groups: Arc<GroupCoordinator>,
+    txns: Arc<TxnCoordinator>,
     mut image: watch::Receiver<Arc<MetadataImage>>,
     mut caught_up: watch::Receiver<bool>,
     mut shutdown: watch::Receiver<bool>,
@@ -51,7 +53,7 @@ pub async fn run(
             _ = shutdown.changed() => return,
         }
     }
-    let mut publisher = Publisher { cluster, replicas, groups, applied: HashMap::new(), addresses: BrokerAddresses::new() };
+    let mut publisher = Publisher { cluster, replicas, groups, txns, applied: HashMap::new(), addresses: BrokerAddresses::new() };
     loop {
         let current = image.borrow_and_update().clone();
         let partitions_too = *caught_up.borrow_and_update();
@@ -87,6 +89,7 @@ struct Publisher {
     cluster: Arc<Cluster>,
     replicas: Option<Arc<ReplicaManager>>,
     groups: Arc<GroupCoordinator>,
+    txns: Arc<TxnCoordinator>,
     /// Each partition's record as last handed to the replica manager.
     applied: HashMap<(Uuid, i32), PartitionRecord>,
     addresses: BrokerAddresses,
@@ -112,7 +115,7 @@ impl Publisher {
         if !partitions_too {
             return;
         }
-        let addresses = replication_addresses(&self.cluster, image);
+        let addresses = self.cluster.broker_addresses(image);
         // A broker that moved makes every partition's state worth applying again.
         let moved = addresses != self.addresses;
         self.addresses = addresses;
@@ -133,27 +136,14 @@ impl Publisher {
                 }
             }
         }
+        // The coordinators serve the keys of the state partitions this node leads.
         let me = self.cluster.node().id;
-        let led: Vec<(i32, i32)> = image
-            .topic(OFFSETS_TOPIC)
-            .map(|t| t.partitions.iter().filter(|(_, p)| p.leader == me).map(|(&index, p)| (index, p.leader_epoch)).collect())
-            .unwrap_or_default();
-        self.groups.follow_partitions(&led);
+        let led = |topic: &str| -> Vec<(i32, i32)> {
+            image.topic(topic).map(|t| t.partitions.iter().filter(|(_, p)| p.leader == me).map(|(&index, p)| (index, p.leader_epoch)).collect()).unwrap_or_default()
+        };
+        self.groups.follow_partitions(&led(OFFSETS_TOPIC));
+        self.txns.follow_partitions(&led(TXN_STATE_TOPIC));
     }
-}
-
-/// Where each broker's replicas fetch from: its endpoint on the listener this node's replicas
-/// use (its first), or the broker's first.
-fn replication_addresses(cluster: &Cluster, image: &MetadataImage) -> BrokerAddresses {
-    let listener = &cluster.node().endpoints[0].listener;
-    image
-        .brokers()
-        .filter_map(|b| {
-            let r = &b.registration;
-            let e = r.endpoints.iter().find(|e| &e.listener == listener).or(r.endpoints.first())?;
-            Some((r.id, format!("{}:{}", e.host, e.port)))
-        })
-        .collect()
 }
 
 /// Leaders' ISR changes go to the active controller as AlterPartition requests, once the

@@ -112,6 +112,10 @@ pub struct Config {
     pub offsets_retention_check_interval_ms: u64,
     pub offsets_topic_num_partitions: i32,
     pub offsets_topic_replication_factor: i16,
+    /// `__transaction_state`, where a cluster keeps transactions.
+    pub transaction_state_log_num_partitions: i32,
+    pub transaction_state_log_replication_factor: i16,
+    pub transaction_state_log_min_isr: i32,
     pub offsets_commit_timeout_ms: u64,
     /// Memory for RocksDB: all memtables together, and the block cache.
     pub memtable_bytes: usize,
@@ -321,6 +325,9 @@ impl Config {
             offsets_retention_check_interval_ms: 0,
             offsets_topic_num_partitions: 0,
             offsets_topic_replication_factor: 0,
+            transaction_state_log_num_partitions: 0,
+            transaction_state_log_replication_factor: 0,
+            transaction_state_log_min_isr: 0,
             offsets_commit_timeout_ms: 0,
             memtable_bytes: 0,
             block_cache_bytes: 0,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::{Buf, BufMut, Bytes};
 use tokio::time::Instant;
 
-use super::state::{restored_member, Committed, Group};
+use super::state::{restored_member, Committed, Group, TxnOffsets};
 use super::TopicPartition;
 
 const VERSION: u8 = 1;
@@ -141,6 +141,42 @@ pub fn decode_committed(bytes: &[u8], now_ms: i64) -> Option<Committed> {
     Some(Committed { offset, leader_epoch, metadata, commit_timestamp_ms, expire_timestamp_ms })
 }
 
+/// A transaction's offsets: the producer's epoch, then each (topic, partition, committed).
+pub fn encode_txn_offsets(t: &TxnOffsets) -> Vec<u8> {
+    let mut out = vec![VERSION];
+    out.put_i16(t.producer_epoch);
+    out.put_u32(t.offsets.len() as u32);
+    for ((topic, partition), committed) in &t.offsets {
+        put_bytes(&mut out, topic.as_bytes());
+        out.put_i32(*partition);
+        put_bytes(&mut out, &encode_committed(committed));
+    }
+    out
+}
+
+pub fn decode_txn_offsets(bytes: &[u8]) -> Option<TxnOffsets> {
+    let mut buf = Bytes::copy_from_slice(bytes);
+    if buf.remaining() < 7 || buf.get_u8() != VERSION {
+        return None;
+    }
+    let producer_epoch = buf.get_i16();
+    let mut offsets = std::collections::BTreeMap::new();
+    for _ in 0..get_u32(&mut buf)? {
+        let topic = get_string(&mut buf)?;
+        let partition = (buf.remaining() >= 4).then(|| buf.get_i32())?;
+        let committed = decode_committed(&get_bytes(&mut buf)?, 0)?;
+        offsets.insert((topic, partition), committed);
+    }
+    Some(TxnOffsets { producer_epoch, offsets })
+}
+
+/// Splits `group \0 producer id(8 bytes)`.
+pub fn decode_txn_offsets_key(key: &[u8]) -> Option<(String, i64)> {
+    let (rest, pid) = key.split_last_chunk::<8>()?;
+    let group = String::from_utf8(rest.strip_suffix(b"\0")?.to_vec()).ok()?;
+    Some((group, i64::from_be_bytes(*pid)))
+}
+
 /// Splits `group \0 topic \0 partition(4 bytes)`.
 pub fn decode_offset_key(key: &[u8]) -> Option<(String, TopicPartition)> {
     let (rest, partition) = key.split_last_chunk::<4>()?;
@@ -194,6 +230,16 @@ mod tests {
         assert_eq!(new[..group.len()], group[..]);
         let again = decode_group("old", &new, Instant::now()).unwrap();
         assert_eq!((again.generation, again.state_timestamp_ms), (7, Some(123)));
+    }
+
+    #[test]
+    fn transaction_offsets_round_trip() {
+        let committed = Committed { offset: 9, leader_epoch: 2, metadata: Some("m".into()), commit_timestamp_ms: 5, expire_timestamp_ms: None };
+        let t = TxnOffsets { producer_epoch: 3, offsets: [(("a".to_string(), 1), committed.clone()), (("b".to_string(), 0), committed)].into() };
+        assert_eq!(decode_txn_offsets(&encode_txn_offsets(&t)), Some(t));
+        assert_eq!(decode_txn_offsets(&[VERSION, 0]), None);
+        let key = [b"g\0".as_slice(), &42i64.to_be_bytes()].concat();
+        assert_eq!(decode_txn_offsets_key(&key), Some(("g".to_string(), 42)));
     }
 
     #[test]

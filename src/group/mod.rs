@@ -4,12 +4,11 @@
 //! locked only to find, add or remove one (map lock first, then a group's). Committed offsets
 //! and each group's membership (as of its last Stable or Empty state) persist under keys
 //! `o...` and `g...`: in the `meta` column family on a lone node, in the replicated
-//! `__consumer_offsets` in a cluster ([`OffsetsTopic`]), where this broker coordinates the
+//! `__consumer_offsets` in a cluster ([`StateTopic`]), where this broker coordinates the
 //! groups of the partitions it leads. Offsets past `offsets.retention.minutes` expire, and
 //! Empty groups without offsets go, in a periodic pass.
 
 mod codec;
-mod offsets_topic;
 mod state;
 
 use std::collections::{HashMap, HashSet};
@@ -23,14 +22,32 @@ use kafka_protocol::ResponseError;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::cluster::state_topic::{Changes, StateTopic, StateTopicSpec};
+use crate::config::Config;
 use crate::log::Meta;
-use offsets_topic::Changes;
-pub use offsets_topic::{partition_for, OffsetsTopic, TOPIC as OFFSETS_TOPIC};
-pub use state::{Committed, GroupConfig, GroupState, JoinRequest, JoinResult};
+pub use state::{Committed, GroupConfig, GroupState, JoinRequest, JoinResult, TxnOffsets};
 use state::{Group, Reply};
+
+/// Where a cluster keeps groups and committed offsets, as Kafka does.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+
+/// How a cluster's group coordinators keep `__consumer_offsets`.
+pub fn offsets_topic(config: &Config) -> StateTopicSpec {
+    StateTopicSpec {
+        name: OFFSETS_TOPIC,
+        partitions: config.offsets_topic_num_partitions,
+        replication_factor: config.offsets_topic_replication_factor,
+        replication_factor_key: "offsets.topic.replication.factor",
+        configs: Vec::new(),
+        write_timeout: Duration::from_millis(config.offsets_commit_timeout_ms),
+        too_large: ResponseError::InvalidCommitOffsetSize,
+    }
+}
 
 const GROUP_PREFIX: &[u8] = b"g";
 const OFFSET_PREFIX: &[u8] = b"o";
+/// Offsets held for transactions (not `p`: the partitions' keys in `meta` start with it).
+const TXN_OFFSETS_PREFIX: &[u8] = b"h/";
 
 /// How often session and rebalance timeouts are checked.
 const TICK: Duration = Duration::from_millis(100);
@@ -69,7 +86,7 @@ pub enum GroupStore {
     /// A lone node's `meta` column family.
     Local(Meta),
     /// A cluster's `__consumer_offsets`.
-    Replicated(Arc<OffsetsTopic>),
+    Replicated(Arc<StateTopic>),
 }
 
 impl GroupStore {
@@ -77,7 +94,7 @@ impl GroupStore {
     fn check(&self, group_id: &str) -> Result<(), ResponseError> {
         match self {
             GroupStore::Local(_) => Ok(()),
-            GroupStore::Replicated(topic) => topic.check(group_id),
+            GroupStore::Replicated(topic) => topic.check(group_id).map(|_| ()),
         }
     }
 
@@ -101,16 +118,19 @@ impl GroupStore {
 
     /// Removes a group's record and its committed offsets (`offsets`, those it has in memory;
     /// locally, any other under its prefix too).
-    fn remove(&self, group_id: &str, offsets: &[TopicPartition]) -> BoxFuture<'static, Result<(), ResponseError>> {
+    fn remove(&self, group_id: &str, offsets: &[TopicPartition], producers: &[i64]) -> BoxFuture<'static, Result<(), ResponseError>> {
         let group_key = [GROUP_PREFIX, group_id.as_bytes()].concat();
+        let mut others: Changes = producers.iter().map(|&p| (txn_offsets_key(group_id, p), None)).collect();
+        others.push((group_key, None));
         match self {
             GroupStore::Local(meta) => {
-                let written = meta.delete_prefix(&offset_prefix(group_id), &[(&group_key, None)]);
+                let others: Vec<(&[u8], Option<&[u8]>)> = others.iter().map(|(k, _)| (k.as_slice(), None)).collect();
+                let written = meta.delete_prefix(&offset_prefix(group_id), &others);
                 Box::pin(async move { written.await.map_err(|_| ResponseError::KafkaStorageError) })
             }
             GroupStore::Replicated(topic) => {
                 let mut changes: Changes = offsets.iter().map(|tp| (offset_key(group_id, tp), None)).collect();
-                changes.push((group_key, None));
+                changes.extend(others);
                 Box::pin(topic.write(group_id, changes))
             }
         }
@@ -129,8 +149,14 @@ fn decode_groups(entries: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>, topics: 
     let now_ms = crate::api::now_ms();
     let mut groups: HashMap<String, Group> = HashMap::new();
     let mut offsets = Vec::new();
+    let mut held = Vec::new();
     for (key, value) in entries {
-        if let Some(id) = key.strip_prefix(GROUP_PREFIX) {
+        if let Some(rest) = key.strip_prefix(TXN_OFFSETS_PREFIX) {
+            match (codec::decode_txn_offsets_key(rest), codec::decode_txn_offsets(&value)) {
+                (Some((group, producer_id)), Some(t)) => held.push((group, producer_id, t)),
+                _ => tracing::warn!("ignoring an unreadable record of a transaction's offsets"),
+            }
+        } else if let Some(id) = key.strip_prefix(GROUP_PREFIX) {
             let id = String::from_utf8_lossy(id).to_string();
             match codec::decode_group(&id, &value, now) {
                 Some(mut g) => {
@@ -152,6 +178,9 @@ fn decode_groups(entries: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>, topics: 
         }
         let Some(committed) = codec::decode_committed(&value, now_ms) else { continue };
         groups.entry(group.clone()).or_insert_with(|| Group::new(&group, now)).offsets.insert(tp, committed);
+    }
+    for (group, producer_id, t) in held {
+        groups.entry(group.clone()).or_insert_with(|| Group::new(&group, now)).txn_offsets.insert(producer_id, t);
     }
     (groups, orphans)
 }
@@ -177,7 +206,7 @@ impl GroupCoordinator {
         let mut groups = HashMap::new();
         match &store {
             GroupStore::Local(meta) => {
-                let entries = meta.scan(GROUP_PREFIX)?.into_iter().chain(meta.scan(OFFSET_PREFIX)?);
+                let entries = meta.scan(GROUP_PREFIX)?.into_iter().chain(meta.scan(OFFSET_PREFIX)?).chain(meta.scan(TXN_OFFSETS_PREFIX)?);
                 let (loaded, orphans) = decode_groups(entries, topics, &config);
                 if !orphans.is_empty() {
                     tracing::info!(offsets = orphans.len(), "removing committed offsets of deleted topics");
@@ -207,7 +236,7 @@ impl GroupCoordinator {
         let (load, forget) = topic.follow(led);
         for index in forget {
             let mut groups = self.groups.lock().expect("groups lock");
-            let gone: Vec<String> = groups.keys().filter(|id| topic.partition_of(id).is_none_or(|p| p == index)).cloned().collect();
+            let gone: Vec<String> = groups.keys().filter(|id| topic.partition_of(id) == index).cloned().collect();
             for id in &gone {
                 if let Some(group) = groups.remove(id) {
                     // Waiting members get NOT_COORDINATOR and look for the new coordinator.
@@ -225,7 +254,7 @@ impl GroupCoordinator {
 
     /// Replays a partition this broker now leads and takes its groups; retried while the
     /// partition is still this broker's to load.
-    async fn load_partition(self: Arc<Self>, topic: Arc<OffsetsTopic>, index: i32, epoch: i32) {
+    async fn load_partition(self: Arc<Self>, topic: Arc<StateTopic>, index: i32, epoch: i32) {
         let started = std::time::Instant::now();
         let entries = loop {
             if !topic.loading(index, epoch) {
@@ -254,7 +283,7 @@ impl GroupCoordinator {
         tracing::info!(partition = index, epoch, groups = count, elapsed = ?started.elapsed(), "coordinating the groups of {OFFSETS_TOPIC}-{index}");
         if !orphans.is_empty() {
             let deletes = orphans.into_iter().map(|k| (k, None)).collect();
-            if let Err(e) = topic.write_partition(Some(index), deletes).await {
+            if let Err(e) = topic.write_partition(index, deletes).await {
                 tracing::warn!(partition = index, "removing offsets of deleted topics: {e:?}");
             }
         }
@@ -372,12 +401,98 @@ impl GroupCoordinator {
         g.check_member(member.0, member.1, generation)
     }
 
-    /// Stores the offsets a transaction committed, once its COMMIT is decided: the members
-    /// were checked when the transaction took them (TxnOffsetCommit), not now.
-    pub async fn commit_transactional(&self, group_id: &str, offsets: Vec<(TopicPartition, Committed)>) -> Result<(), ResponseError> {
+    /// TxnOffsetCommit, once checked: the offsets wait in the group, stored, until the
+    /// transaction's marker; OffsetFetch shows them only after a COMMIT. Offsets of an older
+    /// epoch of the producer (a transaction its fencing aborted) are replaced.
+    pub async fn hold_txn_offsets(&self, group_id: &str, producer: (i64, i16), offsets: Vec<(TopicPartition, Committed)>) -> Result<(), ResponseError> {
         self.check(group_id, false)?;
+        if offsets.iter().any(|(_, c)| c.metadata.as_ref().is_some_and(|m| m.len() > self.config.max_metadata_bytes)) {
+            return Err(ResponseError::OffsetMetadataTooLarge);
+        }
         let group = self.group_or_create(group_id);
-        self.store_offsets(&group, group_id, offsets, |_| Ok(())).await?.into_iter().collect()
+        let written = {
+            let mut g = group.lock().expect("group lock");
+            let held = g.txn_offsets.entry(producer.0).or_default();
+            if producer.1 < held.producer_epoch {
+                return Err(ResponseError::ProducerFenced);
+            }
+            if producer.1 > held.producer_epoch {
+                *held = TxnOffsets { producer_epoch: producer.1, offsets: Default::default() };
+            }
+            held.offsets.extend(offsets);
+            let value = codec::encode_txn_offsets(held);
+            self.store.write(group_id, vec![(txn_offsets_key(group_id, producer.0), Some(value))])
+        };
+        written.await
+    }
+
+    /// A transaction's marker reached the group: COMMIT makes the producer's held offsets the
+    /// group's committed ones, ABORT drops them. A marker of an older epoch than the offsets
+    /// (of a transaction before them) is refused (INVALID_PRODUCER_EPOCH, as the log refuses
+    /// it), and a repeated one finds nothing to do.
+    pub async fn complete_txn(&self, group_id: &str, producer: (i64, i16), commit: bool) -> Result<(), ResponseError> {
+        self.check(group_id, false)?;
+        let Some(group) = self.group(group_id) else { return Ok(()) };
+        let (held, queued, written) = {
+            let mut g = group.lock().expect("group lock");
+            match g.txn_offsets.get(&producer.0) {
+                None => return Ok(()),
+                Some(held) if held.producer_epoch > producer.1 => return Err(ResponseError::InvalidProducerEpoch),
+                Some(_) => {}
+            }
+            let held = g.txn_offsets.remove(&producer.0).expect("checked above");
+            let mut changes: Changes = vec![(txn_offsets_key(group_id, producer.0), None)];
+            let mut queued = Vec::new();
+            if commit {
+                for (tp, committed) in &held.offsets {
+                    changes.push((offset_key(group_id, tp), Some(codec::encode_committed(committed))));
+                    queued.push((g.queue_commit(tp), tp.clone(), committed.clone()));
+                }
+            }
+            (held, queued, self.store.write(group_id, changes))
+        };
+        let written = written.await;
+        let mut g = group.lock().expect("group lock");
+        for (number, tp, committed) in queued {
+            g.commit_done(tp, number, written.is_ok().then_some(committed));
+        }
+        if written.is_err() {
+            // Held again for the marker's retry.
+            g.txn_offsets.entry(producer.0).or_insert(held);
+        }
+        written
+    }
+
+    /// A marker on a `__consumer_offsets` partition: completes the producer's offsets in
+    /// every group of that partition this broker coordinates.
+    pub async fn complete_txn_partition(&self, index: i32, producer: (i64, i16), commit: bool) -> Result<(), ResponseError> {
+        let GroupStore::Replicated(topic) = &self.store else { return Ok(()) };
+        topic.check_partition(index)?;
+        let holding: Vec<String> = {
+            let groups = self.groups.lock().expect("groups lock");
+            groups.iter().filter(|(id, g)| topic.partition_of(id) == index && g.lock().expect("group lock").txn_offsets.contains_key(&producer.0)).map(|(id, _)| id.clone()).collect()
+        };
+        for group_id in holding {
+            self.complete_txn(&group_id, producer, commit).await?;
+        }
+        Ok(())
+    }
+
+    /// The `__consumer_offsets` partition of a group, which a transaction committing its
+    /// offsets adds (Kafka's AddOffsetsToTxn); `None` on a lone node, which has no such topic.
+    pub fn offsets_partition(&self, group_id: &str) -> Option<i32> {
+        match &self.store {
+            GroupStore::Local(_) => None,
+            GroupStore::Replicated(topic) => Some(topic.partition_of(group_id)),
+        }
+    }
+
+    /// Whether an open transaction holds offsets of the group for a partition (OffsetFetch
+    /// with require_stable answers UNSTABLE_OFFSET_COMMIT then, KIP-447).
+    pub fn has_txn_offsets(&self, group_id: &str, tp: &TopicPartition) -> bool {
+        let Some(group) = self.group(group_id) else { return false };
+        let g = group.lock().expect("group lock");
+        g.txn_offsets.values().any(|held| held.offsets.contains_key(tp))
     }
 
     /// Stores offsets durably once `check` passes on the group, then in the group: OffsetFetch
@@ -473,7 +588,8 @@ impl GroupCoordinator {
     /// still holds it sees it Dead.
     fn remove_group(&self, groups: &mut HashMap<String, Arc<Mutex<Group>>>, g: &mut Group) -> BoxFuture<'static, Result<(), ResponseError>> {
         let offsets: Vec<TopicPartition> = g.offsets.keys().cloned().collect();
-        let written = self.store.remove(&g.id, &offsets);
+        let producers: Vec<i64> = g.txn_offsets.keys().copied().collect();
+        let written = self.store.remove(&g.id, &offsets, &producers);
         groups.remove(&g.id);
         g.kill();
         written
@@ -570,7 +686,7 @@ impl GroupCoordinator {
                 }
                 expired_offsets += expired.len();
                 let written = (!expired.is_empty()).then(|| self.delete_offset_keys(&g.id, &expired));
-                (written, g.offsets.is_empty() && g.state == GroupState::Empty && g.is_idle())
+                (written, g.offsets.is_empty() && g.txn_offsets.is_empty() && g.state == GroupState::Empty && g.is_idle())
             };
             if let Some(written) = written {
                 if let Err(e) = written.await {
@@ -585,7 +701,7 @@ impl GroupCoordinator {
                 let mut groups = self.groups.lock().expect("groups lock");
                 let mut g = group.lock().expect("group lock");
                 // Checked again under both locks: someone may have joined or committed since.
-                if !(g.offsets.is_empty() && g.state == GroupState::Empty && g.is_idle()) {
+                if !(g.offsets.is_empty() && g.txn_offsets.is_empty() && g.state == GroupState::Empty && g.is_idle()) {
                     continue;
                 }
                 removed_groups += 1;
@@ -641,6 +757,10 @@ impl GroupCoordinator {
 
 fn offset_prefix(group_id: &str) -> Vec<u8> {
     [OFFSET_PREFIX, group_id.as_bytes(), b"\0"].concat()
+}
+
+fn txn_offsets_key(group_id: &str, producer_id: i64) -> Vec<u8> {
+    [TXN_OFFSETS_PREFIX, group_id.as_bytes(), b"\0", &producer_id.to_be_bytes()].concat()
 }
 
 fn offset_key(group_id: &str, tp: &TopicPartition) -> Vec<u8> {
@@ -716,6 +836,35 @@ mod tests {
         assert_eq!(joined.error, None);
         c.sync(group, (&joined.member_id, None), joined.generation, (None, None), vec![]).await.unwrap();
         (joined.member_id, joined.generation)
+    }
+
+    #[tokio::test]
+    async fn transaction_offsets_are_held_across_a_restart_until_their_marker() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = LogStore::open(dir.path()).unwrap();
+        // A partition's own `meta` keys (they start with `p`) are not read as held offsets.
+        log.meta().write_now(&[(b"p\0\0\0\x07b".as_slice(), Some(b"12345678".as_slice()))]).unwrap();
+        let c = GroupCoordinator::open(GroupStore::Local(log.meta()), config(), &topics(&["t"])).unwrap();
+        let tp = ("t".to_string(), 0);
+        c.hold_txn_offsets("g", (3, 1), vec![(tp.clone(), offset(5, 0))]).await.unwrap();
+        c.hold_txn_offsets("g", (4, 0), vec![(tp.clone(), offset(6, 0))]).await.unwrap();
+        assert_eq!(c.hold_txn_offsets("g", (3, 0), vec![]).await, Err(ResponseError::ProducerFenced));
+        assert!(c.has_txn_offsets("g", &tp));
+        assert_eq!(c.committed("g", None).unwrap(), vec![]);
+        c.expire_offsets(crate::api::now_ms() + 10 * RETENTION_MS).await;
+        drop(c);
+        let c = GroupCoordinator::open(GroupStore::Local(log.meta()), config(), &topics(&["t"])).unwrap();
+        assert!(c.has_txn_offsets("g", &tp), "held across the restart, and not expired");
+        assert_eq!(c.complete_txn("g", (3, 0), true).await, Err(ResponseError::InvalidProducerEpoch), "an older epoch's marker");
+        c.complete_txn("g", (4, 0), false).await.unwrap();
+        c.complete_txn("g", (3, 1), true).await.unwrap();
+        c.complete_txn("g", (3, 1), true).await.unwrap();
+        assert!(!c.has_txn_offsets("g", &tp));
+        assert_eq!(c.committed("g", Some(vec![tp.clone()])).unwrap()[0].1.as_ref().map(|o| o.offset), Some(5));
+        drop(c);
+        let c = GroupCoordinator::open(GroupStore::Local(log.meta()), config(), &topics(&["t"])).unwrap();
+        assert!(!c.has_txn_offsets("g", &tp), "completed for good");
+        assert_eq!(c.committed("g", Some(vec![tp])).unwrap()[0].1.as_ref().map(|o| o.offset), Some(5));
     }
 
     #[tokio::test]

@@ -141,6 +141,14 @@ pub struct Committed {
     pub expire_timestamp_ms: Option<i64>,
 }
 
+/// Offsets one producer committed in its open transaction (TxnOffsetCommit), waiting for
+/// its COMMIT or ABORT marker (Kafka's pending transactional offset commits).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TxnOffsets {
+    pub producer_epoch: i16,
+    pub offsets: BTreeMap<(String, i32), Committed>,
+}
+
 #[derive(Debug)]
 pub struct Group {
     pub id: String,
@@ -171,6 +179,8 @@ pub struct Group {
     shown: HashMap<(String, i32), u64>,
     /// The number of the latest change to a committed offset.
     changes: u64,
+    /// Transactions' offsets by producer id, until their markers.
+    pub txn_offsets: HashMap<i64, TxnOffsets>,
 }
 
 fn new_member_id(client_id: &str) -> String {
@@ -197,6 +207,7 @@ impl Group {
             pending_commits: HashMap::new(),
             shown: HashMap::new(),
             changes: 0,
+            txn_offsets: HashMap::new(),
         }
     }
 

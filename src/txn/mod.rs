@@ -1,37 +1,101 @@
-//! The transaction coordinator (Kafka's TransactionCoordinator), single node: producer ids and
-//! epochs per transactional id, the partitions and groups of each open transaction, and the
-//! COMMIT/ABORT markers that end it.
+//! The transaction coordinator (Kafka's TransactionCoordinator): producer ids and epochs per
+//! transactional id, the partitions and groups of each open transaction, and the COMMIT/ABORT
+//! markers that end it.
 //!
 //! State lives in memory, one entry per transactional id, and every change is queued to the
-//! store's `meta` column family (keys `x/<transactional id>`) under the same lock, so the
-//! stored order is the order of changes; a request is answered once its change is stored.
-//! At start-up the states are read back and a transaction found in PrepareCommit or
-//! PrepareAbort has its markers written then: the partition store writes a marker only where
-//! the producer still has a transaction open, so markers are written exactly once however
-//! often a crash repeats the step.
+//! store under the same lock, so the stored order is the order of changes; a request is
+//! answered once its change is stored. The store is a lone node's `meta` column family (keys
+//! `x/<transactional id>`), or in a cluster the replicated `__transaction_state` topic (the same
+//! keys), where this broker coordinates the ids of the partitions it leads, at their leader
+//! epoch as coordinator epoch. A transaction found in PrepareCommit or PrepareAbort at start-up,
+//! or when a broker takes over its partition, has its markers written then: the partition
+//! store writes a marker only where the producer still has a transaction open, so markers are
+//! written exactly once however often a crash repeats the step. Markers for partitions other
+//! brokers lead go to them as WriteTxnMarkers. The offsets a transaction commits wait in their
+//! group (TxnOffsetCommit) until the marker reaches it.
 
+mod markers;
 pub mod state;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Result;
+use futures_util::future::{join_all, BoxFuture};
 use kafka_protocol::ResponseError;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::cluster::replication::{LeaderWrite, ReplicaManager};
+use crate::cluster::state_topic::{StateTopic, StateTopicSpec};
 use crate::cluster::{now_ms, partition_id, Cluster, Topic};
 use crate::config::Config;
-use crate::group::{Committed, GroupCoordinator, TopicPartition};
+use crate::group::{Committed, GroupCoordinator, TopicPartition, OFFSETS_TOPIC};
 use crate::log::{LogStore, Marker, Meta, PartitionId};
-use state::{PendingOffset, TxnMeta, TxnState};
+use markers::MarkerSender;
+use state::{LegacyOffsets, PendingOffset, TxnMeta, TxnState};
 
 const TXN_PREFIX: &[u8] = b"x/";
 
-/// Markers carry the coordinator epoch; a single node's coordinator never changes.
-const COORDINATOR_EPOCH: i32 = 0;
+/// Where a cluster keeps transactions, as Kafka does.
+pub const TXN_STATE_TOPIC: &str = "__transaction_state";
+
+/// How a cluster's transaction coordinators keep `__transaction_state`. Its
+/// `min.insync.replicas` is at most its replication factor, so a smaller cluster set up with
+/// one replica can still write.
+pub fn transaction_state_topic(config: &Config) -> StateTopicSpec {
+    let min_isr = config.transaction_state_log_min_isr.min(i32::from(config.transaction_state_log_replication_factor));
+    StateTopicSpec {
+        name: TXN_STATE_TOPIC,
+        partitions: config.transaction_state_log_num_partitions,
+        replication_factor: config.transaction_state_log_replication_factor,
+        replication_factor_key: "transaction.state.log.replication.factor",
+        configs: vec![("min.insync.replicas".into(), Some(min_isr.to_string()))],
+        write_timeout: STATE_WRITE_TIMEOUT,
+        too_large: ResponseError::UnknownServerError,
+    }
+}
+
+/// How long a state change may wait for the ISR of its `__transaction_state` partition
+/// (Kafka's coordinator waits its request timeout).
+const STATE_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Where the coordinator persists transactions.
+pub enum TxnStore {
+    /// A lone node's `meta` column family; it coordinates every id, at coordinator epoch 0.
+    Local(Meta),
+    /// A cluster's `__transaction_state`.
+    Replicated(Arc<StateTopic>),
+}
+
+impl TxnStore {
+    /// The coordinator epoch when this broker coordinates `id` now (else NOT_COORDINATOR,
+    /// COORDINATOR_LOAD_IN_PROGRESS).
+    fn check(&self, id: &str) -> Result<i32, ResponseError> {
+        match self {
+            TxnStore::Local(_) => Ok(0),
+            TxnStore::Replicated(topic) => topic.check(id),
+        }
+    }
+
+    fn write(&self, id: &str, value: Option<Vec<u8>>) -> BoxFuture<'static, Result<(), ResponseError>> {
+        let key = txn_key(id);
+        match self {
+            TxnStore::Local(meta) => {
+                let written = meta.write(&[(&key, value.as_deref())]);
+                let id = id.to_string();
+                Box::pin(async move {
+                    written.await.map_err(|e| {
+                        tracing::error!(transactional_id = id, "cannot store the transaction state: {e:#}");
+                        ResponseError::KafkaStorageError
+                    })
+                })
+            }
+            TxnStore::Replicated(topic) => Box::pin(topic.write(id, vec![(key, value)])),
+        }
+    }
+}
 
 /// A failed marker write is tried again after this long.
 const MARKER_RETRY: Duration = Duration::from_millis(200);
@@ -42,15 +106,18 @@ fn txn_key(id: &str) -> Vec<u8> {
     [TXN_PREFIX, id.as_bytes()].concat()
 }
 
-/// A transaction's pending offsets as the group stores them once committed.
-fn committed(pending: &[PendingOffset]) -> Vec<(TopicPartition, Committed)> {
-    pending
-        .iter()
-        .map(|p| {
-            let committed = Committed { offset: p.offset, leader_epoch: p.leader_epoch, metadata: p.metadata.clone(), commit_timestamp_ms: now_ms(), expire_timestamp_ms: None };
-            ((p.topic.clone(), p.partition), committed)
-        })
+/// Offsets committed in a transaction as the group holds them.
+pub fn held_offsets(offsets: TxnOffsets) -> Vec<(TopicPartition, Committed)> {
+    let now = now_ms();
+    offsets
+        .into_iter()
+        .map(|(topic, partition, offset, leader_epoch, metadata)| ((topic, partition), Committed { offset, leader_epoch, metadata, commit_timestamp_ms: now, expire_timestamp_ms: None }))
         .collect()
+}
+
+/// Offsets a format 1 state held, as the group holds them.
+fn legacy_held_offsets(pending: Vec<PendingOffset>) -> Vec<(TopicPartition, Committed)> {
+    held_offsets(pending.into_iter().map(|p| (p.topic, p.partition, p.offset, p.leader_epoch, p.metadata)).collect())
 }
 
 /// The coordinator's settings, from the broker configuration.
@@ -100,7 +167,7 @@ pub type ProducerIdAndEpoch = (i64, i16);
 pub type TxnOffsets = Vec<(String, i32, i64, i32, Option<String>)>;
 
 pub struct TxnCoordinator {
-    meta: Meta,
+    store: TxnStore,
     log: Arc<LogStore>,
     cluster: Arc<Cluster>,
     replicas: Arc<ReplicaManager>,
@@ -113,13 +180,17 @@ pub struct TxnCoordinator {
     appends: tokio::sync::RwLock<()>,
     /// Marker tasks in flight, by transactional id: an EndTxn waits for its own.
     ending: Mutex<HashMap<String, watch::Receiver<bool>>>,
+    markers: MarkerSender,
+    /// Offsets format 1 states held (a data directory of an older build), for their groups.
+    legacy_offsets: Mutex<Vec<(String, (i64, i16), LegacyOffsets)>>,
     shutdown: watch::Receiver<bool>,
 }
 
 impl TxnCoordinator {
-    /// Reads the stored states (start-up: on the calling thread).
+    /// Opens the coordinator on its store; a lone node reads its stored states (start-up: on
+    /// the calling thread). In a cluster, ids load as this broker comes to lead their partitions.
     pub fn open(
-        meta: Meta,
+        store: TxnStore,
         log: Arc<LogStore>,
         cluster: Arc<Cluster>,
         replicas: Arc<ReplicaManager>,
@@ -128,28 +199,118 @@ impl TxnCoordinator {
         shutdown: watch::Receiver<bool>,
     ) -> Result<TxnCoordinator> {
         let mut txns = Txns::default();
-        for (key, value) in meta.scan(TXN_PREFIX)? {
-            let id = String::from_utf8_lossy(&key[TXN_PREFIX.len()..]).into_owned();
-            match TxnMeta::decode(&value) {
-                Some(m) => txns.insert(&id, m),
-                None => tracing::warn!(transactional_id = id, "unreadable transaction state skipped"),
+        let mut legacy_offsets = Vec::new();
+        if let TxnStore::Local(meta) = &store {
+            for (key, value) in meta.scan(TXN_PREFIX)? {
+                let id = String::from_utf8_lossy(&key[TXN_PREFIX.len()..]).into_owned();
+                match TxnMeta::decode_with_offsets(&value) {
+                    Some((m, held)) => {
+                        if !held.is_empty() {
+                            legacy_offsets.push((id.clone(), (m.producer_id, m.producer_epoch), held));
+                        }
+                        txns.insert(&id, m)
+                    }
+                    None => tracing::warn!(transactional_id = id, "unreadable transaction state skipped"),
+                }
             }
         }
-        Ok(TxnCoordinator { meta, log, cluster, replicas, groups, config, txns: Mutex::new(txns), appends: tokio::sync::RwLock::new(()), ending: Mutex::new(HashMap::new()), shutdown })
+        let markers = MarkerSender::new(cluster.clone());
+        Ok(TxnCoordinator {
+            store,
+            log,
+            cluster,
+            replicas,
+            groups,
+            config,
+            txns: Mutex::new(txns),
+            appends: tokio::sync::RwLock::new(()),
+            ending: Mutex::new(HashMap::new()),
+            markers,
+            legacy_offsets: Mutex::new(legacy_offsets),
+            shutdown,
+        })
     }
 
     /// Queues the stored form of `id`'s state (or its removal) now; the future says whether
     /// it was stored. Called under the `txns` lock, so writes are stored in the order made.
-    fn persist(&self, id: &str, meta: Option<&TxnMeta>) -> impl std::future::Future<Output = Result<(), ResponseError>> + Send + 'static {
-        let key = txn_key(id);
-        let value = meta.map(TxnMeta::encode);
-        let written = self.meta.write(&[(&key, value.as_deref())]);
-        let id = id.to_string();
-        async move {
-            written.await.map_err(|e| {
-                tracing::error!(transactional_id = id, "cannot store the transaction state: {e:#}");
-                ResponseError::KafkaStorageError
+    fn persist(&self, id: &str, meta: Option<&TxnMeta>) -> BoxFuture<'static, Result<(), ResponseError>> {
+        self.store.write(id, meta.map(TxnMeta::encode))
+    }
+
+    /// FindCoordinator for a transactional id: the broker that coordinates it, `None` for this
+    /// lone node.
+    pub async fn coordinator(&self, id: &str) -> Result<Option<i32>, ResponseError> {
+        match &self.store {
+            TxnStore::Local(_) => Ok(None),
+            TxnStore::Replicated(topic) => topic.coordinator(id).await.map(Some),
+        }
+    }
+
+    /// Follows the `__transaction_state` partitions this broker leads (index, leader epoch), as
+    /// the metadata publisher sees them: loads the ids of new ones in the background (and
+    /// finishes their prepared transactions), and forgets those of partitions it no longer leads.
+    pub fn follow_partitions(self: &Arc<Self>, led: &[(i32, i32)]) {
+        let TxnStore::Replicated(topic) = &self.store else { return };
+        let (load, forget) = topic.follow(led);
+        for index in forget {
+            let mut txns = self.txns.lock().expect("txns lock");
+            let gone: Vec<String> = txns.by_id.keys().filter(|id| topic.partition_of(id) == index).cloned().collect();
+            for id in &gone {
+                if let Some(m) = txns.by_id.remove(id) {
+                    txns.by_pid.remove(&m.producer_id);
+                }
+            }
+            tracing::info!(partition = index, transactional_ids = gone.len(), "no longer coordinating the transactions of {TXN_STATE_TOPIC}-{index}");
+        }
+        for (index, epoch) in load {
+            tokio::spawn(self.clone().load_partition(topic.clone(), index, epoch));
+        }
+    }
+
+    /// Replays a partition this broker now leads and takes its ids; retried while the
+    /// partition is still this broker's to load.
+    async fn load_partition(self: Arc<Self>, topic: Arc<StateTopic>, index: i32, epoch: i32) {
+        let entries = loop {
+            if !topic.loading(index, epoch) {
+                return;
+            }
+            match topic.read(index).await {
+                Ok(entries) => break entries,
+                Err(e) => {
+                    tracing::warn!(partition = index, "loading {TXN_STATE_TOPIC}-{index}: {e:?}; retrying");
+                    if !self.pause().await {
+                        return;
+                    }
+                }
+            }
+        };
+        let loaded: Vec<(String, TxnMeta)> = entries
+            .into_iter()
+            .filter_map(|(key, value)| {
+                let id = String::from_utf8_lossy(key.strip_prefix(TXN_PREFIX)?).into_owned();
+                let meta = TxnMeta::decode(&value);
+                if meta.is_none() {
+                    tracing::warn!(transactional_id = id, "unreadable transaction state skipped");
+                }
+                Some((id, meta?))
             })
+            .collect();
+        let prepared: Vec<String> = loaded.iter().filter(|(_, m)| m.state.is_preparing()).map(|(id, _)| id.clone()).collect();
+        let count = loaded.len();
+        {
+            // Under the txns lock: no request finds the partition served before its ids are in.
+            let mut txns = self.txns.lock().expect("txns lock");
+            if !topic.loaded(index, epoch) {
+                return;
+            }
+            for (id, meta) in loaded {
+                txns.insert(&id, meta);
+            }
+        }
+        tracing::info!(partition = index, epoch, transactional_ids = count, "coordinating the transactions of {TXN_STATE_TOPIC}-{index}");
+        for id in prepared {
+            tracing::info!(transactional_id = id, "completing a transaction the previous coordinator prepared");
+            self.end(&id);
         }
     }
 
@@ -159,6 +320,7 @@ impl TxnCoordinator {
     /// CONCURRENT_TRANSACTIONS until its markers are written; the client retries). A producer
     /// that names its id and epoch (KIP-360) must name the current or the previous ones.
     pub async fn init_producer_id(self: &Arc<Self>, id: &str, timeout_ms: i32, named: Option<ProducerIdAndEpoch>) -> Result<ProducerIdAndEpoch, ResponseError> {
+        self.store.check(id)?;
         if timeout_ms <= 0 || i64::from(timeout_ms) > self.config.max_timeout_ms {
             return Err(ResponseError::InvalidTransactionTimeout);
         }
@@ -237,6 +399,7 @@ impl TxnCoordinator {
 
     /// Runs `change` on the state of `id` after checking the producer, and stores the result.
     async fn update(&self, id: &str, producer: ProducerIdAndEpoch, change: impl FnOnce(&mut TxnMeta) -> Result<(), ResponseError>) -> Result<(), ResponseError> {
+        self.store.check(id)?;
         let written = {
             let mut txns = self.txns.lock().expect("txns lock");
             let meta = txns.by_id.get_mut(id).ok_or(ResponseError::InvalidProducerIdMapping)?;
@@ -273,46 +436,50 @@ impl TxnCoordinator {
         .await
     }
 
-    /// AddOffsetsToTxn: the group's offsets will be committed with the transaction.
+    /// AddOffsetsToTxn: the group's offsets will be committed with the transaction; in a
+    /// cluster its `__consumer_offsets` partition joins the transaction, as in Kafka, so the
+    /// marker there completes them.
     pub async fn add_offsets(&self, id: &str, producer: ProducerIdAndEpoch, group: &str) -> Result<(), ResponseError> {
         crate::group::check_group_id(group, false)?;
         let now = now_ms();
+        let offsets_partition = self.groups.offsets_partition(group);
         self.update(id, producer, |m| {
             m.check_can_add()?;
             m.begin(now);
-            m.offsets.entry(group.to_string()).or_default();
-            Ok(())
-        })
-        .await
-    }
-
-    /// TxnOffsetCommit: the offsets are held with the transaction, visible to OffsetFetch
-    /// only once it commits. The group must have been added (AddOffsetsToTxn).
-    pub async fn commit_offsets(&self, id: &str, producer: ProducerIdAndEpoch, group: &str, offsets: TxnOffsets) -> Result<(), ResponseError> {
-        self.update(id, producer, |m| {
-            if m.state != TxnState::Ongoing {
-                return Err(if m.state.is_preparing() { ResponseError::ConcurrentTransactions } else { ResponseError::InvalidTxnState });
-            }
-            let pending = m.offsets.get_mut(group).ok_or(ResponseError::InvalidTxnState)?;
-            for (topic, partition, offset, leader_epoch, metadata) in offsets {
-                pending.retain(|p| !(p.topic == topic && p.partition == partition));
-                pending.push(PendingOffset { topic, partition, offset, leader_epoch, metadata });
+            m.groups.insert(group.to_string());
+            if let Some(index) = offsets_partition {
+                m.partitions.insert((OFFSETS_TOPIC.to_string(), index));
             }
             Ok(())
         })
         .await
     }
 
-    /// Whether a group has offsets waiting in an open transaction for a partition (OffsetFetch
-    /// with require_stable answers UNSTABLE_OFFSET_COMMIT then, KIP-447).
-    pub fn has_pending_offsets(&self, group: &str, topic: &str, partition: i32) -> bool {
+    /// TxnOffsetCommit's check where this broker coordinates the transaction: the producer
+    /// is current and its open transaction has the group (AddOffsetsToTxn). The group's
+    /// coordinator in a cluster may be another broker; it takes the offsets unchecked then,
+    /// as Kafka's did before KIP-890.
+    pub fn check_offset_commit(&self, id: &str, producer: ProducerIdAndEpoch, group: &str) -> Result<(), ResponseError> {
+        if self.store.check(id).is_err() {
+            return Ok(());
+        }
         let txns = self.txns.lock().expect("txns lock");
-        txns.by_id.values().any(|m| m.offsets.get(group).is_some_and(|o| o.iter().any(|p| p.topic == topic && p.partition == partition)))
+        let meta = txns.by_id.get(id).ok_or(ResponseError::InvalidProducerIdMapping)?;
+        meta.check_producer(producer.0, producer.1)?;
+        if meta.state != TxnState::Ongoing {
+            return Err(if meta.state.is_preparing() { ResponseError::ConcurrentTransactions } else { ResponseError::InvalidTxnState });
+        }
+        if !meta.groups.contains(group) {
+            return Err(ResponseError::InvalidTxnState);
+        }
+        Ok(())
     }
 
-    /// A transactional id's state (DescribeTransactions).
-    pub fn describe(&self, id: &str) -> Option<TxnMeta> {
-        self.txns.lock().expect("txns lock").by_id.get(id).cloned()
+    /// A transactional id's state (DescribeTransactions); `Ok(None)` for an id this
+    /// coordinator does not know.
+    pub fn describe(&self, id: &str) -> Result<Option<TxnMeta>, ResponseError> {
+        self.store.check(id)?;
+        Ok(self.txns.lock().expect("txns lock").by_id.get(id).cloned())
     }
 
     /// Every transactional id with its state (ListTransactions), in id order.
@@ -374,43 +541,32 @@ impl TxnCoordinator {
         rx
     }
 
-    /// The markers and offsets of a prepared transaction, then its completion. Retries until
-    /// done; false only when the broker shuts down first (the restart finishes the job).
+    /// The markers of a prepared transaction (and, on a lone node, its groups' offsets), then
+    /// its completion. Retries until done; false when the broker shuts down first, or stops
+    /// coordinating the id (the restart, or the next coordinator, finishes the job).
     async fn write_markers(&self, id: &str) -> bool {
+        let Ok(coordinator_epoch) = self.store.check(id) else { return false };
         let Some(meta) = self.txns.lock().expect("txns lock").by_id.get(id).cloned() else { return true };
         let commit = match meta.state {
             TxnState::PrepareCommit => true,
             TxnState::PrepareAbort => false,
             _ => return true,
         };
-        let marker = Marker { producer_id: meta.producer_id, producer_epoch: meta.producer_epoch, coordinator_epoch: COORDINATOR_EPOCH, commit };
-        for (topic, index) in &meta.partitions {
-            // A deleted topic needs no marker.
-            let Some(topic) = self.cluster.topic(topic) else { continue };
-            let Ok(partition) = partition_id(Some(&topic), *index) else { continue };
-            loop {
-                match self.write_marker(&topic, partition, &marker).await {
-                    Ok(()) => break,
-                    // A newer producer or coordinator epoch wrote there: this marker is moot, as
-                    // Kafka's coordinator drops it.
-                    Err(e @ (ResponseError::InvalidProducerEpoch | ResponseError::TransactionCoordinatorFenced)) => {
-                        tracing::warn!(transactional_id = id, topic = topic.name, partition = index, "transaction marker refused ({e:?}); not retried");
-                        break;
-                    }
-                    Err(e) => tracing::warn!(transactional_id = id, topic = topic.name, partition = index, "writing a transaction marker failed ({e:?}); retrying"),
-                }
-                if !self.pause().await {
-                    return false;
-                }
+        let marker = Marker { producer_id: meta.producer_id, producer_epoch: meta.producer_epoch, coordinator_epoch, commit };
+        let mut pending: Vec<(String, i32)> = meta.partitions.iter().cloned().collect();
+        loop {
+            pending = self.write_markers_once(id, &marker, pending).await;
+            if pending.is_empty() {
+                break;
+            }
+            if !self.pause().await || self.store.check(id) != Ok(coordinator_epoch) {
+                return false;
             }
         }
-        if commit {
-            // A group with nothing left to store (none committed, or a marker completed them)
-            // gets no write: an empty batch would be refused.
-            for (group, offsets) in meta.offsets.iter().filter(|(_, o)| !o.is_empty()) {
-                let offsets = committed(offsets);
-                while let Err(e) = self.groups.commit_transactional(group, offsets.clone()).await {
-                    tracing::warn!(transactional_id = id, group, "storing a transaction's offsets failed ({e:?}); retrying");
+        if let TxnStore::Local(_) = self.store {
+            for group in &meta.groups {
+                while let Err(e) = self.groups.complete_txn(group, (marker.producer_id, marker.producer_epoch), commit).await {
+                    tracing::warn!(transactional_id = id, group, "completing a transaction's offsets failed ({e:?}); retrying");
                     if !self.pause().await {
                         return false;
                     }
@@ -420,7 +576,7 @@ impl TxnCoordinator {
         loop {
             let written = {
                 let mut txns = self.txns.lock().expect("txns lock");
-                let Some(m) = txns.by_id.get_mut(id) else { return true };
+                let Some(m) = txns.by_id.get_mut(id) else { return false };
                 m.complete(now_ms());
                 let m = m.clone();
                 self.persist(id, Some(&m))
@@ -429,10 +585,59 @@ impl TxnCoordinator {
                 tracing::debug!(transactional_id = id, commit, "transaction complete");
                 return true;
             }
-            if !self.pause().await {
+            if !self.pause().await || self.store.check(id) != Ok(coordinator_epoch) {
                 return false;
             }
         }
+    }
+
+    /// One round of a transaction's markers: each partition's leader gets it, this broker
+    /// through its own append path, the others by WriteTxnMarkers, all at once. Returns the
+    /// partitions to try again.
+    async fn write_markers_once(&self, id: &str, marker: &Marker, partitions: Vec<(String, i32)>) -> Vec<(String, i32)> {
+        let me = self.cluster.node().id;
+        let image = self.cluster.image();
+        let mut local = Vec::new();
+        let mut remote: BTreeMap<i32, Vec<(String, i32)>> = BTreeMap::new();
+        let mut retry = Vec::new();
+        for (topic, index) in partitions {
+            // A deleted topic needs no marker.
+            if self.cluster.topic(&topic).and_then(|t| t.partition(index)).is_none() {
+                continue;
+            }
+            let leader = match &self.store {
+                TxnStore::Local(_) => me,
+                TxnStore::Replicated(_) => image.topic(&topic).and_then(|t| t.partitions.get(&index)).map_or(-1, |p| p.leader),
+            };
+            match leader {
+                l if l == me => local.push((topic, index)),
+                l if l < 0 => retry.push((topic, index)),
+                l => remote.entry(l).or_default().push((topic, index)),
+            }
+        }
+        let here = join_all(local.iter().map(|(topic, index)| async move {
+            let Some(t) = self.cluster.topic(topic) else { return Ok(()) };
+            let partition = partition_id(Some(&t), *index)?;
+            self.write_marker(&t, partition, *index, marker).await
+        }));
+        let there = join_all(remote.iter().map(|(&broker, partitions)| self.markers.send(broker, marker, partitions)));
+        let (here, there) = tokio::join!(here, there);
+        let results = local.into_iter().zip(here).chain(remote.into_values().flatten().zip(there.into_iter().flatten()));
+        for ((topic, index), result) in results {
+            match result {
+                Ok(()) => {}
+                // A newer producer or coordinator epoch wrote there: this marker is moot, as
+                // Kafka's coordinator drops it.
+                Err(e @ (ResponseError::InvalidProducerEpoch | ResponseError::TransactionCoordinatorFenced)) => {
+                    tracing::warn!(transactional_id = id, topic, partition = index, "transaction marker refused ({e:?}); not retried");
+                }
+                Err(e) => {
+                    tracing::debug!(transactional_id = id, topic, partition = index, "writing a transaction marker failed ({e:?}); retrying");
+                    retry.push((topic, index));
+                }
+            }
+        }
+        retry
     }
 
     /// Waits before a retry; false when the broker is shutting down.
@@ -448,8 +653,11 @@ impl TxnCoordinator {
     }
 
     /// One partition's marker, through the leader's append path: the coordinator's own and
-    /// WriteTxnMarkers' (an admin's abort, another coordinator's markers).
-    pub async fn write_marker(&self, topic: &Topic, partition: PartitionId, marker: &Marker) -> Result<(), ResponseError> {
+    /// WriteTxnMarkers' (another coordinator's markers, an admin's abort). On a
+    /// `__consumer_offsets` partition it also completes the producer's offsets held by the
+    /// groups there, as Kafka's group coordinator does; a group coordinator not ready yet is
+    /// answered as a partition leader would be, so the sender retries (as Kafka 4's KafkaApis).
+    pub async fn write_marker(&self, topic: &Topic, partition: PartitionId, index: i32, marker: &Marker) -> Result<(), ResponseError> {
         // Like Kafka's markers, acks=all: a marker the ISR lacks could vanish with its leader.
         let how = LeaderWrite { epoch: None, acks_all: true, deadline: tokio::time::Instant::now() + MARKER_TIMEOUT };
         self.replicas
@@ -461,45 +669,14 @@ impl TxnCoordinator {
                 };
                 Ok(((), end))
             })
-            .await
-    }
-
-    /// A marker on a `__consumer_offsets` partition (WriteTxnMarkers): the offsets the
-    /// producer's open transaction holds for the groups of that partition are stored (COMMIT)
-    /// or dropped (ABORT), as Kafka's group coordinator completes them. Here they wait in the
-    /// transaction's state, not the group's; a producer with none has nothing to complete.
-    pub async fn complete_offsets(&self, offsets_partition: i32, partitions: i32, marker: &Marker) -> Result<(), ResponseError> {
-        let on_partition = |group: &str| crate::group::partition_for(group, partitions) == offsets_partition;
-        let (id, pending) = {
-            let txns = self.txns.lock().expect("txns lock");
-            let Some((id, meta)) = txns.by_pid.get(&marker.producer_id).and_then(|id| txns.by_id.get(id).map(|m| (id.clone(), m))) else { return Ok(()) };
-            if marker.producer_epoch < meta.producer_epoch {
-                return Err(ResponseError::InvalidProducerEpoch);
-            }
-            let pending: Vec<(String, Vec<PendingOffset>)> = meta.offsets.iter().filter(|(g, o)| on_partition(g) && !o.is_empty()).map(|(g, o)| (g.clone(), o.clone())).collect();
-            (id, pending)
-        };
-        if pending.is_empty() {
-            return Ok(());
+            .await?;
+        if topic.name == OFFSETS_TOPIC {
+            self.groups.complete_txn_partition(index, (marker.producer_id, marker.producer_epoch), marker.commit).await.map_err(|e| match e {
+                ResponseError::CoordinatorNotAvailable | ResponseError::CoordinatorLoadInProgress | ResponseError::NotCoordinator => ResponseError::NotLeaderOrFollower,
+                other => other,
+            })?;
         }
-        if marker.commit {
-            for (group, offsets) in &pending {
-                self.groups.commit_transactional(group, committed(offsets)).await?;
-            }
-        }
-        let written = {
-            let mut txns = self.txns.lock().expect("txns lock");
-            let Some(meta) = txns.by_id.get_mut(&id).filter(|m| m.producer_id == marker.producer_id) else { return Ok(()) };
-            for (group, offsets) in &pending {
-                if let Some(held) = meta.offsets.get_mut(group) {
-                    held.retain(|p| !offsets.contains(p));
-                }
-            }
-            let meta = meta.clone();
-            self.persist(&id, Some(&meta))
-        };
-        tracing::info!(transactional_id = id, commit = marker.commit, groups = pending.len(), "a transaction marker completed the transaction's offsets");
-        written.await
+        Ok(())
     }
 
     /// Produce's check of a transactional batch: its producer must be the transactional id's
@@ -507,13 +684,23 @@ impl TxnCoordinator {
     /// KIP-890 part 1), so no batch can open a transaction the coordinator would never end.
     /// The guard returned is held until the batch is written. With
     /// `transaction.partition.verification.enable` off, every batch passes, as in Kafka.
+    /// In a cluster only a producer this broker coordinates is checked; the others pass, as
+    /// they would in Kafka without verification.
     pub async fn verify_produce(&self, producer_id: i64, producer_epoch: i16, topic: &str, partition: i32) -> Result<tokio::sync::RwLockReadGuard<'_, ()>, ResponseError> {
         let gate = self.appends.read().await;
         if !self.config.verify_partitions {
             return Ok(gate);
         }
         let txns = self.txns.lock().expect("txns lock");
-        let meta = txns.by_pid.get(&producer_id).and_then(|id| txns.by_id.get(id)).ok_or(ResponseError::InvalidProducerIdMapping)?;
+        let known = txns.by_pid.get(&producer_id).and_then(|id| txns.by_id.get(id));
+        let meta = match (known, &self.store) {
+            (Some(meta), _) => meta,
+            (None, TxnStore::Local(_)) => return Err(ResponseError::InvalidProducerIdMapping),
+            (None, TxnStore::Replicated(_)) => {
+                drop(txns);
+                return Ok(gate);
+            }
+        };
         if producer_epoch < meta.producer_epoch {
             return Err(ResponseError::InvalidProducerEpoch);
         }
@@ -527,6 +714,14 @@ impl TxnCoordinator {
     /// Background work, until shutdown: finishes the transactions a restart found prepared,
     /// then aborts timed-out transactions and removes expired ids on their intervals.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let legacy = std::mem::take(&mut *self.legacy_offsets.lock().expect("legacy lock"));
+        for (id, producer, held) in legacy {
+            for (group, offsets) in held {
+                if let Err(e) = self.groups.hold_txn_offsets(&group, producer, legacy_held_offsets(offsets)).await {
+                    tracing::error!(transactional_id = id, group, "moving a transaction's offsets to its group: {e:?}; they are lost");
+                }
+            }
+        }
         let prepared: Vec<String> = self.txns.lock().expect("txns lock").by_id.iter().filter(|(_, m)| m.state.is_preparing()).map(|(id, _)| id.clone()).collect();
         for id in prepared {
             tracing::info!(transactional_id = id, "completing a transaction prepared before the restart");

@@ -40,7 +40,7 @@ impl TxnState {
     }
 }
 
-/// An offset committed in a transaction, held until the transaction ends.
+/// An offset committed in a transaction, as format 1 held it here (the group holds them now).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PendingOffset {
     pub topic: String,
@@ -60,19 +60,39 @@ pub struct TxnMeta {
     pub last_producer_epoch: i16,
     pub timeout_ms: i32,
     pub state: TxnState,
-    /// (topic, partition) the transaction wrote to, or may have.
+    /// (topic, partition) the transaction wrote to, or may have; in a cluster also the
+    /// `__consumer_offsets` partitions of its groups, whose markers complete their offsets.
     pub partitions: BTreeSet<(String, i32)>,
-    /// Groups whose offsets the transaction commits, with the offsets so far.
-    pub offsets: BTreeMap<String, Vec<PendingOffset>>,
+    /// Groups whose offsets the transaction commits (AddOffsetsToTxn).
+    pub groups: BTreeSet<String>,
     pub txn_start_ms: i64,
     pub last_update_ms: i64,
 }
+
+/// Format 1: the transaction held its groups' offsets itself.
+#[derive(Deserialize)]
+struct TxnMetaV1 {
+    producer_id: i64,
+    producer_epoch: i16,
+    last_producer_id: i64,
+    last_producer_epoch: i16,
+    timeout_ms: i32,
+    state: TxnState,
+    partitions: BTreeSet<(String, i32)>,
+    offsets: BTreeMap<String, Vec<PendingOffset>>,
+    txn_start_ms: i64,
+    last_update_ms: i64,
+}
+
+/// Offsets a format 1 state held, by group, for the groups to take over.
+pub type LegacyOffsets = BTreeMap<String, Vec<PendingOffset>>;
 
 /// Kafka bumps to a new producer id rather than reach the largest epoch.
 const MAX_EPOCH: i16 = i16::MAX - 1;
 
 /// The first byte of the stored form, for a later change of it.
-const FORMAT: u8 = 1;
+const FORMAT: u8 = 2;
+const FORMAT_1: u8 = 1;
 
 impl TxnMeta {
     pub fn new(producer_id: i64, timeout_ms: i32, now_ms: i64) -> TxnMeta {
@@ -84,7 +104,7 @@ impl TxnMeta {
             timeout_ms,
             state: TxnState::Empty,
             partitions: BTreeSet::new(),
-            offsets: BTreeMap::new(),
+            groups: BTreeSet::new(),
             txn_start_ms: -1,
             last_update_ms: now_ms,
         }
@@ -164,7 +184,7 @@ impl TxnMeta {
             _ => TxnState::CompleteAbort,
         };
         self.partitions.clear();
-        self.offsets.clear();
+        self.groups.clear();
         self.txn_start_ms = -1;
         self.last_update_ms = now_ms;
     }
@@ -186,8 +206,29 @@ impl TxnMeta {
     }
 
     pub fn decode(bytes: &[u8]) -> Option<TxnMeta> {
+        Self::decode_with_offsets(bytes).map(|(m, _)| m)
+    }
+
+    /// Decodes either format; a format 1 state comes with the offsets it held.
+    pub fn decode_with_offsets(bytes: &[u8]) -> Option<(TxnMeta, LegacyOffsets)> {
         match bytes.split_first() {
-            Some((&FORMAT, rest)) => bincode::deserialize(rest).ok(),
+            Some((&FORMAT, rest)) => bincode::deserialize(rest).ok().map(|m| (m, LegacyOffsets::new())),
+            Some((&FORMAT_1, rest)) => {
+                let v1: TxnMetaV1 = bincode::deserialize(rest).ok()?;
+                let meta = TxnMeta {
+                    producer_id: v1.producer_id,
+                    producer_epoch: v1.producer_epoch,
+                    last_producer_id: v1.last_producer_id,
+                    last_producer_epoch: v1.last_producer_epoch,
+                    timeout_ms: v1.timeout_ms,
+                    state: v1.state,
+                    partitions: v1.partitions,
+                    groups: v1.offsets.keys().cloned().collect(),
+                    txn_start_ms: v1.txn_start_ms,
+                    last_update_ms: v1.last_update_ms,
+                };
+                Some((meta, v1.offsets))
+            }
             _ => None,
         }
     }
@@ -247,8 +288,15 @@ mod tests {
     #[test]
     fn stored_form_round_trips() {
         let mut m = ongoing();
-        m.offsets.insert("g".into(), vec![PendingOffset { topic: "t".into(), partition: 1, offset: 5, leader_epoch: -1, metadata: None }]);
-        assert_eq!(TxnMeta::decode(&m.encode()), Some(m));
+        m.groups.insert("g".into());
+        assert_eq!(TxnMeta::decode(&m.encode()), Some(m.clone()));
+        // Format 1 held the offsets; they come back for the group to take.
+        #[derive(Serialize)]
+        struct V1<'a>(i64, i16, i64, i16, i32, TxnState, &'a BTreeSet<(String, i32)>, BTreeMap<String, Vec<PendingOffset>>, i64, i64);
+        let held = PendingOffset { topic: "t".into(), partition: 1, offset: 5, leader_epoch: -1, metadata: None };
+        let v1 = V1(m.producer_id, m.producer_epoch, m.last_producer_id, m.last_producer_epoch, m.timeout_ms, m.state, &m.partitions, [("g".to_string(), vec![held.clone()])].into(), m.txn_start_ms, m.last_update_ms);
+        let stored = [vec![FORMAT_1], bincode::serialize(&v1).unwrap()].concat();
+        assert_eq!(TxnMeta::decode_with_offsets(&stored), Some((m, [("g".to_string(), vec![held])].into())));
         assert_eq!(TxnMeta::decode(&[9, 1, 2]), None);
         assert_eq!(TxnMeta::decode(&[]), None);
     }

@@ -8,22 +8,19 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
-use bytes::{Buf, BufMut, BytesMut};
-use kafka_protocol::messages::api_versions_request::ApiVersionsRequest;
+use anyhow::{bail, Context, Result};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchRequest, FetchTopic, ReplicaState};
 use kafka_protocol::messages::offset_for_leader_epoch_request::{OffsetForLeaderEpochRequest, OffsetForLeaderPartition, OffsetForLeaderTopic};
-use kafka_protocol::messages::{ApiKey, BrokerId, RequestHeader, ResponseHeader, TopicName};
-use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Message, Request, StrBytes};
+use kafka_protocol::messages::{BrokerId, TopicName};
+use kafka_protocol::protocol::{Request, StrBytes};
 use kafka_protocol::ResponseError;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::{watch, Mutex, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::throttle::Quota;
 use super::{PartitionState, TopicPartition};
+use crate::cluster::broker_client::BrokerConnection;
 use crate::cluster::Cluster;
 use crate::log::{LogStore, PartitionId, ReplicaAppendError, ReplicaAppendOptions, UNDEFINED_EPOCH_END};
 
@@ -465,73 +462,22 @@ async fn truncate(log: &LogStore, id: PartitionId, leader_epoch: i32, leader_end
     Ok(())
 }
 
-/// A connection to the leader, with the versions both sides speak.
+/// A connection to the leader, with the versions of the requests a follower sends.
 struct Peer {
-    stream: TcpStream,
-    client_id: StrBytes,
-    correlation: i32,
+    conn: BrokerConnection,
     fetch_version: i16,
     offset_for_leader_epoch_version: i16,
 }
 
 impl Peer {
     async fn connect(address: &str, node_id: i32) -> Result<Peer> {
-        let connecting = tokio::time::timeout(REQUEST_TIMEOUT, TcpStream::connect(address));
-        let stream = connecting.await.map_err(|_| anyhow!("no connection within {REQUEST_TIMEOUT:?}"))?.with_context(|| format!("connecting to {address}"))?;
-        stream.set_nodelay(true)?;
-        let client_id = StrBytes::from_string(format!("broker-{node_id}-fetcher"));
-        let mut peer = Peer { stream, client_id, correlation: 0, fetch_version: 0, offset_for_leader_epoch_version: 0 };
-        let versions = peer.call(&ApiVersionsRequest::default(), 3, REQUEST_TIMEOUT).await?;
-        if let Some(e) = ResponseError::try_from_code(versions.error_code) {
-            bail!("ApiVersions refused: {e:?}");
-        }
-        let highest = |key: ApiKey, ours: (i16, i16)| -> Result<i16> {
-            let theirs = versions.api_keys.iter().find(|k| k.api_key == key as i16).ok_or_else(|| anyhow!("the leader does not serve {key:?}"))?;
-            let version = theirs.max_version.min(ours.1);
-            if version < ours.0.max(theirs.min_version) {
-                bail!("no {key:?} version in common");
-            }
-            Ok(version)
-        };
-        peer.fetch_version = highest(ApiKey::Fetch, (FetchRequest::VERSIONS.min, FetchRequest::VERSIONS.max))?;
-        peer.offset_for_leader_epoch_version =
-            highest(ApiKey::OffsetForLeaderEpoch, (OffsetForLeaderEpochRequest::VERSIONS.min.max(3), OffsetForLeaderEpochRequest::VERSIONS.max))?;
-        Ok(peer)
+        let conn = BrokerConnection::connect(address, format!("broker-{node_id}-fetcher"), REQUEST_TIMEOUT).await?;
+        let fetch_version = conn.version::<FetchRequest>(0)?;
+        let offset_for_leader_epoch_version = conn.version::<OffsetForLeaderEpochRequest>(3)?;
+        Ok(Peer { conn, fetch_version, offset_for_leader_epoch_version })
     }
 
-    /// Sends one request and reads its answer, within `timeout`; any failure leaves the
-    /// connection unusable (the caller drops it).
     async fn call<R: Request>(&mut self, request: &R, version: i16, timeout: Duration) -> Result<R::Response> {
-        tokio::time::timeout(timeout, self.exchange(request, version)).await.map_err(|_| anyhow!("no {:?} answer within {timeout:?}", R::KEY))?
-    }
-
-    async fn exchange<R: Request>(&mut self, request: &R, version: i16) -> Result<R::Response> {
-        self.correlation = self.correlation.wrapping_add(1);
-        let mut buf = BytesMut::new();
-        buf.put_i32(0);
-        RequestHeader::default()
-            .with_request_api_key(R::KEY)
-            .with_request_api_version(version)
-            .with_correlation_id(self.correlation)
-            .with_client_id(Some(self.client_id.clone()))
-            .encode(&mut buf, R::header_version(version))?;
-        request.encode(&mut buf, version)?;
-        let size = (buf.len() - 4) as i32;
-        buf[..4].copy_from_slice(&size.to_be_bytes());
-        self.stream.write_all(&buf).await?;
-        let size = self.stream.read_i32().await?;
-        let size = usize::try_from(size).map_err(|_| anyhow!("negative response size {size}"))?;
-        let mut frame = vec![0u8; size];
-        self.stream.read_exact(&mut frame).await?;
-        let mut frame = bytes::Bytes::from(frame);
-        let header = ResponseHeader::decode(&mut frame, R::Response::header_version(version))?;
-        if header.correlation_id != self.correlation {
-            bail!("response {} to request {}", header.correlation_id, self.correlation);
-        }
-        let response = R::Response::decode(&mut frame, version)?;
-        if frame.has_remaining() {
-            tracing::debug!("{} bytes after a {:?} response", frame.remaining(), R::KEY);
-        }
-        Ok(response)
+        self.conn.call(request, version, timeout).await
     }
 }

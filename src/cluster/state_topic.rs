@@ -1,11 +1,12 @@
-//! Where a cluster keeps groups and committed offsets: `__consumer_offsets`, a compacted topic
-//! replicated like any other, as Kafka keeps them. Group `g` lives in partition
-//! `abs(hash(g)) % partitions` (Java's String hash, so a group maps where it would in Kafka), and
-//! the broker leading that partition coordinates it.
+//! Where a cluster's coordinators keep their state: a compacted internal topic replicated like
+//! any other, as Kafka keeps groups in `__consumer_offsets` and transactions in
+//! `__transaction_state`. Key `k` lives in partition `abs(hash(k)) % partitions` (Java's String
+//! hash, so a group or transactional id maps where it would in Kafka), and the broker leading
+//! that partition coordinates it.
 //!
-//! Every change the coordinator persists is a keyed record (the key a lone node uses in `meta`,
+//! Every change a coordinator persists is a keyed record (the key a lone node uses in `meta`,
 //! its value or a tombstone), appended by the leader and acknowledged once the ISR has it. A
-//! broker that becomes leader replays the partition before it answers for its groups
+//! broker that becomes leader replays the partition before it answers for its keys
 //! (COORDINATOR_LOAD_IN_PROGRESS meanwhile); one that stops leading forgets them
 //! (NOT_COORDINATOR), and their clients find the new coordinator.
 
@@ -21,22 +22,33 @@ use crate::cluster::replication::{LeaderWrite, ReplicaManager};
 use crate::cluster::{partition_id, Cluster, NewTopic, Topic};
 use crate::log::{records, AppendError, FetchIsolation, LogStore, ReadRequest};
 
-pub const TOPIC: &str = "__consumer_offsets";
-
 /// Keys and values (`None`: a tombstone) to persist, in order.
 pub type Changes = Vec<(Vec<u8>, Option<Vec<u8>>)>;
 
 /// How much of the partition one read brings while loading.
 const LOAD_READ_BYTES: usize = 1 << 20;
 
-/// What the cluster's group coordinators share: the topic's settings and the log.
-pub struct OffsetsTopic {
+/// Which topic a coordinator keeps its state in, and how it writes there.
+pub struct StateTopicSpec {
+    pub name: &'static str,
+    pub partitions: i32,
+    pub replication_factor: i16,
+    /// The setting that names the replication factor, for the message when brokers are too few.
+    pub replication_factor_key: &'static str,
+    /// Configs the topic is created with, besides `cleanup.policy=compact`.
+    pub configs: Vec<(String, Option<String>)>,
+    /// How long a write may wait for the ISR.
+    pub write_timeout: Duration,
+    /// What a write too large for the log is answered with.
+    pub too_large: ResponseError,
+}
+
+/// One coordinator's state topic as this broker holds it: the partitions it leads, and the log.
+pub struct StateTopic {
     log: Arc<LogStore>,
     cluster: Arc<Cluster>,
     replicas: Arc<ReplicaManager>,
-    partitions: i32,
-    replication_factor: i16,
-    commit_timeout: Duration,
+    spec: StateTopicSpec,
     owned: Mutex<HashMap<i32, Ownership>>,
 }
 
@@ -44,7 +56,7 @@ pub struct OffsetsTopic {
 enum Ownership {
     /// Replaying the partition, at this leader epoch.
     Loading(i32),
-    /// Serving its groups; changes go through `writes`, appended in the order they are sent.
+    /// Serving its keys; changes go through `writes`, appended in the order they are sent.
     Loaded { epoch: i32, writes: mpsc::UnboundedSender<Write> },
 }
 
@@ -53,97 +65,96 @@ struct Write {
     done: oneshot::Sender<Result<(), ResponseError>>,
 }
 
-/// Kafka's `Utils.abs(groupId.hashCode) % partitions`.
-pub fn partition_for(group_id: &str, partitions: i32) -> i32 {
-    let hash = group_id.encode_utf16().fold(0i32, |h, unit| h.wrapping_mul(31).wrapping_add(i32::from(unit)));
+/// Kafka's `Utils.abs(key.hashCode) % partitions`.
+pub fn partition_for(key: &str, partitions: i32) -> i32 {
+    let hash = key.encode_utf16().fold(0i32, |h, unit| h.wrapping_mul(31).wrapping_add(i32::from(unit)));
     let abs = if hash == i32::MIN { 0 } else { hash.abs() };
     abs % partitions.max(1)
 }
 
-/// A failed append as the coordinator answers it (Kafka's GroupMetadataManager mapping).
-fn coordinator_error(e: ResponseError) -> ResponseError {
-    use ResponseError::*;
-    match e {
-        UnknownTopicOrPartition | NotEnoughReplicas | NotEnoughReplicasAfterAppend | RequestTimedOut => CoordinatorNotAvailable,
-        NotLeaderOrFollower | KafkaStorageError => NotCoordinator,
-        MessageTooLarge | RecordListTooLarge | InvalidFetchSize => InvalidCommitOffsetSize,
-        other => other,
+impl StateTopic {
+    pub fn new(spec: StateTopicSpec, log: Arc<LogStore>, cluster: Arc<Cluster>, replicas: Arc<ReplicaManager>) -> StateTopic {
+        StateTopic { log, cluster, replicas, spec, owned: Mutex::new(HashMap::new()) }
     }
-}
 
-impl OffsetsTopic {
-    pub fn new(config: &crate::config::Config, log: Arc<LogStore>, cluster: Arc<Cluster>, replicas: Arc<ReplicaManager>) -> OffsetsTopic {
-        OffsetsTopic {
-            log,
-            cluster,
-            replicas,
-            partitions: config.offsets_topic_num_partitions,
-            replication_factor: config.offsets_topic_replication_factor,
-            commit_timeout: Duration::from_millis(config.offsets_commit_timeout_ms),
-            owned: Mutex::new(HashMap::new()),
-        }
+    pub fn name(&self) -> &'static str {
+        self.spec.name
     }
 
     fn topic(&self) -> Option<Arc<Topic>> {
-        self.cluster.topic(TOPIC)
+        self.cluster.topic(self.spec.name)
     }
 
-    /// The partition of a group, once the topic exists.
-    pub fn partition_of(&self, group_id: &str) -> Option<i32> {
-        self.topic().map(|t| partition_for(group_id, t.partitions.len() as i32))
+    /// A failed append as the coordinator answers it (Kafka's GroupMetadataManager and
+    /// TransactionStateManager mapping).
+    fn coordinator_error(&self, e: ResponseError) -> ResponseError {
+        use ResponseError::*;
+        match e {
+            UnknownTopicOrPartition | NotEnoughReplicas | NotEnoughReplicasAfterAppend | RequestTimedOut => CoordinatorNotAvailable,
+            NotLeaderOrFollower | KafkaStorageError => NotCoordinator,
+            MessageTooLarge | RecordListTooLarge | InvalidFetchSize => self.spec.too_large,
+            other => other,
+        }
     }
 
-    /// Whether this broker answers for the group now.
-    pub fn check(&self, group_id: &str) -> Result<(), ResponseError> {
-        let index = self.partition_of(group_id).ok_or(ResponseError::NotCoordinator)?;
+    /// The partition of a key (in the topic as it will be created, before it is).
+    pub fn partition_of(&self, key: &str) -> i32 {
+        partition_for(key, self.topic().map_or(self.spec.partitions, |t| t.partitions.len() as i32))
+    }
+
+    /// Whether this broker answers for the key now; the leader epoch it holds the key's
+    /// partition at if so (a transaction coordinator's epoch).
+    pub fn check(&self, key: &str) -> Result<i32, ResponseError> {
+        self.check_partition(self.partition_of(key))
+    }
+
+    /// Whether this broker serves a partition's keys now (a marker for them, say).
+    pub fn check_partition(&self, index: i32) -> Result<i32, ResponseError> {
         match self.owned.lock().expect("owned lock").get(&index) {
-            Some(Ownership::Loaded { .. }) => Ok(()),
+            Some(Ownership::Loaded { epoch, .. }) => Ok(*epoch),
             Some(Ownership::Loading(_)) => Err(ResponseError::CoordinatorLoadInProgress),
             None => Err(ResponseError::NotCoordinator),
         }
     }
 
-    /// FindCoordinator: the broker leading the group's partition. The topic is created the first
+    /// FindCoordinator: the broker leading the key's partition. The topic is created the first
     /// time it is asked for, as Kafka does.
-    pub async fn coordinator(&self, group_id: &str) -> Result<i32, ResponseError> {
+    pub async fn coordinator(&self, key: &str) -> Result<i32, ResponseError> {
+        let name = self.spec.name;
         let topic = match self.topic() {
             Some(topic) => topic,
             None => {
-                let new = NewTopic {
-                    name: TOPIC.to_string(),
-                    num_partitions: self.partitions,
-                    replication_factor: self.replication_factor,
-                    assignments: None,
-                    configs: vec![("cleanup.policy".into(), Some("compact".into()))],
-                };
+                let mut configs = vec![("cleanup.policy".into(), Some("compact".into()))];
+                configs.extend(self.spec.configs.iter().cloned());
+                let new = NewTopic { name: name.to_string(), num_partitions: self.spec.partitions, replication_factor: self.spec.replication_factor, assignments: None, configs };
                 self.cluster.topic_or_create_as(&new).await.map_err(|(e, message)| {
-                    tracing::warn!("cannot create {TOPIC}: {message} ({e:?}); groups wait for it (offsets.topic.replication.factor is {})", self.replication_factor);
+                    tracing::warn!("cannot create {name}: {message} ({e:?}); its coordinators wait for it ({} is {})", self.spec.replication_factor_key, self.spec.replication_factor);
                     ResponseError::CoordinatorNotAvailable
                 })?
             }
         };
-        let index = partition_for(group_id, topic.partitions.len() as i32);
+        let index = partition_for(key, topic.partitions.len() as i32);
         let image = self.cluster.image();
-        let leader = image.topic(TOPIC).and_then(|t| t.partitions.get(&index)).map_or(-1, |p| p.leader);
+        let leader = image.topic(name).and_then(|t| t.partitions.get(&index)).map_or(-1, |p| p.leader);
         if leader < 0 {
             return Err(ResponseError::CoordinatorNotAvailable);
         }
         Ok(leader)
     }
 
-    /// Queues a group's changes; they are appended in the order queued (callers queue under the
-    /// group's lock) and the future ends once the ISR has them.
-    pub fn write(&self, group_id: &str, changes: Changes) -> impl Future<Output = Result<(), ResponseError>> + Send + 'static {
-        self.write_partition(self.partition_of(group_id), changes)
+    /// Queues a key's changes; they are appended in the order queued (callers queue under the
+    /// key's lock) and the future ends once the ISR has them.
+    pub fn write(&self, key: &str, changes: Changes) -> impl Future<Output = Result<(), ResponseError>> + Send + 'static {
+        self.write_partition(self.partition_of(key), changes)
     }
 
-    /// [`Self::write`] to a partition by its index (`None`: the topic does not exist).
-    pub fn write_partition(&self, index: Option<i32>, changes: Changes) -> impl Future<Output = Result<(), ResponseError>> + Send + 'static {
-        let queued = index.ok_or(ResponseError::NotCoordinator).and_then(|index| self.queue(index, changes));
+    /// [`Self::write`] to a partition by its index.
+    pub fn write_partition(&self, index: i32, changes: Changes) -> impl Future<Output = Result<(), ResponseError>> + Send + 'static {
+        let queued = self.queue(index, changes);
         async move { queued?.await.unwrap_or(Err(ResponseError::NotCoordinator)) }
     }
 
-    /// The topics that exist: offsets of others are dropped at load.
+    /// The topics that exist (offsets of others are dropped at load).
     pub fn topic_names(&self) -> std::collections::HashSet<String> {
         self.cluster.topics().iter().map(|t| t.name.clone()).collect()
     }
@@ -229,9 +240,9 @@ impl OffsetsTopic {
                 writes.push(more);
             }
             let changes: Changes = writes.iter_mut().flat_map(|w| std::mem::take(&mut w.changes)).collect();
-            let result = self.append(index, epoch, &changes).await.map_err(coordinator_error);
+            let result = self.append(index, epoch, &changes).await.map_err(|e| self.coordinator_error(e));
             if let Err(e) = &result {
-                tracing::warn!(partition = index, "writing group changes to {TOPIC}: {e:?}");
+                tracing::warn!(partition = index, "writing coordinator changes to {}: {e:?}", self.spec.name);
             }
             for w in writes {
                 let _ = w.done.send(result);
@@ -243,7 +254,7 @@ impl OffsetsTopic {
     async fn append(&self, index: i32, epoch: i32, changes: &Changes) -> Result<(), ResponseError> {
         let topic = self.topic().ok_or(ResponseError::UnknownTopicOrPartition)?;
         let id = partition_id(Some(&topic), index)?;
-        let how = LeaderWrite { epoch: Some(epoch), acks_all: true, deadline: tokio::time::Instant::now() + self.commit_timeout };
+        let how = LeaderWrite { epoch: Some(epoch), acks_all: true, deadline: tokio::time::Instant::now() + self.spec.write_timeout };
         let batch = records::keyed_batch(changes, crate::api::now_ms());
         self.replicas
             .append_as_leader(&topic, id, how, |opts| async move {
@@ -262,7 +273,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn groups_map_to_the_partitions_kafka_gives_them() {
+    fn keys_map_to_the_partitions_kafka_gives_them() {
         // String.hashCode in Java: -1906497762, 158455506 and Integer.MIN_VALUE (abs gives 0).
         assert_eq!(partition_for("my-group", 50), 12);
         assert_eq!(partition_for("console-consumer-12345", 50), 6);
