@@ -32,6 +32,19 @@ ensure_build_deps() {
   fi
 }
 
+# maturin packs the release binary into the gregor-kafka wheel (scripts/wheel); pinned, in a venv
+# of its own outside the clone.
+MATURIN_VERSION=1.16.0
+MATURIN_VENV="${GREGOR_MATURIN_VENV:-$HOME/.cache/gregor-maturin-venv}"
+MATURIN="$MATURIN_VENV/bin/maturin"
+ensure_maturin() {
+  if [ "$("$MATURIN" --version 2>/dev/null)" != "maturin $MATURIN_VERSION" ]; then
+    echo "installing maturin $MATURIN_VERSION into $MATURIN_VENV..." >&2
+    python3 -m venv "$MATURIN_VENV"
+    "$MATURIN_VENV/bin/pip" install -q --disable-pip-version-check "maturin==$MATURIN_VERSION"
+  fi
+}
+
 build_release() {
   echo "building gregor (release; the first build compiles RocksDB and takes a while)..." >&2
   cargo build --release --locked --bin gregor

@@ -13,7 +13,7 @@ use gregor::config::{markdown_table, KEYS};
 use gregor::log::{describe_batch, PartitionId, ReadOnlyStore};
 use gregor::{Broker, Config};
 
-/// The command line: `--config`, `--print-config-table`, and one flag (with its `GREGOR_*`
+/// The command line: `--config`, `--ready-file`, `--print-config-table`, and one flag (with its `GREGOR_*`
 /// variable) per setting of the key table.
 fn command() -> Command {
     let command = Command::new(env!("CARGO_PKG_NAME"))
@@ -33,6 +33,7 @@ fn command() -> Command {
                 .arg(Arg::new("partition").long("partition").value_name("P").value_parser(value_parser!(i32)).help("Only this partition (default: all)")),
         )
         .arg(Arg::new("config").long("config").env("GREGOR_CONFIG").global(true).value_name("FILE").value_parser(value_parser!(PathBuf)).help("A server.properties-style file (key=value lines)"))
+        .arg(Arg::new("ready-file").long("ready-file").value_name("FILE").value_parser(value_parser!(PathBuf)).help("Once the broker serves, write its bootstrap address (the first listener's advertised host:port) to FILE: with port 0 in listeners, how a script learns the port"))
         .arg(Arg::new("print-config-table").long("print-config-table").action(ArgAction::SetTrue).help("Print the configuration table of README.md, generated from the key table, and exit"));
     KEYS.iter().fold(command, |command, key| {
         let default = key.default_note.or(key.default).unwrap_or("none");
@@ -53,19 +54,26 @@ fn to_config(matches: &ArgMatches) -> anyhow::Result<Config> {
     Ok(config)
 }
 
-async fn wait_for_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = ctrl_c => {}
-                _ = term.recv() => {}
-            }
+/// SIGTERM or SIGINT (Ctrl-C), listened for from the call on: made before the ready file is
+/// written, so a stop sent as soon as it appears is a clean shutdown, not the default action.
+fn stop_signals() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (mut term, mut int) = (signal(SignalKind::terminate())?, signal(SignalKind::interrupt())?);
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
         }
-        Err(_) => {
-            let _ = ctrl_c.await;
-        }
-    }
+    })
+}
+
+/// The bootstrap address in `path`, whole or not at all (written aside, then renamed), so a
+/// script polling for the file never reads half of it.
+fn write_ready_file(path: &std::path::Path, bootstrap: &str) -> std::io::Result<()> {
+    let mut aside = path.as_os_str().to_owned();
+    aside.push(".tmp");
+    std::fs::write(&aside, format!("{bootstrap}\n"))?;
+    std::fs::rename(&aside, path)
 }
 
 /// Every connection is a file descriptor: lift the soft limit to the hard one, as Kafka's
@@ -165,8 +173,22 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let ready = stop_signals().context("cannot listen for signals").and_then(|stop| {
+        if let Some(path) = matches.get_one::<PathBuf>("ready-file") {
+            write_ready_file(path, &broker.advertised()).with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        Ok(stop)
+    });
+    let stop = match ready {
+        Ok(stop) => stop,
+        Err(e) => {
+            tracing::error!("cannot start: {e:#}");
+            broker.shutdown().await;
+            return ExitCode::FAILURE;
+        }
+    };
     let code = tokio::select! {
-        _ = wait_for_signal() => ExitCode::SUCCESS,
+        _ = stop => ExitCode::SUCCESS,
         why = broker.failed() => {
             tracing::error!("stopping: {why}");
             ExitCode::FAILURE
