@@ -11,11 +11,13 @@ import os
 import signal
 import time
 
+import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from conftest import CLIENT_TIMEOUT_S, ck_consumer, ck_producer, wait_until
+from conftest import CLIENT_TIMEOUT_S, JAVA, ck_consumer, ck_producer, wait_until
 from test_cluster import offsets_partition
+from test_java import java  # noqa: F401 (the fixture)
 
 INPUTS = 600
 T = 10.0
@@ -141,3 +143,35 @@ def test_consume_transform_produce_through_the_transaction_coordinators_kill(clu
     admin2 = AdminClient({"bootstrap.servers": survivors})
     moved = _leader(admin2, "__transaction_state", state_partition)
     assert moved not in (None, coordinator), "the id's coordinator moved"
+
+
+@pytest.mark.skipif(JAVA is None, reason="java is not installed")
+def test_java_transactions_across_the_cluster(java, cluster):
+    """Java kafka-clients 4.x: commit/abort with read_committed, and sendOffsetsToTransaction
+    with group metadata, on topics with three replicas whose leaders, group coordinator and
+    transaction coordinator are spread over the brokers."""
+    bootstrap = cluster.all_live()
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    names = ("jtxn", "jtxn-src", "jtxn-sink")
+    for f in admin.create_topics([NewTopic(t, num_partitions=1, replication_factor=3) for t in names]).values():
+        f.result(30)
+    wait_until(lambda: all(_leader(admin, t, 0) for t in names) or None,
+               timeout=CLIENT_TIMEOUT_S, message="leaders for every partition")
+
+    def txn(*args):
+        code, events, err = java.run("Transactions", "--bootstrap", bootstrap, *args)
+        errors = [e for e in events if e.get("event") == "error"]
+        assert code == 0 and not errors, f"Transactions {args} exited {code}: {errors}\nstderr: {err[-4000:]}\n{cluster.log()}"
+        return events
+
+    reads = {e["isolation"]: e for e in txn("commit-abort", "jtxn", "jtxn-id") if e.get("event") == "read"}
+    assert reads["read_committed"]["values"] == ["c-0", "c-1", "c-2", "c-3"]
+    assert reads["read_uncommitted"]["values"] == ["c-0", "c-1", "c-2", "a-0", "a-1", "c-3"]
+
+    plain = ck_producer(bootstrap, acks="all")
+    for i in range(4):
+        plain.produce("jtxn-src", value=f"in-{i}".encode(), partition=0)
+    assert plain.flush(30) == 0
+    events = txn("eos", "jtxn-src", "jtxn-sink", "jtxn-group", "jtxn-eos-id")
+    assert [e for e in events if e.get("event") == "committed"] == [{"event": "committed", "copied": 4, "offset": 4}]
+    assert [e["values"] for e in events if e.get("event") == "read"] == [[f"out-{i}" for i in range(4)]]

@@ -11,8 +11,10 @@ mod ports;
 use std::time::Duration;
 
 use cluster::{eventually, TestCluster, FAST};
-use common::{committed, name, producers, write_marker, Client};
+use common::{committed, name, produce_request, producers, write_marker, Client};
+use gregor::testkit::{encode_batch, BatchSpec};
 use kafka_protocol::messages::add_offsets_to_txn_request::AddOffsetsToTxnRequest;
+use kafka_protocol::messages::add_partitions_to_txn_request::{AddPartitionsToTxnRequest, AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction};
 use kafka_protocol::messages::create_topics_request::{CreatableReplicaAssignment, CreatableTopic, CreateTopicsRequest};
 use kafka_protocol::messages::end_txn_request::EndTxnRequest;
 use kafka_protocol::messages::find_coordinator_request::FindCoordinatorRequest;
@@ -89,13 +91,23 @@ async fn markers_answer_for_partitions_led_here_and_complete_transactional_offse
             (r.error_code == 0).then_some(r.node_id.0)
         })
     };
+    // InitProducerId once the coordinator has loaded the id's partition: (coordinator, id, epoch).
+    let init = |id: &'static str| {
+        let (find, cluster) = (&find, &cluster);
+        async move {
+            let coordinator = find(id, 1).await;
+            let request = InitProducerIdRequest::default().with_transactional_id(Some(TransactionalId(s(id)))).with_transaction_timeout_ms(60_000).with_producer_id(ProducerId(-1)).with_producer_epoch(-1);
+            eventually(PATIENCE, "the transaction coordinator to be ready", || async {
+                let r = cluster.client(coordinator).await?.call(request.clone(), 4).await;
+                (r.error_code == 0).then_some((coordinator, (r.producer_id.0, r.producer_epoch)))
+            })
+            .await
+        }
+    };
     let coordinator = find("g", 0).await;
     let mut c = cluster.client(coordinator).await.expect("the group coordinator serves");
-    let mut t = cluster.client(find("o", 1).await).await.expect("the transaction coordinator serves");
-    let init = InitProducerIdRequest::default().with_transactional_id(Some(TransactionalId(s("o")))).with_transaction_timeout_ms(60_000).with_producer_id(ProducerId(-1)).with_producer_epoch(-1);
-    let r = t.call(init, 4).await;
-    assert_eq!(r.error_code, 0);
-    let p = (r.producer_id.0, r.producer_epoch);
+    let (txn_coordinator, p) = init("o").await;
+    let mut t = cluster.client(txn_coordinator).await.expect("the transaction coordinator serves");
     let add = AddOffsetsToTxnRequest::default().with_transactional_id(TransactionalId(s("o"))).with_producer_id(ProducerId(p.0)).with_producer_epoch(p.1).with_group_id(GroupId(s("g")));
     assert_eq!(t.call(add.clone(), 3).await.error_code, 0);
     eventually(PATIENCE, "the group's coordinator to take transactional offsets", || async { (txn_offset_commit(&mut cluster.client(coordinator).await?, p, 7).await == 0).then_some(()) }).await;
@@ -118,4 +130,35 @@ async fn markers_answer_for_partitions_led_here_and_complete_transactional_offse
     assert_eq!(committed(&mut c, "g", "m").await.0, 7, "held until the transaction ends");
     assert_eq!(t.call(end, 3).await.error_code, 0);
     assert_eq!(committed(&mut c, "g", "m").await.0, 11, "committed with the transaction");
+
+    // KIP-890 part 1 across brokers: a partition leader that does not coordinate the
+    // transaction asks its coordinator before it writes a transactional batch.
+    let (coordinator, v) = init("v").await;
+    let other = if coordinator == 1 { 2 } else { 1 };
+    let index = other - 1; // m-0 is led by node 1, m-1 by node 2
+    let mut t = cluster.client(coordinator).await.expect("the coordinator serves");
+    let mut leader = cluster.client(other).await.expect("the other node serves");
+    let produce = |seq: i32| {
+        let batch = encode_batch(&BatchSpec { producer: Some((v.0, v.1, seq)), transactional: true, ..BatchSpec::values(2) });
+        produce_request("m", index, batch, -1).with_transactional_id(Some(TransactionalId(s("v"))))
+    };
+    let error = leader.call(produce(0), 9).await.responses[0].partition_responses[0].error_code;
+    assert_eq!(error, ResponseError::InvalidTxnState.code(), "not in the transaction: refused by its coordinator");
+    let add = |partitions: Vec<i32>, verify_only: bool| {
+        AddPartitionsToTxnRequest::default().with_transactions(vec![AddPartitionsToTxnTransaction::default()
+            .with_transactional_id(TransactionalId(s("v")))
+            .with_producer_id(ProducerId(v.0))
+            .with_producer_epoch(v.1)
+            .with_verify_only(verify_only)
+            .with_topics(vec![AddPartitionsToTxnTopic::default().with_name(name("m")).with_partitions(partitions)])])
+    };
+    let codes = |r: kafka_protocol::messages::AddPartitionsToTxnResponse| r.results_by_transaction[0].topic_results[0].results_by_partition.iter().map(|p| p.partition_error_code).collect::<Vec<_>>();
+    assert_eq!(codes(t.call(add(vec![index], false), 4).await), vec![0], "added by a broker's batched form");
+    assert_eq!(codes(t.call(add(vec![index, 1 - index], true), 5).await), vec![0, ResponseError::InvalidTxnState.code()], "verify only");
+    assert_eq!(leader.call(produce(0), 9).await.responses[0].partition_responses[0].error_code, 0, "in the transaction now");
+    let end = EndTxnRequest::default().with_transactional_id(TransactionalId(s("v"))).with_producer_id(ProducerId(v.0)).with_producer_epoch(v.1).with_committed(true);
+    assert_eq!(t.call(end, 3).await.error_code, 0);
+    let r = producers(&mut leader, "m", index).await;
+    assert_eq!((r.0, r.1.len()), (0, 1), "the producer is known there");
+    assert_eq!(r.1[0].4, -1, "its transaction closed by the coordinator's marker");
 }

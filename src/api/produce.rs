@@ -24,12 +24,13 @@ pub async fn handle(api: &Api, req: &Request, r: ProduceRequest) -> ProduceRespo
     let acks_valid = matches!(r.acks, -1..=1);
     let deadline = tokio::time::Instant::now() + Duration::from_millis(r.timeout_ms.max(0) as u64);
     let acks = r.acks;
+    let transactional_id = r.transactional_id.as_deref().map(|id| id.as_str());
     let appends = r.topic_data.iter().map(|topic_data| async move {
         let topic = api.cluster.topic(&topic_data.name);
         let partitions = join_all(topic_data.partition_data.iter().map(|p| {
             let topic = topic.as_deref();
             async move {
-                let result = if acks_valid { append(api, topic, p, acks, deadline).await } else { Err(ResponseError::InvalidRequiredAcks.into()) };
+                let result = if acks_valid { append(api, topic, p, (acks, transactional_id), deadline).await } else { Err(ResponseError::InvalidRequiredAcks.into()) };
                 let mut response = partition_response(req.version, &topic_data.name, p.index, result);
                 if let Some((leader, epoch)) = api.current_leader(response.error_code, || partition_id(topic, p.index).ok()).filter(|_| req.version >= 10) {
                     response.current_leader = LeaderIdAndEpoch::default().with_leader_id(BrokerId(leader)).with_leader_epoch(epoch);
@@ -68,7 +69,7 @@ type Appended = (i64, i64, i64);
 /// Appends on the leader; with acks=all, answers once the high watermark passes the batch
 /// (REQUEST_TIMED_OUT at the request's timeout), refusing at once when the ISR is smaller than
 /// `min.insync.replicas`, as Kafka's Partition.appendRecordsToLeader does.
-async fn append(api: &Api, topic: Option<&Topic>, p: &PartitionProduceData, acks: i16, deadline: tokio::time::Instant) -> Result<Appended, AppendError> {
+async fn append(api: &Api, topic: Option<&Topic>, p: &PartitionProduceData, (acks, transactional_id): (i16, Option<&str>), deadline: tokio::time::Instant) -> Result<Appended, AppendError> {
     let topic = topic.ok_or(ResponseError::UnknownTopicOrPartition)?;
     if topic.name == crate::group::OFFSETS_TOPIC {
         // Only the group coordinator writes there, as in Kafka.
@@ -77,7 +78,7 @@ async fn append(api: &Api, topic: Option<&Topic>, p: &PartitionProduceData, acks
     let partition = partition_id(Some(topic), p.index)?;
     let records = p.records.as_ref().ok_or(ResponseError::CorruptMessage)?;
     let verified = match BatchHeader::new(records).filter(|h| h.is_transactional()) {
-        Some(header) => Some(api.txns.verify_produce(header.producer_id(), header.producer_epoch(), &topic.name, p.index).await?),
+        Some(header) => Some(api.txns.verify_produce(transactional_id, (header.producer_id(), header.producer_epoch()), &topic.name, (partition, p.index)).await?),
         None => None,
     };
     let how = LeaderWrite { epoch: None, acks_all: acks == -1, deadline };

@@ -5,8 +5,8 @@
 
 use kafka_protocol::messages::add_offsets_to_txn_request::AddOffsetsToTxnRequest;
 use kafka_protocol::messages::add_offsets_to_txn_response::AddOffsetsToTxnResponse;
-use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnRequest;
-use kafka_protocol::messages::add_partitions_to_txn_response::{AddPartitionsToTxnPartitionResult, AddPartitionsToTxnResponse, AddPartitionsToTxnTopicResult};
+use kafka_protocol::messages::add_partitions_to_txn_request::{AddPartitionsToTxnRequest, AddPartitionsToTxnTopic};
+use kafka_protocol::messages::add_partitions_to_txn_response::{AddPartitionsToTxnPartitionResult, AddPartitionsToTxnResponse, AddPartitionsToTxnResult, AddPartitionsToTxnTopicResult};
 use kafka_protocol::messages::end_txn_request::EndTxnRequest;
 use kafka_protocol::messages::end_txn_response::EndTxnResponse;
 use kafka_protocol::messages::txn_offset_commit_request::TxnOffsetCommitRequest;
@@ -43,32 +43,57 @@ fn code(result: Result<(), ResponseError>) -> i16 {
     result.err().map_or(0, |e| e.code())
 }
 
-/// v0-v3, the producer's form (v4+ is the brokers' batched form, KIP-890, which no client sends).
+/// v0-v3, the producer's form; v4+ is the brokers' batched form (KIP-890), where a partition
+/// leader asks whether partitions are in a transaction (`verify_only`) before it writes a
+/// transactional batch.
 pub async fn add_partitions(api: &Api, req: &Request, r: AddPartitionsToTxnRequest) -> AddPartitionsToTxnResponse {
-    let partitions: Vec<(String, i32)> = r.v3_and_below_topics.iter().flat_map(|t| t.partitions.iter().map(|p| (t.name.to_string(), *p))).collect();
+    if req.version >= 4 {
+        let results = join_all(r.transactions.iter().map(|t| async move {
+            let partitions = listed(&t.topics);
+            let producer = (t.producer_id.0, t.producer_epoch);
+            let results = if t.verify_only {
+                api.txns.verify_partitions(&t.transactional_id, producer, &partitions)
+            } else {
+                let result = api.txns.add_partitions(&t.transactional_id, producer, &partitions).await;
+                partitions.iter().map(|(topic, p)| added(api, topic, *p, result)).collect()
+            };
+            AddPartitionsToTxnResult::default().with_transactional_id(t.transactional_id.clone()).with_topic_results(topic_results(&partitions, &results))
+        }))
+        .await;
+        return AddPartitionsToTxnResponse::default().with_results_by_transaction(results);
+    }
+    let partitions = listed(&r.v3_and_below_topics);
     let producer = (r.v3_and_below_producer_id.0, r.v3_and_below_producer_epoch);
     let result = api.txns.add_partitions(&r.v3_and_below_transactional_id, producer, &partitions).await.map_err(|e| fenced_for(req.version, 2, e));
-    let results = r
-        .v3_and_below_topics
-        .iter()
-        .map(|t| {
-            let partitions = t
-                .partitions
-                .iter()
-                .map(|&p| {
-                    // As Kafka: unknown partitions carry their error, the others OPERATION_NOT_ATTEMPTED.
-                    let error = match result {
-                        Ok(()) => 0,
-                        Err(ResponseError::UnknownTopicOrPartition) if api.cluster.topic(&t.name).and_then(|topic| topic.partition(p)).is_some() => ResponseError::OperationNotAttempted.code(),
-                        Err(e) => e.code(),
-                    };
-                    AddPartitionsToTxnPartitionResult::default().with_partition_index(p).with_partition_error_code(error)
-                })
-                .collect();
-            AddPartitionsToTxnTopicResult::default().with_name(t.name.clone()).with_results_by_partition(partitions)
-        })
-        .collect();
-    AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(results)
+    let results: Vec<i16> = partitions.iter().map(|(topic, p)| added(api, topic, *p, result)).collect();
+    AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(topic_results(&partitions, &results))
+}
+
+fn listed(topics: &[AddPartitionsToTxnTopic]) -> Vec<(String, i32)> {
+    topics.iter().flat_map(|t| t.partitions.iter().map(|p| (t.name.to_string(), *p))).collect()
+}
+
+/// A partition's code when the partitions were added with `result`: as Kafka, unknown
+/// partitions carry their error, the others OPERATION_NOT_ATTEMPTED.
+fn added(api: &Api, topic: &str, partition: i32, result: Result<(), ResponseError>) -> i16 {
+    match result {
+        Ok(()) => 0,
+        Err(ResponseError::UnknownTopicOrPartition) if api.cluster.topic(topic).and_then(|t| t.partition(partition)).is_some() => ResponseError::OperationNotAttempted.code(),
+        Err(e) => e.code(),
+    }
+}
+
+/// Per-partition codes grouped by topic, in the order listed.
+fn topic_results(partitions: &[(String, i32)], codes: &[i16]) -> Vec<AddPartitionsToTxnTopicResult> {
+    let mut results: Vec<AddPartitionsToTxnTopicResult> = Vec::new();
+    for ((topic, p), &code) in partitions.iter().zip(codes) {
+        let result = AddPartitionsToTxnPartitionResult::default().with_partition_index(*p).with_partition_error_code(code);
+        match results.last_mut().filter(|t| t.name.as_str() == topic) {
+            Some(t) => t.results_by_partition.push(result),
+            None => results.push(AddPartitionsToTxnTopicResult::default().with_name(TopicName(StrBytes::from_string(topic.clone()))).with_results_by_partition(vec![result])),
+        }
+    }
+    results
 }
 
 pub async fn add_offsets(api: &Api, req: &Request, r: AddOffsetsToTxnRequest) -> AddOffsetsToTxnResponse {

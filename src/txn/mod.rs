@@ -14,7 +14,7 @@
 //! brokers lead go to them as WriteTxnMarkers. The offsets a transaction commits wait in their
 //! group (TxnOffsetCommit) until the marker reaches it.
 
-mod markers;
+mod brokers;
 pub mod state;
 
 use std::collections::{BTreeMap, HashMap};
@@ -33,7 +33,7 @@ use crate::cluster::{now_ms, partition_id, Cluster, Topic};
 use crate::config::Config;
 use crate::group::{Committed, GroupCoordinator, TopicPartition, OFFSETS_TOPIC};
 use crate::log::{LogStore, Marker, Meta, PartitionId};
-use markers::MarkerSender;
+use brokers::Brokers;
 use state::{LegacyOffsets, PendingOffset, TxnMeta, TxnState};
 
 const TXN_PREFIX: &[u8] = b"x/";
@@ -180,7 +180,7 @@ pub struct TxnCoordinator {
     appends: tokio::sync::RwLock<()>,
     /// Marker tasks in flight, by transactional id: an EndTxn waits for its own.
     ending: Mutex<HashMap<String, watch::Receiver<bool>>>,
-    markers: MarkerSender,
+    brokers: Brokers,
     /// Offsets format 1 states held (a data directory of an older build), for their groups.
     legacy_offsets: Mutex<Vec<(String, (i64, i16), LegacyOffsets)>>,
     shutdown: watch::Receiver<bool>,
@@ -214,7 +214,7 @@ impl TxnCoordinator {
                 }
             }
         }
-        let markers = MarkerSender::new(cluster.clone());
+        let brokers = Brokers::new(cluster.clone());
         Ok(TxnCoordinator {
             store,
             log,
@@ -225,7 +225,7 @@ impl TxnCoordinator {
             txns: Mutex::new(txns),
             appends: tokio::sync::RwLock::new(()),
             ending: Mutex::new(HashMap::new()),
-            markers,
+            brokers,
             legacy_offsets: Mutex::new(legacy_offsets),
             shutdown,
         })
@@ -620,7 +620,7 @@ impl TxnCoordinator {
             let partition = partition_id(Some(&t), *index)?;
             self.write_marker(&t, partition, *index, marker).await
         }));
-        let there = join_all(remote.iter().map(|(&broker, partitions)| self.markers.send(broker, marker, partitions)));
+        let there = join_all(remote.iter().map(|(&broker, partitions)| self.brokers.send_markers(broker, marker, partitions)));
         let (here, there) = tokio::join!(here, there);
         let results = local.into_iter().zip(here).chain(remote.into_values().flatten().zip(there.into_iter().flatten()));
         for ((topic, index), result) in results {
@@ -682,33 +682,52 @@ impl TxnCoordinator {
     /// Produce's check of a transactional batch: its producer must be the transactional id's
     /// current one, with a transaction open that holds the partition (Kafka's verification,
     /// KIP-890 part 1), so no batch can open a transaction the coordinator would never end.
-    /// The guard returned is held until the batch is written. With
+    /// The guard returned is held until the batch is written. In a cluster, a producer that
+    /// another broker coordinates is checked there (AddPartitionsToTxn, verify only), unless
+    /// the partition already has its transaction open. With
     /// `transaction.partition.verification.enable` off, every batch passes, as in Kafka.
-    /// In a cluster only a producer this broker coordinates is checked; the others pass, as
-    /// they would in Kafka without verification.
-    pub async fn verify_produce(&self, producer_id: i64, producer_epoch: i16, topic: &str, partition: i32) -> Result<tokio::sync::RwLockReadGuard<'_, ()>, ResponseError> {
+    pub async fn verify_produce(&self, id: Option<&str>, producer: ProducerIdAndEpoch, topic: &str, partition: (PartitionId, i32)) -> Result<tokio::sync::RwLockReadGuard<'_, ()>, ResponseError> {
         let gate = self.appends.read().await;
         if !self.config.verify_partitions {
             return Ok(gate);
         }
-        let txns = self.txns.lock().expect("txns lock");
-        let known = txns.by_pid.get(&producer_id).and_then(|id| txns.by_id.get(id));
-        let meta = match (known, &self.store) {
-            (Some(meta), _) => meta,
-            (None, TxnStore::Local(_)) => return Err(ResponseError::InvalidProducerIdMapping),
-            (None, TxnStore::Replicated(_)) => {
-                drop(txns);
-                return Ok(gate);
+        {
+            let txns = self.txns.lock().expect("txns lock");
+            match txns.by_pid.get(&producer.0).and_then(|id| txns.by_id.get(id)) {
+                Some(meta) => {
+                    meta.check_producer_epoch(producer.1)?;
+                    return meta.check_holds(topic, partition.1).map(|()| gate);
+                }
+                None if matches!(self.store, TxnStore::Local(_)) => return Err(ResponseError::InvalidProducerIdMapping),
+                None => {}
             }
-        };
-        if producer_epoch < meta.producer_epoch {
-            return Err(ResponseError::InvalidProducerEpoch);
         }
-        if producer_epoch > meta.producer_epoch || meta.state != TxnState::Ongoing || !meta.partitions.iter().any(|(t, p)| t == topic && *p == partition) {
-            return Err(ResponseError::InvalidTxnState);
+        // Not held while another broker answers: it would keep this one's EndTxn waiting.
+        drop(gate);
+        if let Some(id) = id {
+            if !self.log.open_transactions(partition.0).await?.contains(&producer.0) {
+                let TxnStore::Replicated(state) = &self.store else { unreachable!("a lone node answered above") };
+                let image = self.cluster.image();
+                let leader = image.topic(TXN_STATE_TOPIC).and_then(|t| t.partitions.get(&state.partition_of(id))).map_or(-1, |p| p.leader);
+                if leader < 0 {
+                    return Err(ResponseError::NotEnoughReplicas);
+                }
+                self.brokers.verify(leader, id, producer, (topic, partition.1)).await?;
+            }
         }
-        drop(txns);
-        Ok(gate)
+        Ok(self.appends.read().await)
+    }
+
+    /// AddPartitionsToTxn with `verify_only` (a partition leader's check): per partition,
+    /// whether the producer's open transaction holds it.
+    pub fn verify_partitions(&self, id: &str, producer: ProducerIdAndEpoch, partitions: &[(String, i32)]) -> Vec<i16> {
+        let checked = self.store.check(id).and_then(|_| {
+            let txns = self.txns.lock().expect("txns lock");
+            let meta = txns.by_id.get(id).ok_or(ResponseError::InvalidProducerIdMapping)?;
+            meta.check_producer(producer.0, producer.1)?;
+            Ok(partitions.iter().map(|(t, p)| meta.check_holds(t, *p).err().map_or(0, |e| e.code())).collect())
+        });
+        checked.unwrap_or_else(|e| vec![e.code(); partitions.len()])
     }
 
     /// Background work, until shutdown: finishes the transactions a restart found prepared,

@@ -145,6 +145,24 @@ impl TxnMeta {
         }
     }
 
+    /// A batch's epoch against this state's: an older one was fenced, a newer one was never
+    /// handed out.
+    pub fn check_producer_epoch(&self, producer_epoch: i16) -> Result<(), ResponseError> {
+        match producer_epoch.cmp(&self.producer_epoch) {
+            std::cmp::Ordering::Less => Err(ResponseError::InvalidProducerEpoch),
+            std::cmp::Ordering::Greater => Err(ResponseError::InvalidTxnState),
+            std::cmp::Ordering::Equal => Ok(()),
+        }
+    }
+
+    /// Whether the open transaction holds the partition (a batch may be written there).
+    pub fn check_holds(&self, topic: &str, partition: i32) -> Result<(), ResponseError> {
+        if self.state != TxnState::Ongoing || !self.partitions.iter().any(|(t, p)| t == topic && *p == partition) {
+            return Err(ResponseError::InvalidTxnState);
+        }
+        Ok(())
+    }
+
     /// Whether partitions or a group may be added now (not while markers are written).
     pub fn check_can_add(&self) -> Result<(), ResponseError> {
         if self.state.is_preparing() {
