@@ -27,10 +27,10 @@ use crate::cluster::replication::{AlterPartitionSender, ReplicaManager};
 use crate::cluster::{Cluster, Node};
 use crate::config::Config;
 use crate::fetch_session::FetchSessions;
-use crate::cluster::state_topic::StateTopic;
-use crate::group::{GroupConfig, GroupCoordinator, GroupStore};
+use crate::cluster::state_topic::{StateStore, StateTopic};
+use crate::group::{GroupConfig, GroupCoordinator};
 use crate::log::LogStore;
-use crate::txn::{TxnConfig, TxnCoordinator, TxnStore};
+use crate::txn::{TxnConfig, TxnCoordinator};
 
 /// Every API Gregor serves, with the versions a real client has been seen to work with.
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
@@ -177,10 +177,10 @@ impl Api {
         let replicas = Arc::new(ReplicaManager::new(config, log.clone(), cluster.clone(), alter, shutdown.clone()));
         // A cluster keeps groups and transactions in replicated topics, a lone node locally.
         let (group_store, txn_store) = if config.quorum_voters.is_empty() {
-            (GroupStore::Local(log.meta()), TxnStore::Local(log.meta()))
+            (StateStore::Local(log.meta()), StateStore::Local(log.meta()))
         } else {
             let topic = |spec| Arc::new(StateTopic::new(spec, log.clone(), cluster.clone(), replicas.clone()));
-            (GroupStore::Replicated(topic(crate::group::offsets_topic(config))), TxnStore::Replicated(topic(crate::txn::transaction_state_topic(config))))
+            (StateStore::Replicated(topic(crate::group::offsets_topic(config))), StateStore::Replicated(topic(crate::txn::transaction_state_topic(config))))
         };
         let groups = Arc::new(GroupCoordinator::open(group_store, GroupConfig::new(config), &topics)?);
         let fetch_sessions = FetchSessions::new(config.fetch_session_cache_slots);

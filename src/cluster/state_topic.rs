@@ -15,18 +15,63 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use kafka_protocol::ResponseError;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::cluster::replication::{LeaderWrite, ReplicaManager};
 use crate::cluster::{partition_id, Cluster, NewTopic, Topic};
-use crate::log::{records, AppendError, FetchIsolation, LogStore, ReadRequest};
+use crate::log::{records, AppendError, FetchIsolation, LogStore, Meta, ReadRequest};
 
 /// Keys and values (`None`: a tombstone) to persist, in order.
 pub type Changes = Vec<(Vec<u8>, Option<Vec<u8>>)>;
 
 /// How much of the partition one read brings while loading.
 const LOAD_READ_BYTES: usize = 1 << 20;
+
+/// Where a coordinator keeps its state: a lone node's `meta` column family (nothing to
+/// replicate to; it coordinates every key), or a cluster's state topic.
+pub enum StateStore {
+    Local(Meta),
+    Replicated(Arc<StateTopic>),
+}
+
+impl StateStore {
+    /// The coordinator epoch when this broker answers for `key` now (0 on a lone node), else
+    /// NOT_COORDINATOR or COORDINATOR_LOAD_IN_PROGRESS.
+    pub fn check(&self, key: &str) -> Result<i32, ResponseError> {
+        match self {
+            StateStore::Local(_) => Ok(0),
+            StateStore::Replicated(topic) => topic.check(key),
+        }
+    }
+
+    /// FindCoordinator: the broker that coordinates `key`, `None` for this lone node.
+    pub async fn coordinator(&self, key: &str) -> Result<Option<i32>, ResponseError> {
+        match self {
+            StateStore::Local(_) => Ok(None),
+            StateStore::Replicated(topic) => topic.coordinator(key).await.map(Some),
+        }
+    }
+
+    /// Queues `key`'s changes (stored in the order of calls) and returns the wait for them.
+    pub fn write(&self, key: &str, changes: Changes) -> BoxFuture<'static, Result<(), ResponseError>> {
+        match self {
+            StateStore::Local(meta) => {
+                let writes: Vec<(&[u8], Option<&[u8]>)> = changes.iter().map(|(k, v)| (k.as_slice(), v.as_deref())).collect();
+                let written = meta.write(&writes);
+                let key = key.to_string();
+                Box::pin(async move {
+                    written.await.map_err(|e| {
+                        tracing::error!(key, "cannot store a coordinator's changes: {e:#}");
+                        ResponseError::KafkaStorageError
+                    })
+                })
+            }
+            StateStore::Replicated(topic) => Box::pin(topic.write(key, changes)),
+        }
+    }
+}
 
 /// Which topic a coordinator keeps its state in, and how it writes there.
 pub struct StateTopicSpec {

@@ -22,9 +22,8 @@ use kafka_protocol::ResponseError;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::cluster::state_topic::{Changes, StateTopic, StateTopicSpec};
+use crate::cluster::state_topic::{Changes, StateStore, StateTopic, StateTopicSpec};
 use crate::config::Config;
-use crate::log::Meta;
 pub use state::{Committed, GroupConfig, GroupState, JoinRequest, JoinResult, TxnOffsets};
 use state::{Group, Reply};
 
@@ -81,65 +80,29 @@ pub fn check_group_id(id: &str, allow_empty: bool) -> Result<(), ResponseError> 
     Ok(())
 }
 
-/// Where the coordinator persists groups and offsets.
-pub enum GroupStore {
-    /// A lone node's `meta` column family.
-    Local(Meta),
-    /// A cluster's `__consumer_offsets`.
-    Replicated(Arc<StateTopic>),
-}
-
-impl GroupStore {
-    /// Whether this broker answers for the group (NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS).
-    fn check(&self, group_id: &str) -> Result<(), ResponseError> {
-        match self {
-            GroupStore::Local(_) => Ok(()),
-            GroupStore::Replicated(topic) => topic.check(group_id).map(|_| ()),
+/// Removes a group's record, its committed offsets (`offsets`, those it has in memory;
+/// locally, any other under its prefix too) and the offsets it holds for transactions.
+fn remove_stored(store: &StateStore, group_id: &str, offsets: &[TopicPartition], producers: &[i64]) -> BoxFuture<'static, Result<(), ResponseError>> {
+    let group_key = [GROUP_PREFIX, group_id.as_bytes()].concat();
+    let mut others: Changes = producers.iter().map(|&p| (txn_offsets_key(group_id, p), None)).collect();
+    others.push((group_key, None));
+    match store {
+        StateStore::Local(meta) => {
+            let others: Vec<(&[u8], Option<&[u8]>)> = others.iter().map(|(k, _)| (k.as_slice(), None)).collect();
+            let written = meta.delete_prefix(&offset_prefix(group_id), &others);
+            Box::pin(async move { written.await.map_err(|_| ResponseError::KafkaStorageError) })
         }
-    }
-
-    /// Queues a group's changes (in the order of calls) and returns the wait for them.
-    fn write(&self, group_id: &str, changes: Changes) -> BoxFuture<'static, Result<(), ResponseError>> {
-        match self {
-            GroupStore::Local(meta) => {
-                let writes: Vec<(&[u8], Option<&[u8]>)> = changes.iter().map(|(k, v)| (k.as_slice(), v.as_deref())).collect();
-                let written = meta.write(&writes);
-                let group_id = group_id.to_string();
-                Box::pin(async move {
-                    written.await.map_err(|e| {
-                        tracing::error!(group = group_id, "cannot persist group changes: {e:#}");
-                        ResponseError::KafkaStorageError
-                    })
-                })
-            }
-            GroupStore::Replicated(topic) => Box::pin(topic.write(group_id, changes)),
-        }
-    }
-
-    /// Removes a group's record and its committed offsets (`offsets`, those it has in memory;
-    /// locally, any other under its prefix too).
-    fn remove(&self, group_id: &str, offsets: &[TopicPartition], producers: &[i64]) -> BoxFuture<'static, Result<(), ResponseError>> {
-        let group_key = [GROUP_PREFIX, group_id.as_bytes()].concat();
-        let mut others: Changes = producers.iter().map(|&p| (txn_offsets_key(group_id, p), None)).collect();
-        others.push((group_key, None));
-        match self {
-            GroupStore::Local(meta) => {
-                let others: Vec<(&[u8], Option<&[u8]>)> = others.iter().map(|(k, _)| (k.as_slice(), None)).collect();
-                let written = meta.delete_prefix(&offset_prefix(group_id), &others);
-                Box::pin(async move { written.await.map_err(|_| ResponseError::KafkaStorageError) })
-            }
-            GroupStore::Replicated(topic) => {
-                let mut changes: Changes = offsets.iter().map(|tp| (offset_key(group_id, tp), None)).collect();
-                changes.extend(others);
-                Box::pin(topic.write(group_id, changes))
-            }
+        StateStore::Replicated(_) => {
+            let mut changes: Changes = offsets.iter().map(|tp| (offset_key(group_id, tp), None)).collect();
+            changes.extend(others);
+            store.write(group_id, changes)
         }
     }
 }
 
 pub struct GroupCoordinator {
     groups: Mutex<HashMap<String, Arc<Mutex<Group>>>>,
-    store: GroupStore,
+    store: StateStore,
     config: GroupConfig,
 }
 
@@ -202,10 +165,10 @@ impl GroupCoordinator {
     /// committed offsets; offsets of topics not in `topics` (deleted while the broker was down,
     /// or before their offsets were removed) are deleted, so a topic recreated later starts
     /// clean. In a cluster, groups load as this broker comes to lead their partitions.
-    pub fn open(store: GroupStore, config: GroupConfig, topics: &HashSet<String>) -> Result<GroupCoordinator> {
+    pub fn open(store: StateStore, config: GroupConfig, topics: &HashSet<String>) -> Result<GroupCoordinator> {
         let mut groups = HashMap::new();
         match &store {
-            GroupStore::Local(meta) => {
+            StateStore::Local(meta) => {
                 let entries = meta.scan(GROUP_PREFIX)?.into_iter().chain(meta.scan(OFFSET_PREFIX)?).chain(meta.scan(TXN_OFFSETS_PREFIX)?);
                 let (loaded, orphans) = decode_groups(entries, topics, &config);
                 if !orphans.is_empty() {
@@ -215,24 +178,21 @@ impl GroupCoordinator {
                 }
                 groups = loaded.into_iter().map(|(k, g)| (k, Arc::new(Mutex::new(g)))).collect();
             }
-            GroupStore::Replicated(_) => {}
+            StateStore::Replicated(_) => {}
         }
         Ok(GroupCoordinator { groups: Mutex::new(groups), store, config })
     }
 
     /// FindCoordinator for a group: the broker that coordinates it, `None` for this lone node.
     pub async fn coordinator(&self, group_id: &str) -> Result<Option<i32>, ResponseError> {
-        match &self.store {
-            GroupStore::Local(_) => Ok(None),
-            GroupStore::Replicated(topic) => topic.coordinator(group_id).await.map(Some),
-        }
+        self.store.coordinator(group_id).await
     }
 
     /// Follows the `__consumer_offsets` partitions this broker leads (index, leader epoch), as
     /// the metadata publisher sees them: loads the groups of new ones in the background, and
     /// forgets those of partitions it no longer leads.
     pub fn follow_partitions(self: &Arc<Self>, led: &[(i32, i32)]) {
-        let GroupStore::Replicated(topic) = &self.store else { return };
+        let StateStore::Replicated(topic) = &self.store else { return };
         let (load, forget) = topic.follow(led);
         for index in forget {
             let mut groups = self.groups.lock().expect("groups lock");
@@ -324,7 +284,7 @@ impl GroupCoordinator {
     pub async fn join(&self, group_id: &str, req: JoinRequest) -> JoinResult {
         let member_id = req.member_id.clone();
         let failed = |e| JoinResult { error: Some(e), member_id: member_id.clone(), generation: -1, ..Default::default() };
-        if let Err(e) = check_group_id(group_id, false).and_then(|()| self.store.check(group_id)) {
+        if let Err(e) = check_group_id(group_id, false).and_then(|()| self.store.check(group_id).map(|_| ())) {
             return failed(e);
         }
         // Only a new member (no member id yet) creates the group.
@@ -466,7 +426,7 @@ impl GroupCoordinator {
     /// A marker on a `__consumer_offsets` partition: completes the producer's offsets in
     /// every group of that partition this broker coordinates.
     pub async fn complete_txn_partition(&self, index: i32, producer: (i64, i16), commit: bool) -> Result<(), ResponseError> {
-        let GroupStore::Replicated(topic) = &self.store else { return Ok(()) };
+        let StateStore::Replicated(topic) = &self.store else { return Ok(()) };
         topic.check_partition(index)?;
         let holding: Vec<String> = {
             let groups = self.groups.lock().expect("groups lock");
@@ -482,8 +442,8 @@ impl GroupCoordinator {
     /// offsets adds (Kafka's AddOffsetsToTxn); `None` on a lone node, which has no such topic.
     pub fn offsets_partition(&self, group_id: &str) -> Option<i32> {
         match &self.store {
-            GroupStore::Local(_) => None,
-            GroupStore::Replicated(topic) => Some(topic.partition_of(group_id)),
+            StateStore::Local(_) => None,
+            StateStore::Replicated(topic) => Some(topic.partition_of(group_id)),
         }
     }
 
@@ -589,7 +549,7 @@ impl GroupCoordinator {
     fn remove_group(&self, groups: &mut HashMap<String, Arc<Mutex<Group>>>, g: &mut Group) -> BoxFuture<'static, Result<(), ResponseError>> {
         let offsets: Vec<TopicPartition> = g.offsets.keys().cloned().collect();
         let producers: Vec<i64> = g.txn_offsets.keys().copied().collect();
-        let written = self.store.remove(&g.id, &offsets, &producers);
+        let written = remove_stored(&self.store, &g.id, &offsets, &producers);
         groups.remove(&g.id);
         g.kill();
         written
@@ -664,7 +624,7 @@ impl GroupCoordinator {
     /// The group id is valid and this broker coordinates the group.
     fn check(&self, group_id: &str, allow_empty: bool) -> Result<(), ResponseError> {
         check_group_id(group_id, allow_empty)?;
-        self.store.check(group_id)
+        self.store.check(group_id).map(|_| ())
     }
 
     /// Why a member's wait ended without an answer: the group moved away, or it was removed.
@@ -844,7 +804,7 @@ mod tests {
         let log = LogStore::open(dir.path()).unwrap();
         // A partition's own `meta` keys (they start with `p`) are not read as held offsets.
         log.meta().write_now(&[(b"p\0\0\0\x07b".as_slice(), Some(b"12345678".as_slice()))]).unwrap();
-        let c = GroupCoordinator::open(GroupStore::Local(log.meta()), config(), &topics(&["t"])).unwrap();
+        let c = GroupCoordinator::open(StateStore::Local(log.meta()), config(), &topics(&["t"])).unwrap();
         let tp = ("t".to_string(), 0);
         c.hold_txn_offsets("g", (3, 1), vec![(tp.clone(), offset(5, 0))]).await.unwrap();
         c.hold_txn_offsets("g", (4, 0), vec![(tp.clone(), offset(6, 0))]).await.unwrap();
@@ -853,7 +813,7 @@ mod tests {
         assert_eq!(c.committed("g", None).unwrap(), vec![]);
         c.expire_offsets(crate::api::now_ms() + 10 * RETENTION_MS).await;
         drop(c);
-        let c = GroupCoordinator::open(GroupStore::Local(log.meta()), config(), &topics(&["t"])).unwrap();
+        let c = GroupCoordinator::open(StateStore::Local(log.meta()), config(), &topics(&["t"])).unwrap();
         assert!(c.has_txn_offsets("g", &tp), "held across the restart, and not expired");
         assert_eq!(c.complete_txn("g", (3, 0), true).await, Err(ResponseError::InvalidProducerEpoch), "an older epoch's marker");
         c.complete_txn("g", (4, 0), false).await.unwrap();
@@ -862,7 +822,7 @@ mod tests {
         assert!(!c.has_txn_offsets("g", &tp));
         assert_eq!(c.committed("g", Some(vec![tp.clone()])).unwrap()[0].1.as_ref().map(|o| o.offset), Some(5));
         drop(c);
-        let c = GroupCoordinator::open(GroupStore::Local(log.meta()), config(), &topics(&["t"])).unwrap();
+        let c = GroupCoordinator::open(StateStore::Local(log.meta()), config(), &topics(&["t"])).unwrap();
         assert!(!c.has_txn_offsets("g", &tp), "completed for good");
         assert_eq!(c.committed("g", Some(vec![tp])).unwrap()[0].1.as_ref().map(|o| o.offset), Some(5));
     }
@@ -871,7 +831,7 @@ mod tests {
     async fn an_empty_groups_offsets_expire_a_retention_period_after_it_emptied_even_across_a_restart() {
         let dir = tempfile::tempdir().unwrap();
         let log = LogStore::open(dir.path()).unwrap();
-        let c = GroupCoordinator::open(GroupStore::Local(log.meta()), config(), &topics(&["t"])).unwrap();
+        let c = GroupCoordinator::open(StateStore::Local(log.meta()), config(), &topics(&["t"])).unwrap();
         let (member, generation) = stable_member(&c, "g", &["t"]).await;
         // Committed long ago: an Empty group's retention counts from when it emptied, not this.
         let now = crate::api::now_ms();
@@ -883,7 +843,7 @@ mod tests {
         drop(c);
 
         // The time it emptied is stored with the group.
-        let c = GroupCoordinator::open(GroupStore::Local(log.meta()), config(), &topics(&["t"])).unwrap();
+        let c = GroupCoordinator::open(StateStore::Local(log.meta()), config(), &topics(&["t"])).unwrap();
         c.expire_offsets(emptied + RETENTION_MS - 1_000).await;
         assert_eq!(committed_topics(&c, "g"), ["t"]);
         assert_eq!(c.list().len(), 1);
@@ -892,7 +852,7 @@ mod tests {
         assert!(c.list().is_empty(), "an Empty group without offsets disappears");
         assert!(c.describe("g").unwrap().is_none());
         drop(c);
-        let c = GroupCoordinator::open(GroupStore::Local(log.meta()), config(), &topics(&["t"])).unwrap();
+        let c = GroupCoordinator::open(StateStore::Local(log.meta()), config(), &topics(&["t"])).unwrap();
         assert!(c.list().is_empty(), "the expiry was stored");
     }
 
@@ -900,7 +860,7 @@ mod tests {
     async fn a_simple_groups_offsets_expire_by_commit_time_or_their_own_retention() {
         let dir = tempfile::tempdir().unwrap();
         let log = LogStore::open(dir.path()).unwrap();
-        let c = GroupCoordinator::open(GroupStore::Local(log.meta()), config(), &topics(&["old", "new", "short"])).unwrap();
+        let c = GroupCoordinator::open(StateStore::Local(log.meta()), config(), &topics(&["old", "new", "short"])).unwrap();
         let now = crate::api::now_ms();
         let short = Committed { expire_timestamp_ms: Some(now + 1_000), ..offset(3, now) };
         commit(&c, "simple", ("", -1), &[("old", offset(1, now - 9 * MINUTE_MS)), ("new", offset(2, now)), ("short", short)]).await;
@@ -917,7 +877,7 @@ mod tests {
     async fn a_stable_group_loses_only_offsets_of_topics_it_no_longer_subscribes_to() {
         let dir = tempfile::tempdir().unwrap();
         let log = LogStore::open(dir.path()).unwrap();
-        let c = GroupCoordinator::open(GroupStore::Local(log.meta()), config(), &topics(&["kept", "dropped"])).unwrap();
+        let c = GroupCoordinator::open(StateStore::Local(log.meta()), config(), &topics(&["kept", "dropped"])).unwrap();
         let (member, generation) = stable_member(&c, "g", &["kept"]).await;
         let now = crate::api::now_ms();
         commit(&c, "g", (&member, generation), &[("kept", offset(1, now)), ("dropped", offset(2, now))]).await;
@@ -934,7 +894,7 @@ mod tests {
     async fn offsets_of_deleted_topics_go_at_once_or_at_the_next_start() {
         let dir = tempfile::tempdir().unwrap();
         let log = LogStore::open(dir.path()).unwrap();
-        let c = GroupCoordinator::open(GroupStore::Local(log.meta()), config(), &topics(&["a", "b", "c"])).unwrap();
+        let c = GroupCoordinator::open(StateStore::Local(log.meta()), config(), &topics(&["a", "b", "c"])).unwrap();
         let now = crate::api::now_ms();
         for group in ["g1", "g2"] {
             commit(&c, group, ("", -1), &[("a", offset(1, now)), ("b", offset(2, now)), ("c", offset(3, now))]).await;
@@ -944,13 +904,13 @@ mod tests {
         assert_eq!(committed_topics(&c, "g2"), ["b", "c"]);
         drop(c);
         // "b" was deleted while its offsets stayed (a crash between the two): start-up drops them.
-        let c = GroupCoordinator::open(GroupStore::Local(log.meta()), config(), &topics(&["a", "b", "c"])).unwrap();
+        let c = GroupCoordinator::open(StateStore::Local(log.meta()), config(), &topics(&["a", "b", "c"])).unwrap();
         assert_eq!(committed_topics(&c, "g1"), ["b", "c"], "the removal of a's offsets was stored");
         drop(c);
-        let c = GroupCoordinator::open(GroupStore::Local(log.meta()), config(), &topics(&["a", "c"])).unwrap();
+        let c = GroupCoordinator::open(StateStore::Local(log.meta()), config(), &topics(&["a", "c"])).unwrap();
         assert_eq!(committed_topics(&c, "g2"), ["c"]);
         drop(c);
-        let c = GroupCoordinator::open(GroupStore::Local(log.meta()), config(), &topics(&["a", "b", "c"])).unwrap();
+        let c = GroupCoordinator::open(StateStore::Local(log.meta()), config(), &topics(&["a", "b", "c"])).unwrap();
         assert_eq!(committed_topics(&c, "g2"), ["c"], "a recreated b starts clean");
     }
 }

@@ -28,11 +28,11 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::cluster::replication::{LeaderWrite, ReplicaManager};
-use crate::cluster::state_topic::{StateTopic, StateTopicSpec};
+use crate::cluster::state_topic::{StateStore, StateTopic, StateTopicSpec};
 use crate::cluster::{now_ms, partition_id, Cluster, Topic};
 use crate::config::Config;
 use crate::group::{Committed, GroupCoordinator, TopicPartition, OFFSETS_TOPIC};
-use crate::log::{LogStore, Marker, Meta, PartitionId};
+use crate::log::{LogStore, Marker, PartitionId};
 use brokers::Brokers;
 use state::{LegacyOffsets, PendingOffset, TxnMeta, TxnState};
 
@@ -60,42 +60,6 @@ pub fn transaction_state_topic(config: &Config) -> StateTopicSpec {
 /// How long a state change may wait for the ISR of its `__transaction_state` partition
 /// (Kafka's coordinator waits its request timeout).
 const STATE_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Where the coordinator persists transactions.
-pub enum TxnStore {
-    /// A lone node's `meta` column family; it coordinates every id, at coordinator epoch 0.
-    Local(Meta),
-    /// A cluster's `__transaction_state`.
-    Replicated(Arc<StateTopic>),
-}
-
-impl TxnStore {
-    /// The coordinator epoch when this broker coordinates `id` now (else NOT_COORDINATOR,
-    /// COORDINATOR_LOAD_IN_PROGRESS).
-    fn check(&self, id: &str) -> Result<i32, ResponseError> {
-        match self {
-            TxnStore::Local(_) => Ok(0),
-            TxnStore::Replicated(topic) => topic.check(id),
-        }
-    }
-
-    fn write(&self, id: &str, value: Option<Vec<u8>>) -> BoxFuture<'static, Result<(), ResponseError>> {
-        let key = txn_key(id);
-        match self {
-            TxnStore::Local(meta) => {
-                let written = meta.write(&[(&key, value.as_deref())]);
-                let id = id.to_string();
-                Box::pin(async move {
-                    written.await.map_err(|e| {
-                        tracing::error!(transactional_id = id, "cannot store the transaction state: {e:#}");
-                        ResponseError::KafkaStorageError
-                    })
-                })
-            }
-            TxnStore::Replicated(topic) => Box::pin(topic.write(id, vec![(key, value)])),
-        }
-    }
-}
 
 /// A failed marker write is tried again after this long.
 const MARKER_RETRY: Duration = Duration::from_millis(200);
@@ -166,8 +130,11 @@ pub type ProducerIdAndEpoch = (i64, i16);
 /// One group's offsets in a TxnOffsetCommit: (topic, partition, offset, leader epoch, metadata).
 pub type TxnOffsets = Vec<(String, i32, i64, i32, Option<String>)>;
 
+/// A format 1 state's offsets: (transactional id, producer, offsets by group).
+type HeldByFormat1 = (String, ProducerIdAndEpoch, LegacyOffsets);
+
 pub struct TxnCoordinator {
-    store: TxnStore,
+    store: StateStore,
     log: Arc<LogStore>,
     cluster: Arc<Cluster>,
     replicas: Arc<ReplicaManager>,
@@ -182,7 +149,7 @@ pub struct TxnCoordinator {
     ending: Mutex<HashMap<String, watch::Receiver<bool>>>,
     brokers: Brokers,
     /// Offsets format 1 states held (a data directory of an older build), for their groups.
-    legacy_offsets: Mutex<Vec<(String, (i64, i16), LegacyOffsets)>>,
+    legacy_offsets: Mutex<Vec<HeldByFormat1>>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -190,7 +157,7 @@ impl TxnCoordinator {
     /// Opens the coordinator on its store; a lone node reads its stored states (start-up: on
     /// the calling thread). In a cluster, ids load as this broker comes to lead their partitions.
     pub fn open(
-        store: TxnStore,
+        store: StateStore,
         log: Arc<LogStore>,
         cluster: Arc<Cluster>,
         replicas: Arc<ReplicaManager>,
@@ -200,7 +167,7 @@ impl TxnCoordinator {
     ) -> Result<TxnCoordinator> {
         let mut txns = Txns::default();
         let mut legacy_offsets = Vec::new();
-        if let TxnStore::Local(meta) = &store {
+        if let StateStore::Local(meta) = &store {
             for (key, value) in meta.scan(TXN_PREFIX)? {
                 let id = String::from_utf8_lossy(&key[TXN_PREFIX.len()..]).into_owned();
                 match TxnMeta::decode_with_offsets(&value) {
@@ -234,23 +201,20 @@ impl TxnCoordinator {
     /// Queues the stored form of `id`'s state (or its removal) now; the future says whether
     /// it was stored. Called under the `txns` lock, so writes are stored in the order made.
     fn persist(&self, id: &str, meta: Option<&TxnMeta>) -> BoxFuture<'static, Result<(), ResponseError>> {
-        self.store.write(id, meta.map(TxnMeta::encode))
+        self.store.write(id, vec![(txn_key(id), meta.map(TxnMeta::encode))])
     }
 
     /// FindCoordinator for a transactional id: the broker that coordinates it, `None` for this
     /// lone node.
     pub async fn coordinator(&self, id: &str) -> Result<Option<i32>, ResponseError> {
-        match &self.store {
-            TxnStore::Local(_) => Ok(None),
-            TxnStore::Replicated(topic) => topic.coordinator(id).await.map(Some),
-        }
+        self.store.coordinator(id).await
     }
 
     /// Follows the `__transaction_state` partitions this broker leads (index, leader epoch), as
     /// the metadata publisher sees them: loads the ids of new ones in the background (and
     /// finishes their prepared transactions), and forgets those of partitions it no longer leads.
     pub fn follow_partitions(self: &Arc<Self>, led: &[(i32, i32)]) {
-        let TxnStore::Replicated(topic) = &self.store else { return };
+        let StateStore::Replicated(topic) = &self.store else { return };
         let (load, forget) = topic.follow(led);
         for index in forget {
             let mut txns = self.txns.lock().expect("txns lock");
@@ -563,7 +527,7 @@ impl TxnCoordinator {
                 return false;
             }
         }
-        if let TxnStore::Local(_) = self.store {
+        if let StateStore::Local(_) = self.store {
             for group in &meta.groups {
                 while let Err(e) = self.groups.complete_txn(group, (marker.producer_id, marker.producer_epoch), commit).await {
                     tracing::warn!(transactional_id = id, group, "completing a transaction's offsets failed ({e:?}); retrying");
@@ -606,8 +570,8 @@ impl TxnCoordinator {
                 continue;
             }
             let leader = match &self.store {
-                TxnStore::Local(_) => me,
-                TxnStore::Replicated(_) => image.topic(&topic).and_then(|t| t.partitions.get(&index)).map_or(-1, |p| p.leader),
+                StateStore::Local(_) => me,
+                StateStore::Replicated(_) => image.topic(&topic).and_then(|t| t.partitions.get(&index)).map_or(-1, |p| p.leader),
             };
             match leader {
                 l if l == me => local.push((topic, index)),
@@ -698,7 +662,7 @@ impl TxnCoordinator {
                     meta.check_producer_epoch(producer.1)?;
                     return meta.check_holds(topic, partition.1).map(|()| gate);
                 }
-                None if matches!(self.store, TxnStore::Local(_)) => return Err(ResponseError::InvalidProducerIdMapping),
+                None if matches!(self.store, StateStore::Local(_)) => return Err(ResponseError::InvalidProducerIdMapping),
                 None => {}
             }
         }
@@ -706,7 +670,7 @@ impl TxnCoordinator {
         drop(gate);
         if let Some(id) = id {
             if !self.log.open_transactions(partition.0).await?.contains(&producer.0) {
-                let TxnStore::Replicated(state) = &self.store else { unreachable!("a lone node answered above") };
+                let StateStore::Replicated(state) = &self.store else { unreachable!("a lone node answered above") };
                 let image = self.cluster.image();
                 let leader = image.topic(TXN_STATE_TOPIC).and_then(|t| t.partitions.get(&state.partition_of(id))).map_or(-1, |p| p.leader);
                 if leader < 0 {
