@@ -563,7 +563,8 @@ def committer_worker(cfg, out, stop):
     out.emit(["closed", inst, 0, now()])
 
 
-def worker_main(cfg):
+def worker_main(cfg, body=None):
+    """Runs a worker: ``body(cfg, out, stop)``, by default this module's producer or committer."""
     out = Emitter()
     stop = threading.Event()
 
@@ -577,7 +578,9 @@ def worker_main(cfg):
     # Never outlive a broken run for long.
     threading.Timer(cfg["max_seconds"], stop.set).start()
     try:
-        if cfg["kind"] == "producer":
+        if body is not None:
+            body(cfg, out, stop)
+        elif cfg["kind"] == "producer":
             producer_worker(cfg, out, stop)
         else:
             committer_worker(cfg, out, stop)
@@ -771,17 +774,19 @@ class Worker:
 # --------------------------------------------------------------------------
 
 
-def read_partitions(bootstrap, tps, on_error, timeout):
+def read_partitions(bootstrap, tps, on_error, timeout, isolation="read_committed"):
     """Reads partitions ``{key: (topic, partition)}`` from offset 0 to at least the high
     watermark seen at the start (confluent-kafka, check.crcs); ``on_error(key, KafkaError)``.
-    Returns {key: (low, high)} and {key: [(offset, value, key, headers)]}."""
+    With ``isolation`` read_committed (librdkafka's default) "high watermark" is the last
+    stable offset, and aborted records are skipped. Returns {key: (low, high)} and
+    {key: [(offset, value, key, headers)]}."""
     from confluent_kafka import Consumer, KafkaError, TopicPartition
 
     c = Consumer({
         "bootstrap.servers": bootstrap, "group.id": f"crashtest-verify-{uuid.uuid4().hex[:8]}",
         "enable.auto.commit": False, "enable.partition.eof": True, "check.crcs": True,
         "fetch.wait.max.ms": 10, "socket.timeout.ms": 10000, "auto.offset.reset": "error",
-        "error_cb": lambda err: None, "log_level": 0,
+        "isolation.level": isolation, "error_cb": lambda err: None, "log_level": 0,
     })
     try:
         marks = {k: c.get_watermark_offsets(TopicPartition(t, p), timeout=10, cached=False)
