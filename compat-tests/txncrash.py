@@ -74,12 +74,15 @@ import threading
 import time
 import uuid
 
+from clustercrash import JVM_FLAGS
 from crashtest import (ANSI, Broker, LoadRun, Worker, ck_error, exit_status, make_value, now, parse_value,
                        read_partitions, worker_main, _free_port)
+from java_build import JAVA, JAVAC, JavaSetupError, compile_programs, kafka_client_jars
 
 INPUT_PARTITIONS = 4
 OUTPUT_PARTITIONS = 6
-TRANSFORMERS = ("ck-tx-1", "ck-tx-2")  # one group, confluent-kafka
+CK_TRANSFORMERS = ("ck-tx-1", "ck-tx-2")  # confluent-kafka, in one group
+JAVA_TRANSFORMER = "java-tx"  # kafka-clients (java/TxnTransformer.java), in the same group
 MAX_BATCH = 150  # input records per transaction: 1..MAX_BATCH
 ABORT_EVERY = 5  # every k-th transaction of a transformer is aborted on purpose
 FEED_PER_S = 2000
@@ -399,7 +402,7 @@ def worker_command(cfg):
 
 class Options:
     def __init__(self, cycles=100, seed=None, min_interval=0.5, max_interval=2.0, early_kills=0.1,
-                 ending_kills=0.4, app_kills=0.15, verify_every=20, time_limit_s=None, keep_data=False, quiet=False):
+                 ending_kills=0.4, app_kills=0.15, java=True, verify_every=20, time_limit_s=None, keep_data=False, quiet=False):
         self.cycles = cycles
         self.seed = seed if seed is not None else random.randrange(1 << 31)
         self.min_interval = min_interval
@@ -407,6 +410,7 @@ class Options:
         self.early_kills = early_kills
         self.ending_kills = ending_kills
         self.app_kills = app_kills
+        self.java = java
         self.verify_every = verify_every
         self.time_limit_s = time_limit_s if time_limit_s is not None else 180 + 5 * cycles
         self.keep_data = keep_data
@@ -485,7 +489,9 @@ class TxnCrashTest(LoadRun):
         tag = uuid.UUID(int=self.rng.getrandbits(128)).hex[:6]
         self.input, self.output = f"txn-in-{tag}", f"txn-out-{tag}"
         self.group = f"txn-group-{tag}"
-        self.txn_ids = {w: f"txn-crash-{tag}-{w}" for w in TRANSFORMERS}
+        self.transformers = CK_TRANSFORMERS + ((JAVA_TRANSFORMER,) if opts.java else ())
+        self.txn_ids = {w: f"txn-crash-{tag}-{w}" for w in self.transformers}
+        self.java_prefix = None  # java ... -cp ... (compiled at the start)
         self.log_ = TxnLog(os.path.join(self.base_dir, "reports.jsonl"))
         self.kill_how = []  # per kill: random, early, at an end
         self.transformer_cfgs = {}
@@ -512,17 +518,35 @@ class TxnCrashTest(LoadRun):
         feeder = dict(common, kind="feeder", name="feeder", topic=self.input, partitions=INPUT_PARTITIONS,
                       per_s=FEED_PER_S)
         self.workers["feeder"] = Worker("feeder", worker_command(feeder), self.base_dir, self.log_.sink)
-        for i, name in enumerate(TRANSFORMERS):
+        for i, name in enumerate(self.transformers):
             self.transformer_cfgs[name] = dict(
                 common, kind="transformer", name=name, group=self.group, txn_id=self.txn_ids[name], input=self.input,
                 output=self.output, output_partitions=OUTPUT_PARTITIONS, seed=self.o.seed * 31 + i, run=1)
-            self.workers[name] = Worker(name, worker_command(self.transformer_cfgs[name]), self.base_dir,
-                                        self.log_.sink)
+            self.workers[name] = Worker(name, self.transformer_command(name), self.base_dir, self.log_.sink)
+
+    def compile_java(self):
+        classes = os.path.join(self.base_dir, "java-classes")
+        tmp = os.path.join(self.base_dir, "java-tmp")
+        os.makedirs(classes)
+        os.makedirs(tmp)
+        jars = kafka_client_jars()
+        compile_programs(classes, jars, ["TxnTransformer.java", "CrashProducer.java", "Json.java"])
+        self.java_prefix = [JAVA, *JVM_FLAGS, f"-Djava.io.tmpdir={tmp}", "-cp", os.pathsep.join([classes, *jars]),
+                            "TxnTransformer"]
+
+    def transformer_command(self, name):
+        cfg = self.transformer_cfgs[name]
+        if name != JAVA_TRANSFORMER:
+            return worker_command(cfg)
+        args = {"bootstrap": cfg["bootstrap"], "group": cfg["group"], "txn-id": cfg["txn_id"], "name": name,
+                "run": cfg["run"], "seed": cfg["seed"], "input": cfg["input"], "output": cfg["output"],
+                "output-partitions": cfg["output_partitions"], "max-runtime-ms": int(cfg["max_seconds"] * 1000)}
+        return self.java_prefix + [x for k, v in args.items() for x in (f"--{k}", str(v))]
 
     def kill_transformer(self):
         """SIGKILLs a transformer 0..10 ms into a transaction (an application crash) and starts
         it again: the new process's producer fences the old one and aborts its transaction."""
-        name = self.rng.choice(TRANSFORMERS)
+        name = self.rng.choice(self.transformers)
         with self.log_.lock:
             seen = self.log_.begun_count[name]
             self.log_.ending.wait_for(lambda: self.log_.begun_count[name] > seen, timeout=2.0)
@@ -535,7 +559,7 @@ class TxnCrashTest(LoadRun):
         os.replace(old.stderr_path, f"{old.stderr_path}.{cfg['run']}")
         cfg["run"] += 1
         cfg["seed"] += 1000
-        self.workers[name] = Worker(name, worker_command(cfg), self.base_dir, self.log_.sink)
+        self.workers[name] = Worker(name, self.transformer_command(name), self.base_dir, self.log_.sink)
 
     def wait_for_commits(self, what, since, timeout=60.0):
         """Until every transformer has committed a transaction begun after ``since``."""
@@ -543,12 +567,12 @@ class TxnCrashTest(LoadRun):
         while True:
             done = {label.split(".")[0] for label, (o, t, _d) in self.log_.outcomes().items()
                     if o == "committed" and self.log_.begun.get(label, (0, 0))[1] > since}
-            missing = [w for w in TRANSFORMERS if w not in done]
+            missing = [w for w in self.transformers if w not in done]
             if not missing:
                 return
             if now() > t_end:
                 for w in missing:
-                    if self.workers[w].proc.poll() is None:
+                    if w != JAVA_TRANSFORMER and self.workers[w].proc.poll() is None:
                         os.kill(self.workers[w].proc.pid, signal.SIGUSR1)  # its stack to its stderr log
                 self.failures.add("stuck", (what, tuple(missing)),
                                   f"{', '.join(missing)} committed no transaction within {timeout:.0f}s {what}")
@@ -588,7 +612,8 @@ class TxnCrashTest(LoadRun):
     def kill_cycles(self):
         for cycle in range(1, self.o.cycles + 1):
             self.check_time(f"kill cycle {cycle}")
-            if self.rng.random() < self.o.app_kills:
+            # At least one in every run (of 2 cycles or more) that has them.
+            if self.rng.random() < self.o.app_kills or (cycle == 2 and self.o.app_kills and not self.app_kills):
                 self.kill_transformer()
             self.kill_and_restart(cycle)
             if cycle % 10 == 0:
@@ -809,6 +834,8 @@ class TxnCrashTest(LoadRun):
         try:
             acc, meta = self.broker.start()
             self.startups.append((1, acc, meta))
+            if self.o.java:
+                self.compile_java()
             self.create_topics()
             self.start_workers()
             self.wait_for_commits("after the start", 0.0)
@@ -853,7 +880,7 @@ class TxnReport:
         for label, (o, _t, detail) in outcomes.items():
             by[label.split(".")[0]][o if o != "aborted" or detail == "on purpose" else "aborted (error)"] += 1
         errs = collections.Counter(e[0] for e in lg.errors)
-        for w in TRANSFORMERS:
+        for w in t.transformers:
             c = by[w]
             recs = sum(lg.begun[label][0] for label, (o, _t, _d) in outcomes.items()
                        if o == "committed" and label.startswith(w + "."))
@@ -863,7 +890,7 @@ class TxnReport:
                          f"{lg.producers[w]} producers initialized; {errs[w]} client errors")
         phases = collections.Counter()
         for tk in t.kills:
-            for w in TRANSFORMERS:
+            for w in t.transformers:
                 phases[t.log_.phase(w, tk)] += 1
         hows = collections.Counter(t.kill_how)
         lines.append(f"transformer processes SIGKILLed in a transaction and restarted: {len(t.app_kills)}")
@@ -897,6 +924,11 @@ def run(opts: Options, binary: str | None = None) -> TxnReport:
     if not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
         raise FileNotFoundError(f"Gregor binary not found or not executable: {binary} "
                                 "(build it with scripts/run or scripts/test, or set GREGOR_BIN)")
+    if opts.java:
+        if JAVA is None or JAVAC is None:
+            raise FileNotFoundError("java and javac are not installed (the Java transformer needs a JDK 17+; "
+                                    "--no-java runs without it)")
+        kafka_client_jars()
     return TxnCrashTest(opts, binary).run()
 
 
@@ -916,15 +948,16 @@ def main(argv=None):
                     help="fraction of kills aimed at a commit_transaction/abort_transaction call")
     ap.add_argument("--app-kills", type=float, default=0.15,
                     help="fraction of cycles that also SIGKILL a transformer in a transaction and start it again")
+    ap.add_argument("--no-java", action="store_true", help="without the Java kafka-clients transformer")
     ap.add_argument("--verify-every", type=int, default=20, help="check every N cycles (0: only at the end)")
     ap.add_argument("--time-limit", type=float, default=None, help="bound for the whole run, s (default 180 + 5/cycle)")
     ap.add_argument("--keep-data", action="store_true", help="keep the data directory and logs even on success")
     ap.add_argument("-q", "--quiet", action="store_true", help="only the report")
     a = ap.parse_args(argv)
     opts = Options(cycles=a.cycles, seed=a.seed, min_interval=a.min_interval, max_interval=a.max_interval,
-                   early_kills=a.early_kills, ending_kills=a.ending_kills, app_kills=a.app_kills, verify_every=a.verify_every,
+                   early_kills=a.early_kills, ending_kills=a.ending_kills, app_kills=a.app_kills, java=not a.no_java, verify_every=a.verify_every,
                    time_limit_s=a.time_limit, keep_data=a.keep_data, quiet=a.quiet)
-    return exit_status(run, opts)
+    return exit_status(run, opts, missing=(FileNotFoundError, JavaSetupError))
 
 
 if __name__ == "__main__":
