@@ -87,7 +87,10 @@ MAX_BATCH = 150  # input records per transaction: 1..MAX_BATCH
 ABORT_EVERY = 5  # every k-th transaction of a transformer is aborted on purpose
 FEED_PER_S = 2000
 WORK_S = 0.02  # a transaction stays open 0..WORK_S longer, as if the transform took time
-TXN_TIMEOUT_MS = 15000  # a transaction a transformer leaves open ends within this (plus the check interval)
+# transaction.timeout.ms: the broker aborts (and fences) a transaction a killed transformer left
+# open within this and its check interval (1 s here), unless the restarted one's producer does.
+TXN_TIMEOUT_MS = 6000
+LATE_RESTART_S = TXN_TIMEOUT_MS / 1000 + 2.5  # a killed transformer left down this long
 CALL_TIMEOUT_S = 10.0  # each transactional call of a transformer
 # librdkafka re-bootstraps when every broker is down (the lone broker killed), dropping the
 # broker a cached group coordinator points at; send_offsets_to_transaction then hangs past its
@@ -202,7 +205,7 @@ class Transformer:
             p = Producer({
                 "bootstrap.servers": self.cfg["bootstrap"], "transactional.id": self.cfg["txn_id"],
                 "transaction.timeout.ms": TXN_TIMEOUT_MS, "message.timeout.ms": TXN_TIMEOUT_MS, "linger.ms": 5,
-                "reconnect.backoff.ms": 10, "reconnect.backoff.max.ms": 200, "socket.timeout.ms": 10000,
+                "reconnect.backoff.ms": 10, "reconnect.backoff.max.ms": 200, "socket.timeout.ms": 5000,
                 "error_cb": lambda err: self.error("producer error_cb", err), **NO_REBOOTSTRAP,
                 # TXNCRASH_DEBUG=eos,protocol: librdkafka's debug log in <worker>.stderr.log
                 **({"debug": os.environ["TXNCRASH_DEBUG"]} if os.environ.get("TXNCRASH_DEBUG") else {}),
@@ -428,6 +431,7 @@ class TxnLog:
         self.events = collections.defaultdict(list)  # transformer -> [(t, kind)] for the kill phases
         self.producers = collections.Counter()  # transformer -> producers initialized
         self.runs = collections.Counter()  # transformer -> processes started
+        self.started = {}  # transformer -> whether its current process has said it runs
         self.errors = []  # (worker, where, name, retriable, fatal, text, t)
         self.crashes = []
         self.fed = (0, 0)
@@ -457,6 +461,9 @@ class TxnLog:
                 self.producers[worker] += 1
             elif kind == "i":
                 self.runs[worker] += 1
+                self.started[worker] = True
+                self.events[worker].append((item[-1], "between two"))
+                self.ending.notify_all()
             elif kind == "e":
                 self.errors.append((worker, *item[2:]))
             elif kind == "fed":
@@ -493,12 +500,16 @@ class TxnCrashTest(LoadRun):
         self.txn_ids = {w: f"txn-crash-{tag}-{w}" for w in self.transformers}
         self.java_prefix = None  # java ... -cp ... (compiled at the start)
         self.log_ = TxnLog(os.path.join(self.base_dir, "reports.jsonl"))
-        self.kill_how = []  # per kill: random, early, at an end
+        self.kill_how = []  # per kill: random, early, at an end, at a fencing
+        self.late = {}  # transformer killed -> when it is to start again
         self.transformer_cfgs = {}
         self.app_kills = []  # (t, transformer) of each transformer SIGKILLed
         self.startups = []
         self.verifies = []  # (label, seconds, stats)
         self.prepared_at_start = 0
+        self.timeout_aborts = 0
+        self.fencing_aborts = 0
+        self.late_restarts = 0
         self.broker_notable = []
 
     # -- setup ------------------------------------------------------------
@@ -540,13 +551,19 @@ class TxnCrashTest(LoadRun):
             return worker_command(cfg)
         args = {"bootstrap": cfg["bootstrap"], "group": cfg["group"], "txn-id": cfg["txn_id"], "name": name,
                 "run": cfg["run"], "seed": cfg["seed"], "input": cfg["input"], "output": cfg["output"],
-                "output-partitions": cfg["output_partitions"], "max-runtime-ms": int(cfg["max_seconds"] * 1000)}
+                "output-partitions": cfg["output_partitions"], "max-runtime-ms": int(cfg["max_seconds"] * 1000),
+                "txn-timeout-ms": TXN_TIMEOUT_MS}
         return self.java_prefix + [x for k, v in args.items() for x in (f"--{k}", str(v))]
 
     def kill_transformer(self):
         """SIGKILLs a transformer 0..10 ms into a transaction (an application crash) and starts
-        it again: the new process's producer fences the old one and aborts its transaction."""
-        name = self.rng.choice(self.transformers)
+        it again: the new process's producer fences the old one and aborts its transaction. One
+        in three stays down until the broker has aborted that transaction for its timeout.
+        Returns the transformer restarted now, or None."""
+        running = [w for w in self.transformers if w not in self.late]
+        if len(running) < 2:
+            return None
+        name = self.rng.choice(running)
         with self.log_.lock:
             seen = self.log_.begun_count[name]
             self.log_.ending.wait_for(lambda: self.log_.begun_count[name] > seen, timeout=2.0)
@@ -555,11 +572,31 @@ class TxnCrashTest(LoadRun):
         old.kill()
         old.reader.join(5)
         self.app_kills.append((now(), name))
+        with self.log_.lock:
+            self.log_.events[name].append((now(), "not running"))
+        if self.rng.random() < 1 / 3:
+            self.late[name] = now() + LATE_RESTART_S
+            return None
+        self.start_transformer(name)
+        return name
+
+    def start_transformer(self, name):
+        """Starts a killed transformer again (its next run)."""
+        if self.late.pop(name, None) is not None:
+            self.late_restarts += 1
+        old = self.workers[name]
         cfg = self.transformer_cfgs[name]
         os.replace(old.stderr_path, f"{old.stderr_path}.{cfg['run']}")
         cfg["run"] += 1
         cfg["seed"] += 1000
+        with self.log_.lock:
+            self.log_.started[name] = False
         self.workers[name] = Worker(name, self.transformer_command(name), self.base_dir, self.log_.sink)
+
+    def start_late(self, everyone=False):
+        for name, due in list(self.late.items()):
+            if everyone or now() >= due:
+                self.start_transformer(name)
 
     def wait_for_commits(self, what, since, timeout=60.0):
         """Until every transformer has committed a transaction begun after ``since``."""
@@ -583,10 +620,18 @@ class TxnCrashTest(LoadRun):
 
     # -- kills ------------------------------------------------------------
 
-    def kill_and_restart(self, cycle):
+    def kill_and_restart(self, cycle, restarted=None):
         how = "random"
         r = self.rng.random()
-        if r < self.o.early_kills:
+        if restarted is not None and r < 0.5:
+            # While the restarted transformer's InitProducerId fences its last producer and
+            # aborts the transaction it left open (markers written, CONCURRENT_TRANSACTIONS
+            # until then): 0..200 ms after it says it runs (Python or Java started).
+            with self.log_.lock:
+                self.log_.ending.wait_for(lambda: self.log_.started.get(restarted), timeout=5.0)
+            time.sleep(self.rng.uniform(0.0, 0.2))
+            how = "at a fencing"
+        elif r < self.o.early_kills:
             time.sleep(self.rng.uniform(0.0, self.o.min_interval))
             how = "early"
         elif r < self.o.early_kills + self.o.ending_kills:
@@ -613,9 +658,11 @@ class TxnCrashTest(LoadRun):
         for cycle in range(1, self.o.cycles + 1):
             self.check_time(f"kill cycle {cycle}")
             # At least one in every run (of 2 cycles or more) that has them.
+            self.start_late()
+            restarted = None
             if self.rng.random() < self.o.app_kills or (cycle == 2 and self.o.app_kills and not self.app_kills):
-                self.kill_transformer()
-            self.kill_and_restart(cycle)
+                restarted = self.kill_transformer()
+            self.kill_and_restart(cycle, restarted)
             if cycle % 10 == 0:
                 o = collections.Counter(x[0] for x in self.log_.outcomes().values())
                 self.log(f"cycle {cycle}/{self.o.cycles}: transactions {dict(o)}")
@@ -820,6 +867,10 @@ class TxnCrashTest(LoadRun):
                 self.broker_notable.append(line.strip())
             if "completing a transaction prepared before the restart" in line:
                 self.prepared_at_start += 1
+            if "transaction timed out; aborting it" in line:
+                self.timeout_aborts += 1
+            if "InitProducerId fenced a producer with a transaction open" in line:
+                self.fencing_aborts += 1
 
     def classify(self):
         with self.log_.lock:
@@ -841,6 +892,7 @@ class TxnCrashTest(LoadRun):
             self.wait_for_commits("after the start", 0.0)
             self.log("feeder and transformers running; killing the broker")
             self.kill_cycles()
+            self.start_late(everyone=True)
             self.wait_for_commits("after the last restart", self.restarts[-1] if self.restarts else 0.0)
             self.stop_workers()
             self.check_time("final check")
@@ -893,7 +945,9 @@ class TxnReport:
             for w in t.transformers:
                 phases[t.log_.phase(w, tk)] += 1
         hows = collections.Counter(t.kill_how)
-        lines.append(f"transformer processes SIGKILLed in a transaction and restarted: {len(t.app_kills)}")
+        lines.append(f"transformer processes SIGKILLed in a transaction and restarted: {len(t.app_kills)} "
+                     f"({t.late_restarts} after the broker's timeout abort); the broker aborted a timed-out "
+                     f"transaction {t.timeout_aborts} times, a fenced producer's {t.fencing_aborts} times")
         lines.append(f"broker kills: {dict(hows)}; transformers found {dict(phases)}; the broker completed a prepared "
                      f"transaction at start-up {t.prepared_at_start} times")
         restarts = [s[2] * 1000 for s in t.startups[1:]]

@@ -43,7 +43,8 @@ import org.apache.kafka.common.serialization.ByteArraySerializer;
  *
  * <pre>
  * java TxnTransformer --bootstrap HOST:PORT --group G --txn-id ID --name NAME --run N --seed S
- *                     --input TOPIC --output TOPIC --output-partitions N [--max-runtime-ms N]
+ *                     --input TOPIC --output TOPIC --output-partitions N --txn-timeout-ms N
+ *                     [--max-runtime-ms N]
  * </pre>
  *
  * Recovery as the Java client's documentation prescribes: a fencing error (or any that leaves
@@ -57,7 +58,6 @@ import org.apache.kafka.common.serialization.ByteArraySerializer;
 public final class TxnTransformer {
     static final int MAX_BATCH = 150;
     static final int ABORT_EVERY = 5;
-    static final int TXN_TIMEOUT_MS = 15_000;
     static final int CALL_TIMEOUT_MS = 10_000;
     static final long WORK_MS = 20;
 
@@ -76,7 +76,8 @@ public final class TxnTransformer {
 
     TxnTransformer(String[] argv) {
         for (int i = 0; i + 1 < argv.length; i += 2) a.put(argv[i].replaceFirst("^--", ""), argv[i + 1]);
-        for (String k : List.of("bootstrap", "group", "txn-id", "name", "run", "seed", "input", "output", "output-partitions")) {
+        for (String k : List.of("bootstrap", "group", "txn-id", "name", "run", "seed", "input", "output", "output-partitions",
+                "txn-timeout-ms")) {
             if (!a.containsKey(k)) {
                 System.err.println("TxnTransformer: --" + k + " is required");
                 System.exit(2);
@@ -261,9 +262,11 @@ public final class TxnTransformer {
             Properties p = new Properties();
             p.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, a.get("bootstrap"));
             p.put(ProducerConfig.TRANSACTIONAL_ID_CONFIG, a.get("txn-id"));
-            p.put(ProducerConfig.TRANSACTION_TIMEOUT_CONFIG, TXN_TIMEOUT_MS);
-            p.put(ProducerConfig.DELIVERY_TIMEOUT_MS_CONFIG, TXN_TIMEOUT_MS);
-            p.put(ProducerConfig.REQUEST_TIMEOUT_MS_CONFIG, 10_000);
+            int txnTimeoutMs = Integer.parseInt(a.get("txn-timeout-ms"));
+            p.put(ProducerConfig.TRANSACTION_TIMEOUT_CONFIG, txnTimeoutMs);
+            // delivery.timeout.ms must cover linger.ms + request.timeout.ms
+            p.put(ProducerConfig.REQUEST_TIMEOUT_MS_CONFIG, txnTimeoutMs - 1000);
+            p.put(ProducerConfig.DELIVERY_TIMEOUT_MS_CONFIG, txnTimeoutMs);
             p.put(ProducerConfig.MAX_BLOCK_MS_CONFIG, CALL_TIMEOUT_MS);
             p.put(ProducerConfig.LINGER_MS_CONFIG, 5);
             p.put(ProducerConfig.RETRY_BACKOFF_MS_CONFIG, 50);
