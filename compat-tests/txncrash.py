@@ -7,55 +7,66 @@ and whole, no aborted one, and group offsets exactly consistent with it.
 Entry points: ``scripts/crashtest --txn [--cycles N] [--seed S] ...`` (the long form, 100
 cycles) and ``compat-tests/test_txn_crash.py`` (pytest, 5 cycles). Both call ``run()``.
 
-What runs, each in its own process (``txncrash.py worker <json>``, JSON lines on stdout, as
-crashtest.py's workers):
+What runs, each in its own process (JSON lines on stdout, as crashtest.py's workers):
 
-* a feeder: an idempotent acks=all confluent-kafka producer writing numbered records
-  (crashtest.py's self-checking values) to the input topic (4 partitions), ~2000 a second;
-* two transformers in one consumer group (confluent-kafka, read_committed, each with its own
-  transactional.id): consume a batch of 1..150 records, begin a transaction, write one output
-  record per input record to the output topic (6 partitions, spread over all of them), value
-  ``txn=<label>;i=<k>;of=<count>;src=<partition>:<offset>:<seq>``, wait 0..20 ms (the
-  "transform"), send the consumed
-  positions with ``send_offsets_to_transaction`` (with the consumer's group metadata, so a
-  member fenced by a rebalance cannot commit), then commit; every 5th transaction is
-  flushed and aborted instead. They recover as applications do: an abortable error aborts
-  the transaction and rewinds to where it began; a fatal error (fencing) or a failed abort
-  replaces the producer with a new one of the same transactional.id (which fences the old one
-  and aborts its open transaction) and rewinds to the group's committed offsets; a
-  retriable error on commit retries the commit. A transformer only takes the record at the
-  position it expects per partition (records the fetcher had queued before a rewind are
-  dropped), so each transaction covers a contiguous range of input. Each reports when a
-  transaction began, when its commit/abort was called, and how it ended: committed,
-  aborted, or unknown (the producer was replaced before the end was known).
+* a feeder (``txncrash.py worker <json>``): an idempotent acks=all confluent-kafka producer
+  writing numbered records (crashtest.py's self-checking values) round robin to the input
+  topic (4 partitions), ~2000 a second;
+* three transformers in one consumer group (read_committed, static membership, each with its
+  own transactional.id): two confluent-kafka ones (``Transformer`` here) and a Java
+  kafka-clients one (``java/TxnTransformer.java``, compiled with javac at the start; --no-java
+  leaves it out). Each consumes a batch of 1..150 records, begins a transaction, writes one
+  output record per input record to the output topic (6 partitions, spread over all of them),
+  value ``txn=<label>;i=<k>;of=<count>;src=<partition>:<offset>:<seq>``, waits 0..20 ms (the
+  "transform"), sends the consumed positions with ``send_offsets_to_transaction`` (with the
+  consumer's group metadata, so a member fenced by a rebalance cannot commit), then commits;
+  every 5th transaction is flushed and aborted instead. They recover as applications do: an
+  abortable error aborts the transaction and rewinds to where it began; a fatal error
+  (fencing) or a failed abort replaces the producer with a new one of the same
+  transactional.id (which fences the old one and aborts its open transaction) and rewinds to
+  the group's committed offsets; a retriable error on commit retries the commit. A
+  transformer only takes the record at the position it expects per partition (records
+  fetched before a rewind are dropped), so each transaction covers a contiguous range of
+  input. Each reports when a transaction began, when its commit/abort was called, and how it
+  ended: committed, aborted, or unknown (the producer was replaced before the end was known).
 
-The orchestrator SIGKILLs the broker every --min-interval .. --max-interval seconds; a
-fraction (--ending-kills) of the kills is aimed at the moment a transformer calls
-commit_transaction/abort_transaction (EndTxn and the markers it writes), a fraction
-(--early-kills) comes right after the restart, while the clients recover. The report says in
-which phase each kill found each transformer (in a transaction, ending one, between two) and
-how often the broker found a prepared transaction at start-up and wrote its markers then.
+The orchestrator SIGKILLs the broker every --min-interval .. --max-interval seconds and
+restarts it at once; a fraction (--ending-kills) of the kills is aimed at the moment a
+transformer calls commit/abort (EndTxn and the markers it writes), a fraction
+(--early-kills) comes right after the restart, while the clients recover. In a fraction
+(--app-kills) of the cycles it also SIGKILLs a transformer process 0..10 ms into a
+transaction (an application crash) and starts it again: at once, and then half the time the
+broker kill is aimed at its InitProducerId (which fences the old producer and aborts its
+transaction); or, one time in three, only after transaction.timeout.ms (6 s), so that the
+broker aborts the transaction for its timeout. The report says in which phase each kill
+found each transformer (in a transaction, ending one, between two, not running), and how
+often the broker completed a prepared transaction at start-up, aborted a timed-out one and
+a fenced producer's one.
 
 Every --verify-every cycles (with the transformers running) and at the end (after they
-stopped) it fetches the group's committed offsets, then reads the input topic, the output
-topic with read_committed (to its last stable offset) and with read_uncommitted, and checks:
+stopped and no transaction is open) it fetches the group's committed offsets, then reads
+the output topic with read_committed (to its last stable offset) and read_uncommitted, then
+the input topic, and checks:
 
-* no record of an aborted transaction (abort_transaction returned) is visible to
-  read_committed; every record parses;
-* each transaction visible is whole: ``i`` = 0..of-1, each exactly once (checked for every
-  visible transaction at the end, and mid-run for those whose commit returned before the
-  read; a transaction whose markers are being written may be seen in part until then);
-* every transaction whose commit returned is visible;
+* no record of an aborted transaction (abort returned) is visible to read_committed; every
+  record parses and names the input record it came from (offset and sequence number);
+* each transaction visible is whole and no record is there twice: every record of it the log
+  holds below the last stable offsets is visible (mid-run, a transaction still open on some
+  partition, or behind another open one, is hidden there: Kafka's read_committed too), and at
+  the end i = 0..of-1 all are; every transaction whose commit returned is in the log;
 * exactly once: every input record below the group's committed offset of its partition is
-  the source of exactly one visible output record; none is the source of two; at the end no
-  visible output comes from at or above the committed offset; each source names the input
-  record at that offset (its sequence number);
-* read_uncommitted shows the records of the aborted transactions (so the checks can fail)
-  and every record read_committed shows.
+  the source of exactly one visible output record (mid-run: or of one a still-open
+  transaction hides); none is the source of two; at the end no visible output comes from at
+  or above the committed offset;
+* read_uncommitted shows the records of the aborted transactions (so the checks can fail).
 
-The run also fails when a transformer makes no progress after the last restart, a worker
-crashes, the broker dies by itself or panics. Exit status: 0 passed, 1 a check failed (the
-report says which transaction, record, partition and offset), 2 missing prerequisites.
+After the kills, a clean stop under the same load: SIGTERM must stop the broker with exit
+code 0 within --term-timeout seconds; it is started again for the final check.
+
+The run also fails when a transformer makes no progress after the start or the last
+restart, a transaction stays open after they stopped, a worker crashes, the broker dies by
+itself or panics. Exit status: 0 passed, 1 a check failed (the report says which
+transaction, record, partition and offset), 2 missing prerequisites (binary, venv, JDK).
 """
 
 from __future__ import annotations
@@ -405,7 +416,7 @@ def worker_command(cfg):
 
 class Options:
     def __init__(self, cycles=100, seed=None, min_interval=0.5, max_interval=2.0, early_kills=0.1,
-                 ending_kills=0.4, app_kills=0.15, java=True, verify_every=20, time_limit_s=None, keep_data=False, quiet=False):
+                 ending_kills=0.4, app_kills=0.15, java=True, verify_every=20, sigterm=True, term_timeout_s=5.0, time_limit_s=None, keep_data=False, quiet=False):
         self.cycles = cycles
         self.seed = seed if seed is not None else random.randrange(1 << 31)
         self.min_interval = min_interval
@@ -414,6 +425,8 @@ class Options:
         self.ending_kills = ending_kills
         self.app_kills = app_kills
         self.java = java
+        self.sigterm = sigterm
+        self.term_timeout_s = term_timeout_s
         self.verify_every = verify_every
         self.time_limit_s = time_limit_s if time_limit_s is not None else 180 + 5 * cycles
         self.keep_data = keep_data
@@ -669,6 +682,23 @@ class TxnCrashTest(LoadRun):
             if self.o.verify_every and cycle % self.o.verify_every == 0 and cycle != self.o.cycles:
                 self.verify(f"kill cycle {cycle}")
 
+    def sigterm_stop(self):
+        """A clean stop with transactions under way (markers in flight stop at the shutdown;
+        the restart finishes them): exit 0 within --term-timeout, then a restart."""
+        time.sleep(self.rng.uniform(self.o.min_interval, self.o.max_interval))
+        self.stops.append(now())
+        rc, secs = self.broker.terminate(self.o.term_timeout_s)
+        if rc is None:
+            self.broker.kill9()
+            self.failures.add("sigterm", "timeout", f"broker still running {self.o.term_timeout_s}s after SIGTERM "
+                                                    f"under transactional load (killed)")
+        elif rc != 0:
+            self.failures.add("sigterm", "rc", f"broker exited with code {rc} after SIGTERM under transactional load")
+        self.term = {"rc": rc, "seconds": secs}
+        acc, meta = self.broker.start()
+        self.startups.append((self.broker.starts, acc, meta))
+        self.restarts.append(now())
+
     # -- checks -----------------------------------------------------------
 
     def group_offsets(self):
@@ -893,6 +923,8 @@ class TxnCrashTest(LoadRun):
             self.log("feeder and transformers running; killing the broker")
             self.kill_cycles()
             self.start_late(everyone=True)
+            if self.o.sigterm:
+                self.sigterm_stop()
             self.wait_for_commits("after the last restart", self.restarts[-1] if self.restarts else 0.0)
             self.stop_workers()
             self.check_time("final check")
@@ -950,6 +982,9 @@ class TxnReport:
                      f"transaction {t.timeout_aborts} times, a fenced producer's {t.fencing_aborts} times")
         lines.append(f"broker kills: {dict(hows)}; transformers found {dict(phases)}; the broker completed a prepared "
                      f"transaction at start-up {t.prepared_at_start} times")
+        if t.term:
+            lines.append(f"SIGTERM under transactional load: exit code {t.term['rc']} after "
+                         f"{t.term['seconds'] * 1000:.0f} ms")
         restarts = [s[2] * 1000 for s in t.startups[1:]]
         if restarts:
             lines.append(f"restart: exec -> Metadata answer p50 {statistics.median(restarts):.0f} ms, "
@@ -1003,13 +1038,16 @@ def main(argv=None):
     ap.add_argument("--app-kills", type=float, default=0.15,
                     help="fraction of cycles that also SIGKILL a transformer in a transaction and start it again")
     ap.add_argument("--no-java", action="store_true", help="without the Java kafka-clients transformer")
+    ap.add_argument("--no-sigterm", action="store_true", help="skip the clean stop under load after the kills")
+    ap.add_argument("--term-timeout", type=float, default=5.0, help="SIGTERM must stop the broker within this, s")
     ap.add_argument("--verify-every", type=int, default=20, help="check every N cycles (0: only at the end)")
     ap.add_argument("--time-limit", type=float, default=None, help="bound for the whole run, s (default 180 + 5/cycle)")
     ap.add_argument("--keep-data", action="store_true", help="keep the data directory and logs even on success")
     ap.add_argument("-q", "--quiet", action="store_true", help="only the report")
     a = ap.parse_args(argv)
     opts = Options(cycles=a.cycles, seed=a.seed, min_interval=a.min_interval, max_interval=a.max_interval,
-                   early_kills=a.early_kills, ending_kills=a.ending_kills, app_kills=a.app_kills, java=not a.no_java, verify_every=a.verify_every,
+                   early_kills=a.early_kills, ending_kills=a.ending_kills, app_kills=a.app_kills, java=not a.no_java,
+                   sigterm=not a.no_sigterm, term_timeout_s=a.term_timeout, verify_every=a.verify_every,
                    time_limit_s=a.time_limit, keep_data=a.keep_data, quiet=a.quiet)
     return exit_status(run, opts, missing=(FileNotFoundError, JavaSetupError))
 
