@@ -1789,6 +1789,24 @@ class LoadRun:
                                       f"(t={t - self.t_begin:.3f}s): {level} {msg}")
         return errors, fails
 
+    def scan_log(self, path, who, on_line=None):
+        """A broker's log: a panic fails the run; returns its ERROR / WARN lines. ``on_line``
+        sees every line (colours stripped)."""
+        try:
+            with open(path, "rb") as f:
+                text = ANSI.sub("", f.read().decode("utf-8", "replace"))
+        except OSError:
+            return []
+        notable = []
+        for line in text.splitlines():
+            if "panicked" in line:
+                self.failures.add("broker-panic", line, f"{who} log: {line.strip()}")
+            if " ERROR " in line or " WARN " in line:
+                notable.append(line.strip())
+            if on_line is not None:
+                on_line(line)
+        return notable
+
     def _since_restart(self, t):
         prior = [r for r in self.restarts if r <= t]
         if not prior:
@@ -1928,29 +1946,21 @@ class CrashTest(LoadRun):
         self.verify("SIGTERM and restart")
 
     def scan_broker_log(self):
-        """Panics fail the run; ERROR / WARN lines are listed in the report."""
-        try:
-            with open(self.broker.log_path, "rb") as f:
-                text = f.read().decode("utf-8", "replace")
-        except OSError:
-            return []
-        text = ANSI.sub("", text)
-        notable = []
-        start = 0
+        """Panics fail the run; ERROR / WARN lines are listed in the report; the cleaner's
+        passes over the compacted topic are counted per broker run."""
+        start = [0]
         compacted = f"compacted topic={self.topic_name(self.compacted.ti)} "
         removed = re.compile(r"records_removed: (\d+)")
-        for line in text.splitlines():
+
+        def on_line(line):
             if line.startswith("===== start #"):
-                start += 1
-            if "panicked" in line:
-                self.failures.add("broker-panic", line, f"broker log: {line.strip()}")
-            if " ERROR " in line or " WARN " in line:
-                notable.append(line.strip())
+                start[0] += 1
             if compacted in line:
                 stamp = datetime.datetime.fromisoformat(line.split()[0]).timestamp() * 1000
-                self.cleaner_passes[start].append(stamp)
+                self.cleaner_passes[start[0]].append(stamp)
                 self.cleaner_removed += int(removed.search(line).group(1))
-        return notable
+
+        return self.scan_log(self.broker.log_path, "broker", on_line)
 
     def recovery(self):
         """Per producer instance: (broker runs with an ack, runs, [s from restart to first ack])."""

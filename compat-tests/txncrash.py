@@ -86,7 +86,7 @@ import time
 import uuid
 
 from clustercrash import JVM_FLAGS
-from crashtest import (ANSI, Broker, LoadRun, Worker, ck_error, exit_status, make_value, now, parse_value,
+from crashtest import (Broker, LoadRun, Worker, ck_error, exit_status, make_value, now, parse_value,
                        read_partitions, worker_main, _free_port)
 from java_build import JAVA, JAVAC, JavaSetupError, compile_programs, kafka_client_jars
 
@@ -885,22 +885,16 @@ class TxnCrashTest(LoadRun):
     # -- the end ------------------------------------------------------------
 
     def scan_broker_log(self):
-        try:
-            with open(self.broker.log_path, "rb") as f:
-                text = ANSI.sub("", f.read().decode("utf-8", "replace"))
-        except OSError:
-            return
-        for line in text.splitlines():
-            if "panicked" in line:
-                self.failures.add("broker-panic", line, f"broker log: {line.strip()}")
-            if " ERROR " in line or " WARN " in line:
-                self.broker_notable.append(line.strip())
-            if "completing a transaction prepared before the restart" in line:
-                self.prepared_at_start += 1
-            if "transaction timed out; aborting it" in line:
-                self.timeout_aborts += 1
-            if "InitProducerId fenced a producer with a transaction open" in line:
-                self.fencing_aborts += 1
+        """Panics fail the run; counts what the coordinator logs of its recoveries."""
+        self.broker_notable = self.scan_log(self.broker.log_path, "broker", self.count_recoveries)
+
+    def count_recoveries(self, line):
+        if "completing a transaction prepared before the restart" in line:
+            self.prepared_at_start += 1
+        if "transaction timed out; aborting it" in line:
+            self.timeout_aborts += 1
+        if "InitProducerId fenced a producer with a transaction open" in line:
+            self.fencing_aborts += 1
 
     def classify(self):
         with self.log_.lock:
