@@ -29,6 +29,10 @@ What runs, each in its own process (JSON lines on stdout, as crashtest.py's work
   fetched before a rewind are dropped), so each transaction covers a contiguous range of
   input. Each reports when a transaction began, when its commit/abort was called, and how it
   ended: committed, aborted, or unknown (the producer was replaced before the end was known).
+  In 2% of their transactions the confluent-kafka ones fence themselves: a successor producer
+  of the same transactional.id initializes mid-transaction, so the broker aborts the
+  transaction while the old producer still uses it; its next call must fail (a commit that
+  returns fails the run), and the transaction must stay invisible.
 
 The orchestrator SIGKILLs the broker every --min-interval .. --max-interval seconds and
 restarts it at once; a fraction (--ending-kills) of the kills is aimed at the moment a
@@ -103,6 +107,10 @@ WORK_S = 0.02  # a transaction stays open 0..WORK_S longer, as if the transform 
 TXN_TIMEOUT_MS = 6000
 LATE_RESTART_S = TXN_TIMEOUT_MS / 1000 + 2.5  # a killed transformer left down this long
 CALL_TIMEOUT_S = 10.0  # each transactional call of a transformer
+# A confluent-kafka transformer fences itself in this share of its transactions: a second
+# producer of its transactional.id initializes mid-transaction (a zombie's successor), so the
+# broker aborts the open transaction while the first producer still sends to it.
+FENCE_SHARE = 0.02
 # librdkafka re-bootstraps when every broker is down (the lone broker killed), dropping the
 # broker a cached group coordinator points at; send_offsets_to_transaction then hangs past its
 # timeout (confluentinc/librdkafka#5511, #5456). Real clusters rarely lose every broker; here
@@ -169,6 +177,7 @@ class Transformer:
         self.producer = None
         self.incarnation = 0
         self.n = 0  # transactions begun; labels are <instance>.<process run>.<n>
+        self.fenced = None  # the label of the transaction a successor producer fenced
         self.expected = {}  # input partition -> the next offset to take (None: the first fetched)
         self.consumer = Consumer({
             "bootstrap.servers": cfg["bootstrap"], "group.id": cfg["group"], "isolation.level": "read_committed",
@@ -206,6 +215,16 @@ class Transformer:
 
     # -- recovery ---------------------------------------------------------
 
+    def producer_config(self):
+        return {
+            "bootstrap.servers": self.cfg["bootstrap"], "transactional.id": self.cfg["txn_id"],
+            "transaction.timeout.ms": TXN_TIMEOUT_MS, "message.timeout.ms": TXN_TIMEOUT_MS, "linger.ms": 5,
+            "reconnect.backoff.ms": 10, "reconnect.backoff.max.ms": 200, "socket.timeout.ms": 5000,
+            "error_cb": lambda err: self.error("producer error_cb", err), **NO_REBOOTSTRAP,
+            # TXNCRASH_DEBUG=eos,protocol: librdkafka's debug log in <worker>.stderr.log
+            **({"debug": os.environ["TXNCRASH_DEBUG"]} if os.environ.get("TXNCRASH_DEBUG") else {}),
+        }
+
     def new_producer(self):
         """A producer with the transactional id, initialized: fences the one before and
         aborts its open transaction. Retries until it works or the worker stops."""
@@ -213,14 +232,7 @@ class Transformer:
 
         while not self.stop.is_set():
             self.incarnation += 1
-            p = Producer({
-                "bootstrap.servers": self.cfg["bootstrap"], "transactional.id": self.cfg["txn_id"],
-                "transaction.timeout.ms": TXN_TIMEOUT_MS, "message.timeout.ms": TXN_TIMEOUT_MS, "linger.ms": 5,
-                "reconnect.backoff.ms": 10, "reconnect.backoff.max.ms": 200, "socket.timeout.ms": 5000,
-                "error_cb": lambda err: self.error("producer error_cb", err), **NO_REBOOTSTRAP,
-                # TXNCRASH_DEBUG=eos,protocol: librdkafka's debug log in <worker>.stderr.log
-                **({"debug": os.environ["TXNCRASH_DEBUG"]} if os.environ.get("TXNCRASH_DEBUG") else {}),
-            })
+            p = Producer(self.producer_config())
             for _ in range(10):
                 try:
                     p.init_transactions(CALL_TIMEOUT_S)
@@ -345,6 +357,8 @@ class Transformer:
                 except BufferError:
                     p.poll(0.05)
         time.sleep(self.rng.uniform(0, WORK_S))
+        if self.rng.random() < FENCE_SHARE:
+            self.fence(label)
         ends = {}
         for m in batch:
             ends[m.partition()] = m.offset() + 1
@@ -366,6 +380,8 @@ class Transformer:
         for _ in range(30):
             try:
                 self.producer.commit_transaction(CALL_TIMEOUT_S)
+                if self.fenced == label:
+                    self.emit("zombie", label, "commit_transaction returned after a successor producer initialized")
                 self.emit("x", label, "committed", "")
                 return "committed"
             except KafkaException as e:
@@ -377,12 +393,30 @@ class Transformer:
         self.emit("x", label, "unknown", "commit kept failing")
         return "unknown"
 
+    def fence(self, label):
+        """A successor producer of the same transactional.id initializes (and is dropped):
+        the broker bumps the epoch and aborts the open transaction."""
+        from confluent_kafka import KafkaException, Producer
+
+        successor = Producer(self.producer_config())
+        try:
+            successor.init_transactions(CALL_TIMEOUT_S)
+            self.fenced = label
+            self.emit("fence", label)
+        except KafkaException as e:
+            self.error("successor init_transactions", e.args[0])
+        successor.flush(0)
+
     def recover(self, label, err):
         """After an error inside the transaction: abort it if the client says it may, else
         the producer goes (its transaction ends when the next one of its id initializes)."""
         from confluent_kafka import KafkaException
 
         self.error("transaction", err)
+        if self.fenced == label:
+            # The successor's InitProducerId aborted it; this producer is done for.
+            self.emit("x", label, "aborted", "fenced by a successor producer")
+            return "unknown"
         if err.txn_requires_abort() and not err.fatal():
             try:
                 self.producer.abort_transaction(CALL_TIMEOUT_S)
@@ -447,6 +481,8 @@ class TxnLog:
         self.started = {}  # transformer -> whether its current process has said it runs
         self.errors = []  # (worker, where, name, retriable, fatal, text, t)
         self.crashes = []
+        self.fences = collections.Counter()  # transformer -> transactions fenced by a successor
+        self.zombies = []  # (transformer, label, what, t): a fenced producer's call that succeeded
         self.fed = (0, 0)
         self.ending = threading.Condition(self.lock)  # notified on "ending" and "b" reports
         self.ending_count = 0
@@ -483,6 +519,10 @@ class TxnLog:
                 self.fed = (item[2], item[3])
             elif kind == "crash":
                 self.crashes.append((worker, *item[2:]))
+            elif kind == "fence":
+                self.fences[worker] += 1
+            elif kind == "zombie":
+                self.zombies.append((worker, *item[2:]))
 
     def phase(self, worker, t):
         with self.lock:
@@ -901,6 +941,9 @@ class TxnCrashTest(LoadRun):
             crashes = list(self.log_.crashes)
         for worker, msg, tb, t in crashes:
             self.failures.add("worker-crash", worker, f"worker {worker} crashed at t={t - self.t_begin:.1f}s: {msg}\n{tb}")
+        for worker, label, what, t in self.log_.zombies:
+            self.failures.add("zombie-not-fenced", label, f"{worker}: transaction {label}: {what} "
+                                                          f"(t={t - self.t_begin:.3f}s)")
 
     def run(self):
         self.log(f"seed {self.o.seed}, {self.o.cycles} kill cycles, broker {self.binary_source[0]} "
@@ -956,7 +999,9 @@ class TxnReport:
                      f"({INPUT_PARTITIONS} partitions); output: {OUTPUT_PARTITIONS} partitions")
         by = collections.defaultdict(collections.Counter)
         for label, (o, _t, detail) in outcomes.items():
-            by[label.split(".")[0]][o if o != "aborted" or detail == "on purpose" else "aborted (error)"] += 1
+            kind = o if o != "aborted" or detail == "on purpose" else (
+                "aborted (fenced)" if detail.startswith("fenced") else "aborted (error)")
+            by[label.split(".")[0]][kind] += 1
         errs = collections.Counter(e[0] for e in lg.errors)
         for w in t.transformers:
             c = by[w]
@@ -964,7 +1009,8 @@ class TxnReport:
                        if o == "committed" and label.startswith(w + "."))
             lines.append(f"{w} ({t.txn_ids[w]}): {sum(c.values())} transactions ended: {c['committed']} committed "
                          f"({recs} records), {c['aborted']} aborted on purpose, {c['aborted (error)']} aborted after "
-                         f"an error, {c['unknown']} unknown (producer replaced); {lg.runs[w]} processes, "
+                         f"an error, {c['aborted (fenced)']} fenced by a successor, {c['unknown']} unknown (producer "
+                         f"replaced); {lg.runs[w]} processes, "
                          f"{lg.producers[w]} producers initialized; {errs[w]} client errors")
         phases = collections.Counter()
         for tk in t.kills:

@@ -39,7 +39,9 @@ import org.apache.kafka.common.serialization.ByteArraySerializer;
  * consumes the input topic in the test's group (read_committed, static membership), writes one
  * output record per input record in a transaction, sends the offsets with
  * {@code sendOffsetsToTransaction(offsets, consumer.groupMetadata())}, and commits; every 5th
- * transaction is flushed and aborted. Until its stdin closes.
+ * transaction is flushed and aborted; in 2% a successor producer of the same transactional id
+ * initializes mid-transaction (fencing this one, whose next call must fail). Until its stdin
+ * closes.
  *
  * <pre>
  * java TxnTransformer --bootstrap HOST:PORT --group G --txn-id ID --name NAME --run N --seed S
@@ -52,7 +54,8 @@ import org.apache.kafka.common.serialization.ByteArraySerializer;
  * group's committed offsets; another error aborts the transaction and rewinds to where it
  * began; a commit that timed out is called again. Prints txncrash.py's JSON lines: "i", "p"
  * (producer ready), "b" (began), "ending" (commit/abort called), "x" (ended: committed,
- * aborted or unknown), "e" (a client error), "assign", "crash", "done"; t is
+ * aborted or unknown), "fence", "zombie" (a fenced producer's commit returned), "e" (a client
+ * error), "assign", "crash", "done"; t is
  * System.nanoTime(), the clock of Python's time.monotonic().
  */
 public final class TxnTransformer {
@@ -60,6 +63,7 @@ public final class TxnTransformer {
     static final int ABORT_EVERY = 5;
     static final int CALL_TIMEOUT_MS = 10_000;
     static final long WORK_MS = 20;
+    static final double FENCE_SHARE = 0.02; // as txncrash.py's transformers
 
     final CrashProducer.Lines out = new CrashProducer.Lines();
     final AtomicBoolean stop = new AtomicBoolean();
@@ -73,6 +77,8 @@ public final class TxnTransformer {
     KafkaProducer<byte[], byte[]> producer;
     int incarnation;
     long n;
+    /** The label of the transaction a successor producer fenced. */
+    String fenced;
 
     TxnTransformer(String[] argv) {
         for (int i = 0; i + 1 < argv.length; i += 2) a.put(argv[i].replaceFirst("^--", ""), argv[i + 1]);
@@ -192,11 +198,17 @@ public final class TxnTransformer {
             } catch (ProducerFencedException | InvalidProducerEpochException | OutOfOrderSequenceException
                      | UnsupportedVersionException | AuthorizationException e) {
                 error("transaction", e);
-                out.emit("x", inst, label, "unknown", e.getClass().getSimpleName() + ": producer replaced", now());
+                out.emit("x", inst, label, label.equals(fenced) ? "aborted" : "unknown",
+                        label.equals(fenced) ? "fenced by a successor producer" : e.getClass().getSimpleName() + ": producer replaced", now());
                 ended = "unknown";
             } catch (KafkaException e) {
                 error("transaction", e);
-                ended = abort(label, e);
+                if (label.equals(fenced)) {
+                    out.emit("x", inst, label, "aborted", "fenced by a successor producer", now());
+                    ended = "unknown";
+                } else {
+                    ended = abort(label, e);
+                }
             }
             if (ended.equals("aborted")) {
                 seek(input, start);
@@ -256,26 +268,30 @@ public final class TxnTransformer {
         }
     }
 
+    Properties producerConfig() {
+        Properties p = new Properties();
+        p.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, a.get("bootstrap"));
+        p.put(ProducerConfig.TRANSACTIONAL_ID_CONFIG, a.get("txn-id"));
+        int txnTimeoutMs = Integer.parseInt(a.get("txn-timeout-ms"));
+        p.put(ProducerConfig.TRANSACTION_TIMEOUT_CONFIG, txnTimeoutMs);
+        // delivery.timeout.ms must cover linger.ms + request.timeout.ms
+        p.put(ProducerConfig.REQUEST_TIMEOUT_MS_CONFIG, txnTimeoutMs - 1000);
+        p.put(ProducerConfig.DELIVERY_TIMEOUT_MS_CONFIG, txnTimeoutMs);
+        p.put(ProducerConfig.MAX_BLOCK_MS_CONFIG, CALL_TIMEOUT_MS);
+        p.put(ProducerConfig.LINGER_MS_CONFIG, 5);
+        p.put(ProducerConfig.RETRY_BACKOFF_MS_CONFIG, 50);
+        p.put(ProducerConfig.RETRY_BACKOFF_MAX_MS_CONFIG, 200);
+        p.put(ProducerConfig.RECONNECT_BACKOFF_MS_CONFIG, 20);
+        p.put(ProducerConfig.RECONNECT_BACKOFF_MAX_MS_CONFIG, 200);
+        p.put(ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, ByteArraySerializer.class.getName());
+        p.put(ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, ByteArraySerializer.class.getName());
+        return p;
+    }
+
     boolean newProducer() {
         while (!stop.get()) {
             incarnation++;
-            Properties p = new Properties();
-            p.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, a.get("bootstrap"));
-            p.put(ProducerConfig.TRANSACTIONAL_ID_CONFIG, a.get("txn-id"));
-            int txnTimeoutMs = Integer.parseInt(a.get("txn-timeout-ms"));
-            p.put(ProducerConfig.TRANSACTION_TIMEOUT_CONFIG, txnTimeoutMs);
-            // delivery.timeout.ms must cover linger.ms + request.timeout.ms
-            p.put(ProducerConfig.REQUEST_TIMEOUT_MS_CONFIG, txnTimeoutMs - 1000);
-            p.put(ProducerConfig.DELIVERY_TIMEOUT_MS_CONFIG, txnTimeoutMs);
-            p.put(ProducerConfig.MAX_BLOCK_MS_CONFIG, CALL_TIMEOUT_MS);
-            p.put(ProducerConfig.LINGER_MS_CONFIG, 5);
-            p.put(ProducerConfig.RETRY_BACKOFF_MS_CONFIG, 50);
-            p.put(ProducerConfig.RETRY_BACKOFF_MAX_MS_CONFIG, 200);
-            p.put(ProducerConfig.RECONNECT_BACKOFF_MS_CONFIG, 20);
-            p.put(ProducerConfig.RECONNECT_BACKOFF_MAX_MS_CONFIG, 200);
-            p.put(ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, ByteArraySerializer.class.getName());
-            p.put(ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, ByteArraySerializer.class.getName());
-            KafkaProducer<byte[], byte[]> fresh = new KafkaProducer<>(p);
+            KafkaProducer<byte[], byte[]> fresh = new KafkaProducer<>(producerConfig());
             for (int attempt = 0; attempt < 10 && !stop.get(); attempt++) {
                 try {
                     fresh.initTransactions();
@@ -319,6 +335,7 @@ public final class TxnTransformer {
             offsets.put(new TopicPartition(input, r.partition()), new OffsetAndMetadata(r.offset() + 1));
         }
         CrashProducer.sleep((long) (rng.nextDouble() * WORK_MS));
+        if (rng.nextDouble() < FENCE_SHARE) fence(label);
         producer.sendOffsetsToTransaction(offsets, consumer.groupMetadata());
         if (n % ABORT_EVERY == 0) {
             producer.flush(); // so that read_uncommitted shows what read_committed must not
@@ -333,12 +350,27 @@ public final class TxnTransformer {
         for (int attempt = 0; ; attempt++) {
             try {
                 producer.commitTransaction();
+                if (label.equals(fenced)) {
+                    out.emit("zombie", inst, label, "commitTransaction returned after a successor producer initialized", now());
+                }
                 out.emit("x", inst, label, "committed", "", now());
                 return "committed";
             } catch (TimeoutException e) {
                 if (attempt >= 30) throw e;
                 error("commitTransaction (retried)", e); // the same commit is awaited again
             }
+        }
+    }
+
+    /** A successor producer of the same transactional id initializes (and is closed): the broker
+     *  bumps the epoch and aborts the open transaction while this producer still uses it. */
+    void fence(String label) {
+        try (KafkaProducer<byte[], byte[]> successor = new KafkaProducer<>(producerConfig())) {
+            successor.initTransactions();
+            fenced = label;
+            out.emit("fence", inst, label, now());
+        } catch (KafkaException e) {
+            error("successor initTransactions", e);
         }
     }
 
