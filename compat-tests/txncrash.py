@@ -450,7 +450,8 @@ def worker_command(cfg):
 
 class Options:
     def __init__(self, cycles=100, seed=None, min_interval=0.5, max_interval=2.0, early_kills=0.1,
-                 ending_kills=0.4, app_kills=0.15, java=True, verify_every=20, sigterm=True, term_timeout_s=5.0, time_limit_s=None, keep_data=False, quiet=False):
+                 ending_kills=0.4, app_kills=0.15, java=True, verify_every=20, sigterm=True, term_timeout_s=5.0,
+                 time_limit_s=None, keep_data=False, quiet=False):
         self.cycles = cycles
         self.seed = seed if seed is not None else random.randrange(1 << 31)
         self.min_interval = min_interval

@@ -198,8 +198,11 @@ public final class TxnTransformer {
             } catch (ProducerFencedException | InvalidProducerEpochException | OutOfOrderSequenceException
                      | UnsupportedVersionException | AuthorizationException e) {
                 error("transaction", e);
-                out.emit("x", inst, label, label.equals(fenced) ? "aborted" : "unknown",
-                        label.equals(fenced) ? "fenced by a successor producer" : e.getClass().getSimpleName() + ": producer replaced", now());
+                if (label.equals(fenced)) {
+                    out.emit("x", inst, label, "aborted", "fenced by a successor producer", now());
+                } else {
+                    out.emit("x", inst, label, "unknown", e.getClass().getSimpleName() + ": producer replaced", now());
+                }
                 ended = "unknown";
             } catch (KafkaException e) {
                 error("transaction", e);
