@@ -59,7 +59,7 @@ import time
 import uuid
 
 from conftest import free_port, gregor_binary, recv_exactly
-from crashtest import ANSI, STARTUP_TIMEOUT_S, Broker, LoadRun, Report, Worker, exit_status, now, worker_command
+from crashtest import STARTUP_TIMEOUT_S, Broker, LoadRun, Report, Worker, exit_status, now, worker_command
 from java_build import JAVA, JAVAC, JavaSetupError, compile_programs, kafka_client_jars
 
 NODES = 3
@@ -383,18 +383,7 @@ class ClusterCrashTest(LoadRun):
 
     def scan_node_logs(self):
         """Panics fail the run; returns {node: ERROR/WARN lines}."""
-        notable = {}
-        for k, n in self.cluster.nodes.items():
-            try:
-                with open(n.log_path, "rb") as fh:
-                    text = ANSI.sub("", fh.read().decode("utf-8", "replace"))
-            except OSError:
-                continue
-            notable[k] = [line.strip() for line in text.splitlines() if " ERROR " in line or " WARN " in line]
-            for line in text.splitlines():
-                if "panicked" in line:
-                    self.failures.add("broker-panic", line, f"node {k} log: {line.strip()}")
-        return notable
+        return {k: self.scan_log(n.log_path, f"node {k}") for k, n in self.cluster.nodes.items()}
 
     def java_log_lines(self):
         """The Java producer's WARN/ERROR log lines (client retries are WARN)."""

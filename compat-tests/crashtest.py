@@ -563,7 +563,8 @@ def committer_worker(cfg, out, stop):
     out.emit(["closed", inst, 0, now()])
 
 
-def worker_main(cfg):
+def worker_main(cfg, body=None):
+    """Runs a worker: ``body(cfg, out, stop)``, by default this module's producer or committer."""
     out = Emitter()
     stop = threading.Event()
 
@@ -577,7 +578,9 @@ def worker_main(cfg):
     # Never outlive a broken run for long.
     threading.Timer(cfg["max_seconds"], stop.set).start()
     try:
-        if cfg["kind"] == "producer":
+        if body is not None:
+            body(cfg, out, stop)
+        elif cfg["kind"] == "producer":
             producer_worker(cfg, out, stop)
         else:
             committer_worker(cfg, out, stop)
@@ -771,17 +774,19 @@ class Worker:
 # --------------------------------------------------------------------------
 
 
-def read_partitions(bootstrap, tps, on_error, timeout):
+def read_partitions(bootstrap, tps, on_error, timeout, isolation="read_committed"):
     """Reads partitions ``{key: (topic, partition)}`` from offset 0 to at least the high
     watermark seen at the start (confluent-kafka, check.crcs); ``on_error(key, KafkaError)``.
-    Returns {key: (low, high)} and {key: [(offset, value, key, headers)]}."""
+    With ``isolation`` read_committed (librdkafka's default) "high watermark" is the last
+    stable offset, and aborted records are skipped. Returns {key: (low, high)} and
+    {key: [(offset, value, key, headers)]}."""
     from confluent_kafka import Consumer, KafkaError, TopicPartition
 
     c = Consumer({
         "bootstrap.servers": bootstrap, "group.id": f"crashtest-verify-{uuid.uuid4().hex[:8]}",
         "enable.auto.commit": False, "enable.partition.eof": True, "check.crcs": True,
         "fetch.wait.max.ms": 10, "socket.timeout.ms": 10000, "auto.offset.reset": "error",
-        "error_cb": lambda err: None, "log_level": 0,
+        "isolation.level": isolation, "error_cb": lambda err: None, "log_level": 0,
     })
     try:
         marks = {k: c.get_watermark_offsets(TopicPartition(t, p), timeout=10, cached=False)
@@ -1784,6 +1789,24 @@ class LoadRun:
                                       f"(t={t - self.t_begin:.3f}s): {level} {msg}")
         return errors, fails
 
+    def scan_log(self, path, who, on_line=None):
+        """A broker's log: a panic fails the run; returns its ERROR / WARN lines. ``on_line``
+        sees every line (colours stripped)."""
+        try:
+            with open(path, "rb") as f:
+                text = ANSI.sub("", f.read().decode("utf-8", "replace"))
+        except OSError:
+            return []
+        notable = []
+        for line in text.splitlines():
+            if "panicked" in line:
+                self.failures.add("broker-panic", line, f"{who} log: {line.strip()}")
+            if " ERROR " in line or " WARN " in line:
+                notable.append(line.strip())
+            if on_line is not None:
+                on_line(line)
+        return notable
+
     def _since_restart(self, t):
         prior = [r for r in self.restarts if r <= t]
         if not prior:
@@ -1923,29 +1946,21 @@ class CrashTest(LoadRun):
         self.verify("SIGTERM and restart")
 
     def scan_broker_log(self):
-        """Panics fail the run; ERROR / WARN lines are listed in the report."""
-        try:
-            with open(self.broker.log_path, "rb") as f:
-                text = f.read().decode("utf-8", "replace")
-        except OSError:
-            return []
-        text = ANSI.sub("", text)
-        notable = []
-        start = 0
+        """Panics fail the run; ERROR / WARN lines are listed in the report; the cleaner's
+        passes over the compacted topic are counted per broker run."""
+        start = [0]
         compacted = f"compacted topic={self.topic_name(self.compacted.ti)} "
         removed = re.compile(r"records_removed: (\d+)")
-        for line in text.splitlines():
+
+        def on_line(line):
             if line.startswith("===== start #"):
-                start += 1
-            if "panicked" in line:
-                self.failures.add("broker-panic", line, f"broker log: {line.strip()}")
-            if " ERROR " in line or " WARN " in line:
-                notable.append(line.strip())
+                start[0] += 1
             if compacted in line:
                 stamp = datetime.datetime.fromisoformat(line.split()[0]).timestamp() * 1000
-                self.cleaner_passes[start].append(stamp)
+                self.cleaner_passes[start[0]].append(stamp)
                 self.cleaner_removed += int(removed.search(line).group(1))
-        return notable
+
+        return self.scan_log(self.broker.log_path, "broker", on_line)
 
     def recovery(self):
         """Per producer instance: (broker runs with an ack, runs, [s from restart to first ack])."""
