@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import signal
 import socket
 import subprocess
 import tempfile
@@ -17,9 +18,9 @@ import urllib.request
 
 import pytest
 
-from conftest import (CLIENT_TIMEOUT_S, close_client, free_port, gregor_binary, kp_consumer,
-                      kp_create_topic, kp_drain, kp_producer, start_broker, unique_topic,
-                      wait_until)
+from conftest import (CLIENT_TIMEOUT_S, ScriptCluster, close_client, free_port, gregor_binary,
+                      kp_consumer, kp_create_topic, kp_drain, kp_producer, start_broker,
+                      unique_topic, wait_until)
 
 # A sample line: name, optional {labels}, value (no timestamps: Gregor writes none).
 SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$')
@@ -186,6 +187,57 @@ def test_other_requests_are_refused(metered):
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         s.sendall(b"hello\r\n\r\n")
         assert s.recv(100).startswith(b"HTTP/1.1 400")
+
+
+ACTIVE = "kafka_controller_kafkacontroller_activecontrollercount"
+UNDER_REPLICATED = "kafka_server_replicamanager_underreplicatedpartitions"
+OFFLINE = "kafka_controller_kafkacontroller_offlinepartitionscount"
+
+
+def test_cluster_gauges_follow_a_killed_node():
+    """Three nodes: one active controller; no partition under-replicated while all run; a killed
+    node leaves the replicated partition under-replicated on its leader, and the partition it
+    alone held offline on the active controller."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    cluster = ScriptCluster(3, metrics=True)
+    try:
+        bootstrap = cluster.all_live()
+        ports = {node: cluster.metrics_port + node - 1 for node in (1, 2, 3)}
+
+        def gauges(name, nodes=(1, 2, 3)):
+            return {node: value(scrape(ports[node]), name) for node in nodes}
+
+        def active_controllers():
+            found = [node for node, v in gauges(ACTIVE).items() if v == 1]
+            return found if len(found) == 1 else None
+
+        (active,) = wait_until(active_controllers, message=lambda: f"exactly one active controller\n{cluster.log()}")
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        for future in admin.create_topics([NewTopic("replicated", num_partitions=1, replication_factor=3),
+                                           NewTopic("single", num_partitions=3, replication_factor=1)]).values():
+            future.result(30)
+
+        def leaders(topic):
+            t = admin.list_topics(topic, timeout=10).topics[topic]
+            found = {i: p.leader for i, p in t.partitions.items() if p.error is None and p.leader >= 0}
+            return found if len(found) == len(t.partitions) and found else None
+
+        single = wait_until(lambda: leaders("single"), message="leaders of every partition of single")
+        wait_until(lambda: leaders("replicated"), message="a leader of replicated")
+        wait_until(lambda: sum(gauges(UNDER_REPLICATED).values()) == 0, message="no partition under-replicated")
+        assert gauges(OFFLINE) == {1: 0, 2: 0, 3: 0}
+
+        victim = next(leader for leader in single.values() if leader != active)
+        os.kill(cluster.node_pid(victim), signal.SIGKILL)
+        survivors = tuple(n for n in (1, 2, 3) if n != victim)
+        wait_until(lambda: sum(gauges(UNDER_REPLICATED, survivors).values()) == 1, timeout=CLIENT_TIMEOUT_S,
+                   message=lambda: f"replicated to be under-replicated on its leader\n{cluster.log()}")
+        lost = sum(1 for leader in single.values() if leader == victim)
+        wait_until(lambda: gauges(OFFLINE, survivors) == {n: (lost if n == active else 0) for n in survivors},
+                   message=lambda: f"{lost} offline partition(s) on controller {active}\n{cluster.log()}")
+    finally:
+        cluster.stop()
 
 
 @pytest.mark.parametrize("address, why", [
