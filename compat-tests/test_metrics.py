@@ -19,7 +19,7 @@ import urllib.request
 import pytest
 
 from conftest import (CLIENT_TIMEOUT_S, ScriptCluster, close_client, free_port, gregor_binary,
-                      kp_consumer, kp_create_topic, kp_drain, kp_producer, start_broker,
+                      kp_admin, kp_consumer, kp_create_topic, kp_drain, kp_producer, start_broker,
                       unique_topic, wait_until)
 
 # A sample line: name, optional {labels}, value (no timestamps: Gregor writes none).
@@ -160,6 +160,12 @@ def test_values_move_under_load(metered, closing):
     wait_until(lambda: value(scrape(port), "kafka_server_socketservermetrics_connection_count",
                              listener="PLAINTEXT") < connections,
                message="the connection gauge to fall once the clients close")
+
+    # A deleted topic's series go, as in Kafka.
+    admin = closing(kp_admin(broker.bootstrap))
+    admin.delete_topics([topic], timeout_ms=10000)
+    wait_until(lambda: not any(dict(labels).get("topic") == topic for _, labels in scrape(port)),
+               message="the deleted topic's series to go")
 
 
 def test_lone_node_gauges(metered):

@@ -118,6 +118,25 @@ impl Metrics {
         }
     }
 
+    /// Drops the per-topic series of topics that `exists` no longer knows, as Kafka drops a
+    /// deleted topic's metrics (checked at scrape time, whichever way the topic went).
+    fn forget_deleted_topics(&self, exists: impl Fn(&str) -> bool) {
+        use prometheus::core::Collector;
+        for vec in [&self.bytes_in, &self.messages_in, &self.bytes_out, &self.messages_out] {
+            let gone: Vec<String> = vec
+                .collect()
+                .iter()
+                .flat_map(|family| family.get_metric())
+                .flat_map(|metric| metric.get_label())
+                .filter(|label| label.name() == "topic" && !exists(label.value()))
+                .map(|label| label.value().to_string())
+                .collect();
+            for topic in gone {
+                let _ = vec.remove_label_values(&[&topic]);
+            }
+        }
+    }
+
     /// Counts an accepted connection on `listener` until the returned value is dropped.
     pub fn connection(&self, listener: &str) -> OpenConnection {
         self.connections_created.with_label_values(&[listener]).inc();
@@ -188,6 +207,9 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing from\n{text}");
         }
+        metrics.forget_deleted_topics(|t| t != "t");
+        let text = prometheus::TextEncoder::new().encode_to_string(&metrics.registry.gather()).unwrap();
+        assert!(!text.contains("topic=\"t\""), "a deleted topic's series go:\n{text}");
         drop(open);
         let text = prometheus::TextEncoder::new().encode_to_string(&metrics.registry.gather()).unwrap();
         assert!(text.contains("kafka_server_socketservermetrics_connection_count{listener=\"PLAINTEXT\"} 0"));

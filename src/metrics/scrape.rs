@@ -25,6 +25,7 @@ impl Scrape {
 
 /// The whole exposition: the counters, then the state read now.
 pub async fn render(api: &Api) -> String {
+    api.metrics.forget_deleted_topics(|topic| api.cluster.topic(topic).is_some());
     let mut families = api.metrics.registry.gather();
     families.extend(state(api).await);
     prometheus::TextEncoder::new().encode_to_string(&families).expect("text encoding of valid metrics")
