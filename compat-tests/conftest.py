@@ -440,15 +440,20 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 class ScriptCluster:
     """``scripts/cluster N`` on free ports with a temporary data directory: nodes 1..N on
     ``bootstrap`` (127.0.0.1, consecutive ports), fenced 2 s after their heartbeats stop. With
-    ``controllers`` M, nodes 1..M are dedicated controllers and the brokers are M+1..M+N."""
+    ``controllers`` M, nodes 1..M are dedicated controllers and the brokers are M+1..M+N. With
+    ``metrics``, node K serves Prometheus metrics on ``metrics_port + K - 1``."""
 
-    def __init__(self, nodes: int, controllers: int = 0):
+    def __init__(self, nodes: int, controllers: int = 0, metrics: bool = False):
         self.nodes = nodes
         self.controllers = controllers
         self.port = free_port(nodes)
         self.controller_port = self.port
         while abs(self.controller_port - self.port) < nodes + controllers:
             self.controller_port = free_port(nodes + controllers)
+        self.metrics_port = None
+        while metrics and (self.metrics_port is None or any(
+                abs(self.metrics_port - p) < nodes + controllers for p in (self.port, self.controller_port))):
+            self.metrics_port = free_port(nodes + controllers)
         self.dir = tempfile.mkdtemp(prefix="gregor-cluster-")
         self.log_path = os.path.join(self.dir, "cluster.log")
         env = {k: v for k, v in os.environ.items() if not k.startswith("GREGOR_")}
@@ -459,6 +464,8 @@ class ScriptCluster:
             GREGOR_CLUSTER_CONTROLLER_PORT=str(self.controller_port),
             GREGOR_CLUSTER_CONTROLLERS=str(controllers),
         )
+        if self.metrics_port is not None:
+            env["GREGOR_CLUSTER_METRICS_PORT"] = str(self.metrics_port)
         args = [os.path.join(REPO, "scripts", "cluster"), str(nodes),
                 "--broker-heartbeat-interval-ms", "200", "--broker-session-timeout-ms", "2000"]
         with open(self.log_path, "wb") as log:

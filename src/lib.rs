@@ -35,6 +35,7 @@ pub mod config;
 pub mod fetch_session;
 pub mod group;
 pub mod log;
+pub mod metrics;
 pub mod server;
 pub mod txn;
 pub mod zookeeper;
@@ -71,6 +72,7 @@ pub struct BrokerHandle {
     listeners: Vec<(String, SocketAddr)>,
     advertised: (String, u16),
     zookeeper_addr: Option<SocketAddr>,
+    metrics_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     log: Arc<LogStore>,
@@ -129,6 +131,13 @@ impl Broker {
             zookeeper_addr = Some(bound);
             tasks.push(task);
         }
+        let mut metrics_addr = None;
+        if let Some(addr) = config.metrics_listener {
+            let (socket, bound) = metrics::bind(addr).await?;
+            tracing::info!("Prometheus metrics on http://{bound}/metrics");
+            metrics_addr = Some(bound);
+            tasks.push(tokio::spawn(metrics::serve(socket, api.clone(), shutdown_rx.clone())));
+        }
         let limits = Arc::new(server::Limits::new(cluster.settings().clone()));
         let mut listeners = Vec::new();
         for (name, addr, socket) in bound {
@@ -149,7 +158,7 @@ impl Broker {
             tasks.push(tokio::spawn(cleaner_loop(cluster.clone(), shutdown_rx)));
         }
         tracing::info!("Gregor listening on {}, advertised as {}:{}, data in {}", listeners[0].1, advertised.0, advertised.1, config.data_dir.display());
-        Ok(BrokerHandle { listeners, advertised, zookeeper_addr, shutdown, tasks, log: api.log.clone(), failure: failure_rx, broker: Some((cluster, replicas)) })
+        Ok(BrokerHandle { listeners, advertised, zookeeper_addr, metrics_addr, shutdown, tasks, log: api.log.clone(), failure: failure_rx, broker: Some((cluster, replicas)) })
     }
 }
 
@@ -167,6 +176,11 @@ impl BrokerHandle {
     /// Where the ZooKeeper-protocol listener is bound, if `zookeeper.listener` is set.
     pub fn zookeeper_addr(&self) -> Option<SocketAddr> {
         self.zookeeper_addr
+    }
+
+    /// Where Prometheus metrics are served, if `metrics.listener` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// The address clients of the first listener are told to use, as `host:port`.
@@ -240,6 +254,9 @@ async fn start_controller_only(config: Config) -> Result<BrokerHandle> {
     if config.zookeeper_listener.is_some() {
         anyhow::bail!("zookeeper.listener shows a broker's view: set it on a broker, not on a controller-only node");
     }
+    if config.metrics_listener.is_some() {
+        tracing::warn!("metrics.listener is served by brokers only: this controller-only node serves no metrics");
+    }
     let log = open_store(&config).await?;
     let cluster_id = cluster::identity::check_at_start(&config.data_dir, config.node_id, None)?.cluster_id;
     let (shutdown, shutdown_rx) = watch::channel(false);
@@ -249,7 +266,7 @@ async fn start_controller_only(config: Config) -> Result<BrokerHandle> {
     let addr = controller.local_addr().context("a controller-only node listens for the quorum")?;
     let advertised = listener.advertised_for(addr);
     tracing::info!("Gregor controller {} of cluster {cluster_id} listening on {addr} for the quorum and the brokers (no client listener: process.roles=controller), data in {}", config.node_id, config.data_dir.display());
-    Ok(BrokerHandle { listeners: vec![(listener.name.clone(), addr)], advertised, zookeeper_addr: None, shutdown, tasks, log, failure: failure_rx, broker: None })
+    Ok(BrokerHandle { listeners: vec![(listener.name.clone(), addr)], advertised, zookeeper_addr: None, metrics_addr: None, shutdown, tasks, log, failure: failure_rx, broker: None })
 }
 
 /// Opens the data directory's store with the configured memory budget, off the runtime's

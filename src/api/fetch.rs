@@ -58,6 +58,9 @@ pub async fn handle(api: &Api, req: &Request, r: FetchRequest) -> FetchResponse 
         FetchContext::Full | FetchContext::Sessionless => asked.into_iter().collect(),
     };
     let mut data = long_poll(api, req, &r, replica_id.0, &wanted).await;
+    if replica_id.0 < 0 {
+        count_fetched(api, &wanted, &data);
+    }
     if req.version >= 12 {
         for (d, wanted) in data.iter_mut().zip(&wanted) {
             if let Some((leader, epoch)) = api.current_leader(d.error_code, || locate(api, std::slice::from_ref(wanted)).remove(0).ok()) {
@@ -85,6 +88,22 @@ pub async fn handle(api: &Api, req: &Request, r: FetchRequest) -> FetchResponse 
         .collect();
     let partitions = wanted.into_iter().map(|(key, _)| key).zip(data).zip(sent).filter(|(_, sent)| *sent).map(|(p, _)| p);
     FetchResponse::default().with_session_id(session_id).with_responses(by_topic(partitions)).with_node_endpoints(endpoints)
+}
+
+/// Bytes and records out, per topic, for a consumer's fetch; followers' are replication.
+fn count_fetched(api: &Api, wanted: &[(PartitionKey, FetchPosition)], data: &[PartitionData]) {
+    for (((topic, _), _), d) in wanted.iter().zip(data) {
+        let Some(records) = d.records.as_ref().filter(|r| !r.is_empty()) else { continue };
+        let counted = |name: &str| api.metrics.fetched(name, crate::log::batch::count_records(records), records.len() as u64);
+        match topic {
+            TopicKey::Name(name) => counted(name),
+            TopicKey::Id(id) => {
+                if let Some(topic) = api.cluster.topic_by_id(*id) {
+                    counted(&topic.name);
+                }
+            }
+        }
+    }
 }
 
 /// What the session needs to know of a partition's answer.

@@ -30,6 +30,7 @@ use crate::fetch_session::FetchSessions;
 use crate::cluster::state_topic::{StateStore, StateTopic};
 use crate::group::{GroupConfig, GroupCoordinator};
 use crate::log::LogStore;
+use crate::metrics::Metrics;
 use crate::txn::{TxnConfig, TxnCoordinator};
 
 /// Every API Gregor serves, with the versions a real client has been seen to work with.
@@ -113,6 +114,7 @@ pub struct Api {
     pub txns: Arc<TxnCoordinator>,
     pub fetch_sessions: FetchSessions,
     pub replicas: Arc<ReplicaManager>,
+    pub metrics: Arc<Metrics>,
 }
 
 impl Api {
@@ -185,13 +187,24 @@ impl Api {
         let groups = Arc::new(GroupCoordinator::open(group_store, GroupConfig::new(config), &topics)?);
         let fetch_sessions = FetchSessions::new(config.fetch_session_cache_slots);
         let txns = Arc::new(TxnCoordinator::open(txn_store, log.clone(), cluster.clone(), replicas.clone(), groups.clone(), TxnConfig::new(config), shutdown)?);
-        Ok(Api { config: config.clone(), log, cluster, groups, txns, fetch_sessions, replicas })
+        let metrics = Arc::new(Metrics::new(SUPPORTED.iter().map(|&(key, _, _)| key)));
+        Ok(Api { config: config.clone(), log, cluster, groups, txns, fetch_sessions, replicas, metrics })
     }
 
     /// Answers one request frame (without its size prefix). `queue_slot` is held while the
     /// request is handled, and given back when it parks. `Ok(None)` means no response is sent
     /// (Produce with acks=0); `Err` means the connection should be closed.
-    pub async fn handle(&self, mut frame: Bytes, origin: &Origin, queue_slot: Option<OwnedSemaphorePermit>) -> Result<Option<BytesMut>, FrameError> {
+    pub async fn handle(&self, frame: Bytes, origin: &Origin, queue_slot: Option<OwnedSemaphorePermit>) -> Result<Option<BytesMut>, FrameError> {
+        let started = std::time::Instant::now();
+        let api = frame.get(..2).and_then(|key| ApiKey::try_from(i16::from_be_bytes([key[0], key[1]])).ok());
+        let handled = self.dispatch(frame, origin, queue_slot).await;
+        if let Some(api) = api {
+            self.metrics.request(api, started.elapsed());
+        }
+        handled
+    }
+
+    async fn dispatch(&self, mut frame: Bytes, origin: &Origin, queue_slot: Option<OwnedSemaphorePermit>) -> Result<Option<BytesMut>, FrameError> {
         if frame.len() < 8 {
             return Err(FrameError::TooShort(frame.len()));
         }
@@ -273,7 +286,36 @@ impl Api {
             RequestKind::DescribeProducers(r) => ResponseKind::DescribeProducers(txn::describe_producers(self, r).await),
             other => unreachable!("{other:?} passed the version table but has no handler"),
         };
+        self.metrics.errors(api, error_codes(&response));
         encode_response(api, correlation_id, api.response_header_version(version), &response, version).map(Some)
+    }
+}
+
+/// The error codes of a response, one per partition, topic or group it answers for, as
+/// Kafka's `errorCounts` gives them; APIs not listed count none.
+fn error_codes(response: &ResponseKind) -> Vec<i16> {
+    match response {
+        ResponseKind::Produce(r) => r.responses.iter().flat_map(|t| &t.partition_responses).map(|p| p.error_code).collect(),
+        ResponseKind::Fetch(r) if r.error_code != 0 => vec![r.error_code],
+        ResponseKind::Fetch(r) => r.responses.iter().flat_map(|t| &t.partitions).map(|p| p.error_code).collect(),
+        ResponseKind::ListOffsets(r) => r.topics.iter().flat_map(|t| &t.partitions).map(|p| p.error_code).collect(),
+        ResponseKind::Metadata(r) => r.topics.iter().map(|t| t.error_code).collect(),
+        ResponseKind::OffsetCommit(r) => r.topics.iter().flat_map(|t| &t.partitions).map(|p| p.error_code).collect(),
+        ResponseKind::OffsetFetch(r) if r.groups.is_empty() => vec![r.error_code],
+        ResponseKind::OffsetFetch(r) => r.groups.iter().map(|g| g.error_code).collect(),
+        ResponseKind::FindCoordinator(r) if r.coordinators.is_empty() => vec![r.error_code],
+        ResponseKind::FindCoordinator(r) => r.coordinators.iter().map(|c| c.error_code).collect(),
+        ResponseKind::CreateTopics(r) => r.topics.iter().map(|t| t.error_code).collect(),
+        ResponseKind::DeleteTopics(r) => r.responses.iter().map(|t| t.error_code).collect(),
+        ResponseKind::ApiVersions(r) => vec![r.error_code],
+        ResponseKind::JoinGroup(r) => vec![r.error_code],
+        ResponseKind::SyncGroup(r) => vec![r.error_code],
+        ResponseKind::Heartbeat(r) => vec![r.error_code],
+        ResponseKind::LeaveGroup(r) => vec![r.error_code],
+        ResponseKind::InitProducerId(r) => vec![r.error_code],
+        ResponseKind::AddOffsetsToTxn(r) => vec![r.error_code],
+        ResponseKind::EndTxn(r) => vec![r.error_code],
+        _ => Vec::new(),
     }
 }
 

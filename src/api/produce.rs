@@ -87,6 +87,11 @@ async fn append(api: &Api, topic: Option<&Topic>, p: &PartitionProduceData, (ack
             let appended = api.log.append(partition, records, opts).await.inspect_err(|e| {
                 tracing::debug!(topic = %topic.name, partition = p.index, "produce refused: {e:?}");
             });
+            // Counted once written, as Kafka does, whether or not acks=all then times out.
+            if appended.is_ok() {
+                let count = BatchHeader::new(records).map_or(0, |h| h.record_count().max(0) as u64);
+                api.metrics.produced(&topic.name, count, records.len() as u64);
+            }
             // The transaction's check holds only until the batch is written, not while it replicates.
             drop(verified);
             appended.map(|a| ((a.base_offset, a.log_append_time, a.log_start), a.end_offset))

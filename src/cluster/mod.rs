@@ -356,6 +356,14 @@ impl Cluster {
             .unwrap_or(self.node.id)
     }
 
+    /// This node leads the controller quorum (a node without a quorum counts as its own controller).
+    pub fn is_active_controller(&self) -> bool {
+        match self.quorum.get() {
+            Some(Quorum { controller, .. }) => controller::NodeId::try_from(self.node.id).is_ok_and(|me| controller.leader() == Some(me)),
+            None => true,
+        }
+    }
+
     pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
         self.topics.read().expect("lock").get(name).cloned()
     }

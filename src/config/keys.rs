@@ -374,6 +374,10 @@ pub const KEYS: &[Key] = &[
         "Memory budget for RocksDB's cache: index blocks and batches read back for fetches.", field!(block_cache_bytes)).min(0),
     Key::new("zookeeper.listener", ConfigType::String, None,
         "Also serve the ZooKeeper protocol here, e.g. 127.0.0.1:2181, for tools that manage Kafka 2.x through ZooKeeper; empty turns it off.",
-        |c, v| listeners::parse_zookeeper(v).map(|z| c.zookeeper_listener = z))
+        |c, v| listeners::parse_host_port(v).map(|z| c.zookeeper_listener = z))
+        .note("off"),
+    Key::new("metrics.listener", ConfigType::String, None,
+        "Serve Prometheus metrics at http://host:port/metrics, e.g. 127.0.0.1:9404 (see Metrics); empty turns it off.",
+        |c, v| listeners::parse_host_port(v).map(|m| c.metrics_listener = m))
         .note("off"),
 ];

@@ -120,8 +120,8 @@ pub fn combine(bind: &[Endpoint], advertise: &[Endpoint], protocols: &[(String, 
         .collect())
 }
 
-/// `zookeeper.listener`: one `host:port` (or `PLAINTEXT://host:port`); empty for none.
-pub fn parse_zookeeper(value: &str) -> Result<Option<SocketAddr>, String> {
+/// `zookeeper.listener`, `metrics.listener`: one `host:port` (or `PLAINTEXT://host:port`); empty for none.
+pub fn parse_host_port(value: &str) -> Result<Option<SocketAddr>, String> {
     use std::net::ToSocketAddrs;
     let endpoints = parse_endpoints(value)?;
     let endpoint = match endpoints.as_slice() {

@@ -135,6 +135,8 @@ pub struct Config {
     pub replica_fetch_backoff_ms: u64,
     /// Where to serve the ZooKeeper protocol (`zookeeper.listener`); `None` serves none.
     pub zookeeper_listener: Option<SocketAddr>,
+    /// Where to serve Prometheus metrics (`metrics.listener`); `None` serves none.
+    pub metrics_listener: Option<SocketAddr>,
     /// The three listener settings as parsed, until `resolve` checks them together.
     bind: Vec<Endpoint>,
     advertise: Vec<Endpoint>,
@@ -340,6 +342,7 @@ impl Config {
             replica_fetch_response_max_bytes: 0,
             replica_fetch_backoff_ms: 0,
             zookeeper_listener: None,
+            metrics_listener: None,
             bind: Vec::new(),
             advertise: Vec::new(),
             protocols: Vec::new(),

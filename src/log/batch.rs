@@ -181,6 +181,20 @@ pub fn split_replicated(mut records: &[u8]) -> Result<Vec<&[u8]>, ResponseError>
     Ok(batches)
 }
 
+/// Records in the data batches of a record set, from their headers alone (for metrics): control
+/// batches and a partial batch at the end are not counted.
+pub fn count_records(mut records: &[u8]) -> u64 {
+    let mut count = 0;
+    while let Some(total) = declared_len(records).filter(|&t| t <= records.len()) {
+        let header = BatchHeader { bytes: &records[..total] };
+        if !header.is_control() {
+            count += header.record_count().max(0) as u64;
+        }
+        records = &records[total..];
+    }
+    count
+}
+
 /// Copies a batch into `stored` with the fields the broker owns rewritten: base offset and
 /// leader epoch, which lie outside the CRC.
 pub fn assign(batch: &[u8], base_offset: i64, leader_epoch: i32, stored: &mut Vec<u8>) {
@@ -230,6 +244,15 @@ mod tests {
 
     fn batch(n: i64, base_ts: i64) -> Vec<u8> {
         encode_batch(&BatchSpec { base_ts, ..BatchSpec::values(n) })
+    }
+
+    #[test]
+    fn counts_records_of_whole_batches() {
+        let mut set = [batch(3, 0), batch(2, 0)].concat();
+        assert_eq!(count_records(&set), 5);
+        set.extend_from_slice(&batch(4, 0)[..HEADER_LEN + 1]);
+        assert_eq!(count_records(&set), 5, "a partial batch is not counted");
+        assert_eq!(count_records(&[]), 0);
     }
 
     #[test]

@@ -147,6 +147,43 @@ pub fn write_stalls(db: &DB) -> Result<u64, ResponseError> {
     Ok(stalls)
 }
 
+/// What RocksDB uses and how it keeps up, summed over the column families (the block cache
+/// is shared, so read once), for metrics.
+#[derive(Debug, Default, Clone)]
+pub struct RocksStats {
+    pub memtable_bytes: u64,
+    pub block_cache_bytes: u64,
+    /// RocksDB's estimate of the live data, after what compaction would drop.
+    pub live_data_bytes: u64,
+    pub sst_files_bytes: u64,
+    pub blob_files_bytes: u64,
+    /// Writes are stopped now (not merely slowed).
+    pub write_stopped: bool,
+    /// Bytes per second writes are slowed to; 0 when they are not.
+    pub delayed_write_rate: u64,
+    /// As [`write_stalls`] counts them.
+    pub write_stalls: u64,
+}
+
+pub fn rocks_stats(db: &DB) -> Result<RocksStats, ResponseError> {
+    let mut stats = RocksStats { write_stalls: write_stalls(db)?, ..RocksStats::default() };
+    // A property RocksDB does not know reads as 0 rather than failing the scrape.
+    let int = |value: Result<Option<u64>, rocksdb::Error>| value.ok().flatten().unwrap_or(0);
+    for name in [LOG_CF, META_CF, INDEX_CF, RAFT_CF] {
+        let cf = db.cf_handle(name).ok_or(ResponseError::KafkaStorageError)?;
+        stats.memtable_bytes += int(db.property_int_value_cf(cf, "rocksdb.cur-size-all-mem-tables"));
+        stats.live_data_bytes += int(db.property_int_value_cf(cf, "rocksdb.estimate-live-data-size"));
+        stats.sst_files_bytes += int(db.property_int_value_cf(cf, "rocksdb.total-sst-files-size"));
+        stats.blob_files_bytes += int(db.property_int_value_cf(cf, "rocksdb.total-blob-file-size"));
+        if name == LOG_CF {
+            stats.block_cache_bytes = int(db.property_int_value_cf(cf, "rocksdb.block-cache-usage"));
+        }
+    }
+    stats.write_stopped = int(db.property_int_value("rocksdb.is-write-stopped")) != 0;
+    stats.delayed_write_rate = int(db.property_int_value("rocksdb.actual-delayed-write-rate"));
+    Ok(stats)
+}
+
 impl Db {
     pub fn open(dir: &Path, budget: Budget) -> Result<Db> {
         std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("cannot create data directory {}: {e}", dir.display()))?;

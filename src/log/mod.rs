@@ -37,7 +37,7 @@ use tokio::sync::Notify;
 
 use batch::BatchHeader;
 pub use cleaner::{Cleaned, CleanerLimits, Compaction};
-pub use db::Budget;
+pub use db::{Budget, RocksStats};
 use db::{Db, LOG_CF, META_CF};
 pub use dump::{describe_batch, ReadOnlyStore};
 use index::{index_cf, BatchEntry, Entries};
@@ -874,6 +874,11 @@ impl LogStore {
     #[doc(hidden)]
     pub async fn write_stalls(&self) -> Result<u64, ResponseError> {
         self.io.read(db::write_stalls).await
+    }
+
+    /// RocksDB's memory, disk use and write stalls now.
+    pub async fn rocks_stats(&self) -> Result<RocksStats, ResponseError> {
+        self.io.read(db::rocks_stats).await
     }
 
     /// Bytes stored for a partition.

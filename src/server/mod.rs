@@ -93,9 +93,10 @@ pub async fn serve(listener: TcpListener, name: Arc<str>, api: Arc<Api>, limits:
                     Ok(counted) => {
                         let origin = Origin { peer, listener: name.clone() };
                         let conn = connection::Connection { stream, origin, api: api.clone(), limits: limits.clone(), shutdown: shutdown.clone() };
+                        let gauge = api.metrics.connection(&name);
                         connections.spawn(async move {
                             conn.run().await;
-                            drop(counted);
+                            drop((counted, gauge));
                         });
                     }
                     Err(limit) => tracing::warn!(%peer, "refusing connection: {limit} reached"),
