@@ -313,6 +313,17 @@ def tools_classpath():
         return f.read().strip()
 
 
+@pytest.fixture(scope="session")
+def apps_classpath():
+    """The classpath of Kafka Streams and Kafka Connect (compat-tests/kafka-apps/pom.xml)."""
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts", "kafka-tools")
+    pom = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kafka-apps", "pom.xml")
+    done = subprocess.run([script, pom], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, f"scripts/kafka-tools {pom} failed:\n{done.stderr[-4000:]}"
+    with open(done.stdout.strip()) as f:
+        return f.read().strip()
+
+
 def kafka_tool(classpath, main_class, bootstrap, *args):
     """Runs one of Kafka's command-line tools; returns (exit code, stdout, stderr)."""
     cmd = [JAVA, "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-cp", classpath,

@@ -1,4 +1,4 @@
-"""Kafka Streams 4.1 (from Maven Central, with scripts/kafka-tools) runs a word count with
+"""Kafka Streams 4.1 (from Maven Central: compat-tests/kafka-apps/pom.xml) runs a word count with
 processing_guarantee=exactly_once_v2 against Gregor: a repartition topic, a state store with its
 changelog, and the output, each commit one transaction. Stopped and started again with more
 input, read_committed shows exactly the counts of every line given."""
@@ -22,13 +22,13 @@ LINES = ["the quick brown fox", "jumps over the lazy dog", "the dog barks"]
 
 
 @pytest.fixture(scope="module")
-def word_count(tools_classpath):
+def word_count(apps_classpath):
     javac = os.path.join(os.path.dirname(os.path.realpath(JAVA)), "javac")
     work = tempfile.mkdtemp(prefix="gregor-streams-")
-    done = subprocess.run([javac, "-d", work, "-cp", tools_classpath, os.path.join(HERE, "streams", "WordCount.java")],
+    done = subprocess.run([javac, "-d", work, "-cp", apps_classpath, os.path.join(HERE, "streams", "WordCount.java")],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-4000:]
-    yield f"{work}:{tools_classpath}"
+    yield f"{work}:{apps_classpath}"
     subprocess.run(["rm", "-rf", work], check=False)
 
 
