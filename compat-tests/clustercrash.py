@@ -146,7 +146,7 @@ class Cluster:
     voters 1..3, each node its own process with its own client and controller port on
     127.0.0.1 and its own data directory, so that one can be killed and restarted."""
 
-    def __init__(self, binary, base_dir):
+    def __init__(self, binary, base_dir, extra_args=()):
         port = free_port(NODES)
         controller_port = port
         while abs(controller_port - port) < NODES:
@@ -154,7 +154,7 @@ class Cluster:
         voters = ",".join(f"{k}@127.0.0.1:{controller_port + k - 1}" for k in range(1, NODES + 1))
         self.nodes = {k: Broker(binary, os.path.join(base_dir, f"node-{k}"), os.path.join(base_dir, f"node-{k}.log"),
                                 port + k - 1, ["--node-id", str(k), "--process-roles", "broker,controller",
-                                               "--controller-quorum-voters", voters, *NODE_SETTINGS],
+                                               "--controller-quorum-voters", voters, *NODE_SETTINGS, *extra_args],
                                 controller_port=controller_port + k - 1)
                       for k in range(1, NODES + 1)}
         self.binary = binary

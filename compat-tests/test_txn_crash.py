@@ -10,6 +10,8 @@ inputs of the visible output (none twice, none missing), and the aborted records
 read_uncommitted. TXNCRASH_SEED replays a seed, TXNCRASH_CYCLES sets the cycles.
 
 It starts its own broker (on the same binary as the ``broker`` fixture) because it kills it.
+The cluster form (``scripts/crashtest --txn --cluster``) is not run here yet: it still finds
+an input whose offset commits without its output (docs/cluster.md, "Not built yet").
 """
 
 import os
@@ -23,8 +25,7 @@ from java_build import JAVA, JAVAC, JavaSetupError
 CYCLES = int(os.environ.get("TXNCRASH_CYCLES", "5"))
 
 
-@pytest.mark.timeout(150)
-def test_transactions_stay_exactly_once_across_kill9_restarts():
+def run(cluster: bool):
     binary = gregor_binary()
     if not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
         pytest.fail(f"Gregor binary not found or not executable: {binary} "
@@ -32,10 +33,16 @@ def test_transactions_stay_exactly_once_across_kill9_restarts():
     seed = os.environ.get("TXNCRASH_SEED")
     # A check mid-run too; at least one transformer is killed and restarted.
     opts = txncrash.Options(cycles=CYCLES, seed=int(seed) if seed else None, verify_every=3, app_kills=0.3,
-                            java=JAVA is not None and JAVAC is not None, time_limit_s=110, quiet=True)
+                            java=JAVA is not None and JAVAC is not None, time_limit_s=110, quiet=True, cluster=cluster)
     try:
         report = txncrash.run(opts, binary)
     except JavaSetupError as e:
         pytest.fail(str(e), pytrace=False)
     print(report.table)
     assert report.ok, "transaction crash test failed:\n" + report.table
+
+
+@pytest.mark.timeout(150)
+def test_transactions_stay_exactly_once_across_kill9_restarts():
+    run(cluster=False)
+

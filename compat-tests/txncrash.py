@@ -84,12 +84,13 @@ import random
 import re
 import signal
 import statistics
+import subprocess
 import sys
 import threading
 import time
 import uuid
 
-from clustercrash import JVM_FLAGS
+from clustercrash import JVM_FLAGS, Cluster
 from crashtest import (Broker, LoadRun, Worker, ck_error, exit_status, make_value, now, parse_value,
                        read_partitions, worker_main, _free_port)
 from java_build import JAVA, JAVAC, JavaSetupError, compile_programs, kafka_client_jars
@@ -451,8 +452,9 @@ def worker_command(cfg):
 class Options:
     def __init__(self, cycles=100, seed=None, min_interval=0.5, max_interval=2.0, early_kills=0.1,
                  ending_kills=0.4, app_kills=0.15, java=True, verify_every=20, sigterm=True, term_timeout_s=5.0,
-                 time_limit_s=None, keep_data=False, quiet=False):
+                 time_limit_s=None, keep_data=False, quiet=False, cluster=False):
         self.cycles = cycles
+        self.cluster = cluster
         self.seed = seed if seed is not None else random.randrange(1 << 31)
         self.min_interval = min_interval
         self.max_interval = max_interval
@@ -536,16 +538,82 @@ class TxnLog:
             return {label: o for label, o in self.outcome.items() if before is None or o[1] < before}
 
 
+class ClusterNodes:
+    """The cluster form's stand-in for the lone broker: clustercrash's three nodes. A kill takes
+    one node down, chosen at random, so the transactions' coordinators, the group's and the
+    partitions' leaders each die in turn; a start brings every node that is down back."""
+
+    def __init__(self, binary, base_dir, rng, args):
+        self.cluster = Cluster(binary, base_dir, args)
+        self.bootstrap = self.cluster.bootstrap
+        self.rng = rng
+        self.starts = 0
+
+    @property
+    def proc(self):
+        """A process that is down (or the first), for messages about it."""
+        dead = self.cluster.dead()
+        return self.cluster.nodes[dead[0] if dead else min(self.cluster.nodes)].proc
+
+    def log_paths(self):
+        return [n.log_path for n in self.cluster.nodes.values()]
+
+    def running(self):
+        return not self.cluster.dead()
+
+    def start(self):
+        """Formats and starts the cluster the first time, then restarts the nodes that are
+        down, together (a node serves once a quorum of voters runs); returns the seconds to
+        the last one's answer, twice (the lone broker's accept and Metadata times)."""
+        t0 = now()
+        if self.starts == 0:
+            self.cluster.start()
+        else:
+            dead = self.cluster.dead()
+            spawned = {k: self.cluster.nodes[k].spawn() for k in dead}
+            for k in dead:
+                self.cluster.nodes[k].wait_ready(spawned[k])
+        self.starts += 1
+        return now() - t0, now() - t0
+
+    def kill_one(self):
+        self.cluster.nodes[self.rng.choice(sorted(self.cluster.nodes))].kill9()
+
+    def kill9(self):
+        self.cluster.kill9_all()
+
+    def terminate(self, timeout):
+        """SIGTERM to one node at random (the clean stop under load)."""
+        return self.cluster.nodes[self.rng.choice(sorted(self.cluster.nodes))].terminate(timeout)
+
+    def terminate_all(self, timeout):
+        """SIGTERM to every node at once: (the worst exit code, or None if one still runs,
+        seconds)."""
+        t0 = now()
+        for n in self.cluster.nodes.values():
+            if n.running():
+                os.kill(n.proc.pid, signal.SIGTERM)
+        codes = []
+        for n in self.cluster.nodes.values():
+            try:
+                codes.append(n.proc.wait(max(0.1, t0 + timeout - now())))
+            except subprocess.TimeoutExpired:
+                return None, now() - t0
+        return max(codes, key=abs), now() - t0
+
+
 class TxnCrashTest(LoadRun):
     """Takes from ``LoadRun`` the private copy of the binary, the data directory, the time
     bound, the failures and the handling of workers; its checks of plain records do not apply."""
 
     def __init__(self, opts: Options, binary: str):
         super().__init__(opts, binary, "gregor-txncrash-")
-        self.broker = Broker(self.binary, os.path.join(self.base_dir, "data"),
-                             os.path.join(self.base_dir, "gregor.stderr.log"), _free_port(),
-                             ["--auto-create-topics-enable", "false",
-                              "--transaction-abort-timed-out-transaction-cleanup-interval-ms", "1000"])
+        args = ["--auto-create-topics-enable", "false", "--transaction-abort-timed-out-transaction-cleanup-interval-ms", "1000"]
+        if opts.cluster:
+            self.broker = ClusterNodes(self.binary, self.base_dir, self.rng, args)
+        else:
+            self.broker = Broker(self.binary, os.path.join(self.base_dir, "data"),
+                                 os.path.join(self.base_dir, "gregor.stderr.log"), _free_port(), args)
         self.bootstrap = self.broker.bootstrap
         tag = uuid.UUID(int=self.rng.getrandbits(128)).hex[:6]
         self.input, self.output = f"txn-in-{tag}", f"txn-out-{tag}"
@@ -572,8 +640,11 @@ class TxnCrashTest(LoadRun):
         from confluent_kafka.admin import AdminClient, NewTopic
 
         admin = AdminClient({"bootstrap.servers": self.bootstrap, "socket.timeout.ms": 10000, "log_level": 0})
-        futures = admin.create_topics([NewTopic(self.input, num_partitions=INPUT_PARTITIONS, replication_factor=1),
-                                       NewTopic(self.output, num_partitions=OUTPUT_PARTITIONS, replication_factor=1)],
+        # A cluster's topics have three replicas, two of them needed for a write.
+        replicas, configs = (3, {"min.insync.replicas": "2"}) if self.o.cluster else (1, {})
+        futures = admin.create_topics([NewTopic(self.input, num_partitions=INPUT_PARTITIONS, replication_factor=replicas, config=configs),
+                                       NewTopic(self.output, num_partitions=OUTPUT_PARTITIONS, replication_factor=replicas,
+                                                config=configs)],
                                       request_timeout=15)
         for f in futures.values():
             f.result(timeout=20)
@@ -703,7 +774,10 @@ class TxnCrashTest(LoadRun):
             raise RuntimeError(f"broker died on its own before kill {cycle} (exit code {self.broker.proc.returncode})")
         self.kills.append(now())
         self.kill_how.append(how)
-        self.broker.kill9()
+        if self.o.cluster:
+            self.broker.kill_one()
+        else:
+            self.broker.kill9()
         acc, meta = self.broker.start()
         self.startups.append((self.broker.starts, acc, meta))
         self.restarts.append(now())
@@ -927,10 +1001,13 @@ class TxnCrashTest(LoadRun):
 
     def scan_broker_log(self):
         """Panics fail the run; counts what the coordinator logs of its recoveries."""
-        self.broker_notable = self.scan_log(self.broker.log_path, "broker", self.count_recoveries)
+        paths = self.broker.log_paths() if self.o.cluster else [self.broker.log_path]
+        self.broker_notable = [line for path in paths for line in self.scan_log(path, "broker", self.count_recoveries)]
 
     def count_recoveries(self, line):
-        if "completing a transaction prepared before the restart" in line:
+        # A lone broker finishes them at its restart, a cluster's next coordinator when it
+        # takes the id's partition over.
+        if "completing a transaction prepared before the restart" in line or "completing a transaction the previous coordinator prepared" in line:
             self.prepared_at_start += 1
         if "transaction timed out; aborting it" in line:
             self.timeout_aborts += 1
@@ -970,7 +1047,7 @@ class TxnCrashTest(LoadRun):
                 self.failures.add("open-transaction", "", "a transaction on the output stayed open after the "
                                                           "transformers stopped (last stable offset < high watermark)")
             self.verify("the end (transformers stopped)", final=True)
-            rc, secs = self.broker.terminate(10)
+            rc, secs = self.broker.terminate_all(30) if self.o.cluster else self.broker.terminate(10)
             if rc != 0:
                 self.failures.add("final-stop", rc, f"final SIGTERM: exit code {rc} after {secs:.1f}s")
         except Exception as e:
@@ -1038,8 +1115,9 @@ class TxnReport:
         lines.append(f"broker log: {len(t.broker_notable)} ERROR/WARN lines" +
                      (": " + " | ".join(x[:160] for x in t.broker_notable[:3]) if t.broker_notable else ""))
         if t.failures:
-            lines.append(f"broker stderr tail ({t.broker.log_path}):")
-            lines.extend("  " + x for x in t.broker.log_tail(30).splitlines())
+            for node in (t.broker.cluster.nodes.values() if t.o.cluster else [t.broker]):
+                lines.append(f"broker stderr tail ({node.log_path}):")
+                lines.extend("  " + x for x in node.log_tail(30).splitlines())
             lines.append(f"FAILURES ({dict(t.failures.counts)}):")
             lines.extend("  " + x for x in t.failures.items)
             lines.append(f"data and logs kept in {t.base_dir}")
@@ -1085,11 +1163,14 @@ def main(argv=None):
     ap.add_argument("--time-limit", type=float, default=None, help="bound for the whole run, s (default 180 + 5/cycle)")
     ap.add_argument("--keep-data", action="store_true", help="keep the data directory and logs even on success")
     ap.add_argument("-q", "--quiet", action="store_true", help="only the report")
+    ap.add_argument("--cluster", action="store_true",
+                    help="three nodes (topics with three replicas, min.insync.replicas=2); each kill takes down "
+                         "one node at random: a transaction coordinator, the group's, a partition leader")
     a = ap.parse_args(argv)
     opts = Options(cycles=a.cycles, seed=a.seed, min_interval=a.min_interval, max_interval=a.max_interval,
                    early_kills=a.early_kills, ending_kills=a.ending_kills, app_kills=a.app_kills, java=not a.no_java,
                    sigterm=not a.no_sigterm, term_timeout_s=a.term_timeout, verify_every=a.verify_every,
-                   time_limit_s=a.time_limit, keep_data=a.keep_data, quiet=a.quiet)
+                   time_limit_s=a.time_limit, keep_data=a.keep_data, quiet=a.quiet, cluster=a.cluster)
     return exit_status(run, opts, missing=(FileNotFoundError, JavaSetupError))
 
 
