@@ -144,6 +144,8 @@ pub struct Origin {
     pub peer: SocketAddr,
     /// The name of the listener the client connected to; answers carry that listener's address.
     pub listener: Arc<str>,
+    /// Who the client proved to be; ANONYMOUS where the listener does not authenticate.
+    pub principal: Arc<crate::security::Principal>,
 }
 
 /// The request currently being answered.
@@ -152,6 +154,7 @@ pub struct Request {
     pub version: i16,
     pub peer: SocketAddr,
     pub listener: Arc<str>,
+    pub principal: Arc<crate::security::Principal>,
     /// The request's place among those handled at once (queued.max.requests), until it
     /// finishes or parks.
     queue_slot: Mutex<Option<OwnedSemaphorePermit>>,
@@ -233,7 +236,7 @@ impl Api {
             tracing::debug!("{api:?} v{version}: ignoring {} bytes after the request", frame.remaining());
         }
         let correlation_id = header.correlation_id;
-        let req = Request { header, version, peer: origin.peer, listener: origin.listener.clone(), queue_slot: Mutex::new(queue_slot) };
+        let req = Request { header, version, peer: origin.peer, listener: origin.listener.clone(), principal: origin.principal.clone(), queue_slot: Mutex::new(queue_slot) };
         let response = match body {
             RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(versions::handle()),
             RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(self, &req, r).await),

@@ -91,7 +91,7 @@ pub async fn serve(listener: TcpListener, name: Arc<str>, api: Arc<Api>, limits:
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => match limits.admit(peer.ip()) {
                     Ok(counted) => {
-                        let origin = Origin { peer, listener: name.clone() };
+                        let origin = Origin { peer, listener: name.clone(), principal: Arc::new(crate::security::Principal::anonymous()) };
                         let conn = connection::Connection { stream, origin, api: api.clone(), limits: limits.clone(), shutdown: shutdown.clone() };
                         let gauge = api.metrics.connection(&name);
                         connections.spawn(async move {
