@@ -9,9 +9,11 @@ transaction visible whole and once, the group's committed offsets on the input e
 inputs of the visible output (none twice, none missing), and the aborted records there for
 read_uncommitted. TXNCRASH_SEED replays a seed, TXNCRASH_CYCLES sets the cycles.
 
-It starts its own broker (on the same binary as the ``broker`` fixture) because it kills it.
-The cluster form (``scripts/crashtest --txn --cluster``) is not run here yet: it still finds
-an input whose offset commits without its output (docs/cluster.md, "Not built yet").
+The cluster form runs the same on three nodes (topics with three replicas, min.insync.replicas
+2), one of them SIGKILLed at random per cycle: a transaction's coordinator, the group's, a
+partition leader (``scripts/crashtest --txn --cluster`` is its long form).
+
+It starts its own brokers (on the same binary as the ``broker`` fixture) because it kills them.
 """
 
 import os
@@ -46,3 +48,8 @@ def run(cluster: bool):
 def test_transactions_stay_exactly_once_across_kill9_restarts():
     run(cluster=False)
 
+
+
+@pytest.mark.timeout(150)
+def test_transactions_stay_exactly_once_when_cluster_nodes_are_kill9ed():
+    run(cluster=True)

@@ -117,6 +117,12 @@ FENCE_SHARE = 0.02
 # timeout (confluentinc/librdkafka#5511, #5456). Real clusters rarely lose every broker; here
 # each kill does, so the transformers keep their broker instead.
 NO_REBOOTSTRAP = {"metadata.recovery.strategy": "none"}
+# librdkafka's send_offsets_to_transaction can block past its timeout when the group's
+# coordinator went down (confluentinc/librdkafka#5456, #5511, both open). Past this margin a
+# transformer reports the hang and exits with HUNG_EXIT; the orchestrator starts it again, as
+# after an application crash (its successor's InitProducerId aborts what it left open).
+HANG_MARGIN_S = 15.0
+HUNG_EXIT = 75
 OUTPUT_VALUE = re.compile(r"txn=([^;]+);i=(\d+);of=(\d+);src=(\d+):(\d+):(\d+)$")
 
 
@@ -197,6 +203,10 @@ class Transformer:
         self.out.emit([item[0], self.inst, *item[1:], now()])
         if flush:  # the orchestrator may aim a kill at this moment
             self.out.flush()
+
+    def hung(self, label, call):
+        self.emit("hang", label, call, flush=True)
+        os._exit(HUNG_EXIT)
 
     def error(self, where, err):
         name, retriable, fatal, text = ck_error(err)
@@ -364,7 +374,13 @@ class Transformer:
         for m in batch:
             ends[m.partition()] = m.offset() + 1
         offsets = [TopicPartition(self.src, part, off) for part, off in sorted(ends.items())]
-        p.send_offsets_to_transaction(offsets, self.consumer.consumer_group_metadata(), CALL_TIMEOUT_S)
+        watchdog = threading.Timer(CALL_TIMEOUT_S + HANG_MARGIN_S, self.hung, (label, "send_offsets_to_transaction"))
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            p.send_offsets_to_transaction(offsets, self.consumer.consumer_group_metadata(), CALL_TIMEOUT_S)
+        finally:
+            watchdog.cancel()
         if self.n % ABORT_EVERY == 0:
             # Flushed first, so that read_uncommitted shows what read_committed must not.
             p.flush(CALL_TIMEOUT_S)
@@ -486,6 +502,7 @@ class TxnLog:
         self.crashes = []
         self.fences = collections.Counter()  # transformer -> transactions fenced by a successor
         self.zombies = []  # (transformer, label, what, t): a fenced producer's call that succeeded
+        self.hangs = []  # (transformer, label, call, t): a client call blocked past its timeout
         self.fed = (0, 0)
         self.ending = threading.Condition(self.lock)  # notified on "ending" and "b" reports
         self.ending_count = 0
@@ -524,6 +541,9 @@ class TxnLog:
                 self.crashes.append((worker, *item[2:]))
             elif kind == "fence":
                 self.fences[worker] += 1
+            elif kind == "hang":
+                self.hangs.append((worker, *item[2:]))
+                self.events[worker].append((item[-1], "not running"))
             elif kind == "zombie":
                 self.zombies.append((worker, *item[2:]))
 
@@ -722,6 +742,10 @@ class TxnCrashTest(LoadRun):
         for name, due in list(self.late.items()):
             if everyone or now() >= due:
                 self.start_transformer(name)
+        for name in self.transformers:
+            if name not in self.late and self.workers[name].proc.poll() == HUNG_EXIT:
+                self.workers[name].reader.join(5)
+                self.start_transformer(name)
 
     def wait_for_commits(self, what, since, timeout=60.0):
         """Until every transformer has committed a transaction begun after ``since``."""
@@ -741,6 +765,7 @@ class TxnCrashTest(LoadRun):
                 return
             if not self.broker.running():
                 raise RuntimeError(f"broker exited by itself (code {self.broker.proc.returncode}) {what}")
+            self.start_late()
             time.sleep(0.1)
 
     # -- kills ------------------------------------------------------------
@@ -973,7 +998,8 @@ class TxnCrashTest(LoadRun):
             if missing:
                 fail("input-not-transformed", p,
                      f"{label}: group {self.group} committed offset {c} on input[{p}], but {len(missing)} input "
-                     f"records below it are the source of no visible output (first offsets {missing[:5]})")
+                     f"records below it are the source of no visible output (first offsets {missing[:5]}); "
+                     f"{self.transformed_by(p, missing, flat_all, outcomes)}")
             if final:
                 beyond = sorted(off for (q, off) in sources if q == p and off >= c)
                 if beyond:
@@ -996,6 +1022,18 @@ class TxnCrashTest(LoadRun):
             "records in the log": len(flat_all),
             "aborted records in the log": aborted_seen,
         }
+
+    def transformed_by(self, p, missing, flat_all, outcomes):
+        """Which transactions in the log (aborted ones too) took the missing inputs, and how
+        each ended: tells a lost commit from offsets committed with the wrong transaction."""
+        wanted = set(missing)
+        takers = collections.Counter(txn for txn, _i, src, _s, _p, _o in flat_all if src[0] == p and src[1] in wanted)
+        if not takers:
+            return "no transaction in the log took them"
+        def ended(txn):
+            o = outcomes.get(txn)
+            return f"{o[0]} ({o[2] or '-'}) at t={o[1] - self.t_begin:.3f}s" if o else "no end reported"
+        return "taken by " + ", ".join(f"{txn} ({n} records, {ended(txn)})" for txn, n in takers.most_common(5))
 
     # -- the end ------------------------------------------------------------
 
@@ -1097,7 +1135,9 @@ class TxnReport:
         hows = collections.Counter(t.kill_how)
         lines.append(f"transformer processes SIGKILLed in a transaction and restarted: {len(t.app_kills)} "
                      f"({t.late_restarts} after the broker's timeout abort); the broker aborted a timed-out "
-                     f"transaction {t.timeout_aborts} times, a fenced producer's {t.fencing_aborts} times")
+                     f"transaction {t.timeout_aborts} times, a fenced producer's {t.fencing_aborts} times; "
+                     f"transformers restarted after a client call hung past its timeout (librdkafka#5456): "
+                     f"{len(t.log_.hangs)}")
         lines.append(f"broker kills: {dict(hows)}; transformers found {dict(phases)}; the broker completed a prepared "
                      f"transaction at start-up {t.prepared_at_start} times")
         if t.term:

@@ -89,8 +89,7 @@ async fn append(api: &Api, topic: Option<&Topic>, p: &PartitionProduceData, (ack
             });
             // Counted once written, as Kafka does, whether or not acks=all then times out.
             if appended.is_ok() {
-                let count = BatchHeader::new(records).map_or(0, |h| h.record_count().max(0) as u64);
-                api.metrics.produced(&topic.name, count, records.len() as u64);
+                api.metrics.produced(&topic.name, crate::log::batch::count_records(records), records.len() as u64);
             }
             // The transaction's check holds only until the batch is written, not while it replicates.
             drop(verified);

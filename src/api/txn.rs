@@ -105,7 +105,11 @@ pub async fn txn_offset_commit(api: &Api, req: &Request, r: TxnOffsetCommitReque
     let member = (r.member_id.as_str(), r.group_instance_id.as_deref());
     let generation = if req.version >= 3 { r.generation_id } else { -1 };
     let producer = (r.producer_id.0, r.producer_epoch);
-    let mut result = api.groups.check_txn_member(&r.group_id, member, generation).and_then(|()| api.txns.check_offset_commit(&r.transactional_id, producer, &r.group_id));
+    let guard = api.groups.guard_txn_offsets(&r.group_id, producer.0);
+    let mut result = api.groups.check_txn_member(&r.group_id, member, generation);
+    if result.is_ok() {
+        result = api.txns.verify_offset_commit(&r.transactional_id, producer, &r.group_id).await;
+    }
     if result.is_ok() {
         let offsets = r
             .topics
@@ -117,7 +121,7 @@ pub async fn txn_offset_commit(api: &Api, req: &Request, r: TxnOffsetCommitReque
                 })
             })
             .collect();
-        result = api.groups.hold_txn_offsets(&r.group_id, producer, crate::txn::held_offsets(offsets)).await;
+        result = api.groups.hold_txn_offsets(&r.group_id, producer, crate::txn::held_offsets(offsets), Some(&guard)).await;
     }
     let error = code(result.map_err(|e| fenced_for(req.version, 3, e)));
     let topics = r

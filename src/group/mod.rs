@@ -12,6 +12,7 @@ mod codec;
 mod state;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -104,6 +105,31 @@ pub struct GroupCoordinator {
     groups: Mutex<HashMap<String, Arc<Mutex<Group>>>>,
     store: StateStore,
     config: GroupConfig,
+    /// The guards of TxnOffsetCommits being verified: (offsets partition, producer id, guard).
+    txn_guards: Arc<Mutex<HashSet<(i32, i64, u64)>>>,
+    next_guard: AtomicU64,
+}
+
+/// KIP-890's verification guard for a TxnOffsetCommit: taken before the transaction's
+/// coordinator is asked whether the producer's transaction holds the group's offsets, and gone
+/// once a marker of that producer reaches the group's partition. So offsets checked against a
+/// transaction that ends meanwhile are refused, not held for the producer's next transaction
+/// (which, before transactions v2, has the same epoch).
+pub struct TxnOffsetsGuard {
+    guards: Arc<Mutex<HashSet<(i32, i64, u64)>>>,
+    entry: (i32, i64, u64),
+}
+
+impl TxnOffsetsGuard {
+    fn holds(&self) -> bool {
+        self.guards.lock().expect("guards lock").contains(&self.entry)
+    }
+}
+
+impl Drop for TxnOffsetsGuard {
+    fn drop(&mut self) {
+        self.guards.lock().expect("guards lock").remove(&self.entry);
+    }
 }
 
 /// Groups decoded from stored (key, value) pairs, and the keys of offsets whose topic is gone.
@@ -180,7 +206,7 @@ impl GroupCoordinator {
             }
             StateStore::Replicated(_) => {}
         }
-        Ok(GroupCoordinator { groups: Mutex::new(groups), store, config })
+        Ok(GroupCoordinator { groups: Mutex::new(groups), store, config, txn_guards: Default::default(), next_guard: AtomicU64::new(0) })
     }
 
     /// FindCoordinator for a group: the broker that coordinates it, `None` for this lone node.
@@ -364,7 +390,7 @@ impl GroupCoordinator {
     /// TxnOffsetCommit, once checked: the offsets wait in the group, stored, until the
     /// transaction's marker; OffsetFetch shows them only after a COMMIT. Offsets of an older
     /// epoch of the producer (a transaction its fencing aborted) are replaced.
-    pub async fn hold_txn_offsets(&self, group_id: &str, producer: (i64, i16), offsets: Vec<(TopicPartition, Committed)>) -> Result<(), ResponseError> {
+    pub async fn hold_txn_offsets(&self, group_id: &str, producer: (i64, i16), offsets: Vec<(TopicPartition, Committed)>, guard: Option<&TxnOffsetsGuard>) -> Result<(), ResponseError> {
         self.check(group_id, false)?;
         if offsets.iter().any(|(_, c)| c.metadata.as_ref().is_some_and(|m| m.len() > self.config.max_metadata_bytes)) {
             return Err(ResponseError::OffsetMetadataTooLarge);
@@ -372,6 +398,9 @@ impl GroupCoordinator {
         let group = self.group_or_create(group_id);
         let written = {
             let mut g = group.lock().expect("group lock");
+            if guard.is_some_and(|guard| !guard.holds()) {
+                return Err(ResponseError::InvalidTxnState);
+            }
             let held = g.txn_offsets.entry(producer.0).or_default();
             if producer.1 < held.producer_epoch {
                 return Err(ResponseError::ProducerFenced);
@@ -386,12 +415,26 @@ impl GroupCoordinator {
         written.await
     }
 
+    /// The guard a TxnOffsetCommit of `producer_id` takes before its transaction is verified.
+    pub fn guard_txn_offsets(&self, group_id: &str, producer_id: i64) -> TxnOffsetsGuard {
+        let entry = (self.offsets_partition(group_id).unwrap_or(0), producer_id, self.next_guard.fetch_add(1, Ordering::Relaxed));
+        self.txn_guards.lock().expect("guards lock").insert(entry);
+        TxnOffsetsGuard { guards: self.txn_guards.clone(), entry }
+    }
+
+    /// A marker of `producer_id` reached the offsets partition `index`: the transactions being
+    /// verified there may have ended.
+    fn release_txn_guards(&self, index: i32, producer_id: i64) {
+        self.txn_guards.lock().expect("guards lock").retain(|&(i, p, _)| (i, p) != (index, producer_id));
+    }
+
     /// A transaction's marker reached the group: COMMIT makes the producer's held offsets the
     /// group's committed ones, ABORT drops them. A marker of an older epoch than the offsets
     /// (of a transaction before them) is refused (INVALID_PRODUCER_EPOCH, as the log refuses
     /// it), and a repeated one finds nothing to do.
     pub async fn complete_txn(&self, group_id: &str, producer: (i64, i16), commit: bool) -> Result<(), ResponseError> {
         self.check(group_id, false)?;
+        self.release_txn_guards(self.offsets_partition(group_id).unwrap_or(0), producer.0);
         let Some(group) = self.group(group_id) else { return Ok(()) };
         let (held, queued, written) = {
             let mut g = group.lock().expect("group lock");
@@ -428,6 +471,7 @@ impl GroupCoordinator {
     pub async fn complete_txn_partition(&self, index: i32, producer: (i64, i16), commit: bool) -> Result<(), ResponseError> {
         let StateStore::Replicated(topic) = &self.store else { return Ok(()) };
         topic.check_partition(index)?;
+        self.release_txn_guards(index, producer.0);
         let holding: Vec<String> = {
             let groups = self.groups.lock().expect("groups lock");
             groups.iter().filter(|(id, g)| topic.partition_of(id) == index && g.lock().expect("group lock").txn_offsets.contains_key(&producer.0)).map(|(id, _)| id.clone()).collect()
@@ -806,9 +850,9 @@ mod tests {
         log.meta().write_now(&[(b"p\0\0\0\x07b".as_slice(), Some(b"12345678".as_slice()))]).unwrap();
         let c = GroupCoordinator::open(StateStore::Local(log.meta()), config(), &topics(&["t"])).unwrap();
         let tp = ("t".to_string(), 0);
-        c.hold_txn_offsets("g", (3, 1), vec![(tp.clone(), offset(5, 0))]).await.unwrap();
-        c.hold_txn_offsets("g", (4, 0), vec![(tp.clone(), offset(6, 0))]).await.unwrap();
-        assert_eq!(c.hold_txn_offsets("g", (3, 0), vec![]).await, Err(ResponseError::ProducerFenced));
+        c.hold_txn_offsets("g", (3, 1), vec![(tp.clone(), offset(5, 0))], None).await.unwrap();
+        c.hold_txn_offsets("g", (4, 0), vec![(tp.clone(), offset(6, 0))], None).await.unwrap();
+        assert_eq!(c.hold_txn_offsets("g", (3, 0), vec![], None).await, Err(ResponseError::ProducerFenced));
         assert!(c.has_txn_offsets("g", &tp));
         assert_eq!(c.committed("g", None).unwrap(), vec![]);
         c.expire_offsets(crate::api::now_ms() + 10 * RETENTION_MS).await;
@@ -825,6 +869,25 @@ mod tests {
         let c = GroupCoordinator::open(StateStore::Local(log.meta()), config(), &topics(&["t"])).unwrap();
         assert!(!c.has_txn_offsets("g", &tp), "completed for good");
         assert_eq!(c.committed("g", Some(vec![tp])).unwrap()[0].1.as_ref().map(|o| o.offset), Some(5));
+    }
+
+    #[tokio::test]
+    async fn offsets_verified_against_a_transaction_that_ended_meanwhile_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = LogStore::open(dir.path()).unwrap();
+        let c = GroupCoordinator::open(StateStore::Local(log.meta()), config(), &topics(&["t"])).unwrap();
+        let tp = ("t".to_string(), 0);
+        let late = c.guard_txn_offsets("g", 3);
+        let other_producer = c.guard_txn_offsets("g", 4);
+        // The transaction ends (its abort marker) while the late commit is being verified.
+        c.complete_txn("g", (3, 0), false).await.unwrap();
+        let current = c.guard_txn_offsets("g", 3);
+        assert_eq!(c.hold_txn_offsets("g", (3, 0), vec![(tp.clone(), offset(5, 0))], Some(&late)).await, Err(ResponseError::InvalidTxnState));
+        assert!(!c.has_txn_offsets("g", &tp), "not held for the producer's next transaction");
+        c.hold_txn_offsets("g", (4, 0), vec![(tp.clone(), offset(6, 0))], Some(&other_producer)).await.unwrap();
+        c.hold_txn_offsets("g", (3, 0), vec![(tp.clone(), offset(7, 0))], Some(&current)).await.unwrap();
+        drop((late, other_producer, current));
+        assert!(c.txn_guards.lock().unwrap().is_empty(), "guards go with their requests");
     }
 
     #[tokio::test]

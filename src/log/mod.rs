@@ -751,10 +751,10 @@ impl LogStore {
         Ok(Some(base_offset))
     }
 
-    /// The producers with a transaction open on a partition (a transaction coordinator's
-    /// check at start-up).
-    pub async fn open_transactions(&self, id: PartitionId) -> Result<Vec<i64>, ResponseError> {
-        Ok(self.partition(id)?.writer.lock().await.open_txns.keys().copied().collect())
+    /// Whether a producer has a transaction open on a partition (a leader's check before it
+    /// asks the producer's transaction coordinator).
+    pub async fn has_open_transaction(&self, id: PartitionId, producer_id: i64) -> Result<bool, ResponseError> {
+        Ok(self.partition(id)?.writer.lock().await.open_txns.contains_key(&producer_id))
     }
 
     /// The producers a partition remembers, in producer id order (DescribeProducers).

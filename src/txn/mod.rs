@@ -65,6 +65,8 @@ const STATE_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 const MARKER_RETRY: Duration = Duration::from_millis(200);
 /// How long a marker may wait for its partition's ISR before it is written again.
 const MARKER_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a TxnOffsetCommit waits for the transaction's coordinator to answer while it fails over.
+const OFFSET_COMMIT_VERIFY_PATIENCE: Duration = Duration::from_secs(5);
 
 fn txn_key(id: &str) -> Vec<u8> {
     [TXN_PREFIX, id.as_bytes()].concat()
@@ -419,14 +421,33 @@ impl TxnCoordinator {
         .await
     }
 
-    /// TxnOffsetCommit's check where this broker coordinates the transaction: the producer
-    /// is current and its open transaction has the group (AddOffsetsToTxn). The group's
-    /// coordinator in a cluster may be another broker; it takes the offsets unchecked then,
-    /// as Kafka's did before KIP-890.
-    pub fn check_offset_commit(&self, id: &str, producer: ProducerIdAndEpoch, group: &str) -> Result<(), ResponseError> {
-        if self.store.check(id).is_err() {
-            return Ok(());
+    /// TxnOffsetCommit's check (KIP-890 part 1, as for a transactional batch): the producer
+    /// is current and its open transaction has the group (AddOffsetsToTxn). Where another
+    /// broker coordinates the transaction, it is asked whether the transaction holds the
+    /// group's `__consumer_offsets` partition, again for a few seconds while it answers "ask
+    /// again" (a coordinator failing over): some clients' retries of this request can hang
+    /// (librdkafka#5456), so they are spared the common case. Past that it is
+    /// COORDINATOR_LOAD_IN_PROGRESS, which clients retry.
+    pub async fn verify_offset_commit(&self, id: &str, producer: ProducerIdAndEpoch, group: &str) -> Result<(), ResponseError> {
+        let index = match self.groups.offsets_partition(group) {
+            Some(index) if self.store.check(id).is_err() => index,
+            _ => return self.check_offset_commit(id, producer, group),
+        };
+        let patience = tokio::time::Instant::now() + OFFSET_COMMIT_VERIFY_PATIENCE;
+        loop {
+            let asked = match self.coordinator_broker(id) {
+                Ok(broker) => self.brokers.verify(broker, id, producer, (OFFSETS_TOPIC, index)).await,
+                Err(e) => Err(e),
+            };
+            match asked {
+                Err(ResponseError::NotEnoughReplicas) if tokio::time::Instant::now() < patience => tokio::time::sleep(Duration::from_millis(100)).await,
+                Err(ResponseError::NotEnoughReplicas) => return Err(ResponseError::CoordinatorLoadInProgress),
+                other => return other,
+            }
         }
+    }
+
+    fn check_offset_commit(&self, id: &str, producer: ProducerIdAndEpoch, group: &str) -> Result<(), ResponseError> {
         let txns = self.txns.lock().expect("txns lock");
         let meta = txns.by_id.get(id).ok_or(ResponseError::InvalidProducerIdMapping)?;
         meta.check_producer(producer.0, producer.1)?;
@@ -437,6 +458,18 @@ impl TxnCoordinator {
             return Err(ResponseError::InvalidTxnState);
         }
         Ok(())
+    }
+
+    /// The broker leading the `__transaction_state` partition of `id` (its coordinator), as
+    /// this broker's metadata has it; NOT_ENOUGH_REPLICAS ("ask again") while there is none.
+    fn coordinator_broker(&self, id: &str) -> Result<i32, ResponseError> {
+        let StateStore::Replicated(state) = &self.store else { unreachable!("a lone node coordinates every transaction") };
+        let image = self.cluster.image();
+        let leader = image.topic(TXN_STATE_TOPIC).and_then(|t| t.partitions.get(&state.partition_of(id))).map_or(-1, |p| p.leader);
+        if leader < 0 {
+            return Err(ResponseError::NotEnoughReplicas);
+        }
+        Ok(leader)
     }
 
     /// A transactional id's state (DescribeTransactions); `Ok(None)` for an id this
@@ -669,14 +702,8 @@ impl TxnCoordinator {
         // Not held while another broker answers: it would keep this one's EndTxn waiting.
         drop(gate);
         if let Some(id) = id {
-            if !self.log.open_transactions(partition.0).await?.contains(&producer.0) {
-                let StateStore::Replicated(state) = &self.store else { unreachable!("a lone node answered above") };
-                let image = self.cluster.image();
-                let leader = image.topic(TXN_STATE_TOPIC).and_then(|t| t.partitions.get(&state.partition_of(id))).map_or(-1, |p| p.leader);
-                if leader < 0 {
-                    return Err(ResponseError::NotEnoughReplicas);
-                }
-                self.brokers.verify(leader, id, producer, (topic, partition.1)).await?;
+            if !self.log.has_open_transaction(partition.0, producer.0).await? {
+                self.brokers.verify(self.coordinator_broker(id)?, id, producer, (topic, partition.1)).await?;
             }
         }
         Ok(self.appends.read().await)
@@ -700,7 +727,7 @@ impl TxnCoordinator {
         let legacy = std::mem::take(&mut *self.legacy_offsets.lock().expect("legacy lock"));
         for (id, producer, held) in legacy {
             for (group, offsets) in held {
-                if let Err(e) = self.groups.hold_txn_offsets(&group, producer, legacy_held_offsets(offsets)).await {
+                if let Err(e) = self.groups.hold_txn_offsets(&group, producer, legacy_held_offsets(offsets), None).await {
                     tracing::error!(transactional_id = id, group, "moving a transaction's offsets to its group: {e:?}; they are lost");
                 }
             }
