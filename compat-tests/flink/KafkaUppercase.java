@@ -7,16 +7,13 @@ import org.apache.flink.connector.kafka.sink.KafkaSink;
 import org.apache.flink.connector.kafka.source.KafkaSource;
 import org.apache.flink.connector.kafka.source.enumerator.initializer.OffsetsInitializer;
 import org.apache.flink.streaming.api.environment.StreamExecutionEnvironment;
-import org.apache.kafka.clients.consumer.OffsetResetStrategy;
 
 /**
- * A Flink job in a local MiniCluster: reads the input topic from its consumer group's committed
- * offsets (the earliest without) up to the end offsets at start (a bounded KafkaSource, which
- * commits its offsets with each checkpoint), upper-cases each value and writes it to the output
- * topic with a KafkaSink whose delivery guarantee is EXACTLY_ONCE, so every checkpoint commits a
- * Kafka transaction and the final one commits the rest when the input is done.
- * Arguments: bootstrap servers, input topic, output topic, consumer group and transactional id
- * prefix.
+ * A Flink job in a local MiniCluster: reads every record of the input topic up to its end offsets
+ * at start (a bounded KafkaSource), upper-cases each value and writes it to the output topic with
+ * a KafkaSink whose delivery guarantee is EXACTLY_ONCE, so every checkpoint commits a Kafka
+ * transaction and the final one commits the rest when the input is done.
+ * Arguments: bootstrap servers, input topic, output topic, transactional id prefix.
  */
 public class KafkaUppercase {
     public static void main(String[] args) throws Exception {
@@ -29,7 +26,7 @@ public class KafkaUppercase {
                 .setBootstrapServers(bootstrap)
                 .setTopics(input)
                 .setGroupId(txnPrefix)
-                .setStartingOffsets(OffsetsInitializer.committedOffsets(OffsetResetStrategy.EARLIEST))
+                .setStartingOffsets(OffsetsInitializer.earliest())
                 .setBounded(OffsetsInitializer.latest())
                 .setValueOnlyDeserializer(new SimpleStringSchema())
                 .build();
