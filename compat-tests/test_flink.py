@@ -18,7 +18,7 @@ from conftest import (JAVA, ck_consumer, ck_producer, ck_read_topic, compiled_ja
                       produce_numbered, run_to_end)
 
 RECORDS = 300
-JOB_TIMEOUT_S = 120
+JOB_TIMEOUT_S = 120  # about 20 s on an idle machine
 
 
 @pytest.fixture(scope="module")
