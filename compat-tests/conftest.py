@@ -12,6 +12,7 @@ Helpers that more than one test module needs live here (import them with
 from __future__ import annotations
 
 import atexit
+import contextlib
 import ctypes
 import itertools
 import os
@@ -303,25 +304,77 @@ JAVA = shutil.which("java")
 KAFKA_TOOL_TIMEOUT_S = 60
 
 
-@pytest.fixture(scope="session")
-def tools_classpath():
-    """The classpath of Apache Kafka's command-line tools, as scripts/kafka-tools resolves them."""
-    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts", "kafka-tools")
-    done = subprocess.run([script], capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, f"scripts/kafka-tools failed:\n{done.stderr[-4000:]}"
+COMPAT_TESTS = os.path.dirname(os.path.abspath(__file__))
+
+
+def maven_classpath(pom_dir: str) -> str:
+    """The runtime classpath of compat-tests/<pom_dir>/pom.xml, which scripts/kafka-tools
+    resolves from Maven Central once into its cache."""
+    script = os.path.join(COMPAT_TESTS, "..", "scripts", "kafka-tools")
+    pom = os.path.join(COMPAT_TESTS, pom_dir, "pom.xml")
+    done = subprocess.run([script, pom], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, f"scripts/kafka-tools {pom} failed:\n{done.stderr[-4000:]}"
     with open(done.stdout.strip()) as f:
         return f.read().strip()
+
+
+@pytest.fixture(scope="session")
+def tools_classpath():
+    """The classpath of Apache Kafka's command-line tools (compat-tests/kafka-tools/pom.xml)."""
+    return maven_classpath("kafka-tools")
 
 
 @pytest.fixture(scope="session")
 def apps_classpath():
     """The classpath of Kafka Streams and Kafka Connect (compat-tests/kafka-apps/pom.xml)."""
-    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts", "kafka-tools")
-    pom = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kafka-apps", "pom.xml")
-    done = subprocess.run([script, pom], capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, f"scripts/kafka-tools {pom} failed:\n{done.stderr[-4000:]}"
-    with open(done.stdout.strip()) as f:
-        return f.read().strip()
+    return maven_classpath("kafka-apps")
+
+
+def compile_java(source: str, classpath: str, classes_dir: str):
+    """Compiles one program of compat-tests/ against ``classpath`` into ``classes_dir``."""
+    javac = os.path.join(os.path.dirname(os.path.realpath(JAVA)), "javac")
+    done = subprocess.run([javac, "-d", classes_dir, "-cp", classpath, os.path.join(COMPAT_TESTS, source)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-4000:]
+
+
+@contextlib.contextmanager
+def compiled_java(app: str, source: str):
+    """Compiles compat-tests/<app>/<source> against the classpath of compat-tests/<app>/pom.xml
+    into a temporary folder; yields (the classpath to run it with, that folder)."""
+    classpath = maven_classpath(app)
+    with tempfile.TemporaryDirectory(prefix=f"gregor-{app}-") as work:
+        compile_java(os.path.join(app, source), classpath, work)
+        yield f"{work}:{classpath}", work
+
+
+def run_to_end(cmd, timeout: float, log_path: str, env: dict | None = None):
+    """Runs ``cmd`` in a process group of its own, its output to ``log_path``, and waits for it
+    to exit 0; if it has not exited within ``timeout`` seconds, kills the group (a JVM a script
+    started included) and fails, with the log's tail either way."""
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=env, start_new_session=True, preexec_fn=_die_with_parent)
+    try:
+        code = proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        stop_process_group(proc)
+        raise AssertionError(f"{cmd[:3]} did not finish within {timeout}s\n{tail(log_path)}") from None
+    assert code == 0, f"{cmd[:3]} exited {code}\n{tail(log_path)}"
+
+
+def stop_process_group(proc: subprocess.Popen, timeout: float = STOP_TIMEOUT_S):
+    """SIGTERM to the process group ``proc`` leads and a wait for ``proc``, then SIGKILL to
+    whatever of the group is left."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pass
 
 
 def kafka_tool(classpath, main_class, bootstrap, *args):
@@ -775,3 +828,39 @@ def ck_drain(consumer, expected: int, timeout: float = CLIENT_TIMEOUT_S):
             else:
                 raise KafkaException(err)
     return msgs
+
+
+def ck_read_topic(bootstrap, topic: str, partitions: int, timeout: float = CLIENT_TIMEOUT_S):
+    """Every record of ``topic`` as (key, value), read_committed from the beginning until each of
+    its ``partitions`` reports its end (the last stable offset); in each partition's order."""
+    from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
+
+    consumer = ck_consumer(bootstrap, **{"isolation.level": "read_committed", "enable.partition.eof": True})
+    try:
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
+        records, at_end = [], set()
+        deadline = time.monotonic() + timeout
+        while len(at_end) < partitions:
+            assert time.monotonic() < deadline, f"{topic}: only partitions {at_end} read to the end in {timeout}s"
+            for m in consumer.consume(num_messages=500, timeout=0.5):
+                err = m.error()
+                if err is None:
+                    records.append((m.key(), m.value()))
+                    at_end.discard(m.partition())
+                elif err.code() == KafkaError._PARTITION_EOF:
+                    at_end.add(m.partition())
+                else:
+                    raise KafkaException(err)
+        return records
+    finally:
+        consumer.close()
+
+
+def produce_numbered(producer, topic: str, first: int, count: int, partitions: int = 2):
+    """Produces records i = first, first + 1, ... (``count`` of them), key "k<i>" and value
+    "record <i>", on partition i % ``partitions``; returns their (key, value) pairs."""
+    records = [(f"k{i}".encode(), f"record {i}".encode()) for i in range(first, first + count)]
+    for i, (key, value) in enumerate(records, first):
+        producer.produce(topic, key=key, value=value, partition=i % partitions)
+    assert producer.flush(30) == 0
+    return records

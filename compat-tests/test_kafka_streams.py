@@ -15,19 +15,15 @@ import time
 
 import pytest
 
-from conftest import CLIENT_TIMEOUT_S, JAVA, ck_consumer, ck_producer, kp_create_topic, wait_until
+from conftest import CLIENT_TIMEOUT_S, JAVA, ck_consumer, ck_producer, compile_java, kp_create_topic, wait_until
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 LINES = ["the quick brown fox", "jumps over the lazy dog", "the dog barks"]
 
 
 @pytest.fixture(scope="module")
 def word_count(apps_classpath):
-    javac = os.path.join(os.path.dirname(os.path.realpath(JAVA)), "javac")
     work = tempfile.mkdtemp(prefix="gregor-streams-")
-    done = subprocess.run([javac, "-d", work, "-cp", apps_classpath, os.path.join(HERE, "streams", "WordCount.java")],
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-4000:]
+    compile_java(os.path.join("streams", "WordCount.java"), apps_classpath, work)
     yield f"{work}:{apps_classpath}"
     subprocess.run(["rm", "-rf", work], check=False)
 
