@@ -683,6 +683,15 @@ def create_topic(args, broker, topic, partitions, replication=1, configs=None):
     if rc != 0:
         raise CaseError(f"create topic {topic} ({partitions} partitions, RF={replication}) "
                         f"failed: {tail(out, err)}")
+    if isinstance(broker, KafkaBroker):
+        # Kafka answers CreateTopics before its partitions have leaders; Gregor after.
+        wait_for(f"leaders for the {partitions} partitions of {topic}",
+                 lambda: has_leaders(broker.port, topic, partitions), 120, 0.05)
+
+
+def has_leaders(port, topic, partitions):
+    got = (metadata(port, topic) or (None, None, {}))[2]
+    return len(got) == partitions and all(leader >= 0 for leader, _ in got.values())
 
 
 def produce(args, broker, topic, size, count, acks="all", codec="none", partition=None,
@@ -1673,8 +1682,10 @@ def markdown(args, R, meta, K=None):
               if MODES[meta["mode"]]["settle_case"] else
               "during the case only (RocksDB flushes asynchronously, so a case can carry some of "
               "the previous case's flush)")
-    out.append("Kafka 4.1 column: static reference numbers from the issue, not measured here. "
-               "\"vs Kafka\": how many times better (>1) or worse (<1) Gregor is. MB = 10^6 bytes. "
+    reference = ("Kafka 4.1 column: static reference numbers from the issue, not measured here. "
+                 "\"vs Kafka\": how many times better (>1) or worse (<1) Gregor is. "
+                 if K is None else "")
+    out.append(reference + "MB = 10^6 bytes. "
                "Produce: `rdkafka_performance -P -s SIZE -c COUNT -a ACKS [-z lz4] -X linger.ms=5 "
                f"-X batch.size=1000000`, {meta['repeat']} run(s) per row on a fresh topic (median; the warm headline row: "
                "median of the runs after the cold one); part = partitions; lz4 rows compress "
