@@ -687,7 +687,7 @@ def create_topic(args, broker, topic, partitions, replication=1, configs=None):
         raise CaseError(f"create topic {topic} ({partitions} partitions, RF={replication}) "
                         f"failed: {tail(out, err)}")
     if isinstance(broker, KafkaBroker):
-        # Kafka answers CreateTopics before its partitions have leaders; Gregor after.
+        # Kafka can answer CreateTopics before every partition has a leader.
         wait_for(f"leaders for the {partitions} partitions of {topic}",
                  lambda: has_leaders(broker.port, topic, partitions), 120, 0.05)
 
