@@ -8,7 +8,9 @@ raw requests it times or needs (the start-up probe, control-plane round trips, L
 AlterConfigs), and writes the table and chart.
 """
 import argparse
+import base64
 import bisect
+import copy
 import datetime
 import hashlib
 import json
@@ -211,7 +213,7 @@ def connect(port):
     return s
 
 
-def join_alone(sock, group):
+def join_alone(sock, group, deadline=None):
     """Joins `group` as its only member (JoinGroup and SyncGroup v0); returns the Heartbeat v0
     request body for that member."""
     body = (_str(group) + struct.pack(">i", 30000) + _str("") + _str("consumer")
@@ -220,6 +222,11 @@ def join_alone(sock, group):
     error, generation = r.take(">h"), r.take(">i")
     r.str(), r.str()
     member = r.str()
+    deadline = deadline or time.monotonic() + 60
+    if error in (14, 15, 16) and time.monotonic() < deadline:  # Kafka's coordinator not loaded
+        _request(sock, 10, 0, 1, _str(group))  # FindCoordinator creates __consumer_offsets
+        time.sleep(0.1)
+        return join_alone(sock, group, deadline)
     if error:
         raise CaseError(f"JoinGroup error {error}")
     member_gen = _str(group) + struct.pack(">i", generation) + _str(member)
@@ -359,9 +366,12 @@ class Broker:
         """Starts the process without waiting for it to answer; returns the time of exec."""
         cmd, env = self.command(), self.env()
         self.logf = open(self.log_path, "a")
-        t0 = time.monotonic()
-        self.proc = subprocess.Popen(cmd, stdout=self.logf, stderr=subprocess.STDOUT, env=env)
-        LIVE.add(self.proc)
+        with LIVE_LOCK:  # no broker starts once the run is being stopped
+            if STOPPING.is_set():
+                raise CaseError("the run is stopping")
+            t0 = time.monotonic()
+            self.proc = subprocess.Popen(cmd, stdout=self.logf, stderr=subprocess.STDOUT, env=env)
+            LIVE.add(self.proc)
         return t0
 
     def start(self, timeout=30):
@@ -425,6 +435,93 @@ class Broker:
 
 
 LIVE = set()  # every process this run started and has not yet reaped
+LIVE_LOCK = threading.Lock()
+STOPPING = threading.Event()  # set when the run ends: the lanes of --against start no broker
+
+
+# Apache Kafka's JVM as bin/kafka-server-start.sh starts it (KAFKA_HEAP_OPTS, a modest heap, and
+# KAFKA_JVM_PERFORMANCE_OPTS).
+KAFKA_JVM = ["-Xmx1g", "-Xms1g", "-server", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+             "-XX:InitiatingHeapOccupancyPercent=35", "-XX:+ExplicitGCInvokesConcurrent",
+             "-Djava.awt.headless=true"]
+
+
+class KafkaBroker(Broker):
+    """Apache Kafka 4.1 as one KRaft broker,controller node (`--against kafka`), from the jars
+    scripts/bench fetched; formatted at its first start. The Gregor flags a section passes map to
+    Kafka's config of the same name (--log-flush-interval-messages 1 is
+    log.flush.interval.messages=1); GREGOR_ONLY_FLAGS have no Kafka equivalent."""
+
+    def __init__(self, args, datadir, extra=(), label="broker"):
+        super().__init__(args, datadir, extra, label=f"kafka-{label}",
+                         controller_port=free_port())
+        self.classpath = args.kafka_classpath
+        self.properties = os.path.join(args.workdir, f"{self.label}.properties")
+
+    def configs(self):
+        if self.port is None:
+            self.port = free_port()
+        c = {"process.roles": "broker,controller", "node.id": "1",
+             "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
+             "listeners": f"PLAINTEXT://127.0.0.1:{self.port},"
+                          f"CONTROLLER://127.0.0.1:{self.controller_port}",
+             "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+             "controller.listener.names": "CONTROLLER", "inter.broker.listener.name": "PLAINTEXT",
+             "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+             "log.dirs": self.datadir,
+             # A single node: its internal topics have one replica, as Gregor's do.
+             "offsets.topic.replication.factor": "1",
+             "transaction.state.log.replication.factor": "1",
+             "transaction.state.log.min.isr": "1",
+             # Gregor's default (Kafka's is 3 s); the group case sets its own.
+             "group.initial.rebalance.delay.ms": "0"}
+        c.update(kafka_configs(self.extra))
+        return c
+
+    def write_properties(self):
+        with open(self.properties, "w") as f:
+            f.writelines(f"{k}={v}\n" for k, v in self.configs().items())
+
+    def command(self, *subcommand):
+        self.write_properties()
+        return ["java", *KAFKA_JVM, "-cp", self.classpath, "kafka.Kafka", self.properties]
+
+    def spawn(self):
+        """Formats the log dir once (not timed), then starts the JVM."""
+        if not os.path.exists(os.path.join(self.datadir, "meta.properties")):
+            self.write_properties()
+            cluster_id = base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")
+            p = subprocess.run(["java", "-Xmx256m", "-cp", self.classpath,
+                                "kafka.tools.StorageTool", "format", "-t", cluster_id,
+                                "-c", self.properties], capture_output=True, text=True,
+                               timeout=120)
+            if p.returncode != 0:
+                raise CaseError(f"kafka-storage format ({self.label}) exited {p.returncode}: "
+                                f"{tail(p.stdout, p.stderr)}")
+        return super().spawn()
+
+    def start(self, timeout=180):
+        return super().start(timeout)
+
+
+GREGOR_ONLY_FLAGS = {"--rocksdb-memtable-bytes"}
+
+
+def kafka_configs(flags):
+    """Gregor flags (`--name value` or `--name=value`) as Kafka configs (`name.dotted=value`)."""
+    out, items = {}, list(flags)
+    while items:
+        flag = items.pop(0)
+        flag, value = flag.split("=", 1) if "=" in flag else (flag, items.pop(0))
+        if flag in GREGOR_ONLY_FLAGS:
+            raise CaseError(f"{flag} has no Kafka equivalent")
+        out[flag[2:].replace("-", ".")] = value
+    return out
+
+
+def new_broker(args, datadir, extra=(), label="broker"):
+    """A Gregor broker, or Kafka in the Kafka lane of `--against kafka`."""
+    return (KafkaBroker if args.kafka else Broker)(args, datadir, extra, label=label)
 
 
 def wait_for(what, check, timeout, period=0.01):
@@ -589,6 +686,15 @@ def create_topic(args, broker, topic, partitions, replication=1, configs=None):
     if rc != 0:
         raise CaseError(f"create topic {topic} ({partitions} partitions, RF={replication}) "
                         f"failed: {tail(out, err)}")
+    if isinstance(broker, KafkaBroker):
+        # Kafka can answer CreateTopics before every partition has a leader.
+        wait_for(f"leaders for the {partitions} partitions of {topic}",
+                 lambda: has_leaders(broker.port, topic, partitions), 120, 0.05)
+
+
+def has_leaders(port, topic, partitions):
+    got = (metadata(port, topic) or (None, None, {}))[2]
+    return len(got) == partitions and all(leader >= 0 for leader, _ in got.values())
 
 
 def produce(args, broker, topic, size, count, acks="all", codec="none", partition=None,
@@ -651,24 +757,50 @@ def e2e(args, broker, topic, partitions, rate, secs, warmup, size=100):
     return res
 
 
+def measured_e2e(args, broker, topic, partitions, rate, secs, warmup):
+    """e2e(); with --against, after a 1 s run that is not counted, on either broker: the first
+    run on a fresh Kafka topic lagged ~1.5 s throughout (the next one: ~1 ms p50)."""
+    if args.against:
+        e2e(args, broker, topic, partitions, rate, 1, 0)
+    return e2e(args, broker, topic, partitions, rate, secs, warmup)
+
+
 # ------------------------------------------------------------------ result rows
 
 class Results:
-    def __init__(self):
+    """The rows of one lane: Gregor's, or Kafka's with `--against kafka`, where `turns` runs the
+    two lanes' cases alternately."""
+
+    def __init__(self, lane="gregor", turns=None):
         self.rows = []
         self.failures = []
         self.data = {}
+        self.lane, self.turns = lane, turns
+        self.current, self.in_case = None, 0  # the case() running and its rows so far
+
+    def key(self, case):
+        """What pairs a row with the other lane's: the name of the case() that made it and its
+        place among that case's rows (a failure takes the first), else its own name."""
+        if self.current is None:
+            return case
+        self.in_case += 1
+        return f"{self.current} #{self.in_case}"
+
+    def hand_over(self):
+        if self.turns:
+            self.turns.hand_over(self.lane)
 
     def add(self, section, case, gregor, value=None, kind="higher", ref=None, target=None,
             target_ok=None, **extra):
         ratio = None
         if ref is not None and value:
             ratio = value / ref[0] if kind == "higher" else ref[0] / value
+        extra["key"] = extra.get("key") or self.key(case)
         row = dict(section=section, case=case, gregor=gregor, value=value, kind=kind,
                    ref=ref[1] if ref else "", ref_value=ref[0] if ref else None, ratio=ratio,
                    target=target or "", ok=target_ok, **extra)
         self.rows.append(row)
-        log(progress(row))
+        log(progress(row, self.lane))
         return row
 
     def fail(self, section, case, err):
@@ -677,13 +809,45 @@ class Results:
         first = msg.splitlines()[0] if msg else "error"
         self.rows.append(dict(section=section, case=case, gregor=f"FAILED: {first[:120]}",
                               value=None, kind="higher", ref="", ratio=None, target="",
-                              ok=None))
-        log(f"FAILED [{section}] {case}:\n{msg}")
+                              ok=None, key=self.key(case)))
+        log(f"FAILED [{section}] {case}{'' if self.lane == 'gregor' else ' (Kafka)'}:\n{msg}")
 
 
-def progress(row):
+def progress(row, lane="gregor"):
     ok = {True: "  [target met]", False: "  [target missed]", None: ""}[row["ok"]]
-    return f"  {row['case']}: {row['gregor']}{ok}"
+    return f"  {'' if lane == 'gregor' else '[Kafka] '}{row['case']}: {row['gregor']}{ok}"
+
+
+class Turns:
+    """Runs the lanes of `--against kafka` (one thread each) one at a time, handing over after
+    every case: Gregor's case 1, Kafka's case 1, Gregor's case 2, ... so load from elsewhere on
+    the machine hits both alike."""
+
+    def __init__(self, lanes):
+        self.cond = threading.Condition()
+        self.lanes = list(lanes)
+        self.turn = self.lanes[0]
+        self.done = set()
+
+    def wait(self, lane):
+        with self.cond:
+            self.cond.wait_for(lambda: self.turn == lane)
+
+    def _next(self, lane):
+        others = [l for l in self.lanes if l != lane and l not in self.done]
+        if others:
+            self.turn = others[0]
+        self.cond.notify_all()
+
+    def hand_over(self, lane):
+        with self.cond:
+            self._next(lane)
+            self.cond.wait_for(lambda: self.turn == lane)
+
+    def finish(self, lane):
+        with self.cond:
+            self.done.add(lane)
+            self._next(lane)
 
 
 def krate(r):
@@ -714,12 +878,16 @@ def e2e_text(r):
 def case(results, section, name):
     """Decorator-ish helper: runs fn, records a failure row instead of raising."""
     def wrap(fn):
+        results.current, results.in_case = name, 0
         try:
             return fn()
         except CaseError as e:
             results.fail(section, name, e)
         except Exception as e:  # a bug or a dead broker: record it, go on
             results.fail(section, name, f"{type(e).__name__}: {e}")
+        finally:
+            results.current = None
+            results.hand_over()
         return None
     return wrap
 
@@ -788,9 +956,12 @@ def control_plane(args, R, cfg):
     for budget in (None, 16 * MiB):
         label = "default memtable budget" if budget is None else \
             f"{budget // MiB} MiB memtable budget"
+        if budget and args.kafka:  # a RocksDB setting: the row says n/a for Kafka
+            case(R, "control", label)(lambda: None)  # keeps the turns in step with Gregor's
+            continue
         d = new_datadir(args, f"control-{budget or 'default'}")
         extra = [] if budget is None else ["--rocksdb-memtable-bytes", str(budget)]
-        b = Broker(args, d, extra, label=f"control-{budget or 'default'}")
+        b = new_broker(args, d, extra, label=f"control-{budget or 'default'}")
 
         def probes(skip, group):
             ps = [RoundTrips(b.port, 18, 0.002, skip),
@@ -829,8 +1000,10 @@ def control_plane(args, R, cfg):
                 finally:
                     p99, txt = stop(ps)
                 stalls = rocksdb_stalls(d) - stalls
-                R.add("control", name, f"{txt}; flood {krate(res['rec_s'])}, RocksDB stalled "
-                      f"writes {stalls} times", p99, kind="lower", flood=res, stalls=stalls)
+                txt += f"; flood {krate(res['rec_s'])}"
+                if not args.kafka:
+                    txt += f", RocksDB stalled writes {stalls} times"
+                R.add("control", name, txt, p99, kind="lower", flood=res, stalls=stalls)
             case(R, "control", name)(flood)
         except Exception as e:
             R.fail("control", f"broker with {label}", f"{type(e).__name__}: {e}")
@@ -845,7 +1018,7 @@ def retention_pass(args, R, cfg):
     partition's log start moving to the last one's, seen by ListOffsets(earliest) every 5 ms."""
     d = new_datadir(args, "retention")
     interval_ms = 100
-    b = Broker(args, d, ["--log-retention-ms=-1", "--log-retention-check-interval-ms",
+    b = new_broker(args, d, ["--log-retention-ms=-1", "--log-retention-check-interval-ms",
                          str(interval_ms)], label="retention")
     parts = list(range(1000))
     n = cfg["retention_count"]
@@ -910,7 +1083,7 @@ def transaction_cases(args, R, cfg):
     """A transactional producer (1 000 records of 100 B per transaction) beside an idempotent
     one, and read_committed consume beside read_uncommitted over what it wrote."""
     d = new_datadir(args, "transactions")
-    b = Broker(args, d, label="transactions")
+    b = new_broker(args, d, label="transactions")
     try:
         b.start()
         n = cfg["transactions"]
@@ -1120,7 +1293,7 @@ def run_all(args, cfg, R):
             times = []
             for i in range(cfg["fresh_starts"]):
                 d = new_datadir(args, f"fresh-start-{i}")
-                b = Broker(args, d, label=f"fresh-start-{i}")
+                b = new_broker(args, d, label=f"fresh-start-{i}")
                 try:
                     times.append(b.start())
                 finally:
@@ -1136,7 +1309,7 @@ def run_all(args, cfg, R):
     headline_warm = None
     if only & {"startup", "produce", "latency", "partitions"}:
         d1 = new_datadir(args, "broker1")
-        b1 = Broker(args, d1, label="broker1")
+        b1 = new_broker(args, d1, label="broker1")
         try:
             b1.start()
             sampler.broker = b1
@@ -1194,7 +1367,7 @@ def run_all(args, cfg, R):
                         create_topic(args, b1, topic, 1)
                         b1.settle(cfg["settle_max"])  # no flush/compaction from earlier cases
                         sampler.active = True
-                        r = e2e(args, b1, topic, 1, rate, secs, cfg["e2e_warmup"])
+                        r = measured_e2e(args, b1, topic, 1, rate, secs, cfg["e2e_warmup"])
                         sampler.active = False
                         p99, p999 = r["p99_us"] / 1000, r["p999_us"] / 1000
                         txt = e2e_text(r)
@@ -1208,7 +1381,8 @@ def run_all(args, cfg, R):
                                   ms(r["max_us"] / 1000), r["max_us"] / 1000, kind="lower",
                                   ref=KAFKA["e2e_max"])
                         else:
-                            R.add("latency", name, txt, p99, kind="lower", e2e=r)
+                            R.add("latency", name, txt, p99, kind="lower", e2e=r,
+                                  key="e2e latency at half max")
                     case(R, "latency", name)(run)
 
                 lat("e2e latency percentiles at 1 000 rec/s (100 B, acks=all, linger 0)", "lat-1000",
@@ -1262,7 +1436,8 @@ def run_all(args, cfg, R):
                           total, mb_s=sum(mbs), rates=rates, create_ms=create_ms)
                     b1.settle(cfg["settle_max"])
                     sampler.active = True
-                    r = e2e(args, b1, "p1000", 1000, 1000, cfg["p1000_e2e_secs"], cfg["e2e_warmup"])
+                    r = measured_e2e(args, b1, "p1000", 1000, 1000, cfg["p1000_e2e_secs"],
+                                     cfg["e2e_warmup"])
                     sampler.active = False
                     R.add("partitions", "1 000 partitions: e2e latency at 1 000 rec/s, round-robin",
                           f"p50 {ms(r['p50_us'] / 1000)}, p99 {ms(r['p99_us'] / 1000)}, "
@@ -1286,7 +1461,7 @@ def run_all(args, cfg, R):
     if only & {"consume", "startup", "listoffsets"}:
         d2 = new_datadir(args, "broker2")
         extra = ["--group-initial-rebalance-delay-ms", str(cfg["group_delay_ms"])]
-        b2 = Broker(args, d2, extra, label="broker2")
+        b2 = new_broker(args, d2, extra, label="broker2")
         try:
             b2.start()
             sampler.broker = b2
@@ -1438,7 +1613,7 @@ def run_all(args, cfg, R):
                 log(progress(R.rows[-1]))
         else:
             d3 = new_datadir(args, "broker3")
-            b3 = Broker(args, d3, ["--log-flush-interval-messages", "1"], label="broker3")
+            b3 = new_broker(args, d3, ["--log-flush-interval-messages", "1"], label="broker3")
             try:
                 b3.start()
                 produce_matrix(args, R, b3, cfg, True, sampler)
@@ -1451,7 +1626,7 @@ def run_all(args, cfg, R):
 
     if "transactions" in only:
         transaction_cases(args, R, cfg)
-    if "cluster" in only:
+    if "cluster" in only and not args.kafka:  # Gregor's cluster: the rows say n/a for Kafka
         cluster_cases(args, R, cfg)
     sampler.stopped = True
 
@@ -1479,7 +1654,35 @@ def bin_info(path):
     return f"sha256 {h.hexdigest()[:12]}, built {mtime:%Y-%m-%d %H:%M} UTC"
 
 
-def markdown(args, R, meta):
+# Why a Gregor row has no Kafka measurement with `--against kafka`, by section.
+NOT_FOR_KAFKA = {"cluster": "n/a for Kafka (Gregor's 3-node cluster; Kafka runs one node here)",
+                 "control": "n/a for Kafka (--rocksdb-memtable-bytes is a RocksDB setting)"}
+
+
+def paired_rows(G, K):
+    """Gregor's rows with Kafka's row of the same case beside each (matched by `key`, else the
+    case name) and "how many times better Gregor is"; then Kafka's rows Gregor lacks."""
+    def key(r):
+        return r["section"], r.get("key") or r["case"]
+    kafka = {}
+    for r in K.rows:
+        kafka.setdefault(key(r), []).append(r)
+    out = []
+    for g in G.rows:
+        k = kafka.get(key(g), []).pop(0) if kafka.get(key(g)) else None
+        ratio = None
+        if k and g["value"] and k["value"]:
+            ratio = g["value"] / k["value"] if g["kind"] == "higher" else k["value"] / g["value"]
+        out.append(dict(g, kafka=k["gregor"] if k else NOT_FOR_KAFKA.get(g["section"],
+                                                                          "n/a for Kafka"),
+                        kafka_value=k["value"] if k else None, vs_kafka=ratio))
+    for rows in kafka.values():
+        out += [dict(r, gregor="", kafka=r["gregor"], kafka_value=r["value"], vs_kafka=None,
+                     ref="", ratio=None, target="", ok=None) for r in rows]
+    return out
+
+
+def markdown(args, R, meta, K=None):
     out = [f"# Gregor benchmark ({meta['mode']})", ""]
     out.append(f"{meta['date']} · commit {meta['commit']} · gregor {meta['binary']} · "
                f"librdkafka {meta['librdkafka']} · {meta['cpus']} CPUs · "
@@ -1491,8 +1694,10 @@ def markdown(args, R, meta):
               if MODES[meta["mode"]]["settle_case"] else
               "during the case only (RocksDB flushes asynchronously, so a case can carry some of "
               "the previous case's flush)")
-    out.append("Kafka 4.1 column: static reference numbers from the issue, not measured here. "
-               "\"vs Kafka\": how many times better (>1) or worse (<1) Gregor is. MB = 10^6 bytes. "
+    reference = ("Kafka 4.1 column: static reference numbers from the issue, not measured here. "
+                 "\"vs Kafka\": how many times better (>1) or worse (<1) Gregor is. "
+                 if K is None else "")
+    out.append(reference + "MB = 10^6 bytes. "
                "Produce: `rdkafka_performance -P -s SIZE -c COUNT -a ACKS [-z lz4] -X linger.ms=5 "
                f"-X batch.size=1000000`, {meta['repeat']} run(s) per row on a fresh topic (median; the warm headline row: "
                "median of the runs after the cold one); part = partitions; lz4 rows compress "
@@ -1528,16 +1733,33 @@ def markdown(args, R, meta):
                "level. "
                "Other processes on the machine (load average above) make single runs noisy.")
     out.append("")
-    out.append("| case | Gregor | Kafka 4.1 (reference) | vs Kafka | target | met |")
-    out.append("|---|---|---|---|---|---|")
-    for r in R.rows:
-        ok = {True: "yes", False: "**no**", None: ""}[r["ok"]]
-        ratio = f"{r['ratio']:.2f}x" if r["ratio"] else ""
-        out.append(f"| {r['case']} | {r['gregor']} | {r['ref']} | {ratio} | {r['target']} | {ok} |")
-    if R.failures:
+    if K is None:
+        out.append("| case | Gregor | Kafka 4.1 (reference) | vs Kafka | target | met |")
+        out.append("|---|---|---|---|---|---|")
+        for r in R.rows:
+            ok = {True: "yes", False: "**no**", None: ""}[r["ok"]]
+            ratio = f"{r['ratio']:.2f}x" if r["ratio"] else ""
+            out.append(f"| {r['case']} | {r['gregor']} | {r['ref']} | {ratio} | {r['target']} "
+                       f"| {ok} |")
+    else:
+        out.append(f"Kafka column: {meta['kafka']}, measured here by the same cases and clients, "
+                   "each case run on Gregor and then on Kafka before the next case. \"Gregor vs "
+                   "Kafka\": how many times better Gregor is (>1) or worse (<1). The reference "
+                   "column is history: the issue's static Kafka numbers, not measured here.")
+        out.append("")
+        out.append("| case | Gregor | Kafka 4.1 (measured) | Gregor vs Kafka | "
+                   "Kafka 4.1 reference (issue) | target | met |")
+        out.append("|---|---|---|---|---|---|---|")
+        for r in paired_rows(R, K):
+            ok = {True: "yes", False: "**no**", None: ""}[r["ok"]]
+            ratio = f"{r['vs_kafka']:.2f}x" if r["vs_kafka"] else ""
+            out.append(f"| {r['case']} | {r['gregor']} | {r['kafka']} | {ratio} | {r['ref']} "
+                       f"| {r['target']} | {ok} |")
+    failures = [(f, "") for f in R.failures] + [(f, " (Kafka)") for f in (K.failures if K else [])]
+    if failures:
         out += ["", "## Failures", ""]
-        for f in R.failures:
-            out += [f"- **{f['case']}**:", "", "```", f["error"], "```"]
+        for f, lane in failures:
+            out += [f"- **{f['case']}{lane}**:", "", "```", f["error"], "```"]
     return "\n".join(out) + "\n"
 
 
@@ -1622,6 +1844,37 @@ def chart(path, R, meta):
     plt.close(fig)
 
 
+def run_against_kafka(args, cfg):
+    """Runs every case on Gregor and on Kafka, alternately (Turns); returns both lanes' rows."""
+    turns = Turns(["gregor", "kafka"])
+    lanes = {}
+    for lane in turns.lanes:
+        la = copy.copy(args)
+        la.kafka = lane == "kafka"
+        if la.kafka:  # its own data dirs and logs beside Gregor's
+            la.workdir = os.path.join(args.workdir, "kafka")
+            os.makedirs(la.workdir)
+            la.flush_flag = True
+        lanes[lane] = (la, Results(lane, turns))
+
+    def run(lane):
+        la, R = lanes[lane]
+        turns.wait(lane)
+        try:
+            run_all(la, cfg, R)
+        except Exception as e:
+            R.fail("-", f"{lane} lane", f"{type(e).__name__}: {e}")
+        finally:
+            turns.finish(lane)
+    threads = [threading.Thread(target=run, args=(lane,), daemon=True) for lane in lanes]
+    for t in threads:
+        t.start()
+    for t in threads:
+        while t.is_alive():  # a timed join: Ctrl-C reaches the main thread
+            t.join(0.5)
+    return lanes["gregor"][1], lanes["kafka"][1]
+
+
 def main():
     ap = argparse.ArgumentParser(prog="scripts/bench", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -1630,6 +1883,9 @@ def main():
     ap.add_argument("--only", default=",".join(SECTIONS),
                     help=f"comma-separated subset of: {', '.join(SECTIONS)}")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (broker logs)")
+    ap.add_argument("--against", choices=["kafka"],
+                    help="also run every case on Apache Kafka 4.1 (one KRaft node), alternating "
+                         "with Gregor case by case, and print both with their ratio")
     ap.add_argument("--repeat", type=int, default=1, metavar="N",
                     help="run each produce-matrix case N times on its topic and report the "
                          "median (default 1)")
@@ -1640,6 +1896,13 @@ def main():
     bad = set(args.only) - set(SECTIONS)
     if bad:
         ap.error(f"unknown section(s): {', '.join(sorted(bad))}")
+    args.kafka = False  # this lane's broker: Gregor (run_against_kafka adds a Kafka lane)
+    if args.against:
+        cp_file = os.environ.get("KAFKA_CLASSPATH_FILE")
+        if not cp_file or not os.path.exists(cp_file):
+            ap.error("no Kafka classpath: run --against kafka through scripts/bench")
+        with open(cp_file) as f:
+            args.kafka_classpath = f.read().strip()
     args.gregor_bin = os.environ.get("GREGOR_BIN")
     args.rdkafka_performance = os.environ.get("RDKAFKA_PERFORMANCE")
     args.benchtool = os.environ.get("GREGOR_BENCHTOOL")
@@ -1668,16 +1931,26 @@ def main():
                                           text=True).stdout.strip()
                 + f" (rdkafka-sys {os.environ.get('RDKAFKA_SYS_VERSION', '?')})",
                 load_before=open("/proc/loadavg").read().split()[0])
+    if args.against:
+        java = subprocess.run(["java", "-version"], capture_output=True, text=True).stderr
+        meta["kafka"] = (f"Apache Kafka {os.environ.get('KAFKA_VERSION', '?')} (jars from Maven "
+                         f"Central), one KRaft broker,controller node, java "
+                         f"{' '.join(KAFKA_JVM[:2])}, {java.splitlines()[0] if java else 'java ?'}")
     log(f"gregor-bench {mode}: broker {args.gregor_bin_source} ({meta['binary']}), "
         f"work dir {args.workdir}")
-    R = Results()
+    R, K = Results(), None
     interrupted = False
     try:
-        run_all(args, cfg, R)
+        if args.against:
+            R, K = run_against_kafka(args, cfg)
+        else:
+            run_all(args, cfg, R)
     except KeyboardInterrupt:
         interrupted = True
         R.failures.append(dict(section="-", case="interrupted", error="KeyboardInterrupt"))
     finally:
+        with LIVE_LOCK:
+            STOPPING.set()
         for p in list(LIVE):  # only what this run started, by PID
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
@@ -1694,13 +1967,17 @@ def main():
     os.makedirs(RESULTS, exist_ok=True)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     complete = set(args.only) == set(SECTIONS)
+    if args.against:
+        mode += "-vs-kafka"  # its own files and latest-*
     name = f"{stamp}-{mode}" if complete else f"{stamp}-{mode}-{'+'.join(args.only)}"
     base = os.path.join(RESULTS, name)
-    md = markdown(args, R, meta)
+    md = markdown(args, R, meta, K)
     with open(base + ".md", "w") as f:
         f.write(md)
     with open(base + ".json", "w") as f:
-        json.dump(dict(meta=meta, rows=R.rows, failures=R.failures, data=R.data), f, indent=1)
+        extra = dict(kafka_rows=K.rows, kafka_failures=K.failures) if K else {}
+        json.dump(dict(meta=meta, rows=R.rows, failures=R.failures, data=R.data, **extra), f,
+                  indent=1)
     written = [base + ".md", base + ".json"]
     try:
         chart(base + ".png", R, meta)
@@ -1714,8 +1991,9 @@ def main():
     print(md, flush=True)
     log(f"wrote {', '.join(os.path.relpath(p, ROOT) for p in written)} "
         f"{f'(and bench/results/latest-{mode}.*) ' if complete else ''}in {meta['wall_s']:.0f} s")
-    if R.failures or interrupted:
-        log(f"{len(R.failures)} case(s) failed")
+    failed = len(R.failures) + len(K.failures if K else [])
+    if failed or interrupted:
+        log(f"{failed} case(s) failed")
         sys.exit(1)
 
 
