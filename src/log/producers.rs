@@ -152,6 +152,10 @@ impl ProducerState {
         Ok(())
     }
 
+    pub fn epoch(&self) -> i16 {
+        self.epoch
+    }
+
     /// DescribeProducers' view: (epoch, last sequence or -1, last timestamp, coordinator epoch).
     pub fn describe(&self) -> (i16, i32, i64, i32) {
         (self.epoch, self.recent.back().map_or(NO_SEQUENCE, |b| b.last_seq), self.last_timestamp, self.coordinator_epoch)

@@ -655,6 +655,13 @@ impl TxnCoordinator {
     /// groups there, as Kafka's group coordinator does; a group coordinator not ready yet is
     /// answered as a partition leader would be, so the sender retries (as Kafka 4's KafkaApis).
     pub async fn write_marker(&self, topic: &Topic, partition: PartitionId, index: i32, marker: &Marker) -> Result<(), ResponseError> {
+        if topic.name == OFFSETS_TOPIC {
+            // No producer writes there: the groups' own (replicated) writes are the marker.
+            return self.groups.complete_txn_partition(index, (marker.producer_id, marker.producer_epoch), marker.commit).await.map_err(|e| match e {
+                ResponseError::CoordinatorNotAvailable | ResponseError::CoordinatorLoadInProgress | ResponseError::NotCoordinator => ResponseError::NotLeaderOrFollower,
+                other => other,
+            });
+        }
         // Like Kafka's markers, acks=all: a marker the ISR lacks could vanish with its leader.
         let how = LeaderWrite { epoch: None, acks_all: true, deadline: tokio::time::Instant::now() + MARKER_TIMEOUT };
         self.replicas
@@ -666,14 +673,7 @@ impl TxnCoordinator {
                 };
                 Ok(((), end))
             })
-            .await?;
-        if topic.name == OFFSETS_TOPIC {
-            self.groups.complete_txn_partition(index, (marker.producer_id, marker.producer_epoch), marker.commit).await.map_err(|e| match e {
-                ResponseError::CoordinatorNotAvailable | ResponseError::CoordinatorLoadInProgress | ResponseError::NotCoordinator => ResponseError::NotLeaderOrFollower,
-                other => other,
-            })?;
-        }
-        Ok(())
+            .await
     }
 
     /// Produce's check of a transactional batch: its producer must be the transactional id's
