@@ -97,6 +97,8 @@ def test_consume_transform_produce_through_the_transaction_coordinators_kill(clu
                                  timeout=CLIENT_TIMEOUT_S, message="the transaction coordinator")
         if coordinator != group_coordinator:
             break
+    else:
+        pytest.fail("no transactional id found whose coordinator is not the group's")
     committed = 0
     killed = False
     deadline = time.monotonic() + 4 * CLIENT_TIMEOUT_S

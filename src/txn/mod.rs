@@ -435,11 +435,8 @@ impl TxnCoordinator {
         };
         let patience = tokio::time::Instant::now() + OFFSET_COMMIT_VERIFY_PATIENCE;
         loop {
-            let asked = match self.coordinator_broker(id) {
-                Ok(broker) => self.brokers.verify(broker, id, producer, (OFFSETS_TOPIC, index)).await,
-                Err(e) => Err(e),
-            };
-            match asked {
+            let asked = async { self.brokers.verify(self.coordinator_broker(id)?, id, producer, (OFFSETS_TOPIC, index)).await };
+            match asked.await {
                 Err(ResponseError::NotEnoughReplicas) if tokio::time::Instant::now() < patience => tokio::time::sleep(Duration::from_millis(100)).await,
                 Err(ResponseError::NotEnoughReplicas) => return Err(ResponseError::CoordinatorLoadInProgress),
                 other => return other,
