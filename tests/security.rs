@@ -158,20 +158,19 @@ async fn garbage_instead_of_a_tls_handshake_closes_only_that_connection() {
     broker.shutdown().await;
 }
 
+/// Why a broker with these settings does not start.
+async fn refused(data: &std::path::Path, settings: &[(&str, String)]) -> String {
+    let mut config = config(data);
+    config.set_all(settings.iter().map(|(k, v)| (*k, v.as_str()))).unwrap();
+    format!("{:#}", Broker::start(config).await.err().expect("refused"))
+}
+
 #[tokio::test]
 async fn bad_security_settings_refuse_the_start() {
     let dir = tempfile::tempdir().unwrap();
     let certs = dir.path().join("certs");
     gregor::security::certs::write_dev_certs(&certs, &["localhost".to_string()]).unwrap();
     let broker_pem = certs.join("broker.pem").to_str().unwrap().to_string();
-    let refused = |settings: Vec<(&str, String)>| {
-        let data = dir.path().join("data");
-        async move {
-            let mut config = config(&data);
-            config.set_all(settings.iter().map(|(k, v)| (*k, v.as_str()))).unwrap();
-            format!("{:#}", Broker::start(config).await.err().expect("refused"))
-        }
-    };
     let ssl = ("listeners", "SSL://127.0.0.1:0".to_string());
     let sasl = ("listeners", "SASL_PLAINTEXT://127.0.0.1:0".to_string());
     let cases = [
@@ -185,8 +184,8 @@ async fn bad_security_settings_refuse_the_start() {
         (vec![sasl.clone(), ("sasl.enabled.mechanisms", "GSSAPI".into())], "GSSAPI is not offered"),
         (vec![sasl.clone(), ("sasl.enabled.mechanisms", "PLAIN".into())], "PLAIN needs its users"),
     ];
-    for (settings, expected) in cases {
-        let why = refused(settings.clone()).await;
+    for (case, (settings, expected)) in cases.into_iter().enumerate() {
+        let why = refused(&dir.path().join(format!("data-{case}")), &settings).await;
         assert!(why.contains(expected), "{settings:?}: {why}");
     }
     // The controller quorum speaks PLAINTEXT only.

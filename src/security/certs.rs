@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose};
+use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose};
 
 /// The files `write_dev_certs` makes, by name in the directory.
 pub const CA_FILE: &str = "ca.pem";
@@ -16,15 +16,22 @@ pub const CLIENT_FILE: &str = "client.pem";
 /// The subject of the client certificate, as the broker names its principal.
 pub const CLIENT_PRINCIPAL: &str = "User:CN=client,O=Gregor dev";
 
+/// `O=Gregor dev`, then `CN=common_name` (RFC 2253 names it CN first); rcgen's default
+/// subject would put its own CN before the O.
+fn subject(common_name: &str) -> DistinguishedName {
+    let mut name = DistinguishedName::new();
+    name.push(DnType::OrganizationName, "Gregor dev");
+    name.push(DnType::CommonName, common_name);
+    name
+}
+
 /// Writes a CA, a broker key and chain valid for `hosts`, and a client key and chain into
 /// `dir`; returns what to put in server.properties and in a client's settings.
 pub fn write_dev_certs(dir: &Path, hosts: &[String]) -> Result<String> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let ca_key = KeyPair::generate()?;
     let mut ca = CertificateParams::new(Vec::<String>::new())?;
-    // rcgen writes the last attribute pushed first: O then CN, so the subject reads CN=...,O=...
-    ca.distinguished_name.push(DnType::CommonName, "Gregor dev CA");
-    ca.distinguished_name.push(DnType::OrganizationName, "Gregor dev");
+    ca.distinguished_name = subject("Gregor dev CA");
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
     let ca_cert = ca.self_signed(&ca_key)?;
@@ -32,8 +39,7 @@ pub fn write_dev_certs(dir: &Path, hosts: &[String]) -> Result<String> {
     let leaf = |common_name: &str, names: Vec<String>, purpose: ExtendedKeyUsagePurpose| -> Result<(String, String)> {
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::new(names)?;
-        params.distinguished_name.push(DnType::CommonName, common_name);
-        params.distinguished_name.push(DnType::OrganizationName, "Gregor dev");
+        params.distinguished_name = subject(common_name);
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
         params.extended_key_usages = vec![purpose];
         let cert = params.signed_by(&key, &ca_cert, &ca_key)?;
