@@ -14,10 +14,9 @@ pub const CLIENT_KEY_FILE: &str = "client.key";
 pub const CLIENT_FILE: &str = "client.pem";
 
 /// The subject of the client certificate, as the broker names its principal.
-pub const CLIENT_PRINCIPAL: &str = "User:CN=client,O=Gregor dev";
+pub const CLIENT_PRINCIPAL: &str = "User:O=Gregor dev,CN=client";
 
-/// `O=Gregor dev`, then `CN=common_name` (RFC 2253 names it CN first); rcgen's default
-/// subject would put its own CN before the O.
+/// `O=Gregor dev` and `CN=common_name`, without rcgen's default CN.
 fn subject(common_name: &str) -> DistinguishedName {
     let mut name = DistinguishedName::new();
     name.push(DnType::OrganizationName, "Gregor dev");
