@@ -11,7 +11,9 @@ mod metadata;
 mod offsets;
 mod partitions;
 mod produce;
+pub mod sasl;
 mod txn;
+mod users;
 pub use crate::cluster::now_ms;
 mod versions;
 
@@ -79,6 +81,13 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     // v2 carries TV2's transaction version, not offered.
     (ApiKey::WriteTxnMarkers, 0, 1),
     (ApiKey::DescribeProducers, 0, 0),
+    // Served by a SASL listener's connections before they authenticate (sasl.rs); after
+    // that, and on other listeners, they are out of place.
+    (ApiKey::SaslHandshake, 0, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
+    (ApiKey::DescribeUserScramCredentials, 0, 0),
+    (ApiKey::AlterUserScramCredentials, 0, 0),
+    (ApiKey::DescribeClientQuotas, 0, 1),
 ];
 
 fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
@@ -287,6 +296,11 @@ impl Api {
             RequestKind::ListTransactions(r) => ResponseKind::ListTransactions(txn::list_transactions(self, &req, r)),
             RequestKind::WriteTxnMarkers(r) => ResponseKind::WriteTxnMarkers(txn::write_txn_markers(self, &req, r).await),
             RequestKind::DescribeProducers(r) => ResponseKind::DescribeProducers(txn::describe_producers(self, r).await),
+            RequestKind::AlterUserScramCredentials(r) => ResponseKind::AlterUserScramCredentials(users::alter(self, r).await),
+            RequestKind::DescribeUserScramCredentials(r) => ResponseKind::DescribeUserScramCredentials(users::describe(self, r)),
+            RequestKind::DescribeClientQuotas(_) => ResponseKind::DescribeClientQuotas(users::describe_client_quotas()),
+            RequestKind::SaslHandshake(_) => ResponseKind::SaslHandshake(sasl::handshake_out_of_place()),
+            RequestKind::SaslAuthenticate(_) => ResponseKind::SaslAuthenticate(sasl::authenticate_out_of_place()),
             other => unreachable!("{other:?} passed the version table but has no handler"),
         };
         self.metrics.errors(api, error_codes(&response));

@@ -168,7 +168,7 @@ const REBIND: &str = "Gregor cannot rebind or re-advertise a listener while it r
 /// Every broker setting, in README order.
 pub const KEYS: &[Key] = &[
     Key::new("listeners", ConfigType::String, Some("PLAINTEXT://127.0.0.1:9092"),
-        "Comma-separated NAME://host:port addresses to bind, one per listener; each name must map to PLAINTEXT in listener.security.protocol.map. An empty host binds all interfaces.",
+        "Comma-separated NAME://host:port addresses to bind, one per listener; each name must have a security protocol in listener.security.protocol.map. An empty host binds all interfaces.",
         |c, v| listeners::parse_endpoints(v).map(|e| c.bind = e))
         .dynamic(Update::PerBroker).restart(REBIND),
     Key::new("advertised.listeners", ConfigType::String, None,
@@ -176,7 +176,7 @@ pub const KEYS: &[Key] = &[
         |c, v| listeners::parse_endpoints(v).map(|e| c.advertise = e))
         .note("each listener's bound address").dynamic(Update::PerBroker).restart(REBIND),
     Key::new("listener.security.protocol.map", ConfigType::String, Some(listeners::DEFAULT_PROTOCOL_MAP),
-        "NAME:PROTOCOL pairs giving each listener's security protocol; only PLAINTEXT is served so far.",
+        "NAME:PROTOCOL pairs giving each listener's security protocol: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL (see Security).",
         |c, v| listeners::parse_protocol_map(v).map(|m| c.protocols = m))
         .dynamic(Update::PerBroker).restart(REBIND),
     Key::new("log.dirs", ConfigType::String, Some("./data"),

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::brokers::{BrokerHeartbeat, HeartbeatReply, RegisterBroker};
 use super::network::Peer;
 use super::topics::{AlterTopicConfigs, CommittedPartition, CreatePartitions, CreateTopic, IsrChange};
-use crate::cluster::metadata::{BrokerId, ProducerIdBlock};
+use crate::cluster::metadata::{BrokerId, ProducerIdBlock, ScramCredentialRecord};
 use super::replicas::{AlterReassignments, ElectLeaders, PartitionResults};
 use super::rpc::{Request, Response};
 use super::{Controller, QuorumDescription, WriteError};
@@ -54,6 +54,7 @@ impl ControllerClient {
         alter_partition(change: IsrChange) -> CommittedPartition = AlterPartition;
         alter_reassignments(request: AlterReassignments) -> PartitionResults = AlterReassignments;
         elect_leaders(request: ElectLeaders) -> PartitionResults = ElectLeaders;
+        alter_scram_credentials(changes: Vec<ScramCredentialRecord>) -> () = AlterScramCredentials;
     }
 
     pub async fn allocate_producer_ids(&self, broker: BrokerId, at_least: i64) -> Result<ProducerIdBlock, WriteError> {

@@ -16,6 +16,7 @@ mod replicas;
 mod rpc;
 mod store;
 mod topics;
+mod users;
 
 pub use brokers::{BrokerHeartbeat, HeartbeatReply, RegisterBroker};
 pub use topics::{AlterTopicConfigs, CommittedPartition, CreatePartitions, CreateTopic, IsrChange, PRODUCER_ID_BLOCK_SIZE};

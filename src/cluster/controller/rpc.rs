@@ -29,7 +29,7 @@ use super::brokers::{BrokerHeartbeat, HeartbeatReply, RegisterBroker};
 use super::topics::{AlterTopicConfigs, CommittedPartition, CreatePartitions, CreateTopic, IsrChange};
 use super::replicas::{AlterReassignments, ElectLeaders, PartitionResults};
 use super::{Controller, NodeId, QuorumDescription, TypeConfig, WriteError};
-use crate::cluster::metadata::{BrokerId, ProducerIdBlock};
+use crate::cluster::metadata::{BrokerId, ProducerIdBlock, ScramCredentialRecord};
 
 /// The largest frame either side accepts.
 pub(super) const MAX_FRAME_BYTES: usize = 16 << 20;
@@ -62,6 +62,7 @@ pub(super) enum Request {
     DescribeQuorum,
     /// The first call on a connection: the caller's cluster id.
     Hello { cluster_id: String },
+    AlterScramCredentials(Vec<ScramCredentialRecord>),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -81,6 +82,7 @@ pub(super) enum Response {
     ElectLeaders(Result<PartitionResults, WriteError>),
     DescribeQuorum(Result<QuorumDescription, WriteError>),
     Hello(Result<(), WriteError>),
+    AlterScramCredentials(Result<(), WriteError>),
 }
 
 impl Response {
@@ -88,7 +90,9 @@ impl Response {
     pub(super) fn error(&self) -> Option<&WriteError> {
         match self {
             Response::AppendEntries(_) | Response::Vote(_) | Response::InstallSnapshot(_) => None,
-            Response::RegisterBroker(r) | Response::DeleteTopic(r) | Response::CreatePartitions(r) | Response::AlterTopicConfigs(r) | Response::Hello(r) => r.as_ref().err(),
+            Response::RegisterBroker(r) | Response::DeleteTopic(r) | Response::CreatePartitions(r) | Response::AlterTopicConfigs(r) | Response::Hello(r) | Response::AlterScramCredentials(r) => {
+                r.as_ref().err()
+            }
             Response::BrokerHeartbeat(r) => r.as_ref().err(),
             Response::CreateTopic(r) => r.as_ref().err(),
             Response::AlterPartition(r) => r.as_ref().err(),
@@ -207,6 +211,7 @@ impl Controller {
             Request::ElectLeaders(r) => Response::ElectLeaders(self.elect_leaders(r).await),
             Request::DescribeQuorum => Response::DescribeQuorum(self.describe_quorum()),
             Request::Hello { cluster_id } => Response::Hello(self.check_cluster(cluster_id)),
+            Request::AlterScramCredentials(r) => Response::AlterScramCredentials(self.alter_scram_credentials(r).await),
         }
     }
 }

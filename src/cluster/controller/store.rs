@@ -33,9 +33,10 @@ const STATE_KEY: &[u8] = b"q/state";
 type Membership = StoredMembership<NodeId, openraft::BasicNode>;
 
 /// Encoded with [`rpc::codec`], as RPCs are, behind one format byte so a later layout can
-/// be told apart. Format 2 added reassignments to the image; every other value reads the same
-/// in format 1.
-const FORMAT: u8 = 2;
+/// be told apart. Format 2 added reassignments to the image, format 3 SCRAM credentials at
+/// its end; every other value reads the same in formats 1 and 2.
+const FORMAT: u8 = 3;
+const FORMAT_V2: u8 = 2;
 const FORMAT_V1: u8 = 1;
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
@@ -44,15 +45,25 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 
 fn decode<T: DeserializeOwned>(bytes: &[u8]) -> anyhow::Result<T> {
     match bytes.split_first() {
-        Some((&(FORMAT | FORMAT_V1), body)) => rpc::decode(body),
+        Some((&(FORMAT | FORMAT_V2 | FORMAT_V1), body)) => rpc::decode(body),
         _ => anyhow::bail!("stored controller state in an unknown format"),
     }
 }
 
-/// A metadata image (a snapshot's), in either format.
+/// A format 2 value that ends with a metadata image, in format 3: the image's last field,
+/// the SCRAM credentials, added empty (bincode lays a struct out as its fields in order).
+fn upgrade_v2(bytes: &[u8]) -> Vec<u8> {
+    let mut upgraded = bytes.to_vec();
+    upgraded[0] = FORMAT;
+    upgraded.extend_from_slice(&encode(&std::collections::BTreeMap::<String, ()>::new())[1..]);
+    upgraded
+}
+
+/// A metadata image (a snapshot's), in any format.
 fn decode_image(bytes: &[u8]) -> anyhow::Result<MetadataImage> {
     match bytes.first() {
         Some(&FORMAT_V1) => decode::<MetadataImageV1>(bytes).map(Into::into),
+        Some(&FORMAT_V2) => decode(&upgrade_v2(bytes)),
         _ => decode(bytes),
     }
 }
@@ -182,6 +193,7 @@ impl State {
     fn decode(bytes: &[u8]) -> anyhow::Result<State> {
         match bytes.first() {
             Some(&FORMAT_V1) => decode::<StateV1>(bytes).map(|v1| State { applied: v1.applied, membership: v1.membership, image: v1.image.into() }),
+            Some(&FORMAT_V2) => decode(&upgrade_v2(bytes)),
             _ => decode(bytes),
         }
     }
@@ -307,6 +319,12 @@ mod tests {
         assert_eq!(topic.partitions[&0], partition);
         assert!(topic.reassignments.is_empty());
         assert_eq!(state.image.next_producer_id(), 1000);
-        assert_eq!(State::decode(&encode(&state)).expect("format 2 reads").image, state.image);
+        assert_eq!(State::decode(&encode(&state)).expect("format 3 reads").image, state.image);
+        // Format 2: format 3 without the SCRAM credentials at the end.
+        let mut v2 = encode(&state);
+        v2[0] = FORMAT_V2;
+        v2.pop();
+        assert_eq!(State::decode(&v2).expect("format 2 reads").image, state.image);
+        assert_eq!(decode_image(&{ let mut i = encode(&state.image); i[0] = FORMAT_V2; i.pop(); i }).expect("a format 2 snapshot reads"), state.image);
     }
 }

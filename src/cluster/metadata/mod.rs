@@ -16,6 +16,8 @@ use uuid::Uuid;
 
 pub use records::*;
 
+use crate::security::scram::{ScramCredential, ScramMechanism};
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct MetadataImage {
     brokers: BTreeMap<BrokerId, BrokerImage>,
@@ -26,6 +28,9 @@ pub struct MetadataImage {
     broker_configs: BTreeMap<Option<BrokerId>, BTreeMap<String, String>>,
     /// The first producer id no block has covered yet.
     next_producer_id: i64,
+    /// SCRAM credentials by user and mechanism. Last, so format 2's image, which lacked them,
+    /// reads as this one with none added (see controller/store.rs).
+    scram_credentials: BTreeMap<String, BTreeMap<ScramMechanism, ScramCredential>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -89,7 +94,14 @@ impl From<MetadataImageV1> for MetadataImage {
             .into_iter()
             .map(|(id, t)| (id, TopicImage { name: t.name, id: t.id, configs: t.configs, partitions: t.partitions, reassignments: BTreeMap::new() }))
             .collect();
-        MetadataImage { brokers: v1.brokers, topics, topic_ids: v1.topic_ids, broker_configs: v1.broker_configs, next_producer_id: v1.next_producer_id }
+        MetadataImage {
+            brokers: v1.brokers,
+            topics,
+            topic_ids: v1.topic_ids,
+            broker_configs: v1.broker_configs,
+            next_producer_id: v1.next_producer_id,
+            scram_credentials: BTreeMap::new(),
+        }
     }
 }
 
@@ -119,6 +131,15 @@ impl MetadataImage {
         self.broker_configs.get(&broker)
     }
 
+    pub fn scram_credential(&self, user: &str, mechanism: ScramMechanism) -> Option<&ScramCredential> {
+        self.scram_credentials.get(user)?.get(&mechanism)
+    }
+
+    /// Users with SCRAM credentials, by name, with theirs.
+    pub fn scram_users(&self) -> &BTreeMap<String, BTreeMap<ScramMechanism, ScramCredential>> {
+        &self.scram_credentials
+    }
+
     pub fn next_producer_id(&self) -> i64 {
         self.next_producer_id
     }
@@ -136,6 +157,7 @@ impl MetadataImage {
             MetadataRecord::ConfigChange(config) => self.change_config(config),
             MetadataRecord::ProducerIdBlock(block) => self.add_producer_id_block(block),
             MetadataRecord::Reassignment(reassignment) => self.reassign(reassignment),
+            MetadataRecord::ScramCredential(record) => self.set_scram_credential(record),
             MetadataRecord::Batch(records) => {
                 // Rare and small (admin changes): a copy to fall back on is cheap enough.
                 let before = self.clone();
@@ -216,6 +238,22 @@ impl MetadataImage {
             return Err(format!("partition {name}-{}: adding {:?} and removing {:?} leave no target", record.index, reassignment.adding, reassignment.removing));
         }
         topic.reassignments.insert(record.index, reassignment);
+        Ok(())
+    }
+
+    fn set_scram_credential(&mut self, record: ScramCredentialRecord) -> Result<(), String> {
+        match record.credential {
+            Some(credential) => {
+                self.scram_credentials.entry(record.user).or_default().insert(record.mechanism, credential);
+            }
+            None => {
+                let user = self.scram_credentials.get_mut(&record.user).ok_or_else(|| format!("user {:?} has no SCRAM credential", record.user))?;
+                user.remove(&record.mechanism).ok_or_else(|| format!("user {:?} has no {} credential", record.user, record.mechanism.name()))?;
+                if user.is_empty() {
+                    self.scram_credentials.remove(&record.user);
+                }
+            }
+        }
         Ok(())
     }
 
