@@ -1,5 +1,8 @@
 //! Who a client is, and (as it grows) how that is proven and what it may do.
 
+pub mod acl;
+pub mod authorizer;
+
 use std::fmt;
 
 /// A Kafka principal, `type:name` as ACLs and `super.users` write it (`User:alice`).
@@ -17,6 +20,14 @@ impl Principal {
 
     pub fn user(name: &str) -> Principal {
         Principal { kind: "User".into(), name: name.into() }
+    }
+
+    /// `type:name`, as `super.users` lists principals.
+    pub fn parse(text: &str) -> Result<Principal, String> {
+        match text.trim().split_once(':') {
+            Some((kind, name)) if !kind.is_empty() && !name.is_empty() => Ok(Principal { kind: kind.into(), name: name.into() }),
+            _ => Err(format!("principal {text:?} is not of the form type:name (User:alice)")),
+        }
     }
 }
 

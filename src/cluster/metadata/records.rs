@@ -8,6 +8,8 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::security::acl::AclBinding;
+
 /// Kafka's `node.id` of a broker.
 pub type BrokerId = i32;
 
@@ -33,6 +35,10 @@ pub enum MetadataRecord {
     /// A partition's reassignment starts (or is replaced), or ends with both lists empty
     /// (Kafka's adding/removing replicas of a PartitionChangeRecord).
     Reassignment(ReassignmentRecord),
+    /// An ACL is added (Kafka's AccessControlEntryRecord).
+    Acl(AclBinding),
+    /// An ACL is removed (Kafka's RemoveAccessControlEntryRecord).
+    RemoveAcl(AclBinding),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
