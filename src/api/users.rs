@@ -12,10 +12,17 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
-use super::Api;
+use super::{Api, Request};
+use crate::security::acl::Operation;
 use crate::cluster::users::ScramAlteration;
 
-pub async fn alter(api: &Api, r: AlterUserScramCredentialsRequest) -> AlterUserScramCredentialsResponse {
+/// Needs ALTER on the cluster, as in Kafka.
+pub async fn alter(api: &Api, req: &Request, r: AlterUserScramCredentialsRequest) -> AlterUserScramCredentialsResponse {
+    if let Err((error, message)) = api.authorize_cluster(req, Operation::Alter) {
+        let users: HashSet<&str> = r.deletions.iter().map(|d| d.name.as_str()).chain(r.upsertions.iter().map(|u| u.name.as_str())).collect();
+        let refused = |user: &str| AlterUserScramCredentialsResult::default().with_user(StrBytes::from_string(user.to_string())).with_error_code(error.code()).with_error_message(Some(StrBytes::from_string(message.clone())));
+        return AlterUserScramCredentialsResponse::default().with_results(users.into_iter().map(refused).collect());
+    }
     let deletions = r.deletions.into_iter().map(|d| ScramAlteration { user: d.name.to_string(), mechanism: d.mechanism, upsert: None });
     let upsertions = r.upsertions.into_iter().map(|u| ScramAlteration { user: u.name.to_string(), mechanism: u.mechanism, upsert: Some((u.iterations, u.salt.to_vec(), u.salted_password.to_vec())) });
     let results = api.cluster.alter_user_scram_credentials(deletions.chain(upsertions).collect()).await;
@@ -32,7 +39,11 @@ pub async fn alter(api: &Api, r: AlterUserScramCredentialsRequest) -> AlterUserS
     AlterUserScramCredentialsResponse::default().with_results(results)
 }
 
-pub fn describe(api: &Api, r: DescribeUserScramCredentialsRequest) -> DescribeUserScramCredentialsResponse {
+/// Needs DESCRIBE on the cluster, as in Kafka.
+pub fn describe(api: &Api, req: &Request, r: DescribeUserScramCredentialsRequest) -> DescribeUserScramCredentialsResponse {
+    if let Err((error, message)) = api.authorize_cluster(req, Operation::Describe) {
+        return DescribeUserScramCredentialsResponse::default().with_error_code(error.code()).with_error_message(Some(StrBytes::from_string(message)));
+    }
     let image = api.cluster.image();
     let users = image.scram_users();
     let result = |name: &str| {

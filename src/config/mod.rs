@@ -50,6 +50,11 @@ pub struct Config {
     pub leader_imbalance_check_interval_seconds: u64,
     pub num_partitions: i32,
     pub auto_create_topics: bool,
+    /// `authorizer.class.name` names Kafka's authorizer: requests are checked against ACLs.
+    pub authorizer_enabled: bool,
+    /// `super.users`: allowed everything when the authorizer is on.
+    pub super_users: Vec<crate::security::Principal>,
+    pub allow_everyone_if_no_acl_found: bool,
     /// Largest record batch a producer may send (`message.max.bytes`).
     pub message_max_bytes: usize,
     /// Largest request frame; a bigger size field closes the connection.
@@ -303,6 +308,9 @@ impl Config {
             leader_imbalance_check_interval_seconds: 0,
             num_partitions: 0,
             auto_create_topics: false,
+            authorizer_enabled: false,
+            super_users: Vec::new(),
+            allow_everyone_if_no_acl_found: false,
             message_max_bytes: 0,
             socket_request_max_bytes: 0,
             connections_max_idle_ms: 0,

@@ -4,6 +4,8 @@ pub mod certs;
 pub mod sasl;
 pub mod scram;
 pub mod tls;
+pub mod acl;
+pub mod authorizer;
 
 use std::fmt;
 
@@ -22,6 +24,14 @@ impl Principal {
 
     pub fn user(name: &str) -> Principal {
         Principal { kind: "User".into(), name: name.into() }
+    }
+
+    /// `type:name`, as `super.users` lists principals.
+    pub fn parse(text: &str) -> Result<Principal, String> {
+        match text.trim().split_once(':') {
+            Some((kind, name)) if !kind.is_empty() && !name.is_empty() => Ok(Principal { kind: kind.into(), name: name.into() }),
+            _ => Err(format!("principal {text:?} is not of the form type:name (User:alice)")),
+        }
     }
 }
 

@@ -9,6 +9,7 @@
 //!
 //! A one-node cluster is the same code with one voter, which elects itself at once.
 
+mod acls;
 mod brokers;
 mod client;
 mod network;

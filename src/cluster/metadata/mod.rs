@@ -1,5 +1,6 @@
 //! The metadata image: the cluster state that the metadata log's records add up to (brokers,
-//! topics, partitions with their leaders, ISR and epochs, dynamic configs, producer-id blocks).
+//! topics, partitions with their leaders, ISR and epochs, dynamic configs, producer-id blocks,
+//! ACLs).
 //!
 //! Every node builds the same image by applying the same records in the same order, and
 //! nothing else changes it: each record type has one `apply` function below. A record that does
@@ -13,6 +14,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+use crate::security::acl::Acls;
 
 pub use records::*;
 
@@ -28,8 +31,8 @@ pub struct MetadataImage {
     broker_configs: BTreeMap<Option<BrokerId>, BTreeMap<String, String>>,
     /// The first producer id no block has covered yet.
     next_producer_id: i64,
-    /// SCRAM credentials by user and mechanism. Last, so format 2's image, which lacked them,
-    /// reads as this one with none added (see controller/store.rs).
+    acls: Acls,
+    /// SCRAM credentials by user and mechanism.
     scram_credentials: BTreeMap<String, BTreeMap<ScramMechanism, ScramCredential>>,
 }
 
@@ -68,6 +71,22 @@ impl Reassignment {
     }
 }
 
+/// The image as store format 2 kept it, before ACLs and SCRAM credentials.
+#[derive(Deserialize)]
+pub struct MetadataImageV2 {
+    brokers: BTreeMap<BrokerId, BrokerImage>,
+    topics: BTreeMap<Uuid, TopicImage>,
+    topic_ids: BTreeMap<String, Uuid>,
+    broker_configs: BTreeMap<Option<BrokerId>, BTreeMap<String, String>>,
+    next_producer_id: i64,
+}
+
+impl From<MetadataImageV2> for MetadataImage {
+    fn from(v2: MetadataImageV2) -> MetadataImage {
+        MetadataImage { brokers: v2.brokers, topics: v2.topics, topic_ids: v2.topic_ids, broker_configs: v2.broker_configs, next_producer_id: v2.next_producer_id, acls: Acls::default(), scram_credentials: BTreeMap::new() }
+    }
+}
+
 /// The image as store format 1 kept it, before reassignments: read once from a data directory
 /// written by an older build.
 #[derive(Deserialize)]
@@ -94,14 +113,7 @@ impl From<MetadataImageV1> for MetadataImage {
             .into_iter()
             .map(|(id, t)| (id, TopicImage { name: t.name, id: t.id, configs: t.configs, partitions: t.partitions, reassignments: BTreeMap::new() }))
             .collect();
-        MetadataImage {
-            brokers: v1.brokers,
-            topics,
-            topic_ids: v1.topic_ids,
-            broker_configs: v1.broker_configs,
-            next_producer_id: v1.next_producer_id,
-            scram_credentials: BTreeMap::new(),
-        }
+        MetadataImageV2 { brokers: v1.brokers, topics, topic_ids: v1.topic_ids, broker_configs: v1.broker_configs, next_producer_id: v1.next_producer_id }.into()
     }
 }
 
@@ -144,6 +156,10 @@ impl MetadataImage {
         self.next_producer_id
     }
 
+    pub fn acls(&self) -> &Acls {
+        &self.acls
+    }
+
     /// Applies one record, or refuses it (saying why) and stays as it was.
     pub fn apply(&mut self, record: MetadataRecord) -> Result<(), String> {
         match record {
@@ -158,6 +174,11 @@ impl MetadataImage {
             MetadataRecord::ProducerIdBlock(block) => self.add_producer_id_block(block),
             MetadataRecord::Reassignment(reassignment) => self.reassign(reassignment),
             MetadataRecord::ScramCredential(record) => self.set_scram_credential(record),
+            MetadataRecord::Acl(acl) => {
+                self.acls.add(acl);
+                Ok(())
+            }
+            MetadataRecord::RemoveAcl(acl) => self.acls.remove(&acl),
             MetadataRecord::Batch(records) => {
                 // Rare and small (admin changes): a copy to fall back on is cheap enough.
                 let before = self.clone();

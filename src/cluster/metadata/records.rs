@@ -9,6 +9,8 @@ use crate::security::scram::{ScramCredential, ScramMechanism};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::security::acl::AclBinding;
+
 /// Kafka's `node.id` of a broker.
 pub type BrokerId = i32;
 
@@ -37,6 +39,10 @@ pub enum MetadataRecord {
     /// Sets or removes a user's SCRAM credential (Kafka's UserScramCredentialRecord and
     /// RemoveUserScramCredentialRecord).
     ScramCredential(ScramCredentialRecord),
+    /// An ACL is added (Kafka's AccessControlEntryRecord).
+    Acl(AclBinding),
+    /// An ACL is removed (Kafka's RemoveAccessControlEntryRecord).
+    RemoveAcl(AclBinding),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
