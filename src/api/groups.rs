@@ -471,16 +471,13 @@ pub async fn offset_delete(api: &Api, req: &Request, r: OffsetDeleteRequest) -> 
     if let Err(e) = api.check(req, Operation::Delete, Resource::group(&r.group_id)) {
         return OffsetDeleteResponse::default().with_error_code(e.code());
     }
-    let partitions: Vec<TopicPartition> = r
-        .topics
-        .iter()
-        .filter(|t| api.authorize(req, Operation::Read, Resource::topic(&t.name)))
-        .flat_map(|t| t.partitions.iter().map(move |p| (t.name.to_string(), p.partition_index)))
-        .collect();
+    let (readable, denied): (Vec<_>, Vec<_>) = r.topics.iter().partition(|t| api.authorize(req, Operation::Read, Resource::topic(&t.name)));
+    let partitions: Vec<TopicPartition> = readable.iter().flat_map(|t| t.partitions.iter().map(move |p| (t.name.to_string(), p.partition_index))).collect();
     match api.groups.delete_offsets(&r.group_id, partitions).await {
         Err(e) => OffsetDeleteResponse::default().with_error_code(e.code()),
         Ok(results) => {
-            let answered = results.into_iter().map(|((topic, partition), result)| {
+            let refused = denied.iter().flat_map(|t| t.partitions.iter().map(move |p| ((t.name.to_string(), p.partition_index), Err(ResponseError::TopicAuthorizationFailed))));
+            let answered = results.into_iter().chain(refused).map(|((topic, partition), result)| {
                 (topic, OffsetDeleteResponsePartition::default().with_partition_index(partition).with_error_code(error_code(&result)))
             });
             let topics = by_topic(answered)

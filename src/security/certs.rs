@@ -14,7 +14,7 @@ pub const CLIENT_KEY_FILE: &str = "client.key";
 pub const CLIENT_FILE: &str = "client.pem";
 
 /// The subject of the client certificate, as the broker names its principal.
-pub const CLIENT_PRINCIPAL: &str = "User:O=Gregor dev,CN=client";
+pub const CLIENT_PRINCIPAL: &str = "User:CN=client,O=Gregor dev";
 
 /// `O=Gregor dev` and `CN=common_name`, without rcgen's default CN.
 fn subject(common_name: &str) -> DistinguishedName {
