@@ -65,7 +65,6 @@ def test_consume_transform_produce_through_the_transaction_coordinators_kill(clu
         plain.produce("in", value=f"in-{i}".encode(), partition=i % 3)
     assert plain.flush(30) == 0
 
-    txn_id = "eos-across-the-cluster"
     settings = {"group.id": "eos", "isolation.level": "read_committed", "auto.offset.reset": "earliest",
                 "enable.auto.commit": False}
     consumer = ck_consumer(bootstrap, **settings)
@@ -82,11 +81,22 @@ def test_consume_transform_produce_through_the_transaction_coordinators_kill(clu
         for tp in consumer.committed(inputs, timeout=CLIENT_TIMEOUT_S):
             consumer.seek(TopicPartition("in", tp.partition, tp.offset if tp.offset >= 0 else 0))
 
-    producer = new_producer()
-    # The coordinator: the leader of the id's partition of __transaction_state.
-    state_partition = offsets_partition(txn_id)
-    coordinator = wait_until(lambda: _leader(admin, "__transaction_state", state_partition),
-                             timeout=CLIENT_TIMEOUT_S, message="the transaction coordinator")
+    # The node killed coordinates the transaction but not the group: when the group's
+    # coordinator dies, librdkafka's send_offsets_to_transaction can block past its timeout
+    # (confluentinc/librdkafka#5456, #5511), which `scripts/crashtest --txn --cluster` copes
+    # with by restarting the client. So an id whose coordinator (the leader of its partition of
+    # __transaction_state) is not the group's (the leader of its __consumer_offsets partition).
+    consumer.committed(inputs, timeout=CLIENT_TIMEOUT_S)
+    group_coordinator = wait_until(lambda: _leader(admin, "__consumer_offsets", offsets_partition("eos")),
+                                   timeout=CLIENT_TIMEOUT_S, message="the group coordinator")
+    for n in range(50):
+        txn_id = f"eos-across-the-cluster-{n}"
+        producer = new_producer()
+        state_partition = offsets_partition(txn_id)
+        coordinator = wait_until(lambda: _leader(admin, "__transaction_state", state_partition),
+                                 timeout=CLIENT_TIMEOUT_S, message="the transaction coordinator")
+        if coordinator != group_coordinator:
+            break
     committed = 0
     killed = False
     deadline = time.monotonic() + 4 * CLIENT_TIMEOUT_S

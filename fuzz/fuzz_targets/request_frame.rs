@@ -105,7 +105,7 @@ fuzz_target!(|data: &[u8]| {
     }
     let h = slot.as_mut().expect("harness");
     h.runs += 1;
-    let origin = Origin { peer: "127.0.0.1:40000".parse().expect("address"), listener: "PLAINTEXT".into() };
+    let origin = Origin { peer: "127.0.0.1:40000".parse().expect("address"), listener: "PLAINTEXT".into(), principal: std::sync::Arc::new(gregor::security::Principal::anonymous()) };
     let frame = Bytes::copy_from_slice(data);
     let runtime = runtime();
     let (stop, stopped) = watch::channel(false);
