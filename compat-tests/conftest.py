@@ -505,9 +505,10 @@ class ScriptCluster:
     """``scripts/cluster N`` on free ports with a temporary data directory: nodes 1..N on
     ``bootstrap`` (127.0.0.1, consecutive ports), fenced 2 s after their heartbeats stop. With
     ``controllers`` M, nodes 1..M are dedicated controllers and the brokers are M+1..M+N. With
-    ``metrics``, node K serves Prometheus metrics on ``metrics_port + K - 1``."""
+    ``metrics``, node K serves Prometheus metrics on ``metrics_port + K - 1``. ``extra_args``
+    go to every node."""
 
-    def __init__(self, nodes: int, controllers: int = 0, metrics: bool = False):
+    def __init__(self, nodes: int, controllers: int = 0, metrics: bool = False, extra_args=()):
         self.nodes = nodes
         self.controllers = controllers
         self.port = free_port(nodes)
@@ -531,7 +532,7 @@ class ScriptCluster:
         if self.metrics_port is not None:
             env["GREGOR_CLUSTER_METRICS_PORT"] = str(self.metrics_port)
         args = [os.path.join(REPO, "scripts", "cluster"), str(nodes),
-                "--broker-heartbeat-interval-ms", "200", "--broker-session-timeout-ms", "2000"]
+                "--broker-heartbeat-interval-ms", "200", "--broker-session-timeout-ms", "2000", *extra_args]
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         self.bootstrap = [f"127.0.0.1:{self.port + i}" for i in range(nodes)]

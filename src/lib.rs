@@ -113,7 +113,7 @@ impl Broker {
                 tracing::warn!("listener {} is on all interfaces without advertised.listeners: clients are told {host}; set advertised.listeners to an address they can reach", l.name);
             }
             endpoints.push(Endpoint { listener: l.name.clone(), host, port });
-            bound.push((l.name.clone(), addr, socket));
+            bound.push((l.clone(), addr, socket));
         }
         let advertised = (endpoints[0].host.clone(), endpoints[0].port);
         let node = Node { id: config.node_id, endpoints, rack: config.broker_rack.clone() };
@@ -123,6 +123,12 @@ impl Broker {
             Arc::new(tokio::task::spawn_blocking(move || Api::open(&config, node, log, alter, shutdown_rx)).await??)
         };
         let (cluster, groups, api_log, replicas) = (api.cluster.clone(), api.groups.clone(), api.log.clone(), api.replicas.clone());
+        // Checked before anything starts: a bad TLS or SASL setting refuses the start.
+        let securities: Vec<_> = bound
+            .iter()
+            .map(|(listener, _, _)| security::ListenerSecurity::new(listener, &config.security, cluster.clone()))
+            .collect::<Result<_, _>>()
+            .map_err(|e| anyhow::anyhow!(e))?;
         let mut zookeeper_addr = None;
         let mut tasks = Vec::new();
         let (failure, failure_rx) = watch::channel(None);
@@ -141,9 +147,10 @@ impl Broker {
         }
         let limits = Arc::new(server::Limits::new(cluster.settings().clone()));
         let mut listeners = Vec::new();
-        for (name, addr, socket) in bound {
+        for ((listener, addr, socket), security) in bound.into_iter().zip(securities) {
+            let name = listener.name;
             tracing::info!("listener {name} on {addr}, advertised as {}", api.cluster.node().endpoint(&name).host_port());
-            tasks.push(tokio::spawn(server::serve(socket, name.as_str().into(), api.clone(), limits.clone(), shutdown_rx.clone())));
+            tasks.push(tokio::spawn(server::serve(socket, name.as_str().into(), security, api.clone(), limits.clone(), shutdown_rx.clone())));
             listeners.push((name, addr));
         }
         tasks.push(tokio::spawn(groups.clone().run_timers(shutdown_rx.clone())));

@@ -27,6 +27,12 @@ fn command() -> Command {
         )
         .subcommand(Command::new("random-uuid").about("Print a new cluster id"))
         .subcommand(
+            Command::new("certs")
+                .about("Write a throwaway CA, a broker key and certificate chain and a client one as PEM files, and print the settings that use them (to try TLS; not for production)")
+                .arg(Arg::new("dir").long("dir").required(true).value_name("DIR").value_parser(value_parser!(PathBuf)).help("Where to write ca.pem, broker.pem, client.crt, client.key and client.pem"))
+                .arg(Arg::new("host").long("host").action(ArgAction::Append).value_name("NAME").help("A host name or IP address clients reach the broker by (repeatable; default: localhost and 127.0.0.1)")),
+        )
+        .subcommand(
             Command::new("dump-log")
                 .about("Print every record batch of a topic in the data directory (--log-dirs), one line per batch, as kafka-dump-log does; the store is opened read-only, so a running broker's directory can be read too")
                 .arg(Arg::new("topic").long("topic").required(true).value_name("TOPIC"))
@@ -138,6 +144,25 @@ fn dump_log(matches: &ArgMatches, sub: &ArgMatches) -> ExitCode {
     }
 }
 
+/// `gregor certs`: dev certificates, and the settings to use them.
+fn certs(sub: &ArgMatches) -> ExitCode {
+    let dir = sub.get_one::<PathBuf>("dir").expect("required");
+    let mut hosts: Vec<String> = sub.get_many::<String>("host").map(|h| h.cloned().collect()).unwrap_or_default();
+    if hosts.is_empty() {
+        hosts = vec!["localhost".into(), "127.0.0.1".into()];
+    }
+    match gregor::security::certs::write_dev_certs(dir, &hosts) {
+        Ok(settings) => {
+            print!("{settings}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!("cannot write certificates: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -159,6 +184,7 @@ async fn main() -> ExitCode {
         }
         Some(("format", sub)) => return format(&matches, sub),
         Some(("dump-log", sub)) => return dump_log(&matches, sub),
+        Some(("certs", sub)) => return certs(sub),
         _ => {}
     }
     raise_open_files_limit();

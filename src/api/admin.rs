@@ -23,6 +23,7 @@ use uuid::Uuid;
 
 use super::{Api, Request};
 use crate::cluster::{partition_id, NewTopic, TopicConfigs};
+use crate::security::acl::{Operation, Resource};
 
 type Failure = (ResponseError, String);
 
@@ -30,8 +31,12 @@ pub async fn create_topics(api: &Api, req: &Request, r: CreateTopicsRequest) -> 
     let mut seen = HashSet::new();
     let duplicated: HashSet<TopicName> = r.topics.iter().filter(|t| !seen.insert(t.name.clone())).map(|t| t.name.clone()).collect();
     let mut topics = Vec::with_capacity(r.topics.len());
+    // CREATE on the cluster allows every topic, as in Kafka; otherwise CREATE on each.
+    let may_create_all = api.authorize(req, Operation::Create, Resource::cluster());
     for t in &r.topics {
-        let result = if duplicated.contains(&t.name) {
+        let result = if !may_create_all && !api.authorize(req, Operation::Create, Resource::topic(&t.name)) {
+            Err((ResponseError::TopicAuthorizationFailed, format!("{} may not create topic {:?}", req.principal, &*t.name)))
+        } else if duplicated.contains(&t.name) {
             Err((ResponseError::InvalidRequest, format!("topic {:?} appears more than once in the request", &*t.name)))
         } else {
             match new_topic(t) {
@@ -130,6 +135,8 @@ pub async fn delete_topics(api: &Api, req: &Request, r: DeleteTopicsRequest) -> 
             Some(n) => api.cluster.topic(n).ok_or((ResponseError::UnknownTopicOrPartition, format!("topic {:?} does not exist", &**n))),
             None => api.cluster.topic_by_id(id).ok_or((ResponseError::UnknownTopicId, format!("no topic has id {id}"))),
         };
+        let denied = |t: &crate::cluster::Topic| (ResponseError::TopicAuthorizationFailed, format!("{} may not delete topic {:?}", req.principal, t.name));
+        let topic = topic.and_then(|t| if api.authorize(req, Operation::Delete, Resource::topic(&t.name)) { Ok(t) } else { Err(denied(&t)) });
         // The publisher drops the topic's committed offsets before the deletion is answered.
         let result = match topic {
             Ok(t) => api.cluster.delete_topic(&t.name).await.map(|()| t),
@@ -153,11 +160,14 @@ pub async fn delete_topics(api: &Api, req: &Request, r: DeleteTopicsRequest) -> 
     DeleteTopicsResponse::default().with_responses(responses)
 }
 
-pub async fn create_partitions(api: &Api, r: CreatePartitionsRequest) -> CreatePartitionsResponse {
+pub async fn create_partitions(api: &Api, req: &Request, r: CreatePartitionsRequest) -> CreatePartitionsResponse {
     let mut results = Vec::with_capacity(r.topics.len());
     for t in r.topics {
         let assignments: Option<Vec<Vec<i32>>> = t.assignments.as_ref().map(|list| list.iter().map(|a| a.broker_ids.iter().map(|b| b.0).collect()).collect());
-        let result = api.cluster.create_partitions(&t.name, t.count, assignments.as_deref(), r.validate_only).await;
+        let result = match api.check(req, Operation::Alter, Resource::topic(&t.name)) {
+            Ok(()) => api.cluster.create_partitions(&t.name, t.count, assignments.as_deref(), r.validate_only).await,
+            Err(e) => Err((e, format!("{} may not alter topic {:?}", req.principal, &*t.name))),
+        };
         let response = CreatePartitionsTopicResult::default().with_name(t.name);
         results.push(match result {
             Ok(()) => response,
@@ -167,15 +177,15 @@ pub async fn create_partitions(api: &Api, r: CreatePartitionsRequest) -> CreateP
     CreatePartitionsResponse::default().with_results(results)
 }
 
-pub async fn delete_records(api: &Api, r: DeleteRecordsRequest) -> DeleteRecordsResponse {
+pub async fn delete_records(api: &Api, req: &Request, r: DeleteRecordsRequest) -> DeleteRecordsResponse {
     let mut topics = Vec::with_capacity(r.topics.len());
     for t in r.topics {
-        let topic = api.cluster.topic(&t.name);
+        let topic = api.check(req, Operation::Delete, Resource::topic(&t.name)).map(|()| api.cluster.topic(&t.name));
         let mut partitions = Vec::with_capacity(t.partitions.len());
         for p in &t.partitions {
-            let result = match partition_id(topic.as_deref(), p.partition_index) {
-                Ok(id) => api.log.delete_records(id, p.offset).await,
-                Err(e) => Err(e),
+            let result = match topic.as_ref().map(|topic| partition_id(topic.as_deref(), p.partition_index)) {
+                Ok(Ok(id)) => api.log.delete_records(id, p.offset).await,
+                Ok(Err(e)) | Err(&e) => Err(e),
             };
             let response = DeleteRecordsPartitionResult::default().with_partition_index(p.partition_index);
             partitions.push(match result {
@@ -190,7 +200,10 @@ pub async fn delete_records(api: &Api, r: DeleteRecordsRequest) -> DeleteRecords
 
 /// One log directory: the data directory, with the stored bytes of every partition this
 /// broker holds a replica of.
-pub async fn describe_log_dirs(api: &Api, r: DescribeLogDirsRequest) -> DescribeLogDirsResponse {
+pub async fn describe_log_dirs(api: &Api, req: &Request, r: DescribeLogDirsRequest) -> DescribeLogDirsResponse {
+    if let Err(e) = api.check(req, Operation::Describe, Resource::cluster()) {
+        return DescribeLogDirsResponse::default().with_error_code(e.code());
+    }
     let wanted = |topic: &str, partition: i32| {
         r.topics.as_ref().is_none_or(|ts| ts.iter().any(|t| t.topic.as_str() == topic && t.partitions.contains(&partition)))
     };

@@ -18,6 +18,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::{Api, Request};
+use crate::security::acl::{Operation, Resource};
 use crate::cluster::replication::FollowerFetch;
 use crate::cluster::{partition_id, Topic};
 use crate::fetch_session::{Answer, FetchContext, FetchPosition, PartitionKey, SessionRequest, TopicKey, NO_SESSION};
@@ -127,6 +128,7 @@ async fn long_poll(api: &Api, req: &Request, r: &FetchRequest, replica_id: i32, 
     let wait = Duration::from_millis(r.max_wait_ms.max(0) as u64).min(MAX_WAIT);
     let deadline = Instant::now() + wait;
     let mut located = locate(api, wanted);
+    authorize_reads(api, req, replica_id, wanted, &mut located);
     let mut reads = vec![FollowerFetch::Read { throttled: false }; wanted.len()];
     for (((_, position), id), read) in wanted.iter().zip(&mut located).zip(&mut reads) {
         let Ok(partition) = *id else { continue };
@@ -179,6 +181,27 @@ fn locate(api: &Api, wanted: &[(PartitionKey, FetchPosition)]) -> Vec<Result<Par
             }
         })
         .collect()
+}
+
+/// TOPIC_AUTHORIZATION_FAILED for the partitions the client may not read: a consumer needs
+/// READ on the topic, a follower CLUSTER_ACTION on the cluster.
+fn authorize_reads(api: &Api, req: &Request, replica_id: i32, wanted: &[(PartitionKey, FetchPosition)], located: &mut [Result<PartitionId, ResponseError>]) {
+    if api.authorizer.is_none() {
+        return;
+    }
+    let follower_allowed = replica_id >= 0 && api.authorize(req, Operation::ClusterAction, Resource::cluster());
+    let may_read = |name: &str| api.authorize(req, Operation::Read, Resource::topic(name));
+    let mut allowed: HashMap<&TopicKey, bool> = HashMap::new();
+    for (((key, _), _), id) in wanted.iter().zip(located) {
+        let allowed = *allowed.entry(key).or_insert_with(|| match key {
+            _ if replica_id >= 0 => follower_allowed,
+            TopicKey::Name(name) => may_read(name),
+            TopicKey::Id(topic_id) => api.cluster.topic_by_id(*topic_id).is_none_or(|t| may_read(&t.name)),
+        });
+        if !allowed {
+            *id = Err(ResponseError::TopicAuthorizationFailed);
+        }
+    }
 }
 
 /// Why a partition is answered without a read.

@@ -30,6 +30,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::{Api, Request};
+use crate::security::acl::{Operation, Resource};
 use crate::cluster::partition_id;
 use crate::group::{Committed, JoinRequest, TopicPartition};
 
@@ -64,7 +65,14 @@ pub async fn find_coordinator(api: &Api, req: &Request, r: FindCoordinatorReques
     let keys: Vec<StrBytes> = if req.version >= 4 { r.coordinator_keys } else { vec![r.key] };
     let mut coordinators = Vec::with_capacity(keys.len());
     for key in keys {
+        let resource = match r.key_type {
+            GROUP_KEY_TYPE => Some(Resource::group(&key)),
+            TRANSACTION_KEY_TYPE => Some(Resource::transactional_id(&key)),
+            _ => None,
+        };
+        let denied = resource.and_then(|resource| api.check(req, Operation::Describe, resource).err());
         let found = match r.key_type {
+            _ if denied.is_some() => Err((denied.expect("checked"), format!("{} may not describe {key}", req.principal))),
             GROUP_KEY_TYPE => coordinator_address(api, req, &key).await,
             TRANSACTION_KEY_TYPE => match api.txns.coordinator(&key).await {
                 Ok(id) => broker_address(api, req, id.unwrap_or(api.cluster.node().id)),
@@ -109,6 +117,9 @@ fn broker_address(api: &Api, req: &Request, id: i32) -> Located {
 
 pub async fn join_group(api: &Api, req: &Request, r: JoinGroupRequest) -> JoinGroupResponse {
     let version = req.version;
+    if let Err(e) = api.check(req, Operation::Read, Resource::group(&r.group_id)) {
+        return JoinGroupResponse::default().with_error_code(e.code()).with_member_id(r.member_id);
+    }
     let result = {
         let join = JoinRequest {
             member_id: r.member_id.to_string(),
@@ -155,6 +166,9 @@ pub async fn join_group(api: &Api, req: &Request, r: JoinGroupRequest) -> JoinGr
 }
 
 pub async fn sync_group(api: &Api, req: &Request, r: SyncGroupRequest) -> SyncGroupResponse {
+    if let Err(e) = api.check(req, Operation::Read, Resource::group(&r.group_id)) {
+        return SyncGroupResponse::default().with_error_code(e.code());
+    }
     let assignments = r.assignments.iter().map(|a| (a.member_id.to_string(), a.assignment.clone())).collect();
     let protocol = if req.version >= 5 {
         (r.protocol_type.as_deref(), r.protocol_name.as_deref())
@@ -178,9 +192,12 @@ pub async fn sync_group(api: &Api, req: &Request, r: SyncGroupRequest) -> SyncGr
     }
 }
 
-pub async fn heartbeat(api: &Api, r: HeartbeatRequest) -> HeartbeatResponse {
+pub async fn heartbeat(api: &Api, req: &Request, r: HeartbeatRequest) -> HeartbeatResponse {
     let instance = r.group_instance_id.as_deref();
-    let result = api.groups.heartbeat(&r.group_id, &r.member_id, instance, r.generation_id).await;
+    let result = match api.check(req, Operation::Read, Resource::group(&r.group_id)) {
+        Ok(()) => api.groups.heartbeat(&r.group_id, &r.member_id, instance, r.generation_id).await,
+        Err(e) => Err(e),
+    };
     HeartbeatResponse::default().with_error_code(error_code(&result))
 }
 
@@ -191,7 +208,11 @@ pub async fn leave_group(api: &Api, req: &Request, r: LeaveGroupRequest) -> Leav
     } else {
         vec![(r.member_id.to_string(), None)]
     };
-    match api.groups.leave(&r.group_id, &members).await {
+    let left = match api.check(req, Operation::Read, Resource::group(&r.group_id)) {
+        Ok(()) => api.groups.leave(&r.group_id, &members).await,
+        Err(e) => Err(e),
+    };
+    match left {
         Err(e) => LeaveGroupResponse::default().with_error_code(e.code()),
         Ok(results) if req.version >= 3 => {
             let responses = members
@@ -207,14 +228,21 @@ pub async fn leave_group(api: &Api, req: &Request, r: LeaveGroupRequest) -> Leav
     }
 }
 
-pub async fn offset_commit(api: &Api, r: OffsetCommitRequest) -> OffsetCommitResponse {
-    // Partitions of unknown topics are answered without reaching the coordinator.
+pub async fn offset_commit(api: &Api, req: &Request, r: OffsetCommitRequest) -> OffsetCommitResponse {
+    // Partitions of unknown topics (or of topics the client may not read) are answered without
+    // reaching the coordinator.
     let now_ms = super::now_ms();
     let mut known = Vec::new();
     let mut answers: Vec<(TopicName, i32, Option<ResponseError>)> = Vec::new();
+    let group_denied = api.check(req, Operation::Read, Resource::group(&r.group_id)).err();
     for t in &r.topics {
         let topic = api.cluster.topic(&t.name);
+        let denied = group_denied.or_else(|| api.check(req, Operation::Read, Resource::topic(&t.name)).err());
         for p in &t.partitions {
+            if let Some(e) = denied {
+                answers.push((t.name.clone(), p.partition_index, Some(e)));
+                continue;
+            }
             if partition_id(topic.as_deref(), p.partition_index).is_err() {
                 answers.push((t.name.clone(), p.partition_index, Some(ResponseError::UnknownTopicOrPartition)));
                 continue;
@@ -254,12 +282,18 @@ pub async fn offset_commit(api: &Api, r: OffsetCommitRequest) -> OffsetCommitRes
 /// Committed offsets of one topic's partitions.
 type TopicOffsets = (TopicName, Vec<(i32, Option<Committed>)>);
 
-/// (topic, partition, committed) for one group, grouped by topic in request order.
-fn fetch_group_offsets(api: &Api, group: &str, topics: Option<&[(TopicName, Vec<i32>)]>) -> Result<Vec<TopicOffsets>, ResponseError> {
+/// (topic, partition, committed) for one group, grouped by topic in request order; the
+/// client needs DESCRIBE on the group, and on a topic to see its offsets (all topics: those
+/// it may describe; named ones: TOPIC_AUTHORIZATION_FAILED in `denied`).
+fn fetch_group_offsets(api: &Api, req: &Request, group: &str, topics: Option<&[(TopicName, Vec<i32>)]>) -> Result<(Vec<TopicOffsets>, Vec<TopicName>), ResponseError> {
+    api.check(req, Operation::Describe, Resource::group(group))?;
+    let may_describe = |topic: &str| api.authorize(req, Operation::Describe, Resource::topic(topic));
+    let denied: Vec<TopicName> = topics.into_iter().flatten().filter(|(t, _)| !may_describe(t)).map(|(t, _)| t.clone()).collect();
     let wanted = topics.map(|ts| {
-        ts.iter().flat_map(|(t, ps)| ps.iter().map(move |p| (t.to_string(), *p))).collect::<Vec<TopicPartition>>()
+        ts.iter().filter(|(t, _)| !denied.contains(t)).flat_map(|(t, ps)| ps.iter().map(move |p| (t.to_string(), *p))).collect::<Vec<TopicPartition>>()
     });
-    Ok(by_topic(api.groups.committed(group, wanted)?.into_iter().map(|((topic, partition), c)| (topic, (partition, c)))))
+    let committed = api.groups.committed(group, wanted)?.into_iter().filter(|((topic, _), _)| topics.is_some() || may_describe(topic));
+    Ok((by_topic(committed.map(|((topic, partition), c)| (topic, (partition, c)))), denied))
 }
 
 pub fn offset_fetch(api: &Api, req: &Request, r: OffsetFetchRequest) -> OffsetFetchResponse {
@@ -277,10 +311,14 @@ pub fn offset_fetch(api: &Api, req: &Request, r: OffsetFetchRequest) -> OffsetFe
             .into_iter()
             .map(|g| {
                 let wanted: Option<Vec<_>> = g.topics.map(|ts| ts.into_iter().map(|t| (t.name, t.partition_indexes)).collect());
-                let offsets = match fetch_group_offsets(api, &g.group_id, wanted.as_deref()) {
-                    Ok(offsets) => offsets,
+                let (offsets, denied) = match fetch_group_offsets(api, req, &g.group_id, wanted.as_deref()) {
+                    Ok(found) => found,
                     Err(e) => return OffsetFetchResponseGroup::default().with_group_id(g.group_id).with_error_code(e.code()),
                 };
+                let denied = wanted.iter().flatten().filter(|(t, _)| denied.contains(t)).map(|(name, partitions)| {
+                    let refused = |index: &i32| OffsetFetchResponsePartitions::default().with_partition_index(*index).with_committed_offset(-1).with_error_code(ResponseError::TopicAuthorizationFailed.code());
+                    OffsetFetchResponseTopics::default().with_name(name.clone()).with_partitions(partitions.iter().map(refused).collect())
+                });
                 let topics = offsets
                     .into_iter()
                     .map(|(name, partitions)| {
@@ -297,6 +335,7 @@ pub fn offset_fetch(api: &Api, req: &Request, r: OffsetFetchRequest) -> OffsetFe
                             .collect();
                         OffsetFetchResponseTopics::default().with_name(name).with_partitions(partitions)
                     })
+                    .chain(denied)
                     .collect();
                 OffsetFetchResponseGroup::default().with_group_id(g.group_id).with_topics(topics)
             })
@@ -304,12 +343,17 @@ pub fn offset_fetch(api: &Api, req: &Request, r: OffsetFetchRequest) -> OffsetFe
         return OffsetFetchResponse::default().with_groups(groups);
     }
     let wanted: Option<Vec<_>> = r.topics.map(|ts| ts.into_iter().map(|t| (t.name, t.partition_indexes)).collect());
-    let (offsets, error) = match fetch_group_offsets(api, &r.group_id, wanted.as_deref()) {
-        Ok(offsets) => (offsets, None),
+    let (offsets, error, denied) = match fetch_group_offsets(api, req, &r.group_id, wanted.as_deref()) {
+        // Topics the client may not describe are answered with the error on each partition.
+        Ok((mut offsets, denied)) => {
+            let refused = wanted.iter().flatten().filter(|(t, _)| denied.contains(t)).map(|(t, ps)| (t.clone(), ps.iter().map(|p| (*p, None)).collect()));
+            offsets.extend(refused);
+            (offsets, None, denied)
+        }
         // v1 has no top-level error code: every partition asked for carries it, as in Kafka.
         Err(e) if req.version < 2 => {
             let asked = wanted.unwrap_or_default().into_iter().map(|(t, ps)| (t, ps.into_iter().map(|p| (p, None)).collect()));
-            (asked.collect(), Some(e))
+            (asked.collect(), Some(e), Vec::new())
         }
         Err(e) => return OffsetFetchResponse::default().with_error_code(e.code()),
     };
@@ -319,6 +363,7 @@ pub fn offset_fetch(api: &Api, req: &Request, r: OffsetFetchRequest) -> OffsetFe
             let partitions = partitions
                 .into_iter()
                 .map(|(index, c)| {
+                    let error = error.or_else(|| denied.contains(&name).then_some(ResponseError::TopicAuthorizationFailed));
                     let (c, error) = if error.is_none() && unstable(&r.group_id, &name, index) { (None, Some(ResponseError::UnstableOffsetCommit)) } else { (c, error) };
                     let (offset, epoch, metadata) = fill(c);
                     let p = OffsetFetchResponsePartition::default()
@@ -340,10 +385,13 @@ pub fn offset_fetch(api: &Api, req: &Request, r: OffsetFetchRequest) -> OffsetFe
 }
 
 pub fn list_groups(api: &Api, req: &Request, r: ListGroupsRequest) -> ListGroupsResponse {
+    // DESCRIBE on the cluster shows every group; otherwise those the client may describe.
+    let all_visible = api.authorize(req, Operation::Describe, Resource::cluster());
     let groups = api
         .groups
         .list()
         .into_iter()
+        .filter(|(id, _, _)| all_visible || api.authorize(req, Operation::Describe, Resource::group(id)))
         .filter(|(_, _, state)| r.states_filter.is_empty() || r.states_filter.iter().any(|f| f.eq_ignore_ascii_case(state.name())))
         .filter(|_| r.types_filter.is_empty() || r.types_filter.iter().any(|f| f.eq_ignore_ascii_case("classic")))
         .map(|(id, protocol_type, state)| {
@@ -365,6 +413,9 @@ pub fn describe_groups(api: &Api, req: &Request, r: DescribeGroupsRequest) -> De
         .into_iter()
         .map(|id| {
             let described = DescribedGroup::default().with_group_id(id.clone());
+            if let Err(e) = api.check(req, Operation::Describe, Resource::group(&id)) {
+                return described.with_error_code(e.code());
+            }
             let d = match api.groups.describe(&id) {
                 Ok(Some(d)) => d,
                 // Kafka describes an unknown group as Dead, without an error.
@@ -404,22 +455,29 @@ pub fn describe_groups(api: &Api, req: &Request, r: DescribeGroupsRequest) -> De
     DescribeGroupsResponse::default().with_groups(groups)
 }
 
-pub async fn delete_groups(api: &Api, r: DeleteGroupsRequest) -> DeleteGroupsResponse {
+pub async fn delete_groups(api: &Api, req: &Request, r: DeleteGroupsRequest) -> DeleteGroupsResponse {
     let mut results = Vec::with_capacity(r.groups_names.len());
     for id in r.groups_names {
-        let result = api.groups.delete(&id).await;
+        let result = match api.check(req, Operation::Delete, Resource::group(&id)) {
+            Ok(()) => api.groups.delete(&id).await,
+            Err(e) => Err(e),
+        };
         results.push(DeletableGroupResult::default().with_group_id(id).with_error_code(error_code(&result)));
     }
     DeleteGroupsResponse::default().with_results(results)
 }
 
-pub async fn offset_delete(api: &Api, r: OffsetDeleteRequest) -> OffsetDeleteResponse {
-    let partitions: Vec<TopicPartition> =
-        r.topics.iter().flat_map(|t| t.partitions.iter().map(move |p| (t.name.to_string(), p.partition_index))).collect();
+pub async fn offset_delete(api: &Api, req: &Request, r: OffsetDeleteRequest) -> OffsetDeleteResponse {
+    if let Err(e) = api.check(req, Operation::Delete, Resource::group(&r.group_id)) {
+        return OffsetDeleteResponse::default().with_error_code(e.code());
+    }
+    let (readable, denied): (Vec<_>, Vec<_>) = r.topics.iter().partition(|t| api.authorize(req, Operation::Read, Resource::topic(&t.name)));
+    let partitions: Vec<TopicPartition> = readable.iter().flat_map(|t| t.partitions.iter().map(move |p| (t.name.to_string(), p.partition_index))).collect();
     match api.groups.delete_offsets(&r.group_id, partitions).await {
         Err(e) => OffsetDeleteResponse::default().with_error_code(e.code()),
         Ok(results) => {
-            let answered = results.into_iter().map(|((topic, partition), result)| {
+            let refused = denied.iter().flat_map(|t| t.partitions.iter().map(move |p| ((t.name.to_string(), p.partition_index), Err(ResponseError::TopicAuthorizationFailed))));
+            let answered = results.into_iter().chain(refused).map(|((topic, partition), result)| {
                 (topic, OffsetDeleteResponsePartition::default().with_partition_index(partition).with_error_code(error_code(&result)))
             });
             let topics = by_topic(answered)

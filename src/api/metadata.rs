@@ -22,6 +22,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::{Api, Request};
+use crate::security::acl::{Operation, Resource};
 use crate::cluster::replication::{PartitionState, ReplicaManager};
 use crate::cluster::{ReplicaProgress, Topic};
 
@@ -50,18 +51,24 @@ pub async fn handle(api: &Api, req: &Request, r: MetadataRequest) -> MetadataRes
     let topic_ops = (req.version >= 8 && r.include_topic_authorized_operations).then_some(TOPIC_OPERATIONS);
     let live = live_brokers(api);
     let describe = |t: &Topic| describe_topic(t, req.version, &api.replicas, &live, topic_ops);
+    // Every topic means every topic the client may describe; one asked for by name or id that
+    // it may not is answered TOPIC_AUTHORIZATION_FAILED, as Kafka does.
+    let may_describe = |name: &str| api.authorize(req, Operation::Describe, Resource::topic(name));
+    let all_topics = || api.cluster.topics().iter().filter(|t| may_describe(&t.name)).map(|t| describe(t)).collect();
     let topics = match r.topics {
-        None => api.cluster.topics().iter().map(|t| describe(t)).collect(),
-        Some(list) if list.is_empty() && req.version == 0 => api.cluster.topics().iter().map(|t| describe(t)).collect(),
+        None => all_topics(),
+        Some(list) if list.is_empty() && req.version == 0 => all_topics(),
         Some(list) => {
             let mut topics = Vec::with_capacity(list.len());
             for wanted in list {
                 topics.push(match (wanted.name, wanted.topic_id) {
+                    (Some(name), _) if !may_describe(&name) || !may_create(api, req, &name, allow_create) => error_topic(ResponseError::TopicAuthorizationFailed).with_name(Some(name)),
                     (Some(name), _) => match api.cluster.topic_or_create(&name, allow_create).await {
                         Ok(t) => describe(&t),
                         Err(e) => error_topic(e).with_name(Some(name)),
                     },
                     (None, id) => match api.cluster.topic_by_id(id) {
+                        Some(t) if !may_describe(&t.name) => error_topic(ResponseError::TopicAuthorizationFailed).with_topic_id(id),
                         Some(t) => describe(&t),
                         None => error_topic(ResponseError::UnknownTopicId).with_topic_id(id),
                     },
@@ -79,6 +86,16 @@ pub async fn handle(api: &Api, req: &Request, r: MetadataRequest) -> MetadataRes
         response.cluster_authorized_operations = CLUSTER_OPERATIONS;
     }
     response
+}
+
+/// Whether Metadata may auto-create `name` for this client, if it comes to that: it exists,
+/// is not to be created, or the client may CREATE on the cluster or the topic.
+fn may_create(api: &Api, req: &Request, name: &str, allow_create: bool) -> bool {
+    api.authorizer.is_none()
+        || !(allow_create && api.config.auto_create_topics)
+        || api.cluster.topic(name).is_some()
+        || api.authorize(req, Operation::Create, Resource::cluster())
+        || api.authorize(req, Operation::Create, Resource::topic(name))
 }
 
 fn error_topic(e: ResponseError) -> MetadataResponseTopic {

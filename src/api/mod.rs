@@ -3,6 +3,7 @@
 //! [`SUPPORTED`] is the one table of (api, min, max) versions: ApiVersions answers from it and
 //! [`Api::handle`] refuses anything outside it before decoding.
 
+mod acls;
 mod admin;
 mod configs;
 mod fetch;
@@ -11,7 +12,9 @@ mod metadata;
 mod offsets;
 mod partitions;
 mod produce;
+pub mod sasl;
 mod txn;
+mod users;
 pub use crate::cluster::now_ms;
 mod versions;
 
@@ -31,6 +34,7 @@ use crate::cluster::state_topic::{StateStore, StateTopic};
 use crate::group::{GroupConfig, GroupCoordinator};
 use crate::log::LogStore;
 use crate::metrics::Metrics;
+use crate::security::authorizer::Authorizer;
 use crate::txn::{TxnConfig, TxnCoordinator};
 
 /// Every API Gregor serves, with the versions a real client has been seen to work with.
@@ -79,6 +83,16 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     // v2 carries TV2's transaction version, not offered.
     (ApiKey::WriteTxnMarkers, 0, 1),
     (ApiKey::DescribeProducers, 0, 0),
+    // Served by a SASL listener's connections before they authenticate (sasl.rs); after
+    // that, and on other listeners, they are out of place.
+    (ApiKey::SaslHandshake, 0, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
+    (ApiKey::DescribeUserScramCredentials, 0, 0),
+    (ApiKey::AlterUserScramCredentials, 0, 0),
+    (ApiKey::DescribeClientQuotas, 0, 1),
+    (ApiKey::DescribeAcls, 1, 3),
+    (ApiKey::CreateAcls, 1, 3),
+    (ApiKey::DeleteAcls, 1, 3),
 ];
 
 fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
@@ -115,6 +129,8 @@ pub struct Api {
     pub fetch_sessions: FetchSessions,
     pub replicas: Arc<ReplicaManager>,
     pub metrics: Arc<Metrics>,
+    /// `None` when `authorizer.class.name` is empty: every request is allowed.
+    pub authorizer: Option<Authorizer>,
 }
 
 impl Api {
@@ -191,7 +207,8 @@ impl Api {
         let fetch_sessions = FetchSessions::new(config.fetch_session_cache_slots);
         let txns = Arc::new(TxnCoordinator::open(txn_store, log.clone(), cluster.clone(), replicas.clone(), groups.clone(), TxnConfig::new(config), shutdown)?);
         let metrics = Arc::new(Metrics::new(SUPPORTED.iter().map(|&(key, _, _)| key)));
-        Ok(Api { config: config.clone(), log, cluster, groups, txns, fetch_sessions, replicas, metrics })
+        let authorizer = config.authorizer_enabled.then(|| Authorizer { super_users: config.super_users.clone(), allow_if_no_acl: config.allow_everyone_if_no_acl_found });
+        Ok(Api { config: config.clone(), log, cluster, groups, txns, fetch_sessions, replicas, metrics, authorizer })
     }
 
     /// Answers one request frame (without its size prefix). `queue_slot` is held while the
@@ -259,34 +276,42 @@ impl Api {
             RequestKind::FindCoordinator(r) => ResponseKind::FindCoordinator(groups::find_coordinator(self, &req, r).await),
             RequestKind::JoinGroup(r) => ResponseKind::JoinGroup(groups::join_group(self, &req, r).await),
             RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(groups::sync_group(self, &req, r).await),
-            RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(groups::heartbeat(self, r).await),
+            RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(groups::heartbeat(self, &req, r).await),
             RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(groups::leave_group(self, &req, r).await),
-            RequestKind::OffsetCommit(r) => ResponseKind::OffsetCommit(groups::offset_commit(self, r).await),
+            RequestKind::OffsetCommit(r) => ResponseKind::OffsetCommit(groups::offset_commit(self, &req, r).await),
             RequestKind::OffsetFetch(r) => ResponseKind::OffsetFetch(groups::offset_fetch(self, &req, r)),
             RequestKind::ListGroups(r) => ResponseKind::ListGroups(groups::list_groups(self, &req, r)),
             RequestKind::DescribeGroups(r) => ResponseKind::DescribeGroups(groups::describe_groups(self, &req, r)),
-            RequestKind::DeleteGroups(r) => ResponseKind::DeleteGroups(groups::delete_groups(self, r).await),
-            RequestKind::OffsetDelete(r) => ResponseKind::OffsetDelete(groups::offset_delete(self, r).await),
+            RequestKind::DeleteGroups(r) => ResponseKind::DeleteGroups(groups::delete_groups(self, &req, r).await),
+            RequestKind::OffsetDelete(r) => ResponseKind::OffsetDelete(groups::offset_delete(self, &req, r).await),
             RequestKind::DescribeConfigs(r) => ResponseKind::DescribeConfigs(configs::describe_configs(self, &req, r)),
             RequestKind::AlterConfigs(r) => ResponseKind::AlterConfigs(configs::alter_configs(self, r).await),
             RequestKind::IncrementalAlterConfigs(r) => ResponseKind::IncrementalAlterConfigs(configs::incremental_alter_configs(self, r).await),
-            RequestKind::CreatePartitions(r) => ResponseKind::CreatePartitions(admin::create_partitions(self, r).await),
+            RequestKind::CreatePartitions(r) => ResponseKind::CreatePartitions(admin::create_partitions(self, &req, r).await),
             RequestKind::DescribeCluster(r) => ResponseKind::DescribeCluster(metadata::describe_cluster(self, &req, r)),
             RequestKind::DescribeQuorum(r) => ResponseKind::DescribeQuorum(metadata::describe_quorum(self, &req, r).await),
             RequestKind::DescribeTopicPartitions(r) => ResponseKind::DescribeTopicPartitions(metadata::describe_topic_partitions(self, r)),
             RequestKind::AlterPartitionReassignments(r) => ResponseKind::AlterPartitionReassignments(partitions::alter_reassignments(self, r).await),
             RequestKind::ListPartitionReassignments(r) => ResponseKind::ListPartitionReassignments(partitions::list_reassignments(self, r)),
             RequestKind::ElectLeaders(r) => ResponseKind::ElectLeaders(partitions::elect_leaders(self, &req, r).await),
-            RequestKind::DeleteRecords(r) => ResponseKind::DeleteRecords(admin::delete_records(self, r).await),
-            RequestKind::DescribeLogDirs(r) => ResponseKind::DescribeLogDirs(admin::describe_log_dirs(self, r).await),
+            RequestKind::DeleteRecords(r) => ResponseKind::DeleteRecords(admin::delete_records(self, &req, r).await),
+            RequestKind::DescribeLogDirs(r) => ResponseKind::DescribeLogDirs(admin::describe_log_dirs(self, &req, r).await),
             RequestKind::AddPartitionsToTxn(r) => ResponseKind::AddPartitionsToTxn(txn::add_partitions(self, &req, r).await),
             RequestKind::AddOffsetsToTxn(r) => ResponseKind::AddOffsetsToTxn(txn::add_offsets(self, &req, r).await),
             RequestKind::TxnOffsetCommit(r) => ResponseKind::TxnOffsetCommit(txn::txn_offset_commit(self, &req, r).await),
             RequestKind::EndTxn(r) => ResponseKind::EndTxn(txn::end_txn(self, &req, r).await),
-            RequestKind::DescribeTransactions(r) => ResponseKind::DescribeTransactions(txn::describe_transactions(self, r)),
+            RequestKind::DescribeTransactions(r) => ResponseKind::DescribeTransactions(txn::describe_transactions(self, &req, r)),
             RequestKind::ListTransactions(r) => ResponseKind::ListTransactions(txn::list_transactions(self, &req, r)),
             RequestKind::WriteTxnMarkers(r) => ResponseKind::WriteTxnMarkers(txn::write_txn_markers(self, &req, r).await),
-            RequestKind::DescribeProducers(r) => ResponseKind::DescribeProducers(txn::describe_producers(self, r).await),
+            RequestKind::DescribeProducers(r) => ResponseKind::DescribeProducers(txn::describe_producers(self, &req, r).await),
+            RequestKind::AlterUserScramCredentials(r) => ResponseKind::AlterUserScramCredentials(users::alter(self, &req, r).await),
+            RequestKind::DescribeUserScramCredentials(r) => ResponseKind::DescribeUserScramCredentials(users::describe(self, &req, r)),
+            RequestKind::DescribeClientQuotas(_) => ResponseKind::DescribeClientQuotas(users::describe_client_quotas()),
+            RequestKind::SaslHandshake(_) => ResponseKind::SaslHandshake(sasl::handshake_out_of_place()),
+            RequestKind::SaslAuthenticate(_) => ResponseKind::SaslAuthenticate(sasl::authenticate_out_of_place()),
+            RequestKind::CreateAcls(r) => ResponseKind::CreateAcls(acls::create_acls(self, &req, r).await),
+            RequestKind::DescribeAcls(r) => ResponseKind::DescribeAcls(acls::describe_acls(self, &req, r)),
+            RequestKind::DeleteAcls(r) => ResponseKind::DeleteAcls(acls::delete_acls(self, &req, r).await),
             other => unreachable!("{other:?} passed the version table but has no handler"),
         };
         self.metrics.errors(api, error_codes(&response));

@@ -13,6 +13,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::{Api, FrameError, Request};
+use crate::security::acl::{Operation, Resource, ResourceType};
 use crate::cluster::{partition_id, Topic};
 use crate::log::batch::BatchHeader;
 use crate::cluster::replication::LeaderWrite;
@@ -25,12 +26,25 @@ pub async fn handle(api: &Api, req: &Request, r: ProduceRequest) -> ProduceRespo
     let deadline = tokio::time::Instant::now() + Duration::from_millis(r.timeout_ms.max(0) as u64);
     let acks = r.acks;
     let transactional_id = r.transactional_id.as_deref().map(|id| id.as_str());
+    let may_write_txn = transactional_id.is_none_or(|id| api.authorize(req, Operation::Write, Resource::transactional_id(id)));
     let appends = r.topic_data.iter().map(|topic_data| async move {
         let topic = api.cluster.topic(&topic_data.name);
+        let refused = if !may_write_txn {
+            Some(ResponseError::TransactionalIdAuthorizationFailed)
+        } else if !api.authorize(req, Operation::Write, Resource::topic(&topic_data.name)) {
+            Some(ResponseError::TopicAuthorizationFailed)
+        } else if !acks_valid {
+            Some(ResponseError::InvalidRequiredAcks)
+        } else {
+            None
+        };
         let partitions = join_all(topic_data.partition_data.iter().map(|p| {
             let topic = topic.as_deref();
             async move {
-                let result = if acks_valid { append(api, topic, p, (acks, transactional_id), deadline).await } else { Err(ResponseError::InvalidRequiredAcks.into()) };
+                let result = match refused {
+                    Some(e) => Err(e.into()),
+                    None => append(api, topic, p, (acks, transactional_id), deadline).await,
+                };
                 let mut response = partition_response(req.version, &topic_data.name, p.index, result);
                 if let Some((leader, epoch)) = api.current_leader(response.error_code, || partition_id(topic, p.index).ok()).filter(|_| req.version >= 10) {
                     response.current_leader = LeaderIdAndEpoch::default().with_leader_id(BrokerId(leader)).with_leader_epoch(epoch);
@@ -144,12 +158,19 @@ pub async fn init_producer_id(api: &Api, req: &Request, r: InitProducerIdRequest
         Some(false) => {
             let named = (r.producer_id.0 != -1).then_some((r.producer_id.0, r.producer_epoch));
             let id = r.transactional_id.as_deref().map_or("", |id| id.as_str());
+            if let Err(e) = api.check(req, Operation::Write, Resource::transactional_id(id)) {
+                return refuse(e);
+            }
             return match api.txns.init_producer_id(id, r.transaction_timeout_ms, named).await {
                 Ok((pid, epoch)) => InitProducerIdResponse::default().with_producer_id(ProducerId(pid)).with_producer_epoch(epoch),
                 // PRODUCER_FENCED is known from v4 (KIP-588).
                 Err(e) => refuse(super::txn::fenced_for(req.version, 4, e)),
             };
         }
+    }
+    // Kafka 4: an idempotent producer needs IDEMPOTENT_WRITE on the cluster, or WRITE on some topic.
+    if !api.authorize(req, Operation::IdempotentWrite, Resource::cluster()) && !api.authorize_any(req, Operation::Write, ResourceType::Topic) {
+        return refuse(ResponseError::ClusterAuthorizationFailed);
     }
     match api.cluster.next_producer_id().await {
         Ok(id) => InitProducerIdResponse::default().with_producer_id(ProducerId(id)).with_producer_epoch(0),

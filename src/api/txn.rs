@@ -24,6 +24,7 @@ use kafka_protocol::messages::{ProducerId, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
+use crate::security::acl::{Operation, Resource};
 use super::{now_ms, Api, Request};
 use crate::cluster::{partition_id, Topic};
 use crate::log::{ActiveProducer, Marker};
@@ -48,6 +49,10 @@ fn code(result: Result<(), ResponseError>) -> i16 {
 /// transactional batch.
 pub async fn add_partitions(api: &Api, req: &Request, r: AddPartitionsToTxnRequest) -> AddPartitionsToTxnResponse {
     if req.version >= 4 {
+        // Only brokers send the batched form.
+        if let Err(e) = api.check(req, Operation::ClusterAction, Resource::cluster()) {
+            return AddPartitionsToTxnResponse::default().with_error_code(e.code());
+        }
         let results = join_all(r.transactions.iter().map(|t| async move {
             let partitions = listed(&t.topics);
             let producer = (t.producer_id.0, t.producer_epoch);
@@ -64,8 +69,20 @@ pub async fn add_partitions(api: &Api, req: &Request, r: AddPartitionsToTxnReque
     }
     let partitions = listed(&r.v3_and_below_topics);
     let producer = (r.v3_and_below_producer_id.0, r.v3_and_below_producer_epoch);
-    let result = api.txns.add_partitions(&r.v3_and_below_transactional_id, producer, &partitions).await.map_err(|e| fenced_for(req.version, 2, e));
-    let results: Vec<i16> = partitions.iter().map(|(topic, p)| added(api, topic, *p, result)).collect();
+    // As Kafka: without WRITE on the id every partition carries that error; without WRITE on
+    // a topic its partitions carry TOPIC_AUTHORIZATION_FAILED and the others OPERATION_NOT_ATTEMPTED.
+    let denied_topics: Vec<bool> = partitions.iter().map(|(topic, _)| !api.authorize(req, Operation::Write, Resource::topic(topic))).collect();
+    let results: Vec<i16> = match api.check(req, Operation::Write, Resource::transactional_id(&r.v3_and_below_transactional_id)) {
+        Err(e) => vec![e.code(); partitions.len()],
+        Ok(()) if denied_topics.contains(&true) => {
+            let code = |denied: &bool| if *denied { ResponseError::TopicAuthorizationFailed.code() } else { ResponseError::OperationNotAttempted.code() };
+            denied_topics.iter().map(code).collect()
+        }
+        Ok(()) => {
+            let result = api.txns.add_partitions(&r.v3_and_below_transactional_id, producer, &partitions).await.map_err(|e| fenced_for(req.version, 2, e));
+            partitions.iter().map(|(topic, p)| added(api, topic, *p, result)).collect()
+        }
+    };
     AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(topic_results(&partitions, &results))
 }
 
@@ -97,7 +114,11 @@ fn topic_results(partitions: &[(String, i32)], codes: &[i16]) -> Vec<AddPartitio
 }
 
 pub async fn add_offsets(api: &Api, req: &Request, r: AddOffsetsToTxnRequest) -> AddOffsetsToTxnResponse {
-    let result = api.txns.add_offsets(&r.transactional_id, (r.producer_id.0, r.producer_epoch), &r.group_id).await;
+    let allowed = api.check(req, Operation::Write, Resource::transactional_id(&r.transactional_id)).and_then(|()| api.check(req, Operation::Read, Resource::group(&r.group_id)));
+    let result = match allowed {
+        Ok(()) => api.txns.add_offsets(&r.transactional_id, (r.producer_id.0, r.producer_epoch), &r.group_id).await,
+        Err(e) => Err(e),
+    };
     AddOffsetsToTxnResponse::default().with_error_code(code(result.map_err(|e| fenced_for(req.version, 2, e))))
 }
 
@@ -106,7 +127,11 @@ pub async fn txn_offset_commit(api: &Api, req: &Request, r: TxnOffsetCommitReque
     let generation = if req.version >= 3 { r.generation_id } else { -1 };
     let producer = (r.producer_id.0, r.producer_epoch);
     let guard = api.groups.guard_txn_offsets(&r.group_id, producer.0);
-    let mut result = api.groups.check_txn_member(&r.group_id, member, generation);
+    let mut result = api
+        .check(req, Operation::Write, Resource::transactional_id(&r.transactional_id))
+        .and_then(|()| api.check(req, Operation::Read, Resource::group(&r.group_id)))
+        .and_then(|()| r.topics.iter().try_for_each(|t| api.check(req, Operation::Read, Resource::topic(&t.name))))
+        .and_then(|()| api.groups.check_txn_member(&r.group_id, member, generation));
     if result.is_ok() {
         result = api.txns.verify_offset_commit(&r.transactional_id, producer, &r.group_id).await;
     }
@@ -137,12 +162,13 @@ pub async fn txn_offset_commit(api: &Api, req: &Request, r: TxnOffsetCommitReque
 
 /// DescribeTransactions v0: each id's state, producer, timeout, start time and partitions;
 /// TRANSACTIONAL_ID_NOT_FOUND for an id the coordinator does not know.
-pub fn describe_transactions(api: &Api, r: DescribeTransactionsRequest) -> DescribeTransactionsResponse {
+pub fn describe_transactions(api: &Api, req: &Request, r: DescribeTransactionsRequest) -> DescribeTransactionsResponse {
     let states = r
         .transactional_ids
         .into_iter()
         .map(|id| {
-            let meta = match api.txns.describe(&id) {
+            let described = api.check(req, Operation::Describe, Resource::transactional_id(&id)).and_then(|()| api.txns.describe(&id));
+            let meta = match described {
                 Ok(Some(meta)) => meta,
                 Ok(None) => return TransactionState::default().with_transactional_id(id).with_error_code(ResponseError::TransactionalIdNotFound.code()).with_producer_id(ProducerId(-1)).with_producer_epoch(-1),
                 Err(e) => return TransactionState::default().with_transactional_id(id).with_error_code(e.code()).with_producer_id(ProducerId(-1)).with_producer_epoch(-1),
@@ -178,6 +204,7 @@ pub fn list_transactions(api: &Api, req: &Request, r: ListTransactionsRequest) -
         .txns
         .list()
         .into_iter()
+        .filter(|(id, _)| api.authorize(req, Operation::Describe, Resource::transactional_id(id)))
         .filter(|(_, m)| r.state_filters.is_empty() || r.state_filters.iter().any(|f| f.as_str() == m.state.name()))
         .filter(|(_, m)| r.producer_id_filters.is_empty() || r.producer_id_filters.contains(&ProducerId(m.producer_id)))
         .filter(|(_, m)| duration < 0 || now.saturating_sub(m.txn_start_ms) >= duration)
@@ -194,7 +221,10 @@ pub fn list_transactions(api: &Api, req: &Request, r: ListTransactionsRequest) -
 pub async fn end_txn(api: &Api, req: &Request, r: EndTxnRequest) -> EndTxnResponse {
     // The markers may take a moment: like a parked request, this one frees its queue slot.
     req.parked();
-    let result = api.txns.end_txn(&r.transactional_id, (r.producer_id.0, r.producer_epoch), r.committed).await;
+    let result = match api.check(req, Operation::Write, Resource::transactional_id(&r.transactional_id)) {
+        Ok(()) => api.txns.end_txn(&r.transactional_id, (r.producer_id.0, r.producer_epoch), r.committed).await,
+        Err(e) => Err(e),
+    };
     EndTxnResponse::default().with_error_code(code(result.map_err(|e| fenced_for(req.version, 2, e))))
 }
 
@@ -205,6 +235,7 @@ pub async fn end_txn(api: &Api, req: &Request, r: EndTxnRequest) -> EndTxnRespon
 pub async fn write_txn_markers(api: &Api, req: &Request, r: WriteTxnMarkersRequest) -> WriteTxnMarkersResponse {
     // Markers wait for the ISR: like a parked request, this one frees its queue slot.
     req.parked();
+    let allowed = api.check(req, Operation::ClusterAction, Resource::cluster());
     let mut results = Vec::with_capacity(r.markers.len());
     // One marker after the other: a later one for the same producer must land after.
     for m in &r.markers {
@@ -214,7 +245,11 @@ pub async fn write_txn_markers(api: &Api, req: &Request, r: WriteTxnMarkersReque
             let partitions = join_all(t.partition_indexes.iter().map(|&index| {
                 let topic = topic.as_deref();
                 async move {
-                    let error = code(write_txn_marker(api, topic, index, &marker).await);
+                    let written = match allowed {
+                        Ok(()) => write_txn_marker(api, topic, index, &marker).await,
+                        Err(e) => Err(e),
+                    };
+                    let error = code(written);
                     WritableTxnMarkerPartitionResult::default().with_partition_index(index).with_error_code(error)
                 }
             }))
@@ -239,14 +274,18 @@ async fn write_txn_marker(api: &Api, topic: Option<&Topic>, index: i32, marker: 
 
 /// DescribeProducers v0: the producers each partition remembers, from any replica of it, as
 /// Kafka's Partition.activeProducerState answers.
-pub async fn describe_producers(api: &Api, r: DescribeProducersRequest) -> DescribeProducersResponse {
+pub async fn describe_producers(api: &Api, req: &Request, r: DescribeProducersRequest) -> DescribeProducersResponse {
     let topics = join_all(r.topics.iter().map(|t| async move {
-        let topic = api.cluster.topic(&t.name);
+        let topic = api.check(req, Operation::Read, Resource::topic(&t.name)).map(|()| api.cluster.topic(&t.name));
         let partitions = join_all(t.partition_indexes.iter().map(|&index| {
-            let topic = topic.as_deref();
+            let topic = topic.as_ref().map(|t| t.as_deref()).map_err(|e| *e);
             async move {
                 let response = describe_producers_response::PartitionResponse::default().with_partition_index(index);
-                match producers_of(api, topic, index).await {
+                let producers = match topic {
+                    Ok(topic) => producers_of(api, topic, index).await,
+                    Err(e) => Err(e),
+                };
+                match producers {
                     Ok(producers) => response.with_active_producers(producers.iter().map(producer_state).collect()),
                     Err(e) => response.with_error_code(e.code()),
                 }

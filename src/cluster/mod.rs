@@ -16,6 +16,7 @@ pub mod publisher;
 pub mod replication;
 pub mod state_topic;
 mod topic_config;
+pub mod users;
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -29,6 +30,7 @@ use uuid::Uuid;
 
 pub use crate::config::ConfigChange;
 use crate::config::{BrokerSettings, Config};
+use crate::security::acl::{AclBinding, AclFilter};
 use crate::log::{CleanerLimits, HighWatermark, LogStore, Meta, PartitionId, ReadOnlyStore};
 use controller::{AlterTopicConfigs, Controller, ControllerClient, CreatePartitions, CreateTopic, WriteError};
 pub use controller::{AlterReassignments, ElectLeaders, ElectionType, PartitionResults, QuorumDescription, Reassign, ReplicaProgress};
@@ -504,6 +506,20 @@ impl Cluster {
     /// ElectLeaders, on the controller.
     pub async fn elect_leaders(&self, request: ElectLeaders) -> Result<PartitionResults, Failure> {
         self.client()?.elect_leaders(request).await.map_err(failure)
+    }
+
+    /// CreateAcls, through the controller; returns once this node's image has the ACLs.
+    pub async fn create_acls(&self, acls: Vec<AclBinding>) -> Result<(), Failure> {
+        self.client()?.create_acls(acls.clone()).await.map_err(failure)?;
+        self.published(|c| acls.iter().all(|a| c.image().acls().contains(a)).then_some(())).await
+    }
+
+    /// DeleteAcls, through the controller: what each filter matched (and removed), once this
+    /// node's image no longer has them.
+    pub async fn delete_acls(&self, filters: Vec<AclFilter>) -> Result<Vec<Vec<AclBinding>>, Failure> {
+        let matched = self.client()?.delete_acls(filters).await.map_err(failure)?;
+        self.published(|c| matched.iter().flatten().all(|a| !c.image().acls().contains(a)).then_some(())).await?;
+        Ok(matched)
     }
 
     /// Returns the topic, creating it with broker defaults when auto-creation allows it.

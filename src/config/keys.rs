@@ -4,6 +4,8 @@
 //! `Config` field it fills.
 
 use super::{listeners, quorum, Config, ConfigType};
+use crate::security::authorizer::AUTHORIZER_CLASSES;
+use crate::security::Principal;
 
 /// Whether a setting may change while the broker runs, in Kafka's classification
 /// (`DynamicBrokerConfig.AllDynamicConfigs` and its per-broker subset).
@@ -168,7 +170,7 @@ const REBIND: &str = "Gregor cannot rebind or re-advertise a listener while it r
 /// Every broker setting, in README order.
 pub const KEYS: &[Key] = &[
     Key::new("listeners", ConfigType::String, Some("PLAINTEXT://127.0.0.1:9092"),
-        "Comma-separated NAME://host:port addresses to bind, one per listener; each name must map to PLAINTEXT in listener.security.protocol.map. An empty host binds all interfaces.",
+        "Comma-separated NAME://host:port addresses to bind, one per listener; each name must have a security protocol in listener.security.protocol.map. An empty host binds all interfaces.",
         |c, v| listeners::parse_endpoints(v).map(|e| c.bind = e))
         .dynamic(Update::PerBroker).restart(REBIND),
     Key::new("advertised.listeners", ConfigType::String, None,
@@ -176,7 +178,7 @@ pub const KEYS: &[Key] = &[
         |c, v| listeners::parse_endpoints(v).map(|e| c.advertise = e))
         .note("each listener's bound address").dynamic(Update::PerBroker).restart(REBIND),
     Key::new("listener.security.protocol.map", ConfigType::String, Some(listeners::DEFAULT_PROTOCOL_MAP),
-        "NAME:PROTOCOL pairs giving each listener's security protocol; only PLAINTEXT is served so far.",
+        "NAME:PROTOCOL pairs giving each listener's security protocol: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL (see Security).",
         |c, v| listeners::parse_protocol_map(v).map(|m| c.protocols = m))
         .dynamic(Update::PerBroker).restart(REBIND),
     Key::new("log.dirs", ConfigType::String, Some("./data"),
@@ -380,4 +382,22 @@ pub const KEYS: &[Key] = &[
         "Serve Prometheus metrics at http://host:port/metrics, e.g. 127.0.0.1:9404 (see Metrics); empty turns it off.",
         |c, v| listeners::parse_host_port(v).map(|m| c.metrics_listener = m))
         .note("off"),
+    Key::new("authorizer.class.name", ConfigType::String, Some(""),
+        "org.apache.kafka.metadata.authorizer.StandardAuthorizer (or the older kafka.security.authorizer.AclAuthorizer) checks every request against the ACLs that kafka-acls manages; empty allows everything, and CreateAcls, DescribeAcls and DeleteAcls answer SECURITY_DISABLED.",
+        |c, v| {
+            c.authorizer_enabled = !v.is_empty();
+            match v {
+                "" => Ok(()),
+                v if AUTHORIZER_CLASSES.contains(&v) => Ok(()),
+                v => Err(format!("Gregor has its own authorizer, with Kafka's rules; set {} (or leave it empty), not {v}", AUTHORIZER_CLASSES[0])),
+            }
+        })
+        .note("none"),
+    Key::new("super.users", ConfigType::String, Some(""),
+        "Semicolon-separated principals (User:admin;User:broker) the authorizer allows everything.",
+        |c, v| v.split(';').filter(|p| !p.trim().is_empty()).map(Principal::parse).collect::<Result<_, _>>().map(|p| c.super_users = p))
+        .note("none"),
+    Key::new("allow.everyone.if.no.acl.found", ConfigType::Boolean, Some("false"),
+        "With the authorizer on, allow a request on a resource no ACL names (an ACL of any principal on it turns this off for it).",
+        field!(allow_everyone_if_no_acl_found)),
 ];

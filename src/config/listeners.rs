@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 /// Kafka's default map: every security protocol as a listener name of its own.
 pub const DEFAULT_PROTOCOL_MAP: &str = "SASL_SSL:SASL_SSL,PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT";
-const PROTOCOLS: &[&str] = &["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"];
+const PROTOCOLS: &str = "PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL";
 
 /// One `NAME://host:port` entry of `listeners` or `advertised.listeners`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +26,46 @@ pub struct Listener {
     pub port: u16,
     /// From `advertised.listeners`; `None` advertises the bound address.
     pub advertised: Option<(String, u16)>,
+    /// From `listener.security.protocol.map`.
+    pub protocol: SecurityProtocol,
+}
+
+/// How a listener's connections are secured, Kafka's four security protocols.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecurityProtocol {
+    Plaintext,
+    Ssl,
+    SaslPlaintext,
+    SaslSsl,
+}
+
+impl SecurityProtocol {
+    fn parse(name: &str) -> Option<SecurityProtocol> {
+        Some(match name {
+            "PLAINTEXT" => SecurityProtocol::Plaintext,
+            "SSL" => SecurityProtocol::Ssl,
+            "SASL_PLAINTEXT" => SecurityProtocol::SaslPlaintext,
+            "SASL_SSL" => SecurityProtocol::SaslSsl,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SecurityProtocol::Plaintext => "PLAINTEXT",
+            SecurityProtocol::Ssl => "SSL",
+            SecurityProtocol::SaslPlaintext => "SASL_PLAINTEXT",
+            SecurityProtocol::SaslSsl => "SASL_SSL",
+        }
+    }
+
+    pub fn tls(self) -> bool {
+        matches!(self, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl)
+    }
+
+    pub fn sasl(self) -> bool {
+        matches!(self, SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl)
+    }
 }
 
 impl Listener {
@@ -69,14 +109,12 @@ pub fn parse_endpoints(value: &str) -> Result<Vec<Endpoint>, String> {
 }
 
 /// Parses `NAME:PROTOCOL,...`.
-pub fn parse_protocol_map(value: &str) -> Result<Vec<(String, String)>, String> {
-    let mut map: Vec<(String, String)> = Vec::new();
+pub fn parse_protocol_map(value: &str) -> Result<Vec<(String, SecurityProtocol)>, String> {
+    let mut map: Vec<(String, SecurityProtocol)> = Vec::new();
     for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
         let (name, protocol) = entry.split_once(':').ok_or_else(|| format!("{entry:?} needs NAME:PROTOCOL"))?;
         let (name, protocol) = (name.trim().to_ascii_uppercase(), protocol.trim().to_ascii_uppercase());
-        if !PROTOCOLS.contains(&protocol.as_str()) {
-            return Err(format!("unknown security protocol {protocol} (known: {})", PROTOCOLS.join(", ")));
-        }
+        let protocol = SecurityProtocol::parse(&protocol).ok_or_else(|| format!("unknown security protocol {protocol} (known: {PROTOCOLS})"))?;
         if map.iter().any(|(n, _)| *n == name) {
             return Err(format!("listener name {name} appears twice"));
         }
@@ -85,21 +123,21 @@ pub fn parse_protocol_map(value: &str) -> Result<Vec<(String, String)>, String> 
     Ok(map)
 }
 
-/// The listeners to bind, after the checks Kafka makes at start plus Gregor's own: PLAINTEXT only.
-pub fn combine(bind: &[Endpoint], advertise: &[Endpoint], protocols: &[(String, String)]) -> Result<Vec<Listener>, String> {
+/// The listeners to bind, after the checks Kafka makes at start.
+pub fn combine(bind: &[Endpoint], advertise: &[Endpoint], protocols: &[(String, SecurityProtocol)]) -> Result<Vec<Listener>, String> {
     if bind.is_empty() {
         return Err("listeners names no listener".into());
     }
+    let mut listeners = Vec::new();
     for (i, l) in bind.iter().enumerate() {
-        let protocol = protocols.iter().find(|(name, _)| *name == l.name).map(|(_, p)| p.as_str()).ok_or_else(|| {
+        let protocol = protocols.iter().find(|(name, _)| *name == l.name).map(|&(_, p)| p).ok_or_else(|| {
             format!("listener {} has no security protocol: add {}:PLAINTEXT to listener.security.protocol.map", l.name, l.name)
         })?;
-        if protocol != "PLAINTEXT" {
-            return Err(format!("listener {} uses {protocol}: Gregor serves PLAINTEXT only (no TLS or SASL yet)", l.name));
-        }
         if let Some(other) = bind[..i].iter().find(|o| o.port == l.port && l.port != 0) {
             return Err(format!("listeners {} and {} both use port {}", other.name, l.name, l.port));
         }
+        let advertised = advertise.iter().find(|a| a.name == l.name).map(|a| (a.host.clone(), a.port));
+        listeners.push(Listener { name: l.name.clone(), host: l.host.clone(), port: l.port, advertised, protocol });
     }
     for a in advertise {
         if !bind.iter().any(|l| l.name == a.name) {
@@ -109,15 +147,7 @@ pub fn combine(bind: &[Endpoint], advertise: &[Endpoint], protocols: &[(String, 
             return Err(format!("advertised.listeners cannot use the non-routable address {} for {}: clients could not connect", a.host, a.name));
         }
     }
-    Ok(bind
-        .iter()
-        .map(|l| Listener {
-            name: l.name.clone(),
-            host: l.host.clone(),
-            port: l.port,
-            advertised: advertise.iter().find(|a| a.name == l.name).map(|a| (a.host.clone(), a.port)),
-        })
-        .collect())
+    Ok(listeners)
 }
 
 /// `zookeeper.listener`, `metrics.listener`: one `host:port` (or `PLAINTEXT://host:port`); empty for none.
@@ -155,7 +185,7 @@ mod tests {
     #[test]
     fn bad_listener_sets_are_refused_with_a_reason() {
         let refused = |bind, advertise, map| listeners(bind, advertise, map).unwrap_err();
-        assert!(refused("SSL://127.0.0.1:1", "", DEFAULT_PROTOCOL_MAP).contains("PLAINTEXT only"));
+        assert_eq!(listeners("SASL_SSL://127.0.0.1:1", "", DEFAULT_PROTOCOL_MAP).unwrap()[0].protocol, SecurityProtocol::SaslSsl);
         assert!(refused("A://127.0.0.1:1", "", DEFAULT_PROTOCOL_MAP).contains("no security protocol"));
         assert!(refused("A://127.0.0.1:1,B://127.0.0.1:1", "", "A:PLAINTEXT,B:PLAINTEXT").contains("both use port 1"));
         assert!(refused("A://127.0.0.1:1,a://127.0.0.1:2", "", "A:PLAINTEXT").contains("appears twice"));

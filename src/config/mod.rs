@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, Context, Result};
 
 pub use keys::{find, Alias, Key, Update, KEYS};
-pub use listeners::Listener;
+pub use listeners::{Listener, SecurityProtocol};
 pub use quorum::{Roles, Voter};
 use listeners::Endpoint;
 pub use settings::{BrokerSettings, Level};
@@ -50,6 +50,11 @@ pub struct Config {
     pub leader_imbalance_check_interval_seconds: u64,
     pub num_partitions: i32,
     pub auto_create_topics: bool,
+    /// `authorizer.class.name` names Kafka's authorizer: requests are checked against ACLs.
+    pub authorizer_enabled: bool,
+    /// `super.users`: allowed everything when the authorizer is on.
+    pub super_users: Vec<crate::security::Principal>,
+    pub allow_everyone_if_no_acl_found: bool,
     /// Largest record batch a producer may send (`message.max.bytes`).
     pub message_max_bytes: usize,
     /// Largest request frame; a bigger size field closes the connection.
@@ -140,7 +145,10 @@ pub struct Config {
     /// The three listener settings as parsed, until `resolve` checks them together.
     bind: Vec<Endpoint>,
     advertise: Vec<Endpoint>,
-    protocols: Vec<(String, String)>,
+    protocols: Vec<(String, SecurityProtocol)>,
+    /// The TLS and SASL settings (`ssl.*`, `sasl.*`, `listener.name.<name>.*`), read when the
+    /// listeners start: see [`crate::security::ListenerSecurity`].
+    pub security: Layer,
     /// The static layer these values were resolved from.
     statics: Layer,
 }
@@ -260,12 +268,24 @@ impl Config {
         let mut protocols = config.protocols.clone();
         for name in &config.controller_listener_names {
             if !protocols.iter().any(|(n, _)| n == name) {
-                protocols.push((name.clone(), "PLAINTEXT".into()));
+                protocols.push((name.clone(), SecurityProtocol::Plaintext));
             }
         }
         let all = listeners::combine(&config.bind, &config.advertise, &protocols)?;
         (config.listeners, config.controller_listener) =
             quorum::split_and_check(config.process_roles, config.node_id, &config.quorum_voters, &config.controller_listener_names, all)?;
+        if let Some(l) = config.controller_listener.as_ref().filter(|l| l.protocol != SecurityProtocol::Plaintext) {
+            return Err(format!("controller listener {} uses {}: the controller quorum speaks PLAINTEXT only", l.name, l.protocol.name()));
+        }
+        // Followers fetch from a leader's first listener, with a client that speaks neither TLS nor SASL.
+        if let Some(l) = config.listeners.first().filter(|l| !config.quorum_voters.is_empty() && l.protocol != SecurityProtocol::Plaintext) {
+            return Err(format!(
+                "listener {} uses {} but, as the first listener, carries replication between brokers, which Gregor does over PLAINTEXT only: put a PLAINTEXT listener first",
+                l.name,
+                l.protocol.name()
+            ));
+        }
+        config.security = statics.iter().filter(|(k, _)| crate::security::is_security_key(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
         config.statics = statics;
         Ok(config)
     }
@@ -288,6 +308,9 @@ impl Config {
             leader_imbalance_check_interval_seconds: 0,
             num_partitions: 0,
             auto_create_topics: false,
+            authorizer_enabled: false,
+            super_users: Vec::new(),
+            allow_everyone_if_no_acl_found: false,
             message_max_bytes: 0,
             socket_request_max_bytes: 0,
             connections_max_idle_ms: 0,
@@ -346,6 +369,7 @@ impl Config {
             bind: Vec::new(),
             advertise: Vec::new(),
             protocols: Vec::new(),
+            security: Layer::new(),
             statics: Layer::new(),
         }
     }
@@ -359,6 +383,9 @@ impl Config {
             match keys::find(name) {
                 Some(key) => {
                     key.normalize(name, value).map_err(|e| anyhow!(e))?;
+                    statics.insert(name.to_string(), value.trim().to_string());
+                }
+                None if crate::security::is_security_key(name) => {
                     statics.insert(name.to_string(), value.trim().to_string());
                 }
                 None => unknown.push(name.to_string()),
@@ -431,7 +458,7 @@ mod tests {
         assert_eq!((c.listeners[0].bind_host(), c.listeners[0].port), ("127.0.0.1", 1234));
         c.set("listeners", "127.0.0.1:99").unwrap();
         assert_eq!(c.listeners[0].port, 99);
-        assert!(c.set("listeners", "SSL://127.0.0.1:1").is_err());
+        assert!(c.set("listeners", "TLS://127.0.0.1:1").is_err());
         c.set("advertised.listeners", "PLAINTEXT://kafka.local:9093").unwrap();
         assert_eq!(c.listeners[0].advertised_for("127.0.0.1:99".parse().unwrap()), ("kafka.local".to_string(), 9093));
     }

@@ -114,7 +114,7 @@ mod tests {
     use super::*;
 
     fn listener(name: &str, port: u16) -> Listener {
-        Listener { name: name.into(), host: "127.0.0.1".into(), port, advertised: None }
+        Listener { name: name.into(), host: "127.0.0.1".into(), port, advertised: None, protocol: crate::config::SecurityProtocol::Plaintext }
     }
 
     #[test]

@@ -7,18 +7,23 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use super::frame::{FrameReader, ReadError};
 use super::Limits;
+use crate::api::sasl::{AuthStep, SaslSession};
 use crate::api::{Api, Origin};
 
+/// Largest frame before authentication (Kafka's sasl.server.max.receive.size default), so an
+/// unauthenticated client cannot make the broker buffer a large request.
+const MAX_SASL_RECEIVE: usize = 512 * 1024;
+
 pub struct Connection {
-    pub stream: TcpStream,
     pub origin: Origin,
+    /// Until a SASL listener's client has authenticated.
+    pub sasl: Option<SaslSession>,
     pub api: Arc<Api>,
     pub limits: Arc<Limits>,
     pub shutdown: watch::Receiver<bool>,
@@ -35,7 +40,7 @@ enum WriteError {
 /// Writes one response. Only progress counts: a slow reader that keeps taking bytes is served
 /// to the end, one that takes none for `idle` is given up on, as Kafka closes a connection
 /// idle for connections.max.idle.ms whatever it has left to send.
-async fn write_response(write: &mut OwnedWriteHalf, mut response: &[u8], idle: Duration) -> Result<(), WriteError> {
+async fn write_response<W: AsyncWrite + Unpin>(write: &mut W, mut response: &[u8], idle: Duration) -> Result<(), WriteError> {
     while !response.is_empty() {
         match tokio::time::timeout(idle, write.write(response)).await {
             Err(_) => return Err(WriteError::Stalled(idle)),
@@ -48,17 +53,59 @@ async fn write_response(write: &mut OwnedWriteHalf, mut response: &[u8], idle: D
 }
 
 impl Connection {
-    pub async fn run(mut self) {
-        let _ = self.stream.set_nodelay(true);
+    /// Serves a plain TCP connection.
+    pub async fn run(self, stream: TcpStream) {
+        let _ = stream.set_nodelay(true);
+        let (read, write) = stream.into_split();
+        self.serve(read, write).await
+    }
+
+    /// Completes the TLS handshake (within connections.max.idle.ms), then serves the
+    /// connection; a client certificate names its principal.
+    pub async fn run_tls(mut self, stream: TcpStream, tls: &crate::security::tls::TlsServer) {
+        let _ = stream.set_nodelay(true);
         let peer = self.origin.peer;
-        let (mut read, mut write) = self.stream.into_split();
+        let handshake = tokio::select! {
+            handshake = tokio::time::timeout(self.limits.idle_timeout, tls.acceptor().accept(stream)) => handshake,
+            _ = self.shutdown.changed() => return,
+        };
+        let stream = match handshake {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                tracing::info!(%peer, listener = %self.origin.listener, "closing connection: TLS handshake failed: {e}");
+                return;
+            }
+            Err(_) => {
+                tracing::info!(%peer, listener = %self.origin.listener, "closing connection: no TLS handshake within {:?} (connections.max.idle.ms)", self.limits.idle_timeout);
+                return;
+            }
+        };
+        if let Some(cert) = stream.get_ref().1.peer_certificates().and_then(|chain| chain.first()) {
+            match crate::security::tls::certificate_principal(cert) {
+                Some(principal) => {
+                    tracing::debug!(%peer, "TLS client certificate of {principal}");
+                    self.origin.principal = std::sync::Arc::new(principal);
+                }
+                None => {
+                    tracing::info!(%peer, "closing connection: cannot read the subject of the client certificate");
+                    return;
+                }
+            }
+        }
+        let (read, write) = tokio::io::split(stream);
+        self.serve(read, write).await
+    }
+
+    async fn serve<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(mut self, mut read: R, mut write: W) {
+        let peer = self.origin.peer;
         let mut frames = FrameReader::default();
         loop {
             frames.shrink_if_idle();
+            let max_frame = if self.sasl.is_some() { self.limits.max_request_bytes.min(MAX_SASL_RECEIVE) } else { self.limits.max_request_bytes };
             // The idle clock covers the wait for a whole request, so a client trickling bytes
             // (slowloris) is cut off just like a silent one.
             let frame = tokio::select! {
-                frame = tokio::time::timeout(self.limits.idle_timeout, frames.next(&mut read, self.limits.max_request_bytes)) => match frame {
+                frame = tokio::time::timeout(self.limits.idle_timeout, frames.next(&mut read, max_frame)) => match frame {
                     Ok(frame) => frame,
                     Err(_) => {
                         tracing::info!(%peer, "closing connection: no complete request for {:?} (connections.max.idle.ms)", self.limits.idle_timeout);
@@ -79,6 +126,38 @@ impl Connection {
                     break;
                 }
             };
+            let frame = match self.sasl.as_mut() {
+                None => frame,
+                Some(session) => {
+                    let step = tokio::select! {
+                        step = session.authenticate(frame, peer) => step,
+                        _ = self.shutdown.changed() => break,
+                    };
+                    match step {
+                        AuthStep::Pass(frame) => frame,
+                        AuthStep::Reply(reply) => match self.send(&mut write, &reply).await {
+                            true => continue,
+                            false => break,
+                        },
+                        AuthStep::Authenticated(reply, principal) => {
+                            tracing::info!(%peer, listener = %self.origin.listener, "authenticated as {principal}");
+                            self.origin.principal = std::sync::Arc::new(principal);
+                            self.sasl = None;
+                            match self.send(&mut write, &reply).await {
+                                true => continue,
+                                false => break,
+                            }
+                        }
+                        AuthStep::Refuse(reply, reason) => {
+                            tracing::info!(%peer, listener = %self.origin.listener, "closing connection: {reason}");
+                            if let Some(reply) = reply {
+                                self.send(&mut write, &reply).await;
+                            }
+                            break;
+                        }
+                    }
+                }
+            };
             let slot = tokio::select! {
                 slot = self.limits.request_slot() => slot,
                 _ = self.shutdown.changed() => break,
@@ -90,20 +169,8 @@ impl Connection {
             };
             match handled {
                 Ok(Some(response)) => {
-                    let written = tokio::select! {
-                        written = write_response(&mut write, &response, self.limits.idle_timeout) => written,
-                        _ = self.shutdown.changed() => break,
-                    };
-                    match written {
-                        Ok(()) => {}
-                        Err(e @ WriteError::Stalled(_)) => {
-                            tracing::info!(%peer, "closing connection: {e}");
-                            break;
-                        }
-                        Err(e) => {
-                            tracing::debug!(%peer, "{e}");
-                            break;
-                        }
+                    if !self.send(&mut write, &response).await {
+                        break;
                     }
                 }
                 Ok(None) => {}
@@ -111,6 +178,27 @@ impl Connection {
                     tracing::warn!(%peer, "closing connection: {e}");
                     break;
                 }
+            }
+        }
+    }
+
+    /// Writes one response; false when the connection is to be closed (shutdown, a stalled
+    /// or gone client).
+    async fn send<W: AsyncWrite + Unpin>(&mut self, write: &mut W, response: &[u8]) -> bool {
+        let peer = self.origin.peer;
+        let written = tokio::select! {
+            written = write_response(write, response, self.limits.idle_timeout) => written,
+            _ = self.shutdown.changed() => return false,
+        };
+        match written {
+            Ok(()) => true,
+            Err(e @ WriteError::Stalled(_)) => {
+                tracing::info!(%peer, "closing connection: {e}");
+                false
+            }
+            Err(e) => {
+                tracing::debug!(%peer, "{e}");
+                false
             }
         }
     }

@@ -14,6 +14,7 @@ use tokio::task::JoinSet;
 
 use crate::api::{Api, Origin};
 use crate::config::BrokerSettings;
+use crate::security::ListenerSecurity;
 
 /// Per-connection and per-broker limits, from Kafka's config keys.
 pub struct Limits {
@@ -84,7 +85,7 @@ impl Drop for OpenConnection {
 /// Accepts connections on the listener called `name` until `shutdown` turns true, then waits
 /// for the open connections to close: each drops the request it is on unanswered (a parked
 /// long poll would otherwise hold the stop up), so its client retries elsewhere or later.
-pub async fn serve(listener: TcpListener, name: Arc<str>, api: Arc<Api>, limits: Arc<Limits>, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(listener: TcpListener, name: Arc<str>, security: ListenerSecurity, api: Arc<Api>, limits: Arc<Limits>, mut shutdown: watch::Receiver<bool>) {
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
@@ -92,10 +93,15 @@ pub async fn serve(listener: TcpListener, name: Arc<str>, api: Arc<Api>, limits:
                 Ok((stream, peer)) => match limits.admit(peer.ip()) {
                     Ok(counted) => {
                         let origin = Origin { peer, listener: name.clone(), principal: Arc::new(crate::security::Principal::anonymous()) };
-                        let conn = connection::Connection { stream, origin, api: api.clone(), limits: limits.clone(), shutdown: shutdown.clone() };
+                        let sasl = security.sasl.clone().map(crate::api::sasl::SaslSession::new);
+                        let conn = connection::Connection { origin, sasl, api: api.clone(), limits: limits.clone(), shutdown: shutdown.clone() };
                         let gauge = api.metrics.connection(&name);
+                        let tls = security.tls.clone();
                         connections.spawn(async move {
-                            conn.run().await;
+                            match tls {
+                                None => conn.run(stream).await,
+                                Some(tls) => conn.run_tls(stream, &tls).await,
+                            }
                             drop((counted, gauge));
                         });
                     }

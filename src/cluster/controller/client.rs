@@ -10,7 +10,8 @@ use uuid::Uuid;
 use super::brokers::{BrokerHeartbeat, HeartbeatReply, RegisterBroker};
 use super::network::Peer;
 use super::topics::{AlterTopicConfigs, CommittedPartition, CreatePartitions, CreateTopic, IsrChange};
-use crate::cluster::metadata::{BrokerId, ProducerIdBlock};
+use crate::cluster::metadata::{BrokerId, ProducerIdBlock, ScramCredentialRecord};
+use crate::security::acl::{AclBinding, AclFilter};
 use super::replicas::{AlterReassignments, ElectLeaders, PartitionResults};
 use super::rpc::{Request, Response};
 use super::{Controller, QuorumDescription, WriteError};
@@ -54,6 +55,9 @@ impl ControllerClient {
         alter_partition(change: IsrChange) -> CommittedPartition = AlterPartition;
         alter_reassignments(request: AlterReassignments) -> PartitionResults = AlterReassignments;
         elect_leaders(request: ElectLeaders) -> PartitionResults = ElectLeaders;
+        alter_scram_credentials(changes: Vec<ScramCredentialRecord>) -> () = AlterScramCredentials;
+        create_acls(acls: Vec<AclBinding>) -> () = CreateAcls;
+        delete_acls(filters: Vec<AclFilter>) -> Vec<Vec<AclBinding>> = DeleteAcls;
     }
 
     pub async fn allocate_producer_ids(&self, broker: BrokerId, at_least: i64) -> Result<ProducerIdBlock, WriteError> {

@@ -9,6 +9,7 @@
 //!
 //! A one-node cluster is the same code with one voter, which elects itself at once.
 
+mod acls;
 mod brokers;
 mod client;
 mod network;
@@ -16,6 +17,7 @@ mod replicas;
 mod rpc;
 mod store;
 mod topics;
+mod users;
 
 pub use brokers::{BrokerHeartbeat, HeartbeatReply, RegisterBroker};
 pub use topics::{AlterTopicConfigs, CommittedPartition, CreatePartitions, CreateTopic, IsrChange, PRODUCER_ID_BLOCK_SIZE};

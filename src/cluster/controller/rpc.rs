@@ -29,7 +29,8 @@ use super::brokers::{BrokerHeartbeat, HeartbeatReply, RegisterBroker};
 use super::topics::{AlterTopicConfigs, CommittedPartition, CreatePartitions, CreateTopic, IsrChange};
 use super::replicas::{AlterReassignments, ElectLeaders, PartitionResults};
 use super::{Controller, NodeId, QuorumDescription, TypeConfig, WriteError};
-use crate::cluster::metadata::{BrokerId, ProducerIdBlock};
+use crate::cluster::metadata::{BrokerId, ProducerIdBlock, ScramCredentialRecord};
+use crate::security::acl::{AclBinding, AclFilter};
 
 /// The largest frame either side accepts.
 pub(super) const MAX_FRAME_BYTES: usize = 16 << 20;
@@ -37,7 +38,7 @@ pub(super) const MAX_FRAME_BYTES: usize = 16 << 20;
 pub(super) const SNAPSHOT_CHUNK_BYTES: u64 = 1 << 20;
 /// The frame version this build speaks; a change of [`Request`] or [`Response`] that an
 /// older node cannot read bumps it.
-pub(super) const VERSION: u8 = 3;
+pub(super) const VERSION: u8 = 4;
 /// Once a frame has begun, the rest of it must arrive within this time.
 const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
 /// Peers are few; more connections than this at once are refused.
@@ -62,6 +63,9 @@ pub(super) enum Request {
     DescribeQuorum,
     /// The first call on a connection: the caller's cluster id.
     Hello { cluster_id: String },
+    AlterScramCredentials(Vec<ScramCredentialRecord>),
+    CreateAcls(Vec<AclBinding>),
+    DeleteAcls(Vec<AclFilter>),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -81,6 +85,9 @@ pub(super) enum Response {
     ElectLeaders(Result<PartitionResults, WriteError>),
     DescribeQuorum(Result<QuorumDescription, WriteError>),
     Hello(Result<(), WriteError>),
+    AlterScramCredentials(Result<(), WriteError>),
+    CreateAcls(Result<(), WriteError>),
+    DeleteAcls(Result<Vec<Vec<AclBinding>>, WriteError>),
 }
 
 impl Response {
@@ -88,13 +95,20 @@ impl Response {
     pub(super) fn error(&self) -> Option<&WriteError> {
         match self {
             Response::AppendEntries(_) | Response::Vote(_) | Response::InstallSnapshot(_) => None,
-            Response::RegisterBroker(r) | Response::DeleteTopic(r) | Response::CreatePartitions(r) | Response::AlterTopicConfigs(r) | Response::Hello(r) => r.as_ref().err(),
+            Response::RegisterBroker(r)
+            | Response::DeleteTopic(r)
+            | Response::CreatePartitions(r)
+            | Response::AlterTopicConfigs(r)
+            | Response::Hello(r)
+            | Response::AlterScramCredentials(r)
+            | Response::CreateAcls(r) => r.as_ref().err(),
             Response::BrokerHeartbeat(r) => r.as_ref().err(),
             Response::CreateTopic(r) => r.as_ref().err(),
             Response::AlterPartition(r) => r.as_ref().err(),
             Response::AllocateProducerIds(r) => r.as_ref().err(),
             Response::AlterReassignments(r) | Response::ElectLeaders(r) => r.as_ref().err(),
             Response::DescribeQuorum(r) => r.as_ref().err(),
+            Response::DeleteAcls(r) => r.as_ref().err(),
         }
     }
 }
@@ -207,6 +221,9 @@ impl Controller {
             Request::ElectLeaders(r) => Response::ElectLeaders(self.elect_leaders(r).await),
             Request::DescribeQuorum => Response::DescribeQuorum(self.describe_quorum()),
             Request::Hello { cluster_id } => Response::Hello(self.check_cluster(cluster_id)),
+            Request::AlterScramCredentials(r) => Response::AlterScramCredentials(self.alter_scram_credentials(r).await),
+            Request::CreateAcls(acls) => Response::CreateAcls(self.create_acls(acls).await),
+            Request::DeleteAcls(filters) => Response::DeleteAcls(self.delete_acls(filters).await),
         }
     }
 }

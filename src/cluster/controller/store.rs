@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::{rpc, Applied, NodeId, TypeConfig};
-use crate::cluster::metadata::{MetadataImage, MetadataImageV1};
+use crate::cluster::metadata::{MetadataImage, MetadataImageV1, MetadataImageV2};
 use crate::log::{RaftLog, RaftWrite};
 
 const VOTE_KEY: &[u8] = b"q/vote";
@@ -33,9 +33,10 @@ const STATE_KEY: &[u8] = b"q/state";
 type Membership = StoredMembership<NodeId, openraft::BasicNode>;
 
 /// Encoded with [`rpc::codec`], as RPCs are, behind one format byte so a later layout can
-/// be told apart. Format 2 added reassignments to the image; every other value reads the same
-/// in format 1.
-const FORMAT: u8 = 2;
+/// be told apart. Format 2 added reassignments to the image, format 3 ACLs and SCRAM
+/// credentials; every other value reads the same in the older formats.
+const FORMAT: u8 = 3;
+const FORMAT_V2: u8 = 2;
 const FORMAT_V1: u8 = 1;
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
@@ -44,15 +45,16 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 
 fn decode<T: DeserializeOwned>(bytes: &[u8]) -> anyhow::Result<T> {
     match bytes.split_first() {
-        Some((&(FORMAT | FORMAT_V1), body)) => rpc::decode(body),
+        Some((&(FORMAT | FORMAT_V2 | FORMAT_V1), body)) => rpc::decode(body),
         _ => anyhow::bail!("stored controller state in an unknown format"),
     }
 }
 
-/// A metadata image (a snapshot's), in either format.
+/// A metadata image (a snapshot's), in any format.
 fn decode_image(bytes: &[u8]) -> anyhow::Result<MetadataImage> {
     match bytes.first() {
         Some(&FORMAT_V1) => decode::<MetadataImageV1>(bytes).map(Into::into),
+        Some(&FORMAT_V2) => decode::<MetadataImageV2>(bytes).map(Into::into),
         _ => decode(bytes),
     }
 }
@@ -178,10 +180,19 @@ struct StateV1 {
     image: MetadataImageV1,
 }
 
+/// [`State`] as format 2 stored it.
+#[derive(Deserialize)]
+struct StateV2 {
+    applied: Option<LogId<NodeId>>,
+    membership: Membership,
+    image: MetadataImageV2,
+}
+
 impl State {
     fn decode(bytes: &[u8]) -> anyhow::Result<State> {
         match bytes.first() {
             Some(&FORMAT_V1) => decode::<StateV1>(bytes).map(|v1| State { applied: v1.applied, membership: v1.membership, image: v1.image.into() }),
+            Some(&FORMAT_V2) => decode::<StateV2>(bytes).map(|v2| State { applied: v2.applied, membership: v2.membership, image: v2.image.into() }),
             _ => decode(bytes),
         }
     }
@@ -307,6 +318,20 @@ mod tests {
         assert_eq!(topic.partitions[&0], partition);
         assert!(topic.reassignments.is_empty());
         assert_eq!(state.image.next_producer_id(), 1000);
-        assert_eq!(State::decode(&encode(&state)).expect("format 2 reads").image, state.image);
+        assert_eq!(State::decode(&encode(&state)).expect("format 3 reads").image, state.image);
+    }
+
+    #[test]
+    fn acls_are_kept_in_the_stored_state() {
+        let mut state = State::default();
+        let acl = crate::security::acl::codes::binding(2, "t", 3, "User:a", "*", 3, 2).expect("valid");
+        state.image.apply(crate::cluster::metadata::MetadataRecord::Acl(acl.clone())).expect("applies");
+        assert!(State::decode(&encode(&state)).expect("format 3 reads").image.acls().contains(&acl));
+        // Format 2 had the same image without ACLs.
+        let image = (BTreeMap::<BrokerId, BrokerImage>::new(), BTreeMap::<Uuid, crate::cluster::metadata::TopicImage>::new(), BTreeMap::<String, Uuid>::new(), BTreeMap::<Option<BrokerId>, BTreeMap<String, String>>::new(), 7i64);
+        let v2 = State::decode(&rpc::encode(FORMAT_V2, &(None::<LogId<NodeId>>, Membership::default(), image))).expect("format 2 reads");
+        assert_eq!(v2.image.next_producer_id(), 7);
+        assert!(v2.image.acls().matching(&crate::security::acl::codes::filter(1, None, 1, None, None, 1, 1).expect("any")).next().is_none());
+        assert!(v2.image.scram_users().is_empty());
     }
 }

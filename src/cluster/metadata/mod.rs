@@ -1,5 +1,6 @@
 //! The metadata image: the cluster state that the metadata log's records add up to (brokers,
-//! topics, partitions with their leaders, ISR and epochs, dynamic configs, producer-id blocks).
+//! topics, partitions with their leaders, ISR and epochs, dynamic configs, producer-id blocks,
+//! ACLs).
 //!
 //! Every node builds the same image by applying the same records in the same order, and
 //! nothing else changes it: each record type has one `apply` function below. A record that does
@@ -14,7 +15,11 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::security::acl::Acls;
+
 pub use records::*;
+
+use crate::security::scram::{ScramCredential, ScramMechanism};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct MetadataImage {
@@ -26,6 +31,9 @@ pub struct MetadataImage {
     broker_configs: BTreeMap<Option<BrokerId>, BTreeMap<String, String>>,
     /// The first producer id no block has covered yet.
     next_producer_id: i64,
+    acls: Acls,
+    /// SCRAM credentials by user and mechanism.
+    scram_credentials: BTreeMap<String, BTreeMap<ScramMechanism, ScramCredential>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -63,6 +71,22 @@ impl Reassignment {
     }
 }
 
+/// The image as store format 2 kept it, before ACLs and SCRAM credentials.
+#[derive(Deserialize)]
+pub struct MetadataImageV2 {
+    brokers: BTreeMap<BrokerId, BrokerImage>,
+    topics: BTreeMap<Uuid, TopicImage>,
+    topic_ids: BTreeMap<String, Uuid>,
+    broker_configs: BTreeMap<Option<BrokerId>, BTreeMap<String, String>>,
+    next_producer_id: i64,
+}
+
+impl From<MetadataImageV2> for MetadataImage {
+    fn from(v2: MetadataImageV2) -> MetadataImage {
+        MetadataImage { brokers: v2.brokers, topics: v2.topics, topic_ids: v2.topic_ids, broker_configs: v2.broker_configs, next_producer_id: v2.next_producer_id, acls: Acls::default(), scram_credentials: BTreeMap::new() }
+    }
+}
+
 /// The image as store format 1 kept it, before reassignments: read once from a data directory
 /// written by an older build.
 #[derive(Deserialize)]
@@ -89,7 +113,7 @@ impl From<MetadataImageV1> for MetadataImage {
             .into_iter()
             .map(|(id, t)| (id, TopicImage { name: t.name, id: t.id, configs: t.configs, partitions: t.partitions, reassignments: BTreeMap::new() }))
             .collect();
-        MetadataImage { brokers: v1.brokers, topics, topic_ids: v1.topic_ids, broker_configs: v1.broker_configs, next_producer_id: v1.next_producer_id }
+        MetadataImageV2 { brokers: v1.brokers, topics, topic_ids: v1.topic_ids, broker_configs: v1.broker_configs, next_producer_id: v1.next_producer_id }.into()
     }
 }
 
@@ -119,8 +143,21 @@ impl MetadataImage {
         self.broker_configs.get(&broker)
     }
 
+    pub fn scram_credential(&self, user: &str, mechanism: ScramMechanism) -> Option<&ScramCredential> {
+        self.scram_credentials.get(user)?.get(&mechanism)
+    }
+
+    /// Users with SCRAM credentials, by name, with theirs.
+    pub fn scram_users(&self) -> &BTreeMap<String, BTreeMap<ScramMechanism, ScramCredential>> {
+        &self.scram_credentials
+    }
+
     pub fn next_producer_id(&self) -> i64 {
         self.next_producer_id
+    }
+
+    pub fn acls(&self) -> &Acls {
+        &self.acls
     }
 
     /// Applies one record, or refuses it (saying why) and stays as it was.
@@ -136,6 +173,12 @@ impl MetadataImage {
             MetadataRecord::ConfigChange(config) => self.change_config(config),
             MetadataRecord::ProducerIdBlock(block) => self.add_producer_id_block(block),
             MetadataRecord::Reassignment(reassignment) => self.reassign(reassignment),
+            MetadataRecord::ScramCredential(record) => self.set_scram_credential(record),
+            MetadataRecord::Acl(acl) => {
+                self.acls.add(acl);
+                Ok(())
+            }
+            MetadataRecord::RemoveAcl(acl) => self.acls.remove(&acl),
             MetadataRecord::Batch(records) => {
                 // Rare and small (admin changes): a copy to fall back on is cheap enough.
                 let before = self.clone();
@@ -216,6 +259,22 @@ impl MetadataImage {
             return Err(format!("partition {name}-{}: adding {:?} and removing {:?} leave no target", record.index, reassignment.adding, reassignment.removing));
         }
         topic.reassignments.insert(record.index, reassignment);
+        Ok(())
+    }
+
+    fn set_scram_credential(&mut self, record: ScramCredentialRecord) -> Result<(), String> {
+        match record.credential {
+            Some(credential) => {
+                self.scram_credentials.entry(record.user).or_default().insert(record.mechanism, credential);
+            }
+            None => {
+                let user = self.scram_credentials.get_mut(&record.user).ok_or_else(|| format!("user {:?} has no SCRAM credential", record.user))?;
+                user.remove(&record.mechanism).ok_or_else(|| format!("user {:?} has no {} credential", record.user, record.mechanism.name()))?;
+                if user.is_empty() {
+                    self.scram_credentials.remove(&record.user);
+                }
+            }
+        }
         Ok(())
     }
 

@@ -5,8 +5,11 @@
 //! They are stored and sent with bincode, which encodes an enum variant by its position: new
 //! variants and new record types go at the end, and a field is never removed or reordered.
 
+use crate::security::scram::{ScramCredential, ScramMechanism};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+use crate::security::acl::AclBinding;
 
 /// Kafka's `node.id` of a broker.
 pub type BrokerId = i32;
@@ -33,6 +36,13 @@ pub enum MetadataRecord {
     /// A partition's reassignment starts (or is replaced), or ends with both lists empty
     /// (Kafka's adding/removing replicas of a PartitionChangeRecord).
     Reassignment(ReassignmentRecord),
+    /// Sets or removes a user's SCRAM credential (Kafka's UserScramCredentialRecord and
+    /// RemoveUserScramCredentialRecord).
+    ScramCredential(ScramCredentialRecord),
+    /// An ACL is added (Kafka's AccessControlEntryRecord).
+    Acl(AclBinding),
+    /// An ACL is removed (Kafka's RemoveAccessControlEntryRecord).
+    RemoveAcl(AclBinding),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -114,4 +124,12 @@ pub struct ReassignmentRecord {
     pub index: i32,
     pub adding: Vec<BrokerId>,
     pub removing: Vec<BrokerId>,
+}
+
+/// A user's SCRAM credential for one mechanism: set (`Some`) or removed (`None`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScramCredentialRecord {
+    pub user: String,
+    pub mechanism: ScramMechanism,
+    pub credential: Option<ScramCredential>,
 }

@@ -1,0 +1,276 @@
+"""TLS and SASL listeners against real clients.
+
+One broker serves five listeners from a server.properties file: PLAINTEXT first (admin and
+SCRAM user management), SSL, MTLS (SSL with ``ssl.client.auth=required``), SASL_PLAINTEXT
+(PLAIN with JAAS users, SCRAM-SHA-256 and SCRAM-SHA-512) and SASL_SSL (SCRAM). The
+certificates come from ``gregor certs``; SCRAM users are made with the real ``kafka-configs``
+of Kafka 4.1 and must survive a broker restart.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+from conftest import (
+    JAVA,
+    ck_consumer,
+    ck_drain,
+    ck_producer,
+    free_port,
+    gregor_binary,
+    kafka_tool,
+    kp_consumer,
+    kp_create_topic,
+    kp_drain,
+    kp_producer,
+    start_broker,
+    unique_topic,
+    wait_until,
+)
+
+PLAIN_JAAS = ('org.apache.kafka.common.security.plain.PlainLoginModule required '
+              'username="admin" password="admin-secret" user_admin="admin-secret" user_carol="carol-secret";')
+SCRAM_PASSWORD = "alice-secret"
+
+
+@pytest.fixture(scope="module")
+def certs():
+    out = tempfile.mkdtemp(prefix="gregor-certs-")
+    done = subprocess.run([gregor_binary(), "certs", "--dir", out, "--host", "localhost", "--host", "127.0.0.1"],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert f"ssl.keystore.location={os.path.realpath(out)}/broker.pem" in done.stdout
+    yield {name: os.path.join(out, f) for name, f in
+           (("ca", "ca.pem"), ("broker", "broker.pem"), ("client_cert", "client.crt"), ("client_key", "client.key"))}
+    shutil.rmtree(out, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def secured(certs):
+    ports = {name: free_port() for name in ("PLAINTEXT", "SSL", "MTLS", "SASL_PLAINTEXT", "SASL_SSL")}
+    listeners = ",".join(f"{name}://127.0.0.1:{port}" for name, port in ports.items())
+    props = tempfile.NamedTemporaryFile("w", suffix=".properties", delete=False)
+    props.write("\n".join([
+        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SSL:SSL,MTLS:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL",
+        "ssl.keystore.type=PEM",
+        f"ssl.keystore.location={certs['broker']}",
+        "ssl.truststore.type=PEM",
+        f"ssl.truststore.location={certs['ca']}",
+        "listener.name.mtls.ssl.client.auth=required",
+        "sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512",
+        f"listener.name.sasl_plaintext.plain.sasl.jaas.config={PLAIN_JAAS}",
+        "listener.name.sasl_ssl.sasl.enabled.mechanisms=SCRAM-SHA-512,SCRAM-SHA-256",
+        "",
+    ]))
+    props.close()
+    b = start_broker(["--config", props.name], port=ports["PLAINTEXT"], listeners=listeners,
+                     env={"RUST_LOG": "info,openraft=error,gregor::server=debug"})
+    b.ports = ports
+    try:
+        yield b
+    finally:
+        b.cleanup()
+        os.unlink(props.name)
+
+
+def addr(b, listener):
+    return f"127.0.0.1:{b.ports[listener]}"
+
+
+def kp_round_trip(b, listener, **security):
+    topic = unique_topic(f"sec-kp-{listener.lower()}")
+    kp_create_topic(b.bootstrap, topic, 1)
+    producer = kp_producer(addr(b, listener), **security)
+    try:
+        for i in range(5):
+            producer.send(topic, f"m{i}".encode())
+        producer.flush(timeout=20)
+    finally:
+        producer.close(timeout=5)
+    consumer = kp_consumer(addr(b, listener), auto_offset_reset="earliest", **security)
+    try:
+        consumer.subscribe([topic])
+        assert [r.value for r in kp_drain(consumer, 5)] == [f"m{i}".encode() for i in range(5)]
+    finally:
+        consumer.close()
+
+
+def ck_round_trip(b, listener, **security):
+    from confluent_kafka import TopicPartition
+
+    topic = unique_topic(f"sec-ck-{listener.lower()}")
+    kp_create_topic(b.bootstrap, topic, 1)
+    producer = ck_producer(addr(b, listener), **security)
+    for i in range(5):
+        producer.produce(topic, f"m{i}".encode())
+    assert producer.flush(20) == 0
+    consumer = ck_consumer(addr(b, listener), **{"auto.offset.reset": "earliest"}, **security)
+    try:
+        consumer.assign([TopicPartition(topic, 0, 0)])
+        assert [m.value() for m in ck_drain(consumer, 5)] == [f"m{i}".encode() for i in range(5)]
+    finally:
+        consumer.close()
+
+
+def ck_errors(b, listener, **security):
+    """The errors librdkafka reports while trying to fetch metadata through ``listener``."""
+    from confluent_kafka.admin import AdminClient
+
+    errors = []
+    admin = AdminClient({"bootstrap.servers": addr(b, listener), "error_cb": errors.append, **security})
+    with pytest.raises(Exception):
+        admin.list_topics(timeout=5)
+    admin.poll(0.5)
+    return errors
+
+
+def test_ssl_with_kafka_python_and_confluent_kafka(secured, certs):
+    kp_round_trip(secured, "SSL", security_protocol="SSL", ssl_cafile=certs["ca"])
+    ck_round_trip(secured, "SSL", **{"security.protocol": "SSL", "ssl.ca.location": certs["ca"]})
+
+
+def test_plaintext_client_on_a_tls_listener_is_cut_off_and_others_are_served(secured, certs):
+    with socket.create_connection(("127.0.0.1", secured.ports["SSL"]), timeout=10) as s:
+        s.sendall(b"\x00\x00\x00\x10garbage-not-tls!")
+        # At most a TLS alert comes back before the broker closes the connection.
+        while s.recv(100):
+            pass
+    wait_until(lambda: "TLS handshake failed" in open(secured.log_path).read(), timeout=10, message="the logged reason")
+    kp_round_trip(secured, "SSL", security_protocol="SSL", ssl_cafile=certs["ca"])
+
+
+def test_mutual_tls_with_confluent_kafka(secured, certs):
+    client_cert = {"security.protocol": "SSL", "ssl.ca.location": certs["ca"],
+                   "ssl.certificate.location": certs["client_cert"], "ssl.key.location": certs["client_key"]}
+    ck_round_trip(secured, "MTLS", **client_cert)
+    # Kafka's principal is the subject in RFC 2253 form, as openssl prints it with that option.
+    subject = subprocess.run(["openssl", "x509", "-in", certs["client_cert"], "-noout", "-subject", "-nameopt", "RFC2253"],
+                             capture_output=True, text=True, check=True).stdout.strip().removeprefix("subject=")
+    wait_until(lambda: f"User:{subject}" in open(secured.log_path).read(), timeout=10,
+               message="the principal of the client certificate")
+    # Without a certificate the handshake fails.
+    errors = ck_errors(secured, "MTLS", **{"security.protocol": "SSL", "ssl.ca.location": certs["ca"]})
+    assert errors, "a client without a certificate got in"
+
+
+def sasl_kp(mechanism, user, password, protocol="SASL_PLAINTEXT", **more):
+    return dict(security_protocol=protocol, sasl_mechanism=mechanism, sasl_plain_username=user,
+                sasl_plain_password=password, **more)
+
+
+def sasl_ck(mechanism, user, password, protocol="SASL_PLAINTEXT", **more):
+    return {"security.protocol": protocol, "sasl.mechanism": mechanism, "sasl.username": user,
+            "sasl.password": password, **more}
+
+
+def test_sasl_plain_with_kafka_python_and_confluent_kafka(secured):
+    kp_round_trip(secured, "SASL_PLAINTEXT", **sasl_kp("PLAIN", "carol", "carol-secret"))
+    ck_round_trip(secured, "SASL_PLAINTEXT", **sasl_ck("PLAIN", "admin", "admin-secret"))
+    assert "authenticated as User:carol" in open(secured.log_path).read()
+
+
+def test_wrong_password_is_an_authentication_error_in_the_client(secured):
+    from confluent_kafka import KafkaError
+
+    errors = ck_errors(secured, "SASL_PLAINTEXT", **sasl_ck("PLAIN", "carol", "wrong"))
+    assert any(e.code() == KafkaError._AUTHENTICATION and "Invalid username or password" in e.str() for e in errors), errors
+    log = open(secured.log_path).read()
+    assert "SASL authentication failed" in log and "wrong" not in log.split("SASL authentication failed", 1)[1].split("\n")[0]
+
+
+def test_a_request_before_authentication_closes_the_connection(secured):
+    def frame(api_key, version, body):
+        header = struct.pack(">hhih", api_key, version, 7, 4) + b"test"
+        return struct.pack(">i", len(header) + len(body)) + header + body
+
+    with socket.create_connection(("127.0.0.1", secured.ports["SASL_PLAINTEXT"]), timeout=10) as s:
+        # ApiVersions v0 is answered before authentication...
+        s.sendall(frame(18, 0, b""))
+        size = struct.unpack(">i", s.recv(4))[0]
+        assert size > 0
+        # ...Metadata v1 (all topics) is not: the connection is closed.
+        s.sendall(frame(3, 1, struct.pack(">i", -1)))
+        data = b""
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        assert len(data) <= size, "a Metadata answer came before authentication"
+    assert "unexpected Metadata request during SASL authentication" in open(secured.log_path).read()
+
+
+def kafka_configs(tools_classpath, b, *args):
+    return kafka_tool(tools_classpath, "kafka.admin.ConfigCommand", b.bootstrap, "--entity-type", "users", *args)
+
+
+@pytest.mark.skipif(JAVA is None, reason="java is not installed")
+def test_scram_users_from_kafka_configs_survive_a_restart(secured, certs, tools_classpath):
+    code, out, err = kafka_configs(tools_classpath, secured, "--entity-name", "alice", "--alter", "--add-config",
+                                   f"SCRAM-SHA-256=[iterations=8192,password={SCRAM_PASSWORD}],SCRAM-SHA-512=[password={SCRAM_PASSWORD}]")
+    assert code == 0, err
+    assert "Completed updating config for user alice." in out
+    code, out, err = kafka_configs(tools_classpath, secured, "--entity-name", "alice", "--describe")
+    assert code == 0, err
+    assert "SCRAM credential configs for user-principal 'alice' are SCRAM-SHA-256=iterations=8192, SCRAM-SHA-512=iterations=4096" in out, out
+
+    def scram_works():
+        kp_round_trip(secured, "SASL_PLAINTEXT", **sasl_kp("SCRAM-SHA-256", "alice", SCRAM_PASSWORD))
+        ck_round_trip(secured, "SASL_PLAINTEXT", **sasl_ck("SCRAM-SHA-512", "alice", SCRAM_PASSWORD))
+        ck_round_trip(secured, "SASL_SSL", **sasl_ck("SCRAM-SHA-256", "alice", SCRAM_PASSWORD, "SASL_SSL", **{"ssl.ca.location": certs["ca"]}))
+        kp_round_trip(secured, "SASL_SSL", **sasl_kp("SCRAM-SHA-512", "alice", SCRAM_PASSWORD, "SASL_SSL", ssl_cafile=certs["ca"]))
+
+    scram_works()
+    from confluent_kafka import KafkaError
+
+    errors = ck_errors(secured, "SASL_PLAINTEXT", **sasl_ck("SCRAM-SHA-256", "alice", "not-her-password"))
+    assert any(e.code() == KafkaError._AUTHENTICATION for e in errors), errors
+
+    secured.restart()
+    scram_works()
+
+    code, out, err = kafka_configs(tools_classpath, secured, "--entity-name", "alice", "--alter", "--delete-config", "SCRAM-SHA-512")
+    assert code == 0, err
+    errors = ck_errors(secured, "SASL_PLAINTEXT", **sasl_ck("SCRAM-SHA-512", "alice", SCRAM_PASSWORD))
+    assert any(e.code() == KafkaError._AUTHENTICATION for e in errors), errors
+
+
+def test_kcat_over_ssl_and_sasl(secured, certs):
+    kcat = shutil.which("kcat")
+    if kcat is None:
+        pytest.skip("kcat is not installed")
+    topic = unique_topic("sec-kcat")
+    kp_create_topic(secured.bootstrap, topic, 1)
+    for listener, settings in (("SSL", ["-X", "security.protocol=SSL", "-X", f"ssl.ca.location={certs['ca']}"]),
+                               ("SASL_PLAINTEXT", ["-X", "security.protocol=SASL_PLAINTEXT", "-X", "sasl.mechanism=PLAIN",
+                                                   "-X", "sasl.username=carol", "-X", "sasl.password=carol-secret"])):
+        done = subprocess.run([kcat, "-b", addr(secured, listener), *settings, "-P", "-t", topic],
+                              input=f"via-{listener}\n", capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0, done.stderr
+        done = subprocess.run([kcat, "-b", addr(secured, listener), *settings, "-C", "-t", topic, "-o", "beginning", "-e"],
+                              capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0 and f"via-{listener}" in done.stdout, done.stderr
+
+
+def test_bad_security_settings_refuse_the_start(certs):
+    port = free_port()
+    for props, expected in (
+        ("ssl.keystore.type=PKCS12\nssl.keystore.location=/nonexistent.p12\n", "reads PEM only"),
+        ("ssl.keystore.location=/nonexistent/broker.pem\n", "ssl.keystore.location: cannot read /nonexistent/broker.pem"),
+    ):
+        with tempfile.NamedTemporaryFile("w", suffix=".properties") as f, tempfile.TemporaryDirectory(prefix="gregor-refused-") as data:
+            f.write(props)
+            f.flush()
+            done = subprocess.run([gregor_binary(), "--config", f.name, "--listeners", f"SSL://127.0.0.1:{port}",
+                                   "--log-dirs", data],
+                                  capture_output=True, text=True, timeout=30)
+            assert done.returncode != 0 and expected in done.stderr, done.stderr

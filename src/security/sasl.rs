@@ -1,0 +1,227 @@
+//! SASL for SASL_PLAINTEXT and SASL_SSL listeners: the mechanisms a listener offers and the
+//! server side of each exchange (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::scram::{ScramCredentials, ScramExchange, ScramMechanism};
+use super::{setting, Principal};
+use crate::config::Layer;
+
+/// A SASL mechanism Gregor offers, by its IANA name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mechanism {
+    Plain,
+    Scram(ScramMechanism),
+}
+
+impl Mechanism {
+    pub fn parse(name: &str) -> Option<Mechanism> {
+        match name {
+            "PLAIN" => Some(Mechanism::Plain),
+            other => ScramMechanism::parse(other).map(Mechanism::Scram),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Mechanism::Plain => "PLAIN",
+            Mechanism::Scram(m) => m.name(),
+        }
+    }
+}
+
+/// One step of an exchange.
+pub enum Step {
+    /// Send this challenge and wait for the client's next token.
+    Challenge(Vec<u8>),
+    /// The client proved who it is: send the final token.
+    Done(Principal, Vec<u8>),
+    /// Authentication failed, with the reason the client is told (never a secret).
+    Failed(String),
+}
+
+/// A listener's SASL: its mechanisms and where each finds its users.
+pub struct SaslServer {
+    listener: String,
+    mechanisms: Vec<Mechanism>,
+    /// PLAIN's users and passwords, from `user_<name>="<password>"` in its JAAS config.
+    plain_users: HashMap<String, String>,
+    scram: Arc<dyn ScramCredentials>,
+    failures: FailedLogins,
+}
+
+impl SaslServer {
+    pub fn new(listener: &str, settings: &Layer, scram: Arc<dyn ScramCredentials>) -> Result<SaslServer, String> {
+        let enabled = setting(settings, listener, "sasl.enabled.mechanisms")
+            .ok_or("set sasl.enabled.mechanisms (Gregor offers PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512; Kafka's default, GSSAPI, is not offered)")?;
+        let mut mechanisms = Vec::new();
+        for name in enabled.split(',').map(str::trim).filter(|m| !m.is_empty()) {
+            let mechanism = Mechanism::parse(name).ok_or_else(|| format!("sasl.enabled.mechanisms: {name} is not offered (Gregor offers PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512)"))?;
+            mechanisms.push(mechanism);
+        }
+        let mut plain_users = HashMap::new();
+        if mechanisms.contains(&Mechanism::Plain) {
+            let key = "plain.sasl.jaas.config";
+            let jaas = setting(settings, listener, key).or_else(|| setting(settings, listener, "sasl.jaas.config")).ok_or_else(|| {
+                format!("PLAIN needs its users: set listener.name.{}.{key} to a PlainLoginModule with user_<name>=\"<password>\" entries", listener.to_ascii_lowercase())
+            })?;
+            let options = parse_jaas(jaas).map_err(|e| format!("{key}: {e}"))?;
+            plain_users = options.into_iter().filter_map(|(k, v)| k.strip_prefix("user_").map(|user| (user.to_string(), v))).collect();
+            if plain_users.is_empty() {
+                return Err(format!("{key} names no user: add user_<name>=\"<password>\" entries"));
+            }
+        }
+        Ok(SaslServer { listener: listener.to_string(), mechanisms, plain_users, scram, failures: FailedLogins::default() })
+    }
+
+    pub fn mechanism_names(&self) -> Vec<&'static str> {
+        self.mechanisms.iter().map(|m| m.name()).collect()
+    }
+
+    pub fn listener(&self) -> &str {
+        &self.listener
+    }
+
+    /// Starts an exchange with `mechanism`, if this listener offers it.
+    pub fn start(&self, mechanism: &str) -> Option<Exchange> {
+        let mechanism = Mechanism::parse(mechanism).filter(|m| self.mechanisms.contains(m))?;
+        Some(match mechanism {
+            Mechanism::Plain => Exchange::Plain,
+            Mechanism::Scram(m) => Exchange::Scram(ScramExchange::new(m, self.scram.clone())),
+        })
+    }
+
+    /// Checks a PLAIN token: `authzid NUL user NUL password`.
+    fn plain(&self, token: &[u8]) -> Step {
+        let parts: Vec<&[u8]> = token.split(|&b| b == 0).collect();
+        let [authzid, user, password] = parts[..] else {
+            return Step::Failed("Authentication failed: invalid PLAIN token".into());
+        };
+        let (Ok(authzid), Ok(user)) = (std::str::from_utf8(authzid), std::str::from_utf8(user)) else {
+            return Step::Failed("Authentication failed: invalid PLAIN token".into());
+        };
+        if !authzid.is_empty() && authzid != user {
+            return Step::Failed("Authentication failed: the authorization id differs from the user name".into());
+        }
+        match self.plain_users.get(user) {
+            Some(expected) if constant_time_eq(expected.as_bytes(), password) => Step::Done(Principal::user(user), Vec::new()),
+            _ => Step::Failed("Authentication failed: Invalid username or password".into()),
+        }
+    }
+
+    /// How long to hold the answer to a failed login from `ip`: longer the more that address
+    /// failed lately, so guessing is slow; the delay holds only that connection.
+    pub fn failed_login_delay(&self, ip: IpAddr) -> Duration {
+        self.failures.record(ip)
+    }
+}
+
+/// An exchange in progress on one connection.
+pub enum Exchange {
+    Plain,
+    Scram(ScramExchange),
+}
+
+impl Exchange {
+    pub fn step(&mut self, server: &SaslServer, token: &[u8]) -> Step {
+        match self {
+            Exchange::Plain => server.plain(token),
+            Exchange::Scram(scram) => scram.step(token),
+        }
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Recent failed logins by client address.
+#[derive(Default)]
+struct FailedLogins {
+    by_ip: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+}
+
+/// Kafka's connection.failed.authentication.delay.ms default, the delay of a first failure.
+const FAILED_LOGIN_DELAY: Duration = Duration::from_millis(100);
+const MAX_FAILED_LOGIN_DELAY: Duration = Duration::from_secs(5);
+/// A quiet address is forgiven after this long.
+const FAILED_LOGIN_MEMORY: Duration = Duration::from_secs(60);
+/// Addresses remembered at most; beyond that the oldest are forgotten.
+const FAILED_LOGIN_ADDRESSES: usize = 10_000;
+
+impl FailedLogins {
+    fn record(&self, ip: IpAddr) -> Duration {
+        let now = Instant::now();
+        let mut by_ip = self.by_ip.lock().expect("failed logins lock");
+        if by_ip.len() >= FAILED_LOGIN_ADDRESSES {
+            by_ip.retain(|_, (_, last)| now.duration_since(*last) < FAILED_LOGIN_MEMORY);
+        }
+        let entry = by_ip.entry(ip).or_insert((0, now));
+        if now.duration_since(entry.1) >= FAILED_LOGIN_MEMORY {
+            entry.0 = 0;
+        }
+        entry.0 = entry.0.saturating_add(1);
+        entry.1 = now;
+        (FAILED_LOGIN_DELAY * entry.0).min(MAX_FAILED_LOGIN_DELAY)
+    }
+}
+
+/// The options of a JAAS login module entry: `Module required key="value" ...;`.
+fn parse_jaas(text: &str) -> Result<Vec<(String, String)>, String> {
+    let text = text.trim().strip_suffix(';').ok_or("a JAAS entry ends with ';'")?;
+    let mut rest = text.trim_start();
+    let mut words = 0;
+    // The module's class name and its control flag.
+    while words < 2 {
+        let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        if end == 0 {
+            return Err("expected `LoginModule required key=\"value\" ...;`".into());
+        }
+        rest = rest[end..].trim_start();
+        words += 1;
+    }
+    let mut options = Vec::new();
+    while !rest.is_empty() {
+        let (key, after) = rest.split_once('=').ok_or_else(|| format!("expected key=value at {rest:?}"))?;
+        let after = after.trim_start();
+        let (value, after) = match after.strip_prefix('"') {
+            Some(quoted) => {
+                let end = quoted.find('"').ok_or_else(|| format!("unterminated quote after {key}="))?;
+                (&quoted[..end], &quoted[end + 1..])
+            }
+            None => after.split_at(after.find(char::is_whitespace).unwrap_or(after.len())),
+        };
+        options.push((key.trim().to_string(), value.to_string()));
+        rest = after.trim_start();
+    }
+    Ok(options)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jaas_options() {
+        let options = parse_jaas(r#"org.apache.kafka.common.security.plain.PlainLoginModule required username="admin" password="a b" user_admin="a b" user_alice=y;"#).unwrap();
+        assert_eq!(options, [("username", "admin"), ("password", "a b"), ("user_admin", "a b"), ("user_alice", "y")].map(|(k, v)| (k.to_string(), v.to_string())));
+        assert!(parse_jaas("PlainLoginModule required user_a=\"x\"").is_err());
+        assert!(parse_jaas("PlainLoginModule required user_a=\"x;").is_err());
+    }
+
+    #[test]
+    fn failed_logins_slow_down_their_address_only() {
+        let failures = FailedLogins::default();
+        let (a, b) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        assert_eq!(failures.record(a), FAILED_LOGIN_DELAY);
+        assert_eq!(failures.record(a), FAILED_LOGIN_DELAY * 2);
+        assert_eq!(failures.record(b), FAILED_LOGIN_DELAY);
+        for _ in 0..100 {
+            failures.record(a);
+        }
+        assert_eq!(failures.record(a), MAX_FAILED_LOGIN_DELAY);
+    }
+}

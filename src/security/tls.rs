@@ -1,0 +1,242 @@
+//! TLS for SSL and SASL_SSL listeners (rustls with the ring provider), configured with Kafka's
+//! `ssl.*` keys in their PEM forms.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig, SupportedProtocolVersion};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::TlsAcceptor;
+
+use super::{setting, Principal};
+use crate::config::Layer;
+
+/// `ssl.client.auth`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ClientAuth {
+    None,
+    Requested,
+    Required,
+}
+
+/// A listener's TLS: the acceptor built from its settings, rebuilt when a certificate or key
+/// file changes so renewed certificates are served without a restart.
+#[derive(Clone)]
+pub struct TlsServer {
+    listener: String,
+    settings: Arc<Layer>,
+    /// The files the acceptor was built from, with their modification times then.
+    built: Arc<Mutex<(Vec<(PathBuf, Option<SystemTime>)>, TlsAcceptor)>>,
+}
+
+impl TlsServer {
+    pub fn new(listener: &str, settings: &Layer) -> Result<TlsServer, String> {
+        let (files, acceptor) = build(listener, settings)?;
+        Ok(TlsServer { listener: listener.to_string(), settings: Arc::new(settings.clone()), built: Arc::new(Mutex::new((files, acceptor))) })
+    }
+
+    /// The acceptor for a new connection: rebuilt first if a file it came from has changed;
+    /// a file that no longer loads keeps the previous one serving, with a warning.
+    pub fn acceptor(&self) -> TlsAcceptor {
+        let mut built = self.built.lock().expect("tls lock");
+        if built.0.iter().any(|(path, modified)| modified_time(path) != *modified) {
+            match build(&self.listener, &self.settings) {
+                Ok(rebuilt) => {
+                    tracing::info!("listener {}: reloaded its TLS certificates", self.listener);
+                    *built = rebuilt;
+                }
+                Err(e) => {
+                    tracing::warn!("listener {}: keeping the TLS certificates already loaded: {e}", self.listener);
+                    built.0 = built.0.iter().map(|(path, _)| (path.clone(), modified_time(path))).collect();
+                }
+            }
+        }
+        built.1.clone()
+    }
+}
+
+fn modified_time(path: &std::path::Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// The PEM text of a setting that is either a file (`location_key`) or inline (`inline_key`).
+fn pem_text(listener: &str, settings: &Layer, location_key: &str, inline_key: &str, files: &mut Vec<(PathBuf, Option<SystemTime>)>) -> Result<Option<String>, String> {
+    if let Some(inline) = setting(settings, listener, inline_key) {
+        return Ok(Some(inline.to_string()));
+    }
+    let Some(location) = setting(settings, listener, location_key) else { return Ok(None) };
+    let path = PathBuf::from(location);
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{location_key}: cannot read {}: {e}", path.display()))?;
+    files.push((path.clone(), modified_time(&path)));
+    Ok(Some(text))
+}
+
+fn check_pem_type(listener: &str, settings: &Layer, key: &str) -> Result<(), String> {
+    match setting(settings, listener, key) {
+        None => Ok(()),
+        Some(t) if t.eq_ignore_ascii_case("PEM") => Ok(()),
+        Some(other) => Err(format!("{key}={other} is not supported: Gregor reads PEM only; convert the store (e.g. openssl pkcs12 -in store.p12 -nodes) and set {key}=PEM")),
+    }
+}
+
+fn build(listener: &str, settings: &Layer) -> Result<(Vec<(PathBuf, Option<SystemTime>)>, TlsAcceptor), String> {
+    check_pem_type(listener, settings, "ssl.keystore.type")?;
+    check_pem_type(listener, settings, "ssl.truststore.type")?;
+    let mut files = Vec::new();
+    let keystore = pem_text(listener, settings, "ssl.keystore.location", "ssl.keystore.certificate.chain", &mut files)?
+        .ok_or("a TLS listener needs ssl.keystore.location (a PEM file with the key and certificate chain) or ssl.keystore.certificate.chain and ssl.keystore.key")?;
+    let what = if setting(settings, listener, "ssl.keystore.certificate.chain").is_some() { "ssl.keystore.certificate.chain" } else { "ssl.keystore.location" };
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(keystore.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{what}: bad PEM certificate: {e}"))?;
+    if chain.is_empty() {
+        return Err(format!("{what} holds no certificate"));
+    }
+    let (key_text, key_what) = match setting(settings, listener, "ssl.keystore.key") {
+        Some(inline) => (inline.to_string(), "ssl.keystore.key"),
+        None => (keystore.clone(), what),
+    };
+    if key_text.contains("ENCRYPTED PRIVATE KEY") {
+        return Err(format!("{key_what} holds an encrypted private key: Gregor reads unencrypted PEM keys only (openssl pkcs8 -nocrypt)"));
+    }
+    let key = PrivateKeyDer::from_pem_slice(key_text.as_bytes()).map_err(|e| format!("{key_what}: no usable PEM private key: {e}"))?;
+    let roots = match pem_text(listener, settings, "ssl.truststore.location", "ssl.truststore.certificates", &mut files)? {
+        None => None,
+        Some(text) => {
+            let mut roots = RootCertStore::empty();
+            for cert in CertificateDer::pem_slice_iter(text.as_bytes()) {
+                let cert = cert.map_err(|e| format!("truststore: bad PEM certificate: {e}"))?;
+                roots.add(cert).map_err(|e| format!("truststore: unusable CA certificate: {e}"))?;
+            }
+            if roots.is_empty() {
+                return Err("the truststore holds no certificate".into());
+            }
+            Some(Arc::new(roots))
+        }
+    };
+    let client_auth = match setting(settings, listener, "ssl.client.auth").unwrap_or("none").to_ascii_lowercase().as_str() {
+        "none" => ClientAuth::None,
+        "requested" => ClientAuth::Requested,
+        "required" => ClientAuth::Required,
+        other => return Err(format!("ssl.client.auth={other}: expected none, requested or required")),
+    };
+    let versions = protocol_versions(setting(settings, listener, "ssl.enabled.protocols").unwrap_or("TLSv1.2,TLSv1.3"))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ServerConfig::builder_with_provider(provider.clone()).with_protocol_versions(&versions).map_err(|e| format!("TLS: {e}"))?;
+    let builder = match (client_auth, roots) {
+        (ClientAuth::None, _) => builder.with_no_client_auth(),
+        (_, None) => return Err("ssl.client.auth asks for client certificates: set ssl.truststore.location (or ssl.truststore.certificates) to the CA that signs them".into()),
+        (auth, Some(roots)) => {
+            let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider);
+            let verifier = if auth == ClientAuth::Requested { verifier.allow_unauthenticated() } else { verifier };
+            builder.with_client_cert_verifier(verifier.build().map_err(|e| format!("ssl.truststore: {e}"))?)
+        }
+    };
+    let config = builder.with_single_cert(chain, key).map_err(|e| format!("{key_what}: the key does not fit the certificate chain: {e}"))?;
+    Ok((files, TlsAcceptor::from(Arc::new(config))))
+}
+
+/// `ssl.enabled.protocols`: TLS 1.2 and 1.3; older versions are not offered by rustls.
+fn protocol_versions(value: &str) -> Result<Vec<&'static SupportedProtocolVersion>, String> {
+    let mut versions = Vec::new();
+    for name in value.split(',').map(str::trim).filter(|v| !v.is_empty()) {
+        match name {
+            "TLSv1.2" => versions.push(&rustls::version::TLS12),
+            "TLSv1.3" => versions.push(&rustls::version::TLS13),
+            "TLSv1" | "TLSv1.1" | "SSLv3" => tracing::warn!("ssl.enabled.protocols: {name} is insecure and not offered"),
+            other => return Err(format!("ssl.enabled.protocols: unknown protocol {other} (expected TLSv1.2, TLSv1.3)")),
+        }
+    }
+    if versions.is_empty() {
+        return Err(format!("ssl.enabled.protocols={value} enables neither TLSv1.2 nor TLSv1.3"));
+    }
+    Ok(versions)
+}
+
+/// The principal of a client certificate, as Kafka's default principal builder names it:
+/// `User:` and the subject in RFC 2253 form (`CN=alice,O=Example`), last RDN first.
+pub fn certificate_principal(cert: &CertificateDer<'_>) -> Option<Principal> {
+    let rdns = yasna::parse_ber(cert.as_ref(), |r| {
+        r.read_sequence(|cert| {
+            let subject = cert.next().read_sequence(|tbs| {
+                tbs.read_optional(|r| r.read_tagged(yasna::Tag::context(0), |r| r.read_der()))?;
+                // serialNumber, signature, issuer, validity
+                for _ in 0..4 {
+                    tbs.next().read_der()?;
+                }
+                let mut rdns = Vec::new();
+                tbs.next().read_sequence_of(|rdn| {
+                    let mut attributes = Vec::new();
+                    rdn.read_set_of(|attribute| {
+                        attribute.read_sequence(|a| {
+                            let oid = a.next().read_oid()?.to_string();
+                            let value = a.next().read_tagged_der()?;
+                            attributes.push(format!("{}={}", attribute_name(&oid), escape_rfc2253(&String::from_utf8_lossy(value.value()))));
+                            Ok(())
+                        })
+                    })?;
+                    rdns.push(attributes.join("+"));
+                    Ok(())
+                })?;
+                // subjectPublicKeyInfo, the optional unique ids and extensions.
+                while tbs.read_optional(|r| r.read_der())?.is_some() {}
+                Ok(rdns)
+            })?;
+            cert.next().read_der()?;
+            cert.next().read_der()?;
+            Ok(subject)
+        })
+    })
+    .ok()?;
+    Some(Principal::user(&rdns.iter().rev().cloned().collect::<Vec<_>>().join(",")))
+}
+
+/// The keywords RFC 2253 (and Java's X500Principal) use; other attributes by their OID.
+fn attribute_name(oid: &str) -> &str {
+    match oid {
+        "2.5.4.3" => "CN",
+        "2.5.4.6" => "C",
+        "2.5.4.7" => "L",
+        "2.5.4.8" => "ST",
+        "2.5.4.9" => "STREET",
+        "2.5.4.10" => "O",
+        "2.5.4.11" => "OU",
+        "0.9.2342.19200300.100.1.25" => "DC",
+        "0.9.2342.19200300.100.1.1" => "UID",
+        other => other,
+    }
+}
+
+fn escape_rfc2253(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for (i, c) in value.chars().enumerate() {
+        let leading = i == 0 && (c == ' ' || c == '#');
+        if matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';') || leading {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    if out.ends_with(' ') {
+        out.insert(out.len() - 1, '\\');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_certificate_names_its_subject_last_rdn_first() {
+        let dir = tempfile::tempdir().unwrap();
+        crate::security::certs::write_dev_certs(dir.path(), &["localhost".into()]).unwrap();
+        let chain = std::fs::read(dir.path().join(crate::security::certs::CLIENT_CERT_FILE)).unwrap();
+        let cert = CertificateDer::pem_slice_iter(&chain).next().unwrap().unwrap();
+        assert_eq!(certificate_principal(&cert).unwrap().to_string(), crate::security::certs::CLIENT_PRINCIPAL);
+        assert_eq!(escape_rfc2253("a,b+c "), "a\\,b\\+c\\ ");
+        assert!(certificate_principal(&CertificateDer::from(vec![0x30, 0x03, 1, 2, 3])).is_none());
+    }
+}
