@@ -90,7 +90,7 @@ impl SaslServer {
         let mechanism = Mechanism::parse(mechanism).filter(|m| self.mechanisms.contains(m))?;
         Some(match mechanism {
             Mechanism::Plain => Exchange::Plain,
-            Mechanism::Scram(m) => Exchange::Scram(ScramExchange::new(m, self.scram.clone())),
+            Mechanism::Scram(m) => Exchange::Scram(Box::new(ScramExchange::new(m, self.scram.clone()))),
         })
     }
 
@@ -122,7 +122,7 @@ impl SaslServer {
 /// An exchange in progress on one connection.
 pub enum Exchange {
     Plain,
-    Scram(ScramExchange),
+    Scram(Box<ScramExchange>),
 }
 
 impl Exchange {

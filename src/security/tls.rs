@@ -28,21 +28,26 @@ enum ClientAuth {
 pub struct TlsServer {
     listener: String,
     settings: Arc<Layer>,
-    /// The files the acceptor was built from, with their modification times then.
-    built: Arc<Mutex<(Vec<(PathBuf, Option<SystemTime>)>, TlsAcceptor)>>,
+    built: Arc<Mutex<Built>>,
+}
+
+/// An acceptor and the files it was built from, with their modification times then.
+struct Built {
+    files: Vec<(PathBuf, Option<SystemTime>)>,
+    acceptor: TlsAcceptor,
 }
 
 impl TlsServer {
     pub fn new(listener: &str, settings: &Layer) -> Result<TlsServer, String> {
-        let (files, acceptor) = build(listener, settings)?;
-        Ok(TlsServer { listener: listener.to_string(), settings: Arc::new(settings.clone()), built: Arc::new(Mutex::new((files, acceptor))) })
+        let built = build(listener, settings)?;
+        Ok(TlsServer { listener: listener.to_string(), settings: Arc::new(settings.clone()), built: Arc::new(Mutex::new(built)) })
     }
 
     /// The acceptor for a new connection: rebuilt first if a file it came from has changed;
     /// a file that no longer loads keeps the previous one serving, with a warning.
     pub fn acceptor(&self) -> TlsAcceptor {
         let mut built = self.built.lock().expect("tls lock");
-        if built.0.iter().any(|(path, modified)| modified_time(path) != *modified) {
+        if built.files.iter().any(|(path, modified)| modified_time(path) != *modified) {
             match build(&self.listener, &self.settings) {
                 Ok(rebuilt) => {
                     tracing::info!("listener {}: reloaded its TLS certificates", self.listener);
@@ -50,11 +55,11 @@ impl TlsServer {
                 }
                 Err(e) => {
                     tracing::warn!("listener {}: keeping the TLS certificates already loaded: {e}", self.listener);
-                    built.0 = built.0.iter().map(|(path, _)| (path.clone(), modified_time(path))).collect();
+                    built.files = built.files.iter().map(|(path, _)| (path.clone(), modified_time(path))).collect();
                 }
             }
         }
-        built.1.clone()
+        built.acceptor.clone()
     }
 }
 
@@ -82,7 +87,7 @@ fn check_pem_type(listener: &str, settings: &Layer, key: &str) -> Result<(), Str
     }
 }
 
-fn build(listener: &str, settings: &Layer) -> Result<(Vec<(PathBuf, Option<SystemTime>)>, TlsAcceptor), String> {
+fn build(listener: &str, settings: &Layer) -> Result<Built, String> {
     check_pem_type(listener, settings, "ssl.keystore.type")?;
     check_pem_type(listener, settings, "ssl.truststore.type")?;
     let mut files = Vec::new();
@@ -136,7 +141,7 @@ fn build(listener: &str, settings: &Layer) -> Result<(Vec<(PathBuf, Option<Syste
         }
     };
     let config = builder.with_single_cert(chain, key).map_err(|e| format!("{key_what}: the key does not fit the certificate chain: {e}"))?;
-    Ok((files, TlsAcceptor::from(Arc::new(config))))
+    Ok(Built { files, acceptor: TlsAcceptor::from(Arc::new(config)) })
 }
 
 /// `ssl.enabled.protocols`: TLS 1.2 and 1.3; older versions are not offered by rustls.
