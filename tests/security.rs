@@ -45,9 +45,6 @@ async fn plain_authenticates_then_serves_and_refuses_wrong_passwords() {
     let auth = c.call(SaslAuthenticateRequest::default().with_auth_bytes(plain_token("alice", "alice-pw").into()), 2).await;
     assert_eq!(auth.error_code, 0);
     assert_eq!(c.call(MetadataRequest::default(), 12).await.brokers.len(), 1);
-    // Once authenticated, another handshake is out of place.
-    let again = c.call(SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN")), 1).await;
-    assert_eq!(again.error_code, ResponseError::IllegalSaslState.code());
 
     let mut wrong = Client::connect_to(addr).await;
     wrong.call(SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN")), 1).await;
@@ -108,6 +105,57 @@ async fn requests_out_of_order_or_too_big_close_the_connection() {
 
     // The PLAINTEXT listener is unaffected.
     assert_eq!(Client::connect(&broker).await.call(MetadataRequest::default(), 12).await.brokers.len(), 1);
+    broker.shutdown().await;
+}
+
+/// A SaslHandshake v1 and one PLAIN SaslAuthenticate v2 (SCRAM fails at the PLAIN token).
+async fn login(c: &mut Client, mechanism: &'static str, user: &str, password: &str) -> kafka_protocol::messages::SaslAuthenticateResponse {
+    assert_eq!(c.call(SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str(mechanism)), 1).await.error_code, 0);
+    c.call(SaslAuthenticateRequest::default().with_auth_bytes(plain_token(user, password).into()), 2).await
+}
+
+#[tokio::test]
+async fn sessions_expire_unless_the_client_reauthenticates() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path());
+    config
+        .set_all([
+            ("listeners", "SASL_PLAINTEXT://127.0.0.1:0"),
+            ("sasl.enabled.mechanisms", "PLAIN,SCRAM-SHA-256"),
+            ("listener.name.sasl_plaintext.plain.sasl.jaas.config", JAAS),
+            ("connections.max.reauth.ms", "1500"),
+        ])
+        .unwrap();
+    let broker = Broker::start(config).await.expect("broker starts");
+    let addr = broker.listener_addr("SASL_PLAINTEXT").unwrap();
+    // Re-authenticating as the same principal before the expiry keeps the connection serving.
+    let mut c = Client::connect_to(addr).await;
+    let auth = login(&mut c, "PLAIN", "alice", "alice-pw").await;
+    assert_eq!((auth.error_code, auth.session_lifetime_ms), (0, 1500));
+    for _ in 0..3 {
+        tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+        assert_eq!(login(&mut c, "PLAIN", "alice", "alice-pw").await.error_code, 0);
+        assert_eq!(c.call(MetadataRequest::default(), 12).await.brokers.len(), 1);
+    }
+
+    // A client that lets its session run out is cut off at its next request.
+    tokio::time::sleep(std::time::Duration::from_millis(1600)).await;
+    c.send(&MetadataRequest::default(), 12).await;
+    assert!(c.is_closed().await, "a request after the session's expiry closes the connection");
+
+    // The principal may not change, nor the mechanism.
+    let mut other = Client::connect_to(addr).await;
+    assert_eq!(login(&mut other, "PLAIN", "alice", "alice-pw").await.error_code, 0);
+    let auth = login(&mut other, "PLAIN", "admin", "pw").await;
+    assert_eq!(auth.error_code, ResponseError::SaslAuthenticationFailed.code());
+    assert!(auth.error_message.unwrap().contains("Cannot change principals"));
+    assert!(other.is_closed().await);
+    let mut other = Client::connect_to(addr).await;
+    assert_eq!(login(&mut other, "PLAIN", "alice", "alice-pw").await.error_code, 0);
+    let auth = login(&mut other, "SCRAM-SHA-256", "alice", "alice-pw").await;
+    assert_eq!(auth.error_code, ResponseError::SaslAuthenticationFailed.code());
+    assert!(auth.error_message.unwrap().contains("not supported for re-authentication"));
+    assert!(other.is_closed().await);
     broker.shutdown().await;
 }
 
@@ -183,6 +231,7 @@ async fn bad_security_settings_refuse_the_start() {
         (vec![sasl.clone()], "set sasl.enabled.mechanisms"),
         (vec![sasl.clone(), ("sasl.enabled.mechanisms", "GSSAPI".into())], "GSSAPI is not offered"),
         (vec![sasl.clone(), ("sasl.enabled.mechanisms", "PLAIN".into())], "PLAIN needs its users"),
+        (vec![sasl.clone(), ("sasl.enabled.mechanisms", "SCRAM-SHA-512".into()), ("connections.max.reauth.ms", "soon".into())], "connections.max.reauth.ms=soon is not a number"),
     ];
     for (case, (settings, expected)) in cases.into_iter().enumerate() {
         let why = refused(&dir.path().join(format!("data-{case}")), &settings).await;

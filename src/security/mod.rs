@@ -43,7 +43,7 @@ impl fmt::Display for Principal {
 
 /// Whether `key` is one of the TLS and SASL settings, kept for the listeners to read at start.
 pub fn is_security_key(key: &str) -> bool {
-    key.starts_with("ssl.") || key.starts_with("sasl.") || key.starts_with("listener.name.")
+    key.starts_with("ssl.") || key.starts_with("sasl.") || key.starts_with("listener.name.") || key == "connections.max.reauth.ms"
 }
 
 /// A listener's own value of a security setting (`listener.name.<listener>.<key>`, the

@@ -51,6 +51,9 @@ pub struct SaslServer {
     plain_users: HashMap<String, String>,
     scram: Arc<dyn ScramCredentials>,
     failures: FailedLogins,
+    /// How long each mechanism's sessions last before the client must re-authenticate
+    /// (`connections.max.reauth.ms`, KIP-368); `None` for sessions that never expire.
+    lifetimes: Vec<(Mechanism, Option<Duration>)>,
 }
 
 impl SaslServer {
@@ -74,7 +77,13 @@ impl SaslServer {
                 return Err(format!("{key} names no user: add user_<name>=\"<password>\" entries"));
             }
         }
-        Ok(SaslServer { listener: listener.to_string(), mechanisms, plain_users, scram, failures: FailedLogins::default() })
+        let lifetimes = mechanisms.iter().map(|&m| Ok((m, session_lifetime(settings, listener, m)?))).collect::<Result<_, String>>()?;
+        Ok(SaslServer { listener: listener.to_string(), mechanisms, plain_users, scram, failures: FailedLogins::default(), lifetimes })
+    }
+
+    /// How long a session authenticated by `mechanism` lasts, if it expires.
+    pub fn session_lifetime(&self, mechanism: Mechanism) -> Option<Duration> {
+        self.lifetimes.iter().find(|(m, _)| *m == mechanism).and_then(|(_, lifetime)| *lifetime)
     }
 
     pub fn mechanism_names(&self) -> Vec<&'static str> {
@@ -86,12 +95,12 @@ impl SaslServer {
     }
 
     /// Starts an exchange with `mechanism`, if this listener offers it.
-    pub fn start(&self, mechanism: &str) -> Option<Exchange> {
+    pub fn start(&self, mechanism: &str) -> Option<(Mechanism, Exchange)> {
         let mechanism = Mechanism::parse(mechanism).filter(|m| self.mechanisms.contains(m))?;
-        Some(match mechanism {
+        Some((mechanism, match mechanism {
             Mechanism::Plain => Exchange::Plain,
             Mechanism::Scram(m) => Exchange::Scram(Box::new(ScramExchange::new(m, self.scram.clone()))),
-        })
+        }))
     }
 
     /// Checks a PLAIN token: `authzid NUL user NUL password`.
@@ -131,6 +140,20 @@ impl Exchange {
             Exchange::Plain => server.plain(token),
             Exchange::Scram(scram) => scram.step(token),
         }
+    }
+}
+
+/// `connections.max.reauth.ms` for `mechanism` on `listener`: Kafka's
+/// `listener.name.<l>.<mechanism>.connections.max.reauth.ms`, else the listener's, else the
+/// broker's; 0 (the default) lets sessions last as long as their connection.
+fn session_lifetime(settings: &Layer, listener: &str, mechanism: Mechanism) -> Result<Option<Duration>, String> {
+    let key = "connections.max.reauth.ms";
+    let by_mechanism = format!("listener.name.{}.{}.{key}", listener.to_ascii_lowercase(), mechanism.name().to_ascii_lowercase());
+    let Some(value) = settings.get(&by_mechanism).map(|v| v.trim()).or_else(|| setting(settings, listener, key)) else { return Ok(None) };
+    match value.parse::<u64>() {
+        Ok(0) => Ok(None),
+        Ok(ms) => Ok(Some(Duration::from_millis(ms))),
+        Err(_) => Err(format!("{key}={value} is not a number of milliseconds (0 turns re-authentication off)")),
     }
 }
 

@@ -22,7 +22,7 @@ const MAX_SASL_RECEIVE: usize = 512 * 1024;
 
 pub struct Connection {
     pub origin: Origin,
-    /// Until a SASL listener's client has authenticated.
+    /// On a SASL listener: the client's authentication, and its re-authentications.
     pub sasl: Option<SaslSession>,
     pub api: Arc<Api>,
     pub limits: Arc<Limits>,
@@ -101,7 +101,7 @@ impl Connection {
         let mut frames = FrameReader::default();
         loop {
             frames.shrink_if_idle();
-            let max_frame = if self.sasl.is_some() { self.limits.max_request_bytes.min(MAX_SASL_RECEIVE) } else { self.limits.max_request_bytes };
+            let max_frame = if self.sasl.as_ref().is_some_and(|s| !s.authenticated()) { self.limits.max_request_bytes.min(MAX_SASL_RECEIVE) } else { self.limits.max_request_bytes };
             // The idle clock covers the wait for a whole request, so a client trickling bytes
             // (slowloris) is cut off just like a silent one.
             let frame = tokio::select! {
@@ -139,10 +139,13 @@ impl Connection {
                             true => continue,
                             false => break,
                         },
-                        AuthStep::Authenticated(reply, principal) => {
-                            tracing::info!(%peer, listener = %self.origin.listener, "authenticated as {principal}");
-                            self.origin.principal = std::sync::Arc::new(principal);
-                            self.sasl = None;
+                        AuthStep::Authenticated { reply, principal, again } => {
+                            if again {
+                                tracing::debug!(%peer, listener = %self.origin.listener, "re-authenticated as {principal}");
+                            } else {
+                                tracing::info!(%peer, listener = %self.origin.listener, "authenticated as {principal}");
+                                self.origin.principal = std::sync::Arc::new(principal);
+                            }
                             match self.send(&mut write, &reply).await {
                                 true => continue,
                                 false => break,
