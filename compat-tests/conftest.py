@@ -878,6 +878,15 @@ PLAIN_USERS = {"admin": "admin-secret", "carol": "carol-secret"}
 SCRAM_USER, SCRAM_PASSWORD = "scram-user", "scram-user-secret"
 SCRAM_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512")
 SECURE_LISTENERS = ("PLAINTEXT", "SSL", "MTLS", "SASL_PLAINTEXT", "SASL_SSL")
+# (listener, mechanism): every SASL login the secured broker offers.
+SASL_CASES = [(listener, mechanism)
+              for listener in ("SASL_PLAINTEXT", "SASL_SSL")
+              for mechanism in (("PLAIN",) if listener == "SASL_PLAINTEXT" else ()) + SCRAM_MECHANISMS]
+
+
+def sasl_user(mechanism):
+    """(user, password) of someone who can log in with ``mechanism`` on the secured broker."""
+    return ("carol", PLAIN_USERS["carol"]) if mechanism == "PLAIN" else (SCRAM_USER, SCRAM_PASSWORD)
 
 
 @pytest.fixture(scope="module")
@@ -930,6 +939,13 @@ def secured(certs):
         yield b
     finally:
         b.cleanup()
+
+
+@pytest.fixture(scope="module")
+def secured_with_scram_user(secured):
+    """The module's secured broker, with SCRAM_USER's SCRAM-SHA-256 and -512 credentials."""
+    add_scram_user(secured.bootstrap)
+    return secured
 
 
 def secure_addr(b, listener) -> str:

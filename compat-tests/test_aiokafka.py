@@ -22,7 +22,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import InvalidReplicationAssignmentError, KafkaConnectionError
 
-from conftest import (NODE_ID, PLAIN_USERS, SCRAM_MECHANISMS, SCRAM_PASSWORD, SCRAM_USER, add_scram_user,
+from conftest import (NODE_ID, SASL_CASES, sasl_user,
                       kp_create_topic, kp_stored_bytes, secure_addr, unique_topic)
 
 TEST_DEADLINE_S = 50  # one whole test (each is well under the pytest timeout)
@@ -627,12 +627,6 @@ async def secure_round_trip(b, listener, security):
         await cons.commit()
 
 
-@pytest.fixture(scope="module")
-def secured_with_scram_user(secured):
-    add_scram_user(secured.bootstrap)
-    return secured
-
-
 def test_ssl_and_mutual_tls(secured, certs):
     arun(secure_round_trip(secured, "SSL", aiokafka_security(certs, "SSL")))
     arun(secure_round_trip(secured, "MTLS", aiokafka_security(certs, "SSL", client_cert=True)))
@@ -650,21 +644,16 @@ def test_mutual_tls_without_a_client_certificate_is_refused(secured, certs):
     arun(main())
 
 
-SASL_CASES = [(listener, mechanism)
-              for listener in ("SASL_PLAINTEXT", "SASL_SSL")
-              for mechanism in (("PLAIN",) if listener == "SASL_PLAINTEXT" else ()) + SCRAM_MECHANISMS]
-
-
 @pytest.mark.parametrize("listener,mechanism", SASL_CASES)
 def test_sasl(secured_with_scram_user, certs, listener, mechanism):
-    user, password = ("carol", PLAIN_USERS["carol"]) if mechanism == "PLAIN" else (SCRAM_USER, SCRAM_PASSWORD)
+    user, password = sasl_user(mechanism)
     arun(secure_round_trip(secured_with_scram_user, listener, aiokafka_security(certs, listener, mechanism, user, password)))
     assert f"authenticated as User:{user}" in open(secured_with_scram_user.log_path).read()
 
 
 @pytest.mark.parametrize("listener,mechanism", SASL_CASES)
 def test_sasl_wrong_password_is_an_authentication_error(secured_with_scram_user, certs, caplog, listener, mechanism):
-    user = "carol" if mechanism == "PLAIN" else SCRAM_USER
+    user, _ = sasl_user(mechanism)
 
     async def main():
         prod = AIOKafkaProducer(bootstrap_servers=secure_addr(secured_with_scram_user, listener), **COMMON,

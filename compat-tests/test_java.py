@@ -41,10 +41,8 @@ from conftest import (
     FETCH_SESSION_DEBUG,
     NODE_ID,
     PLAIN_USERS,
-    SCRAM_MECHANISMS,
-    SCRAM_PASSWORD,
-    SCRAM_USER,
-    add_scram_user,
+    SASL_CASES,
+    sasl_user,
     secure_addr,
     start_secured_broker,
     FetchSessionLog,
@@ -858,12 +856,6 @@ def java_secure_round_trip(java, b, listener, properties):
     assert [r["value"] for r in one(events, "consumed")["records"]] == [f"v-{i}" for i in range(5)]
 
 
-@pytest.fixture(scope="module")
-def secured_with_scram_user(secured):
-    add_scram_user(secured.bootstrap)
-    return secured
-
-
 def test_ssl_with_pem_stores_and_mutual_tls(java, secured, certs):
     java_secure_round_trip(java, secured, "SSL", java_security(java, certs, "SSL"))
     java_secure_round_trip(java, secured, "MTLS", java_security(java, certs, "MTLS", client_cert=True))
@@ -872,21 +864,16 @@ def test_ssl_with_pem_stores_and_mutual_tls(java, secured, certs):
     assert code == 1 and one(events, "error")["type"] == "org.apache.kafka.common.errors.SslAuthenticationException", events
 
 
-SASL_CASES = [(listener, mechanism)
-              for listener in ("SASL_PLAINTEXT", "SASL_SSL")
-              for mechanism in (("PLAIN",) if listener == "SASL_PLAINTEXT" else ()) + SCRAM_MECHANISMS]
-
-
 @pytest.mark.parametrize("listener,mechanism", SASL_CASES)
 def test_sasl(java, secured_with_scram_user, certs, listener, mechanism):
-    user, password = ("carol", PLAIN_USERS["carol"]) if mechanism == "PLAIN" else (SCRAM_USER, SCRAM_PASSWORD)
+    user, password = sasl_user(mechanism)
     java_secure_round_trip(java, secured_with_scram_user, listener,
                            java_security(java, certs, listener, mechanism, user, password))
 
 
 @pytest.mark.parametrize("listener,mechanism", SASL_CASES)
 def test_sasl_wrong_password_is_an_authentication_error(java, secured_with_scram_user, certs, listener, mechanism):
-    user = "carol" if mechanism == "PLAIN" else SCRAM_USER
+    user, _ = sasl_user(mechanism)
     properties = java_security(java, certs, listener, mechanism, user, "wrong-password")
     code, events, _ = secure_pc(java, secured_with_scram_user, listener, properties, "produce", unique_topic("java-wrong"), 1)
     error = one(events, "error")

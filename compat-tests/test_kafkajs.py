@@ -27,11 +27,8 @@ from kafka import TopicPartition
 
 from conftest import (
     NODE_ID,
-    PLAIN_USERS,
-    SCRAM_MECHANISMS,
-    SCRAM_PASSWORD,
-    SCRAM_USER,
-    add_scram_user,
+    SASL_CASES,
+    sasl_user,
     secure_addr,
     kp_consumer,
     kp_create_topic,
@@ -693,12 +690,6 @@ def test_transactional_producer_commit_and_abort(broker, closing):
 # ---------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def secured_with_scram_user(secured):
-    add_scram_user(secured.bootstrap)
-    return secured
-
-
 def kafkajs_security(certs, listener, mechanism=None, user=None, password=None, client_cert=False):
     settings = {}
     if listener in ("SSL", "MTLS", "SASL_SSL"):
@@ -735,21 +726,16 @@ def test_ssl_and_mutual_tls(secured, certs, consumers):
     assert "certificate required" in error["error"]["message"], error
 
 
-SASL_CASES = [(listener, mechanism)
-              for listener in ("SASL_PLAINTEXT", "SASL_SSL")
-              for mechanism in (("PLAIN",) if listener == "SASL_PLAINTEXT" else ()) + SCRAM_MECHANISMS]
-
-
 @pytest.mark.parametrize("listener,mechanism", SASL_CASES)
 def test_sasl(secured_with_scram_user, certs, consumers, listener, mechanism):
-    user, password = ("carol", PLAIN_USERS["carol"]) if mechanism == "PLAIN" else (SCRAM_USER, SCRAM_PASSWORD)
+    user, password = sasl_user(mechanism)
     secure_round_trip(secured_with_scram_user, consumers, listener,
                       kafkajs_security(certs, listener, mechanism, user, password))
 
 
 @pytest.mark.parametrize("listener,mechanism", SASL_CASES)
 def test_sasl_wrong_password_is_an_authentication_error(secured_with_scram_user, certs, listener, mechanism):
-    user = "carol" if mechanism == "PLAIN" else SCRAM_USER
+    user, _ = sasl_user(mechanism)
     events = run_script("produce.js", {"bootstrap": secure_addr(secured_with_scram_user, listener),
                                        "topic": unique_topic("kjs-wrong"), "messages": [{"value": "v"}], "retries": 0,
                                        **kafkajs_security(certs, listener, mechanism, user, "wrong-password")},
