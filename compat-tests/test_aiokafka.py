@@ -632,16 +632,20 @@ def test_ssl_and_mutual_tls(secured, certs):
     arun(secure_round_trip(secured, "MTLS", aiokafka_security(certs, "SSL", client_cert=True)))
 
 
-def test_mutual_tls_without_a_client_certificate_is_refused(secured, certs):
+def refused_at_start(b, listener, security):
+    """A producer with ``security`` cannot bootstrap through ``listener``."""
     async def main():
-        prod = AIOKafkaProducer(bootstrap_servers=secure_addr(secured, "MTLS"), **COMMON,
-                                **aiokafka_security(certs, "SSL"))
+        prod = AIOKafkaProducer(bootstrap_servers=secure_addr(b, listener), **COMMON, **security)
         try:
             with pytest.raises(KafkaConnectionError):
                 await asyncio.wait_for(prod.start(), REBALANCE_DEADLINE_S)
         finally:
             await prod.stop()
     arun(main())
+
+
+def test_mutual_tls_without_a_client_certificate_is_refused(secured, certs):
+    refused_at_start(secured, "MTLS", aiokafka_security(certs, "SSL"))
 
 
 @pytest.mark.parametrize("listener,mechanism", SASL_CASES)
@@ -654,15 +658,6 @@ def test_sasl(secured_with_scram_user, certs, listener, mechanism):
 @pytest.mark.parametrize("listener,mechanism", SASL_CASES)
 def test_sasl_wrong_password_is_an_authentication_error(secured_with_scram_user, certs, caplog, listener, mechanism):
     user, _ = sasl_user(mechanism)
-
-    async def main():
-        prod = AIOKafkaProducer(bootstrap_servers=secure_addr(secured_with_scram_user, listener), **COMMON,
-                                **aiokafka_security(certs, listener, mechanism, user, "wrong-password"))
-        try:
-            with pytest.raises(KafkaConnectionError):
-                await asyncio.wait_for(prod.start(), REBALANCE_DEADLINE_S)
-        finally:
-            await prod.stop()
-    arun(main())
+    refused_at_start(secured_with_scram_user, listener, aiokafka_security(certs, listener, mechanism, user, "wrong-password"))
     # aiokafka gives up bootstrapping and logs the broker's error (58, SASL_AUTHENTICATION_FAILED).
     assert "[Error 58] SaslAuthenticationFailed: Authentication failed" in caplog.text, caplog.text
