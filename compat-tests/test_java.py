@@ -11,8 +11,8 @@ temporary directory:
   delete), one JSON line per operation, each with the Admin calls it made and their
   outcome.
 * ``ProduceConsume``: the producer with its default settings (acks=all, idempotence
-  on; ``--client-properties`` adds security settings) or with acks 0/1, a group consumer (subscribe, commit, leave) and an assign/seek
-  consumer.
+  on) or with acks 0/1, a group consumer (subscribe, commit, leave) and an assign/seek
+  consumer; ``--client-properties`` adds settings (security) to each client.
 * ``AclTool``: the Admin client's createAcls, describeAcls and deleteAcls on topics.
 * ``Transactions``: a transactional producer committing and aborting, read_committed and
   read_uncommitted consumers, a zombie fenced by a second instance, and
