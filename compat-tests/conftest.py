@@ -865,3 +865,100 @@ def produce_numbered(producer, topic: str, first: int, count: int, partitions: i
         producer.produce(topic, key=key, value=value, partition=i % partitions)
     assert producer.flush(30) == 0
     return records
+
+
+# --------------------------------------------------------------------------
+# Security: the dev CA, a broker with every security protocol, SASL users
+# --------------------------------------------------------------------------
+
+# PLAIN's users (JAAS) on SASL_PLAINTEXT; SCRAM_USER is made with AlterUserScramCredentials.
+PLAIN_JAAS = ('org.apache.kafka.common.security.plain.PlainLoginModule required '
+              'username="admin" password="admin-secret" user_admin="admin-secret" user_carol="carol-secret";')
+PLAIN_USERS = {"admin": "admin-secret", "carol": "carol-secret"}
+SCRAM_USER, SCRAM_PASSWORD = "scram-user", "scram-user-secret"
+SCRAM_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512")
+SECURE_LISTENERS = ("PLAINTEXT", "SSL", "MTLS", "SASL_PLAINTEXT", "SASL_SSL")
+# (listener, mechanism): every SASL login the secured broker offers.
+SASL_CASES = [(listener, mechanism)
+              for listener in ("SASL_PLAINTEXT", "SASL_SSL")
+              for mechanism in (("PLAIN",) if listener == "SASL_PLAINTEXT" else ()) + SCRAM_MECHANISMS]
+
+
+def sasl_user(mechanism):
+    """(user, password) of someone who can log in with ``mechanism`` on the secured broker."""
+    return ("carol", PLAIN_USERS["carol"]) if mechanism == "PLAIN" else (SCRAM_USER, SCRAM_PASSWORD)
+
+
+@pytest.fixture(scope="module")
+def certs():
+    """``gregor certs``: the dev CA, the broker's key and chain and a client's (paths by name)."""
+    out = tempfile.mkdtemp(prefix="gregor-certs-")
+    done = subprocess.run([gregor_binary(), "certs", "--dir", out, "--host", "localhost", "--host", "127.0.0.1"],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert f"ssl.keystore.location={os.path.realpath(out)}/broker.pem" in done.stdout
+    yield {name: os.path.join(out, f) for name, f in
+           (("ca", "ca.pem"), ("broker", "broker.pem"), ("client_cert", "client.crt"),
+            ("client_key", "client.key"), ("client_pem", "client.pem"))}
+    shutil.rmtree(out, ignore_errors=True)
+
+
+def start_secured_broker(certs, extra_properties=(), extra_args=()) -> GregorBroker:
+    """A broker with five listeners (``b.ports`` by name): PLAINTEXT first (admin and SCRAM
+    user management), SSL, MTLS (SSL with ``ssl.client.auth=required``), SASL_PLAINTEXT
+    (PLAIN with PLAIN_JAAS's users, SCRAM-SHA-256 and -512) and SASL_SSL (SCRAM only)."""
+    ports = {name: free_port() for name in SECURE_LISTENERS}
+    listeners = ",".join(f"{name}://127.0.0.1:{port}" for name, port in ports.items())
+    # Next to the certificates, removed with them: a restart reads it again.
+    props = tempfile.NamedTemporaryFile("w", suffix=".properties", delete=False, dir=os.path.dirname(certs["ca"]))
+    props.write("\n".join([
+        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SSL:SSL,MTLS:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL",
+        "ssl.keystore.type=PEM",
+        f"ssl.keystore.location={certs['broker']}",
+        "ssl.truststore.type=PEM",
+        f"ssl.truststore.location={certs['ca']}",
+        "listener.name.mtls.ssl.client.auth=required",
+        "sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512",
+        f"listener.name.sasl_plaintext.plain.sasl.jaas.config={PLAIN_JAAS}",
+        "listener.name.sasl_ssl.sasl.enabled.mechanisms=SCRAM-SHA-512,SCRAM-SHA-256",
+        *extra_properties,
+        "",
+    ]))
+    props.close()
+    b = start_broker(["--config", props.name, *extra_args], port=ports["PLAINTEXT"], listeners=listeners,
+                     env={"RUST_LOG": "info,openraft=error,gregor::server=debug"})
+    b.ports = ports
+    return b
+
+
+@pytest.fixture(scope="module")
+def secured(certs):
+    """A secured broker (start_secured_broker) per module."""
+    b = start_secured_broker(certs)
+    try:
+        yield b
+    finally:
+        b.cleanup()
+
+
+@pytest.fixture(scope="module")
+def secured_with_scram_user(secured):
+    """The module's secured broker, with SCRAM_USER's SCRAM-SHA-256 and -512 credentials."""
+    add_scram_user(secured.bootstrap)
+    return secured
+
+
+def secure_addr(b, listener) -> str:
+    return f"127.0.0.1:{b.ports[listener]}"
+
+
+def add_scram_user(bootstrap, user=SCRAM_USER, password=SCRAM_PASSWORD, mechanisms=SCRAM_MECHANISMS):
+    """Gives ``user`` SCRAM credentials with AlterUserScramCredentials (confluent-kafka's admin)."""
+    from confluent_kafka.admin import ScramCredentialInfo, ScramMechanism, UserScramCredentialUpsertion
+
+    upserts = [UserScramCredentialUpsertion(user, ScramCredentialInfo(getattr(ScramMechanism, m.replace("-", "_")), 4096),
+                                            password.encode())
+               for m in mechanisms]
+    admin = ck_admin(bootstrap)
+    for future in admin.alter_user_scram_credentials(upserts).values():
+        future.result(timeout=CLIENT_TIMEOUT_S)

@@ -20,9 +20,10 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import InvalidReplicationAssignmentError
+from aiokafka.errors import InvalidReplicationAssignmentError, KafkaConnectionError
 
-from conftest import NODE_ID, kp_create_topic, kp_stored_bytes, unique_topic
+from conftest import (NODE_ID, SASL_CASES, sasl_user,
+                      kp_create_topic, kp_stored_bytes, secure_addr, unique_topic)
 
 TEST_DEADLINE_S = 50  # one whole test (each is well under the pytest timeout)
 STOP_TIMEOUT_S = 10
@@ -587,3 +588,76 @@ def test_transactional_producer_commit_abort_and_read_committed(broker):
     committed, everything = arun(run())
     assert committed == ["c-0", "c-1", "c-2", "c-3"]
     assert everything == ["c-0", "c-1", "c-2", "a-0", "a-1", "c-3"]
+
+
+# ---------------------------------------------------------------------------
+# Security: SSL, mutual TLS, SASL_PLAINTEXT and SASL_SSL (conftest's secured broker)
+# ---------------------------------------------------------------------------
+
+
+def aiokafka_security(certs, protocol, mechanism=None, user=None, password=None, client_cert=False):
+    """aiokafka's settings for ``protocol``: an SSL context trusting the dev CA (with the
+    client's certificate if ``client_cert``) and the SASL login."""
+    from aiokafka.helpers import create_ssl_context
+
+    settings = {"security_protocol": protocol}
+    if protocol.endswith("SSL"):
+        settings["ssl_context"] = create_ssl_context(
+            cafile=certs["ca"], **({"certfile": certs["client_cert"], "keyfile": certs["client_key"]} if client_cert else {}))
+    if mechanism:
+        settings.update(sasl_mechanism=mechanism, sasl_plain_username=user, sasl_plain_password=password)
+    return settings
+
+
+async def secure_round_trip(b, listener, security):
+    """Produce five records through ``listener``, then read them back there with a group consumer."""
+    topic = unique_topic(f"aio-{listener.lower()}")
+    kp_create_topic(b.bootstrap, topic, 1)
+    async with Clients() as clients:
+        prod = await clients.start(AIOKafkaProducer(bootstrap_servers=secure_addr(b, listener), **COMMON, **security))
+        await send_all(prod, topic, [(f"m{i}", 0) for i in range(5)])
+        cons = await clients.start(AIOKafkaConsumer(topic, bootstrap_servers=secure_addr(b, listener),
+                                                    group_id=unique_topic("aio-sec-g"), **COMMON, **GROUP, **security))
+        records = []
+        deadline = time.monotonic() + RECEIVE_DEADLINE_S
+        while len(records) < 5 and time.monotonic() < deadline:
+            for recs in (await cons.getmany(timeout_ms=200)).values():
+                records.extend(recs)
+        assert [r.value for r in records] == [f"m{i}".encode() for i in range(5)]
+        await cons.commit()
+
+
+def test_ssl_and_mutual_tls(secured, certs):
+    arun(secure_round_trip(secured, "SSL", aiokafka_security(certs, "SSL")))
+    arun(secure_round_trip(secured, "MTLS", aiokafka_security(certs, "SSL", client_cert=True)))
+
+
+def refused_at_start(b, listener, security):
+    """A producer with ``security`` cannot bootstrap through ``listener``."""
+    async def main():
+        prod = AIOKafkaProducer(bootstrap_servers=secure_addr(b, listener), **COMMON, **security)
+        try:
+            with pytest.raises(KafkaConnectionError):
+                await asyncio.wait_for(prod.start(), REBALANCE_DEADLINE_S)
+        finally:
+            await prod.stop()
+    arun(main())
+
+
+def test_mutual_tls_without_a_client_certificate_is_refused(secured, certs):
+    refused_at_start(secured, "MTLS", aiokafka_security(certs, "SSL"))
+
+
+@pytest.mark.parametrize("listener,mechanism", SASL_CASES)
+def test_sasl(secured_with_scram_user, certs, listener, mechanism):
+    user, password = sasl_user(mechanism)
+    arun(secure_round_trip(secured_with_scram_user, listener, aiokafka_security(certs, listener, mechanism, user, password)))
+    assert f"authenticated as User:{user}" in open(secured_with_scram_user.log_path).read()
+
+
+@pytest.mark.parametrize("listener,mechanism", SASL_CASES)
+def test_sasl_wrong_password_is_an_authentication_error(secured_with_scram_user, certs, caplog, listener, mechanism):
+    user, _ = sasl_user(mechanism)
+    refused_at_start(secured_with_scram_user, listener, aiokafka_security(certs, listener, mechanism, user, "wrong-password"))
+    # aiokafka gives up bootstrapping and logs the broker's error (58, SASL_AUTHENTICATION_FAILED).
+    assert "[Error 58] SaslAuthenticationFailed: Authentication failed" in caplog.text, caplog.text

@@ -12,7 +12,8 @@ temporary directory:
   outcome.
 * ``ProduceConsume``: the producer with its default settings (acks=all, idempotence
   on) or with acks 0/1, a group consumer (subscribe, commit, leave) and an assign/seek
-  consumer.
+  consumer; ``--client-properties`` adds settings (security) to each client.
+* ``AclTool``: the Admin client's createAcls, describeAcls and deleteAcls on topics.
 * ``Transactions``: a transactional producer committing and aborting, read_committed and
   read_uncommitted consumers, a zombie fenced by a second instance, and
   ``sendOffsetsToTransaction`` with the consumer's group metadata.
@@ -40,6 +41,11 @@ from kafka import TopicPartition
 from conftest import (
     FETCH_SESSION_DEBUG,
     NODE_ID,
+    PLAIN_USERS,
+    SASL_CASES,
+    sasl_user,
+    secure_addr,
+    start_secured_broker,
     FetchSessionLog,
     _die_with_parent,
     assert_contiguous_offsets,
@@ -806,3 +812,120 @@ def test_java_send_offsets_to_transaction_with_group_metadata(java, broker):
     events = txn(java, broker, "eos", source, sink, unique_topic("jtxn-group"), unique_topic("jtxn-id"))
     assert one(events, "committed") == {"event": "committed", "copied": 4, "offset": 4}
     assert one(events, "read")["values"] == [f"out-{i}" for i in range(4)]
+
+
+# ---------------------------------------------------------------------------
+# Security: SSL with PEM trust and key stores, mutual TLS, SASL_PLAINTEXT and SASL_SSL
+# (conftest's secured broker), and the AdminClient managing ACLs
+# ---------------------------------------------------------------------------
+
+
+def java_security(java, certs, listener, mechanism=None, user=None, password=None, client_cert=False):
+    """A client properties file for ``listener``: PEM truststore (and keystore, the client's
+    key and chain, if ``client_cert``), and the SASL JAAS login."""
+    protocol = {"MTLS": "SSL"}.get(listener, listener)
+    lines = [f"security.protocol={protocol}"]
+    if protocol.endswith("SSL"):
+        lines += ["ssl.truststore.type=PEM", f"ssl.truststore.location={certs['ca']}"]
+        if client_cert:
+            lines += ["ssl.keystore.type=PEM", f"ssl.keystore.location={certs['client_pem']}"]
+    if mechanism:
+        module = ("org.apache.kafka.common.security.plain.PlainLoginModule" if mechanism == "PLAIN"
+                  else "org.apache.kafka.common.security.scram.ScramLoginModule")
+        lines += [f"sasl.mechanism={mechanism}",
+                  f'sasl.jaas.config={module} required username="{user}" password="{password}";']
+    with tempfile.NamedTemporaryFile("w", suffix=".properties", dir=java.tmp_dir, delete=False) as f:
+        f.write("\n".join(lines) + "\n")
+    return f.name
+
+
+def secure_pc(java, b, listener, properties, *args):
+    """ProduceConsume through ``listener`` with the client settings of ``properties``:
+    (exit code, events, stderr)."""
+    return java.run("ProduceConsume", "--bootstrap", secure_addr(b, listener), "--client-properties", properties,
+                    "--poll-deadline-ms", POLL_DEADLINE_MS, *args)
+
+
+def java_secure_round_trip(java, b, listener, properties):
+    """The default producer sends five records through ``listener``; a group consumer reads them there."""
+    topic = unique_topic(f"java-{listener.lower()}")
+    kp_create_topic(b.bootstrap, topic, 1)
+    code, events, err = secure_pc(java, b, listener, properties, "produce", topic, 5)
+    assert code == 0 and one(events, "produced")["count"] == 5, (events, err[-4000:])
+    code, events, err = secure_pc(java, b, listener, properties, "consume-group", topic, unique_topic("java-sec-g"), 5)
+    assert code == 0, (events, err[-4000:])
+    assert [r["value"] for r in one(events, "consumed")["records"]] == [f"v-{i}" for i in range(5)]
+
+
+def test_ssl_with_pem_stores_and_mutual_tls(java, secured, certs):
+    java_secure_round_trip(java, secured, "SSL", java_security(java, certs, "SSL"))
+    java_secure_round_trip(java, secured, "MTLS", java_security(java, certs, "MTLS", client_cert=True))
+    code, events, _ = secure_pc(java, secured, "MTLS", java_security(java, certs, "MTLS"), "produce",
+                                unique_topic("java-nocert"), 1)
+    assert code == 1 and one(events, "error")["type"] == "org.apache.kafka.common.errors.SslAuthenticationException", events
+
+
+@pytest.mark.parametrize("listener,mechanism", SASL_CASES)
+def test_sasl(java, secured_with_scram_user, certs, listener, mechanism):
+    user, password = sasl_user(mechanism)
+    java_secure_round_trip(java, secured_with_scram_user, listener,
+                           java_security(java, certs, listener, mechanism, user, password))
+
+
+@pytest.mark.parametrize("listener,mechanism", SASL_CASES)
+def test_sasl_wrong_password_is_an_authentication_error(java, secured_with_scram_user, certs, listener, mechanism):
+    user, _ = sasl_user(mechanism)
+    properties = java_security(java, certs, listener, mechanism, user, "wrong-password")
+    code, events, _ = secure_pc(java, secured_with_scram_user, listener, properties, "produce", unique_topic("java-wrong"), 1)
+    error = one(events, "error")
+    assert code == 1 and error["type"] == "org.apache.kafka.common.errors.SaslAuthenticationException", events
+    assert "Authentication failed" in error["message"], error
+
+
+def acl_tool(java, b, properties, *ops):
+    """AclTool operations (tuples: name, *args) as admin over SASL_PLAINTEXT; their events."""
+    argv = []
+    for op in ops:
+        argv += ["+", *op] if argv else list(op)
+    code, events, err = java.run("AclTool", "--bootstrap", secure_addr(b, "SASL_PLAINTEXT"),
+                                 "--client-properties", properties, *argv)
+    results = [e for e in events if e.get("event") == "op"]
+    assert code == 0 and len(results) == len(ops), (events, err[-4000:])
+    for r in results:
+        assert r["ok"], r["error"]["trace"]
+    return results
+
+
+def test_admin_client_manages_acls_that_the_authorizer_enforces(java, certs):
+    """User:admin (a super user) grants, lists and revokes carol's WRITE on a topic through
+    the Java AdminClient; carol's producer is refused without it."""
+    b = start_secured_broker(certs, extra_args=(
+        "--authorizer-class-name", "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "--super-users", "User:admin;User:ANONYMOUS"))
+    try:
+        topic = unique_topic("java-acl")
+        kp_create_topic(b.bootstrap, topic, 1)
+        admin = java_security(java, certs, "SASL_PLAINTEXT", "PLAIN", "admin", PLAIN_USERS["admin"])
+        carol = java_security(java, certs, "SASL_PLAINTEXT", "PLAIN", "carol", PLAIN_USERS["carol"])
+
+        def carol_produces():
+            return secure_pc(java, b, "SASL_PLAINTEXT", carol, "produce", topic, 1)
+
+        code, events, _ = carol_produces()
+        assert code == 1 and one(events, "error")["type"] == "org.apache.kafka.common.errors.TopicAuthorizationException", events
+
+        created, described = acl_tool(java, b, admin, ("allow", topic, "User:carol", "WRITE", "DESCRIBE"), ("describe", topic))
+        carol_acls = [{"topic": topic, "principal": "User:carol", "host": "*", "operation": op, "permission": "ALLOW"}
+                      for op in ("WRITE", "DESCRIBE")]
+        assert created["acls"] == carol_acls
+        assert sorted(described["acls"], key=lambda a: a["operation"], reverse=True) == carol_acls
+        code, events, err = carol_produces()
+        assert code == 0 and one(events, "produced")["count"] == 1, (events, err[-4000:])
+
+        deleted, described = acl_tool(java, b, admin, ("delete", topic, "User:carol"), ("describe", topic))
+        assert sorted(deleted["acls"], key=lambda a: a["operation"], reverse=True) == carol_acls
+        assert described["acls"] == []
+        code, events, _ = carol_produces()
+        assert code == 1 and one(events, "error")["type"] == "org.apache.kafka.common.errors.TopicAuthorizationException", events
+    finally:
+        b.cleanup()

@@ -9,7 +9,6 @@ of Kafka 4.1 and must survive a broker restart.
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import struct
@@ -31,71 +30,25 @@ from conftest import (
     kp_create_topic,
     kp_drain,
     kp_producer,
-    start_broker,
+    secure_addr,
     unique_topic,
     wait_until,
 )
 
-PLAIN_JAAS = ('org.apache.kafka.common.security.plain.PlainLoginModule required '
-              'username="admin" password="admin-secret" user_admin="admin-secret" user_carol="carol-secret";')
 SCRAM_PASSWORD = "alice-secret"
-
-
-@pytest.fixture(scope="module")
-def certs():
-    out = tempfile.mkdtemp(prefix="gregor-certs-")
-    done = subprocess.run([gregor_binary(), "certs", "--dir", out, "--host", "localhost", "--host", "127.0.0.1"],
-                          capture_output=True, text=True, timeout=30)
-    assert done.returncode == 0, done.stderr
-    assert f"ssl.keystore.location={os.path.realpath(out)}/broker.pem" in done.stdout
-    yield {name: os.path.join(out, f) for name, f in
-           (("ca", "ca.pem"), ("broker", "broker.pem"), ("client_cert", "client.crt"), ("client_key", "client.key"))}
-    shutil.rmtree(out, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def secured(certs):
-    ports = {name: free_port() for name in ("PLAINTEXT", "SSL", "MTLS", "SASL_PLAINTEXT", "SASL_SSL")}
-    listeners = ",".join(f"{name}://127.0.0.1:{port}" for name, port in ports.items())
-    props = tempfile.NamedTemporaryFile("w", suffix=".properties", delete=False)
-    props.write("\n".join([
-        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SSL:SSL,MTLS:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL",
-        "ssl.keystore.type=PEM",
-        f"ssl.keystore.location={certs['broker']}",
-        "ssl.truststore.type=PEM",
-        f"ssl.truststore.location={certs['ca']}",
-        "listener.name.mtls.ssl.client.auth=required",
-        "sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512",
-        f"listener.name.sasl_plaintext.plain.sasl.jaas.config={PLAIN_JAAS}",
-        "listener.name.sasl_ssl.sasl.enabled.mechanisms=SCRAM-SHA-512,SCRAM-SHA-256",
-        "",
-    ]))
-    props.close()
-    b = start_broker(["--config", props.name], port=ports["PLAINTEXT"], listeners=listeners,
-                     env={"RUST_LOG": "info,openraft=error,gregor::server=debug"})
-    b.ports = ports
-    try:
-        yield b
-    finally:
-        b.cleanup()
-        os.unlink(props.name)
-
-
-def addr(b, listener):
-    return f"127.0.0.1:{b.ports[listener]}"
 
 
 def kp_round_trip(b, listener, **security):
     topic = unique_topic(f"sec-kp-{listener.lower()}")
     kp_create_topic(b.bootstrap, topic, 1)
-    producer = kp_producer(addr(b, listener), **security)
+    producer = kp_producer(secure_addr(b, listener), **security)
     try:
         for i in range(5):
             producer.send(topic, f"m{i}".encode())
         producer.flush(timeout=20)
     finally:
         producer.close(timeout=5)
-    consumer = kp_consumer(addr(b, listener), auto_offset_reset="earliest", **security)
+    consumer = kp_consumer(secure_addr(b, listener), auto_offset_reset="earliest", **security)
     try:
         consumer.subscribe([topic])
         assert [r.value for r in kp_drain(consumer, 5)] == [f"m{i}".encode() for i in range(5)]
@@ -108,11 +61,11 @@ def ck_round_trip(b, listener, **security):
 
     topic = unique_topic(f"sec-ck-{listener.lower()}")
     kp_create_topic(b.bootstrap, topic, 1)
-    producer = ck_producer(addr(b, listener), **security)
+    producer = ck_producer(secure_addr(b, listener), **security)
     for i in range(5):
         producer.produce(topic, f"m{i}".encode())
     assert producer.flush(20) == 0
-    consumer = ck_consumer(addr(b, listener), **{"auto.offset.reset": "earliest"}, **security)
+    consumer = ck_consumer(secure_addr(b, listener), **{"auto.offset.reset": "earliest"}, **security)
     try:
         consumer.assign([TopicPartition(topic, 0, 0)])
         assert [m.value() for m in ck_drain(consumer, 5)] == [f"m{i}".encode() for i in range(5)]
@@ -125,7 +78,7 @@ def ck_errors(b, listener, **security):
     from confluent_kafka.admin import AdminClient
 
     errors = []
-    admin = AdminClient({"bootstrap.servers": addr(b, listener), "error_cb": errors.append, **security})
+    admin = AdminClient({"bootstrap.servers": secure_addr(b, listener), "error_cb": errors.append, **security})
     with pytest.raises(Exception):
         admin.list_topics(timeout=5)
     admin.poll(0.5)
@@ -253,10 +206,10 @@ def test_kcat_over_ssl_and_sasl(secured, certs):
     for listener, settings in (("SSL", ["-X", "security.protocol=SSL", "-X", f"ssl.ca.location={certs['ca']}"]),
                                ("SASL_PLAINTEXT", ["-X", "security.protocol=SASL_PLAINTEXT", "-X", "sasl.mechanism=PLAIN",
                                                    "-X", "sasl.username=carol", "-X", "sasl.password=carol-secret"])):
-        done = subprocess.run([kcat, "-b", addr(secured, listener), *settings, "-P", "-t", topic],
+        done = subprocess.run([kcat, "-b", secure_addr(secured, listener), *settings, "-P", "-t", topic],
                               input=f"via-{listener}\n", capture_output=True, text=True, timeout=30)
         assert done.returncode == 0, done.stderr
-        done = subprocess.run([kcat, "-b", addr(secured, listener), *settings, "-C", "-t", topic, "-o", "beginning", "-e"],
+        done = subprocess.run([kcat, "-b", secure_addr(secured, listener), *settings, "-C", "-t", topic, "-o", "beginning", "-e"],
                               capture_output=True, text=True, timeout=30)
         assert done.returncode == 0 and f"via-{listener}" in done.stdout, done.stderr
 

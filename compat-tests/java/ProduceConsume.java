@@ -1,3 +1,5 @@
+import java.io.FileReader;
+import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -33,7 +35,8 @@ import org.apache.kafka.common.serialization.StringSerializer;
  * The official Java producer and consumer with their default settings, against a broker.
  *
  * <pre>
- * java ProduceConsume --bootstrap HOST:PORT [--max-runtime-ms N] MODE ARGS...
+ * java ProduceConsume --bootstrap HOST:PORT [--max-runtime-ms N] [--client-properties FILE] MODE ARGS...
+ *   (FILE: settings added to every client's, such as security.protocol and the SSL or SASL ones)
  *   produce TOPIC COUNT [COMPRESSION [ACKS]]
  *                                         default producer (acks=all, enable.idempotence=true);
  *                                         keys k-i, values v-i, header idx=i; COMPRESSION: none|gzip|snappy|lz4|zstd;
@@ -51,6 +54,8 @@ import org.apache.kafka.common.serialization.StringSerializer;
  */
 public final class ProduceConsume {
     static long pollDeadlineMs = 25_000;
+    /** From --client-properties: security settings and the like, for every client. */
+    static final Properties clientProperties = new Properties();
 
     public static void main(String[] argv) throws Exception {
         String bootstrap = null;
@@ -61,6 +66,7 @@ public final class ProduceConsume {
                 case "--bootstrap" -> bootstrap = argv[++i];
                 case "--max-runtime-ms" -> maxRuntimeMs = Long.parseLong(argv[++i]);
                 case "--poll-deadline-ms" -> pollDeadlineMs = Long.parseLong(argv[++i]);
+                case "--client-properties" -> loadClientProperties(argv[++i]);
                 default -> usage("unknown flag " + argv[i]);
             }
             i++;
@@ -94,10 +100,17 @@ public final class ProduceConsume {
         System.exit(2);
     }
 
+    private static void loadClientProperties(String path) throws IOException {
+        try (FileReader in = new FileReader(path, StandardCharsets.UTF_8)) {
+            clientProperties.load(in);
+        }
+    }
+
     // -- producer ----------------------------------------------------------------------------
 
     static void produce(String bootstrap, String topic, int count, String compression, String acks) throws Exception {
         Properties p = new Properties();
+        p.putAll(clientProperties);
         p.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
         p.put(ProducerConfig.CLIENT_ID_CONFIG, "gregor-compat-java-producer");
         p.put(ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName());
@@ -147,6 +160,7 @@ public final class ProduceConsume {
 
     static Properties consumerProps(String bootstrap, String group) {
         Properties p = new Properties();
+        p.putAll(clientProperties);
         p.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
         p.put(ConsumerConfig.CLIENT_ID_CONFIG, "gregor-compat-java-consumer");
         if (group != null) {

@@ -69,8 +69,21 @@ const stderrLogCreator = () => ({ namespace, level, label, log }) => {
   )
 }
 
+// cfg.ssl: {caFile, certFile?, keyFile?} (PEM files; true for the system CAs);
+// cfg.sasl: {mechanism: plain|scram-sha-256|scram-sha-512, username, password}.
+function sslOptions(ssl) {
+  if (!ssl || ssl === true) return ssl
+  const fs = require('fs')
+  const options = { ca: [fs.readFileSync(ssl.caFile, 'utf-8')] }
+  if (ssl.certFile) options.cert = fs.readFileSync(ssl.certFile, 'utf-8')
+  if (ssl.keyFile) options.key = fs.readFileSync(ssl.keyFile, 'utf-8')
+  return options
+}
+
 function makeKafka(cfg, clientId) {
   return new Kafka({
+    ssl: sslOptions(cfg.ssl),
+    sasl: cfg.sasl,
     clientId: clientId || cfg.clientId || 'gregor-compat-kafkajs',
     brokers: String(cfg.bootstrap).split(','),
     logLevel: cfg.debug ? logLevel.DEBUG : logLevel.WARN,

@@ -1,7 +1,7 @@
 'use strict'
 // A kafkajs group consumer: subscribe + run({eachMessage}).
 //
-// Settings: bootstrap, topic, group, fromBeginning? (default true),
+// Settings: bootstrap, ssl?, sasl? (see common.js), topic, group, fromBeginning? (default true),
 // autoCommit? (default true), sessionTimeout?, rebalanceTimeout?,
 // heartbeatInterval?, maxWaitTimeInMs?, maxRuntimeMs?.
 //

@@ -1,7 +1,7 @@
 'use strict'
 // Produce messages with the kafkajs producer.
 //
-// Settings: bootstrap, topic, messages: [{key?, value, partition?, headers?}],
+// Settings: bootstrap, ssl?, sasl? (see common.js), topic, messages: [{key?, value, partition?, headers?}],
 // acks? (default -1), compression? ("gzip", "snappy", "lz4" or "zstd"; default none),
 // batch? (default false), maxRuntimeMs?.
 // One by one (so every message's offset is known), it prints

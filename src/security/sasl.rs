@@ -179,8 +179,14 @@ impl FailedLogins {
     fn record(&self, ip: IpAddr) -> Duration {
         let now = Instant::now();
         let mut by_ip = self.by_ip.lock().expect("failed logins lock");
-        if by_ip.len() >= FAILED_LOGIN_ADDRESSES {
+        if by_ip.len() >= FAILED_LOGIN_ADDRESSES && !by_ip.contains_key(&ip) {
             by_ip.retain(|_, (_, last)| now.duration_since(*last) < FAILED_LOGIN_MEMORY);
+            // All of them failed lately (many addresses at once): the map still must not grow.
+            if by_ip.len() >= FAILED_LOGIN_ADDRESSES {
+                if let Some(oldest) = by_ip.iter().min_by_key(|(_, (_, last))| *last).map(|(ip, _)| *ip) {
+                    by_ip.remove(&oldest);
+                }
+            }
         }
         let entry = by_ip.entry(ip).or_insert((0, now));
         if now.duration_since(entry.1) >= FAILED_LOGIN_MEMORY {
@@ -246,5 +252,19 @@ mod tests {
             failures.record(a);
         }
         assert_eq!(failures.record(a), MAX_FAILED_LOGIN_DELAY);
+    }
+
+    #[test]
+    fn failed_logins_from_many_addresses_at_once_are_remembered_up_to_the_bound() {
+        let failures = FailedLogins::default();
+        let first: IpAddr = "2001:db8::1".parse().unwrap();
+        failures.record(first);
+        failures.record(first);
+        for i in 0..FAILED_LOGIN_ADDRESSES as u128 + 100 {
+            failures.record(IpAddr::from(std::net::Ipv6Addr::from((0x2001_0db8_0001u128 << 80) + i)));
+        }
+        let by_ip = failures.by_ip.lock().unwrap();
+        assert_eq!(by_ip.len(), FAILED_LOGIN_ADDRESSES);
+        assert!(!by_ip.contains_key(&first), "the oldest address is forgotten first");
     }
 }
