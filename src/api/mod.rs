@@ -12,6 +12,7 @@ mod metadata;
 mod offsets;
 mod partitions;
 mod produce;
+mod quotas;
 pub mod sasl;
 mod txn;
 mod users;
@@ -90,6 +91,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeUserScramCredentials, 0, 0),
     (ApiKey::AlterUserScramCredentials, 0, 0),
     (ApiKey::DescribeClientQuotas, 0, 1),
+    (ApiKey::AlterClientQuotas, 0, 1),
     (ApiKey::DescribeAcls, 1, 3),
     (ApiKey::CreateAcls, 1, 3),
     (ApiKey::DeleteAcls, 1, 3),
@@ -306,7 +308,8 @@ impl Api {
             RequestKind::DescribeProducers(r) => ResponseKind::DescribeProducers(txn::describe_producers(self, &req, r).await),
             RequestKind::AlterUserScramCredentials(r) => ResponseKind::AlterUserScramCredentials(users::alter(self, &req, r).await),
             RequestKind::DescribeUserScramCredentials(r) => ResponseKind::DescribeUserScramCredentials(users::describe(self, &req, r)),
-            RequestKind::DescribeClientQuotas(_) => ResponseKind::DescribeClientQuotas(users::describe_client_quotas()),
+            RequestKind::DescribeClientQuotas(r) => ResponseKind::DescribeClientQuotas(quotas::describe(self, &req, r)),
+            RequestKind::AlterClientQuotas(r) => ResponseKind::AlterClientQuotas(quotas::alter(self, &req, r).await),
             RequestKind::SaslHandshake(_) => ResponseKind::SaslHandshake(sasl::handshake_out_of_place()),
             RequestKind::SaslAuthenticate(_) => ResponseKind::SaslAuthenticate(sasl::authenticate_out_of_place()),
             RequestKind::CreateAcls(r) => ResponseKind::CreateAcls(acls::create_acls(self, &req, r).await),

@@ -29,7 +29,7 @@ use super::brokers::{BrokerHeartbeat, HeartbeatReply, RegisterBroker};
 use super::topics::{AlterTopicConfigs, CommittedPartition, CreatePartitions, CreateTopic, IsrChange};
 use super::replicas::{AlterReassignments, ElectLeaders, PartitionResults};
 use super::{Controller, NodeId, QuorumDescription, TypeConfig, WriteError};
-use crate::cluster::metadata::{BrokerId, ProducerIdBlock, ScramCredentialRecord};
+use crate::cluster::metadata::{BrokerId, ClientQuotaRecord, ProducerIdBlock, ScramCredentialRecord};
 use crate::security::acl::{AclBinding, AclFilter};
 
 /// The largest frame either side accepts.
@@ -66,6 +66,7 @@ pub(super) enum Request {
     AlterScramCredentials(Vec<ScramCredentialRecord>),
     CreateAcls(Vec<AclBinding>),
     DeleteAcls(Vec<AclFilter>),
+    AlterClientQuotas(Vec<ClientQuotaRecord>),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -88,6 +89,7 @@ pub(super) enum Response {
     AlterScramCredentials(Result<(), WriteError>),
     CreateAcls(Result<(), WriteError>),
     DeleteAcls(Result<Vec<Vec<AclBinding>>, WriteError>),
+    AlterClientQuotas(Result<(), WriteError>),
 }
 
 impl Response {
@@ -101,7 +103,8 @@ impl Response {
             | Response::AlterTopicConfigs(r)
             | Response::Hello(r)
             | Response::AlterScramCredentials(r)
-            | Response::CreateAcls(r) => r.as_ref().err(),
+            | Response::CreateAcls(r)
+            | Response::AlterClientQuotas(r) => r.as_ref().err(),
             Response::BrokerHeartbeat(r) => r.as_ref().err(),
             Response::CreateTopic(r) => r.as_ref().err(),
             Response::AlterPartition(r) => r.as_ref().err(),
@@ -224,6 +227,7 @@ impl Controller {
             Request::AlterScramCredentials(r) => Response::AlterScramCredentials(self.alter_scram_credentials(r).await),
             Request::CreateAcls(acls) => Response::CreateAcls(self.create_acls(acls).await),
             Request::DeleteAcls(filters) => Response::DeleteAcls(self.delete_acls(filters).await),
+            Request::AlterClientQuotas(changes) => Response::AlterClientQuotas(self.alter_client_quotas(changes).await),
         }
     }
 }
