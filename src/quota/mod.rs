@@ -317,14 +317,16 @@ impl ClientQuotaManager {
         self.record_at(quotas, key, user, client_id, -(bytes as f64), self.now_ms());
     }
 
-    /// The most a client may take in one fetch: its quota's worth of the whole measured span,
-    /// so one response cannot put it over by more than Kafka allows; `None` without a quota.
+    /// The most a client may take in one fetch: its quota's worth of the shortest span a rate
+    /// is measured over (Kafka's `getMaxValueInQuotaWindow`), so one response cannot put it
+    /// far over; `None` without a quota.
     pub fn max_bytes_in_window(&self, quotas: &impl ClientQuotas, key: QuotaKey, user: &str, client_id: &str) -> Option<usize> {
         if !quotas.any_quota() {
             return None;
         }
         let (_, quota) = resolve(quotas, key, user, client_id)?;
-        Some((quota * (self.windows.max_throttle_ms() as f64 / 1000.0)).min(i32::MAX as f64) as usize)
+        let span_ms = self.windows.windows.saturating_sub(1).max(1) as u64 * self.windows.window_ms;
+        Some((quota * span_ms as f64 / 1000.0).min(i32::MAX as f64) as usize)
     }
 
     fn record_at(&self, quotas: &impl ClientQuotas, key: QuotaKey, user: &str, client_id: &str, value: f64, now_ms: u64) -> u64 {
@@ -348,9 +350,6 @@ impl ClientQuotaManager {
         let sensor = sensors.by_key.entry(sensor_key).or_insert_with(|| Sensor { rate: Rate::new(windows, now_ms), last_recorded_ms: now_ms });
         sensor.rate.record(value, now_ms);
         sensor.last_recorded_ms = now_ms;
-        if value <= 0.0 {
-            return 0;
-        }
         sensor.rate.throttle_ms(quota, now_ms)
     }
 }
