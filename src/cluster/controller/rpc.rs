@@ -38,7 +38,7 @@ pub(super) const MAX_FRAME_BYTES: usize = 16 << 20;
 pub(super) const SNAPSHOT_CHUNK_BYTES: u64 = 1 << 20;
 /// The frame version this build speaks; a change of [`Request`] or [`Response`] that an
 /// older node cannot read bumps it.
-pub(super) const VERSION: u8 = 4;
+pub(super) const VERSION: u8 = 5;
 /// Once a frame has begun, the rest of it must arrive within this time.
 const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
 /// Peers are few; more connections than this at once are refused.
