@@ -13,29 +13,16 @@ import time
 
 import pytest
 
-from conftest import JAVA, ck_consumer, ck_drain, ck_producer, kafka_tool, kp_create_topic, start_broker, unique_topic
+from conftest import JAVA, ck_consumer, ck_drain, ck_producer, kp_create_topic, unique_topic
+from test_kafka_configs import kafka_configs
 
 RECORDS = 500
 RECORD_BYTES = 1000
 
 
-@pytest.fixture(scope="module")
-def own_broker():
-    b = start_broker()
-    try:
-        yield b
-    finally:
-        b.cleanup()
-
-
-def kafka_configs(tools_classpath, broker, *args):
-    """Runs kafka-configs; returns (exit code, stdout, stderr)."""
-    return kafka_tool(tools_classpath, "kafka.admin.ConfigCommand", broker.bootstrap, *args)
-
-
 @pytest.mark.skipif(JAVA is None, reason="java is not installed")
-def test_kafka_configs_sets_describes_and_keeps_client_quotas(tools_classpath, own_broker):
-    b = own_broker
+def test_kafka_configs_sets_describes_and_keeps_client_quotas(tools_classpath, broker):
+    b = broker
 
     def configs(*args):
         code, out, err = kafka_configs(tools_classpath, b, *args)
@@ -107,8 +94,8 @@ def produce_all(bootstrap, topic, client_id):
 
 @pytest.mark.skipif(JAVA is None, reason="java is not installed")
 @pytest.mark.timeout(120)
-def test_a_producer_over_its_byte_rate_is_throttled_and_loses_nothing(tools_classpath, own_broker):
-    b = own_broker
+def test_a_producer_over_its_byte_rate_is_throttled_and_loses_nothing(tools_classpath, broker):
+    b = broker
     throttled, free = unique_topic("quota-throttled"), unique_topic("quota-free")
     kp_create_topic(b.bootstrap, throttled, 1)
     kp_create_topic(b.bootstrap, free, 1)
