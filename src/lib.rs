@@ -36,6 +36,7 @@ pub mod fetch_session;
 pub mod group;
 pub mod log;
 pub mod metrics;
+pub mod quota;
 pub mod security;
 pub mod server;
 pub mod txn;

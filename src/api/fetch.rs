@@ -23,6 +23,7 @@ use crate::cluster::replication::FollowerFetch;
 use crate::cluster::{partition_id, Topic};
 use crate::fetch_session::{Answer, FetchContext, FetchPosition, PartitionKey, SessionRequest, TopicKey, NO_SESSION};
 use crate::log::{FetchIsolation, PartitionId, ReadRequest};
+use crate::quota::QuotaKey;
 
 /// A long poll never holds a request longer than this, whatever the client asks.
 const MAX_WAIT: Duration = Duration::from_secs(60);
@@ -59,7 +60,9 @@ pub async fn handle(api: &Api, req: &Request, r: FetchRequest) -> FetchResponse 
         FetchContext::Full | FetchContext::Sessionless => asked.into_iter().collect(),
     };
     let mut data = long_poll(api, req, &r, replica_id.0, &wanted).await;
+    let mut throttle_ms = 0;
     if replica_id.0 < 0 {
+        throttle_ms = throttle_consumer(api, req, &mut data);
         count_fetched(api, &wanted, &data);
     }
     if req.version >= 12 {
@@ -88,7 +91,24 @@ pub async fn handle(api: &Api, req: &Request, r: FetchRequest) -> FetchResponse 
         .map(|b| NodeEndpoint::default().with_node_id(BrokerId(b.id)).with_host(StrBytes::from_string(b.host)).with_port(i32::from(b.port)).with_rack(b.rack.map(StrBytes::from_string)))
         .collect();
     let partitions = wanted.into_iter().map(|(key, _)| key).zip(data).zip(sent).filter(|(_, sent)| *sent).map(|(p, _)| p);
-    FetchResponse::default().with_session_id(session_id).with_responses(by_topic(partitions)).with_node_endpoints(endpoints)
+    FetchResponse::default().with_throttle_time_ms(throttle_ms).with_session_id(session_id).with_responses(by_topic(partitions)).with_node_endpoints(endpoints)
+}
+
+/// Counts a consumer's fetched bytes against its `consumer_byte_rate`; the throttle. Over its
+/// quota, it gets no records this time and they are not counted, as in Kafka: it fetches them
+/// again once the throttle has passed.
+fn throttle_consumer(api: &Api, req: &Request, data: &mut [PartitionData]) -> i32 {
+    let bytes: usize = data.iter().filter_map(|d| d.records.as_ref()).map(|r| r.len()).sum();
+    let image = api.cluster.image();
+    let client_id = req.client_id();
+    let throttle = api.quotas.record(&*image, QuotaKey::ConsumerByteRate, &req.principal.name, &client_id, bytes);
+    if throttle > 0 && bytes > 0 {
+        api.quotas.unrecord(&*image, QuotaKey::ConsumerByteRate, &req.principal.name, &client_id, bytes);
+        for d in data.iter_mut().filter(|d| d.records.is_some()) {
+            d.records = Some(Bytes::new());
+        }
+    }
+    throttle.min(i32::MAX as u64) as i32
 }
 
 /// Bytes and records out, per topic, for a consumer's fetch; followers' are replication.
@@ -123,7 +143,11 @@ fn answer(data: &PartitionData) -> Answer {
 /// A follower (`replica_id` >= 0) reads up to the log end, and its fetch offsets are recorded
 /// as its log ends once, before the first read.
 async fn long_poll(api: &Api, req: &Request, r: &FetchRequest, replica_id: i32, wanted: &[(PartitionKey, FetchPosition)]) -> Vec<PartitionData> {
-    let max_bytes = (r.max_bytes.max(0) as usize).min(api.config.fetch_max_bytes);
+    let mut max_bytes = (r.max_bytes.max(0) as usize).min(api.config.fetch_max_bytes);
+    if replica_id < 0 {
+        let quota_bytes = api.quotas.max_bytes_in_window(&*api.cluster.image(), QuotaKey::ConsumerByteRate, &req.principal.name, &req.client_id());
+        max_bytes = max_bytes.min(quota_bytes.unwrap_or(usize::MAX));
+    }
     let min_bytes = (r.min_bytes.max(0) as usize).min(max_bytes);
     let wait = Duration::from_millis(r.max_wait_ms.max(0) as u64).min(MAX_WAIT);
     let deadline = Instant::now() + wait;

@@ -12,6 +12,7 @@ mod metadata;
 mod offsets;
 mod partitions;
 mod produce;
+mod quotas;
 pub mod sasl;
 mod txn;
 mod users;
@@ -20,6 +21,7 @@ mod versions;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
@@ -34,6 +36,7 @@ use crate::cluster::state_topic::{StateStore, StateTopic};
 use crate::group::{GroupConfig, GroupCoordinator};
 use crate::log::LogStore;
 use crate::metrics::Metrics;
+use crate::quota::{ClientQuotaManager, QuotaKey, SampleWindows};
 use crate::security::authorizer::Authorizer;
 use crate::txn::{TxnConfig, TxnCoordinator};
 
@@ -90,6 +93,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeUserScramCredentials, 0, 0),
     (ApiKey::AlterUserScramCredentials, 0, 0),
     (ApiKey::DescribeClientQuotas, 0, 1),
+    (ApiKey::AlterClientQuotas, 0, 1),
     (ApiKey::DescribeAcls, 1, 3),
     (ApiKey::CreateAcls, 1, 3),
     (ApiKey::DeleteAcls, 1, 3),
@@ -131,6 +135,8 @@ pub struct Api {
     pub metrics: Arc<Metrics>,
     /// `None` when `authorizer.class.name` is empty: every request is allowed.
     pub authorizer: Option<Authorizer>,
+    /// Produce and fetch byte rates measured against the client quotas.
+    pub quotas: ClientQuotaManager,
 }
 
 impl Api {
@@ -208,13 +214,14 @@ impl Api {
         let txns = Arc::new(TxnCoordinator::open(txn_store, log.clone(), cluster.clone(), replicas.clone(), groups.clone(), TxnConfig::new(config), shutdown)?);
         let metrics = Arc::new(Metrics::new(SUPPORTED.iter().map(|&(key, _, _)| key)));
         let authorizer = config.authorizer_enabled.then(|| Authorizer { super_users: config.super_users.clone(), allow_if_no_acl: config.allow_everyone_if_no_acl_found });
-        Ok(Api { config: config.clone(), log, cluster, groups, txns, fetch_sessions, replicas, metrics, authorizer })
+        let quotas = ClientQuotaManager::new(SampleWindows { windows: config.quota_window_num, window_ms: config.quota_window_size_seconds.saturating_mul(1000) });
+        Ok(Api { config: config.clone(), log, cluster, groups, txns, fetch_sessions, replicas, metrics, authorizer, quotas })
     }
 
     /// Answers one request frame (without its size prefix). `queue_slot` is held while the
-    /// request is handled, and given back when it parks. `Ok(None)` means no response is sent
-    /// (Produce with acks=0); `Err` means the connection should be closed.
-    pub async fn handle(&self, frame: Bytes, origin: &Origin, queue_slot: Option<OwnedSemaphorePermit>) -> Result<Option<BytesMut>, FrameError> {
+    /// request is handled, and given back when it parks. `Err` means the connection should be
+    /// closed.
+    pub async fn handle(&self, frame: Bytes, origin: &Origin, queue_slot: Option<OwnedSemaphorePermit>) -> Result<Answer, FrameError> {
         let started = std::time::Instant::now();
         let api = frame.get(..2).and_then(|key| ApiKey::try_from(i16::from_be_bytes([key[0], key[1]])).ok());
         let handled = self.dispatch(frame, origin, queue_slot).await;
@@ -224,7 +231,8 @@ impl Api {
         handled
     }
 
-    async fn dispatch(&self, mut frame: Bytes, origin: &Origin, queue_slot: Option<OwnedSemaphorePermit>) -> Result<Option<BytesMut>, FrameError> {
+    async fn dispatch(&self, mut frame: Bytes, origin: &Origin, queue_slot: Option<OwnedSemaphorePermit>) -> Result<Answer, FrameError> {
+        let request_bytes = frame.len();
         if frame.len() < 8 {
             return Err(FrameError::TooShort(frame.len()));
         }
@@ -238,7 +246,7 @@ impl Api {
             // KIP-511: answer in v0 so the client can learn our range and downgrade.
             let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
             let body = versions::unsupported_version_response();
-            return encode_response(api, correlation_id, 0, &ResponseKind::ApiVersions(body), 0).map(Some);
+            return encode_response(api, correlation_id, 0, &ResponseKind::ApiVersions(body), 0).map(Answer::unthrottled);
         }
         if version < min || version > max {
             return Err(FrameError::UnsupportedVersion { api, version, min, max });
@@ -259,9 +267,12 @@ impl Api {
             RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(self, &req, r).await),
             RequestKind::Produce(r) => {
                 let acks = r.acks;
-                let response = produce::handle(self, &req, r).await;
+                let mut response = produce::handle(self, &req, r).await;
+                response.throttle_time_ms = self.produce_throttle_ms(&req, request_bytes);
                 if acks == 0 {
-                    return produce::unacknowledged(&response).map(|()| None);
+                    // Unanswered, but throttled all the same: the connection is muted.
+                    let throttle = Duration::from_millis(response.throttle_time_ms as u64);
+                    return produce::unacknowledged(&response).map(|()| Answer { response: None, throttle, throttle_first: false });
                 }
                 ResponseKind::Produce(response)
             }
@@ -306,7 +317,8 @@ impl Api {
             RequestKind::DescribeProducers(r) => ResponseKind::DescribeProducers(txn::describe_producers(self, &req, r).await),
             RequestKind::AlterUserScramCredentials(r) => ResponseKind::AlterUserScramCredentials(users::alter(self, &req, r).await),
             RequestKind::DescribeUserScramCredentials(r) => ResponseKind::DescribeUserScramCredentials(users::describe(self, &req, r)),
-            RequestKind::DescribeClientQuotas(_) => ResponseKind::DescribeClientQuotas(users::describe_client_quotas()),
+            RequestKind::DescribeClientQuotas(r) => ResponseKind::DescribeClientQuotas(quotas::describe(self, &req, r)),
+            RequestKind::AlterClientQuotas(r) => ResponseKind::AlterClientQuotas(quotas::alter(self, &req, r).await),
             RequestKind::SaslHandshake(_) => ResponseKind::SaslHandshake(sasl::handshake_out_of_place()),
             RequestKind::SaslAuthenticate(_) => ResponseKind::SaslAuthenticate(sasl::authenticate_out_of_place()),
             RequestKind::CreateAcls(r) => ResponseKind::CreateAcls(acls::create_acls(self, &req, r).await),
@@ -315,7 +327,40 @@ impl Api {
             other => unreachable!("{other:?} passed the version table but has no handler"),
         };
         self.metrics.errors(api, error_codes(&response));
-        encode_response(api, correlation_id, api.response_header_version(version), &response, version).map(Some)
+        let (throttle_ms, throttle_first) = match &response {
+            // KIP-219: clients of these versions hold back for the throttle themselves; older
+            // ones do not, so their response waits it out, as in Kafka.
+            ResponseKind::Produce(r) => (r.throttle_time_ms, version < 6),
+            ResponseKind::Fetch(r) => (r.throttle_time_ms, version < 8),
+            _ => (0, false),
+        };
+        let response = encode_response(api, correlation_id, api.response_header_version(version), &response, version)?;
+        Ok(Answer { response: Some(response), throttle: Duration::from_millis(throttle_ms.max(0) as u64), throttle_first })
+    }
+
+    /// Counts a produce request's bytes against the client's `producer_byte_rate`; the
+    /// throttle its response carries.
+    fn produce_throttle_ms(&self, req: &Request, request_bytes: usize) -> i32 {
+        let throttle = self.quotas.record(&*self.cluster.image(), QuotaKey::ProducerByteRate, &req.principal.name, &req.client_id(), request_bytes);
+        throttle.min(i32::MAX as u64) as i32
+    }
+}
+
+/// What the connection does with one handled request.
+#[derive(Debug)]
+pub struct Answer {
+    /// `None`: no response is sent (Produce with acks=0).
+    pub response: Option<BytesMut>,
+    /// A client over its quota is muted this long (KIP-219): its connection reads no further
+    /// request until the time has passed.
+    pub throttle: Duration,
+    /// The throttle passes before the response is sent rather than after.
+    pub throttle_first: bool,
+}
+
+impl Answer {
+    fn unthrottled(response: BytesMut) -> Answer {
+        Answer { response: Some(response), throttle: Duration::ZERO, throttle_first: false }
     }
 }
 

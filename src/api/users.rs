@@ -1,13 +1,12 @@
 //! AlterUserScramCredentials and DescribeUserScramCredentials (what `kafka-configs
-//! --entity-type users` sends for SCRAM-SHA-256 and SCRAM-SHA-512), and DescribeClientQuotas,
-//! which it asks too.
+//! --entity-type users` sends for SCRAM-SHA-256 and SCRAM-SHA-512).
 
 use std::collections::HashSet;
 
 use kafka_protocol::messages::alter_user_scram_credentials_response::AlterUserScramCredentialsResult;
 use kafka_protocol::messages::describe_user_scram_credentials_response::{CredentialInfo, DescribeUserScramCredentialsResult};
 use kafka_protocol::messages::{
-    AlterUserScramCredentialsRequest, AlterUserScramCredentialsResponse, DescribeClientQuotasResponse, DescribeUserScramCredentialsRequest, DescribeUserScramCredentialsResponse,
+    AlterUserScramCredentialsRequest, AlterUserScramCredentialsResponse, DescribeUserScramCredentialsRequest, DescribeUserScramCredentialsResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
@@ -78,10 +77,4 @@ pub fn describe(api: &Api, req: &Request, r: DescribeUserScramCredentialsRequest
         }
     };
     DescribeUserScramCredentialsResponse::default().with_results(results)
-}
-
-/// DescribeClientQuotas: Gregor sets no client quotas, so none match (what `kafka-configs
-/// --describe --entity-type users` asks before the SCRAM credentials).
-pub fn describe_client_quotas() -> DescribeClientQuotasResponse {
-    DescribeClientQuotasResponse::default().with_entries(Some(Vec::new()))
 }

@@ -16,6 +16,7 @@ pub mod publisher;
 pub mod replication;
 pub mod state_topic;
 mod topic_config;
+pub mod quotas;
 pub mod users;
 
 use std::collections::BTreeMap;

@@ -69,6 +69,9 @@ pub struct Config {
     pub fetch_max_bytes: usize,
     /// Most incremental fetch sessions kept (`max.incremental.fetch.session.cache.slots`).
     pub fetch_session_cache_slots: usize,
+    /// Client quota rates: this many sample windows of `quota_window_size_seconds`.
+    pub quota_window_num: usize,
+    pub quota_window_size_seconds: u64,
     /// Default topic retention; -1 keeps data forever.
     pub retention_ms: i64,
     pub retention_bytes: i64,
@@ -319,6 +322,8 @@ impl Config {
             queued_max_requests: 0,
             fetch_max_bytes: 0,
             fetch_session_cache_slots: 0,
+            quota_window_num: 0,
+            quota_window_size_seconds: 0,
             retention_ms: 0,
             retention_bytes: 0,
             flush_messages: 0,

@@ -2,7 +2,8 @@
 //!
 //! Requests on one connection are handled one at a time, as Kafka does; bytes of the next
 //! pipelined requests wait in the frame buffer or in the socket, which is the backpressure
-//! on a client that sends without reading.
+//! on a client that sends without reading. A client over its quota is muted the same way:
+//! its next request is not read until the throttle has passed.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -170,18 +171,35 @@ impl Connection {
                 handled = self.api.handle(frame, &self.origin, Some(slot)) => handled,
                 _ = self.shutdown.changed() => break,
             };
-            match handled {
-                Ok(Some(response)) => {
-                    if !self.send(&mut write, &response).await {
-                        break;
-                    }
-                }
-                Ok(None) => {}
+            let answer = match handled {
+                Ok(answer) => answer,
                 Err(e) => {
                     tracing::warn!(%peer, "closing connection: {e}");
                     break;
                 }
+            };
+            if answer.throttle_first && !self.mute(answer.throttle).await {
+                break;
             }
+            if let Some(response) = &answer.response {
+                if !self.send(&mut write, response).await {
+                    break;
+                }
+            }
+            if !answer.throttle_first && !self.mute(answer.throttle).await {
+                break;
+            }
+        }
+    }
+
+    /// Reads no request for `throttle` (a client over its quota, KIP-219); false on shutdown.
+    async fn mute(&mut self, throttle: Duration) -> bool {
+        if throttle.is_zero() {
+            return true;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(throttle) => true,
+            _ = self.shutdown.changed() => false,
         }
     }
 

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::brokers::{BrokerHeartbeat, HeartbeatReply, RegisterBroker};
 use super::network::Peer;
 use super::topics::{AlterTopicConfigs, CommittedPartition, CreatePartitions, CreateTopic, IsrChange};
-use crate::cluster::metadata::{BrokerId, ProducerIdBlock, ScramCredentialRecord};
+use crate::cluster::metadata::{BrokerId, ClientQuotaRecord, ProducerIdBlock, ScramCredentialRecord};
 use crate::security::acl::{AclBinding, AclFilter};
 use super::replicas::{AlterReassignments, ElectLeaders, PartitionResults};
 use super::rpc::{Request, Response};
@@ -58,6 +58,7 @@ impl ControllerClient {
         alter_scram_credentials(changes: Vec<ScramCredentialRecord>) -> () = AlterScramCredentials;
         create_acls(acls: Vec<AclBinding>) -> () = CreateAcls;
         delete_acls(filters: Vec<AclFilter>) -> Vec<Vec<AclBinding>> = DeleteAcls;
+        alter_client_quotas(changes: Vec<ClientQuotaRecord>) -> () = AlterClientQuotas;
     }
 
     pub async fn allocate_producer_ids(&self, broker: BrokerId, at_least: i64) -> Result<ProducerIdBlock, WriteError> {

@@ -17,6 +17,7 @@ mod replicas;
 mod rpc;
 mod store;
 mod topics;
+mod quotas;
 mod users;
 
 pub use brokers::{BrokerHeartbeat, HeartbeatReply, RegisterBroker};

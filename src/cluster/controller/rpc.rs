@@ -29,7 +29,7 @@ use super::brokers::{BrokerHeartbeat, HeartbeatReply, RegisterBroker};
 use super::topics::{AlterTopicConfigs, CommittedPartition, CreatePartitions, CreateTopic, IsrChange};
 use super::replicas::{AlterReassignments, ElectLeaders, PartitionResults};
 use super::{Controller, NodeId, QuorumDescription, TypeConfig, WriteError};
-use crate::cluster::metadata::{BrokerId, ProducerIdBlock, ScramCredentialRecord};
+use crate::cluster::metadata::{BrokerId, ClientQuotaRecord, ProducerIdBlock, ScramCredentialRecord};
 use crate::security::acl::{AclBinding, AclFilter};
 
 /// The largest frame either side accepts.
@@ -38,7 +38,7 @@ pub(super) const MAX_FRAME_BYTES: usize = 16 << 20;
 pub(super) const SNAPSHOT_CHUNK_BYTES: u64 = 1 << 20;
 /// The frame version this build speaks; a change of [`Request`] or [`Response`] that an
 /// older node cannot read bumps it.
-pub(super) const VERSION: u8 = 4;
+pub(super) const VERSION: u8 = 5;
 /// Once a frame has begun, the rest of it must arrive within this time.
 const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
 /// Peers are few; more connections than this at once are refused.
@@ -66,6 +66,7 @@ pub(super) enum Request {
     AlterScramCredentials(Vec<ScramCredentialRecord>),
     CreateAcls(Vec<AclBinding>),
     DeleteAcls(Vec<AclFilter>),
+    AlterClientQuotas(Vec<ClientQuotaRecord>),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -88,6 +89,7 @@ pub(super) enum Response {
     AlterScramCredentials(Result<(), WriteError>),
     CreateAcls(Result<(), WriteError>),
     DeleteAcls(Result<Vec<Vec<AclBinding>>, WriteError>),
+    AlterClientQuotas(Result<(), WriteError>),
 }
 
 impl Response {
@@ -101,7 +103,8 @@ impl Response {
             | Response::AlterTopicConfigs(r)
             | Response::Hello(r)
             | Response::AlterScramCredentials(r)
-            | Response::CreateAcls(r) => r.as_ref().err(),
+            | Response::CreateAcls(r)
+            | Response::AlterClientQuotas(r) => r.as_ref().err(),
             Response::BrokerHeartbeat(r) => r.as_ref().err(),
             Response::CreateTopic(r) => r.as_ref().err(),
             Response::AlterPartition(r) => r.as_ref().err(),
@@ -224,6 +227,7 @@ impl Controller {
             Request::AlterScramCredentials(r) => Response::AlterScramCredentials(self.alter_scram_credentials(r).await),
             Request::CreateAcls(acls) => Response::CreateAcls(self.create_acls(acls).await),
             Request::DeleteAcls(filters) => Response::DeleteAcls(self.delete_acls(filters).await),
+            Request::AlterClientQuotas(changes) => Response::AlterClientQuotas(self.alter_client_quotas(changes).await),
         }
     }
 }

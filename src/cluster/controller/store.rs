@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::{rpc, Applied, NodeId, TypeConfig};
-use crate::cluster::metadata::{MetadataImage, MetadataImageV1, MetadataImageV2};
+use crate::cluster::metadata::{MetadataImage, MetadataImageV1, MetadataImageV2, MetadataImageV3};
 use crate::log::{RaftLog, RaftWrite};
 
 const VOTE_KEY: &[u8] = b"q/vote";
@@ -34,8 +34,9 @@ type Membership = StoredMembership<NodeId, openraft::BasicNode>;
 
 /// Encoded with [`rpc::codec`], as RPCs are, behind one format byte so a later layout can
 /// be told apart. Format 2 added reassignments to the image, format 3 ACLs and SCRAM
-/// credentials; every other value reads the same in the older formats.
-const FORMAT: u8 = 3;
+/// credentials, format 4 client quotas; every other value reads the same in the older formats.
+const FORMAT: u8 = 4;
+const FORMAT_V3: u8 = 3;
 const FORMAT_V2: u8 = 2;
 const FORMAT_V1: u8 = 1;
 
@@ -45,7 +46,7 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 
 fn decode<T: DeserializeOwned>(bytes: &[u8]) -> anyhow::Result<T> {
     match bytes.split_first() {
-        Some((&(FORMAT | FORMAT_V2 | FORMAT_V1), body)) => rpc::decode(body),
+        Some((&(FORMAT | FORMAT_V3 | FORMAT_V2 | FORMAT_V1), body)) => rpc::decode(body),
         _ => anyhow::bail!("stored controller state in an unknown format"),
     }
 }
@@ -55,6 +56,7 @@ fn decode_image(bytes: &[u8]) -> anyhow::Result<MetadataImage> {
     match bytes.first() {
         Some(&FORMAT_V1) => decode::<MetadataImageV1>(bytes).map(Into::into),
         Some(&FORMAT_V2) => decode::<MetadataImageV2>(bytes).map(Into::into),
+        Some(&FORMAT_V3) => decode::<MetadataImageV3>(bytes).map(Into::into),
         _ => decode(bytes),
     }
 }
@@ -188,11 +190,20 @@ struct StateV2 {
     image: MetadataImageV2,
 }
 
+/// [`State`] as format 3 stored it.
+#[derive(Deserialize)]
+struct StateV3 {
+    applied: Option<LogId<NodeId>>,
+    membership: Membership,
+    image: MetadataImageV3,
+}
+
 impl State {
     fn decode(bytes: &[u8]) -> anyhow::Result<State> {
         match bytes.first() {
             Some(&FORMAT_V1) => decode::<StateV1>(bytes).map(|v1| State { applied: v1.applied, membership: v1.membership, image: v1.image.into() }),
             Some(&FORMAT_V2) => decode::<StateV2>(bytes).map(|v2| State { applied: v2.applied, membership: v2.membership, image: v2.image.into() }),
+            Some(&FORMAT_V3) => decode::<StateV3>(bytes).map(|v3| State { applied: v3.applied, membership: v3.membership, image: v3.image.into() }),
             _ => decode(bytes),
         }
     }
@@ -318,7 +329,7 @@ mod tests {
         assert_eq!(topic.partitions[&0], partition);
         assert!(topic.reassignments.is_empty());
         assert_eq!(state.image.next_producer_id(), 1000);
-        assert_eq!(State::decode(&encode(&state)).expect("format 3 reads").image, state.image);
+        assert_eq!(State::decode(&encode(&state)).expect("format 4 reads").image, state.image);
     }
 
     #[test]
@@ -326,12 +337,36 @@ mod tests {
         let mut state = State::default();
         let acl = crate::security::acl::codes::binding(2, "t", 3, "User:a", "*", 3, 2).expect("valid");
         state.image.apply(crate::cluster::metadata::MetadataRecord::Acl(acl.clone())).expect("applies");
-        assert!(State::decode(&encode(&state)).expect("format 3 reads").image.acls().contains(&acl));
+        assert!(State::decode(&encode(&state)).expect("format 4 reads").image.acls().contains(&acl));
         // Format 2 had the same image without ACLs.
         let image = (BTreeMap::<BrokerId, BrokerImage>::new(), BTreeMap::<Uuid, crate::cluster::metadata::TopicImage>::new(), BTreeMap::<String, Uuid>::new(), BTreeMap::<Option<BrokerId>, BTreeMap<String, String>>::new(), 7i64);
         let v2 = State::decode(&rpc::encode(FORMAT_V2, &(None::<LogId<NodeId>>, Membership::default(), image))).expect("format 2 reads");
         assert_eq!(v2.image.next_producer_id(), 7);
         assert!(v2.image.acls().matching(&crate::security::acl::codes::filter(1, None, 1, None, None, 1, 1).expect("any")).next().is_none());
         assert!(v2.image.scram_users().is_empty());
+    }
+
+    #[test]
+    fn client_quotas_are_kept_in_the_stored_state() {
+        use crate::cluster::metadata::{ClientQuotaRecord, MetadataRecord};
+        use crate::quota::{EntityName, QuotaEntity, QuotaKey};
+        let mut state = State::default();
+        let entity = QuotaEntity { user: Some(EntityName::Default), client_id: Some(EntityName::Named("app".into())) };
+        state.image.apply(MetadataRecord::ClientQuota(ClientQuotaRecord { entity: entity.clone(), key: QuotaKey::ProducerByteRate, value: Some(1024.0) })).expect("applies");
+        let read = State::decode(&encode(&state)).expect("format 4 reads").image;
+        assert_eq!(read.client_quotas()[&entity][&QuotaKey::ProducerByteRate], 1024.0);
+        // Format 3 had the same image without client quotas.
+        let image = (
+            BTreeMap::<BrokerId, BrokerImage>::new(),
+            BTreeMap::<Uuid, crate::cluster::metadata::TopicImage>::new(),
+            BTreeMap::<String, Uuid>::new(),
+            BTreeMap::<Option<BrokerId>, BTreeMap<String, String>>::new(),
+            9i64,
+            crate::security::acl::Acls::default(),
+            BTreeMap::<String, BTreeMap<crate::security::scram::ScramMechanism, crate::security::scram::ScramCredential>>::new(),
+        );
+        let v3 = State::decode(&rpc::encode(FORMAT_V3, &(None::<LogId<NodeId>>, Membership::default(), image))).expect("format 3 reads");
+        assert_eq!(v3.image.next_producer_id(), 9);
+        assert!(v3.image.client_quotas().is_empty());
     }
 }

@@ -1,6 +1,6 @@
 //! The metadata image: the cluster state that the metadata log's records add up to (brokers,
 //! topics, partitions with their leaders, ISR and epochs, dynamic configs, producer-id blocks,
-//! ACLs).
+//! ACLs, SCRAM credentials, client quotas).
 //!
 //! Every node builds the same image by applying the same records in the same order, and
 //! nothing else changes it: each record type has one `apply` function below. A record that does
@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::quota::{ClientQuotas, QuotaEntity, QuotaKey};
 use crate::security::acl::Acls;
 
 pub use records::*;
@@ -34,6 +35,8 @@ pub struct MetadataImage {
     acls: Acls,
     /// SCRAM credentials by user and mechanism.
     scram_credentials: BTreeMap<String, BTreeMap<ScramMechanism, ScramCredential>>,
+    /// Client quotas by entity; an entity without quotas is not kept.
+    client_quotas: BTreeMap<QuotaEntity, BTreeMap<QuotaKey, f64>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -71,6 +74,33 @@ impl Reassignment {
     }
 }
 
+/// The image as store format 3 kept it, before client quotas.
+#[derive(Deserialize)]
+pub struct MetadataImageV3 {
+    brokers: BTreeMap<BrokerId, BrokerImage>,
+    topics: BTreeMap<Uuid, TopicImage>,
+    topic_ids: BTreeMap<String, Uuid>,
+    broker_configs: BTreeMap<Option<BrokerId>, BTreeMap<String, String>>,
+    next_producer_id: i64,
+    acls: Acls,
+    scram_credentials: BTreeMap<String, BTreeMap<ScramMechanism, ScramCredential>>,
+}
+
+impl From<MetadataImageV3> for MetadataImage {
+    fn from(v3: MetadataImageV3) -> MetadataImage {
+        MetadataImage {
+            brokers: v3.brokers,
+            topics: v3.topics,
+            topic_ids: v3.topic_ids,
+            broker_configs: v3.broker_configs,
+            next_producer_id: v3.next_producer_id,
+            acls: v3.acls,
+            scram_credentials: v3.scram_credentials,
+            client_quotas: BTreeMap::new(),
+        }
+    }
+}
+
 /// The image as store format 2 kept it, before ACLs and SCRAM credentials.
 #[derive(Deserialize)]
 pub struct MetadataImageV2 {
@@ -83,7 +113,8 @@ pub struct MetadataImageV2 {
 
 impl From<MetadataImageV2> for MetadataImage {
     fn from(v2: MetadataImageV2) -> MetadataImage {
-        MetadataImage { brokers: v2.brokers, topics: v2.topics, topic_ids: v2.topic_ids, broker_configs: v2.broker_configs, next_producer_id: v2.next_producer_id, acls: Acls::default(), scram_credentials: BTreeMap::new() }
+        let v3 = MetadataImageV3 { brokers: v2.brokers, topics: v2.topics, topic_ids: v2.topic_ids, broker_configs: v2.broker_configs, next_producer_id: v2.next_producer_id, acls: Acls::default(), scram_credentials: BTreeMap::new() };
+        v3.into()
     }
 }
 
@@ -152,6 +183,11 @@ impl MetadataImage {
         &self.scram_credentials
     }
 
+    /// Every entity with quotas, with its quotas.
+    pub fn client_quotas(&self) -> &BTreeMap<QuotaEntity, BTreeMap<QuotaKey, f64>> {
+        &self.client_quotas
+    }
+
     pub fn next_producer_id(&self) -> i64 {
         self.next_producer_id
     }
@@ -179,6 +215,7 @@ impl MetadataImage {
                 Ok(())
             }
             MetadataRecord::RemoveAcl(acl) => self.acls.remove(&acl),
+            MetadataRecord::ClientQuota(record) => self.set_client_quota(record),
             MetadataRecord::Batch(records) => {
                 // Rare and small (admin changes): a copy to fall back on is cheap enough.
                 let before = self.clone();
@@ -278,6 +315,24 @@ impl MetadataImage {
         Ok(())
     }
 
+    fn set_client_quota(&mut self, record: ClientQuotaRecord) -> Result<(), String> {
+        match record.value {
+            Some(value) => {
+                self.client_quotas.entry(record.entity).or_default().insert(record.key, value);
+            }
+            None => {
+                // Removing a quota that is not set changes nothing, as in Kafka.
+                if let Some(quotas) = self.client_quotas.get_mut(&record.entity) {
+                    quotas.remove(&record.key);
+                    if quotas.is_empty() {
+                        self.client_quotas.remove(&record.entity);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn remove_topic(&mut self, id: Uuid) -> Result<(), String> {
         let topic = self.topics.remove(&id).ok_or_else(|| format!("removal of unknown topic id {id}"))?;
         self.topic_ids.remove(&topic.name);
@@ -312,6 +367,16 @@ impl MetadataImage {
         }
         self.next_producer_id = block.first.checked_add(block.size).ok_or("producer ids exhausted")?;
         Ok(())
+    }
+}
+
+impl ClientQuotas for MetadataImage {
+    fn quota(&self, entity: &QuotaEntity, key: QuotaKey) -> Option<f64> {
+        self.client_quotas.get(entity)?.get(&key).copied()
+    }
+
+    fn any_quota(&self) -> bool {
+        !self.client_quotas.is_empty()
     }
 }
 
@@ -411,6 +476,22 @@ mod tests {
         image.apply(t).unwrap();
         image.apply(partition(id, 0)).unwrap();
         assert!(image.topic("orders").unwrap().reassignments.is_empty());
+    }
+
+    #[test]
+    fn client_quotas_are_set_and_removed() {
+        use crate::quota::{ClientQuotas, EntityName, QuotaEntity, QuotaKey};
+        let mut image = MetadataImage::default();
+        let entity = QuotaEntity { user: None, client_id: Some(EntityName::Default) };
+        let record = |key, value| MetadataRecord::ClientQuota(ClientQuotaRecord { entity: entity.clone(), key, value });
+        image.apply(record(QuotaKey::ProducerByteRate, Some(100.0))).unwrap();
+        image.apply(record(QuotaKey::ConsumerByteRate, Some(200.0))).unwrap();
+        assert_eq!(image.quota(&entity, QuotaKey::ProducerByteRate), Some(100.0));
+        image.apply(record(QuotaKey::ProducerByteRate, None)).unwrap();
+        image.apply(record(QuotaKey::ProducerByteRate, None)).unwrap();
+        assert!(image.any_quota());
+        image.apply(record(QuotaKey::ConsumerByteRate, None)).unwrap();
+        assert!(!image.any_quota(), "an entity without quotas is not kept");
     }
 
     #[test]

@@ -9,6 +9,7 @@ use crate::security::scram::{ScramCredential, ScramMechanism};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::quota::{QuotaEntity, QuotaKey};
 use crate::security::acl::AclBinding;
 
 /// Kafka's `node.id` of a broker.
@@ -43,6 +44,8 @@ pub enum MetadataRecord {
     Acl(AclBinding),
     /// An ACL is removed (Kafka's RemoveAccessControlEntryRecord).
     RemoveAcl(AclBinding),
+    /// Sets or removes one client quota (Kafka's ClientQuotaRecord).
+    ClientQuota(ClientQuotaRecord),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -132,4 +135,12 @@ pub struct ScramCredentialRecord {
     pub user: String,
     pub mechanism: ScramMechanism,
     pub credential: Option<ScramCredential>,
+}
+
+/// One quota of an entity: set (`Some`) or removed (`None`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClientQuotaRecord {
+    pub entity: QuotaEntity,
+    pub key: QuotaKey,
+    pub value: Option<f64>,
 }
