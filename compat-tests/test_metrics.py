@@ -185,7 +185,7 @@ def test_lone_node_gauges(metered):
 
 def test_other_requests_are_refused(metered):
     _, port = metered
-    assert get(port, "/")[0] == 404
+    assert get(port, "/nothing-here")[0] == 404
     assert get(port, "/metrics", method="POST")[0] == 405
     status, _, body = get(port, "/metrics", method="HEAD")
     assert status == 200 and body == ""

@@ -25,7 +25,7 @@ use tokio::time::Instant;
 
 use crate::cluster::state_topic::{Changes, StateStore, StateTopic, StateTopicSpec};
 use crate::config::Config;
-pub use state::{Committed, GroupConfig, GroupState, JoinRequest, JoinResult, TxnOffsets};
+pub use state::{assigned_partitions, Committed, GroupConfig, GroupState, JoinRequest, JoinResult, TxnOffsets};
 use state::{Group, Reply};
 
 /// Where a cluster keeps groups and committed offsets, as Kafka does.
