@@ -22,14 +22,13 @@ import pytest
 from kafka import TopicPartition
 from kafka.structs import OffsetAndMetadata
 
-from conftest import (CLIENT_TIMEOUT_S, close_client, free_port, kp_consumer, kp_create_topic,
-                      kp_producer, start_broker, unique_topic, wait_until)
+from conftest import (CLIENT_TIMEOUT_S, close_client, kp_consumer, kp_create_topic, kp_producer,
+                      npm_ci, unique_topic, wait_until)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CONSOLE_DIR = os.path.join(HERE, "console")
 NPM_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "gregor-console-npm")
 CHROMIUM = "/usr/bin/chromium"
-NPM_CI_TIMEOUT_S = 180
 RENDER_TIMEOUT_S = 60
 
 # Records produced to partition p, and the offset the group commits there: lag 0, 5 and 10.
@@ -63,31 +62,11 @@ def node_path():
     if not os.access(CHROMIUM, os.X_OK):
         pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (scripts/test installs it)", pytrace=False)
     if installed_version() != pinned_version():
-        npm = shutil.which("npm")
-        if npm is None:
-            pytest.fail("node is installed but npm is not: cannot install playwright-core", pytrace=False)
         os.makedirs(NPM_CACHE, exist_ok=True)
         for name in ("package.json", "package-lock.json"):
             shutil.copy(os.path.join(CONSOLE_DIR, name), NPM_CACHE)
-        cmd = [npm, "ci", "--prefix", NPM_CACHE, "--no-audit", "--no-fund"]
-        try:
-            done = subprocess.run(cmd, capture_output=True, text=True, timeout=NPM_CI_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"{' '.join(cmd)} did not finish within {NPM_CI_TIMEOUT_S}s", pytrace=False)
-        if done.returncode != 0:
-            pytest.fail(f"{' '.join(cmd)} exited {done.returncode}\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}", pytrace=False)
+        npm_ci(NPM_CACHE, "playwright-core")
     return os.path.join(NPM_CACHE, "node_modules")
-
-
-@pytest.fixture(scope="module")
-def metered():
-    """A broker with metrics.listener on a free port: (broker, metrics port)."""
-    port = free_port()
-    b = start_broker(extra_args=["--metrics-listener", f"127.0.0.1:{port}"])
-    try:
-        yield b, port
-    finally:
-        b.cleanup()
 
 
 def produce_end_offsets(bootstrap, topic):

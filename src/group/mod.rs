@@ -805,6 +805,21 @@ mod tests {
         out.freeze()
     }
 
+    #[test]
+    fn assigned_partitions_reads_a_consumer_assignment_of_any_version() {
+        use kafka_protocol::messages::consumer_protocol_assignment::TopicPartition;
+        use kafka_protocol::messages::{ConsumerProtocolAssignment, TopicName};
+        use kafka_protocol::protocol::{Encodable, StrBytes};
+        let assignment = ConsumerProtocolAssignment::default().with_assigned_partitions(vec![TopicPartition::default().with_topic(TopicName(StrBytes::from_static_str("t"))).with_partitions(vec![0, 2])]);
+        for version in [0, 3] {
+            let mut out = bytes::BytesMut::new();
+            bytes::BufMut::put_i16(&mut out, version);
+            assignment.encode(&mut out, version).unwrap();
+            assert_eq!(assigned_partitions(out.freeze()), Some(vec![("t".to_string(), vec![0, 2])]));
+        }
+        assert_eq!(assigned_partitions(Bytes::new()), None);
+    }
+
     fn join_request(topics: &[&str]) -> JoinRequest {
         JoinRequest {
             member_id: String::new(),

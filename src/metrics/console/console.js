@@ -131,6 +131,12 @@ function record(o) {
   previous = o;
 }
 
+// 1, 2 or 5 times a power of ten, at least `v`: a scale whose grid lines read easily.
+function roundUp(v) {
+  const power = 10 ** Math.floor(Math.log10(v));
+  return [1, 2, 5, 10].map(m => m * power).find(n => n >= v);
+}
+
 // Lines over a shared time axis, from 0 to the largest value shown.
 function draw(id, chart, format) {
   const canvas = document.getElementById("chart-" + id);
@@ -144,9 +150,11 @@ function draw(id, chart, format) {
   const pad = { left: 52, right: 8, top: 8, bottom: 18 };
   const names = Object.keys(chart);
   const points = names.flatMap(n => chart[n]);
-  const max = Math.max(1, ...points.map(p => p[1]));
+  const max = roundUp(Math.max(1, ...points.map(p => p[1])));
   const end = points.length ? Math.max(...points.map(p => p[0])) : Date.now();
-  const start = end - HISTORY * POLL_MS;
+  // From the oldest point kept (at most HISTORY polls back), but never under 10 polls wide.
+  const first = points.length ? Math.min(...points.map(p => p[0])) : end;
+  const start = Math.min(end - 10 * POLL_MS, first);
   const x = t => pad.left + (t - start) / (end - start) * (width - pad.left - pad.right);
   const y = v => height - pad.bottom - v / max * (height - pad.top - pad.bottom);
 
@@ -159,7 +167,8 @@ function draw(id, chart, format) {
     ctx.beginPath(); ctx.moveTo(pad.left, yy); ctx.lineTo(width - pad.right, yy); ctx.stroke();
     ctx.fillText(format(v), 4, yy + 4);
   }
-  ctx.fillText(`${HISTORY * POLL_MS / 60000} min`, pad.left, height - 4);
+  const span = Math.round((end - start) / 1000);
+  ctx.fillText(span >= 120 ? `last ${Math.round(span / 60)} min` : `last ${span} s`, pad.left, height - 4);
 
   const legend = document.getElementById("legend-" + id);
   legend.replaceChildren();
