@@ -424,6 +424,37 @@ def broker():
                   f"stderr tail:\n{b.log_tail()}")
 
 
+@pytest.fixture(scope="module")
+def metered():
+    """A broker with metrics.listener on a free port: (broker, metrics port)."""
+    port = free_port()
+    b = start_broker(extra_args=["--metrics-listener", f"127.0.0.1:{port}"])
+    try:
+        yield b, port
+    finally:
+        b.cleanup()
+
+
+NPM_CI_TIMEOUT_S = 180
+
+
+def npm_ci(prefix: str, what: str):
+    """``npm ci`` of the package.json and package-lock.json in ``prefix``; fails the test,
+    saying why, when it cannot."""
+    npm = shutil.which("npm")
+    if npm is None:
+        pytest.fail(f"node is installed but npm is not: cannot install {what} "
+                    f"(run `npm ci --prefix {prefix}`)", pytrace=False)
+    cmd = [npm, "ci", "--prefix", prefix, "--no-audit", "--no-fund"]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, timeout=NPM_CI_TIMEOUT_S, text=True)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{' '.join(cmd)} did not finish within {NPM_CI_TIMEOUT_S}s", pytrace=False)
+    if proc.returncode != 0:
+        pytest.fail(f"{' '.join(cmd)} exited {proc.returncode}\n"
+                    f"stdout: {proc.stdout[-2000:]}\nstderr: {proc.stderr[-2000:]}", pytrace=False)
+
+
 @pytest.fixture
 def topic():
     """A fresh, unique topic name for this test."""

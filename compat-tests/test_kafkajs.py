@@ -34,6 +34,7 @@ from conftest import (
     kp_create_topic,
     kp_drain,
     kp_stored_bytes,
+    npm_ci,
     stop_through_stdin,
     unique_topic,
     wait_until,
@@ -42,8 +43,6 @@ from conftest import (
 HERE = os.path.dirname(os.path.abspath(__file__))
 KAFKAJS_DIR = os.path.join(HERE, "kafkajs")
 NODE = shutil.which("node")
-NPM = shutil.which("npm")
-NPM_CI_TIMEOUT_S = 180
 
 # Bounds of one script run (the scripts enforce their own maxRuntimeMs too).
 SCRIPT_TIMEOUT_S = 30
@@ -72,17 +71,7 @@ def kafkajs_installed():
     """``npm ci`` in compat-tests/kafkajs when a package of package.json is missing."""
     if not _missing_packages():
         return
-    if NPM is None:
-        pytest.fail("node is installed but npm is not: cannot install kafkajs "
-                    f"(run `npm ci --prefix {KAFKAJS_DIR}`)", pytrace=False)
-    cmd = [NPM, "ci", "--prefix", KAFKAJS_DIR, "--no-audit", "--no-fund"]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, timeout=NPM_CI_TIMEOUT_S, text=True)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"{' '.join(cmd)} did not finish within {NPM_CI_TIMEOUT_S}s", pytrace=False)
-    if proc.returncode != 0:
-        pytest.fail(f"{' '.join(cmd)} exited {proc.returncode}\n"
-                    f"stdout: {proc.stdout[-2000:]}\nstderr: {proc.stderr[-2000:]}", pytrace=False)
+    npm_ci(KAFKAJS_DIR, "kafkajs")
 
 
 # ---------------------------------------------------------------------------

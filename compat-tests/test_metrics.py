@@ -19,7 +19,7 @@ import urllib.request
 import pytest
 
 from conftest import (CLIENT_TIMEOUT_S, ScriptCluster, close_client, free_port, gregor_binary,
-                      kp_admin, kp_consumer, kp_create_topic, kp_drain, kp_producer, start_broker,
+                      kp_admin, kp_consumer, kp_create_topic, kp_drain, kp_producer,
                       unique_topic, wait_until)
 
 # A sample line: name, optional {labels}, value (no timestamps: Gregor writes none).
@@ -79,17 +79,6 @@ def get(port: int, path: str = "/metrics", method: str = "GET"):
             return response.status, response.headers.get("Content-Type"), response.read().decode()
     except urllib.error.HTTPError as e:
         return e.code, e.headers.get("Content-Type"), e.read().decode()
-
-
-@pytest.fixture(scope="module")
-def metered():
-    """A broker with metrics.listener on a free port: (broker, metrics port)."""
-    port = free_port()
-    b = start_broker(extra_args=["--metrics-listener", f"127.0.0.1:{port}"])
-    try:
-        yield b, port
-    finally:
-        b.cleanup()
 
 
 def scrape(port: int) -> dict:
@@ -185,7 +174,7 @@ def test_lone_node_gauges(metered):
 
 def test_other_requests_are_refused(metered):
     _, port = metered
-    assert get(port, "/")[0] == 404
+    assert get(port, "/nothing-here")[0] == 404
     assert get(port, "/metrics", method="POST")[0] == 405
     status, _, body = get(port, "/metrics", method="HEAD")
     assert status == 200 and body == ""

@@ -25,7 +25,7 @@ use tokio::time::Instant;
 
 use crate::cluster::state_topic::{Changes, StateStore, StateTopic, StateTopicSpec};
 use crate::config::Config;
-pub use state::{Committed, GroupConfig, GroupState, JoinRequest, JoinResult, TxnOffsets};
+pub use state::{assigned_partitions, Committed, GroupConfig, GroupState, JoinRequest, JoinResult, TxnOffsets};
 use state::{Group, Reply};
 
 /// Where a cluster keeps groups and committed offsets, as Kafka does.
@@ -803,6 +803,21 @@ mod tests {
         bytes::BufMut::put_i16(&mut out, 1);
         s.encode(&mut out, 1).unwrap();
         out.freeze()
+    }
+
+    #[test]
+    fn assigned_partitions_reads_a_consumer_assignment_of_any_version() {
+        use kafka_protocol::messages::consumer_protocol_assignment::TopicPartition;
+        use kafka_protocol::messages::{ConsumerProtocolAssignment, TopicName};
+        use kafka_protocol::protocol::{Encodable, StrBytes};
+        let assignment = ConsumerProtocolAssignment::default().with_assigned_partitions(vec![TopicPartition::default().with_topic(TopicName(StrBytes::from_static_str("t"))).with_partitions(vec![0, 2])]);
+        for version in [0, 3] {
+            let mut out = bytes::BytesMut::new();
+            bytes::BufMut::put_i16(&mut out, version);
+            assignment.encode(&mut out, version).unwrap();
+            assert_eq!(assigned_partitions(out.freeze()), Some(vec![("t".to_string(), vec![0, 2])]));
+        }
+        assert_eq!(assigned_partitions(Bytes::new()), None);
     }
 
     fn join_request(topics: &[&str]) -> JoinRequest {

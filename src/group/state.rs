@@ -806,16 +806,26 @@ pub fn restored_member(
     }
 }
 
-/// The topics in a consumer protocol subscription (version prefix, then the schema's fields).
-fn subscription_topics(mut metadata: Bytes) -> Option<Vec<String>> {
+/// Decodes a consumer protocol message (version prefix, then the schema's fields). Every
+/// version starts with v0's fields, so it is read as v0, as Kafka does.
+fn consumer_protocol<T: kafka_protocol::protocol::Decodable>(mut bytes: Bytes) -> Option<T> {
     use bytes::Buf;
-    use kafka_protocol::messages::ConsumerProtocolSubscription;
-    use kafka_protocol::protocol::Decodable;
-    if metadata.remaining() < 2 {
+    if bytes.remaining() < 2 {
         return None;
     }
-    // Every version starts with v0's fields (the topics, then user data); read them as v0,
-    // as Kafka does.
-    metadata.get_i16();
-    ConsumerProtocolSubscription::decode(&mut metadata, 0).ok().map(|s| s.topics.iter().map(|t| t.to_string()).collect())
+    bytes.get_i16();
+    T::decode(&mut bytes, 0).ok()
+}
+
+/// The topics in a consumer protocol subscription.
+fn subscription_topics(metadata: Bytes) -> Option<Vec<String>> {
+    let subscription: kafka_protocol::messages::ConsumerProtocolSubscription = consumer_protocol(metadata)?;
+    Some(subscription.topics.iter().map(|t| t.to_string()).collect())
+}
+
+/// The partitions of a consumer protocol assignment, by topic; `None` for another protocol's
+/// (or an empty) assignment.
+pub fn assigned_partitions(assignment: Bytes) -> Option<Vec<(String, Vec<i32>)>> {
+    let assignment: kafka_protocol::messages::ConsumerProtocolAssignment = consumer_protocol(assignment)?;
+    Some(assignment.assigned_partitions.into_iter().map(|t| (t.topic.to_string(), t.partitions)).collect())
 }

@@ -1,4 +1,5 @@
-//! The scrape endpoint: just enough HTTP/1.1 for `GET /metrics`, one request per connection.
+//! The metrics listener: just enough HTTP/1.1 for `GET /metrics` and the console's page, files
+//! and JSON, one request per connection.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -52,26 +53,35 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<(TcpListener, SocketAddr)>
 
 async fn answer(mut stream: TcpStream, api: &Api) -> std::io::Result<()> {
     let mut head = Vec::with_capacity(512);
-    let (status, body) = match tokio::time::timeout(IO_TIMEOUT, read_head(&mut stream, &mut head)).await {
+    let route = match tokio::time::timeout(IO_TIMEOUT, read_head(&mut stream, &mut head)).await {
         Err(_) => return Ok(()),
         Ok(Err(e)) => return Err(e),
-        Ok(Ok(false)) => ("400 Bad Request", None),
-        Ok(Ok(true)) => match route(&head) {
-            Route::Metrics { head_only } => ("200 OK", Some((super::scrape::render(api).await, head_only))),
-            Route::NotFound => ("404 Not Found", None),
-            Route::BadMethod => ("405 Method Not Allowed", None),
-            Route::Malformed => ("400 Bad Request", None),
-        },
+        Ok(Ok(false)) => Route::Malformed,
+        Ok(Ok(true)) => route(&head),
     };
-    let (text, head_only) = body.unwrap_or_else(|| (format!("{status}\n"), false));
-    let content_type = if status.starts_with("200") { "text/plain; version=0.0.4; charset=utf-8" } else { "text/plain; charset=utf-8" };
-    let mut response = format!("HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n", text.len());
+    let (status, content_type, body, head_only) = match route {
+        Route::Get { resource, head_only } => {
+            let (content_type, body) = match resource {
+                Resource::Metrics => ("text/plain; version=0.0.4; charset=utf-8", super::scrape::render(api).await),
+                Resource::Overview => ("application/json", super::console::overview_json(api)),
+                Resource::Page => ("text/html; charset=utf-8", super::console::PAGE.to_string()),
+                Resource::Script => ("text/javascript; charset=utf-8", super::console::SCRIPT.to_string()),
+                Resource::Style => ("text/css; charset=utf-8", super::console::STYLE.to_string()),
+            };
+            ("200 OK", content_type, body, head_only)
+        }
+        Route::NotFound => ("404 Not Found", "text/plain; charset=utf-8", "404 Not Found\n".to_string(), false),
+        Route::BadMethod => ("405 Method Not Allowed", "text/plain; charset=utf-8", "405 Method Not Allowed\n".to_string(), false),
+        Route::Malformed => ("400 Bad Request", "text/plain; charset=utf-8", "400 Bad Request\n".to_string(), false),
+    };
+    // Every answer is read fresh: the page polls the overview, Prometheus scrapes.
+    let mut response = format!("HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n", body.len());
     if status.starts_with("405") {
         response.push_str("Allow: GET, HEAD\r\n");
     }
     response.push_str("\r\n");
     if !head_only {
-        response.push_str(&text);
+        response.push_str(&body);
     }
     tokio::time::timeout(IO_TIMEOUT, stream.write_all(response.as_bytes())).await.map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
     stream.shutdown().await
@@ -97,10 +107,21 @@ async fn read_head(stream: &mut TcpStream, head: &mut Vec<u8>) -> std::io::Resul
 
 #[derive(Debug, PartialEq)]
 enum Route {
-    Metrics { head_only: bool },
+    Get { resource: Resource, head_only: bool },
     NotFound,
     BadMethod,
     Malformed,
+}
+
+#[derive(Debug, PartialEq)]
+enum Resource {
+    Metrics,
+    /// The console's page, its script and style.
+    Page,
+    Script,
+    Style,
+    /// The JSON the page polls.
+    Overview,
 }
 
 /// The request line: `METHOD TARGET HTTP/1.x`; the headers do not matter here.
@@ -117,10 +138,15 @@ fn route(head: &[u8]) -> Route {
         _ => return Route::BadMethod,
     };
     // Prometheus may add a query string; the path alone decides.
-    match target.split('?').next() {
-        Some("/metrics") => Route::Metrics { head_only },
-        _ => Route::NotFound,
-    }
+    let resource = match target.split('?').next() {
+        Some("/metrics") => Resource::Metrics,
+        Some("/" | "/console") => Resource::Page,
+        Some("/console.js") => Resource::Script,
+        Some("/console.css") => Resource::Style,
+        Some("/api/overview") => Resource::Overview,
+        _ => return Route::NotFound,
+    };
+    Route::Get { resource, head_only }
 }
 
 #[cfg(test)]
@@ -128,10 +154,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn routes_only_get_and_head_of_metrics() {
-        assert_eq!(route(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"), Route::Metrics { head_only: false });
-        assert_eq!(route(b"HEAD /metrics?x=1 HTTP/1.0\r\n\r\n"), Route::Metrics { head_only: true });
-        assert_eq!(route(b"GET / HTTP/1.1\r\n\r\n"), Route::NotFound);
+    fn routes_only_get_and_head_of_known_paths() {
+        assert_eq!(route(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"), Route::Get { resource: Resource::Metrics, head_only: false });
+        assert_eq!(route(b"HEAD /metrics?x=1 HTTP/1.0\r\n\r\n"), Route::Get { resource: Resource::Metrics, head_only: true });
+        assert_eq!(route(b"GET / HTTP/1.1\r\n\r\n"), Route::Get { resource: Resource::Page, head_only: false });
+        assert_eq!(route(b"GET /console HTTP/1.1\r\n\r\n"), Route::Get { resource: Resource::Page, head_only: false });
+        assert_eq!(route(b"GET /console.js HTTP/1.1\r\n\r\n"), Route::Get { resource: Resource::Script, head_only: false });
+        assert_eq!(route(b"GET /console.css HTTP/1.1\r\n\r\n"), Route::Get { resource: Resource::Style, head_only: false });
+        assert_eq!(route(b"GET /api/overview HTTP/1.1\r\n\r\n"), Route::Get { resource: Resource::Overview, head_only: false });
+        assert_eq!(route(b"GET /api HTTP/1.1\r\n\r\n"), Route::NotFound);
         assert_eq!(route(b"POST /metrics HTTP/1.1\r\n\r\n"), Route::BadMethod);
         assert_eq!(route(b"GET /metrics\r\n\r\n"), Route::Malformed);
         assert_eq!(route(b"GET /metrics SPDY/3\r\n\r\n"), Route::Malformed);

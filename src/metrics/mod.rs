@@ -6,6 +6,7 @@
 //! `kafka_server_brokertopicmetrics_bytesin_total{topic="t"}`); what Kafka has no name for is
 //! `gregor_*`. Latencies are in seconds, as Prometheus prefers.
 
+mod console;
 mod http;
 mod scrape;
 
@@ -118,6 +119,13 @@ impl Metrics {
         }
     }
 
+    /// Bytes and records in and out since the start, all topics together.
+    pub fn throughput(&self) -> Throughput {
+        use prometheus::core::Collector;
+        let total = |vec: &IntCounterVec| vec.collect().iter().flat_map(|family| family.get_metric()).map(|metric| metric.get_counter().get_value() as u64).sum();
+        Throughput { bytes_in: total(&self.bytes_in), records_in: total(&self.messages_in), bytes_out: total(&self.bytes_out), records_out: total(&self.messages_out) }
+    }
+
     /// Drops the per-topic series of topics that `exists` no longer knows, as Kafka drops a
     /// deleted topic's metrics (checked at scrape time, whichever way the topic went).
     fn forget_deleted_topics(&self, exists: impl Fn(&str) -> bool) {
@@ -144,6 +152,15 @@ impl Metrics {
         gauge.inc();
         OpenConnection(gauge)
     }
+}
+
+/// Counter totals since the broker started; the console charts their rates.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Throughput {
+    pub bytes_in: u64,
+    pub records_in: u64,
+    pub bytes_out: u64,
+    pub records_out: u64,
 }
 
 /// Uncounts its connection when dropped.

@@ -88,15 +88,12 @@ fn group_lag(api: &Api, scrape: &Scrape) {
     let committed = scrape.gauges("kafka_consumergroup_current_offset", "The group's committed offset for the partition.", labels);
     let lag = scrape.gauges("kafka_consumergroup_lag", "The partition's high watermark minus the group's committed offset.", labels);
     for (group, _, _) in api.groups.list() {
-        // A group this node does not coordinate (any more) has nothing to say.
-        let Ok(offsets) = api.groups.committed(&group, None) else { continue };
-        for ((topic, index), offset) in offsets {
-            let Some(offset) = offset else { continue };
-            let labels = [group.as_str(), topic.as_str(), &index.to_string()];
-            committed.with_label_values(&labels).set(offset.offset);
-            let high_watermark = crate::cluster::partition_id(api.cluster.topic(&topic).as_deref(), index).and_then(|id| api.log.offsets(id));
-            if let Ok((_, high_watermark)) = high_watermark {
-                lag.with_label_values(&labels).set((high_watermark - offset.offset).max(0));
+        let Some(offsets) = super::console::group_offsets(api, &group) else { continue };
+        for offset in offsets {
+            let labels = [group.as_str(), offset.topic.as_str(), &offset.partition.to_string()];
+            committed.with_label_values(&labels).set(offset.committed);
+            if let Some(lag_now) = offset.lag {
+                lag.with_label_values(&labels).set(lag_now);
             }
         }
     }
