@@ -116,6 +116,11 @@ impl Broker {
             endpoints.push(Endpoint { listener: l.name.clone(), host, port });
             bound.push((l.clone(), addr, socket));
         }
+        // Bound with the Kafka listeners, so a client that finds those accepting finds this too.
+        let metrics_socket = match config.metrics_listener {
+            Some(addr) => Some(metrics::bind(addr).await?),
+            None => None,
+        };
         let advertised = (endpoints[0].host.clone(), endpoints[0].port);
         let node = Node { id: config.node_id, endpoints, rack: config.broker_rack.clone() };
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -140,8 +145,7 @@ impl Broker {
             tasks.push(task);
         }
         let mut metrics_addr = None;
-        if let Some(addr) = config.metrics_listener {
-            let (socket, bound) = metrics::bind(addr).await?;
+        if let Some((socket, bound)) = metrics_socket {
             tracing::info!("Prometheus metrics on http://{bound}/metrics");
             metrics_addr = Some(bound);
             tasks.push(tokio::spawn(metrics::serve(socket, api.clone(), shutdown_rx.clone())));
