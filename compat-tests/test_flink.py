@@ -35,7 +35,7 @@ def test_flink_kafka_source_and_exactly_once_sink(flink_job, broker):
     kp_create_topic(broker.bootstrap, "flink-out", 2)
     records = produce_numbered(ck_producer(broker.bootstrap), "flink-in", 0, RECORDS)
 
-    run_to_end([JAVA, "-Xmx512m", "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn", "-cp", classpath,
+    run_to_end([JAVA, "-Xmx512m", f"-Djava.io.tmpdir={work}", "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn", "-cp", classpath,
                 "KafkaUppercase", broker.bootstrap, "flink-in", "flink-out", "gregor-flink"],
                JOB_TIMEOUT_S, os.path.join(work, "job.log"))
 

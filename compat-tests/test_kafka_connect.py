@@ -44,7 +44,7 @@ def test_kafka_connect_standalone_file_source_and_sink(apps_classpath, broker):
                           file=sink_file, topics="connect-lines")
         log_path = os.path.join(work, "connect.log")
         with open(log_path, "w") as log:
-            proc = subprocess.Popen([JAVA, "-Xmx512m", "-cp", apps_classpath,
+            proc = subprocess.Popen([JAVA, "-Xmx512m", f"-Djava.io.tmpdir={work}", "-cp", apps_classpath,
                                      "org.apache.kafka.connect.cli.ConnectStandalone", worker, source, sink],
                                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 

@@ -7,7 +7,6 @@ its connections must keep serving through several sessions without being cut off
 from __future__ import annotations
 
 import re
-import tempfile
 import time
 
 from conftest import ck_consumer, ck_drain, ck_producer, free_port, start_broker, unique_topic
@@ -17,17 +16,16 @@ PLAIN_JAAS = ('org.apache.kafka.common.security.plain.PlainLoginModule required 
 REAUTH_MS = 2000
 
 
-def test_confluent_kafka_reauthenticates_and_keeps_its_connections(closing):
+def test_confluent_kafka_reauthenticates_and_keeps_its_connections(closing, tmp_path):
     ports = {"PLAINTEXT": free_port(), "SASL_PLAINTEXT": free_port()}
-    props = tempfile.NamedTemporaryFile("w", suffix=".properties", delete=False)
-    props.write("\n".join([
+    props = tmp_path / "server.properties"
+    props.write_text("\n".join([
         "sasl.enabled.mechanisms=PLAIN",
         f"listener.name.sasl_plaintext.plain.sasl.jaas.config={PLAIN_JAAS}",
         f"connections.max.reauth.ms={REAUTH_MS}",
         "",
     ]))
-    props.close()
-    b = start_broker(["--config", props.name], port=ports["PLAINTEXT"],
+    b = start_broker(["--config", str(props)], port=ports["PLAINTEXT"],
                      listeners=",".join(f"{n}://127.0.0.1:{p}" for n, p in ports.items()),
                      env={"RUST_LOG": "info,gregor::server=debug"})
     try:

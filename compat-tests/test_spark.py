@@ -70,7 +70,9 @@ def test_spark_structured_streaming_kafka_source_and_sink_across_a_restart(spark
             proc = subprocess.Popen([spark_python, QUERY, broker.bootstrap, "spark-in", "spark-out",
                                      os.path.join(work, "checkpoint"), jars],
                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
-                                    env={**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"},
+                                    # Spark's scratch (blockmgr-*, spark-*) goes with the rest.
+                                    env={**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_LOCAL_DIRS": work,
+                                         "TMPDIR": work, "JDK_JAVA_OPTIONS": f"-Djava.io.tmpdir={work}"},
                                     start_new_session=True, preexec_fn=_die_with_parent)
         lines = queue.Queue()
         threading.Thread(target=read_lines, args=(proc.stdout, lines), daemon=True).start()

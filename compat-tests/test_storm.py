@@ -53,7 +53,7 @@ def test_storm_kafka_spout_and_bolt(storm_topology, broker):
 
     log_path = os.path.join(work, "topology.log")
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([JAVA, "-Xmx512m", "-cp", classpath, "KafkaUppercaseTopology", broker.bootstrap,
+        proc = subprocess.Popen([JAVA, "-Xmx512m", f"-Djava.io.tmpdir={work}", "-cp", classpath, "KafkaUppercaseTopology", broker.bootstrap,
                                  "storm-in", "storm-out", GROUP],
                                 stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, text=True,
                                 start_new_session=True, preexec_fn=_die_with_parent)

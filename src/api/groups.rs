@@ -124,7 +124,7 @@ pub async fn join_group(api: &Api, req: &Request, r: JoinGroupRequest) -> JoinGr
         let join = JoinRequest {
             member_id: r.member_id.to_string(),
             instance_id: r.group_instance_id.as_ref().map(|i| i.to_string()),
-            client_id: req.client_id(),
+            client_id: req.client_id().to_string(),
             client_host: format!("/{}", req.peer.ip()),
             session_timeout_ms: r.session_timeout_ms,
             rebalance_timeout_ms: if version >= 1 { r.rebalance_timeout_ms } else { -1 },

@@ -183,8 +183,8 @@ pub struct Request {
 }
 
 impl Request {
-    pub fn client_id(&self) -> String {
-        self.header.client_id.as_deref().map(|c| c.to_string()).unwrap_or_default()
+    pub fn client_id(&self) -> &str {
+        self.header.client_id.as_deref().unwrap_or_default()
     }
 
     /// Says the request now waits for an event (new data for a long poll, the rest of its
@@ -341,7 +341,7 @@ impl Api {
     /// Counts a produce request's bytes against the client's `producer_byte_rate`; the
     /// throttle its response carries.
     fn produce_throttle_ms(&self, req: &Request, request_bytes: usize) -> i32 {
-        let throttle = self.quotas.record(&*self.cluster.image(), QuotaKey::ProducerByteRate, &req.principal.name, &req.client_id(), request_bytes);
+        let throttle = self.quotas.record(&*self.cluster.image(), QuotaKey::ProducerByteRate, &req.principal.name, req.client_id(), request_bytes);
         throttle.min(i32::MAX as u64) as i32
     }
 }
