@@ -1,6 +1,7 @@
 """Client quotas: the real ``kafka-configs`` of Apache Kafka 4.1.0 sets and describes them
 (AlterClientQuotas / DescribeClientQuotas), they survive a restart, and a producer over its
-``producer_byte_rate`` is throttled (KIP-219) without losing a record.
+``producer_byte_rate``, a consumer over its ``consumer_byte_rate`` and a client over its
+``request_percentage`` are throttled (KIP-219) without losing a record.
 
 The tool's jars come from Maven Central through ``scripts/kafka-tools`` (see
 test_kafka_configs.py); without ``java`` the CLI test is skipped.
@@ -120,3 +121,69 @@ def test_a_producer_over_its_byte_rate_is_throttled_and_loses_nothing(tools_clas
     finally:
         consumer.close()
     assert [int(v[:6]) for v in values] == list(range(RECORDS)), "every record arrived once, in order"
+
+
+def consume_all(bootstrap, topic, client_id, count):
+    """Reads ``count`` records of ``topic`` from the start; returns (seconds taken, values, the
+    largest throttle librdkafka's statistics saw in ms)."""
+    from confluent_kafka import TopicPartition
+    throttles = []
+
+    def stats(raw):
+        for broker in json.loads(raw).get("brokers", {}).values():
+            throttles.append(broker.get("throttle", {}).get("max", 0))
+
+    consumer = ck_consumer(bootstrap, **{"client.id": client_id, "statistics.interval.ms": 200, "stats_cb": stats,
+                                         "max.partition.fetch.bytes": 65536})
+    try:
+        started = time.monotonic()
+        consumer.assign([TopicPartition(topic, 0, 0)])
+        values = [m.value() for m in ck_drain(consumer, count, timeout=60)]
+        taken = time.monotonic() - started
+        time.sleep(0.5)
+        consumer.poll(0)
+    finally:
+        consumer.close()
+    return taken, values, max(throttles, default=0)
+
+
+@pytest.mark.skipif(JAVA is None, reason="java is not installed")
+@pytest.mark.timeout(150)
+def test_a_consumer_over_its_byte_rate_and_a_client_over_its_request_percentage_are_throttled(tools_classpath, broker):
+    b = broker
+    topic = unique_topic("quota-consumed")
+    kp_create_topic(b.bootstrap, topic, 1)
+    taken, errors, _ = produce_all(b.bootstrap, topic, "quota-feeder")
+    assert not errors, errors
+    for config, client in (("consumer_byte_rate=25000", "throttled-consumer"), ("request_percentage=0.01", "busy-client")):
+        code, _, err = kafka_configs(tools_classpath, b, "--alter", "--add-config", config, "--entity-type", "clients",
+                                     "--entity-name", client)
+        assert code == 0, err
+
+    free_taken, values, free_throttle = consume_all(b.bootstrap, topic, "free-consumer", RECORDS)
+    assert len(values) == RECORDS and free_throttle == 0
+    # 500 KB at 25 KB/s, as the producer above: the rest after the first 10 s worth takes ~10 s.
+    taken, values, throttle = consume_all(b.bootstrap, topic, "throttled-consumer", RECORDS)
+    print(f"consumer: unthrottled {free_taken:.1f} s, throttled {taken:.1f} s, max throttle_time_ms seen {throttle}")
+    assert [int(v[:6]) for v in values] == list(range(RECORDS)), "every record arrived once, in order"
+    assert taken >= 5 and taken > free_taken + 4, (taken, free_taken)
+    assert throttle > 0, "librdkafka saw the throttle_time_ms of the fetch responses"
+
+    # A hundredth of a percent of a thread (100 µs of handling a second) is soon used up: one
+    # record at a time until librdkafka reports a throttle.
+    throttles, errors = [], []
+
+    def stats(raw):
+        for broker in json.loads(raw).get("brokers", {}).values():
+            throttles.append(broker.get("throttle", {}).get("max", 0))
+
+    producer = ck_producer(b.bootstrap, **{"client.id": "busy-client", "linger.ms": 0, "statistics.interval.ms": 100,
+                                           "stats_cb": stats, "socket.timeout.ms": 45000, "message.timeout.ms": 55000})
+    sent = 0
+    while sent < 200 and max(throttles, default=0) == 0:
+        producer.produce(topic, value=b"busy", on_delivery=lambda err, _msg: errors.append(err) if err else None)
+        sent += 1
+        assert producer.flush(30) == 0, "each record is delivered"
+    print(f"request_percentage: throttled after {sent} requests, max throttle_time_ms seen {max(throttles, default=0)}")
+    assert not errors, errors
+    assert max(throttles, default=0) > 0, "the responses carried the request quota's throttle"

@@ -1,5 +1,6 @@
 //! Client quotas over the wire: AlterClientQuotas checks and validate_only, DescribeClientQuotas
-//! filters, and a producer and a consumer over their byte rates throttled and muted (KIP-219).
+//! filters, a producer and a consumer over their byte rates and a client over its request
+//! percentage throttled and muted (KIP-219).
 
 mod common;
 
@@ -10,6 +11,7 @@ use gregor::testkit::{encode_batch, BatchSpec};
 use kafka_protocol::messages::alter_client_quotas_request::{AlterClientQuotasRequest, EntityData, EntryData, OpData};
 use kafka_protocol::messages::api_versions_request::ApiVersionsRequest;
 use kafka_protocol::messages::describe_client_quotas_request::{ComponentData, DescribeClientQuotasRequest};
+use kafka_protocol::messages::metadata_request::MetadataRequest;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
@@ -137,5 +139,26 @@ async fn clients_over_their_byte_rates_are_throttled_and_muted() {
     assert_eq!(response.responses[0].partitions[0].records.as_deref().unwrap_or_default(), b"", "and carries no records");
     let response = c.call(fetch(5), 12).await;
     assert_eq!(batch_offsets(response.responses[0].partitions[0].records.as_deref().unwrap_or_default()), vec![5], "what was held back comes next");
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_client_over_its_request_percentage_is_throttled_and_muted() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start_with(dir.path(), &[("quota.window.num", "2")]).await;
+    let mut c = Client::connect(&broker).await;
+    // A hundredth of a percent of a thread: 100 µs of handling a second.
+    let results = alter(&mut c, vec![entry(&[("client-id", None)], "request_percentage", Some(0.01))], false).await;
+    assert!(results.iter().all(|(code, _)| *code == 0), "{results:?}");
+    // Until the throttle is long enough to measure the mute against.
+    let mut throttle = 0;
+    for _ in 0..1000 {
+        throttle = c.call(MetadataRequest::default(), 12).await.throttle_time_ms;
+        if throttle >= 100 {
+            break;
+        }
+    }
+    assert!(throttle >= 100, "Metadata requests never went far over 100 µs of handling a second");
+    assert!(muted_for(&mut c).await >= Duration::from_millis(throttle as u64 - 50), "the connection reads nothing while throttled");
     broker.shutdown().await;
 }

@@ -99,11 +99,15 @@ pub async fn handle(api: &Api, req: &Request, r: FetchRequest) -> FetchResponse 
 /// again once the throttle has passed.
 fn throttle_consumer(api: &Api, req: &Request, data: &mut [PartitionData]) -> i32 {
     let bytes: usize = data.iter().filter_map(|d| d.records.as_ref()).map(|r| r.len()).sum();
-    let image = api.cluster.image();
-    let client_id = req.client_id();
-    let throttle = api.quotas.record(&*image, QuotaKey::ConsumerByteRate, &req.principal.name, client_id, bytes);
+    let (user, client_id) = (&req.principal.name, req.client_id());
+    let throttle = api.cluster.with_image(|image| {
+        let throttle = api.quotas.record(image, QuotaKey::ConsumerByteRate, user, client_id, bytes);
+        if throttle > 0 && bytes > 0 {
+            api.quotas.unrecord(image, QuotaKey::ConsumerByteRate, user, client_id, bytes);
+        }
+        throttle
+    });
     if throttle > 0 && bytes > 0 {
-        api.quotas.unrecord(&*image, QuotaKey::ConsumerByteRate, &req.principal.name, client_id, bytes);
         for d in data.iter_mut().filter(|d| d.records.is_some()) {
             d.records = Some(Bytes::new());
         }
@@ -145,7 +149,7 @@ fn answer(data: &PartitionData) -> Answer {
 async fn long_poll(api: &Api, req: &Request, r: &FetchRequest, replica_id: i32, wanted: &[(PartitionKey, FetchPosition)]) -> Vec<PartitionData> {
     let mut max_bytes = (r.max_bytes.max(0) as usize).min(api.config.fetch_max_bytes);
     if replica_id < 0 {
-        let quota_bytes = api.quotas.max_bytes_in_window(&*api.cluster.image(), QuotaKey::ConsumerByteRate, &req.principal.name, req.client_id());
+        let quota_bytes = api.cluster.with_image(|image| api.quotas.max_bytes_in_window(image, QuotaKey::ConsumerByteRate, &req.principal.name, req.client_id()));
         max_bytes = max_bytes.min(quota_bytes.unwrap_or(usize::MAX));
     }
     let min_bytes = (r.min_bytes.max(0) as usize).min(max_bytes);

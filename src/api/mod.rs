@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
+use kafka_protocol::messages::{ApiKey, ProduceResponse, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{Decodable, Encodable};
 use tokio::sync::{watch, OwnedSemaphorePermit};
 
@@ -262,88 +262,155 @@ impl Api {
         }
         let correlation_id = header.correlation_id;
         let req = Request { header, version, peer: origin.peer, listener: origin.listener.clone(), principal: origin.principal.clone(), queue_slot: Mutex::new(queue_slot) };
-        let response = match body {
-            RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(versions::handle()),
-            RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(self, &req, r).await),
-            RequestKind::Produce(r) => {
-                let acks = r.acks;
-                let mut response = produce::handle(self, &req, r).await;
-                response.throttle_time_ms = self.produce_throttle_ms(&req, request_bytes);
-                if acks == 0 {
-                    // Unanswered, but throttled all the same: the connection is muted.
-                    let throttle = Duration::from_millis(response.throttle_time_ms as u64);
-                    return produce::unacknowledged(&response).map(|()| Answer { response: None, throttle, throttle_first: false });
-                }
-                ResponseKind::Produce(response)
+        // Kafka exempts replication and the brokers' own calls from the request quota.
+        let exempt = match &body {
+            RequestKind::Fetch(r) => (if version >= 15 { r.replica_state.replica_id } else { r.replica_id }).0 >= 0,
+            RequestKind::WriteTxnMarkers(_) => true,
+            _ => false,
+        };
+        let (handled, thread_time) = thread_time(self.respond(&req, body, request_bytes)).await;
+        let request_throttle_ms = if exempt { 0 } else { self.request_throttle_ms(&req, thread_time) };
+        let mut response = match handled {
+            Handled::Response(response) => response,
+            Handled::Unanswered(response) => {
+                // Unanswered, but throttled all the same: the connection is muted.
+                let throttle = Duration::from_millis(response.throttle_time_ms.max(request_throttle_ms) as u64);
+                return produce::unacknowledged(&response).map(|()| Answer { response: None, throttle, throttle_first: false });
             }
-            RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(produce::init_producer_id(self, &req, r).await),
-            RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(self, &req, r).await),
-            RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(offsets::list_offsets(self, &req, r).await),
-            RequestKind::OffsetForLeaderEpoch(r) => {
-                ResponseKind::OffsetForLeaderEpoch(offsets::offset_for_leader_epoch(self, r).await)
-            }
-            RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(admin::create_topics(self, &req, r).await),
-            RequestKind::DeleteTopics(r) => ResponseKind::DeleteTopics(admin::delete_topics(self, &req, r).await),
-            RequestKind::FindCoordinator(r) => ResponseKind::FindCoordinator(groups::find_coordinator(self, &req, r).await),
-            RequestKind::JoinGroup(r) => ResponseKind::JoinGroup(groups::join_group(self, &req, r).await),
-            RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(groups::sync_group(self, &req, r).await),
-            RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(groups::heartbeat(self, &req, r).await),
-            RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(groups::leave_group(self, &req, r).await),
-            RequestKind::OffsetCommit(r) => ResponseKind::OffsetCommit(groups::offset_commit(self, &req, r).await),
-            RequestKind::OffsetFetch(r) => ResponseKind::OffsetFetch(groups::offset_fetch(self, &req, r)),
-            RequestKind::ListGroups(r) => ResponseKind::ListGroups(groups::list_groups(self, &req, r)),
-            RequestKind::DescribeGroups(r) => ResponseKind::DescribeGroups(groups::describe_groups(self, &req, r)),
-            RequestKind::DeleteGroups(r) => ResponseKind::DeleteGroups(groups::delete_groups(self, &req, r).await),
-            RequestKind::OffsetDelete(r) => ResponseKind::OffsetDelete(groups::offset_delete(self, &req, r).await),
-            RequestKind::DescribeConfigs(r) => ResponseKind::DescribeConfigs(configs::describe_configs(self, &req, r)),
-            RequestKind::AlterConfigs(r) => ResponseKind::AlterConfigs(configs::alter_configs(self, r).await),
-            RequestKind::IncrementalAlterConfigs(r) => ResponseKind::IncrementalAlterConfigs(configs::incremental_alter_configs(self, r).await),
-            RequestKind::CreatePartitions(r) => ResponseKind::CreatePartitions(admin::create_partitions(self, &req, r).await),
-            RequestKind::DescribeCluster(r) => ResponseKind::DescribeCluster(metadata::describe_cluster(self, &req, r)),
-            RequestKind::DescribeQuorum(r) => ResponseKind::DescribeQuorum(metadata::describe_quorum(self, &req, r).await),
-            RequestKind::DescribeTopicPartitions(r) => ResponseKind::DescribeTopicPartitions(metadata::describe_topic_partitions(self, r)),
-            RequestKind::AlterPartitionReassignments(r) => ResponseKind::AlterPartitionReassignments(partitions::alter_reassignments(self, r).await),
-            RequestKind::ListPartitionReassignments(r) => ResponseKind::ListPartitionReassignments(partitions::list_reassignments(self, r)),
-            RequestKind::ElectLeaders(r) => ResponseKind::ElectLeaders(partitions::elect_leaders(self, &req, r).await),
-            RequestKind::DeleteRecords(r) => ResponseKind::DeleteRecords(admin::delete_records(self, &req, r).await),
-            RequestKind::DescribeLogDirs(r) => ResponseKind::DescribeLogDirs(admin::describe_log_dirs(self, &req, r).await),
-            RequestKind::AddPartitionsToTxn(r) => ResponseKind::AddPartitionsToTxn(txn::add_partitions(self, &req, r).await),
-            RequestKind::AddOffsetsToTxn(r) => ResponseKind::AddOffsetsToTxn(txn::add_offsets(self, &req, r).await),
-            RequestKind::TxnOffsetCommit(r) => ResponseKind::TxnOffsetCommit(txn::txn_offset_commit(self, &req, r).await),
-            RequestKind::EndTxn(r) => ResponseKind::EndTxn(txn::end_txn(self, &req, r).await),
-            RequestKind::DescribeTransactions(r) => ResponseKind::DescribeTransactions(txn::describe_transactions(self, &req, r)),
-            RequestKind::ListTransactions(r) => ResponseKind::ListTransactions(txn::list_transactions(self, &req, r)),
-            RequestKind::WriteTxnMarkers(r) => ResponseKind::WriteTxnMarkers(txn::write_txn_markers(self, &req, r).await),
-            RequestKind::DescribeProducers(r) => ResponseKind::DescribeProducers(txn::describe_producers(self, &req, r).await),
-            RequestKind::AlterUserScramCredentials(r) => ResponseKind::AlterUserScramCredentials(users::alter(self, &req, r).await),
-            RequestKind::DescribeUserScramCredentials(r) => ResponseKind::DescribeUserScramCredentials(users::describe(self, &req, r)),
-            RequestKind::DescribeClientQuotas(r) => ResponseKind::DescribeClientQuotas(quotas::describe(self, &req, r)),
-            RequestKind::AlterClientQuotas(r) => ResponseKind::AlterClientQuotas(quotas::alter(self, &req, r).await),
-            RequestKind::SaslHandshake(_) => ResponseKind::SaslHandshake(sasl::handshake_out_of_place()),
-            RequestKind::SaslAuthenticate(_) => ResponseKind::SaslAuthenticate(sasl::authenticate_out_of_place()),
-            RequestKind::CreateAcls(r) => ResponseKind::CreateAcls(acls::create_acls(self, &req, r).await),
-            RequestKind::DescribeAcls(r) => ResponseKind::DescribeAcls(acls::describe_acls(self, &req, r)),
-            RequestKind::DeleteAcls(r) => ResponseKind::DeleteAcls(acls::delete_acls(self, &req, r).await),
-            other => unreachable!("{other:?} passed the version table but has no handler"),
         };
         self.metrics.errors(api, error_codes(&response));
         let (throttle_ms, throttle_first) = match &response {
             // KIP-219: clients of these versions hold back for the throttle themselves; older
             // ones do not, so their response waits it out, as in Kafka.
-            ResponseKind::Produce(r) => (r.throttle_time_ms, version < 6),
-            ResponseKind::Fetch(r) => (r.throttle_time_ms, version < 8),
-            _ => (0, false),
+            ResponseKind::Produce(r) => (r.throttle_time_ms.max(request_throttle_ms), version < 6),
+            ResponseKind::Fetch(r) => (r.throttle_time_ms.max(request_throttle_ms), version < 8),
+            _ => (request_throttle_ms, false),
         };
+        set_throttle_time(&mut response, throttle_ms);
         let response = encode_response(api, correlation_id, api.response_header_version(version), &response, version)?;
         Ok(Answer { response: Some(response), throttle: Duration::from_millis(throttle_ms.max(0) as u64), throttle_first })
+    }
+
+    /// Hands a decoded request to its API's handler.
+    async fn respond(&self, req: &Request, body: RequestKind, request_bytes: usize) -> Handled {
+        Handled::Response(match body {
+            RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(versions::handle()),
+            RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(self, req, r).await),
+            RequestKind::Produce(r) => {
+                let acks = r.acks;
+                let mut response = produce::handle(self, req, r).await;
+                response.throttle_time_ms = self.produce_throttle_ms(req, request_bytes);
+                if acks == 0 {
+                    return Handled::Unanswered(response);
+                }
+                ResponseKind::Produce(response)
+            }
+            RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(produce::init_producer_id(self, req, r).await),
+            RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(self, req, r).await),
+            RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(offsets::list_offsets(self, req, r).await),
+            RequestKind::OffsetForLeaderEpoch(r) => {
+                ResponseKind::OffsetForLeaderEpoch(offsets::offset_for_leader_epoch(self, r).await)
+            }
+            RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(admin::create_topics(self, req, r).await),
+            RequestKind::DeleteTopics(r) => ResponseKind::DeleteTopics(admin::delete_topics(self, req, r).await),
+            RequestKind::FindCoordinator(r) => ResponseKind::FindCoordinator(groups::find_coordinator(self, req, r).await),
+            RequestKind::JoinGroup(r) => ResponseKind::JoinGroup(groups::join_group(self, req, r).await),
+            RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(groups::sync_group(self, req, r).await),
+            RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(groups::heartbeat(self, req, r).await),
+            RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(groups::leave_group(self, req, r).await),
+            RequestKind::OffsetCommit(r) => ResponseKind::OffsetCommit(groups::offset_commit(self, req, r).await),
+            RequestKind::OffsetFetch(r) => ResponseKind::OffsetFetch(groups::offset_fetch(self, req, r)),
+            RequestKind::ListGroups(r) => ResponseKind::ListGroups(groups::list_groups(self, req, r)),
+            RequestKind::DescribeGroups(r) => ResponseKind::DescribeGroups(groups::describe_groups(self, req, r)),
+            RequestKind::DeleteGroups(r) => ResponseKind::DeleteGroups(groups::delete_groups(self, req, r).await),
+            RequestKind::OffsetDelete(r) => ResponseKind::OffsetDelete(groups::offset_delete(self, req, r).await),
+            RequestKind::DescribeConfigs(r) => ResponseKind::DescribeConfigs(configs::describe_configs(self, req, r)),
+            RequestKind::AlterConfigs(r) => ResponseKind::AlterConfigs(configs::alter_configs(self, r).await),
+            RequestKind::IncrementalAlterConfigs(r) => ResponseKind::IncrementalAlterConfigs(configs::incremental_alter_configs(self, r).await),
+            RequestKind::CreatePartitions(r) => ResponseKind::CreatePartitions(admin::create_partitions(self, req, r).await),
+            RequestKind::DescribeCluster(r) => ResponseKind::DescribeCluster(metadata::describe_cluster(self, req, r)),
+            RequestKind::DescribeQuorum(r) => ResponseKind::DescribeQuorum(metadata::describe_quorum(self, req, r).await),
+            RequestKind::DescribeTopicPartitions(r) => ResponseKind::DescribeTopicPartitions(metadata::describe_topic_partitions(self, r)),
+            RequestKind::AlterPartitionReassignments(r) => ResponseKind::AlterPartitionReassignments(partitions::alter_reassignments(self, r).await),
+            RequestKind::ListPartitionReassignments(r) => ResponseKind::ListPartitionReassignments(partitions::list_reassignments(self, r)),
+            RequestKind::ElectLeaders(r) => ResponseKind::ElectLeaders(partitions::elect_leaders(self, req, r).await),
+            RequestKind::DeleteRecords(r) => ResponseKind::DeleteRecords(admin::delete_records(self, req, r).await),
+            RequestKind::DescribeLogDirs(r) => ResponseKind::DescribeLogDirs(admin::describe_log_dirs(self, req, r).await),
+            RequestKind::AddPartitionsToTxn(r) => ResponseKind::AddPartitionsToTxn(txn::add_partitions(self, req, r).await),
+            RequestKind::AddOffsetsToTxn(r) => ResponseKind::AddOffsetsToTxn(txn::add_offsets(self, req, r).await),
+            RequestKind::TxnOffsetCommit(r) => ResponseKind::TxnOffsetCommit(txn::txn_offset_commit(self, req, r).await),
+            RequestKind::EndTxn(r) => ResponseKind::EndTxn(txn::end_txn(self, req, r).await),
+            RequestKind::DescribeTransactions(r) => ResponseKind::DescribeTransactions(txn::describe_transactions(self, req, r)),
+            RequestKind::ListTransactions(r) => ResponseKind::ListTransactions(txn::list_transactions(self, req, r)),
+            RequestKind::WriteTxnMarkers(r) => ResponseKind::WriteTxnMarkers(txn::write_txn_markers(self, req, r).await),
+            RequestKind::DescribeProducers(r) => ResponseKind::DescribeProducers(txn::describe_producers(self, req, r).await),
+            RequestKind::AlterUserScramCredentials(r) => ResponseKind::AlterUserScramCredentials(users::alter(self, req, r).await),
+            RequestKind::DescribeUserScramCredentials(r) => ResponseKind::DescribeUserScramCredentials(users::describe(self, req, r)),
+            RequestKind::DescribeClientQuotas(r) => ResponseKind::DescribeClientQuotas(quotas::describe(self, req, r)),
+            RequestKind::AlterClientQuotas(r) => ResponseKind::AlterClientQuotas(quotas::alter(self, req, r).await),
+            RequestKind::SaslHandshake(_) => ResponseKind::SaslHandshake(sasl::handshake_out_of_place()),
+            RequestKind::SaslAuthenticate(_) => ResponseKind::SaslAuthenticate(sasl::authenticate_out_of_place()),
+            RequestKind::CreateAcls(r) => ResponseKind::CreateAcls(acls::create_acls(self, req, r).await),
+            RequestKind::DescribeAcls(r) => ResponseKind::DescribeAcls(acls::describe_acls(self, req, r)),
+            RequestKind::DeleteAcls(r) => ResponseKind::DeleteAcls(acls::delete_acls(self, req, r).await),
+            other => unreachable!("{other:?} passed the version table but has no handler"),
+        })
+    }
+
+    /// Counts the time a request's handler took against the client's `request_percentage`;
+    /// the throttle its response carries.
+    fn request_throttle_ms(&self, req: &Request, thread_time: Duration) -> i32 {
+        let throttle = self.cluster.with_image(|image| self.quotas.record_request_time(image, &req.principal.name, req.client_id(), thread_time));
+        throttle.min(i32::MAX as u64) as i32
     }
 
     /// Counts a produce request's bytes against the client's `producer_byte_rate`; the
     /// throttle its response carries.
     fn produce_throttle_ms(&self, req: &Request, request_bytes: usize) -> i32 {
-        let throttle = self.quotas.record(&*self.cluster.image(), QuotaKey::ProducerByteRate, &req.principal.name, req.client_id(), request_bytes);
+        let throttle = self.cluster.with_image(|image| self.quotas.record(image, QuotaKey::ProducerByteRate, &req.principal.name, req.client_id(), request_bytes));
         throttle.min(i32::MAX as u64) as i32
     }
+}
+
+/// What a handler gave: a response, or none for a Produce with acks=0.
+enum Handled {
+    Response(ResponseKind),
+    Unanswered(ProduceResponse),
+}
+
+/// Runs `handler`, adding up the time its polls take: the time it kept a runtime thread busy,
+/// as Kafka's request quota measures its handler threads, without the time it waited (long
+/// polls, replication, the store's own threads).
+async fn thread_time<F: std::future::Future>(handler: F) -> (F::Output, Duration) {
+    let mut handler = std::pin::pin!(handler);
+    let mut busy = Duration::ZERO;
+    std::future::poll_fn(|cx| {
+        let started = std::time::Instant::now();
+        let polled = handler.as_mut().poll(cx);
+        busy += started.elapsed();
+        polled.map(|output| (output, busy))
+    })
+    .await
+}
+
+/// Sets `throttle_time_ms` in a response whose type has it (versions without it leave it out).
+fn set_throttle_time(response: &mut ResponseKind, ms: i32) {
+    macro_rules! set {
+        ($($kind:ident),* $(,)?) => {
+            match response {
+                $(ResponseKind::$kind(r) => r.throttle_time_ms = ms,)*
+                _ => {}
+            }
+        };
+    }
+    set!(
+        Produce, Fetch, ListOffsets, Metadata, OffsetCommit, OffsetFetch, FindCoordinator, JoinGroup, Heartbeat, LeaveGroup, SyncGroup,
+        DescribeGroups, ListGroups, ApiVersions, CreateTopics, DeleteTopics, DeleteRecords, InitProducerId, OffsetForLeaderEpoch,
+        AddPartitionsToTxn, AddOffsetsToTxn, EndTxn, TxnOffsetCommit, DescribeAcls, CreateAcls, DeleteAcls, DescribeConfigs, AlterConfigs,
+        DescribeLogDirs, CreatePartitions, DeleteGroups, ElectLeaders, IncrementalAlterConfigs, AlterPartitionReassignments,
+        ListPartitionReassignments, OffsetDelete, DescribeClientQuotas, AlterClientQuotas, DescribeUserScramCredentials,
+        AlterUserScramCredentials, DescribeCluster, DescribeProducers, DescribeTransactions, ListTransactions, DescribeTopicPartitions,
+    );
 }
 
 /// What the connection does with one handled request.

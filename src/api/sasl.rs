@@ -154,7 +154,8 @@ impl SaslSession {
                         Some(reason) => failed(reason),
                         None => {
                             // v0 has no lifetime field: such a client is cut off at expiry and reconnects.
-                            let lifetime = self.server.session_lifetime(mechanism).filter(|_| version >= 1).map_or(0, |d| d.as_millis() as i64);
+                            let credential = self.exchange.as_ref().and_then(|p| p.exchange.credential_lifetime());
+                            let lifetime = self.server.session_lifetime(mechanism, credential).filter(|_| version >= 1).map_or(0, |d| d.as_millis() as i64);
                             let response = SaslAuthenticateResponse::default().with_auth_bytes(token.into()).with_session_lifetime_ms(lifetime);
                             match respond(ResponseKind::SaslAuthenticate(response)) {
                                 Ok(reply) => return self.finish(principal, reply),
@@ -180,9 +181,10 @@ impl SaslSession {
 
     /// Ends an exchange that proved `principal`: the session starts (again) from now.
     fn finish(&mut self, principal: Principal, reply: BytesMut) -> AuthStep {
-        let mechanism = self.exchange.take().expect("an exchange was in progress").mechanism;
+        let pending = self.exchange.take().expect("an exchange was in progress");
+        let mechanism = pending.mechanism;
         let again = self.session.is_some();
-        let expires = self.server.session_lifetime(mechanism).map(|lifetime| Instant::now() + lifetime);
+        let expires = self.server.session_lifetime(mechanism, pending.exchange.credential_lifetime()).map(|lifetime| Instant::now() + lifetime);
         self.session = Some(Session { principal: principal.clone(), mechanism, expires });
         AuthStep::Authenticated { reply, principal, again }
     }

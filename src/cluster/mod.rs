@@ -310,6 +310,16 @@ impl Cluster {
         self.quorum.get().map(|q| q.controller.image().borrow().clone()).unwrap_or_default()
     }
 
+    /// Runs `f` on the applied image without taking a share of it: the per-request quota
+    /// checks, which must cost next to nothing when no quota is set.
+    pub fn with_image<T>(&self, f: impl FnOnce(&MetadataImage) -> T) -> T {
+        static EMPTY: std::sync::OnceLock<MetadataImage> = std::sync::OnceLock::new();
+        match self.quorum.get() {
+            Some(q) => f(&q.controller.image().borrow()),
+            None => f(EMPTY.get_or_init(MetadataImage::default)),
+        }
+    }
+
     /// The replication factor of a topic, as its first partition has it.
     pub fn replication_factor(&self, name: &str) -> i16 {
         let image = self.image();

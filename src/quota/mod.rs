@@ -13,7 +13,7 @@ pub mod rate;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use kafka_protocol::ResponseError;
 use serde::{Deserialize, Serialize};
@@ -113,8 +113,8 @@ pub enum QuotaKey {
     ProducerByteRate,
     /// Bytes per second a client may fetch as a consumer.
     ConsumerByteRate,
-    /// Percent of a request handler's time (Kafka's `request_percentage`): kept and described,
-    /// not enforced (see docs/design.md).
+    /// Percent of one thread's time a client's requests may take to handle (Kafka's
+    /// `request_percentage`).
     RequestPercentage,
 }
 
@@ -312,6 +312,13 @@ impl ClientQuotaManager {
         self.record_at(quotas, key, user, client_id, bytes as f64, self.now_ms())
     }
 
+    /// Records the time a request's handler kept a thread busy against the client's
+    /// `request_percentage`; the throttle in milliseconds. As in Kafka, a second of thread
+    /// time counts 100 (percent of one thread), so the rate is the percentage.
+    pub fn record_request_time(&self, quotas: &impl ClientQuotas, user: &str, client_id: &str, thread_time: Duration) -> u64 {
+        self.record_at(quotas, QuotaKey::RequestPercentage, user, client_id, thread_time.as_secs_f64() * 100.0, self.now_ms())
+    }
+
     /// Takes back bytes recorded but not sent after all (a throttled fetch answers empty).
     pub fn unrecord(&self, quotas: &impl ClientQuotas, key: QuotaKey, user: &str, client_id: &str, bytes: usize) {
         self.record_at(quotas, key, user, client_id, -(bytes as f64), self.now_ms());
@@ -432,6 +439,19 @@ mod tests {
         let manager = ClientQuotaManager::new(SampleWindows::DEFAULT);
         assert_eq!(manager.record_at(&quotas, QuotaKey::ProducerByteRate, "u", "a", 10_000.0, 0), 0);
         assert_eq!(manager.record_at(&quotas, QuotaKey::ProducerByteRate, "u", "b", 1000.0, 0), 1000, "a and b share u's quota");
+    }
+
+    #[test]
+    fn request_time_counts_as_a_percentage_of_one_thread() {
+        let manager = ClientQuotaManager::new(SampleWindows::DEFAULT);
+        let mut quotas = Quotas::default();
+        quotas.0.insert((QuotaEntity { user: None, client_id: DEFAULT }, QuotaKey::RequestPercentage), 10.0);
+        // 10 % of a thread over the 10 s the first windows span: 1 s of handling is the quota.
+        let at = |ms: u64| manager.record_at(&quotas, QuotaKey::RequestPercentage, "u", "a", Duration::from_millis(ms).as_secs_f64() * 100.0, 0);
+        assert_eq!(at(1000), 0);
+        assert_eq!(at(100), 1000, "10 % over: throttled for a tenth of the 10 s");
+        assert_eq!(manager.record_request_time(&quotas, "u", "b", Duration::from_millis(500)), 0, "b has its own rate");
+        assert_eq!(manager.record_at(&quotas, QuotaKey::ProducerByteRate, "u", "a", 1e9, 0), 0, "no byte rate is set");
     }
 
     #[test]
