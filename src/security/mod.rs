@@ -1,6 +1,7 @@
 //! Who a client is, and (as it grows) how that is proven and what it may do.
 
 pub mod certs;
+pub mod oauthbearer;
 pub mod sasl;
 pub mod scram;
 pub mod tls;

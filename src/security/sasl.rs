@@ -1,11 +1,13 @@
 //! SASL for SASL_PLAINTEXT and SASL_SSL listeners: the mechanisms a listener offers and the
-//! server side of each exchange (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512).
+//! server side of each exchange (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER with
+//! unsecured tokens).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
+use super::oauthbearer::{UnsecuredValidator, UNSECURED_VALIDATOR};
 use super::scram::{ScramCredentials, ScramExchange, ScramMechanism};
 use super::{setting, Principal};
 use crate::config::Layer;
@@ -15,12 +17,17 @@ use crate::config::Layer;
 pub enum Mechanism {
     Plain,
     Scram(ScramMechanism),
+    OAuthBearer,
 }
+
+/// What sasl.enabled.mechanisms may name.
+const OFFERED: &str = "PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 and OAUTHBEARER (unsecured tokens)";
 
 impl Mechanism {
     pub fn parse(name: &str) -> Option<Mechanism> {
         match name {
             "PLAIN" => Some(Mechanism::Plain),
+            "OAUTHBEARER" => Some(Mechanism::OAuthBearer),
             other => ScramMechanism::parse(other).map(Mechanism::Scram),
         }
     }
@@ -29,6 +36,7 @@ impl Mechanism {
         match self {
             Mechanism::Plain => "PLAIN",
             Mechanism::Scram(m) => m.name(),
+            Mechanism::OAuthBearer => "OAUTHBEARER",
         }
     }
 }
@@ -50,6 +58,8 @@ pub struct SaslServer {
     /// PLAIN's users and passwords, from `user_<name>="<password>"` in its JAAS config.
     plain_users: HashMap<String, String>,
     scram: Arc<dyn ScramCredentials>,
+    /// How OAUTHBEARER's tokens are checked, from its JAAS options.
+    oauth: UnsecuredValidator,
     failures: FailedLogins,
     /// How long each mechanism's sessions last before the client must re-authenticate
     /// (`connections.max.reauth.ms`, KIP-368); `None` for sessions that never expire.
@@ -59,10 +69,10 @@ pub struct SaslServer {
 impl SaslServer {
     pub fn new(listener: &str, settings: &Layer, scram: Arc<dyn ScramCredentials>) -> Result<SaslServer, String> {
         let enabled = setting(settings, listener, "sasl.enabled.mechanisms")
-            .ok_or("set sasl.enabled.mechanisms (Gregor offers PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512; Kafka's default, GSSAPI, is not offered)")?;
+            .ok_or_else(|| format!("set sasl.enabled.mechanisms (Gregor offers {OFFERED}; Kafka's default, GSSAPI, is not offered)"))?;
         let mut mechanisms = Vec::new();
         for name in enabled.split(',').map(str::trim).filter(|m| !m.is_empty()) {
-            let mechanism = Mechanism::parse(name).ok_or_else(|| format!("sasl.enabled.mechanisms: {name} is not offered (Gregor offers PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512)"))?;
+            let mechanism = Mechanism::parse(name).ok_or_else(|| format!("sasl.enabled.mechanisms: {name} is not offered (Gregor offers {OFFERED})"))?;
             mechanisms.push(mechanism);
         }
         let mut plain_users = HashMap::new();
@@ -77,13 +87,29 @@ impl SaslServer {
                 return Err(format!("{key} names no user: add user_<name>=\"<password>\" entries"));
             }
         }
+        let mut oauth = UnsecuredValidator::new(&[])?;
+        if mechanisms.contains(&Mechanism::OAuthBearer) {
+            for key in ["oauthbearer.sasl.server.callback.handler.class", "sasl.server.callback.handler.class"] {
+                if let Some(class) = setting(settings, listener, key).filter(|c| *c != UNSECURED_VALIDATOR) {
+                    return Err(format!("{key}={class}: Gregor checks OAUTHBEARER tokens only as Kafka's default {UNSECURED_VALIDATOR} does (unsecured tokens, for development)"));
+                }
+            }
+            let key = "oauthbearer.sasl.jaas.config";
+            if let Some(jaas) = setting(settings, listener, key) {
+                oauth = UnsecuredValidator::new(&parse_jaas(jaas).map_err(|e| format!("{key}: {e}"))?).map_err(|e| format!("{key}: {e}"))?;
+            }
+        }
         let lifetimes = mechanisms.iter().map(|&m| Ok((m, session_lifetime(settings, listener, m)?))).collect::<Result<_, String>>()?;
-        Ok(SaslServer { listener: listener.to_string(), mechanisms, plain_users, scram, failures: FailedLogins::default(), lifetimes })
+        Ok(SaslServer { listener: listener.to_string(), mechanisms, plain_users, scram, oauth, failures: FailedLogins::default(), lifetimes })
     }
 
-    /// How long a session authenticated by `mechanism` lasts, if it expires.
-    pub fn session_lifetime(&self, mechanism: Mechanism) -> Option<Duration> {
-        self.lifetimes.iter().find(|(m, _)| *m == mechanism).and_then(|(_, lifetime)| *lifetime)
+    /// How long a session authenticated by `mechanism` lasts, if it expires: its
+    /// `connections.max.reauth.ms`, cut to what is left of the credential's own lifetime (an
+    /// OAUTHBEARER token's). As in Kafka, a credential's expiry ends sessions only where
+    /// re-authentication is on.
+    pub fn session_lifetime(&self, mechanism: Mechanism, credential: Option<Duration>) -> Option<Duration> {
+        let configured = self.lifetimes.iter().find(|(m, _)| *m == mechanism).and_then(|(_, lifetime)| *lifetime)?;
+        Some(credential.map_or(configured, |c| c.min(configured)))
     }
 
     pub fn mechanism_names(&self) -> Vec<&'static str> {
@@ -100,7 +126,26 @@ impl SaslServer {
         Some((mechanism, match mechanism {
             Mechanism::Plain => Exchange::Plain,
             Mechanism::Scram(m) => Exchange::Scram(Box::new(ScramExchange::new(m, self.scram.clone()))),
+            Mechanism::OAuthBearer => Exchange::OAuthBearer { refused: None, valid_for: None },
         }))
+    }
+
+    /// Checks an OAUTHBEARER message. A refused token gets RFC 7628's error challenge first;
+    /// the client's answer to it (a lone 0x01) ends the exchange as failed.
+    fn oauth_bearer(&self, refused: &mut Option<String>, valid_for: &mut Option<Duration>, message: &[u8]) -> Step {
+        if let Some(reason) = refused.take() {
+            return Step::Failed(reason);
+        }
+        match self.oauth.validate(message, SystemTime::now()) {
+            Ok((principal, lifetime)) => {
+                *valid_for = Some(lifetime);
+                Step::Done(principal, Vec::new())
+            }
+            Err(refusal) => {
+                *refused = Some(format!("Authentication failed: {}", refusal.reason));
+                Step::Challenge(refusal.challenge())
+            }
+        }
     }
 
     /// Checks a PLAIN token: `authzid NUL user NUL password`.
@@ -132,6 +177,9 @@ impl SaslServer {
 pub enum Exchange {
     Plain,
     Scram(Box<ScramExchange>),
+    /// `refused`: the reason the token was refused, told once the client answers the error
+    /// challenge; `valid_for`: the accepted token's remaining lifetime.
+    OAuthBearer { refused: Option<String>, valid_for: Option<Duration> },
 }
 
 impl Exchange {
@@ -139,6 +187,16 @@ impl Exchange {
         match self {
             Exchange::Plain => server.plain(token),
             Exchange::Scram(scram) => scram.step(token),
+            Exchange::OAuthBearer { refused, valid_for } => server.oauth_bearer(refused, valid_for, token),
+        }
+    }
+
+    /// How much longer the credential the client proved itself with stays valid, where it
+    /// expires (an OAUTHBEARER token).
+    pub fn credential_lifetime(&self) -> Option<Duration> {
+        match self {
+            Exchange::OAuthBearer { valid_for, .. } => *valid_for,
+            _ => None,
         }
     }
 }
@@ -239,6 +297,44 @@ mod tests {
         assert_eq!(options, [("username", "admin"), ("password", "a b"), ("user_admin", "a b"), ("user_alice", "y")].map(|(k, v)| (k.to_string(), v.to_string())));
         assert!(parse_jaas("PlainLoginModule required user_a=\"x\"").is_err());
         assert!(parse_jaas("PlainLoginModule required user_a=\"x;").is_err());
+    }
+
+    struct NoUsers;
+
+    impl ScramCredentials for NoUsers {
+        fn credential(&self, _: &str, _: ScramMechanism) -> Option<super::super::scram::ScramCredential> {
+            None
+        }
+    }
+
+    fn server(settings: &[(&str, &str)]) -> Result<SaslServer, String> {
+        let settings = settings.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        SaslServer::new("SASL_PLAINTEXT", &settings, Arc::new(NoUsers))
+    }
+
+    #[test]
+    fn an_oauthbearer_session_ends_with_its_token_only_where_reauthentication_is_on() {
+        let token = Some(Duration::from_secs(30));
+        let without = server(&[("sasl.enabled.mechanisms", "OAUTHBEARER")]).unwrap();
+        assert_eq!(without.session_lifetime(Mechanism::OAuthBearer, token), None);
+        let with = server(&[("sasl.enabled.mechanisms", "OAUTHBEARER"), ("connections.max.reauth.ms", "60000")]).unwrap();
+        assert_eq!(with.session_lifetime(Mechanism::OAuthBearer, token), token, "the token expires first");
+        assert_eq!(with.session_lifetime(Mechanism::OAuthBearer, Some(Duration::from_secs(600))), Some(Duration::from_secs(60)));
+        let signed = "org.apache.kafka.common.security.oauthbearer.OAuthBearerValidatorCallbackHandler";
+        let refused = server(&[("sasl.enabled.mechanisms", "OAUTHBEARER"), ("listener.name.sasl_plaintext.oauthbearer.sasl.server.callback.handler.class", signed)]);
+        assert!(refused.err().unwrap().contains("unsecured tokens"));
+        let bad_jaas = server(&[("sasl.enabled.mechanisms", "OAUTHBEARER"), ("listener.name.sasl_plaintext.oauthbearer.sasl.jaas.config", "M required unsecuredValidatorAllowableClockSkewMs=\"x\";")]);
+        assert!(bad_jaas.err().unwrap().contains("unsecuredValidatorAllowableClockSkewMs"));
+    }
+
+    #[test]
+    fn a_refused_token_gets_the_error_challenge_then_fails() {
+        let server = server(&[("sasl.enabled.mechanisms", "OAUTHBEARER")]).unwrap();
+        let (_, mut exchange) = server.start("OAUTHBEARER").unwrap();
+        let Step::Challenge(challenge) = exchange.step(&server, b"n,,\x01auth=Bearer eyJhbGciOiJub25lIn0.e30.\x01\x01") else { panic!("an error challenge") };
+        assert_eq!(challenge, br#"{"status":"invalid_token"}"#);
+        assert!(matches!(exchange.step(&server, b"\x01"), Step::Failed(reason) if reason.contains("no 'exp' claim")));
+        assert_eq!(exchange.credential_lifetime(), None);
     }
 
     #[test]
