@@ -66,14 +66,22 @@ def test_kafka_configs_sets_describes_and_keeps_client_quotas(tools_classpath, b
         "Quota configs for client-id 'quota-app' are producer_byte_rate=1024.0"
 
 
-def produce_all(bootstrap, topic, client_id):
-    """Produces RECORDS records of RECORD_BYTES one request at a time; returns (seconds taken,
-    delivery errors, the largest throttle librdkafka's statistics saw in ms)."""
+def throttle_stats():
+    """A list of the largest throttle (ms) each broker's statistics reported, and the
+    librdkafka ``stats_cb`` that fills it."""
     throttles = []
 
     def stats(raw):
         for broker in json.loads(raw).get("brokers", {}).values():
             throttles.append(broker.get("throttle", {}).get("max", 0))
+
+    return throttles, stats
+
+
+def produce_all(bootstrap, topic, client_id):
+    """Produces RECORDS records of RECORD_BYTES one request at a time; returns (seconds taken,
+    delivery errors, the largest throttle librdkafka's statistics saw in ms)."""
+    throttles, stats = throttle_stats()
 
     # One request in flight, and timeouts above the throttles it may wait out in the muted
     # connection's socket.
@@ -127,11 +135,7 @@ def consume_all(bootstrap, topic, client_id, count):
     """Reads ``count`` records of ``topic`` from the start; returns (seconds taken, values, the
     largest throttle librdkafka's statistics saw in ms)."""
     from confluent_kafka import TopicPartition
-    throttles = []
-
-    def stats(raw):
-        for broker in json.loads(raw).get("brokers", {}).values():
-            throttles.append(broker.get("throttle", {}).get("max", 0))
+    throttles, stats = throttle_stats()
 
     consumer = ck_consumer(bootstrap, **{"client.id": client_id, "statistics.interval.ms": 200, "stats_cb": stats,
                                          "max.partition.fetch.bytes": 65536})
@@ -171,11 +175,7 @@ def test_a_consumer_over_its_byte_rate_and_a_client_over_its_request_percentage_
 
     # A hundredth of a percent of a thread (100 µs of handling a second) is soon used up: one
     # record at a time until librdkafka reports a throttle.
-    throttles, errors = [], []
-
-    def stats(raw):
-        for broker in json.loads(raw).get("brokers", {}).values():
-            throttles.append(broker.get("throttle", {}).get("max", 0))
+    (throttles, stats), errors = throttle_stats(), []
 
     producer = ck_producer(b.bootstrap, **{"client.id": "busy-client", "linger.ms": 0, "statistics.interval.ms": 100,
                                            "stats_cb": stats, "socket.timeout.ms": 45000, "message.timeout.ms": 55000})
