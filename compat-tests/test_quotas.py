@@ -159,9 +159,12 @@ def test_a_consumer_over_its_byte_rate_and_a_client_over_its_request_percentage_
     kp_create_topic(b.bootstrap, topic, 1)
     taken, errors, _ = produce_all(b.bootstrap, topic, "quota-feeder")
     assert not errors, errors
-    for config, client in (("consumer_byte_rate=25000", "throttled-consumer"), ("request_percentage=0.01", "busy-client")):
-        code, _, err = kafka_configs(tools_classpath, b, "--alter", "--add-config", config, "--entity-type", "clients",
-                                     "--entity-name", client)
+    # The client's own request quota must come before the default user's, which the test above
+    # may have set: /users/<default>/clients/<id> does (Kafka's precedence).
+    for config, entity in (("consumer_byte_rate=25000", ["--entity-type", "clients", "--entity-name", "throttled-consumer"]),
+                           ("request_percentage=0.001", ["--entity-type", "users", "--entity-default",
+                                                         "--entity-type", "clients", "--entity-name", "busy-client"])):
+        code, _, err = kafka_configs(tools_classpath, b, "--alter", "--add-config", config, *entity)
         assert code == 0, err
 
     free_taken, values, free_throttle = consume_all(b.bootstrap, topic, "free-consumer", RECORDS)
@@ -173,17 +176,18 @@ def test_a_consumer_over_its_byte_rate_and_a_client_over_its_request_percentage_
     assert taken >= 5 and taken > free_taken + 4, (taken, free_taken)
     assert throttle > 0, "librdkafka saw the throttle_time_ms of the fetch responses"
 
-    # A hundredth of a percent of a thread (100 µs of handling a second) is soon used up: one
+    # A thousandth of a percent of a thread (10 µs of handling a second) is soon used up: one
     # record at a time until librdkafka reports a throttle.
     (throttles, stats), errors = throttle_stats(), []
 
     producer = ck_producer(b.bootstrap, **{"client.id": "busy-client", "linger.ms": 0, "statistics.interval.ms": 100,
                                            "stats_cb": stats, "socket.timeout.ms": 45000, "message.timeout.ms": 55000})
-    sent = 0
-    while sent < 200 and max(throttles, default=0) == 0:
+    sent, deadline = 0, time.monotonic() + 30
+    while time.monotonic() < deadline and max(throttles, default=0) == 0:
         producer.produce(topic, value=b"busy", on_delivery=lambda err, _msg: errors.append(err) if err else None)
         sent += 1
         assert producer.flush(30) == 0, "each record is delivered"
+        producer.poll(0.01)  # statistics
     print(f"request_percentage: throttled after {sent} requests, max throttle_time_ms seen {max(throttles, default=0)}")
     assert not errors, errors
     assert max(throttles, default=0) > 0, "the responses carried the request quota's throttle"
