@@ -227,6 +227,9 @@ impl Api {
         let handled = self.dispatch(frame, origin, queue_slot).await;
         if let Some(api) = api {
             self.metrics.request(api, started.elapsed());
+            if let Some(throttle) = handled.as_ref().ok().map(|a| a.throttle).filter(|t| !t.is_zero()) {
+                self.metrics.throttled(api, throttle);
+            }
         }
         handled
     }

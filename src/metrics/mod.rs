@@ -32,6 +32,8 @@ pub struct Metrics {
     /// Count and latency per API key, made up front so a lookup takes no lock.
     requests: HashMap<i16, (IntCounter, Histogram)>,
     errors: IntCounterVec,
+    /// Throttles given by quotas, by API; a series appears with its API's first throttle.
+    throttle_time: prometheus::HistogramVec,
     connections: IntGaugeVec,
     connections_created: IntCounterVec,
 }
@@ -53,6 +55,12 @@ impl Metrics {
         )
         .expect("valid metric");
         registry.register(Box::new(latency.clone())).expect("unique metric");
+        let throttle_time = prometheus::HistogramVec::new(
+            HistogramOpts::new("kafka_network_requestmetrics_throttletime_seconds", "Throttle time a quota gave throttled responses, by API (Kafka's ThrottleTimeMs, in seconds, of the throttled ones).").buckets(LATENCY_BUCKETS.to_vec()),
+            &["request"],
+        )
+        .expect("valid metric");
+        registry.register(Box::new(throttle_time.clone())).expect("unique metric");
         let requests = api_keys
             .into_iter()
             .map(|key| {
@@ -66,6 +74,7 @@ impl Metrics {
             messages_in: counters(&registry, "kafka_server_brokertopicmetrics_messagesin_total", "Records produced to the topic.", topic),
             bytes_out: counters(&registry, "kafka_server_brokertopicmetrics_bytesout_total", "Record batch bytes fetched from the topic by consumers (not followers).", topic),
             messages_out: counters(&registry, "gregor_brokertopicmetrics_messagesout_total", "Records fetched from the topic by consumers, counted from batch headers.", topic),
+            throttle_time,
             errors: counters(&registry, "kafka_network_requestmetrics_errors_total", "Error codes in responses, by API and error (NONE included, as in Kafka).", &["request", "error"]),
             connections: {
                 let vec = IntGaugeVec::new(Opts::new("kafka_server_socketservermetrics_connection_count", "Open client connections, by listener."), &["listener"]).expect("valid metric");
@@ -98,6 +107,11 @@ impl Metrics {
             count.inc();
             latency.observe(elapsed.as_secs_f64());
         }
+    }
+
+    /// A response of `api` throttled its client for `throttle` (a client quota).
+    pub fn throttled(&self, api: ApiKey, throttle: Duration) {
+        self.throttle_time.with_label_values(&[&request_name(api)]).observe(throttle.as_secs_f64());
     }
 
     /// The error codes a response of `api` carries, one per partition, topic or group.
@@ -210,6 +224,7 @@ mod tests {
         metrics.produced("t", 3, 100);
         metrics.request(ApiKey::Produce, Duration::from_millis(2));
         metrics.errors(ApiKey::Produce, [0, 0, ResponseError::NotLeaderOrFollower.code()]);
+        metrics.throttled(ApiKey::Fetch, Duration::from_millis(800));
         let open = metrics.connection("PLAINTEXT");
         let text = prometheus::TextEncoder::new().encode_to_string(&metrics.registry.gather()).unwrap();
         for line in [
@@ -220,6 +235,8 @@ mod tests {
             "kafka_network_requestmetrics_totaltime_seconds_bucket{request=\"Produce\",le=\"0.0025\"} 1",
             "kafka_network_requestmetrics_errors_total{error=\"NONE\",request=\"Produce\"} 2",
             "kafka_network_requestmetrics_errors_total{error=\"NOT_LEADER_OR_FOLLOWER\",request=\"Produce\"} 1",
+            "kafka_network_requestmetrics_throttletime_seconds_bucket{request=\"Fetch\",le=\"1\"} 1",
+            "kafka_network_requestmetrics_throttletime_seconds_bucket{request=\"Fetch\",le=\"0.5\"} 0",
             "kafka_server_socketservermetrics_connection_count{listener=\"PLAINTEXT\"} 1",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing from\n{text}");
