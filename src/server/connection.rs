@@ -50,7 +50,12 @@ async fn write_response<W: AsyncWrite + Unpin>(write: &mut W, mut response: &[u8
             Ok(Err(e)) => return Err(e.into()),
         }
     }
-    Ok(())
+    // TLS: a write that finds the socket full leaves the last records in rustls's buffer,
+    // sent only by the next write; the client would wait for them. (A no-op on plain TCP.)
+    match tokio::time::timeout(idle, write.flush()).await {
+        Err(_) => Err(WriteError::Stalled(idle)),
+        Ok(result) => Ok(result?),
+    }
 }
 
 impl Connection {
