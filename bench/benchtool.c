@@ -88,6 +88,35 @@ static void set_kv(rd_kafka_conf_t *conf, const char *kv) {
         free(name);
 }
 
+/* ---------------------------------------------------------------- admin requests */
+
+/* A client for one admin request to BROKERS. */
+static rd_kafka_t *admin_client(const char *brokers) {
+        char errstr[512];
+        rd_kafka_conf_t *conf = rd_kafka_conf_new();
+        set(conf, "bootstrap.servers", brokers);
+        rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+        if (!rk)
+                die("rd_kafka_new", errstr);
+        return rk;
+}
+
+/* The result event of the admin request WHAT on Q, or NULL after saying why there is none (a
+ * timeout or an error of the whole request). */
+static rd_kafka_event_t *admin_result(rd_kafka_queue_t *q, const char *what) {
+        rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 60000);
+        if (!ev) {
+                fprintf(stderr, "gregor-benchtool: %s timed out\n", what);
+                return NULL;
+        }
+        if (rd_kafka_event_error(ev)) {
+                fprintf(stderr, "gregor-benchtool: %s: %s\n", what, rd_kafka_event_error_string(ev));
+                rd_kafka_event_destroy(ev);
+                return NULL;
+        }
+        return ev;
+}
+
 /* ---------------------------------------------------------------- create */
 
 static int cmd_create(int argc, char **argv) {
@@ -97,11 +126,7 @@ static int cmd_create(int argc, char **argv) {
                                 "[REPLICATION_FACTOR [prop=val]...]\n");
                 return 2;
         }
-        rd_kafka_conf_t *conf = rd_kafka_conf_new();
-        set(conf, "bootstrap.servers", argv[2]);
-        rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
-        if (!rk)
-                die("rd_kafka_new", errstr);
+        rd_kafka_t *rk = admin_client(argv[2]);
         rd_kafka_NewTopic_t *nt =
             rd_kafka_NewTopic_new(argv[3], atoi(argv[4]), argc > 5 ? atoi(argv[5]) : 1, errstr,
                                   sizeof(errstr));
@@ -119,15 +144,9 @@ static int cmd_create(int argc, char **argv) {
         rd_kafka_AdminOptions_set_request_timeout(opts, 30000, errstr, sizeof(errstr));
         rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
         rd_kafka_CreateTopics(rk, &nt, 1, opts, q);
-        rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 60000);
-        int rc = 0;
-        if (!ev) {
-                fprintf(stderr, "gregor-benchtool: CreateTopics timed out\n");
-                rc = 1;
-        } else if (rd_kafka_event_error(ev)) {
-                fprintf(stderr, "gregor-benchtool: CreateTopics: %s\n", rd_kafka_event_error_string(ev));
-                rc = 1;
-        } else {
+        rd_kafka_event_t *ev = admin_result(q, "CreateTopics");
+        int rc = !ev;
+        if (ev) {
                 size_t n;
                 const rd_kafka_topic_result_t **res =
                     rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &n);
@@ -159,11 +178,7 @@ static int cmd_scram_user(int argc, char **argv) {
                                 "SCRAM-SHA-256|SCRAM-SHA-512\n");
                 return 2;
         }
-        rd_kafka_conf_t *conf = rd_kafka_conf_new();
-        set(conf, "bootstrap.servers", argv[2]);
-        rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
-        if (!rk)
-                die("rd_kafka_new", errstr);
+        rd_kafka_t *rk = admin_client(argv[2]);
         rd_kafka_ScramMechanism_t mechanism = strcmp(argv[5], "SCRAM-SHA-256") ?
                                                   RD_KAFKA_SCRAM_MECHANISM_SHA_512 :
                                                   RD_KAFKA_SCRAM_MECHANISM_SHA_256;
@@ -174,16 +189,9 @@ static int cmd_scram_user(int argc, char **argv) {
         rd_kafka_AdminOptions_set_request_timeout(opts, 30000, errstr, sizeof(errstr));
         rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
         rd_kafka_AlterUserScramCredentials(rk, &upsert, 1, opts, q);
-        rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 60000);
-        int rc = 0;
-        if (!ev) {
-                fprintf(stderr, "gregor-benchtool: AlterUserScramCredentials timed out\n");
-                rc = 1;
-        } else if (rd_kafka_event_error(ev)) {
-                fprintf(stderr, "gregor-benchtool: AlterUserScramCredentials: %s\n",
-                        rd_kafka_event_error_string(ev));
-                rc = 1;
-        } else {
+        rd_kafka_event_t *ev = admin_result(q, "AlterUserScramCredentials");
+        int rc = !ev;
+        if (ev) {
                 size_t n;
                 const rd_kafka_AlterUserScramCredentials_result_response_t **res =
                     rd_kafka_AlterUserScramCredentials_result_responses(
