@@ -5,12 +5,11 @@ mod common;
 
 use std::sync::Arc;
 
-use bytes::{BufMut, BytesMut};
+use bytes::BufMut;
 use common::*;
-use gregor::testkit::{encode_batch, BatchSpec};
 use gregor::{Broker, BrokerHandle};
-use kafka_protocol::messages::{ApiVersionsRequest, FetchRequest, MetadataRequest, RequestHeader, SaslAuthenticateRequest, SaslHandshakeRequest};
-use kafka_protocol::protocol::{Encodable, HeaderVersion, Request, StrBytes};
+use kafka_protocol::messages::{ApiVersionsRequest, MetadataRequest, SaslAuthenticateRequest, SaslHandshakeRequest};
+use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -175,26 +174,19 @@ fn tls_connector(dir: &std::path::Path) -> tokio_rustls::TlsConnector {
     tokio_rustls::TlsConnector::from(Arc::new(config))
 }
 
-/// A broker with a PLAINTEXT and an SSL listener, its key and chain from `gregor certs` in
-/// `dir`/certs (for localhost), its data in `dir`/data.
-async fn tls_broker(dir: &std::path::Path) -> BrokerHandle {
-    let certs = dir.join("certs");
+#[tokio::test]
+async fn garbage_instead_of_a_tls_handshake_closes_only_that_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
     gregor::security::certs::write_dev_certs(&certs, &["localhost".to_string()]).unwrap();
-    let mut config = config(&dir.join("data"));
+    let mut config = config(&dir.path().join("data"));
     config
         .set_all([
             ("listeners", "PLAINTEXT://127.0.0.1:0,SSL://127.0.0.1:0"),
             ("ssl.keystore.location", certs.join("broker.pem").to_str().unwrap()),
         ])
         .unwrap();
-    Broker::start(config).await.expect("broker starts")
-}
-
-#[tokio::test]
-async fn garbage_instead_of_a_tls_handshake_closes_only_that_connection() {
-    let dir = tempfile::tempdir().unwrap();
-    let certs = dir.path().join("certs");
-    let broker = tls_broker(dir.path()).await;
+    let broker = Broker::start(config).await.expect("broker starts");
     let addr = broker.listener_addr("SSL").unwrap();
 
     let mut garbage = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -211,48 +203,6 @@ async fn garbage_instead_of_a_tls_handshake_closes_only_that_connection() {
     let mut response = vec![0; size as usize];
     tls.read_exact(&mut response).await.unwrap();
     assert_eq!(&response[..6], &[0, 0, 0, 5, 0, 0], "correlation id 5, no error");
-    broker.shutdown().await;
-}
-
-#[tokio::test]
-async fn a_large_response_read_slowly_over_tls_arrives_whole() {
-    // rustls takes the last bytes of a response while the socket is full and sends them at the
-    // next write or flush: a fetch answer read slowly must end without another request.
-    let dir = tempfile::tempdir().unwrap();
-    let broker = tls_broker(dir.path()).await;
-    let mut plain = Client::connect(&broker).await;
-    assert_eq!(plain.create_topic("big", 1).await, 0);
-    for i in 0..4 {
-        let batch = encode_batch(&BatchSpec { value_bytes: 1000, base_ts: 1_700_000_000_000 + i * 100_000, ..BatchSpec::values(1000) });
-        assert_eq!(plain.produce("big", 0, batch).await.0, 0);
-    }
-
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(16 << 10).unwrap();
-    let tcp = socket.connect(broker.listener_addr("SSL").unwrap()).await.unwrap();
-    let mut tls = tls_connector(&dir.path().join("certs")).connect("localhost".try_into().unwrap(), tcp).await.expect("TLS handshake");
-    let mut request = BytesMut::new();
-    RequestHeader::default().with_request_api_key(FetchRequest::KEY).with_request_api_version(12).with_correlation_id(9).encode(&mut request, FetchRequest::header_version(12)).unwrap();
-    let mut fetch = fetch_request("big", 0, 0, 0);
-    fetch.topics[0].partitions[0].partition_max_bytes = 8 << 20;
-    fetch.encode(&mut request, 12).unwrap();
-    tls.write_all(&(request.len() as i32).to_be_bytes()).await.unwrap();
-    tls.write_all(&request).await.unwrap();
-
-    let size = tokio::time::timeout(TIMEOUT, tls.read_i32()).await.expect("an answer").unwrap() as usize;
-    assert!(size > 4_000_000, "the four batches in one answer: {size} bytes");
-    let mut chunk = vec![0; 16 << 10];
-    let mut read = 0;
-    while read < size {
-        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-        let want = chunk.len().min(size - read);
-        let n = tokio::time::timeout(std::time::Duration::from_secs(5), tls.read(&mut chunk[..want]))
-            .await
-            .unwrap_or_else(|_| panic!("the answer stopped after {read} of {size} bytes"))
-            .unwrap();
-        assert!(n > 0, "the connection closed after {read} of {size} bytes");
-        read += n;
-    }
     broker.shutdown().await;
 }
 

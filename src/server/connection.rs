@@ -50,12 +50,7 @@ async fn write_response<W: AsyncWrite + Unpin>(write: &mut W, mut response: &[u8
             Ok(Err(e)) => return Err(e.into()),
         }
     }
-    // TLS takes the last bytes of a response once the socket is full and sends them only at the
-    // next write or flush: without this the tail would wait for the next response. (A no-op on TCP.)
-    match tokio::time::timeout(idle, write.flush()).await {
-        Err(_) => Err(WriteError::Stalled(idle)),
-        Ok(result) => result.map_err(WriteError::from),
-    }
+    Ok(())
 }
 
 impl Connection {
