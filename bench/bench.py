@@ -31,7 +31,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "bench", "results")
 SECTIONS = ["startup", "produce", "latency", "partitions", "consume", "fsync", "control",
-            "listoffsets", "retention", "transactions", "cluster"]
+            "listoffsets", "retention", "transactions", "security", "cluster"]
 MiB = 1 << 20
 
 # Apache Kafka 4.1 numbers from the issue (static reference values, not measured here).
@@ -60,7 +60,7 @@ MODES = {
         control_idle_secs=3, flood_count=3_000_000, listoffsets_queries=50,
         retention_count=500_000,
         cluster_count_100=2_000_000, cluster_count_1k=500_000, failover_kills=10,
-        transactions=1000,
+        transactions=1000, connects=200,
     ),
     "quick": dict(
         fresh_starts=2, restarts=1,
@@ -73,7 +73,7 @@ MODES = {
         control_idle_secs=1, flood_count=500_000, listoffsets_queries=10,
         retention_count=50_000,
         cluster_count_100=200_000, cluster_count_1k=50_000, failover_kills=3,
-        transactions=50,
+        transactions=50, connects=30,
     ),
 }
 
@@ -321,7 +321,8 @@ class Broker:
     """One gregor process; its port is picked at the first start and kept across restarts.
     With `controller_port` it also has a CONTROLLER listener (a cluster node)."""
 
-    def __init__(self, args, datadir, extra=(), label="broker", port=None, controller_port=None):
+    def __init__(self, args, datadir, extra=(), label="broker", port=None, controller_port=None,
+                 tls=None):
         self.bin = args.gregor_bin
         self.datadir = datadir
         self.extra = list(extra)
@@ -329,6 +330,7 @@ class Broker:
         self.proc = None
         self.port = port
         self.controller_port = controller_port
+        self.tls = tls  # a Tls: SSL and SASL_SSL listeners too
         self.logf = None
         self.log_path = os.path.join(args.workdir, f"{label}.log")
 
@@ -346,8 +348,12 @@ class Broker:
         listeners = f"PLAINTEXT://127.0.0.1:{self.port}"
         if self.controller_port:
             listeners += f",CONTROLLER://127.0.0.1:{self.controller_port}"
+        config = []
+        if self.tls:
+            listeners += self.tls.listeners()
+            config = ["--config", self.tls.properties()]
         return [self.bin, *subcommand, "--listeners", listeners, "--log-dirs", self.datadir,
-                *self.extra]
+                *config, *self.extra]
 
     @staticmethod
     def env():
@@ -452,9 +458,9 @@ class KafkaBroker(Broker):
     Kafka's config of the same name (--log-flush-interval-messages 1 is
     log.flush.interval.messages=1); GREGOR_ONLY_FLAGS have no Kafka equivalent."""
 
-    def __init__(self, args, datadir, extra=(), label="broker"):
+    def __init__(self, args, datadir, extra=(), label="broker", tls=None):
         super().__init__(args, datadir, extra, label=f"kafka-{label}",
-                         controller_port=free_port())
+                         controller_port=free_port(), tls=tls)
         self.classpath = args.kafka_classpath
         self.properties = os.path.join(args.workdir, f"{self.label}.properties")
 
@@ -475,6 +481,14 @@ class KafkaBroker(Broker):
              "transaction.state.log.min.isr": "1",
              # Gregor's default (Kafka's is 3 s); the group case sets its own.
              "group.initial.rebalance.delay.ms": "0"}
+        if self.tls:
+            for key in ("listeners", "advertised.listeners"):
+                c[key] += self.tls.listeners()
+            c["listener.security.protocol.map"] += ",SSL:SSL,SASL_SSL:SASL_SSL"
+            c.update(self.tls.configs())
+            # Kafka's server side of SCRAM needs a JAAS entry, even an empty one.
+            c[f"listener.name.sasl_ssl.{SCRAM.lower()}.sasl.jaas.config"] = \
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;"
         c.update(kafka_configs(self.extra))
         return c
 
@@ -519,9 +533,9 @@ def kafka_configs(flags):
     return out
 
 
-def new_broker(args, datadir, extra=(), label="broker"):
+def new_broker(args, datadir, extra=(), label="broker", tls=None):
     """A Gregor broker, or Kafka in the Kafka lane of `--against kafka`."""
-    return (KafkaBroker if args.kafka else Broker)(args, datadir, extra, label=label)
+    return (KafkaBroker if args.kafka else Broker)(args, datadir, extra, label=label, tls=tls)
 
 
 def wait_for(what, check, timeout, period=0.01):
@@ -698,8 +712,9 @@ def has_leaders(port, topic, partitions):
 
 
 def produce(args, broker, topic, size, count, acks="all", codec="none", partition=None,
-            extra=(), seed=1, timeout=None):
-    cmd = perf(args) + ["-P", "-b", broker.bootstrap, "-t", topic, "-s", str(size),
+            extra=(), seed=1, timeout=None, bootstrap=None):
+    """`bootstrap` (with the client settings in `extra`) picks another listener."""
+    cmd = perf(args) + ["-P", "-b", bootstrap or broker.bootstrap, "-t", topic, "-s", str(size),
                         "-c", str(count), "-a", "-1" if acks == "all" else str(acks),
                         "-R", str(seed), "-q"] + PRODUCE_SETTINGS + list(extra)
     if codec != "none":
@@ -722,9 +737,9 @@ def produce(args, broker, topic, size, count, acks="all", codec="none", partitio
                 broker_cores=broker_cores)
 
 
-def consume_cmd(args, broker, topic, count, partitions=None, group=None):
-    cmd = perf(args) + ["-b", broker.bootstrap, "-t", topic, "-c", str(count), "-e", "-q",
-                        "-o", "beginning"]
+def consume_cmd(args, broker, topic, count, partitions=None, group=None, bootstrap=None):
+    cmd = perf(args) + ["-b", bootstrap or broker.bootstrap, "-t", topic, "-c", str(count), "-e",
+                        "-q", "-o", "beginning"]
     cmd += ["-G", group] if group else ["-C"]
     for p in partitions or []:
         cmd += ["-p", str(p)]
@@ -1130,6 +1145,156 @@ def transaction_cases(args, R, cfg):
         R.fail("transactions", "transactions broker", f"{type(e).__name__}: {e}")
     finally:
         b.stop()
+        drop_datadir(d)
+
+
+SCRAM = "SCRAM-SHA-512"
+BENCH_USER, BENCH_PASSWORD = "bench", "bench-secret"
+CONNECT_RE = re.compile(r"^connect (.*)$", re.M)
+SECURITY_AIM = 0.7  # the issue's aim: SASL_SSL throughput at least 70 % of PLAINTEXT
+
+
+class Tls:
+    """The security section's SSL and SASL_SSL listeners beside PLAINTEXT: the broker key and
+    chain for 127.0.0.1 from `gregor certs` (a development CA), SCRAM-SHA-512 on SASL_SSL."""
+
+    def __init__(self, args):
+        self.dir = os.path.join(args.workdir, "certs")
+        p = subprocess.run([args.gregor_bin, "certs", "--dir", self.dir, "--host", "127.0.0.1"],
+                           capture_output=True, text=True, timeout=30)
+        if p.returncode != 0:
+            raise CaseError(f"gregor certs exited {p.returncode}: {tail(p.stdout, p.stderr)}")
+        self.ports = {"SSL": free_port(), "SASL_SSL": free_port()}
+
+    def listeners(self):
+        return "".join(f",{name}://127.0.0.1:{port}" for name, port in self.ports.items())
+
+    def configs(self):
+        """Kafka's keys, which Gregor reads too."""
+        return {"ssl.keystore.type": "PEM",
+                "ssl.keystore.location": os.path.join(self.dir, "broker.pem"),
+                "sasl.enabled.mechanisms": SCRAM}
+
+    def properties(self):
+        path = os.path.join(self.dir, "server.properties")
+        with open(path, "w") as f:
+            f.writelines(f"{k}={v}\n" for k, v in self.configs().items())
+        return path
+
+    def client(self, listener):
+        """(bootstrap, librdkafka -X arguments) for a client of `listener`."""
+        if listener == "PLAINTEXT":
+            return None, []
+        settings = {"security.protocol": listener,
+                    "ssl.ca.location": os.path.join(self.dir, "ca.pem")}
+        if listener == "SASL_SSL":
+            settings.update({"sasl.mechanism": SCRAM, "sasl.username": BENCH_USER,
+                             "sasl.password": BENCH_PASSWORD})
+        x = [a for k, v in settings.items() for a in ("-X", f"{k}={v}")]
+        return f"127.0.0.1:{self.ports[listener]}", x
+
+
+def connect_times(args, broker, tls, listener, count):
+    bootstrap, x = tls.client(listener)
+    cmd = [args.benchtool, "connect", "-b", bootstrap or broker.bootstrap, "-n", str(count), *x]
+    rc, out, err = run_client(args, cmd, 60 + count)
+    m = CONNECT_RE.search(out)
+    if rc != 0 or not m:
+        raise CaseError(f"gregor-benchtool connect exited {rc}: {' '.join(cmd)}\n{tail(out, err)}")
+    return {k: float(v) for k, v in (kv.split("=") for kv in m.group(1).split())}
+
+
+def security_cases(args, R, cfg):
+    """Produce and consume over SASL_SSL (TLS, SCRAM-SHA-512) beside PLAINTEXT on one broker,
+    with the produce and consume rows' sizes and tool; connection set-up time per protocol."""
+    d = new_datadir(args, "security")
+    b = None
+    try:
+        tls = Tls(args)
+        b = new_broker(args, d, label="security", tls=tls)
+        b.start()
+        rc, out, err = run_client(args, [args.benchtool, "scram-user", b.bootstrap, BENCH_USER,
+                                         BENCH_PASSWORD, SCRAM], 60)
+        if rc != 0:
+            raise CaseError(f"gregor-benchtool scram-user exited {rc}: {tail(out, err)}")
+        # A first login, not timed: Kafka applies the credential from its metadata log a moment
+        # later, and librdkafka retries until it can log in.
+        connect_times(args, b, tls, "SASL_SSL", 1)
+        protocols = ("PLAINTEXT", "SASL_SSL")
+        sasl = f"SASL_SSL (TLS, {SCRAM})"
+
+        def beside(name, runs):
+            """A row per protocol (its median run); SASL_SSL's as a share of PLAINTEXT's."""
+            med = {listener: sorted(rs, key=lambda r: r["rec_s"])[len(rs) // 2]
+                   for listener, rs in runs.items()}
+            plain, res = med["PLAINTEXT"], med["SASL_SSL"]
+            R.add("security", f"{name}, PLAINTEXT", thr(plain), plain["rec_s"],
+                  mb_s=plain["mb_s"], raw=plain)
+            share = res["rec_s"] / plain["rec_s"]
+            R.add("security", f"{name}, {sasl}", f"{thr(res)}; {share:.0%} of PLAINTEXT",
+                  res["rec_s"], target=f">= {SECURITY_AIM:.0%} of PLAINTEXT",
+                  target_ok=share >= SECURITY_AIM, mb_s=res["mb_s"], share=share, raw=res)
+
+        n_runs = cfg["warm_runs"]
+        for size, count in ((100, cfg["headline_count"]), (1024, cfg["count_1k"])):
+            label = "100 B" if size == 100 else "1 KiB"
+            name = f"produce {label}, 1 part, acks=all, none"
+
+            def run():
+                runs = {listener: [] for listener in protocols}
+                for listener in protocols:
+                    create_topic(args, b, f"sec-{size}-{listener}", 1)
+                # Unmeasured: the broker's first writes go to neither protocol's numbers.
+                produce(args, b, f"sec-{size}-PLAINTEXT", size, count // 10)
+                for i in range(n_runs):
+                    for listener in protocols:
+                        bootstrap, x = tls.client(listener)
+                        runs[listener].append(produce(args, b, f"sec-{size}-{listener}", size,
+                                                      count, extra=x, seed=1 + i,
+                                                      bootstrap=bootstrap))
+                beside(f"{name} ({'median of ' + str(n_runs) if n_runs > 1 else '1 run'} each, "
+                       "alternating)", runs)
+            case(R, "security", f"{name} over SASL_SSL")(run)
+
+        fill_n = cfg["fill_bytes"] // 100
+        gib = cfg["fill_bytes"] / (1 << 30)
+        size_label = f"{gib:g} GiB" if gib >= 1 else f"{cfg['fill_bytes'] // MiB} MiB"
+
+        def consume():
+            create_topic(args, b, "sec-c1", 1)
+            produce(args, b, "sec-c1", 100, fill_n, partition=0)
+            b.settle(cfg["settle_max"])
+            runs = {}
+            for listener in protocols:
+                bootstrap, x = tls.client(listener)
+                cmd = consume_cmd(args, b, "sec-c1", fill_n, partitions=[0],
+                                  bootstrap=bootstrap) + x
+                meter = CpuMeter(b)
+                rc, out, err = run_client(args, cmd, 120 * cfg["timeout_scale"] + fill_n / 2e5)
+                res = parse_consume(cmd, rc, out, err)
+                res["client_cores"], res["broker_cores"] = meter.cores()
+                if res["records"] != fill_n:
+                    raise CaseError(f"consumed {res['records']} of {fill_n} over {listener}")
+                runs[listener] = [res]
+            beside(f"consume {size_label} from beginning, 1 partition, 1 consumer", runs)
+        case(R, "security", "consume over SASL_SSL")(consume)
+
+        n = cfg["connects"]
+        for listener, what in (("PLAINTEXT", "TCP"), ("SSL", "TCP + TLS handshake"),
+                               ("SASL_SSL", f"TCP + TLS handshake + {SCRAM} login")):
+            name = (f"connection set-up, {listener}: a fresh librdkafka client to its first "
+                    f"Metadata answer ({what}, ApiVersions, Metadata), {n} one after another")
+
+            def connect():
+                r = connect_times(args, b, tls, listener, n)
+                R.add("security", name, f"p50 {ms(r['p50_ms'])}, p99 {ms(r['p99_ms'])}, "
+                      f"max {ms(r['max_ms'])}", r["p50_ms"], kind="lower", p99=r["p99_ms"], raw=r)
+            case(R, "security", f"connection set-up, {listener}")(connect)
+    except Exception as e:
+        R.fail("security", "broker with SSL and SASL_SSL listeners", f"{type(e).__name__}: {e}")
+    finally:
+        if b:
+            b.stop()
         drop_datadir(d)
 
 
@@ -1626,6 +1791,8 @@ def run_all(args, cfg, R):
 
     if "transactions" in only:
         transaction_cases(args, R, cfg)
+    if "security" in only:
+        security_cases(args, R, cfg)
     if "cluster" in only and not args.kafka:  # Gregor's cluster: the rows say n/a for Kafka
         cluster_cases(args, R, cfg)
     sampler.stopped = True
@@ -1787,7 +1954,8 @@ def chart(path, R, meta):
 
     ax = fig.add_subplot(gs[0, :])
     rows = thr_rows[::-1]
-    colors = {"fsync": "#c0504d", "consume": "#9bbb59", "cluster": "#f79646"}
+    colors = {"fsync": "#c0504d", "consume": "#9bbb59", "cluster": "#f79646",
+              "security": "#4bacc6"}
     ax.barh(range(len(rows)), [r["mb_s"] for r in rows],
             color=[colors.get(r["section"], "#4f81bd") for r in rows])
     for i, r in enumerate(rows):
@@ -1800,7 +1968,8 @@ def chart(path, R, meta):
     ax.set_yticklabels([short_label(r["case"]) for r in rows], fontsize=7)
     ax.set_ylim(-0.6, len(rows) - 0.4)
     ax.set_xlabel("MB/s (10^6 B/s)   blue: produce, red: produce with fsync on, green: consume, "
-                  "orange: 3-node cluster;   black tick: Kafka 4.1 reference")
+                  "orange: 3-node cluster, teal: PLAINTEXT beside SASL_SSL;   "
+                  "black tick: Kafka 4.1 reference")
     ax.set_title(f"Gregor throughput, {meta['mode']} run {meta['date']} ({meta['commit']})")
 
     ax = fig.add_subplot(gs[1, 0])

@@ -25,6 +25,17 @@
  *       does) to partition 0 until SIGTERM or SIGINT; prints the CLOCK_MONOTONIC time (us) of
  *       each acknowledgement as it is delivered, one a line, then flushes and prints one line
  *       "acks sent=N acked=N failed=N". Failed deliveries go to stderr (the first 5).
+ *
+ *   gregor-benchtool scram-user BROKERS USER PASSWORD MECHANISM
+ *       Gives USER a SCRAM credential (MECHANISM SCRAM-SHA-256 or SCRAM-SHA-512, 4096
+ *       iterations, a random salt) with AlterUserScramCredentials through librdkafka's admin API.
+ *
+ *   gregor-benchtool connect -b BROKERS [-n COUNT] [-X prop=val]...
+ *       Connection set-up: COUNT times, one after another, a fresh client (rd_kafka_new with
+ *       the -X properties, e.g. security.protocol=SASL_SSL) until its first Metadata answer,
+ *       which takes the bootstrap connection: TCP, then TLS and SASL when configured, then
+ *       ApiVersions and Metadata. Prints one line of key=value pairs (milliseconds, nearest
+ *       rank); the client's teardown is not timed.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -77,6 +88,35 @@ static void set_kv(rd_kafka_conf_t *conf, const char *kv) {
         free(name);
 }
 
+/* ---------------------------------------------------------------- admin requests */
+
+/* A client for one admin request to BROKERS. */
+static rd_kafka_t *admin_client(const char *brokers) {
+        char errstr[512];
+        rd_kafka_conf_t *conf = rd_kafka_conf_new();
+        set(conf, "bootstrap.servers", brokers);
+        rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+        if (!rk)
+                die("rd_kafka_new", errstr);
+        return rk;
+}
+
+/* The result event of the admin request WHAT on Q, or NULL after saying why there is none (a
+ * timeout or an error of the whole request). */
+static rd_kafka_event_t *admin_result(rd_kafka_queue_t *q, const char *what) {
+        rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 60000);
+        if (!ev) {
+                fprintf(stderr, "gregor-benchtool: %s timed out\n", what);
+                return NULL;
+        }
+        if (rd_kafka_event_error(ev)) {
+                fprintf(stderr, "gregor-benchtool: %s: %s\n", what, rd_kafka_event_error_string(ev));
+                rd_kafka_event_destroy(ev);
+                return NULL;
+        }
+        return ev;
+}
+
 /* ---------------------------------------------------------------- create */
 
 static int cmd_create(int argc, char **argv) {
@@ -86,11 +126,7 @@ static int cmd_create(int argc, char **argv) {
                                 "[REPLICATION_FACTOR [prop=val]...]\n");
                 return 2;
         }
-        rd_kafka_conf_t *conf = rd_kafka_conf_new();
-        set(conf, "bootstrap.servers", argv[2]);
-        rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
-        if (!rk)
-                die("rd_kafka_new", errstr);
+        rd_kafka_t *rk = admin_client(argv[2]);
         rd_kafka_NewTopic_t *nt =
             rd_kafka_NewTopic_new(argv[3], atoi(argv[4]), argc > 5 ? atoi(argv[5]) : 1, errstr,
                                   sizeof(errstr));
@@ -108,15 +144,9 @@ static int cmd_create(int argc, char **argv) {
         rd_kafka_AdminOptions_set_request_timeout(opts, 30000, errstr, sizeof(errstr));
         rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
         rd_kafka_CreateTopics(rk, &nt, 1, opts, q);
-        rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 60000);
-        int rc = 0;
-        if (!ev) {
-                fprintf(stderr, "gregor-benchtool: CreateTopics timed out\n");
-                rc = 1;
-        } else if (rd_kafka_event_error(ev)) {
-                fprintf(stderr, "gregor-benchtool: CreateTopics: %s\n", rd_kafka_event_error_string(ev));
-                rc = 1;
-        } else {
+        rd_kafka_event_t *ev = admin_result(q, "CreateTopics");
+        int rc = !ev;
+        if (ev) {
                 size_t n;
                 const rd_kafka_topic_result_t **res =
                     rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &n);
@@ -135,6 +165,52 @@ static int cmd_create(int argc, char **argv) {
         rd_kafka_queue_destroy(q);
         rd_kafka_AdminOptions_destroy(opts);
         rd_kafka_NewTopic_destroy(nt);
+        rd_kafka_destroy(rk);
+        return rc;
+}
+
+/* ---------------------------------------------------------------- scram-user */
+
+static int cmd_scram_user(int argc, char **argv) {
+        char errstr[512];
+        if (argc != 6 || (strcmp(argv[5], "SCRAM-SHA-256") && strcmp(argv[5], "SCRAM-SHA-512"))) {
+                fprintf(stderr, "usage: gregor-benchtool scram-user BROKERS USER PASSWORD "
+                                "SCRAM-SHA-256|SCRAM-SHA-512\n");
+                return 2;
+        }
+        rd_kafka_t *rk = admin_client(argv[2]);
+        rd_kafka_ScramMechanism_t mechanism = strcmp(argv[5], "SCRAM-SHA-256") ?
+                                                  RD_KAFKA_SCRAM_MECHANISM_SHA_512 :
+                                                  RD_KAFKA_SCRAM_MECHANISM_SHA_256;
+        rd_kafka_UserScramCredentialAlteration_t *upsert = rd_kafka_UserScramCredentialUpsertion_new(
+            argv[3], mechanism, 4096, (const unsigned char *)argv[4], strlen(argv[4]), NULL, 0);
+        rd_kafka_AdminOptions_t *opts =
+            rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_ALTERUSERSCRAMCREDENTIALS);
+        rd_kafka_AdminOptions_set_request_timeout(opts, 30000, errstr, sizeof(errstr));
+        rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+        rd_kafka_AlterUserScramCredentials(rk, &upsert, 1, opts, q);
+        rd_kafka_event_t *ev = admin_result(q, "AlterUserScramCredentials");
+        int rc = !ev;
+        if (ev) {
+                size_t n;
+                const rd_kafka_AlterUserScramCredentials_result_response_t **res =
+                    rd_kafka_AlterUserScramCredentials_result_responses(
+                        rd_kafka_event_AlterUserScramCredentials_result(ev), &n);
+                for (size_t i = 0; i < n; i++) {
+                        const rd_kafka_error_t *error =
+                            rd_kafka_AlterUserScramCredentials_result_response_error(res[i]);
+                        if (error && rd_kafka_error_code(error)) {
+                                fprintf(stderr, "gregor-benchtool: AlterUserScramCredentials %s: %s\n",
+                                        argv[3], rd_kafka_error_string(error));
+                                rc = 1;
+                        }
+                }
+        }
+        if (ev)
+                rd_kafka_event_destroy(ev);
+        rd_kafka_queue_destroy(q);
+        rd_kafka_AdminOptions_destroy(opts);
+        rd_kafka_UserScramCredentialAlteration_destroy(upsert);
         rd_kafka_destroy(rk);
         return rc;
 }
@@ -428,6 +504,52 @@ static int cmd_acks(int argc, char **argv) {
         return acked == run.sent ? 0 : 1;
 }
 
+/* ---------------------------------------------------------------- connect */
+
+static int cmd_connect(int argc, char **argv) {
+        char errstr[512];
+        const char *brokers = NULL;
+        int count = 100, opt;
+        rd_kafka_conf_t *base = rd_kafka_conf_new();
+        optind = 2;
+        while ((opt = getopt(argc, argv, "b:n:X:")) != -1) {
+                switch (opt) {
+                case 'b': brokers = optarg; break;
+                case 'n': count = atoi(optarg); break;
+                case 'X': set_kv(base, optarg); break;
+                default: return 2;
+                }
+        }
+        if (!brokers || count <= 0) {
+                fprintf(stderr, "usage: gregor-benchtool connect -b BROKERS [-n COUNT] [-X p=v]...\n");
+                return 2;
+        }
+        set(base, "bootstrap.servers", brokers);
+        uint64_t *took = calloc(count, sizeof(*took));
+        if (!took)
+                die("malloc", "out of memory");
+        for (int i = 0; i < count; i++) {
+                rd_kafka_conf_t *conf = rd_kafka_conf_dup(base);
+                uint64_t t0 = now_ns();
+                rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+                if (!rk)
+                        die("rd_kafka_new", errstr);
+                const struct rd_kafka_metadata *md;
+                rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, NULL, &md, 30000);
+                if (err)
+                        die("metadata", rd_kafka_err2str(err));
+                took[i] = now_ns() - t0;
+                rd_kafka_metadata_destroy(md);
+                rd_kafka_destroy(rk);
+        }
+        qsort(took, count, sizeof(*took), cmp_u64);
+        printf("connect n=%d p50_ms=%.3f p99_ms=%.3f max_ms=%.3f\n", count,
+               pct(took, count, 0.50) / 1e3, pct(took, count, 0.99) / 1e3, took[count - 1] / 1e6);
+        free(took);
+        rd_kafka_conf_destroy(base);
+        return 0;
+}
+
 /* ---------------------------------------------------------------- txn */
 
 /* One transactional producer: N transactions of M records each, committed one after another.
@@ -529,9 +651,15 @@ int main(int argc, char **argv) {
                 return cmd_acks(argc, argv);
         if (argc >= 2 && !strcmp(argv[1], "txn"))
                 return cmd_txn(argc, argv);
+        if (argc >= 2 && !strcmp(argv[1], "scram-user"))
+                return cmd_scram_user(argc, argv);
+        if (argc >= 2 && !strcmp(argv[1], "connect"))
+                return cmd_connect(argc, argv);
         fprintf(stderr, "usage: gregor-benchtool create BROKERS TOPIC PARTITIONS [RF [p=v]...]\n"
                         "       gregor-benchtool e2e -b BROKERS -t TOPIC [options]\n"
                         "       gregor-benchtool acks -b BROKERS -t TOPIC [options]\n"
-                        "       gregor-benchtool txn -b BROKERS -t TOPIC [options]\n");
+                        "       gregor-benchtool txn -b BROKERS -t TOPIC [options]\n"
+                        "       gregor-benchtool scram-user BROKERS USER PASSWORD MECHANISM\n"
+                        "       gregor-benchtool connect -b BROKERS [-n COUNT] [-X p=v]...\n");
         return 2;
 }

@@ -983,6 +983,14 @@ def secure_addr(b, listener) -> str:
     return f"127.0.0.1:{b.ports[listener]}"
 
 
+def client_certificate_principal(certs) -> str:
+    """The principal of ``gregor certs``' client certificate: Kafka's is ``User:`` and the
+    subject in RFC 2253 form, as openssl prints it with that option."""
+    subject = subprocess.run(["openssl", "x509", "-in", certs["client_cert"], "-noout", "-subject", "-nameopt", "RFC2253"],
+                             capture_output=True, text=True, check=True).stdout.strip().removeprefix("subject=")
+    return f"User:{subject}"
+
+
 def add_scram_user(bootstrap, user=SCRAM_USER, password=SCRAM_PASSWORD, mechanisms=SCRAM_MECHANISMS):
     """Gives ``user`` SCRAM credentials with AlterUserScramCredentials (confluent-kafka's admin)."""
     from confluent_kafka.admin import ScramCredentialInfo, ScramMechanism, UserScramCredentialUpsertion
