@@ -16,8 +16,6 @@ import pytest
 
 from conftest import (
     SASL_CASES,
-    SCRAM_MECHANISMS,
-    ck_admin,
     client_certificate_principal,
     kp_create_topic,
     sasl_user,
@@ -193,17 +191,6 @@ def test_json_envelope_fields_and_headers(broker):
 
 # ------------------------------------------------------------------ security
 
-def kcat_librdkafka():
-    """The version of the librdkafka kcat runs on, from ``kcat -V``."""
-    out = subprocess.run([KCAT, "-V"], capture_output=True, text=True, timeout=RUN_TIMEOUT_S).stdout
-    return tuple(int(n) for n in re.search(r"librdkafka (\d+)\.(\d+)\.(\d+)", out).groups())
-
-
-# librdkafka before 2.6.1 puts its own nonce in front of the server's once more in the SCRAM
-# client-final message; Kafka 4.1, like Gregor, wants the server's nonce exactly and refuses it.
-SCRAM_NONCE_FIXED = (2, 6, 1)
-KCAT_SCRAM_WORKS = KCAT is not None and kcat_librdkafka() >= SCRAM_NONCE_FIXED
-
 def kcat_security(certs, listener, mechanism=None, password=None, client_cert=True):
     """kcat's -X settings for ``listener`` of the secured broker: the dev CA for TLS, the
     client certificate on MTLS (unless not ``client_cert``), ``mechanism``'s user on SASL
@@ -231,9 +218,6 @@ def log_since(b, offset):
 def test_produce_and_consume_over_a_secured_listener(secured_with_scram_user, certs, listener, mechanism):
     """kcat -P and -C through ``listener``; the broker logs whom it let in: the client
     certificate's principal on MTLS, the SASL user on SASL listeners."""
-    if mechanism in SCRAM_MECHANISMS and not KCAT_SCRAM_WORKS:
-        pytest.skip("kcat's librdkafka repeats its SCRAM nonce, refused as Kafka 4.1 refuses it "
-                    "(test_scram_of_librdkafka_before_2_6_1_is_refused_as_by_kafka)")
     b = secured_with_scram_user
     topic = unique_topic(f"kcat-{listener.lower()}")
     kp_create_topic(b.bootstrap, topic, 1)
@@ -275,17 +259,3 @@ def test_mutual_tls_without_a_client_certificate_is_refused(secured, certs):
 def test_wrong_password_is_refused(secured, certs):
     err = refused(secured, "SASL_PLAINTEXT", kcat_security(certs, "SASL_PLAINTEXT", "PLAIN", password="not-the-password"))
     assert "SASL authentication error: Authentication failed: Invalid username or password" in err, err
-
-
-@pytest.mark.skipif(KCAT_SCRAM_WORKS, reason="kcat's librdkafka sends the SCRAM nonce as it should")
-@pytest.mark.parametrize("listener,mechanism", [c for c in SASL_CASES if c[1] in SCRAM_MECHANISMS])
-def test_scram_of_librdkafka_before_2_6_1_is_refused_as_by_kafka(secured_with_scram_user, certs, listener, mechanism):
-    """The right user and password: confluent-kafka (a newer librdkafka) gets in, kcat is
-    refused, as Kafka 4.1 (ScramSaslServer: the client-final nonce must equal the server's)
-    refuses it."""
-    b = secured_with_scram_user
-    settings = kcat_security(certs, listener, mechanism)
-    admin = ck_admin(secure_addr(b, listener), **dict(arg.split("=", 1) for arg in settings[1::2]))
-    assert admin.list_topics(timeout=10).brokers
-    err = refused(b, listener, settings)
-    assert "SASL authentication error: Authentication failed: Invalid user credentials" in err, err

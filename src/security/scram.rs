@@ -117,7 +117,10 @@ struct Challenged {
     user: String,
     credential: ScramCredential,
     gs2_header: String,
+    /// The client's nonce and this server's after it.
     nonce: String,
+    /// How much of `nonce` is the client's.
+    client_nonce_len: usize,
     client_first_bare: String,
     server_first: String,
 }
@@ -176,12 +179,12 @@ impl ScramExchange {
         let server_first = format!("r={nonce},s={},i={}", BASE64.encode(&credential.salt), credential.iterations);
         let challenge = server_first.clone().into_bytes();
         let gs2_header = format!("{binding},{authzid},");
-        self.state = State::Challenged(Challenged { user, credential, gs2_header, nonce, client_first_bare: bare.to_string(), server_first });
+        self.state = State::Challenged(Challenged { user, credential, gs2_header, nonce, client_nonce_len: client_nonce.len(), client_first_bare: bare.to_string(), server_first });
         Step::Challenge(challenge)
     }
 
     fn client_final(&self, message: &str, challenged: &Challenged) -> Step {
-        let Challenged { user, credential, gs2_header, nonce, client_first_bare, server_first } = challenged;
+        let Challenged { user, credential, gs2_header, nonce, client_nonce_len, client_first_bare, server_first } = challenged;
         let Some((without_proof, proof)) = message.rsplit_once(",p=") else {
             return Step::Failed("Authentication failed: malformed SCRAM client-final message".into());
         };
@@ -194,7 +197,11 @@ impl ScramExchange {
                 _ => {}
             }
         }
-        if binding != Some(BASE64.encode(gs2_header).as_str()) || final_nonce != Some(nonce.as_str()) {
+        // librdkafka before 2.6.1 puts its own nonce in front of the whole one again. The
+        // server's part is still there exactly, so it is accepted, as Kafka 3.8.1 to 3.9 did;
+        // more of the clients in use log in than with Kafka 4's refusal.
+        let repeated = || final_nonce.and_then(|n| n.strip_prefix(&nonce[..*client_nonce_len])) == Some(nonce.as_str());
+        if binding != Some(BASE64.encode(gs2_header).as_str()) || (final_nonce != Some(nonce.as_str()) && !repeated()) {
             return Step::Failed(INVALID.into());
         }
         let Ok(proof) = BASE64.decode(proof) else {
@@ -246,6 +253,11 @@ mod tests {
 
     /// A whole exchange as a client computes it, with RFC 7677's test vector for the password.
     fn exchange(password: &str) -> Step {
+        exchange_with(password, |nonce| nonce.to_string())
+    }
+
+    /// The exchange with the client-final nonce made from the server's by `final_nonce`.
+    fn exchange_with(password: &str, final_nonce: impl Fn(&str) -> String) -> Step {
         let mechanism = ScramMechanism::Sha256;
         let salt = BASE64.decode("W22ZaJ0SNY7soEsUEjb6gQ==").unwrap();
         let salted = pbkdf2::pbkdf2_hmac_array::<Sha256, 32>(b"pencil", &salt, 4096);
@@ -257,7 +269,7 @@ mod tests {
         assert!(nonce.starts_with("rOprNGfwEbeRWgbNEkqO") && first.ends_with(",s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096"), "{first}");
         let salted = pbkdf2::pbkdf2_hmac_array::<Sha256, 32>(password.as_bytes(), &BASE64.decode("W22ZaJ0SNY7soEsUEjb6gQ==").unwrap(), 4096);
         let client_key = mechanism.hmac(&salted, b"Client Key");
-        let without_proof = format!("c=biws,r={nonce}");
+        let without_proof = format!("c=biws,r={}", final_nonce(&nonce));
         let auth_message = format!("n=alice,r=rOprNGfwEbeRWgbNEkqO,{first},{without_proof}");
         let signature = mechanism.hmac(&mechanism.hash(&client_key), auth_message.as_bytes());
         let proof: Vec<u8> = client_key.iter().zip(&signature).map(|(k, s)| k ^ s).collect();
@@ -273,6 +285,15 @@ mod tests {
     fn a_right_password_proves_the_user_and_a_wrong_one_does_not() {
         assert!(matches!(exchange("pencil"), Step::Done(p, _) if p == Principal::user("alice")));
         assert!(matches!(exchange("pen"), Step::Failed(m) if m == INVALID));
+    }
+
+    #[test]
+    fn the_nonce_must_be_the_servers_or_old_librdkafkas_repetition_of_it() {
+        let done = |f: fn(&str) -> String| matches!(exchange_with("pencil", f), Step::Done(..));
+        assert!(done(|n| format!("rOprNGfwEbeRWgbNEkqO{n}")), "librdkafka before 2.6.1");
+        assert!(!done(|n| format!("other{n}")));
+        assert!(!done(|n| n[..n.len() - 1].to_string()));
+        assert!(!done(|_| "rOprNGfwEbeRWgbNEkqO".to_string()), "the client's nonce alone");
     }
 
     #[test]
