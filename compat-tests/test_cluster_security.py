@@ -1,6 +1,6 @@
 """A cluster whose brokers reach each other only over SASL_SSL (inter.broker.listener.name),
-logging in with PLAIN from their listener's JAAS config, with the authorizer on and the
-brokers' user in super.users: followers replicate over TLS and SASL, acks=all records survive
+logging in with PLAIN from their listener's JAAS config, and whose controller quorum speaks
+mutual TLS, with the authorizer on and the brokers' user in super.users: followers replicate over TLS and SASL, acks=all records survive
 the kill of their partition leader, ACLs and SCRAM users made on one node hold on the others,
 and a broker with a wrong inter-broker password never joins the ISR and logs why."""
 
@@ -27,7 +27,9 @@ def jaas(password: str) -> str:
 def properties(certs, path: str, broker_password: str) -> str:
     with open(path, "w") as f:
         f.write("\n".join([
-            "listener.security.protocol.map=SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT",
+            "listener.security.protocol.map=SASL_SSL:SASL_SSL,CONTROLLER:SSL",
+            # The controller quorum over mutual TLS: each node shows its certificate.
+            "listener.name.controller.ssl.client.auth=required",
             "inter.broker.listener.name=SASL_SSL",
             "sasl.mechanism.inter.broker.protocol=PLAIN",
             "sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512",

@@ -14,13 +14,12 @@ use kafka_protocol::messages::sasl_handshake_request::SaslHandshakeRequest;
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 use kafka_protocol::ResponseError;
-use rustls_pki_types::ServerName;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::config::Config;
 use crate::security::sasl::{inter_broker_mechanism, SaslLogin};
-use crate::security::tls::TlsClient;
+use crate::security::tls::{server_name, Stream, TlsClient};
 
 /// How this broker dials the others: the listener whose endpoint it dials
 /// (`inter.broker.listener.name`), with that listener's TLS and SASL as this broker's own
@@ -56,10 +55,6 @@ impl InterBrokerClient {
     }
 }
 
-/// A connection's byte stream: TCP, or TLS over it.
-trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
-
 pub struct BrokerConnection {
     stream: Box<dyn Stream>,
     client_id: StrBytes,
@@ -78,8 +73,7 @@ impl BrokerConnection {
             None => Box::new(tcp),
             Some(tls) => {
                 // The certificate must name the host the broker advertises.
-                let host = address.rsplit_once(':').map_or(address, |(host, _)| host).trim_start_matches('[').trim_end_matches(']');
-                let name = ServerName::try_from(host.to_string()).map_err(|e| anyhow!("{host:?} is neither a DNS name nor an IP address: {e}"))?;
+                let name = server_name(address).map_err(|e| anyhow!(e))?;
                 let handshake = tokio::time::timeout(timeout, tls.connector().connect(name, tcp));
                 Box::new(handshake.await.map_err(|_| anyhow!("no TLS handshake within {timeout:?}"))?.with_context(|| format!("TLS handshake with {address}"))?)
             }

@@ -287,8 +287,8 @@ impl Config {
         let all = listeners::combine(&config.bind, &config.advertise, &protocols)?;
         (config.listeners, config.controller_listener) =
             quorum::split_and_check(config.process_roles, config.node_id, &config.quorum_voters, &config.controller_listener_names, all)?;
-        if let Some(l) = config.controller_listener.as_ref().filter(|l| l.protocol != SecurityProtocol::Plaintext) {
-            return Err(format!("controller listener {} uses {}: the controller quorum speaks PLAINTEXT only", l.name, l.protocol.name()));
+        if let Some(l) = config.controller_listener.as_ref().filter(|l| l.protocol.sasl()) {
+            return Err(format!("controller listener {} uses {}: the controller quorum speaks PLAINTEXT or SSL (with client certificates if asked), not SASL", l.name, l.protocol.name()));
         }
         config.inter_broker_listener = config.find_inter_broker_listener()?;
         // A lone node reaches no other broker; a cluster's brokers log in to each other.
@@ -584,6 +584,9 @@ mod tests {
         assert!(refused(&[listeners, ("inter.broker.listener.name", "INTERNAL")]).contains("GSSAPI"), "Kafka's default mechanism is refused");
         assert!(refused(&[listeners, ("inter.broker.listener.name", "INTERNAL"), ("sasl.mechanism.inter.broker.protocol", "OAUTHBEARER")]).contains("PLAIN, SCRAM-SHA-256"));
         assert!(Config::default().set("security.inter.broker.protocol", "TLS").is_err());
+        let controller = |protocol: &str| cluster_node(&[listeners, ("listener.security.protocol.map", &format!("PLAINTEXT:PLAINTEXT,SSL:SSL,INTERNAL:SASL_SSL,CONTROLLER:{protocol}"))]);
+        assert_eq!(controller("SSL").unwrap().controller_listener.unwrap().protocol, SecurityProtocol::Ssl);
+        assert!(format!("{:#}", controller("SASL_SSL").unwrap_err()).contains("PLAINTEXT or SSL"));
         // A lone node reaches no other broker: its SASL listener needs no inter-broker mechanism.
         let mut lone = Config::default();
         lone.set_all([("listeners", "SASL_SSL://127.0.0.1:0")]).unwrap();

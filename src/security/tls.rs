@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig, SupportedProtocolVersion};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use super::{setting, Principal};
@@ -20,6 +20,17 @@ enum ClientAuth {
     None,
     Requested,
     Required,
+}
+
+/// A connection's byte stream: TCP, or TLS over it.
+pub trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for T {}
+
+/// The name a server's certificate must carry, from the `host:port` dialled: a DNS name or an
+/// IP address, as the server advertises itself.
+pub fn server_name(address: &str) -> Result<ServerName<'static>, String> {
+    let host = address.rsplit_once(':').map_or(address, |(host, _)| host).trim_start_matches('[').trim_end_matches(']');
+    ServerName::try_from(host.to_string()).map_err(|e| format!("{host:?} is neither a DNS name nor an IP address: {e}"))
 }
 
 /// A listener's TLS server side: the acceptor built from its settings, rebuilt when a
@@ -52,6 +63,18 @@ impl TlsClient {
     /// The connector for a new connection (see [`Reloading::current`]).
     pub fn connector(&self) -> TlsConnector {
         self.0.current()
+    }
+}
+
+impl std::fmt::Debug for TlsServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TlsServer({})", self.0.listener)
+    }
+}
+
+impl std::fmt::Debug for TlsClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TlsClient({})", self.0.listener)
     }
 }
 
