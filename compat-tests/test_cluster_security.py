@@ -10,7 +10,7 @@ import os
 import signal
 import time
 
-from conftest import CLIENT_TIMEOUT_S, ScriptCluster, wait_until
+from conftest import CLIENT_TIMEOUT_S, ScriptCluster, ck_drain, wait_until
 
 BROKER_PASSWORD = "broker-secret"
 USERS = {"admin": "admin-secret", "carol": "carol-secret"}
@@ -87,11 +87,15 @@ def test_a_cluster_replicates_over_sasl_ssl_and_an_impostor_never_joins_the_isr(
 
         producer = Producer(client(certs, **{"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True}))
         acked = []
-        for i in range(200):
-            producer.produce("replicated", value=f"v{i}".encode(), partition=0,
-                             on_delivery=lambda err, msg: acked.append(msg.value()) if err is None else None)
-        assert producer.flush(30) == 0
-        assert len(acked) == 200
+
+        def produce(numbers):
+            for i in numbers:
+                producer.produce("replicated", value=f"v{i}".encode(), partition=0,
+                                 on_delivery=lambda err, msg: acked.append(msg.value()) if err is None else None)
+            assert producer.flush(30) == 0
+            assert len(acked) == numbers.stop
+
+        produce(range(200))
 
         # Security lives in the metadata quorum: made through node 1, effective on nodes 2 and 3.
         node = {k: AdminClient(client(certs, **{"bootstrap.servers": c.bootstrap[k - 1]})) for k in (1, 2, 3)}
@@ -135,21 +139,12 @@ def test_a_cluster_replicates_over_sasl_ssl_and_an_impostor_never_joins_the_isr(
             return p.leader if p is not None and p.leader not in (-1, p0.leader) else None
 
         wait_until(new_leader, timeout=CLIENT_TIMEOUT_S, message=lambda: f"a new leader\n{c.log()}")
-        for i in range(200, 250):
-            producer.produce("replicated", value=f"v{i}".encode(), partition=0,
-                             on_delivery=lambda err, msg: acked.append(msg.value()) if err is None else None)
-        assert producer.flush(30) == 0
-        assert len(acked) == 250
+        produce(range(200, 250))
 
         consumer = Consumer(client(certs, **{"bootstrap.servers": bootstrap, "group.id": "secured-reader",
                                              "enable.auto.commit": False, "auto.offset.reset": "earliest"}))
         consumer.assign([TopicPartition("replicated", 0, 0)])
-        seen = []
-        deadline = time.monotonic() + CLIENT_TIMEOUT_S
-        while len(seen) < 250 and time.monotonic() < deadline:
-            msg = consumer.poll(1.0)
-            if msg is not None and msg.error() is None:
-                seen.append(msg.value())
+        seen = [m.value() for m in ck_drain(consumer, len(acked))]
         consumer.close()
         assert seen == acked, f"read {len(seen)} of {len(acked)} acknowledged records"
     finally:

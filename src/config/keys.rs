@@ -218,7 +218,7 @@ pub const KEYS: &[Key] = &[
         |c, v| quorum::parse_voters(v).map(|voters| c.quorum_voters = voters))
         .note("this node alone"),
     Key::new("controller.listener.names", ConfigType::List, Some("CONTROLLER"),
-        "The listener in listeners that serves the controller quorum's RPC (Gregor's own protocol, PLAINTEXT unless listener.security.protocol.map says otherwise).",
+        "The listener in listeners that serves the controller quorum's RPC (Gregor's own protocol): PLAINTEXT unless listener.security.protocol.map makes it SSL (SASL is refused).",
         |c, v| quorum::parse_names(v).map(|names| c.controller_listener_names = names)),
     Key::new("broker.session.timeout.ms", ConfigType::Int, Some("9000"),
         "The controller fences a broker whose heartbeats stop for this long, and moves its partition leaderships to other ISR members.",
