@@ -537,9 +537,11 @@ class ScriptCluster:
     ``bootstrap`` (127.0.0.1, consecutive ports), fenced 2 s after their heartbeats stop. With
     ``controllers`` M, nodes 1..M are dedicated controllers and the brokers are M+1..M+N. With
     ``metrics``, node K serves Prometheus metrics on ``metrics_port + K - 1``. ``extra_args``
-    go to every node."""
+    go to every node, ``node_args[K]`` to node K alone; ``listener`` names the client listener
+    (a ``--config`` in the args secures it)."""
 
-    def __init__(self, nodes: int, controllers: int = 0, metrics: bool = False, extra_args=()):
+    def __init__(self, nodes: int, controllers: int = 0, metrics: bool = False, extra_args=(),
+                 listener: str = "PLAINTEXT", node_args: dict[int, list[str]] | None = None):
         self.nodes = nodes
         self.controllers = controllers
         self.port = free_port(nodes)
@@ -559,7 +561,10 @@ class ScriptCluster:
             GREGOR_CLUSTER_PORT=str(self.port),
             GREGOR_CLUSTER_CONTROLLER_PORT=str(self.controller_port),
             GREGOR_CLUSTER_CONTROLLERS=str(controllers),
+            GREGOR_CLUSTER_LISTENER=listener,
         )
+        for k, args in (node_args or {}).items():
+            env[f"GREGOR_CLUSTER_NODE{k}_ARGS"] = " ".join(args)
         if self.metrics_port is not None:
             env["GREGOR_CLUSTER_METRICS_PORT"] = str(self.metrics_port)
         args = [os.path.join(REPO, "scripts", "cluster"), str(nodes),

@@ -301,6 +301,10 @@ async fn join_quorum(config: &Config, store: &LogStore, cluster_id: &str, failur
     let mut quorum = ControllerConfig::new(node_id, voters, listener.map(|l| format!("{}:{}", l.bind_host(), l.port)));
     quorum.cluster_id = cluster_id.to_string();
     quorum.broker_session_timeout_ms = config.broker_session_timeout_ms;
+    if let Some(l) = listener.filter(|l| l.protocol.tls()) {
+        let context = |e: String| anyhow::anyhow!("controller listener {} ({}): {e}", l.name, l.protocol.name());
+        quorum.tls = Some((security::tls::TlsServer::new(&l.name, &config.security).map_err(context)?, security::tls::TlsClient::new(&l.name, &config.security).map_err(context)?));
+    }
     let (controller, task) = Controller::start(quorum, store, shutdown.clone()).await?;
     let mut tasks = vec![task];
     if config.process_roles.controller {

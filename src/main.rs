@@ -50,13 +50,16 @@ fn command() -> Command {
 /// The file first, then flags and variables over it.
 fn to_config(matches: &ArgMatches) -> anyhow::Result<Config> {
     let mut config = Config::default();
-    if let Some(path) = matches.get_one::<PathBuf>("config") {
-        for key in config.load_file(path)? {
-            tracing::warn!("{}: ignoring unknown key {key:?}", path.display());
-        }
+    let file = match matches.get_one::<PathBuf>("config") {
+        Some(path) => gregor::config::read_file(path)?,
+        None => Vec::new(),
+    };
+    let given = KEYS.iter().filter_map(|k| matches.get_one::<String>(k.name).map(|v| (k.name, v.as_str())));
+    let what = matches.get_one::<PathBuf>("config").map_or("flags and GREGOR_* variables".to_string(), |path| format!("{} with flags and GREGOR_* variables", path.display()));
+    // Checked together, flags over the file.
+    for key in config.set_all(file.iter().map(|(k, v)| (k.as_str(), v.as_str())).chain(given)).context(what)? {
+        tracing::warn!("ignoring unknown key {key:?} in the config file");
     }
-    let given: Vec<(&str, &str)> = KEYS.iter().filter_map(|k| matches.get_one::<String>(k.name).map(|v| (k.name, v.as_str()))).collect();
-    config.set_all(given).context("flags and GREGOR_* variables")?;
     Ok(config)
 }
 

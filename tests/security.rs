@@ -237,13 +237,13 @@ async fn bad_security_settings_refuse_the_start() {
         let why = refused(&dir.path().join(format!("data-{case}")), &settings).await;
         assert!(why.contains(expected), "{settings:?}: {why}");
     }
-    // The controller quorum speaks PLAINTEXT only.
+    // The controller quorum speaks PLAINTEXT or SSL, not SASL.
     let mut config = config(&dir.path().join("data"));
     let err = config
         .set_all([
             ("listeners", "PLAINTEXT://127.0.0.1:0,CONTROLLER://127.0.0.1:0"),
-            ("listener.security.protocol.map", "PLAINTEXT:PLAINTEXT,CONTROLLER:SSL"),
+            ("listener.security.protocol.map", "PLAINTEXT:PLAINTEXT,CONTROLLER:SASL_SSL"),
         ])
         .unwrap_err();
-    assert!(format!("{err:#}").contains("controller quorum speaks PLAINTEXT only"), "{err:#}");
+    assert!(format!("{err:#}").contains("controller quorum speaks PLAINTEXT or SSL"), "{err:#}");
 }

@@ -206,6 +206,8 @@ pub struct Cluster {
     /// Producer ids a data directory from before the metadata log handed out: blocks start
     /// above them.
     legacy_producer_ids: i64,
+    /// How this node dials other brokers (replication, transaction markers).
+    inter_broker: broker_client::InterBrokerClient,
 }
 
 struct Quorum {
@@ -272,6 +274,7 @@ impl Cluster {
             published: tokio::sync::watch::Sender::new(0),
             producer_ids: tokio::sync::Mutex::new(0..0),
             legacy_producer_ids,
+            inter_broker: broker_client::InterBrokerClient::new(config).map_err(|e| anyhow::anyhow!(e))?,
         })
     }
 
@@ -326,22 +329,32 @@ impl Cluster {
         image.topic(name).and_then(|t| t.partitions.values().next()).map_or(1, |p| p.replicas.len() as i16)
     }
 
-    /// The brokers clients may use, at their address on `listener` (or their first one): the
-    /// unfenced brokers of the metadata image, and this one, which is serving.
-    /// Where this node reaches each broker (replication, markers): its endpoint on this
-    /// node's first listener, or the broker's first.
+    /// How this node dials other brokers.
+    pub fn inter_broker(&self) -> &broker_client::InterBrokerClient {
+        &self.inter_broker
+    }
+
+    /// Where this node reaches each broker (replication, markers): its endpoint on the
+    /// inter-broker listener, which every broker of a cluster has, as in Kafka.
     pub fn broker_addresses(&self, image: &MetadataImage) -> replication::BrokerAddresses {
-        let listener = &self.node().endpoints[0].listener;
+        let Some(listener) = self.inter_broker.listener() else { return replication::BrokerAddresses::new() };
         image
             .brokers()
             .filter_map(|b| {
                 let r = &b.registration;
-                let e = r.endpoints.iter().find(|e| &e.listener == listener).or(r.endpoints.first())?;
-                Some((r.id, format!("{}:{}", e.host, e.port)))
+                match r.endpoints.iter().find(|e| e.listener == listener) {
+                    Some(e) => Some((r.id, format!("{}:{}", e.host, e.port))),
+                    None => {
+                        tracing::debug!(broker = r.id, "broker {} registered no {listener} listener, this node's inter-broker listener: it cannot be reached", r.id);
+                        None
+                    }
+                }
             })
             .collect()
     }
 
+    /// The brokers clients may use, at their address on `listener` (or their first one): the
+    /// unfenced brokers of the metadata image, and this one, which is serving.
     pub fn live_brokers(&self, listener: &str) -> Vec<BrokerAddress> {
         let me = self.node.endpoint(listener);
         let mut brokers = vec![BrokerAddress { id: self.node.id, host: me.host.clone(), port: me.port, rack: self.node.rack.clone() }];

@@ -181,6 +181,29 @@ pub const KEYS: &[Key] = &[
         "NAME:PROTOCOL pairs giving each listener's security protocol: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL (see Security).",
         |c, v| listeners::parse_protocol_map(v).map(|m| c.protocols = m))
         .dynamic(Update::PerBroker).restart(REBIND),
+    Key::new("inter.broker.listener.name", ConfigType::String, None,
+        "The listener brokers reach each other on (replication, transaction markers): every broker of a cluster must have it, and advertises its address there. Exclusive with security.inter.broker.protocol.",
+        |c, v| {
+            c.inter_broker_listener_name = Some(v.trim().to_ascii_uppercase()).filter(|n| !n.is_empty());
+            Ok(())
+        })
+        .note("the listener named by security.inter.broker.protocol"),
+    Key::new("security.inter.broker.protocol", ConfigType::String, None,
+        "The inter-broker listener by its security protocol (the listener of that name): PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL. Exclusive with inter.broker.listener.name.",
+        |c, v| {
+            c.inter_broker_protocol = match v.trim().to_ascii_uppercase().as_str() {
+                "" => None,
+                v => Some(listeners::SecurityProtocol::parse(v).ok_or_else(|| format!("unknown security protocol {v} (PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL)"))?),
+            };
+            Ok(())
+        })
+        .note("PLAINTEXT (the PLAINTEXT listener, else Gregor's first)"),
+    Key::new("sasl.mechanism.inter.broker.protocol", ConfigType::String, Some("GSSAPI"),
+        "How brokers log in to each other's SASL inter-broker listener: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (Kafka's default, GSSAPI, is refused), with the username and password of listener.name.<listener>.<mechanism>.sasl.jaas.config.",
+        |c, v| {
+            c.inter_broker_sasl_mechanism = v.trim().to_string();
+            Ok(())
+        }),
     Key::new("log.dirs", ConfigType::String, Some("./data"),
         "Data directory holding the RocksDB store (the first one, if several are listed).",
         |c, v| v.split(',').next().map(str::trim).filter(|d| !d.is_empty()).map(|dir| c.data_dir = dir.into()).ok_or_else(|| "empty".into()))
@@ -195,7 +218,7 @@ pub const KEYS: &[Key] = &[
         |c, v| quorum::parse_voters(v).map(|voters| c.quorum_voters = voters))
         .note("this node alone"),
     Key::new("controller.listener.names", ConfigType::List, Some("CONTROLLER"),
-        "The listener in listeners that serves the controller quorum's RPC (Gregor's own protocol, PLAINTEXT unless listener.security.protocol.map says otherwise).",
+        "The listener in listeners that serves the controller quorum's RPC (Gregor's own protocol): PLAINTEXT unless listener.security.protocol.map makes it SSL (SASL is refused).",
         |c, v| quorum::parse_names(v).map(|names| c.controller_listener_names = names)),
     Key::new("broker.session.timeout.ms", ConfigType::Int, Some("9000"),
         "The controller fences a broker whose heartbeats stop for this long, and moves its partition leaderships to other ISR members.",

@@ -40,7 +40,7 @@ pub enum SecurityProtocol {
 }
 
 impl SecurityProtocol {
-    fn parse(name: &str) -> Option<SecurityProtocol> {
+    pub fn parse(name: &str) -> Option<SecurityProtocol> {
         Some(match name {
             "PLAINTEXT" => SecurityProtocol::Plaintext,
             "SSL" => SecurityProtocol::Ssl,

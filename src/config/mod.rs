@@ -42,6 +42,16 @@ pub struct Config {
     /// The entry of `listeners` named in `controller.listener.names`, taken out of `listeners`
     /// (which keeps the Kafka API's).
     pub controller_listener: Option<Listener>,
+    /// The entry of `listeners` other brokers reach this one on (replication, transaction
+    /// markers), from `inter.broker.listener.name` or `security.inter.broker.protocol`; `None`
+    /// on a controller-only node.
+    pub inter_broker_listener: Option<Listener>,
+    /// `sasl.mechanism.inter.broker.protocol`: how brokers log in to each other's SASL listener.
+    pub inter_broker_sasl_mechanism: String,
+    /// `inter.broker.listener.name` and `security.inter.broker.protocol` as given, until `resolve`
+    /// checks them against the listeners.
+    inter_broker_listener_name: Option<String>,
+    inter_broker_protocol: Option<SecurityProtocol>,
     pub broker_session_timeout_ms: u64,
     pub broker_heartbeat_interval_ms: u64,
     pub broker_rack: Option<String>,
@@ -277,20 +287,36 @@ impl Config {
         let all = listeners::combine(&config.bind, &config.advertise, &protocols)?;
         (config.listeners, config.controller_listener) =
             quorum::split_and_check(config.process_roles, config.node_id, &config.quorum_voters, &config.controller_listener_names, all)?;
-        if let Some(l) = config.controller_listener.as_ref().filter(|l| l.protocol != SecurityProtocol::Plaintext) {
-            return Err(format!("controller listener {} uses {}: the controller quorum speaks PLAINTEXT only", l.name, l.protocol.name()));
+        if let Some(l) = config.controller_listener.as_ref().filter(|l| l.protocol.sasl()) {
+            return Err(format!("controller listener {} uses {}: the controller quorum speaks PLAINTEXT or SSL (with client certificates if asked), not SASL", l.name, l.protocol.name()));
         }
-        // Followers fetch from a leader's first listener, with a client that speaks neither TLS nor SASL.
-        if let Some(l) = config.listeners.first().filter(|l| !config.quorum_voters.is_empty() && l.protocol != SecurityProtocol::Plaintext) {
-            return Err(format!(
-                "listener {} uses {} but, as the first listener, carries replication between brokers, which Gregor does over PLAINTEXT only: put a PLAINTEXT listener first",
-                l.name,
-                l.protocol.name()
-            ));
+        config.inter_broker_listener = config.find_inter_broker_listener()?;
+        // A lone node reaches no other broker; a cluster's brokers log in to each other.
+        if let Some(l) = config.inter_broker_listener.as_ref().filter(|l| !config.quorum_voters.is_empty() && l.protocol.sasl()) {
+            crate::security::sasl::inter_broker_mechanism(&config.inter_broker_sasl_mechanism).map_err(|e| format!("inter-broker listener {}: {e}", l.name))?;
         }
         config.security = statics.iter().filter(|(k, _)| crate::security::is_security_key(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
         config.statics = statics;
         Ok(config)
+    }
+
+    /// The listener brokers reach each other on: the one `inter.broker.listener.name` names, or
+    /// the one named after `security.inter.broker.protocol`, as in Kafka; with neither, the
+    /// listener called PLAINTEXT (Kafka's default), else the first.
+    fn find_inter_broker_listener(&self) -> Result<Option<Listener>, String> {
+        if !self.process_roles.broker {
+            return Ok(None);
+        }
+        let (key, name) = match (&self.inter_broker_listener_name, self.inter_broker_protocol) {
+            (Some(_), Some(_)) => return Err("set only one of inter.broker.listener.name and security.inter.broker.protocol".into()),
+            (Some(name), None) => ("inter.broker.listener.name", name.clone()),
+            (None, Some(protocol)) => ("security.inter.broker.protocol", protocol.name().to_string()),
+            (None, None) => return Ok(self.listeners.iter().find(|l| l.name == "PLAINTEXT").or(self.listeners.first()).cloned()),
+        };
+        match self.listeners.iter().find(|l| l.name == name) {
+            Some(l) => Ok(Some(l.clone())),
+            None => Err(format!("{key} names listener {name}, which is not in listeners (or is the controller's): every broker must have it, since brokers reach each other there")),
+        }
     }
 
     /// Placeholders only: `resolve` sets every field from the table.
@@ -303,6 +329,10 @@ impl Config {
             quorum_voters: Vec::new(),
             controller_listener_names: Vec::new(),
             controller_listener: None,
+            inter_broker_listener: None,
+            inter_broker_sasl_mechanism: String::new(),
+            inter_broker_listener_name: None,
+            inter_broker_protocol: None,
             broker_session_timeout_ms: 0,
             broker_heartbeat_interval_ms: 0,
             broker_rack: None,
@@ -409,24 +439,32 @@ impl Config {
     /// Reads a `server.properties`-style file: `key=value` lines, `#` or `!` comments.
     /// Returns the keys it did not know.
     pub fn load_file(&mut self, path: &Path) -> Result<Vec<String>> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
-        let mut pairs = Vec::new();
-        for (n, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
-                continue;
-            }
-            let (key, value) = line
-                .split_once(['=', ':'])
-                .with_context(|| format!("{}:{}: expected key=value, got {line:?}", path.display(), n + 1))?;
-            let key = key.trim();
-            if let Some(known) = keys::find(key) {
-                known.normalize(key, value).map_err(|e| anyhow!("{}:{}: {e}", path.display(), n + 1))?;
-            }
-            pairs.push((key, value));
-        }
-        self.set_all(pairs).with_context(|| path.display().to_string())
+        let pairs = read_file(path)?;
+        self.set_all(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))).with_context(|| path.display().to_string())
     }
+}
+
+/// The `key=value` pairs of a `server.properties`-style file (`#` or `!` comments), each known
+/// key's value checked on its own; the settings are checked together when they are set (with
+/// any flags over them, so a file may name a listener that only a flag defines).
+pub fn read_file(path: &Path) -> Result<Vec<(String, String)>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+    let mut pairs = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+            continue;
+        }
+        let (key, value) = line
+            .split_once(['=', ':'])
+            .with_context(|| format!("{}:{}: expected key=value, got {line:?}", path.display(), n + 1))?;
+        let key = key.trim();
+        if let Some(known) = keys::find(key) {
+            known.normalize(key, value).map_err(|e| anyhow!("{}:{}: {e}", path.display(), n + 1))?;
+        }
+        pairs.push((key.to_string(), value.to_string()));
+    }
+    Ok(pairs)
 }
 
 /// README's configuration table, generated from [`KEYS`] (`gregor --print-config-table`).
@@ -519,6 +557,40 @@ mod tests {
         std::fs::write(&path, "listeners=PLAINTEXT://127.0.0.1:0,INTERNAL://127.0.0.1:0\n").unwrap();
         let err = Config::default().load_file(&path).unwrap_err();
         assert!(format!("{err:#}").contains("INTERNAL has no security protocol"), "{err:#}");
+    }
+
+    fn cluster_node(pairs: &[(&str, &str)]) -> Result<Config> {
+        let mut c = Config::default();
+        let base = [("controller.quorum.voters", "1@127.0.0.1:9093"), ("listener.security.protocol.map", "PLAINTEXT:PLAINTEXT,INTERNAL:SASL_SSL,SSL:SSL,CONTROLLER:PLAINTEXT")];
+        c.set_all(base.into_iter().chain(pairs.iter().copied()))?;
+        Ok(c)
+    }
+
+    #[test]
+    fn the_inter_broker_listener_is_named_as_in_kafka() {
+        let listeners = ("listeners", "PLAINTEXT://127.0.0.1:0,SSL://127.0.0.1:0,INTERNAL://127.0.0.1:0,CONTROLLER://127.0.0.1:9093");
+        let name = |c: Config| c.inter_broker_listener.unwrap().name;
+        assert_eq!(name(cluster_node(&[listeners]).unwrap()), "PLAINTEXT", "Kafka's default: security.inter.broker.protocol=PLAINTEXT");
+        assert_eq!(name(cluster_node(&[listeners, ("security.inter.broker.protocol", "SSL")]).unwrap()), "SSL");
+        let internal = [listeners, ("inter.broker.listener.name", "internal"), ("sasl.mechanism.inter.broker.protocol", "SCRAM-SHA-512")];
+        assert_eq!(name(cluster_node(&internal).unwrap()), "INTERNAL");
+        // Without PLAINTEXT, the first listener, as Gregor did before the setting.
+        assert_eq!(name(cluster_node(&[("listeners", "SSL://127.0.0.1:0,CONTROLLER://127.0.0.1:9093")]).unwrap()), "SSL");
+        let refused = |pairs: &[(&str, &str)]| format!("{:#}", cluster_node(pairs).unwrap_err());
+        assert!(refused(&[listeners, ("inter.broker.listener.name", "OTHER")]).contains("names listener OTHER, which is not in listeners"));
+        assert!(refused(&[listeners, ("inter.broker.listener.name", "CONTROLLER")]).contains("not in listeners"));
+        assert!(refused(&[listeners, ("inter.broker.listener.name", "SSL"), ("security.inter.broker.protocol", "SSL")]).contains("only one of"));
+        assert!(refused(&[listeners, ("security.inter.broker.protocol", "SASL_PLAINTEXT")]).contains("not in listeners"));
+        assert!(refused(&[listeners, ("inter.broker.listener.name", "INTERNAL")]).contains("GSSAPI"), "Kafka's default mechanism is refused");
+        assert!(refused(&[listeners, ("inter.broker.listener.name", "INTERNAL"), ("sasl.mechanism.inter.broker.protocol", "OAUTHBEARER")]).contains("PLAIN, SCRAM-SHA-256"));
+        assert!(Config::default().set("security.inter.broker.protocol", "TLS").is_err());
+        let controller = |protocol: &str| cluster_node(&[listeners, ("listener.security.protocol.map", &format!("PLAINTEXT:PLAINTEXT,SSL:SSL,INTERNAL:SASL_SSL,CONTROLLER:{protocol}"))]);
+        assert_eq!(controller("SSL").unwrap().controller_listener.unwrap().protocol, SecurityProtocol::Ssl);
+        assert!(format!("{:#}", controller("SASL_SSL").unwrap_err()).contains("PLAINTEXT or SSL"));
+        // A lone node reaches no other broker: its SASL listener needs no inter-broker mechanism.
+        let mut lone = Config::default();
+        lone.set_all([("listeners", "SASL_SSL://127.0.0.1:0")]).unwrap();
+        assert_eq!(lone.inter_broker_listener.unwrap().name, "SASL_SSL");
     }
 
     #[test]

@@ -35,17 +35,18 @@ pub fn write_dev_certs(dir: &Path, hosts: &[String]) -> Result<String> {
     ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
     let ca_cert = ca.self_signed(&ca_key)?;
 
-    let leaf = |common_name: &str, names: Vec<String>, purpose: ExtendedKeyUsagePurpose| -> Result<(String, String)> {
+    let leaf = |common_name: &str, names: Vec<String>, purposes: Vec<ExtendedKeyUsagePurpose>| -> Result<(String, String)> {
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::new(names)?;
         params.distinguished_name = subject(common_name);
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
-        params.extended_key_usages = vec![purpose];
+        params.extended_key_usages = purposes;
         let cert = params.signed_by(&key, &ca_cert, &ca_key)?;
         Ok((key.serialize_pem(), format!("{}{}", cert.pem(), ca_cert.pem())))
     };
-    let (broker_key, broker_chain) = leaf(&hosts[0], hosts.to_vec(), ExtendedKeyUsagePurpose::ServerAuth)?;
-    let (client_key, client_chain) = leaf("client", Vec::new(), ExtendedKeyUsagePurpose::ClientAuth)?;
+    // A broker is also a client of the other brokers and controllers (mutual TLS between them).
+    let (broker_key, broker_chain) = leaf(&hosts[0], hosts.to_vec(), vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth])?;
+    let (client_key, client_chain) = leaf("client", Vec::new(), vec![ExtendedKeyUsagePurpose::ClientAuth])?;
 
     let write = |name: &str, text: &str| -> Result<String> {
         let path = dir.join(name);

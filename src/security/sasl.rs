@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::oauthbearer::{UnsecuredValidator, UNSECURED_VALIDATOR};
-use super::scram::{ScramCredentials, ScramExchange, ScramMechanism};
+use super::scram::{ScramClient, ScramCredentials, ScramExchange, ScramMechanism};
 use super::{setting, Principal};
 use crate::config::Layer;
 
@@ -201,6 +201,77 @@ impl Exchange {
     }
 }
 
+/// `sasl.mechanism.inter.broker.protocol`, among the mechanisms Gregor speaks.
+pub fn inter_broker_mechanism(name: &str) -> Result<Mechanism, String> {
+    let default = if name == "GSSAPI" { " (GSSAPI, Kafka's default, is not offered)" } else { "" };
+    Mechanism::parse(name).filter(|m| *m != Mechanism::OAuthBearer).ok_or_else(|| format!("sasl.mechanism.inter.broker.protocol={name}: brokers log in to each other with PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512{default}"))
+}
+
+/// How this broker logs in to the other brokers' SASL listener (`inter.broker.listener.name`):
+/// with `sasl.mechanism.inter.broker.protocol`, as the `username` and `password` of that
+/// mechanism's JAAS config on the listener (PlainLoginModule, ScramLoginModule), as Kafka's
+/// brokers take them.
+pub struct SaslLogin {
+    mechanism: Mechanism,
+    user: String,
+    password: String,
+}
+
+impl SaslLogin {
+    pub fn new(listener: &str, settings: &Layer, mechanism: Mechanism) -> Result<SaslLogin, String> {
+        if mechanism == Mechanism::OAuthBearer {
+            return Err("brokers log in to each other with PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, not OAUTHBEARER".into());
+        }
+        let key = format!("{}.sasl.jaas.config", mechanism.name().to_ascii_lowercase());
+        let full_key = format!("listener.name.{}.{key}", listener.to_ascii_lowercase());
+        let jaas = setting(settings, listener, &key).or_else(|| setting(settings, listener, "sasl.jaas.config")).ok_or_else(|| {
+            format!("brokers log in to each other on listener {listener} with {}: set {full_key} with username=\"...\" password=\"...\"", mechanism.name())
+        })?;
+        let options = parse_jaas(jaas).map_err(|e| format!("{full_key}: {e}"))?;
+        let option = |name: &str| options.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        match (option("username"), option("password")) {
+            (Some(user), Some(password)) if !user.is_empty() => Ok(SaslLogin { mechanism, user, password }),
+            _ => Err(format!("{full_key} needs username=\"...\" and password=\"...\": the credentials this broker logs in to the other brokers with")),
+        }
+    }
+
+    pub fn mechanism(&self) -> Mechanism {
+        self.mechanism
+    }
+
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// A new exchange and the first token to send.
+    pub fn start(&self) -> (ClientExchange, Vec<u8>) {
+        match self.mechanism {
+            Mechanism::Plain => (ClientExchange::Plain, format!("\0{}\0{}", self.user, self.password).into_bytes()),
+            Mechanism::Scram(m) => {
+                let (client, first) = ScramClient::start(m, &self.user, &self.password);
+                (ClientExchange::Scram(Box::new(client)), first)
+            }
+            Mechanism::OAuthBearer => unreachable!("SaslLogin::new refuses OAUTHBEARER"),
+        }
+    }
+}
+
+/// The client side of an exchange in progress.
+pub enum ClientExchange {
+    Plain,
+    Scram(Box<ScramClient>),
+}
+
+impl ClientExchange {
+    /// The answer to the server's token: `Some` token to send, `None` when logged in.
+    pub fn step(&mut self, token: &[u8]) -> Result<Option<Vec<u8>>, String> {
+        match self {
+            ClientExchange::Plain => Ok(None),
+            ClientExchange::Scram(client) => client.step(token),
+        }
+    }
+}
+
 /// `connections.max.reauth.ms` for `mechanism` on `listener`: Kafka's
 /// `listener.name.<l>.<mechanism>.connections.max.reauth.ms`, else the listener's, else the
 /// broker's; 0 (the default) lets sessions last as long as their connection.
@@ -335,6 +406,19 @@ mod tests {
         assert_eq!(challenge, br#"{"status":"invalid_token"}"#);
         assert!(matches!(exchange.step(&server, b"\x01"), Step::Failed(reason) if reason.contains("no 'exp' claim")));
         assert_eq!(exchange.credential_lifetime(), None);
+    }
+
+    #[test]
+    fn a_broker_logs_in_with_the_username_and_password_of_its_listener_jaas_config() {
+        let mut settings = Layer::new();
+        let jaas = r#"org.apache.kafka.common.security.plain.PlainLoginModule required username="broker" password="b-secret" user_broker="b-secret";"#;
+        settings.insert("listener.name.internal.plain.sasl.jaas.config".into(), jaas.into());
+        let login = SaslLogin::new("INTERNAL", &settings, Mechanism::Plain).unwrap();
+        assert_eq!(login.start().1, b"\0broker\0b-secret");
+        let missing = SaslLogin::new("INTERNAL", &settings, Mechanism::Scram(ScramMechanism::Sha256)).err().unwrap();
+        assert!(missing.contains("listener.name.internal.scram-sha-256.sasl.jaas.config"), "{missing}");
+        settings.insert("listener.name.internal.plain.sasl.jaas.config".into(), r#"PlainLoginModule required user_broker="x";"#.into());
+        assert!(SaslLogin::new("INTERNAL", &settings, Mechanism::Plain).err().unwrap().contains("needs username"));
     }
 
     #[test]

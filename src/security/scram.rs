@@ -75,6 +75,14 @@ impl ScramMechanism {
             ScramMechanism::Sha512 => Sha512::digest(data).to_vec(),
         }
     }
+
+    /// RFC 5802's SaltedPassword: PBKDF2 with this mechanism's HMAC.
+    pub fn salted_password(self, password: &str, salt: &[u8], iterations: u32) -> Vec<u8> {
+        match self {
+            ScramMechanism::Sha256 => pbkdf2::pbkdf2_hmac_array::<Sha256, 32>(password.as_bytes(), salt, iterations).to_vec(),
+            ScramMechanism::Sha512 => pbkdf2::pbkdf2_hmac_array::<Sha512, 64>(password.as_bytes(), salt, iterations).to_vec(),
+        }
+    }
 }
 
 /// A user's credential for one mechanism (Kafka's UserScramCredentialRecord without the name).
@@ -221,6 +229,73 @@ impl ScramExchange {
     }
 }
 
+/// The client side of one exchange, as a broker logs in to another (RFC 5802): client-first,
+/// then the proof for the server's challenge, then the server's signature checked.
+pub struct ScramClient {
+    mechanism: ScramMechanism,
+    password: String,
+    client_first_bare: String,
+    client_nonce: String,
+    /// The server signature to expect, once the proof is sent.
+    expected: Option<Vec<u8>>,
+}
+
+impl ScramClient {
+    /// The exchange and its first message.
+    pub fn start(mechanism: ScramMechanism, user: &str, password: &str) -> (ScramClient, Vec<u8>) {
+        let client_nonce = uuid::Uuid::new_v4().simple().to_string();
+        let client_first_bare = format!("n={},r={client_nonce}", escape_name(user));
+        let first = format!("n,,{client_first_bare}").into_bytes();
+        (ScramClient { mechanism, password: password.to_string(), client_first_bare, client_nonce, expected: None }, first)
+    }
+
+    /// The answer to the server's next message: `Some` token to send, `None` once the server
+    /// proved it knows the credential.
+    pub fn step(&mut self, message: &[u8]) -> Result<Option<Vec<u8>>, String> {
+        let message = std::str::from_utf8(message).map_err(|_| "a SCRAM message is not UTF-8".to_string())?;
+        match self.expected.take() {
+            None => self.client_final(message).map(Some),
+            Some(expected) => {
+                let signature = message.strip_prefix("v=").and_then(|v| BASE64.decode(v).ok());
+                match signature {
+                    Some(s) if s == expected => Ok(None),
+                    _ => Err(format!("the server's final SCRAM message does not prove it knows the credential: {message:?}")),
+                }
+            }
+        }
+    }
+
+    fn client_final(&mut self, server_first: &str) -> Result<Vec<u8>, String> {
+        let (mut nonce, mut salt, mut iterations) = (None, None, None);
+        for attribute in server_first.split(',') {
+            match attribute.split_once('=') {
+                Some(("r", r)) => nonce = Some(r),
+                Some(("s", s)) => salt = BASE64.decode(s).ok(),
+                Some(("i", i)) => iterations = i.parse::<u32>().ok(),
+                _ => {}
+            }
+        }
+        let malformed = || format!("malformed SCRAM server-first message {server_first:?}");
+        let (Some(nonce), Some(salt), Some(iterations)) = (nonce, salt, iterations) else { return Err(malformed()) };
+        if !nonce.starts_with(&self.client_nonce) || nonce.len() == self.client_nonce.len() || !(1..=MAX_ITERATIONS as u32).contains(&iterations) {
+            return Err(malformed());
+        }
+        let salted = self.mechanism.salted_password(&self.password, &salt, iterations);
+        let client_key = self.mechanism.hmac(&salted, b"Client Key");
+        let without_proof = format!("c=biws,r={nonce}");
+        let auth_message = format!("{},{server_first},{without_proof}", self.client_first_bare);
+        let signature = self.mechanism.hmac(&self.mechanism.hash(&client_key), auth_message.as_bytes());
+        let proof: Vec<u8> = client_key.iter().zip(&signature).map(|(k, s)| k ^ s).collect();
+        self.expected = Some(self.mechanism.hmac(&self.mechanism.hmac(&salted, b"Server Key"), auth_message.as_bytes()));
+        Ok(format!("{without_proof},p={}", BASE64.encode(proof)).into_bytes())
+    }
+}
+
+/// A user name as a SCRAM `saslname`.
+fn escape_name(name: &str) -> String {
+    name.replace('=', "=3D").replace(',', "=2C")
+}
+
 /// A SCRAM `saslname`: `=2C` and `=3D` stand for `,` and `=`; any other `=` is malformed.
 fn unescape_name(name: &str) -> Option<String> {
     let mut out = String::with_capacity(name.len());
@@ -251,34 +326,54 @@ mod tests {
         }
     }
 
-    /// A whole exchange as a client computes it, with RFC 7677's test vector for the password.
-    fn exchange(password: &str) -> Step {
-        exchange_with(password, |nonce| nonce.to_string())
-    }
-
-    /// The exchange with the client-final nonce made from the server's by `final_nonce`.
-    fn exchange_with(password: &str, final_nonce: impl Fn(&str) -> String) -> Step {
+    fn server() -> ScramExchange {
         let mechanism = ScramMechanism::Sha256;
         let salt = BASE64.decode("W22ZaJ0SNY7soEsUEjb6gQ==").unwrap();
-        let salted = pbkdf2::pbkdf2_hmac_array::<Sha256, 32>(b"pencil", &salt, 4096);
+        let salted = mechanism.salted_password("pencil", &salt, 4096);
         let credentials = Arc::new(One(ScramCredential::from_salted_password(mechanism, salt, &salted, 4096)));
-        let mut server = ScramExchange::new(mechanism, credentials);
+        ScramExchange::new(mechanism, credentials)
+    }
+
+    /// A whole exchange between [`ScramClient`] and the server, with RFC 7677's salt.
+    fn exchange(password: &str) -> Step {
+        let mut server = server();
+        let (mut client, first) = ScramClient::start(ScramMechanism::Sha256, "alice", password);
+        let Step::Challenge(challenge) = server.step(&first) else { panic!("no challenge") };
+        assert!(String::from_utf8_lossy(&challenge).ends_with(",s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096"));
+        let last = client.step(&challenge).unwrap().expect("the client's proof");
+        let step = server.step(&last);
+        if let Step::Done(_, server_final) = &step {
+            assert_eq!(client.step(server_final), Ok(None), "the server proves it knows the credential");
+        }
+        step
+    }
+
+    /// An exchange with the right password, by hand, whose client-final nonce is made from the
+    /// server's by `final_nonce`.
+    fn exchange_with(final_nonce: impl Fn(&str) -> String) -> Step {
+        let mechanism = ScramMechanism::Sha256;
+        let mut server = server();
         let Step::Challenge(first) = server.step(b"n,,n=alice,r=rOprNGfwEbeRWgbNEkqO") else { panic!("no challenge") };
         let first = String::from_utf8(first).unwrap();
         let nonce = first.strip_prefix("r=").unwrap().split(',').next().unwrap().to_string();
-        assert!(nonce.starts_with("rOprNGfwEbeRWgbNEkqO") && first.ends_with(",s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096"), "{first}");
-        let salted = pbkdf2::pbkdf2_hmac_array::<Sha256, 32>(password.as_bytes(), &BASE64.decode("W22ZaJ0SNY7soEsUEjb6gQ==").unwrap(), 4096);
+        let salted = mechanism.salted_password("pencil", &BASE64.decode("W22ZaJ0SNY7soEsUEjb6gQ==").unwrap(), 4096);
         let client_key = mechanism.hmac(&salted, b"Client Key");
         let without_proof = format!("c=biws,r={}", final_nonce(&nonce));
         let auth_message = format!("n=alice,r=rOprNGfwEbeRWgbNEkqO,{first},{without_proof}");
         let signature = mechanism.hmac(&mechanism.hash(&client_key), auth_message.as_bytes());
         let proof: Vec<u8> = client_key.iter().zip(&signature).map(|(k, s)| k ^ s).collect();
-        let step = server.step(format!("{without_proof},p={}", BASE64.encode(proof)).as_bytes());
-        if let Step::Done(_, last) = &step {
-            let expected = mechanism.hmac(&mechanism.hmac(&salted, b"Server Key"), auth_message.as_bytes());
-            assert_eq!(String::from_utf8_lossy(last), format!("v={}", BASE64.encode(expected)));
-        }
-        step
+        server.step(format!("{without_proof},p={}", BASE64.encode(proof)).as_bytes())
+    }
+
+    #[test]
+    fn the_client_refuses_a_server_that_does_not_prove_the_credential() {
+        let (mut client, _) = ScramClient::start(ScramMechanism::Sha512, "a=b,c", "secret");
+        assert!(client.client_first_bare.starts_with("n=a=3Db=2Cc,r="));
+        let nonce = client.client_nonce.clone();
+        assert!(client.step(format!("r={nonce},s=AAAA,i=4096").as_bytes()).is_err(), "the server must add to the nonce");
+        let last = client.step(format!("r={nonce}xyz,s=AAAA,i=4096").as_bytes()).unwrap().unwrap();
+        assert!(String::from_utf8(last).unwrap().starts_with(&format!("c=biws,r={nonce}xyz,p=")));
+        assert!(client.step(b"v=AAAA").is_err());
     }
 
     #[test]
@@ -289,7 +384,8 @@ mod tests {
 
     #[test]
     fn the_nonce_must_be_the_servers_or_old_librdkafkas_repetition_of_it() {
-        let done = |f: fn(&str) -> String| matches!(exchange_with("pencil", f), Step::Done(..));
+        let done = |f: fn(&str) -> String| matches!(exchange_with(f), Step::Done(..));
+        assert!(done(|n| n.to_string()));
         assert!(done(|n| format!("rOprNGfwEbeRWgbNEkqO{n}")), "librdkafka before 2.6.1");
         assert!(!done(|n| format!("other{n}")));
         assert!(!done(|n| n[..n.len() - 1].to_string()));

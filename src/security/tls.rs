@@ -6,10 +6,10 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use rustls::server::WebPkiClientVerifier;
-use rustls::{RootCertStore, ServerConfig, SupportedProtocolVersion};
+use rustls::{ClientConfig, RootCertStore, ServerConfig, SupportedProtocolVersion};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use tokio_rustls::TlsAcceptor;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use super::{setting, Principal};
 use crate::config::Layer;
@@ -22,33 +22,90 @@ enum ClientAuth {
     Required,
 }
 
-/// A listener's TLS: the acceptor built from its settings, rebuilt when a certificate or key
-/// file changes so renewed certificates are served without a restart.
-#[derive(Clone)]
-pub struct TlsServer {
-    listener: String,
-    settings: Arc<Layer>,
-    built: Arc<Mutex<Built>>,
+/// A connection's byte stream: TCP, or TLS over it.
+pub trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for T {}
+
+/// The name a server's certificate must carry, from the `host:port` dialled: a DNS name or an
+/// IP address, as the server advertises itself.
+pub fn server_name(address: &str) -> Result<ServerName<'static>, String> {
+    let host = address.rsplit_once(':').map_or(address, |(host, _)| host).trim_start_matches('[').trim_end_matches(']');
+    ServerName::try_from(host.to_string()).map_err(|e| format!("{host:?} is neither a DNS name nor an IP address: {e}"))
 }
 
-/// An acceptor and the files it was built from, with their modification times then.
-struct Built {
-    files: Vec<(PathBuf, Option<SystemTime>)>,
-    acceptor: TlsAcceptor,
-}
+/// A listener's TLS server side: the acceptor built from its settings, rebuilt when a
+/// certificate or key file changes so renewed certificates are served without a restart.
+#[derive(Clone)]
+pub struct TlsServer(Reloading<TlsAcceptor>);
 
 impl TlsServer {
     pub fn new(listener: &str, settings: &Layer) -> Result<TlsServer, String> {
-        let built = build(listener, settings)?;
-        Ok(TlsServer { listener: listener.to_string(), settings: Arc::new(settings.clone()), built: Arc::new(Mutex::new(built)) })
+        Reloading::new(listener, settings, build_server).map(TlsServer)
     }
 
-    /// The acceptor for a new connection: rebuilt first if a file it came from has changed;
-    /// a file that no longer loads keeps the previous one serving, with a warning.
+    /// The acceptor for a new connection (see [`Reloading::current`]).
     pub fn acceptor(&self) -> TlsAcceptor {
+        self.0.current()
+    }
+}
+
+/// The TLS client side of a listener, as a broker dials other brokers' listener of that name
+/// (`inter.broker.listener.name`): their certificates are checked against the truststore, and
+/// the keystore is this broker's client certificate when the listener asks for one.
+#[derive(Clone)]
+pub struct TlsClient(Reloading<TlsConnector>);
+
+impl TlsClient {
+    pub fn new(listener: &str, settings: &Layer) -> Result<TlsClient, String> {
+        Reloading::new(listener, settings, build_client).map(TlsClient)
+    }
+
+    /// The connector for a new connection (see [`Reloading::current`]).
+    pub fn connector(&self) -> TlsConnector {
+        self.0.current()
+    }
+}
+
+impl std::fmt::Debug for TlsServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TlsServer({})", self.0.listener)
+    }
+}
+
+impl std::fmt::Debug for TlsClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TlsClient({})", self.0.listener)
+    }
+}
+
+/// A TLS acceptor or connector built from a listener's settings, rebuilt when a file it was
+/// built from changes.
+#[derive(Clone)]
+struct Reloading<T> {
+    listener: String,
+    settings: Arc<Layer>,
+    build: fn(&str, &Layer) -> Result<Built<T>, String>,
+    built: Arc<Mutex<Built<T>>>,
+}
+
+/// What was built and the files it was built from, with their modification times then.
+struct Built<T> {
+    files: Vec<(PathBuf, Option<SystemTime>)>,
+    value: T,
+}
+
+impl<T: Clone> Reloading<T> {
+    fn new(listener: &str, settings: &Layer, build: fn(&str, &Layer) -> Result<Built<T>, String>) -> Result<Reloading<T>, String> {
+        let built = build(listener, settings)?;
+        Ok(Reloading { listener: listener.to_string(), settings: Arc::new(settings.clone()), build, built: Arc::new(Mutex::new(built)) })
+    }
+
+    /// The value for a new connection: rebuilt first if a file it came from has changed; a
+    /// file that no longer loads keeps the previous one in use, with a warning.
+    fn current(&self) -> T {
         let mut built = self.built.lock().expect("tls lock");
         if built.files.iter().any(|(path, modified)| modified_time(path) != *modified) {
-            match build(&self.listener, &self.settings) {
+            match (self.build)(&self.listener, &self.settings) {
                 Ok(rebuilt) => {
                     tracing::info!("listener {}: reloaded its TLS certificates", self.listener);
                     *built = rebuilt;
@@ -59,7 +116,7 @@ impl TlsServer {
                 }
             }
         }
-        built.acceptor.clone()
+        built.value.clone()
     }
 }
 
@@ -79,19 +136,26 @@ fn pem_text(listener: &str, settings: &Layer, location_key: &str, inline_key: &s
     Ok(Some(text))
 }
 
-fn check_pem_type(listener: &str, settings: &Layer, key: &str) -> Result<(), String> {
-    match setting(settings, listener, key) {
-        None => Ok(()),
-        Some(t) if t.eq_ignore_ascii_case("PEM") => Ok(()),
-        Some(other) => Err(format!("{key}={other} is not supported: Gregor reads PEM only; convert the store (e.g. openssl pkcs12 -in store.p12 -nodes) and set {key}=PEM")),
+fn check_pem_types(listener: &str, settings: &Layer) -> Result<(), String> {
+    for key in ["ssl.keystore.type", "ssl.truststore.type"] {
+        match setting(settings, listener, key) {
+            None => {}
+            Some(t) if t.eq_ignore_ascii_case("PEM") => {}
+            Some(other) => return Err(format!("{key}={other} is not supported: Gregor reads PEM only; convert the store (e.g. openssl pkcs12 -in store.p12 -nodes) and set {key}=PEM")),
+        }
     }
+    Ok(())
 }
 
-fn build(listener: &str, settings: &Layer) -> Result<Built, String> {
-    check_pem_type(listener, settings, "ssl.keystore.type")?;
-    check_pem_type(listener, settings, "ssl.truststore.type")?;
-    let mut files = Vec::new();
-    let keystore = pem_text(listener, settings, "ssl.keystore.location", "ssl.keystore.certificate.chain", &mut files)?
+/// A keystore: the certificate chain, its private key, and the setting the key came from.
+struct Keystore {
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    key_what: &'static str,
+}
+
+fn keystore(listener: &str, settings: &Layer, files: &mut Vec<(PathBuf, Option<SystemTime>)>) -> Result<Keystore, String> {
+    let keystore = pem_text(listener, settings, "ssl.keystore.location", "ssl.keystore.certificate.chain", files)?
         .ok_or("a TLS listener needs ssl.keystore.location (a PEM file with the key and certificate chain) or ssl.keystore.certificate.chain and ssl.keystore.key")?;
     let what = if setting(settings, listener, "ssl.keystore.certificate.chain").is_some() { "ssl.keystore.certificate.chain" } else { "ssl.keystore.location" };
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(keystore.as_bytes())
@@ -108,26 +172,37 @@ fn build(listener: &str, settings: &Layer) -> Result<Built, String> {
         return Err(format!("{key_what} holds an encrypted private key: Gregor reads unencrypted PEM keys only (openssl pkcs8 -nocrypt)"));
     }
     let key = PrivateKeyDer::from_pem_slice(key_text.as_bytes()).map_err(|e| format!("{key_what}: no usable PEM private key: {e}"))?;
-    let roots = match pem_text(listener, settings, "ssl.truststore.location", "ssl.truststore.certificates", &mut files)? {
-        None => None,
-        Some(text) => {
-            let mut roots = RootCertStore::empty();
-            for cert in CertificateDer::pem_slice_iter(text.as_bytes()) {
-                let cert = cert.map_err(|e| format!("truststore: bad PEM certificate: {e}"))?;
-                roots.add(cert).map_err(|e| format!("truststore: unusable CA certificate: {e}"))?;
-            }
-            if roots.is_empty() {
-                return Err("the truststore holds no certificate".into());
-            }
-            Some(Arc::new(roots))
-        }
-    };
-    let client_auth = match setting(settings, listener, "ssl.client.auth").unwrap_or("none").to_ascii_lowercase().as_str() {
-        "none" => ClientAuth::None,
-        "requested" => ClientAuth::Requested,
-        "required" => ClientAuth::Required,
-        other => return Err(format!("ssl.client.auth={other}: expected none, requested or required")),
-    };
+    Ok(Keystore { chain, key, key_what })
+}
+
+fn truststore(listener: &str, settings: &Layer, files: &mut Vec<(PathBuf, Option<SystemTime>)>) -> Result<Option<Arc<RootCertStore>>, String> {
+    let Some(text) = pem_text(listener, settings, "ssl.truststore.location", "ssl.truststore.certificates", files)? else { return Ok(None) };
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(text.as_bytes()) {
+        let cert = cert.map_err(|e| format!("truststore: bad PEM certificate: {e}"))?;
+        roots.add(cert).map_err(|e| format!("truststore: unusable CA certificate: {e}"))?;
+    }
+    if roots.is_empty() {
+        return Err("the truststore holds no certificate".into());
+    }
+    Ok(Some(Arc::new(roots)))
+}
+
+fn client_auth(listener: &str, settings: &Layer) -> Result<ClientAuth, String> {
+    match setting(settings, listener, "ssl.client.auth").unwrap_or("none").to_ascii_lowercase().as_str() {
+        "none" => Ok(ClientAuth::None),
+        "requested" => Ok(ClientAuth::Requested),
+        "required" => Ok(ClientAuth::Required),
+        other => Err(format!("ssl.client.auth={other}: expected none, requested or required")),
+    }
+}
+
+fn build_server(listener: &str, settings: &Layer) -> Result<Built<TlsAcceptor>, String> {
+    check_pem_types(listener, settings)?;
+    let mut files = Vec::new();
+    let Keystore { chain, key, key_what } = keystore(listener, settings, &mut files)?;
+    let roots = truststore(listener, settings, &mut files)?;
+    let client_auth = client_auth(listener, settings)?;
     let versions = protocol_versions(setting(settings, listener, "ssl.enabled.protocols").unwrap_or("TLSv1.2,TLSv1.3"))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ServerConfig::builder_with_provider(provider.clone()).with_protocol_versions(&versions).map_err(|e| format!("TLS: {e}"))?;
@@ -141,7 +216,26 @@ fn build(listener: &str, settings: &Layer) -> Result<Built, String> {
         }
     };
     let config = builder.with_single_cert(chain, key).map_err(|e| format!("{key_what}: the key does not fit the certificate chain: {e}"))?;
-    Ok(Built { files, acceptor: TlsAcceptor::from(Arc::new(config)) })
+    Ok(Built { files, value: TlsAcceptor::from(Arc::new(config)) })
+}
+
+fn build_client(listener: &str, settings: &Layer) -> Result<Built<TlsConnector>, String> {
+    check_pem_types(listener, settings)?;
+    let mut files = Vec::new();
+    let roots = truststore(listener, settings, &mut files)?
+        .ok_or("brokers check each other's certificates on this listener: set ssl.truststore.location (or ssl.truststore.certificates) to the CA that signs the brokers' certificates")?;
+    let versions = protocol_versions(setting(settings, listener, "ssl.enabled.protocols").unwrap_or("TLSv1.2,TLSv1.3"))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider).with_protocol_versions(&versions).map_err(|e| format!("TLS: {e}"))?.with_root_certificates(roots);
+    // The listener asks its clients for a certificate: this broker shows its own.
+    let config = match client_auth(listener, settings)? {
+        ClientAuth::None => builder.with_no_client_auth(),
+        ClientAuth::Requested | ClientAuth::Required => {
+            let Keystore { chain, key, key_what } = keystore(listener, settings, &mut files)?;
+            builder.with_client_auth_cert(chain, key).map_err(|e| format!("{key_what}: the key does not fit the certificate chain: {e}"))?
+        }
+    };
+    Ok(Built { files, value: TlsConnector::from(Arc::new(config)) })
 }
 
 /// `ssl.enabled.protocols`: TLS 1.2 and 1.3; older versions are not offered by rustls.

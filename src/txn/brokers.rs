@@ -51,7 +51,7 @@ impl Brokers {
             let client_id = format!("broker-{}-transactions", self.cluster.node().id);
             match address {
                 None => tracing::debug!(broker, "broker {broker} is not registered"),
-                Some(address) => match BrokerConnection::connect(&address, client_id, timeout).await {
+                Some(address) => match BrokerConnection::connect(&address, self.cluster.inter_broker(), client_id, timeout).await {
                     Ok(c) => *connection = Some(c),
                     Err(e) => tracing::debug!(broker, "connecting for transactions: {e:#}"),
                 },

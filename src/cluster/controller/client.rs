@@ -90,7 +90,7 @@ impl ControllerClient {
             };
             let mut peer = self.peer.lock().await;
             if peer.as_ref().is_none_or(|p| p.addr != target) {
-                *peer = Some(Peer::new(target, self.local.cluster_id().to_string()));
+                *peer = Some(Peer::new(target, self.local.cluster_id().to_string(), self.local.tls.clone()));
             }
             let response = peer.as_ref().expect("set above").request(&request, CALL_TIMEOUT).await?;
             let not_leader = match response.error() {

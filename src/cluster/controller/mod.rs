@@ -38,6 +38,7 @@ use tokio::task::JoinHandle;
 
 use crate::cluster::metadata::{MetadataImage, MetadataRecord};
 use crate::log::LogStore;
+use crate::security::tls::{TlsClient, TlsServer};
 
 /// Raft node id: Kafka's `node.id`.
 pub type NodeId = u64;
@@ -79,6 +80,8 @@ pub struct ControllerConfig {
     pub cluster_id: String,
     /// `broker.session.timeout.ms`: a broker without heartbeats this long is fenced.
     pub broker_session_timeout_ms: u64,
+    /// The controller listener is SSL: its RPC is served and dialled over TLS.
+    pub tls: Option<(TlsServer, TlsClient)>,
 }
 
 impl ControllerConfig {
@@ -87,7 +90,7 @@ impl ControllerConfig {
         // timeout, so 500 ms means an election 1.5-2 s after the last heartbeat, near Kafka's
         // controller.quorum.election.timeout.ms of 1 s plus its random backoff; heartbeats
         // every 200 ms leave room for a busy machine before a follower gives up on its leader.
-        ControllerConfig { node_id, voters, address, heartbeat_interval_ms: 200, election_timeout_ms: 500, snapshot_after_entries: 10_000, cluster_id: String::new(), broker_session_timeout_ms: 9000 }
+        ControllerConfig { node_id, voters, address, heartbeat_interval_ms: 200, election_timeout_ms: 500, snapshot_after_entries: 10_000, cluster_id: String::new(), broker_session_timeout_ms: 9000, tls: None }
     }
 }
 
@@ -180,6 +183,8 @@ pub struct Controller {
     sessions: Arc<brokers::Sessions>,
     /// Where the controller RPC listens, if it does.
     local_addr: Option<std::net::SocketAddr>,
+    /// How peers' controller listeners are dialled, when they speak TLS.
+    tls: Option<TlsClient>,
     /// Held from reading the image to writing what follows from it, so that no two such
     /// changes interleave.
     writes: Arc<tokio::sync::Mutex<()>>,
@@ -221,7 +226,8 @@ impl Controller {
         let raft_config = Arc::new(raft_config.validate().context("controller settings")?);
         let log = store.raft_log();
         let (state_machine, image) = store::StateMachine::open(log.clone()).await?;
-        let network = network::Network::new(id, config.cluster_id.clone());
+        let (tls_server, tls_client) = config.tls.clone().unzip();
+        let network = network::Network::new(id, config.cluster_id.clone(), tls_client.clone());
         let raft = Raft::new(id, raft_config, network, store::LogStorage::new(log), state_machine).await.context("starting the controller")?;
 
         let mut initialized = false;
@@ -257,10 +263,11 @@ impl Controller {
             sessions: Arc::default(),
             local_addr: listener.as_ref().map(TcpListener::local_addr).transpose()?,
             writes: Arc::default(),
+            tls: tls_client,
         };
         let server = listener.map(|l| {
             tracing::info!(node = id, "controller listener on {}", l.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()));
-            tokio::spawn(rpc::serve(l, controller.clone(), shutdown.clone()))
+            tokio::spawn(rpc::serve(l, tls_server, controller.clone(), shutdown.clone()))
         });
         let task = {
             let raft = raft.clone();

@@ -12,9 +12,10 @@ use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, R
 use openraft::network::{Backoff, RPCOption};
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest, VoteResponse};
 use openraft::{BasicNode, RPCTypes, RaftNetwork, RaftNetworkFactory};
-use tokio::io::{BufReader, BufWriter};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{BufReader, BufWriter, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
+
+use crate::security::tls::{server_name, Stream, TlsClient};
 
 use super::rpc::{self, Request, Response};
 use super::{NodeId, TypeConfig, WriteError};
@@ -26,20 +27,23 @@ const UNREACHABLE_BACKOFF: Duration = Duration::from_millis(200);
 pub(super) struct Network {
     id: NodeId,
     cluster_id: String,
+    tls: Option<TlsClient>,
     peers: Arc<Mutex<HashMap<NodeId, Arc<Peer>>>>,
 }
 
 pub(super) struct Peer {
     pub(super) addr: String,
     cluster_id: String,
+    /// The controller listener is SSL: dialled over TLS.
+    tls: Option<TlsClient>,
     connection: tokio::sync::Mutex<Option<Connection>>,
     /// The peer refused this node's cluster already: said once, not at every retry.
     refusal_logged: std::sync::atomic::AtomicBool,
 }
 
 struct Connection {
-    input: BufReader<OwnedReadHalf>,
-    output: BufWriter<OwnedWriteHalf>,
+    input: BufReader<ReadHalf<Box<dyn Stream>>>,
+    output: BufWriter<WriteHalf<Box<dyn Stream>>>,
 }
 
 /// openraft's client for one peer.
@@ -59,8 +63,8 @@ enum CallError {
 }
 
 impl Network {
-    pub(super) fn new(id: NodeId, cluster_id: String) -> Network {
-        Network { id, cluster_id, peers: Arc::default() }
+    pub(super) fn new(id: NodeId, cluster_id: String, tls: Option<TlsClient>) -> Network {
+        Network { id, cluster_id, tls, peers: Arc::default() }
     }
 }
 
@@ -69,18 +73,18 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerClient {
         let mut peers = self.peers.lock().expect("peers lock");
-        let peer = peers.entry(target).or_insert_with(|| Arc::new(Peer::new(node.addr.clone(), self.cluster_id.clone())));
+        let peer = peers.entry(target).or_insert_with(|| Arc::new(Peer::new(node.addr.clone(), self.cluster_id.clone(), self.tls.clone())));
         if peer.addr != node.addr {
             // The peer moved (a new membership): its old connection goes with the old entry.
-            *peer = Arc::new(Peer::new(node.addr.clone(), self.cluster_id.clone()));
+            *peer = Arc::new(Peer::new(node.addr.clone(), self.cluster_id.clone(), self.tls.clone()));
         }
         PeerClient { id: self.id, target, peer: peer.clone() }
     }
 }
 
 impl Peer {
-    pub(super) fn new(addr: String, cluster_id: String) -> Peer {
-        Peer { addr, cluster_id, connection: Default::default(), refusal_logged: Default::default() }
+    pub(super) fn new(addr: String, cluster_id: String, tls: Option<TlsClient>) -> Peer {
+        Peer { addr, cluster_id, tls, connection: Default::default(), refusal_logged: Default::default() }
     }
 
     /// A call outside openraft (a broker's to the controller).
@@ -97,7 +101,14 @@ impl Peer {
     async fn connect(&self) -> Result<Connection, CallError> {
         let socket = TcpStream::connect(&self.addr).await.map_err(CallError::Unreachable)?;
         socket.set_nodelay(true).map_err(|e| CallError::Network(e.into()))?;
-        let (input, output) = socket.into_split();
+        let stream: Box<dyn Stream> = match &self.tls {
+            None => Box::new(socket),
+            Some(tls) => {
+                let name = server_name(&self.addr).map_err(|e| CallError::Network(anyhow!(e)))?;
+                Box::new(tls.connector().connect(name, socket).await.map_err(|e| CallError::Network(anyhow!("TLS handshake with {}: {e}", self.addr)))?)
+            }
+        };
+        let (input, output) = tokio::io::split(stream);
         let mut connection = Connection { input: BufReader::new(input), output: BufWriter::new(output) };
         match connection.exchange(&Request::Hello { cluster_id: self.cluster_id.clone() }).await? {
             Response::Hello(Ok(())) => Ok(connection),

@@ -31,6 +31,7 @@ use super::replicas::{AlterReassignments, ElectLeaders, PartitionResults};
 use super::{Controller, NodeId, QuorumDescription, TypeConfig, WriteError};
 use crate::cluster::metadata::{BrokerId, ClientQuotaRecord, ProducerIdBlock, ScramCredentialRecord};
 use crate::security::acl::{AclBinding, AclFilter};
+use crate::security::tls::{Stream, TlsServer};
 
 /// The largest frame either side accepts.
 pub(super) const MAX_FRAME_BYTES: usize = 16 << 20;
@@ -164,7 +165,7 @@ pub(super) async fn read_frame<T: DeserializeOwned>(input: &mut (impl AsyncReadE
 }
 
 /// Accepts peers' connections until shutdown, serving each on its own task.
-pub(super) async fn serve(listener: TcpListener, controller: Controller, mut shutdown: watch::Receiver<bool>) {
+pub(super) async fn serve(listener: TcpListener, tls: Option<TlsServer>, controller: Controller, mut shutdown: watch::Receiver<bool>) {
     let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut connections = JoinSet::new();
     loop {
@@ -186,10 +187,10 @@ pub(super) async fn serve(listener: TcpListener, controller: Controller, mut shu
             tracing::warn!(%peer, "controller listener: refusing a connection, {MAX_CONNECTIONS} are open");
             continue;
         };
-        let (controller, mut shutdown) = (controller.clone(), shutdown.clone());
+        let (controller, tls, mut shutdown) = (controller.clone(), tls.clone(), shutdown.clone());
         connections.spawn(async move {
             tokio::select! {
-                served = serve_connection(socket, &controller) => if let Err(e) = served {
+                served = serve_connection(socket, tls, &controller) => if let Err(e) = served {
                     tracing::warn!(%peer, "controller connection closed: {e:#}");
                 },
                 _ = shutdown.changed() => {}
@@ -234,9 +235,13 @@ impl Controller {
 
 /// Answers one peer's calls, in order, until it closes the connection; the first must be a
 /// Hello from this cluster.
-async fn serve_connection(socket: TcpStream, controller: &Controller) -> Result<()> {
+async fn serve_connection(socket: TcpStream, tls: Option<TlsServer>, controller: &Controller) -> Result<()> {
     socket.set_nodelay(true)?;
-    let (input, output) = socket.into_split();
+    let stream: Box<dyn Stream> = match tls {
+        None => Box::new(socket),
+        Some(tls) => Box::new(tokio::time::timeout(FRAME_TIMEOUT, tls.acceptor().accept(socket)).await.context("no TLS handshake in time")?.context("TLS handshake")?),
+    };
+    let (input, output) = tokio::io::split(stream);
     let (mut input, mut output) = (BufReader::new(input), BufWriter::new(output));
     let mut greeted = false;
     while let Some(request) = read_frame::<Request>(&mut input).await? {

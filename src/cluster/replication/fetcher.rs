@@ -113,6 +113,7 @@ impl Fetchers {
                 assigned: assigned.clone(),
                 stopped,
                 shutdown: self.shutdown.clone(),
+                unreachable: std::sync::Mutex::new(None),
             };
             Fetcher { assigned, stop, task: tokio::spawn(task.run()) }
         });
@@ -167,7 +168,13 @@ struct FetcherTask {
     assigned: Arc<Assigned>,
     stopped: watch::Receiver<bool>,
     shutdown: watch::Receiver<bool>,
+    /// Since when the leader is unreachable as last logged, and the failures since.
+    unreachable: std::sync::Mutex<Option<(Instant, u32)>>,
 }
+
+/// How often a leader that stays unreachable (down, or refusing this broker's login) is
+/// logged again; the fetcher keeps retrying every backoff.
+const UNREACHABLE_LOG_INTERVAL: Duration = Duration::from_secs(30);
 
 /// What was asked of one partition in a Fetch, to match the answer.
 struct Asked {
@@ -228,6 +235,21 @@ impl FetcherTask {
         }
     }
 
+    /// Logs a failed connection to the leader: the first at once, then at most one every
+    /// [`UNREACHABLE_LOG_INTERVAL`], counting those not logged.
+    fn log_unreachable(&self, e: &anyhow::Error) {
+        let mut unreachable = self.unreachable.lock().expect("unreachable lock");
+        let now = Instant::now();
+        match unreachable.as_mut() {
+            Some((logged, failures)) if now.duration_since(*logged) < UNREACHABLE_LOG_INTERVAL => *failures += 1,
+            previous => {
+                let since = previous.map_or(String::new(), |(_, failures)| format!(" ({} failed attempts not logged since)", *failures));
+                tracing::warn!("cannot reach the leader, retrying{since}: {e:#}");
+                *unreachable = Some((now, 0));
+            }
+        }
+    }
+
     /// One fetch round; returns how long to pause before the next (`None`: go on at once).
     async fn round(&self, peer: &mut Option<Peer>) -> Option<Duration> {
         let (ready, next_retry) = self.ready().await;
@@ -236,13 +258,18 @@ impl FetcherTask {
         }
         if peer.is_none() {
             let connected = tokio::select! {
-                connected = Peer::connect(&self.address, self.settings.node_id) => connected,
+                connected = Peer::connect(&self.cluster, &self.address, self.settings.node_id) => connected,
                 _ = self.stop_requested() => return None,
             };
             match connected {
-                Ok(p) => *peer = Some(p),
+                Ok(p) => {
+                    if self.unreachable.lock().expect("unreachable lock").take().is_some() {
+                        tracing::info!("reached the leader again");
+                    }
+                    *peer = Some(p);
+                }
                 Err(e) => {
-                    tracing::warn!("cannot reach the leader: {e:#}");
+                    self.log_unreachable(&e);
                     return Some(self.settings.backoff);
                 }
             }
@@ -470,8 +497,8 @@ struct Peer {
 }
 
 impl Peer {
-    async fn connect(address: &str, node_id: i32) -> Result<Peer> {
-        let conn = BrokerConnection::connect(address, format!("broker-{node_id}-fetcher"), REQUEST_TIMEOUT).await?;
+    async fn connect(cluster: &Cluster, address: &str, node_id: i32) -> Result<Peer> {
+        let conn = BrokerConnection::connect(address, cluster.inter_broker(), format!("broker-{node_id}-fetcher"), REQUEST_TIMEOUT).await?;
         let fetch_version = conn.version::<FetchRequest>(0)?;
         let offset_for_leader_epoch_version = conn.version::<OffsetForLeaderEpochRequest>(3)?;
         Ok(Peer { conn, fetch_version, offset_for_leader_epoch_version })
