@@ -116,7 +116,7 @@ pub struct ScramExchange {
 
 enum State {
     Start,
-    Challenged(Challenged),
+    Challenged(Box<Challenged>),
     Finished,
 }
 
@@ -187,7 +187,7 @@ impl ScramExchange {
         let server_first = format!("r={nonce},s={},i={}", BASE64.encode(&credential.salt), credential.iterations);
         let challenge = server_first.clone().into_bytes();
         let gs2_header = format!("{binding},{authzid},");
-        self.state = State::Challenged(Challenged { user, credential, gs2_header, nonce, client_nonce_len: client_nonce.len(), client_first_bare: bare.to_string(), server_first });
+        self.state = State::Challenged(Box::new(Challenged { user, credential, gs2_header, nonce, client_nonce_len: client_nonce.len(), client_first_bare: bare.to_string(), server_first }));
         Step::Challenge(challenge)
     }
 
