@@ -271,7 +271,9 @@ impl Api {
             RequestKind::WriteTxnMarkers(_) => true,
             _ => false,
         };
-        let (handled, thread_time) = thread_time(self.respond(&req, body, request_bytes)).await;
+        // Boxed: every connection's task holds this future, idle or not, so the handlers' large
+        // state lives on the heap only while a request is handled.
+        let (handled, thread_time) = thread_time(Box::pin(self.respond(&req, body, request_bytes))).await;
         let request_throttle_ms = if exempt { 0 } else { self.request_throttle_ms(&req, thread_time) };
         let mut response = match handled {
             Handled::Response(response) => response,
