@@ -141,6 +141,36 @@ def test_metadata_hides_a_topic_describe_is_denied_on(tools_classpath, open_brok
         admin.close()
 
 
+def test_authorized_operations_say_what_the_acls_allow(tools_classpath, open_broker):
+    """confluent-kafka's admin asks for KIP-430's authorized operations of a topic, the cluster
+    and a group; they follow the ACLs rather than listing everything."""
+    from confluent_kafka import ConsumerGroupTopicPartitions, TopicCollection, TopicPartition
+    from confluent_kafka.admin import AclOperation, AdminClient
+
+    b = open_broker.bootstrap
+    topic, group = unique_topic("ops"), unique_topic("ops-g")
+    kp_create_topic(b, topic, 1)
+    acl(tools_classpath, b, "--add", "--allow-principal", ANONYMOUS, "--operation", "Read", "--topic", topic)
+    acl(tools_classpath, b, "--add", "--deny-principal", ANONYMOUS, "--operation", "Delete", "--group", group)
+    acl(tools_classpath, b, "--add", "--allow-principal", ANONYMOUS, "--operation", "All", "--group", group)
+    admin = AdminClient({"bootstrap.servers": b})
+    # A committed offset makes the group exist; a Read ACL on the topic allows the commit.
+    committed = admin.alter_consumer_group_offsets(
+        [ConsumerGroupTopicPartitions(group, [TopicPartition(topic, 0, 0)])])[group].result(timeout=15)
+    assert committed.topic_partitions[0].error is None
+
+    described = admin.describe_topics(TopicCollection([topic]), include_authorized_operations=True)
+    ops = set(described[topic].result(timeout=15).authorized_operations)
+    assert ops == {AclOperation.READ, AclOperation.DESCRIBE}, ops
+    # No ACL names the cluster: allow.everyone.if.no.acl.found gives all of its operations.
+    cluster = admin.describe_cluster(include_authorized_operations=True).result(timeout=15)
+    assert AclOperation.ALTER in cluster.authorized_operations
+    assert AclOperation.CLUSTER_ACTION in cluster.authorized_operations
+    groups = admin.describe_consumer_groups([group], include_authorized_operations=True)
+    ops = set(groups[group].result(timeout=15).authorized_operations)
+    assert ops == {AclOperation.READ, AclOperation.DESCRIBE}, ops
+
+
 def test_super_users_pass_without_any_acl_and_acls_survive_a_restart(tools_classpath):
     b = start_broker(AUTHORIZER + ("--super-users", "User:admin;" + ANONYMOUS))
     try:

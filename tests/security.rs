@@ -247,3 +247,61 @@ async fn bad_security_settings_refuse_the_start() {
         .unwrap_err();
     assert!(format!("{err:#}").contains("controller quorum speaks PLAINTEXT or SSL"), "{err:#}");
 }
+
+/// KIP-430's authorized operations come from the ACLs, and DescribeTopicPartitions (the Java
+/// admin's describeTopics) hides a topic the principal may not describe, as Metadata does.
+#[tokio::test]
+async fn authorized_operations_and_topic_descriptions_follow_the_acls() {
+    use kafka_protocol::messages::create_acls_request::AclCreation;
+    use kafka_protocol::messages::describe_topic_partitions_request::TopicRequest;
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    use kafka_protocol::messages::{CreateAclsRequest, DescribeClusterRequest, DescribeTopicPartitionsRequest};
+    const READ: i32 = 1 << 3;
+    const DESCRIBE: i32 = 1 << 8;
+
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start_with(
+        dir.path(),
+        &[("authorizer.class.name", "org.apache.kafka.metadata.authorizer.StandardAuthorizer"), ("allow.everyone.if.no.acl.found", "true")],
+    )
+    .await;
+    let mut c = Client::connect(&broker).await;
+    assert_eq!(c.create_topic("open", 1).await, 0);
+    assert_eq!(c.create_topic("hidden", 1).await, 0);
+    // (resource type, name, operation, permission) for User:ANONYMOUS, LITERAL, any host.
+    let acl = |kind: i8, name: &'static str, operation: i8, permission: i8| {
+        AclCreation::default()
+            .with_resource_type(kind)
+            .with_resource_name(StrBytes::from_static_str(name))
+            .with_resource_pattern_type(3)
+            .with_principal(StrBytes::from_static_str("User:ANONYMOUS"))
+            .with_host(StrBytes::from_static_str("*"))
+            .with_operation(operation)
+            .with_permission_type(permission)
+    };
+    let created = c.call(CreateAclsRequest::default().with_creations(vec![acl(2, "open", 3, 3), acl(2, "hidden", 8, 2), acl(4, "kafka-cluster", 8, 3)]), 3).await;
+    assert!(created.results.iter().all(|r| r.error_code == 0), "{created:?}");
+
+    let metadata = c
+        .call(
+            MetadataRequest::default()
+                .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(name("open")))]))
+                .with_include_topic_authorized_operations(true),
+            12,
+        )
+        .await;
+    assert_eq!(metadata.topics[0].topic_authorized_operations, READ | DESCRIBE, "READ implies DESCRIBE, nothing else");
+    let cluster = c.call(DescribeClusterRequest::default().with_include_cluster_authorized_operations(true), 1).await;
+    assert_eq!(cluster.cluster_authorized_operations, DESCRIBE);
+
+    let all = c.call(DescribeTopicPartitionsRequest::default().with_response_partition_limit(100), 0).await;
+    let names: Vec<_> = all.topics.iter().filter_map(|t| t.name.as_ref().map(|n| n.as_str())).collect();
+    assert_eq!(names, ["open"]);
+    assert_eq!(all.topics[0].topic_authorized_operations, READ | DESCRIBE);
+    let named = c
+        .call(DescribeTopicPartitionsRequest::default().with_topics(vec![TopicRequest::default().with_name(name("hidden"))]).with_response_partition_limit(100), 0)
+        .await;
+    assert_eq!(named.topics[0].error_code, ResponseError::TopicAuthorizationFailed.code());
+    assert!(named.topics[0].partitions.is_empty());
+    broker.shutdown().await;
+}

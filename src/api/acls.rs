@@ -54,6 +54,19 @@ impl Api {
         allowed
     }
 
+    /// KIP-430's field of what the request's principal may do on `resource`: a bit per
+    /// operation code, among the `supported` ones of its type (all of them without an
+    /// authorizer).
+    pub fn authorized_operations(&self, req: &Request, resource: Resource, supported: i32) -> i32 {
+        let Some(authorizer) = &self.authorizer else { return supported };
+        let (image, host) = (self.cluster.image(), req.peer.ip().to_string());
+        let acls = image.acls();
+        (0..i32::BITS as i8)
+            .filter(|code| supported & (1 << code) != 0)
+            .filter(|&code| codes::operation(code).is_some_and(|op| authorizer.authorize(acls, &req.principal, &host, op, &resource)))
+            .fold(0, |field, code| field | (1 << code))
+    }
+
     /// The cluster-wide check of admin APIs: `Err` with CLUSTER_AUTHORIZATION_FAILED.
     pub fn authorize_cluster(&self, req: &Request, operation: Operation) -> Result<(), Failure> {
         match self.authorize(req, operation, Resource::cluster()) {

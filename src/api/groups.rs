@@ -36,6 +36,8 @@ use crate::group::{Committed, JoinRequest, TopicPartition};
 
 const GROUP_KEY_TYPE: i8 = 0;
 const TRANSACTION_KEY_TYPE: i8 = 1;
+/// A group's ACL operations, READ, DELETE and DESCRIBE, as KIP-430's bit field.
+const GROUP_OPERATIONS: i32 = (1 << 3) | (1 << 6) | (1 << 8);
 
 fn s(text: impl Into<String>) -> StrBytes {
     StrBytes::from_string(text.into())
@@ -445,8 +447,7 @@ pub fn describe_groups(api: &Api, req: &Request, r: DescribeGroupsRequest) -> De
                 .with_protocol_data(s(d.protocol))
                 .with_members(members);
             if req.version >= 3 && r.include_authorized_operations {
-                // READ, DESCRIBE, DELETE: everything, with no authorizer.
-                described.with_authorized_operations((1 << 3) | (1 << 6) | (1 << 8))
+                described.with_authorized_operations(api.authorized_operations(req, Resource::group(&id), GROUP_OPERATIONS))
             } else {
                 described
             }

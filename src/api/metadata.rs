@@ -29,7 +29,8 @@ use crate::cluster::{ReplicaProgress, Topic};
 /// The metadata log's name, as DescribeQuorum asks for it.
 const METADATA_TOPIC: &str = "__cluster_metadata";
 
-/// ACL operation bits (READ..ALTER_CONFIGS, IDEMPOTENT_WRITE): with no authorizer, all allowed.
+/// The ACL operations of a topic (READ..ALTER_CONFIGS but CLUSTER_ACTION) and of the cluster
+/// (CREATE, ALTER..IDEMPOTENT_WRITE), a bit per operation code as KIP-430 answers them.
 const TOPIC_OPERATIONS: i32 = 0b1101_1111_1000;
 const CLUSTER_OPERATIONS: i32 = 0b1_1111_1010_0000;
 
@@ -48,9 +49,12 @@ pub async fn handle(api: &Api, req: &Request, r: MetadataRequest) -> MetadataRes
         .collect();
     // Before v4 there is no allow flag and topics are always auto-created.
     let allow_create = req.version < 4 || r.allow_auto_topic_creation;
-    let topic_ops = (req.version >= 8 && r.include_topic_authorized_operations).then_some(TOPIC_OPERATIONS);
+    let topic_ops = req.version >= 8 && r.include_topic_authorized_operations;
     let live = live_brokers(api);
-    let describe = |t: &Topic| describe_topic(t, req.version, &api.replicas, &live, topic_ops);
+    let describe = |t: &Topic| {
+        let ops = topic_ops.then(|| api.authorized_operations(req, Resource::topic(&t.name), TOPIC_OPERATIONS));
+        describe_topic(t, req.version, &api.replicas, &live, ops)
+    };
     // Every topic means every topic the client may describe; one asked for by name or id that
     // it may not is answered TOPIC_AUTHORIZATION_FAILED, as Kafka does.
     let may_describe = |name: &str| api.authorize(req, Operation::Describe, Resource::topic(name));
@@ -83,7 +87,7 @@ pub async fn handle(api: &Api, req: &Request, r: MetadataRequest) -> MetadataRes
         .with_controller_id(BrokerId(api.cluster.controller_id()))
         .with_topics(topics);
     if (8..=10).contains(&req.version) && r.include_cluster_authorized_operations {
-        response.cluster_authorized_operations = CLUSTER_OPERATIONS;
+        response.cluster_authorized_operations = api.authorized_operations(req, Resource::cluster(), CLUSTER_OPERATIONS);
     }
     response
 }
@@ -183,17 +187,19 @@ pub fn describe_cluster(api: &Api, req: &Request, r: DescribeClusterRequest) -> 
         }
     }
     if r.include_cluster_authorized_operations {
-        response.cluster_authorized_operations = CLUSTER_OPERATIONS;
+        response.cluster_authorized_operations = api.authorized_operations(req, Resource::cluster(), CLUSTER_OPERATIONS);
     }
     response
 }
 
 /// DescribeTopicPartitions (KIP-966): the named topics, or all, in name order, paged by
-/// `response_partition_limit` with a cursor.
-pub fn describe_topic_partitions(api: &Api, r: DescribeTopicPartitionsRequest) -> DescribeTopicPartitionsResponse {
+/// `response_partition_limit` with a cursor. Like Metadata, all topics are those the client
+/// may describe, and one named that it may not is TOPIC_AUTHORIZATION_FAILED.
+pub fn describe_topic_partitions(api: &Api, req: &Request, r: DescribeTopicPartitionsRequest) -> DescribeTopicPartitionsResponse {
     let live = live_brokers(api);
+    let may_describe = |name: &str| api.authorize(req, Operation::Describe, Resource::topic(name));
     let mut names: Vec<String> = if r.topics.is_empty() {
-        api.cluster.topics().iter().map(|t| t.name.clone()).collect()
+        api.cluster.topics().iter().map(|t| t.name.clone()).filter(|name| may_describe(name)).collect()
     } else {
         r.topics.iter().map(|t| t.name.to_string()).collect()
     };
@@ -207,6 +213,10 @@ pub fn describe_topic_partitions(api: &Api, r: DescribeTopicPartitionsRequest) -
     let mut next_cursor = None;
     for name in names.into_iter().filter(|n| *n >= start_topic) {
         let topic_name = TopicName(StrBytes::from_string(name.clone()));
+        if !may_describe(&name) {
+            topics.push(DescribeTopicPartitionsResponseTopic::default().with_name(Some(topic_name)).with_error_code(ResponseError::TopicAuthorizationFailed.code()));
+            continue;
+        }
         let Some(t) = api.cluster.topic(&name) else {
             topics.push(DescribeTopicPartitionsResponseTopic::default().with_name(Some(topic_name)).with_error_code(ResponseError::UnknownTopicOrPartition.code()));
             continue;
@@ -241,7 +251,7 @@ pub fn describe_topic_partitions(api: &Api, r: DescribeTopicPartitionsRequest) -
                 .with_topic_id(t.id)
                 .with_is_internal(t.name == crate::group::OFFSETS_TOPIC)
                 .with_partitions(partitions)
-                .with_topic_authorized_operations(TOPIC_OPERATIONS),
+                .with_topic_authorized_operations(api.authorized_operations(req, Resource::topic(&name), TOPIC_OPERATIONS)),
         );
         if last < count {
             next_cursor = Some(Cursor::default().with_topic_name(topic_name).with_partition_index(last));

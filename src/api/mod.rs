@@ -335,7 +335,7 @@ impl Api {
             RequestKind::CreatePartitions(r) => ResponseKind::CreatePartitions(admin::create_partitions(self, req, r).await),
             RequestKind::DescribeCluster(r) => ResponseKind::DescribeCluster(metadata::describe_cluster(self, req, r)),
             RequestKind::DescribeQuorum(r) => ResponseKind::DescribeQuorum(metadata::describe_quorum(self, req, r).await),
-            RequestKind::DescribeTopicPartitions(r) => ResponseKind::DescribeTopicPartitions(metadata::describe_topic_partitions(self, r)),
+            RequestKind::DescribeTopicPartitions(r) => ResponseKind::DescribeTopicPartitions(metadata::describe_topic_partitions(self, req, r)),
             RequestKind::AlterPartitionReassignments(r) => ResponseKind::AlterPartitionReassignments(partitions::alter_reassignments(self, r).await),
             RequestKind::ListPartitionReassignments(r) => ResponseKind::ListPartitionReassignments(partitions::list_reassignments(self, r)),
             RequestKind::ElectLeaders(r) => ResponseKind::ElectLeaders(partitions::elect_leaders(self, req, r).await),
