@@ -351,6 +351,31 @@ async fn handshake_with_and_without_the_read_only_flag_and_session_resumption() 
     broker.shutdown().await;
 }
 
+/// A registration maps each listener to its security protocol, and its host and port are the
+/// PLAINTEXT listener's (null and -1 without one), as Kafka registered brokers.
+#[tokio::test]
+async fn broker_registrations_carry_each_listeners_security_protocol() {
+    for (listeners, plaintext) in [("SASL_PLAINTEXT://127.0.0.1:0,PLAINTEXT://127.0.0.1:0", true), ("SASL_PLAINTEXT://127.0.0.1:0", false)] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = common::config(dir.path());
+        config.set_all([("listeners", listeners), ("zookeeper.listener", "127.0.0.1:0"), ("sasl.enabled.mechanisms", "SCRAM-SHA-256")]).unwrap();
+        let broker = Broker::start(config).await.expect("broker starts");
+        let mut zk = Zk::connect(broker.zookeeper_addr().unwrap()).await;
+        let registration: serde_json::Value = serde_json::from_str(&zk.get_string("/brokers/ids/1").await).unwrap();
+        let map = &registration["listener_security_protocol_map"];
+        assert_eq!(map["SASL_PLAINTEXT"], "SASL_PLAINTEXT", "{registration}");
+        match broker.listener_addr("PLAINTEXT") {
+            Some(addr) if plaintext => {
+                assert_eq!(map["PLAINTEXT"], "PLAINTEXT");
+                assert_eq!((registration["host"].as_str(), registration["port"].as_i64()), (Some("127.0.0.1"), Some(i64::from(addr.port()))));
+            }
+            None if !plaintext => assert_eq!((registration["host"].is_null(), registration["port"].as_i64()), (true, Some(-1)), "{registration}"),
+            other => panic!("listeners {listeners} bound {other:?}"),
+        }
+        broker.shutdown().await;
+    }
+}
+
 #[tokio::test]
 async fn kafka_2x_topic_tool_flow_creates_alters_and_deletes_topics() {
     let dir = tempfile::tempdir().unwrap();

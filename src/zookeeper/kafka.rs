@@ -17,6 +17,7 @@ use super::jute::ErrorCode;
 use super::tree::Txn;
 use crate::cluster::metadata::MetadataImage;
 use crate::cluster::{Cluster, ConfigChange, NewTopic, Topic};
+use crate::config::SecurityProtocol;
 
 pub const TOPICS: &str = "/brokers/topics";
 pub const TOPIC_CONFIGS: &str = "/config/topics";
@@ -105,18 +106,26 @@ impl KafkaView {
         for b in image.brokers().filter(|b| !b.fenced && b.registration.id != node.id) {
             brokers.push((b.registration.id, b.registration.endpoints.iter().map(|e| (e.listener.clone(), e.host.clone(), e.port)).collect()));
         }
+        // Other brokers' listener names are taken to map as this node's do (Kafka's inter-broker
+        // rule too); a name this node lacks is its protocol's own, else PLAINTEXT.
+        let settings = cluster.broker_settings();
+        let protocol = |listener: &str| {
+            settings.listeners.iter().find(|l| l.name == listener).map(|l| l.protocol).or_else(|| SecurityProtocol::parse(listener)).unwrap_or(SecurityProtocol::Plaintext)
+        };
         let mut nodes: Vec<(String, Vec<u8>)> = brokers
             .into_iter()
             .filter(|(_, endpoints)| !endpoints.is_empty())
             .map(|(id, endpoints)| {
-                let protocols: Map<String, Value> = endpoints.iter().map(|(l, _, _)| (l.clone(), json!("PLAINTEXT"))).collect();
+                let protocols: Map<String, Value> = endpoints.iter().map(|(l, _, _)| (l.clone(), json!(protocol(l).name()))).collect();
+                // As Kafka registers them: host and port are the PLAINTEXT endpoint's, if any.
+                let plaintext = endpoints.iter().find(|(l, _, _)| protocol(l) == SecurityProtocol::Plaintext);
                 let broker = json!({
                     "listener_security_protocol_map": protocols,
                     "endpoints": endpoints.iter().map(|(l, h, p)| format!("{l}://{h}:{p}")).collect::<Vec<_>>(),
                     "jmx_port": -1,
-                    "host": endpoints[0].1,
+                    "host": plaintext.map(|(_, h, _)| h),
                     "timestamp": self.started_ms.to_string(),
-                    "port": endpoints[0].2,
+                    "port": plaintext.map_or(-1, |(_, _, p)| i32::from(*p)),
                     "version": 4,
                 });
                 (format!("/brokers/ids/{id}"), broker.to_string().into_bytes())
