@@ -235,6 +235,42 @@ def test_cluster_gauges_follow_a_killed_node():
         cluster.stop()
 
 
+def test_controller_only_nodes_serve_the_quorum_gauges():
+    """Dedicated controllers (process.roles=controller) serve /metrics too, with no console: every
+    member names the same active controller, which counts the live and fenced brokers."""
+    cluster = ScriptCluster(2, controllers=3, metrics=True)
+    try:
+        cluster.all_live()
+        ports = {node: cluster.metrics_port + node - 1 for node in range(1, 6)}
+        leader = "kafka_server_raft_metrics_current_leader"
+        brokers = "kafka_controller_kafkacontroller_activebrokercount"
+        fenced = "kafka_controller_kafkacontroller_fencedbrokercount"
+
+        def settled():
+            samples = {node: scrape(ports[node]) for node in ports}
+            active = [node for node in (1, 2, 3) if value(samples[node], ACTIVE) == 1]
+            named = {value(s, leader) for s in samples.values()}
+            if len(active) == 1 and named == {active[0]} and value(samples[active[0]], brokers) == 2:
+                return active[0], samples
+            return None
+
+        active, samples = wait_until(settled, message=lambda: f"one active controller that every node names\n{cluster.log()}")
+        assert value(samples[active], fenced) == 0 and value(samples[active], OFFLINE) == 0
+        for node in (1, 2, 3):
+            assert value(samples[node], "kafka_server_raft_metrics_high_watermark") > 0
+            assert value(samples[node], "kafka_server_raft_metrics_current_epoch") >= 1
+            assert ("gregor_rocksdb_memtable_bytes", frozenset()) in samples[node]
+            if node != active:
+                assert value(samples[node], brokers) == 0, "only the active controller counts brokers"
+        assert get(ports[active], "/")[0] == 404
+
+        os.kill(cluster.node_pid(5), signal.SIGKILL)
+        wait_until(lambda: (value(scrape(ports[active]), fenced), value(scrape(ports[active]), brokers)) == (1, 1),
+                   timeout=CLIENT_TIMEOUT_S, message=lambda: f"broker 5 fenced on controller {active}\n{cluster.log()}")
+    finally:
+        cluster.stop()
+
+
 @pytest.mark.parametrize("address, why", [
     ("nonsense", "needs host:port"),
     ("127.0.0.1:99999", "bad port"),

@@ -117,10 +117,7 @@ impl Broker {
             bound.push((l.clone(), addr, socket));
         }
         // Bound with the Kafka listeners, so a client that finds those accepting finds this too.
-        let metrics_socket = match config.metrics_listener {
-            Some(addr) => Some(metrics::bind(addr).await?),
-            None => None,
-        };
+        let metrics_socket = metrics::bind(config.metrics_listener).await?;
         let advertised = (endpoints[0].host.clone(), endpoints[0].port);
         let node = Node { id: config.node_id, endpoints, rack: config.broker_rack.clone() };
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -144,12 +141,7 @@ impl Broker {
             zookeeper_addr = Some(bound);
             tasks.push(task);
         }
-        let mut metrics_addr = None;
-        if let Some((socket, bound)) = metrics_socket {
-            tracing::info!("Prometheus metrics on http://{bound}/metrics");
-            metrics_addr = Some(bound);
-            tasks.push(tokio::spawn(metrics::serve(socket, api.clone(), shutdown_rx.clone())));
-        }
+        let metrics_addr = serve_metrics(metrics_socket, metrics::Source::Broker(api.clone()), &mut tasks, shutdown_rx.clone());
         let limits = Arc::new(server::Limits::new(cluster.settings().clone()));
         let mut listeners = Vec::new();
         for ((listener, addr, socket), security) in bound.into_iter().zip(securities) {
@@ -165,6 +157,7 @@ impl Broker {
         let offsets_check = Duration::from_millis(config.offsets_retention_check_interval_ms);
         tasks.push(tokio::spawn(groups.clone().run_offset_expiry(offsets_check, shutdown_rx.clone())));
         tasks.push(tokio::spawn(producer_expiry_loop(api_log.clone(), cluster.settings().clone(), config.producer_id_expiration_check_interval_ms, shutdown_rx.clone())));
+        tasks.push(tokio::spawn(high_watermark_checkpoint_loop(api_log.clone(), shutdown_rx.clone())));
         tasks.push(tokio::spawn(recovery_loop(api_log, shutdown_rx.clone())));
         tasks.push(tokio::spawn(retention_loop(cluster.clone(), config.retention_check_interval_ms, shutdown_rx.clone())));
         if config.cleaner_enable {
@@ -267,19 +260,18 @@ async fn start_controller_only(config: Config) -> Result<BrokerHandle> {
     if config.zookeeper_listener.is_some() {
         anyhow::bail!("zookeeper.listener shows a broker's view: set it on a broker, not on a controller-only node");
     }
-    if config.metrics_listener.is_some() {
-        tracing::warn!("metrics.listener is served by brokers only: this controller-only node serves no metrics");
-    }
+    let metrics_socket = metrics::bind(config.metrics_listener).await?;
     let log = open_store(&config).await?;
     let cluster_id = cluster::identity::check_at_start(&config.data_dir, config.node_id, None)?.cluster_id;
     let (shutdown, shutdown_rx) = watch::channel(false);
     let (failure, failure_rx) = watch::channel(None);
-    let (controller, tasks) = join_quorum(&config, &log, &cluster_id, &failure, shutdown_rx).await?;
+    let (controller, mut tasks) = join_quorum(&config, &log, &cluster_id, &failure, shutdown_rx.clone()).await?;
+    let metrics_addr = serve_metrics(metrics_socket, metrics::Source::Controller(controller.clone(), log.clone()), &mut tasks, shutdown_rx);
     let listener = config.controller_listener.as_ref().context("a controller-only node needs a controller listener")?;
     let addr = controller.local_addr().context("a controller-only node listens for the quorum")?;
     let advertised = listener.advertised_for(addr);
     tracing::info!("Gregor controller {} of cluster {cluster_id} listening on {addr} for the quorum and the brokers (no client listener: process.roles=controller), data in {}", config.node_id, config.data_dir.display());
-    Ok(BrokerHandle { listeners: vec![(listener.name.clone(), addr)], advertised, zookeeper_addr: None, metrics_addr: None, shutdown, tasks, log, failure: failure_rx, broker: None })
+    Ok(BrokerHandle { listeners: vec![(listener.name.clone(), addr)], advertised, zookeeper_addr: None, metrics_addr, shutdown, tasks, log, failure: failure_rx, broker: None })
 }
 
 /// Opens the data directory's store with the configured memory budget, off the runtime's
@@ -454,6 +446,29 @@ async fn producer_expiry_loop(log: Arc<LogStore>, settings: Arc<BrokerSettings>,
             tracing::warn!("producer state expiry failed: {e:?}");
         }
     }
+}
+
+/// Checkpoints the replicated logs' high watermarks every 5 s (Kafka's default
+/// `replica.high.watermark.checkpoint.interval.ms`), and once more at shutdown.
+async fn high_watermark_checkpoint_loop(log: Arc<LogStore>, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = every(5_000);
+    loop {
+        let running = next_tick(&mut tick, &mut shutdown).await;
+        if let Err(e) = log.checkpoint_high_watermarks().await {
+            tracing::warn!("high watermark checkpoint failed: {e:?}");
+        }
+        if !running {
+            return;
+        }
+    }
+}
+
+/// Serves `metrics.listener`, when it is set, from `source`: returns where.
+fn serve_metrics(socket: Option<(TcpListener, SocketAddr)>, source: metrics::Source, tasks: &mut Vec<JoinHandle<()>>, shutdown: watch::Receiver<bool>) -> Option<SocketAddr> {
+    let (socket, bound) = socket?;
+    tracing::info!("Prometheus metrics on http://{bound}/metrics");
+    tasks.push(tokio::spawn(metrics::serve(socket, source, shutdown)));
+    Some(bound)
 }
 
 /// A background task's period, first due one period from now; a late tick delays the next.

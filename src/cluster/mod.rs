@@ -383,6 +383,11 @@ impl Cluster {
     }
 
     /// This node leads the controller quorum (a node without a quorum counts as its own controller).
+    /// This node's member of the controller quorum (none before the quorum is joined).
+    pub fn controller(&self) -> Option<&Controller> {
+        self.quorum.get().map(|q| &q.controller)
+    }
+
     pub fn is_active_controller(&self) -> bool {
         match self.quorum.get() {
             Some(Quorum { controller, .. }) => controller::NodeId::try_from(self.node.id).is_ok_and(|me| controller.leader() == Some(me)),

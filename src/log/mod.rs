@@ -69,6 +69,8 @@ struct PartitionLog {
     log_end: AtomicI64,
     /// The replication layer moves the high watermark ([`HighWatermark::Caller`]).
     hw_by_caller: AtomicBool,
+    /// The high watermark as last checkpointed, -1 before any checkpoint.
+    checkpointed: AtomicI64,
     /// Appends written but not yet published; a truncation waits until none is left, so no
     /// append publishes an end the truncation removed.
     publishing: AtomicUsize,
@@ -305,6 +307,8 @@ const PRODUCER: u8 = b's';
 const OPEN_TXN: u8 = b'x';
 /// An aborted transaction: ABORT marker offset -> (producer id, first offset).
 const ABORTED_TXN: u8 = b'a';
+/// A replicated log's high watermark as last checkpointed.
+const HIGH_WATERMARK: u8 = b'h';
 
 /// A truncation reads at most this many bytes of batches back from its cut to rebuild the
 /// producer states it changes; a producer not found by then is forgotten (its next batch is
@@ -347,6 +351,7 @@ impl PartitionLog {
             high_watermark: AtomicI64::new(next_offset),
             log_end: AtomicI64::new(next_offset),
             hw_by_caller: AtomicBool::new(false),
+            checkpointed: AtomicI64::new(-1),
             publishing: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
             drained: Notify::new(),
@@ -561,14 +566,15 @@ impl LogStore {
         self.load_partition_in(id, HighWatermark::LogEnd)
     }
 
-    /// [`LogStore::load_partition`], its high watermark in `mode`. A replicated log's starts at
-    /// the log start, moved by its replication layer (`Caller`): its log end may hold records
-    /// the ISR never had (Kafka restores a checkpointed high watermark instead), and nothing
-    /// past the high watermark is served or compacted (a compaction against records about to
-    /// be truncated would remove the acknowledged writes they hid).
+    /// [`LogStore::load_partition`], its high watermark in `mode`. A replicated log's is the
+    /// one last checkpointed (or its log start), moved on by its replication layer (`Caller`):
+    /// its log end may hold records the ISR never had, and nothing past the high watermark is
+    /// served or compacted (a compaction against records about to be truncated would remove
+    /// the acknowledged writes they hid).
     pub fn load_partition_in(&self, id: PartitionId, mode: HighWatermark) -> Result<()> {
         let meta = self.meta();
         let log_start = meta.get(&meta_key(id, LOG_START, &[]))?.map(|v| decode_i64(&v)).unwrap_or(0);
+        let checkpoint = meta.get(&meta_key(id, HIGH_WATERMARK, &[]))?.map(|v| decode_i64(&v));
         let bytes = meta.get(&meta_key(id, BYTES, &[]))?.map(|v| decode_i64(&v) as u64).unwrap_or(0);
         let db = self.io.db().get()?;
         self.index_unindexed(&db, id)?;
@@ -595,7 +601,8 @@ impl LogStore {
         }
         let log = PartitionLog::new(id, next_offset, last.map_or(-1, |e| e.leader_epoch), log_start, bytes, producers, txns);
         if mode == HighWatermark::Caller {
-            log.high_watermark.store(log_start, Ordering::Release);
+            log.high_watermark.store(checkpoint.unwrap_or(log_start).clamp(log_start, next_offset), Ordering::Release);
+            log.checkpointed.store(checkpoint.unwrap_or(-1), Ordering::Release);
             log.hw_by_caller.store(true, Ordering::Release);
         }
         self.insert(log);
@@ -939,6 +946,32 @@ impl LogStore {
         Ok(log.high_watermark.load(Ordering::Acquire))
     }
 
+    /// Writes the high watermarks of the replicated logs that moved since their last
+    /// checkpoint, in one write (Kafka's replication-offset checkpoint): a restarted replica
+    /// then serves what was committed at once, not only once its leader answers again.
+    pub async fn checkpoint_high_watermarks(&self) -> Result<(), ResponseError> {
+        let logs: Vec<Arc<PartitionLog>> = self.partitions.read().expect("lock").values().cloned().collect();
+        let db = self.io.db().get()?;
+        let mut write = WriteBatch::default();
+        let mut moved = Vec::new();
+        for log in logs.iter().filter(|log| log.hw_by_caller.load(Ordering::Acquire)) {
+            let hw = log.high_watermark.load(Ordering::Acquire);
+            if log.checkpointed.load(Ordering::Acquire) != hw {
+                write.put_cf(meta_cf(&db), meta_key(log.id, HIGH_WATERMARK, &[]), hw.to_be_bytes());
+                moved.push((log, hw));
+            }
+        }
+        drop(db);
+        if moved.is_empty() {
+            return Ok(());
+        }
+        self.io.write(Lane::Meta, write).await?;
+        for (log, hw) in moved {
+            log.checkpointed.store(hw, Ordering::Release);
+        }
+        Ok(())
+    }
+
     /// OffsetForLeaderEpoch: (the largest leader epoch at most `epoch` among the log's
     /// batches, the offset where it ends), or [`UNDEFINED_EPOCH_END`]; from the batch index
     /// alone, in a few seeks (see [`index::end_offset_for_epoch`]).
@@ -991,6 +1024,12 @@ impl LogStore {
         if plan.cleaned_past_cut {
             cleaner::put_clean_upto(&db, &mut write, id, plan.cut);
         }
+        // Records an unclean election took back: a checkpoint past the cut would have a restart
+        // serve whatever is appended there next as committed.
+        let checkpoint_past_cut = log.checkpointed.load(Ordering::Acquire) > plan.cut;
+        if checkpoint_past_cut {
+            write.put_cf(meta_cf(&db), meta_key(id, HIGH_WATERMARK, &[]), plan.cut.to_be_bytes());
+        }
         // Transactions begun past the cut are gone; one whose ABORT marker is cut is open again.
         // (One whose COMMIT marker is cut stays closed: only aborts are indexed.)
         let mut open_txns = writer.open_txns.clone();
@@ -1015,6 +1054,9 @@ impl LogStore {
         // Durable before anyone sees the shorter log: a replica must not report a log end a
         // power loss could take back.
         self.syncer.wait(self.syncer.ticket()).await?;
+        if checkpoint_past_cut {
+            log.checkpointed.store(plan.cut, Ordering::Release);
+        }
         writer.next_offset = plan.cut;
         writer.last_epoch = plan.last_epoch;
         writer.unflushed = 0;
@@ -1792,6 +1834,39 @@ mod tests {
         assert_eq!(store.offsets(1).unwrap().1, 6);
         store.set_high_watermark_mode(1, HighWatermark::LogEnd).unwrap();
         assert_eq!(store.offsets(1).unwrap().1, 7, "back to following the log end, at once");
+    }
+
+    /// A replicated log reopens at its checkpointed high watermark, never past its log end,
+    /// and a truncation below the checkpoint takes the checkpoint down with it.
+    #[tokio::test]
+    async fn a_reopened_replicated_log_resumes_at_its_checkpointed_high_watermark() {
+        let dir = tempfile::tempdir().unwrap();
+        let reopen = || {
+            let store = LogStore::open(dir.path()).unwrap();
+            store.load_partition_in(1, HighWatermark::Caller).unwrap();
+            store
+        };
+        let store = reopen();
+        for _ in 0..4 {
+            store.append(1, &encode_batch(&BatchSpec::values(2)), OPTS).await.unwrap();
+        }
+        store.set_high_watermark(1, 6).unwrap();
+        drop(store);
+        let store = reopen();
+        assert_eq!(store.offsets(1).unwrap(), (0, 0), "no checkpoint yet: the log start");
+        store.set_high_watermark(1, 6).unwrap();
+        store.checkpoint_high_watermarks().await.unwrap();
+        store.set_high_watermark(1, 8).unwrap();
+        drop(store);
+        let store = reopen();
+        assert_eq!(store.offsets(1).unwrap(), (0, 6), "what was checkpointed, not what was set after");
+        assert!(read(&store, 1, 6, 1 << 20).await.unwrap().records.is_empty(), "nor does it serve past it");
+
+        assert_eq!(store.truncate_to(1, 2).await.unwrap(), 2);
+        store.append(1, &encode_batch(&BatchSpec::values(6)), OPTS).await.unwrap();
+        drop(store);
+        let store = reopen();
+        assert_eq!(store.offsets(1).unwrap(), (0, 2), "the checkpoint came down with the truncation");
     }
 
     /// Base offsets of the batches in a read.

@@ -1,5 +1,5 @@
 //! The metrics listener: just enough HTTP/1.1 for `GET /metrics` and the console's page, files
-//! and JSON, one request per connection.
+//! and JSON, one request per connection. A controller-only node serves its metrics alone.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,6 +11,17 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::api::Api;
+use crate::cluster::controller::Controller;
+use crate::log::LogStore;
+
+/// What a metrics listener shows.
+#[derive(Clone)]
+pub enum Source {
+    /// A broker's metrics and console.
+    Broker(Arc<Api>),
+    /// A controller-only node's quorum, the cluster as it sees it, and its store.
+    Controller(Controller, Arc<LogStore>),
+}
 
 /// A request head larger than this is refused: a scraper's is a few hundred bytes.
 const MAX_HEAD: usize = 8 << 10;
@@ -18,15 +29,15 @@ const MAX_HEAD: usize = 8 << 10;
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves scrapes on `listener` until `shutdown` turns true.
-pub async fn serve(listener: TcpListener, api: Arc<Api>, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(listener: TcpListener, source: Source, mut shutdown: watch::Receiver<bool>) {
     let mut scrapes = JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    let api = api.clone();
+                    let source = source.clone();
                     scrapes.spawn(async move {
-                        if let Err(e) = tokio::time::timeout(IO_TIMEOUT * 2, answer(stream, &api)).await.unwrap_or(Err(std::io::ErrorKind::TimedOut.into())) {
+                        if let Err(e) = tokio::time::timeout(IO_TIMEOUT * 2, answer(stream, &source)).await.unwrap_or(Err(std::io::ErrorKind::TimedOut.into())) {
                             tracing::debug!(%peer, "metrics scrape failed: {e}");
                         }
                     });
@@ -43,15 +54,16 @@ pub async fn serve(listener: TcpListener, api: Arc<Api>, mut shutdown: watch::Re
     scrapes.shutdown().await;
 }
 
-/// Binds `metrics.listener`.
-pub async fn bind(addr: SocketAddr) -> anyhow::Result<(TcpListener, SocketAddr)> {
+/// Binds `metrics.listener`, if it is set.
+pub async fn bind(addr: Option<SocketAddr>) -> anyhow::Result<Option<(TcpListener, SocketAddr)>> {
     use anyhow::Context;
+    let Some(addr) = addr else { return Ok(None) };
     let socket = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} for metrics.listener (is another process using it?)"))?;
     let bound = socket.local_addr()?;
-    Ok((socket, bound))
+    Ok(Some((socket, bound)))
 }
 
-async fn answer(mut stream: TcpStream, api: &Api) -> std::io::Result<()> {
+async fn answer(mut stream: TcpStream, source: &Source) -> std::io::Result<()> {
     let mut head = Vec::with_capacity(512);
     let route = match tokio::time::timeout(IO_TIMEOUT, read_head(&mut stream, &mut head)).await {
         Err(_) => return Ok(()),
@@ -59,10 +71,11 @@ async fn answer(mut stream: TcpStream, api: &Api) -> std::io::Result<()> {
         Ok(Ok(false)) => Route::Malformed,
         Ok(Ok(true)) => route(&head),
     };
-    let (status, content_type, body, head_only) = match route {
-        Route::Get { resource, head_only } => {
+    const METRICS: &str = "text/plain; version=0.0.4; charset=utf-8";
+    let (status, content_type, body, head_only) = match (route, source) {
+        (Route::Get { resource, head_only }, Source::Broker(api)) => {
             let (content_type, body) = match resource {
-                Resource::Metrics => ("text/plain; version=0.0.4; charset=utf-8", super::scrape::render(api).await),
+                Resource::Metrics => (METRICS, super::scrape::render(api).await),
                 Resource::Overview => ("application/json", super::console::overview_json(api)),
                 Resource::Page => ("text/html; charset=utf-8", super::console::PAGE.to_string()),
                 Resource::Script => ("text/javascript; charset=utf-8", super::console::SCRIPT.to_string()),
@@ -70,9 +83,16 @@ async fn answer(mut stream: TcpStream, api: &Api) -> std::io::Result<()> {
             };
             ("200 OK", content_type, body, head_only)
         }
-        Route::NotFound => ("404 Not Found", "text/plain; charset=utf-8", "404 Not Found\n".to_string(), false),
-        Route::BadMethod => ("405 Method Not Allowed", "text/plain; charset=utf-8", "405 Method Not Allowed\n".to_string(), false),
-        Route::Malformed => ("400 Bad Request", "text/plain; charset=utf-8", "400 Bad Request\n".to_string(), false),
+        (Route::Get { resource: Resource::Metrics, head_only }, Source::Controller(controller, log)) => {
+            ("200 OK", METRICS, super::scrape::render_controller(controller, log).await, head_only)
+        }
+        // The console shows a broker's view.
+        (Route::Get { .. }, Source::Controller(..)) => {
+            ("404 Not Found", "text/plain; charset=utf-8", "404 Not Found: a controller-only node serves /metrics alone\n".to_string(), false)
+        }
+        (Route::NotFound, _) => ("404 Not Found", "text/plain; charset=utf-8", "404 Not Found\n".to_string(), false),
+        (Route::BadMethod, _) => ("405 Method Not Allowed", "text/plain; charset=utf-8", "405 Method Not Allowed\n".to_string(), false),
+        (Route::Malformed, _) => ("400 Bad Request", "text/plain; charset=utf-8", "400 Bad Request\n".to_string(), false),
     };
     // Every answer is read fresh: the page polls the overview, Prometheus scrapes.
     let mut response = format!("HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n", body.len());

@@ -17,7 +17,7 @@ use kafka_protocol::messages::ApiKey;
 use kafka_protocol::ResponseError;
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
-pub use http::{bind, serve};
+pub use http::{bind, serve, Source};
 
 /// Request latency buckets, in seconds: from a cached Metadata answer to a long poll.
 const LATENCY_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];

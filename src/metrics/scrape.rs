@@ -4,7 +4,9 @@ use prometheus::proto::MetricFamily;
 use prometheus::{IntGauge, IntGaugeVec, Opts, Registry};
 
 use crate::api::Api;
-use crate::cluster::metadata::NO_LEADER;
+use crate::cluster::controller::Controller;
+use crate::cluster::metadata::{MetadataImage, NO_LEADER};
+use crate::log::LogStore;
 
 /// Gauges of one scrape, registered in a registry of their own.
 struct Scrape(Registry);
@@ -23,19 +25,61 @@ impl Scrape {
     }
 }
 
-/// The whole exposition: the counters, then the state read now.
+/// A broker's whole exposition: the counters, then the state read now.
 pub async fn render(api: &Api) -> String {
     api.metrics.forget_deleted_topics(|topic| api.cluster.topic(topic).is_some());
     let mut families = api.metrics.registry.gather();
-    families.extend(state(api).await);
-    prometheus::TextEncoder::new().encode_to_string(&families).expect("text encoding of valid metrics")
-}
-
-async fn state(api: &Api) -> Vec<MetricFamily> {
     let scrape = Scrape(Registry::new());
     partitions(api, &scrape);
+    match api.cluster.controller() {
+        Some(controller) => quorum(controller, &scrape),
+        // Not yet in the quorum: its own controller, as a lone node is.
+        None => cluster(true, &api.cluster.image(), &scrape),
+    }
     group_lag(api, &scrape);
-    match api.log.rocks_stats().await {
+    families.extend(store(&api.log, scrape).await);
+    encode(&families)
+}
+
+/// A controller-only node's exposition: the quorum, the cluster as the metadata log has it,
+/// and the store.
+pub async fn render_controller(controller: &Controller, log: &LogStore) -> String {
+    let scrape = Scrape(Registry::new());
+    quorum(controller, &scrape);
+    encode(&store(log, scrape).await)
+}
+
+fn encode(families: &[MetricFamily]) -> String {
+    prometheus::TextEncoder::new().encode_to_string(families).expect("text encoding of valid metrics")
+}
+
+/// The metadata quorum as this member sees it (Kafka's raft-metrics), and the cluster gauges.
+fn quorum(controller: &Controller, scrape: &Scrape) {
+    let status = controller.status();
+    let active = status.leader == Some(controller.id());
+    scrape.gauge("kafka_server_raft_metrics_current_leader", "The active controller's node id, -1 while there is none.", status.leader.map_or(-1, |id| id as i64));
+    scrape.gauge("kafka_server_raft_metrics_current_epoch", "The metadata log's leader epoch (the Raft term).", status.term as i64);
+    scrape.gauge("kafka_server_raft_metrics_log_end_offset", "The offset after this member's last metadata record.", status.last_log_index.map_or(0, |i| i as i64 + 1));
+    scrape.gauge("kafka_server_raft_metrics_high_watermark", "The offset after the last metadata record this member applied.", status.last_applied_index.map_or(0, |i| i as i64 + 1));
+    cluster(active, &controller.image().borrow(), scrape);
+}
+
+/// The controller gauges Kafka alerts are written on; as in Kafka, only the active controller
+/// counts offline partitions and brokers.
+fn cluster(active: bool, image: &MetadataImage, scrape: &Scrape) {
+    let counted = |n: usize| if active { n as i64 } else { 0 };
+    let offline = image.topics().flat_map(|t| t.partitions.values()).filter(|p| p.leader == NO_LEADER).count();
+    scrape.gauge("kafka_controller_kafkacontroller_offlinepartitionscount", "Partitions without a leader (reported by the active controller).", counted(offline));
+    scrape.gauge("kafka_controller_kafkacontroller_activecontrollercount", "1 on the active controller, 0 elsewhere.", i64::from(active));
+    let fenced = image.brokers().filter(|b| b.fenced).count();
+    let registered = image.brokers().count();
+    scrape.gauge("kafka_controller_kafkacontroller_activebrokercount", "Registered brokers not fenced (reported by the active controller).", counted(registered - fenced));
+    scrape.gauge("kafka_controller_kafkacontroller_fencedbrokercount", "Registered brokers fenced (reported by the active controller).", counted(fenced));
+}
+
+/// RocksDB's gauges, added to the scrape's.
+async fn store(log: &LogStore, scrape: Scrape) -> Vec<MetricFamily> {
+    match log.rocks_stats().await {
         Ok(s) => {
             scrape.gauge("gregor_rocksdb_memtable_bytes", "Bytes in RocksDB's memtables, all column families.", s.memtable_bytes as i64);
             scrape.gauge("gregor_rocksdb_block_cache_usage_bytes", "Bytes in RocksDB's block cache (index blocks and batches read back).", s.block_cache_bytes as i64);
@@ -53,7 +97,7 @@ async fn state(api: &Api) -> Vec<MetricFamily> {
     scrape.0.gather()
 }
 
-/// Per-partition log gauges, and the ISR and controller gauges Kafka alerts are written on.
+/// Per-partition log gauges, and under-replicated partitions.
 fn partitions(api: &Api, scrape: &Scrape) {
     let end = scrape.gauges("kafka_log_log_logendoffset", "The offset after the partition's last record.", &["topic", "partition"]);
     let size = scrape.gauges("kafka_log_log_size", "Bytes the partition's batches take in the store.", &["topic", "partition"]);
@@ -74,11 +118,6 @@ fn partitions(api: &Api, scrape: &Scrape) {
         }
     }
     scrape.gauge("kafka_server_replicamanager_underreplicatedpartitions", "Partitions this broker leads whose ISR is smaller than their replica set.", under_replicated);
-    let active = api.cluster.is_active_controller();
-    // As in Kafka, only the active controller reports offline partitions.
-    let offline = if active { api.cluster.image().topics().flat_map(|t| t.partitions.values()).filter(|p| p.leader == NO_LEADER).count() as i64 } else { 0 };
-    scrape.gauge("kafka_controller_kafkacontroller_offlinepartitionscount", "Partitions without a leader (reported by the active controller).", offline);
-    scrape.gauge("kafka_controller_kafkacontroller_activecontrollercount", "1 on the active controller, 0 elsewhere.", i64::from(active));
 }
 
 /// Committed offsets and lag behind the high watermark, per group and partition, as
