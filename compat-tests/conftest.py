@@ -996,6 +996,30 @@ def client_certificate_principal(certs) -> str:
     return f"User:{subject}"
 
 
+def log_since(b, offset):
+    """The broker's log from ``offset`` on, without its colours."""
+    with open(b.log_path, errors="replace") as f:
+        f.seek(offset)
+        return re.sub(r"\x1b\[[0-9;]*m", "", f.read())
+
+
+def wait_for_login_logged(b, offset, certs, listener, mechanism):
+    """Waits for a line of the secured broker's log, from ``offset`` on, naming whom it let in
+    through ``listener``: the client certificate's principal on MTLS, ``mechanism``'s user on
+    SASL listeners; other listeners log no one."""
+    if listener == "MTLS":
+        expected = [f"TLS client certificate of {client_certificate_principal(certs)}"]
+    elif mechanism:  # the listener is a field of the line, after the message
+        expected = [f"authenticated as User:{sasl_user(mechanism)[0]} ", f"listener={listener}"]
+    else:
+        return
+
+    def logged():
+        return any(all(e in line for e in expected) for line in log_since(b, offset).splitlines())
+    wait_until(logged, timeout=10, message=lambda: f"a line with {expected} in the broker log:\n"
+               + "\n".join(log_since(b, offset).splitlines()[-20:]))
+
+
 def add_scram_user(bootstrap, user=SCRAM_USER, password=SCRAM_PASSWORD, mechanisms=SCRAM_MECHANISMS):
     """Gives ``user`` SCRAM credentials with AlterUserScramCredentials (confluent-kafka's admin)."""
     from confluent_kafka.admin import ScramCredentialInfo, ScramMechanism, UserScramCredentialUpsertion

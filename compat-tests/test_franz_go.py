@@ -25,7 +25,8 @@ from collections import defaultdict
 
 import pytest
 
-from conftest import CLIENT_TIMEOUT_S, assert_contiguous_offsets, stop_through_stdin, unique_topic, wait_until
+from conftest import (CLIENT_TIMEOUT_S, SASL_CASES, assert_contiguous_offsets, sasl_user, secure_addr, start_broker,
+                      stop_through_stdin, unique_topic, wait_for_login_logged, wait_until)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FRANZ_DIR = os.path.join(HERE, "franz")
@@ -110,11 +111,11 @@ def produce(franz, bootstrap, topic, records, **settings):
     return [e["record"] for e in produced]
 
 
-def consume(franz, bootstrap, topic, count, read_committed=False):
+def consume(franz, bootstrap, topic, count, read_committed=False, **settings):
     """franz consume: every partition of ``topic`` from its start, without a group, until
     ``count`` records are in and SETTLE_MS after; returns the records read."""
     events = run(franz, "consume", {"bootstrap": bootstrap, "topic": topic, "count": count,
-                                    "settleMs": SETTLE_MS, "readCommitted": read_committed})
+                                    "settleMs": SETTLE_MS, "readCommitted": read_committed, **settings})
     assert [e for e in events if e["event"] == "fetchError"] == [], events
     return [e["record"] for e in events if e["event"] == "record"]
 
@@ -126,10 +127,10 @@ def by_position(records):
     return positions
 
 
-def admin(franz, bootstrap, *ops):
+def admin(franz, bootstrap, *ops, **settings):
     """franz admin: runs ``ops`` ({"op": name, ...fields}) with one kadm client, in order, and
     returns (error, result) for each; the error is the Kafka code's name, "" when it worked."""
-    events = run(franz, "admin", {"bootstrap": bootstrap, "ops": list(ops)})
+    events = run(franz, "admin", {"bootstrap": bootstrap, "ops": list(ops), **settings})
     results = [e for e in events if e["event"] == "op"]
     assert len(results) == len(ops), events
     return [(e["error"], e["result"]) for e in results]
@@ -649,3 +650,95 @@ def test_cluster_kadm_lists_a_reassignment_in_progress_and_cancels_it(franz, clu
     assert ok(listed) == {}
     assert cancelled_again[0] == "NO_REASSIGNMENT_IN_PROGRESS"
     assert wait_until(lambda: partition_0(survivors), message="partition 0 back on its two replicas")["replicas"] == replicas
+
+
+# ---------------------------------------------------------------------------
+# Security: TLS, SASL and ACLs
+# ---------------------------------------------------------------------------
+
+
+def franz_security(certs, listener, mechanism=None, password=None, client_cert=True):
+    """franz's settings for ``listener`` of the secured broker: "tls" with the dev CA on TLS
+    listeners (and the client certificate on MTLS unless not ``client_cert``), "sasl" with
+    ``mechanism``'s user (and ``password`` instead of theirs if given)."""
+    settings = {}
+    if listener in ("SSL", "MTLS", "SASL_SSL"):
+        settings["tls"] = {"ca": certs["ca"]}
+        if listener == "MTLS" and client_cert:
+            settings["tls"].update(cert=certs["client_cert"], key=certs["client_key"])
+    if mechanism:
+        user, theirs = sasl_user(mechanism)
+        settings["sasl"] = {"mechanism": mechanism, "user": user, "password": password or theirs}
+    return settings
+
+
+@pytest.mark.parametrize("listener,mechanism", [("SSL", None), ("MTLS", None)] + SASL_CASES)
+def test_produce_and_consume_over_a_secured_listener(franz, secured_with_scram_user, certs, listener, mechanism):
+    """kgo produces and reads back through ``listener``; the broker logs whom it let in."""
+    b = secured_with_scram_user
+    topic = unique_topic(f"franz-{listener.lower()}")
+    create_topic(franz, b.bootstrap, topic, 2)
+    through = secure_addr(b, listener)
+    security = franz_security(certs, listener, mechanism)
+    logged_from = os.path.getsize(b.log_path)
+    records = [{"partition": i % 2, "key": f"k{i}", "value": f"{listener} {mechanism} {i}"} for i in range(20)]
+    produced = produce(franz, through, topic, records, manual=True, **security)
+    assert_contiguous_offsets([(r["partition"], r["offset"]) for r in produced])
+    assert by_position(consume(franz, through, topic, len(records), **security)) == by_position(produced)
+    wait_for_login_logged(b, logged_from, certs, listener, mechanism)
+
+
+def test_mutual_tls_without_a_client_certificate_is_refused(franz, secured, certs):
+    (refused,) = admin(franz, secure_addr(secured, "MTLS"), {"op": "metadata", "topic": unique_topic("franz-mtls")},
+                       **franz_security(certs, "MTLS", client_cert=False))
+    assert "certificate required" in refused[0], refused
+
+
+@pytest.mark.parametrize("listener,mechanism", SASL_CASES)
+def test_wrong_password_is_an_authentication_error(franz, secured_with_scram_user, certs, listener, mechanism):
+    (refused,) = admin(franz, secure_addr(secured_with_scram_user, listener),
+                       {"op": "metadata", "topic": unique_topic("franz-sasl")},
+                       **franz_security(certs, listener, mechanism, password="not-the-password"))
+    assert refused[0] == "SASL_AUTHENTICATION_FAILED", refused
+
+
+# As compat-tests/test_acls.py: the authorizer on, and everything allowed that no ACL names.
+AUTHORIZING = ("--authorizer-class-name", "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+               "--allow-everyone-if-no-acl-found", "true")
+
+
+@pytest.fixture
+def authorizing_broker():
+    b = start_broker(AUTHORIZING)
+    try:
+        yield b
+    finally:
+        b.cleanup()
+
+
+def test_kadm_acls_deny_a_produce_until_deleted(franz, authorizing_broker):
+    """kadm creates a DENY of WRITE for User:ANONYMOUS (every client of a listener without
+    authentication) on one topic, lists it and deletes it; meanwhile kgo's produce to that
+    topic is refused and to another topic is not."""
+    b = authorizing_broker.bootstrap
+    secret, public = unique_topic("franz-secret"), unique_topic("franz-public")
+    create_topic(franz, b, secret, 1)
+    create_topic(franz, b, public, 1)
+    deny = {"topic": secret, "principal": "User:ANONYMOUS", "permission": "DENY", "operation": "WRITE"}
+    created, described = admin(franz, b, {"op": "createACLs", **deny}, {"op": "describeACLs", "topic": secret})
+    ok(created)
+    acl = {"principal": "User:ANONYMOUS", "host": "*", "topic": secret, "pattern": "LITERAL", "operation": "WRITE",
+           "permission": "DENY"}
+    assert ok(described) == [acl]
+
+    def produce_one(topic):
+        events = run(franz, "produce", {"bootstrap": b, "topic": topic, "records": [{"value": "v"}]})
+        (produced,) = [e for e in events if e["event"] == "produced"]
+        return produced["error"]
+
+    assert produce_one(secret) == "TOPIC_AUTHORIZATION_FAILED"
+    assert produce_one(public) == ""
+    deleted, described = admin(franz, b, {"op": "deleteACLs", "topic": secret}, {"op": "describeACLs", "topic": secret})
+    assert ok(deleted) == 1
+    assert ok(described) == []
+    assert produce_one(secret) == ""

@@ -16,11 +16,12 @@ import pytest
 
 from conftest import (
     SASL_CASES,
-    client_certificate_principal,
     kp_create_topic,
+    log_since,
     sasl_user,
     secure_addr,
     unique_topic,
+    wait_for_login_logged,
     wait_until,
 )
 
@@ -207,13 +208,6 @@ def kcat_security(certs, listener, mechanism=None, password=None, client_cert=Tr
     return [arg for key, value in settings.items() for arg in ("-X", f"{key}={value}")]
 
 
-def log_since(b, offset):
-    """The broker's log from ``offset`` on, without its colours."""
-    with open(b.log_path, errors="replace") as f:
-        f.seek(offset)
-        return re.sub(r"\x1b\[[0-9;]*m", "", f.read())
-
-
 @pytest.mark.parametrize("listener,mechanism", [("SSL", None), ("MTLS", None)] + SASL_CASES)
 def test_produce_and_consume_over_a_secured_listener(secured_with_scram_user, certs, listener, mechanism):
     """kcat -P and -C through ``listener``; the broker logs whom it let in: the client
@@ -229,17 +223,7 @@ def test_produce_and_consume_over_a_secured_listener(secured_with_scram_user, ce
     msgs = consume_json(through, topic, "-o", "beginning", *settings)
     assert [(m["offset"], m["key"], m["payload"]) for m in msgs] == \
         [(i, line.split(":", 1)[0], line.split(":", 1)[1]) for i, line in enumerate(lines)]
-    if listener == "MTLS":
-        expected = [f"TLS client certificate of {client_certificate_principal(certs)}"]
-    elif mechanism:  # the listener is a field of the line, after the message
-        expected = [f"authenticated as User:{sasl_user(mechanism)[0]} ", f"listener={listener}"]
-    else:
-        return
-
-    def logged():
-        return any(all(e in line for e in expected) for line in log_since(b, logged_from).splitlines())
-    wait_until(logged, timeout=10, message=lambda: f"a line with {expected} in the broker log:\n"
-               + "\n".join(log_since(b, logged_from).splitlines()[-20:]))
+    wait_for_login_logged(b, logged_from, certs, listener, mechanism)
 
 
 def refused(b, listener, settings):

@@ -1,11 +1,13 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // adminOp is one kadm call: its name and the fields that call takes.
@@ -25,6 +27,48 @@ type adminOp struct {
 	// Replicas is a partition's new replicas; null cancels its reassignment.
 	Replicas        []int32 `json:"replicas"`
 	TransactionalID string  `json:"transactionalId"`
+	// An ACL on Topic: its principal ("User:..."), permission ("ALLOW" or
+	// "DENY") and operation ("WRITE", ...). Describing and deleting match any
+	// principal when permission is left out, any operation when it is.
+	Principal  string `json:"principal"`
+	Permission string `json:"permission"`
+	Operation  string `json:"operation"`
+}
+
+// acls is the kadm ACL builder of o's ACL fields.
+func (o adminOp) acls() (*kadm.ACLBuilder, error) {
+	b := kadm.NewACLs().Topics(o.Topic)
+	if o.Operation == "" {
+		b.Operations()
+	} else {
+		op, err := kmsg.ParseACLOperation(o.Operation)
+		if err != nil {
+			return nil, err
+		}
+		b.Operations(op)
+	}
+	switch o.Permission {
+	case "":
+		b.Allow().AllowHosts().Deny().DenyHosts()
+	case "ALLOW":
+		b.Allow(o.Principal).AllowHosts()
+	case "DENY":
+		b.Deny(o.Principal).DenyHosts()
+	default:
+		return nil, fmt.Errorf("unknown permission %q", o.Permission)
+	}
+	return b, nil
+}
+
+// withACLs makes an ACL call an admin call on the builder of its op's ACL fields.
+func withACLs(call func(context.Context, *kadm.Client, *kadm.ACLBuilder) (any, error)) func(context.Context, *kadm.Client, adminOp) (any, error) {
+	return func(ctx context.Context, adm *kadm.Client, o adminOp) (any, error) {
+		b, err := o.acls()
+		if err != nil {
+			return nil, err
+		}
+		return call(ctx, adm, b)
+	}
 }
 
 // adminCalls maps each op name to its kadm call; a call returns what the tests
@@ -205,6 +249,37 @@ var adminCalls = map[string]func(context.Context, *kadm.Client, adminOp) (any, e
 		return fields{"state": d.State, "producerId": d.ProducerID, "producerEpoch": d.ProducerEpoch,
 			"timeoutMs": d.TimeoutMillis, "topics": topics}, err
 	},
+	"createACLs": withACLs(func(ctx context.Context, adm *kadm.Client, b *kadm.ACLBuilder) (any, error) {
+		rs, err := adm.CreateACLs(ctx, b)
+		for _, r := range rs {
+			err = cmp.Or(err, r.Err)
+		}
+		return nil, err
+	}),
+	"describeACLs": withACLs(func(ctx context.Context, adm *kadm.Client, b *kadm.ACLBuilder) (any, error) {
+		rs, err := adm.DescribeACLs(ctx, b)
+		described := []fields{}
+		for _, r := range rs {
+			err = cmp.Or(err, r.Err)
+			for _, a := range r.Described {
+				described = append(described, fields{"principal": a.Principal, "host": a.Host, "topic": a.Name,
+					"pattern": a.Pattern.String(), "operation": a.Operation.String(), "permission": a.Permission.String()})
+			}
+		}
+		return described, err
+	}),
+	"deleteACLs": withACLs(func(ctx context.Context, adm *kadm.Client, b *kadm.ACLBuilder) (any, error) {
+		rs, err := adm.DeleteACLs(ctx, b)
+		deleted := 0
+		for _, r := range rs {
+			err = cmp.Or(err, r.Err)
+			for _, a := range r.Deleted {
+				err = cmp.Or(err, a.Err)
+			}
+			deleted += len(r.Deleted)
+		}
+		return deleted, err
+	}),
 	"listTransactions": func(ctx context.Context, adm *kadm.Client, _ adminOp) (any, error) {
 		ls, err := adm.ListTransactions(ctx, nil, nil)
 		listed := fields{}

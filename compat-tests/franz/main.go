@@ -4,7 +4,8 @@
 //	franz <command> '<json settings>'
 //
 // Commands: produce, stream, consume, group, admin, txn, transact (one file
-// each). Every command prints one JSON object per line on stdout, logs
+// each); each takes "tls" and "sasl" settings for a secured listener
+// (security.go). Every command prints one JSON object per line on stdout, logs
 // franz-go's warnings to stderr, and exits by itself: at the latest after
 // maxRuntimeMs it prints {"event":"timeout"} and exits 3, so that nothing it
 // does can hang the test suite. The long-running commands (stream, group) stop
@@ -29,6 +30,7 @@ import (
 
 // common holds the settings every command takes.
 type common struct {
+	security
 	Bootstrap    string `json:"bootstrap"`
 	ClientID     string `json:"clientId"`
 	MaxRuntimeMs int    `json:"maxRuntimeMs"`
@@ -121,10 +123,18 @@ func errorName(err error) string {
 
 // newClient makes a kgo client for c's bootstrap servers with opts added.
 func (c common) newClient(opts ...kgo.Opt) (*kgo.Client, error) {
-	return kgo.NewClient(c.clientOpts(opts...)...)
+	all, err := c.clientOpts(opts...)
+	if err != nil {
+		return nil, err
+	}
+	return kgo.NewClient(all...)
 }
 
-func (c common) clientOpts(opts ...kgo.Opt) []kgo.Opt {
+func (c common) clientOpts(opts ...kgo.Opt) ([]kgo.Opt, error) {
+	secured, err := c.security.opts()
+	if err != nil {
+		return nil, err
+	}
 	level := kgo.LogLevelWarn
 	if c.Debug {
 		level = kgo.LogLevelDebug
@@ -133,11 +143,12 @@ func (c common) clientOpts(opts ...kgo.Opt) []kgo.Opt {
 	if clientID == "" {
 		clientID = "gregor-compat-franz"
 	}
-	return append([]kgo.Opt{
+	all := []kgo.Opt{
 		kgo.SeedBrokers(strings.Split(c.Bootstrap, ",")...),
 		kgo.ClientID(clientID),
 		kgo.WithLogger(kgo.BasicLogger(os.Stderr, level, nil)),
-	}, opts...)
+	}
+	return append(append(all, secured...), opts...), nil
 }
 
 // untilStopped is a context canceled when stdin says "stop" (or closes).

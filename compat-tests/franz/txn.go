@@ -70,7 +70,7 @@ func transact(raw []byte) error {
 	if err := json.Unmarshal(raw, &s); err != nil {
 		return err
 	}
-	session, err := kgo.NewGroupTransactSession(s.clientOpts(
+	opts, err := s.clientOpts(
 		kgo.TransactionalID(s.TransactionalID),
 		kgo.DefaultProduceTopic(s.Output),
 		kgo.ConsumerGroup(s.Group),
@@ -78,7 +78,11 @@ func transact(raw []byte) error {
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.FetchMaxWait(200*time.Millisecond),
-	)...)
+	)
+	if err != nil {
+		return err
+	}
+	session, err := kgo.NewGroupTransactSession(opts...)
 	if err != nil {
 		return err
 	}
