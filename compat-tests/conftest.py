@@ -988,10 +988,11 @@ def secure_addr(b, listener) -> str:
     return f"127.0.0.1:{b.ports[listener]}"
 
 
-def client_certificate_principal(certs) -> str:
-    """The principal of ``gregor certs``' client certificate: Kafka's is ``User:`` and the
-    subject in RFC 2253 form, as openssl prints it with that option."""
-    subject = subprocess.run(["openssl", "x509", "-in", certs["client_cert"], "-noout", "-subject", "-nameopt", "RFC2253"],
+def certificate_principal(pem: str) -> str:
+    """The principal of the first certificate in the PEM file ``pem`` (a ``gregor certs`` one,
+    e.g. ``certs["client_cert"]``): Kafka's is ``User:`` and the subject in RFC 2253 form, as
+    openssl prints it with that option."""
+    subject = subprocess.run(["openssl", "x509", "-in", pem, "-noout", "-subject", "-nameopt", "RFC2253"],
                              capture_output=True, text=True, check=True).stdout.strip().removeprefix("subject=")
     return f"User:{subject}"
 
@@ -1008,7 +1009,7 @@ def wait_for_login_logged(b, offset, certs, listener, mechanism):
     through ``listener``: the client certificate's principal on MTLS, ``mechanism``'s user on
     SASL listeners; other listeners log no one."""
     if listener == "MTLS":
-        expected = [f"TLS client certificate of {client_certificate_principal(certs)}"]
+        expected = [f"TLS client certificate of {certificate_principal(certs['client_cert'])}"]
     elif mechanism:  # the listener is a field of the line, after the message
         expected = [f"authenticated as User:{sasl_user(mechanism)[0]} ", f"listener={listener}"]
     else:

@@ -19,10 +19,10 @@ import pytest
 
 from conftest import (
     JAVA,
+    certificate_principal,
     ck_consumer,
     ck_drain,
     ck_producer,
-    client_certificate_principal,
     free_port,
     gregor_binary,
     kafka_tool,
@@ -104,7 +104,7 @@ def test_mutual_tls_with_confluent_kafka(secured, certs):
     client_cert = {"security.protocol": "SSL", "ssl.ca.location": certs["ca"],
                    "ssl.certificate.location": certs["client_cert"], "ssl.key.location": certs["client_key"]}
     ck_round_trip(secured, "MTLS", **client_cert)
-    principal = client_certificate_principal(certs)
+    principal = certificate_principal(certs["client_cert"])
     wait_until(lambda: principal in open(secured.log_path).read(), timeout=10,
                message="the principal of the client certificate")
     # Without a certificate the handshake fails.
