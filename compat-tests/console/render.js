@@ -2,6 +2,7 @@
 // expects to find, and prints one JSON object of what the page shows (tables, charts, errors),
 // after saving a screenshot. Settings come as one JSON argument:
 //   {url, chromium, screenshot, topic, group, minUpdates, timeoutMs}
+// where group may be null: then the page need not show one, and "group" is null.
 // playwright-core comes from NODE_PATH (test_console.py installs it into a cache dir).
 "use strict";
 
@@ -21,7 +22,7 @@ async function main() {
     await page.waitForFunction(({ topic, group, minUpdates }) =>
       Number(document.body.dataset.updates || 0) >= minUpdates
         && document.querySelector(`.topic[data-topic="${topic}"]`)
-        && document.querySelector(`.group[data-group="${group}"] tbody tr`),
+        && (group == null || document.querySelector(`.group[data-group="${group}"] tbody tr`)),
       { topic: cfg.topic, group: cfg.group, minUpdates: cfg.minUpdates }, { timeout: cfg.timeoutMs, polling: 200 });
 
     const shown = await page.evaluate(({ topic, group }) => {
@@ -48,10 +49,11 @@ async function main() {
           leader: text(r, ".leader"),
           replicas: text(r, ".replicas"),
           isr: text(r, ".isr"),
+          isrMarked: r.querySelector(".isr").classList.contains("bad"),
           logStart: text(r, ".log-start"),
           logEnd: text(r, ".log-end"),
         })),
-        group: {
+        group: group == null ? null : {
           heading: document.querySelector(`.group[data-group="${group}"] h3`).textContent,
           totalLag: document.querySelector(`.group[data-group="${group}"] .total-lag`).textContent,
           members: [...document.querySelectorAll(`.group[data-group="${group}"] .members li`)].map(li => li.textContent),
