@@ -101,10 +101,15 @@ def wait_in_sync(c: ScriptCluster, admin, topic: str, isr: list[int]):
                       message=lambda: f"{topic}'s ISR {isr}\n{c.log()}")
 
 
+def logged(c: ScriptCluster, node: int, text: str) -> list[str]:
+    """The log lines of `node` that hold `text`."""
+    with open(c.log_path, errors="replace") as f:
+        return [line for line in f if line.startswith(f"[node {node}]") and text in line]
+
+
 def refusals(c: ScriptCluster, node: int, login: str) -> list[str]:
     """The log lines in which `node` says its inter-broker `login` ("SASL <MECH> login as <user>") was refused."""
-    with open(c.log_path, errors="replace") as f:
-        return [line for line in f if line.startswith(f"[node {node}]") and f"{login} refused" in line]
+    return logged(c, node, f"{login} refused")
 
 
 def produce_acked(producer, topic: str, numbers: range, acked: list[bytes]):
@@ -303,5 +308,9 @@ def test_brokers_whose_certificate_subject_lacks_cluster_action_stay_out_of_the_
         wait_in_sync(c, admin, "replicated", [1])
         time.sleep(LAG_WAIT_S)
         assert partition0(admin, "replicated", [1]) is not None, f"the followers stay out\n{c.log()}"
+        # Each follower says why, at most once per 30 s.
+        for node in (2, 3):
+            said = logged(c, node, "needs CLUSTER_ACTION on the cluster")
+            assert 1 <= len(said) <= 2, f"node {node} logged {said}\n{c.log()}"
     finally:
         c.stop()

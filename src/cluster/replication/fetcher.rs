@@ -235,16 +235,17 @@ impl FetcherTask {
         }
     }
 
-    /// Logs a failed connection to the leader: the first at once, then at most one every
-    /// [`UNREACHABLE_LOG_INTERVAL`], counting those not logged.
-    fn log_unreachable(&self, e: &anyhow::Error) {
+    /// Logs why nothing can be fetched from the leader (no connection, a refused login or
+    /// authorization): the first at once, then at most one every [`UNREACHABLE_LOG_INTERVAL`],
+    /// counting those not logged.
+    fn log_unreachable(&self, why: impl std::fmt::Display) {
         let mut unreachable = self.unreachable.lock().expect("unreachable lock");
         let now = Instant::now();
         match unreachable.as_mut() {
             Some((logged, failures)) if now.duration_since(*logged) < UNREACHABLE_LOG_INTERVAL => *failures += 1,
             previous => {
                 let since = previous.map_or(String::new(), |(_, failures)| format!(" ({} failed attempts not logged since)", *failures));
-                tracing::warn!("cannot reach the leader, retrying{since}: {e:#}");
+                tracing::warn!("cannot fetch from the leader, retrying{since}: {why}");
                 *unreachable = Some((now, 0));
             }
         }
@@ -269,7 +270,7 @@ impl FetcherTask {
                     *peer = Some(p);
                 }
                 Err(e) => {
-                    self.log_unreachable(&e);
+                    self.log_unreachable(format_args!("{e:#}"));
                     return Some(self.settings.backoff);
                 }
             }
@@ -368,8 +369,13 @@ impl FetcherTask {
             // Reassigned, or moved to another epoch, while the fetch was out.
             let Some(f) = partitions.get_mut(&a.id).filter(|f| f.leader_epoch == a.leader_epoch) else { continue };
             if let Some(e) = ResponseError::try_from_code(p.error_code) {
-                if e == ResponseError::OffsetOutOfRange {
-                    f.truncate_first = Some(Ask::Always);
+                match e {
+                    ResponseError::OffsetOutOfRange => f.truncate_first = Some(Ask::Always),
+                    ResponseError::TopicAuthorizationFailed | ResponseError::ClusterAuthorizationFailed => self.log_unreachable(format_args!(
+                        "{e:?} for {:?}: this broker's principal needs CLUSTER_ACTION on the cluster (super.users, or an ACL)",
+                        f.partition
+                    )),
+                    _ => {}
                 }
                 f.delay(self.settings.backoff, e);
                 continue;
