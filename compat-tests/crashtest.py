@@ -774,6 +774,27 @@ class Worker:
 # --------------------------------------------------------------------------
 
 
+# librdkafka's answers while a killed node's partitions have no leader yet, which a check waits out.
+TRANSIENT_WATERMARK_ERRORS = ("_UNKNOWN_PARTITION", "_TRANSPORT", "_TIMED_OUT", "_ALL_BROKERS_DOWN",
+                              "NOT_LEADER_OR_FOLLOWER", "LEADER_NOT_AVAILABLE")
+
+
+def watermarks(consumer, tp, patience=30.0):
+    """``consumer.get_watermark_offsets(tp)`` asked of the leader, again for up to ``patience`` s
+    while the partition has none (a node was just killed)."""
+    from confluent_kafka import KafkaException
+
+    t_end = now() + patience
+    while True:
+        try:
+            return consumer.get_watermark_offsets(tp, timeout=10, cached=False)
+        except KafkaException as e:
+            err = e.args[0]
+            if now() >= t_end or not (err.retriable() or err.name() in TRANSIENT_WATERMARK_ERRORS):
+                raise
+            time.sleep(0.2)
+
+
 def read_partitions(bootstrap, tps, on_error, timeout, isolation="read_committed"):
     """Reads partitions ``{key: (topic, partition)}`` from offset 0 to at least the high
     watermark seen at the start (confluent-kafka, check.crcs); ``on_error(key, KafkaError)``.
@@ -789,8 +810,7 @@ def read_partitions(bootstrap, tps, on_error, timeout, isolation="read_committed
         "isolation.level": isolation, "error_cb": lambda err: None, "log_level": 0,
     })
     try:
-        marks = {k: c.get_watermark_offsets(TopicPartition(t, p), timeout=10, cached=False)
-                 for k, (t, p) in tps.items()}
+        marks = {k: watermarks(c, TopicPartition(t, p)) for k, (t, p) in tps.items()}
         c.assign([TopicPartition(t, p, 0) for t, p in tps.values()])
         recs = {k: [] for k in tps}
         reached = dict.fromkeys(tps, 0)  # the next offset; compaction leaves gaps before it

@@ -92,7 +92,7 @@ import uuid
 
 from clustercrash import JVM_FLAGS, Cluster
 from crashtest import (Broker, LoadRun, Worker, ck_error, exit_status, make_value, now, parse_value,
-                       read_partitions, worker_main, _free_port)
+                       read_partitions, watermarks, worker_main, _free_port)
 from java_build import JAVA, JAVAC, JavaSetupError, compile_programs, kafka_client_jars
 
 INPUT_PARTITIONS = 4
@@ -874,8 +874,8 @@ class TxnCrashTest(LoadRun):
             t_end = now() + timeout
             while now() < t_end:
                 tps = [TopicPartition(self.output, p) for p in range(OUTPUT_PARTITIONS)]
-                lso = [c.get_watermark_offsets(tp, timeout=10, cached=False)[1] for tp in tps]
-                hw = [u.get_watermark_offsets(tp, timeout=10, cached=False)[1] for tp in tps]
+                lso = [watermarks(c, tp)[1] for tp in tps]
+                hw = [watermarks(u, tp)[1] for tp in tps]
                 if lso == hw:
                     return True
                 time.sleep(0.2)
