@@ -176,10 +176,9 @@ public final class TxnTransformer {
                 if (!newProducer()) break;
                 rewind = true;
             }
-            if (rewind) {
-                rewindToCommitted(input);
-                rewind = false;
-            }
+            // Stopped before the rewind: the positions may be past an aborted transaction's input.
+            if (rewind && !rewindToCommitted(input)) break;
+            rewind = false;
             List<ConsumerRecord<byte[], byte[]>> batch;
             try {
                 batch = take(input, consumer.poll(Duration.ofMillis(100)));
@@ -251,11 +250,12 @@ public final class TxnTransformer {
         }
     }
 
-    void rewindToCommitted(String input) {
+    /** False if stopped first. */
+    boolean rewindToCommitted(String input) {
         while (!stop.get()) {
             Set<TopicPartition> assigned = new HashSet<>();
             for (TopicPartition tp : consumer.assignment()) if (expected.containsKey(tp.partition())) assigned.add(tp);
-            if (assigned.isEmpty()) return;
+            if (assigned.isEmpty()) return true;
             try {
                 Map<TopicPartition, OffsetAndMetadata> committed = consumer.committed(assigned);
                 Map<Integer, Long> to = new HashMap<>();
@@ -264,11 +264,12 @@ public final class TxnTransformer {
                     to.put(tp.partition(), om == null ? 0L : om.offset());
                 }
                 seek(input, to);
-                return;
+                return true;
             } catch (KafkaException e) {
                 error("committed", e);
             }
         }
+        return false;
     }
 
     Properties producerConfig() {
