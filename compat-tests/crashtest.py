@@ -781,7 +781,8 @@ TRANSIENT_WATERMARK_ERRORS = ("_UNKNOWN_PARTITION", "_TRANSPORT", "_TIMED_OUT", 
 
 def watermarks(consumer, tp, patience=30.0):
     """``consumer.get_watermark_offsets(tp)`` asked of the leader, again for up to ``patience`` s
-    while the partition has none (a node was just killed)."""
+    while the partition has none (a node was just killed), each time with the topic's metadata
+    asked anew: librdkafka would keep the leaderless answer it cached."""
     from confluent_kafka import KafkaException
 
     t_end = now() + patience
@@ -793,6 +794,10 @@ def watermarks(consumer, tp, patience=30.0):
             if now() >= t_end or not (err.retriable() or err.name() in TRANSIENT_WATERMARK_ERRORS):
                 raise
             time.sleep(0.2)
+            try:
+                consumer.list_topics(tp.topic, timeout=5)
+            except KafkaException:
+                pass  # asked again on the next round
 
 
 def read_partitions(bootstrap, tps, on_error, timeout, isolation="read_committed"):
