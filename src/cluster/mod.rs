@@ -388,13 +388,6 @@ impl Cluster {
         self.quorum.get().map(|q| &q.controller)
     }
 
-    pub fn is_active_controller(&self) -> bool {
-        match self.quorum.get() {
-            Some(Quorum { controller, .. }) => controller::NodeId::try_from(self.node.id).is_ok_and(|me| controller.leader() == Some(me)),
-            None => true,
-        }
-    }
-
     pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
         self.topics.read().expect("lock").get(name).cloned()
     }
