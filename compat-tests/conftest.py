@@ -424,6 +424,18 @@ def broker():
                   f"stderr tail:\n{b.log_tail()}")
 
 
+@pytest.fixture(params=[1, 2], ids=["transaction.version=1", "transaction.version=2"])
+def txn_version_broker(request):
+    """(broker, level): a broker whose finalized transaction.version is 1 (clients add
+    partitions with AddPartitionsToTxn, the epoch stays) or 2 (KIP-890 part 2, which Kafka 4
+    clients and kgo opt into: Produce adds partitions, every EndTxn bumps the epoch)."""
+    b = start_broker(extra_args=["--transaction-version", str(request.param)])
+    try:
+        yield b, request.param
+    finally:
+        b.cleanup()
+
+
 @pytest.fixture(scope="module")
 def metered():
     """A broker with metrics.listener on a free port: (broker, metrics port)."""

@@ -31,6 +31,21 @@ def _leader(admin: AdminClient, topic: str, partition: int) -> int | None:
     return p.leader if p is not None and p.error is None and p.leader >= 0 else None
 
 
+def _committed(consumer, partitions: list[TopicPartition]) -> list[TopicPartition]:
+    """The group's committed offsets, asked again while librdkafka passes on a coordinator's
+    "ask again" (NOT_COORDINATOR as the group's partition changes hands, or while a new
+    leader loads it), as an application retries."""
+    retriable = (KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS, KafkaError.COORDINATOR_NOT_AVAILABLE)
+    deadline = time.monotonic() + CLIENT_TIMEOUT_S
+    while True:
+        try:
+            return consumer.committed(partitions, timeout=CLIENT_TIMEOUT_S)
+        except KafkaException as e:
+            if e.args[0].code() not in retriable or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 def _read_committed(bootstrap: str, topic: str, partitions: int, expect: int) -> list[str]:
     c = ck_consumer(bootstrap, **{"isolation.level": "read_committed", "enable.partition.eof": True})
     try:
@@ -78,7 +93,7 @@ def test_consume_transform_produce_through_the_transaction_coordinators_kill(clu
 
     def rewind():
         """Back to the committed offsets, as an EOS application does after an abort."""
-        for tp in consumer.committed(inputs, timeout=CLIENT_TIMEOUT_S):
+        for tp in _committed(consumer, inputs):
             consumer.seek(TopicPartition("in", tp.partition, tp.offset if tp.offset >= 0 else 0))
 
     # The node killed coordinates the transaction but not the group: when the group's
@@ -86,7 +101,7 @@ def test_consume_transform_produce_through_the_transaction_coordinators_kill(clu
     # (confluentinc/librdkafka#5456, #5511), which `scripts/crashtest --txn --cluster` copes
     # with by restarting the client. So an id whose coordinator (the leader of its partition of
     # __transaction_state) is not the group's (the leader of its __consumer_offsets partition).
-    consumer.committed(inputs, timeout=CLIENT_TIMEOUT_S)
+    _committed(consumer, inputs)
     group_coordinator = wait_until(lambda: _leader(admin, "__consumer_offsets", offsets_partition("eos")),
                                    timeout=CLIENT_TIMEOUT_S, message="the group coordinator")
     for n in range(50):
@@ -122,7 +137,7 @@ def test_consume_transform_produce_through_the_transaction_coordinators_kill(clu
                 continue
             producer.send_offsets_to_transaction(consumer.position(inputs), consumer.consumer_group_metadata(), T)
             producer.commit_transaction(CLIENT_TIMEOUT_S)
-            committed = sum(max(tp.offset, 0) for tp in consumer.committed(inputs, timeout=CLIENT_TIMEOUT_S))
+            committed = sum(max(tp.offset, 0) for tp in _committed(consumer, inputs))
         except KafkaException as e:
             error = e.args[0]
             if error.txn_requires_abort():

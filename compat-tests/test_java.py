@@ -780,7 +780,8 @@ def txn(java, broker, *args):
     return events
 
 
-def test_java_transactions_commit_abort_and_read_committed(java, broker):
+def test_java_transactions_commit_abort_and_read_committed(java, txn_version_broker):
+    broker, version = txn_version_broker
     topic = unique_topic("jtxn")
     kp_create_topic(broker.bootstrap, topic, 1)
     events = txn(java, broker, "commit-abort", topic, unique_topic("jtxn-id"))
@@ -789,6 +790,8 @@ def test_java_transactions_commit_abort_and_read_committed(java, broker):
     assert reads["read_uncommitted"]["values"] == ["c-0", "c-1", "c-2", "a-0", "a-1", "c-3"]
     # Three markers take offsets too: 6 records + 3 markers.
     assert reads["read_committed"]["end_offset"] == 9
+    # Under transactions v2 the client took the bumped epoch from each of its three EndTxns.
+    assert one(events, "described") == {"event": "described", "state": "CompleteCommit", "epoch": 3 if version == 2 else 0}
 
 
 def test_java_transactions_zombie_is_fenced(java, broker):

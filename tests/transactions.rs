@@ -71,15 +71,26 @@ async fn add_partitions(c: &mut Client, id: &str, (pid, epoch): (i64, i16), topi
     r.results_by_topic_v3_and_below[0].results_by_partition.iter().map(|p| p.partition_error_code).collect()
 }
 
-async fn end_txn(c: &mut Client, version: i16, id: &str, (pid, epoch): (i64, i16), commit: bool) -> i16 {
+async fn end_txn(c: &mut Client, version: i16, id: &str, producer: (i64, i16), commit: bool) -> i16 {
+    end_txn_v5(c, version, id, producer, commit).await.0
+}
+
+/// EndTxn; returns (error code, the producer id and epoch of the answer, -1 before v5).
+async fn end_txn_v5(c: &mut Client, version: i16, id: &str, (pid, epoch): (i64, i16), commit: bool) -> (i16, (i64, i16)) {
     let request = EndTxnRequest::default().with_transactional_id(txn_id(id)).with_producer_id(ProducerId(pid)).with_producer_epoch(epoch).with_committed(commit);
-    c.call(request, version).await.error_code
+    let r = c.call(request, version).await;
+    (r.error_code, (r.producer_id.0, r.producer_epoch))
 }
 
 /// A transactional batch of `count` records to partition 0; returns (error code, base offset).
-async fn produce_txn(c: &mut Client, topic: &str, (pid, epoch): (i64, i16), seq: i32, count: i64) -> (i16, i64) {
+async fn produce_txn(c: &mut Client, topic: &str, producer: (i64, i16), seq: i32, count: i64) -> (i16, i64) {
+    produce_txn_at(c, 9, topic, producer, seq, count).await
+}
+
+/// The same as a Produce of `version` with the transactional id `id` set.
+async fn produce_txn_at(c: &mut Client, version: i16, topic: &str, (pid, epoch): (i64, i16), seq: i32, count: i64) -> (i16, i64) {
     let batch = encode_batch(&BatchSpec { producer: Some((pid, epoch, seq)), transactional: true, ..BatchSpec::values(count) });
-    let r = c.call(produce_request(topic, 0, batch, -1), 9).await;
+    let r = c.call(produce_request(topic, 0, batch, -1).with_transactional_id(Some(txn_id("v2"))), version).await;
     let p = &r.responses[0].partition_responses[0];
     (p.error_code, p.base_offset)
 }
@@ -172,8 +183,12 @@ async fn add_group(c: &mut Client, p: (i64, i16)) -> i16 {
 }
 
 async fn commit_offset(c: &mut Client, p: (i64, i16), offset: i64) -> i16 {
+    commit_offset_at(c, 3, "o", p, offset).await
+}
+
+async fn commit_offset_at(c: &mut Client, version: i16, id: &str, p: (i64, i16), offset: i64) -> i16 {
     let request = TxnOffsetCommitRequest::default()
-        .with_transactional_id(txn_id("o"))
+        .with_transactional_id(txn_id(id))
         .with_group_id(GroupId(s("g")))
         .with_producer_id(ProducerId(p.0))
         .with_producer_epoch(p.1)
@@ -181,7 +196,7 @@ async fn commit_offset(c: &mut Client, p: (i64, i16), offset: i64) -> i16 {
         .with_topics(vec![TxnOffsetCommitRequestTopic::default()
             .with_name(name("src"))
             .with_partitions(vec![TxnOffsetCommitRequestPartition::default().with_partition_index(0).with_committed_offset(offset)])]);
-    c.call(request, 3).await.topics[0].partitions[0].error_code
+    c.call(request, version).await.topics[0].partitions[0].error_code
 }
 
 #[tokio::test]
@@ -201,6 +216,58 @@ async fn txn_offsets_become_visible_only_on_commit() {
     assert_eq!(commit_offset(&mut c, p, 7).await, 0);
     assert_eq!(end_txn(&mut c, 3, "o", p, true).await, 0);
     assert_eq!(committed(&mut c, "g", "src").await.0, 7);
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn transactions_v2_add_partitions_and_groups_implicitly_and_bump_the_epoch_at_every_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path()).await;
+    let mut c = Client::connect(&broker).await;
+    c.create_topic("v2", 1).await;
+    c.create_topic("src", 1).await;
+    let features = c.call(kafka_protocol::messages::ApiVersionsRequest::default(), 3).await;
+    let finalized: Vec<_> = features.finalized_features.iter().map(|f| (f.name.to_string(), f.min_version_level, f.max_version_level)).collect();
+    assert_eq!(finalized, vec![("transaction.version".to_string(), 2, 2)]);
+    assert!(features.finalized_features_epoch >= 0);
+
+    let p = init_ok(&mut c, "v2").await;
+    // Produce v11 still needs AddPartitionsToTxn; v12 adds the partition itself.
+    assert_eq!(produce_txn_at(&mut c, 11, "v2", p, 0, 2).await.0, code(ResponseError::InvalidTxnState));
+    assert_eq!(produce_txn_at(&mut c, 12, "v2", p, 0, 2).await, (0, 0));
+    // TxnOffsetCommit v5 adds the group itself.
+    assert_eq!(commit_offset_at(&mut c, 4, "v2", p, 5).await, code(ResponseError::InvalidTxnState), "v4 needs AddOffsetsToTxn");
+    assert_eq!(commit_offset_at(&mut c, 5, "v2", p, 5).await, 0);
+    let described = c.call(DescribeTransactionsRequest::default().with_transactional_ids(vec![txn_id("v2")]), 0).await;
+    let topics: Vec<_> = described.transaction_states[0].topics.iter().map(|t| t.topic.to_string()).collect();
+    assert_eq!(topics, vec!["v2".to_string()]);
+
+    // The end bumps the epoch and says so; a retry with the old epoch gets the same answer.
+    let q = (p.0, p.1 + 1);
+    assert_eq!(end_txn_v5(&mut c, 5, "v2", p, true).await, (0, q));
+    assert_eq!(end_txn_v5(&mut c, 5, "v2", p, true).await, (0, q), "a retry");
+    assert_eq!(committed(&mut c, "g", "src").await.0, 5);
+    // A late batch of the ended transaction cannot open the next one.
+    assert_eq!(produce_txn_at(&mut c, 12, "v2", p, 2, 1).await.0, code(ResponseError::InvalidProducerEpoch));
+    assert_eq!(produce_txn_at(&mut c, 12, "v2", q, 0, 3).await, (0, 3));
+    let r = (q.0, q.1 + 1);
+    assert_eq!(end_txn_v5(&mut c, 5, "v2", q, false).await, (0, r));
+    assert_eq!(end_txn_v5(&mut c, 5, "v2", r, true).await.0, code(ResponseError::InvalidTxnState), "nothing to commit");
+    // An abort with nothing open still bumps, fencing batches that never arrived.
+    assert_eq!(end_txn_v5(&mut c, 5, "v2", r, false).await, (0, (r.0, r.1 + 1)));
+    assert_eq!(end_txn_v5(&mut c, 5, "v2", q, false).await.0, code(ResponseError::ProducerFenced));
+
+    // 0-1 committed, 2 COMMIT, 3-5 aborted, 6 ABORT.
+    let (_, hw, lso, list, batches) = fetch(&mut c, "v2", 0, true).await;
+    assert_eq!((hw, lso, list, batches), (7, 7, Some(vec![aborted(p.0, 3)]), vec![0, 2, 3, 6]));
+    broker.shutdown().await;
+
+    // transaction.version=1 tells clients to keep to the explicit protocol.
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start_with(dir.path(), &[("transaction.version", "1")]).await;
+    let mut c = Client::connect(&broker).await;
+    let features = c.call(kafka_protocol::messages::ApiVersionsRequest::default(), 3).await;
+    assert_eq!((features.finalized_features[0].min_version_level, features.finalized_features[0].max_version_level), (1, 1));
     broker.shutdown().await;
 }
 

@@ -4,6 +4,9 @@ import java.util.List;
 import java.util.Map;
 import java.util.Properties;
 
+import org.apache.kafka.clients.admin.Admin;
+import org.apache.kafka.clients.admin.AdminClientConfig;
+import org.apache.kafka.clients.admin.TransactionDescription;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
@@ -21,7 +24,8 @@ import org.apache.kafka.common.serialization.StringSerializer;
  * <pre>
  * java Transactions --bootstrap HOST:PORT [--max-runtime-ms N] MODE ARGS...
  *   commit-abort TOPIC TXN_ID     one committed transaction (c-0..c-2), one aborted (a-0, a-1), another
- *                                 committed (c-3); then what read_committed and read_uncommitted consumers read
+ *                                 committed (c-3); then what read_committed and read_uncommitted consumers read,
+ *                                 and the transactional id's state and producer epoch (DescribeTransactions)
  *   fence TOPIC TXN_ID            a second producer with the same transactional id fences the first
  *   eos SOURCE SINK GROUP TXN_ID  consume-transform-produce: records of SOURCE copied to SINK with the
  *                                 consumer's offsets sent to the transaction (group metadata included)
@@ -117,6 +121,10 @@ public final class Transactions {
         }
         read(bootstrap, topic, "read_committed");
         read(bootstrap, topic, "read_uncommitted");
+        try (Admin admin = Admin.create(Map.of(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap))) {
+            TransactionDescription d = admin.describeTransactions(List.of(txnId)).description(txnId).get();
+            Json.emit(Json.obj("event", "described", "state", d.state().toString(), "epoch", (int) d.producerEpoch()));
+        }
     }
 
     static void fence(String bootstrap, String topic, String txnId) throws Exception {

@@ -42,7 +42,8 @@ use crate::txn::{TxnConfig, TxnCoordinator};
 
 /// Every API Gregor serves, with the versions a real client has been seen to work with.
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
-    (ApiKey::Produce, 3, 11),
+    // v12 is transactions v2 (KIP-890 part 2): a transactional batch adds its partition.
+    (ApiKey::Produce, 3, 12),
     (ApiKey::Fetch, 4, 17),
     (ApiKey::ListOffsets, 1, 7),
     (ApiKey::Metadata, 0, 12),
@@ -74,16 +75,16 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ElectLeaders, 0, 2),
     (ApiKey::DeleteRecords, 0, 2),
     (ApiKey::DescribeLogDirs, 1, 4),
-    // Transactions v1 (KIP-98); the versions of KIP-890 part 2 (TV2) are not offered, so
-    // clients add partitions explicitly and end with EndTxn below v5.
+    // Transactions v1 (KIP-98) and v2 (KIP-890 part 2: EndTxn v5 bumps the epoch,
+    // TxnOffsetCommit v5 adds the group), which clients use when `transaction.version` is 2.
     (ApiKey::AddPartitionsToTxn, 0, 5),
     (ApiKey::AddOffsetsToTxn, 0, 3),
-    (ApiKey::EndTxn, 0, 4),
-    (ApiKey::TxnOffsetCommit, 0, 4),
+    (ApiKey::EndTxn, 0, 5),
+    (ApiKey::TxnOffsetCommit, 0, 5),
     (ApiKey::DescribeTransactions, 0, 0),
     (ApiKey::ListTransactions, 0, 1),
     // What `kafka-transactions` needs to find and abort a hanging transaction. WriteTxnMarkers
-    // v2 carries TV2's transaction version, not offered.
+    // v2 only adds the transaction version, which a partition here does not need.
     (ApiKey::WriteTxnMarkers, 0, 1),
     (ApiKey::DescribeProducers, 0, 0),
     // Served by a SASL listener's connections before they authenticate (sasl.rs); after
@@ -299,7 +300,7 @@ impl Api {
     /// Hands a decoded request to its API's handler.
     async fn respond(&self, req: &Request, body: RequestKind, request_bytes: usize) -> Handled {
         Handled::Response(match body {
-            RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(versions::handle()),
+            RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(versions::handle(self.config.transaction_version)),
             RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(self, req, r).await),
             RequestKind::Produce(r) => {
                 let acks = r.acks;

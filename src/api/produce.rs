@@ -26,6 +26,8 @@ pub async fn handle(api: &Api, req: &Request, r: ProduceRequest) -> ProduceRespo
     let deadline = tokio::time::Instant::now() + Duration::from_millis(r.timeout_ms.max(0) as u64);
     let acks = r.acks;
     let transactional_id = r.transactional_id.as_deref().map(|id| id.as_str());
+    // Transactions v2 (KIP-890 part 2): a transactional batch adds its partition itself.
+    let adds_partitions = req.version >= 12;
     let may_write_txn = transactional_id.is_none_or(|id| api.authorize(req, Operation::Write, Resource::transactional_id(id)));
     let appends = r.topic_data.iter().map(|topic_data| async move {
         let topic = api.cluster.topic(&topic_data.name);
@@ -43,7 +45,7 @@ pub async fn handle(api: &Api, req: &Request, r: ProduceRequest) -> ProduceRespo
             async move {
                 let result = match refused {
                     Some(e) => Err(e.into()),
-                    None => append(api, topic, p, (acks, transactional_id), deadline).await,
+                    None => append(api, topic, p, (acks, transactional_id, adds_partitions), deadline).await,
                 };
                 let mut response = partition_response(req.version, &topic_data.name, p.index, result);
                 if let Some((leader, epoch)) = api.current_leader(response.error_code, || partition_id(topic, p.index).ok()).filter(|_| req.version >= 10) {
@@ -83,7 +85,7 @@ type Appended = (i64, i64, i64);
 /// Appends on the leader; with acks=all, answers once the high watermark passes the batch
 /// (REQUEST_TIMED_OUT at the request's timeout), refusing at once when the ISR is smaller than
 /// `min.insync.replicas`, as Kafka's Partition.appendRecordsToLeader does.
-async fn append(api: &Api, topic: Option<&Topic>, p: &PartitionProduceData, (acks, transactional_id): (i16, Option<&str>), deadline: tokio::time::Instant) -> Result<Appended, AppendError> {
+async fn append(api: &Api, topic: Option<&Topic>, p: &PartitionProduceData, (acks, transactional_id, add_partition): (i16, Option<&str>, bool), deadline: tokio::time::Instant) -> Result<Appended, AppendError> {
     let topic = topic.ok_or(ResponseError::UnknownTopicOrPartition)?;
     if topic.name == crate::group::OFFSETS_TOPIC {
         // Only the group coordinator writes there, as in Kafka.
@@ -92,7 +94,7 @@ async fn append(api: &Api, topic: Option<&Topic>, p: &PartitionProduceData, (ack
     let partition = partition_id(Some(topic), p.index)?;
     let records = p.records.as_ref().ok_or(ResponseError::CorruptMessage)?;
     let verified = match BatchHeader::new(records).filter(|h| h.is_transactional()) {
-        Some(header) => Some(api.txns.verify_produce(transactional_id, (header.producer_id(), header.producer_epoch()), &topic.name, (partition, p.index)).await?),
+        Some(header) => Some(api.txns.verify_produce(transactional_id, (header.producer_id(), header.producer_epoch()), &topic.name, (partition, p.index), add_partition).await?),
         None => None,
     };
     let how = LeaderWrite { epoch: None, acks_all: acks == -1, deadline };

@@ -133,7 +133,8 @@ pub async fn txn_offset_commit(api: &Api, req: &Request, r: TxnOffsetCommitReque
         .and_then(|()| r.topics.iter().try_for_each(|t| api.check(req, Operation::Read, Resource::topic(&t.name))))
         .and_then(|()| api.groups.check_txn_member(&r.group_id, member, generation));
     if result.is_ok() {
-        result = api.txns.verify_offset_commit(&r.transactional_id, producer, &r.group_id).await;
+        // v5 (transactions v2) adds the group to the transaction: no AddOffsetsToTxn came first.
+        result = api.txns.verify_offset_commit(&r.transactional_id, producer, &r.group_id, req.version >= 5).await;
     }
     if result.is_ok() {
         let offsets = r
@@ -221,11 +222,17 @@ pub fn list_transactions(api: &Api, req: &Request, r: ListTransactionsRequest) -
 pub async fn end_txn(api: &Api, req: &Request, r: EndTxnRequest) -> EndTxnResponse {
     // The markers may take a moment: like a parked request, this one frees its queue slot.
     req.parked();
+    let v2 = req.version >= 5;
     let result = match api.check(req, Operation::Write, Resource::transactional_id(&r.transactional_id)) {
-        Ok(()) => api.txns.end_txn(&r.transactional_id, (r.producer_id.0, r.producer_epoch), r.committed).await,
+        Ok(()) => api.txns.end_txn(&r.transactional_id, (r.producer_id.0, r.producer_epoch), r.committed, v2).await,
         Err(e) => Err(e),
     };
-    EndTxnResponse::default().with_error_code(code(result.map_err(|e| fenced_for(req.version, 2, e))))
+    // v5 hands on the producer id and epoch of the next transaction.
+    let next = result.ok().filter(|_| v2).unwrap_or((-1, -1));
+    EndTxnResponse::default()
+        .with_error_code(code(result.map(|_| ()).map_err(|e| fenced_for(req.version, 2, e))))
+        .with_producer_id(ProducerId(next.0))
+        .with_producer_epoch(next.1)
 }
 
 /// WriteTxnMarkers v0-1 (Kafka's handleWriteTxnMarkersRequest): each marker goes to every

@@ -321,6 +321,15 @@ pub const KEYS: &[Key] = &[
     Key::new("transaction.partition.verification.enable", ConfigType::Boolean, Some("true"),
         "A transactional batch is written only if the coordinator has its partition in the producer's open transaction (KIP-890); off, any is written, and one the coordinator never ends hangs until `kafka-transactions abort`.",
         field!(transaction_partition_verification)),
+    Key::new("transaction.version", ConfigType::Int, Some("2"),
+        "The transaction protocol clients are told to use, as the finalized feature level Kafka sets with `kafka-storage format --feature` or `kafka-features upgrade`: 2 is KIP-890 part 2 (Produce adds partitions, EndTxn bumps the epoch), which Kafka 4 clients and franz-go then use; 1 keeps every client on the explicit AddPartitionsToTxn protocol.",
+        |c: &mut Config, v: &str| match v {
+            "1" | "2" => {
+                c.transaction_version = v.parse().expect("a digit");
+                Ok(())
+            }
+            _ => Err("must be 1 or 2".to_string()),
+        }),
     Key::new("connections.max.idle.ms", ConfigType::Long, Some("600000"),
         "Close a connection that sends no complete request, or takes no response bytes, for this long (also stops clients that trickle bytes).",
         field!(connections_max_idle_ms)).min(0),

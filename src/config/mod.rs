@@ -117,6 +117,8 @@ pub struct Config {
     pub transaction_expiry_interval_ms: u64,
     /// Produce checks transactional batches with the coordinator (KIP-890 part 1).
     pub transaction_partition_verification: bool,
+    /// The finalized `transaction.version` feature level ApiVersions gives clients.
+    pub transaction_version: i16,
     /// How long a new group waits for more members before its first rebalance completes.
     pub group_initial_rebalance_delay_ms: u64,
     pub group_min_session_timeout_ms: u64,
@@ -376,6 +378,7 @@ impl Config {
             transaction_abort_interval_ms: 0,
             transaction_expiry_interval_ms: 0,
             transaction_partition_verification: false,
+            transaction_version: 0,
             group_initial_rebalance_delay_ms: 0,
             group_min_session_timeout_ms: 0,
             group_max_session_timeout_ms: 0,

@@ -77,13 +77,14 @@ impl Brokers {
     }
 
     /// Asks `broker`, the coordinator of transactional id `id`, whether `partition` is in the
-    /// producer's open transaction. Answers that mean "ask again" (no coordinator yet, one
-    /// loading, markers being written, no connection) are NOT_ENOUGH_REPLICAS, which every
-    /// producer retries, as Kafka's partition leaders answer them.
-    pub async fn verify(&self, broker: i32, id: &str, producer: (i64, i16), partition: (&str, i32)) -> Result<(), ResponseError> {
+    /// producer's open transaction, or with `add` (transactions v2) to add it. Answers that
+    /// mean "ask again" (no coordinator yet, one loading, markers being written, no
+    /// connection) are NOT_ENOUGH_REPLICAS, which every producer retries, as Kafka's partition
+    /// leaders answer them.
+    pub async fn verify(&self, broker: i32, id: &str, producer: (i64, i16), partition: (&str, i32), add: bool) -> Result<(), ResponseError> {
         let mut connection = self.connected(broker, Purpose::Verify, VERIFY_TIMEOUT).await;
         let answered = match connection.as_mut() {
-            Some(conn) => verify(conn, id, producer, partition).await,
+            Some(conn) => verify(conn, id, producer, partition, add).await,
             None => Err(anyhow::anyhow!("no connection")),
         };
         let code = answered.unwrap_or_else(|e| {
@@ -106,14 +107,14 @@ impl Brokers {
     }
 }
 
-/// One AddPartitionsToTxn (verify only) for one partition: its error code, if any.
-async fn verify(conn: &mut BrokerConnection, id: &str, producer: (i64, i16), (topic, index): (&str, i32)) -> anyhow::Result<Option<ResponseError>> {
+/// One AddPartitionsToTxn (verify only, unless `add`) for one partition: its error code, if any.
+async fn verify(conn: &mut BrokerConnection, id: &str, producer: (i64, i16), (topic, index): (&str, i32), add: bool) -> anyhow::Result<Option<ResponseError>> {
     let version = conn.version::<AddPartitionsToTxnRequest>(4)?;
     let request = AddPartitionsToTxnRequest::default().with_transactions(vec![AddPartitionsToTxnTransaction::default()
         .with_transactional_id(TransactionalId(StrBytes::from_string(id.to_string())))
         .with_producer_id(ProducerId(producer.0))
         .with_producer_epoch(producer.1)
-        .with_verify_only(true)
+        .with_verify_only(!add)
         .with_topics(vec![AddPartitionsToTxnTopic::default().with_name(TopicName(StrBytes::from_string(topic.to_string()))).with_partitions(vec![index])])]);
     let response = conn.call(&request, version, VERIFY_TIMEOUT).await?;
     if let Some(e) = ResponseError::try_from_code(response.error_code) {

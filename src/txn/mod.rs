@@ -365,18 +365,28 @@ impl TxnCoordinator {
 
     /// Runs `change` on the state of `id` after checking the producer, and stores the result.
     async fn update(&self, id: &str, producer: ProducerIdAndEpoch, change: impl FnOnce(&mut TxnMeta) -> Result<(), ResponseError>) -> Result<(), ResponseError> {
+        self.update_checked(id, |m| m.check_producer(producer.0, producer.1), change).await
+    }
+
+    /// Runs `change` on the state of `id` once `check` passes, and stores the result.
+    async fn update_checked(
+        &self,
+        id: &str,
+        check: impl FnOnce(&TxnMeta) -> Result<(), ResponseError>,
+        change: impl FnOnce(&mut TxnMeta) -> Result<(), ResponseError>,
+    ) -> Result<(), ResponseError> {
         self.store.check(id)?;
         let written = {
             let mut txns = self.txns.lock().expect("txns lock");
-            let meta = txns.by_id.get_mut(id).ok_or(ResponseError::InvalidProducerIdMapping)?;
-            meta.check_producer(producer.0, producer.1)?;
+            let meta = txns.by_id.get(id).ok_or(ResponseError::InvalidProducerIdMapping)?;
+            check(meta)?;
             let mut next = meta.clone();
             change(&mut next)?;
             if next == *meta {
                 None
             } else {
                 let written = self.persist(id, Some(&next));
-                *meta = next;
+                txns.insert(id, next);
                 Some(written)
             }
         };
@@ -428,14 +438,22 @@ impl TxnCoordinator {
     /// again" (a coordinator failing over): some clients' retries of this request can hang
     /// (librdkafka#5456), so they are spared the common case. Past that it is
     /// COORDINATOR_LOAD_IN_PROGRESS, which clients retry.
-    pub async fn verify_offset_commit(&self, id: &str, producer: ProducerIdAndEpoch, group: &str) -> Result<(), ResponseError> {
+    ///
+    /// With `add` (TxnOffsetCommit v5, transactions v2) the group joins the transaction here
+    /// instead, as AddOffsetsToTxn would have.
+    pub async fn verify_offset_commit(&self, id: &str, producer: ProducerIdAndEpoch, group: &str, add: bool) -> Result<(), ResponseError> {
         let index = match self.groups.offsets_partition(group) {
             Some(index) if self.store.check(id).is_err() => index,
-            _ => return self.check_offset_commit(id, producer, group),
+            _ => {
+                if add {
+                    self.add_offsets(id, producer, group).await?;
+                }
+                return self.check_offset_commit(id, producer, group);
+            }
         };
         let patience = tokio::time::Instant::now() + OFFSET_COMMIT_VERIFY_PATIENCE;
         loop {
-            let asked = async { self.brokers.verify(self.coordinator_broker(id)?, id, producer, (OFFSETS_TOPIC, index)).await };
+            let asked = async { self.brokers.verify(self.coordinator_broker(id)?, id, producer, (OFFSETS_TOPIC, index), add).await };
             match asked.await {
                 Err(ResponseError::NotEnoughReplicas) if tokio::time::Instant::now() < patience => tokio::time::sleep(Duration::from_millis(100)).await,
                 Err(ResponseError::NotEnoughReplicas) => return Err(ResponseError::CoordinatorLoadInProgress),
@@ -484,32 +502,71 @@ impl TxnCoordinator {
     }
 
     /// EndTxn: writes the markers and, for a commit, stores the offsets; answers once done.
-    /// A retry of an end already done succeeds; one still being written waits for it.
-    pub async fn end_txn(self: &Arc<Self>, id: &str, producer: ProducerIdAndEpoch, commit: bool) -> Result<(), ResponseError> {
+    /// A retry of an end already done succeeds; one still being written waits for it. In
+    /// transactions v2 (`v2`) the end bumps the epoch (KIP-890 part 2); the answer is the
+    /// producer id and epoch for the next transaction.
+    pub async fn end_txn(self: &Arc<Self>, id: &str, producer: ProducerIdAndEpoch, commit: bool, v2: bool) -> Result<ProducerIdAndEpoch, ResponseError> {
         let now = now_ms();
         let mut markers = false;
         let gate = self.appends.write().await;
-        let result = self
-            .update(id, producer, |m| {
+        let result = if v2 {
+            let same_id = |m: &TxnMeta| if m.producer_id == producer.0 { Ok(()) } else { Err(ResponseError::InvalidProducerIdMapping) };
+            self.update_checked(id, same_id, |m| {
+                markers = m.prepare_end_v2(producer.1, commit, now)?;
+                Ok(())
+            })
+            .await
+        } else {
+            self.update(id, producer, |m| {
                 markers = m.prepare_end(commit, now)?;
                 Ok(())
             })
-            .await;
+            .await
+        };
         drop(gate);
-        if let Err(ResponseError::ConcurrentTransactions) = result {
-            // The same end in progress (a retry): wait for it rather than send the client away.
-            let pending = self.ending.lock().expect("ending lock").get(id).cloned();
-            if let Some(mut done) = pending {
-                let _ = done.wait_for(|d| *d).await;
-                return Ok(());
+        let result = match result {
+            Err(ResponseError::ConcurrentTransactions) => {
+                // The same end in progress (a retry): wait for it rather than send the client away.
+                let pending = self.ending.lock().expect("ending lock").get(id).cloned();
+                match pending {
+                    Some(mut done) => {
+                        let _ = done.wait_for(|d| *d).await;
+                        Ok(())
+                    }
+                    None => result,
+                }
             }
-        }
+            other => other,
+        };
         result?;
         if markers {
             let mut done = self.end(id);
             let _ = done.wait_for(|d| *d).await;
         }
-        Ok(())
+        if v2 {
+            self.producer_after_end(id).await
+        } else {
+            Ok(producer)
+        }
+    }
+
+    /// The producer id and epoch a transactions v2 end hands on. An epoch at its largest moves
+    /// to a new producer id now, as an InitProducerId would.
+    async fn producer_after_end(&self, id: &str) -> Result<ProducerIdAndEpoch, ResponseError> {
+        let exhausted = self.txns.lock().expect("txns lock").by_id.get(id).is_some_and(|m| m.epoch_exhausted() && matches!(m.state, TxnState::CompleteCommit | TxnState::CompleteAbort));
+        if exhausted {
+            let fresh = self.new_producer_id().await?;
+            self.update_checked(id, |_| Ok(()), |m| {
+                if m.epoch_exhausted() && matches!(m.state, TxnState::CompleteCommit | TxnState::CompleteAbort) {
+                    m.rotate_producer_id(fresh);
+                }
+                Ok(())
+            })
+            .await?;
+        }
+        let txns = self.txns.lock().expect("txns lock");
+        let m = txns.by_id.get(id).ok_or(ResponseError::InvalidProducerIdMapping)?;
+        Ok((m.producer_id, m.producer_epoch))
     }
 
     /// Writes the markers of `id`'s prepared transaction in a task of its own (so a client
@@ -680,27 +737,38 @@ impl TxnCoordinator {
     /// another broker coordinates is checked there (AddPartitionsToTxn, verify only), unless
     /// the partition already has its transaction open. With
     /// `transaction.partition.verification.enable` off, every batch passes, as in Kafka.
-    pub async fn verify_produce(&self, id: Option<&str>, producer: ProducerIdAndEpoch, topic: &str, partition: (PartitionId, i32)) -> Result<tokio::sync::RwLockReadGuard<'_, ()>, ResponseError> {
+    ///
+    /// With `add` (Produce v12, transactions v2) the partition joins the producer's
+    /// transaction here, opening it if need be, instead of being checked.
+    pub async fn verify_produce(&self, id: Option<&str>, producer: ProducerIdAndEpoch, topic: &str, partition: (PartitionId, i32), add: bool) -> Result<tokio::sync::RwLockReadGuard<'_, ()>, ResponseError> {
         let gate = self.appends.read().await;
-        if !self.config.verify_partitions {
+        if !self.config.verify_partitions && !add {
             return Ok(gate);
         }
-        {
+        let coordinated_here = {
             let txns = self.txns.lock().expect("txns lock");
-            match txns.by_pid.get(&producer.0).and_then(|id| txns.by_id.get(id)) {
-                Some(meta) => {
+            match txns.by_pid.get(&producer.0).and_then(|id| txns.by_id.get(id).map(|meta| (id, meta))) {
+                Some((id, meta)) => {
                     meta.check_producer_epoch(producer.1)?;
-                    return meta.check_holds(topic, partition.1).map(|()| gate);
+                    match meta.check_holds(topic, partition.1) {
+                        Err(_) if add => Some(id.clone()),
+                        held => return held.map(|()| gate),
+                    }
                 }
                 None if matches!(self.store, StateStore::Local(_)) => return Err(ResponseError::InvalidProducerIdMapping),
-                None => {}
+                None => None,
             }
+        };
+        if let Some(id) = coordinated_here {
+            // Under the gate: no end can come between the add and the write.
+            self.add_partitions(&id, producer, &[(topic.to_string(), partition.1)]).await?;
+            return Ok(gate);
         }
         // Not held while another broker answers: it would keep this one's EndTxn waiting.
         drop(gate);
         if let Some(id) = id {
             if !self.log.has_open_transaction(partition.0, producer.0).await? {
-                self.brokers.verify(self.coordinator_broker(id)?, id, producer, (topic, partition.1)).await?;
+                self.brokers.verify(self.coordinator_broker(id)?, id, producer, (topic, partition.1), add).await?;
             }
         }
         Ok(self.appends.read().await)

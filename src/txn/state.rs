@@ -195,6 +195,35 @@ impl TxnMeta {
         }
     }
 
+    /// EndTxn of transactions v2 (KIP-890 part 2), after the producer id is checked: every end
+    /// bumps the epoch, so a late batch of the ended transaction is refused instead of joining
+    /// the next, and the markers carry the new epoch. `Ok(true)` when markers must now be
+    /// written. A retry names the epoch before the bump and finds its end begun or done. An
+    /// abort at the current epoch with no transaction open (its batches never arrived) still
+    /// bumps, fencing them, with nothing to mark.
+    pub fn prepare_end_v2(&mut self, epoch: i16, commit: bool, now_ms: i64) -> Result<bool, ResponseError> {
+        let current = epoch == self.producer_epoch;
+        let retry = !current && self.last_producer_id == self.producer_id && epoch == self.last_producer_epoch;
+        match (self.state, commit) {
+            (TxnState::Ongoing, _) if current => {
+                self.bump_epoch();
+                self.state = if commit { TxnState::PrepareCommit } else { TxnState::PrepareAbort };
+                self.last_update_ms = now_ms;
+                Ok(true)
+            }
+            (TxnState::PrepareCommit, true) | (TxnState::PrepareAbort, false) if retry => Err(ResponseError::ConcurrentTransactions),
+            (TxnState::CompleteCommit, true) | (TxnState::CompleteAbort, false) if retry => Ok(false),
+            (TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort, false) if current => {
+                self.bump_epoch();
+                self.state = TxnState::CompleteAbort;
+                self.last_update_ms = now_ms;
+                Ok(false)
+            }
+            _ if !current => self.check_producer(self.producer_id, epoch).map(|()| false),
+            _ => Err(ResponseError::InvalidTxnState),
+        }
+    }
+
     /// The markers are written (and the offsets stored): the transaction is over.
     pub fn complete(&mut self, now_ms: i64) {
         self.state = match self.state {
@@ -277,6 +306,33 @@ mod tests {
         assert_eq!(m.prepare_end(false, 3000), Err(ResponseError::InvalidTxnState));
         let empty = TxnMeta::new(8, 60_000, 0);
         assert_eq!(empty.clone().prepare_end(true, 0), Err(ResponseError::InvalidTxnState));
+    }
+
+    #[test]
+    fn end_txn_v2_bumps_the_epoch_and_knows_its_retries() {
+        let mut m = ongoing();
+        assert_eq!(m.prepare_end_v2(0, true, 2000), Ok(true));
+        assert_eq!((m.state, m.producer_epoch, m.last_producer_epoch), (TxnState::PrepareCommit, 1, 0));
+        assert_eq!(m.prepare_end_v2(0, true, 2000), Err(ResponseError::ConcurrentTransactions), "a retry while markers are written");
+        assert_eq!(m.prepare_end_v2(0, false, 2000), Err(ResponseError::ProducerFenced), "the old epoch only retries");
+        m.complete(3000);
+        assert_eq!(m.prepare_end_v2(0, true, 3000), Ok(false), "a retry after the commit succeeds");
+        assert_eq!(m.producer_epoch, 1, "a retry bumps nothing");
+        assert_eq!(m.prepare_end_v2(1, true, 3000), Err(ResponseError::InvalidTxnState), "nothing to commit at the new epoch");
+        // An abort with nothing open fences what may still be on its way, writing no marker.
+        assert_eq!(m.prepare_end_v2(1, false, 3000), Ok(false));
+        assert_eq!((m.state, m.producer_epoch), (TxnState::CompleteAbort, 2));
+        // Fenced by InitProducerId (twice bumped with a transaction open): the zombie's end is refused.
+        let mut fenced = ongoing();
+        fenced.bump_epoch();
+        fenced.state = TxnState::CompleteAbort;
+        fenced.bump_epoch();
+        fenced.state = TxnState::Empty;
+        assert_eq!(fenced.prepare_end_v2(0, false, 3000), Err(ResponseError::ProducerFenced));
+        assert_eq!(fenced.prepare_end_v2(3, true, 3000), Err(ResponseError::InvalidProducerEpoch));
+        // The zombie of an ongoing transaction's next producer cannot end that transaction.
+        fenced.begin(3000);
+        assert_eq!(fenced.prepare_end_v2(1, true, 3000), Err(ResponseError::ProducerFenced));
     }
 
     #[test]
