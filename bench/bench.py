@@ -1094,11 +1094,17 @@ TXN_RE = re.compile(r"^txn (.*)$", re.M)
 TXN_RECORDS = 1000
 
 
+TXN_AIM = 0.8  # the issue's aims: transactional throughput at least 80 % of idempotent,
+READ_COMMITTED_AIM = 0.95  # and read_committed within 5 % of read_uncommitted
+
+
 def transaction_cases(args, R, cfg):
     """A transactional producer (1 000 records of 100 B per transaction) beside an idempotent
-    one, and read_committed consume beside read_uncommitted over what it wrote."""
+    one, and read_committed consume beside read_uncommitted over what it wrote, each as a share
+    of the other against the issue's aims."""
     d = new_datadir(args, "transactions")
     b = new_broker(args, d, label="transactions")
+    rates = {}
     try:
         b.start()
         n = cfg["transactions"]
@@ -1118,16 +1124,20 @@ def transaction_cases(args, R, cfg):
             res = dict(rec_s=float(f["rec_s"]), mb_s=float(f["mb_s"]))
             res["client_cores"], res["broker_cores"] = meter.cores()
             if idempotent:
+                rates["idempotent"] = res["rec_s"]
                 R.add("transactions", f"idempotent produce 100 B, no transaction, the same {records} records",
                       thr(res), res["rec_s"], raw=f)
                 return True
             p50, p99 = float(f["commit_p50_ms"]), float(f["commit_p99_ms"])
-            R.add("transactions", f"transactional produce 100 B, {TXN_RECORDS} rec/txn, {n} txns",
-                  f"{thr(res)}; commit p50 {ms(p50)}, p99 {ms(p99)}", res["rec_s"],
-                  commit_p50_ms=p50, commit_p99_ms=p99, raw=f)
+            txt, ok = f"{thr(res)}; commit p50 {ms(p50)}, p99 {ms(p99)}", None
+            if rates.get("idempotent"):
+                share = res["rec_s"] / rates["idempotent"]
+                txt, ok = f"{txt}; {share:.0%} of idempotent", share >= TXN_AIM
+            R.add("transactions", f"transactional produce 100 B, {TXN_RECORDS} rec/txn, {n} txns", txt, res["rec_s"],
+                  target=f">= {TXN_AIM:.0%} of idempotent", target_ok=ok, commit_p50_ms=p50, commit_p99_ms=p99, raw=f)
             return True
-        written = case(R, "transactions", "transactional produce")(lambda: producer(False))
         case(R, "transactions", "idempotent produce")(lambda: producer(True))
+        written = case(R, "transactions", "transactional produce")(lambda: producer(False))
 
         for isolation in ("read_uncommitted", "read_committed"):
             def consume():
@@ -1137,8 +1147,15 @@ def transaction_cases(args, R, cfg):
                 res = parse_consume(cmd, rc, out, err)
                 if res["records"] != records:
                     raise CaseError(f"consumed {res['records']} of {records}")
-                R.add("transactions", f"consume the transactional topic, {isolation}", thr(res),
-                      res["rec_s"], raw=res)
+                rates[isolation] = res["rec_s"]
+                txt, target, ok = thr(res), None, None
+                if isolation == "read_committed":
+                    target = f">= {READ_COMMITTED_AIM:.0%} of read_uncommitted"
+                    if rates.get("read_uncommitted"):
+                        share = res["rec_s"] / rates["read_uncommitted"]
+                        txt, ok = f"{txt}; {share:.0%} of read_uncommitted", share >= READ_COMMITTED_AIM
+                R.add("transactions", f"consume the transactional topic, {isolation}", txt,
+                      res["rec_s"], target=target, target_ok=ok, raw=res)
             if written:
                 case(R, "transactions", f"consume {isolation}")(consume)
     except Exception as e:

@@ -32,7 +32,7 @@ async fn api_versions_and_kip511_answer_for_a_too_new_version() {
     let r = c.call(ApiVersionsRequest::default(), 3).await;
     assert_eq!(r.error_code, 0);
     let produce = r.api_keys.iter().find(|k| k.api_key == ApiKey::Produce as i16).unwrap();
-    assert_eq!((produce.min_version, produce.max_version), (3, 11));
+    assert_eq!((produce.min_version, produce.max_version), (3, 12));
 
     // ApiVersions v99: header v2 (flexible), body unknown. The answer is a v0 response.
     let mut frame = vec![];
