@@ -230,6 +230,10 @@ async fn transactions_v2_add_partitions_and_groups_implicitly_and_bump_the_epoch
     let finalized: Vec<_> = features.finalized_features.iter().map(|f| (f.name.to_string(), f.min_version_level, f.max_version_level)).collect();
     assert_eq!(finalized, vec![("transaction.version".to_string(), 2, 2)]);
     assert!(features.finalized_features_epoch >= 0);
+    // A supported range starts at 1 below v4 (KIP-1022), which older clients need; at 0 from v4.
+    let supported = |r: &kafka_protocol::messages::ApiVersionsResponse| r.supported_features.iter().map(|f| (f.min_version, f.max_version)).collect::<Vec<_>>();
+    assert_eq!(supported(&features), vec![(1, 2)]);
+    assert_eq!(supported(&c.call(kafka_protocol::messages::ApiVersionsRequest::default(), 4).await), vec![(0, 2)]);
 
     let p = init_ok(&mut c, "v2").await;
     // Produce v11 still needs AddPartitionsToTxn; v12 adds the partition itself.

@@ -300,7 +300,7 @@ impl Api {
     /// Hands a decoded request to its API's handler.
     async fn respond(&self, req: &Request, body: RequestKind, request_bytes: usize) -> Handled {
         Handled::Response(match body {
-            RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(versions::handle(self.config.transaction_version)),
+            RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(versions::handle(self.config.transaction_version, req.version)),
             RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(self, req, r).await),
             RequestKind::Produce(r) => {
                 let acks = r.acks;

@@ -18,12 +18,15 @@ fn api_keys() -> Vec<ApiVersion> {
 }
 
 /// The versions, and `transaction.version` finalized at `transaction_version`. Its epoch never
-/// changes: the level is fixed while a broker runs, and clients only compare epochs.
-pub fn handle(transaction_version: i16) -> ApiVersionsResponse {
+/// changes: the level is fixed while a broker runs, and clients only compare epochs. Below
+/// ApiVersions v4 a supported range starts at 1, as Kafka answers (KIP-1022): older clients
+/// refuse a minimum of 0, and Kafka 3.4's admin client dies of it.
+pub fn handle(transaction_version: i16, request_version: i16) -> ApiVersionsResponse {
     let name = || StrBytes::from_static_str(TRANSACTION_VERSION);
+    let min = if request_version >= 4 { 0 } else { 1 };
     ApiVersionsResponse::default()
         .with_api_keys(api_keys())
-        .with_supported_features(vec![SupportedFeatureKey::default().with_name(name()).with_min_version(0).with_max_version(MAX_TRANSACTION_VERSION)])
+        .with_supported_features(vec![SupportedFeatureKey::default().with_name(name()).with_min_version(min).with_max_version(MAX_TRANSACTION_VERSION)])
         .with_finalized_features_epoch(1)
         .with_finalized_features(vec![FinalizedFeatureKey::default().with_name(name()).with_min_version_level(transaction_version).with_max_version_level(transaction_version)])
 }
