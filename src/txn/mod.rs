@@ -553,11 +553,11 @@ impl TxnCoordinator {
     /// The producer id and epoch a transactions v2 end hands on. An epoch at its largest moves
     /// to a new producer id now, as an InitProducerId would.
     async fn producer_after_end(&self, id: &str) -> Result<ProducerIdAndEpoch, ResponseError> {
-        let exhausted = self.txns.lock().expect("txns lock").by_id.get(id).is_some_and(|m| m.epoch_exhausted() && matches!(m.state, TxnState::CompleteCommit | TxnState::CompleteAbort));
+        let exhausted = self.txns.lock().expect("txns lock").by_id.get(id).is_some_and(TxnMeta::ended_at_last_epoch);
         if exhausted {
             let fresh = self.new_producer_id().await?;
             self.update_checked(id, |_| Ok(()), |m| {
-                if m.epoch_exhausted() && matches!(m.state, TxnState::CompleteCommit | TxnState::CompleteAbort) {
+                if m.ended_at_last_epoch() {
                     m.rotate_producer_id(fresh);
                 }
                 Ok(())

@@ -115,6 +115,12 @@ impl TxnMeta {
         self.producer_epoch >= MAX_EPOCH
     }
 
+    /// A transaction has ended at an epoch that cannot be bumped again: the next one needs a
+    /// new producer id (transactions v2 hand it on in the EndTxn answer).
+    pub fn ended_at_last_epoch(&self) -> bool {
+        self.epoch_exhausted() && matches!(self.state, TxnState::CompleteCommit | TxnState::CompleteAbort)
+    }
+
     /// Bumps the epoch, remembering the one before. The largest epoch is only ever reached by
     /// the bump that fences a transaction; the next InitProducerId then moves to a new id.
     pub fn bump_epoch(&mut self) {
