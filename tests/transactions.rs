@@ -276,6 +276,28 @@ async fn transactions_v2_add_partitions_and_groups_implicitly_and_bump_the_epoch
 }
 
 #[tokio::test]
+async fn a_transactions_v2_end_at_the_last_epoch_hands_on_a_new_producer_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path()).await;
+    let mut c = Client::connect(&broker).await;
+    c.create_topic("v2", 1).await;
+    let (pid, _) = init_ok(&mut c, "v2").await;
+    broker.shutdown().await;
+    set_state(dir.path(), "v2", |m| m.producer_epoch = i16::MAX - 2);
+
+    let broker = start(dir.path()).await;
+    let mut c = Client::connect(&broker).await;
+    let p = (pid, i16::MAX - 2);
+    assert_eq!(produce_txn_at(&mut c, 12, "v2", p, 0, 1).await, (0, 0));
+    let (error, next) = end_txn_v5(&mut c, 5, "v2", p, true).await;
+    assert_eq!(error, 0);
+    assert!(next.0 != pid && next.1 == 0, "the bump reached the last epoch: a new producer id, {next:?}");
+    assert_eq!(produce_txn_at(&mut c, 12, "v2", next, 0, 1).await, (0, 2));
+    assert_eq!(end_txn_v5(&mut c, 5, "v2", next, true).await, (0, (next.0, 1)));
+    broker.shutdown().await;
+}
+
+#[tokio::test]
 async fn describe_and_list_transactions_as_kafka() {
     let dir = tempfile::tempdir().unwrap();
     let broker = start(dir.path()).await;
