@@ -379,8 +379,13 @@ def stop_process_group(proc: subprocess.Popen, timeout: float = STOP_TIMEOUT_S):
 
 def kafka_tool(classpath, main_class, bootstrap, *args):
     """Runs one of Kafka's command-line tools; returns (exit code, stdout, stderr)."""
+    return java_tool(classpath, main_class, "--bootstrap-server", bootstrap, *args)
+
+
+def java_tool(classpath, main_class, *args):
+    """Runs a Java command-line tool's main class; returns (exit code, stdout, stderr)."""
     cmd = [JAVA, "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-cp", classpath,
-           main_class, "--bootstrap-server", bootstrap, *args]
+           main_class, *args]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=KAFKA_TOOL_TIMEOUT_S,
                           stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
     return done.returncode, done.stdout, done.stderr

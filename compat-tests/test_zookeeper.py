@@ -1,9 +1,11 @@
 """Gregor's ZooKeeper listener against real ZooKeeper clients.
 
 kazoo makes exactly the calls `kafka-topics --zookeeper` of Kafka 2.x makes, and the topic
-it creates is then used through kafka-python; ZooKeeper's own CLI (Debian's `zookeeper`
-package, zkCli.sh) lists, reads and creates znodes non-interactively. Kazoo's recipes
-(locks, watches, transactions) check the plain znode semantics.
+it creates is then used through kafka-python; Kafka 2.8.2's own `kafka-topics` and
+`kafka-configs` (from Maven Central) run with `--zookeeper` against the listener; ZooKeeper's
+own CLI (Debian's `zookeeper` package, zkCli.sh) lists, reads and creates znodes
+non-interactively. Kazoo's recipes (locks, watches, transactions) check the plain znode
+semantics.
 """
 
 import json
@@ -13,17 +15,21 @@ import subprocess
 
 import pytest
 from kafka import OffsetAndMetadata, TopicPartition
+from kafka.admin import ConfigResource, ConfigResourceType
 from kazoo.client import KazooClient
 from kazoo.exceptions import BadArgumentsError, NodeExistsError, NoNodeError, RolledBackError
 
 from conftest import (
     CLIENT_TIMEOUT_S,
+    JAVA,
     free_port,
+    java_tool,
     kp_admin,
     kp_consumer,
     kp_create_topic,
     kp_drain,
     kp_producer,
+    maven_classpath,
     start_broker,
     unique_topic,
     wait_until,
@@ -114,6 +120,60 @@ def test_kafka_2x_create_topic_flow_then_produce_consume_and_delete(broker, zk, 
     kp_create_topic(broker.bootstrap, topic, 2)
     admin = closing(kp_admin(broker.bootstrap))
     assert admin.list_group_offsets(group)[group] == {}
+
+
+@pytest.fixture(scope="module")
+def kafka_2_8():
+    """Runs Kafka 2.8.2's tools (compat-tests/kafka-tools-2.8/pom.xml) with `--zookeeper`
+    against a broker; returns the tool's stdout, failing the test if it failed."""
+    if not JAVA:
+        pytest.skip("java is missing")
+    classpath = maven_classpath("kafka-tools-2.8")
+
+    def run(broker, main_class, *args):
+        code, out, err = java_tool(classpath, main_class, "--zookeeper", broker.zk_hosts, *args)
+        assert code == 0, f"{main_class} {' '.join(args)} exited {code}:\n{out}\n{err[-3000:]}"
+        return out
+
+    return run
+
+
+def test_kafka_2_8_kafka_topics_and_kafka_configs_through_zookeeper(broker, kafka_2_8, closing):
+    """Kafka 2.8's `kafka-topics --zookeeper` creates, lists, describes, grows and deletes a
+    topic and `kafka-configs --zookeeper` changes its configs; Kafka clients see each step."""
+    topics, configs = "kafka.admin.TopicCommand", "kafka.admin.ConfigCommand"
+    topic = unique_topic("zk-2.8")
+    created = kafka_2_8(broker, topics, "--create", "--topic", topic, "--partitions", "3",
+                        "--replication-factor", "1", "--config", "retention.ms=3600000")
+    assert f"Created topic {topic}." in created
+    assert topic in kafka_2_8(broker, topics, "--list").split()
+    described = kafka_2_8(broker, topics, "--describe", "--topic", topic)
+    assert "PartitionCount: 3" in described and "Configs: retention.ms=3600000" in described
+    assert f"Topic: {topic}\tPartition: 2\tLeader: 1\tReplicas: 1\tIsr: 1" in described
+    assert topic in kafka_topics(broker.bootstrap)
+
+    assert "Adding partitions succeeded!" in kafka_2_8(broker, topics, "--alter", "--topic", topic, "--partitions", "4")
+    producer = closing(kp_producer(broker.bootstrap))
+    wait_until(lambda: len(producer.partitions_for(topic) or ()) == 4, message="the fourth partition in metadata")
+    placed = producer.send(topic, value=b"on the new partition", partition=3).get(timeout=CLIENT_TIMEOUT_S)
+    assert (placed.partition, placed.offset) == (3, 0)
+    consumer = closing(kp_consumer(broker.bootstrap))
+    consumer.assign([TopicPartition(topic, 3)])
+    consumer.seek_to_beginning()
+    assert [r.value for r in kp_drain(consumer, 1)] == [b"on the new partition"]
+
+    kafka_2_8(broker, configs, "--alter", "--entity-type", "topics", "--entity-name", topic,
+              "--add-config", "cleanup.policy=compact", "--delete-config", "retention.ms")
+    assert "are cleanup.policy=compact" in kafka_2_8(broker, configs, "--describe", "--entity-type", "topics",
+                                                     "--entity-name", topic)
+    admin = closing(kp_admin(broker.bootstrap))
+    seen = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])["topic"][topic]
+    assert seen["cleanup.policy"]["value"] == "compact"
+    assert seen.get("retention.ms", {}).get("config_source") != "DYNAMIC_TOPIC_CONFIG"
+
+    assert f"Topic {topic} is marked for deletion." in kafka_2_8(broker, topics, "--delete", "--topic", topic)
+    wait_until(lambda: topic not in kafka_topics(broker.bootstrap), message=f"{topic} gone from Kafka metadata")
+    assert topic not in kafka_2_8(broker, topics, "--list").split()
 
 
 def test_bad_assignments_are_refused(broker, zk):
