@@ -377,17 +377,19 @@ def stop_process_group(proc: subprocess.Popen, timeout: float = STOP_TIMEOUT_S):
             pass
 
 
-def kafka_tool(classpath, main_class, bootstrap, *args):
+def kafka_tool(classpath, main_class, bootstrap, *args, input: str | None = None):
     """Runs one of Kafka's command-line tools; returns (exit code, stdout, stderr)."""
-    return java_tool(classpath, main_class, "--bootstrap-server", bootstrap, *args)
+    return java_tool(classpath, main_class, "--bootstrap-server", bootstrap, *args, input=input)
 
 
-def java_tool(classpath, main_class, *args):
-    """Runs a Java command-line tool's main class; returns (exit code, stdout, stderr)."""
+def java_tool(classpath, main_class, *args, input: str | None = None):
+    """Runs a Java command-line tool's main class with ``input`` (if any) as its stdin;
+    returns (exit code, stdout, stderr)."""
     cmd = [JAVA, "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-cp", classpath,
            main_class, *args]
+    stdin = subprocess.DEVNULL if input is None else None
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=KAFKA_TOOL_TIMEOUT_S,
-                          stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+                          stdin=stdin, input=input, preexec_fn=_die_with_parent)
     return done.returncode, done.stdout, done.stderr
 
 
