@@ -2,6 +2,7 @@
 
 pub mod certs;
 pub mod oauthbearer;
+pub mod principal_mapping;
 pub mod sasl;
 pub mod scram;
 pub mod tls;

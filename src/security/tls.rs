@@ -11,6 +11,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
+use super::principal_mapping::PrincipalMapper;
 use super::{setting, Principal};
 use crate::config::Layer;
 
@@ -34,18 +35,35 @@ pub fn server_name(address: &str) -> Result<ServerName<'static>, String> {
 }
 
 /// A listener's TLS server side: the acceptor built from its settings, rebuilt when a
-/// certificate or key file changes so renewed certificates are served without a restart.
+/// certificate or key file changes so renewed certificates are served without a restart, and
+/// how a client certificate names its principal (`ssl.principal.mapping.rules`).
 #[derive(Clone)]
-pub struct TlsServer(Reloading<TlsAcceptor>);
+pub struct TlsServer {
+    acceptor: Reloading<TlsAcceptor>,
+    principals: Arc<PrincipalMapper>,
+}
 
 impl TlsServer {
     pub fn new(listener: &str, settings: &Layer) -> Result<TlsServer, String> {
-        Reloading::new(listener, settings, build_server).map(TlsServer)
+        let principals = match setting(settings, listener, "ssl.principal.mapping.rules") {
+            Some(rules) => PrincipalMapper::parse(rules)?,
+            None => PrincipalMapper::default(),
+        };
+        Ok(TlsServer { acceptor: Reloading::new(listener, settings, build_server)?, principals: Arc::new(principals) })
     }
 
     /// The acceptor for a new connection (see [`Reloading::current`]).
     pub fn acceptor(&self) -> TlsAcceptor {
-        self.0.current()
+        self.acceptor.current()
+    }
+
+    /// The principal of a client certificate: `User:` and its subject as the rules map it.
+    pub fn principal(&self, cert: &CertificateDer<'_>) -> Result<Principal, String> {
+        let subject = certificate_subject(cert).ok_or("cannot read the subject of the client certificate")?;
+        match self.principals.name(&subject) {
+            Some(name) => Ok(Principal::user(&name)),
+            None => Err(format!("no rule of ssl.principal.mapping.rules matches the client certificate's subject {subject}")),
+        }
     }
 }
 
@@ -68,7 +86,7 @@ impl TlsClient {
 
 impl std::fmt::Debug for TlsServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "TlsServer({})", self.0.listener)
+        write!(f, "TlsServer({})", self.acceptor.listener)
     }
 }
 
@@ -255,9 +273,9 @@ fn protocol_versions(value: &str) -> Result<Vec<&'static SupportedProtocolVersio
     Ok(versions)
 }
 
-/// The principal of a client certificate, as Kafka's default principal builder names it:
-/// `User:` and the subject in RFC 2253 form (`CN=alice,O=Example`), last RDN first.
-pub fn certificate_principal(cert: &CertificateDer<'_>) -> Option<Principal> {
+/// The subject of a certificate in RFC 2253 form (`CN=alice,O=Example`), last RDN first, as
+/// Kafka's principal builder reads it.
+fn certificate_subject(cert: &CertificateDer<'_>) -> Option<String> {
     let rdns = yasna::parse_ber(cert.as_ref(), |r| {
         r.read_sequence(|cert| {
             let subject = cert.next().read_sequence(|tbs| {
@@ -290,7 +308,7 @@ pub fn certificate_principal(cert: &CertificateDer<'_>) -> Option<Principal> {
         })
     })
     .ok()?;
-    Some(Principal::user(&rdns.iter().rev().cloned().collect::<Vec<_>>().join(",")))
+    Some(rdns.iter().rev().cloned().collect::<Vec<_>>().join(","))
 }
 
 /// The keywords RFC 2253 (and Java's X500Principal) use; other attributes by their OID.
@@ -334,8 +352,8 @@ mod tests {
         crate::security::certs::write_dev_certs(dir.path(), &["localhost".into()]).unwrap();
         let chain = std::fs::read(dir.path().join(crate::security::certs::CLIENT_CERT_FILE)).unwrap();
         let cert = CertificateDer::pem_slice_iter(&chain).next().unwrap().unwrap();
-        assert_eq!(certificate_principal(&cert).unwrap().to_string(), crate::security::certs::CLIENT_PRINCIPAL);
+        assert_eq!(format!("User:{}", certificate_subject(&cert).unwrap()), crate::security::certs::CLIENT_PRINCIPAL);
         assert_eq!(escape_rfc2253("a,b+c "), "a\\,b\\+c\\ ");
-        assert!(certificate_principal(&CertificateDer::from(vec![0x30, 0x03, 1, 2, 3])).is_none());
+        assert!(certificate_subject(&CertificateDer::from(vec![0x30, 0x03, 1, 2, 3])).is_none());
     }
 }

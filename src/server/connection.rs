@@ -87,13 +87,13 @@ impl Connection {
             }
         };
         if let Some(cert) = stream.get_ref().1.peer_certificates().and_then(|chain| chain.first()) {
-            match crate::security::tls::certificate_principal(cert) {
-                Some(principal) => {
+            match tls.principal(cert) {
+                Ok(principal) => {
                     tracing::debug!(%peer, "TLS client certificate of {principal}");
                     self.origin.principal = std::sync::Arc::new(principal);
                 }
-                None => {
-                    tracing::info!(%peer, "closing connection: cannot read the subject of the client certificate");
+                Err(e) => {
+                    tracing::info!(%peer, listener = %self.origin.listener, "closing connection: {e}");
                     return;
                 }
             }
