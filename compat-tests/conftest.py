@@ -1050,3 +1050,45 @@ def add_scram_user(bootstrap, user=SCRAM_USER, password=SCRAM_PASSWORD, mechanis
     admin = ck_admin(bootstrap)
     for future in admin.alter_user_scram_credentials(upserts).values():
         future.result(timeout=CLIENT_TIMEOUT_S)
+
+
+# --------------------------------------------------------------------------
+# ACLs: the authorizer, and the real kafka-acls of Kafka 4.1
+# --------------------------------------------------------------------------
+
+# Every client of a listener without authentication is this principal, as in Kafka.
+ANONYMOUS = "User:ANONYMOUS"
+AUTHORIZER = ("--authorizer-class-name", "org.apache.kafka.metadata.authorizer.StandardAuthorizer")
+
+
+@pytest.fixture
+def authorizing_broker():
+    """A broker with the authorizer on, and everything allowed that no ACL names."""
+    b = start_broker(AUTHORIZER + ("--allow-everyone-if-no-acl-found", "true"))
+    try:
+        yield b
+    finally:
+        b.cleanup()
+
+
+def kafka_acls(tools_classpath, bootstrap, *args):
+    """Kafka 4.1's kafka-acls (``org.apache.kafka.tools.AclCommand``); returns (exit code,
+    stdout, stderr)."""
+    return kafka_tool(tools_classpath, "org.apache.kafka.tools.AclCommand", bootstrap, *args)
+
+
+def acl(tools_classpath, bootstrap, *args):
+    """kafka-acls with ``args``, which must succeed; returns what it printed."""
+    code, out, err = kafka_acls(tools_classpath, bootstrap, *args)
+    assert code == 0, f"kafka-acls {' '.join(args)} failed:\n{out}\n{err}"
+    return out
+
+
+def deny_writes_and_reads(tools_classpath, bootstrap, topic):
+    """kafka-acls: DENY of WRITE and READ for ANONYMOUS on ``topic``, and ALLOW of DESCRIBE, so
+    that its metadata is still served and what refuses a client is the Produce or Fetch
+    response itself. (An ACL on a topic ends allow.everyone.if.no.acl.found for every operation
+    on it: with the DENYs alone a client would be refused its Metadata already.)"""
+    acl(tools_classpath, bootstrap, "--add", "--deny-principal", ANONYMOUS, "--operation", "Write",
+        "--operation", "Read", "--topic", topic)
+    acl(tools_classpath, bootstrap, "--add", "--allow-principal", ANONYMOUS, "--operation", "Describe", "--topic", topic)

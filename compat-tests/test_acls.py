@@ -9,34 +9,10 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import (JAVA, ScriptCluster, ck_consumer, ck_producer, kafka_tool, kp_consumer,
-                      kp_create_topic, kp_producer, start_broker, unique_topic, wait_until)
+from conftest import (ANONYMOUS, AUTHORIZER, JAVA, ScriptCluster, acl, ck_consumer, ck_producer, kafka_acls,
+                      kp_consumer, kp_create_topic, kp_producer, start_broker, unique_topic, wait_until)
 
 pytestmark = pytest.mark.skipif(JAVA is None, reason="java is not installed")
-
-AUTHORIZER = ("--authorizer-class-name", "org.apache.kafka.metadata.authorizer.StandardAuthorizer")
-ANONYMOUS = "User:ANONYMOUS"
-
-
-@pytest.fixture
-def open_broker():
-    """The authorizer on, and everything allowed that no ACL names."""
-    b = start_broker(AUTHORIZER + ("--allow-everyone-if-no-acl-found", "true"))
-    try:
-        yield b
-    finally:
-        b.cleanup()
-
-
-def kafka_acls(tools_classpath, bootstrap, *args):
-    return kafka_tool(tools_classpath, "org.apache.kafka.tools.AclCommand", bootstrap, *args)
-
-
-def acl(tools_classpath, bootstrap, *args):
-    code, out, err = kafka_acls(tools_classpath, bootstrap, *args)
-    assert code == 0, f"kafka-acls {' '.join(args)} failed:\n{out}\n{err}"
-    return out
-
 
 def kp_send(bootstrap, topic):
     producer = kp_producer(bootstrap, max_block_ms=5000, retries=0)
@@ -46,8 +22,8 @@ def kp_send(bootstrap, topic):
         producer.close(timeout=5)
 
 
-def test_kafka_acls_adds_lists_and_removes(tools_classpath, open_broker):
-    b = open_broker.bootstrap
+def test_kafka_acls_adds_lists_and_removes(tools_classpath, authorizing_broker):
+    b = authorizing_broker.bootstrap
     out = acl(tools_classpath, b, "--add", "--deny-principal", ANONYMOUS, "--operation", "Write", "--topic", "secret")
     assert "operation=WRITE, permissionType=DENY" in out
     acl(tools_classpath, b, "--add", "--allow-principal", "User:alice", "--operation", "Read",
@@ -70,11 +46,11 @@ def test_kafka_acls_without_authorizer_is_security_disabled(tools_classpath, bro
     assert "No Authorizer is configured" in out + err
 
 
-def test_deny_refuses_produce_and_consume_on_that_topic_only(tools_classpath, open_broker):
+def test_deny_refuses_produce_and_consume_on_that_topic_only(tools_classpath, authorizing_broker):
     from kafka.errors import GroupAuthorizationFailedError, TopicAuthorizationFailedError
     from confluent_kafka import KafkaError, TopicPartition
 
-    b = open_broker.bootstrap
+    b = authorizing_broker.bootstrap
     secret, public = unique_topic("secret"), unique_topic("public")
     kp_create_topic(b, secret, 1)
     kp_create_topic(b, public, 1)
@@ -125,10 +101,10 @@ def test_deny_refuses_produce_and_consume_on_that_topic_only(tools_classpath, op
         consumer.close()
 
 
-def test_metadata_hides_a_topic_describe_is_denied_on(tools_classpath, open_broker):
+def test_metadata_hides_a_topic_describe_is_denied_on(tools_classpath, authorizing_broker):
     from kafka import KafkaAdminClient
 
-    b = open_broker.bootstrap
+    b = authorizing_broker.bootstrap
     hidden, shown = unique_topic("hidden"), unique_topic("shown")
     kp_create_topic(b, hidden, 1)
     kp_create_topic(b, shown, 1)
@@ -141,13 +117,13 @@ def test_metadata_hides_a_topic_describe_is_denied_on(tools_classpath, open_brok
         admin.close()
 
 
-def test_authorized_operations_say_what_the_acls_allow(tools_classpath, open_broker):
+def test_authorized_operations_say_what_the_acls_allow(tools_classpath, authorizing_broker):
     """confluent-kafka's admin asks for KIP-430's authorized operations of a topic, the cluster
     and a group; they follow the ACLs rather than listing everything."""
     from confluent_kafka import ConsumerGroupTopicPartitions, TopicCollection, TopicPartition
     from confluent_kafka.admin import AclOperation, AdminClient
 
-    b = open_broker.bootstrap
+    b = authorizing_broker.bootstrap
     topic, group = unique_topic("ops"), unique_topic("ops-g")
     kp_create_topic(b, topic, 1)
     acl(tools_classpath, b, "--add", "--allow-principal", ANONYMOUS, "--operation", "Read", "--topic", topic)

@@ -22,7 +22,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import InvalidReplicationAssignmentError, KafkaConnectionError
 
-from conftest import (NODE_ID, SASL_CASES, sasl_user,
+from conftest import (JAVA, NODE_ID, SASL_CASES, deny_writes_and_reads, sasl_user,
                       kp_create_topic, kp_stored_bytes, secure_addr, unique_topic)
 
 TEST_DEADLINE_S = 50  # one whole test (each is well under the pytest timeout)
@@ -588,6 +588,45 @@ def test_transactional_producer_commit_abort_and_read_committed(broker):
     committed, everything = arun(run())
     assert committed == ["c-0", "c-1", "c-2", "c-3"]
     assert everything == ["c-0", "c-1", "c-2", "a-0", "a-1", "c-3"]
+
+
+# ---------------------------------------------------------------------------
+# ACLs: the authorizer on (conftest's authorizing broker and kafka-acls)
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(JAVA is None, reason="java is not installed (kafka-acls)")
+def test_acls_refuse_produce_and_fetch_with_topic_authorization_failed(tools_classpath, authorizing_broker):
+    """A producer writes a record to a topic; then kafka-acls denies User:ANONYMOUS (every
+    client here) WRITE and READ on it, DESCRIBE still allowed. The same producer's next send
+    there fails with TopicAuthorizationFailedError, the Produce response's error (its metadata is
+    known already), while another topic takes the record; a consumer assigned to the topic at
+    offset 0 gets TopicAuthorizationFailedError from its Fetch instead of the record."""
+    from aiokafka.errors import TopicAuthorizationFailedError
+
+    b = authorizing_broker
+    secret, public = unique_topic("aio-secret"), unique_topic("aio-public")
+    kp_create_topic(b.bootstrap, secret, 1)
+    kp_create_topic(b.bootstrap, public, 1)
+
+    async def body():
+        async with Clients() as clients:
+            prod = await clients.start(producer(b))
+            assert (await prod.send_and_wait(secret, b"before")).offset == 0
+            await asyncio.to_thread(deny_writes_and_reads, tools_classpath, b.bootstrap, secret)
+            with pytest.raises(TopicAuthorizationFailedError):
+                await asyncio.wait_for(prod.send_and_wait(secret, b"refused"), RECEIVE_DEADLINE_S)
+            assert (await prod.send_and_wait(public, b"v")).offset == 0
+
+            cons = await clients.start(AIOKafkaConsumer(
+                bootstrap_servers=b.bootstrap, enable_auto_commit=False, fetch_max_wait_ms=100, **COMMON))
+            tp = TopicPartition(secret, 0)
+            cons.assign([tp])
+            cons.seek(tp, 0)  # no ListOffsets: the first request for the partition is its Fetch
+            with pytest.raises(TopicAuthorizationFailedError):
+                await asyncio.wait_for(cons.getmany(tp, timeout_ms=5000), RECEIVE_DEADLINE_S)
+
+    arun(body())
 
 
 # ---------------------------------------------------------------------------

@@ -26,6 +26,7 @@ import pytest
 from kafka import TopicPartition
 
 from conftest import (
+    ANONYMOUS,
     NODE_ID,
     SASL_CASES,
     sasl_user,
@@ -672,6 +673,68 @@ def test_transactional_producer_commit_and_abort(broker, closing):
 
     assert values("read_committed", 3) == ["c-0", "c-1", "c-2"]
     assert values("read_uncommitted", 5) == ["c-0", "c-1", "a-0", "a-1", "c-2"]
+
+
+# ---------------------------------------------------------------------------
+# ACLs: the authorizer on (conftest's authorizing broker)
+# ---------------------------------------------------------------------------
+
+# kafkajs' ACL enums (AclResourceTypes, ResourcePatternTypes, AclOperationTypes,
+# AclPermissionTypes: Kafka's codes), which admin.js's JSON arguments carry as numbers.
+TOPIC, LITERAL = 2, 3
+ANY, READ, WRITE, DESCRIBE = 1, 3, 4, 8
+DENY, ALLOW = 2, 3
+
+
+def produce_refused(broker, topic):
+    """The error of a kafkajs send of one record to ``topic`` that must fail."""
+    events = run_script("produce.js", {"bootstrap": broker.bootstrap, "topic": topic, "messages": [{"value": "v"}]},
+                        check=False)
+    (error,) = [e["error"] for e in events if e["event"] == "error"]
+    return error
+
+
+def test_admin_acls_refuse_produce_and_fetch_until_deleted(authorizing_broker, consumers):
+    """kafkajs' own admin creates a DENY of WRITE and of READ for User:ANONYMOUS (every client
+    here) on a topic that has a record, and an ALLOW of DESCRIBE (so its metadata is served, as
+    fetchTopicMetadata shows, and the refusals are the Produce's and the Fetch's), and lists
+    them. A send to that topic then fails with TOPIC_AUTHORIZATION_FAILED while another topic
+    takes the record, and a group consumer of it crashes with that error instead of reading the
+    record. Once kafkajs deletes the ACLs, the send succeeds."""
+    b = authorizing_broker
+    secret, public = unique_topic("kjs-secret"), unique_topic("kjs-public")
+    kp_create_topic(b.bootstrap, secret, 1)
+    kp_create_topic(b.bootstrap, public, 1)
+    assert produce(b, secret, [{"value": "before"}]) == [(0, 0)]
+
+    topic_acls = {"resourceType": TOPIC, "resourceName": secret, "resourcePatternType": LITERAL}
+    entries = [{**topic_acls, "principal": ANONYMOUS, "host": "*", "operation": op, "permissionType": permission}
+               for op, permission in ((READ, DENY), (WRITE, DENY), (DESCRIBE, ALLOW))]
+    every = {**topic_acls, "operation": ANY, "permissionType": ANY}
+    created, described, metadata = admin(b, ("createAcls", {"acl": entries}), ("describeAcls", every),
+                                         ("fetchTopicMetadata", {"topics": [secret]}))
+    ok(created)
+    (resource,) = ok(described)["resources"]
+    assert sorted(resource["acls"], key=lambda a: a["operation"]) == [
+        {k: e[k] for k in ("principal", "host", "operation", "permissionType")} for e in entries]
+    assert [p["partitionId"] for p in ok(metadata)["topics"][0]["partitions"]] == [0]
+
+    refused = produce_refused(b, secret)
+    assert refused["type"] == "TOPIC_AUTHORIZATION_FAILED", refused
+    assert produce(b, public, [{"value": "v"}]) == [(0, 0)]
+
+    c = consumers(secret, unique_topic("kjs-acl-g"), bootstrap=b.bootstrap)
+    wait_until(lambda: c.snapshot("crash") or c.snapshot("message"), message=c.describe)
+    assert not c.snapshot("message"), f"a denied READ let a record through\n{c.describe()}"
+    (crash,) = c.snapshot("crash")
+    assert (crash["error"].get("cause") or crash["error"])["type"] == "TOPIC_AUTHORIZATION_FAILED", crash
+
+    deleted, described = admin(b, ("deleteAcls", {"filters": [{**every, "principal": ANONYMOUS, "host": "*"}]}),
+                               ("describeAcls", every))
+    (deletion,) = ok(deleted)["filterResponses"]
+    assert len(deletion["matchingAcls"]) == 3, deletion
+    assert ok(described)["resources"] == []
+    assert produce(b, secret, [{"value": "after"}]) == [(0, 1)]
 
 
 # ---------------------------------------------------------------------------

@@ -15,7 +15,10 @@ from types import SimpleNamespace
 import pytest
 
 from conftest import (
+    JAVA,
+    NODE_ID,
     SASL_CASES,
+    deny_writes_and_reads,
     kp_create_topic,
     log_since,
     sasl_user,
@@ -42,14 +45,14 @@ def kcat(broker, *args, stdin=None, check=True):
     return proc
 
 
-def produce_lines(broker, topic, lines, *extra, partition=0):
+def produce_lines(broker, topic, lines, *extra, partition=0, check=True):
     """kcat -P with ':' as key delimiter; ``lines`` are "key:value" strings.
 
     ``partition=None`` leaves the choice to librdkafka's partitioner (by key).
     """
     data = ("\n".join(lines) + "\n").encode()
     where = [] if partition is None else ["-p", str(partition)]
-    return kcat(broker, "-P", "-t", topic, "-K:", *where, *extra, stdin=data)
+    return kcat(broker, "-P", "-t", topic, "-K:", *where, *extra, stdin=data, check=check)
 
 
 def consume_json(broker, topic, *extra):
@@ -188,6 +191,33 @@ def test_json_envelope_fields_and_headers(broker):
     for m in msgs:
         assert m["headers"] == ["h1", "v1", "h2", "v2"]
         assert m["tstype"] == "create" and m["ts"] > 0
+
+
+# ------------------------------------------------------------------ ACLs
+
+@pytest.mark.skipif(JAVA is None, reason="java is not installed (kafka-acls)")
+def test_acls_refuse_produce_and_fetch_with_topic_authorization_failed(tools_classpath, authorizing_broker):
+    """kcat -P writes a record to a topic; then kafka-acls denies User:ANONYMOUS (every client
+    here) WRITE and READ on it, DESCRIBE still allowed (so librdkafka has its metadata and the
+    refusals are the Produce's and the Fetch's). kcat -P there then reports each message's
+    delivery failed with "Broker: Topic authorization failed" and exits non-zero, while -P to
+    another topic succeeds; kcat -C of the topic reports the Fetch refused and prints nothing."""
+    b = authorizing_broker
+    secret, public = unique_topic("kcat-secret"), unique_topic("kcat-public")
+    produce_lines(b, secret, ["k:before"])
+    deny_writes_and_reads(tools_classpath, b.bootstrap, secret)
+
+    refused = produce_lines(b, secret, ["k0:v0", "k1:v1"], check=False)
+    err = refused.stderr.decode(errors="replace")
+    assert refused.returncode != 0, err
+    assert err.count("Delivery failed for message: Broker: Topic authorization failed") == 2, err
+    produce_lines(b, public, ["k:v"])
+    assert [(m["offset"], m["payload"]) for m in consume_json(b, public, "-o", "beginning")] == [(0, "v")]
+
+    fetched = kcat(b, "-C", "-t", secret, "-p", "0", "-o", "beginning", "-e", check=False)
+    err = fetched.stderr.decode(errors="replace")
+    assert fetched.returncode != 0 and fetched.stdout == b"", (fetched.stdout, err)
+    assert f"Fetch from broker {NODE_ID} failed: Broker: Topic authorization failed" in err, err
 
 
 # ------------------------------------------------------------------ security

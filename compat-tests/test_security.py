@@ -9,6 +9,7 @@ of Kafka 4.1 and must survive a broker restart.
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
 import subprocess
@@ -30,8 +31,10 @@ from conftest import (
     kp_create_topic,
     kp_drain,
     kp_producer,
+    log_since,
     secure_addr,
     unique_topic,
+    wait_for_login_logged,
     wait_until,
 )
 
@@ -110,6 +113,26 @@ def test_mutual_tls_with_confluent_kafka(secured, certs):
     # Without a certificate the handshake fails.
     errors = ck_errors(secured, "MTLS", **{"security.protocol": "SSL", "ssl.ca.location": certs["ca"]})
     assert errors, "a client without a certificate got in"
+
+
+def test_mutual_tls_with_kafka_python(secured, certs, caplog):
+    """kafka-python with the client's certificate and key (ssl_certfile, ssl_keyfile) produces
+    and consumes through the listener with ssl.client.auth=required, and the broker logs the
+    certificate's principal; without them the broker ends the handshake (TLS 1.3's
+    certificate_required alert, which kafka-python logs) and kafka-python cannot bootstrap."""
+    from kafka.errors import KafkaTimeoutError
+
+    logged_from = os.path.getsize(secured.log_path)
+    kp_round_trip(secured, "MTLS", security_protocol="SSL", ssl_cafile=certs["ca"],
+                  ssl_certfile=certs["client_cert"], ssl_keyfile=certs["client_key"])
+    wait_for_login_logged(secured, logged_from, certs, "MTLS", None)
+
+    logged_from = os.path.getsize(secured.log_path)
+    with pytest.raises(KafkaTimeoutError, match="Unable to bootstrap"):
+        kp_producer(secure_addr(secured, "MTLS"), security_protocol="SSL", ssl_cafile=certs["ca"],
+                    bootstrap_timeout_ms=3000).close(timeout=5)
+    assert "alert certificate required" in caplog.text, caplog.text
+    assert "TLS handshake failed: peer sent no certificates" in log_since(secured, logged_from)
 
 
 def sasl_kp(mechanism, user, password, protocol="SASL_PLAINTEXT", **more):
