@@ -25,8 +25,10 @@ from collections import defaultdict
 
 import pytest
 
-from conftest import (CLIENT_TIMEOUT_S, SASL_CASES, assert_contiguous_offsets, sasl_user, secure_addr, start_broker,
+from conftest import (CLIENT_TIMEOUT_S, JAVA, SASL_CASES, assert_contiguous_offsets, sasl_user, secure_addr,
                       stop_through_stdin, unique_topic, wait_for_login_logged, wait_until)
+from test_quotas import (RECORD_BYTES, THROTTLED_RECORDS, assert_all_delivered, assert_slowed_down, least_throttled_s,
+                         limit_producer, quota_topics, short_window_broker)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FRANZ_DIR = os.path.join(HERE, "franz")
@@ -355,6 +357,36 @@ def test_compression(broker, franz, codec):
 # ---------------------------------------------------------------------------
 # Consumer groups
 # ---------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(JAVA is None, reason="java is not installed (kafka-configs sets the quota)")
+def test_producer_over_its_byte_rate_slows_down_and_loses_nothing(franz, tools_classpath):
+    """kgo over its producer_byte_rate (set with kafka-configs, on a broker with test_quotas.py's
+    short quota windows; batches of at most 16 KiB, the Java client's batch.size, so that the
+    records take many requests): it holds back for the throttles (HookBrokerThrottle), takes at
+    least 60 % of bytes / rate where the same producer unthrottled takes less, and every record is
+    delivered once, in order."""
+    with short_window_broker() as b:
+        throttled, free = quota_topics(b, "franz-quota")
+        limit_producer(tools_classpath, b, "franz-throttled")
+
+        def timed(topic, client_id):
+            events = run(franz, "produce", {"bootstrap": b.bootstrap, "topic": topic, "clientId": client_id,
+                                            "count": THROTTLED_RECORDS, "recordBytes": RECORD_BYTES,
+                                            "batchMaxBytes": 16384})
+            produced = [e for e in events if e["event"] == "produced"]
+            assert [e["error"] for e in produced] == [""] * THROTTLED_RECORDS, "every record is acknowledged"
+            (done,) = [e for e in events if e["event"] == "done"]
+            return done, [e["record"]["offset"] for e in produced]
+
+        free_run, _ = timed(free, "franz-free")
+        throttled_run, offsets = timed(throttled, "franz-throttled")
+        print(f"franz-go: unthrottled {free_run}, throttled {throttled_run}")
+        assert_slowed_down("franz-go", throttled_run["ms"] / 1000, free_run["ms"] / 1000, least_throttled_s())
+        assert free_run["throttles"] == 0 and throttled_run["throttles"] > 0
+        assert throttled_run["maxThrottleMs"] > 0
+        assert offsets == list(range(THROTTLED_RECORDS)), "in order"
+        assert_all_delivered(b.bootstrap, throttled)
 
 
 def _values(records):
@@ -702,20 +734,6 @@ def test_wrong_password_is_an_authentication_error(franz, secured_with_scram_use
                        {"op": "metadata", "topic": unique_topic("franz-sasl")},
                        **franz_security(certs, listener, mechanism, password="not-the-password"))
     assert refused[0] == "SASL_AUTHENTICATION_FAILED", refused
-
-
-# As compat-tests/test_acls.py: the authorizer on, and everything allowed that no ACL names.
-AUTHORIZING = ("--authorizer-class-name", "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
-               "--allow-everyone-if-no-acl-found", "true")
-
-
-@pytest.fixture
-def authorizing_broker():
-    b = start_broker(AUTHORIZING)
-    try:
-        yield b
-    finally:
-        b.cleanup()
 
 
 def test_kadm_acls_deny_a_produce_until_deleted(franz, authorizing_broker):

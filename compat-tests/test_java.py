@@ -61,6 +61,8 @@ from conftest import (
     wait_until,
 )
 from java_build import JAVA, JAVAC, KAFKA_CLIENTS_VERSION, JavaSetupError, compile_programs, kafka_client_jars
+from test_quotas import (RECORD_BYTES, THROTTLED_RECORDS, assert_all_delivered, assert_slowed_down, least_throttled_s,
+                         limit_producer, quota_topics, short_window_broker)
 
 # One JVM run: the program's watchdog fires first, then the subprocess timeout kills it.
 JVM_MAX_RUNTIME_MS = 30_000
@@ -469,6 +471,26 @@ def test_compressed_produce_and_read_back(java, broker, compression):
     consumed = java_consume_assign(java, broker, topic, 0, 0, 50)
     assert [r["value"] for r in consumed["records"]] == [f"v-{i}" for i in range(50)]
     assert [r["offset"] for r in consumed["records"]] == list(range(50))
+
+
+def test_producer_over_its_byte_rate_slows_down_and_loses_nothing(java, tools_classpath):
+    """The default producer over its producer_byte_rate (set with kafka-configs, on a broker with
+    test_quotas.py's short quota windows): it holds back for the throttles (its
+    produce-throttle-time-max metric), takes at least 60 % of bytes / rate where the same producer
+    unthrottled takes less, and every record is delivered once, in order."""
+    with short_window_broker() as b:
+        throttled, free = quota_topics(b, "java-quota")
+        limit_producer(tools_classpath, b, "java-throttled")
+        events, _ = pc(java, b, "produce-sized", THROTTLED_RECORDS, RECORD_BYTES,
+                       "java-free", free, "java-throttled", throttled)
+        free_run, throttled_run = [e for e in events if e.get("event") == "produced"]
+        print(f"Java: throttle metrics unthrottled {free_run['throttle']}, throttled {throttled_run['throttle']}")
+        assert_slowed_down("Java", throttled_run["ms"] / 1000, free_run["ms"] / 1000, least_throttled_s())
+        assert free_run["throttle"]["produce-throttle-time-max"] == 0
+        assert throttled_run["throttle"]["produce-throttle-time-max"] > 0
+        assert throttled_run["throttle"]["produce-throttle-time-avg"] > 0
+        assert throttled_run["offsets"] == list(range(THROTTLED_RECORDS)), "every send was acknowledged, in order"
+        assert_all_delivered(b.bootstrap, throttled)
 
 
 # ---------------------------------------------------------------------------

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -19,6 +21,8 @@ type producerSettings struct {
 	Compression string `json:"compression"`
 	// Manual sends each record to its own partition (kgo's ManualPartitioner).
 	Manual bool `json:"manual"`
+	// BatchMaxBytes caps a record batch (kgo's ProducerBatchMaxBytes; default 1,000,012).
+	BatchMaxBytes int32 `json:"batchMaxBytes"`
 }
 
 func (s producerSettings) opts() ([]kgo.Opt, error) {
@@ -47,49 +51,80 @@ func (s producerSettings) opts() ([]kgo.Opt, error) {
 	if s.Manual {
 		opts = append(opts, kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	}
+	if s.BatchMaxBytes > 0 {
+		opts = append(opts, kgo.ProducerBatchMaxBytes(s.BatchMaxBytes))
+	}
 	return opts, nil
 }
 
-// newProducer makes a kgo client that produces as p says.
-func (c common) newProducer(p producerSettings) (*kgo.Client, error) {
+// newProducer makes a kgo client that produces as p says, with extra added.
+func (c common) newProducer(p producerSettings, extra ...kgo.Opt) (*kgo.Client, error) {
 	opts, err := p.opts()
 	if err != nil {
 		return nil, err
 	}
-	return c.newClient(opts...)
+	return c.newClient(append(opts, extra...)...)
 }
 
-// produce writes the given records in one ProduceSync (kgo batches them per
+// throttles counts the throttles brokers give the client (kgo.HookBrokerThrottle).
+type throttles struct {
+	sync.Mutex
+	count int
+	max   time.Duration
+}
+
+func (t *throttles) OnBrokerThrottle(_ kgo.BrokerMetadata, interval time.Duration, _ bool) {
+	t.Lock()
+	defer t.Unlock()
+	t.count++
+	t.max = max(t.max, interval)
+}
+
+// produce writes the given records (or count generated ones of recordBytes:
+// the index in six digits, then "x"s) in one ProduceSync (kgo batches them per
 // partition) and prints {"event":"produced","record","error"} for each, in the
-// order given, then {"event":"done"}.
+// order given, then {"event":"done","ms","throttles","maxThrottleMs"}: the time
+// ProduceSync took (the topic's metadata included), and the throttles brokers gave.
 func produce(raw []byte) error {
 	var s struct {
 		common
 		producerSettings
-		Topic   string   `json:"topic"`
-		Records []record `json:"records"`
+		Topic       string   `json:"topic"`
+		Records     []record `json:"records"`
+		Count       int      `json:"count"`
+		RecordBytes int      `json:"recordBytes"`
 	}
 	if err := json.Unmarshal(raw, &s); err != nil {
 		return err
 	}
-	cl, err := s.newProducer(s.producerSettings)
+	var throttled throttles
+	cl, err := s.newProducer(s.producerSettings, kgo.WithHooks(&throttled))
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
-	toSend := make([]*kgo.Record, len(s.Records))
+	toSend := make([]*kgo.Record, len(s.Records), len(s.Records)+s.Count)
 	for i, r := range s.Records {
 		toSend[i] = r.toKgo(s.Topic)
 	}
+	for i := 0; i < s.Count; i++ {
+		value := fmt.Sprintf("%06d", i) + strings.Repeat("x", max(s.RecordBytes-6, 0))
+		toSend = append(toSend, &kgo.Record{Topic: s.Topic, Value: []byte(value)})
+	}
+	started := time.Now()
 	// ProduceSync answers as partitions complete; the tests want the order given.
 	errs := map[*kgo.Record]error{}
 	for _, result := range cl.ProduceSync(context.Background(), toSend...) {
 		errs[result.Record] = result.Err
 	}
+	took := time.Since(started)
 	for _, r := range toSend {
 		emitRecord("produced", r, errs[r])
 	}
-	emit("done", nil)
+	throttled.Lock()
+	count, longest := throttled.count, throttled.max
+	throttled.Unlock()
+	emit("done", fields{"ms": took.Milliseconds(), "throttles": count, "maxThrottleMs": longest.Milliseconds()})
 	return nil
 }
 

@@ -41,6 +41,11 @@ import org.apache.kafka.common.serialization.StringSerializer;
  *                                         default producer (acks=all, enable.idempotence=true);
  *                                         keys k-i, values v-i, header idx=i; COMPRESSION: none|gzip|snappy|lz4|zstd;
  *                                         ACKS 0 or 1 also turns idempotence off (it needs acks=all)
+ *   produce-sized COUNT RECORD_BYTES CLIENT_ID TOPIC [CLIENT_ID TOPIC ...]
+ *                                         for each pair in turn, a default producer of that client.id sends COUNT
+ *                                         records of RECORD_BYTES (no key; value: the index in six digits, then "x"s)
+ *                                         and flushes; reports the time the sends took, the offsets and its
+ *                                         produce-throttle-time-avg/-max metrics (ms)
  *   consume-group TOPIC GROUP EXPECTED    subscribe, poll until EXPECTED records, commitSync, committed(), close
  *   consume-assign TOPIC PARTITION OFFSET EXPECTED
  *                                         no group: assign, beginning/end offsets, offsetsForTimes, seekToBeginning,
@@ -80,6 +85,8 @@ public final class ProduceConsume {
             switch (mode) {
                 case "produce" -> produce(bootstrap, args.get(0), Integer.parseInt(args.get(1)),
                         args.size() > 2 ? args.get(2) : null, args.size() > 3 ? args.get(3) : null);
+                case "produce-sized" -> produceSized(bootstrap, Integer.parseInt(args.get(0)), Integer.parseInt(args.get(1)),
+                        args.subList(2, args.size()));
                 case "consume-group" -> consumeGroup(bootstrap, args.get(0), args.get(1), Integer.parseInt(args.get(2)));
                 case "consume-assign" -> consumeAssign(bootstrap, args.get(0), Integer.parseInt(args.get(1)),
                         Long.parseLong(args.get(2)), Integer.parseInt(args.get(3)));
@@ -108,11 +115,11 @@ public final class ProduceConsume {
 
     // -- producer ----------------------------------------------------------------------------
 
-    static void produce(String bootstrap, String topic, int count, String compression, String acks) throws Exception {
+    static Properties producerProps(String bootstrap, String clientId) {
         Properties p = new Properties();
         p.putAll(clientProperties);
         p.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
-        p.put(ProducerConfig.CLIENT_ID_CONFIG, "gregor-compat-java-producer");
+        p.put(ProducerConfig.CLIENT_ID_CONFIG, clientId);
         p.put(ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName());
         p.put(ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName());
         // Only waits are shortened (bounded test); acks, idempotence, retries and
@@ -120,6 +127,11 @@ public final class ProduceConsume {
         p.put(ProducerConfig.MAX_BLOCK_MS_CONFIG, 15_000);
         p.put(ProducerConfig.REQUEST_TIMEOUT_MS_CONFIG, 10_000);
         p.put(ProducerConfig.DELIVERY_TIMEOUT_MS_CONFIG, 20_000);
+        return p;
+    }
+
+    static void produce(String bootstrap, String topic, int count, String compression, String acks) throws Exception {
+        Properties p = producerProps(bootstrap, "gregor-compat-java-producer");
         if (compression != null && !compression.equals("none")) {
             p.put(ProducerConfig.COMPRESSION_TYPE_CONFIG, compression);
         }
@@ -153,6 +165,36 @@ public final class ProduceConsume {
                     "partitions", parts.size(), "placements", placements,
                     "ms", (System.nanoTime() - t0) / 1_000_000));
             producer.close(Duration.ofSeconds(10));
+        }
+    }
+
+    static void produceSized(String bootstrap, int count, int recordBytes, List<String> pairs) throws Exception {
+        if (pairs.isEmpty() || pairs.size() % 2 != 0) usage("produce-sized needs CLIENT_ID TOPIC pairs");
+        for (int j = 0; j < pairs.size(); j += 2) {
+            String clientId = pairs.get(j);
+            String topic = pairs.get(j + 1);
+            try (KafkaProducer<String, String> producer = new KafkaProducer<>(producerProps(bootstrap, clientId))) {
+                producer.partitionsFor(topic); // metadata first: only the sends are timed
+                long t0 = System.nanoTime();
+                List<Future<RecordMetadata>> futures = new ArrayList<>();
+                for (int i = 0; i < count; i++) {
+                    String value = String.format("%06d", i) + "x".repeat(recordBytes - 6);
+                    futures.add(producer.send(new ProducerRecord<>(topic, value)));
+                }
+                producer.flush();
+                long ms = (System.nanoTime() - t0) / 1_000_000;
+                List<Long> offsets = new ArrayList<>();
+                for (Future<RecordMetadata> f : futures) offsets.add(f.get(25, TimeUnit.SECONDS).offset());
+                Map<String, Object> throttle = new TreeMap<>();
+                producer.metrics().forEach((name, metric) -> {
+                    if (name.group().equals("producer-metrics") && name.name().startsWith("produce-throttle-time-")) {
+                        throttle.put(name.name(), metric.metricValue());
+                    }
+                });
+                Json.emit(Json.obj("event", "produced", "clientId", clientId, "topic", topic, "count", count,
+                        "ms", ms, "offsets", offsets, "throttle", throttle));
+                producer.close(Duration.ofSeconds(10));
+            }
         }
     }
 
