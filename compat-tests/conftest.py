@@ -377,15 +377,15 @@ def stop_process_group(proc: subprocess.Popen, timeout: float = STOP_TIMEOUT_S):
             pass
 
 
-def kafka_tool(classpath, main_class, bootstrap, *args, input: str | None = None):
+def kafka_tool(classpath, main_class, bootstrap, *args, input: str | None = None, jvm_options=()):
     """Runs one of Kafka's command-line tools; returns (exit code, stdout, stderr)."""
-    return java_tool(classpath, main_class, "--bootstrap-server", bootstrap, *args, input=input)
+    return java_tool(classpath, main_class, "--bootstrap-server", bootstrap, *args, input=input, jvm_options=jvm_options)
 
 
-def java_tool(classpath, main_class, *args, input: str | None = None):
-    """Runs a Java command-line tool's main class with ``input`` (if any) as its stdin;
-    returns (exit code, stdout, stderr)."""
-    cmd = [JAVA, "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-cp", classpath,
+def java_tool(classpath, main_class, *args, input: str | None = None, jvm_options=()):
+    """Runs a Java command-line tool's main class (with ``jvm_options`` such as system
+    properties) with ``input`` (if any) as its stdin; returns (exit code, stdout, stderr)."""
+    cmd = [JAVA, "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", *jvm_options, "-cp", classpath,
            main_class, *args]
     stdin = subprocess.DEVNULL if input is None else None
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=KAFKA_TOOL_TIMEOUT_S,

@@ -2,18 +2,28 @@
 (confluent-kafka), a token kafka-python's provider hands over, and the Java clients'
 OAuthBearerLoginModule (Apache Kafka 4.1's ``kafka-topics``) log in as the token's subject; a
 token without the required scope, an expired one and a signed one are refused.
+
+And with signed tokens (KIP-768, Kafka's OAuthBearerValidatorCallbackHandler): the broker checks
+them against a key set (JWKS file) of an RSA and an EC key the test makes with ``cryptography``;
+confluent-kafka's ``oauth_cb`` and kafka-python's provider hand over RS256 and ES256 tokens, and
+the Java clients fetch theirs from an OAuth token endpoint (the client-credentials flow, served
+by the test); tokens signed by another key, for another audience or issuer, without an issue
+time or expired are refused, and a rotated key set is read again.
 """
 
 from __future__ import annotations
 
 import base64
+import http.server
 import json
+import subprocess
+import threading
 import time
 
 import pytest
 
-from conftest import (JAVA, ck_consumer, ck_drain, ck_producer, free_port, kafka_tool, start_broker,
-                      unique_topic)
+from conftest import (JAVA, ck_consumer, ck_drain, ck_producer, free_port, gregor_binary, kafka_tool,
+                      start_broker, unique_topic)
 
 JAAS = ('org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required '
         'unsecuredValidatorRequiredScope="kafka";')
@@ -111,7 +121,7 @@ def test_kafka_python_with_a_token_provider_and_refused_tokens(oauth_broker):
     for bad in (expired, signed):
         refused = None
         with pytest.raises(KafkaError):
-            refused = KafkaProducer(max_block_ms=5000, **client_config(bad))
+            refused = KafkaProducer(max_block_ms=5000, bootstrap_timeout_ms=2000, **client_config(bad))
             refused.send(topic, b"refused").get(timeout=10)
         if refused is not None:
             refused.close(timeout=1)
@@ -138,3 +148,272 @@ def test_java_clients_log_in_with_the_unsecured_login_module(oauth_broker, tools
     assert code == 0 and topic in out.split(), (out, err)
     log = open(oauth_broker.log_path, encoding="utf-8", errors="replace").read()
     assert "User:carol" in log
+
+
+# ---------------------------------------------------------------------------
+# Signed tokens (KIP-768)
+# ---------------------------------------------------------------------------
+
+SIGNED_VALIDATOR = "org.apache.kafka.common.security.oauthbearer.OAuthBearerValidatorCallbackHandler"
+ISSUER = "https://idp.gregor.test"
+AUDIENCE = "gregor"
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class IdentityProvider:
+    """Signing keys (RSA as "rsa-1", EC P-256 as "ec-1"), their JWKS file, and signed tokens."""
+
+    def __init__(self, directory):
+        from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+        self.keys = {"rsa-1": rsa.generate_private_key(public_exponent=65537, key_size=2048),
+                     "ec-1": ec.generate_private_key(ec.SECP256R1())}
+        self.jwks_path = directory / "jwks.json"
+        self.publish(self.keys)
+
+    def publish(self, keys):
+        """Writes the JWKS of ``keys`` (kid: private key)."""
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        def jwk(kid, key):
+            numbers = key.public_key().public_numbers()
+            if isinstance(key, rsa.RSAPrivateKey):
+                as_bytes = lambda n: n.to_bytes((n.bit_length() + 7) // 8, "big")  # noqa: E731
+                return {"kty": "RSA", "kid": kid, "use": "sig", "alg": "RS256", "n": b64url(as_bytes(numbers.n)),
+                        "e": b64url(as_bytes(numbers.e))}
+            return {"kty": "EC", "kid": kid, "use": "sig", "crv": "P-256", "x": b64url(numbers.x.to_bytes(32, "big")),
+                    "y": b64url(numbers.y.to_bytes(32, "big"))}
+        self.jwks_path.write_text(json.dumps({"keys": [jwk(kid, key) for kid, key in keys.items()]}))
+
+    def token(self, subject, kid="rsa-1", key=None, lifetime=600, **claims):
+        """A JWT for ``subject`` signed with the key ``kid`` (or another ``key`` under that kid)."""
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import ec, padding
+        from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+        key = key or self.keys[kid]
+        now = int(time.time())
+        body = {"sub": subject, "iss": ISSUER, "aud": AUDIENCE, "iat": now, "exp": now + lifetime, "scope": "kafka",
+                **claims}
+        body = {k: v for k, v in body.items() if v is not None}
+        alg = "ES256" if isinstance(key, ec.EllipticCurvePrivateKey) else "RS256"
+        signing_input = f"{b64url(json.dumps({'alg': alg, 'kid': kid, 'typ': 'JWT'}).encode())}.{b64url(json.dumps(body).encode())}"
+        if alg == "RS256":
+            signature = key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
+        else:
+            r, s = decode_dss_signature(key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256())))
+            signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+        return f"{signing_input}.{b64url(signature)}"
+
+
+@pytest.fixture(scope="module")
+def idp(tmp_path_factory):
+    return IdentityProvider(tmp_path_factory.mktemp("idp"))
+
+
+@pytest.fixture(scope="module")
+def signed_broker(tmp_path_factory, idp):
+    """A broker whose SASL_PLAINTEXT listener takes signed tokens of ``idp``, for AUDIENCE from ISSUER."""
+    ports = {"PLAINTEXT": free_port(), "SASL_PLAINTEXT": free_port()}
+    props = tmp_path_factory.mktemp("oauth-signed") / "server.properties"
+    props.write_text("\n".join([
+        "sasl.enabled.mechanisms=OAUTHBEARER",
+        f"listener.name.sasl_plaintext.oauthbearer.sasl.server.callback.handler.class={SIGNED_VALIDATOR}",
+        "listener.name.sasl_plaintext.oauthbearer.sasl.jaas.config="
+        "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required ;",
+        f"sasl.oauthbearer.jwks.endpoint.url=file://{idp.jwks_path}",
+        f"sasl.oauthbearer.expected.audience={AUDIENCE}",
+        f"sasl.oauthbearer.expected.issuer={ISSUER}",
+        "",
+    ]))
+    b = start_broker(["--config", str(props)], port=ports["PLAINTEXT"],
+                     listeners=",".join(f"{n}://127.0.0.1:{p}" for n, p in ports.items()),
+                     env={"RUST_LOG": "info,gregor::server=debug"})
+    b.sasl_bootstrap = f"127.0.0.1:{ports['SASL_PLAINTEXT']}"
+    try:
+        yield b
+    finally:
+        b.cleanup()
+
+
+def broker_log(b):
+    return open(b.log_path, encoding="utf-8", errors="replace").read()
+
+
+def test_confluent_kafka_logs_in_with_signed_tokens_from_its_oauth_cb(signed_broker, idp, closing):
+    """librdkafka asks ``oauth_cb`` for a token (an RS256 one for the producer, an ES256 one for
+    the consumer) and logs in with it; the broker names each client after its token's subject."""
+    from confluent_kafka import TopicPartition
+
+    def config(subject, kid):
+        return {"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "OAUTHBEARER",
+                "oauth_cb": lambda _config: (idp.token(subject, kid), time.time() + 600)}
+
+    topic = unique_topic("oauth-signed")
+    producer = closing(ck_producer(signed_broker.sasl_bootstrap, **config("rsa-writer", "rsa-1")))
+    for i in range(5):
+        producer.produce(topic, value=b"s%d" % i)
+    assert producer.flush(30) == 0
+    consumer = closing(ck_consumer(signed_broker.sasl_bootstrap, **config("ec-reader", "ec-1")))
+    consumer.assign([TopicPartition(topic, 0, 0)])
+    assert [m.value() for m in ck_drain(consumer, 5)] == [b"s%d" % i for i in range(5)]
+    log = broker_log(signed_broker)
+    assert "authenticated as User:rsa-writer" in log and "authenticated as User:ec-reader" in log
+
+
+def test_confluent_kafka_fetches_signed_tokens_with_its_oidc_method(signed_broker, idp):
+    """librdkafka's own OIDC client (``sasl.oauthbearer.method=oidc``) gets its token from the
+    token endpoint with its client id and secret, and logs in as that client."""
+    from confluent_kafka.admin import AdminClient
+
+    endpoint = TokenEndpoint(idp, {"rdkafka-svc": "rdkafka-secret"})
+    try:
+        admin = AdminClient({"bootstrap.servers": signed_broker.sasl_bootstrap, "security.protocol": "SASL_PLAINTEXT",
+                             "sasl.mechanism": "OAUTHBEARER", "sasl.oauthbearer.method": "oidc",
+                             "sasl.oauthbearer.client.id": "rdkafka-svc",
+                             "sasl.oauthbearer.client.secret": "rdkafka-secret",
+                             "sasl.oauthbearer.token.endpoint.url": endpoint.url})
+        assert admin.list_topics(timeout=20).brokers, "metadata served"
+        assert endpoint.requests and endpoint.requests[0][0] == "rdkafka-svc", endpoint.requests
+        assert "authenticated as User:rdkafka-svc" in broker_log(signed_broker)
+    finally:
+        endpoint.close()
+
+
+def test_kafka_python_signed_tokens_and_the_refused_ones(signed_broker, idp):
+    """kafka-python's token provider: a good ES256 token logs in; one signed by a key not in the
+    set, one for another audience and an unsecured one are refused with an authentication error
+    and the reason logged (the broker's unit tests check the other claims). A rotated key set (a new key
+    under a new kid) is read again without a restart."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from kafka import KafkaProducer
+    from kafka.errors import KafkaError
+    from kafka.net.sasl.oauth import AbstractTokenProvider
+
+    class Provider(AbstractTokenProvider):
+        def __init__(self, token):
+            super().__init__()
+            self.value = token
+
+        def token(self):
+            return self.value
+
+    topic = unique_topic("oauth-signed-kp")
+
+    def send(token):
+        producer = KafkaProducer(bootstrap_servers=signed_broker.sasl_bootstrap, security_protocol="SASL_PLAINTEXT",
+                                 sasl_mechanism="OAUTHBEARER", sasl_oauth_token_provider=Provider(token),
+                                 max_block_ms=5000, bootstrap_timeout_ms=2000)
+        try:
+            return producer.send(topic, b"v").get(timeout=10)
+        finally:
+            producer.close(timeout=1)
+
+    assert send(idp.token("kp-user", "ec-1")).offset == 0
+    stranger = ec.generate_private_key(ec.SECP256R1())
+    refused = {
+        "the token's signature does not verify": idp.token("kp-user", "ec-1", key=stranger),
+        "is none of sasl.oauthbearer.expected.audience": idp.token("kp-user", aud="someone-else"),
+        "the token's algorithm none is not accepted": unsecured_jwt(
+            {"sub": "kp-user", "iat": time.time(), "exp": time.time() + 600}),
+    }
+    for reason, token in refused.items():
+        with pytest.raises(KafkaError):
+            send(token)
+        assert reason in broker_log(signed_broker), f"the broker logs why: {reason}"
+
+    rotated = ec.generate_private_key(ec.SECP256R1())
+    idp.publish({**idp.keys, "ec-2": rotated})
+    try:
+        assert send(idp.token("kp-rotated", "ec-2", key=rotated)).offset == 1
+    finally:
+        idp.publish(idp.keys)
+
+
+class TokenEndpoint:
+    """An OAuth 2 token endpoint (client-credentials grant) on a free port: a POST with the
+    client's id and secret (HTTP Basic) gets an RS256 token of ``idp`` whose subject is the id."""
+
+    def __init__(self, idp, secrets):
+        endpoint = self
+        self.requests = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                form = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
+                credentials = base64.b64decode(self.headers.get("Authorization", "Basic ").split(" ", 1)[1]).decode()
+                client_id, _, secret = credentials.partition(":")
+                endpoint.requests.append((client_id, form))
+                if "grant_type=client_credentials" not in form or secrets.get(client_id) != secret:
+                    self.send_response(401)
+                    self.end_headers()
+                    return
+                body = json.dumps({"access_token": idp.token(client_id), "token_type": "Bearer",
+                                   "expires_in": 600}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/token"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.skipif(JAVA is None, reason="java is not installed")
+def test_java_clients_fetch_signed_tokens_from_a_token_endpoint(signed_broker, idp, tools_classpath, tmp_path):
+    """Kafka 4.1's OAuthBearerLoginCallbackHandler gets a token from the token endpoint with its
+    client id and secret, and ``kafka-topics`` logs in with it as that client."""
+    endpoint = TokenEndpoint(idp, {"java-svc": "java-secret"})
+    try:
+        config = tmp_path / "client.properties"
+        config.write_text("\n".join([
+            "security.protocol=SASL_PLAINTEXT",
+            "sasl.mechanism=OAUTHBEARER",
+            "sasl.login.callback.handler.class="
+            "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginCallbackHandler",
+            f"sasl.oauthbearer.token.endpoint.url={endpoint.url}",
+            "sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required "
+            'clientId="java-svc" clientSecret="java-secret";',
+            "",
+        ]))
+        topic = unique_topic("oauth-signed-java")
+        allowed = [f"-Dorg.apache.kafka.sasl.oauthbearer.allowed.urls={endpoint.url}"]
+        for args in (("--create", "--topic", topic, "--partitions", "2"), ("--list",)):
+            code, out, err = kafka_tool(tools_classpath, "org.apache.kafka.tools.TopicCommand",
+                                        signed_broker.sasl_bootstrap, "--command-config", str(config), *args,
+                                        jvm_options=allowed)
+            assert code == 0, err[-3000:]
+        assert topic in out.split()
+        assert endpoint.requests and endpoint.requests[0][0] == "java-svc", endpoint.requests
+        assert "authenticated as User:java-svc" in broker_log(signed_broker)
+    finally:
+        endpoint.close()
+
+
+def test_a_key_set_that_cannot_be_read_refuses_the_start(tmp_path):
+    """Signed tokens without a readable key set refuse the start, saying which file."""
+    props = tmp_path / "server.properties"
+    props.write_text("\n".join([
+        "sasl.enabled.mechanisms=OAUTHBEARER",
+        f"sasl.server.callback.handler.class={SIGNED_VALIDATOR}",
+        f"sasl.oauthbearer.jwks.endpoint.url=file://{tmp_path}/missing.json",
+        "",
+    ]))
+    done = subprocess.run([gregor_binary(), "--config", str(props), "--listeners",
+                           f"SASL_PLAINTEXT://127.0.0.1:{free_port()}", "--log-dirs", str(tmp_path / "data")],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode != 0
+    assert f"sasl.oauthbearer.jwks.endpoint.url: cannot read {tmp_path}/missing.json" in done.stderr, done.stderr

@@ -1,8 +1,10 @@
 //! Who a client is, and (as it grows) how that is proven and what it may do.
 
 pub mod certs;
+mod jwks;
 pub mod oauthbearer;
 pub mod principal_mapping;
+mod reloading;
 pub mod sasl;
 pub mod scram;
 pub mod tls;

@@ -1,31 +1,66 @@
-//! OAUTHBEARER (RFC 7628, KIP-255) with Kafka's unsecured JWS tokens, for development and
-//! tests: the token is a JWT whose header says `"alg":"none"` and which carries no signature,
-//! checked as Kafka's `OAuthBearerUnsecuredValidatorCallbackHandler` checks it (a principal
-//! claim, an expiry in the future, no issue time in the future, the required scope). Signed
-//! tokens (Kafka's JWKS validation, KIP-768) are not offered.
+//! OAUTHBEARER (RFC 7628, KIP-255): a client proves who it is with a JWT. Two validators, as
+//! Kafka's: its default for development, which takes unsecured tokens (`"alg":"none"`, no
+//! signature) and checks them as `OAuthBearerUnsecuredValidatorCallbackHandler` does (a
+//! principal claim, an expiry in the future, no issue time in the future, the required scope);
+//! and `OAuthBearerValidatorCallbackHandler` (KIP-768), which takes tokens signed by a key of
+//! the identity provider's key set (`sasl.oauthbearer.jwks.endpoint.url`, a `file:` URL here),
+//! with the issue and expiry times required and the audience and issuer checked when set.
 
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
 use base64::Engine;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
-use super::Principal;
+use super::jwks::KeySet;
+use super::reloading::{modified_time, Built, Reloading};
+use super::{setting, Principal};
+use crate::config::Layer;
 
-/// The only server callback handler Gregor offers for OAUTHBEARER: Kafka's default.
+/// Kafka's default server callback handler for OAUTHBEARER: unsecured tokens.
 pub const UNSECURED_VALIDATOR: &str = "org.apache.kafka.common.security.oauthbearer.internals.unsecured.OAuthBearerUnsecuredValidatorCallbackHandler";
+/// Kafka's validator of signed tokens, by its Kafka 4 name and its Kafka 3 one.
+pub const SIGNED_VALIDATORS: [&str; 2] = [
+    "org.apache.kafka.common.security.oauthbearer.OAuthBearerValidatorCallbackHandler",
+    "org.apache.kafka.common.security.oauthbearer.secured.OAuthBearerValidatorCallbackHandler",
+];
 
 /// JWTs are base64url; Kafka accepts them with or without padding.
-const BASE64URL: GeneralPurpose = GeneralPurpose::new(&base64::alphabet::URL_SAFE, GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent));
+pub const BASE64URL: GeneralPurpose = GeneralPurpose::new(&base64::alphabet::URL_SAFE, GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent));
 
-/// How tokens are checked: Kafka's `unsecuredValidator*` options of the listener's
-/// OAuthBearerLoginModule.
+/// How a listener checks OAUTHBEARER tokens.
+#[derive(Clone)]
+pub enum TokenValidator {
+    Unsecured(UnsecuredValidator),
+    Signed(SignedValidator),
+}
+
+/// Kafka's `unsecuredValidator*` options of the listener's OAuthBearerLoginModule.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UnsecuredValidator {
+    claims: ClaimRules,
+}
+
+/// Kafka's `sasl.oauthbearer.*` settings of the listener, and its key set.
+#[derive(Clone)]
+pub struct SignedValidator {
+    keys: Reloading<Arc<KeySet>>,
+    claims: ClaimRules,
+    audiences: Vec<String>,
+    issuer: Option<String>,
+}
+
+/// What both validators require of a token's claims.
+#[derive(Debug, Clone, PartialEq)]
+struct ClaimRules {
     principal_claim: String,
+    scope_claim: String,
     required_scope: Vec<String>,
     clock_skew: Duration,
+    issued_at_required: bool,
 }
 
 /// Why a token was refused: the reason logged and told the client, and the RFC 7628 status
@@ -48,6 +83,33 @@ impl Refusal {
     }
 }
 
+impl TokenValidator {
+    /// Checks a client's first message (GS2 header, `auth=Bearer <token>`, extensions); the
+    /// principal and how much longer its token is valid.
+    pub fn validate(&self, message: &[u8], now: SystemTime) -> Result<(Principal, Duration), Refusal> {
+        let (authzid, token) = bearer_token(message).map_err(Refusal::invalid)?;
+        let jws = Jws::parse(token).map_err(Refusal::invalid)?;
+        let rules = match self {
+            TokenValidator::Unsecured(v) => {
+                if jws.header.get("alg").and_then(Value::as_str) != Some("none") || !jws.signature.is_empty() {
+                    return Err(Refusal::invalid("only unsecured tokens (\"alg\":\"none\", no signature) are accepted"));
+                }
+                &v.claims
+            }
+            TokenValidator::Signed(v) => {
+                v.keys.current().verify(&jws.header, jws.signing_input.as_bytes(), &jws.signature).map_err(Refusal::invalid)?;
+                v.check_audience_and_issuer(&jws.claims)?;
+                &v.claims
+            }
+        };
+        let (principal, expires_in) = rules.check(&jws.claims, now)?;
+        if authzid.is_some_and(|a| a != principal) {
+            return Err(Refusal::invalid(format!("the authorization id {:?} is not the token's principal {principal:?}", authzid.unwrap_or_default())));
+        }
+        Ok((Principal::user(&principal), expires_in))
+    }
+}
+
 impl UnsecuredValidator {
     /// From the JAAS options (`unsecuredValidatorPrincipalClaimName`,
     /// `unsecuredValidatorRequiredScope`, `unsecuredValidatorAllowableClockSkewMs`).
@@ -59,14 +121,76 @@ impl UnsecuredValidator {
             None => Duration::ZERO,
             Some(ms) => Duration::from_millis(ms.parse().map_err(|_| format!("unsecuredValidatorAllowableClockSkewMs={ms} is not a number of milliseconds"))?),
         };
-        Ok(UnsecuredValidator { principal_claim, required_scope, clock_skew })
+        Ok(UnsecuredValidator { claims: ClaimRules { principal_claim, scope_claim: "scope".into(), required_scope, clock_skew, issued_at_required: false } })
+    }
+}
+
+impl SignedValidator {
+    /// From the listener's settings: `sasl.oauthbearer.jwks.endpoint.url` (required),
+    /// `sasl.oauthbearer.expected.audience`, `sasl.oauthbearer.expected.issuer`,
+    /// `sasl.oauthbearer.sub.claim.name`, `sasl.oauthbearer.scope.claim.name` and
+    /// `sasl.oauthbearer.clock.skew.seconds`, each also as `oauthbearer.<key>`.
+    pub fn new(listener: &str, settings: &Layer) -> Result<SignedValidator, String> {
+        let keys = Reloading::new(listener, "its OAUTHBEARER key set", settings, load_key_set)?;
+        let skew = oauth_setting(settings, listener, "sasl.oauthbearer.clock.skew.seconds").unwrap_or("30");
+        let clock_skew = Duration::from_secs(skew.parse().map_err(|_| format!("sasl.oauthbearer.clock.skew.seconds={skew} is not a number of seconds"))?);
+        let name = |key: &str, default: &str| oauth_setting(settings, listener, key).unwrap_or(default).to_string();
+        Ok(SignedValidator {
+            keys,
+            claims: ClaimRules {
+                principal_claim: name("sasl.oauthbearer.sub.claim.name", "sub"),
+                scope_claim: name("sasl.oauthbearer.scope.claim.name", "scope"),
+                required_scope: Vec::new(),
+                clock_skew,
+                issued_at_required: true,
+            },
+            audiences: oauth_setting(settings, listener, "sasl.oauthbearer.expected.audience").map(scope_items).unwrap_or_default(),
+            issuer: oauth_setting(settings, listener, "sasl.oauthbearer.expected.issuer").map(String::from),
+        })
     }
 
-    /// Checks a client's first message (GS2 header, `auth=Bearer <token>`, extensions); the
-    /// principal and how much longer its token is valid.
-    pub fn validate(&self, message: &[u8], now: SystemTime) -> Result<(Principal, Duration), Refusal> {
-        let (authzid, token) = bearer_token(message).map_err(Refusal::invalid)?;
-        let claims = unsecured_claims(token).map_err(Refusal::invalid)?;
+    fn check_audience_and_issuer(&self, claims: &Map<String, Value>) -> Result<(), Refusal> {
+        if !self.audiences.is_empty() {
+            let audiences: Vec<&str> = match claims.get("aud") {
+                Some(Value::String(one)) => vec![one],
+                Some(Value::Array(many)) => many.iter().filter_map(Value::as_str).collect(),
+                _ => Vec::new(),
+            };
+            if !audiences.iter().any(|a| self.audiences.iter().any(|expected| expected == a)) {
+                return Err(Refusal::invalid(format!("the token's audience {audiences:?} is none of sasl.oauthbearer.expected.audience {:?}", self.audiences)));
+            }
+        }
+        if let Some(issuer) = &self.issuer {
+            if claims.get("iss").and_then(Value::as_str) != Some(issuer) {
+                return Err(Refusal::invalid(format!("the token's issuer is not sasl.oauthbearer.expected.issuer {issuer:?}")));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A `sasl.oauthbearer.*` setting of a listener, also as Kafka's mechanism-prefixed
+/// `listener.name.<l>.oauthbearer.<key>`.
+fn oauth_setting<'a>(settings: &'a Layer, listener: &str, key: &str) -> Option<&'a str> {
+    setting(settings, listener, &format!("oauthbearer.{key}")).or_else(|| setting(settings, listener, key))
+}
+
+/// Reads the key set `sasl.oauthbearer.jwks.endpoint.url` names (a `file:` URL).
+fn load_key_set(listener: &str, settings: &Layer) -> Result<Built<Arc<KeySet>>, String> {
+    const KEY: &str = "sasl.oauthbearer.jwks.endpoint.url";
+    let url = oauth_setting(settings, listener, KEY).ok_or_else(|| format!("signed OAUTHBEARER tokens need the identity provider's keys: set {KEY} to a file:///path/to/jwks.json URL"))?;
+    let path = match url.strip_prefix("file://").or_else(|| url.strip_prefix("file:")) {
+        Some(path) if path.starts_with('/') => PathBuf::from(path),
+        _ => return Err(format!("{KEY}={url}: Gregor reads the key set from a file: URL (file:///path/to/jwks.json); save the provider's JWKS there (it is read again whenever the file changes)")),
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{KEY}: cannot read {}: {e}", path.display()))?;
+    let keys = KeySet::parse(&text).map_err(|e| format!("{KEY}: {}: {e}", path.display()))?;
+    Ok(Built { files: vec![(path.clone(), modified_time(&path))], value: Arc::new(keys) })
+}
+
+impl ClaimRules {
+    /// The principal the claims name and how much longer the token is valid.
+    fn check(&self, claims: &Map<String, Value>, now: SystemTime) -> Result<(String, Duration), Refusal> {
         let now_ms = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64() * 1000.0;
         let skew_ms = self.clock_skew.as_secs_f64() * 1000.0;
         let time = |name: &str| -> Result<Option<f64>, Refusal> {
@@ -80,26 +204,28 @@ impl UnsecuredValidator {
         if now_ms - skew_ms >= expires_ms {
             return Err(Refusal::invalid("the token has expired"));
         }
-        if time("iat")?.is_some_and(|issued_ms| issued_ms > now_ms + skew_ms) {
-            return Err(Refusal::invalid("the token was issued in the future ('iat')"));
+        match time("iat")? {
+            Some(issued_ms) if issued_ms > now_ms + skew_ms => return Err(Refusal::invalid("the token was issued in the future ('iat')")),
+            None if self.issued_at_required => return Err(Refusal::invalid("the token has no 'iat' claim")),
+            _ => {}
+        }
+        if time("nbf")?.is_some_and(|not_before_ms| not_before_ms > now_ms + skew_ms) {
+            return Err(Refusal::invalid("the token is not valid yet ('nbf')"));
         }
         let principal = match claims.get(&self.principal_claim) {
             Some(Value::String(name)) if !name.trim().is_empty() => name.clone(),
             _ => return Err(Refusal::invalid(format!("the token has no '{}' claim naming its principal", self.principal_claim))),
         };
-        let scope: Vec<String> = match claims.get("scope") {
+        let scope: Vec<String> = match claims.get(&self.scope_claim) {
             None => Vec::new(),
             Some(Value::String(items)) => scope_items(items),
             Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).map(String::from).collect(),
-            Some(_) => return Err(Refusal::invalid("the token's 'scope' claim is neither a string nor a list")),
+            Some(_) => return Err(Refusal::invalid(format!("the token's '{}' claim is neither a string nor a list", self.scope_claim))),
         };
         if let Some(missing) = self.required_scope.iter().find(|s| !scope.contains(s)) {
             return Err(Refusal { reason: format!("the token's scope lacks the required '{missing}'"), status: "insufficient_scope" });
         }
-        if authzid.is_some_and(|a| a != principal) {
-            return Err(Refusal::invalid(format!("the authorization id {:?} is not the token's principal {principal:?}", authzid.unwrap_or_default())));
-        }
-        Ok((Principal::user(&principal), Duration::from_millis((expires_ms - now_ms).max(0.0) as u64)))
+        Ok((principal, Duration::from_millis((expires_ms - now_ms).max(0.0) as u64)))
     }
 }
 
@@ -127,23 +253,30 @@ fn bearer_token(message: &[u8]) -> Result<(Option<&str>, &str), String> {
     Ok((authzid, token.trim()))
 }
 
-/// The claims of an unsecured JWS: `base64url(header).base64url(claims).` with
-/// `"alg":"none"` and no signature.
-fn unsecured_claims(token: &str) -> Result<serde_json::Map<String, Value>, String> {
-    let [header, claims, signature] = token.split('.').collect::<Vec<_>>()[..] else {
-        return Err("the token is not a JWS (three base64url parts)".into());
-    };
-    let json = |part: &str, what: &str| -> Result<serde_json::Map<String, Value>, String> {
-        let bytes = BASE64URL.decode(part).map_err(|_| format!("the token's {what} is not base64url"))?;
-        match serde_json::from_slice(&bytes) {
-            Ok(Value::Object(map)) => Ok(map),
-            _ => Err(format!("the token's {what} is not a JSON object")),
-        }
-    };
-    if json(header, "header")?.get("alg").and_then(Value::as_str) != Some("none") || !signature.is_empty() {
-        return Err("only unsecured tokens (\"alg\":\"none\", no signature) are accepted".into());
+/// A compact JWS: `base64url(header).base64url(claims).base64url(signature)`.
+struct Jws<'a> {
+    header: Map<String, Value>,
+    claims: Map<String, Value>,
+    /// `header.claims` as sent: what the signature signs.
+    signing_input: &'a str,
+    signature: Vec<u8>,
+}
+
+impl<'a> Jws<'a> {
+    fn parse(token: &'a str) -> Result<Jws<'a>, String> {
+        let [header, claims, signature] = token.split('.').collect::<Vec<_>>()[..] else {
+            return Err("the token is not a JWS (three base64url parts)".into());
+        };
+        let json = |part: &str, what: &str| -> Result<Map<String, Value>, String> {
+            let bytes = BASE64URL.decode(part).map_err(|_| format!("the token's {what} is not base64url"))?;
+            match serde_json::from_slice(&bytes) {
+                Ok(Value::Object(map)) => Ok(map),
+                _ => Err(format!("the token's {what} is not a JSON object")),
+            }
+        };
+        let signature = BASE64URL.decode(signature).map_err(|_| "the token's signature is not base64url".to_string())?;
+        Ok(Jws { header: json(header, "header")?, claims: json(claims, "claims")?, signing_input: &token[..header.len() + 1 + claims.len()], signature })
     }
-    json(claims, "claims")
 }
 
 #[cfg(test)]
@@ -163,9 +296,13 @@ mod tests {
         UNIX_EPOCH + Duration::from_secs(seconds)
     }
 
+    fn unsecured(options: &[(String, String)]) -> TokenValidator {
+        TokenValidator::Unsecured(UnsecuredValidator::new(options).unwrap())
+    }
+
     #[test]
     fn an_unsecured_token_names_its_principal_until_it_expires() {
-        let validator = UnsecuredValidator::new(&[]).unwrap();
+        let validator = unsecured(&[]);
         let good = token(serde_json::json!({"sub": "alice", "iat": 1000, "exp": 1060.5}));
         let (principal, lifetime) = validator.validate(&message("", &good), at(1010)).expect("valid");
         assert_eq!((principal.to_string(), lifetime), ("User:alice".to_string(), Duration::from_millis(50_500)));
@@ -173,13 +310,13 @@ mod tests {
         assert!(validator.validate(&message("a=bob", &good), at(1010)).is_err());
         assert_eq!(validator.validate(&message("", &good), at(1061)).unwrap_err().reason, "the token has expired");
         assert!(validator.validate(&message("", &good), at(999)).is_err(), "issued in the future");
-        let skewed = UnsecuredValidator::new(&[("unsecuredValidatorAllowableClockSkewMs".into(), "2000".into())]).unwrap();
+        let skewed = unsecured(&[("unsecuredValidatorAllowableClockSkewMs".into(), "2000".into())]);
         assert!(skewed.validate(&message("", &good), at(999)).is_ok());
     }
 
     #[test]
     fn malformed_signed_or_incomplete_tokens_are_refused() {
-        let validator = UnsecuredValidator::new(&[]).unwrap();
+        let validator = unsecured(&[]);
         let signed = format!("{}sig", token(serde_json::json!({"sub": "a", "exp": 2000})));
         let hs256 = format!("{}.{}.", BASE64URL.encode(r#"{"alg":"HS256"}"#), BASE64URL.encode(r#"{"sub":"a","exp":2000}"#));
         for bad in [
@@ -200,7 +337,7 @@ mod tests {
     #[test]
     fn the_required_scope_and_principal_claim_are_the_jaas_options() {
         let options = [("unsecuredValidatorRequiredScope".into(), "read write".into()), ("unsecuredValidatorPrincipalClaimName".into(), "user".into())];
-        let validator = UnsecuredValidator::new(&options).unwrap();
+        let validator = unsecured(&options);
         let scoped = token(serde_json::json!({"user": "svc", "exp": 2000, "scope": ["read", "write", "admin"]}));
         assert_eq!(validator.validate(&message("", &scoped), at(1000)).unwrap().0.to_string(), "User:svc");
         let narrow = token(serde_json::json!({"user": "svc", "exp": 2000, "scope": "read"}));
@@ -208,5 +345,87 @@ mod tests {
         assert_eq!(refusal.status, "insufficient_scope");
         assert_eq!(refusal.challenge(), br#"{"status":"insufficient_scope"}"#);
         assert!(UnsecuredValidator::new(&[("unsecuredValidatorAllowableClockSkewMs".into(), "x".into())]).is_err());
+    }
+
+    /// A P-256 key pair, and a JWKS holding its public key as `kid`.
+    fn key(kid: &str) -> (ring::signature::EcdsaKeyPair, String) {
+        use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng).unwrap();
+        let point = pair.public_key().as_ref().to_vec();
+        let jwks = serde_json::json!({"keys": [{"kty": "EC", "crv": "P-256", "kid": kid, "x": BASE64URL.encode(&point[1..33]), "y": BASE64URL.encode(&point[33..])}]});
+        (pair, jwks.to_string())
+    }
+
+    fn signed(pair: &ring::signature::EcdsaKeyPair, kid: &str, claims: Value) -> String {
+        let input = format!("{}.{}", BASE64URL.encode(serde_json::json!({"alg": "ES256", "kid": kid, "typ": "JWT"}).to_string()), BASE64URL.encode(claims.to_string()));
+        let signature = pair.sign(&ring::rand::SystemRandom::new(), input.as_bytes()).unwrap();
+        format!("{input}.{}", BASE64URL.encode(signature.as_ref()))
+    }
+
+    #[test]
+    fn a_signed_token_is_checked_against_the_key_set_its_audience_and_issuer() {
+        let dir = tempfile::tempdir().unwrap();
+        let jwks = dir.path().join("jwks.json");
+        let (pair, set) = key("k1");
+        std::fs::write(&jwks, set).unwrap();
+        let settings: Layer = [
+            ("listener.name.sasl_ssl.oauthbearer.sasl.oauthbearer.jwks.endpoint.url", format!("file://{}", jwks.display())),
+            ("sasl.oauthbearer.expected.audience", "kafka,other".into()),
+            ("sasl.oauthbearer.expected.issuer", "https://idp.example".into()),
+            ("sasl.oauthbearer.sub.claim.name", "client_id".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let validator = TokenValidator::Signed(SignedValidator::new("SASL_SSL", &settings).unwrap());
+        let claims = serde_json::json!({"client_id": "svc", "aud": ["kafka"], "iss": "https://idp.example", "iat": 1000, "exp": 1600});
+        let good = signed(&pair, "k1", claims.clone());
+        let (principal, lifetime) = validator.validate(&message("", &good), at(1100)).expect("valid");
+        assert_eq!((principal.to_string(), lifetime), ("User:svc".to_string(), Duration::from_secs(500)));
+        assert!(validator.validate(&message("", &good), at(1620)).is_ok(), "within the default 30 s of clock skew");
+        assert_eq!(validator.validate(&message("", &good), at(1630)).unwrap_err().reason, "the token has expired");
+
+        let refused = |token: &str| validator.validate(&message("", token), at(1100)).unwrap_err().reason;
+        let with = |change: Value| {
+            let mut c = claims.clone();
+            c.as_object_mut().unwrap().extend(change.as_object().unwrap().clone());
+            c
+        };
+        let parts: Vec<&str> = good.split('.').collect();
+        let tampered = format!("{}.{}.{}", parts[0], BASE64URL.encode(with(serde_json::json!({"client_id": "admin"})).to_string()), parts[2]);
+        assert_eq!(refused(&tampered), "the token's signature does not verify");
+        let (stranger, _) = key("k1");
+        assert_eq!(refused(&signed(&stranger, "k1", claims.clone())), "the token's signature does not verify");
+        assert!(refused(&signed(&pair, "k2", claims.clone())).contains("no key of the key set has kid \"k2\""));
+        assert!(refused(&signed(&pair, "k1", with(serde_json::json!({"aud": "elsewhere"})))).contains("audience"));
+        assert!(refused(&signed(&pair, "k1", with(serde_json::json!({"iss": "https://evil.example"})))).contains("issuer"));
+        let mut no_iat = claims.clone();
+        no_iat.as_object_mut().unwrap().remove("iat");
+        assert_eq!(refused(&signed(&pair, "k1", no_iat)), "the token has no 'iat' claim");
+        assert!(refused(&signed(&pair, "k1", with(serde_json::json!({"nbf": 1200})))).contains("nbf"));
+        assert!(refused(&token(claims.clone())).contains("algorithm none is not accepted"), "an unsecured token");
+
+        // A rotated key set is read again: the new key signs, the old one no longer does.
+        std::thread::sleep(Duration::from_millis(20));
+        let (next, set) = key("k2");
+        std::fs::write(&jwks, set).unwrap();
+        assert!(validator.validate(&message("", &signed(&next, "k2", claims.clone())), at(1100)).is_ok());
+        assert!(refused(&good).contains("kid \"k1\""));
+    }
+
+    #[test]
+    fn signed_tokens_need_a_readable_key_set_from_a_file_url() {
+        let settings = |url: &str| -> Layer { [("sasl.oauthbearer.jwks.endpoint.url".to_string(), url.to_string())].into_iter().collect() };
+        for (url, why) in [
+            ("https://idp.example/jwks", "file: URL"),
+            ("file:///nonexistent/jwks.json", "cannot read /nonexistent/jwks.json"),
+            ("file:relative.json", "file: URL"),
+        ] {
+            let e = SignedValidator::new("SASL_SSL", &settings(url)).err().unwrap();
+            assert!(e.contains(why), "{url}: {e}");
+        }
+        assert!(SignedValidator::new("SASL_SSL", &Layer::new()).err().unwrap().contains("set sasl.oauthbearer.jwks.endpoint.url"));
     }
 }

@@ -1,13 +1,13 @@
 //! SASL for SASL_PLAINTEXT and SASL_SSL listeners: the mechanisms a listener offers and the
 //! server side of each exchange (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER with
-//! unsecured tokens).
+//! unsecured or signed tokens).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use super::oauthbearer::{UnsecuredValidator, UNSECURED_VALIDATOR};
+use super::oauthbearer::{SignedValidator, TokenValidator, UnsecuredValidator, SIGNED_VALIDATORS, UNSECURED_VALIDATOR};
 use super::scram::{ScramClient, ScramCredentials, ScramExchange, ScramMechanism};
 use super::{setting, Principal};
 use crate::config::Layer;
@@ -21,7 +21,7 @@ pub enum Mechanism {
 }
 
 /// What sasl.enabled.mechanisms may name.
-const OFFERED: &str = "PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 and OAUTHBEARER (unsecured tokens)";
+const OFFERED: &str = "PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 and OAUTHBEARER";
 
 impl Mechanism {
     pub fn parse(name: &str) -> Option<Mechanism> {
@@ -58,8 +58,8 @@ pub struct SaslServer {
     /// PLAIN's users and passwords, from `user_<name>="<password>"` in its JAAS config.
     plain_users: HashMap<String, String>,
     scram: Arc<dyn ScramCredentials>,
-    /// How OAUTHBEARER's tokens are checked, from its JAAS options.
-    oauth: UnsecuredValidator,
+    /// How OAUTHBEARER's tokens are checked: its callback handler class and JAAS options.
+    oauth: TokenValidator,
     failures: FailedLogins,
     /// How long each mechanism's sessions last before the client must re-authenticate
     /// (`connections.max.reauth.ms`, KIP-368); `None` for sessions that never expire.
@@ -87,17 +87,25 @@ impl SaslServer {
                 return Err(format!("{key} names no user: add user_<name>=\"<password>\" entries"));
             }
         }
-        let mut oauth = UnsecuredValidator::new(&[])?;
+        let mut oauth = TokenValidator::Unsecured(UnsecuredValidator::new(&[])?);
         if mechanisms.contains(&Mechanism::OAuthBearer) {
-            for key in ["oauthbearer.sasl.server.callback.handler.class", "sasl.server.callback.handler.class"] {
-                if let Some(class) = setting(settings, listener, key).filter(|c| *c != UNSECURED_VALIDATOR) {
-                    return Err(format!("{key}={class}: Gregor checks OAUTHBEARER tokens only as Kafka's default {UNSECURED_VALIDATOR} does (unsecured tokens, for development)"));
+            let handler = ["oauthbearer.sasl.server.callback.handler.class", "sasl.server.callback.handler.class"]
+                .into_iter()
+                .find_map(|key| setting(settings, listener, key).map(|class| (key, class)));
+            oauth = match handler {
+                Some((_, class)) if SIGNED_VALIDATORS.contains(&class) => TokenValidator::Signed(SignedValidator::new(listener, settings)?),
+                Some((key, class)) if class != UNSECURED_VALIDATOR => {
+                    return Err(format!("{key}={class}: Gregor checks OAUTHBEARER tokens as Kafka's {} (signed tokens, with sasl.oauthbearer.jwks.endpoint.url) or its default {UNSECURED_VALIDATOR} (unsecured tokens, for development) does", SIGNED_VALIDATORS[0]));
                 }
-            }
-            let key = "oauthbearer.sasl.jaas.config";
-            if let Some(jaas) = setting(settings, listener, key) {
-                oauth = UnsecuredValidator::new(&parse_jaas(jaas).map_err(|e| format!("{key}: {e}"))?).map_err(|e| format!("{key}: {e}"))?;
-            }
+                _ => {
+                    let key = "oauthbearer.sasl.jaas.config";
+                    let options = match setting(settings, listener, key) {
+                        Some(jaas) => parse_jaas(jaas).map_err(|e| format!("{key}: {e}"))?,
+                        None => Vec::new(),
+                    };
+                    TokenValidator::Unsecured(UnsecuredValidator::new(&options).map_err(|e| format!("{key}: {e}"))?)
+                }
+            };
         }
         let lifetimes = mechanisms.iter().map(|&m| Ok((m, session_lifetime(settings, listener, m)?))).collect::<Result<_, String>>()?;
         Ok(SaslServer { listener: listener.to_string(), mechanisms, plain_users, scram, oauth, failures: FailedLogins::default(), lifetimes })
@@ -391,9 +399,11 @@ mod tests {
         let with = server(&[("sasl.enabled.mechanisms", "OAUTHBEARER"), ("connections.max.reauth.ms", "60000")]).unwrap();
         assert_eq!(with.session_lifetime(Mechanism::OAuthBearer, token), token, "the token expires first");
         assert_eq!(with.session_lifetime(Mechanism::OAuthBearer, Some(Duration::from_secs(600))), Some(Duration::from_secs(60)));
-        let signed = "org.apache.kafka.common.security.oauthbearer.OAuthBearerValidatorCallbackHandler";
-        let refused = server(&[("sasl.enabled.mechanisms", "OAUTHBEARER"), ("listener.name.sasl_plaintext.oauthbearer.sasl.server.callback.handler.class", signed)]);
-        assert!(refused.err().unwrap().contains("unsecured tokens"));
+        let handler = "listener.name.sasl_plaintext.oauthbearer.sasl.server.callback.handler.class";
+        let without_keys = server(&[("sasl.enabled.mechanisms", "OAUTHBEARER"), (handler, SIGNED_VALIDATORS[1])]);
+        assert!(without_keys.err().unwrap().contains("set sasl.oauthbearer.jwks.endpoint.url"));
+        let unknown = server(&[("sasl.enabled.mechanisms", "OAUTHBEARER"), (handler, "com.example.MyHandler")]);
+        assert!(unknown.err().unwrap().contains("com.example.MyHandler: Gregor checks OAUTHBEARER tokens as Kafka's"));
         let bad_jaas = server(&[("sasl.enabled.mechanisms", "OAUTHBEARER"), ("listener.name.sasl_plaintext.oauthbearer.sasl.jaas.config", "M required unsecuredValidatorAllowableClockSkewMs=\"x\";")]);
         assert!(bad_jaas.err().unwrap().contains("unsecuredValidatorAllowableClockSkewMs"));
     }

@@ -2,7 +2,7 @@
 //! `ssl.*` keys in their PEM forms.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use rustls::server::WebPkiClientVerifier;
@@ -12,6 +12,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use super::principal_mapping::PrincipalMapper;
+use super::reloading::{modified_time, Built, Reloading};
 use super::{setting, Principal};
 use crate::config::Layer;
 
@@ -49,7 +50,7 @@ impl TlsServer {
             Some(rules) => PrincipalMapper::parse(rules)?,
             None => PrincipalMapper::default(),
         };
-        Ok(TlsServer { acceptor: Reloading::new(listener, settings, build_server)?, principals: Arc::new(principals) })
+        Ok(TlsServer { acceptor: Reloading::new(listener, "its TLS certificates", settings, build_server)?, principals: Arc::new(principals) })
     }
 
     /// The acceptor for a new connection (see [`Reloading::current`]).
@@ -75,7 +76,7 @@ pub struct TlsClient(Reloading<TlsConnector>);
 
 impl TlsClient {
     pub fn new(listener: &str, settings: &Layer) -> Result<TlsClient, String> {
-        Reloading::new(listener, settings, build_client).map(TlsClient)
+        Reloading::new(listener, "its TLS certificates", settings, build_client).map(TlsClient)
     }
 
     /// The connector for a new connection (see [`Reloading::current`]).
@@ -94,52 +95,6 @@ impl std::fmt::Debug for TlsClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "TlsClient({})", self.0.listener)
     }
-}
-
-/// A TLS acceptor or connector built from a listener's settings, rebuilt when a file it was
-/// built from changes.
-#[derive(Clone)]
-struct Reloading<T> {
-    listener: String,
-    settings: Arc<Layer>,
-    build: fn(&str, &Layer) -> Result<Built<T>, String>,
-    built: Arc<Mutex<Built<T>>>,
-}
-
-/// What was built and the files it was built from, with their modification times then.
-struct Built<T> {
-    files: Vec<(PathBuf, Option<SystemTime>)>,
-    value: T,
-}
-
-impl<T: Clone> Reloading<T> {
-    fn new(listener: &str, settings: &Layer, build: fn(&str, &Layer) -> Result<Built<T>, String>) -> Result<Reloading<T>, String> {
-        let built = build(listener, settings)?;
-        Ok(Reloading { listener: listener.to_string(), settings: Arc::new(settings.clone()), build, built: Arc::new(Mutex::new(built)) })
-    }
-
-    /// The value for a new connection: rebuilt first if a file it came from has changed; a
-    /// file that no longer loads keeps the previous one in use, with a warning.
-    fn current(&self) -> T {
-        let mut built = self.built.lock().expect("tls lock");
-        if built.files.iter().any(|(path, modified)| modified_time(path) != *modified) {
-            match (self.build)(&self.listener, &self.settings) {
-                Ok(rebuilt) => {
-                    tracing::info!("listener {}: reloaded its TLS certificates", self.listener);
-                    *built = rebuilt;
-                }
-                Err(e) => {
-                    tracing::warn!("listener {}: keeping the TLS certificates already loaded: {e}", self.listener);
-                    built.files = built.files.iter().map(|(path, _)| (path.clone(), modified_time(path))).collect();
-                }
-            }
-        }
-        built.value.clone()
-    }
-}
-
-fn modified_time(path: &std::path::Path) -> Option<SystemTime> {
-    std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
 /// The PEM text of a setting that is either a file (`location_key`) or inline (`inline_key`).
