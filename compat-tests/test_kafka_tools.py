@@ -15,7 +15,7 @@ import os
 
 import pytest
 
-from conftest import JAVA, kafka_tool, start_broker, unique_topic
+from conftest import JAVA, kafka_tool, unique_topic
 
 pytestmark = pytest.mark.skipif(JAVA is None, reason="java is not installed")
 
@@ -23,22 +23,13 @@ TOOLS = "org.apache.kafka.tools."
 RECORDS = 6
 
 
-@pytest.fixture(scope="module")
-def own_broker():
-    b = start_broker()
-    try:
-        yield b
-    finally:
-        b.cleanup()
-
-
 @pytest.fixture
-def tool(tools_classpath, own_broker):
+def tool(tools_classpath, broker):
     """Runs the tool ``main_class`` (under org.apache.kafka.tools) against the broker and
     returns its stdout, failing the test if it exited with an error."""
 
     def run(main_class, *args, input=None):
-        code, out, err = kafka_tool(tools_classpath, TOOLS + main_class, own_broker.bootstrap, *args, input=input)
+        code, out, err = kafka_tool(tools_classpath, TOOLS + main_class, broker.bootstrap, *args, input=input)
         assert code == 0, f"{main_class} {' '.join(args)} exited {code}:\n{out}\n{err[-3000:]}"
         return out
 
