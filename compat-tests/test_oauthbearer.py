@@ -23,29 +23,34 @@ import time
 import pytest
 
 from conftest import (JAVA, ck_consumer, ck_drain, ck_producer, free_port, gregor_binary, kafka_tool,
-                      start_broker, unique_topic)
+                      secure_addr, start_broker, unique_topic)
 
 JAAS = ('org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required '
         'unsecuredValidatorRequiredScope="kafka";')
 
 
-@pytest.fixture(scope="module")
-def oauth_broker(tmp_path_factory):
+def sasl_plaintext_broker(tmp_path_factory, *properties, env=None):
+    """A broker with a PLAINTEXT listener and a SASL_PLAINTEXT one offering OAUTHBEARER, set up by
+    ``properties`` (server.properties lines) and ``env``; yields it with ``sasl_bootstrap`` (and
+    ``ports`` by listener name, as conftest's ``secure_addr`` takes them)."""
     ports = {"PLAINTEXT": free_port(), "SASL_PLAINTEXT": free_port()}
     props = tmp_path_factory.mktemp("oauth") / "server.properties"
-    props.write_text("\n".join([
-        "sasl.enabled.mechanisms=OAUTHBEARER",
-        f"listener.name.sasl_plaintext.oauthbearer.sasl.jaas.config={JAAS}",
-        "",
-    ]))
+    props.write_text("\n".join(["sasl.enabled.mechanisms=OAUTHBEARER", *properties, ""]))
     b = start_broker(["--config", str(props)], port=ports["PLAINTEXT"],
                      listeners=",".join(f"{n}://127.0.0.1:{p}" for n, p in ports.items()),
-                     env={"RUST_LOG": "info,gregor::server=debug"})
-    b.sasl_bootstrap = f"127.0.0.1:{ports['SASL_PLAINTEXT']}"
+                     env={"RUST_LOG": "info,gregor::server=debug", **(env or {})})
+    b.ports = ports
+    b.sasl_bootstrap = secure_addr(b, "SASL_PLAINTEXT")
     try:
         yield b
     finally:
         b.cleanup()
+
+
+@pytest.fixture(scope="module")
+def oauth_broker(tmp_path_factory):
+    """Unsecured tokens with the scope "kafka"."""
+    yield from sasl_plaintext_broker(tmp_path_factory, f"listener.name.sasl_plaintext.oauthbearer.sasl.jaas.config={JAAS}")
 
 
 def librdkafka_oauth(principal, scope):
@@ -54,22 +59,45 @@ def librdkafka_oauth(principal, scope):
             "sasl.oauthbearer.config": f"principal={principal} scope={scope}"}
 
 
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
 def unsecured_jwt(claims, alg="none", signature=""):
     def b64(value):
-        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+        return b64url(json.dumps(value).encode())
     return f"{b64({'alg': alg})}.{b64(claims)}.{signature}"
 
 
-def test_confluent_kafka_logs_in_with_an_unsecured_token(oauth_broker, closing):
+def kp_oauth(bootstrap, token):
+    """kafka-python's settings to log in with ``token`` (its token provider) over SASL_PLAINTEXT."""
+    from kafka.net.sasl.oauth import AbstractTokenProvider
+
+    class Provider(AbstractTokenProvider):
+        def token(self):
+            return token
+
+    return dict(bootstrap_servers=bootstrap, security_protocol="SASL_PLAINTEXT", sasl_mechanism="OAUTHBEARER",
+                sasl_oauth_token_provider=Provider())
+
+
+def ck_round_trip(bootstrap, closing, producer_config, consumer_config, count=5):
+    """confluent-kafka produces ``count`` records to a new topic and reads them back."""
+    from confluent_kafka import TopicPartition
+
     topic = unique_topic("oauth")
-    producer = closing(ck_producer(oauth_broker.sasl_bootstrap, **librdkafka_oauth("alice", "kafka")))
-    for i in range(10):
+    producer = closing(ck_producer(bootstrap, **producer_config))
+    for i in range(count):
         producer.produce(topic, value=b"o%d" % i)
     assert producer.flush(30) == 0
-    consumer = closing(ck_consumer(oauth_broker.sasl_bootstrap, **librdkafka_oauth("alice", "kafka")))
-    from confluent_kafka import TopicPartition
+    consumer = closing(ck_consumer(bootstrap, **consumer_config))
     consumer.assign([TopicPartition(topic, 0, 0)])
-    assert [m.value() for m in ck_drain(consumer, 10)] == [b"o%d" % i for i in range(10)]
+    assert [m.value() for m in ck_drain(consumer, count)] == [b"o%d" % i for i in range(count)]
+
+
+def test_confluent_kafka_logs_in_with_an_unsecured_token(oauth_broker, closing):
+    config = librdkafka_oauth("alice", "kafka")
+    ck_round_trip(oauth_broker.sasl_bootstrap, closing, config, config, count=10)
     log = open(oauth_broker.log_path, encoding="utf-8", errors="replace").read()
     assert "User:alice" in log, "the token's subject is the principal"
 
@@ -88,19 +116,9 @@ def test_a_token_without_the_required_scope_is_refused(oauth_broker):
 def test_kafka_python_with_a_token_provider_and_refused_tokens(oauth_broker):
     from kafka import KafkaConsumer, KafkaProducer
     from kafka.errors import KafkaError
-    from kafka.net.sasl.oauth import AbstractTokenProvider
-
-    class Provider(AbstractTokenProvider):
-        def __init__(self, token):
-            super().__init__()
-            self.value = token
-
-        def token(self):
-            return self.value
 
     def client_config(token):
-        return dict(bootstrap_servers=oauth_broker.sasl_bootstrap, security_protocol="SASL_PLAINTEXT",
-                    sasl_mechanism="OAUTHBEARER", sasl_oauth_token_provider=Provider(token))
+        return kp_oauth(oauth_broker.sasl_bootstrap, token)
 
     now = time.time()
     good = unsecured_jwt({"sub": "bob", "iat": now, "exp": now + 600, "scope": "kafka"})
@@ -159,10 +177,6 @@ ISSUER = "https://idp.gregor.test"
 AUDIENCE = "gregor"
 
 
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
 class IdentityProvider:
     """Signing keys (RSA as "rsa-1", EC P-256 as "ec-1"), their JWKS file, and signed tokens."""
 
@@ -214,29 +228,25 @@ def idp(tmp_path_factory):
     return IdentityProvider(tmp_path_factory.mktemp("idp"))
 
 
-@pytest.fixture(scope="module")
-def signed_broker(tmp_path_factory, idp):
-    """A broker whose SASL_PLAINTEXT listener takes signed tokens of ``idp``, for AUDIENCE from ISSUER."""
-    ports = {"PLAINTEXT": free_port(), "SASL_PLAINTEXT": free_port()}
-    props = tmp_path_factory.mktemp("oauth-signed") / "server.properties"
-    props.write_text("\n".join([
-        "sasl.enabled.mechanisms=OAUTHBEARER",
+def signed_tokens_broker(tmp_path_factory, jwks_url, env=None):
+    """A broker whose SASL_PLAINTEXT listener takes signed tokens of the key set at ``jwks_url``,
+    for AUDIENCE from ISSUER."""
+    yield from sasl_plaintext_broker(
+        tmp_path_factory,
         f"listener.name.sasl_plaintext.oauthbearer.sasl.server.callback.handler.class={SIGNED_VALIDATOR}",
         "listener.name.sasl_plaintext.oauthbearer.sasl.jaas.config="
         "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required ;",
-        f"sasl.oauthbearer.jwks.endpoint.url=file://{idp.jwks_path}",
+        f"sasl.oauthbearer.jwks.endpoint.url={jwks_url}",
         f"sasl.oauthbearer.expected.audience={AUDIENCE}",
         f"sasl.oauthbearer.expected.issuer={ISSUER}",
-        "",
-    ]))
-    b = start_broker(["--config", str(props)], port=ports["PLAINTEXT"],
-                     listeners=",".join(f"{n}://127.0.0.1:{p}" for n, p in ports.items()),
-                     env={"RUST_LOG": "info,gregor::server=debug"})
-    b.sasl_bootstrap = f"127.0.0.1:{ports['SASL_PLAINTEXT']}"
-    try:
-        yield b
-    finally:
-        b.cleanup()
+        env=env,
+    )
+
+
+@pytest.fixture(scope="module")
+def signed_broker(tmp_path_factory, idp):
+    """Signed tokens of ``idp``, its key set read from its JWKS file."""
+    yield from signed_tokens_broker(tmp_path_factory, f"file://{idp.jwks_path}")
 
 
 def broker_log(b):
@@ -246,20 +256,11 @@ def broker_log(b):
 def test_confluent_kafka_logs_in_with_signed_tokens_from_its_oauth_cb(signed_broker, idp, closing):
     """librdkafka asks ``oauth_cb`` for a token (an RS256 one for the producer, an ES256 one for
     the consumer) and logs in with it; the broker names each client after its token's subject."""
-    from confluent_kafka import TopicPartition
-
     def config(subject, kid):
         return {"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "OAUTHBEARER",
                 "oauth_cb": lambda _config: (idp.token(subject, kid), time.time() + 600)}
 
-    topic = unique_topic("oauth-signed")
-    producer = closing(ck_producer(signed_broker.sasl_bootstrap, **config("rsa-writer", "rsa-1")))
-    for i in range(5):
-        producer.produce(topic, value=b"s%d" % i)
-    assert producer.flush(30) == 0
-    consumer = closing(ck_consumer(signed_broker.sasl_bootstrap, **config("ec-reader", "ec-1")))
-    consumer.assign([TopicPartition(topic, 0, 0)])
-    assert [m.value() for m in ck_drain(consumer, 5)] == [b"s%d" % i for i in range(5)]
+    ck_round_trip(signed_broker.sasl_bootstrap, closing, config("rsa-writer", "rsa-1"), config("ec-reader", "ec-1"))
     log = broker_log(signed_broker)
     assert "authenticated as User:rsa-writer" in log and "authenticated as User:ec-reader" in log
 
@@ -291,22 +292,11 @@ def test_kafka_python_signed_tokens_and_the_refused_ones(signed_broker, idp):
     from cryptography.hazmat.primitives.asymmetric import ec
     from kafka import KafkaProducer
     from kafka.errors import KafkaError
-    from kafka.net.sasl.oauth import AbstractTokenProvider
-
-    class Provider(AbstractTokenProvider):
-        def __init__(self, token):
-            super().__init__()
-            self.value = token
-
-        def token(self):
-            return self.value
 
     topic = unique_topic("oauth-signed-kp")
 
     def send(token):
-        producer = KafkaProducer(bootstrap_servers=signed_broker.sasl_bootstrap, security_protocol="SASL_PLAINTEXT",
-                                 sasl_mechanism="OAUTHBEARER", sasl_oauth_token_provider=Provider(token),
-                                 max_block_ms=5000, bootstrap_timeout_ms=2000)
+        producer = KafkaProducer(max_block_ms=5000, bootstrap_timeout_ms=2000, **kp_oauth(signed_broker.sasl_bootstrap, token))
         try:
             return producer.send(topic, b"v").get(timeout=10)
         finally:
@@ -417,3 +407,71 @@ def test_a_key_set_that_cannot_be_read_refuses_the_start(tmp_path):
                           capture_output=True, text=True, timeout=30)
     assert done.returncode != 0
     assert f"sasl.oauthbearer.jwks.endpoint.url: cannot read {tmp_path}/missing.json" in done.stderr, done.stderr
+
+
+class JwksEndpoint:
+    """The identity provider's JWKS endpoint over HTTPS (the ``gregor certs`` broker certificate),
+    serving ``idp``'s JWKS file as it is at each GET."""
+
+    def __init__(self, idp, certs):
+        import ssl
+
+        endpoint = self
+        self.gets = 0
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                endpoint.gets += 1
+                body = idp.jwks_path.read_bytes()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(certs["broker"])
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.url = f"https://127.0.0.1:{self.server.server_address[1]}/realms/gregor/protocol/openid-connect/certs"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_the_key_set_is_fetched_over_https_and_again_for_a_new_key(tmp_path_factory, tmp_path, certs):
+    """With an https:// ``sasl.oauthbearer.jwks.endpoint.url`` the broker fetches the key set at
+    start (trusting the CA of ``SSL_CERT_FILE``); a token signed with a key the provider added
+    later is refused at first, makes the broker fetch the set again, and logs in on the client's
+    retry, with no restart."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from confluent_kafka.admin import AdminClient
+
+    idp = IdentityProvider(tmp_path)
+    endpoint = JwksEndpoint(idp, certs)
+    brokers = signed_tokens_broker(tmp_path_factory, endpoint.url, env={"SSL_CERT_FILE": certs["ca"]})
+    try:
+        b = next(brokers)
+        assert endpoint.gets == 1, "fetched once at start"
+
+        def admin(token):
+            return AdminClient({"bootstrap.servers": b.sasl_bootstrap, "security.protocol": "SASL_PLAINTEXT",
+                                "sasl.mechanism": "OAUTHBEARER",
+                                "oauth_cb": lambda _config: (token, time.time() + 600)})
+
+        assert admin(idp.token("https-user", "ec-1")).list_topics(timeout=20).brokers
+        rotated = ec.generate_private_key(ec.SECP256R1())
+        idp.publish({**idp.keys, "ec-2": rotated})
+        assert admin(idp.token("rotated-user", "ec-2", key=rotated)).list_topics(timeout=30).brokers
+        log = broker_log(b)
+        assert "no key of the key set has kid \"ec-2\"" in log, "refused before the new set was fetched"
+        assert "authenticated as User:rotated-user" in log and endpoint.gets >= 2
+    finally:
+        brokers.close()
+        endpoint.close()
+

@@ -94,7 +94,10 @@ impl SaslSession {
             Ok(ApiKey::ApiVersions) if self.exchange.is_none() => return AuthStep::Pass(frame),
             Ok(api @ ApiKey::SaslHandshake) if self.exchange.is_none() => api,
             Ok(api @ ApiKey::SaslAuthenticate) if self.exchange.is_some() => api,
-            Ok(api) => return AuthStep::Refuse(None, format!("unexpected {api:?} request during SASL authentication on listener {}", self.server.listener())),
+            Ok(api) => {
+                let refused = self.exchange.as_ref().and_then(|p| p.exchange.pending_refusal()).map(|r| format!(" (its token was refused: {r})")).unwrap_or_default();
+                return AuthStep::Refuse(None, format!("unexpected {api:?} request during SASL authentication on listener {}{refused}", self.server.listener()));
+            }
             Err(_) => return AuthStep::Refuse(None, format!("unknown API key {key} during SASL authentication")),
         };
         let (min, max) = supported_range(api).expect("both SASL APIs are in the version table");

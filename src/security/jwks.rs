@@ -65,6 +65,11 @@ impl KeySet {
         Ok(KeySet { keys })
     }
 
+    /// Whether a key of the set has this `kid`.
+    pub fn has_kid(&self, kid: &str) -> bool {
+        self.keys.iter().any(|k| k.kid.as_deref() == Some(kid))
+    }
+
     /// Checks the signature of `signing_input` (`header.claims` as sent) with the key the
     /// header names (`kid`) or, without one, with any key fit for its `alg`.
     pub fn verify(&self, header: &Map<String, Value>, signing_input: &[u8], signature: &[u8]) -> Result<(), String> {

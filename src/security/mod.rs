@@ -2,6 +2,7 @@
 
 pub mod certs;
 mod jwks;
+mod key_source;
 pub mod oauthbearer;
 pub mod principal_mapping;
 mod reloading;

@@ -3,11 +3,9 @@
 //! signature) and checks them as `OAuthBearerUnsecuredValidatorCallbackHandler` does (a
 //! principal claim, an expiry in the future, no issue time in the future, the required scope);
 //! and `OAuthBearerValidatorCallbackHandler` (KIP-768), which takes tokens signed by a key of
-//! the identity provider's key set (`sasl.oauthbearer.jwks.endpoint.url`, a `file:` URL here),
+//! the identity provider's key set (`sasl.oauthbearer.jwks.endpoint.url`, see `key_source`),
 //! with the issue and expiry times required and the audience and issuer checked when set.
 
-use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
@@ -15,8 +13,7 @@ use base64::engine::DecodePaddingMode;
 use base64::Engine;
 use serde_json::{Map, Value};
 
-use super::jwks::KeySet;
-use super::reloading::{modified_time, Built, Reloading};
+use super::key_source::KeySource;
 use super::{setting, Principal};
 use crate::config::Layer;
 
@@ -47,7 +44,7 @@ pub struct UnsecuredValidator {
 /// Kafka's `sasl.oauthbearer.*` settings of the listener, and its key set.
 #[derive(Clone)]
 pub struct SignedValidator {
-    keys: Reloading<Arc<KeySet>>,
+    keys: KeySource,
     claims: ClaimRules,
     audiences: Vec<String>,
     issuer: Option<String>,
@@ -97,7 +94,11 @@ impl TokenValidator {
                 &v.claims
             }
             TokenValidator::Signed(v) => {
-                v.keys.current().verify(&jws.header, jws.signing_input.as_bytes(), &jws.signature).map_err(Refusal::invalid)?;
+                let keys = v.keys.current();
+                if jws.header.get("kid").and_then(Value::as_str).is_some_and(|kid| !keys.has_kid(kid)) {
+                    v.keys.missing_key();
+                }
+                keys.verify(&jws.header, jws.signing_input.as_bytes(), &jws.signature).map_err(Refusal::invalid)?;
                 v.check_audience_and_issuer(&jws.claims)?;
                 &v.claims
             }
@@ -131,7 +132,7 @@ impl SignedValidator {
     /// `sasl.oauthbearer.sub.claim.name`, `sasl.oauthbearer.scope.claim.name` and
     /// `sasl.oauthbearer.clock.skew.seconds`, each also as `oauthbearer.<key>`.
     pub fn new(listener: &str, settings: &Layer) -> Result<SignedValidator, String> {
-        let keys = Reloading::new(listener, "its OAUTHBEARER key set", settings, load_key_set)?;
+        let keys = KeySource::new(listener, settings)?;
         let skew = oauth_setting(settings, listener, "sasl.oauthbearer.clock.skew.seconds").unwrap_or("30");
         let clock_skew = Duration::from_secs(skew.parse().map_err(|_| format!("sasl.oauthbearer.clock.skew.seconds={skew} is not a number of seconds"))?);
         let name = |key: &str, default: &str| oauth_setting(settings, listener, key).unwrap_or(default).to_string();
@@ -171,21 +172,8 @@ impl SignedValidator {
 
 /// A `sasl.oauthbearer.*` setting of a listener, also as Kafka's mechanism-prefixed
 /// `listener.name.<l>.oauthbearer.<key>`.
-fn oauth_setting<'a>(settings: &'a Layer, listener: &str, key: &str) -> Option<&'a str> {
+pub(super) fn oauth_setting<'a>(settings: &'a Layer, listener: &str, key: &str) -> Option<&'a str> {
     setting(settings, listener, &format!("oauthbearer.{key}")).or_else(|| setting(settings, listener, key))
-}
-
-/// Reads the key set `sasl.oauthbearer.jwks.endpoint.url` names (a `file:` URL).
-fn load_key_set(listener: &str, settings: &Layer) -> Result<Built<Arc<KeySet>>, String> {
-    const KEY: &str = "sasl.oauthbearer.jwks.endpoint.url";
-    let url = oauth_setting(settings, listener, KEY).ok_or_else(|| format!("signed OAUTHBEARER tokens need the identity provider's keys: set {KEY} to a file:///path/to/jwks.json URL"))?;
-    let path = match url.strip_prefix("file://").or_else(|| url.strip_prefix("file:")) {
-        Some(path) if path.starts_with('/') => PathBuf::from(path),
-        _ => return Err(format!("{KEY}={url}: Gregor reads the key set from a file: URL (file:///path/to/jwks.json); save the provider's JWKS there (it is read again whenever the file changes)")),
-    };
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("{KEY}: cannot read {}: {e}", path.display()))?;
-    let keys = KeySet::parse(&text).map_err(|e| format!("{KEY}: {}: {e}", path.display()))?;
-    Ok(Built { files: vec![(path.clone(), modified_time(&path))], value: Arc::new(keys) })
 }
 
 impl ClaimRules {
@@ -416,12 +404,13 @@ mod tests {
     }
 
     #[test]
-    fn signed_tokens_need_a_readable_key_set_from_a_file_url() {
+    fn signed_tokens_need_a_key_set_that_loads() {
         let settings = |url: &str| -> Layer { [("sasl.oauthbearer.jwks.endpoint.url".to_string(), url.to_string())].into_iter().collect() };
         for (url, why) in [
-            ("https://idp.example/jwks", "file: URL"),
+            ("ftp://idp.example/jwks", "expected an https://, http:// or file:/// URL"),
             ("file:///nonexistent/jwks.json", "cannot read /nonexistent/jwks.json"),
-            ("file:relative.json", "file: URL"),
+            ("file:relative.json", "absolute path"),
+            ("http://127.0.0.1:1/jwks", "cannot connect to 127.0.0.1:1"),
         ] {
             let e = SignedValidator::new("SASL_SSL", &settings(url)).err().unwrap();
             assert!(e.contains(why), "{url}: {e}");

@@ -199,6 +199,15 @@ impl Exchange {
         }
     }
 
+    /// Why the client's token was refused, while the exchange waits for its answer to the
+    /// error challenge (which some clients never send).
+    pub fn pending_refusal(&self) -> Option<&str> {
+        match self {
+            Exchange::OAuthBearer { refused, .. } => refused.as_deref(),
+            _ => None,
+        }
+    }
+
     /// How much longer the credential the client proved itself with stays valid, where it
     /// expires (an OAUTHBEARER token).
     pub fn credential_lifetime(&self) -> Option<Duration> {
