@@ -13,17 +13,20 @@ noticed within a second, session_timeout_ms=10000 (above the broker's
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections import Counter
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.abc import AbstractTokenProvider
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import InvalidReplicationAssignmentError, KafkaConnectionError
 
 from conftest import (JAVA, NODE_ID, SASL_CASES, deny_writes_and_reads, sasl_user,
-                      kp_create_topic, kp_stored_bytes, secure_addr, unique_topic)
+                      kp_create_topic, kp_stored_bytes, log_since, secure_addr, unique_topic)
+from test_oauthbearer import broker_log, idp, oauth_broker, signed_broker, unsecured_jwt  # noqa: F401 (the fixtures)
 
 TEST_DEADLINE_S = 50  # one whole test (each is well under the pytest timeout)
 STOP_TIMEOUT_S = 10
@@ -700,3 +703,46 @@ def test_sasl_wrong_password_is_an_authentication_error(secured_with_scram_user,
     refused_at_start(secured_with_scram_user, listener, aiokafka_security(certs, listener, mechanism, user, "wrong-password"))
     # aiokafka gives up bootstrapping and logs the broker's error (58, SASL_AUTHENTICATION_FAILED).
     assert "[Error 58] SaslAuthenticationFailed: Authentication failed" in caplog.text, caplog.text
+
+
+class OneToken(AbstractTokenProvider):
+    """aiokafka's token provider (``sasl_oauth_token_provider``), handing over one token."""
+
+    def __init__(self, token):
+        self.value = token
+
+    async def token(self):
+        return self.value
+
+
+def aiokafka_oauth(token):
+    return {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "OAUTHBEARER",
+            "sasl_oauth_token_provider": OneToken(token)}
+
+
+def test_sasl_oauthbearer_signed_and_unsecured_tokens(signed_broker, oauth_broker, idp):
+    """SASL/OAUTHBEARER: aiokafka's producer and group consumer log in with a signed (RS256)
+    token of the test's identity provider and read back what they wrote, as the token's subject.
+    A token signed by a key not in the key set, and an unsecured one, are refused: aiokafka
+    cannot bootstrap. (aiokafka does not answer RFC 7628's error challenge, so it never sees
+    SASL_AUTHENTICATION_FAILED: it takes the challenge for success and sends Metadata, and the
+    broker closes the connection, as Kafka does.) Against the broker taking unsecured tokens, an
+    unsecured one with the scope "kafka" logs in."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    arun(secure_round_trip(signed_broker, "SASL_PLAINTEXT", aiokafka_oauth(idp.token("aio-signed"))))
+    assert "authenticated as User:aio-signed" in broker_log(signed_broker)
+
+    now = time.time()
+    refused = {"aio-stranger": idp.token("aio-stranger", "ec-1", key=ec.generate_private_key(ec.SECP256R1())),
+               "aio-unsigned": unsecured_jwt({"sub": "aio-unsigned", "iat": now, "exp": now + 600, "scope": "kafka"})}
+    for subject, token in refused.items():
+        logged_from = os.path.getsize(signed_broker.log_path)
+        refused_at_start(signed_broker, "SASL_PLAINTEXT", aiokafka_oauth(token))
+        log = log_since(signed_broker, logged_from)
+        assert f"User:{subject}" not in log and "unexpected Metadata request during SASL authentication" in log, log
+        assert "(its token was refused: Authentication failed: the token's" in log, "the reason is logged"
+
+    unsecured = unsecured_jwt({"sub": "aio-unsecured", "iat": now, "exp": now + 600, "scope": "kafka"})
+    arun(secure_round_trip(oauth_broker, "SASL_PLAINTEXT", aiokafka_oauth(unsecured)))
+    assert "authenticated as User:aio-unsecured" in broker_log(oauth_broker)

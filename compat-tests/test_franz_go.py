@@ -25,8 +25,9 @@ from collections import defaultdict
 
 import pytest
 
-from conftest import (CLIENT_TIMEOUT_S, JAVA, SASL_CASES, assert_contiguous_offsets, sasl_user, secure_addr,
-                      stop_through_stdin, unique_topic, wait_for_login_logged, wait_until)
+from conftest import (CLIENT_TIMEOUT_S, JAVA, SASL_CASES, assert_contiguous_offsets, log_since, sasl_user,
+                      secure_addr, stop_through_stdin, unique_topic, wait_for_login_logged, wait_until)
+from test_oauthbearer import broker_log, idp, oauth_broker, signed_broker, unsecured_jwt  # noqa: F401 (the fixtures)
 from test_quotas import (RECORD_BYTES, THROTTLED_RECORDS, assert_all_delivered, assert_slowed_down, least_throttled_s,
                          limit_producer, quota_topics, short_window_broker)
 
@@ -734,6 +735,44 @@ def test_wrong_password_is_an_authentication_error(franz, secured_with_scram_use
                        {"op": "metadata", "topic": unique_topic("franz-sasl")},
                        **franz_security(certs, listener, mechanism, password="not-the-password"))
     assert refused[0] == "SASL_AUTHENTICATION_FAILED", refused
+
+
+def test_sasl_oauthbearer_signed_and_unsecured_tokens(franz, signed_broker, oauth_broker, idp):
+    """SASL/OAUTHBEARER with kgo's oauth.Auth: kgo produces and reads back as the subject of a
+    signed (RS256) token of the test's identity provider; a token signed by a key not in the key
+    set, and an unsecured one, are refused with SASL_AUTHENTICATION_FAILED (kgo answers RFC 7628's
+    error challenge) and the broker logs why. Against the broker taking unsecured tokens, an
+    unsecured one with the scope "kafka" logs in."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    def oauth(token):
+        return {"sasl": {"mechanism": "OAUTHBEARER", "token": token}}
+
+    now = time.time()
+    for b, subject, token in (
+            (signed_broker, "franz-signed", idp.token("franz-signed")),
+            (oauth_broker, "franz-unsecured",
+             unsecured_jwt({"sub": "franz-unsecured", "iat": now, "exp": now + 600, "scope": "kafka"}))):
+        topic = unique_topic("franz-oauth")
+        create_topic(franz, b.bootstrap, topic, 2)
+        records = [{"partition": i % 2, "value": f"{subject} {i}"} for i in range(10)]
+        produced = produce(franz, b.sasl_bootstrap, topic, records, manual=True, **oauth(token))
+        assert by_position(consume(franz, b.sasl_bootstrap, topic, len(records), **oauth(token))) == by_position(produced)
+        assert f"authenticated as User:{subject}" in broker_log(b)
+
+    refused = {
+        "the token's signature does not verify": idp.token("franz-stranger", "ec-1",
+                                                           key=ec.generate_private_key(ec.SECP256R1())),
+        "the token's algorithm none is not accepted": unsecured_jwt(
+            {"sub": "franz-unsigned", "iat": now, "exp": now + 600, "scope": "kafka"}),
+    }
+    for reason, token in refused.items():
+        logged_from = os.path.getsize(signed_broker.log_path)
+        (outcome,) = admin(franz, signed_broker.sasl_bootstrap, {"op": "metadata", "topic": unique_topic("franz-oauth")},
+                           **oauth(token))
+        assert outcome[0] == "SASL_AUTHENTICATION_FAILED", outcome
+        log = log_since(signed_broker, logged_from)
+        assert reason in log and "authenticated as" not in log, log
 
 
 def test_kadm_acls_deny_a_produce_until_deleted(franz, authorizing_broker):

@@ -8,6 +8,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl"
+	"github.com/twmb/franz-go/pkg/sasl/oauth"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 )
@@ -28,10 +29,12 @@ type tlsSettings struct {
 }
 
 type saslSettings struct {
-	// Mechanism is "PLAIN", "SCRAM-SHA-256" or "SCRAM-SHA-512".
+	// Mechanism is "PLAIN", "SCRAM-SHA-256" or "SCRAM-SHA-512" (with User and
+	// Password), or "OAUTHBEARER" (with Token, a JWT).
 	Mechanism string `json:"mechanism"`
 	User      string `json:"user"`
 	Password  string `json:"password"`
+	Token     string `json:"token"`
 }
 
 func (s security) opts() ([]kgo.Opt, error) {
@@ -83,6 +86,8 @@ func (s saslSettings) mechanism() (sasl.Mechanism, error) {
 		return scramAuth.AsSha256Mechanism(), nil
 	case "SCRAM-SHA-512":
 		return scramAuth.AsSha512Mechanism(), nil
+	case "OAUTHBEARER":
+		return oauth.Auth{Token: s.Token}.AsMechanism(), nil
 	}
 	return nil, fmt.Errorf("unknown sasl mechanism %q", s.Mechanism)
 }

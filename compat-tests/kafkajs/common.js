@@ -70,7 +70,8 @@ const stderrLogCreator = () => ({ namespace, level, label, log }) => {
 }
 
 // cfg.ssl: {caFile, certFile?, keyFile?} (PEM files; true for the system CAs);
-// cfg.sasl: {mechanism: plain|scram-sha-256|scram-sha-512, username, password}.
+// cfg.sasl: {mechanism: plain|scram-sha-256|scram-sha-512, username, password}, or
+// {mechanism: oauthbearer, token} (the token that kafkajs' oauthBearerProvider hands over).
 function sslOptions(ssl) {
   if (!ssl || ssl === true) return ssl
   const fs = require('fs')
@@ -80,10 +81,16 @@ function sslOptions(ssl) {
   return options
 }
 
+function saslOptions(sasl) {
+  if (!sasl || sasl.mechanism !== 'oauthbearer') return sasl
+  const { token, ...rest } = sasl
+  return { ...rest, oauthBearerProvider: async () => ({ value: token }) }
+}
+
 function makeKafka(cfg, clientId) {
   return new Kafka({
     ssl: sslOptions(cfg.ssl),
-    sasl: cfg.sasl,
+    sasl: saslOptions(cfg.sasl),
     clientId: clientId || cfg.clientId || 'gregor-compat-kafkajs',
     brokers: String(cfg.bootstrap).split(','),
     logLevel: cfg.debug ? logLevel.DEBUG : logLevel.WARN,
