@@ -28,6 +28,8 @@ from conftest import (
     wait_until,
 )
 
+from test_oauthbearer import broker_log, oauth_broker  # noqa: F401 (the fixture)
+
 KCAT = shutil.which("kcat")
 pytestmark = pytest.mark.skipif(KCAT is None, reason="kcat is not installed")
 
@@ -273,3 +275,27 @@ def test_mutual_tls_without_a_client_certificate_is_refused(secured, certs):
 def test_wrong_password_is_refused(secured, certs):
     err = refused(secured, "SASL_PLAINTEXT", kcat_security(certs, "SASL_PLAINTEXT", "PLAIN", password="not-the-password"))
     assert "SASL authentication error: Authentication failed: Invalid username or password" in err, err
+
+
+# ------------------------------------------------------------------ OAUTHBEARER
+
+def test_oauthbearer_with_librdkafkas_unsecured_token(oauth_broker):
+    """kcat (librdkafka) with SASL/OAUTHBEARER and its own unsecured JWT
+    (``enable.sasl.oauthbearer.unsecure.jwt``) writes and reads back a line as the token's
+    subject; a token without the listener's required scope is refused. (Debian's kcat is built
+    without libcurl, so it has no OIDC method for signed tokens.)"""
+    topic = unique_topic("kcat-oauth")
+    kp_create_topic(oauth_broker.bootstrap, topic, 1)
+    through = SimpleNamespace(bootstrap=oauth_broker.sasl_bootstrap)
+
+    def oauth(scope):
+        settings = {"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "OAUTHBEARER",
+                    "enable.sasl.oauthbearer.unsecure.jwt": "true", "sasl.oauthbearer.config": f"principal=kcat-dev scope={scope}"}
+        return [arg for key, value in settings.items() for arg in ("-X", f"{key}={value}")]
+
+    produce_lines(through, topic, ["k:kcat-dev"], *oauth("kafka"))
+    assert [m["payload"] for m in consume_json(through, topic, "-o", "beginning", *oauth("kafka"))] == ["kcat-dev"]
+    assert "authenticated as User:kcat-dev" in broker_log(oauth_broker)
+    denied = produce_lines(through, topic, ["k:denied"], *oauth("other"), check=False)
+    assert denied.returncode != 0, denied.stderr
+    assert "lacks the required 'kafka'" in denied.stderr.decode(errors="replace")
