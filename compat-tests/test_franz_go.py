@@ -27,7 +27,8 @@ import pytest
 
 from conftest import (CLIENT_TIMEOUT_S, JAVA, SASL_CASES, assert_contiguous_offsets, log_since, sasl_user,
                       secure_addr, stop_through_stdin, unique_topic, wait_for_login_logged, wait_until)
-from test_oauthbearer import broker_log, idp, oauth_broker, signed_broker, unsecured_jwt  # noqa: F401 (the fixtures)
+from test_oauthbearer import (broker_log, idp, oauth_broker, refused_tokens, signed_broker,  # noqa: F401 (the fixtures)
+                              unsecured_token)
 from test_quotas import (RECORD_BYTES, THROTTLED_RECORDS, assert_all_delivered, assert_slowed_down, least_throttled_s,
                          limit_producer, quota_topics, short_window_broker)
 
@@ -743,16 +744,11 @@ def test_sasl_oauthbearer_signed_and_unsecured_tokens(franz, signed_broker, oaut
     set, and an unsecured one, are refused with SASL_AUTHENTICATION_FAILED (kgo answers RFC 7628's
     error challenge) and the broker logs why. Against the broker taking unsecured tokens, an
     unsecured one with the scope "kafka" logs in."""
-    from cryptography.hazmat.primitives.asymmetric import ec
-
     def oauth(token):
         return {"sasl": {"mechanism": "OAUTHBEARER", "token": token}}
 
-    now = time.time()
-    for b, subject, token in (
-            (signed_broker, "franz-signed", idp.token("franz-signed")),
-            (oauth_broker, "franz-unsecured",
-             unsecured_jwt({"sub": "franz-unsecured", "iat": now, "exp": now + 600, "scope": "kafka"}))):
+    for b, subject, token in ((signed_broker, "franz-signed", idp.token("franz-signed")),
+                              (oauth_broker, "franz-unsecured", unsecured_token("franz-unsecured"))):
         topic = unique_topic("franz-oauth")
         create_topic(franz, b.bootstrap, topic, 2)
         records = [{"partition": i % 2, "value": f"{subject} {i}"} for i in range(10)]
@@ -760,13 +756,7 @@ def test_sasl_oauthbearer_signed_and_unsecured_tokens(franz, signed_broker, oaut
         assert by_position(consume(franz, b.sasl_bootstrap, topic, len(records), **oauth(token))) == by_position(produced)
         assert f"authenticated as User:{subject}" in broker_log(b)
 
-    refused = {
-        "the token's signature does not verify": idp.token("franz-stranger", "ec-1",
-                                                           key=ec.generate_private_key(ec.SECP256R1())),
-        "the token's algorithm none is not accepted": unsecured_jwt(
-            {"sub": "franz-unsigned", "iat": now, "exp": now + 600, "scope": "kafka"}),
-    }
-    for reason, token in refused.items():
+    for reason, token in refused_tokens(idp, "franz").items():
         logged_from = os.path.getsize(signed_broker.log_path)
         (outcome,) = admin(franz, signed_broker.sasl_bootstrap, {"op": "metadata", "topic": unique_topic("franz-oauth")},
                            **oauth(token))

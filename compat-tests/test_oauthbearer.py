@@ -69,6 +69,22 @@ def unsecured_jwt(claims, alg="none", signature=""):
     return f"{b64({'alg': alg})}.{b64(claims)}.{signature}"
 
 
+def unsecured_token(subject, scope="kafka"):
+    """An unsecured JWT for ``subject`` with ``scope``, valid for ten minutes."""
+    now = time.time()
+    return unsecured_jwt({"sub": subject, "iat": now, "exp": now + 600, "scope": scope})
+
+
+def refused_tokens(idp, prefix):
+    """{the reason a signed-token broker logs: token} of two tokens it refuses: one signed by a
+    key not in its key set, and an unsecured one (subjects ``<prefix>-stranger``, ``-unsigned``)."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    return {"the token's signature does not verify": idp.token(f"{prefix}-stranger", "ec-1",
+                                                               key=ec.generate_private_key(ec.SECP256R1())),
+            "the token's algorithm none is not accepted": unsecured_token(f"{prefix}-unsigned")}
+
+
 def kp_oauth(bootstrap, token):
     """kafka-python's settings to log in with ``token`` (its token provider) over SASL_PLAINTEXT."""
     from kafka.net.sasl.oauth import AbstractTokenProvider
@@ -323,43 +339,56 @@ def test_kafka_python_signed_tokens_and_the_refused_ones(signed_broker, idp):
         idp.publish(idp.keys)
 
 
-class TokenEndpoint:
-    """An OAuth 2 token endpoint (client-credentials grant) on a free port: a POST with the
-    client's id and secret (HTTP Basic) gets an RS256 token of ``idp`` whose subject is the id."""
+class JsonEndpoint:
+    """A small HTTP(S) server on a free port of 127.0.0.1 answering ``method`` requests to
+    ``path`` with ``answer(handler)``: a JSON-able body, or None for 401."""
 
-    def __init__(self, idp, secrets):
-        endpoint = self
-        self.requests = []
+    def __init__(self, method, path, answer, certs=None):
+        import ssl
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):
-                form = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
-                credentials = base64.b64decode(self.headers.get("Authorization", "Basic ").split(" ", 1)[1]).decode()
-                client_id, _, secret = credentials.partition(":")
-                endpoint.requests.append((client_id, form))
-                if "grant_type=client_credentials" not in form or secrets.get(client_id) != secret:
-                    self.send_response(401)
-                    self.end_headers()
-                    return
-                body = json.dumps({"access_token": idp.token(client_id), "token_type": "Bearer",
-                                   "expires_in": 600}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+        def respond(handler):
+            body = answer(handler)
+            handler.send_response(401 if body is None else 200)
+            payload = b"" if body is None else json.dumps(body).encode()
+            handler.send_header("Content-Type", "application/json")
+            handler.send_header("Content-Length", str(len(payload)))
+            handler.end_headers()
+            handler.wfile.write(payload)
 
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/token"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        handler = type("Handler", (http.server.BaseHTTPRequestHandler,),
+                       {f"do_{method}": respond, "log_message": lambda *args: None})
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        scheme = "http"
+        if certs:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(certs["broker"])
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+            scheme = "https"
+        self.url = f"{scheme}://127.0.0.1:{self.server.server_address[1]}{path}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def close(self):
         self.server.shutdown()
         self.server.server_close()
+
+
+class TokenEndpoint(JsonEndpoint):
+    """An OAuth 2 token endpoint (client-credentials grant): a POST with the client's id and
+    secret (HTTP Basic) gets an RS256 token of ``idp`` whose subject is the id."""
+
+    def __init__(self, idp, secrets):
+        self.requests = []
+
+        def token(handler):
+            form = handler.rfile.read(int(handler.headers.get("Content-Length", 0))).decode()
+            credentials = base64.b64decode(handler.headers.get("Authorization", "Basic ").split(" ", 1)[1]).decode()
+            client_id, _, secret = credentials.partition(":")
+            self.requests.append((client_id, form))
+            if "grant_type=client_credentials" not in form or secrets.get(client_id) != secret:
+                return None
+            return {"access_token": idp.token(client_id), "token_type": "Bearer", "expires_in": 600}
+
+        super().__init__("POST", "/token", token)
 
 
 @pytest.mark.skipif(JAVA is None, reason="java is not installed")
@@ -409,39 +438,18 @@ def test_a_key_set_that_cannot_be_read_refuses_the_start(tmp_path):
     assert f"sasl.oauthbearer.jwks.endpoint.url: cannot read {tmp_path}/missing.json" in done.stderr, done.stderr
 
 
-class JwksEndpoint:
+class JwksEndpoint(JsonEndpoint):
     """The identity provider's JWKS endpoint over HTTPS (the ``gregor certs`` broker certificate),
     serving ``idp``'s JWKS file as it is at each GET."""
 
     def __init__(self, idp, certs):
-        import ssl
-
-        endpoint = self
         self.gets = 0
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                endpoint.gets += 1
-                body = idp.jwks_path.read_bytes()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+        def key_set(_handler):
+            self.gets += 1
+            return json.loads(idp.jwks_path.read_text())
 
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(certs["broker"])
-        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
-        self.url = f"https://127.0.0.1:{self.server.server_address[1]}/realms/gregor/protocol/openid-connect/certs"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__("GET", "/realms/gregor/protocol/openid-connect/certs", key_set, certs)
 
 
 def test_the_key_set_is_fetched_over_https_and_again_for_a_new_key(tmp_path_factory, tmp_path, certs):
