@@ -4,16 +4,13 @@
 //! by a thread of its own, and sooner when a token names a key the set lacks (a rotation).
 //! The fetch never runs on the async runtime; a failed refresh keeps the keys already known.
 
-use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use rustls::{ClientConfig, RootCertStore};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName};
+use ureq::tls::{parse_pem, Certificate, PemItem, RootCerts, TlsConfig};
+use ureq::Agent;
 
 use super::jwks::KeySet;
 use super::oauthbearer::oauth_setting;
@@ -26,7 +23,7 @@ const DEFAULT_REFRESH_MS: u64 = 3_600_000;
 /// A token naming an unknown key asks for a fetch at most this often.
 const EXPEDITED_EVERY: Duration = Duration::from_secs(1);
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
-const MAX_RESPONSE_BYTES: usize = 1 << 20;
+const MAX_RESPONSE_BYTES: u64 = 1 << 20;
 
 #[derive(Clone)]
 pub enum KeySource {
@@ -111,129 +108,41 @@ fn load_file(listener: &str, settings: &Layer) -> Result<Built<Arc<KeySet>>, Str
     Ok(Built { files: vec![(path.clone(), modified_time(&path))], value: Arc::new(keys) })
 }
 
-/// GETs the key set at an `http(s)://` URL.
+/// GETs the key set at an `http(s)://` URL. HTTPS checks the server's certificate against the
+/// system's CAs (`SSL_CERT_FILE`, else Debian's bundle), as a JVM checks it against its default
+/// truststore.
 fn fetch(url: &str) -> Result<KeySet, String> {
-    let body = get(url).map_err(|e| format!("fetching {url}: {e}"))?;
+    let tls = TlsConfig::builder().root_certs(RootCerts::Specific(Arc::new(system_roots()?))).build();
+    let agent: Agent = Agent::config_builder().timeout_global(Some(FETCH_TIMEOUT)).tls_config(tls).build().into();
+    let body = agent
+        .get(url)
+        .header("Accept", "application/json")
+        .call()
+        .and_then(|mut response| response.body_mut().with_config().limit(MAX_RESPONSE_BYTES).read_to_string())
+        .map_err(|e| format!("fetching {url}: {e}"))?;
     KeySet::parse(&body).map_err(|e| format!("{url}: {e}"))
 }
 
-/// One HTTP/1.1 GET, its body if the status is 200. HTTPS checks the server's certificate
-/// against the system's CAs (`SSL_CERT_FILE`, else Debian's bundle), as a JVM checks it
-/// against its default truststore.
-fn get(url: &str) -> Result<String, String> {
-    let (tls, rest) = match url.split_once("://") {
-        Some(("https", rest)) => (true, rest),
-        Some(("http", rest)) => (false, rest),
-        _ => return Err("not an http(s) URL".into()),
-    };
-    let (authority, path) = rest.find('/').map_or((rest, "/"), |i| (&rest[..i], &rest[i..]));
-    let (host, port) = match authority.rsplit_once(':').filter(|(_, p)| p.chars().all(|c| c.is_ascii_digit())) {
-        Some((host, port)) => (host, port.parse::<u16>().map_err(|_| format!("bad port in {authority}"))?),
-        None => (authority, if tls { 443 } else { 80 }),
-    };
-    let address = (host.trim_start_matches('[').trim_end_matches(']'), port).to_socket_addrs().map_err(|e| format!("cannot resolve {host}: {e}"))?.next().ok_or_else(|| format!("{host} has no address"))?;
-    let tcp = TcpStream::connect_timeout(&address, FETCH_TIMEOUT).map_err(|e| format!("cannot connect to {address}: {e}"))?;
-    tcp.set_read_timeout(Some(FETCH_TIMEOUT)).and_then(|_| tcp.set_write_timeout(Some(FETCH_TIMEOUT))).map_err(|e| e.to_string())?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {authority}\r\nAccept: application/json\r\nUser-Agent: gregor\r\nConnection: close\r\n\r\n");
-    let mut response = Vec::new();
-    if tls {
-        let config = ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .with_root_certificates(system_roots()?)
-            .with_no_client_auth();
-        let name = ServerName::try_from(host.trim_start_matches('[').trim_end_matches(']').to_string()).map_err(|e| format!("{host}: {e}"))?;
-        let connection = rustls::ClientConnection::new(Arc::new(config), name).map_err(|e| e.to_string())?;
-        let mut stream = rustls::StreamOwned::new(connection, tcp);
-        stream.write_all(request.as_bytes()).map_err(|e| e.to_string())?;
-        read_response(&mut stream, &mut response)?;
-    } else {
-        let mut tcp = tcp;
-        tcp.write_all(request.as_bytes()).map_err(|e| e.to_string())?;
-        read_response(&mut tcp, &mut response)?;
-    }
-    parse_response(&response)
-}
-
-/// Reads until the server closes; a TLS peer that closes without close_notify has still sent
-/// all it meant to when the body is whole, which `parse_response` checks.
-fn read_response(stream: &mut impl Read, response: &mut Vec<u8>) -> Result<(), String> {
-    let mut chunk = [0u8; 16 * 1024];
-    loop {
-        match stream.read(&mut chunk) {
-            Ok(0) => return Ok(()),
-            Ok(n) if response.len() + n > MAX_RESPONSE_BYTES => return Err(format!("the response is over {MAX_RESPONSE_BYTES} bytes")),
-            Ok(n) => response.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
-            Err(e) => return Err(e.to_string()),
-        }
-    }
-}
-
-/// The body of a whole `200` response (with Content-Length, chunked, or up to the close).
-fn parse_response(response: &[u8]) -> Result<String, String> {
-    let split = response.windows(4).position(|w| w == b"\r\n\r\n").ok_or("no complete HTTP response")?;
-    let head = std::str::from_utf8(&response[..split]).map_err(|_| "the response head is not text")?;
-    let mut body = &response[split + 4..];
-    let mut lines = head.split("\r\n");
-    let status = lines.next().unwrap_or_default();
-    if status.split_whitespace().nth(1) != Some("200") {
-        return Err(format!("the server answered {status:?}"));
-    }
-    let header = |name: &str| lines.clone().find_map(|l| l.split_once(':').filter(|(k, _)| k.trim().eq_ignore_ascii_case(name)).map(|(_, v)| v.trim().to_string()));
-    let decoded;
-    if header("transfer-encoding").is_some_and(|t| t.eq_ignore_ascii_case("chunked")) {
-        decoded = dechunk(body)?;
-        body = &decoded;
-    } else if let Some(length) = header("content-length") {
-        let length: usize = length.parse().map_err(|_| format!("bad Content-Length {length:?}"))?;
-        body = body.get(..length).ok_or("the response ended before its Content-Length")?;
-    }
-    String::from_utf8(body.to_vec()).map_err(|_| "the body is not UTF-8".into())
-}
-
-fn dechunk(mut body: &[u8]) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = body.windows(2).position(|w| w == b"\r\n").ok_or("a chunk size line is cut short")?;
-        let size_text = std::str::from_utf8(&body[..line_end]).map_err(|_| "bad chunk size")?;
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or_default().trim(), 16).map_err(|_| format!("bad chunk size {size_text:?}"))?;
-        body = &body[line_end + 2..];
-        if size == 0 {
-            return Ok(out);
-        }
-        out.extend_from_slice(body.get(..size).ok_or("a chunk is cut short")?);
-        body = body.get(size + 2..).ok_or("a chunk is cut short")?;
-    }
-}
-
-fn system_roots() -> Result<Arc<RootCertStore>, String> {
+fn system_roots() -> Result<Vec<Certificate<'static>>, String> {
     let path = std::env::var("SSL_CERT_FILE").unwrap_or_else(|_| "/etc/ssl/certs/ca-certificates.crt".into());
     let pem = std::fs::read(&path).map_err(|e| format!("cannot read the system's CA certificates at {path} (set SSL_CERT_FILE to a PEM bundle): {e}"))?;
-    let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(&pem).flatten() {
-        let _ = roots.add(cert);
-    }
+    let roots: Vec<Certificate<'static>> = parse_pem(&pem)
+        .filter_map(|item| match item {
+            Ok(PemItem::Certificate(cert)) => Some(cert.to_owned()),
+            _ => None,
+        })
+        .collect();
     if roots.is_empty() {
         return Err(format!("{path} holds no CA certificate"));
     }
-    Ok(Arc::new(roots))
+    Ok(roots)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::io::{Read, Write};
 
-    #[test]
-    fn responses_with_a_length_chunked_or_up_to_the_close() {
-        assert_eq!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}trailing").unwrap(), "{}");
-        assert_eq!(parse_response(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\n{\"k\r\n4;x=1\r\n\":1}\r\n0\r\n\r\n").unwrap(), "{\"k\":1}");
-        assert_eq!(parse_response(b"HTTP/1.0 200 OK\r\n\r\n{\"keys\":[]}").unwrap(), "{\"keys\":[]}");
-        assert!(parse_response(b"HTTP/1.1 404 Not Found\r\n\r\n").unwrap_err().contains("404"));
-        assert!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n{}").unwrap_err().contains("Content-Length"));
-        assert!(parse_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n").is_err());
-        assert!(parse_response(b"HTTP/1.1 200").is_err());
-    }
+    use super::*;
 
     fn key_set(kid: &str) -> String {
         format!(r#"{{"keys":[{{"kty":"OKP","crv":"Ed25519","kid":"{kid}","x":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}}]}}"#)

@@ -14,6 +14,7 @@ use base64::Engine;
 use serde_json::{Map, Value};
 
 use super::key_source::KeySource;
+use super::sasl::parse_jaas;
 use super::{setting, Principal};
 use crate::config::Layer;
 
@@ -81,6 +82,31 @@ impl Refusal {
 }
 
 impl TokenValidator {
+    /// The listener's validator, by its server callback handler class: Kafka's signed-token
+    /// validator, or its default for unsecured tokens with the options of the listener's
+    /// OAuthBearerLoginModule. Another class refuses the start rather than accepting tokens
+    /// Gregor cannot check as it would.
+    pub fn new(listener: &str, settings: &Layer) -> Result<TokenValidator, String> {
+        let handler = ["oauthbearer.sasl.server.callback.handler.class", "sasl.server.callback.handler.class"]
+            .into_iter()
+            .find_map(|key| setting(settings, listener, key).map(|class| (key, class)));
+        match handler {
+            Some((_, class)) if SIGNED_VALIDATORS.contains(&class) => Ok(TokenValidator::Signed(SignedValidator::new(listener, settings)?)),
+            Some((key, class)) if class != UNSECURED_VALIDATOR => Err(format!(
+                "{key}={class}: Gregor checks OAUTHBEARER tokens as Kafka's {} (signed tokens, with sasl.oauthbearer.jwks.endpoint.url) or its default {UNSECURED_VALIDATOR} (unsecured tokens, for development) does",
+                SIGNED_VALIDATORS[0]
+            )),
+            _ => {
+                let key = "oauthbearer.sasl.jaas.config";
+                let options = match setting(settings, listener, key) {
+                    Some(jaas) => parse_jaas(jaas).map_err(|e| format!("{key}: {e}"))?,
+                    None => Vec::new(),
+                };
+                Ok(TokenValidator::Unsecured(UnsecuredValidator::new(&options).map_err(|e| format!("{key}: {e}"))?))
+            }
+        }
+    }
+
     /// Checks a client's first message (GS2 header, `auth=Bearer <token>`, extensions); the
     /// principal and how much longer its token is valid.
     pub fn validate(&self, message: &[u8], now: SystemTime) -> Result<(Principal, Duration), Refusal> {
@@ -410,7 +436,7 @@ mod tests {
             ("ftp://idp.example/jwks", "expected an https://, http:// or file:/// URL"),
             ("file:///nonexistent/jwks.json", "cannot read /nonexistent/jwks.json"),
             ("file:relative.json", "absolute path"),
-            ("http://127.0.0.1:1/jwks", "cannot connect to 127.0.0.1:1"),
+            ("http://127.0.0.1:1/jwks", "fetching http://127.0.0.1:1/jwks: io: Connection refused"),
         ] {
             let e = SignedValidator::new("SASL_SSL", &settings(url)).err().unwrap();
             assert!(e.contains(why), "{url}: {e}");

@@ -20,10 +20,17 @@ enum Rule {
         /// The pattern anchored at both ends: Kafka applies a rule only to a subject it matches whole.
         whole: Regex,
         pattern: Regex,
-        /// In Java's replacement syntax (`$1`, `${name}`, `\` escaping the next character).
-        replacement: String,
+        replacement: Vec<Piece>,
         case: Case,
     },
+}
+
+/// A part of a rule's replacement: text, or the text a group of the pattern matched.
+#[derive(Debug)]
+enum Piece {
+    Text(String),
+    Group(usize),
+    Named(String),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -61,8 +68,8 @@ impl PrincipalMapper {
                 };
                 let compile = |p: String| Regex::new(&p).map_err(|e| bad(&format!("has a bad pattern: {e}")));
                 let pattern_regex = compile(pattern.to_string())?;
-                check_replacement(replacement, &pattern_regex).map_err(|e| bad(&e))?;
-                parsed.push(Rule::Rewrite { whole: compile(format!(r"\A(?:{pattern})\z"))?, pattern: pattern_regex, replacement: replacement.to_string(), case });
+                let replacement = parse_replacement(replacement, &pattern_regex).map_err(|e| bad(&e))?;
+                parsed.push(Rule::Rewrite { whole: compile(format!(r"\A(?:{pattern})\z"))?, pattern: pattern_regex, replacement, case });
                 rest = after;
             } else {
                 return Err(bad("is neither"));
@@ -89,8 +96,18 @@ impl PrincipalMapper {
                 if !whole.is_match(subject) {
                     return None;
                 }
-                let groups = pattern.captures_len() - 1;
-                let name = pattern.replace_all(subject, |caps: &Captures| expand(replacement, caps, groups)).into_owned();
+                let name = pattern
+                    .replace_all(subject, |caps: &Captures| {
+                        replacement
+                            .iter()
+                            .map(|piece| match piece {
+                                Piece::Text(text) => text.as_str(),
+                                Piece::Group(group) => caps.get(*group).map_or("", |m| m.as_str()),
+                                Piece::Named(name) => caps.name(name).map_or("", |m| m.as_str()),
+                            })
+                            .collect::<String>()
+                    })
+                    .into_owned();
                 Some(match case {
                     Case::Keep => name,
                     Case::Lower => name.to_lowercase(),
@@ -115,64 +132,40 @@ fn up_to_slash(text: &str) -> Option<(&str, &str)> {
     None
 }
 
+/// A replacement in Java's syntax, read once: `$n` and `${name}` name groups of the pattern and
+/// `\` escapes the next character. Java reads one digit after `$`, then more while the number
+/// still names a group; a `$n` beyond the pattern's groups stays literal text, as in Kafka.
 /// Refuses what Java would refuse when the rule is applied: a dangling `\`, a `$` that is
 /// neither `$n` nor `${name}` of a group the pattern has.
-fn check_replacement(replacement: &str, pattern: &Regex) -> Result<(), String> {
+fn parse_replacement(replacement: &str, pattern: &Regex) -> Result<Vec<Piece>, String> {
     let groups = pattern.captures_len() - 1;
     let not_a_group = |what: &str| format!("has {what} in its replacement, which is not a group reference ($1 to ${groups}, or ${{name}} of a named group)");
+    let mut pieces = Vec::new();
+    let mut text = String::new();
     let mut chars = replacement.chars().peekable();
     while let Some(c) = chars.next() {
-        match c {
-            '\\' if chars.next().is_none() => return Err("has a replacement ending in \\".into()),
-            '$' => {
-                let next = chars.peek().copied();
-                match next {
-                    Some(d) if d.is_ascii_digit() => {}
-                    Some('{') => {
-                        chars.next();
-                        let mut name = String::new();
-                        let closed = loop {
-                            match chars.next() {
-                                Some('}') => break true,
-                                Some(c) => name.push(c),
-                                None => break false,
-                            }
-                        };
-                        if !closed || !pattern.capture_names().flatten().any(|n| n == name) {
-                            return Err(not_a_group(&format!("${{{name}")));
-                        }
+        let reference = match (c, chars.peek().copied()) {
+            ('\\', _) => {
+                text.push(chars.next().ok_or("has a replacement ending in \\")?);
+                continue;
+            }
+            ('$', Some('{')) => {
+                chars.next();
+                let mut name = String::new();
+                let closed = loop {
+                    match chars.next() {
+                        Some('}') => break true,
+                        Some(c) => name.push(c),
+                        None => break false,
                     }
-                    _ => return Err(not_a_group("a $")),
+                };
+                if !closed || !pattern.capture_names().flatten().any(|n| n == name) {
+                    return Err(not_a_group(&format!("${{{name}")));
                 }
+                Piece::Named(name)
             }
-            _ => {}
-        }
-    }
-    Ok(())
-}
-
-/// A replacement with its group references filled in, as Java's `Matcher.replaceAll` does,
-/// except that a `$n` beyond the pattern's groups stays literal text, as in Kafka.
-fn expand(replacement: &str, caps: &Captures, groups: usize) -> String {
-    let mut out = String::new();
-    let mut chars = replacement.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => out.extend(chars.next()),
-            '$' if chars.peek() == Some(&'{') => {
-                chars.next();
-                let name: String = chars.by_ref().take_while(|&c| c != '}').collect();
-                out.push_str(caps.name(&name).map_or("", |m| m.as_str()));
-            }
-            '$' => {
-                // Java reads one digit, then more while the number still names a group.
-                let first = chars.peek().and_then(|d| d.to_digit(10)).expect("checked at parse") as usize;
-                if first > groups {
-                    out.push('$');
-                    continue;
-                }
-                chars.next();
-                let mut group = first;
+            ('$', Some(d)) if d.to_digit(10).is_some_and(|d| d as usize <= groups) => {
+                let mut group = 0;
                 while let Some(next) = chars.peek().and_then(|d| d.to_digit(10)) {
                     let longer = group * 10 + next as usize;
                     if longer > groups {
@@ -181,12 +174,27 @@ fn expand(replacement: &str, caps: &Captures, groups: usize) -> String {
                     group = longer;
                     chars.next();
                 }
-                out.push_str(caps.get(group).map_or("", |m| m.as_str()));
+                Piece::Group(group)
             }
-            c => out.push(c),
+            ('$', Some(d)) if d.is_ascii_digit() => {
+                text.push('$');
+                continue;
+            }
+            ('$', _) => return Err(not_a_group("a $")),
+            (c, _) => {
+                text.push(c);
+                continue;
+            }
+        };
+        if !text.is_empty() {
+            pieces.push(Piece::Text(std::mem::take(&mut text)));
         }
+        pieces.push(reference);
     }
-    out
+    if !text.is_empty() {
+        pieces.push(Piece::Text(text));
+    }
+    Ok(pieces)
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use super::oauthbearer::{SignedValidator, TokenValidator, UnsecuredValidator, SIGNED_VALIDATORS, UNSECURED_VALIDATOR};
+use super::oauthbearer::{TokenValidator, UnsecuredValidator};
 use super::scram::{ScramClient, ScramCredentials, ScramExchange, ScramMechanism};
 use super::{setting, Principal};
 use crate::config::Layer;
@@ -87,26 +87,10 @@ impl SaslServer {
                 return Err(format!("{key} names no user: add user_<name>=\"<password>\" entries"));
             }
         }
-        let mut oauth = TokenValidator::Unsecured(UnsecuredValidator::new(&[])?);
-        if mechanisms.contains(&Mechanism::OAuthBearer) {
-            let handler = ["oauthbearer.sasl.server.callback.handler.class", "sasl.server.callback.handler.class"]
-                .into_iter()
-                .find_map(|key| setting(settings, listener, key).map(|class| (key, class)));
-            oauth = match handler {
-                Some((_, class)) if SIGNED_VALIDATORS.contains(&class) => TokenValidator::Signed(SignedValidator::new(listener, settings)?),
-                Some((key, class)) if class != UNSECURED_VALIDATOR => {
-                    return Err(format!("{key}={class}: Gregor checks OAUTHBEARER tokens as Kafka's {} (signed tokens, with sasl.oauthbearer.jwks.endpoint.url) or its default {UNSECURED_VALIDATOR} (unsecured tokens, for development) does", SIGNED_VALIDATORS[0]));
-                }
-                _ => {
-                    let key = "oauthbearer.sasl.jaas.config";
-                    let options = match setting(settings, listener, key) {
-                        Some(jaas) => parse_jaas(jaas).map_err(|e| format!("{key}: {e}"))?,
-                        None => Vec::new(),
-                    };
-                    TokenValidator::Unsecured(UnsecuredValidator::new(&options).map_err(|e| format!("{key}: {e}"))?)
-                }
-            };
-        }
+        let oauth = match mechanisms.contains(&Mechanism::OAuthBearer) {
+            true => TokenValidator::new(listener, settings)?,
+            false => TokenValidator::Unsecured(UnsecuredValidator::new(&[])?),
+        };
         let lifetimes = mechanisms.iter().map(|&m| Ok((m, session_lifetime(settings, listener, m)?))).collect::<Result<_, String>>()?;
         Ok(SaslServer { listener: listener.to_string(), mechanisms, plain_users, scram, oauth, failures: FailedLogins::default(), lifetimes })
     }
@@ -345,7 +329,7 @@ impl FailedLogins {
 }
 
 /// The options of a JAAS login module entry: `Module required key="value" ...;`.
-fn parse_jaas(text: &str) -> Result<Vec<(String, String)>, String> {
+pub(super) fn parse_jaas(text: &str) -> Result<Vec<(String, String)>, String> {
     let text = text.trim().strip_suffix(';').ok_or("a JAAS entry ends with ';'")?;
     let mut rest = text.trim_start();
     let mut words = 0;
@@ -378,6 +362,7 @@ fn parse_jaas(text: &str) -> Result<Vec<(String, String)>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::security::oauthbearer::SIGNED_VALIDATORS;
 
     #[test]
     fn jaas_options() {
