@@ -397,6 +397,20 @@ def gregor_binary() -> str:
     return os.environ.get("GREGOR_BIN") or DEFAULT_GREGOR_BIN
 
 
+def refused_start(properties: str, protocol: str) -> str:
+    """Starts Gregor with ``properties`` (server.properties text) and one listener of ``protocol``
+    on a fresh data directory; it must refuse to start. Returns what it printed on stderr."""
+    with tempfile.TemporaryDirectory(prefix="gregor-refused-") as work:
+        config = os.path.join(work, "server.properties")
+        with open(config, "w") as f:
+            f.write(properties)
+        done = subprocess.run([gregor_binary(), "--config", config, "--listeners", f"{protocol}://127.0.0.1:{free_port()}",
+                               "--log-dirs", os.path.join(work, "data")],
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
+    assert done.returncode != 0, f"Gregor started with:\n{properties}\n{done.stderr}"
+    return done.stderr
+
+
 def start_broker(extra_args=(), port: int | None = None, listeners: str | None = None,
                  env: dict | None = None) -> GregorBroker:
     binary = gregor_binary()

@@ -26,7 +26,7 @@ from aiokafka.errors import InvalidReplicationAssignmentError, KafkaConnectionEr
 
 from conftest import (JAVA, NODE_ID, SASL_CASES, deny_writes_and_reads, sasl_user,
                       kp_create_topic, kp_stored_bytes, log_since, secure_addr, unique_topic)
-from test_oauthbearer import (broker_log, idp, oauth_broker, refused_tokens, signed_broker,  # noqa: F401 (the fixtures)
+from test_oauthbearer import (idp, oauth_broker, refused_tokens, signed_broker,  # noqa: F401 (the fixtures)
                               unsecured_token)
 
 TEST_DEADLINE_S = 50  # one whole test (each is well under the pytest timeout)
@@ -730,7 +730,7 @@ def test_sasl_oauthbearer_signed_and_unsecured_tokens(signed_broker, oauth_broke
     broker closes the connection, logging why the token was refused.) Against the broker taking unsecured tokens, an
     unsecured one with the scope "kafka" logs in."""
     arun(secure_round_trip(signed_broker, "SASL_PLAINTEXT", aiokafka_oauth(idp.token("aio-signed"))))
-    assert "authenticated as User:aio-signed" in broker_log(signed_broker)
+    assert "authenticated as User:aio-signed" in log_since(signed_broker, 0)
 
     for reason, token in refused_tokens(idp, "aio").items():
         logged_from = os.path.getsize(signed_broker.log_path)
@@ -741,4 +741,4 @@ def test_sasl_oauthbearer_signed_and_unsecured_tokens(signed_broker, oauth_broke
 
     unsecured = unsecured_token("aio-unsecured")
     arun(secure_round_trip(oauth_broker, "SASL_PLAINTEXT", aiokafka_oauth(unsecured)))
-    assert "authenticated as User:aio-unsecured" in broker_log(oauth_broker)
+    assert "authenticated as User:aio-unsecured" in log_since(oauth_broker, 0)

@@ -27,7 +27,7 @@ import pytest
 
 from conftest import (CLIENT_TIMEOUT_S, JAVA, SASL_CASES, assert_contiguous_offsets, log_since, sasl_user,
                       secure_addr, stop_through_stdin, unique_topic, wait_for_login_logged, wait_until)
-from test_oauthbearer import (broker_log, idp, oauth_broker, refused_tokens, signed_broker,  # noqa: F401 (the fixtures)
+from test_oauthbearer import (idp, oauth_broker, refused_tokens, signed_broker,  # noqa: F401 (the fixtures)
                               unsecured_token)
 from test_quotas import (RECORD_BYTES, THROTTLED_RECORDS, assert_all_delivered, assert_slowed_down, least_throttled_s,
                          limit_producer, quota_topics, short_window_broker)
@@ -754,7 +754,7 @@ def test_sasl_oauthbearer_signed_and_unsecured_tokens(franz, signed_broker, oaut
         records = [{"partition": i % 2, "value": f"{subject} {i}"} for i in range(10)]
         produced = produce(franz, b.sasl_bootstrap, topic, records, manual=True, **oauth(token))
         assert by_position(consume(franz, b.sasl_bootstrap, topic, len(records), **oauth(token))) == by_position(produced)
-        assert f"authenticated as User:{subject}" in broker_log(b)
+        assert f"authenticated as User:{subject}" in log_since(b, 0)
 
     for reason, token in refused_tokens(idp, "franz").items():
         logged_from = os.path.getsize(signed_broker.log_path)

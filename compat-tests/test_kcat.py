@@ -28,7 +28,7 @@ from conftest import (
     wait_until,
 )
 
-from test_oauthbearer import broker_log, oauth_broker  # noqa: F401 (the fixture)
+from test_oauthbearer import librdkafka_oauth, oauth_broker  # noqa: F401 (the fixture)
 
 KCAT = shutil.which("kcat")
 pytestmark = pytest.mark.skipif(KCAT is None, reason="kcat is not installed")
@@ -237,7 +237,14 @@ def kcat_security(certs, listener, mechanism=None, password=None, client_cert=Tr
     if mechanism:
         user, theirs = sasl_user(mechanism)
         settings.update({"sasl.mechanism": mechanism, "sasl.username": user, "sasl.password": password or theirs})
-    return [arg for key, value in settings.items() for arg in ("-X", f"{key}={value}")]
+    return x_args(settings)
+
+
+def x_args(settings):
+    """kcat's -X arguments for librdkafka ``settings`` (booleans as librdkafka writes them)."""
+    text = {True: "true", False: "false"}
+    return [arg for key, value in settings.items()
+            for arg in ("-X", f"{key}={text[value] if isinstance(value, bool) else value}")]
 
 
 @pytest.mark.parametrize("listener,mechanism", [("SSL", None), ("MTLS", None)] + SASL_CASES)
@@ -289,13 +296,11 @@ def test_oauthbearer_with_librdkafkas_unsecured_token(oauth_broker):
     through = SimpleNamespace(bootstrap=oauth_broker.sasl_bootstrap)
 
     def oauth(scope):
-        settings = {"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "OAUTHBEARER",
-                    "enable.sasl.oauthbearer.unsecure.jwt": "true", "sasl.oauthbearer.config": f"principal=kcat-dev scope={scope}"}
-        return [arg for key, value in settings.items() for arg in ("-X", f"{key}={value}")]
+        return x_args(librdkafka_oauth("kcat-dev", scope))
 
     produce_lines(through, topic, ["k:kcat-dev"], *oauth("kafka"))
     assert [m["payload"] for m in consume_json(through, topic, "-o", "beginning", *oauth("kafka"))] == ["kcat-dev"]
-    assert "authenticated as User:kcat-dev" in broker_log(oauth_broker)
+    assert "authenticated as User:kcat-dev" in log_since(oauth_broker, 0)
     denied = produce_lines(through, topic, ["k:denied"], *oauth("other"), check=False)
     assert denied.returncode != 0, denied.stderr
     assert "lacks the required 'kafka'" in denied.stderr.decode(errors="replace")

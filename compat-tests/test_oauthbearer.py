@@ -16,13 +16,12 @@ from __future__ import annotations
 import base64
 import http.server
 import json
-import subprocess
 import threading
 import time
 
 import pytest
 
-from conftest import (JAVA, ck_consumer, ck_drain, ck_producer, free_port, gregor_binary, kafka_tool,
+from conftest import (JAVA, ck_consumer, ck_drain, ck_producer, free_port, kafka_tool, log_since, refused_start,
                       secure_addr, start_broker, unique_topic)
 
 JAAS = ('org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required '
@@ -114,7 +113,7 @@ def ck_round_trip(bootstrap, closing, producer_config, consumer_config, count=5)
 def test_confluent_kafka_logs_in_with_an_unsecured_token(oauth_broker, closing):
     config = librdkafka_oauth("alice", "kafka")
     ck_round_trip(oauth_broker.sasl_bootstrap, closing, config, config, count=10)
-    log = open(oauth_broker.log_path, encoding="utf-8", errors="replace").read()
+    log = log_since(oauth_broker, 0)
     assert "User:alice" in log, "the token's subject is the principal"
 
 
@@ -136,8 +135,7 @@ def test_kafka_python_with_a_token_provider_and_refused_tokens(oauth_broker):
     def client_config(token):
         return kp_oauth(oauth_broker.sasl_bootstrap, token)
 
-    now = time.time()
-    good = unsecured_jwt({"sub": "bob", "iat": now, "exp": now + 600, "scope": "kafka"})
+    good = unsecured_token("bob")
     topic = unique_topic("oauth-kp")
     producer = KafkaProducer(**client_config(good))
     try:
@@ -150,6 +148,7 @@ def test_kafka_python_with_a_token_provider_and_refused_tokens(oauth_broker):
     finally:
         consumer.close()
 
+    now = time.time()
     expired = unsecured_jwt({"sub": "bob", "exp": now - 60, "scope": "kafka"})
     signed = unsecured_jwt({"sub": "bob", "exp": now + 600, "scope": "kafka"}, alg="HS256", signature="c2ln")
     for bad in (expired, signed):
@@ -159,7 +158,7 @@ def test_kafka_python_with_a_token_provider_and_refused_tokens(oauth_broker):
             refused.send(topic, b"refused").get(timeout=10)
         if refused is not None:
             refused.close(timeout=1)
-    log = open(oauth_broker.log_path, encoding="utf-8", errors="replace").read()
+    log = log_since(oauth_broker, 0)
     assert "the token has expired" in log and "only unsecured tokens" in log
 
 
@@ -180,7 +179,7 @@ def test_java_clients_log_in_with_the_unsecured_login_module(oauth_broker, tools
     code, out, err = kafka_tool(tools_classpath, "org.apache.kafka.tools.TopicCommand", oauth_broker.sasl_bootstrap,
                                 "--command-config", str(config), "--list")
     assert code == 0 and topic in out.split(), (out, err)
-    log = open(oauth_broker.log_path, encoding="utf-8", errors="replace").read()
+    log = log_since(oauth_broker, 0)
     assert "User:carol" in log
 
 
@@ -265,10 +264,6 @@ def signed_broker(tmp_path_factory, idp):
     yield from signed_tokens_broker(tmp_path_factory, f"file://{idp.jwks_path}")
 
 
-def broker_log(b):
-    return open(b.log_path, encoding="utf-8", errors="replace").read()
-
-
 def test_confluent_kafka_logs_in_with_signed_tokens_from_its_oauth_cb(signed_broker, idp, closing):
     """librdkafka asks ``oauth_cb`` for a token (an RS256 one for the producer, an ES256 one for
     the consumer) and logs in with it; the broker names each client after its token's subject."""
@@ -277,7 +272,7 @@ def test_confluent_kafka_logs_in_with_signed_tokens_from_its_oauth_cb(signed_bro
                 "oauth_cb": lambda _config: (idp.token(subject, kid), time.time() + 600)}
 
     ck_round_trip(signed_broker.sasl_bootstrap, closing, config("rsa-writer", "rsa-1"), config("ec-reader", "ec-1"))
-    log = broker_log(signed_broker)
+    log = log_since(signed_broker, 0)
     assert "authenticated as User:rsa-writer" in log and "authenticated as User:ec-reader" in log
 
 
@@ -295,7 +290,7 @@ def test_confluent_kafka_fetches_signed_tokens_with_its_oidc_method(signed_broke
                              "sasl.oauthbearer.token.endpoint.url": endpoint.url})
         assert admin.list_topics(timeout=20).brokers, "metadata served"
         assert endpoint.requests and endpoint.requests[0][0] == "rdkafka-svc", endpoint.requests
-        assert "authenticated as User:rdkafka-svc" in broker_log(signed_broker)
+        assert "authenticated as User:rdkafka-svc" in log_since(signed_broker, 0)
     finally:
         endpoint.close()
 
@@ -319,17 +314,12 @@ def test_kafka_python_signed_tokens_and_the_refused_ones(signed_broker, idp):
             producer.close(timeout=1)
 
     assert send(idp.token("kp-user", "ec-1")).offset == 0
-    stranger = ec.generate_private_key(ec.SECP256R1())
-    refused = {
-        "the token's signature does not verify": idp.token("kp-user", "ec-1", key=stranger),
-        "is none of sasl.oauthbearer.expected.audience": idp.token("kp-user", aud="someone-else"),
-        "the token's algorithm none is not accepted": unsecured_jwt(
-            {"sub": "kp-user", "iat": time.time(), "exp": time.time() + 600}),
-    }
+    refused = {**refused_tokens(idp, "kp"),
+               "is none of sasl.oauthbearer.expected.audience": idp.token("kp-user", aud="someone-else")}
     for reason, token in refused.items():
         with pytest.raises(KafkaError):
             send(token)
-        assert reason in broker_log(signed_broker), f"the broker logs why: {reason}"
+        assert reason in log_since(signed_broker, 0), f"the broker logs why: {reason}"
 
     rotated = ec.generate_private_key(ec.SECP256R1())
     idp.publish({**idp.keys, "ec-2": rotated})
@@ -417,25 +407,20 @@ def test_java_clients_fetch_signed_tokens_from_a_token_endpoint(signed_broker, i
             assert code == 0, err[-3000:]
         assert topic in out.split()
         assert endpoint.requests and endpoint.requests[0][0] == "java-svc", endpoint.requests
-        assert "authenticated as User:java-svc" in broker_log(signed_broker)
+        assert "authenticated as User:java-svc" in log_since(signed_broker, 0)
     finally:
         endpoint.close()
 
 
 def test_a_key_set_that_cannot_be_read_refuses_the_start(tmp_path):
     """Signed tokens without a readable key set refuse the start, saying which file."""
-    props = tmp_path / "server.properties"
-    props.write_text("\n".join([
+    stderr = refused_start("\n".join([
         "sasl.enabled.mechanisms=OAUTHBEARER",
         f"sasl.server.callback.handler.class={SIGNED_VALIDATOR}",
         f"sasl.oauthbearer.jwks.endpoint.url=file://{tmp_path}/missing.json",
         "",
-    ]))
-    done = subprocess.run([gregor_binary(), "--config", str(props), "--listeners",
-                           f"SASL_PLAINTEXT://127.0.0.1:{free_port()}", "--log-dirs", str(tmp_path / "data")],
-                          capture_output=True, text=True, timeout=30)
-    assert done.returncode != 0
-    assert f"sasl.oauthbearer.jwks.endpoint.url: cannot read {tmp_path}/missing.json" in done.stderr, done.stderr
+    ]), "SASL_PLAINTEXT")
+    assert f"sasl.oauthbearer.jwks.endpoint.url: cannot read {tmp_path}/missing.json" in stderr, stderr
 
 
 class JwksEndpoint(JsonEndpoint):
@@ -476,7 +461,7 @@ def test_the_key_set_is_fetched_over_https_and_again_for_a_new_key(tmp_path_fact
         rotated = ec.generate_private_key(ec.SECP256R1())
         idp.publish({**idp.keys, "ec-2": rotated})
         assert admin(idp.token("rotated-user", "ec-2", key=rotated)).list_topics(timeout=30).brokers
-        log = broker_log(b)
+        log = log_since(b, 0)
         assert "no key of the key set has kid \"ec-2\"" in log, "refused before the new set was fetched"
         assert "authenticated as User:rotated-user" in log and endpoint.gets >= 2
     finally:

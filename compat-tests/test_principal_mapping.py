@@ -7,14 +7,12 @@ listener.
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 from confluent_kafka import KafkaError
 from confluent_kafka.admin import (AclBinding, AclOperation, AclPermissionType, AdminClient, ResourcePatternType,
                                    ResourceType)
 
-from conftest import (AUTHORIZER, ck_producer, free_port, gregor_binary, kp_create_topic, log_since, secure_addr,
+from conftest import (AUTHORIZER, ck_producer, kp_create_topic, log_since, refused_start, secure_addr,
                       start_secured_broker, unique_topic, wait_until)
 
 # The client certificate's subject, mapped by the rule below to "CLIENT".
@@ -91,12 +89,8 @@ def test_a_certificate_no_rule_matches_is_refused_and_others_are_served(certs):
         b.cleanup()
 
 
-def test_malformed_rules_refuse_the_start(certs, tmp_path):
+def test_malformed_rules_refuse_the_start(certs):
     """A pattern that is no regular expression refuses the start, naming the setting and the rule."""
-    props = tmp_path / "server.properties"
-    props.write_text(f"ssl.keystore.type=PEM\nssl.keystore.location={certs['broker']}\n"
-                     "ssl.principal.mapping.rules=DEFAULT,RULE:^CN=(.*$/$1/\n")
-    done = subprocess.run([gregor_binary(), "--config", str(props), "--listeners", f"SSL://127.0.0.1:{free_port()}",
-                           "--log-dirs", str(tmp_path / "data")], capture_output=True, text=True, timeout=30)
-    assert done.returncode != 0, done.stderr
-    assert 'ssl.principal.mapping.rules: rule 2 ("RULE:^CN=(.*$/$1/") has a bad pattern' in done.stderr, done.stderr
+    stderr = refused_start(f"ssl.keystore.type=PEM\nssl.keystore.location={certs['broker']}\n"
+                           "ssl.principal.mapping.rules=DEFAULT,RULE:^CN=(.*$/$1/\n", "SSL")
+    assert 'ssl.principal.mapping.rules: rule 2 ("RULE:^CN=(.*$/$1/") has a bad pattern' in stderr, stderr

@@ -12,8 +12,6 @@ from __future__ import annotations
 import os
 import socket
 import struct
-import subprocess
-import tempfile
 import time
 
 import pytest
@@ -24,14 +22,13 @@ from conftest import (
     ck_consumer,
     ck_drain,
     ck_producer,
-    free_port,
-    gregor_binary,
     kafka_tool,
     kp_consumer,
     kp_create_topic,
     kp_drain,
     kp_producer,
     log_since,
+    refused_start,
     secure_addr,
     unique_topic,
     wait_for_login_logged,
@@ -219,15 +216,9 @@ def test_scram_users_from_kafka_configs_survive_a_restart(secured, certs, tools_
 
 
 def test_bad_security_settings_refuse_the_start(certs):
-    port = free_port()
     for props, expected in (
         ("ssl.keystore.type=PKCS12\nssl.keystore.location=/nonexistent.p12\n", "reads PEM only"),
         ("ssl.keystore.location=/nonexistent/broker.pem\n", "ssl.keystore.location: cannot read /nonexistent/broker.pem"),
     ):
-        with tempfile.NamedTemporaryFile("w", suffix=".properties") as f, tempfile.TemporaryDirectory(prefix="gregor-refused-") as data:
-            f.write(props)
-            f.flush()
-            done = subprocess.run([gregor_binary(), "--config", f.name, "--listeners", f"SSL://127.0.0.1:{port}",
-                                   "--log-dirs", data],
-                                  capture_output=True, text=True, timeout=30)
-            assert done.returncode != 0 and expected in done.stderr, done.stderr
+        stderr = refused_start(props, "SSL")
+        assert expected in stderr, stderr
