@@ -126,12 +126,14 @@ impl Broker {
             Arc::new(tokio::task::spawn_blocking(move || Api::open(&config, node, log, alter, shutdown_rx)).await??)
         };
         let (cluster, groups, api_log, replicas) = (api.cluster.clone(), api.groups.clone(), api.log.clone(), api.replicas.clone());
-        // Checked before anything starts: a bad TLS or SASL setting refuses the start.
-        let securities: Vec<_> = bound
-            .iter()
-            .map(|(listener, _, _)| security::ListenerSecurity::new(listener, &config.security, cluster.clone()))
-            .collect::<Result<_, _>>()
-            .map_err(|e| anyhow::anyhow!(e))?;
+        // Checked before anything starts: a bad TLS or SASL setting refuses the start. Built off
+        // the runtime: it reads certificate files and may fetch an OAUTHBEARER key set.
+        let securities: Vec<_> = {
+            let (listeners, settings, cluster) = (bound.iter().map(|(listener, _, _)| listener.clone()).collect::<Vec<_>>(), config.security.clone(), cluster.clone());
+            tokio::task::spawn_blocking(move || listeners.iter().map(|listener| security::ListenerSecurity::new(listener, &settings, cluster.clone())).collect::<Result<Vec<_>, _>>())
+                .await?
+                .map_err(|e| anyhow::anyhow!(e))?
+        };
         let mut zookeeper_addr = None;
         let mut tasks = Vec::new();
         let (failure, failure_rx) = watch::channel(None);
